@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class ApiConfig(AppConfig):
+    """API conventions shared by every endpoint: keys, errors, paging, ids, idempotency."""
+
+    name = "config.api"
+    label = "api"
+    verbose_name = "API access"

@@ -1,0 +1,68 @@
+"""Demo data for the embedded defaults: a user, an API key, entity types and entities."""
+
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from config.api.services import api_key_create
+from entities.models import EntityType
+from entities.services import entities_bulk_create, entity_type_create
+
+DEMO_USERNAME = "demo"
+PRODUCT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "minLength": 1, "maxLength": 200},
+        "brand": {"type": "string"},
+        "price": {"type": "number", "minimum": 0},
+        "description": {"type": "string"},
+    },
+    "required": ["title", "price"],
+}
+PRODUCTS = [
+    ("Trail Running Shoe", "Northpeak", 129.0),
+    ("Ceramic Pour-Over Set", "Kiln & Co", 48.5),
+    ("Wool Beanie", "Fjellstrom", 25.0),
+    ("Cast Iron Skillet 26 cm", "Hearthworks", 59.0),
+    ("Noise-Cancelling Headphones", "Quietly", 249.0),
+    ("Linen Shirt", "Coastline", 79.0),
+    ("Bamboo Cutting Board", "Greenleaf", 32.0),
+    ("Stainless Water Bottle 750 ml", "Hydra", 29.9),
+    ("LED Desk Lamp", "Lumo", 64.0),
+    ("Yoga Mat 5 mm", "Asana Supply", 45.0),
+    ("Espresso Grinder", "Kiln & Co", 189.0),
+    ("Rain Jacket", "Northpeak", 159.0),
+]
+
+
+@transaction.atomic
+def demo_seed() -> dict:
+    """Create (or refresh) the demo user and data; returns the credentials to print."""
+    user, _ = get_user_model().objects.get_or_create(
+        username=DEMO_USERNAME, defaults={"is_staff": True, "is_superuser": True}
+    )
+    password = secrets.token_urlsafe(9)
+    user.set_password(password)
+    user.is_staff = user.is_superuser = True
+    user.save()
+    _, raw_key = api_key_create(user=user, name="demo")
+
+    entity_type = EntityType.objects.filter(name="product").first()
+    if entity_type is None:
+        entity_type = entity_type_create(
+            name="product", description="Products in the demo shop", schema=PRODUCT_SCHEMA
+        )
+        entities_bulk_create(
+            entity_type=entity_type,
+            items=[
+                {"data": {"title": title, "brand": brand, "price": price}}
+                for title, brand, price in PRODUCTS
+            ],
+        )
+    return {
+        "username": user.username,
+        "password": password,
+        "api_key": raw_key,
+        "entity_type": entity_type,
+    }

@@ -1,0 +1,57 @@
+import os
+import shutil
+import sys
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from config.api.demo import demo_seed
+from config.env import BASE_DIR
+
+
+class Command(BaseCommand):
+    help = (
+        "Migrate, create the demo user, API key and data, print them, then start the web server "
+        "and a worker together (the Procfile's web and worker, through honcho)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--no-serve", action="store_true", help="Prepare and print, but start nothing."
+        )
+
+    def handle(self, *args, port, no_serve, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        demo = demo_seed()
+        base = f"http://127.0.0.1:{port}"
+        self.stdout.write(
+            "\n".join(
+                [
+                    "",
+                    "Workflows API demo is ready.",
+                    f"  API:        {base}/api/v1/workflows",
+                    f"  API docs:   {base}/api/docs  (log in to the admin first)",
+                    f"  Admin:      {base}/admin/  user {demo['username']!r}, "
+                    f"password {demo['password']!r}",
+                    f"  Health:     {base}/healthz",
+                    f"  API key:    {demo['api_key']}",
+                    f"  Entity type {demo['entity_type'].name!r}: {demo['entity_type'].id}",
+                    "",
+                    f"  Try: curl -H 'Authorization: Bearer {demo['api_key']}' "
+                    f"{base}/api/v1/entities",
+                    "",
+                ]
+            )
+        )
+        if no_serve:
+            return
+        # The Procfile's commands (gunicorn, celery) live beside this Python, in the venv.
+        bin_dir = os.path.dirname(sys.executable)
+        env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+        honcho = shutil.which("honcho", path=bin_dir) or "honcho"
+        sys.stdout.flush()
+        os.chdir(BASE_DIR)
+        # Replace this process so Ctrl-C stops web and worker together.
+        os.execve(honcho, [honcho, "start", "--port", str(port), "web", "worker"], env)  # noqa: S606

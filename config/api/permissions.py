@@ -1,0 +1,31 @@
+from rest_framework import permissions
+
+from config.api.models import ApiKey
+
+
+class ModelPermissions(permissions.DjangoModelPermissions):
+    """The key's user needs the model permission for the action; a read-only key only reads.
+
+    Reads need `view_<model>`. A view may name the permissions of a custom action in
+    `action_permissions = {"run": ["jobs.add_run"]}`.
+    """
+
+    perms_map = {
+        **permissions.DjangoModelPermissions.perms_map,
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+    }
+
+    def has_permission(self, request, view):
+        if not request.user or not request.user.is_authenticated:
+            return False
+        if (
+            isinstance(request.auth, ApiKey)
+            and request.auth.read_only
+            and request.method not in permissions.SAFE_METHODS
+        ):
+            return False
+        action_perms = getattr(view, "action_permissions", {}).get(getattr(view, "action", None))
+        if action_perms is not None:
+            return request.user.has_perms(action_perms)
+        return super().has_permission(request, view)

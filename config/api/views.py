@@ -1,0 +1,53 @@
+from django.conf import settings
+from django.db import connection
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.celery import app as celery_app
+
+
+def _database_state() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return "ok"
+    except Exception as exc:  # any failure is the answer we report
+        return f"error: {exc.__class__.__name__}: {exc}"
+
+
+def _broker_state() -> str:
+    try:
+        with celery_app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+        return "ok"
+    except Exception as exc:  # any failure is the answer we report
+        return f"error: {exc.__class__.__name__}: {exc}"
+
+
+class HealthView(APIView):
+    """Liveness for load balancers: 200 when the database and the broker answer, else 503."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        exclude=True,
+        responses=inline_serializer(
+            "Health",
+            {
+                "status": serializers.CharField(),
+                "database": serializers.CharField(),
+                "broker": serializers.CharField(),
+            },
+        ),
+    )
+    def get(self, request):
+        database, broker = _database_state(), _broker_state()
+        healthy = database == "ok" and broker == "ok"
+        return Response(
+            {"status": "ok" if healthy else "unavailable", "database": database, "broker": broker},
+            status=200 if healthy else 503,
+        )

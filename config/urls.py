@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from config.api.views import HealthView
+from entities.views import EntityTypeViewSet, EntityViewSet
+
+router = SimpleRouter(trailing_slash=False)
+router.register("entity-types", EntityTypeViewSet, basename="entity-type")
+router.register("entities", EntityViewSet, basename="entity")
+
+api_v1 = [
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    *router.urls,
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("healthz", HealthView.as_view(), name="healthz"),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "config.api.exceptions.json_not_found"
+handler500 = "config.api.exceptions.json_server_error"

@@ -1,0 +1,49 @@
+from django.db import models
+from django.utils import timezone
+
+from config.api.ids import ID_LENGTH, id_default
+
+
+class EntityType(models.Model):
+    """A kind of record (product, article, listing) with an optional JSON Schema for its data."""
+
+    id = models.CharField(
+        primary_key=True, max_length=ID_LENGTH, default=id_default("ety"), editable=False
+    )
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    schema = models.JSONField(
+        null=True, blank=True, help_text="A JSON Schema every entity's data must satisfy."
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Entity(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        PUBLISHED = "published"
+
+    id = models.CharField(
+        primary_key=True, max_length=ID_LENGTH, default=id_default("ent"), editable=False
+    )
+    entity_type = models.ForeignKey(EntityType, on_delete=models.PROTECT, related_name="entities")
+    data = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    version = models.PositiveIntegerField(default=1, editable=False)
+    published_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "entities"
+        indexes = [
+            models.Index(fields=["entity_type", "-id"], name="entity_type_newest"),
+            models.Index(fields=["status", "-id"], name="entity_status_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return self.id

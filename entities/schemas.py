@@ -1,0 +1,49 @@
+"""JSON Schema checks for entity data, with the failing path in every message."""
+
+from collections.abc import Iterable
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from config.api.errors import FieldError
+
+
+def json_path(parts: Iterable) -> str:
+    """`["seo", "tags", 2]` -> `seo.tags[2]`."""
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def schema_problems(schema) -> list[FieldError]:
+    """Problems with a JSON Schema itself (for an entity type's `schema`)."""
+    if schema is None:
+        return []
+    if not isinstance(schema, dict):
+        return [FieldError("schema", "Must be a JSON Schema object.")]
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return [FieldError(json_path(["schema", *exc.absolute_path]), exc.message)]
+    return []
+
+
+def data_validator(schema) -> Draft202012Validator | None:
+    """Build once, check many (a bulk create checks up to 10,000 items with one)."""
+    return Draft202012Validator(schema) if schema else None
+
+
+def data_problems(validator, data, *, prefix: str = "data") -> list[FieldError]:
+    """Every way `data` breaks the schema, each located by its path under `prefix`."""
+    if not isinstance(data, dict):
+        return [FieldError(prefix, "Must be a JSON object.")]
+    if validator is None:
+        return []
+    return [
+        FieldError(json_path([prefix, *error.absolute_path]), error.message, "schema")
+        for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path)))
+    ]

@@ -1,0 +1,27 @@
+from config.api.errors import FieldError, InvalidInput, NotFound
+from entities.models import Entity, EntityType
+
+
+def entity_type_get(*, entity_type_id: str, field: str | None = None) -> EntityType:
+    """The entity type, or NotFound; with `field`, a 400 naming that request field instead."""
+    entity_type = EntityType.objects.filter(pk=entity_type_id).first()
+    if entity_type is None:
+        message = f"No entity type {entity_type_id!r} exists."
+        if field:
+            raise InvalidInput(message, details=[FieldError(field, message, "does_not_exist")])
+        raise NotFound(message)
+    return entity_type
+
+
+def entity_list(*, entity_type_id: str | None = None, status: str | None = None):
+    entities = Entity.objects.all()
+    if entity_type_id:
+        entities = entities.filter(entity_type_id=entity_type_id)
+    if status:
+        if status not in Entity.Status.values:
+            raise InvalidInput(
+                "Invalid status filter.",
+                details=[FieldError("status", "Use one of: " + ", ".join(Entity.Status.values))],
+            )
+        entities = entities.filter(status=status)
+    return entities

@@ -1,0 +1,123 @@
+"""Writes to entity types and entities. Views, the admin and the pipeline all come here."""
+
+from django.db import transaction
+from django.db.models import F, ProtectedError
+from django.utils import timezone
+
+from config.api.errors import Conflict, FieldError, InvalidInput
+from entities.models import Entity, EntityType
+from entities.schemas import data_problems, data_validator, schema_problems
+
+BULK_MAX_ITEMS = 10_000
+BULK_BATCH_SIZE = 1_000
+
+
+def _check_schema(schema) -> None:
+    problems = schema_problems(schema)
+    if problems:
+        raise InvalidInput("The schema is not a valid JSON Schema.", details=problems)
+
+
+def _check_data(entity_type: EntityType, data, *, prefix: str = "data") -> None:
+    problems = data_problems(data_validator(entity_type.schema), data, prefix=prefix)
+    if problems:
+        raise InvalidInput(f"{problems[0].field}: {problems[0].message}", details=problems)
+
+
+def _check_name_free(name: str, *, exclude_pk: str | None = None) -> None:
+    if EntityType.objects.filter(name=name).exclude(pk=exclude_pk).exists():
+        raise InvalidInput(
+            "An entity type with this name exists.",
+            details=[FieldError("name", f"An entity type named {name!r} exists.", "unique")],
+        )
+
+
+def entity_type_create(*, name: str, description: str = "", schema=None) -> EntityType:
+    _check_schema(schema)
+    _check_name_free(name)
+    return EntityType.objects.create(name=name, description=description, schema=schema)
+
+
+def entity_type_update(*, entity_type: EntityType, **changes) -> EntityType:
+    """Change name, description or schema. A new schema applies to later writes; entities
+    already stored are not revalidated."""
+    if "schema" in changes:
+        _check_schema(changes["schema"])
+    if "name" in changes:
+        _check_name_free(changes["name"], exclude_pk=entity_type.pk)
+    for field, value in changes.items():
+        setattr(entity_type, field, value)
+    entity_type.save()
+    return entity_type
+
+
+def entity_type_delete(*, entity_type: EntityType) -> None:
+    try:
+        with transaction.atomic():
+            entity_type.delete()
+    except ProtectedError as exc:
+        users = sorted({obj._meta.verbose_name_plural for obj in exc.protected_objects})
+        raise Conflict(
+            f"This entity type is in use by {' and '.join(users)}; delete them first.",
+            code="in_use",
+        ) from None
+
+
+def entity_create(*, entity_type: EntityType, data: dict) -> Entity:
+    _check_data(entity_type, data)
+    return Entity.objects.create(entity_type=entity_type, data=data)
+
+
+@transaction.atomic
+def entity_update(*, entity_id: str, data: dict | None = None, status: str | None = None) -> Entity:
+    """Merge `data`'s top-level keys into the entity; every change bumps `version`.
+
+    The row is locked while merging so that concurrent writers (another request, a running
+    workflow committing its working copy) never lose each other's keys.
+    """
+    entity = Entity.objects.select_for_update().select_related("entity_type").get(pk=entity_id)
+    if data is not None:
+        merged = {**entity.data, **data}
+        _check_data(entity.entity_type, merged)
+        entity.data = merged
+    if status is not None:
+        entity.status = status
+        entity.published_at = timezone.now() if status == Entity.Status.PUBLISHED else None
+    entity.version = F("version") + 1
+    entity.save()
+    entity.refresh_from_db(fields=["version"])
+    return entity
+
+
+def entity_delete(*, entity: Entity) -> None:
+    entity.delete()
+
+
+@transaction.atomic
+def entities_bulk_create(*, entity_type: EntityType, items: list[dict]) -> list[str]:
+    """Create up to 10,000 entities in one transaction; all or nothing.
+
+    Every item is checked before anything is written, and every bad item is reported with
+    its index (`items[12].data.price`). Rows go in with batched INSERTs, not a save per item.
+    """
+    if not 1 <= len(items) <= BULK_MAX_ITEMS:
+        raise InvalidInput(
+            "Invalid number of items.",
+            details=[FieldError("items", f"Give 1 to {BULK_MAX_ITEMS} items, not {len(items)}.")],
+        )
+    validator = data_validator(entity_type.schema)
+    problems = []
+    for index, item in enumerate(items):
+        problems += data_problems(validator, item.get("data"), prefix=f"items[{index}].data")
+    if problems:
+        bad = sorted({p.field.split("]")[0] + "]" for p in problems})
+        raise InvalidInput(
+            f"{len(bad)} of {len(items)} items are invalid; nothing was created.", details=problems
+        )
+    now = timezone.now()
+    entities = [
+        Entity(entity_type=entity_type, data=item["data"], created_at=now, updated_at=now)
+        for item in items
+    ]
+    Entity.objects.bulk_create(entities, batch_size=BULK_BATCH_SIZE)
+    return [entity.pk for entity in entities]

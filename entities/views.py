@@ -1,0 +1,106 @@
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from config.api.idempotency import SCHEMA_PARAMETER, idempotent
+from config.api.serializers import validated
+from entities import selectors, services
+from entities.models import Entity, EntityType
+from entities.serializers import (
+    EntityBulkCreateResultSerializer,
+    EntityBulkCreateSerializer,
+    EntityCreateSerializer,
+    EntityListQuerySerializer,
+    EntitySerializer,
+    EntityTypeSerializer,
+    EntityTypeWriteSerializer,
+    EntityUpdateSerializer,
+)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List entity types"),
+    retrieve=extend_schema(summary="Get an entity type"),
+    create=extend_schema(summary="Create an entity type", request=EntityTypeWriteSerializer),
+    partial_update=extend_schema(
+        summary="Update an entity type", request=EntityTypeWriteSerializer(partial=True)
+    ),
+    destroy=extend_schema(summary="Delete an entity type (409 while anything uses it)"),
+)
+class EntityTypeViewSet(viewsets.ModelViewSet):
+    queryset = EntityType.objects.all()
+    serializer_class = EntityTypeSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def create(self, request):
+        data = validated(EntityTypeWriteSerializer, request.data)
+        entity_type = services.entity_type_create(**data)
+        return Response(EntityTypeSerializer(entity_type).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, pk=None):
+        entity_type = self.get_object()
+        data = validated(EntityTypeWriteSerializer, request.data, partial=True)
+        entity_type = services.entity_type_update(entity_type=entity_type, **data)
+        return Response(EntityTypeSerializer(entity_type).data)
+
+    def destroy(self, request, pk=None):
+        services.entity_type_delete(entity_type=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List entities", parameters=[EntityListQuerySerializer]),
+    retrieve=extend_schema(summary="Get an entity"),
+    create=extend_schema(summary="Create an entity", request=EntityCreateSerializer),
+    partial_update=extend_schema(
+        summary="Update an entity (merges top-level keys of data)", request=EntityUpdateSerializer
+    ),
+    destroy=extend_schema(summary="Delete an entity"),
+)
+class EntityViewSet(viewsets.ModelViewSet):
+    queryset = Entity.objects.all()
+    serializer_class = EntitySerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        if self.action != "list":
+            return Entity.objects.all()
+        query = validated(EntityListQuerySerializer, self.request.query_params)
+        return selectors.entity_list(
+            entity_type_id=query.get("entityTypeId"), status=query.get("status")
+        )
+
+    def create(self, request):
+        data = validated(EntityCreateSerializer, request.data)
+        entity_type = selectors.entity_type_get(
+            entity_type_id=data["entityTypeId"], field="entityTypeId"
+        )
+        entity = services.entity_create(entity_type=entity_type, data=data["data"])
+        return Response(EntitySerializer(entity).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, pk=None):
+        entity = self.get_object()
+        data = validated(EntityUpdateSerializer, request.data)
+        entity = services.entity_update(entity_id=entity.pk, data=data["data"])
+        return Response(EntitySerializer(entity).data)
+
+    def destroy(self, request, pk=None):
+        services.entity_delete(entity=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Create up to 10,000 entities in one transaction",
+        request=EntityBulkCreateSerializer,
+        responses={201: EntityBulkCreateResultSerializer},
+        parameters=[SCHEMA_PARAMETER],
+    )
+    @action(detail=False, methods=["post"], url_path="bulk")
+    @idempotent
+    def bulk(self, request):
+        data = validated(EntityBulkCreateSerializer, request.data)
+        entity_type = selectors.entity_type_get(
+            entity_type_id=data["entityTypeId"], field="entityTypeId"
+        )
+        ids = services.entities_bulk_create(entity_type=entity_type, items=data["items"])
+        return Response({"ids": ids}, status=status.HTTP_201_CREATED)
