@@ -5,13 +5,16 @@ from rest_framework.routers import SimpleRouter
 
 from config.api.views import HealthView
 from entities.views import EntityTypeViewSet, EntityViewSet
+from workflows.views import StepTypeListView, WorkflowViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("entity-types", EntityTypeViewSet, basename="entity-type")
 router.register("entities", EntityViewSet, basename="entity")
+router.register("workflows", WorkflowViewSet, basename="workflow")
 
 api_v1 = [
     path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("step-types", StepTypeListView.as_view(), name="step-types"),
     *router.urls,
 ]
 

@@ -1,0 +1,162 @@
+"""Run records, kept apart from the definitions in `workflows`.
+
+A Run is one execution of one workflow version over a set of entities; each entity has a
+RunItem (its status, checkpoint and error); a Job is the background-job face of a run for the
+Jobs API (its status and progress are the run's: one source of truth); RunLog holds its log.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from config.api.ids import ID_LENGTH, id_default
+from workflows.models import Workflow, WorkflowVersion
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @classmethod
+    def ended(cls) -> list[str]:
+        return [cls.COMPLETED, cls.FAILED, cls.CANCELLED]
+
+
+class Run(models.Model):
+    id = models.CharField(
+        primary_key=True, max_length=ID_LENGTH, default=id_default("run"), editable=False
+    )
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="runs")
+    workflow_version = models.ForeignKey(
+        WorkflowVersion, on_delete=models.PROTECT, related_name="runs"
+    )
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
+    # Counters are only ever changed with F() expressions in one UPDATE, so concurrent chunks
+    # never lose an increment.
+    total = models.PositiveIntegerField()
+    completed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    callback_url = models.URLField(max_length=2000, blank=True)
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    error = models.TextField(blank=True)
+    usage = models.JSONField(
+        default=dict, blank=True, help_text="Token usage summed over the run's items."
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["workflow", "-id"], name="run_workflow_newest"),
+            models.Index(fields=["status", "-id"], name="run_status_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def is_ended(self) -> bool:
+        return self.status in RunStatus.ended()
+
+
+class Job(models.Model):
+    """The background job behind a run. Status and progress are read from the run."""
+
+    class Type(models.TextChoices):
+        WORKFLOW_RUN = "workflow_run"
+
+    id = models.CharField(
+        primary_key=True, max_length=ID_LENGTH, default=id_default("job"), editable=False
+    )
+    type = models.CharField(max_length=32, choices=Type.choices, default=Type.WORKFLOW_RUN)
+    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="job")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class ItemStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @classmethod
+    def ended(cls) -> list[str]:
+        return [cls.COMPLETED, cls.SKIPPED, cls.FAILED, cls.CANCELLED]
+
+
+class RunItem(models.Model):
+    """One entity in one run: its status, where it stopped, and its checkpoint."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="items")
+    # A plain id, not a foreign key: the run's history outlives a deleted entity.
+    entity_id = models.CharField(max_length=ID_LENGTH)
+    chunk = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=ItemStatus.choices, default=ItemStatus.PENDING)
+    step_id = models.CharField(max_length=64, blank=True)
+    next_step = models.PositiveSmallIntegerField(
+        default=0, help_text="Checkpoint: the index of the next step to run."
+    )
+    state = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Checkpoint: the working copy and step outputs after a side effect.",
+    )
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    usage = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "entity_id"], name="item_unique_entity"),
+        ]
+        indexes = [
+            models.Index(fields=["run", "chunk"], name="item_run_chunk"),
+            models.Index(fields=["run", "status", "-id"], name="item_run_status_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}/{self.entity_id}"
+
+
+class RunLog(models.Model):
+    class Level(models.TextChoices):
+        DEBUG = "debug"
+        INFO = "info"
+        WARNING = "warning"
+        ERROR = "error"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="logs")
+    timestamp = models.DateTimeField(default=timezone.now)
+    level = models.CharField(max_length=8, choices=Level.choices, default=Level.INFO)
+    message = models.TextField()
+    entity_id = models.CharField(max_length=ID_LENGTH, blank=True)
+    step_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["run", "-id"], name="log_run_newest"),
+            models.Index(fields=["run", "level", "-id"], name="log_run_level_newest"),
+            models.Index(fields=["run", "entity_id", "-id"], name="log_run_entity_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.message[:60]}"

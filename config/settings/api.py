@@ -29,6 +29,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "EntityStatusEnum": "entities.models.Entity.Status",
+        "WorkflowStatusEnum": "workflows.models.Workflow.Status",
+        "RunStatusEnum": "jobs.models.RunStatus",
+        "ItemStatusEnum": "jobs.models.ItemStatus",
+        "LogLevelEnum": "jobs.models.RunLog.Level",
+    },
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "workflows.openapi.add_step_type_components",
+    ],
 }

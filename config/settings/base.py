@@ -93,3 +93,4 @@ LOGGING = {
 
 from config.settings.api import *  # noqa: E402, F403
 from config.settings.celery import *  # noqa: E402, F403
+from config.settings.workflows import *  # noqa: E402, F403

@@ -1,0 +1,98 @@
+import json
+
+import pytest
+
+from workflows.models import Workflow
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(client, django_user_model):
+    django_user_model.objects.create_superuser("staff", "s@example.com", "pw-for-tests-1")
+    client.login(username="staff", password="pw-for-tests-1")
+    return client
+
+
+def _form(product_type, steps, **extra):
+    data = {
+        "name": "From the admin",
+        "description": "",
+        "entity_type": product_type.id,
+        "status": "active",
+        "steps-TOTAL_FORMS": str(len(steps)),
+        "steps-INITIAL_FORMS": "0",
+        "steps-MIN_NUM_FORMS": "0",
+        "steps-MAX_NUM_FORMS": "1000",
+        "versions-TOTAL_FORMS": "0",
+        "versions-INITIAL_FORMS": "0",
+        **extra,
+    }
+    for index, step in enumerate(steps):
+        data[f"steps-{index}-position"] = str(step.get("position", index))
+        data[f"steps-{index}-step_id"] = step.get("id", "")
+        data[f"steps-{index}-type"] = step["type"]
+        data[f"steps-{index}-config"] = json.dumps(step["config"]) if "config" in step else ""
+    return data
+
+
+def test_admin_creates_a_workflow_with_ordered_steps(staff, product_type):
+    steps = [
+        {"type": "publish", "config": {}, "position": 2},
+        {"type": "transform", "position": 1},  # empty config: the type's example is used
+    ]
+    response = staff.post("/admin/workflows/workflow/add/", _form(product_type, steps))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    workflow = Workflow.objects.get()
+    assert workflow.version == 1
+    assert [step.type for step in workflow.steps.order_by("position")] == ["transform", "publish"]
+    assert workflow.versions.get().steps[0]["config"]["operations"]
+
+
+def test_admin_shows_the_api_message_next_to_the_step(staff, product_type):
+    steps = [
+        {"type": "publish", "config": {}},
+        {"type": "ai_generate", "config": {"outputField": "x"}},
+    ]
+    response = staff.post("/admin/workflows/workflow/add/", _form(product_type, steps))
+    assert response.status_code == 200
+    assert "steps[1].config.prompt: This field is required." in response.content.decode()
+    assert Workflow.objects.count() == 0
+
+
+def test_admin_edit_of_steps_bumps_the_version(staff, api, product_type):
+    created = api.post(
+        "/api/v1/workflows",
+        {
+            "name": "W",
+            "entityTypeId": product_type.id,
+            "steps": [{"type": "publish", "config": {}}],
+        },
+    ).json()
+    workflow = Workflow.objects.get(pk=created["id"])
+    step = workflow.steps.get()
+    data = _form(
+        product_type,
+        [{"type": "publish", "config": {"status": "draft"}, "id": "publish_1"}],
+        **{"steps-INITIAL_FORMS": "1", "steps-0-id": str(step.pk), "steps-0-workflow": workflow.pk},
+    )
+    response = staff.post(f"/admin/workflows/workflow/{workflow.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    workflow.refresh_from_db()
+    assert workflow.version == 2
+    assert workflow.steps.get().config == {"status": "draft"}
+
+
+def test_step_type_reference_lists_the_six_types(staff):
+    response = staff.get("/admin/workflows/workflow/step-types/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    for type_name in ["ai_generate", "validate", "publish", "notify", "transform", "condition"]:
+        assert f'id="{type_name}"' in html
+    assert "outputField" in html and "Example config" in html
+
+
+def test_admin_requires_staff(client):
+    response = client.get("/admin/workflows/workflow/step-types/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]

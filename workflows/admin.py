@@ -1,0 +1,175 @@
+import json
+import re
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils.html import format_html
+
+from config.api.errors import InvalidInput
+from workflows import services
+from workflows.models import Step, Workflow, WorkflowVersion
+from workflows.steps import registry
+
+STEP_ERROR = re.compile(r"^steps\[(\d+)\](?:\.(\w+))?")
+FORM_FIELD = {"id": "step_id", "type": "type", "config": "config"}
+
+
+class StepForm(forms.ModelForm):
+    config = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 70, "class": "vLargeTextField"}),
+        help_text="The step's config as JSON. Left empty, the type's example is filled in.",
+    )
+
+    class Meta:
+        model = Step
+        fields = ["position", "step_id", "type", "config"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["step_id"].required = False
+        self.fields["step_id"].help_text = "Leave empty to generate one."
+
+
+class StepFormSet(forms.BaseInlineFormSet):
+    """Checks the steps together, with the API's rules and messages, next to each step."""
+
+    def ordered_forms(self) -> list[StepForm]:
+        kept = [
+            form
+            for form in self.forms
+            if form.has_changed() or form.instance.pk
+            if not (self.can_delete and self._should_delete_form(form))
+        ]
+        return sorted(kept, key=lambda form: form.cleaned_data.get("position") or 0)
+
+    def steps(self) -> list[dict]:
+        steps = []
+        for form in self.ordered_forms():
+            data = form.cleaned_data
+            config = data.get("config")
+            if config in (None, "") and data.get("type") in registry:
+                config = registry.get(data["type"]).example
+            step = {"type": data.get("type"), "config": config}
+            if data.get("step_id"):
+                step["id"] = data["step_id"]
+            steps.append(step)
+        return steps
+
+    def clean(self):
+        super().clean()
+        if any(form.errors for form in self.forms):
+            return
+        forms_in_order = self.ordered_forms()
+        try:
+            self.cleaned_steps = services.steps_clean(self.steps())
+        except InvalidInput as exc:
+            for detail in exc.details:
+                match = STEP_ERROR.match(detail.field)
+                if match is None:
+                    raise forms.ValidationError(detail.message) from None
+                form = forms_in_order[int(match.group(1))]
+                field = FORM_FIELD.get(match.group(2) or "")
+                form.add_error(field, f"{detail.field}: {detail.message}")
+
+
+class StepInline(admin.TabularInline):
+    model = Step
+    form = StepForm
+    formset = StepFormSet
+    extra = 1
+    ordering = ["position"]
+
+
+class WorkflowVersionInline(admin.TabularInline):
+    model = WorkflowVersion
+    fields = ["number", "created_at", "steps_json"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-number"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="steps")
+    def steps_json(self, version):
+        return format_html("<pre>{}</pre>", json.dumps(version.steps, indent=2))
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(admin.ModelAdmin):
+    list_display = ["name", "status", "entity_type", "steps_count", "version", "updated_at"]
+    list_filter = ["status", "entity_type"]
+    search_fields = ["id", "name", "description"]
+    fields = ["name", "description", "entity_type", "status", "version"]
+    readonly_fields = ["version"]
+    inlines = [StepInline, WorkflowVersionInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(steps_count=Count("steps"))
+
+    @admin.display(ordering="steps_count", description="steps")
+    def steps_count(self, workflow):
+        return workflow.steps_count
+
+    def get_urls(self):
+        reference = path(
+            "step-types/",
+            self.admin_site.admin_view(self.step_type_reference),
+            name="workflows_step_type_reference",
+        )
+        return [reference, *super().get_urls()]
+
+    def step_type_reference(self, request):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Step type reference",
+            "step_types": [_describe(step_type) for step_type in registry],
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/workflows/step_type_reference.html", context)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        obj.save()
+
+    def save_formset(self, request, form, formset, change):
+        if isinstance(formset, StepFormSet):
+            # Steps go through the service: validated again, versioned, snapshotted.
+            services.workflow_update(workflow_id=form.instance.pk, steps=formset.cleaned_steps)
+            # The admin's change message reads these; the service replaced the rows itself.
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        else:
+            formset.save()
+
+
+def _describe(step_type) -> dict:
+    schema = step_type.config_schema
+    required = set(schema.get("required", []))
+    fields = []
+    for name, spec in schema.get("properties", {}).items():
+        kind = spec.get("type") or ("condition" if "$ref" in spec else "any JSON")
+        if "enum" in spec:
+            kind = " | ".join(f'"{value}"' for value in spec["enum"])
+        fields.append(
+            {
+                "name": name,
+                "type": kind,
+                "required": name in required,
+                "default": json.dumps(spec["default"]) if "default" in spec else "",
+                "description": spec.get("description", ""),
+                "template": spec.get("x-template", False),
+            }
+        )
+    return {
+        "type": step_type.type,
+        "name": step_type.name,
+        "description": step_type.description,
+        "fields": fields,
+        "example": json.dumps(step_type.example, indent=2),
+    }

@@ -1,0 +1,36 @@
+from django.db.models import Count, OuterRef, Prefetch, Subquery
+
+from config.api.errors import FieldError, InvalidInput, NotFound
+from jobs.models import Run
+from workflows.models import Step, Workflow
+
+
+def workflow_list(*, status: str | None = None, entity_type_id: str | None = None):
+    """Workflows with `steps_count` and `last_run_at` annotated: one query per page."""
+    last_run = Run.objects.filter(workflow=OuterRef("pk")).order_by("-id").values("created_at")[:1]
+    workflows = Workflow.objects.annotate(
+        steps_count=Count("steps"), last_run_at=Subquery(last_run)
+    )
+    if status:
+        if status not in Workflow.Status.values:
+            raise InvalidInput(
+                "Invalid status filter.",
+                details=[FieldError("status", "Use one of: " + ", ".join(Workflow.Status.values))],
+            )
+        workflows = workflows.filter(status=status)
+    if entity_type_id:
+        workflows = workflows.filter(entity_type_id=entity_type_id)
+    return workflows
+
+
+def workflow_detail_queryset():
+    return workflow_list().prefetch_related(
+        Prefetch("steps", queryset=Step.objects.order_by("position"))
+    )
+
+
+def workflow_get(*, workflow_id: str) -> Workflow:
+    workflow = workflow_detail_queryset().filter(pk=workflow_id).first()
+    if workflow is None:
+        raise NotFound(f"No workflow {workflow_id!r} exists.")
+    return workflow

@@ -1,0 +1,96 @@
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from config.api.fields import TimestampField
+from workflows.models import Workflow
+
+
+@extend_schema_field({"type": "array", "items": {"$ref": "#/components/schemas/Step"}})
+class StepsField(serializers.Field):
+    """Ordered steps, each `{id, type, config}`; typed per step type in the OpenAPI schema."""
+
+    def to_representation(self, steps):
+        return [step.as_dict() for step in steps.all()]
+
+
+@extend_schema_field({"type": "array", "items": {"$ref": "#/components/schemas/StepRequest"}})
+class StepsInputField(serializers.JSONField):
+    """Steps as sent; checked against the step-type registry by the service, which names the
+    exact path of each problem."""
+
+
+class WorkflowSerializer(serializers.ModelSerializer):
+    """As the seed page documents, plus `version`, `entityTypeId`, `createdAt`, `updatedAt`."""
+
+    entityTypeId = serializers.CharField(source="entity_type_id", read_only=True)
+    stepsCount = serializers.IntegerField(
+        source="steps_count", read_only=True, help_text="Total number of steps in the workflow."
+    )
+    lastRunAt = TimestampField(
+        source="last_run_at",
+        allow_null=True,
+        help_text="Timestamp (ms) of the most recent run, or null.",
+    )
+    createdAt = TimestampField(source="created_at")
+    updatedAt = TimestampField(source="updated_at")
+
+    class Meta:
+        model = Workflow
+        fields = [
+            "id",
+            "name",
+            "description",
+            "status",
+            "stepsCount",
+            "lastRunAt",
+            "version",
+            "entityTypeId",
+            "createdAt",
+            "updatedAt",
+        ]
+
+
+class WorkflowDetailSerializer(WorkflowSerializer):
+    steps = StepsField(read_only=True, help_text="Ordered array of step configurations.")
+
+    class Meta(WorkflowSerializer.Meta):
+        fields = [*WorkflowSerializer.Meta.fields, "steps"]
+
+
+class WorkflowCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, help_text="Display name for the workflow.")
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+    entityTypeId = serializers.CharField(
+        max_length=64, help_text="The entity type this workflow operates on."
+    )
+    status = serializers.ChoiceField(
+        choices=Workflow.Status.choices, required=False, default=Workflow.Status.ACTIVE
+    )
+    steps = StepsInputField(
+        help_text="Ordered array of step configurations. Each step must "
+        "include a `type` and `config` object."
+    )
+
+
+class WorkflowUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+    status = serializers.ChoiceField(choices=Workflow.Status.choices, required=False)
+    steps = StepsInputField(
+        required=False, help_text="A new steps array replaces the old one and makes a new version."
+    )
+
+
+class WorkflowListQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Workflow.Status.choices, required=False)
+    entityTypeId = serializers.CharField(required=False)
+
+
+class StepTypeSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    configSchema = serializers.DictField(
+        source="config_schema", help_text="A JSON Schema for the step's config."
+    )
+    example = serializers.DictField(help_text="An example config.")

@@ -1,0 +1,151 @@
+"""Writes to workflow definitions. Every change of the steps makes a new immutable version."""
+
+import re
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from config.api.errors import FieldError, InvalidInput
+from entities.models import EntityType
+from workflows.models import Step, Workflow, WorkflowVersion
+from workflows.steps import registry
+
+STEP_ID_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+STEP_KEYS = {"id", "type", "config"}
+
+
+def _step_problems(step, index: int, seen_ids: set[str]) -> list[FieldError]:
+    where = f"steps[{index}]"
+    if not isinstance(step, dict):
+        return [FieldError(where, "Must be an object with `type` and `config`.")]
+    found = [
+        FieldError(f"{where}.{key}", "Unknown field.", "unknown_field")
+        for key in step
+        if key not in STEP_KEYS
+    ]
+    step_id = step.get("id")
+    if step_id is not None:
+        if not isinstance(step_id, str) or not STEP_ID_PATTERN.match(step_id):
+            found.append(
+                FieldError(
+                    f"{where}.id", "Use a letter, then up to 63 letters, digits, `_` or `-`."
+                )
+            )
+        elif step_id in seen_ids:
+            found.append(
+                FieldError(f"{where}.id", f"Another step has the id {step_id!r}.", "unique")
+            )
+        else:
+            seen_ids.add(step_id)
+    step_type = step.get("type")
+    if step_type is None:
+        return [*found, FieldError(f"{where}.type", "This field is required.", "required")]
+    if step_type not in registry:
+        return [
+            *found,
+            FieldError(
+                f"{where}.type",
+                f"Unknown step type {step_type!r}. Use one of: {', '.join(registry.names())}.",
+                "unknown_step_type",
+            ),
+        ]
+    if "config" not in step:
+        return [*found, FieldError(f"{where}.config", "This field is required.", "required")]
+    return found + registry.get(step_type).problems(step["config"], path=f"{where}.config")
+
+
+def steps_clean(steps) -> list[dict]:
+    """Validated steps as `[{id, type, config}]`, with ids given to steps that have none.
+
+    Raises InvalidInput naming every problem by its path (`steps[2].config.prompt`).
+    """
+    limit = settings.WORKFLOW_MAX_STEPS
+    if not isinstance(steps, list):
+        raise InvalidInput(
+            "steps: Must be a list of steps.",
+            details=[FieldError("steps", "Must be a list of steps.")],
+        )
+    if not 1 <= len(steps) <= limit:
+        message = f"Give 1 to {limit} steps, not {len(steps)}."
+        raise InvalidInput(f"steps: {message}", details=[FieldError("steps", message)])
+    seen_ids: set[str] = set()
+    problems = [
+        p for index, step in enumerate(steps) for p in _step_problems(step, index, seen_ids)
+    ]
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InvalidInput(f"{first.field}: {first.message}{more}", details=problems)
+    counts: dict[str, int] = {}
+    cleaned = []
+    for step in steps:
+        step_id = step.get("id")
+        while step_id is None or (step_id in seen_ids and step_id != step.get("id")):
+            counts[step["type"]] = counts.get(step["type"], 0) + 1
+            step_id = f"{step['type']}_{counts[step['type']]}"
+        seen_ids.add(step_id)
+        cleaned.append({"id": step_id, "type": step["type"], "config": step["config"]})
+    return cleaned
+
+
+def _save_steps(workflow: Workflow, steps: list[dict]) -> None:
+    workflow.steps.all().delete()
+    Step.objects.bulk_create(
+        Step(
+            workflow=workflow,
+            position=position,
+            step_id=step["id"],
+            type=step["type"],
+            config=step["config"],
+        )
+        for position, step in enumerate(steps)
+    )
+    WorkflowVersion.objects.create(workflow=workflow, number=workflow.version, steps=steps)
+
+
+@transaction.atomic
+def workflow_create(
+    *,
+    name: str,
+    entity_type: EntityType,
+    steps,
+    description: str = "",
+    status: str = Workflow.Status.ACTIVE,
+    created_by=None,
+) -> Workflow:
+    cleaned = steps_clean(steps)
+    workflow = Workflow.objects.create(
+        name=name,
+        description=description,
+        entity_type=entity_type,
+        status=status,
+        created_by=created_by,
+    )
+    _save_steps(workflow, cleaned)
+    return workflow
+
+
+@transaction.atomic
+def workflow_update(*, workflow_id: str, steps=None, **changes) -> Workflow:
+    """Change name, description or status; a new `steps` list that differs from the current
+    one replaces it and makes a new version. The row is locked so two edits cannot both
+    become version N+1."""
+    workflow = Workflow.objects.select_for_update().get(pk=workflow_id)
+    cleaned = steps_clean(steps) if steps is not None else None
+    current = workflow.versions.filter(number=workflow.version).first()
+    if current is not None and cleaned == current.steps:
+        cleaned = None  # the same steps again: no new version
+    for field, value in changes.items():
+        setattr(workflow, field, value)
+    if cleaned is not None and current is not None:
+        workflow.version = F("version") + 1
+    workflow.save()
+    workflow.refresh_from_db()
+    if cleaned is not None:
+        _save_steps(workflow, cleaned)
+    return workflow
+
+
+def workflow_archive(*, workflow_id: str) -> Workflow:
+    return workflow_update(workflow_id=workflow_id, status=Workflow.Status.ARCHIVED)

@@ -1,0 +1,142 @@
+"""The base class of step types. A step type is one module in `workflows/steps/` that declares
+its config schema once; validation, `/api/v1/step-types`, the OpenAPI schema and the admin's
+step-type reference all come from that declaration.
+"""
+
+from collections import defaultdict
+from typing import Any, ClassVar
+
+from jsonschema import Draft202012Validator
+
+from config.api.errors import FieldError
+from entities.schemas import json_path
+from workflows.templating import MAX_TEMPLATE_LENGTH, template_problem
+
+TEMPLATE = "x-template"
+
+
+def template_string(description: str, **extra) -> dict:
+    """A config property holding a template (rendered against the entity, step outputs, run)."""
+    return {
+        "type": "string",
+        "maxLength": MAX_TEMPLATE_LENGTH,
+        "description": description + " (template)",
+        TEMPLATE: True,
+        **extra,
+    }
+
+
+class StepType:
+    """One kind of workflow step.
+
+    Subclasses set `type`, `name`, `description`, `config_schema` (a JSON Schema object, the
+    OpenAPI 3.0 subset: `$defs` allowed, no `const`), and `example`; they may add checks the
+    schema cannot express in `extra_problems`. Running a step is added in `run`.
+    """
+
+    type: ClassVar[str]
+    name: ClassVar[str]
+    description: ClassVar[str]
+    config_schema: ClassVar[dict[str, Any]]
+    example: ClassVar[dict[str, Any]]
+
+    def __init__(self):
+        self._validator = Draft202012Validator(self.config_schema)
+
+    def problems(self, config: Any, *, path: str = "config") -> list[FieldError]:
+        """Every way `config` breaks this type's rules, located under `path`."""
+        if not isinstance(config, dict):
+            return [FieldError(path, "Must be a JSON object.")]
+        found = [
+            problem
+            for error in self._validator.iter_errors(config)
+            for problem in _explain(error, path, self.config_schema.get("$defs", {}))
+        ]
+        if not found:
+            found = self._template_problems(config, self.config_schema, path)
+            found += self.extra_problems(config, path=path)
+        return sorted(found, key=lambda problem: problem.field)
+
+    def extra_problems(self, config: dict, *, path: str) -> list[FieldError]:
+        """Checks beyond the JSON Schema (a regex that compiles, a schema that is valid)."""
+        return []
+
+    def with_defaults(self, config: dict) -> dict:
+        """The config with every top-level default from the schema filled in."""
+        defaults = {
+            key: spec["default"]
+            for key, spec in self.config_schema.get("properties", {}).items()
+            if "default" in spec
+        }
+        return {**defaults, **config}
+
+    def _template_problems(self, value, schema: dict, path: str) -> list[FieldError]:
+        if "$ref" in schema:
+            schema = self.config_schema["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+        if schema.get(TEMPLATE) and isinstance(value, str):
+            problem = template_problem(value)
+            return [FieldError(path, problem, "template")] if problem else []
+        found = []
+        if isinstance(value, dict):
+            for key, spec in schema.get("properties", {}).items():
+                if key in value:
+                    found += self._template_problems(value[key], spec, f"{path}.{key}")
+        elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+            for index, item in enumerate(value):
+                found += self._template_problems(item, schema["items"], f"{path}[{index}]")
+        for option in schema.get("oneOf", []):
+            if Draft202012Validator(
+                {**option, "$defs": self.config_schema.get("$defs", {})}
+            ).is_valid(value):
+                found += self._template_problems(value, option, path)
+        return found
+
+
+def _explain(error, path: str, defs: dict) -> list[FieldError]:
+    """A jsonschema error as precise field errors: a missing property is named in the path."""
+    where = json_path([path, *error.absolute_path])
+    if error.validator == "required":
+        missing = [name for name in error.validator_value if name not in error.instance]
+        return [
+            FieldError(f"{where}.{name}", "This field is required.", "required") for name in missing
+        ]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        return [
+            FieldError(f"{where}.{name}", "Unknown field.", "unknown_field")
+            for name in error.instance
+            if name not in known
+        ]
+    if error.validator == "oneOf" and error.context:
+        return _explain_one_of(error, path, where, defs)
+    return [FieldError(where, error.message, error.validator)]
+
+
+def _explain_one_of(error, path: str, where: str, defs: dict) -> list[FieldError]:
+    """Explain the alternative the value was meant to be, not "is not valid under any"."""
+    by_option = defaultdict(list)
+    for sub in error.context:
+        by_option[sub.relative_schema_path[0]].append(sub)
+    discriminator = error.schema.get("x-discriminator")
+    if discriminator and isinstance(error.instance, dict):
+        chosen = error.instance.get(discriminator)
+        allowed = []
+        for index, option in enumerate(error.validator_value):
+            if "$ref" in option:
+                option = defs[option["$ref"].rsplit("/", 1)[1]]
+            values = option["properties"][discriminator]["enum"]
+            if chosen in values:
+                return [p for sub in by_option[index] for p in _explain(sub, path, defs)]
+            allowed += values
+        return [
+            FieldError(f"{where}.{discriminator}", "Must be one of: " + ", ".join(allowed), "enum")
+        ]
+
+    # The alternative whose shape the value has: fewest errors about the value's own keys.
+    def distance(index):
+        errors = by_option[index]
+        at_top = sum(1 for sub in errors if sub.absolute_path == error.absolute_path)
+        return (at_top, len(errors))
+
+    best = min(by_option, key=distance)
+    return [p for sub in by_option[best] for p in _explain(sub, path, defs)]

@@ -1,0 +1,52 @@
+"""Templates in step configs, rendered with Jinja2's immutable sandbox over plain data only.
+
+The context is built from JSON values (dicts, lists, strings, numbers), never model instances,
+so a template can read values but has nothing to reach Python internals, files or the network
+through; the sandbox additionally blocks attribute tricks (`__class__`, `mro`, ...) and the
+immutable variant forbids mutating the context (`list.append` and friends).
+"""
+
+from functools import lru_cache
+
+from jinja2 import TemplateSyntaxError, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+MAX_TEMPLATE_LENGTH = 20_000
+MAX_OUTPUT_LENGTH = 200_000
+
+
+class TemplateError(Exception):
+    """A template failed to compile or render; the message says why."""
+
+
+_environment = ImmutableSandboxedEnvironment(autoescape=False, undefined=Undefined)
+
+
+@lru_cache(maxsize=512)
+def _compile(source: str):
+    return _environment.from_string(source)
+
+
+def template_problem(source: str) -> str | None:
+    """Why `source` is not a valid template, or None."""
+    try:
+        _compile(source)
+    except TemplateSyntaxError as exc:
+        return f"Invalid template (line {exc.lineno}): {exc.message}"
+    return None
+
+
+def render(source: str, context: dict) -> str:
+    if "{" not in source:
+        return source  # most values are plain text; skip the engine
+    try:
+        output = _compile(source).render(context)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"Invalid template (line {exc.lineno}): {exc.message}") from exc
+    except SecurityError as exc:
+        raise TemplateError(f"Template refused by the sandbox: {exc}") from exc
+    except Exception as exc:  # a template's own runtime error (1/0, bad filter argument)
+        raise TemplateError(f"Template failed: {exc.__class__.__name__}: {exc}") from exc
+    if len(output) > MAX_OUTPUT_LENGTH:
+        raise TemplateError(f"Template output is longer than {MAX_OUTPUT_LENGTH} characters.")
+    return output
