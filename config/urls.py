@@ -5,6 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from config.api.views import HealthView
 from entities.views import EntityTypeViewSet, EntityViewSet
+from jobs.views import RunViewSet
 from workflows.views import StepTypeListView, WorkflowViewSet
 
 router = SimpleRouter(trailing_slash=False)
@@ -15,6 +16,17 @@ router.register("workflows", WorkflowViewSet, basename="workflow")
 api_v1 = [
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("step-types", StepTypeListView.as_view(), name="step-types"),
+    path("workflows/<str:workflow_id>/runs", RunViewSet.as_view({"get": "list"}), name="run-list"),
+    path(
+        "workflows/<str:workflow_id>/runs/<str:pk>",
+        RunViewSet.as_view({"get": "retrieve"}),
+        name="run-detail",
+    ),
+    path(
+        "workflows/<str:workflow_id>/runs/<str:pk>/items",
+        RunViewSet.as_view({"get": "items"}),
+        name="run-items",
+    ),
     *router.urls,
 ]
 

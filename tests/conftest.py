@@ -2,6 +2,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.factories import make_entity_type, make_key
+from tests.servers import start_receiver
+from tests.workers import Worker
 
 
 class Api(APIClient):
@@ -37,3 +39,29 @@ def anonymous() -> Api:
 @pytest.fixture
 def product_type(db):
     return make_entity_type()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One real worker for the session, on the test database and Redis."""
+    from config.celery import app
+
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge("celery")  # leftovers of an earlier session
+    worker = Worker(tmp_path_factory.mktemp("worker") / "worker.log")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def receiver():
+    """A webhook receiver on loopback."""
+    found, server = start_receiver()
+    yield found
+    server.shutdown()
+
+
+@pytest.fixture
+def allow_loopback(settings):
+    settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.OUTBOUND_BACKOFF_S = 0.01

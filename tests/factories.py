@@ -33,3 +33,30 @@ def make_entity_type(*, name: str | None = None, schema=PRODUCT_SCHEMA) -> Entit
 def make_entities(entity_type: EntityType, n: int, **extra) -> list[str]:
     items = [{"data": {"title": f"Item {i}", "price": i, **extra}} for i in range(n)]
     return entity_services.entities_bulk_create(entity_type=entity_type, items=items)
+
+
+def make_workflow(entity_type: EntityType, steps: list[dict], **extra):
+    from workflows.services import workflow_create
+
+    return workflow_create(
+        name=extra.pop("name", f"workflow-{next(_seq)}"),
+        entity_type=entity_type,
+        steps=steps,
+        **extra,
+    )
+
+
+def run_inline(run_id: str) -> None:
+    """Execute every chunk of a run in this process, as workers would (for unit tests)."""
+    from jobs.execution import chunk_execute
+    from jobs.models import RunItem
+
+    chunks = sorted(set(RunItem.objects.filter(run_id=run_id).values_list("chunk", flat=True)))
+    for chunk in chunks:
+        chunk_execute(run_id=run_id, chunk=chunk)
+
+
+def start_run(workflow, entity_ids: list[str], **extra):
+    from jobs.services import run_start
+
+    return run_start(workflow_id=workflow.pk, entity_ids=entity_ids, **extra)

@@ -94,3 +94,30 @@ class StepTypeSerializer(serializers.Serializer):
         source="config_schema", help_text="A JSON Schema for the step's config."
     )
     example = serializers.DictField(help_text="An example config.")
+
+
+class WorkflowTestSerializer(serializers.Serializer):
+    entityId = serializers.CharField(max_length=64, help_text="The entity to test on.")
+
+
+class StepOutcomeSerializer(serializers.Serializer):
+    stepId = serializers.CharField()
+    type = serializers.CharField()
+    outcome = serializers.ChoiceField(
+        choices=["completed", "failed", "stopped", "skipped"],
+        help_text="`stopped`: a condition stopped the entity here; `skipped`: not reached.",
+    )
+    output = serializers.JSONField(
+        allow_null=True, help_text="What the step produced, or would have sent."
+    )
+    error = serializers.CharField(allow_null=True)
+
+
+class WorkflowTestResultSerializer(serializers.Serializer):
+    entityId = serializers.CharField()
+    workflowVersion = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["completed", "skipped", "failed"])
+    error = serializers.CharField(allow_null=True)
+    steps = StepOutcomeSerializer(many=True)
+    data = serializers.DictField(help_text="The working copy at the end (not committed).")
+    usage = serializers.DictField(child=serializers.IntegerField())

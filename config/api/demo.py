@@ -1,4 +1,4 @@
-"""Demo data for the embedded defaults: a user, an API key, entity types and entities."""
+"""Demo data for the embedded defaults: a user, an API key, products and a workflow."""
 
 import secrets
 
@@ -8,6 +8,8 @@ from django.db import transaction
 from config.api.services import api_key_create
 from entities.models import EntityType
 from entities.services import entities_bulk_create, entity_type_create
+from workflows.models import Workflow
+from workflows.services import workflow_create
 
 DEMO_USERNAME = "demo"
 PRODUCT_SCHEMA = {
@@ -36,6 +38,52 @@ PRODUCTS = [
 ]
 
 
+DEMO_WORKFLOW = "Describe and publish products"
+DEMO_STEPS = [
+    {
+        "id": "describe",
+        "type": "ai_generate",
+        "config": {
+            "prompt": "Write a two-sentence description of {{ entity.title }} "
+            "by {{ entity.brand }} (price {{ entity.price }}).",
+            "outputField": "description",
+        },
+    },
+    {
+        "id": "tidy",
+        "type": "transform",
+        "config": {
+            "operations": [
+                {"op": "trim", "field": "description"},
+                {"op": "set", "field": "slug", "value": "{{ entity.brand }} {{ entity.title }}"},
+                {"op": "slugify", "field": "slug"},
+            ]
+        },
+    },
+    {
+        "id": "affordable",
+        "type": "condition",
+        "config": {"if": {"field": "price", "operator": "lt", "value": 200}},
+    },
+    {
+        "id": "check",
+        "type": "validate",
+        "config": {"rules": [{"field": "description", "required": True, "minLength": 20}]},
+    },
+    {"id": "publish", "type": "publish", "config": {}},
+    {
+        "id": "tell",
+        "type": "notify",
+        "config": {
+            "channel": "email",
+            "to": "merchandising@example.com",
+            "subject": "Published: {{ entity.title }}",
+            "message": "{{ entity.title }} is live at /products/{{ entity.slug }}.",
+        },
+    },
+]
+
+
 @transaction.atomic
 def demo_seed() -> dict:
     """Create (or refresh) the demo user and data; returns the credentials to print."""
@@ -60,7 +108,17 @@ def demo_seed() -> dict:
                 for title, brand, price in PRODUCTS
             ],
         )
+    workflow = Workflow.objects.filter(name=DEMO_WORKFLOW, entity_type=entity_type).first()
+    if workflow is None:
+        workflow = workflow_create(
+            name=DEMO_WORKFLOW,
+            description="Write a description with the AI provider, check it, publish, notify.",
+            entity_type=entity_type,
+            steps=DEMO_STEPS,
+            created_by=user,
+        )
     return {
+        "workflow": workflow,
         "username": user.username,
         "password": password,
         "api_key": raw_key,

@@ -1,5 +1,20 @@
 """Limits and knobs of workflows and runs."""
 
-from config.env import env_int
+from config.env import env_choice, env_float, env_int, env_list, env_str
 
 WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50, minimum=1)
+
+AI_PROVIDER = env_choice("AI_PROVIDER", "local", ("local",))
+AI_MODEL = env_str("AI_MODEL", "")
+AI_MAX_CONCURRENCY = env_int("AI_MAX_CONCURRENCY", 16, minimum=1)
+
+# Entities a worker takes through the steps together (one task, batched reads and writes).
+RUN_CHUNK_SIZE = env_int("RUN_CHUNK_SIZE", 100, minimum=1)
+RUN_MAX_ENTITIES = 10_000
+
+# Outbound HTTP (webhooks, run callbacks). Private, loopback, link-local and metadata
+# addresses are refused unless a host, address or network is listed here.
+OUTBOUND_ALLOWED_HOSTS = env_list("OUTBOUND_ALLOWED_HOSTS", [])
+OUTBOUND_TIMEOUT_S = env_float("OUTBOUND_TIMEOUT_S", 10.0, minimum=0.1)
+OUTBOUND_MAX_ATTEMPTS = env_int("OUTBOUND_MAX_ATTEMPTS", 3, minimum=1)
+OUTBOUND_BACKOFF_S = env_float("OUTBOUND_BACKOFF_S", 0.5, minimum=0.0)

@@ -1,10 +1,17 @@
+import json
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
+
+from django.conf import settings
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import SchemaError, best_match
 
 from config.api.errors import FieldError
-from workflows.steps.base import StepType, template_string
+from workflows.providers import GenerationRequest, provider_get
+from workflows.steps.base import StepType, advance, template_string
 from workflows.steps.fields import field_path
 from workflows.steps.registry import register
+from workflows.steps.runtime import EntityState, Flow, StepContext, StepError, get_path, set_path
 
 
 @register
@@ -84,3 +91,84 @@ class AiGenerate(StepType):
         except SchemaError as exc:
             return [FieldError(f"{path}.jsonSchema", f"Not a valid JSON Schema: {exc.message}")]
         return []
+
+    def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:
+        """The chunk's calls are in flight together, up to AI_MAX_CONCURRENCY."""
+        provider = provider_get(config.get("provider") or settings.AI_PROVIDER)
+        requests = []
+        for state in states:
+            existing = get_path(state.data, config["outputField"])
+            if not config["overwrite"] and existing not in (None, ""):
+                advance(state, Flow(output=existing), ctx)
+                continue
+            try:
+                requests.append((state, self._request(state, config, ctx)))
+            except StepError as exc:
+                state.fail(ctx.step_id, exc.message)
+        if not requests:
+            return
+        workers = min(settings.AI_MAX_CONCURRENCY, len(requests))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {
+                pool.submit(self._generate, provider, request, config): state
+                for state, request in requests
+            }
+            for future in as_completed(futures):
+                state = futures[future]
+                try:
+                    answer, usage = future.result()
+                except StepError as exc:
+                    state.fail(ctx.step_id, exc.message)
+                    continue
+                state.add_usage(usage)
+                set_path(state.data, config["outputField"], answer)
+                advance(state, Flow(output=answer), ctx)
+
+    def _request(self, state: EntityState, config: dict, ctx: StepContext) -> GenerationRequest:
+        return GenerationRequest(
+            prompt=self.render(config["prompt"], state, ctx),
+            system=self.render(config.get("system", ""), state, ctx),
+            model=config.get("model") or settings.AI_MODEL,
+            temperature=config.get("temperature"),
+            max_tokens=config.get("maxTokens"),
+            json_mode=config["responseFormat"] == "json",
+            json_schema=config.get("jsonSchema"),
+        )
+
+    @staticmethod
+    def _generate(provider, request: GenerationRequest, config: dict):
+        """One answer (parsed, for JSON) and its usage; one corrective retry for bad JSON."""
+        generation = provider.generate(request)
+        usage = dict(generation.usage)
+        if not request.json_mode:
+            return generation.text, usage
+        problem = json_problem(generation.text, request.json_schema)
+        if problem is None:
+            return json.loads(generation.text), usage
+        retry = replace(
+            request,
+            prompt=f"{request.prompt}\n\nYour previous answer was not valid: {problem}\n"
+            "Answer again with only a JSON value that satisfies the schema.",
+        )
+        generation = provider.generate(retry)
+        for key, value in generation.usage.items():
+            usage[key] = usage.get(key, 0) + value
+        problem = json_problem(generation.text, request.json_schema)
+        if problem is not None:
+            raise StepError(
+                f"{provider.name}: the answer was not valid JSON for the schema "
+                f"after one retry: {problem}"
+            )
+        return json.loads(generation.text), usage
+
+
+def json_problem(text: str, schema: dict | None) -> str | None:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        return f"not JSON ({exc})"
+    if schema:
+        error = best_match(Draft202012Validator(schema).iter_errors(value))
+        if error is not None:
+            return f"{'/'.join(map(str, error.absolute_path)) or 'the answer'}: {error.message}"
+    return None

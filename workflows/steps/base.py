@@ -10,7 +10,8 @@ from jsonschema import Draft202012Validator
 
 from config.api.errors import FieldError
 from entities.schemas import json_path
-from workflows.templating import MAX_TEMPLATE_LENGTH, template_problem
+from workflows.steps.runtime import EntityState, Flow, StepContext, StepError
+from workflows.templating import MAX_TEMPLATE_LENGTH, TemplateError, render, template_problem
 
 TEMPLATE = "x-template"
 
@@ -31,7 +32,11 @@ class StepType:
 
     Subclasses set `type`, `name`, `description`, `config_schema` (a JSON Schema object, the
     OpenAPI 3.0 subset: `$defs` allowed, no `const`), and `example`; they may add checks the
-    schema cannot express in `extra_problems`. Running a step is added in `run`.
+    schema cannot express in `extra_problems`.
+
+    To run, a subclass implements `run` (one entity) or overrides `run_batch` (all entities
+    of a chunk at once, for steps that batch writes or overlap I/O). A step raises StepError
+    to fail the entity; it never commits or sends anything when `ctx.dry_run` is set.
     """
 
     type: ClassVar[str]
@@ -60,6 +65,30 @@ class StepType:
     def extra_problems(self, config: dict, *, path: str) -> list[FieldError]:
         """Checks beyond the JSON Schema (a regex that compiles, a schema that is valid)."""
         return []
+
+    def run(self, state: EntityState, config: dict, ctx: StepContext) -> Flow:
+        raise NotImplementedError(f"Step type {self.type!r} does not implement run().")
+
+    def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:
+        """Run the step for every entity in `states` (all alive, all at this step)."""
+        for state in states:
+            self.run_guarded(state, config, ctx)
+
+    def run_guarded(self, state: EntityState, config: dict, ctx: StepContext) -> None:
+        """`run` for one entity, with its outcome applied to the entity's state."""
+        try:
+            flow = self.run(state, config, ctx)
+        except StepError as exc:
+            state.fail(ctx.step_id, exc.message)
+        else:
+            advance(state, flow, ctx)
+
+    @staticmethod
+    def render(source: str, state: EntityState, ctx: StepContext) -> str:
+        try:
+            return render(source, state.template_context(ctx.run_id))
+        except TemplateError as exc:
+            raise StepError(str(exc)) from exc
 
     def with_defaults(self, config: dict) -> dict:
         """The config with every top-level default from the schema filled in."""
@@ -90,6 +119,26 @@ class StepType:
             ).is_valid(value):
                 found += self._template_problems(value, option, path)
         return found
+
+
+def advance(state: EntityState, flow: Flow, ctx: StepContext) -> None:
+    """Record a step's output and move the entity on (or stop it: its item is `skipped`)."""
+    if flow.output is not None:
+        state.outputs[ctx.step_id] = flow.output
+    state.step_id = ctx.step_id
+    if flow.stop:
+        state.outcome = "skipped"
+        state.log.append(("info", ctx.step_id, "Stopped by the condition."))
+    else:
+        state.next_step = ctx.step_index + 1 + flow.skip
+    state.trace.append(
+        {
+            "stepId": ctx.step_id,
+            "outcome": "stopped" if flow.stop else "completed",
+            "output": flow.output,
+            "skipNext": flow.skip,
+        }
+    )
 
 
 def _explain(error, path: str, defs: dict) -> list[FieldError]:

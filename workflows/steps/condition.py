@@ -4,6 +4,7 @@ from config.api.errors import FieldError
 from workflows.steps.base import StepType
 from workflows.steps.fields import field_path
 from workflows.steps.registry import register
+from workflows.steps.runtime import MISSING, EntityState, Flow, StepContext, StepError, get_path
 
 OPERATORS = [
     "eq",
@@ -120,6 +121,84 @@ class Condition(StepType):
 
     def extra_problems(self, config: dict, *, path: str) -> list[FieldError]:
         return _predicate_problems(config["if"], f"{path}.if")
+
+    def run(self, state: EntityState, config: dict, ctx: StepContext) -> Flow:
+        if evaluate(config["if"], state.data):
+            return Flow(output={"result": True})
+        otherwise = config["else"]
+        if otherwise == "fail":
+            raise StepError(f"Condition not met: {describe(config['if'])}.")
+        if otherwise == "skip":
+            return Flow(output={"result": False}, skip=config["skipCount"])
+        return Flow(output={"result": False}, stop=True)
+
+
+def evaluate(predicate: dict, data: dict) -> bool:
+    if "all" in predicate:
+        return all(evaluate(item, data) for item in predicate["all"])
+    if "any" in predicate:
+        return any(evaluate(item, data) for item in predicate["any"])
+    actual = get_path(data, predicate["field"], MISSING)
+    operator, expected = predicate["operator"], predicate.get("value")
+    if operator == "exists":
+        return actual is not MISSING and actual is not None
+    if operator == "notExists":
+        return actual is MISSING or actual is None
+    if actual is MISSING:
+        return operator in ("ne", "notIn")
+    return COMPARE[operator](actual, expected)
+
+
+def _ordered(compare):
+    """Order comparisons hold only between numbers, or between strings."""
+
+    def check(actual, expected) -> bool:
+        numbers = (int, float)
+        if isinstance(actual, bool) or isinstance(expected, bool):
+            return False
+        if isinstance(actual, numbers) and isinstance(expected, numbers):
+            return compare(actual, expected)
+        if isinstance(actual, str) and isinstance(expected, str):
+            return compare(actual, expected)
+        return False
+
+    return check
+
+
+def _contains(actual, expected) -> bool:
+    if isinstance(actual, str):
+        return isinstance(expected, str) and expected in actual
+    if isinstance(actual, list):
+        return expected in actual
+    if isinstance(actual, dict):
+        return isinstance(expected, str) and expected in actual
+    return False
+
+
+COMPARE = {
+    "eq": lambda actual, expected: actual == expected,
+    "ne": lambda actual, expected: actual != expected,
+    "gt": _ordered(lambda a, b: a > b),
+    "gte": _ordered(lambda a, b: a >= b),
+    "lt": _ordered(lambda a, b: a < b),
+    "lte": _ordered(lambda a, b: a <= b),
+    "in": lambda actual, expected: actual in expected,
+    "notIn": lambda actual, expected: actual not in expected,
+    "contains": _contains,
+    "matches": lambda actual, expected: (
+        isinstance(actual, str) and re.search(expected, actual) is not None
+    ),
+}
+
+
+def describe(predicate: dict) -> str:
+    if "all" in predicate:
+        return "all of (" + "; ".join(describe(item) for item in predicate["all"]) + ")"
+    if "any" in predicate:
+        return "any of (" + "; ".join(describe(item) for item in predicate["any"]) + ")"
+    if "value" in predicate:
+        return f"{predicate['field']} {predicate['operator']} {predicate['value']!r}"
+    return f"{predicate['field']} {predicate['operator']}"
 
 
 def _predicate_problems(predicate: dict, path: str) -> list[FieldError]:

@@ -1,5 +1,6 @@
-from workflows.steps.base import StepType
+from workflows.steps.base import StepType, advance
 from workflows.steps.registry import register
+from workflows.steps.runtime import EntityState, Flow, StepContext
 
 
 @register
@@ -23,3 +24,27 @@ class Publish(StepType):
         },
     }
     example = {"status": "published"}
+
+    def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:
+        status = config["status"]
+        if ctx.dry_run:
+            for state in states:
+                state.status = status
+                advance(state, Flow(output={"published": False, "status": status}), ctx)
+            return
+        # One transaction for the chunk: the working copies are merged into the entities,
+        # and each item's checkpoint moves past this step, together.
+        versions = ctx.committer.publish(states, status, ctx)
+        for state in states:
+            if state.entity_id in versions:
+                advance(
+                    state,
+                    Flow(
+                        output={
+                            "published": True,
+                            "status": status,
+                            "version": versions[state.entity_id],
+                        }
+                    ),
+                    ctx,
+                )

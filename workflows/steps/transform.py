@@ -1,6 +1,20 @@
+import copy
+
+from django.utils.text import slugify
+
 from workflows.steps.base import TEMPLATE, StepType
 from workflows.steps.fields import field_path
 from workflows.steps.registry import register
+from workflows.steps.runtime import (
+    MISSING,
+    EntityState,
+    Flow,
+    StepContext,
+    StepError,
+    get_path,
+    remove_path,
+    set_path,
+)
 
 TEXT_OPS = ["lowercase", "uppercase", "trim", "slugify"]
 
@@ -84,3 +98,47 @@ class Transform(StepType):
             {"op": "remove", "field": "internalNotes"},
         ]
     }
+
+    def run(self, state: EntityState, config: dict, ctx: StepContext) -> Flow:
+        changed = []
+        for index, operation in enumerate(config["operations"]):
+            op = operation["op"]
+            where = f"operations[{index}] ({op})"
+            if op == "set":
+                value = operation["value"]
+                if isinstance(value, str):
+                    value = self.render(value, state, ctx)
+                set_path(state.data, operation["field"], copy.deepcopy(value))
+                changed.append(operation["field"])
+            elif op in ("copy", "rename"):
+                value = get_path(state.data, operation["from"], MISSING)
+                if value is MISSING:
+                    raise StepError(f"{where}: the field {operation['from']!r} does not exist.")
+                set_path(state.data, operation["to"], copy.deepcopy(value))
+                if op == "rename":
+                    remove_path(state.data, operation["from"])
+                    changed.append(operation["from"])
+                changed.append(operation["to"])
+            elif op == "remove":
+                if remove_path(state.data, operation["field"]) is not MISSING:
+                    changed.append(operation["field"])
+            else:
+                value = get_path(state.data, operation["field"])
+                if value is None:
+                    continue  # nothing to change: a missing field stays missing
+                if not isinstance(value, str):
+                    raise StepError(
+                        f"{where}: the field {operation['field']!r} is a "
+                        f"{type(value).__name__}, not a string."
+                    )
+                set_path(state.data, operation["field"], TEXT_FUNCTIONS[op](value))
+                changed.append(operation["field"])
+        return Flow(output={"changed": changed})
+
+
+TEXT_FUNCTIONS = {
+    "lowercase": str.lower,
+    "uppercase": str.upper,
+    "trim": str.strip,
+    "slugify": slugify,
+}

@@ -1,9 +1,11 @@
 import re
 
 from config.api.errors import FieldError
+from entities.schemas import data_problems, data_validator
 from workflows.steps.base import StepType
 from workflows.steps.fields import field_path
 from workflows.steps.registry import register
+from workflows.steps.runtime import MISSING, EntityState, Flow, StepContext, StepError, get_path
 
 JSON_TYPES = ["string", "number", "integer", "boolean", "object", "array", "null"]
 
@@ -94,3 +96,62 @@ class Validate(StepType):
                 if low in rule and high in rule and rule[low] > rule[high]:
                     found.append(FieldError(f"{where}.{low}", f"Greater than {high}."))
         return found
+
+    def run(self, state: EntityState, config: dict, ctx: StepContext) -> Flow:
+        broken = [
+            message for rule in config["rules"] for message in rule_problems(rule, state.data)
+        ]
+        if config["useEntityTypeSchema"]:
+            validator = data_validator(state.entity_type_schema)
+            broken += [
+                f"{p.field}: {p.message}"
+                for p in data_problems(validator, state.data, prefix="data")
+            ]
+        if broken:
+            raise StepError("Validation failed: " + "; ".join(broken))
+        return Flow(output={"valid": True})
+
+
+PYTHON_TYPES = {
+    "string": (str,),
+    "number": (int, float),
+    "integer": (int,),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+    "null": (type(None),),
+}
+
+
+def _has_type(value, json_type: str) -> bool:
+    if isinstance(value, bool) and json_type in ("number", "integer"):
+        return False
+    if json_type == "integer" and isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, PYTHON_TYPES[json_type])
+
+
+def rule_problems(rule: dict, data: dict) -> list[str]:
+    """Every way `data` breaks `rule`, as `field: what is wrong`."""
+    name = rule["field"]
+    value = get_path(data, name, MISSING)
+    if value is MISSING or value is None:
+        return [f"{name}: is required"] if rule.get("required") else []
+    found = []
+    if "type" in rule and not _has_type(value, rule["type"]):
+        found.append(f"{name}: must be of type {rule['type']}")
+    if isinstance(value, str | list):
+        if "minLength" in rule and len(value) < rule["minLength"]:
+            found.append(f"{name}: must have at least {rule['minLength']} characters or items")
+        if "maxLength" in rule and len(value) > rule["maxLength"]:
+            found.append(f"{name}: must have at most {rule['maxLength']} characters or items")
+    if "pattern" in rule and isinstance(value, str) and not re.search(rule["pattern"], value):
+        found.append(f"{name}: must match {rule['pattern']!r}")
+    if "enum" in rule and value not in rule["enum"]:
+        found.append(f"{name}: must be one of {rule['enum']!r}")
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if numeric and "minimum" in rule and value < rule["minimum"]:
+        found.append(f"{name}: must be at least {rule['minimum']}")
+    if numeric and "maximum" in rule and value > rule["maximum"]:
+        found.append(f"{name}: must be at most {rule['maximum']}")
+    return found

@@ -38,9 +38,13 @@ class Command(BaseCommand):
                     f"  Health:     {base}/healthz",
                     f"  API key:    {demo['api_key']}",
                     f"  Entity type {demo['entity_type'].name!r}: {demo['entity_type'].id}",
+                    f"  Workflow    {demo['workflow'].name!r}: {demo['workflow'].id}",
                     "",
                     f"  Try: curl -H 'Authorization: Bearer {demo['api_key']}' "
                     f"{base}/api/v1/entities",
+                    "  Run the workflow on every product (Admin > Entities > select > action),",
+                    f"  or POST {base}/api/v1/workflows/{demo['workflow'].id}/run "
+                    '{"entityIds": [...]}',
                     "",
                 ]
             )

@@ -1,0 +1,92 @@
+from rest_framework import serializers
+
+from config.api.fields import TimestampField
+from jobs.models import Run, RunItem
+
+
+class ProgressSerializer(serializers.Serializer):
+    total = serializers.IntegerField(help_text="Total number of entities in the run.")
+    completed = serializers.IntegerField(
+        help_text="Entities that finished (a condition that stopped one counts it completed)."
+    )
+    failed = serializers.IntegerField(help_text="Entities that failed during execution.")
+    cancelled = serializers.IntegerField(help_text="Entities left undone by a cancel.")
+
+
+class UsageSerializer(serializers.Serializer):
+    inputTokens = serializers.IntegerField(source="input_tokens")
+    outputTokens = serializers.IntegerField(source="output_tokens")
+
+
+class RunSerializer(serializers.ModelSerializer):
+    progress = ProgressSerializer(source="*", read_only=True)
+    usage = UsageSerializer(source="*", read_only=True, help_text="Tokens used by the run.")
+    startedAt = TimestampField(
+        source="started_at", allow_null=True, help_text="Timestamp (ms) when the run started."
+    )
+    completedAt = TimestampField(
+        source="completed_at",
+        allow_null=True,
+        help_text="Timestamp (ms) when the run finished, or null.",
+    )
+    jobId = serializers.CharField(source="job.id", read_only=True)
+    workflowId = serializers.CharField(source="workflow_id", read_only=True)
+    workflowVersion = serializers.IntegerField(source="workflow_version.number", read_only=True)
+    retryOf = serializers.CharField(source="retry_of_id", read_only=True, allow_null=True)
+    createdAt = TimestampField(source="created_at")
+
+    class Meta:
+        model = Run
+        fields = [
+            "id",
+            "status",
+            "progress",
+            "startedAt",
+            "completedAt",
+            "jobId",
+            "workflowId",
+            "workflowVersion",
+            "retryOf",
+            "usage",
+            "createdAt",
+        ]
+
+
+class RunItemSerializer(serializers.ModelSerializer):
+    entityId = serializers.CharField(source="entity_id")
+    stepId = serializers.SerializerMethodField(help_text="Where the entity stopped or failed.")
+    error = serializers.SerializerMethodField()
+    startedAt = TimestampField(source="started_at", allow_null=True)
+    completedAt = TimestampField(source="completed_at", allow_null=True)
+
+    class Meta:
+        model = RunItem
+        fields = ["entityId", "status", "stepId", "error", "attempts", "startedAt", "completedAt"]
+
+    def get_stepId(self, item) -> str | None:
+        return item.step_id or None
+
+    def get_error(self, item) -> str | None:
+        return item.error or None
+
+
+class RunStartSerializer(serializers.Serializer):
+    entityIds = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        allow_empty=True,
+        help_text="Array of entity IDs to run the workflow on (1 to 10,000).",
+    )
+    callbackUrl = serializers.URLField(
+        required=False, max_length=2000, help_text="POSTed the final run once it ends."
+    )
+
+
+class RunStartedSerializer(serializers.Serializer):
+    jobId = serializers.CharField(help_text="The ID of the background job created for this run.")
+    runId = serializers.CharField(help_text="The ID of the run.")
+
+
+class RunItemQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=RunItem._meta.get_field("status").choices, required=False
+    )

@@ -1,0 +1,169 @@
+"""Run lifecycle: start, status transitions (checked here and nowhere else), callbacks."""
+
+import json
+import logging
+from collections import Counter
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from config.api.errors import Conflict, FieldError, InvalidInput
+from entities.models import Entity
+from jobs.models import ItemStatus, Job, Run, RunItem, RunLog, RunStatus
+from workflows.models import Workflow, WorkflowVersion
+
+logger = logging.getLogger(__name__)
+MAX_NAMED_IDS = 50
+
+
+def _check_entity_ids(workflow: Workflow, entity_ids: list[str]) -> None:
+    limit = settings.RUN_MAX_ENTITIES
+    if not 1 <= len(entity_ids) <= limit:
+        message = f"Give 1 to {limit} entity ids, not {len(entity_ids)}."
+        raise InvalidInput(f"entityIds: {message}", details=[FieldError("entityIds", message)])
+    duplicates = [entity_id for entity_id, n in Counter(entity_ids).items() if n > 1]
+    if duplicates:
+        raise InvalidInput(
+            f"entityIds: {len(duplicates)} ids appear more than once: "
+            + ", ".join(duplicates[:MAX_NAMED_IDS]),
+            details=[
+                FieldError("entityIds", f"{entity_id!r} appears more than once.", "duplicate")
+                for entity_id in duplicates[:MAX_NAMED_IDS]
+            ],
+        )
+    found = set(
+        Entity.objects.filter(
+            pk__in=entity_ids, entity_type_id=workflow.entity_type_id
+        ).values_list("pk", flat=True)
+    )
+    bad = [
+        (index, entity_id) for index, entity_id in enumerate(entity_ids) if entity_id not in found
+    ]
+    if bad:
+        raise InvalidInput(
+            f"entityIds: {len(bad)} ids are not entities of this workflow's entity type "
+            f"({workflow.entity_type_id}): " + ", ".join(e for _, e in bad[:MAX_NAMED_IDS]),
+            details=[
+                FieldError(
+                    f"entityIds[{index}]",
+                    f"No entity {entity_id!r} of entity type {workflow.entity_type_id} exists.",
+                    "does_not_exist",
+                )
+                for index, entity_id in bad[:MAX_NAMED_IDS]
+            ],
+        )
+
+
+@transaction.atomic
+def run_start(
+    *,
+    workflow_id: str,
+    entity_ids: list[str],
+    callback_url: str = "",
+    created_by=None,
+    retry_of: Run | None = None,
+    version: WorkflowVersion | None = None,
+) -> Run:
+    """Store a run, its job and one item per entity in one transaction (bulk inserts), and
+    queue its chunks once that commits. The run executes the version current now (or
+    `version`), whatever is edited later."""
+    workflow = Workflow.objects.get(pk=workflow_id)
+    if workflow.status == Workflow.Status.ARCHIVED:
+        raise Conflict("This workflow is archived; unarchive it to run it.", code="archived")
+    _check_entity_ids(workflow, entity_ids)
+    if version is None:
+        version = WorkflowVersion.objects.get(workflow=workflow, number=workflow.version)
+    run = Run.objects.create(
+        workflow=workflow,
+        workflow_version=version,
+        total=len(entity_ids),
+        callback_url=callback_url,
+        created_by=created_by,
+        retry_of=retry_of,
+    )
+    Job.objects.create(run=run)
+    size = settings.RUN_CHUNK_SIZE
+    RunItem.objects.bulk_create(
+        (
+            RunItem(run=run, entity_id=entity_id, chunk=index // size)
+            for index, entity_id in enumerate(entity_ids)
+        ),
+        batch_size=2000,
+    )
+    chunks = (len(entity_ids) + size - 1) // size
+    transaction.on_commit(partial(_enqueue_chunks, run.pk, chunks))
+    return run
+
+
+def _enqueue_chunks(run_id: str, chunks: int) -> None:
+    from jobs.tasks import run_chunk
+
+    for chunk in range(chunks):
+        run_chunk.delay(run_id, chunk)
+
+
+def run_mark_running(*, run_id: str) -> bool:
+    """pending -> running, once; True for the call that made the change."""
+    started = Run.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
+        status=RunStatus.RUNNING, started_at=timezone.now()
+    )
+    if started:
+        RunLog.objects.create(run_id=run_id, message="Run started.")
+    return bool(started)
+
+
+def run_finalize_if_done(*, run_id: str) -> bool:
+    """running -> completed/failed once no item is left to process; True for the call that
+    ended the run. A cancelled run stays cancelled, whatever finishes late."""
+    open_items = RunItem.objects.filter(
+        run_id=run_id, status__in=[ItemStatus.PENDING, ItemStatus.RUNNING]
+    )
+    if open_items.exists():
+        return False
+    with transaction.atomic():
+        run = Run.objects.get(pk=run_id)
+        status = RunStatus.FAILED if run.failed else RunStatus.COMPLETED
+        ended = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+            status=status, completed_at=timezone.now()
+        )
+        if not ended:
+            return False
+        RunLog.objects.create(
+            run_id=run_id,
+            level=RunLog.Level.ERROR if run.failed else RunLog.Level.INFO,
+            message=f"Run {status}: {run.completed} completed, {run.failed} failed, "
+            f"{run.cancelled} cancelled of {run.total}.",
+        )
+        if run.callback_url:
+            transaction.on_commit(partial(_enqueue_callback, run_id))
+    return True
+
+
+def _enqueue_callback(run_id: str) -> None:
+    from jobs.tasks import send_run_callback
+
+    send_run_callback.delay(run_id)
+
+
+def run_callback_send(*, run_id: str) -> None:
+    """POST the final run to its callback URL; the outcome goes into the run's log."""
+    from jobs.serializers import RunSerializer
+    from workflows.outbound import post_json
+    from workflows.steps.runtime import StepError
+
+    run = Run.objects.select_related("job").get(pk=run_id)
+    body = json.dumps(RunSerializer(run).data).encode()
+    try:
+        response = post_json(run.callback_url, body, {"X-Workflows-Event": "run.ended"})
+    except StepError as exc:
+        RunLog.objects.create(
+            run_id=run_id,
+            level=RunLog.Level.WARNING,
+            message=f"Callback not delivered: {exc.message}",
+        )
+        return
+    RunLog.objects.create(
+        run_id=run_id, message=f"Callback delivered to {run.callback_url} ({response.status_code})."
+    )

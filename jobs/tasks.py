@@ -1,0 +1,26 @@
+"""Celery tasks: ids in, a service call, a retry policy. Safe to deliver twice."""
+
+from celery import shared_task
+from django.db import DatabaseError, InterfaceError
+
+from jobs.execution import chunk_execute
+from jobs.services import run_callback_send
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(DatabaseError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=20,
+)
+def run_chunk(run_id: str, chunk: int) -> None:
+    """Take one chunk of a run's entities through the workflow."""
+    chunk_execute(run_id=run_id, chunk=chunk)
+
+
+@shared_task(acks_late=True, autoretry_for=(DatabaseError,), retry_backoff=True, max_retries=5)
+def send_run_callback(run_id: str) -> None:
+    """POST the ended run to its `callbackUrl`."""
+    run_callback_send(run_id=run_id)

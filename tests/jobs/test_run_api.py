@@ -1,0 +1,174 @@
+import pytest
+
+from jobs.models import Job, Run, RunItem
+from tests.factories import make_entities, make_entity_type, make_workflow, run_inline
+from workflows.services import workflow_archive
+
+pytestmark = pytest.mark.django_db
+
+PUBLISH = [{"type": "publish", "config": {}}]
+
+
+@pytest.fixture
+def workflow(product_type):
+    return make_workflow(product_type, PUBLISH)
+
+
+def _run(api, workflow, body, **headers):
+    return api.post(f"/api/v1/workflows/{workflow.pk}/run", body, **headers)
+
+
+def test_run_answers_202_with_job_and_run_and_stores_one_item_per_entity(
+    api, workflow, product_type
+):
+    ids = make_entities(product_type, 5)
+    response = _run(api, workflow, {"entityIds": ids})
+    assert response.status_code == 202
+    body = response.json()
+    assert set(body) == {"jobId", "runId"}
+    run = Run.objects.get(pk=body["runId"])
+    assert Job.objects.get(pk=body["jobId"]).run == run
+    assert run.status == "pending" and run.total == 5
+    assert sorted(RunItem.objects.filter(run=run).values_list("entity_id", flat=True)) == sorted(
+        ids
+    )
+
+
+def test_run_status_has_the_documented_fields(api, workflow, product_type):
+    ids = make_entities(product_type, 3)
+    run_id = _run(api, workflow, {"entityIds": ids}).json()["runId"]
+    body = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run_id}").json()
+    assert set(body) >= {
+        "id",
+        "status",
+        "progress",
+        "startedAt",
+        "completedAt",
+        "jobId",
+        "workflowId",
+        "workflowVersion",
+        "createdAt",
+    }
+    assert body["status"] == "pending"
+    assert body["progress"] == {"total": 3, "completed": 0, "failed": 0, "cancelled": 0}
+    assert body["startedAt"] is None and body["completedAt"] is None
+
+    run_inline(run_id)
+    body = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run_id}").json()
+    assert body["status"] == "completed"
+    assert body["progress"] == {"total": 3, "completed": 3, "failed": 0, "cancelled": 0}
+    assert body["startedAt"] <= body["completedAt"]
+    assert body["workflowVersion"] == 1
+
+
+def test_last_run_at_moves(api, workflow, product_type):
+    ids = make_entities(product_type, 1)
+    assert api.get(f"/api/v1/workflows/{workflow.pk}").json()["lastRunAt"] is None
+    _run(api, workflow, {"entityIds": ids})
+    run = Run.objects.get()
+    listed = api.get("/api/v1/workflows").json()[0]
+    assert listed["lastRunAt"] == int(run.created_at.timestamp() * 1000)
+
+
+@pytest.mark.parametrize("entity_ids", [[], "ent_x", None, [1, {"a": 1}]])
+def test_entity_ids_must_be_a_non_empty_list_of_strings(api, workflow, entity_ids):
+    response = _run(api, workflow, {"entityIds": entity_ids})
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["field"].startswith("entityIds")
+    assert Run.objects.count() == 0
+
+
+def test_more_than_ten_thousand_ids_is_400(api, workflow):
+    response = _run(api, workflow, {"entityIds": [f"ent_{i}" for i in range(10_001)]})
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["field"] == "entityIds"
+
+
+def test_duplicate_ids_are_named(api, workflow, product_type):
+    ids = make_entities(product_type, 2)
+    response = _run(api, workflow, {"entityIds": [ids[0], ids[1], ids[0]]})
+    assert response.status_code == 400
+    assert ids[0] in response.json()["error"]["message"]
+
+
+def test_unknown_and_wrong_type_ids_are_named(api, workflow, product_type):
+    good = make_entities(product_type, 1)
+    other = make_entities(make_entity_type(schema=None), 1)
+    response = _run(api, workflow, {"entityIds": [*good, "ent_missing", *other]})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert [d["field"] for d in error["details"]] == ["entityIds[1]", "entityIds[2]"]
+    assert "ent_missing" in error["message"] and other[0] in error["message"]
+    assert Run.objects.count() == 0
+
+
+def test_archived_workflow_cannot_run(api, workflow, product_type):
+    workflow_archive(workflow_id=workflow.pk)
+    response = _run(api, workflow, {"entityIds": make_entities(product_type, 1)})
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "archived"
+
+
+def test_bad_callback_url(api, workflow, product_type):
+    ids = make_entities(product_type, 1)
+    response = _run(api, workflow, {"entityIds": ids, "callbackUrl": "not a url"})
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["field"] == "callbackUrl"
+
+
+def test_read_only_key_cannot_run(read_only_api, workflow, product_type):
+    response = _run(read_only_api, workflow, {"entityIds": make_entities(product_type, 1)})
+    assert response.status_code == 403
+
+
+def test_idempotency_key_returns_the_first_answer_and_creates_nothing_new(
+    api, workflow, product_type
+):
+    ids = make_entities(product_type, 2)
+    first = _run(api, workflow, {"entityIds": ids}, HTTP_IDEMPOTENCY_KEY="run-1")
+    again = _run(api, workflow, {"entityIds": ids}, HTTP_IDEMPOTENCY_KEY="run-1")
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert Run.objects.count() == 1
+
+
+def test_runs_list_and_items_with_status_filter(api, product_type):
+    workflow = make_workflow(
+        product_type,
+        [
+            {
+                "type": "condition",
+                "config": {"if": {"field": "price", "operator": "gt", "value": 0}},
+            },
+            {"type": "publish", "config": {}},
+        ],
+    )
+    ids = make_entities(product_type, 3)  # prices 0, 1, 2: the first is stopped
+    run_id = _run(api, workflow, {"entityIds": ids}).json()["runId"]
+    run_inline(run_id)
+    runs = api.get(f"/api/v1/workflows/{workflow.pk}/runs").json()
+    assert [run["id"] for run in runs] == [run_id]
+    items = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run_id}/items").json()
+    assert len(items) == 3
+    assert set(items[0]) == {
+        "entityId",
+        "status",
+        "stepId",
+        "error",
+        "attempts",
+        "startedAt",
+        "completedAt",
+    }
+    skipped = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run_id}/items?status=skipped").json()
+    assert [(i["entityId"], i["stepId"]) for i in skipped] == [(ids[0], "condition_1")]
+    assert (
+        api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run_id}/items?status=x").status_code == 400
+    )
+
+
+def test_run_of_another_workflow_is_404(api, workflow, product_type):
+    other = make_workflow(product_type, PUBLISH)
+    run_id = _run(api, workflow, {"entityIds": make_entities(product_type, 1)}).json()["runId"]
+    assert api.get(f"/api/v1/workflows/{other.pk}/runs/{run_id}").status_code == 404
+    assert api.get("/api/v1/workflows/wf_missing/runs").status_code == 404

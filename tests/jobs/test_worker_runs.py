@@ -1,0 +1,172 @@
+"""Runs executed by a real Celery worker process, on PostgreSQL and Redis."""
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import time
+from collections import Counter
+
+import pytest
+from django.db import transaction
+
+from entities.models import Entity
+from jobs.models import RunItem
+from tests.factories import make_entities, make_workflow, start_run
+from tests.workers import wait_for_run
+from workflows.services import workflow_update
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+SECRET = "worker-test-secret"
+
+
+def _all_six(receiver_url: str) -> list[dict]:
+    return [
+        {
+            "id": "gen",
+            "type": "ai_generate",
+            "config": {"prompt": "Describe {{ entity.title }}", "outputField": "description"},
+        },
+        {
+            "id": "tidy",
+            "type": "transform",
+            "config": {
+                "operations": [
+                    {"op": "set", "field": "slug", "value": "{{ entity.title }}"},
+                    {"op": "slugify", "field": "slug"},
+                ]
+            },
+        },
+        {
+            "id": "cheap",
+            "type": "condition",
+            "config": {"if": {"field": "price", "operator": "lt", "value": 250}},
+        },
+        {
+            "id": "check",
+            "type": "validate",
+            "config": {"rules": [{"field": "price", "type": "number", "maximum": 200}]},
+        },
+        {"id": "pub", "type": "publish", "config": {}},
+        {
+            "id": "hook",
+            "type": "notify",
+            "config": {
+                "channel": "webhook",
+                "url": receiver_url,
+                "secret": SECRET,
+                "message": "{{ entity.slug }}",
+            },
+        },
+    ]
+
+
+def test_a_run_over_many_entities_with_all_six_step_types(
+    celery_worker, api, product_type, receiver, settings
+):
+    settings.RUN_CHUNK_SIZE = 25
+    workflow = make_workflow(product_type, _all_six(receiver.url + "/hook"))
+    ids = make_entities(product_type, 300)  # prices 0..299
+    response = api.post(
+        f"/api/v1/workflows/{workflow.pk}/run",
+        {"entityIds": ids, "callbackUrl": receiver.url + "/callback"},
+    )
+    assert response.status_code == 202
+    run = wait_for_run(response.json()["runId"])
+
+    # price < 250 goes on; 201..249 break the validate rule; 250.. are stopped (skipped).
+    assert run.status == "failed"
+    assert (run.total, run.completed, run.failed, run.cancelled) == (300, 251, 49, 0)
+    statuses = Counter(RunItem.objects.filter(run=run).values_list("status", flat=True))
+    assert statuses == {"completed": 201, "skipped": 50, "failed": 49}
+    failed = RunItem.objects.filter(run=run, status="failed").first()
+    assert failed.step_id == "check" and "price: must be at most 200" in failed.error
+    assert run.input_tokens > 0
+
+    published = Entity.objects.filter(pk__in=ids, status="published")
+    assert published.count() == 201
+    entity = published.get(data__price=7)
+    assert entity.data["slug"] == "item-7" and entity.version == 2
+    assert entity.data["description"].startswith("[local stand-in")
+    # A failed entity's working copy (description, slug) was discarded.
+    assert "slug" not in Entity.objects.get(data__price=230).data
+
+    hooks = [r for r in receiver.requests if r.path == "/hook"]
+    assert len(hooks) == 201
+    assert len({r.json()["entity"]["id"] for r in hooks}) == 201
+    for request in hooks[:5]:
+        signature = hmac.new(SECRET.encode(), request.body, hashlib.sha256).hexdigest()
+        assert request.headers["X-Workflows-Signature"] == f"sha256={signature}"
+
+    deadline = time.monotonic() + 30
+    while not [r for r in receiver.requests if r.path == "/callback"]:
+        assert time.monotonic() < deadline, "no callback"
+        time.sleep(0.1)
+    [callback] = [r for r in receiver.requests if r.path == "/callback"]
+    body = callback.json()
+    assert body["id"] == run.pk and body["status"] == "failed"
+    assert body["progress"]["completed"] == 251
+
+    shown = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run.pk}").json()
+    assert shown["status"] == "failed" and shown["completedAt"] >= shown["startedAt"]
+
+
+def test_a_run_keeps_the_version_it_started_with(celery_worker, product_type):
+    workflow = make_workflow(product_type, [{"type": "publish", "config": {}}])
+    ids = make_entities(product_type, 10)
+    with transaction.atomic():  # the chunks are queued after the edit has committed
+        run = start_run(workflow, ids)
+        workflow_update(
+            workflow_id=workflow.pk, steps=[{"type": "publish", "config": {"status": "draft"}}]
+        )
+    run = wait_for_run(run.pk)
+    assert run.status == "completed"
+    assert run.workflow_version.number == 1
+    assert set(Entity.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"published"}
+
+
+def test_a_killed_worker_process_does_not_lose_or_repeat_work(
+    celery_worker, product_type, receiver, settings
+):
+    """SIGKILL a pool process mid-run: its chunk is delivered again and resumes from the
+    items' checkpoints. Every entity ends once, is published once, notified at most once."""
+    settings.RUN_CHUNK_SIZE = 20
+    receiver.delay = 0.02
+    workflow = make_workflow(
+        product_type,
+        [
+            {"id": "pub", "type": "publish", "config": {}},
+            {"id": "hook", "type": "notify", "config": {"channel": "webhook", "url": receiver.url}},
+            {
+                "id": "mark",
+                "type": "transform",
+                "config": {"operations": [{"op": "set", "field": "done", "value": True}]},
+            },
+        ],
+    )
+    ids = make_entities(product_type, 400)
+    run = start_run(workflow, ids)
+
+    deadline = time.monotonic() + 60
+    while len(receiver.requests) < 40:  # well into the run
+        assert time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.02)
+    victims = celery_worker.child_pids()
+    assert victims
+    os.kill(victims[0], signal.SIGKILL)
+
+    run = wait_for_run(run.pk, timeout=180)
+    assert run.status == "completed", (
+        RunItem.objects.filter(run=run).exclude(status="completed").values("status", "error")[:5]
+    )
+    assert (run.completed, run.failed, run.cancelled) == (400, 0, 0)
+    assert RunItem.objects.filter(run=run, attempts__gt=1).exists()  # something was redone
+    entities = Entity.objects.filter(pk__in=ids)
+    # Published exactly once (version 2), then the final commit (version 3).
+    assert set(entities.values_list("version", flat=True)) == {3}
+    assert all(data["done"] for data in entities.values_list("data", flat=True))
+    per_entity = Counter(json.loads(r.body)["entity"]["id"] for r in receiver.requests)
+    assert max(per_entity.values()) == 1  # never twice
+    # At most the sends in flight in the killed process are lost.
+    assert len(per_entity) >= 400 - 8

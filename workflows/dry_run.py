@@ -1,0 +1,52 @@
+"""`POST /workflows/:id/test`: the workflow on one entity, synchronously, committing and
+sending nothing; publish and notify report what they would have done."""
+
+import copy
+
+from config.api.errors import FieldError, InvalidInput
+from entities.models import Entity
+from workflows.models import Workflow
+from workflows.pipeline import steps_run
+from workflows.steps.runtime import EntityState
+
+
+def workflow_test(*, workflow: Workflow, entity_id: str) -> dict:
+    entity = Entity.objects.select_related("entity_type").filter(pk=entity_id).first()
+    if entity is None or entity.entity_type_id != workflow.entity_type_id:
+        message = (
+            f"No entity {entity_id!r} of this workflow's entity type "
+            f"({workflow.entity_type_id}) exists."
+        )
+        raise InvalidInput(message, details=[FieldError("entityId", message, "does_not_exist")])
+    steps = workflow.versions.get(number=workflow.version).steps
+    state = EntityState(
+        entity_id=entity.pk,
+        status=entity.status,
+        data=copy.deepcopy(entity.data),
+        committed=entity.data,
+        entity_type_schema=entity.entity_type.schema,
+        version=entity.version,
+    )
+    steps_run(states=[state], steps=steps, run_id="test", workflow_id=workflow.pk, dry_run=True)
+    traced = {entry["stepId"]: entry for entry in state.trace}
+    results = []
+    for step in steps:
+        entry = traced.get(step["id"], {"outcome": "skipped"})
+        results.append(
+            {
+                "stepId": step["id"],
+                "type": step["type"],
+                "outcome": entry["outcome"],
+                "output": entry.get("output"),
+                "error": entry.get("error"),
+            }
+        )
+    return {
+        "entityId": entity.pk,
+        "workflowVersion": workflow.version,
+        "status": {"completed": "completed", "skipped": "skipped"}.get(state.outcome, "failed"),
+        "error": state.error or None,
+        "steps": results,
+        "data": state.data,
+        "usage": state.usage,
+    }

@@ -1,0 +1,123 @@
+"""What a step sees and returns when it runs: the entity's working copy, the step outputs so
+far, and the run it belongs to."""
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class StepError(Exception):
+    """A step failed for one entity. `retryable` errors come from outside (a provider, a
+    webhook) and were already retried as far as the step's policy goes."""
+
+    def __init__(self, message: str, *, retryable: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+
+MISSING = object()
+
+
+def get_path(data: dict, path: str, default: Any = None) -> Any:
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def set_path(data: dict, path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[last] = value
+
+
+def remove_path(data: dict, path: str) -> Any:
+    *parents, last = path.split(".")
+    node = data
+    for part in parents:
+        node = node.get(part)
+        if not isinstance(node, dict):
+            return MISSING
+    return node.pop(last, MISSING)
+
+
+@dataclass
+class EntityState:
+    """One entity going through the steps of a run (or a test).
+
+    `data` is the working copy; `committed` is the entity's data as last committed, from which
+    the changes to write are computed (so edits made meanwhile to other keys survive).
+    """
+
+    entity_id: str
+    status: str
+    data: dict
+    committed: dict
+    entity_type_schema: dict | None = None
+    version: int = 1
+    outputs: dict = field(default_factory=dict)
+    next_step: int = 0
+    outcome: str = "running"  # running | completed | skipped | failed | cancelled
+    error: str = ""
+    step_id: str = ""
+    usage: dict = field(default_factory=dict)
+    log: list[tuple[str, str, str]] = field(default_factory=list)  # (level, step_id, message)
+    trace: list[dict] = field(default_factory=list)  # each step's outcome, for the test endpoint
+
+    @property
+    def alive(self) -> bool:
+        return self.outcome == "running"
+
+    @property
+    def dirty(self) -> bool:
+        return self.data != self.committed
+
+    def template_context(self, run_id: str) -> dict:
+        return {
+            "entity": {**copy.deepcopy(self.data), "id": self.entity_id, "status": self.status},
+            "steps": copy.deepcopy(self.outputs),
+            "run": {"id": run_id},
+        }
+
+    def fail(self, step_id: str, message: str) -> None:
+        self.outcome, self.step_id, self.error = "failed", step_id, message
+        self.log.append(("error", step_id, message))
+        self.trace.append({"stepId": step_id, "outcome": "failed", "error": message})
+
+    def add_usage(self, usage: dict) -> None:
+        for key, value in usage.items():
+            self.usage[key] = self.usage.get(key, 0) + value
+
+
+@dataclass
+class StepContext:
+    """The run-level facts a step needs. `dry_run` (the test endpoint) commits and sends
+    nothing: side-effecting steps report what they would have done."""
+
+    run_id: str
+    workflow_id: str
+    step_id: str
+    step_index: int
+    dry_run: bool = False
+    committer: Any = None  # publishes working copies: jobs.execution.Committer
+    cancelled: Any = None  # a callable: True once the run was cancelled
+
+    def is_cancelled(self) -> bool:
+        return bool(self.cancelled and self.cancelled())
+
+
+@dataclass
+class Flow:
+    """How an entity goes on after a step: to the next one, or `skip` more, or `stop`."""
+
+    output: Any = None
+    skip: int = 0
+    stop: bool = False
