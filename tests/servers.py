@@ -26,6 +26,7 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     delay: float = 0.0  # seconds to wait before answering (after recording)
+    redirect_to: str = ""  # answer 302 with this Location
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -40,6 +41,11 @@ def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
             if receiver.delay:
                 time.sleep(receiver.delay)
+            if receiver.redirect_to:
+                self.send_response(302)
+                self.send_header("Location", receiver.redirect_to)
+                self.end_headers()
+                return
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
