@@ -5,13 +5,14 @@ from rest_framework.routers import SimpleRouter
 
 from config.api.views import HealthView
 from entities.views import EntityTypeViewSet, EntityViewSet
-from jobs.views import RunViewSet
+from jobs.views import JobViewSet, RunViewSet
 from workflows.views import StepTypeListView, WorkflowViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("entity-types", EntityTypeViewSet, basename="entity-type")
 router.register("entities", EntityViewSet, basename="entity")
 router.register("workflows", WorkflowViewSet, basename="workflow")
+router.register("jobs", JobViewSet, basename="job")
 
 api_v1 = [
     path("schema", SpectacularAPIView.as_view(), name="schema"),
@@ -26,6 +27,11 @@ api_v1 = [
         "workflows/<str:workflow_id>/runs/<str:pk>/items",
         RunViewSet.as_view({"get": "items"}),
         name="run-items",
+    ),
+    path(
+        "workflows/<str:workflow_id>/runs/<str:pk>/retry",
+        RunViewSet.as_view({"post": "retry"}),
+        name="run-retry",
     ),
     *router.urls,
 ]

@@ -24,6 +24,10 @@ class RunStatus(models.TextChoices):
     def ended(cls) -> list[str]:
         return [cls.COMPLETED, cls.FAILED, cls.CANCELLED]
 
+    @classmethod
+    def open(cls) -> list[str]:
+        return [cls.PENDING, cls.RUNNING]
+
 
 class Run(models.Model):
     id = models.CharField(

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from config.api.fields import TimestampField
-from jobs.models import Run, RunItem
+from jobs.models import Job, Run, RunItem, RunLog, RunStatus
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -89,4 +89,74 @@ class RunStartedSerializer(serializers.Serializer):
 class RunItemQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=RunItem._meta.get_field("status").choices, required=False
+    )
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """The background job behind a run; status and progress are the run's."""
+
+    status = serializers.ChoiceField(source="run.status", choices=RunStatus.choices, read_only=True)
+    progress = ProgressSerializer(source="run", read_only=True)
+    workflowId = serializers.CharField(source="run.workflow_id", read_only=True)
+    runId = serializers.CharField(source="run_id", read_only=True)
+    usage = UsageSerializer(source="run", read_only=True)
+    createdAt = TimestampField(source="created_at")
+    startedAt = TimestampField(source="run.started_at", allow_null=True)
+    completedAt = TimestampField(source="run.completed_at", allow_null=True)
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "type",
+            "status",
+            "progress",
+            "workflowId",
+            "runId",
+            "usage",
+            "createdAt",
+            "startedAt",
+            "completedAt",
+            "error",
+        ]
+
+    def get_error(self, job) -> str | None:
+        return job.run.error or None
+
+
+class RunLogSerializer(serializers.ModelSerializer):
+    id = serializers.SerializerMethodField()
+    timestamp = TimestampField()
+    entityId = serializers.SerializerMethodField()
+    stepId = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RunLog
+        fields = ["id", "timestamp", "level", "message", "entityId", "stepId"]
+
+    def get_id(self, log) -> str:
+        return str(log.pk)
+
+    def get_entityId(self, log) -> str | None:
+        return log.entity_id or None
+
+    def get_stepId(self, log) -> str | None:
+        return log.step_id or None
+
+
+class JobListQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
+    workflowId = serializers.CharField(required=False)
+
+
+class LogQuerySerializer(serializers.Serializer):
+    level = serializers.ChoiceField(choices=RunLog.Level.choices, required=False)
+    entityId = serializers.CharField(required=False)
+
+
+class RunRetrySerializer(serializers.Serializer):
+    useLatestVersion = serializers.BooleanField(
+        default=False,
+        help_text="Run the workflow's current version instead of the one the original run used.",
     )

@@ -7,6 +7,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput
@@ -126,7 +127,9 @@ def run_finalize_if_done(*, run_id: str) -> bool:
         run = Run.objects.get(pk=run_id)
         status = RunStatus.FAILED if run.failed else RunStatus.COMPLETED
         ended = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-            status=status, completed_at=timezone.now()
+            status=status,
+            completed_at=timezone.now(),
+            error=f"{run.failed} of {run.total} entities failed." if run.failed else "",
         )
         if not ended:
             return False
@@ -167,3 +170,62 @@ def run_callback_send(*, run_id: str) -> None:
     RunLog.objects.create(
         run_id=run_id, message=f"Callback delivered to {run.callback_url} ({response.status_code})."
     )
+
+
+def run_cancel(*, run_id: str, cancelled_by: str = "") -> Run:
+    """pending/running -> cancelled, at once. Items no worker has claimed become `cancelled`
+    now; workers see the status within CANCEL_CHECK_INTERVAL_S and start no new step, so
+    their items end `cancelled` too. Nothing committed is undone. 409 if the run had ended."""
+    with transaction.atomic():
+        changed = Run.objects.filter(pk=run_id, status__in=RunStatus.open()).update(
+            status=RunStatus.CANCELLED,
+            completed_at=timezone.now(),
+            error=f"Cancelled{' by ' + cancelled_by if cancelled_by else ''}.",
+        )
+        if not changed:
+            run = Run.objects.get(pk=run_id)
+            raise Conflict(f"The job has already ended ({run.status}).", code="job_ended")
+        unclaimed = RunItem.objects.filter(run_id=run_id, status=ItemStatus.PENDING).update(
+            status=ItemStatus.CANCELLED, completed_at=timezone.now()
+        )
+        Run.objects.filter(pk=run_id).update(cancelled=F("cancelled") + unclaimed)
+        RunLog.objects.create(
+            run_id=run_id,
+            level=RunLog.Level.WARNING,
+            message=f"Run cancelled{' by ' + cancelled_by if cancelled_by else ''}"
+            f"; {unclaimed} entities not started.",
+        )
+    return Run.objects.get(pk=run_id)
+
+
+def run_retry(*, run_id: str, use_latest_version: bool = False, created_by=None) -> Run:
+    """A new run (and job) over the entities that failed in `run_id`, on the same workflow
+    version unless `use_latest_version`."""
+    original = Run.objects.select_related("workflow_version").get(pk=run_id)
+    if not original.is_ended:
+        raise Conflict("The run has not ended yet; retry it once it has.", code="run_not_ended")
+    failed_ids = list(
+        RunItem.objects.filter(run_id=run_id, status=ItemStatus.FAILED)
+        .filter(entity_id__in=Entity.objects.values("pk"))
+        .order_by("pk")
+        .values_list("entity_id", flat=True)
+    )
+    if not failed_ids:
+        raise Conflict(
+            "The run has no failed entities (that still exist) to retry.", code="nothing_to_retry"
+        )
+    run = run_start(
+        workflow_id=original.workflow_id,
+        entity_ids=failed_ids,
+        created_by=created_by,
+        callback_url=original.callback_url,
+        retry_of=original,
+        version=None if use_latest_version else original.workflow_version,
+    )
+    RunLog.objects.create(
+        run_id=run.pk,
+        message=f"Retry of {original.pk}: "
+        f"{len(failed_ids)} failed entities, workflow version "
+        f"{run.workflow_version.number}.",
+    )
+    return run

@@ -1,11 +1,24 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import viewsets
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.response import Response
 
 from config.api.errors import NotFound
+from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import validated
-from jobs.models import Run
-from jobs.serializers import RunItemQuerySerializer, RunItemSerializer, RunSerializer
+from jobs import selectors, services
+from jobs.models import Job, Run
+from jobs.serializers import (
+    JobListQuerySerializer,
+    JobSerializer,
+    LogQuerySerializer,
+    RunItemQuerySerializer,
+    RunItemSerializer,
+    RunLogSerializer,
+    RunRetrySerializer,
+    RunSerializer,
+    RunStartedSerializer,
+)
 
 
 @extend_schema_view(
@@ -17,6 +30,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = RunSerializer
     queryset = Run.objects.none()
+    action_permissions = {"retry": ["jobs.add_run"]}
 
     def get_queryset(self):
         return Run.objects.filter(workflow_id=self.kwargs["workflow_id"]).select_related(
@@ -44,3 +58,57 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
             items = items.filter(status=query["status"])
         page = self.paginate_queryset(items)
         return self.get_paginated_response(RunItemSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Retry a run's failed entities in a new run",
+        request=RunRetrySerializer,
+        responses={202: RunStartedSerializer},
+        parameters=[SCHEMA_PARAMETER],
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def retry(self, request, workflow_id=None, pk=None):
+        original = self.get_object()
+        data = validated(RunRetrySerializer, request.data)
+        run = services.run_retry(
+            run_id=original.pk, created_by=request.user, use_latest_version=data["useLatestVersion"]
+        )
+        return Response({"jobId": run.job.pk, "runId": run.pk}, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List jobs", parameters=[JobListQuerySerializer]),
+    retrieve=extend_schema(summary="Get a job"),
+)
+class JobViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = JobSerializer
+    queryset = Job.objects.select_related("run")
+    action_permissions = {"cancel": ["jobs.change_job"]}
+
+    def get_queryset(self):
+        if self.action != "list":
+            return self.queryset
+        query = validated(JobListQuerySerializer, self.request.query_params)
+        return selectors.job_list(status=query.get("status"), workflow_id=query.get("workflowId"))
+
+    @extend_schema(
+        summary="Read a job's log",
+        parameters=[LogQuerySerializer],
+        responses=RunLogSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"])
+    def logs(self, request, pk=None):
+        job = self.get_object()
+        query = validated(LogQuerySerializer, request.query_params)
+        logs = selectors.run_log_list(
+            run_id=job.run_id, level=query.get("level"), entity_id=query.get("entityId")
+        )
+        page = self.paginate_queryset(logs)
+        return self.get_paginated_response(RunLogSerializer(page, many=True).data)
+
+    @extend_schema(summary="Cancel a job", request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = self.get_object()
+        services.run_cancel(run_id=job.run_id, cancelled_by=request.user.get_username())
+        return Response(JobSerializer(selectors.job_get(job_id=job.pk)).data)

@@ -12,6 +12,7 @@ class Received:
     path: str
     headers: dict
     body: bytes
+    at: float = 0.0  # time.time() when it arrived
 
     def json(self):
         return json.loads(self.body)
@@ -37,7 +38,7 @@ def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with receiver.lock:
-                receiver.requests.append(Received(self.path, dict(self.headers), body))
+                receiver.requests.append(Received(self.path, dict(self.headers), body, time.time()))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
             if receiver.delay:
                 time.sleep(receiver.delay)

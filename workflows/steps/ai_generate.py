@@ -1,4 +1,5 @@
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 
@@ -107,12 +108,19 @@ class AiGenerate(StepType):
                 state.fail(ctx.step_id, exc.message)
         if not requests:
             return
-        workers = min(settings.AI_MAX_CONCURRENCY, len(requests))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {
-                pool.submit(self._generate, provider, request, config): state
-                for state, request in requests
-            }
+        # Submit a call only when a slot is free, so a cancel stops new calls within one
+        # call's latency; entities never submitted stay at this step and end cancelled.
+        free_slots = threading.BoundedSemaphore(settings.AI_MAX_CONCURRENCY)
+        with ThreadPoolExecutor(max_workers=settings.AI_MAX_CONCURRENCY) as pool:
+            futures = {}
+            for state, request in requests:
+                free_slots.acquire()
+                if ctx.is_cancelled():
+                    free_slots.release()
+                    break
+                future = pool.submit(self._generate, provider, request, config)
+                future.add_done_callback(lambda _: free_slots.release())
+                futures[future] = state
             for future in as_completed(futures):
                 state = futures[future]
                 try:

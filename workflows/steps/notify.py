@@ -92,6 +92,9 @@ class Notify(StepType):
         with ThreadPoolExecutor(max_workers=SEND_CONCURRENCY) as pool:
             for state in states:
                 free_slots.acquire()
+                if ctx.is_cancelled():
+                    free_slots.release()
+                    break  # the rest stay at this step and end cancelled
                 if claim is not None and not claim([state], ctx):
                     free_slots.release()
                     continue
@@ -114,6 +117,7 @@ class Notify(StepType):
                     }
                 )
             send_mail(subject, message, None, to)
+            state.log.append(("info", ctx.step_id, f"Email sent to {', '.join(to)}."))
             return Flow(output={"sent": True, "channel": "email", "to": to})
         event = webhook_event(state, ctx, message)
         if ctx.dry_run:
@@ -125,6 +129,9 @@ class Notify(StepType):
         if config.get("secret"):
             headers[SIGNATURE_HEADER] = sign(body, config["secret"])
         response = post_json(config["url"], body, headers)
+        state.log.append(
+            ("info", ctx.step_id, f"Webhook delivered to {config['url']} ({response.status_code}).")
+        )
         return Flow(output={"sent": True, "channel": "webhook", "status": response.status_code})
 
 

@@ -1,0 +1,29 @@
+from config.api.errors import NotFound
+from jobs.models import Job, RunLog
+
+
+def job_list(*, status: str | None = None, workflow_id: str | None = None):
+    jobs = Job.objects.select_related("run")
+    if status:
+        jobs = jobs.filter(run__status=status)
+    if workflow_id:
+        jobs = jobs.filter(run__workflow_id=workflow_id)
+    return jobs
+
+
+def job_get(*, job_id: str) -> Job:
+    job = Job.objects.select_related("run").filter(pk=job_id).first()
+    if job is None:
+        raise NotFound(f"No job {job_id!r} exists.")
+    return job
+
+
+def run_log_list(*, run_id: str, level: str | None = None, entity_id: str | None = None):
+    """A run's log lines; each filter combination has an index ending in `-id`, so a page
+    is an index range scan wherever it starts."""
+    logs = RunLog.objects.filter(run_id=run_id)
+    if level:
+        logs = logs.filter(level=level)
+    if entity_id:
+        logs = logs.filter(entity_id=entity_id)
+    return logs
