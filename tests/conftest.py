@@ -2,7 +2,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.factories import make_entity_type, make_key
-from tests.servers import start_receiver
+from tests.servers import start_llm, start_receiver
 from tests.workers import Worker
 
 
@@ -65,3 +65,31 @@ def receiver():
 def allow_loopback(settings):
     settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1"]
     settings.OUTBOUND_BACKOFF_S = 0.01
+
+
+@pytest.fixture
+def fresh_providers():
+    """Provider clients are built once per process from settings; tests change settings."""
+    from workflows import providers
+
+    providers._instances.clear()
+    yield
+    providers._instances.clear()
+
+
+@pytest.fixture
+def openai_server(settings, fresh_providers):
+    fake, server = start_llm("openai")
+    settings.OPENAI_BASE_URL = fake.url + "/v1"
+    settings.AI_BACKOFF_S = 0.01
+    yield fake
+    server.shutdown()
+
+
+@pytest.fixture
+def anthropic_server(settings, fresh_providers):
+    fake, server = start_llm("anthropic")
+    settings.ANTHROPIC_BASE_URL = fake.url
+    settings.AI_BACKOFF_S = 0.01
+    yield fake
+    server.shutdown()

@@ -59,3 +59,103 @@ def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return receiver, server
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    text: str = "A generated answer."
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0
+    error: str = "Something went wrong"
+
+
+@dataclass
+class FakeLLM:
+    """An OpenAI- or Anthropic-compatible server. `script` replies are used in order, then
+    `default`; every request body is recorded with its arrival time."""
+
+    kind: str
+    url: str = ""
+    script: list[Reply] = field(default_factory=list)
+    default: Reply = field(default_factory=Reply)
+    requests: list[dict] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    record: bool = True
+
+    def prompts(self) -> list[str]:
+        return [request["messages"][-1]["content"] for request in self.requests]
+
+    def body(self, reply: Reply, request: dict) -> dict:
+        model = request.get("model", "fake-model")
+        if reply.status != 200:
+            if self.kind == "anthropic":
+                return {"type": "error", "error": {"type": "api_error", "message": reply.error}}
+            return {"error": {"message": reply.error, "type": "server_error", "code": None}}
+        if self.kind == "anthropic":
+            return {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": reply.text}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 11, "output_tokens": 7},
+            }
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": reply.text},
+                }
+            ],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+        }
+
+
+def start_llm(kind: str, port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:
+    fake = FakeLLM(kind)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # Headers and body are separate writes: without this, Nagle's algorithm and the
+        # client's delayed ACK add ~40 ms to every answer.
+        disable_nagle_algorithm = True
+
+        def do_POST(self):
+            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            with fake.lock:
+                if fake.record:
+                    fake.requests.append(request)
+                    fake.times.append(time.time())
+                reply = fake.script.pop(0) if fake.script else fake.default
+            if reply.delay:
+                time.sleep(reply.delay)
+            payload = json.dumps(fake.body(reply, request)).encode()
+            try:
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a timeout test)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    server.request_queue_size = 128
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return fake, server

@@ -4,12 +4,21 @@ from config.env import env_choice, env_float, env_int, env_list, env_str
 
 WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50, minimum=1)
 
-AI_PROVIDER = env_choice("AI_PROVIDER", "local", ("local",))
+AI_PROVIDER = env_choice("AI_PROVIDER", "local", ("local", "openai", "anthropic"))
 AI_MODEL = env_str("AI_MODEL", "")
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
+OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
+ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL", "")
+ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
 AI_MAX_CONCURRENCY = env_int("AI_MAX_CONCURRENCY", 16, minimum=1)
+AI_RATE_LIMIT_RPM = env_int("AI_RATE_LIMIT_RPM", 0, minimum=0)  # 0: no limit
+AI_TIMEOUT_S = env_float("AI_TIMEOUT_S", 60.0, minimum=0.1)
+AI_MAX_ATTEMPTS = env_int("AI_MAX_ATTEMPTS", 4, minimum=1)
+AI_BACKOFF_S = env_float("AI_BACKOFF_S", 1.0, minimum=0.0)
+AI_MAX_RETRY_WAIT_S = env_float("AI_MAX_RETRY_WAIT_S", 60.0, minimum=0.0)
 
 # Entities a worker takes through the steps together (one task, batched reads and writes).
-RUN_CHUNK_SIZE = env_int("RUN_CHUNK_SIZE", 100, minimum=1)
+RUN_CHUNK_SIZE = env_int("RUN_CHUNK_SIZE", 400, minimum=1)
 RUN_MAX_ENTITIES = 10_000
 
 # Outbound HTTP (webhooks, run callbacks). Private, loopback, link-local and metadata

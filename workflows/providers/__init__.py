@@ -4,8 +4,13 @@ from django.core.exceptions import ImproperlyConfigured
 
 from workflows.providers.base import Generation, GenerationRequest, Provider
 from workflows.providers.local import LocalProvider
+from workflows.providers.network import AnthropicProvider, OpenAIProvider
 
-PROVIDERS: dict[str, type[Provider]] = {"local": LocalProvider}
+PROVIDERS: dict[str, type[Provider]] = {
+    "local": LocalProvider,
+    "openai": OpenAIProvider,
+    "anthropic": AnthropicProvider,
+}
 _instances: dict[str, Provider] = {}
 
 

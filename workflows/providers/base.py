@@ -25,5 +25,6 @@ class Provider:
 
     name = "base"
 
-    def generate(self, request: GenerationRequest) -> Generation:
+    def generate(self, request: GenerationRequest, on_retry=None) -> Generation:
+        """One answer. `on_retry(message)` is told about each retry, for the run's log."""
         raise NotImplementedError

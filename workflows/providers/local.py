@@ -42,7 +42,7 @@ def stand_in_value(schema: dict | None):
 class LocalProvider(Provider):
     name = "local"
 
-    def generate(self, request: GenerationRequest) -> Generation:
+    def generate(self, request: GenerationRequest, on_retry=None) -> Generation:
         if request.json_mode:
             text = json.dumps(stand_in_value(request.json_schema))
         else:

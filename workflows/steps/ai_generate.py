@@ -118,7 +118,11 @@ class AiGenerate(StepType):
                 if ctx.is_cancelled():
                     free_slots.release()
                     break
-                future = pool.submit(self._generate, provider, request, config)
+
+                def log_retry(message, state=state):
+                    state.log.append(("warning", ctx.step_id, message))
+
+                future = pool.submit(self._generate, provider, request, log_retry)
                 future.add_done_callback(lambda _: free_slots.release())
                 futures[future] = state
             for future in as_completed(futures):
@@ -144,9 +148,9 @@ class AiGenerate(StepType):
         )
 
     @staticmethod
-    def _generate(provider, request: GenerationRequest, config: dict):
+    def _generate(provider, request: GenerationRequest, on_retry):
         """One answer (parsed, for JSON) and its usage; one corrective retry for bad JSON."""
-        generation = provider.generate(request)
+        generation = provider.generate(request, on_retry=on_retry)
         usage = dict(generation.usage)
         if not request.json_mode:
             return generation.text, usage
@@ -158,7 +162,8 @@ class AiGenerate(StepType):
             prompt=f"{request.prompt}\n\nYour previous answer was not valid: {problem}\n"
             "Answer again with only a JSON value that satisfies the schema.",
         )
-        generation = provider.generate(retry)
+        on_retry(f"{provider.name}: the answer was not valid ({problem}); asking once more.")
+        generation = provider.generate(retry, on_retry=on_retry)
         for key, value in generation.usage.items():
             usage[key] = usage.get(key, 0) + value
         problem = json_problem(generation.text, request.json_schema)

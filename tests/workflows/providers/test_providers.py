@@ -1,0 +1,137 @@
+"""The real SDKs over real HTTP against OpenAI- and Anthropic-compatible servers on loopback."""
+
+import pytest
+
+from jobs.models import RunLog
+from tests.servers import Reply
+
+pytestmark = pytest.mark.django_db
+
+
+def _step(provider: str, **config) -> dict:
+    return {
+        "id": "gen",
+        "type": "ai_generate",
+        "config": {
+            "prompt": "Describe {{ entity.title }}",
+            "outputField": "description",
+            "provider": provider,
+            **config,
+        },
+    }
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def llm(request):
+    return request.param, request.getfixturevalue(f"{request.param}_server")
+
+
+def test_success_writes_the_answer_and_records_usage(run_steps, llm):
+    provider, fake = llm
+    fake.default = Reply(text="A fine lamp.")
+    [item], [entity] = run_steps(
+        [_step(provider, model="m-1", temperature=0.2, maxTokens=50, system="Be brief")],
+        {"title": "Lamp"},
+    )
+    assert item.status == "completed", item.error
+    assert entity.data["description"] == "A fine lamp."
+    assert item.usage == {"inputTokens": 11, "outputTokens": 7}
+    [request] = fake.requests
+    assert request["model"] == "m-1" and request["max_tokens"] == 50
+    assert request["temperature"] == 0.2
+    assert request["messages"][-1]["content"] == "Describe Lamp"
+    run = item.run
+    run.refresh_from_db()
+    assert (run.input_tokens, run.output_tokens) == (11, 7)
+
+
+def test_429_honours_retry_after(run_steps, llm):
+    provider, fake = llm
+    fake.script = [Reply(status=429, headers={"Retry-After": "1"}, error="slow down")]
+    [item], _ = run_steps([_step(provider)], {"title": "Lamp"})
+    assert item.status == "completed", item.error
+    assert len(fake.requests) == 2
+    assert fake.times[1] - fake.times[0] >= 0.9  # waited as told, not the 0.01 s backoff
+    log = RunLog.objects.get(run=item.run, level="warning")
+    assert f"{provider}: 429: slow down; retrying in 1.0s" in log.message
+
+
+def test_500_then_success(run_steps, llm):
+    provider, fake = llm
+    fake.script = [Reply(status=500), Reply(status=503)]
+    [item], _ = run_steps([_step(provider)], {"title": "Lamp"})
+    assert item.status == "completed", item.error
+    assert len(fake.requests) == 3
+
+
+def test_errors_after_the_last_attempt_fail_the_entity_naming_provider_and_status(
+    run_steps, llm, settings
+):
+    provider, fake = llm
+    settings.AI_MAX_ATTEMPTS = 3
+    fake.default = Reply(status=500, error="the model is on fire")
+    items, _ = run_steps([_step(provider)], {"title": "Lamp"}, {"title": "Chair"})
+    for item in items:
+        assert item.status == "failed"
+        assert item.error == f"{provider}: 500: the model is on fire (after 3 attempts)"
+    assert len(fake.requests) == 6
+
+
+def test_a_client_error_is_not_retried(run_steps, llm):
+    provider, fake = llm
+    fake.default = Reply(status=400, error="bad model name")
+    [item], _ = run_steps([_step(provider)], {"title": "Lamp"})
+    assert item.error == f"{provider}: 400: bad model name"
+    assert len(fake.requests) == 1
+
+
+def test_timeout_is_retried_then_fails_and_the_run_goes_on(run_steps, llm, settings):
+    provider, fake = llm
+    settings.AI_TIMEOUT_S = 0.3
+    settings.AI_MAX_ATTEMPTS = 2
+    fake.default = Reply(delay=1.0)
+    items, _ = run_steps([_step(provider), {"type": "publish", "config": {}}], {"title": "Lamp"})
+    assert items[0].status == "failed"
+    assert items[0].error == f"{provider}: timeout: no answer within 0.3s (after 2 attempts)"
+    assert items[0].run.status == "failed"
+
+
+def test_invalid_json_gets_one_corrective_retry(run_steps, llm):
+    provider, fake = llm
+    schema = {
+        "type": "object",
+        "required": ["tags"],
+        "properties": {"tags": {"type": "array", "items": {"type": "string"}}},
+    }
+    fake.script = [Reply(text="Sure! Here are tags: lamp"), Reply(text='{"tags": ["lamp"]}')]
+    [item], [entity] = run_steps(
+        [_step(provider, responseFormat="json", jsonSchema=schema, outputField="meta")],
+        {"title": "Lamp"},
+    )
+    assert item.status == "completed", item.error
+    assert entity.data["meta"] == {"tags": ["lamp"]}
+    assert "not valid" in fake.prompts()[1]
+    assert item.usage == {"inputTokens": 22, "outputTokens": 14}
+
+
+def test_json_still_invalid_after_the_retry_fails(run_steps, llm):
+    provider, fake = llm
+    fake.default = Reply(text='{"tags": "not a list"}')
+    schema = {"type": "object", "properties": {"tags": {"type": "array"}}}
+    [item], _ = run_steps(
+        [_step(provider, responseFormat="json", jsonSchema=schema)], {"title": "Lamp"}
+    )
+    assert item.status == "failed"
+    assert "after one retry" in item.error and "tags" in item.error
+    assert len(fake.requests) == 2
+
+
+def test_the_deployment_default_provider_is_used_when_the_step_names_none(
+    run_steps, openai_server, settings
+):
+    settings.AI_PROVIDER = "openai"
+    settings.AI_MODEL = "house-model"
+    step = {"type": "ai_generate", "config": {"prompt": "x", "outputField": "y"}}
+    [item], _ = run_steps([step], {"title": "Lamp"})
+    assert item.status == "completed", item.error
+    assert openai_server.requests[0]["model"] == "house-model"

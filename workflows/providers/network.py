@@ -1,0 +1,198 @@
+"""Providers over the network, through the official SDKs, with one retry policy.
+
+The SDKs' own retries are off (`max_retries=0`) so that every attempt passes the shared rate
+limit and is logged: 429 waits for `Retry-After`; 5xx, connection errors and timeouts back
+off exponentially with jitter; after AI_MAX_ATTEMPTS the entity fails with the provider, the
+status and the provider's message.
+"""
+
+import email.utils
+import random
+import time
+from dataclasses import replace
+
+from django.conf import settings
+
+from workflows.providers.base import Generation, GenerationRequest, Provider
+from workflows.providers.ratelimit import rate_limit_wait
+from workflows.steps.runtime import StepError
+
+JSON_INSTRUCTION = "Answer with a single JSON value and nothing else."
+
+
+def retry_after_s(response) -> float | None:
+    """Seconds from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    if response is None:
+        return None
+    headers = response.headers
+    if headers.get("retry-after-ms"):
+        try:
+            return float(headers["retry-after-ms"]) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _message(exc) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    return str(getattr(exc, "message", "") or exc)
+
+
+class NetworkProvider(Provider):
+    """Subclasses set `sdk` (the SDK module), `default_model`, and implement `_client()` and
+    `_call(client, request)`."""
+
+    sdk = None
+    default_model = ""
+
+    def __init__(self):
+        self._client_instance = None
+
+    @property
+    def client(self):
+        if self._client_instance is None:
+            self._client_instance = self._client()
+        return self._client_instance
+
+    def _client(self):
+        raise NotImplementedError
+
+    def _call(self, client, request: GenerationRequest) -> Generation:
+        raise NotImplementedError
+
+    def generate(self, request: GenerationRequest, on_retry=None) -> Generation:
+        if not request.model:
+            request = replace(request, model=self.default_model)
+        attempts = settings.AI_MAX_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            rate_limit_wait(self.name)
+            wait = None
+            try:
+                return self._call(self.client, request)
+            except self.sdk.APIStatusError as exc:
+                status, message = str(exc.status_code), _message(exc)
+                retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+                if exc.status_code == 429:
+                    wait = retry_after_s(exc.response)
+            except self.sdk.APITimeoutError:
+                status, retryable = "timeout", True
+                message = f"no answer within {settings.AI_TIMEOUT_S:g}s"
+            except self.sdk.APIConnectionError as exc:
+                status, message, retryable = "connection error", _message(exc), True
+            problem = f"{self.name}: {status}: {message}"
+            if not retryable or attempt == attempts:
+                suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
+                raise StepError(problem + suffix, retryable=retryable)
+            if wait is None:
+                wait = settings.AI_BACKOFF_S * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+            wait = min(wait, settings.AI_MAX_RETRY_WAIT_S)
+            if on_retry is not None:
+                on_retry(
+                    f"{problem}; retrying in {wait:.1f}s (attempt {attempt + 1} of {attempts})."
+                )
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+
+class OpenAIProvider(NetworkProvider):
+    """Any OpenAI-compatible endpoint: OpenAI, Azure, vLLM, Ollama, llama.cpp."""
+
+    name = "openai"
+    default_model = "gpt-5-mini"
+
+    def __init__(self):
+        super().__init__()
+        import openai
+
+        self.sdk = openai
+
+    def _client(self):
+        return self.sdk.OpenAI(
+            base_url=settings.OPENAI_BASE_URL or None,
+            api_key=settings.OPENAI_API_KEY or "not-needed",  # local servers need none
+            timeout=settings.AI_TIMEOUT_S,
+            max_retries=0,
+        )
+
+    def _call(self, client, request: GenerationRequest) -> Generation:
+        messages = []
+        system = "\n\n".join(
+            filter(None, [request.system, JSON_INSTRUCTION if request.json_mode else ""])
+        )
+        if system:
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": request.prompt})
+        options = {}
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            options["max_tokens"] = request.max_tokens
+        if request.json_mode:
+            options["response_format"] = {"type": "json_object"}
+        response = client.chat.completions.create(model=request.model, messages=messages, **options)
+        usage = response.usage
+        return Generation(
+            text=response.choices[0].message.content or "",
+            model=response.model or request.model,
+            usage={
+                "inputTokens": usage.prompt_tokens if usage else 0,
+                "outputTokens": usage.completion_tokens if usage else 0,
+            },
+        )
+
+
+class AnthropicProvider(NetworkProvider):
+    name = "anthropic"
+    default_model = "claude-haiku-4-5"
+    default_max_tokens = 1024
+
+    def __init__(self):
+        super().__init__()
+        import anthropic
+
+        self.sdk = anthropic
+
+    def _client(self):
+        return self.sdk.Anthropic(
+            base_url=settings.ANTHROPIC_BASE_URL or None,
+            api_key=settings.ANTHROPIC_API_KEY or "not-needed",
+            timeout=settings.AI_TIMEOUT_S,
+            max_retries=0,
+        )
+
+    def _call(self, client, request: GenerationRequest) -> Generation:
+        options = {}
+        system = "\n\n".join(
+            filter(None, [request.system, JSON_INSTRUCTION if request.json_mode else ""])
+        )
+        if system:
+            options["system"] = system
+        if request.temperature is not None:
+            # anthropic 1.x dropped `temperature` from the signature; the API still takes it.
+            options["extra_body"] = {"temperature": request.temperature}
+        response = client.messages.create(
+            model=request.model,
+            max_tokens=request.max_tokens or self.default_max_tokens,
+            messages=[{"role": "user", "content": request.prompt}],
+            **options,
+        )
+        text = "".join(block.text for block in response.content if block.type == "text")
+        return Generation(
+            text=text,
+            model=response.model or request.model,
+            usage={
+                "inputTokens": response.usage.input_tokens,
+                "outputTokens": response.usage.output_tokens,
+            },
+        )
