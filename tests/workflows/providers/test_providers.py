@@ -135,3 +135,17 @@ def test_the_deployment_default_provider_is_used_when_the_step_names_none(
     [item], _ = run_steps([step], {"title": "Lamp"})
     assert item.status == "completed", item.error
     assert openai_server.requests[0]["model"] == "house-model"
+
+
+def test_connection_errors_are_retried_then_fail_the_entity(run_steps, settings, fresh_providers):
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens on the discard port
+    settings.AI_MAX_ATTEMPTS = 2
+    settings.AI_BACKOFF_S = 0.01
+    [item], _ = run_steps([_step("openai")], {"title": "Lamp"})
+    assert item.status == "failed"
+    assert item.error.startswith("openai: connection error: ")
+    assert item.error.endswith("(after 2 attempts)")
+    assert (
+        RunLog.objects.filter(run=item.run, level="warning", message__contains="retrying").count()
+        == 1
+    )
