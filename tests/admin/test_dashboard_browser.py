@@ -1,0 +1,158 @@
+"""Staff in a real headless Chromium (Debian's, driven by Playwright) against a live server,
+with a real Celery worker running the workflows. Screenshots go to test-artifacts/."""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from jobs.models import Run
+from tests.factories import make_entities, make_workflow
+from workflows.models import Workflow
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PASSWORD = "pw-for-browser-1"
+
+if CHROMIUM is None:  # .ci/run installs it; say so plainly anywhere else
+    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    # around it are synchronous and safe.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server, django_user_model, request):
+    django_user_model.objects.create_superuser("staff", "s@example.com", PASSWORD)
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 1400, "height": 1000}
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.goto("/admin/login/")
+    page.fill("#id_username", "staff")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/")
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_staff_open_the_step_type_reference_from_the_index(page):
+    page.click("#step-reference-link")
+    page.wait_for_url("**/step-types/")
+    for type_name in ["ai_generate", "validate", "publish", "notify", "transform", "condition"]:
+        assert page.locator(f"#{type_name}").is_visible()
+    assert "outputField" in page.locator("#ai_generate table").inner_text()
+    shot(page, "step-type-reference")
+
+
+def test_staff_build_a_two_step_workflow_and_see_a_config_error(page, product_type):
+    page.goto("/admin/workflows/workflow/add/")
+    page.fill("#id_name", "Describe and publish")
+    page.select_option("#id_entity_type", product_type.pk)
+    page.fill("#id_steps-0-position", "1")
+    page.select_option("#id_steps-0-type", "ai_generate")
+    # The config editor is filled with the type's example.
+    assert '"outputField"' in page.input_value("#id_steps-0-config")
+    page.fill("#id_steps-0-config", '{"outputField": "description"}')  # no prompt
+    page.click("input[name=_continue]")
+    error = page.locator(".errorlist", has_text="steps[0].config.prompt")
+    assert error.first.is_visible()
+    shot(page, "workflow-config-error")
+    assert Workflow.objects.count() == 0
+
+    page.fill(
+        "#id_steps-0-config",
+        '{"prompt": "Describe {{ entity.title }}", "outputField": "description"}',
+    )
+    page.click(".add-row a")
+    page.fill("#id_steps-1-position", "2")
+    page.select_option("#id_steps-1-type", "publish")
+    page.click("input[name=_continue]")
+    page.wait_for_selector(".messagelist .success")
+    workflow = Workflow.objects.get()
+    assert [s.type for s in workflow.steps.order_by("position")] == ["ai_generate", "publish"]
+    assert workflow.version == 1
+    shot(page, "workflow-saved")
+
+
+def test_staff_run_a_workflow_on_selected_entities_and_watch_it_finish(
+    page, product_type, celery_worker, settings
+):
+    settings.RUN_CHUNK_SIZE = 10
+    make_workflow(
+        product_type,
+        [
+            {
+                "type": "ai_generate",
+                "config": {"prompt": "Describe {{ entity.title }}", "outputField": "description"},
+            },
+            {"type": "publish", "config": {}},
+        ],
+        name="Describe and publish",
+    )
+    make_entities(product_type, 60)
+    page.goto(f"/admin/entities/entity/?entity_type__id__exact={product_type.pk}")
+    page.check("#action-toggle")
+    page.select_option("select[name=action]", "run_workflow")
+    page.click("button[name=index]")
+    page.wait_for_selector("#pick-workflow")
+    page.click("#start-run")
+    page.wait_for_url(re.compile(r".*/admin/jobs/run/run_\w+/change/"))
+    label = page.locator(".run-progress .label")
+    label.filter(has_text="60 / 60").wait_for(timeout=60_000)  # updated without a reload
+    page.locator("[data-run-status]", has_text="completed").wait_for()
+    shot(page, "run-finished")
+    assert Run.objects.get().status == "completed"
+
+
+def test_staff_cancel_a_run(page, product_type, celery_worker, receiver, settings):
+    settings.RUN_CHUNK_SIZE = 10
+    receiver.delay = 0.3
+    workflow = make_workflow(
+        product_type,
+        [
+            {"type": "notify", "config": {"channel": "webhook", "url": receiver.url}},
+        ],
+        name="Slow notifications",
+    )
+    make_entities(product_type, 200)
+    page.goto(f"/admin/workflows/workflow/{workflow.pk}/run/")
+    page.click("input[name=all]")
+    page.wait_for_url(re.compile(r".*/admin/jobs/run/run_\w+/change/"))
+    page.click("#cancel-run")
+    page.locator("[data-run-status]", has_text="cancelled").wait_for()
+    shot(page, "run-cancelled")
+    run = Run.objects.get()
+    assert run.status == "cancelled"
+    assert page.locator("#cancel-run").count() == 0
