@@ -87,6 +87,7 @@ class StepInline(admin.TabularInline):
     formset = StepFormSet
     extra = 1
     ordering = ["position"]
+    template = "admin/workflows/workflow/steps_inline.html"
 
 
 class WorkflowVersionInline(admin.TabularInline):

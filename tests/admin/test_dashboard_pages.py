@@ -122,3 +122,22 @@ def test_api_key_created_in_the_admin_is_shown_once_and_works(staff, django_user
 def test_pages_need_staff(client):
     for url in ["/admin/jobs/run/", "/admin/workflows/workflow/step-types/"]:
         assert "/admin/login/" in client.get(url)["Location"]
+
+
+def test_workflow_form_links_the_reference_next_to_the_steps(staff):
+    html = staff.get("/admin/workflows/workflow/add/").content.decode()
+    assert 'id="steps-reference-help"' in html
+    assert 'id="step-examples"' in html  # the examples the type select fills in
+
+
+def test_entities_filter_by_type_and_status_and_search_in_data(staff, product_type):
+    from entities.models import Entity
+
+    ids = make_entities(product_type, 3)
+    Entity.objects.filter(pk=ids[0]).update(data={"title": "Walnut desk"}, status="published")
+    found = staff.get("/admin/entities/entity/?q=walnut").content.decode()
+    assert ids[0] in found and ids[1] not in found
+    published = staff.get(
+        f"/admin/entities/entity/?status__exact=published&entity_type__id__exact={product_type.pk}"
+    ).content.decode()
+    assert ids[0] in published and ids[2] not in published
