@@ -35,7 +35,7 @@ def run() -> dict:
     from workflows.steps.runtime import EntityState, StepContext
 
     port = _free_port()
-    server = subprocess.Popen(  # noqa: S603  (our own module, our own interpreter)
+    server = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.llm_server", str(port), str(LATENCY_S)],
         stdout=subprocess.PIPE,
         text=True,

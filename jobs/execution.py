@@ -9,12 +9,14 @@ entity, and no entity is published or notified twice.
 
 import copy
 import time
+from collections import defaultdict
 
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from config.bulk import bulk_update_rows
 from entities.models import Entity
 from entities.services import WorkingCopy, entities_commit
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus
@@ -32,15 +34,18 @@ ITEM_OUTCOMES = {
 }
 
 
-def _checkpoint(state: EntityState) -> dict:
-    return {
-        "data": state.data,
-        "committed": state.committed,
+def _checkpoint(state: EntityState, *, with_data: bool) -> dict:
+    """What a redelivered chunk resumes from. Right after a publish the working copy is what
+    the entity holds, so it is read back from the entity instead of being written twice."""
+    saved = {
         "outputs": state.outputs,
         "status": state.status,
         "version": state.version,
         "usage": state.usage,
     }
+    if with_data:
+        saved.update(data=state.data, committed=state.committed)
+    return saved
 
 
 class ChunkCommitter:
@@ -49,97 +54,124 @@ class ChunkCommitter:
     def __init__(self, run_id: str, leases: dict[str, tuple[int, int]]):
         self.run_id = run_id
         self.leases = leases  # entity id -> (item pk, attempts)
+        self.logs: list[RunLog] = []  # chunk-level lines, written with the outcomes
 
-    def _owned(self, states: list[EntityState], step_index: int) -> tuple[list, dict]:
-        """Lock the items of `states`; those still leased to us at this step, by entity."""
-        items = {
+    def _lock(self, states: list[EntityState]) -> dict[str, RunItem]:
+        """Lock the items of `states` (in a fixed order) and read their lease fields."""
+        return {
             item.entity_id: item
             for item in RunItem.objects.select_for_update()
             .filter(pk__in=[self.leases[state.entity_id][0] for state in states])
+            .only("pk", "entity_id", "status", "attempts", "next_step")
             .order_by("pk")
         }
+
+    def _leased(self, item: RunItem | None, state: EntityState) -> bool:
+        return (
+            item is not None
+            and item.status == ItemStatus.RUNNING
+            and item.attempts == self.leases[state.entity_id][1]
+        )
+
+    def _owned(self, states: list[EntityState], step_index: int) -> tuple[list, dict]:
+        """Lock the items of `states`; those still leased to us at this step, by entity."""
+        items = self._lock(states)
         owned = []
         for state in states:
             item = items.get(state.entity_id)
-            if (
-                item is not None
-                and item.status == ItemStatus.RUNNING
-                and item.attempts == self.leases[state.entity_id][1]
-                and item.next_step <= step_index
-            ):
+            if self._leased(item, state) and item.next_step <= step_index:
                 owned.append(state)
             else:
                 state.outcome = HANDED_OFF
         return owned, items
 
-    def _save_checkpoints(self, states: list[EntityState], items: dict, next_step: int) -> None:
+    def _save_checkpoints(
+        self, states: list[EntityState], items: dict, next_step: int, *, with_data: bool
+    ) -> None:
         for state in states:
             item = items[state.entity_id]
-            item.next_step, item.state, item.step_id = next_step, _checkpoint(state), ""
-        RunItem.objects.bulk_update(
-            [items[s.entity_id] for s in states], ["next_step", "state", "step_id"]
-        )
+            item.next_step, item.step_id = next_step, ""
+            item.state = _checkpoint(state, with_data=with_data)
+        bulk_update_rows([items[s.entity_id] for s in states], ["next_step", "state", "step_id"])
 
     @transaction.atomic
     def claim(self, states: list[EntityState], ctx: StepContext) -> list[EntityState]:
         """Before a side effect (a notification): move the checkpoint past the step, so a
         redelivered chunk does not repeat it. Returns the states this delivery may act on."""
         owned, items = self._owned(states, ctx.step_index)
-        self._save_checkpoints(owned, items, ctx.step_index + 1)
+        self._save_checkpoints(owned, items, ctx.step_index + 1, with_data=True)
         return owned
 
-    @transaction.atomic
-    def publish(self, states: list[EntityState], status: str, ctx: StepContext) -> dict:
-        """Commit working copies with `status`, and the checkpoint past this step, at once.
-        Returns the new version per published entity; the others have failed."""
-        owned, items = self._owned(states, ctx.step_index)
+    def publish(self, states: list[EntityState], status: str, ctx: StepContext) -> set[str]:
+        """Publish working copies; returns the ids published, the others have failed.
+
+        A publish that is the workflow's last step joins the entity's final commit (one
+        transaction instead of two, same guarantees); any other commits now, together with
+        the checkpoint past this step, so a redelivered chunk never publishes twice.
+        """
+        if ctx.is_last_step:
+            for state in states:
+                state.publish_status, state.status = status, status
+            return {state.entity_id for state in states}
+        with transaction.atomic():
+            owned, items = self._owned(states, ctx.step_index)
+            published = self._commit(owned, status, ctx.step_id)
+            self._save_checkpoints(published, items, ctx.step_index + 1, with_data=False)
+            RunLog.objects.bulk_create(self.logs)  # the line goes with what it reports
+            self.logs = []
+        return {state.entity_id for state in published}
+
+    def _commit(self, states: list[EntityState], status: str | None, step_id: str | None) -> list:
+        """Merge the working copies into the entities (with `status`, for a publish); returns
+        the states committed, the others have failed at `step_id` (default: their last)."""
         results = entities_commit(
-            copies=[WorkingCopy(s.entity_id, s.committed, s.data) for s in owned], status=status
+            copies=[
+                WorkingCopy(s.entity_id, s.committed, s.data, s.version, s.entity_type_schema)
+                for s in states
+            ],
+            status=status,
         )
-        published = []
-        for state in owned:
+        committed = []
+        for state in states:
             result = results[state.entity_id]
+            where = step_id or state.step_id
             if isinstance(result, str):
-                state.fail(ctx.step_id, result)
+                state.fail(where, result)
                 continue
-            state.committed, state.version, state.status = copy.deepcopy(state.data), result, status
-            state.log.append(("info", ctx.step_id, f"Published as {status} (version {result})."))
-            published.append(state)
-        self._save_checkpoints(published, items, ctx.step_index + 1)
-        return {state.entity_id: state.version for state in published}
+            state.committed, state.version = copy.deepcopy(state.data), result
+            if status is not None:
+                state.status = status
+            committed.append(state)
+        if status is not None and committed:
+            # One line per chunk, not per entity: 10,000 "published" lines would bury the
+            # failures the log is read for.
+            self.logs.append(
+                RunLog(
+                    run_id=self.run_id,
+                    message=f"Published {len(committed)} entities as {status}.",
+                    step_id=step_id or committed[0].step_id,
+                )
+            )
+        return committed
 
     @transaction.atomic
     def finish(self, states: list[EntityState]) -> None:
         """Commit finished entities' remaining changes and record every outcome, with the
         run's counters moved in the same transaction (F() expressions: no lost updates)."""
         states = [state for state in states if state.outcome != HANDED_OFF]
-        items = {
-            item.entity_id: item
-            for item in RunItem.objects.select_for_update()
-            .filter(pk__in=[self.leases[state.entity_id][0] for state in states])
-            .order_by("pk")
-        }
-        states = [
-            state
-            for state in states
-            if items[state.entity_id].status == ItemStatus.RUNNING
-            and items[state.entity_id].attempts == self.leases[state.entity_id][1]
-        ]
-        to_commit = [s for s in states if s.outcome in ("completed", "skipped") and s.dirty]
-        results = entities_commit(
-            copies=[WorkingCopy(s.entity_id, s.committed, s.data) for s in to_commit]
-        )
-        for state in to_commit:
-            if isinstance(results[state.entity_id], str):
-                state.fail(state.step_id, results[state.entity_id])
+        items = self._lock(states)
+        states = [state for state in states if self._leased(items.get(state.entity_id), state)]
+        finished = [s for s in states if s.outcome in ("completed", "skipped")]
+        for status in {state.publish_status for state in finished}:
+            self._commit(
+                [s for s in finished if s.publish_status == status and (status or s.dirty)],
+                status,
+                step_id=None,
+            )
         now = timezone.now()
         counts = {"completed": 0, "failed": 0, "cancelled": 0}
-        logs = []
+        logs = self.logs
         for state in states:
-            item = items[state.entity_id]
-            item.status = ITEM_OUTCOMES[state.outcome]
-            item.step_id, item.error, item.usage = state.step_id, state.error, state.usage
-            item.completed_at, item.state = now, None
             counts["completed" if state.outcome in ("completed", "skipped") else state.outcome] += 1
             logs += [
                 RunLog(
@@ -152,12 +184,7 @@ class ChunkCommitter:
                 )
                 for level, step_id, message in state.log
             ]
-            if state.outcome == "failed":
-                continue
-        RunItem.objects.bulk_update(
-            [items[s.entity_id] for s in states],
-            ["status", "step_id", "error", "usage", "completed_at", "state"],
-        )
+        _record_outcomes(states, items, now)
         tokens = _sum_usage(states)
         Run.objects.filter(pk=self.run_id).update(
             completed=F("completed") + counts["completed"],
@@ -167,6 +194,27 @@ class ChunkCommitter:
             output_tokens=F("output_tokens") + tokens["outputTokens"],
         )
         RunLog.objects.bulk_create(logs, batch_size=1000)
+
+
+def _record_outcomes(states: list[EntityState], items: dict[str, RunItem], now) -> None:
+    """Write each item's final status. Most items of a chunk end alike (same status, step,
+    no error, no usage): those go as one UPDATE per outcome; the rest (an error, token
+    usage) as one batched UPDATE of their own values."""
+    alike, individual = defaultdict(list), []
+    for state in states:
+        item = items[state.entity_id]
+        item.status = ITEM_OUTCOMES[state.outcome]
+        item.step_id, item.error, item.usage = state.step_id, state.error, state.usage
+        item.completed_at, item.state = now, None
+        if state.error or state.usage:
+            individual.append(item)
+        else:
+            alike[(item.status, item.step_id)].append(item.pk)
+    for (status, step_id), pks in alike.items():
+        RunItem.objects.filter(pk__in=pks).update(
+            status=status, step_id=step_id, error="", usage={}, completed_at=now, state=None
+        )
+    bulk_update_rows(individual, ["status", "step_id", "error", "usage", "completed_at", "state"])
 
 
 def _sum_usage(states: list[EntityState]) -> dict:
@@ -197,7 +245,14 @@ def _claim_items(run_id: str, chunk: int) -> list[RunItem]:
     return items
 
 
-def _states(items: list[RunItem], entities: dict[str, Entity]) -> list[EntityState]:
+def _states(items: list[RunItem], schema: dict | None) -> list[EntityState]:
+    """Each item's entity as a working copy, or its checkpoint. One query for the chunk."""
+    entities = {
+        row["id"]: row
+        for row in Entity.objects.filter(pk__in=[item.entity_id for item in items]).values(
+            "id", "data", "status", "version"
+        )
+    }
     states = []
     for item in items:
         entity = entities.get(item.entity_id)
@@ -207,12 +262,12 @@ def _states(items: list[RunItem], entities: dict[str, Entity]) -> list[EntitySta
             state.fail("", "The entity no longer exists.")
         else:
             state = EntityState(
-                entity_id=entity.pk,
-                status=saved.get("status", entity.status),
-                data=copy.deepcopy(saved.get("data", entity.data)),
-                committed=saved.get("committed", entity.data),
-                entity_type_schema=entity.entity_type.schema,
-                version=saved.get("version", entity.version),
+                entity_id=entity["id"],
+                status=saved.get("status", entity["status"]),
+                data=copy.deepcopy(saved.get("data", entity["data"])),
+                committed=saved.get("committed", entity["data"]),
+                entity_type_schema=schema,
+                version=saved.get("version", entity["version"]),
                 outputs=saved.get("outputs", {}),
                 usage=saved.get("usage", {}),
                 next_step=item.next_step,
@@ -242,16 +297,14 @@ def _cancel_probe(run_id: str):
 
 
 def chunk_execute(*, run_id: str, chunk: int) -> None:
-    run = Run.objects.select_related("workflow_version").get(pk=run_id)
+    run = Run.objects.select_related("workflow_version", "workflow__entity_type").get(pk=run_id)
     if run.is_ended:
         return
     run_mark_running(run_id=run_id)
     items = _claim_items(run_id, chunk)
     if items:
-        entities = Entity.objects.select_related("entity_type").in_bulk(
-            [item.entity_id for item in items]
-        )
-        states = _states(items, entities)
+        # Every entity of a run is of the workflow's entity type (checked at start).
+        states = _states(items, run.workflow.entity_type.schema)
         committer = ChunkCommitter(run_id, {i.entity_id: (i.pk, i.attempts) for i in items})
         steps_run(
             states=[state for state in states if state.alive],

@@ -6,12 +6,13 @@ from collections import Counter
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput
 from entities.models import Entity
+from entities.selectors import entity_ids_of_type
 from jobs.models import ItemStatus, Job, Run, RunItem, RunLog, RunStatus
 from workflows.models import Workflow, WorkflowVersion
 
@@ -34,11 +35,7 @@ def _check_entity_ids(workflow: Workflow, entity_ids: list[str]) -> None:
                 for entity_id in duplicates[:MAX_NAMED_IDS]
             ],
         )
-    found = set(
-        Entity.objects.filter(
-            pk__in=entity_ids, entity_type_id=workflow.entity_type_id
-        ).values_list("pk", flat=True)
-    )
+    found = entity_ids_of_type(entity_type_id=workflow.entity_type_id, entity_ids=entity_ids)
     bad = [
         (index, entity_id) for index, entity_id in enumerate(entity_ids) if entity_id not in found
     ]
@@ -86,16 +83,37 @@ def run_start(
     )
     Job.objects.create(run=run)
     size = settings.RUN_CHUNK_SIZE
-    RunItem.objects.bulk_create(
-        (
-            RunItem(run=run, entity_id=entity_id, chunk=index // size)
-            for index, entity_id in enumerate(entity_ids)
-        ),
-        batch_size=2000,
-    )
+    _insert_items(run, entity_ids, size)
     chunks = (len(entity_ids) + size - 1) // size
     transaction.on_commit(partial(_enqueue_chunks, run.pk, chunks))
     return run
+
+
+def _insert_items(run: Run, entity_ids: list[str], size: int) -> None:
+    """One pending item per entity. On PostgreSQL through COPY: 10,000 rows are the bulk of
+    starting a large run, and COPY writes them several times faster than INSERTs."""
+    if connection.vendor != "postgresql":
+        RunItem.objects.bulk_create(
+            (
+                RunItem(run=run, entity_id=entity_id, chunk=index // size)
+                for index, entity_id in enumerate(entity_ids)
+            ),
+            batch_size=2000,
+        )
+        return
+    fields = [f for f in RunItem._meta.concrete_fields if not f.primary_key]
+    # Every column but two has the same value in every row: prepare them once.
+    template = RunItem(run=run)
+    row = {f.attname: f.get_db_prep_save(getattr(template, f.attname), connection) for f in fields}
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(RunItem._meta.db_table)
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+    ):
+        for index, entity_id in enumerate(entity_ids):
+            row["entity_id"], row["chunk"] = entity_id, index // size
+            copy.write_row([row[f.attname] for f in fields])
 
 
 def _enqueue_chunks(run_id: str, chunks: int) -> None:

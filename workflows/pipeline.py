@@ -42,6 +42,7 @@ def steps_run(
             workflow_id=workflow_id,
             step_id=step["id"],
             step_index=index,
+            is_last_step=index == len(steps) - 1,
             dry_run=dry_run,
             committer=committer,
             cancelled=cancelled,

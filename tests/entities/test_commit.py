@@ -31,3 +31,43 @@ def test_an_api_edit_made_while_a_run_works_is_not_lost(product_type):
     assert entity.data["price"] == 42
     assert entity.data["description"] == "generated"
     assert entity.version == version == 3
+
+
+def test_a_working_copy_at_the_current_version_is_written_without_a_merge(product_type):
+    [entity_id] = make_entities(product_type, 1)
+    entity = Entity.objects.get(pk=entity_id)
+    working = {**entity.data, "description": "generated"}
+    copy = WorkingCopy(entity_id, entity.data, working, entity.version, product_type.schema)
+    with transaction.atomic():
+        assert entities_commit(copies=[copy], status="published") == {entity_id: 2}
+    entity.refresh_from_db()
+    assert (entity.data, entity.version, entity.status) == (working, 2, "published")
+    assert entity.published_at is not None
+
+
+def test_a_working_copy_of_an_entity_edited_meanwhile_is_merged(product_type):
+    [entity_id] = make_entities(product_type, 1)
+    entity = Entity.objects.get(pk=entity_id)
+    copy = WorkingCopy(
+        entity_id,
+        entity.data,
+        {**entity.data, "description": "generated"},
+        entity.version,
+        product_type.schema,
+    )
+    entity_update(entity_id=entity_id, data={"price": 42})  # version 2 now
+    with transaction.atomic():
+        assert entities_commit(copies=[copy]) == {entity_id: 3}
+    entity.refresh_from_db()
+    assert entity.data["price"] == 42 and entity.data["description"] == "generated"
+
+
+def test_a_deleted_entity_cannot_be_committed(product_type):
+    [entity_id] = make_entities(product_type, 1)
+    entity = Entity.objects.get(pk=entity_id)
+    copy = WorkingCopy(entity_id, entity.data, entity.data, entity.version, product_type.schema)
+    entity.delete()
+    with transaction.atomic():
+        assert entities_commit(copies=[copy]) == {
+            entity_id: "The entity was deleted during the run."
+        }

@@ -152,21 +152,24 @@ def test_a_killed_worker_process_does_not_lose_or_repeat_work(
     while len(receiver.requests) < 40:  # well into the run
         assert time.monotonic() < deadline, "the run did not start"
         time.sleep(0.02)
-    victims = celery_worker.child_pids()
+    victims = celery_worker.child_pids()  # the pool processes, each mid-chunk
     assert victims
-    os.kill(victims[0], signal.SIGKILL)
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
 
     run = wait_for_run(run.pk, timeout=180)
     assert run.status == "completed", (
         RunItem.objects.filter(run=run).exclude(status="completed").values("status", "error")[:5]
     )
     assert (run.completed, run.failed, run.cancelled) == (400, 0, 0)
-    assert RunItem.objects.filter(run=run, attempts__gt=1).exists()  # something was redone
+    attempts = Counter(RunItem.objects.filter(run=run).values_list("attempts", flat=True))
+    assert max(attempts) > 1, attempts  # something was redone
     entities = Entity.objects.filter(pk__in=ids)
     # Published exactly once (version 2), then the final commit (version 3).
-    assert set(entities.values_list("version", flat=True)) == {3}
+    versions = Counter(entities.values_list("version", flat=True))
+    assert versions == {3: 400}, versions
     assert all(data["done"] for data in entities.values_list("data", flat=True))
     per_entity = Counter(json.loads(r.body)["entity"]["id"] for r in receiver.requests)
-    assert max(per_entity.values()) == 1  # never twice
-    # At most the sends in flight in the killed process are lost.
-    assert len(per_entity) >= 400 - 8
+    assert max(per_entity.values()) == 1, per_entity.most_common(3)  # never twice
+    # At most the sends in flight in the killed processes are lost.
+    assert len(per_entity) >= 400 - 8 * len(victims), (len(per_entity), len(victims))

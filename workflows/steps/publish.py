@@ -32,19 +32,9 @@ class Publish(StepType):
                 state.status = status
                 advance(state, Flow(output={"published": False, "status": status}), ctx)
             return
-        # One transaction for the chunk: the working copies are merged into the entities,
-        # and each item's checkpoint moves past this step, together.
-        versions = ctx.committer.publish(states, status, ctx)
+        # The committer merges the working copies into the entities and moves each item's
+        # checkpoint past this step in one transaction.
+        published = ctx.committer.publish(states, status, ctx)
         for state in states:
-            if state.entity_id in versions:
-                advance(
-                    state,
-                    Flow(
-                        output={
-                            "published": True,
-                            "status": status,
-                            "version": versions[state.entity_id],
-                        }
-                    ),
-                    ctx,
-                )
+            if state.entity_id in published:
+                advance(state, Flow(output={"published": True, "status": status}), ctx)

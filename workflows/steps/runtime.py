@@ -1,7 +1,6 @@
 """What a step sees and returns when it runs: the entity's working copy, the step outputs so
 far, and the run it belongs to."""
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +70,7 @@ class EntityState:
     usage: dict = field(default_factory=dict)
     log: list[tuple[str, str, str]] = field(default_factory=list)  # (level, step_id, message)
     trace: list[dict] = field(default_factory=list)  # each step's outcome, for the test endpoint
+    publish_status: str | None = None  # a publish left for the entity's final commit
 
     @property
     def alive(self) -> bool:
@@ -81,9 +81,10 @@ class EntityState:
         return self.data != self.committed
 
     def template_context(self, run_id: str) -> dict:
+        # No copies: the immutable sandbox lets a template read these, never change them.
         return {
-            "entity": {**copy.deepcopy(self.data), "id": self.entity_id, "status": self.status},
-            "steps": copy.deepcopy(self.outputs),
+            "entity": {**self.data, "id": self.entity_id, "status": self.status},
+            "steps": self.outputs,
             "run": {"id": run_id},
         }
 
@@ -106,6 +107,7 @@ class StepContext:
     workflow_id: str
     step_id: str
     step_index: int
+    is_last_step: bool = False
     dry_run: bool = False
     committer: Any = None  # publishes working copies: jobs.execution.Committer
     cancelled: Any = None  # a callable: True once the run was cancelled

@@ -1,0 +1,68 @@
+"""Run every benchmark on PostgreSQL and Redis, print a table, write the figures to JSON.
+
+    python -m benchmarks [--only pipeline,dispatch,api,logs,memory,ai] [--output FILE]
+
+Each figure is a ratio against a floor measured in the same run, or a count, so results from
+different machines compare.
+"""
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from benchmarks import ai_concurrency, api, dispatch, harness, memory, pipeline
+from benchmarks import logs as log_bench
+
+ALL = ["pipeline", "dispatch", "api", "logs", "memory", "ai"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default=",".join(ALL))
+    parser.add_argument("--output", default="benchmarks/results.json")
+    args = parser.parse_args()
+    chosen = [name for name in args.only.split(",") if name]
+
+    harness.setup_database()
+    harness.django_setup()
+    from config.api.services import api_key_create, api_user_get_or_create
+
+    key = api_key_create(user=api_user_get_or_create(username="bench"))[1]
+    logs = Path(tempfile.mkdtemp(prefix="bench-"))
+    results: dict = {}
+    web = harness.start_web(logs)
+    base_url = "http://127.0.0.1:8765"
+    try:
+        if "dispatch" in chosen:  # before any worker exists: only the request is measured
+            results["dispatch"] = _report("dispatch", dispatch.run(base_url, key))
+        if "api" in chosen:
+            results["api"] = _report("api", api.run(base_url, key))
+        if "logs" in chosen:
+            results["logs"] = _report("logs", log_bench.run(base_url, key))
+        worker = harness.start_worker(logs) if {"pipeline", "memory"} & set(chosen) else None
+        try:
+            if "pipeline" in chosen:
+                results["pipeline"] = _report("pipeline", pipeline.run(base_url, key))
+            if "memory" in chosen:
+                results["memory"] = _report("memory", memory.run(worker))
+        finally:
+            if worker:
+                worker.stop()
+        if "ai" in chosen:
+            results["ai"] = _report("ai", ai_concurrency.run())
+    finally:
+        web.stop()
+    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nWrote {args.output} (process logs in {logs})")
+
+
+def _report(name: str, figures: dict) -> dict:
+    print(f"\n== {name}")
+    for key, value in figures.items():
+        print(f"  {key:34} {json.dumps(value)}")
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Processes and helpers the benchmarks share: a fresh PostgreSQL database, Celery workers,
+a gunicorn server, a load generator."""
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+DB_NAME = "workflows_bench"
+ENV = {
+    **os.environ,
+    "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+    "DATABASE_URL": os.environ.get(
+        "BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+    ),
+    "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13"),
+    "LOG_LEVEL": "WARNING",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def setup_database() -> None:
+    """Drop and create the benchmark database, then migrate it."""
+    import psycopg
+
+    with psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", autocommit=True) as db:
+        db.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        db.execute(f"CREATE DATABASE {DB_NAME}")
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=ENV, check=True)
+
+
+def django_setup() -> None:
+    os.environ.update(
+        {
+            k: ENV[k]
+            for k in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CELERY_BROKER_URL", "LOG_LEVEL")
+        }
+    )
+    import django
+
+    django.setup()
+
+
+class Process:
+    def __init__(self, args: list[str], ready: str, log: Path, env: dict | None = None):
+        self.log_path = log
+        self.log = open(log, "w")  # noqa: SIM115  (closed in stop)
+        self.process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env or ENV,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while ready not in log.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{args[0]} did not start:\n{log.read_text()}")
+            time.sleep(0.2)
+
+    def pids(self) -> list[int]:
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        ).stdout
+        return [self.process.pid, *map(int, out.split())]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.log.close()
+
+
+def start_worker(log_dir: Path, concurrency: int = 2) -> Process:
+    from config.celery import app
+
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge("celery")
+    return Process(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        "ready.",
+        log_dir / "worker.log",
+    )
+
+
+def start_web(log_dir: Path, port: int = 8765, workers: int = 2) -> Process:
+    return Process(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "benchmarks.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--log-level",
+            "info",
+        ],
+        "Booting worker",
+        log_dir / "web.log",
+    )
+
+
+def wait_for_run(run_id: str, timeout: float = 900):
+    from jobs.models import Run
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = Run.objects.get(pk=run_id)
+        if run.is_ended:
+            return run
+        time.sleep(0.05)
+    raise RuntimeError(f"run {run_id} did not end")
+
+
+def load(url: str, headers: dict, *, requests: int, concurrency: int) -> dict:
+    """A closed-loop load generator: `concurrency` clients, `requests` GETs in all."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    remaining = [requests]
+
+    def client():
+        with httpx.Client(headers=headers, timeout=30) as session:
+            while True:
+                with lock:
+                    if remaining[0] == 0:
+                        return
+                    remaining[0] -= 1
+                started = time.perf_counter()
+                response = session.get(url)
+                elapsed = time.perf_counter() - started
+                response.raise_for_status()
+                with lock:
+                    latencies.append(elapsed)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": requests,
+        "rps": round(requests / wall, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p95_ms": round(latencies[int(len(latencies) * 0.95)] * 1000, 2),
+    }
