@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
 from rest_framework.routers import SimpleRouter
 
-from config.api.views import HealthView
+from config.api.views import HealthView, SchemaView
 from entities.views import EntityTypeViewSet, EntityViewSet
 from jobs.views import JobViewSet, RunViewSet
 from workflows.views import StepTypeListView, WorkflowViewSet
@@ -15,7 +16,7 @@ router.register("workflows", WorkflowViewSet, basename="workflow")
 router.register("jobs", JobViewSet, basename="job")
 
 api_v1 = [
-    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("schema", SchemaView.as_view(), name="schema"),
     path("step-types", StepTypeListView.as_view(), name="step-types"),
     path("workflows/<str:workflow_id>/runs", RunViewSet.as_view({"get": "list"}), name="run-list"),
     path(
@@ -38,7 +39,12 @@ api_v1 = [
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
-    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The page is public; the schema it loads takes an admin session (or a key).
+    path(
+        "api/docs",
+        SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[AllowAny]),
+        name="api-docs",
+    ),
     path("healthz", HealthView.as_view(), name="healthz"),
     path("admin/", admin.site.urls),
 ]

@@ -1,8 +1,10 @@
 from django.conf import settings
 from django.db import connection
 from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -51,3 +53,14 @@ class HealthView(APIView):
             {"status": "ok" if healthy else "unavailable", "database": database, "broker": broker},
             status=200 if healthy else 503,
         )
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI document (YAML, or JSON with `?format=json`); its errors are JSON like
+    every other endpoint's."""
+
+    def handle_exception(self, exc):
+        # finalize_response renders with the request's negotiated renderer: make it JSON.
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = "application/json"
+        return super().handle_exception(exc)
