@@ -1,7 +1,9 @@
 """JSON Schema checks for entity data, with the failing path in every message."""
 
+import json
 from collections.abc import Iterable
 
+from django.conf import settings
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
@@ -41,6 +43,10 @@ def data_problems(validator, data, *, prefix: str = "data") -> list[FieldError]:
     """Every way `data` breaks the schema, each located by its path under `prefix`."""
     if not isinstance(data, dict):
         return [FieldError(prefix, "Must be a JSON object.")]
+    size = len(json.dumps(data, separators=(",", ":")))
+    if size > settings.ENTITY_MAX_DATA_BYTES:
+        limit = settings.ENTITY_MAX_DATA_BYTES
+        return [FieldError(prefix, f"Is {size} bytes as JSON; the limit is {limit}.", "too_large")]
     if validator is None:
         return []
     return [

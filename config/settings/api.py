@@ -1,4 +1,6 @@
-"""Django REST framework and the OpenAPI schema."""
+"""Django REST framework, API limits and the OpenAPI schema."""
+
+from config.env import env_int, env_str
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -15,7 +17,15 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "config.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": ["config.api.throttling.ApiKeyRateThrottle"],
 }
+
+# Requests per API key, e.g. "600/min" (empty: no limit); counted in the shared cache.
+API_RATE_LIMIT = env_str("API_RATE_LIMIT", "1200/min")
+# The largest API request body (a bulk create of 10,000 entities is a few MB).
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
+# The largest `data` of one entity, as JSON.
+ENTITY_MAX_DATA_BYTES = env_int("ENTITY_MAX_DATA_BYTES", 256 * 1024, minimum=1024)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Workflows API",

@@ -27,6 +27,16 @@ else:
         "use redis://host:6379/0 or filesystem://"
     )
 
+# The cache holds the API throttles: shared (Redis) when the broker is Redis.
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env_str("CACHE_URL", CELERY_BROKER_URL),
+            "KEY_PREFIX": "workflows",
+        }
+    }
+
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_SERIALIZER = "json"
