@@ -192,6 +192,7 @@ class ChunkCommitter:
             cancelled=F("cancelled") + counts["cancelled"],
             input_tokens=F("input_tokens") + tokens["inputTokens"],
             output_tokens=F("output_tokens") + tokens["outputTokens"],
+            heartbeat_at=now,
         )
         RunLog.objects.bulk_create(logs, batch_size=1000)
 
@@ -235,11 +236,13 @@ def _claim_items(run_id: str, chunk: int) -> list[RunItem]:
         )
         if not items:
             return []
+        now = timezone.now()
         RunItem.objects.filter(pk__in=[item.pk for item in items]).update(
             status=ItemStatus.RUNNING,
             attempts=F("attempts") + 1,
-            started_at=Coalesce(F("started_at"), timezone.now()),
+            started_at=Coalesce(F("started_at"), now),
         )
+        Run.objects.filter(pk=run_id).update(heartbeat_at=now)
     for item in items:
         item.attempts += 1
     return items

@@ -58,6 +58,9 @@ class Run(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of progress: a chunk claimed or finished."
+    )
 
     class Meta:
         indexes = [

@@ -3,11 +3,12 @@
 import json
 import logging
 from collections import Counter
+from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput
@@ -85,7 +86,7 @@ def run_start(
     size = settings.RUN_CHUNK_SIZE
     _insert_items(run, entity_ids, size)
     chunks = (len(entity_ids) + size - 1) // size
-    transaction.on_commit(partial(_enqueue_chunks, run.pk, chunks))
+    transaction.on_commit(partial(_enqueue_chunks, run.pk, range(chunks)))
     return run
 
 
@@ -116,10 +117,10 @@ def _insert_items(run: Run, entity_ids: list[str], size: int) -> None:
             copy.write_row([row[f.attname] for f in fields])
 
 
-def _enqueue_chunks(run_id: str, chunks: int) -> None:
+def _enqueue_chunks(run_id: str, chunks) -> None:
     from jobs.tasks import run_chunk
 
-    for chunk in range(chunks):
+    for chunk in chunks:
         run_chunk.delay(run_id, chunk)
 
 
@@ -247,3 +248,42 @@ def run_retry(*, run_id: str, use_latest_version: bool = False, created_by=None)
         f"{run.workflow_version.number}.",
     )
     return run
+
+
+def runs_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
+    """Queue again the unfinished chunks of runs that show no progress for `stalled_after`
+    (RUN_STALL_AFTER_S): their messages were lost (a broker restarted without persistence)
+    or their worker vanished past the broker's redelivery. Chunks are idempotent, so a chunk
+    still being worked on loses nothing but time. Returns the number of chunks queued."""
+    stalled_after = stalled_after or timedelta(seconds=settings.RUN_STALL_AFTER_S)
+    now = timezone.now()
+    cutoff = now - stalled_after
+    queued = 0
+    stalled = Run.objects.filter(status__in=RunStatus.open()).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    )
+    for run_id in stalled.values_list("pk", flat=True):
+        chunks = sorted(
+            set(
+                RunItem.objects.filter(
+                    run_id=run_id, status__in=[ItemStatus.PENDING, ItemStatus.RUNNING]
+                ).values_list("chunk", flat=True)
+            )
+        )
+        with transaction.atomic():
+            # Claim the resume: only one beat (or caller) re-queues a stalled run per period.
+            if (
+                not Run.objects.filter(pk=run_id)
+                .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
+                .update(heartbeat_at=now)
+            ):
+                continue
+            RunLog.objects.create(
+                run_id=run_id,
+                level=RunLog.Level.WARNING,
+                message=f"No progress for {int(stalled_after.total_seconds())}s: "
+                f"queued {len(chunks)} unfinished chunks again.",
+            )
+            transaction.on_commit(partial(_enqueue_chunks, run_id, chunks))
+        queued += len(chunks)
+    return queued

@@ -4,7 +4,7 @@ from celery import shared_task
 from django.db import DatabaseError, InterfaceError
 
 from jobs.execution import chunk_execute
-from jobs.services import run_callback_send
+from jobs.services import run_callback_send, runs_resume_stalled
 
 
 @shared_task(
@@ -24,3 +24,9 @@ def run_chunk(run_id: str, chunk: int) -> None:
 def send_run_callback(run_id: str) -> None:
     """POST the ended run to its `callbackUrl`."""
     run_callback_send(run_id=run_id)
+
+
+@shared_task
+def resume_stalled_runs() -> int:
+    """Run by celery beat every minute: re-queue the chunks of runs that stopped moving."""
+    return runs_resume_stalled()

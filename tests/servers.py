@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -83,6 +84,7 @@ class FakeLLM:
     times: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     record: bool = True
+    decide: Callable[[dict], Reply | None] | None = None  # a reply chosen per request
 
     def prompts(self) -> list[str]:
         return [request["messages"][-1]["content"] for request in self.requests]
@@ -135,7 +137,9 @@ def start_llm(kind: str, port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:
                 if fake.record:
                     fake.requests.append(request)
                     fake.times.append(time.time())
-                reply = fake.script.pop(0) if fake.script else fake.default
+                reply = fake.decide(request) if fake.decide else None
+                if reply is None:
+                    reply = fake.script.pop(0) if fake.script else fake.default
             if reply.delay:
                 time.sleep(reply.delay)
             payload = json.dumps(fake.body(reply, request)).encode()

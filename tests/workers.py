@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,16 @@ from django.conf import settings
 from jobs.models import Run
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# Where the session's worker finds an OpenAI-compatible server when a test starts one.
+FAKE_LLM_PORT = _free_port()
 
 
 def worker_env() -> dict:
@@ -28,6 +39,10 @@ def worker_env() -> dict:
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1",
         "OUTBOUND_BACKOFF_S": "0.05",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{FAKE_LLM_PORT}/v1",
+        "AI_TIMEOUT_S": "1",
+        "AI_BACKOFF_S": "0.05",
+        "AI_MAX_ATTEMPTS": "4",
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -56,6 +56,9 @@ TEMPLATES = [
     },
 ]
 
+# Local state of the embedded defaults (SQLite file, broker folder, beat schedule).
+(BASE_DIR / "var").mkdir(exist_ok=True)
+
 DATABASES = {
     "default": env_database("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
 }

@@ -12,7 +12,7 @@ from config.env import BASE_DIR
 class Command(BaseCommand):
     help = (
         "Migrate, create the demo user, API key and data, print them, then start the web server "
-        "and a worker together (the Procfile's web and worker, through honcho)."
+        "a worker and the scheduler together (the Procfile's web, worker and beat, through honcho)."
     )
 
     def add_arguments(self, parser):
@@ -58,4 +58,4 @@ class Command(BaseCommand):
         sys.stdout.flush()
         os.chdir(BASE_DIR)
         # Replace this process so Ctrl-C stops web and worker together.
-        os.execve(honcho, [honcho, "start", "--port", str(port), "web", "worker"], env)  # noqa: S606
+        os.execve(honcho, [honcho, "start", "--port", str(port), "web", "worker", "beat"], env)  # noqa: S606

@@ -1,0 +1,194 @@
+"""Faults during runs executed by a real worker: the broker restarted, database connections
+dropped, the model failing one call in five. Every run ends with every entity handled once."""
+
+import hashlib
+import subprocess
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+
+from entities.models import Entity
+from jobs.models import Run, RunItem, RunLog
+from jobs.services import runs_resume_stalled
+from tests.factories import make_entities, make_workflow, start_run
+from tests.servers import Reply, start_llm
+from tests.workers import FAKE_LLM_PORT, wait_for_run
+
+
+def _wait_for_requests(receiver, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while len(receiver.requests) < count:
+        assert time.monotonic() < deadline, f"only {len(receiver.requests)} requests"
+        time.sleep(0.02)
+
+
+def _publish_and_notify(entity_type, url):
+    return make_workflow(
+        entity_type,
+        [
+            {"id": "pub", "type": "publish", "config": {}},
+            {"id": "hook", "type": "notify", "config": {"channel": "webhook", "url": url}},
+        ],
+    )
+
+
+def _assert_handled_once(run: Run, ids: list[str], receiver) -> None:
+    assert run.status == "completed", (
+        RunItem.objects.filter(run=run).exclude(status="completed").values("status", "error")[:5]
+    )
+    assert (run.completed, run.failed, run.cancelled) == (len(ids), 0, 0)
+    versions = Counter(Entity.objects.filter(pk__in=ids).values_list("version", flat=True))
+    assert versions == {2: len(ids)}, versions  # published exactly once
+    per_entity = Counter(r.json()["entity"]["id"] for r in receiver.requests)
+    assert max(per_entity.values()) == 1, per_entity.most_common(3)  # never notified twice
+
+
+def _restart_redis() -> None:
+    subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"],
+        capture_output=True,
+        timeout=10,
+    )
+    subprocess.run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        check=True,
+        timeout=10,
+    )
+    deadline = time.monotonic() + 20
+    while (
+        subprocess.run(
+            ["redis-cli", "-p", "6379", "ping"], capture_output=True, text=True
+        ).stdout.strip()
+        != "PONG"
+    ):
+        assert time.monotonic() < deadline, "Redis did not come back"
+        time.sleep(0.1)
+
+
+@pytest.mark.django_db
+def test_a_stalled_run_gets_its_unfinished_chunks_queued_again_once(
+    product_type, settings, django_capture_on_commit_callbacks
+):
+    settings.RUN_CHUNK_SIZE = 2
+    run = start_run(
+        make_workflow(product_type, [{"type": "publish", "config": {}}]),
+        make_entities(product_type, 5),
+    )
+    RunItem.objects.filter(run=run, chunk=0).update(status="completed")
+    Run.objects.filter(pk=run.pk).update(
+        status="running", heartbeat_at=run.created_at - timedelta(hours=1)
+    )
+    with django_capture_on_commit_callbacks() as queued:
+        assert runs_resume_stalled(stalled_after=timedelta(minutes=10)) == 2  # chunks 1, 2
+        assert runs_resume_stalled(stalled_after=timedelta(minutes=10)) == 0  # just resumed
+    assert len(queued) == 1
+    assert RunLog.objects.filter(run=run, message__contains="queued 2 unfinished").exists()
+
+
+@pytest.mark.usefixtures("celery_worker")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
+def test_a_broker_restart_loses_no_entity(product_type, receiver, settings):
+    """Redis keeps nothing on disk here: the queued chunks vanish with it. The stalled-run
+    check (celery beat, every minute) queues them again; work already done is not redone."""
+    settings.RUN_CHUNK_SIZE = 20
+    receiver.delay = 0.05
+    ids = make_entities(product_type, 300)
+    run = start_run(_publish_and_notify(product_type, receiver.url), ids)
+    _wait_for_requests(receiver, 40)
+    _restart_redis()
+    deadline = time.monotonic() + 120
+    while not Run.objects.get(pk=run.pk).is_ended:
+        assert time.monotonic() < deadline, "the run did not recover"
+        runs_resume_stalled(stalled_after=timedelta(seconds=2))  # what beat does
+        time.sleep(0.5)
+    _assert_handled_once(Run.objects.get(pk=run.pk), ids, receiver)
+    assert RunLog.objects.filter(run=run, message__contains="chunks again").exists()
+
+
+@pytest.mark.usefixtures("celery_worker")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
+def test_dropped_database_connections_are_retried(product_type, receiver, settings):
+    settings.RUN_CHUNK_SIZE = 20
+    receiver.delay = 0.03
+    ids = make_entities(product_type, 300)
+    run = start_run(_publish_and_notify(product_type, receiver.url), ids)
+    _wait_for_requests(receiver, 40)
+    with connection.cursor() as cursor:  # every connection but this test's own
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] >= 1
+    _assert_handled_once(wait_for_run(run.pk, timeout=120), ids, receiver)
+    attempts = RunItem.objects.filter(run=run).values_list("attempts", flat=True)
+    assert max(attempts) > 1  # the interrupted chunk was taken up again
+
+
+@pytest.mark.usefixtures("celery_worker")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
+def test_model_faults_on_one_call_in_five_fail_no_entity(product_type):
+    """429 with Retry-After, 500 and timeouts on the first call for 20% of the entities."""
+    fake, server = start_llm("openai", port=FAKE_LLM_PORT)
+    attempts: Counter = Counter()
+    faults = [
+        Reply(status=429, headers={"Retry-After": "1"}, error="slow down"),
+        Reply(status=500, error="overloaded"),
+        Reply(delay=2.0),
+    ]  # 2 s > AI_TIMEOUT_S
+
+    def decide(request):
+        prompt = request["messages"][-1]["content"]
+        attempts[prompt] += 1
+        digest = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
+        if attempts[prompt] == 1 and digest % 5 == 0:
+            return faults[digest % 3]
+        return None
+
+    fake.decide = decide
+    try:
+        workflow = make_workflow(
+            product_type,
+            [
+                {
+                    "type": "ai_generate",
+                    "config": {
+                        "prompt": "Describe {{ entity.title }}",
+                        "outputField": "description",
+                        "provider": "openai",
+                    },
+                },
+                {"type": "publish", "config": {}},
+            ],
+        )
+        ids = make_entities(product_type, 100)
+        run = wait_for_run(start_run(workflow, ids).pk, timeout=120)
+    finally:
+        server.shutdown()
+    assert run.status == "completed", RunItem.objects.filter(run=run, status="failed").values(
+        "error"
+    )[:3]
+    assert (run.completed, run.failed) == (100, 0)
+    faulted = sum(1 for n in attempts.values() if n > 1)
+    assert 10 <= faulted <= 35, faulted  # about one in five entities met a fault
+    assert (
+        RunLog.objects.filter(run=run, level="warning", message__contains="retrying").count()
+        == faulted
+    )
