@@ -192,3 +192,41 @@ def test_model_faults_on_one_call_in_five_fail_no_entity(product_type):
         RunLog.objects.filter(run=run, level="warning", message__contains="retrying").count()
         == faulted
     )
+
+
+@pytest.mark.usefixtures("celery_worker")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
+def test_the_api_keeps_answering_during_a_10000_entity_run(product_type, api, settings):
+    settings.API_RATE_LIMIT = "100000/min"  # the throttle is not what this measures
+    workflow = make_workflow(
+        product_type,
+        [
+            {
+                "type": "transform",
+                "config": {
+                    "operations": [
+                        {"op": "set", "field": "slug", "value": "{{ entity.title }}"},
+                        {"op": "slugify", "field": "slug"},
+                    ]
+                },
+            },
+            {"type": "publish", "config": {}},
+        ],
+    )
+    ids = make_entities(product_type, 10_000)
+    response = api.post(f"/api/v1/workflows/{workflow.pk}/run", {"entityIds": ids})
+    assert response.status_code == 202
+    run_url = f"/api/v1/workflows/{workflow.pk}/runs/{response.json()['runId']}"
+    statuses, seen_running = Counter(), False
+    for index in range(300):
+        for url in (run_url, "/api/v1/entities?limit=100", "/api/v1/workflows"):
+            statuses[api.get(url).status_code] += 1
+        status = api.get(run_url).json()["status"]
+        seen_running |= status == "running"
+        if status == "completed" and index > 20:
+            break
+    assert statuses == {200: sum(statuses.values())}, statuses
+    assert seen_running  # the requests were served while the run worked
+    run = wait_for_run(response.json()["runId"], timeout=180)
+    assert (run.status, run.completed) == ("completed", 10_000)
