@@ -2,7 +2,6 @@
 a gunicorn server, a load generator."""
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -12,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.processes import ROOT, ManagedProcess, celery_worker_command
+
 DB_NAME = "workflows_bench"
 ENV = {
     **os.environ,
@@ -48,70 +48,16 @@ def django_setup() -> None:
     django.setup()
 
 
-class Process:
-    def __init__(self, args: list[str], ready: str, log: Path, env: dict | None = None):
-        self.log_path = log
-        self.log = open(log, "w")  # noqa: SIM115  (closed in stop)
-        self.process = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env=env or ENV,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while ready not in log.read_text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{args[0]} did not start:\n{log.read_text()}")
-            time.sleep(0.2)
-
-    def pids(self) -> list[int]:
-        out = subprocess.run(
-            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
-        ).stdout
-        return [self.process.pid, *map(int, out.split())]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.log.close()
-
-
-def start_worker(log_dir: Path, concurrency: int = 2) -> Process:
+def start_worker(log_dir: Path, concurrency: int = 2) -> ManagedProcess:
     from config.celery import app
 
     with app.connection_for_write() as connection:
         connection.default_channel.queue_purge("celery")
-    return Process(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool",
-            "prefork",
-            "--concurrency",
-            str(concurrency),
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        "ready.",
-        log_dir / "worker.log",
-    )
+    return ManagedProcess(celery_worker_command(concurrency), "ready.", log_dir / "worker.log", ENV)
 
 
-def start_web(log_dir: Path, port: int = 8765, workers: int = 2) -> Process:
-    return Process(
+def start_web(log_dir: Path, port: int = 8765, workers: int = 2) -> ManagedProcess:
+    return ManagedProcess(
         [
             sys.executable,
             "-m",
@@ -126,6 +72,7 @@ def start_web(log_dir: Path, port: int = 8765, workers: int = 2) -> Process:
         ],
         "Booting worker",
         log_dir / "web.log",
+        ENV,
     )
 
 

@@ -50,8 +50,7 @@ def run(worker) -> dict:
     for index in range(RUNS):
         run = wait_for_run(run_start(workflow_id=workflow.pk, entity_ids=ids).pk)
         assert run.status == "completed", run.status
-        children = [pid for pid in worker.pids() if pid != worker.process.pid]
-        rss = [_rss_kb(pid) for pid in children]
+        rss = [_rss_kb(pid) for pid in worker.child_pids()]
         samples.append(
             {
                 "after_entities": (index + 1) * ENTITIES,

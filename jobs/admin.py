@@ -31,15 +31,8 @@ def progress_bar(run: Run):
     )
 
 
-@admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
-    """Runs as the dashboard shows them: live progress, items, logs, cancel and retry."""
-
-    list_display = ["id", "workflow", "status", "progress", "created_at", "completed_at"]
-    list_filter = ["status", "workflow"]
-    search_fields = ["id", "workflow__name"]
-    list_select_related = ["workflow"]
-    change_form_template = "admin/jobs/run/change_form.html"
+class RecordAdmin(admin.ModelAdmin):
+    """Run records are written by runs, never edited by hand."""
 
     def has_add_permission(self, request):
         return False
@@ -49,6 +42,17 @@ class RunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Run)
+class RunAdmin(RecordAdmin):
+    """Runs as the dashboard shows them: live progress, items, logs, cancel and retry."""
+
+    list_display = ["id", "workflow", "status", "progress", "created_at", "completed_at"]
+    list_filter = ["status", "workflow"]
+    search_fields = ["id", "workflow__name"]
+    list_select_related = ["workflow"]
+    change_form_template = "admin/jobs/run/change_form.html"
 
     @admin.display(description="progress")
     def progress(self, run):
@@ -125,20 +129,11 @@ class RunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(RecordAdmin):
     list_display = ["id", "type", "run_link", "status", "created_at"]
     list_filter = ["run__status"]
     search_fields = ["id", "run__id"]
     list_select_related = ["run"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="status", ordering="run__status")
     def status(self, job):

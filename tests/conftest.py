@@ -3,7 +3,7 @@ from rest_framework.test import APIClient
 
 from tests.factories import make_entity_type, make_key
 from tests.servers import start_llm, start_receiver
-from tests.workers import Worker
+from tests.workers import start_worker
 
 
 class Api(APIClient):
@@ -48,7 +48,7 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
 
     with app.connection_for_write() as connection:
         connection.default_channel.queue_purge("celery")  # leftovers of an earlier session
-    worker = Worker(tmp_path_factory.mktemp("worker") / "worker.log")
+    worker = start_worker(tmp_path_factory.mktemp("worker") / "worker.log")
     yield worker
     worker.stop()
 

@@ -1,18 +1,14 @@
 """A real Celery worker process on the test database and the Redis broker."""
 
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from django.conf import settings
 
 from jobs.models import Run
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.processes import ManagedProcess, celery_worker_command
 
 
 def _free_port() -> int:
@@ -47,63 +43,13 @@ def worker_env() -> dict:
     }
 
 
-class Worker:
-    def __init__(self, log_path: Path, concurrency: int = 2):
-        self.log_path = log_path
-        self.log = open(log_path, "w")  # noqa: SIM115  (closed in stop)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                str(concurrency),
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"test-{os.getpid()}@%h",
-            ],
-            cwd=ROOT,
-            env=worker_env(),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "ready." in self.log_path.read_text():
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError("The worker exited:\n" + self.log_path.read_text())
-            time.sleep(0.2)
-        raise RuntimeError("The worker did not start:\n" + self.log_path.read_text())
-
-    def child_pids(self) -> list[int]:
-        out = subprocess.run(
-            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
-        ).stdout
-        return [int(pid) for pid in out.split()]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.log.close()
+def start_worker(log_path: Path, concurrency: int = 2) -> ManagedProcess:
+    return ManagedProcess(
+        celery_worker_command(concurrency, f"test-{os.getpid()}@%h"),
+        "ready.",
+        log_path,
+        worker_env(),
+    )
 
 
 def wait_for_run(run_id: str, timeout: float = 120) -> Run:

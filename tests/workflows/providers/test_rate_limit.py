@@ -7,7 +7,8 @@ import textwrap
 import pytest
 from django.conf import settings
 
-from tests.workers import ROOT, worker_env
+from tests.processes import ROOT
+from tests.workers import worker_env
 
 CALLS_PER_PROCESS = 8
 PROBE = textwrap.dedent(f"""

@@ -1,0 +1,48 @@
+"""Settings come from the environment; a bad value stops the start naming the variable."""
+
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_database, env_int, env_list
+from tests.processes import ROOT
+
+
+@pytest.mark.parametrize(
+    ("reader", "name", "raw"),
+    [
+        (lambda: env_int("WF_TEST_INT", 1), "WF_TEST_INT", "many"),
+        (lambda: env_int("WF_TEST_INT", 1, minimum=1), "WF_TEST_INT", "0"),
+        (lambda: env_bool("WF_TEST_BOOL", False), "WF_TEST_BOOL", "perhaps"),
+        (lambda: env_database("WF_TEST_DB", "sqlite:///x"), "WF_TEST_DB", "not-a-url"),
+    ],
+)
+def test_a_bad_value_names_the_variable(monkeypatch, reader, name, raw):
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(ImproperlyConfigured, match=f"{name}='{raw}' is not valid"):
+        reader()
+
+
+def test_defaults_and_values(monkeypatch):
+    assert env_int("WF_TEST_UNSET", 7) == 7
+    monkeypatch.setenv("WF_TEST_LIST", "a.example, b.example,")
+    assert env_list("WF_TEST_LIST", []) == ["a.example", "b.example"]
+    assert (
+        env_database("WF_TEST_UNSET", "sqlite:////tmp/x.db")["OPTIONS"]["transaction_mode"]
+        == "IMMEDIATE"
+    )  # SQLite runs in WAL mode with immediate transactions
+
+
+def test_the_product_refuses_to_start_with_a_bad_setting():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "AI_MAX_CONCURRENCY": "lots"},
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "AI_MAX_CONCURRENCY='lots' is not valid" in result.stderr
