@@ -77,15 +77,9 @@ def start_web(log_dir: Path, port: int = 8765, workers: int = 2) -> ManagedProce
 
 
 def wait_for_run(run_id: str, timeout: float = 900):
-    from jobs.models import Run
+    from tests.workers import wait_for_run as wait  # imports models: Django must be set up
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = Run.objects.get(pk=run_id)
-        if run.is_ended:
-            return run
-        time.sleep(0.05)
-    raise RuntimeError(f"run {run_id} did not end")
+    return wait(run_id, timeout)
 
 
 def load(url: str, headers: dict, *, requests: int, concurrency: int) -> dict:

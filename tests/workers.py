@@ -59,7 +59,7 @@ def wait_for_run(run_id: str, timeout: float = 120) -> Run:
         run = Run.objects.get(pk=run_id)
         if run.is_ended:
             return run
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise AssertionError(
         f"Run {run_id} did not end within {timeout}s: {run.status}, "
         f"{run.completed}+{run.failed}+{run.cancelled} of {run.total}"
