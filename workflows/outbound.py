@@ -111,4 +111,4 @@ def post_json(url: str, body: bytes, headers: dict | None = None) -> httpx.Respo
                 time.sleep(
                     settings.OUTBOUND_BACKOFF_S * 2 ** (attempt - 1) * random.uniform(1, 1.5)
                 )
-    raise StepError(f"POST {url} failed after {attempts} attempts: {last_problem}.", retryable=True)
+    raise StepError(f"POST {url} failed after {attempts} attempts: {last_problem}.")

@@ -1,8 +1,9 @@
+import base64
 import re
 
 import pytest
 
-from tests.factories import make_entities
+from tests.factories import make_entities, make_workflow, start_run
 
 pytestmark = pytest.mark.django_db
 
@@ -94,3 +95,14 @@ def test_healthz_is_503_when_the_broker_is_down(client, broker_down):
     body = response.json()
     assert body["database"] == "ok"
     assert body["broker"].startswith("error")
+
+
+def test_an_id_cursor_on_a_list_keyed_by_number_is_400(api, product_type):
+    run = start_run(
+        make_workflow(product_type, [{"type": "publish", "config": {}}]),
+        make_entities(product_type, 1),
+    )
+    cursor = base64.urlsafe_b64encode(b"ent_" + b"0" * 26).decode().rstrip("=")
+    response = api.get(f"/api/v1/jobs/{run.job.pk}/logs?cursor={cursor}")
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["field"] == "cursor"

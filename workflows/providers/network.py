@@ -93,7 +93,7 @@ class NetworkProvider(Provider):
             problem = f"{self.name}: {status}: {message}"
             if not retryable or attempt == attempts:
                 suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
-                raise StepError(problem + suffix, retryable=retryable)
+                raise StepError(problem + suffix)
             if wait is None:
                 wait = settings.AI_BACKOFF_S * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
             wait = min(wait, settings.AI_MAX_RETRY_WAIT_S)

@@ -6,13 +6,12 @@ from typing import Any
 
 
 class StepError(Exception):
-    """A step failed for one entity. `retryable` errors come from outside (a provider, a
-    webhook) and were already retried as far as the step's policy goes."""
+    """A step failed for one entity; the message says why (errors from outside, such as a
+    provider or a webhook, were already retried as far as their policy goes)."""
 
-    def __init__(self, message: str, *, retryable: bool = False):
+    def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-        self.retryable = retryable
 
 
 MISSING = object()
