@@ -30,7 +30,10 @@ class Entity(models.Model):
     id = models.CharField(
         primary_key=True, max_length=ID_LENGTH, default=id_default("ent"), editable=False
     )
-    entity_type = models.ForeignKey(EntityType, on_delete=models.PROTECT, related_name="entities")
+    # Indexed by `entity_type_newest` (its first column): no index of its own to update.
+    entity_type = models.ForeignKey(
+        EntityType, on_delete=models.PROTECT, related_name="entities", db_index=False
+    )
     data = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     version = models.PositiveIntegerField(default=1, editable=False)

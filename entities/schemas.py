@@ -39,14 +39,27 @@ def data_validator(schema) -> Draft202012Validator | None:
     return Draft202012Validator(schema) if schema else None
 
 
-def data_problems(validator, data, *, prefix: str = "data") -> list[FieldError]:
-    """Every way `data` breaks the schema, each located by its path under `prefix`."""
+def data_encode(data) -> str:
+    """Entity data as compact JSON: what the size limit counts and what the database gets."""
+    return json.dumps(data, separators=(",", ":"))
+
+
+def data_problems(
+    validator, data, *, prefix: str = "data", encoded: str | None = None
+) -> list[FieldError]:
+    """Every way `data` breaks the schema, each located by its path under `prefix`.
+    `encoded` is `data_encode(data)`, when the caller has it already."""
     if not isinstance(data, dict):
         return [FieldError(prefix, "Must be a JSON object.")]
-    size = len(json.dumps(data, separators=(",", ":")))
+    size = len(encoded if encoded is not None else data_encode(data))
     if size > settings.ENTITY_MAX_DATA_BYTES:
         limit = settings.ENTITY_MAX_DATA_BYTES
         return [FieldError(prefix, f"Is {size} bytes as JSON; the limit is {limit}.", "too_large")]
+    return schema_errors(validator, data, prefix=prefix)
+
+
+def schema_errors(validator, data, *, prefix: str = "data") -> list[FieldError]:
+    """Where `data` breaks the schema of `validator` (None: no schema, no errors)."""
     if validator is None:
         return []
     return [

@@ -1,5 +1,3 @@
-from django.db import connection
-
 from config.api.errors import FieldError, InvalidInput, NotFound
 from entities.models import Entity, EntityType
 
@@ -30,18 +28,10 @@ def entity_list(*, entity_type_id: str | None = None, status: str | None = None)
 
 
 def entity_ids_of_type(*, entity_type_id: str, entity_ids: list[str]) -> set[str]:
-    """Which of `entity_ids` are entities of the type. On PostgreSQL the ids travel as one
-    array parameter (`= ANY(%s)`), several times faster than an IN list of 10,000."""
-    if connection.vendor != "postgresql":
-        return set(
-            Entity.objects.filter(pk__in=entity_ids, entity_type_id=entity_type_id).values_list(
-                "pk", flat=True
-            )
+    """Which of `entity_ids` are entities of the type (the ids go as one array parameter on
+    PostgreSQL, several times faster than an IN list of 10,000)."""
+    return set(
+        Entity.objects.filter(pk__any=entity_ids, entity_type_id=entity_type_id).values_list(
+            "pk", flat=True
         )
-    table = connection.ops.quote_name(Entity._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id FROM {table} WHERE entity_type_id = %s AND id = ANY(%s)",  # noqa: S608
-            [entity_type_id, list(entity_ids)],
-        )
-        return {row[0] for row in cursor.fetchall()}
+    )

@@ -9,7 +9,7 @@ from django.utils import timezone
 from config.api.errors import Conflict, FieldError, InvalidInput
 from config.bulk import bulk_update_rows
 from entities.models import Entity, EntityType
-from entities.schemas import data_problems, data_validator, schema_problems
+from entities.schemas import data_encode, data_problems, data_validator, schema_problems
 
 BULK_MAX_ITEMS = 10_000
 BULK_BATCH_SIZE = 1_000
@@ -169,7 +169,7 @@ def entities_commit(
         entity.pk: entity
         for entity in Entity.objects.select_for_update(of=("self",))
         .select_related("entity_type")
-        .filter(pk__in=[copy.entity_id for copy in copies])
+        .filter(pk__any=[copy.entity_id for copy in copies])
         .order_by("pk")  # a fixed lock order: two batches never deadlock
     }
     validators: dict[str, object] = {}
@@ -202,9 +202,8 @@ def entities_commit(
 def _commit_unchanged(copies: list[WorkingCopy], status: str | None, results: dict) -> list:
     """The common case in one statement: entities still at the version the run read need no
     merge, so their working copy is written where the version still matches. Returns the
-    copies left for the locking merge (edited meanwhile, deleted, or of unknown version)."""
-    from psycopg.types.json import Jsonb
-
+    copies left for the locking merge (edited meanwhile, deleted, or of unknown version).
+    Each copy is encoded once, for the size check and for the database."""
     now = timezone.now()
     validators: dict[int, object] = {}
     fast = []
@@ -213,8 +212,9 @@ def _commit_unchanged(copies: list[WorkingCopy], status: str | None, results: di
             continue
         if id(copy.schema) not in validators:
             validators[id(copy.schema)] = data_validator(copy.schema)
-        if not data_problems(validators[id(copy.schema)], copy.data):
-            fast.append(copy)
+        encoded = data_encode(copy.data)
+        if not data_problems(validators[id(copy.schema)], copy.data, encoded=encoded):
+            fast.append((copy, encoded))
     if not fast:
         return copies
     assignments = "data = v.data, version = t.version + 1, updated_at = %s"
@@ -223,8 +223,8 @@ def _commit_unchanged(copies: list[WorkingCopy], status: str | None, results: di
         assignments += ", status = %s, published_at = %s"
         params += [status, now if status == Entity.Status.PUBLISHED else None]
     values = ", ".join(["(%s::varchar, %s::jsonb, %s::integer)"] * len(fast))
-    for copy in fast:
-        params += [copy.entity_id, Jsonb(copy.data), copy.version]
+    for copy, encoded in fast:
+        params += [copy.entity_id, encoded, copy.version]
     table = connection.ops.quote_name(Entity._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(

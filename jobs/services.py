@@ -136,11 +136,13 @@ def run_mark_running(*, run_id: str) -> bool:
 
 def run_finalize_if_done(*, run_id: str) -> bool:
     """running -> completed/failed once no item is left to process; True for the call that
-    ended the run. A cancelled run stays cancelled, whatever finishes late."""
-    open_items = RunItem.objects.filter(
-        run_id=run_id, status__in=[ItemStatus.PENDING, ItemStatus.RUNNING]
-    )
-    if open_items.exists():
+    ended the run. A cancelled run stays cancelled, whatever finishes late.
+
+    The counters tell: an item is counted in the transaction that ends it (and only the
+    delivery holding its lease can end it), so they add up to `total` exactly when no item
+    is pending or running."""
+    run = Run.objects.only("total", "completed", "failed", "cancelled").filter(pk=run_id).first()
+    if run is None or run.completed + run.failed + run.cancelled < run.total:
         return False
     with transaction.atomic():
         run = Run.objects.get(pk=run_id)

@@ -10,6 +10,7 @@ from jobs.services import run_callback_send, runs_resume_stalled
 @shared_task(
     acks_late=True,
     reject_on_worker_lost=True,
+    ignore_result=True,  # the run's items are its result; failures are still stored
     autoretry_for=(DatabaseError, InterfaceError),
     retry_backoff=True,
     retry_backoff_max=60,

@@ -7,3 +7,6 @@ class ApiConfig(AppConfig):
     name = "config.api"
     label = "api"
     verbose_name = "API access"
+
+    def ready(self) -> None:
+        from config import bulk  # noqa: F401  registers the `any` lookup on every field

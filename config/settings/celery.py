@@ -39,6 +39,7 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
+CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 # Acknowledge after the work, and give a chunk back when its worker process dies, so a

@@ -134,7 +134,7 @@ def test_cancelling_an_ended_job_is_409(api, finished_run):
 
 def test_a_cancelled_run_never_flips_back_to_completed(product_type):
     run = start_run(make_workflow(product_type, FAIL_EXPENSIVE), make_entities(product_type, 2))
-    Run.objects.filter(pk=run.pk).update(status="running")
+    Run.objects.filter(pk=run.pk).update(status="running", completed=2)
     RunItem.objects.filter(run=run).update(status="completed")  # the work finished...
     run_cancel(run_id=run.pk)  # ...but the cancel landed first
     assert run_finalize_if_done(run_id=run.pk) is False
