@@ -63,6 +63,8 @@ def start_web(log_dir: Path, port: int = 8765, workers: int = 2) -> ManagedProce
             sys.executable,
             "-m",
             "gunicorn",
+            "-c",
+            "config/gunicorn.py",
             "benchmarks.wsgi",
             "--bind",
             f"127.0.0.1:{port}",

@@ -10,7 +10,7 @@ entity, and no entity is published or notified twice.
 import copy
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import NamedTuple
 
 from django.db import connection, transaction
@@ -186,6 +186,18 @@ class ChunkCommitter:
         now = timezone.now()
         counts = {"completed": 0, "failed": 0, "cancelled": 0}
         logs = self.logs
+        # One line per chunk and step for entities a condition stopped, as for publications:
+        # the item says which step stopped each one.
+        stopped = Counter(state.step_id for state in states if state.outcome == "skipped")
+        logs += [
+            RunLog(
+                run_id=self.run_id,
+                timestamp=now,
+                message=f"Stopped by the condition: {count} entities.",
+                step_id=step_id,
+            )
+            for step_id, count in stopped.items()
+        ]
         for state in states:
             counts["completed" if state.outcome in ("completed", "skipped") else state.outcome] += 1
             logs += [
@@ -200,6 +212,8 @@ class ChunkCommitter:
                 for level, step_id, message in state.log
             ]
         _record_outcomes(states, items, now)
+        RunLog.objects.bulk_create(logs, batch_size=1000)
+        # Last: every chunk of the run writes this row, so its lock is held only to COMMIT.
         tokens = _sum_usage(states)
         Run.objects.filter(pk=self.run_id).update(
             completed=F("completed") + counts["completed"],
@@ -209,7 +223,6 @@ class ChunkCommitter:
             output_tokens=F("output_tokens") + tokens["outputTokens"],
             heartbeat_at=now,
         )
-        RunLog.objects.bulk_create(logs, batch_size=1000)
 
 
 def _record_outcomes(states: list[EntityState], items: dict[str, "LockedItem"], now) -> None:
@@ -290,11 +303,20 @@ def _claim_items(run_id: str, chunk: int) -> list[Lease]:
         )
         rows = cursor.fetchall()
         if rows:
-            Run.objects.filter(pk=run_id).update(heartbeat_at=now)
+            _heartbeat(run_id, now)
     return sorted(
         Lease(pk, entity_id, attempts, next_step, json.loads(state) if state else None)
         for pk, entity_id, attempts, next_step, state in rows
     )
+
+
+def _heartbeat(run_id: str, now) -> None:
+    """Show the run is moving. Skipped while another chunk's transaction holds the run's row:
+    that transaction moves the heartbeat itself, and waiting for it would make the workers
+    take turns."""
+    Run.objects.filter(
+        pk__in=Run.objects.filter(pk=run_id).select_for_update(skip_locked=True).values("pk")
+    ).update(heartbeat_at=now)
 
 
 def _states(items: list[Lease], schema: dict | None) -> list[EntityState]:

@@ -29,3 +29,10 @@ class ModelPermissions(permissions.DjangoModelPermissions):
         if action_perms is not None:
             return request.user.has_perms(action_perms)
         return super().has_permission(request, view)
+
+    def _queryset(self, view):
+        """The view's model, from its `queryset` attribute where it has one: DRF would call
+        `get_queryset()`, building (and validating the filters of) the list query twice."""
+        if getattr(view, "queryset", None) is not None:
+            return view.queryset
+        return super()._queryset(view)

@@ -127,8 +127,7 @@ def advance(state: EntityState, flow: Flow, ctx: StepContext) -> None:
         state.outputs[ctx.step_id] = flow.output
     state.step_id = ctx.step_id
     if flow.stop:
-        state.outcome = "skipped"
-        state.log.append(("info", ctx.step_id, "Stopped by the condition."))
+        state.outcome = "skipped"  # logged once per chunk and step, with the count
     else:
         state.next_step = ctx.step_index + 1 + flow.skip
     if not ctx.dry_run:
