@@ -1,5 +1,6 @@
 """Writes to entity types and entities. Views, the admin and the pipeline all come here."""
 
+import json
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -203,10 +204,13 @@ def _commit_unchanged(copies: list[WorkingCopy], status: str | None, results: di
     """The common case in one statement: entities still at the version the run read need no
     merge, so their working copy is written where the version still matches. Returns the
     copies left for the locking merge (edited meanwhile, deleted, or of unknown version).
-    Each copy is encoded once, for the size check and for the database."""
+
+    Each copy is encoded once, for the size check and for the database, and the rows travel
+    as one JSON array (`jsonb_to_recordset`): one parameter to quote instead of three per
+    row, and a statement short enough for psycopg to cache its parsing."""
     now = timezone.now()
     validators: dict[int, object] = {}
-    fast = []
+    rows = []
     for copy in copies:
         if copy.version is None:
             continue
@@ -214,24 +218,21 @@ def _commit_unchanged(copies: list[WorkingCopy], status: str | None, results: di
             validators[id(copy.schema)] = data_validator(copy.schema)
         encoded = data_encode(copy.data)
         if not data_problems(validators[id(copy.schema)], copy.data, encoded=encoded):
-            fast.append((copy, encoded))
-    if not fast:
+            rows.append(f'{{"id":{json.dumps(copy.entity_id)},"v":{copy.version},"d":{encoded}}}')
+    if not rows:
         return copies
-    assignments = "data = v.data, version = t.version + 1, updated_at = %s"
+    assignments = "data = r.d, version = t.version + 1, updated_at = %s"
     params: list = [now]
     if status is not None:
         assignments += ", status = %s, published_at = %s"
         params += [status, now if status == Entity.Status.PUBLISHED else None]
-    values = ", ".join(["(%s::varchar, %s::jsonb, %s::integer)"] * len(fast))
-    for copy, encoded in fast:
-        params += [copy.entity_id, encoded, copy.version]
     table = connection.ops.quote_name(Entity._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} AS t SET {assignments} "  # noqa: S608
-            f"FROM (VALUES {values}) AS v(id, data, expected) "
-            "WHERE t.id = v.id AND t.version = v.expected RETURNING t.id, t.version",
-            params,
+            "FROM jsonb_to_recordset(%s::jsonb) AS r(id varchar, v integer, d jsonb) "
+            "WHERE t.id = r.id AND t.version = r.v RETURNING t.id, t.version",
+            [*params, "[" + ",".join(rows) + "]"],
         )
         results.update(cursor.fetchall())
     return [copy for copy in copies if copy.entity_id not in results]

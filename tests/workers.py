@@ -52,14 +52,14 @@ def start_worker(log_path: Path, concurrency: int = 2) -> ManagedProcess:
     )
 
 
-def wait_for_run(run_id: str, timeout: float = 120) -> Run:
+def wait_for_run(run_id: str, timeout: float = 120, poll: float = 0.05) -> Run:
     """Poll until the run ends (a bound on waiting, not a speed assertion)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = Run.objects.get(pk=run_id)
         if run.is_ended:
             return run
-        time.sleep(0.05)
+        time.sleep(poll)
     raise AssertionError(
         f"Run {run_id} did not end within {timeout}s: {run.status}, "
         f"{run.completed}+{run.failed}+{run.cancelled} of {run.total}"

@@ -103,17 +103,21 @@ class Transform(StepType):
         changed = []
         for index, operation in enumerate(config["operations"]):
             op = operation["op"]
-            where = f"operations[{index}] ({op})"
             if op == "set":
                 value = operation["value"]
                 if isinstance(value, str):
-                    value = self.render(value, state, ctx)
-                set_path(state.data, operation["field"], copy.deepcopy(value))
+                    value = self.render(value, state, ctx)  # a new string
+                else:
+                    value = copy.deepcopy(value)  # the config's own list or object
+                set_path(state.data, operation["field"], value)
                 changed.append(operation["field"])
             elif op in ("copy", "rename"):
                 value = get_path(state.data, operation["from"], MISSING)
                 if value is MISSING:
-                    raise StepError(f"{where}: the field {operation['from']!r} does not exist.")
+                    raise StepError(
+                        f"operations[{index}] ({op}): the field {operation['from']!r} "
+                        "does not exist."
+                    )
                 set_path(state.data, operation["to"], copy.deepcopy(value))
                 if op == "rename":
                     remove_path(state.data, operation["from"])
@@ -128,7 +132,7 @@ class Transform(StepType):
                     continue  # nothing to change: a missing field stays missing
                 if not isinstance(value, str):
                     raise StepError(
-                        f"{where}: the field {operation['field']!r} is a "
+                        f"operations[{index}] ({op}): the field {operation['field']!r} is a "
                         f"{type(value).__name__}, not a string."
                     )
                 set_path(state.data, operation["field"], TEXT_FUNCTIONS[op](value))
