@@ -170,20 +170,20 @@ class ChunkCommitter:
 
     @transaction.atomic
     def finish(self, states: list[EntityState]) -> None:
-        """Commit finished entities' remaining changes and record every outcome, with the
-        run's counters moved in the same transaction (F() expressions: no lost updates)."""
-        states = [state for state in states if state.outcome != HANDED_OFF]
-        items = self._lock(states)
-        states = [state for state in states if self._leased(items.get(state.entity_id), state)]
-        finished = [s for s in states if s.outcome in ("completed", "skipped")]
-        for status in {state.publish_status for state in finished}:
-            self._commit(
-                [s for s in finished if s.publish_status == status and (status or s.dirty)],
-                status,
-                step_id=None,
-                final=True,
-            )
+        """Record every outcome this delivery still holds the lease for, commit the finished
+        entities' remaining changes, and move the run's counters, in one transaction (F()
+        expressions: no lost updates)."""
         now = timezone.now()
+        states = self._record_outcomes(
+            [state for state in states if state.outcome != HANDED_OFF], now
+        )
+        finished = [s for s in states if s.outcome in ("completed", "skipped")]
+        unfinished = []  # failed at their final commit (the schema, the size limit)
+        for status in {state.publish_status for state in finished}:
+            batch = [s for s in finished if s.publish_status == status and (status or s.dirty)]
+            committed = {s.entity_id for s in self._commit(batch, status, None, final=True)}
+            unfinished += [s for s in batch if s.entity_id not in committed]
+        bulk_update_rows([_outcome_row(self.leases, s, now) for s in unfinished], OUTCOME_FIELDS)
         counts = {"completed": 0, "failed": 0, "cancelled": 0}
         logs = self.logs
         # One line per chunk and step for entities a condition stopped, as for publications:
@@ -211,7 +211,6 @@ class ChunkCommitter:
                 )
                 for level, step_id, message in state.log
             ]
-        _record_outcomes(states, items, now)
         RunLog.objects.bulk_create(logs, batch_size=1000)
         # Last: every chunk of the run writes this row, so its lock is held only to COMMIT.
         tokens = _sum_usage(states)
@@ -224,33 +223,60 @@ class ChunkCommitter:
             heartbeat_at=now,
         )
 
+    def _record_outcomes(self, states: list[EntityState], now) -> list[EntityState]:
+        """Write each item's final status where this delivery still holds its lease; returns
+        the states written (another delivery owns the others now).
 
-def _record_outcomes(states: list[EntityState], items: dict[str, "LockedItem"], now) -> None:
-    """Write each item's final status. Most items of a chunk end alike (same status, step,
-    no error, no usage): those go as one UPDATE per outcome; the rest (an error, token
-    usage) as one batched UPDATE of their own values."""
-    alike, individual = defaultdict(list), []
-    for state in states:
-        pk, status = items[state.entity_id].pk, ITEM_OUTCOMES[state.outcome]
-        if state.error or state.usage:
-            individual.append(
-                RunItem(
-                    pk=pk,
-                    status=status,
-                    step_id=state.step_id,
-                    error=state.error,
-                    usage=state.usage,
-                    completed_at=now,
-                    state=None,
-                )
+        Most items of a chunk end alike (same status and step, no error, no usage): those go
+        as one UPDATE per outcome whose WHERE is the lease itself, so no lock is taken
+        first. The rest (an error, token usage) are locked, checked and written with their
+        own values in one batched UPDATE."""
+        alike, individual = defaultdict(list), []
+        for state in states:
+            pk, attempts = self.leases[state.entity_id]
+            if state.error or state.usage:
+                individual.append(state)
+            else:
+                alike[(ITEM_OUTCOMES[state.outcome], state.step_id, attempts)].append(pk)
+        written: set[int] = set()
+        for (status, step_id, attempts), pks in alike.items():
+            leased = RunItem.objects.filter(
+                pk__any=pks, status=ItemStatus.RUNNING, attempts=attempts
             )
-        else:
-            alike[(status, state.step_id)].append(pk)
-    for (status, step_id), pks in alike.items():
-        RunItem.objects.filter(pk__any=pks).update(
-            status=status, step_id=step_id, error="", usage={}, completed_at=now, state=None
-        )
-    bulk_update_rows(individual, ["status", "step_id", "error", "usage", "completed_at", "state"])
+            changed = leased.update(
+                status=status, step_id=step_id, error="", usage={}, completed_at=now, state=None
+            )
+            if changed == len(pks):
+                written.update(pks)
+            else:  # some leases were lost: the rows this UPDATE wrote are the ones it ended
+                written.update(
+                    RunItem.objects.filter(
+                        pk__any=pks, status=status, attempts=attempts, completed_at=now
+                    ).values_list("pk", flat=True)
+                )
+        if individual:
+            items = self._lock(individual)
+            individual = [s for s in individual if self._leased(items.get(s.entity_id), s)]
+            bulk_update_rows(
+                [_outcome_row(self.leases, s, now) for s in individual], OUTCOME_FIELDS
+            )
+            written.update(self.leases[s.entity_id][0] for s in individual)
+        return [state for state in states if self.leases[state.entity_id][0] in written]
+
+
+OUTCOME_FIELDS = ["status", "step_id", "error", "usage", "completed_at", "state"]
+
+
+def _outcome_row(leases: dict, state: EntityState, now) -> RunItem:
+    return RunItem(
+        pk=leases[state.entity_id][0],
+        status=ITEM_OUTCOMES[state.outcome],
+        step_id=state.step_id,
+        error=state.error,
+        usage=state.usage,
+        completed_at=now,
+        state=None,
+    )
 
 
 def _sum_usage(states: list[EntityState]) -> dict:
@@ -357,9 +383,10 @@ def _states(items: list[Lease], schema: dict | None) -> list[EntityState]:
     return states
 
 
-def _cancel_probe(run_id: str):
-    """A cheap `cancelled()` for the pipeline: asks the database at most twice a second."""
-    checked = {"at": 0.0, "cancelled": False}
+def _cancel_probe(run_id: str, *, checked_at: float):
+    """A cheap `cancelled()` for the pipeline: asks the database at most twice a second
+    (`checked_at`: when the run was last seen not cancelled, a `time.monotonic()`)."""
+    checked = {"at": checked_at, "cancelled": False}
 
     def cancelled() -> bool:
         now = time.monotonic()
@@ -375,9 +402,11 @@ def _cancel_probe(run_id: str):
 
 def chunk_execute(*, run_id: str, chunk: int) -> None:
     run = Run.objects.select_related("workflow_version", "workflow__entity_type").get(pk=run_id)
+    seen_at = time.monotonic()
     if run.is_ended:
         return
-    run_mark_running(run_id=run_id)
+    if run.status == RunStatus.PENDING:
+        run_mark_running(run_id=run_id)
     items = _claim_items(run_id, chunk)
     if items:
         # Every entity of a run is of the workflow's entity type (checked at start).
@@ -389,7 +418,7 @@ def chunk_execute(*, run_id: str, chunk: int) -> None:
             run_id=run_id,
             workflow_id=run.workflow_id,
             committer=committer,
-            cancelled=_cancel_probe(run_id),
+            cancelled=_cancel_probe(run_id, checked_at=seen_at),
         )
         committer.finish(states)
     run_finalize_if_done(run_id=run_id)

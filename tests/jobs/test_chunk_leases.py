@@ -1,0 +1,78 @@
+"""A chunk delivered twice: only the delivery holding an item's lease records its outcome or
+commits its entity. Driven step by step in this process, the way `chunk_execute` runs."""
+
+import pytest
+from django.db.models import F
+
+from entities.models import Entity
+from jobs.execution import ChunkCommitter, _claim_items, _states
+from jobs.models import Run, RunItem
+from jobs.services import run_mark_running
+from tests.factories import make_entities, make_workflow, start_run
+from workflows.pipeline import steps_run
+
+pytestmark = pytest.mark.django_db
+
+STEPS = [
+    {"id": "check", "type": "validate", "config": {"rules": [{"field": "price", "maximum": 5}]}},
+    {"id": "pub", "type": "publish", "config": {}},
+]
+
+
+def deliver(run: Run):
+    """Claim chunk 0 and take its entities through the steps, without finishing."""
+    run_mark_running(run_id=run.pk)
+    leases = _claim_items(run.pk, 0)
+    states = _states(leases, run.workflow.entity_type.schema)
+    committer = ChunkCommitter(
+        run.pk, {lease.entity_id: (lease.pk, lease.attempts) for lease in leases}
+    )
+    steps_run(
+        states=states,
+        steps=run.workflow_version.steps,
+        run_id=run.pk,
+        workflow_id=run.workflow_id,
+        committer=committer,
+        cancelled=lambda: False,
+    )
+    return committer, states
+
+
+@pytest.fixture
+def run(product_type):
+    ids = make_entities(product_type, 8)  # prices 0..7: 6, 7 fail the check
+    return start_run(make_workflow(product_type, STEPS), ids)
+
+
+def test_a_delivery_that_kept_its_leases_records_everything(run):
+    committer, states = deliver(run)
+    committer.finish(states)
+    run.refresh_from_db()
+    assert (run.completed, run.failed) == (6, 2)
+    items = RunItem.objects.filter(run=run)
+    assert sorted(items.values_list("status", flat=True)) == ["completed"] * 6 + ["failed"] * 2
+    assert Entity.objects.filter(status="published").count() == 6
+
+
+def test_a_stale_delivery_writes_nothing_once_another_claimed_the_chunk(run):
+    stale, stale_states = deliver(run)
+    _claim_items(run.pk, 0)  # the chunk is delivered again: the new delivery owns every item
+    stale.finish(stale_states)
+    run.refresh_from_db()
+    assert (run.completed, run.failed) == (0, 0)
+    assert set(RunItem.objects.filter(run=run).values_list("status", flat=True)) == {"running"}
+    assert not Entity.objects.filter(status="published").exists()
+
+
+def test_items_whose_lease_moved_are_left_to_their_new_owner(run):
+    committer, states = deliver(run)
+    by_price = {s.entity_id: s.data["price"] for s in states}
+    moved = [entity_id for entity_id, price in by_price.items() if price in (0, 1, 6)]
+    RunItem.objects.filter(run=run, entity_id__in=moved).update(attempts=F("attempts") + 1)
+    committer.finish(states)
+    run.refresh_from_db()
+    assert (run.completed, run.failed) == (4, 1)  # prices 2..5 completed, 7 failed
+    items = dict(RunItem.objects.filter(run=run).values_list("entity_id", "status"))
+    assert {items[entity_id] for entity_id in moved} == {"running"}
+    published = set(Entity.objects.filter(status="published").values_list("pk", flat=True))
+    assert published == {e for e, price in by_price.items() if 2 <= price <= 5}
