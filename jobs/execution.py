@@ -11,6 +11,7 @@ import copy
 import json
 import time
 from collections import Counter, defaultdict
+from datetime import timedelta
 from typing import NamedTuple
 
 from django.db import connection, transaction
@@ -27,6 +28,7 @@ from workflows.pipeline import steps_run
 from workflows.steps.runtime import EntityState, StepContext
 
 CANCEL_CHECK_INTERVAL_S = 0.5
+HEARTBEAT_EVERY = timedelta(seconds=5)
 HANDED_OFF = "handed_off"  # another delivery of the chunk owns the entity now
 ITEM_OUTCOMES = {
     "completed": ItemStatus.COMPLETED,
@@ -307,12 +309,12 @@ class Lease(NamedTuple):
     state: dict | None
 
 
-def _claim_items(run_id: str, chunk: int) -> list[Lease]:
+def _claim_items(run: Run, chunk: int) -> list[Lease]:
     """Lease the chunk's unfinished items to this delivery (attempts + 1): one UPDATE ...
-    RETURNING (PostgreSQL and SQLite alike), in a fixed order."""
+    RETURNING (PostgreSQL and SQLite alike), its own transaction."""
     now = timezone.now()
     table = connection.ops.quote_name(RunItem._meta.db_table)
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET status = %s, attempts = attempts + 1, "  # noqa: S608
             "started_at = COALESCE(started_at, %s) "
@@ -321,15 +323,15 @@ def _claim_items(run_id: str, chunk: int) -> list[Lease]:
             [
                 ItemStatus.RUNNING,
                 connection.ops.adapt_datetimefield_value(now),
-                run_id,
+                run.pk,
                 chunk,
                 ItemStatus.PENDING,
                 ItemStatus.RUNNING,
             ],
         )
         rows = cursor.fetchall()
-        if rows:
-            _heartbeat(run_id, now)
+    if rows and (run.heartbeat_at is None or now - run.heartbeat_at > HEARTBEAT_EVERY):
+        _heartbeat(run.pk, now)  # else other chunks are showing the run moves
     return sorted(
         Lease(pk, entity_id, attempts, next_step, json.loads(state) if state else None)
         for pk, entity_id, attempts, next_step, state in rows
@@ -340,9 +342,10 @@ def _heartbeat(run_id: str, now) -> None:
     """Show the run is moving. Skipped while another chunk's transaction holds the run's row:
     that transaction moves the heartbeat itself, and waiting for it would make the workers
     take turns."""
-    Run.objects.filter(
-        pk__in=Run.objects.filter(pk=run_id).select_for_update(skip_locked=True).values("pk")
-    ).update(heartbeat_at=now)
+    with transaction.atomic():
+        Run.objects.filter(
+            pk__in=Run.objects.filter(pk=run_id).select_for_update(skip_locked=True).values("pk")
+        ).update(heartbeat_at=now)
 
 
 def _states(items: list[Lease], schema: dict | None) -> list[EntityState]:
@@ -407,7 +410,7 @@ def chunk_execute(*, run_id: str, chunk: int) -> None:
         return
     if run.status == RunStatus.PENDING:
         run_mark_running(run_id=run_id)
-    items = _claim_items(run_id, chunk)
+    items = _claim_items(run, chunk)
     if items:
         # Every entity of a run is of the workflow's entity type (checked at start).
         states = _states(items, run.workflow.entity_type.schema)

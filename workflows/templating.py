@@ -24,7 +24,12 @@ _environment = ImmutableSandboxedEnvironment(autoescape=False, undefined=Undefin
 
 @lru_cache(maxsize=512)
 def _compile(source: str):
-    return _environment.from_string(source)
+    template = _environment.from_string(source)
+    # Jinja keeps a template's globals as a ChainMap over the environment's and copies them
+    # into a new dict on every render. Ours never change once loaded: a plain dict (a copy,
+    # the environment's own is untouched) makes that copy several times cheaper.
+    template.globals = dict(template.globals)
+    return template
 
 
 def template_problem(source: str) -> str | None:

@@ -22,7 +22,7 @@ STEPS = [
 def deliver(run: Run):
     """Claim chunk 0 and take its entities through the steps, without finishing."""
     run_mark_running(run_id=run.pk)
-    leases = _claim_items(run.pk, 0)
+    leases = _claim_items(run, 0)
     states = _states(leases, run.workflow.entity_type.schema)
     committer = ChunkCommitter(
         run.pk, {lease.entity_id: (lease.pk, lease.attempts) for lease in leases}
@@ -46,6 +46,7 @@ def run(product_type):
 
 def test_a_delivery_that_kept_its_leases_records_everything(run):
     committer, states = deliver(run)
+    assert Run.objects.get(pk=run.pk).heartbeat_at is not None  # the claim showed life
     committer.finish(states)
     run.refresh_from_db()
     assert (run.completed, run.failed) == (6, 2)
@@ -56,7 +57,7 @@ def test_a_delivery_that_kept_its_leases_records_everything(run):
 
 def test_a_stale_delivery_writes_nothing_once_another_claimed_the_chunk(run):
     stale, stale_states = deliver(run)
-    _claim_items(run.pk, 0)  # the chunk is delivered again: the new delivery owns every item
+    _claim_items(run, 0)  # the chunk is delivered again: the new delivery owns every item
     stale.finish(stale_states)
     run.refresh_from_db()
     assert (run.completed, run.failed) == (0, 0)
