@@ -41,7 +41,13 @@ def django_setup() -> None:
     os.environ.update(
         {
             k: ENV[k]
-            for k in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CELERY_BROKER_URL", "LOG_LEVEL")
+            for k in (
+                "DJANGO_SETTINGS_MODULE",
+                "DATABASE_URL",
+                "CELERY_BROKER_URL",
+                "LOG_LEVEL",
+                "API_RATE_LIMIT",  # the in-process client shares the key's budget in Redis
+            )
         }
     )
     import django

@@ -300,41 +300,74 @@ class LockedItem(NamedTuple):
 
 
 class Lease(NamedTuple):
-    """A run item as claimed by this delivery of its chunk."""
+    """A run item as claimed by this delivery of its chunk, with its entity as stored (JSON
+    text, status, version), or None when the entity no longer exists."""
 
     pk: int
     entity_id: str
     attempts: int
     next_step: int
     state: dict | None
+    entity: tuple[str, str, int] | None
+
+
+CLAIM_SQL = (
+    "UPDATE {items} SET status = %s, attempts = attempts + 1, "
+    "started_at = COALESCE(started_at, %s) "
+    "WHERE run_id = %s AND chunk = %s AND status IN (%s, %s) "
+    "RETURNING id, entity_id, attempts, next_step, state"
+)
 
 
 def _claim_items(run: Run, chunk: int) -> list[Lease]:
-    """Lease the chunk's unfinished items to this delivery (attempts + 1): one UPDATE ...
-    RETURNING (PostgreSQL and SQLite alike), its own transaction."""
+    """Lease the chunk's unfinished items to this delivery (attempts + 1) and read their
+    entities. On PostgreSQL one statement does both (the UPDATE ... RETURNING in a WITH,
+    joined to the entities); elsewhere the entities are a second query. Either way the
+    lease is its own transaction."""
     now = timezone.now()
-    table = connection.ops.quote_name(RunItem._meta.db_table)
+    quote = connection.ops.quote_name
+    claim = CLAIM_SQL.format(items=quote(RunItem._meta.db_table))
+    params = [
+        ItemStatus.RUNNING,
+        connection.ops.adapt_datetimefield_value(now),
+        run.pk,
+        chunk,
+        ItemStatus.PENDING,
+        ItemStatus.RUNNING,
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET status = %s, attempts = attempts + 1, "  # noqa: S608
-            "started_at = COALESCE(started_at, %s) "
-            "WHERE run_id = %s AND chunk = %s AND status IN (%s, %s) "
-            "RETURNING id, entity_id, attempts, next_step, state",
-            [
-                ItemStatus.RUNNING,
-                connection.ops.adapt_datetimefield_value(now),
-                run.pk,
-                chunk,
-                ItemStatus.PENDING,
-                ItemStatus.RUNNING,
-            ],
-        )
-        rows = cursor.fetchall()
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH claimed AS ({claim}) "  # noqa: S608
+                "SELECT c.id, c.entity_id, c.attempts, c.next_step, c.state, "
+                "e.data::text, e.status, e.version "
+                f"FROM claimed AS c LEFT JOIN {quote(Entity._meta.db_table)} AS e "
+                "ON e.id = c.entity_id",
+                params,
+            )
+            rows = cursor.fetchall()
+        else:
+            cursor.execute(claim, params)
+            claimed = cursor.fetchall()
+            entities = {
+                row[0]: row[1:]
+                for row in Entity.objects.filter(pk__any=[row[1] for row in claimed]).values_list(
+                    "id", Cast("data", TextField()), "status", "version"
+                )
+            }
+            rows = [(*row, *entities.get(row[1], (None, None, None))) for row in claimed]
     if rows and (run.heartbeat_at is None or now - run.heartbeat_at > HEARTBEAT_EVERY):
         _heartbeat(run.pk, now)  # else other chunks are showing the run moves
     return sorted(
-        Lease(pk, entity_id, attempts, next_step, json.loads(state) if state else None)
-        for pk, entity_id, attempts, next_step, state in rows
+        Lease(
+            pk,
+            entity_id,
+            attempts,
+            next_step,
+            json.loads(state) if state else None,
+            None if raw is None else (raw, status, version),
+        )
+        for pk, entity_id, attempts, next_step, state, raw, status, version in rows
     )
 
 
@@ -349,26 +382,20 @@ def _heartbeat(run_id: str, now) -> None:
 
 
 def _states(items: list[Lease], schema: dict | None) -> list[EntityState]:
-    """Each item's entity as a working copy, or its checkpoint. One query for the chunk; the
-    data is read as JSON text and parsed twice, for the working copy and the committed copy
-    (several times faster than a deep copy)."""
-    entities = {
-        row[0]: row
-        for row in Entity.objects.filter(pk__any=[item.entity_id for item in items]).values_list(
-            "id", Cast("data", TextField()), "status", "version"
-        )
-    }
+    """Each item's entity as a working copy, or its checkpoint. The entity's JSON text is
+    parsed twice, for the working copy and the committed copy (several times faster than a
+    deep copy)."""
     states = []
     for item in items:
-        entity = entities.get(item.entity_id)
+        entity = item.entity
         saved = item.state or {}  # parsed from JSON: its data and committed are apart
         if entity is None:
             state = EntityState(entity_id=item.entity_id, status="", data={}, committed={})
             state.fail("", "The entity no longer exists.")
         else:
-            entity_id, raw, status, version = entity
+            raw, status, version = entity
             state = EntityState(
-                entity_id=entity_id,
+                entity_id=item.entity_id,
                 status=saved.get("status", status),
                 data=saved["data"] if "data" in saved else json.loads(raw),
                 committed=saved["committed"] if "committed" in saved else json.loads(raw),

@@ -77,3 +77,14 @@ def test_items_whose_lease_moved_are_left_to_their_new_owner(run):
     assert {items[entity_id] for entity_id in moved} == {"running"}
     published = set(Entity.objects.filter(status="published").values_list("pk", flat=True))
     assert published == {e for e, price in by_price.items() if 2 <= price <= 5}
+
+
+def test_an_entity_deleted_before_its_chunk_runs_fails_alone(run):
+    gone = RunItem.objects.filter(run=run).order_by("pk").first().entity_id
+    Entity.objects.filter(pk=gone).delete()
+    committer, states = deliver(run)
+    committer.finish(states)
+    run.refresh_from_db()
+    assert (run.completed, run.failed) == (5, 3)  # price 0 gone; 6 and 7 fail the check
+    item = RunItem.objects.get(run=run, entity_id=gone)
+    assert (item.status, item.error) == ("failed", "The entity no longer exists.")
