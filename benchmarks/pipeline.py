@@ -4,7 +4,7 @@ and writes on the same database.
 
 The workers are warmed up first with a run of one chunk (their first task opens their
 database connections and compiles the templates, as happens once in a worker's life), then
-the run and the script take turns three times; the figure is the median of the ratios."""
+the run and the script take turns five times; the figure is the median of the ratios."""
 
 import json
 import statistics
@@ -17,7 +17,7 @@ from django.utils.text import slugify
 from benchmarks.harness import ENV, wait_for_run
 
 ENTITIES = 10_000
-REPEAT = 3
+REPEAT = 5
 STEPS = [
     {
         "id": "tidy",

@@ -202,6 +202,8 @@ class ChunkCommitter:
         ]
         for state in states:
             counts["completed" if state.outcome in ("completed", "skipped") else state.outcome] += 1
+            if not state.log:
+                continue
             logs += [
                 RunLog(
                     run_id=self.run_id,
@@ -284,8 +286,9 @@ def _outcome_row(leases: dict, state: EntityState, now) -> RunItem:
 def _sum_usage(states: list[EntityState]) -> dict:
     total = {"inputTokens": 0, "outputTokens": 0}
     for state in states:
-        for key in total:
-            total[key] += state.usage.get(key, 0)
+        if state.usage:
+            for key in total:
+                total[key] += state.usage.get(key, 0)
     return total
 
 
