@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from django.db import connection, transaction
-from django.db.models import F, TextField
+from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -171,10 +171,10 @@ class ChunkCommitter:
         return committed
 
     @transaction.atomic
-    def finish(self, states: list[EntityState]) -> None:
+    def finish(self, states: list[EntityState]) -> bool:
         """Record every outcome this delivery still holds the lease for, commit the finished
-        entities' remaining changes, and move the run's counters, in one transaction (F()
-        expressions: no lost updates)."""
+        entities' remaining changes, and move the run's counters, in one transaction.
+        Returns whether the counters now add up to the run's total."""
         now = timezone.now()
         states = self._record_outcomes(
             [state for state in states if state.outcome != HANDED_OFF], now
@@ -217,15 +217,7 @@ class ChunkCommitter:
             ]
         RunLog.objects.bulk_create(logs, batch_size=1000)
         # Last: every chunk of the run writes this row, so its lock is held only to COMMIT.
-        tokens = _sum_usage(states)
-        Run.objects.filter(pk=self.run_id).update(
-            completed=F("completed") + counts["completed"],
-            failed=F("failed") + counts["failed"],
-            cancelled=F("cancelled") + counts["cancelled"],
-            input_tokens=F("input_tokens") + tokens["inputTokens"],
-            output_tokens=F("output_tokens") + tokens["outputTokens"],
-            heartbeat_at=now,
-        )
+        return _count_outcomes(self.run_id, counts, _sum_usage(states), now)
 
     def _record_outcomes(self, states: list[EntityState], now) -> list[EntityState]:
         """Write each item's final status where this delivery still holds its lease; returns
@@ -281,6 +273,29 @@ def _outcome_row(leases: dict, state: EntityState, now) -> RunItem:
         completed_at=now,
         state=None,
     )
+
+
+def _count_outcomes(run_id: str, counts: dict, tokens: dict, now) -> bool:
+    """Add a chunk's outcomes and tokens to the run's counters, in the database (concurrent
+    chunks lose no update); True when completed + failed + cancelled has reached the total."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {connection.ops.quote_name(Run._meta.db_table)} "  # noqa: S608
+            "SET completed = completed + %s, failed = failed + %s, cancelled = cancelled + %s, "
+            "input_tokens = input_tokens + %s, output_tokens = output_tokens + %s, "
+            "heartbeat_at = %s WHERE id = %s RETURNING completed + failed + cancelled >= total",
+            [
+                counts["completed"],
+                counts["failed"],
+                counts["cancelled"],
+                tokens["inputTokens"],
+                tokens["outputTokens"],
+                connection.ops.adapt_datetimefield_value(now),
+                run_id,
+            ],
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
 
 
 def _sum_usage(states: list[EntityState]) -> dict:
@@ -453,5 +468,6 @@ def chunk_execute(*, run_id: str, chunk: int) -> None:
             committer=committer,
             cancelled=_cancel_probe(run_id, checked_at=seen_at),
         )
-        committer.finish(states)
+        if not committer.finish(states):
+            return  # other chunks are still open: the last one to finish ends the run
     run_finalize_if_done(run_id=run_id)
