@@ -433,8 +433,13 @@ def _states(items: list[Lease], schema: dict | None) -> list[EntityState]:
 
 def _cancel_probe(run_id: str, *, checked_at: float):
     """A cheap `cancelled()` for the pipeline: asks the database at most twice a second
-    (`checked_at`: when the run was last seen not cancelled, a `time.monotonic()`)."""
-    checked = {"at": checked_at, "cancelled": False}
+    (`checked_at`: when the run was last seen not cancelled, a `time.monotonic()`).
+
+    Steps call it inside long batches too (`ai_generate`, `notify`), so it also moves the
+    run's heartbeat every HEARTBEAT_EVERY: a chunk that takes longer than RUN_STALL_AFTER_S
+    (400 model calls can) must not look stalled, or it would be queued again and its lease
+    taken, throwing its work away."""
+    checked = {"at": checked_at, "beat": checked_at, "cancelled": False}
 
     def cancelled() -> bool:
         now = time.monotonic()
@@ -443,6 +448,9 @@ def _cancel_probe(run_id: str, *, checked_at: float):
             checked["cancelled"] = Run.objects.filter(
                 pk=run_id, status=RunStatus.CANCELLED
             ).exists()
+            if now - checked["beat"] >= HEARTBEAT_EVERY.total_seconds():
+                checked["beat"] = now
+                _heartbeat(run_id, timezone.now())
         return checked["cancelled"]
 
     return cancelled

@@ -1,13 +1,18 @@
 """A chunk delivered twice: only the delivery holding an item's lease records its outcome or
 commits its entity. Driven step by step in this process, the way `chunk_execute` runs."""
 
+import time
+from datetime import timedelta
+from unittest import mock
+
 import pytest
 from django.db.models import F
+from django.utils import timezone
 
 from entities.models import Entity
-from jobs.execution import ChunkCommitter, _claim_items, _states
+from jobs.execution import ChunkCommitter, _cancel_probe, _claim_items, _states
 from jobs.models import Run, RunItem
-from jobs.services import run_mark_running
+from jobs.services import run_mark_running, runs_resume_stalled
 from tests.factories import make_entities, make_workflow, start_run
 from workflows.pipeline import steps_run
 
@@ -88,3 +93,18 @@ def test_an_entity_deleted_before_its_chunk_runs_fails_alone(run):
     assert (run.completed, run.failed) == (5, 3)  # price 0 gone; 6 and 7 fail the check
     item = RunItem.objects.get(run=run, entity_id=gone)
     assert (item.status, item.error) == ("failed", "The entity no longer exists.")
+
+
+def test_a_long_chunk_keeps_the_run_s_heartbeat_moving(run):
+    """Steps ask whether the run was cancelled inside long batches; that also shows life, so
+    a chunk slower than RUN_STALL_AFTER_S is not queued again under its own feet."""
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    started = time.monotonic()
+    cancelled = _cancel_probe(run.pk, checked_at=started)
+    with mock.patch("jobs.execution.time.monotonic", return_value=started + 1):
+        assert cancelled() is False  # checked, but too soon for a heartbeat
+    assert Run.objects.get(pk=run.pk).heartbeat_at < timezone.now() - timedelta(minutes=59)
+    with mock.patch("jobs.execution.time.monotonic", return_value=started + 6):
+        assert cancelled() is False
+    assert Run.objects.get(pk=run.pk).heartbeat_at > timezone.now() - timedelta(minutes=1)
+    assert runs_resume_stalled(stalled_after=timedelta(minutes=10)) == 0
