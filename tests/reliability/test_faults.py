@@ -186,12 +186,19 @@ def test_model_faults_on_one_call_in_five_fail_no_entity(product_type):
         "error"
     )[:3]
     assert (run.completed, run.failed) == (100, 0)
-    faulted = sum(1 for n in attempts.values() if n > 1)
-    assert 10 <= faulted <= 35, faulted  # about one in five entities met a fault
-    assert (
-        RunLog.objects.filter(run=run, level="warning", message__contains="retrying").count()
-        == faulted
+    faulted = {prompt for prompt, n in attempts.items() if n > 1}
+    assert 10 <= len(faulted) <= 35, faulted  # about one in five entities met a fault
+    # Every entity whose call the server saw fail was retried, and the retry is in the log.
+    # (Under load a client may also time out on a call the server had not read yet: that
+    # retry is logged too, though the server counted one call, so the two sets need not be
+    # equal.)
+    titles = dict(Entity.objects.filter(pk__in=ids).values_list("pk", "data__title"))
+    retried = set(
+        RunLog.objects.filter(run=run, level="warning", message__contains="retrying").values_list(
+            "entity_id", flat=True
+        )
     )
+    assert {e for e, title in titles.items() if f"Describe {title}" in faulted} <= retried
 
 
 @pytest.mark.usefixtures("celery_worker")
