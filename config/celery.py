@@ -19,9 +19,13 @@ def close_old_connections(**kwargs) -> None:
     """Django's request-cycle rule for database connections, around every task: close those
     past CONN_MAX_AGE or broken, keep the others (health-checked on first use). Celery's own
     Django fixup would close them around every task (see CELERY_DB_REUSE_MAX), and a new
-    PostgreSQL connection per chunk costs a backend start and cold caches."""
+    PostgreSQL connection per chunk costs a backend start and cold caches. Not for a task run
+    eagerly, inside the caller's transaction (as Celery's fixup does)."""
     from django.db import close_old_connections
 
+    task = kwargs.get("task")
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
     close_old_connections()
 
 

@@ -226,7 +226,12 @@ class ChunkCommitter:
         Most items of a chunk end alike (same status and step, no error, no usage): those go
         as one UPDATE per outcome whose WHERE is the lease itself, so no lock is taken
         first. The rest (an error, token usage) are locked, checked and written with their
-        own values in one batched UPDATE."""
+        own values in one batched UPDATE.
+
+        Across those statements rows are not locked in one id order, so a redelivery's claim
+        racing this finish can deadlock with it. PostgreSQL then aborts one of the two; its
+        task is retried and the leases decide which delivery acts (nothing is written twice).
+        """
         alike, individual = defaultdict(list), []
         for state in states:
             pk, attempts = self.leases[state.entity_id]
@@ -329,22 +334,19 @@ class Lease(NamedTuple):
     entity: tuple[str, str, int] | None
 
 
-CLAIM_SQL = (
-    "UPDATE {items} SET status = %s, attempts = attempts + 1, "
-    "started_at = COALESCE(started_at, %s) "
-    "WHERE run_id = %s AND chunk = %s AND status IN (%s, %s) "
-    "RETURNING id, entity_id, attempts, next_step, state"
-)
-
-
 def _claim_items(run: Run, chunk: int) -> list[Lease]:
     """Lease the chunk's unfinished items to this delivery (attempts + 1) and read their
-    entities. On PostgreSQL one statement does both (the UPDATE ... RETURNING in a WITH,
-    joined to the entities); elsewhere the entities are a second query. Either way the
-    lease is its own transaction."""
+    entities; the lease is its own transaction.
+
+    On PostgreSQL one statement does both: the rows are locked in id order (the order every
+    lock on items is taken in), updated, and joined to their entities. Such a statement sees
+    the entities as they were when it started, while an item it had to wait for is read as
+    it is once the other transaction committed: when that was another delivery's publish,
+    the item now has a checkpoint without data (it lives in the entity) and the joined
+    entity is older. Those entities are read again after the claim. Elsewhere (SQLite,
+    which runs one writer at a time) the claim and the read are two statements."""
     now = timezone.now()
-    quote = connection.ops.quote_name
-    claim = CLAIM_SQL.format(items=quote(RunItem._meta.db_table))
+    items = connection.ops.quote_name(RunItem._meta.db_table)
     params = [
         ItemStatus.RUNNING,
         connection.ops.adapt_datetimefield_value(now),
@@ -353,40 +355,54 @@ def _claim_items(run: Run, chunk: int) -> list[Lease]:
         ItemStatus.PENDING,
         ItemStatus.RUNNING,
     ]
+    assignments = "SET status = %s, attempts = attempts + 1, started_at = COALESCE(started_at, %s)"
+    unfinished = "run_id = %s AND chunk = %s AND status IN (%s, %s)"
+    returning = "RETURNING id, entity_id, attempts, next_step, state"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
-                f"WITH claimed AS ({claim}) "  # noqa: S608
+                f"WITH claimed AS (UPDATE {items} {assignments} WHERE id IN ("  # noqa: S608
+                f"SELECT id FROM {items} WHERE {unfinished} ORDER BY id FOR UPDATE) {returning}) "
                 "SELECT c.id, c.entity_id, c.attempts, c.next_step, c.state, "
-                "e.data::text, e.status, e.version "
-                f"FROM claimed AS c LEFT JOIN {quote(Entity._meta.db_table)} AS e "
+                "e.data::text, e.status, e.version FROM claimed AS c "
+                f"LEFT JOIN {connection.ops.quote_name(Entity._meta.db_table)} AS e "
                 "ON e.id = c.entity_id",
                 params,
             )
-            rows = cursor.fetchall()
+            rows = [(*row[:5], row[5:] if row[5] is not None else None) for row in cursor]
         else:
-            cursor.execute(claim, params)
-            claimed = cursor.fetchall()
-            entities = {
-                row[0]: row[1:]
-                for row in Entity.objects.filter(pk__any=[row[1] for row in claimed]).values_list(
-                    "id", Cast("data", TextField()), "status", "version"
-                )
-            }
-            rows = [(*row, *entities.get(row[1], (None, None, None))) for row in claimed]
-    if rows and (run.heartbeat_at is None or now - run.heartbeat_at > HEARTBEAT_EVERY):
-        _heartbeat(run.pk, now)  # else other chunks are showing the run moves
-    return sorted(
-        Lease(
-            pk,
-            entity_id,
-            attempts,
-            next_step,
-            json.loads(state) if state else None,
-            None if raw is None else (raw, status, version),
-        )
-        for pk, entity_id, attempts, next_step, state, raw, status, version in rows
+            cursor.execute(f"UPDATE {items} {assignments} WHERE {unfinished} {returning}", params)
+            rows = [(*row, None) for row in cursor.fetchall()]
+    leases = sorted(
+        Lease(pk, entity_id, attempts, next_step, json.loads(state) if state else None, entity)
+        for pk, entity_id, attempts, next_step, state, entity in rows
     )
+    reread = {
+        lease.entity_id
+        for lease in leases
+        if connection.vendor != "postgresql" or (lease.state and "data" not in lease.state)
+    }
+    if reread:
+        entities = _entity_rows(list(reread))
+        leases = [
+            lease._replace(entity=entities.get(lease.entity_id))
+            if lease.entity_id in reread
+            else lease
+            for lease in leases
+        ]
+    if leases and (run.heartbeat_at is None or now - run.heartbeat_at > HEARTBEAT_EVERY):
+        _heartbeat(run.pk, now)  # else other chunks are showing the run moves
+    return leases
+
+
+def _entity_rows(entity_ids: list[str]) -> dict[str, tuple[str, str, int]]:
+    """Entities as stored: id -> (data as JSON text, status, version)."""
+    return {
+        row[0]: row[1:]
+        for row in Entity.objects.filter(pk__any=entity_ids).values_list(
+            "id", Cast("data", TextField()), "status", "version"
+        )
+    }
 
 
 def _heartbeat(run_id: str, now) -> None:

@@ -41,8 +41,8 @@ class Run(models.Model):
         WorkflowVersion, on_delete=models.PROTECT, related_name="runs"
     )
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
-    # Counters are only ever changed with F() expressions in one UPDATE, so concurrent chunks
-    # never lose an increment.
+    # Counters are only ever changed by increments computed in the database (`completed =
+    # completed + n`) in one UPDATE, so concurrent chunks never lose an increment.
     total = models.PositiveIntegerField()
     completed = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
@@ -55,14 +55,16 @@ class Run(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     error = models.TextField(blank=True)
-    # Token usage summed over the run's items (F() increments, like the counters).
+    # Token usage summed over the run's items (incremented like the counters).
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(
-        null=True, blank=True, help_text="Last sign of progress: a chunk claimed or finished."
+        null=True,
+        blank=True,
+        help_text="Last sign of progress: a chunk claimed or finished, or a step still working.",
     )
 
     class Meta:

@@ -61,4 +61,15 @@ class Migration(migrations.Migration):
             index=models.Index(fields=["run", "-id"], name="item_run_newest"),
         ),
         migrations.RunPython(set_fillfactor(50), set_fillfactor(100), elidable=False),
+        migrations.AlterField(
+            model_name="run",
+            name="heartbeat_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text=(
+                    "Last sign of progress: a chunk claimed or finished, or a step still working."
+                ),
+                null=True,
+            ),
+        ),
     ]

@@ -1,18 +1,21 @@
 """A chunk delivered twice: only the delivery holding an item's lease records its outcome or
 commits its entity. Driven step by step in this process, the way `chunk_execute` runs."""
 
+import json
+import threading
 import time
 from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from entities.models import Entity
 from jobs.execution import ChunkCommitter, _cancel_probe, _claim_items, _states
 from jobs.models import Run, RunItem
-from jobs.services import run_mark_running, runs_resume_stalled
+from jobs.services import run_finalize_if_done, run_mark_running, runs_resume_stalled
 from tests.factories import make_entities, make_workflow, start_run
 from workflows.pipeline import steps_run
 
@@ -60,14 +63,21 @@ def test_a_delivery_that_kept_its_leases_records_everything(run):
     assert Entity.objects.filter(status="published").count() == 6
 
 
-def test_a_stale_delivery_writes_nothing_once_another_claimed_the_chunk(run):
+def test_a_stale_delivery_writes_nothing_and_the_new_one_counts_each_entity_once(run):
     stale, stale_states = deliver(run)
-    _claim_items(run, 0)  # the chunk is delivered again: the new delivery owns every item
-    stale.finish(stale_states)
+    fresh, fresh_states = deliver(run)  # the chunk is delivered again and claimed anew
+    assert stale.finish(stale_states) is False  # nothing of it is written, nothing counted
     run.refresh_from_db()
     assert (run.completed, run.failed) == (0, 0)
     assert set(RunItem.objects.filter(run=run).values_list("status", flat=True)) == {"running"}
     assert not Entity.objects.filter(status="published").exists()
+    assert fresh.finish(fresh_states) is True  # every item is counted: the run may end
+    run.refresh_from_db()
+    assert (run.completed, run.failed, run.total) == (6, 2, 8)
+    assert set(RunItem.objects.filter(run=run).values_list("attempts", flat=True)) == {2}
+    assert run_finalize_if_done(run_id=run.pk) is True
+    assert run_finalize_if_done(run_id=run.pk) is False  # it ends once
+    assert Run.objects.get(pk=run.pk).status == "failed"
 
 
 def test_items_whose_lease_moved_are_left_to_their_new_owner(run):
@@ -108,3 +118,37 @@ def test_a_long_chunk_keeps_the_run_s_heartbeat_moving(run):
         assert cancelled() is False
     assert Run.objects.get(pk=run.pk).heartbeat_at > timezone.now() - timedelta(minutes=1)
     assert runs_resume_stalled(stalled_after=timedelta(minutes=10)) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_that_waited_for_a_publish_reads_what_it_published(product_type):
+    """Another delivery publishes while this claim waits for its row locks: the claim gets
+    the checkpoint past the publish (no data: the data is the entity's) and must pair it
+    with the entity as published, not as it was when the claim's statement began."""
+    run = start_run(make_workflow(product_type, STEPS), make_entities(product_type, 3))
+    _claim_items(run, 0)  # the first delivery holds the items
+    claimed: list = []
+
+    def redelivery():
+        try:
+            claimed.extend(_claim_items(Run.objects.get(pk=run.pk), 0))
+        finally:
+            connection.close()
+
+    with transaction.atomic():  # the first delivery publishes, holding the items' rows
+        items = list(RunItem.objects.select_for_update().filter(run=run).order_by("pk"))
+        Entity.objects.filter(pk__in=[i.entity_id for i in items]).update(
+            data={"title": "Published"}, version=F("version") + 1
+        )
+        RunItem.objects.filter(run=run).update(
+            next_step=2, state={"outputs": {}, "status": "published", "version": 2, "usage": {}}
+        )
+        thread = threading.Thread(target=redelivery)
+        thread.start()
+        time.sleep(0.5)  # the redelivery's claim is now waiting for these rows
+    thread.join(10)
+    assert len(claimed) == 3
+    for lease in claimed:
+        raw, _status, version = lease.entity
+        assert (json.loads(raw), version) == ({"title": "Published"}, 2)
+        assert lease.state["version"] == 2 and lease.attempts == 2

@@ -1,7 +1,7 @@
 import re
 
 from config.api.errors import FieldError
-from entities.schemas import data_validator, schema_errors
+from entities.schemas import data_problems, data_validator
 from workflows.steps.base import StepType
 from workflows.steps.fields import field_path
 from workflows.steps.registry import register
@@ -101,10 +101,10 @@ class Validate(StepType):
         broken = [
             message for rule in config["rules"] for message in rule_problems(rule, state.data)
         ]
-        if config["useEntityTypeSchema"] and state.entity_type_schema:
-            # The size limit is the commit's to check; this is the type's schema.
+        if config["useEntityTypeSchema"]:
+            # What the commit would refuse: the type's schema and the size limit.
             validator = data_validator(state.entity_type_schema)
-            broken += [f"{p.field}: {p.message}" for p in schema_errors(validator, state.data)]
+            broken += [f"{p.field}: {p.message}" for p in data_problems(validator, state.data)]
         if broken:
             raise StepError("Validation failed: " + "; ".join(broken))
         return Flow(output={"valid": True})
