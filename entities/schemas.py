@@ -39,9 +39,12 @@ def data_validator(schema) -> Draft202012Validator | None:
     return Draft202012Validator(schema) if schema else None
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps() would build one per call
+
+
 def data_encode(data) -> str:
     """Entity data as compact JSON: what the size limit counts and what the database gets."""
-    return json.dumps(data, separators=(",", ":"))
+    return _COMPACT.encode(data)
 
 
 def data_problems(

@@ -47,7 +47,7 @@ def remove_path(data: dict, path: str) -> Any:
     return node.pop(last, MISSING)
 
 
-@dataclass
+@dataclass(slots=True)
 class EntityState:
     """One entity going through the steps of a run (or a test).
 
