@@ -132,7 +132,9 @@ def test_a_killed_worker_process_does_not_lose_or_repeat_work(
     """SIGKILL a pool process mid-run: its chunk is delivered again and resumes from the
     items' checkpoints. Every entity ends once, is published once, notified at most once."""
     settings.RUN_CHUNK_SIZE = 20
-    receiver.delay = 0.02
+    # Slow sends keep each process inside a chunk nearly all the time (a chunk is ~150 ms of
+    # sends, the gap between two chunks a few ms), so the kill lands mid-chunk.
+    receiver.delay = 0.05
     workflow = make_workflow(
         product_type,
         [
