@@ -1,6 +1,7 @@
 """Writes to entity types and entities. Views, the admin and the pipeline all come here."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -129,11 +130,12 @@ def entities_bulk_create(*, entity_type: EntityType, items: list[dict]) -> list[
 
 @dataclass(frozen=True)
 class WorkingCopy:
-    """A run's copy of an entity: `base` is the data it started from (or last committed),
-    `data` what the steps made of it."""
+    """A run's copy of an entity: `base` is the data it started from (or last committed), or
+    a function returning it (called only when the entity changed meanwhile), `data` what
+    the steps made of it."""
 
     entity_id: str
-    base: dict
+    base: dict | Callable[[], dict]
     data: dict
     version: int | None = None  # the entity's version when `base` was read, if known
     schema: dict | None = None  # the entity type's schema, with `version`
@@ -183,7 +185,8 @@ def entities_commit(
             continue
         if entity.entity_type_id not in validators:
             validators[entity.entity_type_id] = data_validator(entity.entity_type.schema)
-        merged = apply_changes(entity.data, copy.base, copy.data)
+        base = copy.base() if callable(copy.base) else copy.base
+        merged = apply_changes(entity.data, base, copy.data)
         problems = data_problems(validators[entity.entity_type_id], merged)
         if problems:
             results[copy.entity_id] = (

@@ -48,7 +48,7 @@ def _checkpoint(state: EntityState, *, with_data: bool) -> dict:
         "usage": state.usage,
     }
     if with_data:
-        saved.update(data=state.data, committed=state.committed)
+        saved.update(data=state.data, committed=state.base())
     return saved
 
 
@@ -140,7 +140,7 @@ class ChunkCommitter:
         After the `final` commit no step reads the committed copy: it is not kept."""
         results = entities_commit(
             copies=[
-                WorkingCopy(s.entity_id, s.committed, s.data, s.version, s.entity_type_schema)
+                WorkingCopy(s.entity_id, s.base, s.data, s.version, s.entity_type_schema)
                 for s in states
             ],
             status=status,
@@ -417,8 +417,8 @@ def _heartbeat(run_id: str, now) -> None:
 
 def _states(items: list[Lease], schema: dict | None) -> list[EntityState]:
     """Each item's entity as a working copy, or its checkpoint. The entity's JSON text is
-    parsed twice, for the working copy and the committed copy (several times faster than a
-    deep copy)."""
+    parsed for the working copy, and kept for the committed copy (parsed only if needed:
+    several times cheaper than a deep copy)."""
     states = []
     for item in items:
         entity = item.entity
@@ -432,7 +432,8 @@ def _states(items: list[Lease], schema: dict | None) -> list[EntityState]:
                 entity_id=item.entity_id,
                 status=saved.get("status", status),
                 data=saved["data"] if "data" in saved else json.loads(raw),
-                committed=saved["committed"] if "committed" in saved else json.loads(raw),
+                committed=saved.get("committed"),
+                committed_json=None if "committed" in saved else raw,
                 entity_type_schema=schema,
                 version=saved.get("version", version),
                 outputs=saved.get("outputs", {}),

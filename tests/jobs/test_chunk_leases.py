@@ -13,6 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from entities.models import Entity
+from entities.services import entity_update
 from jobs.execution import ChunkCommitter, _cancel_probe, _claim_items, _states
 from jobs.models import Run, RunItem
 from jobs.services import run_finalize_if_done, run_mark_running, runs_resume_stalled
@@ -153,3 +154,25 @@ def test_a_claim_that_waited_for_a_publish_reads_what_it_published(product_type)
         raw, _status, version = lease.entity
         assert (json.loads(raw), version) == ({"title": "Published"}, 2)
         assert lease.state["version"] == 2 and lease.attempts == 2
+
+
+def test_an_edit_made_during_the_run_survives_the_commit(product_type):
+    """The entity changed after the chunk read it: its commit merges the run's changes into
+    the entity as it is now (the base the run started from is parsed only for this)."""
+    steps = [
+        {
+            "type": "transform",
+            "config": {"operations": [{"op": "set", "field": "slug", "value": "x"}]},
+        },
+        {"type": "publish", "config": {}},
+    ]
+    run = start_run(make_workflow(product_type, steps), make_entities(product_type, 2))
+    committer, states = deliver(run)
+    edited = states[0].entity_id
+    entity_update(entity_id=edited, data={"title": "Edited meanwhile"})
+    committer.finish(states)
+    entity = Entity.objects.get(pk=edited)
+    assert entity.data["title"] == "Edited meanwhile" and entity.data["slug"] == "x"
+    assert (entity.status, entity.version) == ("published", 3)
+    other = Entity.objects.get(pk=states[1].entity_id)
+    assert (other.data["slug"], other.version) == ("x", 2)

@@ -1,6 +1,7 @@
 """What a step sees and returns when it runs: the entity's working copy, the step outputs so
 far, and the run it belongs to."""
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,14 +52,16 @@ def remove_path(data: dict, path: str) -> Any:
 class EntityState:
     """One entity going through the steps of a run (or a test).
 
-    `data` is the working copy; `committed` is the entity's data as last committed, from which
-    the changes to write are computed (so edits made meanwhile to other keys survive).
+    `data` is the working copy; `base()` is the entity's data as last committed, from which
+    the changes to write are computed (so edits made meanwhile to other keys survive). A run
+    loads it as JSON text (`committed_json`) and parses it only if it is needed: most
+    entities are written with a version check that needs no base.
     """
 
     entity_id: str
     status: str
     data: dict
-    committed: dict
+    committed: dict | None  # None until base() parses committed_json
     entity_type_schema: dict | None = None
     version: int = 1
     outputs: dict = field(default_factory=dict)
@@ -70,14 +73,20 @@ class EntityState:
     log: list[tuple[str, str, str]] = field(default_factory=list)  # (level, step_id, message)
     trace: list[dict] = field(default_factory=list)  # each step's outcome, for the test endpoint
     publish_status: str | None = None  # a publish left for the entity's final commit
+    committed_json: str | None = None
 
     @property
     def alive(self) -> bool:
         return self.outcome == "running"
 
+    def base(self) -> dict:
+        if self.committed is None:
+            self.committed = json.loads(self.committed_json)
+        return self.committed
+
     @property
     def dirty(self) -> bool:
-        return self.data != self.committed
+        return self.data != self.base()
 
     def template_context(self, run_id: str) -> dict:
         # No copies: the immutable sandbox lets a template read these, never change them.
