@@ -58,11 +58,6 @@ def data_problems(
     if size > settings.ENTITY_MAX_DATA_BYTES:
         limit = settings.ENTITY_MAX_DATA_BYTES
         return [FieldError(prefix, f"Is {size} bytes as JSON; the limit is {limit}.", "too_large")]
-    return schema_errors(validator, data, prefix=prefix)
-
-
-def schema_errors(validator, data, *, prefix: str = "data") -> list[FieldError]:
-    """Where `data` breaks the schema of `validator` (None: no schema, no errors)."""
     if validator is None:
         return []
     return [

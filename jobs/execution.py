@@ -372,16 +372,16 @@ def _claim_items(run: Run, chunk: int) -> list[Lease]:
             rows = [(*row[:5], row[5:] if row[5] is not None else None) for row in cursor]
         else:
             cursor.execute(f"UPDATE {items} {assignments} WHERE {unfinished} {returning}", params)
-            rows = [(*row, None) for row in cursor.fetchall()]
+            claimed = cursor.fetchall()
+            entities = _entity_rows([row[1] for row in claimed])
+            rows = [(*row, entities.get(row[1])) for row in claimed]
     leases = sorted(
         Lease(pk, entity_id, attempts, next_step, json.loads(state) if state else None, entity)
         for pk, entity_id, attempts, next_step, state, entity in rows
     )
-    reread = {
-        lease.entity_id
-        for lease in leases
-        if connection.vendor != "postgresql" or (lease.state and "data" not in lease.state)
-    }
+    # A checkpoint without data: another delivery's publish committed it while this claim
+    # waited, after the joined entity was read (see above). Read those entities again.
+    reread = {lease.entity_id for lease in leases if lease.state and "data" not in lease.state}
     if reread:
         entities = _entity_rows(list(reread))
         leases = [

@@ -28,6 +28,6 @@ OUTBOUND_TIMEOUT_S = env_float("OUTBOUND_TIMEOUT_S", 10.0, minimum=0.1)
 OUTBOUND_MAX_ATTEMPTS = env_int("OUTBOUND_MAX_ATTEMPTS", 3, minimum=1)
 OUTBOUND_BACKOFF_S = env_float("OUTBOUND_BACKOFF_S", 0.5, minimum=0.0)
 
-# A run with no chunk claimed or finished for this long gets its unfinished chunks queued
-# again (by celery beat): longer than a chunk takes, shorter than anyone's patience.
+# A run with no sign of progress for this long (no chunk claimed or finished, no step still
+# working on one) gets its unfinished chunks queued again by celery beat.
 RUN_STALL_AFTER_S = env_int("RUN_STALL_AFTER_S", 600, minimum=1)

@@ -97,13 +97,23 @@ class Validate(StepType):
                     found.append(FieldError(f"{where}.{low}", f"Greater than {high}."))
         return found
 
+    _last_validator: tuple | None = None  # (schema, its validator)
+
+    def _schema_validator(self, schema):
+        """One validator per schema object, not per entity: a chunk's entities share their
+        type's schema. The pair is kept whole, so a new schema never gets an old validator."""
+        last = self._last_validator
+        if last is None or last[0] is not schema:
+            last = self._last_validator = (schema, data_validator(schema))
+        return last[1]
+
     def run(self, state: EntityState, config: dict, ctx: StepContext) -> Flow:
         broken = [
             message for rule in config["rules"] for message in rule_problems(rule, state.data)
         ]
         if config["useEntityTypeSchema"]:
             # What the commit would refuse: the type's schema and the size limit.
-            validator = data_validator(state.entity_type_schema)
+            validator = self._schema_validator(state.entity_type_schema)
             broken += [f"{p.field}: {p.message}" for p in data_problems(validator, state.data)]
         if broken:
             raise StepError("Validation failed: " + "; ".join(broken))

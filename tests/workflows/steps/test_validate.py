@@ -1,3 +1,5 @@
+from unittest import mock
+
 import pytest
 
 pytestmark = pytest.mark.django_db
@@ -68,3 +70,16 @@ def test_entity_type_schema_is_checked_unless_disabled(run_steps):
     )
     assert item.step_id == "validate_1"
     assert "Cannot commit the entity" in item.error  # the commit still refuses bad data
+
+
+def test_the_schema_validator_is_built_once_per_chunk_not_per_entity(run_steps):
+    from workflows.steps import validate
+
+    built = []
+    real = validate.data_validator
+    with mock.patch.object(validate, "data_validator", lambda s: built.append(s) or real(s)):
+        items, _ = run_steps(
+            [{"type": "validate", "config": {}}], *({"title": f"t{i}"} for i in range(5))
+        )
+    assert [item.status for item in items] == ["completed"] * 5
+    assert len(built) == 1
