@@ -34,6 +34,16 @@ def test_run_answers_202_with_job_and_run_and_stores_one_item_per_entity(
     )
 
 
+def test_deleting_a_run_through_the_orm_deletes_its_items(api, workflow, product_type):
+    """The items' key to their run is not checked by the database (a trigger per item at
+    commit), so the cascade is the ORM's: nothing may be left pointing at no run."""
+    body = _run(api, workflow, {"entityIds": make_entities(product_type, 3)}).json()
+    kept = _run(api, workflow, {"entityIds": make_entities(product_type, 2)}).json()
+    Run.objects.filter(pk=body["runId"]).delete()
+    assert not RunItem.objects.filter(run_id=body["runId"]).exists()
+    assert RunItem.objects.filter(run_id=kept["runId"]).count() == 2
+
+
 def test_run_status_has_the_documented_fields(api, workflow, product_type):
     ids = make_entities(product_type, 3)
     run_id = _run(api, workflow, {"entityIds": ids}).json()["runId"]
