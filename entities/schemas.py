@@ -47,14 +47,13 @@ def data_encode(data) -> str:
     return _COMPACT.encode(data)
 
 
-def data_problems(
-    validator, data, *, prefix: str = "data", encoded: str | None = None
-) -> list[FieldError]:
-    """Every way `data` breaks the schema, each located by its path under `prefix`.
-    `encoded` is `data_encode(data)`, when the caller has it already."""
+def data_problems(validator, data, *, prefix: str = "data", fits: bool = False) -> list[FieldError]:
+    """Every way `data` breaks the size limit or the schema, each located by its path under
+    `prefix`. `fits`: the caller knows the data is within the size limit (a batch of
+    entities encoded together was)."""
     if not isinstance(data, dict):
         return [FieldError(prefix, "Must be a JSON object.")]
-    size = len(encoded if encoded is not None else data_encode(data))
+    size = 0 if fits else len(data_encode(data))
     if size > settings.ENTITY_MAX_DATA_BYTES:
         limit = settings.ENTITY_MAX_DATA_BYTES
         return [FieldError(prefix, f"Is {size} bytes as JSON; the limit is {limit}.", "too_large")]

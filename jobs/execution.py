@@ -10,7 +10,7 @@ entity, and no entity is published or notified twice.
 import copy
 import json
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import timedelta
 from typing import NamedTuple
 
@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from config.bulk import bulk_update_rows
 from entities.models import Entity
+from entities.schemas import data_encode
 from entities.services import WorkingCopy, entities_commit
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus
 from jobs.services import run_finalize_if_done, run_mark_running
@@ -223,46 +224,54 @@ class ChunkCommitter:
         """Write each item's final status where this delivery still holds its lease; returns
         the states written (another delivery owns the others now).
 
-        Most items of a chunk end alike (same status and step, no error, no usage): those go
-        as one UPDATE per outcome whose WHERE is the lease itself, so no lock is taken
-        first. The rest (an error, token usage) are locked, checked and written with their
-        own values in one batched UPDATE.
+        One statement for the chunk: the outcomes travel as one JSON array, and the lease is
+        in its WHERE, so no lock is taken first and the rows it returns are the ones it ended.
 
-        Across those statements rows are not locked in one id order, so a redelivery's claim
-        racing this finish can deadlock with it. PostgreSQL then aborts one of the two; its
-        task is retried and the leases decide which delivery acts (nothing is written twice).
+        Its row locks are not taken in one id order, so a redelivery's claim racing this
+        finish can deadlock with it. PostgreSQL then aborts one of the two; its task is
+        retried and the leases decide which delivery acts (nothing is written twice).
         """
-        alike, individual = defaultdict(list), []
+        outcomes = []
         for state in states:
             pk, attempts = self.leases[state.entity_id]
-            if state.error or state.usage:
-                individual.append(state)
-            else:
-                alike[(ITEM_OUTCOMES[state.outcome], state.step_id, attempts)].append(pk)
-        written: set[int] = set()
-        for (status, step_id, attempts), pks in alike.items():
-            leased = RunItem.objects.filter(
-                pk__any=pks, status=ItemStatus.RUNNING, attempts=attempts
-            )
-            changed = leased.update(
-                status=status, step_id=step_id, error="", usage={}, completed_at=now, state=None
-            )
-            if changed == len(pks):
-                written.update(pks)
-            else:  # some leases were lost: the rows this UPDATE wrote are the ones it ended
-                written.update(
-                    RunItem.objects.filter(
-                        pk__any=pks, status=status, attempts=attempts, completed_at=now
-                    ).values_list("pk", flat=True)
-                )
-        if individual:
-            items = self._lock(individual)
-            individual = [s for s in individual if self._leased(items.get(s.entity_id), s)]
-            bulk_update_rows(
-                [_outcome_row(self.leases, s, now) for s in individual], OUTCOME_FIELDS
-            )
-            written.update(self.leases[s.entity_id][0] for s in individual)
+            outcome = {"id": pk, "a": attempts, "s": ITEM_OUTCOMES[state.outcome]}
+            if state.step_id:
+                outcome["p"] = state.step_id
+            if state.error:
+                outcome["e"] = state.error
+            if state.usage:
+                outcome["u"] = state.usage
+            outcomes.append(outcome)
+        written = _end_items(outcomes, now) if outcomes else set()
         return [state for state in states if self.leases[state.entity_id][0] in written]
+
+
+# The rows of a JSON array of outcomes ({"id", "a": attempts, "s": status, "p": step id,
+# "e": error, "u": usage}, the last three optional), as a table.
+_OUTCOME_ROWS = {
+    "postgresql": "jsonb_to_recordset(%s::jsonb) "
+    "AS r(id bigint, a integer, s varchar, p varchar, e text, u jsonb)",
+    "sqlite": "(SELECT value ->> '$.id' AS id, value ->> '$.a' AS a, value ->> '$.s' AS s, "
+    "value ->> '$.p' AS p, value ->> '$.e' AS e, value -> '$.u' AS u FROM json_each(%s)) AS r",
+}
+
+
+def _end_items(outcomes: list[dict], now) -> set[int]:
+    """Give items their outcome where the lease is still the one given; the ids written."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {connection.ops.quote_name(RunItem._meta.db_table)} AS t "  # noqa: S608
+            "SET status = r.s, step_id = COALESCE(r.p, ''), error = COALESCE(r.e, ''), "
+            "usage = COALESCE(r.u, '{}'), completed_at = %s, state = NULL "
+            f"FROM {_OUTCOME_ROWS[connection.vendor]} "
+            "WHERE t.id = r.id AND t.attempts = r.a AND t.status = %s RETURNING t.id",
+            [
+                connection.ops.adapt_datetimefield_value(now),
+                data_encode(outcomes),
+                ItemStatus.RUNNING,
+            ],
+        )
+        return {row[0] for row in cursor}
 
 
 OUTCOME_FIELDS = ["status", "step_id", "error", "usage", "completed_at", "state"]

@@ -52,15 +52,14 @@ def start_worker(log_path: Path, concurrency: int = 2) -> ManagedProcess:
     )
 
 
-def wait_for_run(run_id: str, timeout: float = 120, poll: float = 0.05) -> Run:
+def wait_for_run(run_id: str, timeout: float = 120) -> Run:
     """Poll until the run ends (a bound on waiting, not a speed assertion)."""
     deadline = time.monotonic() + timeout
     open_statuses = RunStatus.open()
     while time.monotonic() < deadline:
-        # A one-column read while the run goes on: a benchmark polls every 10 ms.
         if Run.objects.filter(pk=run_id).values_list("status", flat=True)[0] not in open_statuses:
             return Run.objects.get(pk=run_id)
-        time.sleep(poll)
+        time.sleep(0.05)
     run = Run.objects.get(pk=run_id)
     raise AssertionError(
         f"Run {run_id} did not end within {timeout}s: {run.status}, "

@@ -71,3 +71,39 @@ def test_a_deleted_entity_cannot_be_committed(product_type):
         assert entities_commit(copies=[copy]) == {
             entity_id: "The entity was deleted during the run."
         }
+
+
+@pytest.mark.parametrize(
+    ("sizes", "refused"),
+    [
+        ([300], set()),  # the batch fits, so each copy does
+        ([400, 400, 400], set()),  # the batch is over the limit, no copy is
+        ([1100, 300, 300], {0}),  # one copy is over the limit
+    ],
+)
+def test_working_copies_over_the_size_limit_are_refused_and_the_others_written(
+    product_type, settings, sizes, refused
+):
+    settings.ENTITY_MAX_DATA_BYTES = 1024
+    ids = make_entities(product_type, len(sizes))
+    entities = {entity.pk: entity for entity in Entity.objects.filter(pk__in=ids)}
+    copies = [
+        WorkingCopy(
+            entity_id,
+            entities[entity_id].data,
+            {**entities[entity_id].data, "description": "x" * size},
+            entities[entity_id].version,
+            product_type.schema,
+        )
+        for entity_id, size in zip(ids, sizes, strict=True)
+    ]
+    with transaction.atomic():
+        results = entities_commit(copies=copies)
+    for index, entity_id in enumerate(ids):
+        entity = Entity.objects.get(pk=entity_id)
+        if index in refused:
+            assert "the limit is 1024" in results[entity_id]
+            assert entity.version == 1 and "description" not in entity.data
+        else:
+            assert results[entity_id] == entity.version == 2
+            assert entity.data["description"] == "x" * sizes[index]
