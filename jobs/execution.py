@@ -234,7 +234,7 @@ class ChunkCommitter:
         outcomes = []
         for state in states:
             pk, attempts = self.leases[state.entity_id]
-            outcome = {"id": pk, "a": attempts, "s": ITEM_OUTCOMES[state.outcome]}
+            outcome = {"item": pk, "a": attempts, "s": ITEM_OUTCOMES[state.outcome]}
             if state.step_id:
                 outcome["p"] = state.step_id
             if state.error:
@@ -246,12 +246,13 @@ class ChunkCommitter:
         return [state for state in states if self.leases[state.entity_id][0] in written]
 
 
-# The rows of a JSON array of outcomes ({"id", "a": attempts, "s": status, "p": step id,
-# "e": error, "u": usage}, the last three optional), as a table.
+# The rows of a JSON array of outcomes ({"item": id, "a": attempts, "s": status, "p": step id,
+# "e": error, "u": usage}, the last three optional), as a table. (Its column is not named
+# `id`: SQLite's RETURNING takes no table alias, so `id` must name the item's alone.)
 _OUTCOME_ROWS = {
     "postgresql": "jsonb_to_recordset(%s::jsonb) "
-    "AS r(id bigint, a integer, s varchar, p varchar, e text, u jsonb)",
-    "sqlite": "(SELECT value ->> '$.id' AS id, value ->> '$.a' AS a, value ->> '$.s' AS s, "
+    "AS r(item bigint, a integer, s varchar, p varchar, e text, u jsonb)",
+    "sqlite": "(SELECT value ->> '$.item' AS item, value ->> '$.a' AS a, value ->> '$.s' AS s, "
     "value ->> '$.p' AS p, value ->> '$.e' AS e, value -> '$.u' AS u FROM json_each(%s)) AS r",
 }
 
@@ -264,7 +265,7 @@ def _end_items(outcomes: list[dict], now) -> set[int]:
             "SET status = r.s, step_id = COALESCE(r.p, ''), error = COALESCE(r.e, ''), "
             "usage = COALESCE(r.u, '{}'), completed_at = %s, state = NULL "
             f"FROM {_OUTCOME_ROWS[connection.vendor]} "
-            "WHERE t.id = r.id AND t.attempts = r.a AND t.status = %s RETURNING t.id",
+            "WHERE t.id = r.item AND t.attempts = r.a AND t.status = %s RETURNING id",
             [
                 connection.ops.adapt_datetimefield_value(now),
                 data_encode(outcomes),
