@@ -1,0 +1,98 @@
+"""The embedded defaults (SQLite, the demo's engine) run a workflow end to end.
+
+The suite runs on PostgreSQL; the pipeline's statements that differ on SQLite (the claim, the
+outcomes, the entity commit, the counters) are run here in a process of their own on a SQLite
+database, chunk by chunk as a worker would, including a chunk delivered twice."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.processes import ROOT
+
+SCRIPT = r"""
+import json
+from unittest import mock
+
+from entities.models import Entity
+from entities.services import entities_bulk_create, entity_type_create
+from jobs.execution import chunk_execute
+from jobs.models import Run
+from jobs.services import run_start
+from workflows.services import workflow_create
+
+entity_type = entity_type_create(name="product")
+ids = entities_bulk_create(
+    entity_type=entity_type,
+    items=[{"data": {"title": f" Item {i} ", "price": i * 10}} for i in range(6)]
+    + [{"data": {"title": "", "price": 5}}],
+)
+workflow = workflow_create(
+    name="w",
+    entity_type=entity_type,
+    steps=[
+        {"id": "tidy", "type": "transform", "config": {"operations": [
+            {"op": "trim", "field": "title"},
+            {"op": "set", "field": "slug", "value": "{{ entity.title | lower }}"},
+        ]}},
+        {"id": "check", "type": "validate", "config": {"rules": [
+            {"field": "title", "type": "string", "minLength": 1},
+        ]}},
+        {"id": "cheap", "type": "condition", "config": {
+            "if": {"field": "price", "operator": "lt", "value": 50},
+        }},
+        {"id": "pub", "type": "publish", "config": {}},
+    ],
+)
+with mock.patch("jobs.services._enqueue_chunks"):  # no worker: the chunks are run below
+    run = run_start(workflow_id=workflow.pk, entity_ids=ids)
+for chunk in (0, 1, 2, 1):  # chunk 1 is delivered twice: the second finds nothing to do
+    chunk_execute(run_id=run.pk, chunk=chunk)
+run = Run.objects.get(pk=run.pk)
+print(json.dumps({
+    "run": [run.status, run.completed, run.failed, run.cancelled, run.total],
+    "items": {i.entity_id: [i.status, i.step_id, i.error, i.attempts] for i in run.items.all()},
+    "entities": {e.pk: [e.status, e.version, e.data] for e in Entity.objects.all()},
+    "ids": ids,
+}))
+"""
+
+
+def test_a_run_goes_through_on_sqlite(tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": "filesystem://",
+        "LOG_LEVEL": "WARNING",
+        "RUN_CHUNK_SIZE": "3",
+    }
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    done = subprocess.run(
+        [*manage, "shell", "-c", SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    ids = result["ids"]
+    assert result["run"] == ["failed", 6, 1, 0, 7]  # one entity failed, so the run did
+    items, entities = result["items"], result["entities"]
+    assert all(items[entity_id][3] == 1 for entity_id in ids)  # each claimed once
+    for i, entity_id in enumerate(ids[:5]):  # published: prices 0 to 40
+        assert items[entity_id][:3] == ["completed", "pub", ""]
+        assert entities[entity_id] == [
+            "published",
+            2,
+            {"title": f"Item {i}", "price": i * 10, "slug": f"item {i}"},
+        ]
+    assert items[ids[5]][:2] == ["skipped", "cheap"]  # price 50: stopped, its changes kept
+    assert entities[ids[5]][0:2] == ["draft", 2]
+    assert items[ids[6]][:2] == ["failed", "check"]
+    assert "title" in items[ids[6]][2]
+    assert entities[ids[6]][1] == 1  # nothing written
