@@ -272,7 +272,7 @@ def _end_items(outcomes: list[dict], now) -> set[int]:
                 ItemStatus.RUNNING,
             ],
         )
-        return {row[0] for row in cursor}
+        return {row[0] for row in cursor.fetchall()}  # one call, not one per row
 
 
 OUTCOME_FIELDS = ["status", "step_id", "error", "usage", "completed_at", "state"]
@@ -379,7 +379,9 @@ def _claim_items(run: Run, chunk: int) -> list[Lease]:
                 "ON e.id = c.entity_id",
                 params,
             )
-            rows = [(*row[:5], row[5:] if row[5] is not None else None) for row in cursor]
+            rows = [
+                (*row[:5], row[5:] if row[5] is not None else None) for row in cursor.fetchall()
+            ]
         else:
             cursor.execute(f"UPDATE {items} {assignments} WHERE {unfinished} {returning}", params)
             claimed = cursor.fetchall()
