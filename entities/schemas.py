@@ -1,24 +1,13 @@
 """JSON Schema checks for entity data, with the failing path in every message."""
 
 import json
-from collections.abc import Iterable
 
 from django.conf import settings
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from config.api.errors import FieldError
-
-
-def json_path(parts: Iterable) -> str:
-    """`["seo", "tags", 2]` -> `seo.tags[2]`."""
-    path = ""
-    for part in parts:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path
+from config.api.errors import FieldError, json_path
+from config.api.storable import unstorable
 
 
 def schema_problems(schema) -> list[FieldError]:
@@ -47,16 +36,26 @@ def data_encode(data) -> str:
     return _COMPACT.encode(data)
 
 
-def data_problems(validator, data, *, prefix: str = "data", fits: bool = False) -> list[FieldError]:
-    """Every way `data` breaks the size limit or the schema, each located by its path under
-    `prefix`. `fits`: the caller knows the data is within the size limit (a batch of
-    entities encoded together was)."""
+def data_problems(
+    validator, data, *, prefix: str = "data", encoded: str | None = None
+) -> list[FieldError]:
+    """Every way `data` breaks the size limit, the database's text rules or the schema, each
+    located by its path under `prefix`. `encoded` is `data_encode(data)`, when the caller has
+    it already."""
     if not isinstance(data, dict):
         return [FieldError(prefix, "Must be a JSON object.")]
-    size = 0 if fits else len(data_encode(data))
-    if size > settings.ENTITY_MAX_DATA_BYTES:
+    if encoded is None:
+        encoded = data_encode(data)
+    if len(encoded) > settings.ENTITY_MAX_DATA_BYTES:
         limit = settings.ENTITY_MAX_DATA_BYTES
-        return [FieldError(prefix, f"Is {size} bytes as JSON; the limit is {limit}.", "too_large")]
+        message = f"Is {len(encoded)} bytes as JSON; the limit is {limit}."
+        return [FieldError(prefix, message, "too_large")]
+    # The encoding escapes every non-ASCII character: without these escapes in it, the data
+    # holds neither a NUL nor a surrogate, and is not walked.
+    if "\\u0000" in encoded or "\\ud" in encoded:
+        problem = unstorable(data, prefix)
+        if problem:
+            return [problem]
     if validator is None:
         return []
     return [

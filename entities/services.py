@@ -1,9 +1,9 @@
 """Writes to entity types and entities. Views, the admin and the pipeline all come here."""
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, ProtectedError
 from django.utils import timezone
@@ -208,30 +208,22 @@ def _commit_unchanged(copies: list[WorkingCopy], status: str | None, results: di
     merge, so their working copy is written where the version still matches. Returns the
     copies left for the locking merge (edited meanwhile, deleted, or of unknown version).
 
-    The rows travel as one JSON array (`jsonb_to_recordset`), encoded in one call: one
-    parameter to quote instead of three per row, and a statement short enough for psycopg
-    to cache its parsing. While the whole array is within the size limit, so is each row,
-    and no entity is encoded on its own for the check."""
+    Each copy is encoded once, for the size check and for the database, and the rows travel
+    as one JSON array (`jsonb_to_recordset`): one parameter to quote instead of three per
+    row, and a statement short enough for psycopg to cache its parsing."""
     now = timezone.now()
-    known = [copy for copy in copies if copy.version is not None]
-    rows = [{"id": copy.entity_id, "v": copy.version, "d": copy.data} for copy in known]
-    if not rows:
-        return copies
-    payload = data_encode(rows)
-    fits = len(payload) <= settings.ENTITY_MAX_DATA_BYTES
     validators: dict[int, object] = {}
-    for copy in known:
+    rows = []
+    for copy in copies:
+        if copy.version is None:
+            continue
         if id(copy.schema) not in validators:
             validators[id(copy.schema)] = data_validator(copy.schema)
-    checked = [
-        row
-        for copy, row in zip(known, rows, strict=True)
-        if not data_problems(validators[id(copy.schema)], copy.data, fits=fits)
-    ]
-    if len(checked) < len(rows):  # the others are left to the merge, which says why
-        if not checked:
-            return copies
-        payload = data_encode(checked)
+        encoded = data_encode(copy.data)
+        if not data_problems(validators[id(copy.schema)], copy.data, encoded=encoded):
+            rows.append(f'{{"id":{json.dumps(copy.entity_id)},"v":{copy.version},"d":{encoded}}}')
+    if not rows:
+        return copies
     assignments = "data = r.d, version = t.version + 1, updated_at = %s"
     params: list = [now]
     if status is not None:
@@ -243,7 +235,7 @@ def _commit_unchanged(copies: list[WorkingCopy], status: str | None, results: di
             f"UPDATE {table} AS t SET {assignments} "  # noqa: S608
             "FROM jsonb_to_recordset(%s::jsonb) AS r(id varchar, v integer, d jsonb) "
             "WHERE t.id = r.id AND t.version = r.v RETURNING t.id, t.version",
-            [*params, payload],
+            [*params, "[" + ",".join(rows) + "]"],
         )
         results.update(cursor.fetchall())
     return [copy for copy in copies if copy.entity_id not in results]

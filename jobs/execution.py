@@ -252,8 +252,9 @@ class ChunkCommitter:
 _OUTCOME_ROWS = {
     "postgresql": "jsonb_to_recordset(%s::jsonb) "
     "AS r(item bigint, a integer, s varchar, p varchar, e text, u jsonb)",
-    "sqlite": "(SELECT value ->> '$.item' AS item, value ->> '$.a' AS a, value ->> '$.s' AS s, "
-    "value ->> '$.p' AS p, value ->> '$.e' AS e, value -> '$.u' AS u FROM json_each(%s)) AS r",
+    "sqlite": "(SELECT json_extract(value, '$.item') AS item, json_extract(value, '$.a') AS a, "
+    "json_extract(value, '$.s') AS s, json_extract(value, '$.p') AS p, "
+    "json_extract(value, '$.e') AS e, json_extract(value, '$.u') AS u FROM json_each(%s)) AS r",
 }
 
 

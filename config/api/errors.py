@@ -4,6 +4,7 @@ Services raise these instead of DRF exceptions so the API, the admin and managem
 share one vocabulary; `config.api.exceptions.exception_handler` renders them.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -14,6 +15,17 @@ class FieldError:
     field: str
     message: str
     code: str = "invalid"
+
+
+def json_path(parts: Iterable) -> str:
+    """`["seo", "tags", 2]` -> `seo.tags[2]`."""
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
 
 
 class DomainError(Exception):

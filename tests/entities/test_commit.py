@@ -4,6 +4,7 @@ from django.db import transaction
 from entities.models import Entity
 from entities.services import WorkingCopy, apply_changes, entities_commit, entity_update
 from tests.factories import make_entities
+from workflows.steps.runtime import EntityState
 
 pytestmark = pytest.mark.django_db
 
@@ -76,9 +77,9 @@ def test_a_deleted_entity_cannot_be_committed(product_type):
 @pytest.mark.parametrize(
     ("sizes", "refused"),
     [
-        ([300], set()),  # the batch fits, so each copy does
-        ([400, 400, 400], set()),  # the batch is over the limit, no copy is
-        ([1100, 300, 300], {0}),  # one copy is over the limit
+        ([300], set()),
+        ([400, 400, 400], set()),  # the batch together is over the limit, no copy is
+        ([1100, 300, 300], {0}),
     ],
 )
 def test_working_copies_over_the_size_limit_are_refused_and_the_others_written(
@@ -107,3 +108,32 @@ def test_working_copies_over_the_size_limit_are_refused_and_the_others_written(
         else:
             assert results[entity_id] == entity.version == 2
             assert entity.data["description"] == "x" * sizes[index]
+
+
+def test_a_working_copy_with_text_the_database_cannot_store_fails_alone(product_type):
+    """A step may make what no request can bring (a NUL from a model's answer): the commit
+    refuses that entity, naming the field, instead of failing the chunk's statement."""
+    ids = make_entities(product_type, 2)
+    entities = {entity.pk: entity for entity in Entity.objects.filter(pk__in=ids)}
+    copies = [
+        WorkingCopy(
+            entity_id,
+            entities[entity_id].data,
+            {**entities[entity_id].data, "note": note},
+            entities[entity_id].version,
+            product_type.schema,
+        )
+        for entity_id, note in zip(ids, ["a\u0000b", "fine"], strict=True)
+    ]
+    with transaction.atomic():
+        results = entities_commit(copies=copies, status="published")
+    assert "data.note: Contains a NUL character" in results[ids[0]]
+    assert results[ids[1]] == 2
+    assert Entity.objects.get(pk=ids[0]).version == 1
+
+
+def test_a_failure_message_is_kept_as_text_the_database_stores():
+    state = EntityState(entity_id="ent_1", status="draft", data={}, committed={})
+    state.fail("step", "model said: a\u0000b\ud800c")
+    assert state.error == "model said: ab?c"
+    assert state.log[-1][2] == state.error

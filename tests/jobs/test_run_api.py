@@ -36,7 +36,7 @@ def test_run_answers_202_with_job_and_run_and_stores_one_item_per_entity(
 
 def test_deleting_a_run_through_the_orm_deletes_its_items(api, workflow, product_type):
     """The items' key to their run is not checked by the database (a trigger per item at
-    commit), so the cascade is the ORM's: nothing may be left pointing at no run."""
+    commit): the ORM's cascade is what keeps an item from pointing at no run."""
     body = _run(api, workflow, {"entityIds": make_entities(product_type, 3)}).json()
     kept = _run(api, workflow, {"entityIds": make_entities(product_type, 2)}).json()
     Run.objects.filter(pk=body["runId"]).delete()

@@ -2,7 +2,8 @@
 
 The suite runs on PostgreSQL; the pipeline's statements that differ on SQLite (the claim, the
 outcomes, the entity commit, the counters) are run here in a process of their own on a SQLite
-database, chunk by chunk as a worker would, including a chunk delivered twice."""
+database: chunk by chunk as a worker would, then a chunk delivered twice at once, whose stale
+delivery must write nothing."""
 
 import json
 import os
@@ -17,7 +18,7 @@ from unittest import mock
 
 from entities.models import Entity
 from entities.services import entities_bulk_create, entity_type_create
-from jobs.execution import chunk_execute
+from jobs.execution import ChunkCommitter, _claim_items, _states, chunk_execute
 from jobs.models import Run
 from jobs.services import run_start
 from workflows.services import workflow_create
@@ -50,11 +51,39 @@ with mock.patch("jobs.services._enqueue_chunks"):  # no worker: the chunks are r
 for chunk in (0, 1, 2, 1):  # chunk 1 is delivered twice: the second finds nothing to do
     chunk_execute(run_id=run.pk, chunk=chunk)
 run = Run.objects.get(pk=run.pk)
+
+with mock.patch("jobs.services._enqueue_chunks"):
+    again = run_start(workflow_id=workflow.pk, entity_ids=ids[:3])
+again = Run.objects.select_related("workflow_version", "workflow__entity_type").get(pk=again.pk)
+
+
+def finish(leases):
+    states = _states(leases, None)
+    for state in states:
+        state.outcome, state.step_id = "completed", "pub"
+    states[0].fail("check", ERROR)
+    states[1].usage = {"inputTokens": 3, "outputTokens": 4}
+    leased = {lease.entity_id: (lease.pk, lease.attempts) for lease in leases}
+    return ChunkCommitter(again.pk, leased).finish(states)
+
+
+ERROR = 'said "no" \u00e9 \U0001f600 \\ end'
+stale = _claim_items(again, 0)
+fresh = _claim_items(again, 0)  # delivered again while the first delivery still works
+stale_done = finish(stale)
+fresh_done = finish(fresh)
+again = Run.objects.get(pk=again.pk)
 print(json.dumps({
     "run": [run.status, run.completed, run.failed, run.cancelled, run.total],
     "items": {i.entity_id: [i.status, i.step_id, i.error, i.attempts] for i in run.items.all()},
     "entities": {e.pk: [e.status, e.version, e.data] for e in Entity.objects.all()},
     "ids": ids,
+    "twice": {
+        "done": [stale_done, fresh_done],
+        "run": [again.completed, again.failed, again.input_tokens, again.output_tokens],
+        "items": [[i.status, i.error, i.usage, i.attempts] for i in again.items.order_by("pk")],
+        "error": ERROR,
+    },
 }))
 """
 
@@ -96,3 +125,12 @@ def test_a_run_goes_through_on_sqlite(tmp_path):
     assert items[ids[6]][:2] == ["failed", "check"]
     assert "title" in items[ids[6]][2]
     assert entities[ids[6]][1] == 1  # nothing written
+    twice = result["twice"]
+    assert twice["done"] == [False, True]  # the stale delivery wrote and counted nothing
+    assert twice["run"] == [2, 1, 3, 4]
+    assert twice["items"] == [
+        ["failed", twice["error"], {}, 2],
+        ["completed", "", {"inputTokens": 3, "outputTokens": 4}, 2],
+        ["completed", "", {}, 2],
+    ]
+    assert twice["error"] == 'said "no" é 😀 \\ end'

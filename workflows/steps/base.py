@@ -8,8 +8,7 @@ from typing import Any, ClassVar
 
 from jsonschema import Draft202012Validator
 
-from config.api.errors import FieldError
-from entities.schemas import json_path
+from config.api.errors import FieldError, json_path
 from workflows.steps.runtime import EntityState, Flow, StepContext, StepError
 from workflows.templating import MAX_TEMPLATE_LENGTH, TemplateError, render, template_problem
 

@@ -97,6 +97,9 @@ class EntityState:
         }
 
     def fail(self, step_id: str, message: str) -> None:
+        # A message may quote what a model or a template produced: text the database stores
+        # whatever it holds (no NUL, no lone surrogate, which PostgreSQL refuses).
+        message = message.replace("\x00", "").encode("utf-8", "replace").decode()
         self.outcome, self.step_id, self.error = "failed", step_id, message
         self.log.append(("error", step_id, message))
         self.trace.append({"stepId": step_id, "outcome": "failed", "error": message})
