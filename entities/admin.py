@@ -1,24 +1,57 @@
+from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 
 from entities.models import Entity, EntityType
+from entities.schemas import data_problems, data_validator, schema_problems
+from entities.services import entity_save
+
+
+class EntityTypeForm(forms.ModelForm):
+    """The API's checks of a schema, as form errors."""
+
+    def clean_schema(self):
+        schema = self.cleaned_data.get("schema")
+        problems = schema_problems(schema)
+        if problems:
+            raise ValidationError([f"{p.field}: {p.message}" for p in problems])
+        return schema
 
 
 @admin.register(EntityType)
 class EntityTypeAdmin(admin.ModelAdmin):
+    form = EntityTypeForm
     list_display = ["name", "id", "description", "created_at"]
     search_fields = ["id", "name"]
 
 
+class EntityForm(forms.ModelForm):
+    """The API's checks of entity data (its type's schema, the size limit, storable text), as
+    form errors."""
+
+    def clean(self):
+        cleaned = super().clean()
+        entity_type = cleaned.get("entity_type")
+        if entity_type is not None and "data" in cleaned:
+            validator = data_validator(entity_type.schema)
+            for problem in data_problems(validator, cleaned["data"]):
+                self.add_error("data", f"{problem.field}: {problem.message}")
+        return cleaned
+
+
 @admin.register(Entity)
 class EntityAdmin(admin.ModelAdmin):
+    form = EntityForm
     list_display = ["id", "entity_type", "status", "version", "published_at", "updated_at"]
     list_filter = ["entity_type", "status"]
     search_fields = ["id", "data"]
     readonly_fields = ["id", "version", "created_at", "updated_at"]
     list_select_related = ["entity_type"]
     actions = ["run_workflow"]
+
+    def save_model(self, request, obj, form, change):
+        entity_save(entity=obj, created=not change)
 
     @admin.action(description="Run workflow…")
     def run_workflow(self, request, queryset):

@@ -73,6 +73,17 @@ def entity_create(*, entity_type: EntityType, data: dict) -> Entity:
     return Entity.objects.create(entity_type=entity_type, data=data)
 
 
+def entity_save(*, entity: Entity, created: bool) -> Entity:
+    """Save an entity edited as a whole (the admin's form, checked as the API's writes are).
+    An edit bumps `version`, as every write does: a run that read the entity before merges
+    its changes into this edit instead of writing over it."""
+    if not created:
+        entity.version = F("version") + 1
+    entity.save()
+    entity.refresh_from_db(fields=["version"])
+    return entity
+
+
 @transaction.atomic
 def entity_update(*, entity_id: str, data: dict | None = None, status: str | None = None) -> Entity:
     """Merge `data`'s top-level keys into the entity; every change bumps `version`.

@@ -1,0 +1,71 @@
+"""Entities and entity types edited in the admin get the API's checks, and an edit is a write
+like any other: it bumps the version, so a run that read the entity before does not write
+over it."""
+
+import json
+
+import pytest
+from django.db import transaction
+
+from entities.models import Entity, EntityType
+from entities.services import WorkingCopy, entities_commit
+from tests.factories import make_entities
+
+pytestmark = pytest.mark.django_db
+
+
+def _change(staff, entity: Entity, data):
+    return staff.post(
+        f"/admin/entities/entity/{entity.pk}/change/",
+        {
+            "entity_type": entity.entity_type_id,
+            "data": data if isinstance(data, str) else json.dumps(data),
+            "status": entity.status,
+            "published_at_0": "",
+            "published_at_1": "",
+        },
+    )
+
+
+def test_an_admin_edit_made_while_a_run_works_is_not_lost(staff, product_type):
+    [entity_id] = make_entities(product_type, 1)
+    entity = Entity.objects.get(pk=entity_id)
+    read = WorkingCopy(  # what a run read before the edit, and what it made of it
+        entity_id, entity.data, {**entity.data, "seo": {"title": "x"}}, entity.version
+    )
+    response = _change(staff, entity, {**entity.data, "price": 42})
+    assert response.status_code == 302
+    entity.refresh_from_db()
+    assert (entity.data["price"], entity.version) == (42, 2)
+    with transaction.atomic():
+        assert entities_commit(copies=[read]) == {entity_id: 3}
+    entity.refresh_from_db()
+    assert entity.data["price"] == 42 and entity.data["seo"] == {"title": "x"}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"price": 1}, "is a required property"),
+        ({"title": "a", "price": -1}, "data.price"),
+        ('{"title": "a\\u0000"}', "NUL character"),
+    ],
+)
+def test_entity_data_breaking_the_rules_is_a_form_error(staff, product_type, data, message):
+    [entity_id] = make_entities(product_type, 1)
+    entity = Entity.objects.get(pk=entity_id)
+    before = entity.data
+    response = _change(staff, entity, data)
+    assert response.status_code == 200  # the form again, with the error
+    assert message in response.content.decode()
+    entity.refresh_from_db()
+    assert (entity.data, entity.version) == (before, 1)
+
+
+def test_an_entity_type_schema_that_is_not_json_schema_is_a_form_error(staff):
+    response = staff.post(
+        "/admin/entities/entitytype/add/",
+        {"name": "t", "description": "", "schema": json.dumps({"type": "no-such-type"})},
+    )
+    assert response.status_code == 200
+    assert "schema" in response.content.decode() and not EntityType.objects.exists()
