@@ -19,6 +19,7 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from config.api.storable import unstorable
 from config.bulk import bulk_update_rows
 from entities.models import Entity
 from entities.schemas import data_encode
@@ -111,8 +112,15 @@ class ChunkCommitter:
         """Before a side effect (a notification): move the checkpoint past the step, so a
         redelivered chunk does not repeat it. Returns the states this delivery may act on."""
         owned, items = self._owned(states, ctx.step_index)
-        self._save_checkpoints(owned, items, ctx.step_index + 1, with_data=True)
-        return owned
+        storable = []
+        for state in owned:  # the checkpoint holds the working copy: it must be storable
+            problem = unstorable(state.data, "data")
+            if problem:
+                state.fail(ctx.step_id, f"{problem.field}: {problem.message}")
+            else:
+                storable.append(state)
+        self._save_checkpoints(storable, items, ctx.step_index + 1, with_data=True)
+        return storable
 
     def publish(self, states: list[EntityState], status: str, ctx: StepContext) -> set[str]:
         """Publish working copies; returns the ids published, the others have failed.

@@ -8,6 +8,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.core import mail
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -17,7 +18,7 @@ from entities.services import entity_update
 from jobs.execution import ChunkCommitter, _cancel_probe, _claim_items, _states
 from jobs.models import Run, RunItem
 from jobs.services import run_finalize_if_done, run_mark_running, runs_resume_stalled
-from tests.factories import make_entities, make_workflow, start_run
+from tests.factories import make_entities, make_workflow, run_inline, start_run
 from workflows.pipeline import steps_run
 
 pytestmark = pytest.mark.django_db
@@ -176,3 +177,27 @@ def test_an_edit_made_during_the_run_survives_the_commit(product_type):
     assert (entity.status, entity.version) == ("published", 3)
     other = Entity.objects.get(pk=states[1].entity_id)
     assert (other.data["slug"], other.version) == ("x", 2)
+
+
+def test_a_working_copy_the_database_cannot_store_fails_before_a_side_effect(product_type):
+    """A template (or a model) can make a NUL character, which no checkpoint can hold: that
+    entity fails at the side effect's step, unsent, and the others go on."""
+    steps = [
+        {
+            "id": "odd",
+            "type": "transform",
+            "config": {
+                "operations": [
+                    {"op": "set", "field": "note", "value": "{{ '\\x00' if entity.price else '' }}"}
+                ]
+            },
+        },
+        {"id": "mail", "type": "notify", "config": {"channel": "email", "to": "a@example.com"}},
+    ]
+    ids = make_entities(product_type, 2)  # prices 0 and 1
+    run = start_run(make_workflow(product_type, steps), ids)
+    run_inline(run.pk)
+    items = {item.entity_id: item for item in RunItem.objects.filter(run=run)}
+    assert items[ids[0]].status == "completed" and len(mail.outbox) == 1
+    assert items[ids[1]].status == "failed" and items[ids[1]].step_id == "mail"
+    assert "data.note: Contains a NUL character" in items[ids[1]].error
