@@ -68,4 +68,5 @@ def test_an_entity_type_schema_that_is_not_json_schema_is_a_form_error(staff):
         {"name": "t", "description": "", "schema": json.dumps({"type": "no-such-type"})},
     )
     assert response.status_code == 200
-    assert "schema" in response.content.decode() and not EntityType.objects.exists()
+    assert "schema.type: &#x27;no-such-type&#x27; is not valid" in response.content.decode()
+    assert not EntityType.objects.exists()
