@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 
+from config.admin_mixins import CreateOnlyFieldsMixin
 from config.api.errors import DomainError, InvalidInput
 from entities.models import Entity
 from jobs.services import run_start
@@ -108,7 +109,7 @@ class WorkflowVersionInline(admin.TabularInline):
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(admin.ModelAdmin):
+class WorkflowAdmin(CreateOnlyFieldsMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "status",
@@ -122,6 +123,8 @@ class WorkflowAdmin(admin.ModelAdmin):
     search_fields = ["id", "name", "description"]
     fields = ["name", "description", "entity_type", "status", "version"]
     readonly_fields = ["version"]
+    # Its steps and past runs were written against this type's schema; the API keeps it too.
+    create_only_fields = ["entity_type"]
     inlines = [StepInline, WorkflowVersionInline]
 
     def get_queryset(self, request):
