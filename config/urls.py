@@ -49,5 +49,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-handler404 = "config.api.exceptions.json_not_found"
-handler500 = "config.api.exceptions.json_server_error"
+handler404 = "config.error_pages.not_found"
+handler500 = "config.error_pages.server_error"

@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.template.response import TemplateResponse
 
+from config.admin_mixins import CreateOnlyFieldsMixin
 from entities.models import Entity, EntityType
 from entities.schemas import data_problems, data_validator, schema_problems
 from entities.services import entity_save
@@ -32,7 +33,12 @@ class EntityForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        entity_type = cleaned.get("entity_type")
+        # On the change form the type is read-only (not a form field): check against the
+        # entity's own.
+        if "entity_type" in self.fields:
+            entity_type = cleaned.get("entity_type")
+        else:
+            entity_type = self.instance.entity_type
         if entity_type is not None and "data" in cleaned:
             validator = data_validator(entity_type.schema)
             for problem in data_problems(validator, cleaned["data"]):
@@ -41,12 +47,14 @@ class EntityForm(forms.ModelForm):
 
 
 @admin.register(Entity)
-class EntityAdmin(admin.ModelAdmin):
+class EntityAdmin(CreateOnlyFieldsMixin, admin.ModelAdmin):
     form = EntityForm
     list_display = ["id", "entity_type", "status", "version", "published_at", "updated_at"]
     list_filter = ["entity_type", "status"]
     search_fields = ["id", "data"]
     readonly_fields = ["id", "version", "created_at", "updated_at"]
+    # Its data was checked against this type's schema; the API keeps it too.
+    create_only_fields = ["entity_type"]
     list_select_related = ["entity_type"]
     actions = ["run_workflow"]
 

@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
@@ -21,7 +22,7 @@ def progress_bar(run: Run):
         '<div class="bar"><span class="ok" style="width:{}%"></span>'
         '<span class="bad" style="width:{}%"></span></div>'
         '<span class="label">{} / {} ({} failed)</span></div>',
-        reverse("admin:jobs_run_progress", args=[run.pk]),
+        reverse("admin:jobs_run_progress", args=[quote(run.pk)]),
         "true" if run.is_ended else "false",
         f"{percent(run.completed):.2f}",
         f"{percent(run.failed):.2f}",
@@ -58,6 +59,8 @@ class RunAdmin(RecordAdmin):
     def progress(self, run):
         return progress_bar(run)
 
+    # Links to these views carry the admin's quoted primary key (`run_01…` is `run_5F01…`), as
+    # Django's own views do, so each view unquotes it before looking the run up.
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
@@ -69,7 +72,8 @@ class RunAdmin(RecordAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = get_object_or_404(
-            Run.objects.select_related("workflow", "workflow_version", "job"), pk=object_id
+            Run.objects.select_related("workflow", "workflow_version", "job"),
+            pk=unquote(object_id),
         )
         status = request.GET.get("item_status", "")
         items = RunItem.objects.filter(run=run).order_by("pk")
@@ -89,7 +93,7 @@ class RunAdmin(RecordAdmin):
         return super().change_view(request, object_id, form_url, context)
 
     def progress_view(self, request, run_id):
-        run = get_object_or_404(Run, pk=run_id)
+        run = get_object_or_404(Run, pk=unquote(run_id))
         return JsonResponse(
             {
                 "status": run.status,
@@ -102,26 +106,26 @@ class RunAdmin(RecordAdmin):
         )
 
     def _act(self, request, run_id, action):
+        run = get_object_or_404(Run, pk=unquote(run_id))
         if request.method != "POST" or not request.user.has_perm("jobs.change_job"):
-            return redirect("admin:jobs_run_change", run_id)
+            return redirect("admin:jobs_run_change", quote(run.pk))
         try:
-            run = action()
+            run = action(run.pk)
         except DomainError as exc:
             self.message_user(request, exc.message, messages.ERROR)
-            return redirect("admin:jobs_run_change", run_id)
-        return redirect("admin:jobs_run_change", run.pk)
+        return redirect("admin:jobs_run_change", quote(run.pk))
 
     def cancel_view(self, request, run_id):
-        def cancel():
-            run = services.run_cancel(run_id=run_id, cancelled_by=request.user.get_username())
+        def cancel(pk):
+            run = services.run_cancel(run_id=pk, cancelled_by=request.user.get_username())
             self.message_user(request, "The run was cancelled.")
             return run
 
         return self._act(request, run_id, cancel)
 
     def retry_view(self, request, run_id):
-        def retry():
-            run = services.run_retry(run_id=run_id, created_by=request.user)
+        def retry(pk):
+            run = services.run_retry(run_id=pk, created_by=request.user)
             self.message_user(request, f"Retrying {run.total} failed entities in run {run.pk}.")
             return run
 
@@ -142,5 +146,7 @@ class JobAdmin(RecordAdmin):
     @admin.display(description="run")
     def run_link(self, job):
         return format_html(
-            '<a href="{}">{}</a>', reverse("admin:jobs_run_change", args=[job.run_id]), job.run_id
+            '<a href="{}">{}</a>',
+            reverse("admin:jobs_run_change", args=[quote(job.run_id)]),
+            job.run_id,
         )

@@ -4,12 +4,14 @@ import re
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 
+from config.admin_mixins import CreateOnlyFieldsMixin
 from config.api.errors import DomainError, InvalidInput
 from entities.models import Entity
 from jobs.services import run_start
@@ -107,7 +109,7 @@ class WorkflowVersionInline(admin.TabularInline):
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(admin.ModelAdmin):
+class WorkflowAdmin(CreateOnlyFieldsMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "status",
@@ -121,6 +123,8 @@ class WorkflowAdmin(admin.ModelAdmin):
     search_fields = ["id", "name", "description"]
     fields = ["name", "description", "entity_type", "status", "version"]
     readonly_fields = ["version"]
+    # Its steps and past runs were written against this type's schema; the API keeps it too.
+    create_only_fields = ["entity_type"]
     inlines = [StepInline, WorkflowVersionInline]
 
     def get_queryset(self, request):
@@ -134,6 +138,8 @@ class WorkflowAdmin(admin.ModelAdmin):
     def steps_count(self, workflow):
         return workflow.steps_count
 
+    # Links to these views carry the admin's quoted primary key (`wf_01…` is `wf_5F01…`), as
+    # Django's own views do, so each view unquotes it before looking the workflow up.
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
@@ -164,7 +170,7 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     def run_view(self, request, workflow_id):
         """Pick entities of the workflow's type and start a run, exactly as the API does."""
-        workflow = get_object_or_404(Workflow, pk=workflow_id)
+        workflow = get_object_or_404(Workflow, pk=unquote(workflow_id))
         if not request.user.has_perm("jobs.add_run"):
             raise PermissionDenied
         entities = Entity.objects.filter(entity_type_id=workflow.entity_type_id).order_by("-pk")
@@ -187,7 +193,7 @@ class WorkflowAdmin(admin.ModelAdmin):
 
     def test_view(self, request, workflow_id):
         """Run the workflow on one entity synchronously; nothing is committed or sent."""
-        workflow = get_object_or_404(Workflow, pk=workflow_id)
+        workflow = get_object_or_404(Workflow, pk=unquote(workflow_id))
         if not request.user.has_perm("jobs.add_run"):
             raise PermissionDenied
         entities = Entity.objects.filter(entity_type_id=workflow.entity_type_id).order_by("-pk")
@@ -240,9 +246,9 @@ def start_run_from_admin(model_admin, request, workflow, entity_ids):
         run = run_start(workflow_id=workflow.pk, entity_ids=entity_ids, created_by=request.user)
     except DomainError as exc:
         model_admin.message_user(request, exc.message, messages.ERROR)
-        return redirect("admin:workflows_workflow_run", workflow.pk)
+        return redirect("admin:workflows_workflow_run", quote(workflow.pk))
     model_admin.message_user(request, f"Started run {run.pk} on {run.total} entities.")
-    return redirect("admin:jobs_run_change", run.pk)
+    return redirect("admin:jobs_run_change", quote(run.pk))
 
 
 def _describe(step_type) -> dict:
