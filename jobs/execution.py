@@ -109,8 +109,9 @@ class ChunkCommitter:
 
     @transaction.atomic
     def claim(self, states: list[EntityState], ctx: StepContext) -> list[EntityState]:
-        """Before a side effect (a notification): move the checkpoint past the step, so a
-        redelivered chunk does not repeat it. Returns the states this delivery may act on."""
+        """Move the checkpoint past the step, so a redelivered chunk does not repeat it:
+        before an at-most-once side effect (an email), after an at-least-once one (a
+        webhook). Returns the states this delivery may act on."""
         owned, items = self._owned(states, ctx.step_index)
         storable = []
         for state in owned:  # the checkpoint holds the working copy: it must be storable

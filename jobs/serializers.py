@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from config.api.fields import TimestampField
 from jobs.models import Job, Run, RunItem, RunLog, RunStatus
+from workflows.outbound import url_problem
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -98,6 +99,12 @@ class RunStartSerializer(serializers.Serializer):
     callbackUrl = serializers.URLField(
         required=False, max_length=2000, help_text="POSTed the final run once it ends."
     )
+
+    def validate_callbackUrl(self, value: str) -> str:
+        problem = url_problem(value)  # a port that exists, no credentials
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
 
 class RunStartedSerializer(serializers.Serializer):

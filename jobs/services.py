@@ -199,7 +199,7 @@ def _enqueue_callback(run_id: str) -> None:
 def run_callback_send(*, run_id: str) -> None:
     """POST the final run to its callback URL; the outcome goes into the run's log."""
     from jobs.serializers import RunSerializer
-    from workflows.outbound import post_json
+    from workflows.outbound import display_url, post_json
     from workflows.steps.runtime import StepError
 
     run = Run.objects.select_related("job").get(pk=run_id)
@@ -207,14 +207,19 @@ def run_callback_send(*, run_id: str) -> None:
     try:
         response = post_json(run.callback_url, body, {"X-Workflows-Event": "run.ended"})
     except StepError as exc:
+        problem = exc.message
+    except Exception as exc:  # any failure is the run's to show, not a lost task's
+        logger.exception("Callback of run %s crashed", run_id)
+        problem = f"Internal error: {exc.__class__.__name__}: {exc}"
+    else:
         RunLog.objects.create(
             run_id=run_id,
-            level=RunLog.Level.WARNING,
-            message=f"Callback not delivered: {exc.message}",
+            message=f"Callback delivered to {display_url(run.callback_url)} "
+            f"({response.status_code}).",
         )
         return
     RunLog.objects.create(
-        run_id=run_id, message=f"Callback delivered to {run.callback_url} ({response.status_code})."
+        run_id=run_id, level=RunLog.Level.WARNING, message=f"Callback not delivered: {problem}"
     )
 
 

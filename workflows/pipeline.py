@@ -10,6 +10,7 @@ import logging
 from django.db import Error as DatabaseError
 
 from workflows.steps import registry
+from workflows.steps.base import internal_error
 from workflows.steps.runtime import EntityState, StepContext
 
 logger = logging.getLogger(__name__)
@@ -56,10 +57,24 @@ def steps_run(
             logger.exception("Step %s (%s) crashed", step["id"], step["type"])
             for state in batch:
                 if state.alive and state.next_step == index:
-                    state.fail(
-                        step["id"],
-                        f"Internal error in step {step['id']}: {exc.__class__.__name__}: {exc}",
-                    )
+                    state.fail(step["id"], internal_error(step["id"], exc))
+        _settle_unfinished(batch, index, step["id"], ctx)
     for state in states:
         if state.alive:
             state.outcome = "completed"
+
+
+def _settle_unfinished(batch: list[EntityState], index: int, step_id: str, ctx) -> None:
+    """An entity a step left where it was, alive, was not handled: a cancel stopped the step
+    before it (it ends cancelled), or the step lost it (it fails, so that no entity that
+    skipped the rest of the workflow is ever recorded as completed)."""
+    unfinished = [state for state in batch if state.alive and state.next_step == index]
+    if not unfinished:
+        return
+    if ctx.is_cancelled():
+        for state in unfinished:
+            state.outcome = "cancelled"
+        return
+    logger.error("Step %s left %d entities unhandled", step_id, len(unfinished))
+    for state in unfinished:
+        state.fail(step_id, f"Internal error in step {step_id}: it did not handle the entity.")

@@ -3,14 +3,19 @@ from rest_framework import serializers
 
 from config.api.fields import TimestampField
 from workflows.models import Workflow
+from workflows.steps import registry
 
 
 @extend_schema_field({"type": "array", "items": {"$ref": "#/components/schemas/Step"}})
 class StepsField(serializers.Field):
-    """Ordered steps, each `{id, type, config}`; typed per step type in the OpenAPI schema."""
+    """Ordered steps, each `{id, type, config}`; typed per step type in the OpenAPI schema.
+    Write-only config values (secrets) are never shown, only that they are set."""
 
     def to_representation(self, steps):
-        return [step.as_dict() for step in steps.all()]
+        return [
+            {**step.as_dict(), "config": registry.get(step.type).shown_config(step.config)}
+            for step in steps.all()
+        ]
 
 
 @extend_schema_field({"type": "array", "items": {"$ref": "#/components/schemas/StepRequest"}})

@@ -1,5 +1,8 @@
 """Limits and knobs of workflows and runs."""
 
+from django.core.exceptions import ImproperlyConfigured
+
+from config.allowlist import parse_allowed_host
 from config.env import env_choice, env_float, env_int, env_list, env_str
 
 WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50, minimum=1)
@@ -22,8 +25,15 @@ RUN_CHUNK_SIZE = env_int("RUN_CHUNK_SIZE", 400, minimum=1)
 RUN_MAX_ENTITIES = 10_000
 
 # Outbound HTTP (webhooks, run callbacks). Private, loopback, link-local and metadata
-# addresses are refused unless a host, address or network is listed here.
+# addresses are refused unless a host, address or network (each optionally with a port) is
+# listed here.
 OUTBOUND_ALLOWED_HOSTS = env_list("OUTBOUND_ALLOWED_HOSTS", [])
+for _entry in OUTBOUND_ALLOWED_HOSTS:
+    try:
+        parse_allowed_host(_entry)
+    except ValueError as _problem:
+        raise ImproperlyConfigured(f"OUTBOUND_ALLOWED_HOSTS: {_problem}.") from _problem
+# The whole of one attempt (connect, send, answer), however slowly the answer arrives.
 OUTBOUND_TIMEOUT_S = env_float("OUTBOUND_TIMEOUT_S", 10.0, minimum=0.1)
 OUTBOUND_MAX_ATTEMPTS = env_int("OUTBOUND_MAX_ATTEMPTS", 3, minimum=1)
 OUTBOUND_BACKOFF_S = env_float("OUTBOUND_BACKOFF_S", 0.5, minimum=0.0)

@@ -3,9 +3,11 @@ its config schema once; validation, `/api/v1/step-types`, the OpenAPI schema and
 step-type reference all come from that declaration.
 """
 
+import logging
 from collections import defaultdict
 from typing import Any, ClassVar
 
+from django.db import DatabaseError
 from jsonschema import Draft202012Validator
 
 from config.api.errors import FieldError, json_path
@@ -13,6 +15,7 @@ from workflows.steps.runtime import EntityState, Flow, StepContext, StepError
 from workflows.templating import MAX_TEMPLATE_LENGTH, TemplateError, render, template_problem
 
 TEMPLATE = "x-template"
+logger = logging.getLogger(__name__)
 
 
 def template_string(description: str, **extra) -> dict:
@@ -43,6 +46,10 @@ class StepType:
     description: ClassVar[str]
     config_schema: ClassVar[dict[str, Any]]
     example: ClassVar[dict[str, Any]]
+    # Config keys never shown in responses (a signing secret): a response carries
+    # `<key>Set: true` instead (declare it in the schema, `readOnly`), and an update that
+    # leaves the key out keeps the step's current value.
+    write_only: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self):
         self._validator = Draft202012Validator(self.config_schema)
@@ -65,6 +72,28 @@ class StepType:
         """Checks beyond the JSON Schema (a regex that compiles, a schema that is valid)."""
         return []
 
+    def shown_config(self, config: dict) -> dict:
+        """The config as responses show it: no write-only value, only whether it is set."""
+        if not any(key in config for key in self.write_only):
+            return config
+        shown = {key: value for key, value in config.items() if key not in self.write_only}
+        shown.update({f"{key}Set": True for key in self.write_only if key in config})
+        return shown
+
+    def stored_config(self, config: dict, current: dict | None) -> dict:
+        """The config to store for `config` as sent, `current` being the same step's config
+        now (None for a new step): write-only values left out are kept, `<key>Set` flags
+        (what a response said) are dropped."""
+        stored = {
+            key: value
+            for key, value in config.items()
+            if key not in {f"{name}Set" for name in self.write_only}
+        }
+        for key in self.write_only:
+            if key not in stored and current is not None and key in current:
+                stored[key] = current[key]
+        return stored
+
     def run(self, state: EntityState, config: dict, ctx: StepContext) -> Flow:
         raise NotImplementedError(f"Step type {self.type!r} does not implement run().")
 
@@ -79,6 +108,13 @@ class StepType:
             flow = self.run(state, config, ctx)
         except StepError as exc:
             state.fail(ctx.step_id, exc.message)
+        except DatabaseError:
+            raise  # the chunk is retried from its checkpoints
+        except Exception as exc:
+            # A defect must fail the entity with a message, whatever thread runs it: an
+            # exception left in a pool's future would leave the entity looking unharmed.
+            logger.exception("Step %s (%s) crashed", ctx.step_id, self.type)
+            state.fail(ctx.step_id, internal_error(ctx.step_id, exc))
         else:
             advance(state, flow, ctx)
 
@@ -118,6 +154,10 @@ class StepType:
             ).is_valid(value):
                 found += self._template_problems(value, option, path)
         return found
+
+
+def internal_error(step_id: str, exc: Exception) -> str:
+    return f"Internal error in step {step_id}: {exc.__class__.__name__}: {exc}"
 
 
 def advance(state: EntityState, flow: Flow, ctx: StepContext) -> None:
