@@ -23,10 +23,6 @@ too, so `MAX_VALUE_SIZE` is well above `ENTITY_MAX_DATA_BYTES`' default.
 """
 
 import re
-from collections.abc import ItemsView, Iterator, KeysView, ValuesView
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from functools import wraps
 from types import BuiltinMethodType
 
@@ -37,284 +33,23 @@ from jinja2.utils import _PassArg
 from jinja2.visitor import NodeTransformer
 from markupsafe import EscapeFormatter, Markup
 
-MAX_VALUE_SIZE = 1_000_000  # characters of a string, or items and characters of a list/dict
-MAX_STEPS = 50_000  # loop iterations, calls, filters and operators in one render
-MAX_WRITTEN = 1_000_000  # characters written in one render, `{% set %}` blocks and macros too
-MAX_INT_BITS = 10_000  # about 3,000 digits
-STEP_PER_CHARACTERS = 1_000  # building a large value costs a step per this many characters
-
-
-class TemplateLimitError(Exception):
-    """A render went over one of the bounds above; the message names it."""
-
-
-@dataclass
-class Budget:
-    """What one render has spent so far."""
-
-    steps: int = 0
-    written: int = 0
-    sizes: dict = field(default_factory=dict)  # id -> (value, size): shared values count once
-
-    def spend(self, steps: int) -> None:
-        self.steps += steps
-        if self.steps > MAX_STEPS:
-            raise TemplateLimitError(
-                f"Template did too much work: more than {MAX_STEPS:,} loop iterations, "
-                "calls, filters and operators (large values count more)."
-            )
-
-
-_current: ContextVar[Budget | None] = ContextVar("template_budget", default=None)
-
-
-@contextmanager
-def render_budget():
-    """A fresh budget for the renders inside the block."""
-    token = _current.set(Budget())
-    try:
-        yield
-    finally:
-        _current.reset(token)
-
-
-def _budget() -> Budget:
-    # Compile-time constant folding has no budget; it never reaches the checks that spend.
-    return _current.get() or Budget()
-
-
-def _too_large(what: str) -> TemplateLimitError:
-    return TemplateLimitError(
-        f"Template value too large: {what} would be over {MAX_VALUE_SIZE:,} characters or items."
-    )
-
-
-_CONTAINERS = (list, tuple, dict, set, frozenset, KeysView, ValuesView, ItemsView)
-
-
-def size_of(value, budget: Budget | None = None) -> int:
-    """An upper bound on the length of `str(value)`, raising as soon as it passes
-    MAX_VALUE_SIZE. A list holding the same list ten times counts it ten times: that is what
-    printing it would write."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, bool) or value is None:
-        return 5
-    if isinstance(value, int):
-        return value.bit_length() // 3 + 2
-    if not isinstance(value, _CONTAINERS):
-        return 32  # numbers, Undefined, ranges, loop helpers: short reprs
-    budget = budget or _budget()
-    known = budget.sizes.get(id(value))
-    if known is not None and known[0] is value:
-        return known[1]
-    total = 2
-    for item in value.items() if isinstance(value, dict) else value:
-        total += size_of(item, budget) + 2
-        if total > MAX_VALUE_SIZE:
-            raise _too_large("a list or mapping")
-    budget.sizes[id(value)] = (value, total)
-    return total
-
-
-def _checked(value, what: str = "the result"):
-    """`value`, once its size is within bounds; large values cost steps."""
-    size = size_of(value)
-    if size > MAX_VALUE_SIZE:
-        raise _too_large(what)
-    _budget().spend(1 + size // STEP_PER_CHARACTERS)
-    return value
-
-
-def _within(size: int, what: str) -> None:
-    if size > MAX_VALUE_SIZE:
-        raise _too_large(what)
-
-
-def _materialized(value):
-    """An iterator (a `map` or `select` result) as a list, counted item by item, so a filter
-    that would build a list from it builds a bounded one."""
-    if not isinstance(value, Iterator):
-        return value
-    budget, items, total = _budget(), [], 0
-    for item in value:
-        budget.spend(1)
-        total += size_of(item, budget) + 2
-        _within(total, "a list")
-        items.append(item)
-    return items
-
-
-# Operators --------------------------------------------------------------------------------
-
-_PERCENT_FIELD = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?[hlL]?(.)", re.S)
-
-
-def check_percent_format(template: str, values) -> None:
-    """`template % values` stays within bounds: widths and precisions are counted, and each
-    field may take the largest value."""
-    fields, padding = 0, 0
-    for width, precision, kind in _PERCENT_FIELD.findall(template):
-        if kind == "%":
-            continue
-        if "*" in (width, precision):
-            raise TemplateLimitError("Template formatting: `*` widths are not supported.")
-        for number in (width, precision):
-            if len(number) > 7:
-                raise _too_large("a formatted field")
-            padding += int(number or 0)
-        fields += 1
-    if isinstance(values, dict):
-        values = list(values.values())
-    elif not isinstance(values, tuple):
-        values = [values]
-    largest = max((size_of(value) for value in values), default=0)
-    _within(len(template) + padding + fields * largest, "the formatted string")
-
-
-def _repeated_size(sequence, times) -> int:
-    if isinstance(times, bool) or not isinstance(times, int) or times <= 0:
-        return 0
-    return size_of(sequence) * times
-
-
-def check_binop(operator: str, left, right) -> None:
-    """Refuse an operation whose result would be over a bound, before computing it."""
-    numbers = (int, float)
-    if operator == "*":
-        for sequence, times in ((left, right), (right, left)):
-            if isinstance(sequence, str | list | tuple):
-                _within(_repeated_size(sequence, times), "a repeated string or list")
-        both_int = isinstance(left, int) and isinstance(right, int)
-        if both_int and left.bit_length() + right.bit_length() > MAX_INT_BITS:
-            raise _too_large("a product of integers")
-    elif operator == "**":
-        if isinstance(left, int) and isinstance(right, int) and right > 0:
-            if max(left.bit_length() - 1, 1) * right > MAX_INT_BITS and abs(left) > 1:
-                raise _too_large("a power")
-        elif (
-            isinstance(left, numbers)
-            and isinstance(right, numbers)
-            and abs(right) > 10**6
-            and abs(left) not in (0, 1)
-        ):
-            raise _too_large("a power")
-    elif operator == "+":
-        if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
-            _within(size_of(left) + size_of(right), "a concatenation")
-    elif operator == "%" and isinstance(left, str):
-        check_percent_format(left, right)
-
-
-# Filters and methods that can make a value much larger than their input -------------------
-
-
-def _width(value, width, what):
-    if isinstance(width, int) and not isinstance(width, bool):
-        _within(max(width, 0) + size_of(value), what)
-
-
-def _center(value, width=80, *args, **kwargs):
-    _width(value, width, "a padded string")
-
-
-def _indent(value, width=4, first=False, blank=False):
-    unit = len(width) if isinstance(width, str) else width
-    lines = str(value).count("\n") + 1 if isinstance(value, str) else 1
-    if isinstance(unit, int):
-        _within(size_of(value) + lines * max(unit, 0), "an indented string")
-
-
-def _wordwrap(value, width=79, break_long_words=True, wrapstring=None, *args, **kwargs):
-    separator = len(wrapstring) if isinstance(wrapstring, str) else 1
-    _within(size_of(value) * (1 + separator), "a wrapped string")
-
-
-def _replace(value, old, new, count=None):
-    if not isinstance(value, str) or not isinstance(old, str) or not isinstance(new, str):
-        return
-    found = len(value) + 1 if old == "" else value.count(old)
-    if isinstance(count, int) and count >= 0:
-        found = min(found, count)
-    _within(len(value) + found * max(len(new) - len(old), 0), "a replaced string")
-
-
-def _join(value, d="", *args, **kwargs):
-    items = value if isinstance(value, list | tuple) else []
-    separator = len(d) if isinstance(d, str) else size_of(d)
-    _within(size_of(items) + separator * max(len(items) - 1, 0), "a joined string")
-
-
-def _format(value, *args, **kwargs):
-    if isinstance(value, str):
-        check_percent_format(value, kwargs or args)
-
-
-def _filled(value, count, fill_with=None):
-    if isinstance(count, int) and not isinstance(count, bool):
-        _within(max(count, 0), "a number of batches or slices")
-        if fill_with is not None:
-            _within(max(count, 0) * size_of(fill_with), "the filled rows")
-
-
-def _sum(value, attribute=None, start=0):
-    if not isinstance(start, int | float):
-        raise TemplateLimitError("Template filter `sum` adds numbers only.")
-
-
-def _tojson(value, indent=None):
-    if indent is not None:
-        if not isinstance(indent, int) or not 0 <= indent <= 16:
-            raise TemplateLimitError("Template filter `tojson`: indent must be 0 to 16.")
-        _within(size_of(value) * (1 + indent), "the JSON text")
-
-
-def _urlize(value, trim_url_limit=None, nofollow=False, target=None, rel=None, *args, **kw):
-    for extra in (target, rel):
-        if isinstance(extra, str) and len(extra) > 100:
-            raise TemplateLimitError("Template filter `urlize`: target and rel are at most 100.")
-
-
-FILTER_CHECKS = {
-    "center": _center,
-    "indent": _indent,
-    "wordwrap": _wordwrap,
-    "replace": _replace,
-    "join": _join,
-    "format": _format,
-    "batch": _filled,
-    "slice": _filled,
-    "sum": _sum,
-    "tojson": _tojson,
-    "urlize": _urlize,
-}
-
-
-def _expandtabs(value, tabsize=8):
-    if isinstance(tabsize, int):
-        _within(len(value) + value.count("\t") * max(tabsize, 0), "an expanded string")
-
-
-def _translate(value, table):
-    if isinstance(table, dict):
-        longest = max((size_of(item) for item in table.values()), default=1)
-        _within(len(value) * max(longest, 1), "a translated string")
-
-
-STR_METHOD_CHECKS = {
-    "center": _center,
-    "ljust": _center,
-    "rjust": _center,
-    "zfill": _center,
-    "expandtabs": _expandtabs,
-    "replace": _replace,
-    "join": lambda separator, items: _join(items, separator),
-    "translate": _translate,
-}
+from workflows.template_bounds import (
+    FILTER_CHECKS,
+    MAX_WRITTEN,
+    STR_METHOD_CHECKS,
+    TemplateLimitError,
+    check_binop,
+    checked,
+    current_budget,
+    materialized,
+    size_of,
+    too_large,
+    within,
+)
 
 
 def _check_arguments(args, kwargs) -> tuple:
-    args = tuple(_materialized(arg) for arg in args)
+    args = tuple(materialized(arg) for arg in args)
     for value in (*args, *kwargs.values()):
         size_of(value)
     return args
@@ -328,7 +63,7 @@ def _bounded_filter(name: str, func):
     @pass_context
     @wraps(func)
     def bounded(context, value, *args, **kwargs):
-        _budget().spend(1)
+        current_budget().spend(1)
         value, *args = _check_arguments((value, *args), kwargs)
         if check is not None:
             check(value, *args, **kwargs)
@@ -340,7 +75,7 @@ def _bounded_filter(name: str, func):
             result = func(context.environment, value, *args, **kwargs)
         else:
             result = func(value, *args, **kwargs)
-        return _checked(result, f"the result of `{name}`")
+        return checked(result, f"the result of `{name}`")
 
     return bounded
 
@@ -362,13 +97,13 @@ class _BoundedFormatter(SandboxedFormatter):
     def format_field(self, value, format_spec):
         widths = re.findall(r"\d+", format_spec)
         if any(len(width) > 7 for width in widths):
-            raise _too_large("a formatted field")
+            raise too_large("a formatted field")
         self._count(size_of(value) + sum(int(width) for width in widths))
         return super().format_field(value, format_spec)
 
     def _count(self, size: int) -> None:
         self._written += size
-        _within(self._written, "the formatted string")
+        within(self._written, "the formatted string")
 
 
 class _BoundedEscapeFormatter(_BoundedFormatter, EscapeFormatter):
@@ -428,7 +163,7 @@ class _BoundingTransformer(NodeTransformer):
 
 
 def bounded_loop(iterable):
-    budget = _budget()
+    budget = current_budget()
     for item in iterable:
         budget.spend(1)
         yield item
@@ -441,21 +176,21 @@ def _loop_filter(context, iterable):
 
 @pass_context
 def _spend_filter(context, steps: int) -> str:
-    _budget().spend(steps)
+    current_budget().spend(steps)
     return ""
 
 
 @pass_context
 def _concat_filter(context, parts: list) -> str:
-    _within(sum(size_of(part) for part in parts), "a `~` concatenation")
-    return _checked("".join(map(str, parts)))
+    within(sum(size_of(part) for part in parts), "a `~` concatenation")
+    return checked("".join(map(str, parts)))
 
 
 @pass_context
 def _output_filter(context, value) -> str:
     size_of(value)
     text = value if isinstance(value, str) else str(value)
-    budget = _budget()
+    budget = current_budget()
     budget.written += len(text)
     if budget.written > MAX_WRITTEN:
         raise TemplateLimitError(
@@ -486,24 +221,24 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return _BoundingTransformer().visit(super()._parse(source, name, filename))
 
     def call_binop(self, context, operator, left, right):
-        _budget().spend(1)
+        current_budget().spend(1)
         check_binop(operator, left, right)
-        return _checked(super().call_binop(context, operator, left, right))
+        return checked(super().call_binop(context, operator, left, right))
 
     def getattr(self, obj, attribute):
-        _budget().spend(1)  # the sandbox's attribute check is among its slowest operations
+        current_budget().spend(1)  # the sandbox's attribute check is among its slowest operations
         return super().getattr(obj, attribute)
 
     def getitem(self, obj, argument):
-        _budget().spend(1)
+        current_budget().spend(1)
         return super().getitem(obj, argument)
 
     def call_unop(self, context, operator, arg):
-        _budget().spend(1)
+        current_budget().spend(1)
         return super().call_unop(context, operator, arg)
 
     def call(__self, __context, __obj, *args, **kwargs):
-        _budget().spend(1)
+        current_budget().spend(1)
         args = _check_arguments(args, kwargs)
         if isinstance(__obj, LoopContext) and args:  # `loop(children)` in a recursive loop
             args = (bounded_loop(args[0]), *args[1:])
@@ -511,7 +246,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             check = STR_METHOD_CHECKS.get(__obj.__name__)
             if check is not None:
                 check(__obj.__self__, *args, **kwargs)
-        return _checked(super().call(__context, __obj, *args, **kwargs))
+        return checked(super().call(__context, __obj, *args, **kwargs))
 
     def wrap_str_format(self, value):
         wrapped = super().wrap_str_format(value)

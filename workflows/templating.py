@@ -12,7 +12,8 @@ from functools import lru_cache
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SecurityError
 
-from workflows.sandbox import BoundedSandbox, TemplateLimitError, render_budget
+from workflows.sandbox import BoundedSandbox
+from workflows.template_bounds import TemplateLimitError, render_budget
 
 MAX_TEMPLATE_LENGTH = 20_000
 MAX_OUTPUT_LENGTH = 200_000
