@@ -4,10 +4,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 
 from django.conf import settings
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, best_match
+from jsonschema.exceptions import best_match
 
 from config.api.errors import FieldError
+from entities.schemas import schema_errors, schema_problems, schema_validator
 from workflows.providers import GenerationRequest, provider_get
 from workflows.steps.base import StepType, advance, template_string
 from workflows.steps.fields import field_path
@@ -87,11 +87,8 @@ class AiGenerate(StepType):
             return []
         if config.get("responseFormat") != "json":
             return [FieldError(f"{path}.jsonSchema", 'Only allowed with responseFormat "json".')]
-        try:
-            Draft202012Validator.check_schema(config["jsonSchema"])
-        except SchemaError as exc:
-            return [FieldError(f"{path}.jsonSchema", f"Not a valid JSON Schema: {exc.message}")]
-        return []
+        # The same rules as an entity type's schema: nothing fetched, patterns on RE2.
+        return schema_problems(config["jsonSchema"], field=f"{path}.jsonSchema")
 
     def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:
         """The chunk's calls are in flight together, up to AI_MAX_CONCURRENCY."""
@@ -181,7 +178,7 @@ def json_problem(text: str, schema: dict | None) -> str | None:
     except ValueError as exc:
         return f"not JSON ({exc})"
     if schema:
-        error = best_match(Draft202012Validator(schema).iter_errors(value))
+        error = best_match(schema_errors(schema_validator(schema), value))
         if error is not None:
             return f"{'/'.join(map(str, error.absolute_path)) or 'the answer'}: {error.message}"
     return None

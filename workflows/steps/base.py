@@ -11,6 +11,7 @@ from django.db import DatabaseError
 from jsonschema import Draft202012Validator
 
 from config.api.errors import FieldError, json_path
+from entities.patterns import PatternError, pattern_search
 from workflows.steps.runtime import EntityState, Flow, StepContext, StepError
 from workflows.templating import MAX_TEMPLATE_LENGTH, TemplateError, render, template_problem
 
@@ -27,6 +28,15 @@ def template_string(description: str, **extra) -> dict:
         TEMPLATE: True,
         **extra,
     }
+
+
+def regex_search(pattern: str, text: str) -> bool:
+    """Whether a user's `pattern` matches in `text`, on RE2 (linear time). A pattern saved
+    before RE2 that it cannot run fails the entity."""
+    try:
+        return pattern_search(pattern, text)
+    except PatternError as exc:
+        raise StepError(f"{exc}: {pattern!r}") from exc
 
 
 class StepType:
