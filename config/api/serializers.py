@@ -10,6 +10,7 @@ both with a 400 that names each field, like step configs (a JSON Schema with
 import difflib
 from collections.abc import Mapping
 
+from django.http import QueryDict
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
@@ -98,7 +99,15 @@ class EmptyBodySerializer(StrictSerializer):
 
 
 def validated(serializer_class: type[serializers.Serializer], data, **kwargs) -> dict:
-    """Validate request input with a serializer; errors become the 400 error shape."""
+    """Validate request input (a JSON body, or query parameters) with a serializer; errors
+    become the 400 error shape.
+
+    Query parameters are passed on as a plain dict: DRF reads a QueryDict as an HTML form,
+    where `?status=` means "not given", so an empty filter would silently list everything;
+    as plain values, an empty one is refused like any other value the schema does not allow.
+    """
+    if isinstance(data, QueryDict):
+        data = data.dict()
     serializer = serializer_class(data=data, **kwargs)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data

@@ -325,3 +325,47 @@ def test_every_request_body_in_the_schema_refuses_unknown_properties():
     for ref in bodies:
         assert components[ref.rsplit("/", 1)[1]]["additionalProperties"] is False, ref
     assert components["BulkItemRequest"]["additionalProperties"] is False
+
+
+QUERY_FILTERS = [
+    (path, parameter["name"])
+    for path, operations in openapi()["paths"].items()
+    for parameter in operations.get("get", {}).get("parameters", [])
+    if parameter["in"] == "query" and parameter["name"] not in ("limit", "cursor")
+]
+GOOD_FILTERS = {
+    "status": "draft",
+    "entityTypeId": "ety_x",
+    "workflowId": "wf_x",
+    "level": "info",
+    "entityId": "ent_x",
+}
+
+
+def list_url(path: str, world) -> str:
+    ids = {"{id}": world["finished"].pk, "{workflow_id}": world["workflow"].pk}
+    if path.startswith("/api/v1/jobs/"):
+        ids["{id}"] = world["finished"].job.pk
+    for placeholder, value in ids.items():
+        path = path.replace(placeholder, value)
+    return path
+
+
+def test_every_query_filter_is_tried():
+    assert len(QUERY_FILTERS) >= 8
+
+
+@pytest.mark.parametrize(("path", "name"), QUERY_FILTERS)
+def test_an_empty_query_filter_is_a_400_naming_it(api, world, path, name):
+    """`?status=` is not "no filter": it would silently answer with everything."""
+    url = list_url(path, world)
+    good = GOOD_FILTERS[name]
+    if name == "status" and "items" in path:
+        good = "failed"
+    elif name == "status" and path != "/api/v1/entities":
+        good = "completed" if "jobs" in path else "active"
+    assert api.get(url, {name: good}).status_code == 200
+    response = api.get(url, {name: ""})
+    assert response.status_code == 400, response.content
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == name
