@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from config.api.fields import TimestampField
+from config.api.serializers import StrictSerializer
 from jobs.models import Job, Run, RunItem, RunLog, RunStatus
 from workflows.outbound import url_problem
 
@@ -91,7 +92,7 @@ class IdListField(serializers.ListField):
         return data
 
 
-class RunStartSerializer(serializers.Serializer):
+class RunStartSerializer(StrictSerializer):
     entityIds = IdListField(
         allow_empty=True,
         help_text="Array of entity IDs to run the workflow on (1 to 10,000).",
@@ -181,7 +182,7 @@ class LogQuerySerializer(serializers.Serializer):
     entityId = serializers.CharField(required=False)
 
 
-class RunRetrySerializer(serializers.Serializer):
+class RunRetrySerializer(StrictSerializer):
     useLatestVersion = serializers.BooleanField(
         default=False,
         help_text="Run the workflow's current version instead of the one the original run used.",

@@ -5,7 +5,7 @@ from rest_framework.response import Response
 
 from config.api.errors import NotFound
 from config.api.idempotency import SCHEMA_PARAMETER, idempotent
-from config.api.serializers import validated
+from config.api.serializers import EmptyBodySerializer, validated
 from jobs import selectors, services
 from jobs.models import Job, Run
 from jobs.serializers import (
@@ -110,5 +110,6 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         job = self.get_object()
+        validated(EmptyBodySerializer, request.data)
         services.run_cancel(run_id=job.run_id, cancelled_by=request.user.get_username())
         return Response(JobSerializer(selectors.job_get(job_id=job.pk)).data)

@@ -41,6 +41,15 @@ def _step_problems(step, index: int, seen_ids: set[str]) -> list[FieldError]:
     step_type = step.get("type")
     if step_type is None:
         return [*found, FieldError(f"{where}.type", "This field is required.", "required")]
+    if not isinstance(step_type, str):
+        return [
+            *found,
+            FieldError(
+                f"{where}.type",
+                f"Must be a string, one of: {', '.join(registry.names())}.",
+                "type",
+            ),
+        ]
     if step_type not in registry:
         return [
             *found,
