@@ -7,6 +7,7 @@ runs on RE2, whose matching time is linear in the text.
 """
 
 import json
+from urllib.parse import unquote
 
 from django.conf import settings
 from jsonschema import Draft202012Validator, validators
@@ -136,6 +137,88 @@ def _walk_problems(schema, path: list, ids: set[str]) -> list[FieldError]:
     return found
 
 
+# Keywords whose subschemas apply to the same instance: a cycle through them alone never ends.
+_IN_PLACE_LISTS = ("allOf", "anyOf", "oneOf")
+_IN_PLACE_ONE = ("not", "if", "then", "else")
+
+
+def _resolve_local(root: dict, reference: str):
+    """The subschema a `#...` reference names (a JSON pointer or an `$anchor`), or None."""
+    fragment = unquote(reference[1:])
+    if fragment and not fragment.startswith("/"):
+        return _find_anchor(root, fragment)
+    node = root
+    for part in fragment.split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _find_anchor(schema, name: str):
+    if isinstance(schema, dict):
+        if schema.get("$anchor") == name or schema.get("$dynamicAnchor") == name:
+            return schema
+        children = schema.values()
+    elif isinstance(schema, list):
+        children = schema
+    else:
+        return None
+    for child in children:
+        found = _find_anchor(child, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _in_place(root: dict, schema: dict) -> list:
+    """The subschemas `schema` applies to the instance it is given, references followed."""
+    found = [schema.get(keyword) for keyword in _IN_PLACE_ONE]
+    for keyword in _IN_PLACE_LISTS:
+        if isinstance(schema.get(keyword), list):
+            found += schema[keyword]
+    for keyword in REFERENCE_KEYWORDS:
+        reference = schema.get(keyword)
+        if isinstance(reference, str) and reference.startswith("#"):
+            found.append(_resolve_local(root, reference))
+    return [child for child in found if isinstance(child, dict)]
+
+
+def _reference_loop(root: dict) -> bool:
+    """Whether references lead back to a schema before any part of the instance is entered
+    (`{"$ref": "#"}`): validating against it would recurse without end."""
+    done: set[int] = set()
+
+    def loops(schema: dict, path: set[int]) -> bool:
+        if id(schema) in path:
+            return True
+        if id(schema) in done:
+            return False
+        path.add(id(schema))
+        if any(loops(child, path) for child in _in_place(root, schema)):
+            return True
+        path.discard(id(schema))
+        done.add(id(schema))
+        return False
+
+    def every_schema(schema):
+        if isinstance(schema, dict):
+            yield schema
+            children = schema.values()
+        elif isinstance(schema, list):
+            children = schema
+        else:
+            return
+        for child in children:
+            yield from every_schema(child)
+
+    return any(loops(schema, set()) for schema in every_schema(root))
+
+
 def _keywords(schema) -> set[str]:
     if isinstance(schema, dict):
         return set(schema).union(*map(_keywords, schema.values()))
@@ -165,6 +248,9 @@ def schema_problems(schema, *, field: str = "schema") -> list[FieldError]:
         SchemaValidator.check_schema(schema)
     except SchemaError as exc:
         return [FieldError(json_path([field, *exc.absolute_path]), exc.message)]
+    if _reference_loop(schema):
+        message = "Its references lead back to themselves without entering the data: it never ends."
+        problems.append(FieldError(field, message))
     if _unevaluated_with_patterns(schema):
         message = "`unevaluatedProperties` cannot be combined with `patternProperties`."
         problems.append(FieldError(field, message))
@@ -183,6 +269,8 @@ def schema_errors(validator, value) -> list[ValidationError]:
         return list(validator.iter_errors(value))
     except Unresolvable as exc:
         return [ValidationError(f"The schema's reference {exc.ref!r} cannot be resolved.")]
+    except RecursionError:  # a loop of references stored before they were checked
+        return [ValidationError("The schema's references lead back to themselves without end.")]
 
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps() would build one per call

@@ -148,3 +148,41 @@ def test_additional_properties_false_names_the_unexpected_keys(api):
     assert detail["field"] == "data" and "'other' was unexpected" in detail["message"]
     good = {"entityTypeId": type_id, "data": {"x_ok": 1, "x_two": 2}}
     assert api.post("/api/v1/entities", good).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#"},
+        {"$defs": {"a": {"$ref": "#/$defs/a"}}, "properties": {"x": {"$ref": "#/$defs/a"}}},
+        {"$defs": {"a": {"allOf": [{"$ref": "#/$defs/b"}]}, "b": {"not": {"$ref": "#/$defs/a"}}},
+         "$ref": "#/$defs/a"},
+        {"$defs": {"a": {"$anchor": "here", "anyOf": [{"$ref": "#here"}]}}},
+        {"if": {"$ref": "#"}},
+    ],
+)  # fmt: skip
+def test_a_schema_whose_references_loop_without_entering_the_data_is_refused(api, schema):
+    [detail] = _details(_create_type(api, schema))
+    assert detail["field"] == "schema" and "never ends" in detail["message"]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [  # recursion through a property or an item enters the data, so it ends
+        {"$defs": {"node": {"type": "object",
+                            "properties": {"child": {"$ref": "#/$defs/node"}}}},
+         "$ref": "#/$defs/node"},
+        {"type": "array", "items": {"$ref": "#"}},
+    ],
+)  # fmt: skip
+def test_a_recursive_schema_that_enters_the_data_is_accepted_and_validates(api, schema):
+    response = _create_type(api, schema)
+    assert response.status_code == 201, response.json()
+
+
+def test_a_stored_schema_whose_references_loop_answers_400_not_500(api):
+    """Saved before loops were checked: the validation that would never end is a 400."""
+    entity_type = EntityType.objects.create(name="old", schema={"$ref": "#"})
+    response = api.post("/api/v1/entities", {"entityTypeId": entity_type.pk, "data": {"a": 1}})
+    [detail] = _details(response)
+    assert "without end" in detail["message"]

@@ -175,6 +175,20 @@ def test_idempotency_key_returns_the_first_answer_and_creates_nothing_new(
     assert Run.objects.count() == 1
 
 
+@pytest.mark.parametrize("key", ["", "a" * 256, "run\x00one", "run\none", "tab\there"])
+def test_an_unusable_idempotency_key_is_a_400_naming_the_header(
+    api, workflow, product_type, key
+):
+    ids = make_entities(product_type, 1)
+    response = _run(api, workflow, {"entityIds": ids}, HTTP_IDEMPOTENCY_KEY=key)
+    assert response.status_code == 400, response.content
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == "Idempotency-Key"
+    assert Run.objects.count() == 0
+    good = _run(api, workflow, {"entityIds": ids}, HTTP_IDEMPOTENCY_KEY="run-1 ok")
+    assert good.status_code == 202
+
+
 def test_runs_list_and_items_with_status_filter(api, product_type):
     workflow = make_workflow(
         product_type,
