@@ -1,8 +1,7 @@
 from django.contrib import admin, messages
-from django.utils import timezone
 
 from config.api.models import ApiKey
-from config.api.services import api_key_issue
+from config.api.services import api_key_issue, api_key_revoke
 
 
 @admin.register(ApiKey)
@@ -36,5 +35,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        keys = list(queryset.filter(revoked_at__isnull=True))
+        for api_key in keys:
+            api_key_revoke(api_key=api_key)
+        count = len(keys)
         self.message_user(request, f"Revoked {count} key(s).")

@@ -1,9 +1,7 @@
 import hashlib
 import hmac
 import json
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
@@ -12,9 +10,10 @@ from django.core.validators import validate_email
 
 from config.api.errors import FieldError
 from workflows.outbound import post_json
-from workflows.steps.base import StepType, template_string
+from workflows.steps.base import StepType, advance, template_string
+from workflows.steps.inflight import bounded_calls
 from workflows.steps.registry import register
-from workflows.steps.runtime import EntityState, Flow, StepContext
+from workflows.steps.runtime import EntityState, Flow, StepContext, StepError
 
 
 @register
@@ -87,19 +86,20 @@ class Notify(StepType):
         """Up to SEND_CONCURRENCY sends in flight. Each entity's checkpoint moves past this
         step just before its send, so a redelivered chunk never sends it again; a worker
         killed mid-send loses at most the sends in flight (at-most-once)."""
-        claim = None if ctx.dry_run else getattr(ctx.committer, "claim", None)
-        free_slots = threading.BoundedSemaphore(SEND_CONCURRENCY)
-        with ThreadPoolExecutor(max_workers=SEND_CONCURRENCY) as pool:
-            for state in states:
-                free_slots.acquire()
-                if ctx.is_cancelled():
-                    free_slots.release()
-                    break  # the rest stay at this step and end cancelled
-                if claim is not None and not claim([state], ctx):
-                    free_slots.release()
-                    continue
-                sending = pool.submit(self.run_guarded, state, config, ctx)
-                sending.add_done_callback(lambda _: free_slots.release())
+        sends = bounded_calls(
+            states,
+            lambda state: self.run(state, config, ctx),
+            limit=SEND_CONCURRENCY,
+            ctx=ctx,
+            admit=lambda state: bool(ctx.engine.checkpoint([state], ctx)),
+        )
+        for state, sending in sends:
+            try:
+                flow = sending.result()
+            except StepError as exc:
+                state.fail(ctx.step_id, exc.message)
+            else:
+                advance(state, flow, ctx)
 
     def run(self, state: EntityState, config: dict, ctx: StepContext) -> Flow:
         message = self.render(config.get("message", ""), state, ctx)

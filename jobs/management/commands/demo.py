@@ -5,8 +5,8 @@ import sys
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from config.api.demo import demo_seed
 from config.env import BASE_DIR
+from jobs.demo import demo_seed
 
 
 class Command(BaseCommand):
