@@ -26,10 +26,12 @@ from workflows.serializers import WorkflowTestResultSerializer, WorkflowTestSeri
 
 
 class WorkflowRunViewSet(viewsets.GenericViewSet):
-    """The engine's endpoints on a workflow: `/workflows/:id/run` and `/workflows/:id/test`
-    (the workflow's definition is `workflows.views.WorkflowViewSet`)."""
+    # The engine's endpoints on a workflow: `/workflows/:id/run` and `/workflows/:id/test`
+    # (its definition is `workflows.views.WorkflowViewSet`). A comment, not a docstring:
+    # drf-spectacular would put it in both operations.
 
     queryset = Workflow.objects.all()
+    serializer_class = RunStartSerializer  # what DRF asks for on its own (an error page)
     # Running costs money and changes entities: it takes the right to start runs.
     action_permissions = {
         "run": ["workflows.view_workflow", "jobs.add_run"],

@@ -30,8 +30,8 @@ from workflows.steps import registry
     destroy=extend_schema(summary="Archive a workflow", responses={200: WorkflowDetailSerializer}),
 )
 class WorkflowViewSet(viewsets.ModelViewSet):
-    """Workflow definitions. Running one (`/run`, `/test`, `/runs`) is the engine's: jobs."""
-
+    # Workflow definitions. Running one (`/run`, `/test`, `/runs`) is the engine's: jobs.
+    # (A comment, not a docstring: drf-spectacular would put it in every operation.)
     queryset = Workflow.objects.all()
     serializer_class = WorkflowDetailSerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
