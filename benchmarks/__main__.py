@@ -32,7 +32,7 @@ def main() -> None:
     logs = Path(tempfile.mkdtemp(prefix="bench-"))
     results: dict = {}
     web = harness.start_web(logs)
-    base_url = "http://127.0.0.1:8765"
+    base_url = f"http://127.0.0.1:{harness.PORT}"
     try:
         if "dispatch" in chosen:  # before any worker exists: only the request is measured
             results["dispatch"] = _report("dispatch", dispatch.run(base_url, key))

@@ -14,7 +14,9 @@ import httpx
 
 from tests.processes import ROOT, ManagedProcess, celery_worker_command
 
-DB_NAME = "workflows_bench"
+# Several checkouts may measure on one machine: name your own database and port.
+DB_NAME = os.environ.get("BENCH_DB_NAME", "workflows_bench")
+PORT = int(os.environ.get("BENCH_PORT", "8765"))
 ENV = {
     **os.environ,
     "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
@@ -64,7 +66,7 @@ def start_worker(log_dir: Path, concurrency: int = 2) -> ManagedProcess:
     return ManagedProcess(celery_worker_command(concurrency), "ready.", log_dir / "worker.log", ENV)
 
 
-def start_web(log_dir: Path, port: int = 8765, workers: int = 2) -> ManagedProcess:
+def start_web(log_dir: Path, port: int = PORT, workers: int = 2) -> ManagedProcess:
     return ManagedProcess(
         [
             sys.executable,

@@ -6,13 +6,14 @@ from rest_framework.routers import SimpleRouter
 
 from config.api.views import HealthView, SchemaView
 from entities.views import EntityTypeViewSet, EntityViewSet
-from jobs.views import JobViewSet, RunViewSet
+from jobs.views import JobViewSet, RunViewSet, WorkflowRunViewSet
 from workflows.views import StepTypeListView, WorkflowViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("entity-types", EntityTypeViewSet, basename="entity-type")
 router.register("entities", EntityViewSet, basename="entity")
 router.register("workflows", WorkflowViewSet, basename="workflow")
+router.register("workflows", WorkflowRunViewSet, basename="workflow-engine")
 router.register("jobs", JobViewSet, basename="job")
 
 api_v1 = [

@@ -106,10 +106,6 @@ class ItemStatus(models.TextChoices):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
-    @classmethod
-    def ended(cls) -> list[str]:
-        return [cls.COMPLETED, cls.SKIPPED, cls.FAILED, cls.CANCELLED]
-
 
 class RunItem(models.Model):
     """One entity in one run: its status, where it stopped, and its checkpoint."""

@@ -1,12 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.template.response import TemplateResponse
-from django.utils import timezone
 from django.utils.cache import patch_cache_control
 
 from config.admin_mixins import CreateOnlyFieldsMixin
 from config.api.models import ApiKey
-from config.api.services import api_key_issue
+from config.api.services import api_key_issue, api_key_revoke
 
 
 @admin.register(ApiKey)
@@ -61,5 +60,8 @@ class ApiKeyAdmin(CreateOnlyFieldsMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        keys = list(queryset.filter(revoked_at__isnull=True))
+        for api_key in keys:
+            api_key_revoke(api_key=api_key)
+        count = len(keys)
         self.message_user(request, f"Revoked {count} key(s).")

@@ -7,7 +7,9 @@ from config.env import env_choice, env_float, env_int, env_list, env_str
 
 WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50, minimum=1)
 
-AI_PROVIDER = env_choice("AI_PROVIDER", "local", ("local", "openai", "anthropic"))
+# The LLM providers, declared once: workflows.providers binds each name to its class.
+AI_PROVIDERS = ("local", "openai", "anthropic")
+AI_PROVIDER = env_choice("AI_PROVIDER", "local", AI_PROVIDERS)
 AI_MODEL = env_str("AI_MODEL", "")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
@@ -41,3 +43,7 @@ OUTBOUND_BACKOFF_S = env_float("OUTBOUND_BACKOFF_S", 0.5, minimum=0.0)
 # A run with no sign of progress for this long (no chunk claimed or finished, no step still
 # working on one) gets its unfinished chunks queued again by celery beat.
 RUN_STALL_AFTER_S = env_int("RUN_STALL_AFTER_S", 600, minimum=1)
+# Deliveries of a chunk an item may take. Each one that claims it counts, whether it ends
+# or dies (a worker killed, a database outage mid-chunk): past this many the item fails,
+# saying why, instead of its chunk being queued again forever.
+RUN_MAX_ATTEMPTS = env_int("RUN_MAX_ATTEMPTS", 10, minimum=1)

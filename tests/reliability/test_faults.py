@@ -12,8 +12,8 @@ import pytest
 from django.db import connection
 
 from entities.models import Entity
+from jobs.engine.recovery import runs_resume_stalled
 from jobs.models import Run, RunItem, RunLog
-from jobs.services import runs_resume_stalled
 from tests.factories import make_entities, make_workflow, start_run
 from tests.servers import Reply, start_llm
 from tests.workers import FAKE_LLM_PORT, wait_for_run

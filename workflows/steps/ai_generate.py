@@ -1,6 +1,4 @@
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 
 from django.conf import settings
@@ -8,9 +6,10 @@ from jsonschema.exceptions import best_match
 
 from config.api.errors import FieldError
 from entities.schemas import schema_errors, schema_problems, schema_validator
-from workflows.providers import GenerationRequest, provider_get
+from workflows.providers import PROVIDERS, GenerationRequest, provider_get
 from workflows.steps.base import StepType, advance, template_string
 from workflows.steps.fields import field_path
+from workflows.steps.inflight import bounded_calls
 from workflows.steps.registry import register
 from workflows.steps.runtime import EntityState, Flow, StepContext, StepError, get_path, set_path
 
@@ -34,7 +33,7 @@ class AiGenerate(StepType):
             "system": template_string("An optional system message"),
             "provider": {
                 "type": "string",
-                "enum": ["local", "openai", "anthropic"],
+                "enum": list(PROVIDERS),
                 "description": "The LLM provider; defaults to the deployment's AI_PROVIDER.",
             },
             "model": {
@@ -103,35 +102,25 @@ class AiGenerate(StepType):
                 requests.append((state, self._request(state, config, ctx)))
             except StepError as exc:
                 state.fail(ctx.step_id, exc.message)
-        if not requests:
-            return
-        # Submit a call only when a slot is free, so a cancel stops new calls within one
-        # call's latency; entities never submitted stay at this step and end cancelled.
-        free_slots = threading.BoundedSemaphore(settings.AI_MAX_CONCURRENCY)
-        with ThreadPoolExecutor(max_workers=settings.AI_MAX_CONCURRENCY) as pool:
-            futures = {}
-            for state, request in requests:
-                free_slots.acquire()
-                if ctx.is_cancelled():
-                    free_slots.release()
-                    break
 
-                def log_retry(message, state=state):
-                    state.log.append(("warning", ctx.step_id, message))
+        def generate(pair):
+            state, request = pair
 
-                future = pool.submit(self._generate, provider, request, log_retry)
-                future.add_done_callback(lambda _: free_slots.release())
-                futures[future] = state
-            for future in as_completed(futures):
-                state = futures[future]
-                try:
-                    answer, usage = future.result()
-                except StepError as exc:
-                    state.fail(ctx.step_id, exc.message)
-                    continue
-                state.add_usage(usage)
-                set_path(state.data, config["outputField"], answer)
-                advance(state, Flow(output=answer), ctx)
+            def log_retry(message):
+                state.log.append(("warning", ctx.step_id, message))
+
+            return self._generate(provider, request, log_retry)
+
+        calls = bounded_calls(requests, generate, limit=settings.AI_MAX_CONCURRENCY, ctx=ctx)
+        for (state, _request), future in calls:
+            try:
+                answer, usage = future.result()
+            except StepError as exc:
+                state.fail(ctx.step_id, exc.message)
+                continue
+            state.add_usage(usage)
+            set_path(state.data, config["outputField"], answer)
+            advance(state, Flow(output=answer), ctx)
 
     def _request(self, state: EntityState, config: dict, ctx: StepContext) -> GenerationRequest:
         return GenerationRequest(

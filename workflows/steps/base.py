@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 
 from config.api.errors import FieldError, json_path
 from entities.patterns import PatternError, pattern_search
-from workflows.steps.runtime import EntityState, Flow, StepContext, StepError
+from workflows.steps.runtime import EntityState, Flow, Outcome, StepContext, StepError
 from workflows.templating import MAX_TEMPLATE_LENGTH, TemplateError, render, template_problem
 
 TEMPLATE = "x-template"
@@ -40,15 +40,30 @@ def regex_search(pattern: str, text: str) -> bool:
 
 
 class StepType:
-    """One kind of workflow step.
+    """One kind of workflow step: one module in `workflows/steps/`, registered with
+    `@register`, depending on nothing but `workflows/steps/` (and the layers below).
 
-    Subclasses set `type`, `name`, `description`, `config_schema` (a JSON Schema object, the
-    OpenAPI 3.0 subset: `$defs` allowed, no `const`), and `example`; they may add checks the
-    schema cannot express in `extra_problems`.
+    Declaring: set `type`, `name`, `description`, `config_schema` (a JSON Schema object, the
+    OpenAPI 3.0 subset: `$defs` allowed, no `const`) and `example`; checks the schema cannot
+    express go in `extra_problems`. Validation, `/api/v1/step-types`, the OpenAPI schema and
+    the admin's reference all come from this declaration.
 
-    To run, a subclass implements `run` (one entity) or overrides `run_batch` (all entities
-    of a chunk at once, for steps that batch writes or overlap I/O). A step raises StepError
-    to fail the entity; it never commits or sends anything when `ctx.dry_run` is set.
+    Running: implement `run` (one entity: return a `Flow`, or raise `StepError(message)` to
+    fail that entity) or override `run_batch` (every entity of a chunk at this step, to batch
+    writes or overlap I/O; finish each state with `advance` or `state.fail`). What a step may
+    ask of the engine is `ctx.engine` (a `StepEngine`): `publish` working copies (commit them
+    with a status), `checkpoint` around a side effect (before an at-most-once one, after an
+    at-least-once one) so a redelivered chunk does not repeat it, `cancelled()` before
+    starting more work, `heartbeat()` in long batches.
+    Concurrent calls go through `bounded_calls` (workflows/steps/inflight.py).
+
+    A run and the test endpoint take the same path: the test gets a `DryRun` engine, and
+    with `ctx.dry_run` a step sends nothing (it returns what it would have sent).
+
+    The engine guards every step: any other exception fails the entities the step had not
+    finished (logged, with the error), and an entity a step left at its step ends cancelled
+    when the run was cancelled, failed otherwise: none ends `completed` by accident. A
+    database error is not caught: the chunk is retried from its checkpoints.
     """
 
     type: ClassVar[str]
@@ -176,17 +191,17 @@ def advance(state: EntityState, flow: Flow, ctx: StepContext) -> None:
         state.outputs[ctx.step_id] = flow.output
     state.step_id = ctx.step_id
     if flow.stop:
-        state.outcome = "skipped"  # logged once per chunk and step, with the count
+        state.outcome = Outcome.STOPPED  # logged once per chunk and step, with the count
     else:
-        state.next_step = ctx.step_index + 1 + flow.skip
+        state.next_step = ctx.step_index + 1 + flow.jump
     if not ctx.dry_run:
         return  # the trace is the test endpoint's answer; a run records items and logs
     state.trace.append(
         {
             "stepId": ctx.step_id,
-            "outcome": "stopped" if flow.stop else "completed",
+            "outcome": Outcome.STOPPED if flow.stop else Outcome.COMPLETED,
             "output": flow.output,
-            "skipNext": flow.skip,
+            "jumped": flow.jump,
         }
     )
 

@@ -127,8 +127,8 @@ class Condition(StepType):
         otherwise = config["else"]
         if otherwise == "fail":
             raise StepError(f"Condition not met: {describe(config['if'])}.")
-        if otherwise == "skip":
-            return Flow(output={"result": False}, skip=config["skipCount"])
+        if otherwise == "skip":  # the API's word: jump over the next `skipCount` steps
+            return Flow(output={"result": False}, jump=config["skipCount"])
         return Flow(output={"result": False}, stop=True)
 
 

@@ -5,10 +5,9 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import queue
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -16,13 +15,16 @@ from django.core.validators import validate_email
 
 from config.api.errors import FieldError
 from workflows.outbound import display_url, post_json, url_problem
-from workflows.steps.base import StepType, template_string
+from workflows.steps.base import StepType, advance, internal_error, template_string
+from workflows.steps.inflight import bounded_calls
 from workflows.steps.registry import register
 from workflows.steps.runtime import EntityState, Flow, StepContext, StepError
 
 SEND_CONCURRENCY = 8
 MAX_RECIPIENTS = 50
 WHSEC_PREFIX = "whsec_"
+
+logger = logging.getLogger(__name__)
 
 
 @register
@@ -132,39 +134,44 @@ class Notify(StepType):
         worker killed during or after a send sends it again on redelivery, with the same
         `webhook-id`. This thread writes those checkpoints, a few sends at a time: the
         pool's threads have no database connection of their own to use."""
-        checkpoint = None if ctx.dry_run else getattr(ctx.committer, "claim", None)
         at_least_once = config["channel"] == "webhook"
         sent: queue.SimpleQueue[EntityState] = queue.SimpleQueue()
-        free_slots = threading.BoundedSemaphore(SEND_CONCURRENCY)
+
+        def send(state: EntityState) -> Flow:
+            flow = self.run(state, config, ctx)  # raises if not delivered: no checkpoint
+            sent.put(state)
+            return flow
 
         def checkpoint_sent() -> None:
             done = []
             while not sent.empty():
-                state = sent.get()
-                if state.alive and state.next_step > ctx.step_index:
-                    done.append(state)  # failed sends need no checkpoint: they are final
-            if done and checkpoint is not None:
-                checkpoint(done, ctx)
+                done.append(sent.get())
+            if done:
+                ctx.engine.checkpoint(done, ctx)
 
-        def finished(state: EntityState) -> None:
-            sent.put(state)
-            free_slots.release()
+        def admit(state: EntityState) -> bool:
+            if at_least_once:
+                checkpoint_sent()
+                return True
+            return bool(ctx.engine.checkpoint([state], ctx))
 
-        with ThreadPoolExecutor(max_workers=SEND_CONCURRENCY) as pool:
-            for state in states:
-                free_slots.acquire()
-                if at_least_once:
-                    checkpoint_sent()
-                if ctx.is_cancelled():
-                    free_slots.release()
-                    break  # the rest stay at this step and end cancelled
-                if not at_least_once and checkpoint is not None and not checkpoint([state], ctx):
-                    free_slots.release()
-                    continue
-                sending = pool.submit(self.run_guarded, state, config, ctx)
-                sending.add_done_callback(lambda _, state=state: finished(state))
+        sends = list(
+            bounded_calls(states, send, limit=SEND_CONCURRENCY, ctx=ctx, admit=admit)
+        )
         if at_least_once:
             checkpoint_sent()
+        for state, sending in sends:
+            if not state.alive:
+                continue  # its checkpoint failed it, or another delivery owns it now
+            try:
+                flow = sending.result()
+            except StepError as exc:
+                state.fail(ctx.step_id, exc.message)
+            except Exception as exc:  # a defect in one send fails that entity alone
+                logger.exception("Step %s (notify) crashed", ctx.step_id)
+                state.fail(ctx.step_id, internal_error(ctx.step_id, exc))
+            else:
+                advance(state, flow, ctx)
 
     def run(self, state: EntityState, config: dict, ctx: StepContext) -> Flow:
         message = self.render(config.get("message", ""), state, ctx)
