@@ -1,6 +1,7 @@
-"""One delivery of one chunk, start to end: give up on items whose deliveries kept dying,
-claim the rest, load their working copies, take them through the steps, finish. Safe to run
-again for the same chunk: the leases decide which delivery acts on each entity."""
+"""One delivery of one chunk, start to end: claim its items, give up on those whose
+deliveries kept dying (a redelivery only), load the working copies, take them through the
+steps, finish. Safe to run again for the same chunk: the leases decide which delivery acts
+on each entity."""
 
 import time
 
@@ -20,8 +21,11 @@ def chunk_execute(*, run_id: str, chunk: int) -> None:
         return
     if run.status == RunStatus.PENDING:
         run_mark_running(run_id=run_id)
-    items_give_up(run_id, chunk)
-    items = items_claim(run, chunk)
+    items = items_claim(run, chunk)  # never an item claimed RUN_MAX_ATTEMPTS times already
+    if not items or any(item.attempts > 1 for item in items):
+        # Only a redelivery can hold such items (each delivery claims every unfinished item
+        # of its chunk), so a first delivery, the common case, skips this query.
+        items_give_up(run_id, chunk)
     if items:
         # Every entity of a run is of the workflow's entity type (checked at start).
         states = states_load(items, run.workflow.entity_type.schema)
