@@ -7,6 +7,7 @@ from celery import current_app
 RUN_CHUNK = "jobs.tasks.run_chunk"
 SEND_RUN_CALLBACK = "jobs.tasks.send_run_callback"
 MAKE_RUN_ITEMS = "jobs.tasks.make_run_items"
+DISPATCH_TRIGGERS = "jobs.tasks.dispatch_triggers"
 
 
 def chunks_enqueue(run_id: str, chunks) -> None:

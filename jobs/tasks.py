@@ -8,6 +8,7 @@ from jobs.engine.chunk import chunk_execute
 from jobs.engine.recovery import runs_resume_stalled
 from jobs.filter_runs import run_items_make
 from jobs.services import run_callback_send
+from jobs.triggers import entity_events_dispatch
 
 
 @shared_task(
@@ -56,3 +57,18 @@ def resume_stalled_runs() -> int:
 def make_run_items(run_id: str) -> None:
     """Make the items of a run over a filter in batches, then queue its chunks."""
     run_items_make(run_id=run_id)
+
+
+@shared_task(
+    name=queue.DISPATCH_TRIGGERS,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError, InterfaceError),
+    retry_backoff=True,
+    max_retries=20,
+)
+def dispatch_triggers() -> int:
+    """Start the runs of workflow triggers for the entity events gathered (and, from beat,
+    sweep the outbox for any whose dispatch was never queued)."""
+    return entity_events_dispatch()
