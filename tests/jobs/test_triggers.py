@@ -3,11 +3,12 @@
 import logging
 
 import pytest
+from django.core.cache import cache
 
 from entities import services as entity_services
 from entities.models import EntityEvent
 from jobs.models import Run, RunItem
-from jobs.triggers import entity_events_dispatch
+from jobs.triggers import QUEUED_KEY, entity_events_dispatch
 from tests.factories import make_entities, make_workflow, run_inline
 
 pytestmark = pytest.mark.django_db
@@ -22,6 +23,8 @@ PUBLISH = {"type": "publish", "config": {}}
 @pytest.fixture(autouse=True)
 def no_wait(settings):
     settings.TRIGGER_DEBOUNCE_S = 0
+    yield
+    cache.delete(QUEUED_KEY)  # the shared cache: a dispatch queued here is not the next's
 
 
 def _items(run) -> list[str]:
