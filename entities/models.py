@@ -50,3 +50,26 @@ class Entity(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class EntityEvent(models.Model):
+    """The outbox of entity changes: written in the transaction of the change (so a crash
+    cannot separate them), one row per write of a batch of entities, read and deleted by the
+    layer above (`jobs.triggers`), which starts the runs of workflow triggers."""
+
+    class Kind(models.TextChoices):
+        CREATED = "entity.created"
+        UPDATED = "entity.updated"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    entity_type_id = models.CharField(max_length=ID_LENGTH)
+    entity_ids = models.JSONField(help_text="The entities changed alike by one write.")
+    fields = models.JSONField(default=list, help_text="The top-level data keys changed.")
+    # Set when a run made the change: its workflow does not trigger itself on it, and a
+    # chain of triggered runs is cut at TRIGGER_MAX_DEPTH.
+    origin_workflow_id = models.CharField(max_length=ID_LENGTH, blank=True)
+    depth = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.kind} x{len(self.entity_ids)}"

@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput
 from config.bulk import JSONText, rows_update
-from entities.models import Entity, EntityType
+from entities.events import ChangeOrigin, changed_keys, events_record
+from entities.models import Entity, EntityEvent, EntityType
 from entities.schemas import data_encode, data_problems, data_validator, schema_problems
 
 BULK_MAX_ITEMS = 10_000
@@ -67,19 +68,33 @@ def entity_type_delete(*, entity_type: EntityType) -> None:
         ) from None
 
 
+@transaction.atomic
 def entity_create(*, entity_type: EntityType, data: dict) -> Entity:
     _check_data(entity_type, data)
-    return Entity.objects.create(entity_type=entity_type, data=data)
+    entity = Entity.objects.create(entity_type=entity_type, data=data)
+    events_record(
+        kind=EntityEvent.Kind.CREATED, entity_type_id=entity_type.pk, changes={entity.pk: ()}
+    )
+    return entity
 
 
+@transaction.atomic
 def entity_save(*, entity: Entity, created: bool) -> Entity:
     """Save an entity edited as a whole (the admin's form, checked as the API's writes are).
     An edit bumps `version`, as every write does: a run that read the entity before merges
     its changes into this edit instead of writing over it."""
+    before = None
     if not created:
+        before = Entity.objects.select_for_update().filter(pk=entity.pk).values("data").first()
         entity.version = F("version") + 1
     entity.save()
     entity.refresh_from_db(fields=["version"])
+    if created or before is None:
+        kind, changes = EntityEvent.Kind.CREATED, {entity.pk: ()}
+    else:
+        keys = changed_keys(before["data"], entity.data)
+        kind, changes = EntityEvent.Kind.UPDATED, ({entity.pk: keys} if keys else {})
+    events_record(kind=kind, entity_type_id=entity.entity_type_id, changes=changes)
     return entity
 
 
@@ -93,10 +108,17 @@ def entity_update(*, entity_id: str, data: dict) -> Entity:
     entity = Entity.objects.select_for_update().select_related("entity_type").get(pk=entity_id)
     merged = {**entity.data, **data}
     _check_data(entity.entity_type, merged)
+    keys = changed_keys(entity.data, merged)
     entity.data = merged
     entity.version = F("version") + 1
     entity.save()
     entity.refresh_from_db(fields=["version"])
+    if keys:  # an update that changes nothing triggers nothing
+        events_record(
+            kind=EntityEvent.Kind.UPDATED,
+            entity_type_id=entity.entity_type_id,
+            changes={entity.pk: keys},
+        )
     return entity
 
 
@@ -131,7 +153,14 @@ def entities_bulk_create(*, entity_type: EntityType, items: list[dict]) -> list[
         for item in items
     ]
     Entity.objects.bulk_create(entities, batch_size=BULK_BATCH_SIZE)
-    return [entity.pk for entity in entities]
+    ids = [entity.pk for entity in entities]
+    # One outbox row for the whole import: it starts one run per workflow, not 10,000.
+    events_record(
+        kind=EntityEvent.Kind.CREATED,
+        entity_type_id=entity_type.pk,
+        changes=dict.fromkeys(ids, ()),
+    )
+    return ids
 
 
 @dataclass(frozen=True)
@@ -145,6 +174,7 @@ class WorkingCopy:
     data: dict
     version: int | None = None  # the entity's version when `base` was read, if known
     schema: dict | None = None  # the entity type's schema, with `version`
+    entity_type_id: str = ""  # for the outbox; read from the entity when not given
 
 
 def apply_changes(current: dict, base: dict, data: dict) -> dict:
@@ -161,18 +191,51 @@ def apply_changes(current: dict, base: dict, data: dict) -> dict:
 
 
 def entities_commit(
-    *, copies: list[WorkingCopy], status: str | None = None
+    *,
+    copies: list[WorkingCopy],
+    status: str | None = None,
+    origin: ChangeOrigin | None = None,
 ) -> dict[str, int | str]:
     """Write working copies into their entities in one batch; call inside a transaction.
 
     Each entity is locked, gets the run's changes merged in (see `apply_changes`), is checked
     against its type's schema, and gets a new version (and `status`, when given). Returns, per
     entity id, the new version or an error message; an entity with an error is left as it was.
+    The changes are recorded in the outbox as made by `origin` (a run's workflow).
     """
     results: dict[str, int | str] = {}
+    _entities_commit(copies, status, results)
+    _record_commit(copies, status, results, origin)
+    return results
+
+
+def _record_commit(copies, status, results, origin) -> None:
+    """Outbox rows for the entities committed, with the keys each changed."""
+    by_type: dict[str, dict[str, tuple[str, ...]]] = {}
+    unknown = [c.entity_id for c in copies if not c.entity_type_id]
+    types = (
+        dict(Entity.objects.filter(pk__any=unknown).values_list("pk", "entity_type_id"))
+        if unknown
+        else {}
+    )
+    for copy in copies:
+        if not isinstance(results.get(copy.entity_id), int):
+            continue
+        base = copy.base() if callable(copy.base) else copy.base
+        keys = changed_keys(base, copy.data)
+        if keys or status is not None:
+            type_id = copy.entity_type_id or types.get(copy.entity_id, "")
+            by_type.setdefault(type_id, {})[copy.entity_id] = keys
+    for type_id, changes in by_type.items():
+        events_record(
+            kind=EntityEvent.Kind.UPDATED, entity_type_id=type_id, changes=changes, origin=origin
+        )
+
+
+def _entities_commit(copies: list[WorkingCopy], status, results: dict) -> None:
     copies = _commit_unchanged(copies, status, results)
     if not copies:
-        return results
+        return
     rows = {
         entity.pk: entity
         for entity in Entity.objects.select_for_update(of=("self",))
@@ -211,7 +274,6 @@ def entities_commit(
         match=["id"],
         copy=fields,
     )
-    return results
 
 
 def _commit_unchanged(copies: list[WorkingCopy], status: str | None, results: dict) -> list:

@@ -1,6 +1,5 @@
 import json
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
@@ -15,7 +14,8 @@ from entities.admin import EntityAdmin
 from entities.models import Entity
 from jobs import services
 from jobs.engine.dry_run import workflow_test
-from jobs.models import ItemStatus, Job, Run, RunItem, RunLog
+from jobs.filter_runs import run_start_over_filter
+from jobs.models import ItemStatus, Job, Run, RunItem, RunLog, TriggerType
 from workflows.admin import WorkflowAdmin
 from workflows.models import Workflow
 
@@ -37,7 +37,7 @@ def progress_bar(run: Run):
         f"{percent(run.completed):.2f}",
         f"{percent(run.failed):.2f}",
         done,
-        run.total,
+        "…" if run.total is None else run.total,  # a run over a filter making its items
         run.failed,
     )
 
@@ -55,12 +55,40 @@ class RecordAdmin(admin.ModelAdmin):
         return False
 
 
+class TriggerTypeFilter(admin.SimpleListFilter):
+    """What started the run (`trigger.type`)."""
+
+    title = "trigger"
+    parameter_name = "trigger"
+
+    def lookups(self, request, model_admin):
+        return TriggerType.choices
+
+    def queryset(self, request, queryset):
+        if self.value() in TriggerType.values:
+            return queryset.filter(trigger__type=self.value())
+        return queryset
+
+
 @admin.register(Run)
 class RunAdmin(RecordAdmin):
     """Runs as the dashboard shows them: live progress, items, logs, cancel and retry."""
 
-    list_display = ["id", "workflow", "status", "progress", "created_at", "completed_at"]
-    list_filter = ["status", "workflow"]
+    list_display = [
+        "id",
+        "workflow",
+        "status",
+        "progress",
+        "trigger_type",
+        "created_at",
+        "completed_at",
+    ]
+    list_filter = ["status", TriggerTypeFilter, "workflow"]
+
+    @admin.display(description="trigger")
+    def trigger_type(self, run):
+        return (run.trigger or {}).get("type", "")
+
     search_fields = ["id", "workflow__name"]
     list_select_related = ["workflow"]
     change_form_template = "admin/jobs/run/change_form.html"
@@ -196,8 +224,8 @@ class WorkflowRunAdmin(WorkflowAdmin):
         entities = Entity.objects.filter(entity_type_id=workflow.entity_type_id).order_by("-pk")
         if request.method == "POST":
             ids = request.POST.getlist("entity_ids")
-            if request.POST.get("all"):
-                ids = list(entities.values_list("pk", flat=True)[: settings.RUN_MAX_ENTITIES])
+            if request.POST.get("all"):  # a run over a filter: no ids through memory
+                return start_run_from_admin(self, request, workflow, None)
             return start_run_from_admin(self, request, workflow, ids)
         return TemplateResponse(
             request,
@@ -276,15 +304,22 @@ class EntityRunAdmin(EntityAdmin):
 
 
 def start_run_from_admin(model_admin, request, workflow, entity_ids):
-    """Start a run as `POST /workflows/:id/run` would, and go to its progress page."""
+    """Start a run as `POST /workflows/:id/run` would, and go to its progress page; over
+    every entity of the type when `entity_ids` is None."""
     try:
-        run = services.run_start(
-            workflow_id=workflow.pk, entity_ids=entity_ids, created_by=request.user
-        )
+        if entity_ids is None:
+            run = run_start_over_filter(
+                workflow_id=workflow.pk, entity_filter={}, created_by=request.user
+            )
+        else:
+            run = services.run_start(
+                workflow_id=workflow.pk, entity_ids=entity_ids, created_by=request.user
+            )
     except DomainError as exc:
         model_admin.message_user(request, exc.message, messages.ERROR)
         return redirect("admin:workflows_workflow_run", quote(workflow.pk))
-    model_admin.message_user(request, f"Started run {run.pk} on {run.total} entities.")
+    count = "all matching" if run.total is None else run.total
+    model_admin.message_user(request, f"Started run {run.pk} on {count} entities.")
     return redirect("admin:jobs_run_change", quote(run.pk))
 
 

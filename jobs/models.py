@@ -29,6 +29,20 @@ class RunStatus(models.TextChoices):
         return [cls.PENDING, cls.RUNNING]
 
 
+def api_trigger() -> dict:
+    return {"type": "api"}
+
+
+class TriggerType(models.TextChoices):
+    """What started a run: `trigger.type`, with details beside it (`runId`, `cron`...)."""
+
+    API = "api"
+    ENTITY_CREATED = "entity.created"
+    ENTITY_UPDATED = "entity.updated"
+    SCHEDULE = "schedule"
+    RETRY = "retry"
+
+
 class Run(models.Model):
     id = models.CharField(
         primary_key=True, max_length=ID_LENGTH, default=id_default("run"), editable=False
@@ -43,7 +57,8 @@ class Run(models.Model):
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.PENDING)
     # Counters are only ever changed by increments computed in the database (`completed =
     # completed + n`) in one UPDATE, so concurrent chunks never lose an increment.
-    total = models.PositiveIntegerField()
+    # Null while a run over a filter is still making its items (jobs/filter_runs.py).
+    total = models.PositiveIntegerField(null=True, blank=True)
     completed = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     cancelled = models.PositiveIntegerField(default=0)
@@ -55,6 +70,15 @@ class Run(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     error = models.TextField(blank=True)
+    trigger = models.JSONField(
+        default=api_trigger, help_text='What started the run: {"type": "api" | "schedule" | ...}.'
+    )
+    # A run over a filter: what it covers, and how far making its items has got (entity ids
+    # in order: the next batch starts after `items_cursor`).
+    filter = models.JSONField(null=True, blank=True)
+    items_limit = models.PositiveIntegerField(null=True, blank=True)
+    items_cursor = models.CharField(max_length=ID_LENGTH, blank=True, editable=False)
+    items_made = models.PositiveIntegerField(default=0, editable=False)
     # Token usage summed over the run's items (incremented like the counters).
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)

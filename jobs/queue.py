@@ -6,6 +6,8 @@ from celery import current_app
 
 RUN_CHUNK = "jobs.tasks.run_chunk"
 SEND_RUN_CALLBACK = "jobs.tasks.send_run_callback"
+MAKE_RUN_ITEMS = "jobs.tasks.make_run_items"
+DISPATCH_TRIGGERS = "jobs.tasks.dispatch_triggers"
 
 
 def chunks_enqueue(run_id: str, chunks) -> None:
@@ -15,3 +17,7 @@ def chunks_enqueue(run_id: str, chunks) -> None:
 
 def callback_enqueue(run_id: str) -> None:
     current_app.send_task(SEND_RUN_CALLBACK, args=(run_id,))
+
+
+def items_make_enqueue(run_id: str) -> None:
+    current_app.send_task(MAKE_RUN_ITEMS, args=(run_id,))

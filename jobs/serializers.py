@@ -2,12 +2,17 @@ from rest_framework import serializers
 
 from config.api.fields import TimestampField
 from config.api.serializers import StrictSerializer
-from jobs.models import Job, Run, RunItem, RunLog, RunStatus
+from entities.filters import EntityFilterSerializer
+from jobs.models import Job, Run, RunItem, RunLog, RunStatus, TriggerType
 from workflows.outbound import url_problem
 
 
 class ProgressSerializer(serializers.Serializer):
-    total = serializers.IntegerField(help_text="Total number of entities in the run.")
+    total = serializers.IntegerField(
+        allow_null=True,
+        help_text="Total number of entities in the run; null while a run over a filter is "
+        "still making its items.",
+    )
     completed = serializers.IntegerField(
         help_text="Entities that finished (a condition that stopped one counts it completed)."
     )
@@ -18,6 +23,21 @@ class ProgressSerializer(serializers.Serializer):
 class UsageSerializer(serializers.Serializer):
     inputTokens = serializers.IntegerField(source="input_tokens")
     outputTokens = serializers.IntegerField(source="output_tokens")
+
+
+class TriggerSerializer(serializers.Serializer):
+    """`type`, and what else tells the start apart: a retry's `runId`, a schedule's `cron`,
+    an event's `depth` in a chain of triggers."""
+
+    type = serializers.ChoiceField(choices=TriggerType.choices)
+    runId = serializers.CharField(required=False, help_text="retry: the run retried.")
+    cron = serializers.CharField(required=False, help_text="schedule: its cron expression.")
+    depth = serializers.IntegerField(
+        required=False, help_text="entity.*: runs of triggers before this one in the chain."
+    )
+
+    def to_representation(self, instance):
+        return dict(instance)
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -35,6 +55,7 @@ class RunSerializer(serializers.ModelSerializer):
     workflowId = serializers.CharField(source="workflow_id", read_only=True)
     workflowVersion = serializers.IntegerField(source="workflow_version.number", read_only=True)
     retryOf = serializers.CharField(source="retry_of_id", read_only=True, allow_null=True)
+    trigger = TriggerSerializer(read_only=True, help_text="What started the run.")
     createdAt = TimestampField(source="created_at")
 
     class Meta:
@@ -49,6 +70,7 @@ class RunSerializer(serializers.ModelSerializer):
             "workflowId",
             "workflowVersion",
             "retryOf",
+            "trigger",
             "usage",
             "createdAt",
         ]
@@ -95,8 +117,20 @@ class IdListField(serializers.ListField):
 class RunStartSerializer(StrictSerializer):
     entityIds = IdListField(
         allow_empty=True,
-        help_text="Array of entity IDs to run the workflow on (1 to 10,000).",
+        required=False,
+        help_text="Array of entity IDs to run the workflow on (1 to 10,000). "
+        "Give this or `filter`.",
     )
+    # -- runs over a filter (issue #19) --
+    filter = EntityFilterSerializer(
+        required=False,
+        help_text="Run over the entities of the workflow's type that match (up to "
+        "RUN_MAX_ENTITIES, 1,000,000 by default) instead of naming them. `{}` is all of them.",
+    )
+    limit = serializers.IntegerField(
+        required=False, min_value=1, help_text="With `filter`: run over at most this many."
+    )
+    # -- end of runs over a filter --
     callbackUrl = serializers.URLField(
         required=False, max_length=2000, help_text="POSTed the final run once it ends."
     )
@@ -106,6 +140,14 @@ class RunStartSerializer(StrictSerializer):
         if problem:
             raise serializers.ValidationError(problem)
         return value
+
+    def validate(self, attrs):
+        if ("entityIds" in attrs) == ("filter" in attrs):
+            message = "Give either `entityIds` or `filter`."
+            raise serializers.ValidationError({"entityIds": [message], "filter": [message]})
+        if "limit" in attrs and "filter" not in attrs:
+            raise serializers.ValidationError({"limit": ["`limit` goes with `filter`."]})
+        return attrs
 
 
 class RunStartedSerializer(serializers.Serializer):
@@ -126,6 +168,7 @@ class JobSerializer(serializers.ModelSerializer):
     progress = ProgressSerializer(source="run", read_only=True)
     workflowId = serializers.CharField(source="run.workflow_id", read_only=True)
     runId = serializers.CharField(source="run_id", read_only=True)
+    trigger = TriggerSerializer(source="run.trigger", read_only=True)
     usage = UsageSerializer(source="run", read_only=True)
     createdAt = TimestampField(source="created_at")
     startedAt = TimestampField(source="run.started_at", allow_null=True)
@@ -141,6 +184,7 @@ class JobSerializer(serializers.ModelSerializer):
             "progress",
             "workflowId",
             "runId",
+            "trigger",
             "usage",
             "createdAt",
             "startedAt",

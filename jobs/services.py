@@ -15,7 +15,17 @@ from config.api.errors import Conflict, FieldError, InvalidInput
 from entities.models import Entity
 from entities.selectors import entity_ids_of_type
 from jobs import queue
-from jobs.models import ItemStatus, Job, Run, RunItem, RunLog, RunStatus
+from jobs.item_rows import item_columns
+from jobs.models import (
+    ItemStatus,
+    Job,
+    Run,
+    RunItem,
+    RunLog,
+    RunStatus,
+    TriggerType,
+    api_trigger,
+)
 from jobs.serializers import RunSerializer
 from workflows.models import Workflow, WorkflowVersion
 from workflows.outbound import display_url, post_json
@@ -25,8 +35,7 @@ logger = logging.getLogger(__name__)
 MAX_NAMED_IDS = 50
 
 
-def _check_id_list(entity_ids: list[str]) -> None:
-    limit = settings.RUN_MAX_ENTITIES
+def _check_id_list(entity_ids: list[str], limit: int) -> None:
     if not 1 <= len(entity_ids) <= limit:
         message = f"Give 1 to {limit} entity ids, not {len(entity_ids)}."
         raise InvalidInput(f"entityIds: {message}", details=[FieldError("entityIds", message)])
@@ -72,14 +81,14 @@ def run_start(
     created_by=None,
     retry_of: Run | None = None,
     version: WorkflowVersion | None = None,
+    trigger: dict | None = None,
 ) -> Run:
     """Store a run, its job and one item per entity in one transaction (bulk inserts), and
     queue its chunks once that commits. The run executes the version current now (or
-    `version`), whatever is edited later."""
-    workflow = Workflow.objects.get(pk=workflow_id)
-    if workflow.status == Workflow.Status.ARCHIVED:
-        raise Conflict("This workflow is archived; unarchive it to run it.", code="archived")
-    _check_id_list(entity_ids)
+    `version`), whatever is edited later. `trigger` says what started it (default: the API)."""
+    workflow = workflow_runnable(workflow_id=workflow_id)
+    # A request names up to RUN_MAX_IDS; a retry takes what failed in a run of any size.
+    _check_id_list(entity_ids, settings.RUN_MAX_ENTITIES if retry_of else settings.RUN_MAX_IDS)
     if connection.vendor != "postgresql":
         _check_entities_exist(workflow, entity_ids)
     if version is None:
@@ -91,6 +100,7 @@ def run_start(
         callback_url=callback_url,
         created_by=created_by,
         retry_of=retry_of,
+        trigger=trigger or api_trigger(),
     )
     Job.objects.create(run=run)
     size = settings.RUN_CHUNK_SIZE
@@ -98,12 +108,25 @@ def run_start(
         _check_entities_exist(workflow, entity_ids)  # raises, naming them; all is rolled back
         raise Conflict("Entities were deleted while the run started; start it again.")
     chunks = (len(entity_ids) + size - 1) // size
-    # Last, so the workflow's row is locked only until COMMIT (runs may start side by side).
-    Workflow.objects.filter(pk=workflow.pk).filter(
-        Q(last_run_at__isnull=True) | Q(last_run_at__lt=run.created_at)
-    ).update(last_run_at=run.created_at)
+    workflow_mark_run(workflow_id=workflow.pk, run=run)
     transaction.on_commit(partial(queue.chunks_enqueue, run.pk, range(chunks)))
     return run
+
+
+def workflow_runnable(*, workflow_id: str) -> Workflow:
+    """The workflow, or 409 if it is archived."""
+    workflow = Workflow.objects.get(pk=workflow_id)
+    if workflow.status == Workflow.Status.ARCHIVED:
+        raise Conflict("This workflow is archived; unarchive it to run it.", code="archived")
+    return workflow
+
+
+def workflow_mark_run(*, workflow_id: str, run: Run) -> None:
+    """Move the workflow's `last_run_at`. Last in a run's start, so the workflow's row is
+    locked only until COMMIT (runs may start side by side)."""
+    Workflow.objects.filter(pk=workflow_id).filter(
+        Q(last_run_at__isnull=True) | Q(last_run_at__lt=run.created_at)
+    ).update(last_run_at=run.created_at)
 
 
 def _insert_items(run: Run, workflow: Workflow, entity_ids: list[str], size: int) -> int:
@@ -123,21 +146,9 @@ def _insert_items(run: Run, workflow: Workflow, entity_ids: list[str], size: int
         )
         return len(entity_ids)
     quote = connection.ops.quote_name
-    # Every column but two has the same value in every row: the model's defaults.
-    template = RunItem(run=run)
-    columns, values, params = [], [], []
-    for field in RunItem._meta.concrete_fields:
-        if field.primary_key:
-            continue
-        columns.append(quote(field.column))
-        if field.attname == "entity_id":
-            values.append("e.id")
-        elif field.attname == "chunk":
-            values.append("((v.n - 1) / %s)::integer")
-            params.append(size)
-        else:
-            values.append(f"%s::{field.db_type(connection)}")
-            params.append(field.get_db_prep_save(getattr(template, field.attname), connection))
+    columns, values, params = item_columns(
+        run, chunk_sql="((v.n - 1) / %s)::integer", chunk_params=[size]
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(RunItem._meta.db_table)} ({', '.join(columns)}) "  # noqa: S608
@@ -168,7 +179,7 @@ def run_finalize_if_done(*, run_id: str) -> bool:
     delivery holding its lease can end it), so they add up to `total` exactly when no item
     is pending or running."""
     run = Run.objects.only("total", "completed", "failed", "cancelled").filter(pk=run_id).first()
-    if run is None or run.completed + run.failed + run.cancelled < run.total:
+    if run is None or run.total is None or run.completed + run.failed + run.cancelled < run.total:
         return False
     with transaction.atomic():
         run = Run.objects.get(pk=run_id)
@@ -263,6 +274,7 @@ def run_retry(*, run_id: str, use_latest_version: bool = False, created_by=None)
         callback_url=original.callback_url,
         retry_of=original,
         version=None if use_latest_version else original.workflow_version,
+        trigger={"type": TriggerType.RETRY, "runId": original.pk},
     )
     RunLog.objects.create(
         run_id=run.pk,

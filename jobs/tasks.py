@@ -6,7 +6,9 @@ from django.db import DatabaseError, InterfaceError
 from jobs import queue
 from jobs.engine.chunk import chunk_execute
 from jobs.engine.recovery import runs_resume_stalled
+from jobs.filter_runs import run_items_make
 from jobs.services import run_callback_send
+from jobs.triggers import entity_events_dispatch
 
 
 @shared_task(
@@ -40,3 +42,33 @@ def send_run_callback(run_id: str) -> None:
 def resume_stalled_runs() -> int:
     """Run by celery beat every minute: re-queue the chunks of runs that stopped moving."""
     return runs_resume_stalled()
+
+
+@shared_task(
+    name=queue.MAKE_RUN_ITEMS,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=20,
+)
+def make_run_items(run_id: str) -> None:
+    """Make the items of a run over a filter in batches, then queue its chunks."""
+    run_items_make(run_id=run_id)
+
+
+@shared_task(
+    name=queue.DISPATCH_TRIGGERS,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError, InterfaceError),
+    retry_backoff=True,
+    max_retries=20,
+)
+def dispatch_triggers() -> int:
+    """Start the runs of workflow triggers for the entity events gathered (and, from beat,
+    sweep the outbox for any whose dispatch was never queued)."""
+    return entity_events_dispatch()

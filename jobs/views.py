@@ -8,6 +8,7 @@ from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import EmptyBodySerializer, validated
 from jobs import selectors, services
 from jobs.engine.dry_run import workflow_test
+from jobs.filter_runs import run_start_over_filter
 from jobs.models import Job, Run
 from jobs.serializers import (
     JobListQuerySerializer,
@@ -49,6 +50,15 @@ class WorkflowRunViewSet(viewsets.GenericViewSet):
     def run(self, request, pk=None):
         workflow = self.get_object()
         data = validated(RunStartSerializer, request.data)
+        if "filter" in data:  # a run over a filter (its items are made in the background)
+            run = run_start_over_filter(
+                workflow_id=workflow.pk,
+                entity_filter=dict(data["filter"]),
+                limit=data.get("limit"),
+                callback_url=data.get("callbackUrl", ""),
+                created_by=request.user,
+            )
+            return Response({"jobId": run.job.pk, "runId": run.pk}, status=status.HTTP_202_ACCEPTED)
         run = services.run_start(
             workflow_id=workflow.pk,
             entity_ids=data["entityIds"],

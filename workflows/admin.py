@@ -12,6 +12,7 @@ from config.api.errors import InvalidInput
 from workflows import selectors, services
 from workflows.models import Step, Workflow, WorkflowVersion
 from workflows.steps import registry
+from workflows.triggers import triggers_clean
 
 STEP_ERROR = re.compile(r"^steps\[(\d+)\](?:\.(\w+))?")
 FORM_FIELD = {"id": "step_id", "type": "type", "config": "config"}
@@ -101,6 +102,26 @@ class WorkflowVersionInline(admin.TabularInline):
         return format_html("<pre>{}</pre>", json.dumps(version.steps, indent=2))
 
 
+class WorkflowForm(forms.ModelForm):
+    """Triggers are checked by the same service as the API's (`triggers_clean`)."""
+
+    class Meta:
+        model = Workflow
+        fields = ["name", "description", "entity_type", "status", "triggers"]
+
+    def clean(self):
+        cleaned = super().clean()
+        entity_type = cleaned.get("entity_type") or getattr(self.instance, "entity_type", None)
+        if entity_type is not None and "triggers" in cleaned:
+            try:
+                cleaned["triggers"] = triggers_clean(cleaned["triggers"], entity_type)
+            except InvalidInput as exc:
+                self.add_error(
+                    "triggers", [f"{problem.field}: {problem.message}" for problem in exc.details]
+                )
+        return cleaned
+
+
 @admin.register(Workflow)
 class WorkflowAdmin(CreateOnlyFieldsMixin, admin.ModelAdmin):
     """Workflow definitions; `jobs.admin` adds running and testing them (the engine's)."""
@@ -116,7 +137,8 @@ class WorkflowAdmin(CreateOnlyFieldsMixin, admin.ModelAdmin):
     ]
     list_filter = ["status", "entity_type"]
     search_fields = ["id", "name", "description"]
-    fields = ["name", "description", "entity_type", "status", "version"]
+    form = WorkflowForm
+    fields = ["name", "description", "entity_type", "status", "triggers", "version"]
     readonly_fields = ["version"]
     # Its steps and past runs were written against this type's schema; the API keeps it too.
     create_only_fields = ["entity_type"]

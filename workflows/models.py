@@ -25,6 +25,13 @@ class Workflow(models.Model):
     version = models.PositiveIntegerField(
         default=1, editable=False, help_text="Goes up with every change of the steps."
     )
+    # What starts the workflow by itself (checked by workflows.triggers.triggers_clean).
+    triggers = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='[{"on": "entity.created"}, {"on": "entity.updated", "fields": ["title"]}, '
+        '{"on": "schedule", "cron": "0 3 * * *", "timezone": "UTC", "filter": {...}}]',
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -5,6 +5,7 @@ from config.api.fields import TimestampField
 from config.api.serializers import StrictSerializer
 from workflows.models import Workflow
 from workflows.steps import registry
+from workflows.triggers import TRIGGERS_SCHEMA
 
 
 @extend_schema_field({"type": "array", "items": {"$ref": "#/components/schemas/Step"}})
@@ -23,6 +24,12 @@ class StepsField(serializers.Field):
 class StepsInputField(serializers.JSONField):
     """Steps as sent; checked against the step-type registry by the service, which names the
     exact path of each problem."""
+
+
+@extend_schema_field(TRIGGERS_SCHEMA)
+class TriggersField(serializers.JSONField):
+    """What starts the workflow by itself; checked by `workflows.triggers.triggers_clean`,
+    which names the exact path of each problem."""
 
 
 class WorkflowSerializer(serializers.ModelSerializer):
@@ -58,9 +65,10 @@ class WorkflowSerializer(serializers.ModelSerializer):
 
 class WorkflowDetailSerializer(WorkflowSerializer):
     steps = StepsField(read_only=True, help_text="Ordered array of step configurations.")
+    triggers = TriggersField(read_only=True, help_text="What starts the workflow by itself.")
 
     class Meta(WorkflowSerializer.Meta):
-        fields = [*WorkflowSerializer.Meta.fields, "steps"]
+        fields = [*WorkflowSerializer.Meta.fields, "steps", "triggers"]
 
 
 class WorkflowCreateSerializer(StrictSerializer):
@@ -76,6 +84,7 @@ class WorkflowCreateSerializer(StrictSerializer):
         help_text="Ordered array of step configurations. Each step must "
         "include a `type` and `config` object."
     )
+    triggers = TriggersField(required=False, help_text="What starts the workflow by itself.")
 
 
 class WorkflowUpdateSerializer(StrictSerializer):
@@ -85,6 +94,7 @@ class WorkflowUpdateSerializer(StrictSerializer):
     steps = StepsInputField(
         required=False, help_text="A new steps array replaces the old one and makes a new version."
     )
+    triggers = TriggersField(required=False, help_text="Replaces the workflow's triggers.")
 
 
 class WorkflowListQuerySerializer(serializers.Serializer):

@@ -10,6 +10,7 @@ from config.api.errors import FieldError, InvalidInput
 from entities.models import EntityType
 from workflows.models import Step, Workflow, WorkflowVersion
 from workflows.steps import registry
+from workflows.triggers import triggers_clean
 
 STEP_ID_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 STEP_KEYS = {"id", "type", "config"}
@@ -128,6 +129,7 @@ def workflow_create(
     description: str = "",
     status: str = Workflow.Status.ACTIVE,
     created_by=None,
+    triggers=None,
 ) -> Workflow:
     cleaned = steps_clean(steps)
     workflow = Workflow.objects.create(
@@ -136,6 +138,7 @@ def workflow_create(
         entity_type=entity_type,
         status=status,
         created_by=created_by,
+        triggers=triggers_clean(triggers, entity_type),
     )
     _save_steps(workflow, cleaned)
     return workflow
@@ -147,6 +150,8 @@ def workflow_update(*, workflow_id: str, steps=None, **changes) -> Workflow:
     one replaces it and makes a new version. The row is locked so two edits cannot both
     become version N+1."""
     workflow = Workflow.objects.select_for_update().get(pk=workflow_id)
+    if "triggers" in changes:
+        changes["triggers"] = triggers_clean(changes["triggers"], workflow.entity_type)
     current = workflow.versions.filter(number=workflow.version).first()
     cleaned = steps_clean(steps, current.steps if current else None) if steps is not None else None
     if current is not None and cleaned == current.steps:

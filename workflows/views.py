@@ -59,6 +59,7 @@ class WorkflowViewSet(viewsets.ModelViewSet):
             entity_type=entity_type_get(entity_type_id=data["entityTypeId"], field="entityTypeId"),
             status=data["status"],
             steps=data["steps"],
+            triggers=data.get("triggers"),
             created_by=request.user,
         )
         return self._answer(workflow.pk, status.HTTP_201_CREATED)

@@ -57,4 +57,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 
 CELERY_BEAT_SCHEDULE = {
     "resume-stalled-runs": {"task": "jobs.tasks.resume_stalled_runs", "schedule": 60.0},
+    # The entity outbox's safety net: events whose dispatch was never queued (the web
+    # process died after COMMIT, the broker was down) start their runs within this.
+    "sweep-entity-events": {"task": "jobs.tasks.dispatch_triggers", "schedule": 15.0},
 }

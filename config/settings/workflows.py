@@ -24,7 +24,17 @@ AI_MAX_RETRY_WAIT_S = env_float("AI_MAX_RETRY_WAIT_S", 60.0, minimum=0.0)
 
 # Entities a worker takes through the steps together (one task, batched reads and writes).
 RUN_CHUNK_SIZE = env_int("RUN_CHUNK_SIZE", 400, minimum=1)
-RUN_MAX_ENTITIES = 10_000
+# Ids one request may name (`entityIds`, a filter's `ids`): the request body's bound.
+RUN_MAX_IDS = 10_000
+# Entities one run may cover (a run over a filter); more is a 400 saying how many matched.
+RUN_MAX_ENTITIES = env_int("RUN_MAX_ENTITIES", 1_000_000, minimum=1)
+# A filtered run's items are made in the background, this many per transaction.
+RUN_ITEMS_BATCH_SIZE = env_int("RUN_ITEMS_BATCH_SIZE", 10_000, minimum=1)
+
+# Triggers: entity events are gathered this long before they start runs, and a chain of
+# runs started by the changes of other triggered runs is cut at this depth.
+TRIGGER_DEBOUNCE_S = env_float("TRIGGER_DEBOUNCE_S", 5.0, minimum=0.0)
+TRIGGER_MAX_DEPTH = env_int("TRIGGER_MAX_DEPTH", 3, minimum=1)
 
 # Outbound HTTP (webhooks, run callbacks). Private, loopback, link-local and metadata
 # addresses are refused unless a host, address or network (each optionally with a port) is

@@ -5,6 +5,7 @@ on each entity."""
 
 import time
 
+from entities.events import ChangeOrigin
 from jobs.engine.committer import ChunkCommitter
 from jobs.engine.leases import items_claim
 from jobs.engine.outcomes import chunk_finish, items_give_up
@@ -30,7 +31,11 @@ def chunk_execute(*, run_id: str, chunk: int) -> None:
         # Every entity of a run is of the workflow's entity type (checked at start).
         states = states_load(items, run.workflow.entity_type.schema)
         committer = ChunkCommitter(
-            run_id, {i.entity_id: (i.pk, i.attempts) for i in items}, seen_at=seen_at
+            run_id,
+            {i.entity_id: (i.pk, i.attempts) for i in items},
+            seen_at=seen_at,
+            origin=ChangeOrigin(run.workflow_id, (run.trigger or {}).get("depth", 0)),
+            entity_type_id=run.workflow.entity_type_id,
         )
         steps_run(
             states=[state for state in states if state.alive],

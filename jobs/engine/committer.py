@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from config.api.storable import unstorable
 from config.bulk import rows_update
+from entities.events import ChangeOrigin
 from entities.services import WorkingCopy, entities_commit
 from jobs.engine.leases import HEARTBEAT_EVERY, run_heartbeat
 from jobs.engine.states import checkpoint_of
@@ -39,8 +40,19 @@ class ChunkCommitter:
     """Persists what the steps of one chunk do, each write conditional on the lease: the
     run engine's `StepEngine`."""
 
-    def __init__(self, run_id: str, leases: dict[str, tuple[int, int]], *, seen_at: float):
+    def __init__(
+        self,
+        run_id: str,
+        leases: dict[str, tuple[int, int]],
+        *,
+        seen_at: float,
+        origin: ChangeOrigin | None = None,
+        entity_type_id: str = "",
+    ):
         self.run_id = run_id
+        # Who the entity outbox says made the changes (the run's workflow, at its depth).
+        self.origin = origin
+        self.entity_type_id = entity_type_id
         self.leases = leases  # entity id -> (item pk, attempts)
         self.logs: list[RunLog] = []  # chunk-level lines, written with the outcomes
         # When the run was last seen not cancelled, and last shown moving (time.monotonic()).
@@ -113,10 +125,18 @@ class ChunkCommitter:
         After the `final` commit no step reads the committed copy: it is not kept."""
         results = entities_commit(
             copies=[
-                WorkingCopy(s.entity_id, s.base, s.data, s.version, s.entity_type_schema)
+                WorkingCopy(
+                    s.entity_id,
+                    s.base,
+                    s.data,
+                    s.version,
+                    s.entity_type_schema,
+                    self.entity_type_id,
+                )
                 for s in states
             ],
             status=status,
+            origin=self.origin,
         )
         committed = []
         for state in states:

@@ -26,7 +26,18 @@ def runs_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
     stalled = Run.objects.filter(status__in=RunStatus.open()).filter(
         Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
     )
-    for run_id in stalled.values_list("pk", flat=True):
+    for run_id, total in stalled.values_list("pk", "total"):
+        if total is None:  # a run over a filter whose items are not all made
+            with transaction.atomic():
+                if _take_resume(run_id, cutoff, now):
+                    RunLog.objects.create(
+                        run_id=run_id,
+                        level=RunLog.Level.WARNING,
+                        message=f"No progress for {int(stalled_after.total_seconds())}s: "
+                        "queued the making of its items again.",
+                    )
+                    transaction.on_commit(partial(queue.items_make_enqueue, run_id))
+            continue
         chunks = sorted(
             set(
                 RunItem.objects.filter(
@@ -36,11 +47,7 @@ def runs_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
         )
         with transaction.atomic():
             # Take the resume: only one beat (or caller) re-queues a stalled run per period.
-            if (
-                not Run.objects.filter(pk=run_id)
-                .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
-                .update(heartbeat_at=now)
-            ):
+            if not _take_resume(run_id, cutoff, now):
                 continue
             RunLog.objects.create(
                 run_id=run_id,
@@ -51,3 +58,12 @@ def runs_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
             transaction.on_commit(partial(queue.chunks_enqueue, run_id, chunks))
         queued += len(chunks)
     return queued
+
+
+def _take_resume(run_id: str, cutoff, now) -> bool:
+    """Take the resume: only one beat (or caller) re-queues a stalled run per period."""
+    return bool(
+        Run.objects.filter(pk=run_id)
+        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
+        .update(heartbeat_at=now)
+    )

@@ -14,6 +14,7 @@ JOB_FIELDS = {
     "progress",
     "workflowId",
     "runId",
+    "trigger",
     "usage",
     "createdAt",
     "startedAt",

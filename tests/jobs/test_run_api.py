@@ -176,9 +176,7 @@ def test_idempotency_key_returns_the_first_answer_and_creates_nothing_new(
 
 
 @pytest.mark.parametrize("key", ["", "a" * 256, "run\x00one", "run\none", "tab\there"])
-def test_an_unusable_idempotency_key_is_a_400_naming_the_header(
-    api, workflow, product_type, key
-):
+def test_an_unusable_idempotency_key_is_a_400_naming_the_header(api, workflow, product_type, key):
     ids = make_entities(product_type, 1)
     response = _run(api, workflow, {"entityIds": ids}, HTTP_IDEMPOTENCY_KEY=key)
     assert response.status_code == 400, response.content

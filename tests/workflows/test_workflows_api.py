@@ -40,7 +40,7 @@ def test_create_returns_every_documented_field(api, product_type):
     response = _create(api, product_type)
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == LIST_FIELDS | {"steps"}
+    assert set(body) == LIST_FIELDS | {"steps", "triggers"}
     assert body["id"].startswith("wf_")
     assert body["name"] == "Enrich products"
     assert body["description"] == "Write descriptions, then publish"

@@ -155,9 +155,7 @@ class Notify(StepType):
                 return True
             return bool(ctx.engine.checkpoint([state], ctx))
 
-        sends = list(
-            bounded_calls(states, send, limit=SEND_CONCURRENCY, ctx=ctx, admit=admit)
-        )
+        sends = list(bounded_calls(states, send, limit=SEND_CONCURRENCY, ctx=ctx, admit=admit))
         if at_least_once:
             checkpoint_sent()
         for state, sending in sends:

@@ -1,0 +1,60 @@
+"""Recording entity changes in the outbox (`EntityEvent`), in the caller's transaction.
+
+This layer knows nothing of workflows: it writes plain rows and, once they are committed,
+sends `entity_events_recorded`, which the layer above listens to (to start gathering them
+sooner than its periodic sweep would)."""
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.dispatch import Signal
+
+from entities.models import EntityEvent
+
+# Sent (no arguments) after a transaction that recorded events commits.
+entity_events_recorded = Signal()
+
+
+@dataclass(frozen=True)
+class ChangeOrigin:
+    """Who made a change when it is not a person: a run of `workflow_id`, `depth` runs of
+    triggers deep."""
+
+    workflow_id: str
+    depth: int = 0
+
+
+def changed_keys(before: dict, after: dict) -> tuple[str, ...]:
+    """The top-level keys whose value differs (added, changed or removed), sorted."""
+    keys = {k for k, v in after.items() if k not in before or before[k] != v}
+    keys.update(k for k in before if k not in after)
+    return tuple(sorted(keys))
+
+
+def events_record(
+    *,
+    kind: str,
+    entity_type_id: str,
+    changes: dict[str, tuple[str, ...]],
+    origin: ChangeOrigin | None = None,
+) -> None:
+    """Record that the entities in `changes` (id -> the keys changed) were created or
+    updated: one row per set of keys alike. Call inside the transaction of the change."""
+    if not changes:
+        return
+    by_fields: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for entity_id, fields in changes.items():
+        by_fields[fields].append(entity_id)
+    EntityEvent.objects.bulk_create(
+        EntityEvent(
+            kind=kind,
+            entity_type_id=entity_type_id,
+            entity_ids=ids,
+            fields=list(fields),
+            origin_workflow_id=origin.workflow_id if origin else "",
+            depth=origin.depth if origin else 0,
+        )
+        for fields, ids in by_fields.items()
+    )
+    transaction.on_commit(lambda: entity_events_recorded.send(sender=EntityEvent))

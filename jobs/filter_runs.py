@@ -1,0 +1,172 @@
+"""Runs over a filter: `POST /workflows/:id/run` with `filter` instead of `entityIds`, and
+the runs that schedules start.
+
+The request counts what matches (400 past RUN_MAX_ENTITIES, saying how many) and stores the
+run `pending` with no items and `total` null; `run_items_make`, a task, then makes its items
+in batches of RUN_ITEMS_BATCH_SIZE, one transaction each, walking the entities in id order
+from `items_cursor` (keyset pagination: no batch reads what an earlier one did, and neither
+the web nor the worker holds more than one batch). On PostgreSQL a batch is one
+`INSERT ... SELECT` and never enters Python. The last batch sets `total` and queues the
+chunks. Entities created after the run was are left out: a run covers what matched when it
+started.
+"""
+
+import logging
+from functools import partial
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from config.api.errors import FieldError, InvalidInput
+from entities.filters import entities_matching
+from jobs import queue
+from jobs.item_rows import item_columns
+from jobs.models import Job, Run, RunItem, RunLog, RunStatus, api_trigger
+from jobs.services import workflow_mark_run, workflow_runnable
+
+logger = logging.getLogger(__name__)
+
+
+def _matching_at_most(workflow, entity_filter: dict, most: int) -> int:
+    """How many entities match, counting no further than `most` + 1."""
+    entities = entities_matching(
+        entity_type_id=workflow.entity_type_id, entity_filter=entity_filter
+    )
+    return entities.values("pk")[: most + 1].count()
+
+
+@transaction.atomic
+def run_start_over_filter(
+    *,
+    workflow_id: str,
+    entity_filter: dict,
+    limit: int | None = None,
+    callback_url: str = "",
+    created_by=None,
+    trigger: dict | None = None,
+    empty_ok: bool = False,
+) -> Run | None:
+    """Store a pending run over the entities matching `entity_filter` (a cleaned filter, see
+    `entities.filters`), at most `limit` of them, and queue the making of its items. 400 if
+    none match (unless `empty_ok`: then None) or more than RUN_MAX_ENTITIES would be run."""
+    workflow = workflow_runnable(workflow_id=workflow_id)
+    most = settings.RUN_MAX_ENTITIES
+    found = _matching_at_most(workflow, entity_filter, most)
+    if found > most and (limit is None or limit > most):
+        matched = entities_matching(
+            entity_type_id=workflow.entity_type_id, entity_filter=entity_filter
+        ).count()
+        message = (
+            f"{matched} entities match the filter; a run takes at most {most}. "
+            "Narrow the filter or give a `limit`."
+        )
+        raise InvalidInput(
+            f"filter: {message}", details=[FieldError("filter", message, "too_many")]
+        )
+    if not found:
+        if empty_ok:
+            return None
+        message = f"No entity of entity type {workflow.entity_type_id} matches the filter."
+        raise InvalidInput(f"filter: {message}", details=[FieldError("filter", message, "empty")])
+    run = Run.objects.create(
+        workflow=workflow,
+        workflow_version=workflow.versions.get(number=workflow.version),
+        total=None,
+        callback_url=callback_url,
+        created_by=created_by,
+        trigger=trigger or api_trigger(),
+        filter=entity_filter,
+        items_limit=min(limit or most, most),
+    )
+    Job.objects.create(run=run)
+    workflow_mark_run(workflow_id=workflow.pk, run=run)
+    transaction.on_commit(partial(queue.items_make_enqueue, run.pk))
+    return run
+
+
+def run_items_make(*, run_id: str) -> int:
+    """Make the items of a run over a filter, batch after batch, then queue its chunks.
+    Safe to run twice at once or again after a crash: each batch takes the run's row lock
+    and starts from the cursor the last committed batch left. Returns the items made."""
+    while True:
+        with transaction.atomic():
+            run = Run.objects.select_for_update().select_related("workflow").get(pk=run_id)
+            if run.total is not None:
+                return run.items_made
+            left = run.items_limit - run.items_made
+            made, last = (
+                _insert_batch(run, min(left, settings.RUN_ITEMS_BATCH_SIZE))
+                if left > 0 and run.status == RunStatus.PENDING
+                else (0, "")
+            )
+            run.items_made += made
+            run.items_cursor = last or run.items_cursor
+            run.heartbeat_at = timezone.now()  # a long making is not a stalled run
+            if made == settings.RUN_ITEMS_BATCH_SIZE and made < left:
+                run.save(update_fields=["items_made", "items_cursor", "heartbeat_at"])
+                continue
+            _items_done(run)
+            return run.items_made
+
+
+def _items_done(run: Run) -> None:
+    """The last batch: the total is known; queue the chunks (or end a run with nothing)."""
+    run.total = run.items_made
+    run.save(update_fields=["items_made", "items_cursor", "heartbeat_at", "total"])
+    size = settings.RUN_CHUNK_SIZE
+    RunLog.objects.create(run_id=run.pk, message=f"Items made: {run.total} entities matched.")
+    if run.total == 0 and run.status == RunStatus.PENDING:
+        # Everything that matched was deleted before its item was made.
+        Run.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
+            status=RunStatus.COMPLETED, completed_at=timezone.now()
+        )
+        RunLog.objects.create(run_id=run.pk, message="Run completed: no entity left to run.")
+        return
+    if run.status == RunStatus.PENDING:
+        chunks = range((run.total + size - 1) // size)
+        transaction.on_commit(partial(queue.chunks_enqueue, run.pk, chunks))
+
+
+def _batch_source(run: Run, count: int):
+    """The next `count` matching entities after the cursor, in id order."""
+    entities = entities_matching(
+        entity_type_id=run.workflow.entity_type_id, entity_filter=run.filter or {}
+    ).filter(created_at__lte=run.created_at)
+    if run.items_cursor:
+        entities = entities.filter(pk__gt=run.items_cursor)
+    return entities.order_by("pk").values("pk")[:count]
+
+
+def _insert_batch(run: Run, count: int) -> tuple[int, str]:
+    """Insert the next batch of items; returns (how many, the last entity id)."""
+    size = settings.RUN_CHUNK_SIZE
+    source = _batch_source(run, count)
+    if connection.vendor != "postgresql":
+        ids = list(source.values_list("pk", flat=True))
+        RunItem.objects.bulk_create(
+            (
+                RunItem(run=run, entity_id=entity_id, chunk=(run.items_made + index) // size)
+                for index, entity_id in enumerate(ids)
+            ),
+            batch_size=2000,
+        )
+        return len(ids), (ids[-1] if ids else "")
+    quote = connection.ops.quote_name
+    source_sql, source_params = source.query.sql_with_params()
+    columns, values, params = item_columns(
+        run, chunk_sql="((%s + e.n - 1) / %s)::integer", chunk_params=[run.items_made, size]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # The source's one column is named by the alias list `s(id)`.
+            "WITH src AS (SELECT s.id, row_number() OVER (ORDER BY s.id) AS n "  # noqa: S608
+            f"FROM ({source_sql}) AS s(id)), "
+            f"ins AS (INSERT INTO {quote(RunItem._meta.db_table)} ({', '.join(columns)}) "
+            f"SELECT {', '.join(values)} FROM src AS e ORDER BY e.n "
+            f"RETURNING {quote('entity_id')}) "
+            f"SELECT count(*), max({quote('entity_id')}) FROM ins",
+            [*source_params, *params],
+        )
+        made, last = cursor.fetchone()
+    return made, last or ""

@@ -1,0 +1,191 @@
+"""Runs over a filter: `POST /workflows/:id/run` with `filter`, items made in batches."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from entities.models import Entity
+from jobs.filter_runs import run_items_make
+from jobs.models import Run, RunItem
+from jobs.services import run_cancel
+from tests.factories import make_entities, make_workflow, run_inline
+
+pytestmark = pytest.mark.django_db
+
+PUBLISH = [{"type": "publish", "config": {}}]
+
+
+@pytest.fixture
+def workflow(product_type):
+    return make_workflow(product_type, PUBLISH)
+
+
+def _run(api, workflow, body):
+    return api.post(f"/api/v1/workflows/{workflow.pk}/run", body)
+
+
+def _ms(moment) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def test_a_run_over_a_filter_answers_202_pending_with_no_total_until_its_items_are_made(
+    api, workflow, product_type
+):
+    ids = make_entities(product_type, 7)
+    response = _run(api, workflow, {"filter": {}})
+    assert response.status_code == 202
+    run = Run.objects.get(pk=response.json()["runId"])
+    assert run.status == "pending" and run.total is None
+    progress = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run.pk}").json()["progress"]
+    assert progress["total"] is None
+    assert run_items_make(run_id=run.pk) == 7
+    run.refresh_from_db()
+    assert run.total == 7
+    assert sorted(RunItem.objects.filter(run=run).values_list("entity_id", flat=True)) == sorted(
+        ids
+    )
+
+
+def test_items_are_made_in_batches_in_id_order_with_their_chunks_numbered_across_batches(
+    api, workflow, product_type, settings
+):
+    settings.RUN_ITEMS_BATCH_SIZE = 3
+    settings.RUN_CHUNK_SIZE = 4
+    ids = sorted(make_entities(product_type, 10))
+    run_id = _run(api, workflow, {"filter": {}}).json()["runId"]
+    run_items_make(run_id=run_id)
+    items = list(RunItem.objects.filter(run_id=run_id).order_by("entity_id"))
+    assert [item.entity_id for item in items] == ids
+    assert [item.chunk for item in items] == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]
+    run_inline(run_id)
+    run = Run.objects.get(pk=run_id)
+    assert (run.status, run.completed, run.total) == ("completed", 10, 10)
+    assert set(Entity.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"published"}
+
+
+def test_making_items_again_after_a_crash_resumes_from_the_cursor_without_repeats(
+    api, workflow, product_type, settings
+):
+    settings.RUN_ITEMS_BATCH_SIZE = 4
+    make_entities(product_type, 10)
+    run_id = _run(api, workflow, {"filter": {}}).json()["runId"]
+    first = sorted(Entity.objects.values_list("pk", flat=True))[:4]
+    # As if a worker died after committing the first batch.
+    RunItem.objects.bulk_create(RunItem(run_id=run_id, entity_id=e, chunk=0) for e in first)
+    Run.objects.filter(pk=run_id).update(items_made=4, items_cursor=first[-1])
+    assert run_items_make(run_id=run_id) == 10
+    assert run_items_make(run_id=run_id) == 10  # a redelivery does nothing
+    assert RunItem.objects.filter(run_id=run_id).count() == 10
+
+
+def test_the_filter_selects_by_status_times_and_ids(api, workflow, product_type):
+    old = make_entities(product_type, 3)
+    Entity.objects.filter(pk__in=old).update(created_at=timezone.now() - timedelta(days=2))
+    new = make_entities(product_type, 4)
+    Entity.objects.filter(pk=new[0]).update(status="published")
+    yesterday = _ms(timezone.now() - timedelta(days=1))
+    cases = [
+        ({"createdAfter": yesterday}, set(new)),
+        ({"createdBefore": yesterday}, set(old)),
+        ({"createdAfter": yesterday, "status": "draft"}, set(new[1:])),
+        ({"status": "published"}, {new[0]}),
+        ({"ids": [old[0], new[1], "ent_nope"]}, {old[0], new[1]}),
+        ({"updatedAfter": yesterday}, set(old + new)),
+    ]
+    for entity_filter, expected in cases:
+        run_id = _run(api, workflow, {"filter": entity_filter}).json()["runId"]
+        run_items_make(run_id=run_id)
+        made = set(RunItem.objects.filter(run_id=run_id).values_list("entity_id", flat=True))
+        assert made == expected, entity_filter
+
+
+def test_limit_caps_the_run_at_the_first_entities_in_id_order(api, workflow, product_type):
+    ids = sorted(make_entities(product_type, 6))
+    run_id = _run(api, workflow, {"filter": {}, "limit": 4}).json()["runId"]
+    assert run_items_make(run_id=run_id) == 4
+    made = sorted(RunItem.objects.filter(run_id=run_id).values_list("entity_id", flat=True))
+    assert made == ids[:4]
+
+
+def test_more_matches_than_run_max_entities_is_a_400_saying_how_many(
+    api, workflow, product_type, settings
+):
+    settings.RUN_MAX_ENTITIES = 5
+    make_entities(product_type, 8)
+    response = _run(api, workflow, {"filter": {"status": "draft"}})
+    assert response.status_code == 400
+    body = response.json()
+    assert "8 entities match" in body["error"]["message"]
+    assert body["error"]["details"][0]["field"] == "filter"
+    # With a limit under the maximum it runs.
+    assert _run(api, workflow, {"filter": {}, "limit": 5}).status_code == 202
+    assert _run(api, workflow, {"filter": {}, "limit": 6}).status_code == 400
+    assert not Run.objects.filter(total__gt=5).exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"filter": {"status": "gone"}}, "filter.status"),
+        ({"filter": {"colour": "red"}}, "filter.colour"),
+        ({"filter": {"createdAfter": "yesterday"}}, "filter.createdAfter"),
+        ({"filter": {"createdAfter": 10**20}}, "filter.createdAfter"),
+        ({"filter": {"ids": "ent_1"}}, "filter.ids"),
+        ({"filter": {"ids": []}}, "filter.ids"),
+        ({"filter": {"ids": [5]}}, "filter.ids[0]"),
+        ({"filter": []}, "filter"),
+        ({"filter": {}, "limit": 0}, "limit"),
+        ({"filter": {}, "limit": "ten"}, "limit"),
+        ({"entityIds": ["x"], "limit": 3}, "limit"),
+        ({"entityIds": ["x"], "filter": {}}, "entityIds"),
+        ({}, "entityIds"),
+    ],
+)
+def test_a_bad_filter_request_is_a_400_naming_the_field(api, workflow, product_type, body, field):
+    make_entities(product_type, 2)
+    response = _run(api, workflow, body)
+    assert response.status_code == 400, response.content
+    fields = [d["field"] for d in response.json()["error"]["details"]]
+    assert field in fields
+    assert not Run.objects.exists()
+
+
+def test_a_filter_matching_nothing_is_a_400(api, workflow, product_type):
+    make_entities(product_type, 2)
+    response = _run(api, workflow, {"filter": {"status": "published"}})
+    assert response.status_code == 400
+    assert "matches the filter" in response.json()["error"]["message"]
+
+
+def test_entities_created_after_the_run_started_are_not_in_it(api, workflow, product_type):
+    before = make_entities(product_type, 3)
+    run_id = _run(api, workflow, {"filter": {}}).json()["runId"]
+    make_entities(product_type, 2)
+    run_items_make(run_id=run_id)
+    made = set(RunItem.objects.filter(run_id=run_id).values_list("entity_id", flat=True))
+    assert made == set(before)
+
+
+def test_a_run_cancelled_while_its_items_are_made_stops_making_them_and_adds_up(
+    api, workflow, product_type, settings
+):
+    make_entities(product_type, 5)
+    run_id = _run(api, workflow, {"filter": {}}).json()["runId"]
+    run_cancel(run_id=run_id)
+    run_items_make(run_id=run_id)
+    run = Run.objects.get(pk=run_id)
+    assert (run.status, run.total, run.cancelled, run.completed) == ("cancelled", 0, 0, 0)
+
+
+def test_runs_and_jobs_say_what_started_them(api, workflow, product_type):
+    ids = make_entities(product_type, 2)
+    body = _run(api, workflow, {"entityIds": ids}).json()
+    run = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{body['runId']}").json()
+    job = api.get(f"/api/v1/jobs/{body['jobId']}").json()
+    assert run["trigger"] == job["trigger"] == {"type": "api"}
+    Run.objects.filter(pk=body["runId"]).update(status="failed")
+    RunItem.objects.filter(run_id=body["runId"], entity_id=ids[0]).update(status="failed")
+    retry = api.post(f"/api/v1/workflows/{workflow.pk}/runs/{body['runId']}/retry", {}).json()
+    shown = api.get(f"/api/v1/jobs/{retry['jobId']}").json()["trigger"]
+    assert shown == {"type": "retry", "runId": body["runId"]}

@@ -1,0 +1,150 @@
+"""Entity triggers: the outbox, gathering, no loops, the depth cut, validation."""
+
+import logging
+
+import pytest
+from django.core.cache import cache
+
+from entities import services as entity_services
+from entities.models import EntityEvent
+from jobs.models import Run, RunItem
+from jobs.triggers import QUEUED_KEY, entity_events_dispatch
+from tests.factories import make_entities, make_workflow, run_inline
+
+pytestmark = pytest.mark.django_db
+
+SET_TITLE = {
+    "type": "transform",
+    "config": {"operations": [{"op": "set", "field": "title", "value": "T {{ entity.title }}"}]},
+}
+PUBLISH = {"type": "publish", "config": {}}
+
+
+@pytest.fixture(autouse=True)
+def no_wait(settings):
+    settings.TRIGGER_DEBOUNCE_S = 0
+    yield
+    cache.delete(QUEUED_KEY)  # the shared cache: a dispatch queued here is not the next's
+
+
+def _items(run) -> list[str]:
+    return list(RunItem.objects.filter(run=run).values_list("entity_id", flat=True))
+
+
+def test_a_bulk_create_starts_one_run_over_all_the_new_entities(product_type):
+    workflow = make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.created"}])
+    ids = make_entities(product_type, 300)
+    assert entity_events_dispatch() == 1
+    run = Run.objects.get(workflow=workflow)
+    assert sorted(_items(run)) == sorted(ids)
+    assert run.trigger == {"type": "entity.created", "depth": 1}
+    assert not EntityEvent.objects.exists()
+
+
+def test_an_update_of_a_watched_field_triggers_and_one_of_another_field_does_not(product_type):
+    [entity_id] = make_entities(product_type, 1)
+    EntityEvent.objects.all().delete()
+    workflow = make_workflow(
+        product_type, [PUBLISH], triggers=[{"on": "entity.updated", "fields": ["title"]}]
+    )
+    entity_services.entity_update(entity_id=entity_id, data={"price": 3})
+    assert entity_events_dispatch() == 0
+    entity_services.entity_update(entity_id=entity_id, data={"title": "Item 0"})  # same value
+    assert entity_events_dispatch() == 0
+    entity_services.entity_update(entity_id=entity_id, data={"title": "New"})
+    assert entity_events_dispatch() == 1
+    assert _items(Run.objects.get(workflow=workflow)) == [entity_id]
+
+
+def test_an_entity_changed_twice_while_gathering_is_in_the_run_once(product_type):
+    ids = make_entities(product_type, 2)
+    EntityEvent.objects.all().delete()
+    workflow = make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.updated"}])
+    for title in ("a", "b", "c"):
+        entity_services.entity_update(entity_id=ids[0], data={"title": title})
+    entity_services.entity_update(entity_id=ids[1], data={"title": "x"})
+    assert entity_events_dispatch() == 1
+    assert sorted(_items(Run.objects.get(workflow=workflow))) == sorted(ids)
+
+
+def test_events_wait_for_the_debounce_window(product_type, settings):
+    settings.TRIGGER_DEBOUNCE_S = 3600
+    make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.created"}])
+    make_entities(product_type, 2)
+    assert entity_events_dispatch() == 0
+    assert EntityEvent.objects.count() == 1  # still gathering
+    settings.TRIGGER_DEBOUNCE_S = 0
+    assert entity_events_dispatch() == 1
+
+
+def test_a_dispatch_delivered_again_starts_no_second_run(product_type):
+    make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.created"}])
+    make_entities(product_type, 3)
+    assert entity_events_dispatch() == 1
+    assert entity_events_dispatch() == 0
+    assert Run.objects.count() == 1
+
+
+def test_only_active_workflows_trigger(product_type):
+    make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.created"}], status="draft")
+    make_entities(product_type, 3)
+    assert entity_events_dispatch() == 0
+    assert not EntityEvent.objects.exists()  # nothing wanted them: dropped
+
+
+def test_a_run_that_edits_the_watched_field_does_not_trigger_its_own_workflow(product_type):
+    [entity_id] = make_entities(product_type, 1)
+    EntityEvent.objects.all().delete()
+    watch = [{"on": "entity.updated", "fields": ["title"]}]
+    looping = make_workflow(product_type, [SET_TITLE, PUBLISH], triggers=watch)
+    other = make_workflow(product_type, [PUBLISH], triggers=watch)
+    entity_services.entity_update(entity_id=entity_id, data={"title": "Start"})
+    assert entity_events_dispatch() == 2
+    first = Run.objects.get(workflow=looping)
+    run_inline(first.pk)
+    Run.objects.filter(workflow=other).delete()
+    # The run changed `title`: the other workflow is triggered, the looping one is not.
+    assert entity_events_dispatch() == 1
+    assert Run.objects.filter(workflow=looping).count() == 1
+    again = Run.objects.get(workflow=other)
+    assert again.trigger == {"type": "entity.updated", "depth": 2}
+
+
+def test_a_chain_of_triggers_is_cut_at_the_depth_setting_with_a_log_line(
+    product_type, settings, caplog
+):
+    settings.TRIGGER_MAX_DEPTH = 2
+    [entity_id] = make_entities(product_type, 1)
+    EntityEvent.objects.all().delete()
+    watch = [{"on": "entity.updated", "fields": ["title"]}]
+    a = make_workflow(product_type, [SET_TITLE], triggers=watch)
+    b = make_workflow(product_type, [SET_TITLE], triggers=watch)
+    entity_services.entity_update(entity_id=entity_id, data={"title": "Start"})
+    assert entity_events_dispatch() == 2  # depth 1: a and b
+    for run in Run.objects.all():
+        run_inline(run.pk)
+    assert entity_events_dispatch() == 2  # depth 2: a by b's change, b by a's
+    for run in Run.objects.filter(trigger__depth=2):
+        run_inline(run.pk)
+    with caplog.at_level(logging.WARNING, logger="jobs.triggers"):
+        assert entity_events_dispatch() == 0
+    assert "Trigger chain cut at depth 3" in caplog.text
+    assert Run.objects.filter(workflow=a).count() == Run.objects.filter(workflow=b).count() == 2
+
+
+def test_events_are_written_in_the_transaction_of_the_change(product_type):
+    """A failed write leaves no event: the row goes or stays with the change."""
+    from config.api.errors import InvalidInput
+
+    [entity_id] = make_entities(product_type, 1)
+    EntityEvent.objects.all().delete()
+    with pytest.raises(InvalidInput):
+        entity_services.entity_update(entity_id=entity_id, data={"title": ""})  # schema: min 1
+    assert not EntityEvent.objects.exists()
+    entity_services.entity_update(entity_id=entity_id, data={"title": "ok"})
+    event = EntityEvent.objects.get()
+    assert (event.kind, event.entity_ids, event.fields) == (
+        "entity.updated",
+        [entity_id],
+        ["title"],
+    )

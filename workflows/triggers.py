@@ -1,0 +1,169 @@
+"""A workflow's `triggers`: what starts it by itself, checked like its steps (a 400 naming
+each problem's path, `triggers[1].cron`). What acts on them is `jobs.triggers` (entity
+events) and `jobs.schedules` (celery beat).
+
+- `{"on": "entity.created"}`
+- `{"on": "entity.updated", "fields": ["title", ...]}`: only when one of those top-level
+  fields changed (no `fields`: any change)
+- `{"on": "schedule", "cron": "0 3 * * *", "timezone"?: "Europe/Paris", "filter"?: {...}}`
+"""
+
+import zoneinfo
+
+from croniter import croniter
+
+from config.api.errors import FieldError, InvalidInput
+from entities.filters import entity_filter_clean
+from entities.models import EntityType
+
+TRIGGER_ON = ("entity.created", "entity.updated", "schedule")
+KEYS = {
+    "entity.created": {"on"},
+    "entity.updated": {"on", "fields"},
+    "schedule": {"on", "cron", "timezone", "filter"},
+}
+MAX_TRIGGERS = 20
+
+TRIGGERS_SCHEMA = {
+    "type": "array",
+    "maxItems": MAX_TRIGGERS,
+    "items": {
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["on"],
+                "additionalProperties": False,
+                "properties": {"on": {"const": "entity.created"}},
+            },
+            {
+                "type": "object",
+                "required": ["on"],
+                "additionalProperties": False,
+                "properties": {
+                    "on": {"const": "entity.updated"},
+                    "fields": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                },
+            },
+            {
+                "type": "object",
+                "required": ["on", "cron"],
+                "additionalProperties": False,
+                "properties": {
+                    "on": {"const": "schedule"},
+                    "cron": {"type": "string", "examples": ["0 3 * * *"]},
+                    "timezone": {"type": "string", "examples": ["UTC"]},
+                    "filter": {"$ref": "#/components/schemas/EntityFilterRequest"},
+                },
+            },
+        ]
+    },
+}
+
+
+def _known_fields(entity_type: EntityType) -> set[str] | None:
+    """The top-level fields the type's schema declares, or None if it does not close them."""
+    schema = entity_type.schema or {}
+    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+        return None
+    return set(schema["properties"])
+
+
+def _trigger_problems(trigger, where: str, known: set[str] | None) -> list[FieldError]:
+    if not isinstance(trigger, dict):
+        return [FieldError(where, "Must be an object with `on`.")]
+    on = trigger.get("on")
+    if on not in TRIGGER_ON:
+        return [
+            FieldError(
+                f"{where}.on",
+                f"Unknown trigger {on!r}. Use one of: {', '.join(TRIGGER_ON)}."
+                if on is not None
+                else "This field is required.",
+                "unknown_trigger" if on is not None else "required",
+            )
+        ]
+    found = [
+        FieldError(f"{where}.{key}", "Unknown field.", "unknown_field")
+        for key in trigger
+        if key not in KEYS[on]
+    ]
+    if on == "entity.updated" and "fields" in trigger:
+        fields = trigger["fields"]
+        if (
+            not isinstance(fields, list)
+            or not fields
+            or not all(isinstance(f, str) and f for f in fields)
+        ):
+            found.append(FieldError(f"{where}.fields", "Must be a non-empty list of field names."))
+        elif known is not None:
+            found += [
+                FieldError(
+                    f"{where}.fields[{index}]",
+                    f"The entity type's schema has no field {name!r}.",
+                    "unknown_field",
+                )
+                for index, name in enumerate(fields)
+                if name not in known
+            ]
+    if on == "schedule":
+        found += _schedule_problems(trigger, where)
+    return found
+
+
+def _schedule_problems(trigger: dict, where: str) -> list[FieldError]:
+    found = []
+    cron = trigger.get("cron")
+    if cron is None:
+        found.append(FieldError(f"{where}.cron", "This field is required.", "required"))
+    elif not isinstance(cron, str) or len(cron.split()) != 5 or not croniter.is_valid(cron):
+        found.append(
+            FieldError(
+                f"{where}.cron",
+                "Must be a cron expression of 5 fields (minute hour day month weekday), "
+                "such as `0 3 * * *`.",
+            )
+        )
+    timezone = trigger.get("timezone")
+    if timezone is not None:
+        try:
+            if not isinstance(timezone, str) or not timezone:
+                raise ValueError
+            zoneinfo.ZoneInfo(timezone)
+        except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+            found.append(
+                FieldError(
+                    f"{where}.timezone", f"Unknown time zone {timezone!r} (use an IANA name)."
+                )
+            )
+    if "filter" in trigger:
+        try:
+            entity_filter_clean(trigger["filter"], path=f"{where}.filter")
+        except InvalidInput as exc:
+            found += exc.details
+    return found
+
+
+def triggers_clean(triggers, entity_type: EntityType) -> list[dict]:
+    """The triggers as stored, or InvalidInput naming every problem by its path."""
+    if triggers is None:
+        return []
+    if not isinstance(triggers, list) or len(triggers) > MAX_TRIGGERS:
+        message = f"Must be a list of at most {MAX_TRIGGERS} triggers."
+        raise InvalidInput(f"triggers: {message}", details=[FieldError("triggers", message)])
+    known = _known_fields(entity_type)
+    problems = [
+        p
+        for index, trigger in enumerate(triggers)
+        for p in _trigger_problems(trigger, f"triggers[{index}]", known)
+    ]
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InvalidInput(f"{first.field}: {first.message}{more}", details=problems)
+    cleaned = []
+    for trigger in triggers:
+        trigger = dict(trigger)
+        if "filter" in trigger:
+            trigger["filter"] = entity_filter_clean(trigger["filter"])
+        cleaned.append(trigger)
+    return cleaned
