@@ -5,6 +5,7 @@ sends `entity_events_recorded`, which the layer above listens to (to start gathe
 sooner than its periodic sweep would)."""
 
 from collections import defaultdict
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -14,6 +15,22 @@ from entities.models import EntityEvent
 
 # Sent (no arguments) after a transaction that recorded events commits.
 entity_events_recorded = Signal()
+
+# The layer above says which kinds of event on entities of a type anything listens to (the
+# triggers of its active workflows): a change nothing listens to is not recorded, and a run
+# committing 400 entities then works out no changed keys. Until it says, all are recorded.
+_listened: Callable[[str], Collection[str]] | None = None
+
+
+def events_listened_by(answer: Callable[[str], Collection[str]]) -> None:
+    """Register `answer(entity_type_id)`: the kinds of event listened to on that type. It
+    runs inside the change's transaction, so a listener that exists by then sees it."""
+    global _listened
+    _listened = answer
+
+
+def event_listened(kind: str, entity_type_id: str) -> bool:
+    return _listened is None or kind in _listened(entity_type_id)
 
 
 @dataclass(frozen=True)
@@ -41,7 +58,7 @@ def events_record(
 ) -> None:
     """Record that the entities in `changes` (id -> the keys changed) were created or
     updated: one row per set of keys alike. Call inside the transaction of the change."""
-    if not changes:
+    if not changes or not event_listened(kind, entity_type_id):
         return
     by_fields: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for entity_id, fields in changes.items():

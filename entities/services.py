@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput
 from config.bulk import JSONText, rows_update
-from entities.events import ChangeOrigin, changed_keys, events_record
+from entities.events import ChangeOrigin, changed_keys, event_listened, events_record
 from entities.models import Entity, EntityEvent, EntityType
 from entities.schemas import data_encode, data_problems, data_validator, schema_problems
 
@@ -218,13 +218,18 @@ def _record_commit(copies, status, results, origin) -> None:
         if unknown
         else {}
     )
+    listened: dict[str, bool] = {}
     for copy in copies:
         if not isinstance(results.get(copy.entity_id), int):
             continue
+        type_id = copy.entity_type_id or types.get(copy.entity_id, "")
+        if type_id not in listened:
+            listened[type_id] = event_listened(EntityEvent.Kind.UPDATED, type_id)
+        if not listened[type_id]:
+            continue  # parsing the committed copy to find the changed keys would be wasted
         base = copy.base() if callable(copy.base) else copy.base
         keys = changed_keys(base, copy.data)
         if keys or status is not None:
-            type_id = copy.entity_type_id or types.get(copy.entity_id, "")
             by_type.setdefault(type_id, {})[copy.entity_id] = keys
     for type_id, changes in by_type.items():
         events_record(

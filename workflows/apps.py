@@ -5,3 +5,9 @@ class WorkflowsConfig(AppConfig):
     """Workflow definitions: workflows, their ordered steps, versions and the step types."""
 
     name = "workflows"
+
+    def ready(self):
+        from entities.events import events_listened_by
+        from workflows.selectors import trigger_kinds
+
+        events_listened_by(trigger_kinds)

@@ -41,3 +41,17 @@ def workflow_get(*, workflow_id: str) -> Workflow:
     if workflow is None:
         raise NotFound(f"No workflow {workflow_id!r} exists.")
     return workflow
+
+
+def trigger_kinds(entity_type_id: str) -> set[str]:
+    """The kinds of trigger (`entity.created`, ...) of the active workflows of a type: which
+    entity changes start anything (one indexed query, inside the change's transaction)."""
+    return {
+        trigger["on"]
+        for triggers in Workflow.objects.filter(
+            entity_type_id=entity_type_id, status=Workflow.Status.ACTIVE
+        )
+        .exclude(triggers=[])
+        .values_list("triggers", flat=True)
+        for trigger in triggers
+    }

@@ -9,7 +9,7 @@ from entities import services as entity_services
 from entities.models import EntityEvent
 from jobs.models import Run, RunItem
 from jobs.triggers import QUEUED_KEY, entity_events_dispatch
-from tests.factories import make_entities, make_workflow, run_inline
+from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
 
@@ -136,6 +136,7 @@ def test_events_are_written_in_the_transaction_of_the_change(product_type):
     """A failed write leaves no event: the row goes or stays with the change."""
     from config.api.errors import InvalidInput
 
+    make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.updated"}])
     [entity_id] = make_entities(product_type, 1)
     EntityEvent.objects.all().delete()
     with pytest.raises(InvalidInput):
@@ -148,3 +149,16 @@ def test_events_are_written_in_the_transaction_of_the_change(product_type):
         [entity_id],
         ["title"],
     )
+
+
+def test_changes_no_active_workflow_listens_to_record_no_event(product_type):
+    """No outbox rows (and no changed keys worked out) for what starts nothing: a draft
+    workflow's trigger, or one on another kind of change, does not listen."""
+    make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.created"}])
+    make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.updated"}], status="draft")
+    [entity_id] = make_entities(product_type, 1)
+    assert EntityEvent.objects.filter(kind="entity.created").count() == 1
+    entity_services.entity_update(entity_id=entity_id, data={"title": "changed"})
+    run = start_run(make_workflow(product_type, [SET_TITLE, PUBLISH]), [entity_id])
+    run_inline(run.pk)
+    assert not EntityEvent.objects.filter(kind="entity.updated").exists()
