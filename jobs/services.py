@@ -15,6 +15,7 @@ from config.api.errors import Conflict, FieldError, InvalidInput
 from entities.models import Entity
 from entities.selectors import entity_ids_of_type
 from jobs import queue
+from jobs.costs import budget_columns
 from jobs.models import ItemStatus, Job, Run, RunItem, RunLog, RunStatus
 from jobs.serializers import RunSerializer
 from workflows.models import Workflow, WorkflowVersion
@@ -63,6 +64,12 @@ def _check_entities_exist(workflow: Workflow, entity_ids: list[str]) -> None:
         )
 
 
+def run_entities_check(workflow: Workflow, entity_ids: list[str]) -> None:
+    """What run_start checks of the ids, for an estimate: InvalidInput naming the bad ones."""
+    _check_id_list(entity_ids)
+    _check_entities_exist(workflow, entity_ids)
+
+
 @transaction.atomic
 def run_start(
     *,
@@ -72,6 +79,7 @@ def run_start(
     created_by=None,
     retry_of: Run | None = None,
     version: WorkflowVersion | None = None,
+    budget: dict | None = None,
 ) -> Run:
     """Store a run, its job and one item per entity in one transaction (bulk inserts), and
     queue its chunks once that commits. The run executes the version current now (or
@@ -91,6 +99,7 @@ def run_start(
         callback_url=callback_url,
         created_by=created_by,
         retry_of=retry_of,
+        **budget_columns(version, budget),
     )
     Job.objects.create(run=run)
     size = settings.RUN_CHUNK_SIZE

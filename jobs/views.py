@@ -7,9 +7,12 @@ from config.api.errors import NotFound
 from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import EmptyBodySerializer, validated
 from jobs import selectors, services
+from jobs.costs import workflow_estimate
 from jobs.engine.dry_run import workflow_test
 from jobs.models import Job, Run
 from jobs.serializers import (
+    EstimateRequestSerializer,
+    EstimateSerializer,
     JobListQuerySerializer,
     JobSerializer,
     LogQuerySerializer,
@@ -36,6 +39,7 @@ class WorkflowRunViewSet(viewsets.GenericViewSet):
     action_permissions = {
         "run": ["workflows.view_workflow", "jobs.add_run"],
         "test": ["workflows.view_workflow", "jobs.add_run"],
+        "estimate": ["workflows.view_workflow"],
     }
 
     @extend_schema(
@@ -54,8 +58,21 @@ class WorkflowRunViewSet(viewsets.GenericViewSet):
             entity_ids=data["entityIds"],
             callback_url=data.get("callbackUrl", ""),
             created_by=request.user,
+            budget=data.get("budget"),
         )
         return Response({"jobId": run.job.pk, "runId": run.pk}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Estimate what a run would use and cost (calls no model)",
+        request=EstimateRequestSerializer,
+        responses={200: EstimateSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def estimate(self, request, pk=None):
+        workflow = self.get_object()
+        data = validated(EstimateRequestSerializer, request.data)
+        services.run_entities_check(workflow, data["entityIds"])
+        return Response(workflow_estimate(workflow=workflow, entity_ids=data["entityIds"]))
 
     @extend_schema(
         summary="Test a workflow on one entity (commits and sends nothing)",

@@ -4,6 +4,7 @@ again for the same chunk: the leases decide which delivery acts on each entity."
 
 import time
 
+from jobs.engine.budget import RunBudget
 from jobs.engine.committer import ChunkCommitter
 from jobs.engine.leases import items_claim
 from jobs.engine.outcomes import chunk_finish, items_give_up
@@ -26,7 +27,10 @@ def chunk_execute(*, run_id: str, chunk: int) -> None:
         # Every entity of a run is of the workflow's entity type (checked at start).
         states = states_load(items, run.workflow.entity_type.schema)
         committer = ChunkCommitter(
-            run_id, {i.entity_id: (i.pk, i.attempts) for i in items}, seen_at=seen_at
+            run_id,
+            {i.entity_id: (i.pk, i.attempts) for i in items},
+            seen_at=seen_at,
+            budget=RunBudget.of(run),
         )
         steps_run(
             states=[state for state in states if state.alive],

@@ -1,6 +1,7 @@
 """The run engine's ports: what a step may ask while a chunk runs (`StepEngine`, implemented
 here by `ChunkCommitter`): publish working copies, checkpoint before a side effect, whether
-the run was cancelled, a heartbeat. Every write is conditional on the chunk's leases.
+the run was cancelled, a heartbeat, whether the run's budget allows another model call (and
+what a finished one spent: `jobs.engine.budget`). Every write is conditional on the chunk's leases.
 
 This is where an item's checkpoint moves (`next_step`, `state`) before its final status; a
 new kind of wait would park items here too (a checkpoint, then a status that holds no
@@ -17,6 +18,7 @@ from django.utils import timezone
 from config.api.storable import unstorable
 from config.bulk import rows_update
 from entities.services import WorkingCopy, entities_commit
+from jobs.engine.budget import RunBudget
 from jobs.engine.leases import HEARTBEAT_EVERY, run_heartbeat
 from jobs.engine.states import checkpoint_of
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus
@@ -39,13 +41,21 @@ class ChunkCommitter:
     """Persists what the steps of one chunk do, each write conditional on the lease: the
     run engine's `StepEngine`."""
 
-    def __init__(self, run_id: str, leases: dict[str, tuple[int, int]], *, seen_at: float):
+    def __init__(
+        self,
+        run_id: str,
+        leases: dict[str, tuple[int, int]],
+        *,
+        seen_at: float,
+        budget: RunBudget | None = None,
+    ):
         self.run_id = run_id
         self.leases = leases  # entity id -> (item pk, attempts)
         self.logs: list[RunLog] = []  # chunk-level lines, written with the outcomes
         # When the run was last seen not cancelled, and last shown moving (time.monotonic()).
         self._checked_at = self._beat_at = seen_at
         self._cancelled = False
+        self.budget = budget if budget is not None and budget.limited else None
 
     # -- the ports -------------------------------------------------------------------------
 
@@ -67,6 +77,13 @@ class ChunkCommitter:
         if now - self._beat_at >= HEARTBEAT_EVERY.total_seconds():
             self._beat_at = now
             run_heartbeat(self.run_id, timezone.now())
+
+    def budget_reached(self) -> str | None:
+        return None if self.budget is None else self.budget.reached()
+
+    def usage_record(self, usage: dict) -> None:
+        if self.budget is not None:
+            self.budget.spend(usage)
 
     @transaction.atomic
     def checkpoint(self, states: list[EntityState], ctx: StepContext) -> list[EntityState]:
