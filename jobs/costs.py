@@ -16,6 +16,7 @@ step's model has none.
 """
 
 import math
+from decimal import Decimal
 
 from django.conf import settings
 
@@ -68,7 +69,8 @@ def budget_columns(version: WorkflowVersion, budget: dict | None) -> dict:
                 f"budget.maxCostUsd: {message}",
                 details=[FieldError("budget.maxCostUsd", message, "unpriced_model")],
             )
-        columns["budget_max_cost_nano_usd"] = int(budget["maxCostUsd"] * NANOS_PER_USD)
+        nanos = Decimal(str(budget["maxCostUsd"])) * NANOS_PER_USD
+        columns["budget_max_cost_nano_usd"] = int(nanos.to_integral_value())
     return columns
 
 

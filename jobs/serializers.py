@@ -1,5 +1,3 @@
-from decimal import Decimal
-
 from rest_framework import serializers
 
 from config.api.fields import TimestampField
@@ -108,12 +106,10 @@ class IdListField(serializers.ListField):
 
 
 class BudgetSerializer(StrictSerializer):
-    maxCostUsd = serializers.DecimalField(
+    maxCostUsd = serializers.FloatField(
         required=False,
-        max_digits=15,
-        decimal_places=6,
-        min_value=Decimal("0.000001"),
-        coerce_to_string=False,
+        min_value=0.000001,
+        max_value=1_000_000_000,
         help_text="Once the run's model calls cost this much (USD), no new call starts.",
     )
     maxTokens = serializers.IntegerField(
