@@ -5,6 +5,7 @@ product starts with no configuration at all and refuses a bad value loudly inste
 guessing.
 """
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +80,39 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
         return raw
 
     return _read(name, default, parse, "one of " + ", ".join(choices))
+
+
+PRICE_KEYS = ("input", "cachedInput", "output")
+
+
+def env_prices(name: str) -> dict[str, dict[str, float]]:
+    """Model prices, JSON {"model": {"input": n, "cachedInput": n, "output": n}} in USD per
+    million tokens; `cachedInput` defaults to `input`."""
+
+    def parse(raw: str) -> dict:
+        table = json.loads(raw)
+        if not isinstance(table, dict):
+            raise ValueError(raw)
+        prices = {}
+        for model, price in table.items():
+            if not isinstance(price, dict) or set(price) - set(PRICE_KEYS):
+                raise ValueError(model)
+            if not {"input", "output"} <= set(price):
+                raise ValueError(model)
+            price = {"cachedInput": price["input"], **price}
+            for value in price.values():
+                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                    raise ValueError(model)
+            prices[model] = {key: float(price[key]) for key in PRICE_KEYS}
+        return prices
+
+    return _read(
+        name,
+        {},
+        parse,
+        'JSON {"<model>": {"input": usd, "cachedInput": usd, "output": usd}}, USD per million '
+        "tokens, input and output required, numbers >= 0",
+    )
 
 
 SUPPORTED_DATABASES = ("django.db.backends.postgresql", "django.db.backends.sqlite3")

@@ -80,6 +80,8 @@ class RunAdmin(RecordAdmin):
         "status",
         "progress",
         "trigger_type",
+        "tokens",
+        "cost",
         "created_at",
         "completed_at",
     ]
@@ -96,6 +98,14 @@ class RunAdmin(RecordAdmin):
     @admin.display(description="progress")
     def progress(self, run):
         return progress_bar(run)
+
+    @admin.display(description="tokens (in/out)")
+    def tokens(self, run):
+        return f"{run.input_tokens} / {run.output_tokens}"
+
+    @admin.display(description="cost (USD)")
+    def cost(self, run):
+        return "unknown" if run.cost_usd is None else f"{run.cost_usd:.6f}"
 
     # Links to these views carry the admin's quoted primary key (`run_01…` is `run_5F01…`), as
     # Django's own views do, so each view unquotes it before looking the run up.
@@ -120,6 +130,7 @@ class RunAdmin(RecordAdmin):
         context = {
             "run": run,
             "progress": progress_bar(run),
+            "budget_usd": (run.budget_max_cost_nano_usd or 0) / 1_000_000_000,
             "items": items[:ITEMS_SHOWN],
             "items_shown": ITEMS_SHOWN,
             "item_status": status,

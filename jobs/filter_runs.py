@@ -21,6 +21,7 @@ from django.utils import timezone
 from config.api.errors import FieldError, InvalidInput
 from entities.filters import entities_matching
 from jobs import queue
+from jobs.costs import budget_columns, workflow_estimate
 from jobs.item_rows import item_columns
 from jobs.models import Job, Run, RunItem, RunLog, RunStatus, api_trigger
 from jobs.services import workflow_mark_run, workflow_runnable
@@ -36,21 +37,9 @@ def _matching_at_most(workflow, entity_filter: dict, most: int) -> int:
     return entities.values("pk")[: most + 1].count()
 
 
-@transaction.atomic
-def run_start_over_filter(
-    *,
-    workflow_id: str,
-    entity_filter: dict,
-    limit: int | None = None,
-    callback_url: str = "",
-    created_by=None,
-    trigger: dict | None = None,
-    empty_ok: bool = False,
-) -> Run | None:
-    """Store a pending run over the entities matching `entity_filter` (a cleaned filter, see
-    `entities.filters`), at most `limit` of them, and queue the making of its items. 400 if
-    none match (unless `empty_ok`: then None) or more than RUN_MAX_ENTITIES would be run."""
-    workflow = workflow_runnable(workflow_id=workflow_id)
+def filter_run_size(workflow, entity_filter: dict, limit: int | None, *, empty_ok=False) -> int:
+    """How many entities a run over the filter would take: 400 if more than
+    RUN_MAX_ENTITIES match without a `limit` that allows it, or none (0 if `empty_ok`)."""
     most = settings.RUN_MAX_ENTITIES
     found = _matching_at_most(workflow, entity_filter, most)
     if found > most and (limit is None or limit > most):
@@ -64,20 +53,55 @@ def run_start_over_filter(
         raise InvalidInput(
             f"filter: {message}", details=[FieldError("filter", message, "too_many")]
         )
-    if not found:
-        if empty_ok:
-            return None
+    if not found and not empty_ok:
         message = f"No entity of entity type {workflow.entity_type_id} matches the filter."
         raise InvalidInput(f"filter: {message}", details=[FieldError("filter", message, "empty")])
+    return min(found, limit or most, most)
+
+
+def filter_run_estimate(*, workflow, entity_filter: dict, limit: int | None) -> dict:
+    """`workflow_estimate` for a run over the filter; its sample is the first matches."""
+    entities = filter_run_size(workflow, entity_filter, limit)
+
+    def sample_ids(n: int) -> list[str]:
+        matching = entities_matching(
+            entity_type_id=workflow.entity_type_id, entity_filter=entity_filter
+        )
+        return list(matching.order_by("pk").values_list("pk", flat=True)[: min(n, entities)])
+
+    return workflow_estimate(workflow=workflow, entities=entities, sample_ids=sample_ids)
+
+
+@transaction.atomic
+def run_start_over_filter(
+    *,
+    workflow_id: str,
+    entity_filter: dict,
+    limit: int | None = None,
+    callback_url: str = "",
+    created_by=None,
+    trigger: dict | None = None,
+    empty_ok: bool = False,
+    budget: dict | None = None,
+) -> Run | None:
+    """Store a pending run over the entities matching `entity_filter` (a cleaned filter, see
+    `entities.filters`), at most `limit` of them, and queue the making of its items. 400 if
+    none match (unless `empty_ok`: then None) or more than RUN_MAX_ENTITIES would be run."""
+    workflow = workflow_runnable(workflow_id=workflow_id)
+    most = settings.RUN_MAX_ENTITIES
+    if not filter_run_size(workflow, entity_filter, limit, empty_ok=empty_ok):
+        return None
+    version = workflow.versions.get(number=workflow.version)
     run = Run.objects.create(
         workflow=workflow,
-        workflow_version=workflow.versions.get(number=workflow.version),
+        workflow_version=version,
         total=None,
         callback_url=callback_url,
         created_by=created_by,
         trigger=trigger or api_trigger(),
         filter=entity_filter,
         items_limit=min(limit or most, most),
+        **budget_columns(version, budget),
     )
     Job.objects.create(run=run)
     workflow_mark_run(workflow_id=workflow.pk, run=run)

@@ -80,8 +80,20 @@ class Run(models.Model):
     items_cursor = models.CharField(max_length=ID_LENGTH, blank=True, editable=False)
     items_made = models.PositiveIntegerField(default=0, editable=False)
     # Token usage summed over the run's items (incremented like the counters).
-    input_tokens = models.PositiveBigIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)  # cached ones included
+    cached_input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
+    cost_nano_usd = models.PositiveBigIntegerField(default=0, help_text="Of the priced calls.")
+    unpriced_calls = models.PositiveIntegerField(
+        default=0, help_text="Calls to a model without a known price: the run's cost is unknown."
+    )
+    # The budget (null: none), and what every call of the run spent so far, counted as each
+    # call finishes (so every worker sees it; a dead delivery's calls count too).
+    budget_max_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    budget_max_cost_nano_usd = models.PositiveBigIntegerField(null=True, blank=True)
+    spent_tokens = models.PositiveBigIntegerField(default=0)
+    spent_cost_nano_usd = models.PositiveBigIntegerField(default=0)
+    budget_reached_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -103,6 +115,13 @@ class Run(models.Model):
     @property
     def is_ended(self) -> bool:
         return self.status in RunStatus.ended()
+
+    @property
+    def cost_usd(self) -> float | None:
+        """None while any call's price is unknown: a partial sum would be a guess."""
+        if self.unpriced_calls:
+            return None
+        return round(self.cost_nano_usd / 1_000_000_000, 9)
 
 
 class Job(models.Model):

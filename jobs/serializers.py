@@ -21,8 +21,19 @@ class ProgressSerializer(serializers.Serializer):
 
 
 class UsageSerializer(serializers.Serializer):
-    inputTokens = serializers.IntegerField(source="input_tokens")
+    inputTokens = serializers.IntegerField(
+        source="input_tokens", help_text="Prompt tokens, cached ones included."
+    )
+    cachedInputTokens = serializers.IntegerField(
+        source="cached_input_tokens",
+        help_text="Prompt tokens read from the provider's prompt cache (billed less).",
+    )
     outputTokens = serializers.IntegerField(source="output_tokens")
+    costUsd = serializers.FloatField(
+        source="cost_usd",
+        allow_null=True,
+        help_text="In US dollars; null when a model's price is unknown (never a guess).",
+    )
 
 
 class TriggerSerializer(serializers.Serializer):
@@ -42,7 +53,9 @@ class TriggerSerializer(serializers.Serializer):
 
 class RunSerializer(serializers.ModelSerializer):
     progress = ProgressSerializer(source="*", read_only=True)
-    usage = UsageSerializer(source="*", read_only=True, help_text="Tokens used by the run.")
+    usage = UsageSerializer(
+        source="*", read_only=True, help_text="Tokens and cost of the run's model calls."
+    )
     startedAt = TimestampField(
         source="started_at", allow_null=True, help_text="Timestamp (ms) when the run started."
     )
@@ -114,7 +127,30 @@ class IdListField(serializers.ListField):
         return data
 
 
-class RunStartSerializer(StrictSerializer):
+class BudgetSerializer(StrictSerializer):
+    maxCostUsd = serializers.FloatField(
+        required=False,
+        min_value=0.000001,
+        max_value=1_000_000_000,
+        help_text="Once the run's model calls cost this much (USD), no new call starts.",
+    )
+    maxTokens = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=10**15,
+        help_text="Once the run's model calls used this many tokens (input + output), no new "
+        "call starts.",
+    )
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError("Give maxCostUsd, maxTokens or both.")
+        return attrs
+
+
+class RunTargetSerializer(StrictSerializer):
+    """The entities a run takes: named (`entityIds`) or matched (`filter`, `limit`)."""
+
     entityIds = IdListField(
         allow_empty=True,
         required=False,
@@ -131,15 +167,6 @@ class RunStartSerializer(StrictSerializer):
         required=False, min_value=1, help_text="With `filter`: run over at most this many."
     )
     # -- end of runs over a filter --
-    callbackUrl = serializers.URLField(
-        required=False, max_length=2000, help_text="POSTed the final run once it ends."
-    )
-
-    def validate_callbackUrl(self, value: str) -> str:
-        problem = url_problem(value)  # a port that exists, no credentials
-        if problem:
-            raise serializers.ValidationError(problem)
-        return value
 
     def validate(self, attrs):
         if ("entityIds" in attrs) == ("filter" in attrs):
@@ -148,6 +175,42 @@ class RunStartSerializer(StrictSerializer):
         if "limit" in attrs and "filter" not in attrs:
             raise serializers.ValidationError({"limit": ["`limit` goes with `filter`."]})
         return attrs
+
+
+class RunStartSerializer(RunTargetSerializer):
+    callbackUrl = serializers.URLField(
+        required=False, max_length=2000, help_text="POSTed the final run once it ends."
+    )
+    budget = BudgetSerializer(
+        required=False,
+        help_text="Caps the run's model calls: once reached, the entities left fail and the "
+        "run ends failed (the calls in flight finish and count).",
+    )
+
+    def validate_callbackUrl(self, value: str) -> str:
+        problem = url_problem(value)  # a port that exists, no credentials
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+
+class EstimateRequestSerializer(RunTargetSerializer):
+    """The entities of the run to estimate, as `/run` takes them."""
+
+
+class EstimateSerializer(serializers.Serializer):
+    entities = serializers.IntegerField()
+    modelCalls = serializers.IntegerField()
+    inputTokens = serializers.IntegerField()
+    outputTokens = serializers.IntegerField()
+    costUsd = serializers.FloatField(
+        allow_null=True, help_text="Null when a step's model has no known price."
+    )
+    basis = serializers.ChoiceField(
+        choices=["history", "sample"],
+        help_text="`history`: this version's past runs, tokens per entity per step; "
+        "`sample`: prompts rendered for a sample of the entities.",
+    )
 
 
 class RunStartedSerializer(serializers.Serializer):

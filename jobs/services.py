@@ -15,6 +15,7 @@ from config.api.errors import Conflict, FieldError, InvalidInput
 from entities.models import Entity
 from entities.selectors import entity_ids_of_type
 from jobs import queue
+from jobs.costs import budget_columns
 from jobs.item_rows import item_columns
 from jobs.models import (
     ItemStatus,
@@ -72,6 +73,12 @@ def _check_entities_exist(workflow: Workflow, entity_ids: list[str]) -> None:
         )
 
 
+def run_entities_check(workflow: Workflow, entity_ids: list[str]) -> None:
+    """What run_start checks of the ids, for an estimate: InvalidInput naming the bad ones."""
+    _check_id_list(entity_ids, settings.RUN_MAX_IDS)
+    _check_entities_exist(workflow, entity_ids)
+
+
 @transaction.atomic
 def run_start(
     *,
@@ -82,6 +89,7 @@ def run_start(
     retry_of: Run | None = None,
     version: WorkflowVersion | None = None,
     trigger: dict | None = None,
+    budget: dict | None = None,
 ) -> Run:
     """Store a run, its job and one item per entity in one transaction (bulk inserts), and
     queue its chunks once that commits. The run executes the version current now (or
@@ -101,6 +109,7 @@ def run_start(
         created_by=created_by,
         retry_of=retry_of,
         trigger=trigger or api_trigger(),
+        **budget_columns(version, budget),
     )
     Job.objects.create(run=run)
     size = settings.RUN_CHUNK_SIZE

@@ -7,10 +7,13 @@ from config.api.errors import NotFound
 from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import EmptyBodySerializer, validated
 from jobs import selectors, services
+from jobs.costs import ids_sample, workflow_estimate
 from jobs.engine.dry_run import workflow_test
-from jobs.filter_runs import run_start_over_filter
+from jobs.filter_runs import filter_run_estimate, run_start_over_filter
 from jobs.models import Job, Run
 from jobs.serializers import (
+    EstimateRequestSerializer,
+    EstimateSerializer,
     JobListQuerySerializer,
     JobSerializer,
     LogQuerySerializer,
@@ -37,6 +40,7 @@ class WorkflowRunViewSet(viewsets.GenericViewSet):
     action_permissions = {
         "run": ["workflows.view_workflow", "jobs.add_run"],
         "test": ["workflows.view_workflow", "jobs.add_run"],
+        "estimate": ["workflows.view_workflow"],
     }
 
     @extend_schema(
@@ -57,6 +61,7 @@ class WorkflowRunViewSet(viewsets.GenericViewSet):
                 limit=data.get("limit"),
                 callback_url=data.get("callbackUrl", ""),
                 created_by=request.user,
+                budget=data.get("budget"),
             )
             return Response({"jobId": run.job.pk, "runId": run.pk}, status=status.HTTP_202_ACCEPTED)
         run = services.run_start(
@@ -64,8 +69,30 @@ class WorkflowRunViewSet(viewsets.GenericViewSet):
             entity_ids=data["entityIds"],
             callback_url=data.get("callbackUrl", ""),
             created_by=request.user,
+            budget=data.get("budget"),
         )
         return Response({"jobId": run.job.pk, "runId": run.pk}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Estimate what a run would use and cost (calls no model)",
+        request=EstimateRequestSerializer,
+        responses={200: EstimateSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def estimate(self, request, pk=None):
+        workflow = self.get_object()
+        data = validated(EstimateRequestSerializer, request.data)
+        if "filter" in data:
+            return Response(
+                filter_run_estimate(
+                    workflow=workflow, entity_filter=dict(data["filter"]), limit=data.get("limit")
+                )
+            )
+        ids = data["entityIds"]
+        services.run_entities_check(workflow, ids)
+        return Response(
+            workflow_estimate(workflow=workflow, entities=len(ids), sample_ids=ids_sample(ids))
+        )
 
     @extend_schema(
         summary="Test a workflow on one entity (commits and sends nothing)",

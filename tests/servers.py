@@ -106,6 +106,11 @@ class Reply:
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
     error: str = "Something went wrong"
+    # Usage reported: prompt tokens (cached included, as OpenAI counts them) and of those
+    # read from the prompt cache (Anthropic reports the rest as `input_tokens`).
+    input_tokens: int = 11
+    cached_tokens: int = 0
+    output_tokens: int = 7
 
 
 @dataclass
@@ -122,6 +127,8 @@ class FakeLLM:
     lock: threading.Lock = field(default_factory=threading.Lock)
     record: bool = True
     decide: Callable[[dict], Reply | None] | None = None  # a reply chosen per request
+    in_flight: int = 0  # requests being answered now, and the most there were at once
+    peak_in_flight: int = 0
 
     def prompts(self) -> list[str]:
         return [request["messages"][-1]["content"] for request in self.requests]
@@ -141,7 +148,12 @@ class FakeLLM:
                 "content": [{"type": "text", "text": reply.text}],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
-                "usage": {"input_tokens": 11, "output_tokens": 7},
+                "usage": {
+                    "input_tokens": reply.input_tokens - reply.cached_tokens,
+                    "cache_read_input_tokens": reply.cached_tokens,
+                    "cache_creation_input_tokens": 0,
+                    "output_tokens": reply.output_tokens,
+                },
             }
         return {
             "id": "chatcmpl-1",
@@ -155,7 +167,12 @@ class FakeLLM:
                     "message": {"role": "assistant", "content": reply.text},
                 }
             ],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+            "usage": {
+                "prompt_tokens": reply.input_tokens,
+                "completion_tokens": reply.output_tokens,
+                "total_tokens": reply.input_tokens + reply.output_tokens,
+                "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
+            },
         }
 
 
@@ -177,8 +194,15 @@ def start_llm(kind: str, port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:
                 reply = fake.decide(request) if fake.decide else None
                 if reply is None:
                     reply = fake.script.pop(0) if fake.script else fake.default
-            if reply.delay:
-                time.sleep(reply.delay)
+            with fake.lock:
+                fake.in_flight += 1
+                fake.peak_in_flight = max(fake.peak_in_flight, fake.in_flight)
+            try:
+                if reply.delay:
+                    time.sleep(reply.delay)
+            finally:
+                with fake.lock:
+                    fake.in_flight -= 1
             payload = json.dumps(fake.body(reply, request)).encode()
             try:
                 self.send_response(reply.status)

@@ -129,6 +129,20 @@ class StepOutcomeSerializer(serializers.Serializer):
     error = serializers.CharField(allow_null=True)
 
 
+class CallUsageSerializer(serializers.Serializer):
+    """Model calls' usage: the same shape for a test, a run and a job."""
+
+    inputTokens = serializers.IntegerField(help_text="Prompt tokens, cached ones included.")
+    cachedInputTokens = serializers.IntegerField(
+        help_text="Prompt tokens read from the provider's prompt cache (billed less)."
+    )
+    outputTokens = serializers.IntegerField()
+    costUsd = serializers.FloatField(
+        allow_null=True,
+        help_text="In US dollars; null when a model's price is unknown (never a guess).",
+    )
+
+
 class WorkflowTestResultSerializer(serializers.Serializer):
     entityId = serializers.CharField()
     workflowVersion = serializers.IntegerField()
@@ -136,4 +150,4 @@ class WorkflowTestResultSerializer(serializers.Serializer):
     error = serializers.CharField(allow_null=True)
     steps = StepOutcomeSerializer(many=True)
     data = serializers.DictField(help_text="The working copy at the end (not committed).")
-    usage = serializers.DictField(child=serializers.IntegerField())
+    usage = CallUsageSerializer(help_text="Tokens and cost of the model calls made.")

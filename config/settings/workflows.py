@@ -3,7 +3,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from config.allowlist import parse_allowed_host
-from config.env import env_choice, env_float, env_int, env_list, env_str
+from config.env import env_choice, env_float, env_int, env_list, env_prices, env_str
 
 WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50, minimum=1)
 
@@ -21,6 +21,9 @@ AI_TIMEOUT_S = env_float("AI_TIMEOUT_S", 60.0, minimum=0.1)
 AI_MAX_ATTEMPTS = env_int("AI_MAX_ATTEMPTS", 4, minimum=1)
 AI_BACKOFF_S = env_float("AI_BACKOFF_S", 1.0, minimum=0.0)
 AI_MAX_RETRY_WAIT_S = env_float("AI_MAX_RETRY_WAIT_S", 60.0, minimum=0.0)
+# Prices of models the bundled table (genai-prices) does not know, or overrides of it: JSON
+# {"model": {"input": usd, "cachedInput": usd, "output": usd}} per million tokens.
+AI_PRICES = env_prices("AI_PRICES")
 
 # Entities a worker takes through the steps together (one task, batched reads and writes).
 RUN_CHUNK_SIZE = env_int("RUN_CHUNK_SIZE", 400, minimum=1)

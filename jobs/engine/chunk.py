@@ -6,6 +6,7 @@ on each entity."""
 import time
 
 from entities.events import ChangeOrigin
+from jobs.engine.budget import RunBudget
 from jobs.engine.committer import ChunkCommitter
 from jobs.engine.leases import items_claim
 from jobs.engine.outcomes import chunk_finish, items_give_up
@@ -36,6 +37,7 @@ def chunk_execute(*, run_id: str, chunk: int) -> None:
             seen_at=seen_at,
             origin=ChangeOrigin(run.workflow_id, (run.trigger or {}).get("depth", 0)),
             entity_type_id=run.workflow.entity_type_id,
+            budget=RunBudget.of(run),
         )
         steps_run(
             states=[state for state in states if state.alive],

@@ -1,6 +1,7 @@
 """The run engine's ports: what a step may ask while a chunk runs (`StepEngine`, implemented
 here by `ChunkCommitter`): publish working copies, checkpoint before a side effect, whether
-the run was cancelled, a heartbeat. Every write is conditional on the chunk's leases.
+the run was cancelled, a heartbeat, whether the run's budget allows another model call (and
+what a finished one spent: `jobs.engine.budget`). Every write is conditional on the chunk's leases.
 
 This is where an item's checkpoint moves (`next_step`, `state`) before its final status; a
 new kind of wait would park items here too (a checkpoint, then a status that holds no
@@ -18,6 +19,7 @@ from config.api.storable import unstorable
 from config.bulk import rows_update
 from entities.events import ChangeOrigin
 from entities.services import WorkingCopy, entities_commit
+from jobs.engine.budget import RunBudget
 from jobs.engine.leases import HEARTBEAT_EVERY, run_heartbeat
 from jobs.engine.states import checkpoint_of
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus
@@ -48,6 +50,7 @@ class ChunkCommitter:
         seen_at: float,
         origin: ChangeOrigin | None = None,
         entity_type_id: str = "",
+        budget: RunBudget | None = None,
     ):
         self.run_id = run_id
         # Who the entity outbox says made the changes (the run's workflow, at its depth).
@@ -58,6 +61,7 @@ class ChunkCommitter:
         # When the run was last seen not cancelled, and last shown moving (time.monotonic()).
         self._checked_at = self._beat_at = seen_at
         self._cancelled = False
+        self.budget = budget if budget is not None and budget.limited else None
 
     # -- the ports -------------------------------------------------------------------------
 
@@ -79,6 +83,13 @@ class ChunkCommitter:
         if now - self._beat_at >= HEARTBEAT_EVERY.total_seconds():
             self._beat_at = now
             run_heartbeat(self.run_id, timezone.now())
+
+    def budget_reached(self) -> str | None:
+        return None if self.budget is None else self.budget.reached()
+
+    def usage_record(self, usage: dict) -> None:
+        if self.budget is not None:
+            self.budget.spend(usage)
 
     @transaction.atomic
     def checkpoint(self, states: list[EntityState], ctx: StepContext) -> list[EntityState]:

@@ -8,6 +8,7 @@ from config.api.errors import FieldError, InvalidInput
 from entities.models import Entity
 from jobs.engine.steps import steps_run
 from workflows.models import Workflow
+from workflows.pricing import usage_summary
 from workflows.steps.runtime import DryRun, EntityState, Outcome
 
 # The answer's words (the API's): a step the entity did not reach, and how it ended.
@@ -60,5 +61,5 @@ def workflow_test(*, workflow: Workflow, entity_id: str) -> dict:
         "error": state.error or None,
         "steps": results,
         "data": state.data,
-        "usage": state.usage,
+        "usage": usage_summary(state.usage),
     }

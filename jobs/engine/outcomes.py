@@ -175,8 +175,7 @@ def run_count(run_id: str, counts: dict, tokens: dict, now) -> bool:
         "completed": counts.get("completed", 0),
         "failed": counts.get("failed", 0),
         "cancelled": counts.get("cancelled", 0),
-        "input_tokens": tokens.get("inputTokens", 0),
-        "output_tokens": tokens.get("outputTokens", 0),
+        **{column: tokens.get(key, 0) for key, column in USAGE_COLUMNS.items()},
     }
     quote = connection.ops.quote_name
     column = {
@@ -196,8 +195,18 @@ def run_count(run_id: str, counts: dict, tokens: dict, now) -> bool:
     return bool(row and row[0])
 
 
+# An item's usage key -> the run's counter it adds to.
+USAGE_COLUMNS = {
+    "inputTokens": "input_tokens",
+    "cachedInputTokens": "cached_input_tokens",
+    "outputTokens": "output_tokens",
+    "costNanoUsd": "cost_nano_usd",
+    "unpricedCalls": "unpriced_calls",
+}
+
+
 def _sum_usage(states: list[EntityState]) -> dict:
-    total = {"inputTokens": 0, "outputTokens": 0}
+    total = dict.fromkeys(USAGE_COLUMNS, 0)
     for state in states:
         if state.usage:
             for key in total:

@@ -142,3 +142,19 @@ def test_entities_filter_by_type_and_status_and_search_in_data(staff, product_ty
         f"/admin/entities/entity/?status__exact=published&entity_type__id__exact={product_type.pk}"
     ).content.decode()
     assert ids[0] in published and ids[2] not in published
+
+
+def test_run_list_and_page_show_usage_cost_and_budget(staff, product_type):
+    workflow = make_workflow(product_type, FAILS_EXPENSIVE)
+    run = start_run(workflow, make_entities(product_type, 1), budget={"maxTokens": 500})
+    Run.objects.filter(pk=run.pk).update(
+        input_tokens=1200, cached_input_tokens=300, output_tokens=80, cost_nano_usd=1_500_000
+    )
+    listing = staff.get("/admin/jobs/run/").content.decode()
+    assert "1200 / 80" in listing and "0.001500" in listing
+    page = staff.get(f"/admin/jobs/run/{quote(run.pk)}/change/").content.decode()
+    assert "1200 in (300 cached), 80 out" in page and "$0.001500" in page
+    assert "500 tokens" in page
+    Run.objects.filter(pk=run.pk).update(unpriced_calls=2)
+    page = staff.get(f"/admin/jobs/run/{quote(run.pk)}/change/").content.decode()
+    assert "unknown (2 calls to a model without a price)" in page

@@ -90,6 +90,7 @@ OPERATIONS = {
     "update workflow": "patch /api/v1/workflows/{id}",
     "run workflow": "post /api/v1/workflows/{id}/run",
     "test workflow": "post /api/v1/workflows/{id}/test",
+    "estimate workflow": "post /api/v1/workflows/{id}/estimate",
     "retry run": "post /api/v1/workflows/{workflow_id}/runs/{id}/retry",
     "cancel job": "post /api/v1/jobs/{id}/cancel",
 }
@@ -167,6 +168,13 @@ def writes(world) -> list[Write]:
             OPERATIONS["test workflow"],
             f"/api/v1/workflows/{wf}/test",
             {"entityId": ids[0]},
+            200,
+        ),
+        Write(
+            "estimate workflow",
+            OPERATIONS["estimate workflow"],
+            f"/api/v1/workflows/{wf}/estimate",
+            {"entityIds": ids[:2]},
             200,
         ),
         Write(
@@ -321,7 +329,7 @@ def test_every_request_body_in_the_schema_refuses_unknown_properties():
         for operation in operations.values()
         if "requestBody" in operation
     ]
-    assert len(bodies) == 10  # every write but cancel, which takes no body
+    assert len(bodies) == 11  # every write but cancel, which takes no body
     for ref in bodies:
         assert components[ref.rsplit("/", 1)[1]]["additionalProperties"] is False, ref
     assert components["BulkItemRequest"]["additionalProperties"] is False

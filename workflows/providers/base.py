@@ -16,7 +16,9 @@ class GenerationRequest:
 class Generation:
     text: str
     model: str
-    usage: dict = field(default_factory=dict)  # {"inputTokens": n, "outputTokens": n}
+    # {"inputTokens": n, "cachedInputTokens": n, "outputTokens": n}, "cacheWriteTokens" too
+    # when a provider wrote its prompt cache; inputTokens counts every prompt token.
+    usage: dict = field(default_factory=dict)
 
 
 class Provider:

@@ -51,6 +51,7 @@ class LocalProvider(Provider):
                 text = " ".join(text.split()[: request.max_tokens])
         usage = {
             "inputTokens": _tokens(request.system + " " + request.prompt),
+            "cachedInputTokens": 0,
             "outputTokens": _tokens(text),
         }
         return Generation(text=text, model=request.model or "local", usage=usage)

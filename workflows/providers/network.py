@@ -141,14 +141,10 @@ class OpenAIProvider(NetworkProvider):
         if request.json_mode:
             options["response_format"] = {"type": "json_object"}
         response = client.chat.completions.create(model=request.model, messages=messages, **options)
-        usage = response.usage
         return Generation(
             text=response.choices[0].message.content or "",
             model=response.model or request.model,
-            usage={
-                "inputTokens": usage.prompt_tokens if usage else 0,
-                "outputTokens": usage.completion_tokens if usage else 0,
-            },
+            usage=openai_usage(response.usage),
         )
 
 
@@ -177,7 +173,10 @@ class AnthropicProvider(NetworkProvider):
             filter(None, [request.system, JSON_INSTRUCTION if request.json_mode else ""])
         )
         if system:
-            options["system"] = system
+            # Marked cacheable: the calls of a step share it, and cached reads cost a tenth.
+            options["system"] = [
+                {"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}
+            ]
         if request.temperature is not None:
             # anthropic 1.x dropped `temperature` from the signature; the API still takes it.
             options["extra_body"] = {"temperature": request.temperature}
@@ -191,8 +190,34 @@ class AnthropicProvider(NetworkProvider):
         return Generation(
             text=text,
             model=response.model or request.model,
-            usage={
-                "inputTokens": response.usage.input_tokens,
-                "outputTokens": response.usage.output_tokens,
-            },
+            usage=anthropic_usage(response.usage),
         )
+
+
+# Usage in one shape for every provider: `inputTokens` counts every prompt token, those
+# read from the provider's prompt cache (`cachedInputTokens`) and written to it included.
+
+
+def openai_usage(usage) -> dict:
+    if usage is None:
+        return {"inputTokens": 0, "cachedInputTokens": 0, "outputTokens": 0}
+    details = getattr(usage, "prompt_tokens_details", None)
+    return {
+        "inputTokens": usage.prompt_tokens or 0,
+        "cachedInputTokens": (getattr(details, "cached_tokens", None) or 0) if details else 0,
+        "outputTokens": usage.completion_tokens or 0,
+    }
+
+
+def anthropic_usage(usage) -> dict:
+    # Anthropic's `input_tokens` leaves out the tokens read from and written to the cache.
+    cached = getattr(usage, "cache_read_input_tokens", None) or 0
+    written = getattr(usage, "cache_creation_input_tokens", None) or 0
+    result = {
+        "inputTokens": usage.input_tokens + cached + written,
+        "cachedInputTokens": cached,
+        "outputTokens": usage.output_tokens,
+    }
+    if written:
+        result["cacheWriteTokens"] = written
+    return result

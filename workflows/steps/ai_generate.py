@@ -6,6 +6,7 @@ from jsonschema.exceptions import best_match
 
 from config.api.errors import FieldError
 from entities.schemas import schema_errors, schema_problems, schema_validator
+from workflows.pricing import call_cost_nanos
 from workflows.providers import PROVIDERS, GenerationRequest, provider_get
 from workflows.steps.base import StepType, advance, template_string
 from workflows.steps.fields import field_path
@@ -109,16 +110,27 @@ class AiGenerate(StepType):
             def log_retry(message):
                 state.log.append(("warning", ctx.step_id, message))
 
-            return self._generate(provider, request, log_retry)
+            answer, usage = self._generate(provider, request, log_retry)
+            return answer, priced(usage, provider, request.model)
 
-        calls = bounded_calls(requests, generate, limit=settings.AI_MAX_CONCURRENCY, ctx=ctx)
+        def admit(pair) -> bool:
+            # A run's budget: once reached, no new call starts (those in flight finish).
+            reached = ctx.engine.budget_reached()
+            if reached is not None:
+                pair[0].fail(ctx.step_id, reached)
+            return reached is None
+
+        calls = bounded_calls(
+            requests, generate, limit=settings.AI_MAX_CONCURRENCY, ctx=ctx, admit=admit
+        )
         for (state, _request), future in calls:
             try:
                 answer, usage = future.result()
             except StepError as exc:
                 state.fail(ctx.step_id, exc.message)
                 continue
-            state.add_usage(usage)
+            ctx.engine.usage_record(usage)
+            state.add_usage(usage, ctx.step_id)
             set_path(state.data, config["outputField"], answer)
             advance(state, Flow(output=answer), ctx)
 
@@ -137,7 +149,7 @@ class AiGenerate(StepType):
     def _generate(provider, request: GenerationRequest, on_retry):
         """One answer (parsed, for JSON) and its usage; one corrective retry for bad JSON."""
         generation = provider.generate(request, on_retry=on_retry)
-        usage = dict(generation.usage)
+        usage = {**generation.usage, "calls": 1}
         if not request.json_mode:
             return generation.text, usage
         problem = json_problem(generation.text, request.json_schema)
@@ -150,7 +162,7 @@ class AiGenerate(StepType):
         )
         on_retry(f"{provider.name}: the answer was not valid ({problem}); asking once more.")
         generation = provider.generate(retry, on_retry=on_retry)
-        for key, value in generation.usage.items():
+        for key, value in {**generation.usage, "calls": 1}.items():
             usage[key] = usage.get(key, 0) + value
         problem = json_problem(generation.text, request.json_schema)
         if problem is not None:
@@ -159,6 +171,16 @@ class AiGenerate(StepType):
                 f"after one retry: {problem}"
             )
         return json.loads(generation.text), usage
+
+
+def priced(usage: dict, provider, model: str) -> dict:
+    """The usage with its cost (`costNanoUsd`), or counted as an `unpricedCalls` when the
+    model's price is unknown (then the run's cost is unknown too)."""
+    model = model or getattr(provider, "default_model", "")
+    cost = call_cost_nanos(provider.name, model, usage)
+    if cost is None:
+        return {**usage, "unpricedCalls": usage.get("calls", 1)}
+    return {**usage, "costNanoUsd": cost}
 
 
 def json_problem(text: str, schema: dict | None) -> str | None:

@@ -1,9 +1,9 @@
 """Calls in flight together: how a step overlaps slow I/O (model calls, webhooks, emails)
 for a chunk's entities, at most N at a time, starting none once the run is cancelled."""
 
-import threading
+import queue
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from workflows.steps.runtime import StepContext
@@ -21,7 +21,8 @@ def bounded_calls(
     admit: Callable[[Item], bool] | None = None,
 ) -> Iterator[tuple[Item, "Future[Result]"]]:
     """Run `call(item)` on threads, at most `limit` at once; yield each (item, its finished
-    future) in this thread, in the order the calls finish.
+    future) in this thread, in the order the calls finish, as soon as a slot is needed
+    again (the rest once every call started).
 
     A call starts only when a slot is free and the run is not cancelled, so a cancel stops
     new calls within one call's latency; the items never started are not yielded (they stay
@@ -29,20 +30,23 @@ def bounded_calls(
     before an item's call would start, may refuse it (`notify` moves the checkpoint first).
     `future.result()` raises what the call raised: a `StepError` fails that entity, anything
     else reaches the engine's guard."""
-    free_slots = threading.BoundedSemaphore(limit)
-    futures: dict[Future, Item] = {}
+    done: queue.SimpleQueue = queue.SimpleQueue()  # finished futures, in finishing order
+    running = 0
     with ThreadPoolExecutor(max_workers=limit) as pool:
         for item in items:
-            free_slots.acquire()
+            if running == limit:
+                # A finished call is handed out (in this thread) before the next one
+                # starts, so what the consumer records of it (a budget's spending) is
+                # seen by the next `admit`.
+                yield done.get()
+                running -= 1
             ctx.engine.heartbeat()
             if ctx.engine.cancelled():
-                free_slots.release()
                 break
             if admit is not None and not admit(item):
-                free_slots.release()
                 continue
             future = pool.submit(call, item)
-            future.add_done_callback(lambda _: free_slots.release())
-            futures[future] = item
-        for future in as_completed(futures):
-            yield futures[future], future
+            future.add_done_callback(lambda f, item=item: done.put((item, f)))
+            running += 1
+        for _ in range(running):
+            yield done.get()

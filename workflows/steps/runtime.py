@@ -121,9 +121,15 @@ class EntityState:
         self.log.append(("error", step_id, message))
         self.trace.append({"stepId": step_id, "outcome": Outcome.FAILED, "error": message})
 
-    def add_usage(self, usage: dict) -> None:
+    def add_usage(self, usage: dict, step_id: str | None = None) -> None:
+        """Add a call's usage (numbers) to the entity's, and to its step's under `steps`:
+        estimates read tokens per entity per step."""
         for key, value in usage.items():
             self.usage[key] = self.usage.get(key, 0) + value
+        if step_id:
+            step = self.usage.setdefault("steps", {}).setdefault(step_id, {})
+            for key, value in usage.items():
+                step[key] = step.get(key, 0) + value
 
 
 class StepEngine(Protocol):
@@ -153,6 +159,17 @@ class StepEngine(Protocol):
         """Show that the run still moves during a long batch. Cheap: call it often."""
         ...
 
+    def budget_reached(self) -> str | None:
+        """None while the run's budget allows a new model call; once its recorded usage
+        reached the budget, the message to fail the entities left with. Cheap: call it
+        before each call."""
+        ...
+
+    def usage_record(self, usage: dict) -> None:
+        """Record a finished call's usage against the run's budget now (not at chunk end),
+        so every worker's next `budget_reached` counts it."""
+        ...
+
 
 class DryRun:
     """The engine of the test endpoint: nothing is committed or sent, nothing is cancelled.
@@ -170,6 +187,12 @@ class DryRun:
         return False
 
     def heartbeat(self) -> None:
+        return None
+
+    def budget_reached(self) -> str | None:
+        return None  # a test has no budget
+
+    def usage_record(self, usage: dict) -> None:
         return None
 
 

@@ -28,21 +28,56 @@ def llm(request):
 
 def test_success_writes_the_answer_and_records_usage(run_steps, llm):
     provider, fake = llm
-    fake.default = Reply(text="A fine lamp.")
+    fake.default = Reply(text="A fine lamp.", input_tokens=11, cached_tokens=4)
     [item], [entity] = run_steps(
         [_step(provider, model="m-1", temperature=0.2, maxTokens=50, system="Be brief")],
         {"title": "Lamp"},
     )
     assert item.status == "completed", item.error
     assert entity.data["description"] == "A fine lamp."
-    assert item.usage == {"inputTokens": 11, "outputTokens": 7}
+    # "m-1" has no price: the call is counted unpriced, never given a guessed cost.
+    call = {"inputTokens": 11, "cachedInputTokens": 4, "outputTokens": 7, "calls": 1}
+    call["unpricedCalls"] = 1
+    assert item.usage == {**call, "steps": {"gen": call}}
     [request] = fake.requests
     assert request["model"] == "m-1" and request["max_tokens"] == 50
     assert request["temperature"] == 0.2
     assert request["messages"][-1]["content"] == "Describe Lamp"
     run = item.run
     run.refresh_from_db()
-    assert (run.input_tokens, run.output_tokens) == (11, 7)
+    assert (run.input_tokens, run.cached_input_tokens, run.output_tokens) == (11, 4, 7)
+    assert run.unpriced_calls == 1 and run.cost_usd is None
+
+
+def test_anthropic_requests_mark_the_system_prompt_cacheable(run_steps, anthropic_server):
+    [item], _ = run_steps([_step("anthropic", system="Be brief")], {"title": "Lamp"})
+    assert item.status == "completed", item.error
+    [request] = anthropic_server.requests
+    assert request["system"] == [
+        {"type": "text", "text": "Be brief", "cache_control": {"type": "ephemeral"}}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "expected_usd"),
+    [
+        # 1M prompt tokens of which 200k cached, and 1M answer tokens, at the table's prices.
+        ("openai", "gpt-5-mini", 0.8 * 0.25 + 0.2 * 0.025 + 2.0),
+        ("anthropic", "claude-haiku-4-5", 0.8 * 1 + 0.2 * 0.1 + 5.0),
+    ],
+)
+def test_a_known_model_is_priced_from_its_usage_cached_tokens_cheaper(
+    run_steps, request, provider, model, expected_usd
+):
+    fake = request.getfixturevalue(f"{provider}_server")
+    fake.default = Reply(input_tokens=1_000_000, cached_tokens=200_000, output_tokens=1_000_000)
+    [item], _ = run_steps([_step(provider, model=model)], {"title": "Lamp"})
+    assert item.status == "completed", item.error
+    run = item.run
+    run.refresh_from_db()
+    assert run.unpriced_calls == 0
+    assert run.cost_usd == pytest.approx(expected_usd)
+    assert item.usage["costNanoUsd"] == round(expected_usd * 1e9)
 
 
 def test_429_honours_retry_after(run_steps, llm):
@@ -111,7 +146,8 @@ def test_invalid_json_gets_one_corrective_retry(run_steps, llm):
     assert item.status == "completed", item.error
     assert entity.data["meta"] == {"tags": ["lamp"]}
     assert "not valid" in fake.prompts()[1]
-    assert item.usage == {"inputTokens": 22, "outputTokens": 14}
+    usage = {key: item.usage[key] for key in ("inputTokens", "outputTokens", "calls")}
+    assert usage == {"inputTokens": 22, "outputTokens": 14, "calls": 2}  # both calls count
 
 
 def test_json_still_invalid_after_the_retry_fails(run_steps, llm):

@@ -1,0 +1,65 @@
+"""Prices: the bundled table read offline, AI_PRICES over it, unknown models unpriced."""
+
+import socket
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_prices
+from workflows import pricing
+
+USAGE = {"inputTokens": 1_000_000, "cachedInputTokens": 200_000, "outputTokens": 1_000_000}
+
+
+def test_the_bundled_table_prices_a_call_with_the_network_unreachable(monkeypatch):
+    pricing._table_price.cache_clear()
+
+    def refuse(*args, **kwargs):
+        raise OSError("network unreachable (test)")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    nanos = pricing.call_cost_nanos("openai", "gpt-5-mini", USAGE)
+    assert nanos == round((0.8 * 0.25 + 0.2 * 0.025 + 2.0) * 1e9)
+    assert pricing.call_cost_nanos("openai", "gpt-5-mini", USAGE, batch=True) == nanos // 2
+
+
+def test_ai_prices_overrides_and_adds_models(settings):
+    settings.AI_PRICES = {
+        "gpt-5-mini": {"input": 1.0, "cachedInput": 0.5, "output": 3.0},
+        "private-7b": {"input": 0.1, "cachedInput": 0.1, "output": 0.2},
+    }
+    assert pricing.call_cost_nanos("openai", "gpt-5-mini", USAGE) == round(
+        (0.8 * 1 + 0.2 * 0.5 + 3) * 1e9
+    )
+    assert pricing.call_cost_nanos("openai", "private-7b", USAGE) == round(0.3 * 1e9)
+
+
+def test_an_unknown_model_has_no_price_and_local_costs_nothing():
+    assert pricing.call_cost_nanos("openai", "private-7b", USAGE) is None
+    assert pricing.call_cost_nanos("anthropic", "claude-nonexistent", USAGE) is None
+    assert pricing.call_cost_nanos("local", "anything", USAGE) == 0
+
+
+def test_ai_prices_reads_json_with_cached_input_defaulting_to_input(monkeypatch):
+    monkeypatch.setenv("AI_PRICES", '{"m": {"input": 2, "output": 4}}')
+    assert env_prices("AI_PRICES") == {"m": {"input": 2.0, "cachedInput": 2.0, "output": 4.0}}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json",
+        "[1]",
+        '{"m": 3}',
+        '{"m": {"input": 1}}',
+        '{"m": {"input": -1, "output": 1}}',
+        '{"m": {"input": "1", "output": 1}}',
+        '{"m": {"input": 1, "output": 1, "cached": 1}}',
+        '{"m": {"input": true, "output": 1}}',
+    ],
+)
+def test_a_bad_ai_prices_stops_the_start_naming_it(monkeypatch, raw):
+    monkeypatch.setenv("AI_PRICES", raw)
+    with pytest.raises(ImproperlyConfigured, match="AI_PRICES="):
+        env_prices("AI_PRICES")

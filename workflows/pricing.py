@@ -1,0 +1,91 @@
+"""What a model call costs, in nano-dollars (integers: sums stay exact across chunks).
+
+Prices come from AI_PRICES (per million tokens, for private models or overrides), else from
+the price table `genai-prices` bundles with its release: read from the installed package,
+never fetched (its optional auto-update is not started). A model neither knows has no price:
+its cost is None ("unknown"), never a guess. The `local` stand-in provider runs in this
+process and calls nothing that bills: its price is declared 0.
+"""
+
+from decimal import Decimal
+from functools import lru_cache
+
+import genai_prices
+from django.conf import settings
+
+NANOS_PER_USD = 1_000_000_000
+# OpenAI's and Anthropic's batch APIs charge half the price of the same call made live.
+BATCH_DISCOUNT = Decimal("0.5")
+# Our provider names -> genai-prices provider ids (`local` is priced 0 here, not looked up).
+PRICE_PROVIDERS = {"openai": "openai", "anthropic": "anthropic"}
+
+
+def call_cost_nanos(provider: str, model: str, usage: dict, *, batch: bool = False) -> int | None:
+    """The cost of one call (or its corrective retry included) from its usage: `inputTokens`
+    (all prompt tokens, cached included), `cachedInputTokens` (read from the provider's
+    prompt cache), `cacheWriteTokens` (Anthropic: written to it), `outputTokens`. None when
+    the model's price is unknown."""
+    if provider == "local":
+        return 0
+    price = settings.AI_PRICES.get(model)
+    if price is not None:
+        cached = usage.get("cachedInputTokens", 0)
+        usd = (
+            Decimal(str(price["input"])) * (usage.get("inputTokens", 0) - cached)
+            + Decimal(str(price["cachedInput"])) * cached
+            + Decimal(str(price["output"])) * usage.get("outputTokens", 0)
+        ) / 1_000_000
+    else:
+        usd = _table_price(PRICE_PROVIDERS.get(provider), model, _usage_key(usage))
+        if usd is None:
+            return None
+    if batch:
+        usd *= BATCH_DISCOUNT
+    return int((usd * NANOS_PER_USD).to_integral_value())
+
+
+def model_priced(provider: str, model: str) -> bool:
+    """Whether calls to this model have a known price."""
+    return call_cost_nanos(provider, model, {"inputTokens": 1, "outputTokens": 1}) is not None
+
+
+def _usage_key(usage: dict) -> tuple[int, int, int, int]:
+    return (
+        usage.get("inputTokens", 0),
+        usage.get("cachedInputTokens", 0),
+        usage.get("cacheWriteTokens", 0),
+        usage.get("outputTokens", 0),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _table_price(price_provider: str | None, model: str, key: tuple) -> Decimal | None:
+    if price_provider is None:
+        return None
+    input_tokens, cached, cache_write, output_tokens = key
+    try:
+        calculation = genai_prices.calc_price(
+            genai_prices.Usage(
+                input_tokens=input_tokens,
+                cache_read_tokens=cached,
+                cache_write_tokens=cache_write,
+                output_tokens=output_tokens,
+            ),
+            model,
+            provider_id=price_provider,
+        )
+    except LookupError:
+        return None
+    return Decimal(str(calculation.total_price))
+
+
+def usage_summary(usage: dict) -> dict:
+    """An entity's (or a test's) usage as the API shows it: tokens and `costUsd` (null when
+    a call's price is unknown)."""
+    unknown = usage.get("unpricedCalls", 0) > 0
+    return {
+        "inputTokens": usage.get("inputTokens", 0),
+        "cachedInputTokens": usage.get("cachedInputTokens", 0),
+        "outputTokens": usage.get("outputTokens", 0),
+        "costUsd": None if unknown else round(usage.get("costNanoUsd", 0) / NANOS_PER_USD, 9),
+    }
