@@ -138,7 +138,7 @@ class FakeLLM:
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{"type": "text", "text": reply.text}],
+                "content": [self._anthropic_block(reply.text, request)],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
                 "usage": {"input_tokens": 11, "output_tokens": 7},
@@ -157,6 +157,20 @@ class FakeLLM:
             ],
             "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
         }
+
+
+    @staticmethod
+    def _anthropic_block(text: str, request: dict) -> dict:
+        """A forced tool is answered with a tool_use block when the text is a JSON object."""
+        forced = (request.get("tool_choice") or {}).get("type") == "tool"
+        try:
+            value = json.loads(text) if forced else None
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            name = request["tool_choice"]["name"]
+            return {"type": "tool_use", "id": "toolu_1", "name": name, "input": value}
+        return {"type": "text", "text": text}
 
 
 def start_llm(kind: str, port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:

@@ -7,6 +7,7 @@ status and the provider's message.
 """
 
 import email.utils
+import json
 import random
 import time
 from dataclasses import replace
@@ -15,6 +16,12 @@ from django.conf import settings
 
 from workflows.providers.base import Generation, GenerationRequest, Provider
 from workflows.providers.ratelimit import rate_limit_wait
+from workflows.providers.structured import (
+    anthropic_tool_options,
+    openai_response_format,
+    root_schema,
+    unwrap,
+)
 from workflows.steps.runtime import StepError
 
 JSON_INSTRUCTION = "Answer with a single JSON value and nothing else."
@@ -47,6 +54,13 @@ def _message(exc) -> str:
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
     return str(getattr(exc, "message", "") or exc)
+
+
+def _unwrapped_text(text: str, schema: dict) -> str:
+    try:
+        return unwrap(json.loads(text), root_schema(schema)[1])
+    except ValueError:
+        return text  # not JSON: the step's validation says so and asks again
 
 
 class NetworkProvider(Provider):
@@ -138,12 +152,18 @@ class OpenAIProvider(NetworkProvider):
             options["temperature"] = request.temperature
         if request.max_tokens is not None:
             options["max_tokens"] = request.max_tokens
-        if request.json_mode:
+        structured = bool(request.json_schema) and settings.AI_OPENAI_STRUCTURED_OUTPUTS
+        if structured:
+            options["response_format"] = openai_response_format(request.json_schema)
+        elif request.json_mode:
             options["response_format"] = {"type": "json_object"}
         response = client.chat.completions.create(model=request.model, messages=messages, **options)
         usage = response.usage
+        text = response.choices[0].message.content or ""
+        if structured:
+            text = _unwrapped_text(text, request.json_schema)
         return Generation(
-            text=response.choices[0].message.content or "",
+            text=text,
             model=response.model or request.model,
             usage={
                 "inputTokens": usage.prompt_tokens if usage else 0,
@@ -172,10 +192,10 @@ class AnthropicProvider(NetworkProvider):
         )
 
     def _call(self, client, request: GenerationRequest) -> Generation:
-        options = {}
-        system = "\n\n".join(
-            filter(None, [request.system, JSON_INSTRUCTION if request.json_mode else ""])
-        )
+        # A schema goes as a forced tool; JSON without one is asked for in words.
+        options = anthropic_tool_options(request.json_schema) if request.json_schema else {}
+        instruct = request.json_mode and not request.json_schema
+        system = "\n\n".join(filter(None, [request.system, JSON_INSTRUCTION if instruct else ""]))
         if system:
             options["system"] = system
         if request.temperature is not None:
@@ -187,7 +207,11 @@ class AnthropicProvider(NetworkProvider):
             messages=[{"role": "user", "content": request.prompt}],
             **options,
         )
-        text = "".join(block.text for block in response.content if block.type == "text")
+        tool_inputs = [block.input for block in response.content if block.type == "tool_use"]
+        if request.json_schema and tool_inputs:
+            text = unwrap(tool_inputs[0], root_schema(request.json_schema)[1])
+        else:
+            text = "".join(block.text for block in response.content if block.type == "text")
         return Generation(
             text=text,
             model=response.model or request.model,

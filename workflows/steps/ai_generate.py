@@ -21,7 +21,9 @@ class AiGenerate(StepType):
     description = (
         "Calls the configured LLM provider with the rendered prompt and writes the answer to "
         "`outputField`. With `responseFormat: json` the answer is parsed and validated against "
-        "`jsonSchema` (one corrective retry on an invalid answer). Token usage is recorded."
+        "`jsonSchema`, which is also sent to the provider (OpenAI structured outputs, an "
+        "Anthropic forced tool); one corrective retry on an invalid answer. Token usage is "
+        "recorded."
     )
     config_schema = {
         "type": "object",
