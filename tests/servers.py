@@ -1,6 +1,7 @@
 """Real HTTP servers on loopback standing in for services outside the product."""
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -109,6 +110,42 @@ class Reply:
 
 
 @dataclass
+class Buckets:
+    """A provider's limits as it enforces them: token buckets for requests and tokens per
+    minute, each holding `burst_s` seconds of its rate. A request either fits both (and is
+    taken from both) or gets a 429 saying when it would fit."""
+
+    rpm: float
+    tpm: float
+    burst_s: float = 2.0
+    accepted: list[tuple[float, int]] = field(default_factory=list)  # (arrival, tokens)
+    rejected: list[float] = field(default_factory=list)
+    _levels: list[float] = field(default_factory=list)
+    _at: float = 0.0
+
+    def take(self, tokens: int) -> Reply | None:
+        now = time.time()
+        rates = (self.rpm / 60, self.tpm / 60)
+        if not self._levels:
+            self._levels, self._at = [rate * self.burst_s for rate in rates], now
+        self._levels = [
+            min(rate * self.burst_s, level + rate * (now - self._at))
+            for rate, level in zip(rates, self._levels, strict=True)
+        ]
+        self._at = now
+        short = [need - level for need, level in zip((1, tokens), self._levels, strict=True)]
+        if max(short) > 0:
+            self.rejected.append(now)
+            wait_ms = max(
+                math.ceil(1000 * gap / rate) for gap, rate in zip(short, rates, strict=True)
+            )
+            return Reply(status=429, error="rate limited", headers={"retry-after-ms": str(wait_ms)})
+        self._levels = [level - need for level, need in zip(self._levels, (1, tokens), strict=True)]
+        self.accepted.append((now, tokens))
+        return None
+
+
+@dataclass
 class FakeLLM:
     """An OpenAI- or Anthropic-compatible server. `script` replies are used in order, then
     `default`; every request body is recorded with its arrival time."""
@@ -122,6 +159,10 @@ class FakeLLM:
     lock: threading.Lock = field(default_factory=threading.Lock)
     record: bool = True
     decide: Callable[[dict], Reply | None] | None = None  # a reply chosen per request
+    # The tokens a request counts (input, output), reported as its usage; and the limits
+    # the server enforces on them.
+    usage_of: Callable[[dict], tuple[int, int]] = lambda request: (11, 7)
+    limits: Buckets | None = None
 
     def prompts(self) -> list[str]:
         return [request["messages"][-1]["content"] for request in self.requests]
@@ -132,6 +173,7 @@ class FakeLLM:
             if self.kind == "anthropic":
                 return {"type": "error", "error": {"type": "api_error", "message": reply.error}}
             return {"error": {"message": reply.error, "type": "server_error", "code": None}}
+        used_in, used_out = self.usage_of(request)
         if self.kind == "anthropic":
             return {
                 "id": "msg_1",
@@ -141,7 +183,7 @@ class FakeLLM:
                 "content": [self._anthropic_block(reply.text, request)],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
-                "usage": {"input_tokens": 11, "output_tokens": 7},
+                "usage": {"input_tokens": used_in, "output_tokens": used_out},
             }
         return {
             "id": "chatcmpl-1",
@@ -155,9 +197,12 @@ class FakeLLM:
                     "message": {"role": "assistant", "content": reply.text},
                 }
             ],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+            "usage": {
+                "prompt_tokens": used_in,
+                "completion_tokens": used_out,
+                "total_tokens": used_in + used_out,
+            },
         }
-
 
     @staticmethod
     def _anthropic_block(text: str, request: dict) -> dict:
@@ -189,6 +234,8 @@ def start_llm(kind: str, port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:
                     fake.requests.append(request)
                     fake.times.append(time.time())
                 reply = fake.decide(request) if fake.decide else None
+                if reply is None and fake.limits is not None:
+                    reply = fake.limits.take(sum(fake.usage_of(request)))
                 if reply is None:
                     reply = fake.script.pop(0) if fake.script else fake.default
             if reply.delay:

@@ -20,6 +20,7 @@ ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
 AI_OPENAI_STRUCTURED_OUTPUTS = env_bool("AI_OPENAI_STRUCTURED_OUTPUTS", True)
 AI_MAX_CONCURRENCY = env_int("AI_MAX_CONCURRENCY", 16, minimum=1)
 AI_RATE_LIMIT_RPM = env_int("AI_RATE_LIMIT_RPM", 0, minimum=0)  # 0: no limit
+AI_RATE_LIMIT_TPM = env_int("AI_RATE_LIMIT_TPM", 0, minimum=0)  # 0: no limit
 AI_TIMEOUT_S = env_float("AI_TIMEOUT_S", 60.0, minimum=0.1)
 AI_MAX_ATTEMPTS = env_int("AI_MAX_ATTEMPTS", 4, minimum=1)
 AI_BACKOFF_S = env_float("AI_BACKOFF_S", 1.0, minimum=0.0)

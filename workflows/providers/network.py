@@ -15,7 +15,12 @@ from dataclasses import replace
 from django.conf import settings
 
 from workflows.providers.base import Generation, GenerationRequest, Provider
-from workflows.providers.ratelimit import rate_limit_wait
+from workflows.providers.ratelimit import (
+    estimate_tokens,
+    rate_limit_correct,
+    rate_limit_pause,
+    rate_limit_reserve,
+)
 from workflows.providers.structured import (
     anthropic_tool_options,
     openai_response_format,
@@ -85,15 +90,25 @@ class NetworkProvider(Provider):
     def _call(self, client, request: GenerationRequest) -> Generation:
         raise NotImplementedError
 
+    def _max_tokens(self, request: GenerationRequest) -> int | None:
+        return request.max_tokens
+
     def generate(self, request: GenerationRequest, on_retry=None) -> Generation:
         if not request.model:
             request = replace(request, model=self.default_model)
         attempts = settings.AI_MAX_ATTEMPTS
+        limit_key = f"{self.name}:{request.model}"
+        estimated = estimate_tokens(
+            text=request.system + request.prompt, max_tokens=self._max_tokens(request)
+        )
         for attempt in range(1, attempts + 1):
-            rate_limit_wait(self.name)
-            wait = None
+            rate_limit_reserve(limit_key, tokens=estimated)
+            wait, used = None, 0
             try:
-                return self._call(self.client, request)
+                generation = self._call(self.client, request)
+                used = generation.usage.get("inputTokens", 0)
+                used += generation.usage.get("outputTokens", 0)
+                return generation
             except self.sdk.APIStatusError as exc:
                 status, message = str(exc.status_code), _message(exc)
                 retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
@@ -104,6 +119,8 @@ class NetworkProvider(Provider):
                 message = f"no answer within {settings.AI_TIMEOUT_S:g}s"
             except self.sdk.APIConnectionError as exc:
                 status, message, retryable = "connection error", _message(exc), True
+            finally:
+                rate_limit_correct(limit_key, estimated=estimated, used=used)
             problem = f"{self.name}: {status}: {message}"
             if not retryable or attempt == attempts:
                 suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
@@ -115,7 +132,12 @@ class NetworkProvider(Provider):
                 on_retry(
                     f"{problem}; retrying in {wait:.1f}s (attempt {attempt + 1} of {attempts})."
                 )
-            time.sleep(wait)
+            if status == "429":
+                # Every worker calling this model waits, not only this one: the next
+                # reservation (this caller's included) starts after the pause.
+                rate_limit_pause(limit_key, wait)
+            else:
+                time.sleep(wait)
         raise AssertionError("unreachable")
 
 
@@ -183,6 +205,9 @@ class AnthropicProvider(NetworkProvider):
 
         self.sdk = anthropic
 
+    def _max_tokens(self, request: GenerationRequest) -> int:
+        return request.max_tokens or self.default_max_tokens
+
     def _client(self):
         return self.sdk.Anthropic(
             base_url=settings.ANTHROPIC_BASE_URL or None,
@@ -203,7 +228,7 @@ class AnthropicProvider(NetworkProvider):
             options["extra_body"] = {"temperature": request.temperature}
         response = client.messages.create(
             model=request.model,
-            max_tokens=request.max_tokens or self.default_max_tokens,
+            max_tokens=self._max_tokens(request),
             messages=[{"role": "user", "content": request.prompt}],
             **options,
         )
