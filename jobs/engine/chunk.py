@@ -4,6 +4,7 @@ again for the same chunk: the leases decide which delivery acts on each entity."
 
 import time
 
+from config.metrics import CHUNK_SECONDS
 from jobs.engine.committer import ChunkCommitter
 from jobs.engine.leases import items_claim
 from jobs.engine.outcomes import chunk_finish, items_give_up
@@ -14,6 +15,11 @@ from jobs.services import run_finalize_if_done, run_mark_running
 
 
 def chunk_execute(*, run_id: str, chunk: int) -> None:
+    with CHUNK_SECONDS.time():
+        _chunk_execute(run_id, chunk)
+
+
+def _chunk_execute(run_id: str, chunk: int) -> None:
     run = Run.objects.select_related("workflow_version", "workflow__entity_type").get(pk=run_id)
     seen_at = time.monotonic()
     if run.is_ended:

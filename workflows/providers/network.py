@@ -14,6 +14,13 @@ from dataclasses import replace
 
 from django.conf import settings
 
+from config.metrics import (
+    MODEL_CALLS,
+    MODEL_RATE_LIMITED,
+    MODEL_RETRIES,
+    MODEL_TOKENS,
+    model_call,
+)
 from workflows.providers.base import Generation, GenerationRequest, Provider
 from workflows.providers.ratelimit import (
     estimate_tokens,
@@ -97,7 +104,7 @@ class NetworkProvider(Provider):
         if not request.model:
             request = replace(request, model=self.default_model)
         attempts = settings.AI_MAX_ATTEMPTS
-        limit_key = f"{self.name}:{request.model}"
+        limit_key, labels = f"{self.name}:{request.model}", (self.name, request.model)
         estimated = estimate_tokens(
             text=request.system + request.prompt, max_tokens=self._max_tokens(request)
         )
@@ -105,9 +112,13 @@ class NetworkProvider(Provider):
             rate_limit_reserve(limit_key, tokens=estimated)
             wait, used = None, 0
             try:
-                generation = self._call(self.client, request)
-                used = generation.usage.get("inputTokens", 0)
-                used += generation.usage.get("outputTokens", 0)
+                with model_call(*labels):
+                    generation = self._call(self.client, request)
+                tokens = (generation.usage.get(k, 0) for k in ("inputTokens", "outputTokens"))
+                for kind, count in zip(("input", "output"), tokens, strict=True):
+                    MODEL_TOKENS.labels(*labels, kind).inc(count)
+                    used += count
+                MODEL_CALLS.labels(*labels, "ok").inc()
                 return generation
             except self.sdk.APIStatusError as exc:
                 status, message = str(exc.status_code), _message(exc)
@@ -121,6 +132,9 @@ class NetworkProvider(Provider):
                 status, message, retryable = "connection error", _message(exc), True
             finally:
                 rate_limit_correct(limit_key, estimated=estimated, used=used)
+            MODEL_CALLS.labels(*labels, status).inc()
+            if status == "429":
+                MODEL_RATE_LIMITED.labels(*labels).inc()
             problem = f"{self.name}: {status}: {message}"
             if not retryable or attempt == attempts:
                 suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
@@ -132,6 +146,7 @@ class NetworkProvider(Provider):
                 on_retry(
                     f"{problem}; retrying in {wait:.1f}s (attempt {attempt + 1} of {attempts})."
                 )
+            MODEL_RETRIES.labels(*labels).inc()
             if status == "429":
                 # Every worker calling this model waits, not only this one: the next
                 # reservation (this caller's included) starts after the pause.
