@@ -9,6 +9,7 @@ corrected by the usage the provider reports after it); the third is the "paused 
 refund or a pause. Without Redis (the embedded defaults) the same algorithm runs per process.
 """
 
+import logging
 import math
 import threading
 import time
@@ -17,6 +18,8 @@ from functools import lru_cache
 
 import redis
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 # A call may be this late for its time without the time being lost (a waiter wakes a little
 # after it); it is also the most that can go together after an idle spell. Waiters look
@@ -109,7 +112,8 @@ class LocalLimiter:
 
 class RedisLimiter:
     def __init__(self, url: str):
-        client = redis.Redis.from_url(url)
+        # Short timeouts: a Redis that does not answer falls back quickly (`_limited`).
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._reserve = client.register_script(RESERVE)
         self._correct = client.register_script(CORRECT)
         self._pause = client.register_script(PAUSE)
@@ -136,9 +140,22 @@ def _us(seconds: float) -> int:
 
 
 @lru_cache(maxsize=1)
-def _limiter():
+def _shared():
     url = settings.CELERY_BROKER_URL
     return RedisLimiter(url) if url.startswith(("redis://", "rediss://")) else LocalLimiter()
+
+
+_fallback = LocalLimiter()
+
+
+def _limited(method: str, *args):
+    """The shared limiter's answer; while Redis is unreachable, this process's own (the
+    limits then hold per process), so that a Redis outage does not fail model calls."""
+    try:
+        return getattr(_shared(), method)(*args)
+    except redis.RedisError as exc:
+        logger.warning("AI rate limit: Redis unreachable (%s); limiting per process.", exc)
+        return getattr(_fallback, method)(*args)
 
 
 def estimate_tokens(*, text: str, max_tokens: int | None) -> int:
@@ -159,7 +176,7 @@ def rate_limit_reserve(key: str, *, tokens: int) -> Slot:
     costs = (60.0 / rpm if rpm else 0.0, tokens * _token_s())
     waited = 0.0
     while True:
-        at, wait = _limiter().take(key, costs)
+        at, wait = _limited("take", key, costs)
         if not wait:
             return Slot(at, waited)
         # Nothing is held while waiting, so a refund is seen on waking; the cap keeps a
@@ -173,10 +190,10 @@ def rate_limit_correct(key: str, *, estimated: int, used: int) -> None:
     """Charge (or refund) the difference between a call's estimate and the tokens the
     provider counted; a call that failed counted none."""
     if settings.AI_RATE_LIMIT_TPM and used != estimated:
-        _limiter().correct(key, (used - estimated) * _token_s())
+        _limited("correct", key, (used - estimated) * _token_s())
 
 
 def rate_limit_pause(key: str, seconds: float) -> None:
     """Hold every worker's calls to this provider and model for `seconds` (after a 429)."""
     if seconds > 0:
-        _limiter().pause(key, seconds)
+        _limited("pause", key, seconds)

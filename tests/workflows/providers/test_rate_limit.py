@@ -15,6 +15,7 @@ from django.conf import settings
 from tests.processes import ROOT
 from tests.servers import Buckets, Reply
 from tests.workers import worker_env
+from workflows.providers import ratelimit
 
 pytestmark = pytest.mark.skipif(
     not settings.CELERY_BROKER_URL.startswith("redis"), reason="needs Redis"
@@ -151,3 +152,23 @@ def test_a_429_pauses_every_process_not_only_the_one_that_got_it(openai_server):
     held_back = [t for t in openai_server.times if paused_at < t < paused_at + 0.9]
     assert len(held_back) <= 12
     assert max(openai_server.times) >= paused_at + 0.9  # the rest went after the pause
+
+
+@pytest.mark.django_db
+def test_model_calls_go_on_limited_per_process_while_redis_is_unreachable(
+    run_steps, openai_server, settings, caplog
+):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    settings.AI_RATE_LIMIT_RPM = 6000
+    ratelimit._shared.cache_clear()
+    try:
+        step = {
+            "type": "ai_generate",
+            "config": {"prompt": "x", "outputField": "y", "provider": "openai"},
+        }
+        items, _ = run_steps([step], {"title": "Lamp"}, {"title": "Chair"})
+    finally:
+        ratelimit._shared.cache_clear()
+    assert [item.status for item in items] == ["completed", "completed"]
+    assert len(openai_server.requests) == 2
+    assert "Redis unreachable" in caplog.text and "limiting per process" in caplog.text
