@@ -4,7 +4,12 @@ import gc
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_process_init
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 
@@ -35,3 +40,12 @@ def freeze_startup_objects(**kwargs) -> None:
     out of the garbage collector's full passes, which would otherwise walk them all a few
     times per run (tens of milliseconds each), and out of copy-on-write page faults."""
     gc.freeze()
+
+
+@worker_process_shutdown.connect
+def forget_live_gauges(pid, **kwargs) -> None:
+    """A worker child leaving takes its in-flight gauge with it; its counters stay counted.
+    (Imported here: the settings set the metrics folder before prometheus_client loads.)"""
+    from config.metrics import process_dead
+
+    process_dead(pid)

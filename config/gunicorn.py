@@ -9,6 +9,7 @@ before the worker exits. No Django here: this file is read before the applicatio
 
 import gc
 import json
+import os
 import socket
 import threading
 
@@ -45,6 +46,17 @@ def post_worker_init(worker) -> None:
     hundred requests; and remember each request's client until its answer starts."""
     worker.wsgi = _RememberClients(worker.wsgi)
     gc.freeze()
+
+
+def child_exit(server, worker) -> None:
+    """A web worker leaving takes its live gauges with it (docs/runs.md, Metrics); the
+    folder is the settings' default unless the environment names one."""
+    from prometheus_client import multiprocess
+
+    default = os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "prometheus")
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", default)
+    if os.path.isdir(path):
+        multiprocess.mark_process_dead(worker.pid, path)
 
 
 def timeout_response(timeout: int) -> bytes:

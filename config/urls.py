@@ -6,6 +6,7 @@ from rest_framework.routers import SimpleRouter
 
 from config.api.views import HealthView, SchemaView
 from entities.views import EntityTypeViewSet, EntityViewSet
+from jobs.metrics import MetricsView
 from jobs.views import JobViewSet, RunViewSet, WorkflowRunViewSet
 from workflows.views import StepTypeListView, WorkflowViewSet
 
@@ -47,6 +48,7 @@ urlpatterns = [
         name="api-docs",
     ),
     path("healthz", HealthView.as_view(), name="healthz"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,6 +1,7 @@
 """Real HTTP servers on loopback standing in for services outside the product."""
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,15 @@ class Receiver:
     drip: tuple[str, int, float] | None = None  # ("headers" | "body", bytes, seconds apart)
     sent: int = 0  # bytes of `answer_bytes` or `drip` written before the client left
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A test server whose `shutdown()` also frees its port: the LLM stand-ins listen on the
+    one port the session's worker knows, and the next test binds it again."""
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.server_close()
 
 
 def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
@@ -114,6 +124,42 @@ class Reply:
 
 
 @dataclass
+class Buckets:
+    """A provider's limits as it enforces them: token buckets for requests and tokens per
+    minute, each holding `burst_s` seconds of its rate. A request either fits both (and is
+    taken from both) or gets a 429 saying when it would fit."""
+
+    rpm: float
+    tpm: float
+    burst_s: float = 2.0
+    accepted: list[tuple[float, int]] = field(default_factory=list)  # (arrival, tokens)
+    rejected: list[float] = field(default_factory=list)
+    _levels: list[float] = field(default_factory=list)
+    _at: float = 0.0
+
+    def take(self, tokens: int) -> Reply | None:
+        now = time.time()
+        rates = (self.rpm / 60, self.tpm / 60)
+        if not self._levels:
+            self._levels, self._at = [rate * self.burst_s for rate in rates], now
+        self._levels = [
+            min(rate * self.burst_s, level + rate * (now - self._at))
+            for rate, level in zip(rates, self._levels, strict=True)
+        ]
+        self._at = now
+        short = [need - level for need, level in zip((1, tokens), self._levels, strict=True)]
+        if max(short) > 0:
+            self.rejected.append(now)
+            wait_ms = max(
+                math.ceil(1000 * gap / rate) for gap, rate in zip(short, rates, strict=True)
+            )
+            return Reply(status=429, error="rate limited", headers={"retry-after-ms": str(wait_ms)})
+        self._levels = [level - need for level, need in zip(self._levels, (1, tokens), strict=True)]
+        self.accepted.append((now, tokens))
+        return None
+
+
+@dataclass
 class FakeLLM:
     """An OpenAI- or Anthropic-compatible server. `script` replies are used in order, then
     `default`; every request body is recorded with its arrival time."""
@@ -129,6 +175,10 @@ class FakeLLM:
     decide: Callable[[dict], Reply | None] | None = None  # a reply chosen per request
     in_flight: int = 0  # requests being answered now, and the most there were at once
     peak_in_flight: int = 0
+    # The tokens a request counts (input, output), reported as its usage (default: the
+    # reply's); and the limits the server enforces on them.
+    usage_of: Callable[[dict], tuple[int, int]] | None = None
+    limits: Buckets | None = None
 
     def prompts(self) -> list[str]:
         return [request["messages"][-1]["content"] for request in self.requests]
@@ -139,20 +189,23 @@ class FakeLLM:
             if self.kind == "anthropic":
                 return {"type": "error", "error": {"type": "api_error", "message": reply.error}}
             return {"error": {"message": reply.error, "type": "server_error", "code": None}}
+        used_in, used_out = (
+            self.usage_of(request) if self.usage_of else (reply.input_tokens, reply.output_tokens)
+        )
         if self.kind == "anthropic":
             return {
                 "id": "msg_1",
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{"type": "text", "text": reply.text}],
+                "content": [self._anthropic_block(reply.text, request)],
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
                 "usage": {
-                    "input_tokens": reply.input_tokens - reply.cached_tokens,
+                    "input_tokens": used_in - reply.cached_tokens,
                     "cache_read_input_tokens": reply.cached_tokens,
                     "cache_creation_input_tokens": 0,
-                    "output_tokens": reply.output_tokens,
+                    "output_tokens": used_out,
                 },
             }
         return {
@@ -168,12 +221,25 @@ class FakeLLM:
                 }
             ],
             "usage": {
-                "prompt_tokens": reply.input_tokens,
-                "completion_tokens": reply.output_tokens,
-                "total_tokens": reply.input_tokens + reply.output_tokens,
+                "prompt_tokens": used_in,
+                "completion_tokens": used_out,
+                "total_tokens": used_in + used_out,
                 "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
             },
         }
+
+    @staticmethod
+    def _anthropic_block(text: str, request: dict) -> dict:
+        """A forced tool is answered with a tool_use block when the text is a JSON object."""
+        forced = (request.get("tool_choice") or {}).get("type") == "tool"
+        try:
+            value = json.loads(text) if forced else None
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            name = request["tool_choice"]["name"]
+            return {"type": "tool_use", "id": "toolu_1", "name": name, "input": value}
+        return {"type": "text", "text": text}
 
 
 def start_llm(kind: str, port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:
@@ -192,6 +258,10 @@ def start_llm(kind: str, port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:
                     fake.requests.append(request)
                     fake.times.append(time.time())
                 reply = fake.decide(request) if fake.decide else None
+                if reply is None and fake.limits is not None:
+                    reply = fake.limits.take(
+                        sum(fake.usage_of(request)) if fake.usage_of else 18
+                    )
                 if reply is None:
                     reply = fake.script.pop(0) if fake.script else fake.default
             with fake.lock:
@@ -218,7 +288,7 @@ def start_llm(kind: str, port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = LoopbackServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     server.request_queue_size = 128
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"

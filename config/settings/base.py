@@ -106,4 +106,5 @@ LOGGING = {
 
 from config.settings.api import *  # noqa: E402, F403
 from config.settings.celery import *  # noqa: E402, F403
+from config.settings.metrics import *  # noqa: E402, F403
 from config.settings.workflows import *  # noqa: E402, F403

@@ -1,9 +1,12 @@
 """Test settings: the production engines (PostgreSQL, Redis) on this machine by default."""
 
 import os
+import tempfile
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/workflows")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+# A folder of the session's own (its worker processes inherit the variable).
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="workflows-metrics-"))
 
 from config.settings.base import *  # noqa: F403
 

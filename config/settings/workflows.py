@@ -3,7 +3,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from config.allowlist import parse_allowed_host
-from config.env import env_choice, env_float, env_int, env_list, env_prices, env_str
+from config.env import env_bool, env_choice, env_float, env_int, env_list, env_prices, env_str
 
 WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50, minimum=1)
 
@@ -15,8 +15,12 @@ OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
 ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL", "")
 ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
+# A step's jsonSchema goes to OpenAI as structured outputs (response_format json_schema);
+# false for OpenAI-compatible servers without them, which then get json_object.
+AI_OPENAI_STRUCTURED_OUTPUTS = env_bool("AI_OPENAI_STRUCTURED_OUTPUTS", True)
 AI_MAX_CONCURRENCY = env_int("AI_MAX_CONCURRENCY", 16, minimum=1)
 AI_RATE_LIMIT_RPM = env_int("AI_RATE_LIMIT_RPM", 0, minimum=0)  # 0: no limit
+AI_RATE_LIMIT_TPM = env_int("AI_RATE_LIMIT_TPM", 0, minimum=0)  # 0: no limit
 AI_TIMEOUT_S = env_float("AI_TIMEOUT_S", 60.0, minimum=0.1)
 AI_MAX_ATTEMPTS = env_int("AI_MAX_ATTEMPTS", 4, minimum=1)
 AI_BACKOFF_S = env_float("AI_BACKOFF_S", 1.0, minimum=0.0)

@@ -5,6 +5,7 @@ on each entity."""
 
 import time
 
+from config.metrics import CHUNK_SECONDS
 from entities.events import ChangeOrigin
 from jobs.engine.budget import RunBudget
 from jobs.engine.committer import ChunkCommitter
@@ -17,6 +18,11 @@ from jobs.services import run_finalize_if_done, run_mark_running
 
 
 def chunk_execute(*, run_id: str, chunk: int) -> None:
+    with CHUNK_SECONDS.time():
+        _chunk_execute(run_id, chunk)
+
+
+def _chunk_execute(run_id: str, chunk: int) -> None:
     run = Run.objects.select_related("workflow_version", "workflow__entity_type").get(pk=run_id)
     seen_at = time.monotonic()
     if run.is_ended:

@@ -8,9 +8,11 @@ same path. This is where a step type plugs in (`registry.get(type).run_batch`).
 """
 
 import logging
+from collections import Counter
 
 from django.db import Error as DatabaseError
 
+from config.metrics import ENTITIES
 from workflows.steps import registry
 from workflows.steps.base import internal_error
 from workflows.steps.runtime import EntityState, Outcome, StepContext, StepEngine
@@ -46,10 +48,23 @@ def steps_run(
             dry_run=dry_run,
         )
         _step_run(step, batch, ctx)
+        if not dry_run:
+            _count(step["type"], batch, index)
     for state in states:
         if state.alive:
             # Past the last step, or stopped by a cancel before the next one.
             state.outcome = Outcome.CANCELLED if state.next_step < len(steps) else Outcome.COMPLETED
+
+
+def _count(step_type: str, batch: list[EntityState], index: int) -> None:
+    """The step's outcome for each entity it took, for /metrics: completed (on to the next
+    step), or how the entity's way ended here."""
+    outcomes = Counter(
+        "completed" if state.alive and state.next_step > index else str(state.outcome)
+        for state in batch
+    )
+    for outcome, count in outcomes.items():
+        ENTITIES.labels(step_type, outcome).inc(count)
 
 
 def _step_run(step: dict, batch: list[EntityState], ctx: StepContext) -> None:

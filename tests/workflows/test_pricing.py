@@ -63,3 +63,17 @@ def test_a_bad_ai_prices_stops_the_start_naming_it(monkeypatch, raw):
     monkeypatch.setenv("AI_PRICES", raw)
     with pytest.raises(ImproperlyConfigured, match="AI_PRICES="):
         env_prices("AI_PRICES")
+
+
+def test_a_priced_call_adds_its_cost_to_the_metrics(settings):
+    from config.metrics import MODEL_COST
+    from workflows.providers import provider_get
+    from workflows.steps.ai_generate import priced
+
+    settings.AI_PRICES = {"house-model": {"input": 2.0, "cachedInput": 0.5, "output": 8.0}}
+    cost = MODEL_COST.labels("openai", "house-model")
+    before = cost._value.get()
+    usage = priced({"inputTokens": 1_000_000, "outputTokens": 500_000}, provider_get("openai"),
+                   "house-model")  # fmt: skip
+    assert usage["costNanoUsd"] == 6 * pricing.NANOS_PER_USD
+    assert cost._value.get() - before == pytest.approx(6.0)

@@ -7,14 +7,33 @@ status and the provider's message.
 """
 
 import email.utils
+import json
 import random
 import time
 from dataclasses import replace
 
 from django.conf import settings
 
+from config.metrics import (
+    MODEL_CALLS,
+    MODEL_RATE_LIMITED,
+    MODEL_RETRIES,
+    MODEL_TOKENS,
+    model_call,
+)
 from workflows.providers.base import Generation, GenerationRequest, Provider
-from workflows.providers.ratelimit import rate_limit_wait
+from workflows.providers.ratelimit import (
+    estimate_tokens,
+    rate_limit_correct,
+    rate_limit_pause,
+    rate_limit_reserve,
+)
+from workflows.providers.structured import (
+    anthropic_tool_options,
+    openai_response_format,
+    root_schema,
+    unwrap,
+)
 from workflows.steps.runtime import StepError
 
 JSON_INSTRUCTION = "Answer with a single JSON value and nothing else."
@@ -49,6 +68,21 @@ def _message(exc) -> str:
     return str(getattr(exc, "message", "") or exc)
 
 
+def _unwrapped_text(text: str, schema: dict) -> str:
+    try:
+        return unwrap(json.loads(text), root_schema(schema)[1])
+    except ValueError:
+        return text  # not JSON: the step's validation says so and asks again
+
+
+# Metric label -> usage key; cached input is part of the input, counted apart too.
+TOKEN_KINDS = (
+    ("input", "inputTokens"),
+    ("cached_input", "cachedInputTokens"),
+    ("output", "outputTokens"),
+)
+
+
 class NetworkProvider(Provider):
     """Subclasses set `sdk` (the SDK module), `default_model`, and implement `_client()` and
     `_call(client, request)`."""
@@ -71,15 +105,30 @@ class NetworkProvider(Provider):
     def _call(self, client, request: GenerationRequest) -> Generation:
         raise NotImplementedError
 
+    def _max_tokens(self, request: GenerationRequest) -> int | None:
+        return request.max_tokens
+
     def generate(self, request: GenerationRequest, on_retry=None) -> Generation:
         if not request.model:
             request = replace(request, model=self.default_model)
         attempts = settings.AI_MAX_ATTEMPTS
+        limit_key, labels = f"{self.name}:{request.model}", (self.name, request.model)
+        estimated = estimate_tokens(
+            text=request.system + request.prompt, max_tokens=self._max_tokens(request)
+        )
         for attempt in range(1, attempts + 1):
-            rate_limit_wait(self.name)
-            wait = None
+            rate_limit_reserve(limit_key, tokens=estimated)
+            wait, used = None, 0
             try:
-                return self._call(self.client, request)
+                with model_call(*labels):
+                    generation = self._call(self.client, request)
+                for kind, key in TOKEN_KINDS:
+                    count = generation.usage.get(key, 0)
+                    MODEL_TOKENS.labels(*labels, kind).inc(count)
+                    if kind != "cached_input":  # counted in the input already
+                        used += count
+                MODEL_CALLS.labels(*labels, "ok").inc()
+                return generation
             except self.sdk.APIStatusError as exc:
                 status, message = str(exc.status_code), _message(exc)
                 retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
@@ -90,6 +139,11 @@ class NetworkProvider(Provider):
                 message = f"no answer within {settings.AI_TIMEOUT_S:g}s"
             except self.sdk.APIConnectionError as exc:
                 status, message, retryable = "connection error", _message(exc), True
+            finally:
+                rate_limit_correct(limit_key, estimated=estimated, used=used)
+            MODEL_CALLS.labels(*labels, status).inc()
+            if status == "429":
+                MODEL_RATE_LIMITED.labels(*labels).inc()
             problem = f"{self.name}: {status}: {message}"
             if not retryable or attempt == attempts:
                 suffix = f" (after {attempt} attempts)" if attempt > 1 else ""
@@ -101,7 +155,13 @@ class NetworkProvider(Provider):
                 on_retry(
                     f"{problem}; retrying in {wait:.1f}s (attempt {attempt + 1} of {attempts})."
                 )
-            time.sleep(wait)
+            MODEL_RETRIES.labels(*labels).inc()
+            if status == "429":
+                # Every worker calling this model waits, not only this one: the next
+                # reservation (this caller's included) starts after the pause.
+                rate_limit_pause(limit_key, wait)
+            else:
+                time.sleep(wait)
         raise AssertionError("unreachable")
 
 
@@ -138,11 +198,17 @@ class OpenAIProvider(NetworkProvider):
             options["temperature"] = request.temperature
         if request.max_tokens is not None:
             options["max_tokens"] = request.max_tokens
-        if request.json_mode:
+        structured = bool(request.json_schema) and settings.AI_OPENAI_STRUCTURED_OUTPUTS
+        if structured:
+            options["response_format"] = openai_response_format(request.json_schema)
+        elif request.json_mode:
             options["response_format"] = {"type": "json_object"}
         response = client.chat.completions.create(model=request.model, messages=messages, **options)
+        text = response.choices[0].message.content or ""
+        if structured:
+            text = _unwrapped_text(text, request.json_schema)
         return Generation(
-            text=response.choices[0].message.content or "",
+            text=text,
             model=response.model or request.model,
             usage=openai_usage(response.usage),
         )
@@ -159,6 +225,9 @@ class AnthropicProvider(NetworkProvider):
 
         self.sdk = anthropic
 
+    def _max_tokens(self, request: GenerationRequest) -> int:
+        return request.max_tokens or self.default_max_tokens
+
     def _client(self):
         return self.sdk.Anthropic(
             base_url=settings.ANTHROPIC_BASE_URL or None,
@@ -168,10 +237,10 @@ class AnthropicProvider(NetworkProvider):
         )
 
     def _call(self, client, request: GenerationRequest) -> Generation:
-        options = {}
-        system = "\n\n".join(
-            filter(None, [request.system, JSON_INSTRUCTION if request.json_mode else ""])
-        )
+        # A schema goes as a forced tool; JSON without one is asked for in words.
+        options = anthropic_tool_options(request.json_schema) if request.json_schema else {}
+        instruct = request.json_mode and not request.json_schema
+        system = "\n\n".join(filter(None, [request.system, JSON_INSTRUCTION if instruct else ""]))
         if system:
             # Marked cacheable: the calls of a step share it, and cached reads cost a tenth.
             options["system"] = [
@@ -182,11 +251,15 @@ class AnthropicProvider(NetworkProvider):
             options["extra_body"] = {"temperature": request.temperature}
         response = client.messages.create(
             model=request.model,
-            max_tokens=request.max_tokens or self.default_max_tokens,
+            max_tokens=self._max_tokens(request),
             messages=[{"role": "user", "content": request.prompt}],
             **options,
         )
-        text = "".join(block.text for block in response.content if block.type == "text")
+        tool_inputs = [block.input for block in response.content if block.type == "tool_use"]
+        if request.json_schema and tool_inputs:
+            text = unwrap(tool_inputs[0], root_schema(request.json_schema)[1])
+        else:
+            text = "".join(block.text for block in response.content if block.type == "text")
         return Generation(
             text=text,
             model=response.model or request.model,

@@ -5,8 +5,9 @@ from django.conf import settings
 from jsonschema.exceptions import best_match
 
 from config.api.errors import FieldError
+from config.metrics import MODEL_COST, MODEL_UNPRICED
 from entities.schemas import schema_errors, schema_problems, schema_validator
-from workflows.pricing import call_cost_nanos
+from workflows.pricing import NANOS_PER_USD, call_cost_nanos
 from workflows.providers import PROVIDERS, GenerationRequest, provider_get
 from workflows.steps.base import StepType, advance, template_string
 from workflows.steps.fields import field_path
@@ -22,7 +23,9 @@ class AiGenerate(StepType):
     description = (
         "Calls the configured LLM provider with the rendered prompt and writes the answer to "
         "`outputField`. With `responseFormat: json` the answer is parsed and validated against "
-        "`jsonSchema` (one corrective retry on an invalid answer). Token usage is recorded."
+        "`jsonSchema`, which is also sent to the provider (OpenAI structured outputs, an "
+        "Anthropic forced tool); one corrective retry on an invalid answer. Token usage is "
+        "recorded."
     )
     config_schema = {
         "type": "object",
@@ -179,7 +182,9 @@ def priced(usage: dict, provider, model: str) -> dict:
     model = model or getattr(provider, "default_model", "")
     cost = call_cost_nanos(provider.name, model, usage)
     if cost is None:
+        MODEL_UNPRICED.labels(provider.name, model).inc(usage.get("calls", 1))
         return {**usage, "unpricedCalls": usage.get("calls", 1)}
+    MODEL_COST.labels(provider.name, model).inc(cost / NANOS_PER_USD)
     return {**usage, "costNanoUsd": cost}
 
 
