@@ -6,6 +6,7 @@ from rest_framework.routers import SimpleRouter
 
 from config.api.views import HealthView, SchemaView
 from entities.views import EntityTypeViewSet, EntityViewSet
+from jobs.reviews.views import ReviewViewSet
 from jobs.views import JobViewSet, RunViewSet
 from workflows.views import StepTypeListView, WorkflowViewSet
 
@@ -14,6 +15,7 @@ router.register("entity-types", EntityTypeViewSet, basename="entity-type")
 router.register("entities", EntityViewSet, basename="entity")
 router.register("workflows", WorkflowViewSet, basename="workflow")
 router.register("jobs", JobViewSet, basename="job")
+router.register("reviews", ReviewViewSet, basename="review")
 
 api_v1 = [
     path("schema", SchemaView.as_view(), name="schema"),

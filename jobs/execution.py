@@ -26,12 +26,12 @@ from entities.schemas import data_encode
 from entities.services import WorkingCopy, entities_commit
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus
 from jobs.services import run_finalize_if_done, run_mark_running
+from jobs.waits.parking import HANDED_OFF, WAITING, WaitRequest, waits_apply, waits_park
 from workflows.pipeline import steps_run
 from workflows.steps.runtime import EntityState, StepContext
 
 CANCEL_CHECK_INTERVAL_S = 0.5
 HEARTBEAT_EVERY = timedelta(seconds=5)
-HANDED_OFF = "handed_off"  # another delivery of the chunk owns the entity now
 ITEM_OUTCOMES = {
     "completed": ItemStatus.COMPLETED,
     "skipped": ItemStatus.SKIPPED,
@@ -61,6 +61,7 @@ class ChunkCommitter:
         self.run_id = run_id
         self.leases = leases  # entity id -> (item pk, attempts)
         self.logs: list[RunLog] = []  # chunk-level lines, written with the outcomes
+        self.waits: dict[str, WaitRequest] = {}  # entity id -> what its step waits for
 
     def _lock(self, states: list[EntityState]) -> dict[str, "LockedItem"]:
         """Lock the items of `states` (in a fixed order) and read their lease fields."""
@@ -121,6 +122,12 @@ class ChunkCommitter:
                 storable.append(state)
         self._save_checkpoints(storable, items, ctx.step_index + 1, with_data=True)
         return storable
+
+    def wait(self, state: EntityState, ctx: StepContext, *, kind: str, request: dict) -> None:
+        """Park the entity at this step until a wait of `kind` (`jobs.waits`) is resolved;
+        it is stored when the chunk finishes and holds no worker meanwhile."""
+        state.outcome, state.step_id = WAITING, ctx.step_id
+        self.waits[state.entity_id] = WaitRequest(kind, ctx.step_id, ctx.step_index, request)
 
     def publish(self, states: list[EntityState], status: str, ctx: StepContext) -> set[str]:
         """Publish working copies; returns the ids published, the others have failed.
@@ -185,8 +192,14 @@ class ChunkCommitter:
         entities' remaining changes, and move the run's counters, in one transaction.
         Returns whether the counters now add up to the run's total."""
         now = timezone.now()
+        waiting = [state for state in states if state.outcome == WAITING]
+        parked = 0
+        if waiting:  # first: it locks the run's row, and may end some of them instead
+            parked = waits_park(
+                run_id=self.run_id, leases=self.leases, states=waiting, requests=self.waits
+            )
         states = self._record_outcomes(
-            [state for state in states if state.outcome != HANDED_OFF], now
+            [state for state in states if state.outcome not in (HANDED_OFF, WAITING)], now
         )
         finished = [s for s in states if s.outcome in ("completed", "skipped")]
         unfinished = []  # failed at their final commit (the schema, the size limit)
@@ -197,14 +210,14 @@ class ChunkCommitter:
         bulk_update_rows([_outcome_row(self.leases, s, now) for s in unfinished], OUTCOME_FIELDS)
         counts = {"completed": 0, "failed": 0, "cancelled": 0}
         logs = self.logs
-        # One line per chunk and step for entities a condition stopped, as for publications:
-        # the item says which step stopped each one.
+        # One line per chunk and step for entities a step stopped (a condition, a rejected
+        # review), as for publications: the item says which step stopped each one.
         stopped = Counter(state.step_id for state in states if state.outcome == "skipped")
         logs += [
             RunLog(
                 run_id=self.run_id,
                 timestamp=now,
-                message=f"Stopped by the condition: {count} entities.",
+                message=f"Stopped at this step: {count} entities.",
                 step_id=step_id,
             )
             for step_id, count in stopped.items()
@@ -226,7 +239,7 @@ class ChunkCommitter:
             ]
         RunLog.objects.bulk_create(logs, batch_size=1000)
         # Last: every chunk of the run writes this row, so its lock is held only to COMMIT.
-        return _count_outcomes(self.run_id, counts, _sum_usage(states), now)
+        return _count_outcomes(self.run_id, counts, _sum_usage(states), now, waiting=parked)
 
     def _record_outcomes(self, states: list[EntityState], now) -> list[EntityState]:
         """Write each item's final status where this delivery still holds its lease; returns
@@ -299,19 +312,22 @@ def _outcome_row(leases: dict, state: EntityState, now) -> RunItem:
     )
 
 
-def _count_outcomes(run_id: str, counts: dict, tokens: dict, now) -> bool:
-    """Add a chunk's outcomes and tokens to the run's counters, in the database (concurrent
-    chunks lose no update); True when completed + failed + cancelled has reached the total."""
+def _count_outcomes(run_id: str, counts: dict, tokens: dict, now, *, waiting: int = 0) -> bool:
+    """Add a chunk's outcomes, entities parked (`waiting`) and tokens to the run's counters,
+    in the database (concurrent chunks lose no update); True when completed + failed +
+    cancelled has reached the total (waiting entities are not in that sum)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {connection.ops.quote_name(Run._meta.db_table)} "  # noqa: S608
             "SET completed = completed + %s, failed = failed + %s, cancelled = cancelled + %s, "
+            "waiting = waiting + %s, "
             "input_tokens = input_tokens + %s, output_tokens = output_tokens + %s, "
             "heartbeat_at = %s WHERE id = %s RETURNING completed + failed + cancelled >= total",
             [
                 counts["completed"],
                 counts["failed"],
                 counts["cancelled"],
+                waiting,
                 tokens["inputTokens"],
                 tokens["outputTokens"],
                 connection.ops.adapt_datetimefield_value(now),
@@ -505,6 +521,7 @@ def chunk_execute(*, run_id: str, chunk: int) -> None:
     if items:
         # Every entity of a run is of the workflow's entity type (checked at start).
         states = _states(items, run.workflow.entity_type.schema)
+        waits_apply(checkpoints=[item.state for item in items], states=states)
         committer = ChunkCommitter(run_id, {i.entity_id: (i.pk, i.attempts) for i in items})
         steps_run(
             states=[state for state in states if state.alive],

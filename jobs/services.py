@@ -15,6 +15,7 @@ from config.api.errors import Conflict, FieldError, InvalidInput
 from entities.models import Entity
 from entities.selectors import entity_ids_of_type
 from jobs.models import ItemStatus, Job, Run, RunItem, RunLog, RunStatus
+from jobs.waits.services import run_waits_cancel
 from workflows.models import Workflow, WorkflowVersion
 
 logger = logging.getLogger(__name__)
@@ -220,8 +221,9 @@ def run_callback_send(*, run_id: str) -> None:
 
 def run_cancel(*, run_id: str, cancelled_by: str = "") -> Run:
     """pending/running -> cancelled, at once. Items no worker has claimed become `cancelled`
-    now; workers see the status within CANCEL_CHECK_INTERVAL_S and start no new step, so
-    their items end `cancelled` too. Nothing committed is undone. 409 if the run had ended."""
+    now, and so do waiting items (their pending reviews too); workers see the status within
+    CANCEL_CHECK_INTERVAL_S and start no new step, so their items end `cancelled` too.
+    Nothing committed is undone. 409 if the run had ended."""
     with transaction.atomic():
         changed = Run.objects.filter(pk=run_id, status__in=RunStatus.open()).update(
             status=RunStatus.CANCELLED,
@@ -235,11 +237,12 @@ def run_cancel(*, run_id: str, cancelled_by: str = "") -> Run:
             status=ItemStatus.CANCELLED, completed_at=timezone.now()
         )
         Run.objects.filter(pk=run_id).update(cancelled=F("cancelled") + unclaimed)
+        waiting = run_waits_cancel(run_id=run_id, now=timezone.now())
         RunLog.objects.create(
             run_id=run_id,
             level=RunLog.Level.WARNING,
             message=f"Run cancelled{' by ' + cancelled_by if cancelled_by else ''}"
-            f"; {unclaimed} entities not started.",
+            f"; {unclaimed} entities not started" + (f", {waiting} waiting." if waiting else "."),
         )
     return Run.objects.get(pk=run_id)
 
@@ -281,7 +284,9 @@ def runs_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
     """Queue again the unfinished chunks of runs that show no progress for `stalled_after`
     (RUN_STALL_AFTER_S): their messages were lost (a broker restarted without persistence)
     or their worker vanished past the broker's redelivery. Chunks are idempotent, so a chunk
-    still being worked on loses nothing but time. Returns the number of chunks queued."""
+    still being worked on loses nothing but time. A run whose unfinished entities all wait
+    (for a review, ...) is not stalled: nothing is queued for it. Returns the number of
+    chunks queued."""
     stalled_after = stalled_after or timedelta(seconds=settings.RUN_STALL_AFTER_S)
     now = timezone.now()
     cutoff = now - stalled_after
@@ -297,6 +302,8 @@ def runs_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
                 ).values_list("chunk", flat=True)
             )
         )
+        if not chunks:
+            continue  # every entity left is waiting: no task is meant to be working on it
         with transaction.atomic():
             # Claim the resume: only one beat (or caller) re-queues a stalled run per period.
             if (

@@ -5,6 +5,7 @@ from django.db import DatabaseError, InterfaceError
 
 from jobs.execution import chunk_execute
 from jobs.services import run_callback_send, runs_resume_stalled
+from jobs.waits.services import run_waits_resume, waits_expire, waits_resume_lost
 
 
 @shared_task(
@@ -29,5 +30,18 @@ def send_run_callback(run_id: str) -> None:
 
 @shared_task
 def resume_stalled_runs() -> int:
-    """Run by celery beat every minute: re-queue the chunks of runs that stopped moving."""
-    return runs_resume_stalled()
+    """Run by celery beat every minute: re-queue the chunks of runs that stopped moving, and
+    the resumes of resolved waits whose task was lost."""
+    return runs_resume_stalled() + waits_resume_lost()
+
+
+@shared_task(acks_late=True, autoretry_for=(DatabaseError,), retry_backoff=True, max_retries=20)
+def resume_waits(run_id: str) -> int:
+    """Queue again, in chunks, the run's entities whose waits were resolved."""
+    return run_waits_resume(run_id=run_id)
+
+
+@shared_task
+def expire_waits() -> int:
+    """Run by celery beat every minute: decide the waits whose time ran out (reviews)."""
+    return waits_expire()

@@ -55,4 +55,5 @@ CELERY_TASK_ALWAYS_EAGER = False
 
 CELERY_BEAT_SCHEDULE = {
     "resume-stalled-runs": {"task": "jobs.tasks.resume_stalled_runs", "schedule": 60.0},
+    "expire-waits": {"task": "jobs.tasks.expire_waits", "schedule": 60.0},
 }

@@ -31,3 +31,7 @@ OUTBOUND_BACKOFF_S = env_float("OUTBOUND_BACKOFF_S", 0.5, minimum=0.0)
 # A run with no sign of progress for this long (no chunk claimed or finished, no step still
 # working on one) gets its unfinished chunks queued again by celery beat.
 RUN_STALL_AFTER_S = env_int("RUN_STALL_AFTER_S", 600, minimum=1)
+
+# How long after the first decision on a run's waits (a review approved) its resolved
+# entities are queued again: decisions arriving within it resume together, in a few chunks.
+WAIT_RESUME_DELAY_S = env_float("WAIT_RESUME_DELAY_S", 1.0, minimum=0.0)

@@ -66,7 +66,7 @@ class EntityState:
     version: int = 1
     outputs: dict = field(default_factory=dict)
     next_step: int = 0
-    outcome: str = "running"  # running | completed | skipped | failed | cancelled
+    outcome: str = "running"  # running | completed | skipped | failed | cancelled | waiting
     error: str = ""
     step_id: str = ""
     usage: dict = field(default_factory=dict)
@@ -120,7 +120,9 @@ class StepContext:
     step_index: int
     is_last_step: bool = False
     dry_run: bool = False
-    committer: Any = None  # publishes working copies: jobs.execution.Committer
+    # Publishes working copies, claims side effects, parks entities that wait (`wait`):
+    # jobs.execution.ChunkCommitter.
+    committer: Any = None
     cancelled: Any = None  # a callable: True once the run was cancelled
 
     def is_cancelled(self) -> bool:

@@ -1,0 +1,140 @@
+"""The engine's side of waiting, inside a chunk: park the entities a step asked to wait
+(when the chunk finishes), and apply a wait's resolution when a later chunk resumes one.
+
+A parked item is `waiting` with its checkpoint (working copy, committed copy, outputs,
+usage, and the id of its wait) and `next_step` past the step that parked it; no task holds
+it. Parking is conditional on the chunk's lease, like every write of a chunk, so a chunk
+delivered twice parks each entity once.
+"""
+
+import copy
+from typing import NamedTuple
+
+from config.api.storable import unstorable
+from config.bulk import bulk_update_rows
+from jobs.models import ItemStatus, Run, RunItem, RunStatus, Wait
+from jobs.waits.base import Parked, kinds
+from workflows.steps.runtime import EntityState
+
+WAITING = "waiting"  # the outcome of a state a step asked to park
+HANDED_OFF = "handed_off"  # another delivery of the chunk owns the entity now
+
+
+class WaitRequest(NamedTuple):
+    """What a step asked through the port: park the entity at `step_index` for `kind`."""
+
+    kind: str
+    step_id: str
+    step_index: int
+    request: dict
+
+
+def checkpoint(state: EntityState) -> dict:
+    return {
+        "outputs": state.outputs,
+        "status": state.status,
+        "version": state.version,
+        "usage": state.usage,
+        "data": state.data,
+        "committed": state.base(),
+    }
+
+
+def waits_park(
+    *, run_id: str, leases: dict, states: list[EntityState], requests: dict[str, WaitRequest]
+) -> int:
+    """Park `states` (outcome `waiting`); call inside the chunk's finishing transaction.
+    Returns how many were parked; the others end as their new outcome says: `handed_off`
+    (the lease is gone), `failed` (a working copy the database cannot store) or
+    `cancelled` (the run was cancelled meanwhile).
+
+    The run's row is locked first, so a cancel either comes before (and these entities end
+    `cancelled`) or after (and finds them waiting): none is left waiting in a cancelled run.
+    """
+    status = Run.objects.select_for_update().filter(pk=run_id).values_list("status", flat=True)
+    if status.first() == RunStatus.CANCELLED:
+        for state in states:
+            state.outcome = "cancelled"
+        return 0
+    locked = dict(
+        RunItem.objects.select_for_update()
+        .filter(pk__any=[leases[state.entity_id][0] for state in states], status=ItemStatus.RUNNING)
+        .order_by("pk")
+        .values_list("pk", "attempts")
+    )
+    parked: list[Parked] = []
+    rows = []
+    for state in states:
+        pk, attempts = leases[state.entity_id]
+        request = requests[state.entity_id]
+        if locked.get(pk) != attempts:
+            state.outcome = HANDED_OFF
+            continue
+        problem = unstorable(state.data, "data")
+        if problem:
+            state.fail(request.step_id, f"{problem.field}: {problem.message}")
+            continue
+        wait = Wait(
+            run_id=run_id,
+            item_id=pk,
+            entity_id=state.entity_id,
+            step_id=request.step_id,
+            kind=request.kind,
+        )
+        parked.append(Parked(wait, state, request.request))
+        saved = {**checkpoint(state), "wait": wait.pk}
+        rows.append(
+            RunItem(
+                pk=pk,
+                status=ItemStatus.WAITING,
+                step_id=request.step_id,
+                next_step=request.step_index + 1,
+                state=saved,
+            )
+        )
+    Wait.objects.bulk_create([entry.wait for entry in parked], batch_size=1000)
+    bulk_update_rows(rows, ["status", "step_id", "next_step", "state"])
+    for name in {entry.wait.kind for entry in parked}:
+        kinds.get(name).create([entry for entry in parked if entry.wait.kind == name])
+    return len(parked)
+
+
+def waits_apply(*, checkpoints: list[dict | None], states: list[EntityState]) -> None:
+    """Apply the resolution of the wait each resumed entity comes back from (`checkpoints`
+    are the items' saved states, in the order of `states`). A checkpoint keeps its wait's
+    id until a later side effect moves it, so a redelivered chunk applies it again, alike."""
+    wait_ids = [saved["wait"] for saved in checkpoints if saved and "wait" in saved]
+    if not wait_ids:
+        return
+    resolutions = {
+        pk: (step_id, resolution)
+        for pk, step_id, resolution in Wait.objects.filter(pk__any=wait_ids).values_list(
+            "pk", "step_id", "resolution"
+        )
+    }
+    for saved, state in zip(checkpoints, states, strict=True):
+        if not saved or "wait" not in saved or not state.alive:
+            continue
+        step_id, resolution = resolutions.get(saved["wait"], (state.step_id, None))
+        _apply(state, step_id, resolution)
+
+
+def _apply(state: EntityState, step_id: str, resolution: dict | None) -> None:
+    state.step_id = step_id
+    if resolution is None:
+        state.fail(step_id, "The entity's wait was not resolved.")
+        return
+    if resolution.get("log"):
+        state.log.append(("info", step_id, resolution["log"]))
+    outcome = resolution["outcome"]
+    if outcome == "continue":
+        state.data.update(copy.deepcopy(resolution.get("data") or {}))
+        if "output" in resolution:
+            state.outputs[step_id] = resolution["output"]
+        return
+    # Stopped or failed: the run's changes since the last commit are discarded.
+    state.data = copy.deepcopy(state.base())
+    if outcome == "stop":
+        state.outcome = "skipped"
+    else:
+        state.fail(step_id, resolution.get("error") or "The wait ended the entity.")
