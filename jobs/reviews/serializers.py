@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from config.api.fields import TimestampField
 from jobs.models import Review, ReviewStatus
+from jobs.serializers import IdListField
 from jobs.waits.review import DECIDE_MAX_IDS, DECISIONS
 from workflows.steps.runtime import get_path
 
@@ -95,11 +96,8 @@ class ReviewRejectSerializer(serializers.Serializer):
 
 
 class ReviewDecideSerializer(serializers.Serializer):
-    ids = serializers.ListField(
-        child=serializers.CharField(max_length=64),
-        allow_empty=False,
-        max_length=DECIDE_MAX_IDS,
-        help_text=f"The reviews to decide (1 to {DECIDE_MAX_IDS}).",
+    ids = IdListField(
+        max_length=DECIDE_MAX_IDS, help_text=f"The reviews to decide (1 to {DECIDE_MAX_IDS})."
     )
     decision = serializers.ChoiceField(choices=DECISIONS)
     comment = serializers.CharField(required=False, allow_blank=True, max_length=5000)
