@@ -7,6 +7,7 @@ from django.utils.html import format_html
 from config.api.errors import DomainError
 from jobs import services
 from jobs.models import ItemStatus, Job, Run, RunItem, RunLog
+from jobs.reviews.admin import reviews_url
 
 ITEMS_SHOWN = 200
 LOGS_SHOWN = 200
@@ -20,7 +21,7 @@ def progress_bar(run: Run):
         '<div class="run-progress" data-progress-url="{}" data-ended="{}">'
         '<div class="bar"><span class="ok" style="width:{}%"></span>'
         '<span class="bad" style="width:{}%"></span></div>'
-        '<span class="label">{} / {} ({} failed)</span></div>',
+        '<span class="label">{} / {} ({} failed{})</span></div>',
         reverse("admin:jobs_run_progress", args=[run.pk]),
         "true" if run.is_ended else "false",
         f"{percent(run.completed):.2f}",
@@ -28,6 +29,7 @@ def progress_bar(run: Run):
         done,
         run.total,
         run.failed,
+        f", {run.waiting} waiting" if run.waiting else "",
     )
 
 
@@ -84,6 +86,7 @@ class RunAdmin(RecordAdmin):
             "item_statuses": ItemStatus.values,
             "logs": RunLog.objects.filter(run=run).order_by("-pk")[:LOGS_SHOWN],
             "can_act": request.user.has_perm("jobs.change_job"),
+            "reviews_url": reviews_url(run=run.pk),
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, context)
@@ -97,6 +100,7 @@ class RunAdmin(RecordAdmin):
                 "completed": run.completed,
                 "failed": run.failed,
                 "cancelled": run.cancelled,
+                "waiting": run.waiting,
                 "ended": run.is_ended,
             }
         )
