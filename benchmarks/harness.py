@@ -14,17 +14,24 @@ import httpx
 
 from tests.processes import ROOT, ManagedProcess, celery_worker_command
 
-DB_NAME = "workflows_bench"
+# BENCH_DATABASE_URL, BENCH_BROKER_URL and BENCH_PORT let several people benchmark on one
+# machine, each on a database, a Redis database and a port of their own.
+DATABASE_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/workflows_bench"
+)
+DB_NAME = DATABASE_URL.rsplit("/", 1)[1]
+PORT = int(os.environ.get("BENCH_PORT", "8765"))
 ENV = {
     **os.environ,
     "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
-    "DATABASE_URL": os.environ.get(
-        "BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
-    ),
+    "DATABASE_URL": DATABASE_URL,
     "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13"),
     "LOG_LEVEL": "WARNING",
     "API_RATE_LIMIT": "1000000/min",  # the load generator sends thousands a minute
     "PYTHONUNBUFFERED": "1",
+    # The waits benchmark times the decisions and the resume apart: it queues the resume
+    # itself once every decision is in, instead of the task the first decision asks for.
+    "WAIT_RESUME_DELAY_S": "3600",
 }
 
 
@@ -64,7 +71,7 @@ def start_worker(log_dir: Path, concurrency: int = 2) -> ManagedProcess:
     return ManagedProcess(celery_worker_command(concurrency), "ready.", log_dir / "worker.log", ENV)
 
 
-def start_web(log_dir: Path, port: int = 8765, workers: int = 2) -> ManagedProcess:
+def start_web(log_dir: Path, port: int = PORT, workers: int = 2) -> ManagedProcess:
     return ManagedProcess(
         [
             sys.executable,

@@ -202,9 +202,8 @@ class RunLog(models.Model):
 
 class WaitStatus(models.TextChoices):
     WAITING = "waiting"  # parked, not resolved yet
-    RESOLVED = "resolved"  # resolved; its item is about to be queued again
-    RESUMED = "resumed"  # its item was queued again (in `chunk`)
-    CANCELLED = "cancelled"  # its run was cancelled first
+    RESOLVED = "resolved"  # resolved; its item is queued again unless it still `waiting`
+    CANCELLED = "cancelled"  # its run was cancelled before it was resumed
 
 
 class Wait(models.Model):

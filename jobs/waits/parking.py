@@ -2,9 +2,9 @@
 (when the chunk finishes), and apply a wait's resolution when a later chunk resumes one.
 
 A parked item is `waiting` with its checkpoint (working copy, committed copy, outputs,
-usage, and the id of its wait) and `next_step` past the step that parked it; no task holds
-it. Parking is conditional on the chunk's lease, like every write of a chunk, so a chunk
-delivered twice parks each entity once.
+usage, the id of its wait and the attempt that parked it) and `next_step` past the step
+that parked it; no task holds it. Parking is conditional on the chunk's lease, like every
+write of a chunk, so a chunk delivered twice parks each entity once.
 """
 
 import copy
@@ -82,7 +82,7 @@ def waits_park(
             kind=request.kind,
         )
         parked.append(Parked(wait, state, request.request))
-        saved = {**checkpoint(state), "wait": wait.pk}
+        saved = {**checkpoint(state), "wait": wait.pk, "attempt": attempts}
         rows.append(
             RunItem(
                 pk=pk,

@@ -10,7 +10,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
-from config.bulk import bulk_update_rows
 from entities.schemas import data_problems, data_validator
 from jobs.models import Review, ReviewStatus, RunLog, RunStatus
 from jobs.waits.base import Parked, WaitKind, register
@@ -72,18 +71,31 @@ class ReviewWait(WaitKind):
         )
 
 
-def may_decide(user, review: Review, groups: set[str] | None = None) -> bool:
-    """Superusers always may; others need the permission and, when the step names a group,
-    to be in it (`groups`: the user's group names, when the caller has read them)."""
+def may_decide(user, group: str, groups: set[str] | None = None) -> bool:
+    """Superusers always may; others need the permission and, when the step names a
+    `group`, to be in it (`groups`: the user's group names, when the caller has them)."""
     if user.is_superuser:
         return True
     if not user.has_perm("jobs.decide_review"):
         return False
-    if not review.group:
+    if not group:
         return True
     if groups is None:
         groups = set(user.groups.values_list("name", flat=True))
-    return review.group in groups
+    return group in groups
+
+
+class Pending(NamedTuple):
+    """What deciding a review reads of it (no model instances: a bulk decision reads 1,000)."""
+
+    pk: str
+    status: str
+    run_id: str
+    wait_id: str
+    step_id: str
+    group: str
+    on_timeout: str
+    on_reject: str
 
 
 class Decided(NamedTuple):
@@ -123,16 +135,17 @@ def _decide(
     edits: dict | None = None,
     now: datetime | None = None,
 ) -> Decided:
-    """Decide `ids` (`decision` None: they expired, and their `onTimeout` decides)."""
+    """Decide `ids` (`decision` None: they expired, and their `onTimeout` decides). One
+    statement per kind of outcome, whatever the number of reviews."""
     now = now or timezone.now()
-    run_ids = set(Review.objects.filter(pk__in=ids).values_list("run_id", flat=True))
     with transaction.atomic():
-        run_status = runs_lock(run_ids=run_ids)
+        run_status = runs_lock(run_ids=Review.objects.filter(pk__any=ids).values("run_id"))
         reviews = {
-            review.pk: review
-            for review in Review.objects.select_for_update(of=("self",))
-            .select_related("run__workflow__entity_type")
-            .filter(pk__in=ids)
+            row[0]: Pending(*row)
+            for row in Review.objects.select_for_update()
+            .filter(pk__any=ids)
+            .order_by("pk")
+            .values_list(*Pending._fields)
         }
         skipped, deciding = [], []
         groups = set(who.groups.values_list("name", flat=True)) if who else set()
@@ -146,7 +159,7 @@ def _decide(
                 )
             elif run_status.get(review.run_id) not in RunStatus.open():
                 skipped.append(_skip(review_id, "not_pending", "The review's run has ended."))
-            elif who and not may_decide(who, review, groups):
+            elif who and not may_decide(who, review.group, groups):
                 skipped.append(
                     _skip(
                         review_id,
@@ -157,16 +170,28 @@ def _decide(
                 )
             else:
                 deciding.append(review)
-        if edits is not None and deciding:
-            _merge_edits(deciding[0], edits)
+        if not deciding:
+            return Decided([], skipped)
+        if edits is not None:
+            _merge_edits(deciding[0].pk, edits)
         name = who.get_username() if who else ""
-        resolutions = {}
+        # Reviews decided alike (the same decision, onTimeout and onReject) resolve alike.
+        alike: dict[tuple, list[Pending]] = {}
         for review in deciding:
-            review.status, resolutions[review.wait_id] = _resolve(review, decision, name, comment)
-            review.decided_at, review.decided_by, review.comment = now, name, comment
-        changed = ["status", "decided_at", "decided_by", "comment"]
-        bulk_update_rows(deciding, changed + (["proposed", "edits"] if edits is not None else []))
-        waits_resolve(resolutions=resolutions, now=now)
+            alike.setdefault((review.on_timeout, review.on_reject), []).append(review)
+        for (on_timeout, on_reject), batch in alike.items():
+            status, resolution = _resolve(
+                decision, on_timeout, on_reject, name, comment, edits if edits else None
+            )
+            Review.objects.filter(pk__any=[review.pk for review in batch]).update(
+                status=status, decided_at=now, decided_by=name, comment=comment
+            )
+            waits_resolve(
+                wait_ids=[review.wait_id for review in batch],
+                run_ids={review.run_id for review in batch},
+                resolution=resolution,
+                now=now,
+            )
         _log(deciding, decision, name, now)
     return Decided([review.pk for review in deciding], skipped)
 
@@ -175,22 +200,30 @@ def _skip(review_id: str, reason: str, message: str) -> dict:
     return {"id": review_id, "reason": reason, "message": message}
 
 
-def _merge_edits(review: Review, edits: dict) -> None:
+def _merge_edits(review_id: str, edits: dict) -> None:
     """The reviewer's edits are top-level keys merged into the working copy, checked against
     the entity type's schema (a 400 names the field)."""
+    review = Review.objects.select_related("run__workflow__entity_type").get(pk=review_id)
     merged = {**review.proposed, **edits}
     schema = review.run.workflow.entity_type.schema
     problems = data_problems(data_validator(schema), merged, prefix="data")
     if problems:
         raise InvalidInput(f"{problems[0].field}: {problems[0].message}", details=problems)
-    review.proposed, review.edits = merged, edits
+    Review.objects.filter(pk=review_id).update(proposed=merged, edits=edits)
 
 
-def _resolve(review: Review, decision: str | None, name: str, comment: str) -> tuple[str, dict]:
-    """The review's new status, and the wait's resolution in the engine's terms."""
+def _resolve(
+    decision: str | None,
+    on_timeout: str,
+    on_reject: str,
+    name: str,
+    comment: str,
+    edits: dict | None,
+) -> tuple[str, dict]:
+    """A review's new status, and its wait's resolution in the engine's terms."""
     if decision is None:
         status = ReviewStatus.EXPIRED
-        approved = review.on_timeout == Review.OnTimeout.APPROVE
+        approved = on_timeout == Review.OnTimeout.APPROVE
         why = "The review expired unanswered" + (
             " and was approved (onTimeout)." if approved else " and was rejected (onTimeout)."
         )
@@ -200,15 +233,15 @@ def _resolve(review: Review, decision: str | None, name: str, comment: str) -> t
         why = f"{'Approved' if approved else 'Rejected'} in review by {name}" + (
             f': "{comment}"' if comment else "."
         )
-    output = {"approved": approved, "status": status, "by": name or None, "comment": comment}
+    output = {"approved": approved, "status": status.value, "by": name or None, "comment": comment}
     if approved:
-        return status, {"outcome": "continue", "data": review.edits or {}, "output": output}
-    if review.on_reject == Review.OnReject.FAIL:
+        return status, {"outcome": "continue", "data": edits or {}, "output": output}
+    if on_reject == Review.OnReject.FAIL:
         return status, {"outcome": "fail", "error": why, "output": output}
     return status, {"outcome": "stop", "output": output, "log": why}
 
 
-def _log(reviews: list[Review], decision: str | None, name: str, now: datetime) -> None:
+def _log(reviews: list[Pending], decision: str | None, name: str, now: datetime) -> None:
     """One line per run and step for a decision, however many reviews it covered."""
     counts: dict[tuple[str, str], int] = {}
     for review in reviews:

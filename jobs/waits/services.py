@@ -16,45 +16,39 @@ from jobs.waits.base import kinds
 
 
 def runs_lock(*, run_ids) -> dict[str, str]:
-    """Lock runs' rows (in id order) and read their status. Everything that changes waits
-    locks their runs first (a decision, a resume, a cancel, a chunk parking entities), so
-    these never deadlock and a cancel is seen by all or none of them."""
+    """Lock runs' rows (in id order) and read their status; `run_ids` may be a subquery.
+    Everything that changes waits locks their runs first (a decision, a resume, a cancel, a
+    chunk parking entities), so these never deadlock and a cancel is seen by all or none."""
     return dict(
         Run.objects.select_for_update()
-        .filter(pk__in=sorted(set(run_ids)))
+        .filter(pk__in=run_ids)
         .order_by("pk")
         .values_list("pk", "status")
     )
 
 
-def waits_resolve(*, resolutions: dict[str, dict], now: datetime | None = None) -> set[str]:
-    """Resolve the waits named (wait id -> resolution) that still wait; returns the ids
-    resolved. Call inside a transaction that has locked their runs (`runs_lock`).
+def waits_resolve(
+    *, wait_ids: list[str], run_ids, resolution: dict, now: datetime | None = None
+) -> int:
+    """Resolve the waits named (of the runs `run_ids`) that still wait, all alike; returns
+    how many. Call inside a transaction that has locked their runs (`runs_lock`).
 
     Their entities are not queued one by one: the first resolution of a run since its last
     resume asks for one resume task, WAIT_RESUME_DELAY_S later, which queues every wait of
     the run resolved by then; 1,000 decisions in a burst become a few chunk tasks."""
     now = now or timezone.now()
-    waits = list(
-        Wait.objects.filter(pk__in=list(resolutions), status=WaitStatus.WAITING).only("pk", "run")
+    resolved = Wait.objects.filter(pk__any=wait_ids, status=WaitStatus.WAITING).update(
+        status=WaitStatus.RESOLVED, resolution=resolution, resolved_at=now
     )
-    for wait in waits:
-        wait.status, wait.resolution, wait.resolved_at = (
-            WaitStatus.RESOLVED,
-            resolutions[wait.pk],
-            now,
-        )
-    bulk_update_rows(waits, ["status", "resolution", "resolved_at"])
-    run_ids = {wait.run_id for wait in waits}
     unrequested = list(
-        Run.objects.filter(pk__in=run_ids, resume_requested_at__isnull=True).values_list(
+        Run.objects.filter(pk__in=set(run_ids), resume_requested_at__isnull=True).values_list(
             "pk", flat=True
         )
     )
     Run.objects.filter(pk__in=unrequested).update(resume_requested_at=now)
     for run_id in unrequested:
         transaction.on_commit(partial(_enqueue_resume, run_id))
-    return {wait.pk for wait in waits}
+    return resolved
 
 
 def _enqueue_resume(run_id: str) -> None:
@@ -81,28 +75,21 @@ def run_waits_resume(*, run_id: str) -> int:
     Run.objects.filter(pk=run_id).update(resume_requested_at=None)
     if status not in RunStatus.open():
         return 0  # a cancel ended the run's waiting items
-    waits = list(
-        Wait.objects.filter(run_id=run_id, status=WaitStatus.RESOLVED).values_list("pk", "item_id")
-    )
-    if not waits:
-        return 0
+    # A resolved wait whose item still waits has not been resumed (the item's status says
+    # so, in the statement that queues it: the wait's row is not written again).
     item_ids = sorted(
-        RunItem.objects.filter(
-            pk__any=[item_id for _, item_id in waits], status=ItemStatus.WAITING
-        ).values_list("pk", flat=True)
+        Wait.objects.filter(
+            run_id=run_id, status=WaitStatus.RESOLVED, item__status=ItemStatus.WAITING
+        ).values_list("item_id", flat=True)
     )
-    Wait.objects.filter(pk__any=[pk for pk, _ in waits]).update(status=WaitStatus.RESUMED)
     if not item_ids:
         return 0
     size = settings.RUN_CHUNK_SIZE
     first = (RunItem.objects.filter(run_id=run_id).aggregate(last=Max("chunk"))["last"] or 0) + 1
-    bulk_update_rows(
-        [
-            RunItem(pk=pk, status=ItemStatus.PENDING, chunk=first + index // size)
-            for index, pk in enumerate(item_ids)
-        ],
-        ["status", "chunk"],
-    )
+    for index, start in enumerate(range(0, len(item_ids), size)):  # one statement per chunk
+        RunItem.objects.filter(pk__any=item_ids[start : start + size]).update(
+            status=ItemStatus.PENDING, chunk=first + index
+        )
     Run.objects.filter(pk=run_id).update(
         waiting=F("waiting") - len(item_ids), heartbeat_at=timezone.now()
     )
@@ -122,9 +109,11 @@ def run_waits_cancel(*, run_id: str, now: datetime) -> int:
     )
     for kind in kinds:
         kind.cancel(run_id=run_id)
-    Wait.objects.filter(run_id=run_id, status__in=[WaitStatus.WAITING, WaitStatus.RESOLVED]).update(
-        status=WaitStatus.CANCELLED
-    )
+    Wait.objects.filter(
+        run_id=run_id,
+        status__in=[WaitStatus.WAITING, WaitStatus.RESOLVED],
+        item__status=ItemStatus.WAITING,
+    ).update(status=WaitStatus.CANCELLED)
     if not items:
         return 0
     bulk_update_rows(

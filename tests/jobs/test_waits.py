@@ -100,6 +100,8 @@ def test_an_approved_entity_resumes_at_the_next_step_and_the_run_ends(product_ty
     item = RunItem.objects.get(run=run, entity_id=ids[0])
     assert (item.status, item.attempts, item.chunk) == ("completed", 2, 1)  # a fresh lease
     assert RunLog.objects.filter(run=run, message="1 review approved by reviewer.").exists()
+    # Back from a wait is not a redelivery: no "Resumed at step" warning.
+    assert not RunLog.objects.filter(run=run, level="warning").exists()
 
 
 def test_approving_with_edits_merges_them_into_the_working_copy(product_type, reviewer):
@@ -216,6 +218,8 @@ def test_a_redelivery_that_finds_the_items_still_running_resumes_them_alike(prod
     chunk_execute(run_id=run.pk, chunk=chunk)
     item = RunItem.objects.get(run=run)
     assert (item.status, item.attempts) == ("completed", 3)
+    [warning] = RunLog.objects.filter(run=run, level="warning").values_list("message", flat=True)
+    assert warning == "Resumed at step 3 (attempt 3)."
     entity = Entity.objects.get(pk=ids[0])
     assert (entity.data["price"], entity.version) == (7, 2)
 
