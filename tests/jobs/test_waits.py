@@ -82,7 +82,34 @@ def test_entities_wait_at_a_review_holding_their_checkpoint_and_the_run_stays_ru
     assert item.state["wait"] == review.wait_id
     # Nothing was committed, nothing is left for a worker.
     assert not Entity.objects.filter(pk__in=ids, status="published").exists()
-    assert runs_resume_stalled(stalled_after=timedelta(seconds=0)) == 0
+
+    # The stalled-run check sees no progress, and nothing that should be moving.
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert runs_resume_stalled(stalled_after=timedelta(minutes=10)) == 0
+    assert not RunLog.objects.filter(run=run, level="warning").exists()
+    assert Run.objects.get(pk=run.pk).heartbeat_at < timezone.now() - timedelta(minutes=59)
+
+
+def test_a_resume_whose_task_was_lost_is_asked_for_again(
+    product_type, reviewer, django_capture_on_commit_callbacks
+):
+    from jobs.waits.services import waits_resume_lost
+
+    run, _ = parked_run(product_type, n=2)
+    reviews_decide(
+        review_ids=list(Review.objects.filter(run=run).values_list("pk", flat=True)),
+        decision="approve",
+        user=reviewer,
+    )
+    assert waits_resume_lost(lost_after=timedelta(minutes=10)) == 0  # asked for just now
+    Run.objects.filter(pk=run.pk).update(resume_requested_at=timezone.now() - timedelta(hours=1))
+    with django_capture_on_commit_callbacks() as queued:
+        assert waits_resume_lost(lost_after=timedelta(minutes=10)) == 1
+    assert len(queued) == 1  # the resume task, queued once this commits
+    assert Run.objects.get(pk=run.pk).resume_requested_at > timezone.now() - timedelta(minutes=1)
+    assert RunLog.objects.filter(run=run, message__startswith="Resolved waits were not").exists()
+    resume(run)
+    assert Run.objects.get(pk=run.pk).status == "completed"
 
 
 def test_an_approved_entity_resumes_at_the_next_step_and_the_run_ends(product_type, reviewer):
