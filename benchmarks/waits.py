@@ -1,12 +1,12 @@
 """Resuming 10,000 approved entities, against a run of the same steps from the start.
 
-A run of transform, validate, review, publish parks its 10,000 entities at the review (not
-timed); then they are approved through the API, 1,000 per `POST /reviews/decide` (timed on
-its own), and the figure is the time from the resume to the run's end: the resume task
-moving the items back into chunks, the chunks claiming them from their checkpoints and
+A run of transform, validate, review, publish parks its 10,000 entities at the review;
+then they are approved through the API, 1,000 per `POST /reviews/decide`; then the run is
+resumed. The figure is the time from the resume to the run's end: the resume task moving
+the items back into chunks, the chunks claiming them from their checkpoints and
 publishing. The floor is a run of the same steps without the review, from its
-`POST .../run` to its end, on as many fresh entities. Three turns, each on a freshly
-vacuumed database; the figure is the median of the ratios."""
+`POST .../run` to its end, on as many fresh entities. Parking and deciding are timed on
+their own. Three turns, each on a freshly vacuumed database; figures are medians."""
 
 import statistics
 import time
@@ -96,10 +96,13 @@ def run(base_url: str, key: str) -> dict:
     with client:
         warm_run, warm_reviews = park(client, reviewed.pk, make_entities(entity_type, 400))
         resume(client, warm_run, warm_reviews)  # warm-up: the resume path's first chunk
-        decisions, resumes, floors, chunks = [], [], [], []
+        parks, decisions, resumes, floors, chunks = [], [], [], [], []
         for _ in range(REPEAT):
             parked_ids, floor_ids = make_entities(entity_type), make_entities(entity_type)
+            vacuum()
+            started = time.perf_counter()
             run_id, review_ids = park(client, reviewed.pk, parked_ids)
+            parks.append(time.perf_counter() - started)
             vacuum()
             floors.append(run_workflow(client, straight.pk, floor_ids))
             decide_s, resume_s = resume(client, run_id, review_ids)
@@ -125,4 +128,6 @@ def run(base_url: str, key: str) -> dict:
         "decisions_per_s": round(ENTITIES / statistics.median(decisions)),
         "ratio_with_decisions": round(statistics.median(with_decisions), 2),
         "resumed_chunks": chunks,
+        "park_s": round(statistics.median(parks), 2),
+        "park_ratio": round(statistics.median(parks) / statistics.median(floors), 2),
     }
