@@ -121,8 +121,11 @@ def review_decide(
     result = _decide([review_id], decision, who=user, comment=comment, edits=data)
     if result.skipped:
         reason = result.skipped[0]
-        error = {"not_found": NotFound, "forbidden": Forbidden}.get(reason["reason"], Conflict)
-        raise error(reason["message"], code=reason["reason"])
+        if reason["reason"] == "not_found":
+            raise NotFound(reason["message"])
+        if reason["reason"] == "forbidden":
+            raise Forbidden(reason["message"])
+        raise Conflict(reason["message"], code="not_pending")
     return Review.objects.get(pk=review_id)
 
 

@@ -8,6 +8,7 @@ from functools import partial
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from config.bulk import bulk_update_rows
@@ -75,12 +76,8 @@ def run_waits_resume(*, run_id: str) -> int:
     Run.objects.filter(pk=run_id).update(resume_requested_at=None)
     if status not in RunStatus.open():
         return 0  # a cancel ended the run's waiting items
-    # A resolved wait whose item still waits has not been resumed (the item's status says
-    # so, in the statement that queues it: the wait's row is not written again).
     item_ids = sorted(
-        Wait.objects.filter(
-            run_id=run_id, status=WaitStatus.RESOLVED, item__status=ItemStatus.WAITING
-        ).values_list("item_id", flat=True)
+        _parked_on(run_id).filter(status=WaitStatus.RESOLVED).values_list("item_id", flat=True)
     )
     if not item_ids:
         return 0
@@ -98,6 +95,17 @@ def run_waits_resume(*, run_id: str) -> int:
     return len(item_ids)
 
 
+def _parked_on(run_id: str):
+    """The waits the run's items are parked on now: a wait whose item is `waiting` with this
+    wait's id in its checkpoint. (A resolved wait is not written again when its item is
+    resumed: the item's status says so, and a later wait of the same item replaces the id.)"""
+    return (
+        Wait.objects.filter(run_id=run_id, item__status=ItemStatus.WAITING)
+        .alias(current=KeyTextTransform("wait", "item__state"))
+        .filter(current=F("pk"))
+    )
+
+
 def run_waits_cancel(*, run_id: str, now: datetime) -> int:
     """End the run's waiting items `cancelled`, with their waits and the kinds' records
     (a pending review becomes `cancelled`); call in the cancel's transaction, after the run
@@ -109,11 +117,9 @@ def run_waits_cancel(*, run_id: str, now: datetime) -> int:
     )
     for kind in kinds:
         kind.cancel(run_id=run_id)
-    Wait.objects.filter(
-        run_id=run_id,
-        status__in=[WaitStatus.WAITING, WaitStatus.RESOLVED],
-        item__status=ItemStatus.WAITING,
-    ).update(status=WaitStatus.CANCELLED)
+    Wait.objects.filter(pk__in=list(_parked_on(run_id).values_list("pk", flat=True))).update(
+        status=WaitStatus.CANCELLED
+    )
     if not items:
         return 0
     bulk_update_rows(

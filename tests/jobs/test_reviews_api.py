@@ -252,6 +252,7 @@ def test_only_the_step_s_group_may_decide_its_reviews(api, product_type):
     _, _, reviews = parked(product_type, n=2, steps=steps)
     response = api.post(f"/api/v1/reviews/{reviews[0]}/approve")
     assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
     assert "editors" in response.json()["error"]["message"]
     bulk = api.post("/api/v1/reviews/decide", {"ids": reviews, "decision": "approve"}).json()
     assert bulk["decided"] == [] and {s["reason"] for s in bulk["skipped"]} == {"forbidden"}

@@ -356,3 +356,50 @@ def test_a_run_cancelled_while_a_chunk_parks_leaves_none_waiting(product_type):
     run.refresh_from_db()
     assert (run.cancelled, run.waiting) == (2, 0)
     assert not Review.objects.filter(run=run).exists()
+
+
+def test_an_entity_can_wait_twice_and_each_decision_applies_once(product_type, reviewer):
+    """Approved at a first review, the resumed chunk parks the entity again at a second."""
+    steps = [
+        REVIEWED[0],
+        {"id": "first", "type": "review", "config": {"instructions": "First look"}},
+        {
+            "id": "more",
+            "type": "transform",
+            "config": {
+                "operations": [{"op": "set", "field": "note", "value": "{{ entity.slug }}"}]
+            },
+        },
+        {"id": "second", "type": "review", "config": {"instructions": "Second look"}},
+        REVIEWED[2],
+    ]
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, steps), [entity_id])
+    run_inline(run.pk)
+    first = Review.objects.get(run=run)
+    review_decide(review_id=first.pk, decision="approve", user=reviewer, data={"slug": "one"})
+    resume(run)
+    second = Review.objects.exclude(pk=first.pk).get(run=run)
+    assert (second.step_id, second.proposed["note"]) == ("second", "one")
+    assert sorted(second.fields) == ["note", "slug"]
+    assert Run.objects.get(pk=run.pk).waiting == 1
+    review_decide(review_id=second.pk, decision="approve", user=reviewer, data={"note": "two"})
+    resume(run)
+    entity = Entity.objects.get(pk=entity_id)
+    assert (entity.data["slug"], entity.data["note"], entity.status) == ("one", "two", "published")
+    assert Run.objects.get(pk=run.pk).status == "completed"
+
+
+def test_an_entity_deleted_while_it_waits_fails_alone_when_approved(product_type, reviewer):
+    run, ids = parked_run(product_type, n=2)
+    Entity.objects.filter(pk=ids[0]).delete()
+    reviews_decide(
+        review_ids=list(Review.objects.filter(run=run).values_list("pk", flat=True)),
+        decision="approve",
+        user=reviewer,
+    )
+    resume(run)
+    run.refresh_from_db()
+    assert (run.status, run.completed, run.failed) == ("failed", 1, 1)
+    item = RunItem.objects.get(run=run, entity_id=ids[0])
+    assert (item.status, item.error) == ("failed", "The entity no longer exists.")
