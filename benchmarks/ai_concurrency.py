@@ -32,7 +32,7 @@ def run() -> dict:
 
     from workflows import providers
     from workflows.steps import registry
-    from workflows.steps.runtime import EntityState, StepContext
+    from workflows.steps.runtime import DryRun, EntityState, StepContext
 
     port = _free_port()
     server = subprocess.Popen(
@@ -62,7 +62,9 @@ def run() -> dict:
             ]
 
         def ctx():
-            return StepContext(run_id="bench", workflow_id="wf", step_id="gen", step_index=0)
+            return StepContext(
+                run_id="bench", workflow_id="wf", step_id="gen", step_index=0, engine=DryRun()
+            )
 
         step.run_batch(states(16), config, ctx())  # warm: SDK imported, connections open
         batch = states(CALLS)

@@ -14,17 +14,15 @@ import httpx
 
 from tests.processes import ROOT, ManagedProcess, celery_worker_command
 
-# BENCH_DATABASE_URL, BENCH_BROKER_URL and BENCH_PORT let several people benchmark on one
-# machine, each on a database, a Redis database and a port of their own.
-DATABASE_URL = os.environ.get(
-    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/workflows_bench"
-)
-DB_NAME = DATABASE_URL.rsplit("/", 1)[1]
+# Several checkouts may measure on one machine: name your own database and port.
+DB_NAME = os.environ.get("BENCH_DB_NAME", "workflows_bench")
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
 ENV = {
     **os.environ,
     "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
-    "DATABASE_URL": DATABASE_URL,
+    "DATABASE_URL": os.environ.get(
+        "BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+    ),
     "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13"),
     "LOG_LEVEL": "WARNING",
     "API_RATE_LIMIT": "1000000/min",  # the load generator sends thousands a minute

@@ -1,17 +1,24 @@
-"""Fast batched statements for the run pipeline's hot paths.
+"""Fast batched statements for the run engine's hot paths, on the two databases its SQL
+supports (PostgreSQL and SQLite; `config.env.env_database` refuses any other at start).
 
-- `bulk_update_rows`: Django's `bulk_update` builds a CASE expression per field per row; for
-  a chunk of 400 rows that costs more than the database work. On PostgreSQL this sends one
-  `UPDATE ... FROM (VALUES ...)` per batch instead, with every value cast to its column's
-  type. Other databases fall back to `bulk_update`.
+- `rows_update`: the one way a batch of rows is updated. Django's `bulk_update` builds a
+  CASE expression per field per row; for a chunk of 400 rows that costs more than the
+  database work. This sends one `UPDATE ... FROM <rows>` per batch, the rows travelling as
+  one JSON array (one parameter to quote, and a statement short enough for the driver to
+  cache): `jsonb_to_recordset` on PostgreSQL, `json_each` on SQLite. Table, columns and
+  types come from the model's `_meta`.
 - The `any` lookup: `filter(pk__any=ids)` is `pk__in=ids` sent as one array parameter on
   PostgreSQL (`= ANY(%s)`), so a chunk's 400 ids (or a run's 10,000) are one value to
   compile, send and plan instead of one placeholder each. Other databases get the IN list.
 """
 
+import datetime
+import json
+from collections.abc import Iterable, Sequence
+
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import Field
+from django.db.models import Field, JSONField
 from django.db.models.lookups import In
 
 
@@ -36,35 +43,106 @@ class AnyOf(In):
 
 
 BATCH_SIZE = 1000
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
-def bulk_update_rows(objs: list, fields: list[str], *, batch_size: int = BATCH_SIZE) -> None:
-    if not objs:
-        return
-    model = type(objs[0])
-    if connection.vendor != "postgresql":
-        model.objects.bulk_update(objs, fields, batch_size=batch_size)
-        return
-    meta = model._meta
-    columns = [meta.pk, *(meta.get_field(name) for name in fields)]
-    quote = connection.ops.quote_name
-    row_sql = "(" + ", ".join(f"%s::{field.db_type(connection)}" for field in columns) + ")"
-    names = ", ".join(quote(field.column) for field in columns)
-    assignments = ", ".join(
-        f"{quote(field.column)} = v.{quote(field.column)}" for field in columns[1:]
+class JSONText(str):
+    """A value already encoded as JSON (to check its size, say): it joins the rows as is."""
+
+
+def rows_update(
+    model,
+    rows: Iterable[dict],
+    *,
+    match: Sequence[str],
+    copy: Sequence[str] = (),
+    assign: dict | None = None,
+    increment: Sequence[str] = (),
+    where: dict | None = None,
+    returning: Sequence[str] = (),
+    batch_size: int = BATCH_SIZE,
+) -> list[tuple]:
+    """Update `model`'s rows from `rows` (dicts by field name), one statement per batch.
+
+    Each row names a table row by its `match` fields; that row gets the row's `copy` fields,
+    the values of `assign` (field -> one value for every row), and its `increment` fields
+    plus one, where `where` (field -> value) holds too. Returns the `returning` fields of
+    the rows written (so a conditional update says which rows it changed)."""
+    rows = list(rows)
+    if not rows:
+        return []
+    meta, quote = model._meta, connection.ops.quote_name
+    fields = [meta.get_field(name) for name in (*match, *copy)]
+    alias = {field.name: f"c{index}" for index, field in enumerate(fields)}
+    assign, where = assign or {}, where or {}
+    sets = [f"{quote(meta.get_field(name).column)} = r.{alias[name]}" for name in copy]
+    set_params, where_params = [], []
+    for name, value in assign.items():
+        sets.append(f"{quote(meta.get_field(name).column)} = %s")
+        set_params.append(_param(meta.get_field(name), value))
+    for name in increment:
+        column = quote(meta.get_field(name).column)
+        sets.append(f"{column} = t.{column} + 1")
+    conditions = [f"t.{quote(meta.get_field(name).column)} = r.{alias[name]}" for name in match]
+    for name, value in where.items():
+        conditions.append(f"t.{quote(meta.get_field(name).column)} = %s")
+        where_params.append(_param(meta.get_field(name), value))
+    # SQLite's RETURNING takes no table alias: its columns name the table's alone (the rows'
+    # columns are c0, c1, ...).
+    table = "t." if connection.vendor == "postgresql" else ""
+    sql = (
+        f"UPDATE {quote(meta.db_table)} AS t SET {', '.join(sets)} "  # noqa: S608
+        f"FROM {_rows_source(fields, alias)} WHERE {' AND '.join(conditions)}"
     )
-    pk = quote(meta.pk.column)
+    if returning:
+        sql += " RETURNING " + ", ".join(
+            table + quote(meta.get_field(name).column) for name in returning
+        )
+    written = []
     with connection.cursor() as cursor:
-        for start in range(0, len(objs), batch_size):
-            batch = objs[start : start + batch_size]
-            params = [
-                field.get_db_prep_save(getattr(obj, field.attname), connection)
-                for obj in batch
-                for field in columns
-            ]
-            cursor.execute(
-                f"UPDATE {quote(meta.db_table)} AS t SET {assignments} "  # noqa: S608
-                f"FROM (VALUES {', '.join([row_sql] * len(batch))}) AS v({names}) "
-                f"WHERE t.{pk} = v.{pk}",
-                params,
+        for start in range(0, len(rows), batch_size):
+            encoded = ",".join(
+                "{"
+                + ",".join(
+                    f'"{alias[field.name]}":{_encode(field, row[field.name])}' for field in fields
+                )
+                + "}"
+                for row in rows[start : start + batch_size]
             )
+            cursor.execute(sql, [*set_params, "[" + encoded + "]", *where_params])
+            if returning:
+                written += cursor.fetchall()
+    return written
+
+
+def _rows_source(fields: list, alias: dict) -> str:
+    """The JSON array parameter as a table `r` with one typed column per field."""
+    if connection.vendor == "postgresql":
+        columns = ", ".join(f"{alias[f.name]} {f.db_type(connection)}" for f in fields)
+        return f"jsonb_to_recordset(%s::jsonb) AS r({columns})"
+    columns = ", ".join(
+        # `->` keeps a JSON column's value as JSON text (JSON null: SQL NULL, as Django
+        # stores None); `json_extract` gives the other columns their SQL value.
+        f"NULLIF(value -> '$.{alias[f.name]}', 'null') AS {alias[f.name]}"
+        if isinstance(f, JSONField)
+        else f"json_extract(value, '$.{alias[f.name]}') AS {alias[f.name]}"
+        for f in fields
+    )
+    return f"(SELECT {columns} FROM json_each(%s)) AS r"  # noqa: S608 (names from _meta)
+
+
+def _encode(field, value) -> str:
+    if isinstance(value, JSONText):
+        return value
+    if isinstance(field, JSONField):
+        return _COMPACT.encode(value)
+    value = field.get_db_prep_save(value, connection)
+    if isinstance(value, datetime.datetime | datetime.date):
+        value = value.isoformat()
+    return _COMPACT.encode(value)
+
+
+def _param(field, value):
+    if value is None or isinstance(field, JSONField):
+        return value if value is None else _COMPACT.encode(value)
+    return field.get_db_prep_save(value, connection)

@@ -81,6 +81,9 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return _read(name, default, parse, "one of " + ", ".join(choices))
 
 
+SUPPORTED_DATABASES = ("django.db.backends.postgresql", "django.db.backends.sqlite3")
+
+
 def env_database(name: str, default: str) -> dict:
     """A Django DATABASES entry from a URL (postgres://..., sqlite:///...)."""
 
@@ -88,11 +91,18 @@ def env_database(name: str, default: str) -> dict:
         if "://" not in raw:
             raise ValueError(raw)
         config = dj_database_url.parse(raw, conn_max_age=60, conn_health_checks=True)
-        if not config.get("ENGINE"):
+        if config.get("ENGINE") not in SUPPORTED_DATABASES:
             raise ValueError(raw)
         return config
 
-    config = _read(name, None, parse, "a database URL such as postgres://user@host:5432/name")
+    # The run engine's SQL is written for these two (config/bulk.py, jobs/engine/).
+    config = _read(
+        name,
+        None,
+        parse,
+        "a PostgreSQL or SQLite URL (postgres://user@host:5432/name, sqlite:///path): "
+        "the only databases the run engine supports",
+    )
     if config is None:
         config = dj_database_url.parse(default)
     if config["ENGINE"] == "django.db.backends.sqlite3":

@@ -7,13 +7,14 @@ from rest_framework.routers import SimpleRouter
 from config.api.views import HealthView, SchemaView
 from entities.views import EntityTypeViewSet, EntityViewSet
 from jobs.reviews.views import ReviewViewSet
-from jobs.views import JobViewSet, RunViewSet
+from jobs.views import JobViewSet, RunViewSet, WorkflowRunViewSet
 from workflows.views import StepTypeListView, WorkflowViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("entity-types", EntityTypeViewSet, basename="entity-type")
 router.register("entities", EntityViewSet, basename="entity")
 router.register("workflows", WorkflowViewSet, basename="workflow")
+router.register("workflows", WorkflowRunViewSet, basename="workflow-engine")
 router.register("jobs", JobViewSet, basename="job")
 router.register("reviews", ReviewViewSet, basename="review")
 
@@ -51,5 +52,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-handler404 = "config.api.exceptions.json_not_found"
-handler500 = "config.api.exceptions.json_server_error"
+handler404 = "config.error_pages.not_found"
+handler500 = "config.error_pages.server_error"

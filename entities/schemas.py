@@ -1,31 +1,276 @@
-"""JSON Schema checks for entity data, with the failing path in every message."""
+"""JSON Schema checks for entity data, with the failing path in every message.
+
+A schema comes from a user, so it is checked as a program from outside would be: `$ref` may
+point only inside the same document (nothing is ever fetched: the validators' registry has no
+retrieval), and every regular expression in it (`pattern`, `patternProperties`, the `regex`
+runs on RE2, whose matching time is linear in the text.
+"""
 
 import json
+from urllib.parse import unquote
 
 from django.conf import settings
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import SchemaError, ValidationError
+from referencing import Registry
+from referencing.exceptions import Unresolvable
 
 from config.api.errors import FieldError, json_path
 from config.api.storable import unstorable
+from entities.patterns import PatternError, pattern_compile, pattern_problem
+
+REFERENCE_KEYWORDS = ("$ref", "$dynamicRef")
 
 
-def schema_problems(schema) -> list[FieldError]:
-    """Problems with a JSON Schema itself (for an entity type's `schema`)."""
+def _pattern(validator, pattern, instance, schema):
+    if not validator.is_type(instance, "string"):
+        return
+    try:
+        compiled = pattern_compile(pattern)
+    except PatternError as exc:
+        yield ValidationError(f"The schema's pattern {pattern!r} cannot be used: {exc}")
+        return
+    if compiled.search(instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _matching_patterns(patterns, key: str) -> list[str]:
+    return [
+        pattern
+        for pattern in patterns
+        if pattern_problem(pattern) is None and pattern_compile(pattern).search(key) is not None
+    ]
+
+
+def _pattern_properties(validator, pattern_properties, instance, schema):
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in pattern_properties.items():
+        problem = pattern_problem(pattern)
+        if problem:
+            yield ValidationError(f"The schema's pattern {pattern!r} cannot be used: {problem}")
+            continue
+        for key, value in instance.items():
+            if pattern_compile(pattern).search(key) is not None:
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(validator, additional, instance, schema):
+    """jsonschema's own keyword, with `patternProperties` matched by RE2 (its helper uses
+    Python's `re`)."""
+    if not validator.is_type(instance, "object"):
+        return
+    known = schema.get("properties", {})
+    patterns = schema.get("patternProperties", {})
+    extras = [key for key in instance if key not in known and not _matching_patterns(patterns, key)]
+    if validator.is_type(additional, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], additional, path=extra)
+    elif additional is False and extras:
+        names = ", ".join(repr(extra) for extra in sorted(extras, key=str))
+        verb = "was" if len(extras) == 1 else "were"
+        yield ValidationError(f"Additional properties are not allowed ({names} {verb} unexpected)")
+
+
+SchemaValidator = validators.extend(
+    Draft202012Validator,
+    {
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+    },
+)
+"""Draft 2020-12 with RE2 for every pattern. Build it with `schema_validator`, never alone:
+jsonschema's default registry would fetch a remote `$ref`."""
+
+NO_RETRIEVAL = Registry()  # retrieving any URI not in the document fails: nothing is fetched
+
+
+def schema_validator(schema: dict, **kwargs) -> Draft202012Validator:
+    return SchemaValidator(schema, registry=NO_RETRIEVAL, **kwargs)
+
+
+def _declared_ids(schema) -> set[str]:
+    found = set()
+    if isinstance(schema, dict):
+        if isinstance(schema.get("$id"), str):
+            found.add(schema["$id"].rstrip("#"))
+        for value in schema.values():
+            found |= _declared_ids(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            found |= _declared_ids(value)
+    return found
+
+
+def _walk_problems(schema, path: list, ids: set[str]) -> list[FieldError]:
+    """Every reference that leaves the document and every pattern RE2 cannot run."""
+    found = []
+    if isinstance(schema, dict):
+        for keyword in REFERENCE_KEYWORDS:
+            reference = schema.get(keyword)
+            if isinstance(reference, str) and not (
+                reference.startswith("#") or reference.split("#", 1)[0] in ids
+            ):
+                message = (
+                    "Only references inside this schema are allowed (`#/$defs/...` or an "
+                    "`$id` declared in it); nothing is fetched."
+                )
+                found.append(FieldError(json_path([*path, keyword]), message))
+        if isinstance(schema.get("pattern"), str):
+            problem = pattern_problem(schema["pattern"])
+            if problem:
+                found.append(FieldError(json_path([*path, "pattern"]), problem))
+        if isinstance(schema.get("patternProperties"), dict):
+            for pattern in schema["patternProperties"]:
+                problem = pattern_problem(pattern)
+                if problem:
+                    where = json_path([*path, "patternProperties", pattern])
+                    found.append(FieldError(where, problem))
+        items = schema.items()
+    elif isinstance(schema, list):
+        items = enumerate(schema)
+    else:
+        return []
+    for key, value in items:
+        found += _walk_problems(value, [*path, key], ids)
+    return found
+
+
+# Keywords whose subschemas apply to the same instance: a cycle through them alone never ends.
+_IN_PLACE_LISTS = ("allOf", "anyOf", "oneOf")
+_IN_PLACE_ONE = ("not", "if", "then", "else")
+
+
+def _resolve_local(root: dict, reference: str):
+    """The subschema a `#...` reference names (a JSON pointer or an `$anchor`), or None."""
+    fragment = unquote(reference[1:])
+    if fragment and not fragment.startswith("/"):
+        return _find_anchor(root, fragment)
+    node = root
+    for part in fragment.split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _find_anchor(schema, name: str):
+    if isinstance(schema, dict):
+        if schema.get("$anchor") == name or schema.get("$dynamicAnchor") == name:
+            return schema
+        children = schema.values()
+    elif isinstance(schema, list):
+        children = schema
+    else:
+        return None
+    for child in children:
+        found = _find_anchor(child, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _in_place(root: dict, schema: dict) -> list:
+    """The subschemas `schema` applies to the instance it is given, references followed."""
+    found = [schema.get(keyword) for keyword in _IN_PLACE_ONE]
+    for keyword in _IN_PLACE_LISTS:
+        if isinstance(schema.get(keyword), list):
+            found += schema[keyword]
+    for keyword in REFERENCE_KEYWORDS:
+        reference = schema.get(keyword)
+        if isinstance(reference, str) and reference.startswith("#"):
+            found.append(_resolve_local(root, reference))
+    return [child for child in found if isinstance(child, dict)]
+
+
+def _reference_loop(root: dict) -> bool:
+    """Whether references lead back to a schema before any part of the instance is entered
+    (`{"$ref": "#"}`): validating against it would recurse without end."""
+    done: set[int] = set()
+
+    def loops(schema: dict, path: set[int]) -> bool:
+        if id(schema) in path:
+            return True
+        if id(schema) in done:
+            return False
+        path.add(id(schema))
+        if any(loops(child, path) for child in _in_place(root, schema)):
+            return True
+        path.discard(id(schema))
+        done.add(id(schema))
+        return False
+
+    def every_schema(schema):
+        if isinstance(schema, dict):
+            yield schema
+            children = schema.values()
+        elif isinstance(schema, list):
+            children = schema
+        else:
+            return
+        for child in children:
+            yield from every_schema(child)
+
+    return any(loops(schema, set()) for schema in every_schema(root))
+
+
+def _keywords(schema) -> set[str]:
+    if isinstance(schema, dict):
+        return set(schema).union(*map(_keywords, schema.values()))
+    if isinstance(schema, list):
+        return set().union(*map(_keywords, schema))
+    return set()
+
+
+def _unevaluated_with_patterns(schema) -> bool:
+    """`unevaluatedProperties` matches `patternProperties` with Python's `re` inside
+    jsonschema, where RE2 cannot be put; the two are not accepted together."""
+    return {"unevaluatedProperties", "patternProperties"} <= _keywords(schema)
+
+
+def schema_problems(schema, *, field: str = "schema") -> list[FieldError]:
+    """Problems with a JSON Schema given by a user (an entity type's `schema`, an
+    `ai_generate` step's `jsonSchema`), located under `field`."""
     if schema is None:
         return []
     if not isinstance(schema, dict):
-        return [FieldError("schema", "Must be a JSON Schema object.")]
+        return [FieldError(field, "Must be a JSON Schema object.")]
+    # References and patterns first: the meta-schema would judge a pattern by Python's `re`.
+    problems = _walk_problems(schema, [field], _declared_ids(schema))
+    if problems:
+        return problems
     try:
-        Draft202012Validator.check_schema(schema)
+        SchemaValidator.check_schema(schema)
     except SchemaError as exc:
-        return [FieldError(json_path(["schema", *exc.absolute_path]), exc.message)]
-    return []
+        return [FieldError(json_path([field, *exc.absolute_path]), exc.message)]
+    if _reference_loop(schema):
+        message = "Its references lead back to themselves without entering the data: it never ends."
+        problems.append(FieldError(field, message))
+    if _unevaluated_with_patterns(schema):
+        message = "`unevaluatedProperties` cannot be combined with `patternProperties`."
+        problems.append(FieldError(field, message))
+    return problems
 
 
 def data_validator(schema) -> Draft202012Validator | None:
     """Build once, check many (a bulk create checks up to 10,000 items with one)."""
-    return Draft202012Validator(schema) if schema else None
+    return schema_validator(schema) if schema else None
+
+
+def schema_errors(validator, value) -> list[ValidationError]:
+    """The schema's errors for `value`, a reference it cannot resolve as one more error (a
+    schema stored before references were checked may still hold a remote one)."""
+    try:
+        return list(validator.iter_errors(value))
+    except Unresolvable as exc:
+        return [ValidationError(f"The schema's reference {exc.ref!r} cannot be resolved.")]
+    except RecursionError:  # a loop of references stored before they were checked
+        return [ValidationError("The schema's references lead back to themselves without end.")]
 
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps() would build one per call
@@ -60,5 +305,5 @@ def data_problems(
         return []
     return [
         FieldError(json_path([prefix, *error.absolute_path]), error.message, "schema")
-        for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path)))
+        for error in sorted(schema_errors(validator, data), key=lambda e: list(map(str, e.path)))
     ]

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from config.api.fields import TimestampField
+from config.api.serializers import StrictSerializer
 from entities.models import Entity, EntityType
 from entities.services import BULK_MAX_ITEMS
 
@@ -17,7 +18,7 @@ class EntityTypeSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "description", "schema", "createdAt", "updatedAt"]
 
 
-class EntityTypeWriteSerializer(serializers.Serializer):
+class EntityTypeWriteSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
     schema = serializers.DictField(
@@ -46,22 +47,22 @@ class EntitySerializer(serializers.ModelSerializer):
         ]
 
 
-class EntityCreateSerializer(serializers.Serializer):
+class EntityCreateSerializer(StrictSerializer):
     entityTypeId = serializers.CharField(max_length=64)
     data = serializers.DictField(
         help_text="The entity's fields, checked against the type's schema."
     )
 
 
-class EntityUpdateSerializer(serializers.Serializer):
+class EntityUpdateSerializer(StrictSerializer):
     data = serializers.DictField(help_text="Top-level keys to merge into the entity's data.")
 
 
-class BulkItemSerializer(serializers.Serializer):
+class BulkItemSerializer(StrictSerializer):
     data = serializers.DictField()
 
 
-class EntityBulkCreateSerializer(serializers.Serializer):
+class EntityBulkCreateSerializer(StrictSerializer):
     entityTypeId = serializers.CharField(max_length=64)
     items = serializers.ListField(
         child=BulkItemSerializer(),

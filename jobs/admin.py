@@ -1,13 +1,24 @@
+import json
+
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from config.api.errors import DomainError
+from entities.admin import EntityAdmin
+from entities.models import Entity
 from jobs import services
+from jobs.engine.dry_run import workflow_test
 from jobs.models import ItemStatus, Job, Run, RunItem, RunLog
 from jobs.reviews.admin import reviews_url
+from workflows.admin import WorkflowAdmin
+from workflows.models import Workflow
 
 ITEMS_SHOWN = 200
 LOGS_SHOWN = 200
@@ -22,7 +33,7 @@ def progress_bar(run: Run):
         '<div class="bar"><span class="ok" style="width:{}%"></span>'
         '<span class="bad" style="width:{}%"></span></div>'
         '<span class="label">{} / {} ({} failed{})</span></div>',
-        reverse("admin:jobs_run_progress", args=[run.pk]),
+        reverse("admin:jobs_run_progress", args=[quote(run.pk)]),
         "true" if run.is_ended else "false",
         f"{percent(run.completed):.2f}",
         f"{percent(run.failed):.2f}",
@@ -60,6 +71,8 @@ class RunAdmin(RecordAdmin):
     def progress(self, run):
         return progress_bar(run)
 
+    # Links to these views carry the admin's quoted primary key (`run_01…` is `run_5F01…`), as
+    # Django's own views do, so each view unquotes it before looking the run up.
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
@@ -71,7 +84,8 @@ class RunAdmin(RecordAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = get_object_or_404(
-            Run.objects.select_related("workflow", "workflow_version", "job"), pk=object_id
+            Run.objects.select_related("workflow", "workflow_version", "job"),
+            pk=unquote(object_id),
         )
         status = request.GET.get("item_status", "")
         items = RunItem.objects.filter(run=run).order_by("pk")
@@ -92,7 +106,7 @@ class RunAdmin(RecordAdmin):
         return super().change_view(request, object_id, form_url, context)
 
     def progress_view(self, request, run_id):
-        run = get_object_or_404(Run, pk=run_id)
+        run = get_object_or_404(Run, pk=unquote(run_id))
         return JsonResponse(
             {
                 "status": run.status,
@@ -106,26 +120,26 @@ class RunAdmin(RecordAdmin):
         )
 
     def _act(self, request, run_id, action):
+        run = get_object_or_404(Run, pk=unquote(run_id))
         if request.method != "POST" or not request.user.has_perm("jobs.change_job"):
-            return redirect("admin:jobs_run_change", run_id)
+            return redirect("admin:jobs_run_change", quote(run.pk))
         try:
-            run = action()
+            run = action(run.pk)
         except DomainError as exc:
             self.message_user(request, exc.message, messages.ERROR)
-            return redirect("admin:jobs_run_change", run_id)
-        return redirect("admin:jobs_run_change", run.pk)
+        return redirect("admin:jobs_run_change", quote(run.pk))
 
     def cancel_view(self, request, run_id):
-        def cancel():
-            run = services.run_cancel(run_id=run_id, cancelled_by=request.user.get_username())
+        def cancel(pk):
+            run = services.run_cancel(run_id=pk, cancelled_by=request.user.get_username())
             self.message_user(request, "The run was cancelled.")
             return run
 
         return self._act(request, run_id, cancel)
 
     def retry_view(self, request, run_id):
-        def retry():
-            run = services.run_retry(run_id=run_id, created_by=request.user)
+        def retry(pk):
+            run = services.run_retry(run_id=pk, created_by=request.user)
             self.message_user(request, f"Retrying {run.total} failed entities in run {run.pk}.")
             return run
 
@@ -146,5 +160,139 @@ class JobAdmin(RecordAdmin):
     @admin.display(description="run")
     def run_link(self, job):
         return format_html(
-            '<a href="{}">{}</a>', reverse("admin:jobs_run_change", args=[job.run_id]), job.run_id
+            '<a href="{}">{}</a>',
+            reverse("admin:jobs_run_change", args=[quote(job.run_id)]),
+            job.run_id,
         )
+
+
+# Running and testing workflows are the engine's, so this app adds them to the admins of
+# the layers below (their pages and URL names stay where they were).
+
+
+class WorkflowRunAdmin(WorkflowAdmin):
+    """The workflow admin, with its "Run on entities…" and "Test on one entity" pages."""
+
+    # Links to these views carry the admin's quoted primary key (`wf_01…` is `wf_5F01…`), as
+    # Django's own views do, so each view unquotes it before looking the workflow up.
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<str:workflow_id>/run/", view(self.run_view), name="workflows_workflow_run"),
+            path("<str:workflow_id>/test/", view(self.test_view), name="workflows_workflow_test"),
+            *super().get_urls(),
+        ]
+
+    def _page(self, request, workflow, title, **extra):
+        return {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "workflow": workflow,
+            "opts": self.model._meta,
+            **extra,
+        }
+
+    def run_view(self, request, workflow_id):
+        """Pick entities of the workflow's type and start a run, exactly as the API does."""
+        workflow = get_object_or_404(Workflow, pk=unquote(workflow_id))
+        if not request.user.has_perm("jobs.add_run"):
+            raise PermissionDenied
+        entities = Entity.objects.filter(entity_type_id=workflow.entity_type_id).order_by("-pk")
+        if request.method == "POST":
+            ids = request.POST.getlist("entity_ids")
+            if request.POST.get("all"):
+                ids = list(entities.values_list("pk", flat=True)[: settings.RUN_MAX_ENTITIES])
+            return start_run_from_admin(self, request, workflow, ids)
+        return TemplateResponse(
+            request,
+            "admin/workflows/workflow/run.html",
+            self._page(
+                request,
+                workflow,
+                f"Run {workflow.name}",
+                entities=entities[:500],
+                total=entities.count(),
+            ),
+        )
+
+    def test_view(self, request, workflow_id):
+        """Run the workflow on one entity synchronously; nothing is committed or sent."""
+        workflow = get_object_or_404(Workflow, pk=unquote(workflow_id))
+        if not request.user.has_perm("jobs.add_run"):
+            raise PermissionDenied
+        entities = Entity.objects.filter(entity_type_id=workflow.entity_type_id).order_by("-pk")
+        result = None
+        if request.method == "POST":
+            try:
+                result = workflow_test(workflow=workflow, entity_id=request.POST.get("entity_id"))
+            except DomainError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+        return TemplateResponse(
+            request,
+            "admin/workflows/workflow/test.html",
+            self._page(
+                request,
+                workflow,
+                f"Test {workflow.name}",
+                entities=entities[:500],
+                result=result,
+                result_json=json.dumps(result, indent=2) if result else "",
+            ),
+        )
+
+
+class EntityRunAdmin(EntityAdmin):
+    """The entity admin, with the "Run workflow…" action."""
+
+    actions = ["run_workflow"]
+
+    @admin.action(description="Run workflow…")
+    def run_workflow(self, request, queryset):
+        """Pick a workflow of the entities' type, then start a run as the API does."""
+        if not request.user.has_perm("jobs.add_run"):
+            raise PermissionDenied
+        type_ids = set(queryset.values_list("entity_type_id", flat=True))
+        if len(type_ids) != 1:
+            self.message_user(request, "Select entities of one entity type.", messages.ERROR)
+            return None
+        workflows = Workflow.objects.filter(entity_type_id=type_ids.pop()).exclude(
+            status=Workflow.Status.ARCHIVED
+        )
+        ids = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+        if request.POST.get("workflow"):
+            workflow = workflows.filter(pk=request.POST["workflow"]).first()
+            if workflow is None:
+                self.message_user(request, "Pick a workflow of this entity type.", messages.ERROR)
+                return None
+            return start_run_from_admin(self, request, workflow, ids)
+        return TemplateResponse(
+            request,
+            "admin/entities/entity/run_workflow.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Run a workflow on the selected entities",
+                "opts": self.model._meta,
+                "workflows": workflows,
+                "ids": ids,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+
+def start_run_from_admin(model_admin, request, workflow, entity_ids):
+    """Start a run as `POST /workflows/:id/run` would, and go to its progress page."""
+    try:
+        run = services.run_start(
+            workflow_id=workflow.pk, entity_ids=entity_ids, created_by=request.user
+        )
+    except DomainError as exc:
+        model_admin.message_user(request, exc.message, messages.ERROR)
+        return redirect("admin:workflows_workflow_run", quote(workflow.pk))
+    model_admin.message_user(request, f"Started run {run.pk} on {run.total} entities.")
+    return redirect("admin:jobs_run_change", quote(run.pk))
+
+
+admin.site.unregister(Workflow)
+admin.site.register(Workflow, WorkflowRunAdmin)
+admin.site.unregister(Entity)
+admin.site.register(Entity, EntityRunAdmin)

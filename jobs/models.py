@@ -118,10 +118,6 @@ class ItemStatus(models.TextChoices):
     CANCELLED = "cancelled"
     WAITING = "waiting"  # parked at a step (`step_id`) with its checkpoint, on no worker
 
-    @classmethod
-    def ended(cls) -> list[str]:
-        return [cls.COMPLETED, cls.SKIPPED, cls.FAILED, cls.CANCELLED]
-
 
 class RunItem(models.Model):
     """One entity in one run: its status, where it stopped, and its checkpoint."""

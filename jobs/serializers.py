@@ -1,7 +1,9 @@
 from rest_framework import serializers
 
 from config.api.fields import TimestampField
+from config.api.serializers import StrictSerializer
 from jobs.models import Job, Run, RunItem, RunLog, RunStatus
+from workflows.outbound import url_problem
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -93,7 +95,7 @@ class IdListField(serializers.ListField):
         return data
 
 
-class RunStartSerializer(serializers.Serializer):
+class RunStartSerializer(StrictSerializer):
     entityIds = IdListField(
         allow_empty=True,
         help_text="Array of entity IDs to run the workflow on (1 to 10,000).",
@@ -101,6 +103,12 @@ class RunStartSerializer(serializers.Serializer):
     callbackUrl = serializers.URLField(
         required=False, max_length=2000, help_text="POSTed the final run once it ends."
     )
+
+    def validate_callbackUrl(self, value: str) -> str:
+        problem = url_problem(value)  # a port that exists, no credentials
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
 
 class RunStartedSerializer(serializers.Serializer):
@@ -177,7 +185,7 @@ class LogQuerySerializer(serializers.Serializer):
     entityId = serializers.CharField(required=False)
 
 
-class RunRetrySerializer(serializers.Serializer):
+class RunRetrySerializer(StrictSerializer):
     useLatestVersion = serializers.BooleanField(
         default=False,
         help_text="Run the workflow's current version instead of the one the original run used.",

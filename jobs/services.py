@@ -1,9 +1,9 @@
-"""Run lifecycle: start, status transitions (checked here and nowhere else), callbacks."""
+"""Run lifecycle: start, status transitions (checked here and nowhere else), cancel, retry,
+callbacks. What runs a chunk is the engine (`jobs/engine/`)."""
 
 import json
 import logging
 from collections import Counter
-from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
@@ -14,9 +14,13 @@ from django.utils import timezone
 from config.api.errors import Conflict, FieldError, InvalidInput
 from entities.models import Entity
 from entities.selectors import entity_ids_of_type
+from jobs import queue
 from jobs.models import ItemStatus, Job, Run, RunItem, RunLog, RunStatus
+from jobs.serializers import RunSerializer
 from jobs.waits.services import run_waits_cancel
 from workflows.models import Workflow, WorkflowVersion
+from workflows.outbound import display_url, post_json
+from workflows.steps.runtime import StepError
 
 logger = logging.getLogger(__name__)
 MAX_NAMED_IDS = 50
@@ -95,7 +99,11 @@ def run_start(
         _check_entities_exist(workflow, entity_ids)  # raises, naming them; all is rolled back
         raise Conflict("Entities were deleted while the run started; start it again.")
     chunks = (len(entity_ids) + size - 1) // size
-    transaction.on_commit(partial(_enqueue_chunks, run.pk, range(chunks)))
+    # Last, so the workflow's row is locked only until COMMIT (runs may start side by side).
+    Workflow.objects.filter(pk=workflow.pk).filter(
+        Q(last_run_at__isnull=True) | Q(last_run_at__lt=run.created_at)
+    ).update(last_run_at=run.created_at)
+    transaction.on_commit(partial(queue.chunks_enqueue, run.pk, range(chunks)))
     return run
 
 
@@ -143,13 +151,6 @@ def _insert_items(run: Run, workflow: Workflow, entity_ids: list[str], size: int
         return cursor.rowcount
 
 
-def _enqueue_chunks(run_id: str, chunks) -> None:
-    from jobs.tasks import run_chunk
-
-    for chunk in chunks:
-        run_chunk.delay(run_id, chunk)
-
-
 def run_mark_running(*, run_id: str) -> bool:
     """pending -> running, once; True for the call that made the change."""
     started = Run.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
@@ -187,35 +188,30 @@ def run_finalize_if_done(*, run_id: str) -> bool:
             f"{run.cancelled} cancelled of {run.total}.",
         )
         if run.callback_url:
-            transaction.on_commit(partial(_enqueue_callback, run_id))
+            transaction.on_commit(partial(queue.callback_enqueue, run_id))
     return True
-
-
-def _enqueue_callback(run_id: str) -> None:
-    from jobs.tasks import send_run_callback
-
-    send_run_callback.delay(run_id)
 
 
 def run_callback_send(*, run_id: str) -> None:
     """POST the final run to its callback URL; the outcome goes into the run's log."""
-    from jobs.serializers import RunSerializer
-    from workflows.outbound import post_json
-    from workflows.steps.runtime import StepError
-
     run = Run.objects.select_related("job").get(pk=run_id)
     body = json.dumps(RunSerializer(run).data).encode()
     try:
         response = post_json(run.callback_url, body, {"X-Workflows-Event": "run.ended"})
     except StepError as exc:
+        problem = exc.message
+    except Exception as exc:  # any failure is the run's to show, not a lost task's
+        logger.exception("Callback of run %s crashed", run_id)
+        problem = f"Internal error: {exc.__class__.__name__}: {exc}"
+    else:
         RunLog.objects.create(
             run_id=run_id,
-            level=RunLog.Level.WARNING,
-            message=f"Callback not delivered: {exc.message}",
+            message=f"Callback delivered to {display_url(run.callback_url)} "
+            f"({response.status_code}).",
         )
         return
     RunLog.objects.create(
-        run_id=run_id, message=f"Callback delivered to {run.callback_url} ({response.status_code})."
+        run_id=run_id, level=RunLog.Level.WARNING, message=f"Callback not delivered: {problem}"
     )
 
 
@@ -278,46 +274,3 @@ def run_retry(*, run_id: str, use_latest_version: bool = False, created_by=None)
         f"{run.workflow_version.number}.",
     )
     return run
-
-
-def runs_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
-    """Queue again the unfinished chunks of runs that show no progress for `stalled_after`
-    (RUN_STALL_AFTER_S): their messages were lost (a broker restarted without persistence)
-    or their worker vanished past the broker's redelivery. Chunks are idempotent, so a chunk
-    still being worked on loses nothing but time. A run whose unfinished entities all wait
-    (for a review, ...) is not stalled: nothing is queued for it. Returns the number of
-    chunks queued."""
-    stalled_after = stalled_after or timedelta(seconds=settings.RUN_STALL_AFTER_S)
-    now = timezone.now()
-    cutoff = now - stalled_after
-    queued = 0
-    stalled = Run.objects.filter(status__in=RunStatus.open()).filter(
-        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
-    )
-    for run_id in stalled.values_list("pk", flat=True):
-        chunks = sorted(
-            set(
-                RunItem.objects.filter(
-                    run_id=run_id, status__in=[ItemStatus.PENDING, ItemStatus.RUNNING]
-                ).values_list("chunk", flat=True)
-            )
-        )
-        if not chunks:
-            continue  # every entity left is waiting: no task is meant to be working on it
-        with transaction.atomic():
-            # Claim the resume: only one beat (or caller) re-queues a stalled run per period.
-            if (
-                not Run.objects.filter(pk=run_id)
-                .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
-                .update(heartbeat_at=now)
-            ):
-                continue
-            RunLog.objects.create(
-                run_id=run_id,
-                level=RunLog.Level.WARNING,
-                message=f"No progress for {int(stalled_after.total_seconds())}s: "
-                f"queued {len(chunks)} unfinished chunks again.",
-            )
-            transaction.on_commit(partial(_enqueue_chunks, run_id, chunks))
-        queued += len(chunks)
-    return queued

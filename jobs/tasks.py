@@ -3,12 +3,15 @@
 from celery import shared_task
 from django.db import DatabaseError, InterfaceError
 
-from jobs.execution import chunk_execute
-from jobs.services import run_callback_send, runs_resume_stalled
+from jobs import queue
+from jobs.engine.chunk import chunk_execute
+from jobs.engine.recovery import runs_resume_stalled
+from jobs.services import run_callback_send
 from jobs.waits.services import run_waits_resume, waits_expire, waits_resume_lost
 
 
 @shared_task(
+    name=queue.RUN_CHUNK,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,  # the run's items are its result; failures are still stored
@@ -22,7 +25,13 @@ def run_chunk(run_id: str, chunk: int) -> None:
     chunk_execute(run_id=run_id, chunk=chunk)
 
 
-@shared_task(acks_late=True, autoretry_for=(DatabaseError,), retry_backoff=True, max_retries=5)
+@shared_task(
+    name=queue.SEND_RUN_CALLBACK,
+    acks_late=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    max_retries=5,
+)
 def send_run_callback(run_id: str) -> None:
     """POST the ended run to its `callbackUrl`."""
     run_callback_send(run_id=run_id)
@@ -35,7 +44,13 @@ def resume_stalled_runs() -> int:
     return runs_resume_stalled() + waits_resume_lost()
 
 
-@shared_task(acks_late=True, autoretry_for=(DatabaseError,), retry_backoff=True, max_retries=20)
+@shared_task(
+    name=queue.RESUME_WAITS,
+    acks_late=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    max_retries=20,
+)
 def resume_waits(run_id: str) -> int:
     """Queue again, in chunks, the run's entities whose waits were resolved."""
     return run_waits_resume(run_id=run_id)

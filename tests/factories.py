@@ -48,7 +48,7 @@ def make_workflow(entity_type: EntityType, steps: list[dict], **extra):
 
 def run_inline(run_id: str) -> None:
     """Execute every chunk of a run in this process, as workers would (for unit tests)."""
-    from jobs.execution import chunk_execute
+    from jobs.engine.chunk import chunk_execute
     from jobs.models import RunItem
 
     chunks = sorted(set(RunItem.objects.filter(run_id=run_id).values_list("chunk", flat=True)))

@@ -28,7 +28,11 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     delay: float = 0.0  # seconds to wait before answering (after recording)
-    redirect_to: str = ""  # answer 302 with this Location
+    redirect_to: str = ""  # answer `redirect_status` with this Location
+    redirect_status: int = 302
+    answer_bytes: int = 0  # answer 200 with a body this long, written until the client leaves
+    drip: tuple[str, int, float] | None = None  # ("headers" | "body", bytes, seconds apart)
+    sent: int = 0  # bytes of `answer_bytes` or `drip` written before the client left
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -44,19 +48,52 @@ def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
             if receiver.delay:
                 time.sleep(receiver.delay)
             if receiver.redirect_to:
-                self.send_response(302)
+                self.send_response(receiver.redirect_status)
                 self.send_header("Location", receiver.redirect_to)
                 self.end_headers()
                 return
+            try:
+                if receiver.answer_bytes:
+                    self._answer_endlessly()
+                    return
+                if receiver.drip:
+                    self._drip(*receiver.drip)
+                    return
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the client stopped reading: what was sent is in `receiver.sent`
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(b"{}")
 
+        def _answer_endlessly(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(receiver.answer_bytes))
+            self.end_headers()
+            block = b"x" * 65536
+            while receiver.sent < receiver.answer_bytes:
+                self.wfile.write(block)
+                receiver.sent += len(block)
+
+        def _drip(self, where: str, count: int, every: float):
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            if where == "headers":
+                self.wfile.write(b"X-Slow: ")
+            else:
+                self.wfile.write(f"Content-Length: {count}\r\n\r\n".encode())
+            for _ in range(count):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                receiver.sent += 1
+                time.sleep(every)
+            if where == "headers":
+                self.wfile.write(b"\r\nContent-Length: 0\r\n\r\n")
+
         def log_message(self, *args):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return receiver, server
@@ -163,3 +200,25 @@ def start_llm(kind: str, port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return fake, server
+
+
+def start_schema_host() -> tuple[str, list[str], ThreadingHTTPServer]:
+    """A host serving a JSON Schema to any GET, recording each path it is asked for: what a
+    `$ref` to it would fetch (the tests check it is never asked)."""
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            body = json.dumps({"type": "object", "properties": {"secret": {"const": "s3cr3t"}}})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", hits, server

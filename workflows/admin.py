@@ -2,19 +2,14 @@ import json
 import re
 
 from django import forms
-from django.conf import settings
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404, redirect
+from django.contrib import admin
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 
-from config.api.errors import DomainError, InvalidInput
-from entities.models import Entity
-from jobs.services import run_start
+from config.admin_mixins import CreateOnlyFieldsMixin
+from config.api.errors import InvalidInput
 from workflows import selectors, services
-from workflows.dry_run import workflow_test
 from workflows.models import Step, Workflow, WorkflowVersion
 from workflows.steps import registry
 
@@ -107,7 +102,9 @@ class WorkflowVersionInline(admin.TabularInline):
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(admin.ModelAdmin):
+class WorkflowAdmin(CreateOnlyFieldsMixin, admin.ModelAdmin):
+    """Workflow definitions; `jobs.admin` adds running and testing them (the engine's)."""
+
     list_display = [
         "name",
         "status",
@@ -121,10 +118,12 @@ class WorkflowAdmin(admin.ModelAdmin):
     search_fields = ["id", "name", "description"]
     fields = ["name", "description", "entity_type", "status", "version"]
     readonly_fields = ["version"]
+    # Its steps and past runs were written against this type's schema; the API keeps it too.
+    create_only_fields = ["entity_type"]
     inlines = [StepInline, WorkflowVersionInline]
 
     def get_queryset(self, request):
-        return selectors.workflow_list()  # steps_count and last_run_at annotated
+        return selectors.workflow_list()  # steps_count annotated
 
     @admin.display(ordering="last_run_at", description="last run")
     def last_run_at(self, workflow):
@@ -140,8 +139,6 @@ class WorkflowAdmin(admin.ModelAdmin):
             path(
                 "step-types/", view(self.step_type_reference), name="workflows_step_type_reference"
             ),
-            path("<str:workflow_id>/run/", view(self.run_view), name="workflows_workflow_run"),
-            path("<str:workflow_id>/test/", view(self.test_view), name="workflows_workflow_test"),
             *super().get_urls(),
         ]
 
@@ -152,63 +149,6 @@ class WorkflowAdmin(admin.ModelAdmin):
     def add_view(self, request, form_url="", extra_context=None):
         context = {"step_examples": {t.type: t.example for t in registry}, **(extra_context or {})}
         return super().add_view(request, form_url, context)
-
-    def _page(self, request, workflow, title, **extra):
-        return {
-            **self.admin_site.each_context(request),
-            "title": title,
-            "workflow": workflow,
-            "opts": self.model._meta,
-            **extra,
-        }
-
-    def run_view(self, request, workflow_id):
-        """Pick entities of the workflow's type and start a run, exactly as the API does."""
-        workflow = get_object_or_404(Workflow, pk=workflow_id)
-        if not request.user.has_perm("jobs.add_run"):
-            raise PermissionDenied
-        entities = Entity.objects.filter(entity_type_id=workflow.entity_type_id).order_by("-pk")
-        if request.method == "POST":
-            ids = request.POST.getlist("entity_ids")
-            if request.POST.get("all"):
-                ids = list(entities.values_list("pk", flat=True)[: settings.RUN_MAX_ENTITIES])
-            return start_run_from_admin(self, request, workflow, ids)
-        return TemplateResponse(
-            request,
-            "admin/workflows/workflow/run.html",
-            self._page(
-                request,
-                workflow,
-                f"Run {workflow.name}",
-                entities=entities[:500],
-                total=entities.count(),
-            ),
-        )
-
-    def test_view(self, request, workflow_id):
-        """Run the workflow on one entity synchronously; nothing is committed or sent."""
-        workflow = get_object_or_404(Workflow, pk=workflow_id)
-        if not request.user.has_perm("jobs.add_run"):
-            raise PermissionDenied
-        entities = Entity.objects.filter(entity_type_id=workflow.entity_type_id).order_by("-pk")
-        result = None
-        if request.method == "POST":
-            try:
-                result = workflow_test(workflow=workflow, entity_id=request.POST.get("entity_id"))
-            except DomainError as exc:
-                self.message_user(request, exc.message, messages.ERROR)
-        return TemplateResponse(
-            request,
-            "admin/workflows/workflow/test.html",
-            self._page(
-                request,
-                workflow,
-                f"Test {workflow.name}",
-                entities=entities[:500],
-                result=result,
-                result_json=json.dumps(result, indent=2) if result else "",
-            ),
-        )
 
     def step_type_reference(self, request):
         context = {
@@ -232,17 +172,6 @@ class WorkflowAdmin(admin.ModelAdmin):
             formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         else:
             formset.save()
-
-
-def start_run_from_admin(model_admin, request, workflow, entity_ids):
-    """Start a run as `POST /workflows/:id/run` would, and go to its progress page."""
-    try:
-        run = run_start(workflow_id=workflow.pk, entity_ids=entity_ids, created_by=request.user)
-    except DomainError as exc:
-        model_admin.message_user(request, exc.message, messages.ERROR)
-        return redirect("admin:workflows_workflow_run", workflow.pk)
-    model_admin.message_user(request, f"Started run {run.pk} on {run.total} entities.")
-    return redirect("admin:jobs_run_change", run.pk)
 
 
 def _describe(step_type) -> dict:

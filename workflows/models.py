@@ -30,6 +30,9 @@ class Workflow(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+    # Written by the run engine when it starts a run (jobs.services.run_start), so that the
+    # definitions need not read the run records to show it.
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [models.Index(fields=["status", "-id"], name="workflow_status_newest")]

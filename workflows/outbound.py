@@ -1,114 +1,244 @@
 """Outbound HTTP for webhooks and run callbacks, refusing internal addresses.
 
-Every hop (redirects included) is resolved and each resolved address checked: private,
-loopback, link-local (cloud metadata), shared, reserved and multicast addresses are refused
-unless `OUTBOUND_ALLOWED_HOSTS` lists the host, the address or its network. The connection
-then goes to the checked address (the Host header and TLS name stay the URL's), so a DNS
-answer that changes between the check and the request cannot redirect it inside.
+A URL is checked when a workflow or a run is created (`url_problem`: http(s), a host, a valid
+port, no credentials) and again before every request. Its host is resolved and each address
+checked: private, loopback, link-local (cloud metadata), shared, reserved, multicast and
+site-local addresses are refused, and so is every IPv6 form that carries an IPv4 address
+(mapped, compatible, SIIT, NAT64, 6to4, Teredo) whose IPv4 address would be refused, unless
+an `OUTBOUND_ALLOWED_HOSTS` entry admits the host (or the address, or its network) and the
+port. The connection then goes to the checked address (the Host header and TLS name stay the
+URL's), so a DNS answer that changes between the check and the request cannot send it inside.
+
+Redirects are not followed: a 3xx is a failed delivery, as most webhook senders treat it (a
+redirect would carry the body and its signature wherever it points). One attempt has one
+deadline, `OUTBOUND_TIMEOUT_S`, for connecting, sending and the whole answer, and at most
+MAX_ANSWER_BYTES of the answer are read: a receiver can neither hold a worker with an answer
+that drips in nor fill its memory with one that never ends.
 """
 
+import contextlib
 import ipaddress
 import random
+import re
 import socket
+import threading
 import time
-from urllib.parse import urljoin, urlsplit
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
 
+from config.allowlist import parse_allowed_host
 from workflows.steps.runtime import StepError
 
-MAX_REDIRECTS = 5
+MAX_ANSWER_BYTES = 64 * 1024
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address the packet ends up at: IPv4-compatible
+# (::/96, deprecated but still routed by some stacks), IPv4-mapped, SIIT (RFC 2765) and NAT64
+# (RFC 6052). 6to4 and Teredo are decoded by `ipaddress` itself.
+_CARRY_IPV4 = [
+    ipaddress.ip_network(net)
+    for net in ("::/96", "::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96")
+]
+# Never public: local-use NAT64 (RFC 8215, any embedding) and site-local (deprecated, but
+# still routed inside some networks).
+_REFUSED_IPV6 = [ipaddress.ip_network(net) for net in ("64:ff9b:1::/48", "fec0::/10")]
 
-def _allowed(hostname: str, address) -> bool:
-    for entry in settings.OUTBOUND_ALLOWED_HOSTS:
-        if entry.lower() == hostname.lower():
-            return True
-        try:
-            if address in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+
+class Answer(NamedTuple):
+    """What a receiver answered: its status and the start of its body."""
+
+    status_code: int
+    body: bytes
 
 
-def _is_public(address) -> bool:
-    if getattr(address, "ipv4_mapped", None):
-        address = address.ipv4_mapped
+def display_url(url: str) -> str:
+    """The URL as logs and messages show it: without any `user:password@`."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@", r"\1", url)
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be a webhook or callback URL, or None. Checked at create time and
+    before each request (a stored workflow may predate a check)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "Must be an http:// or https:// URL with a host."
+    if "@" in parts.netloc:
+        # Credentials in the URL would be logged and shown wherever the URL is; a receiver
+        # that needs a credential can verify the signature instead.
+        return "Must not contain credentials (user:password@); sign with `secret` instead."
+    try:
+        port = parts.port
+    except ValueError:
+        return "The port must be a number from 1 to 65535."
+    if port == 0:
+        return "The port must be a number from 1 to 65535."
+    return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    found = [v4 for v4 in (address.ipv4_mapped, address.sixtofour) if v4 is not None]
+    if address.teredo:
+        found += address.teredo  # the relay and the client
+    if any(address in net for net in _CARRY_IPV4):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if address.version == 6:
+        if address.is_site_local or any(address in net for net in _REFUSED_IPV6):
+            return False
+        if not all(is_public(v4) for v4 in _embedded_ipv4(address)):
+            return False
     return address.is_global and not address.is_multicast
 
 
-def resolve_checked(url: str) -> tuple[str, str]:
-    """The URL's host and an address it may be reached at, or StepError saying why not."""
+def _allowed(hostname: str, address, port: int) -> bool:
+    return any(
+        parse_allowed_host(entry).admits(hostname, address, port)
+        for entry in settings.OUTBOUND_ALLOWED_HOSTS
+    )
+
+
+class Target(NamedTuple):
+    hostname: str
+    address: str  # the checked address the connection goes to
+    port: int
+
+
+def resolve_checked(url: str) -> Target:
+    """The URL's host, an address it may be reached at and its port, or StepError saying
+    why not."""
+    shown = display_url(url)
+    problem = url_problem(url)
+    if problem:
+        raise StepError(f"Refused {shown!r}: {problem}")
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise StepError(f"Refused {url!r}: only http(s) URLs with a host are allowed.")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise StepError(f"Refused {url!r}: cannot resolve {parts.hostname!r} ({exc}).") from exc
+        raise StepError(f"Refused {shown!r}: cannot resolve {parts.hostname!r} ({exc}).") from exc
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     for address in addresses:
-        if not _is_public(address) and not _allowed(parts.hostname, address):
+        if not is_public(address) and not _allowed(parts.hostname, address, port):
             raise StepError(
-                f"Refused {url!r}: {parts.hostname} resolves to the non-public address "
-                f"{address} (allow it with OUTBOUND_ALLOWED_HOSTS)."
+                f"Refused {shown!r}: {parts.hostname} resolves to the non-public address "
+                f"{address} (allow it, or it with port {port}, in OUTBOUND_ALLOWED_HOSTS)."
             )
-    return parts.hostname, str(addresses[0])
+    return Target(parts.hostname, str(addresses[0]), port)
 
 
-def _pinned_request(client: httpx.Client, url: str, body: bytes, headers: dict):
-    hostname, address = resolve_checked(url)
+class _AttemptDeadline:
+    """One deadline for a whole attempt. httpx's timeouts bound each network operation, so
+    an answer arriving a byte at a time never trips them; at the deadline this shuts the
+    connection's socket, which ends the read or write waiting on it at once."""
+
+    def __init__(self, seconds: float):
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def trace(self, event: str, info: dict) -> None:
+        """httpcore's `trace` extension: learns the socket once it is connected."""
+        if event != "connection.connect_tcp.complete":
+            return
+        sock = info["return_value"].get_extra_info("socket")
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+    def __enter__(self):
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._timer.cancel()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _attempt(client: httpx.Client, url: str, body: bytes, headers: dict) -> Answer:
+    target = resolve_checked(url)
     parts = urlsplit(url)
-    host_for_url = f"[{address}]" if ":" in address else address
-    netloc = host_for_url + (f":{parts.port}" if parts.port else "")
-    pinned = parts._replace(netloc=netloc).geturl()
-    host_header = parts.hostname + (f":{parts.port}" if parts.port else "")
-    request = client.build_request(
-        "POST",
-        pinned,
-        content=body,
-        headers={**headers, "Host": host_header},
-        extensions={"sni_hostname": hostname} if parts.scheme == "https" else {},
-    )
-    return client.send(request, follow_redirects=False)
+    host = f"[{target.address}]" if ":" in target.address else target.address
+    pinned = parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
+    with _AttemptDeadline(settings.OUTBOUND_TIMEOUT_S) as deadline:
+        extensions = {"trace": deadline.trace}
+        if parts.scheme == "https":
+            extensions["sni_hostname"] = target.hostname
+        request = client.build_request(
+            "POST",
+            pinned,
+            content=body,
+            headers={**headers, "Host": parts.netloc},
+            extensions=extensions,
+        )
+        try:
+            response = client.send(request, stream=True, follow_redirects=False)
+            try:
+                answer = bytearray()
+                for chunk in response.iter_raw():
+                    answer += chunk[: MAX_ANSWER_BYTES - len(answer)]
+                    if len(answer) >= MAX_ANSWER_BYTES:
+                        break  # enough to know it answered; the rest is not read
+            finally:
+                response.close()
+        except httpx.HTTPError as exc:
+            if deadline.expired:
+                raise httpx.TimeoutException(
+                    f"no complete answer within {settings.OUTBOUND_TIMEOUT_S:g} s"
+                ) from exc
+            raise
+    return Answer(response.status_code, bytes(answer))
 
 
-def post_json(url: str, body: bytes, headers: dict | None = None) -> httpx.Response:
-    """POST `body` as JSON; retries 429/5xx and connection errors with backoff, follows
-    redirects (checking each hop). Raises StepError when the attempts are spent."""
+def post_json(url: str, body: bytes, headers: dict | None = None) -> Answer:
+    """POST `body` as JSON; retries 429/5xx, timeouts and connection errors with backoff.
+    Raises StepError for a refused URL, a 3xx or another 4xx, and when the attempts are
+    spent. Messages never show the URL's credentials."""
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "workflows-api/1",
+        "Accept-Encoding": "identity",  # the answer's size is bounded as it is sent
         **(headers or {}),
     }
+    shown = display_url(url)
     attempts = settings.OUTBOUND_MAX_ATTEMPTS
     last_problem = ""
-    with httpx.Client(timeout=settings.OUTBOUND_TIMEOUT_S) as client:
+    # Each phase may take the whole budget; the attempt's deadline bounds them together.
+    with httpx.Client(timeout=settings.OUTBOUND_TIMEOUT_S, trust_env=False) as client:
         for attempt in range(1, attempts + 1):
-            target = url
             try:
-                for _ in range(MAX_REDIRECTS + 1):
-                    response = _pinned_request(client, target, body, headers)
-                    if response.is_redirect and "location" in response.headers:
-                        target = urljoin(target, response.headers["location"])
-                        continue
-                    break
-                else:
-                    raise StepError(f"POST {url}: more than {MAX_REDIRECTS} redirects.")
+                answer = _attempt(client, url, body, headers)
             except httpx.HTTPError as exc:
                 last_problem = f"{exc.__class__.__name__}: {exc}"
             else:
-                if response.status_code not in RETRY_STATUSES:
-                    if response.status_code >= 400:
-                        raise StepError(f"POST {url} answered {response.status_code}.")
-                    return response
-                last_problem = f"answered {response.status_code}"
+                status = answer.status_code
+                if 300 <= status < 400:
+                    raise StepError(f"POST {shown} answered {status}: redirects are not followed.")
+                if status not in RETRY_STATUSES:
+                    if status >= 400:
+                        raise StepError(f"POST {shown} answered {status}.")
+                    return answer
+                last_problem = f"answered {status}"
             if attempt < attempts:
                 time.sleep(
                     settings.OUTBOUND_BACKOFF_S * 2 ** (attempt - 1) * random.uniform(1, 1.5)
                 )
-    raise StepError(f"POST {url} failed after {attempts} attempts: {last_problem}.")
+    raise StepError(f"POST {shown} failed after {attempts} attempts: {last_problem}.")

@@ -2,16 +2,14 @@ from django.db.models import Count, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 
 from config.api.errors import FieldError, InvalidInput, NotFound
-from jobs.models import Run
 from workflows.models import Step, Workflow
 
 
 def workflow_list(*, status: str | None = None, entity_type_id: str | None = None):
-    """Workflows with `steps_count` and `last_run_at` annotated: one query per page.
+    """Workflows with `steps_count` annotated: one query per page.
 
-    Both are correlated subqueries, computed for the rows of the page only (a JOIN and GROUP
-    BY would count the steps of every workflow before the LIMIT)."""
-    last_run = Run.objects.filter(workflow=OuterRef("pk")).order_by("-id").values("created_at")[:1]
+    A correlated subquery, computed for the rows of the page only (a JOIN and GROUP BY would
+    count the steps of every workflow before the LIMIT)."""
     steps_count = (
         Step.objects.filter(workflow=OuterRef("pk"))
         .order_by()
@@ -19,9 +17,7 @@ def workflow_list(*, status: str | None = None, entity_type_id: str | None = Non
         .annotate(count=Count("*"))
         .values("count")
     )
-    workflows = Workflow.objects.annotate(
-        steps_count=Coalesce(Subquery(steps_count), 0), last_run_at=Subquery(last_run)
-    )
+    workflows = Workflow.objects.annotate(steps_count=Coalesce(Subquery(steps_count), 0))
     if status:
         if status not in Workflow.Status.values:
             raise InvalidInput(

@@ -2,15 +2,21 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.api.fields import TimestampField
+from config.api.serializers import StrictSerializer
 from workflows.models import Workflow
+from workflows.steps import registry
 
 
 @extend_schema_field({"type": "array", "items": {"$ref": "#/components/schemas/Step"}})
 class StepsField(serializers.Field):
-    """Ordered steps, each `{id, type, config}`; typed per step type in the OpenAPI schema."""
+    """Ordered steps, each `{id, type, config}`; typed per step type in the OpenAPI schema.
+    Write-only config values (secrets) are never shown, only that they are set."""
 
     def to_representation(self, steps):
-        return [step.as_dict() for step in steps.all()]
+        return [
+            {**step.as_dict(), "config": registry.get(step.type).shown_config(step.config)}
+            for step in steps.all()
+        ]
 
 
 @extend_schema_field({"type": "array", "items": {"$ref": "#/components/schemas/StepRequest"}})
@@ -57,7 +63,7 @@ class WorkflowDetailSerializer(WorkflowSerializer):
         fields = [*WorkflowSerializer.Meta.fields, "steps"]
 
 
-class WorkflowCreateSerializer(serializers.Serializer):
+class WorkflowCreateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200, help_text="Display name for the workflow.")
     description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
     entityTypeId = serializers.CharField(
@@ -72,7 +78,7 @@ class WorkflowCreateSerializer(serializers.Serializer):
     )
 
 
-class WorkflowUpdateSerializer(serializers.Serializer):
+class WorkflowUpdateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
     status = serializers.ChoiceField(choices=Workflow.Status.choices, required=False)
@@ -96,7 +102,7 @@ class StepTypeSerializer(serializers.Serializer):
     example = serializers.DictField(help_text="An example config.")
 
 
-class WorkflowTestSerializer(serializers.Serializer):
+class WorkflowTestSerializer(StrictSerializer):
     entityId = serializers.CharField(max_length=64, help_text="The entity to test on.")
 
 

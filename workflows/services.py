@@ -41,6 +41,15 @@ def _step_problems(step, index: int, seen_ids: set[str]) -> list[FieldError]:
     step_type = step.get("type")
     if step_type is None:
         return [*found, FieldError(f"{where}.type", "This field is required.", "required")]
+    if not isinstance(step_type, str):
+        return [
+            *found,
+            FieldError(
+                f"{where}.type",
+                f"Must be a string, one of: {', '.join(registry.names())}.",
+                "type",
+            ),
+        ]
     if step_type not in registry:
         return [
             *found,
@@ -55,11 +64,14 @@ def _step_problems(step, index: int, seen_ids: set[str]) -> list[FieldError]:
     return found + registry.get(step_type).problems(step["config"], path=f"{where}.config")
 
 
-def steps_clean(steps) -> list[dict]:
+def steps_clean(steps, current: list[dict] | None = None) -> list[dict]:
     """Validated steps as `[{id, type, config}]`, with ids given to steps that have none.
+    A step that leaves out a write-only value (a secret) keeps the one the step of the same
+    id and type has in `current` (the steps now).
 
     Raises InvalidInput naming every problem by its path (`steps[2].config.prompt`).
     """
+    now = {(step["id"], step["type"]): step["config"] for step in current or []}
     limit = settings.WORKFLOW_MAX_STEPS
     if not isinstance(steps, list):
         raise InvalidInput(
@@ -85,7 +97,10 @@ def steps_clean(steps) -> list[dict]:
             counts[step["type"]] = counts.get(step["type"], 0) + 1
             step_id = f"{step['type']}_{counts[step['type']]}"
         seen_ids.add(step_id)
-        cleaned.append({"id": step_id, "type": step["type"], "config": step["config"]})
+        config = registry.get(step["type"]).stored_config(
+            step["config"], now.get((step.get("id"), step["type"]))
+        )
+        cleaned.append({"id": step_id, "type": step["type"], "config": config})
     return cleaned
 
 
@@ -132,8 +147,8 @@ def workflow_update(*, workflow_id: str, steps=None, **changes) -> Workflow:
     one replaces it and makes a new version. The row is locked so two edits cannot both
     become version N+1."""
     workflow = Workflow.objects.select_for_update().get(pk=workflow_id)
-    cleaned = steps_clean(steps) if steps is not None else None
     current = workflow.versions.filter(number=workflow.version).first()
+    cleaned = steps_clean(steps, current.steps if current else None) if steps is not None else None
     if current is not None and cleaned == current.steps:
         cleaned = None  # the same steps again: no new version
     for field, value in changes.items():

@@ -1,15 +1,19 @@
-"""Templates in step configs, rendered with Jinja2's immutable sandbox over plain data only.
+"""Templates in step configs, rendered with a bounded Jinja2 sandbox over plain data only.
 
 The context is built from JSON values (dicts, lists, strings, numbers), never model instances,
 so a template can read values but has nothing to reach Python internals, files or the network
-through; the sandbox additionally blocks attribute tricks (`__class__`, `mro`, ...) and the
-immutable variant forbids mutating the context (`list.append` and friends).
+through; the sandbox additionally blocks attribute tricks (`__class__`, `mro`, ...), the
+immutable variant forbids mutating the context (`list.append` and friends), and
+`workflows.sandbox` bounds the time and memory one render may take.
 """
 
 from functools import lru_cache
 
-from jinja2 import TemplateSyntaxError, Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SecurityError
+
+from workflows.sandbox import BoundedSandbox
+from workflows.template_bounds import TemplateLimitError, render_budget
 
 MAX_TEMPLATE_LENGTH = 20_000
 MAX_OUTPUT_LENGTH = 200_000
@@ -19,7 +23,7 @@ class TemplateError(Exception):
     """A template failed to compile or render; the message says why."""
 
 
-_environment = ImmutableSandboxedEnvironment(autoescape=False, undefined=Undefined)
+_environment = BoundedSandbox()
 
 
 @lru_cache(maxsize=512)
@@ -45,11 +49,16 @@ def render(source: str, context: dict) -> str:
     if "{" not in source:
         return source  # most values are plain text; skip the engine
     try:
-        output = _compile(source).render(context)
+        with render_budget():
+            output = _compile(source).render(context)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"Invalid template (line {exc.lineno}): {exc.message}") from exc
     except SecurityError as exc:
         raise TemplateError(f"Template refused by the sandbox: {exc}") from exc
+    except TemplateLimitError as exc:
+        raise TemplateError(str(exc)) from exc
+    except RecursionError as exc:
+        raise TemplateError("Template failed: macros or data nested too deeply.") from exc
     except Exception as exc:  # a template's own runtime error (1/0, bad filter argument)
         raise TemplateError(f"Template failed: {exc.__class__.__name__}: {exc}") from exc
     if len(output) > MAX_OUTPUT_LENGTH:

@@ -1,16 +1,11 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
-from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import validated
 from entities.selectors import entity_type_get
-from jobs.serializers import RunStartedSerializer, RunStartSerializer
-from jobs.services import run_start
 from workflows import selectors, services
-from workflows.dry_run import workflow_test
 from workflows.models import Workflow
 from workflows.serializers import (
     StepTypeSerializer,
@@ -18,8 +13,6 @@ from workflows.serializers import (
     WorkflowDetailSerializer,
     WorkflowListQuerySerializer,
     WorkflowSerializer,
-    WorkflowTestResultSerializer,
-    WorkflowTestSerializer,
     WorkflowUpdateSerializer,
 )
 from workflows.steps import registry
@@ -37,14 +30,11 @@ from workflows.steps import registry
     destroy=extend_schema(summary="Archive a workflow", responses={200: WorkflowDetailSerializer}),
 )
 class WorkflowViewSet(viewsets.ModelViewSet):
+    # Workflow definitions. Running one (`/run`, `/test`, `/runs`) is the engine's: jobs.
+    # (A comment, not a docstring: drf-spectacular would put it in every operation.)
     queryset = Workflow.objects.all()
     serializer_class = WorkflowDetailSerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    # Running costs money and changes entities: it takes the right to start runs.
-    action_permissions = {
-        "run": ["workflows.view_workflow", "jobs.add_run"],
-        "test": ["workflows.view_workflow", "jobs.add_run"],
-    }
 
     def get_serializer_class(self):
         return WorkflowSerializer if self.action == "list" else WorkflowDetailSerializer
@@ -83,36 +73,6 @@ class WorkflowViewSet(viewsets.ModelViewSet):
         """Workflows are archived, not deleted: their runs stay readable."""
         services.workflow_archive(workflow_id=self.get_object().pk)
         return self._answer(pk)
-
-    @extend_schema(
-        summary="Run a workflow on entities",
-        request=RunStartSerializer,
-        responses={202: RunStartedSerializer},
-        parameters=[SCHEMA_PARAMETER],
-    )
-    @action(detail=True, methods=["post"])
-    @idempotent
-    def run(self, request, pk=None):
-        workflow = self.get_object()
-        data = validated(RunStartSerializer, request.data)
-        run = run_start(
-            workflow_id=workflow.pk,
-            entity_ids=data["entityIds"],
-            callback_url=data.get("callbackUrl", ""),
-            created_by=request.user,
-        )
-        return Response({"jobId": run.job.pk, "runId": run.pk}, status=status.HTTP_202_ACCEPTED)
-
-    @extend_schema(
-        summary="Test a workflow on one entity (commits and sends nothing)",
-        request=WorkflowTestSerializer,
-        responses={200: WorkflowTestResultSerializer},
-    )
-    @action(detail=True, methods=["post"])
-    def test(self, request, pk=None):
-        workflow = self.get_object()
-        data = validated(WorkflowTestSerializer, request.data)
-        return Response(workflow_test(workflow=workflow, entity_id=data["entityId"]))
 
 
 class StepTypeListView(APIView):

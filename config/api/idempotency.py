@@ -61,9 +61,10 @@ def idempotent(view_method):
         key = request.headers.get(HEADER)
         if key is None:
             return view_method(self, request, *args, **kwargs)
-        if not 1 <= len(key) <= 255:
+        if not 1 <= len(key) <= 255 or not key.isprintable():
             raise InvalidInput(
-                f"Invalid {HEADER}.", details=[FieldError(HEADER, "Use 1 to 255 characters.")]
+                f"Invalid {HEADER}.",
+                details=[FieldError(HEADER, "Use 1 to 255 printable characters.")],
             )
         request_hash = hashlib.sha256(
             json.dumps(request.data, sort_keys=True, default=str).encode()

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.http import JsonResponse
 
 from config.api.exceptions import error_body
+from config.api.storable import unstorable
 
 
 class BodySizeLimitMiddleware:
@@ -29,4 +30,30 @@ class BodySizeLimitMiddleware:
                     ),
                     status=413,
                 )
+        return self.get_response(request)
+
+
+class UnstorableUrlMiddleware:
+    """A JSON 404 for a path, and a JSON 400 for a query parameter, holding text the database
+    cannot store (`%00`, which decodes to NUL). Every id in a path and most query parameters
+    become a query argument that PostgreSQL refuses, failing the request with a 500; no
+    resource can have such an id, so one check here answers for every route (the admin's
+    too) before anything looks the text up."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        problem = unstorable(request.path)
+        if problem:
+            message = f"No resource has this path: {problem.message}"
+            return JsonResponse(error_body("not_found", message), status=404)
+        for key, values in request.GET.lists():
+            problem = unstorable(key, prefix="query") or next(
+                filter(None, (unstorable(value, prefix=key) for value in values)), None
+            )
+            if problem:
+                message = f"{problem.field}: {problem.message}"
+                body = error_body("validation_error", message, [problem])
+                return JsonResponse(body, status=400)
         return self.get_response(request)

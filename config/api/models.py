@@ -51,10 +51,6 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
 
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
-
     @staticmethod
     def generate() -> str:
         return KEY_PREFIX + secrets.token_urlsafe(32)

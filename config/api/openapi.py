@@ -1,5 +1,22 @@
-"""drf-spectacular hook: the one error shape, documented on every operation, so clients (and
-generated SDKs) can parse errors as typed objects."""
+"""drf-spectacular additions: the one error shape, documented on every operation, so clients
+(and generated SDKs) can parse errors as typed objects; request bodies that refuse unknown
+fields say so (`additionalProperties: false`)."""
+
+from drf_spectacular import openapi
+
+from config.api.serializers import StrictSerializer
+
+
+class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's schema, with each StrictSerializer request component closed, as the
+    server enforces it (and so that fuzzers send unknown fields only as negative data)."""
+
+    def _map_basic_serializer(self, serializer, direction):
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "request" and isinstance(serializer, StrictSerializer):
+            schema["additionalProperties"] = False
+        return schema
+
 
 ERROR_SCHEMA = {
     "type": "object",

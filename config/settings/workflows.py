@@ -1,10 +1,15 @@
 """Limits and knobs of workflows and runs."""
 
+from django.core.exceptions import ImproperlyConfigured
+
+from config.allowlist import parse_allowed_host
 from config.env import env_choice, env_float, env_int, env_list, env_str
 
 WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50, minimum=1)
 
-AI_PROVIDER = env_choice("AI_PROVIDER", "local", ("local", "openai", "anthropic"))
+# The LLM providers, declared once: workflows.providers binds each name to its class.
+AI_PROVIDERS = ("local", "openai", "anthropic")
+AI_PROVIDER = env_choice("AI_PROVIDER", "local", AI_PROVIDERS)
 AI_MODEL = env_str("AI_MODEL", "")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
@@ -22,8 +27,15 @@ RUN_CHUNK_SIZE = env_int("RUN_CHUNK_SIZE", 400, minimum=1)
 RUN_MAX_ENTITIES = 10_000
 
 # Outbound HTTP (webhooks, run callbacks). Private, loopback, link-local and metadata
-# addresses are refused unless a host, address or network is listed here.
+# addresses are refused unless a host, address or network (each optionally with a port) is
+# listed here.
 OUTBOUND_ALLOWED_HOSTS = env_list("OUTBOUND_ALLOWED_HOSTS", [])
+for _entry in OUTBOUND_ALLOWED_HOSTS:
+    try:
+        parse_allowed_host(_entry)
+    except ValueError as _problem:
+        raise ImproperlyConfigured(f"OUTBOUND_ALLOWED_HOSTS: {_problem}.") from _problem
+# The whole of one attempt (connect, send, answer), however slowly the answer arrives.
 OUTBOUND_TIMEOUT_S = env_float("OUTBOUND_TIMEOUT_S", 10.0, minimum=0.1)
 OUTBOUND_MAX_ATTEMPTS = env_int("OUTBOUND_MAX_ATTEMPTS", 3, minimum=1)
 OUTBOUND_BACKOFF_S = env_float("OUTBOUND_BACKOFF_S", 0.5, minimum=0.0)
@@ -31,6 +43,10 @@ OUTBOUND_BACKOFF_S = env_float("OUTBOUND_BACKOFF_S", 0.5, minimum=0.0)
 # A run with no sign of progress for this long (no chunk claimed or finished, no step still
 # working on one) gets its unfinished chunks queued again by celery beat.
 RUN_STALL_AFTER_S = env_int("RUN_STALL_AFTER_S", 600, minimum=1)
+# Deliveries of a chunk an item may take. Each one that claims it counts, whether it ends
+# or dies (a worker killed, a database outage mid-chunk): past this many the item fails,
+# saying why, instead of its chunk being queued again forever.
+RUN_MAX_ATTEMPTS = env_int("RUN_MAX_ATTEMPTS", 10, minimum=1)
 
 # How long after the first decision on a run's waits (a review approved) its resolved
 # entities are queued again: decisions arriving within it resume together, in a few chunks.

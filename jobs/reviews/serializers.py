@@ -2,6 +2,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.api.fields import TimestampField
+from config.api.serializers import StrictSerializer
 from jobs.models import Review, ReviewStatus
 from jobs.serializers import IdListField
 from jobs.waits.review import DECIDE_MAX_IDS, DECISIONS
@@ -82,7 +83,7 @@ class ReviewListQuerySerializer(serializers.Serializer):
     entityId = serializers.CharField(required=False, max_length=64)
 
 
-class ReviewApproveSerializer(serializers.Serializer):
+class ReviewApproveSerializer(StrictSerializer):
     data = serializers.DictField(
         required=False,
         help_text="Edits: top-level keys merged into the working copy, checked against the "
@@ -91,11 +92,11 @@ class ReviewApproveSerializer(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, max_length=5000)
 
 
-class ReviewRejectSerializer(serializers.Serializer):
+class ReviewRejectSerializer(StrictSerializer):
     comment = serializers.CharField(required=False, allow_blank=True, max_length=5000)
 
 
-class ReviewDecideSerializer(serializers.Serializer):
+class ReviewDecideSerializer(StrictSerializer):
     ids = IdListField(
         max_length=DECIDE_MAX_IDS, help_text=f"The reviews to decide (1 to {DECIDE_MAX_IDS})."
     )

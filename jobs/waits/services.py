@@ -11,7 +11,8 @@ from django.db.models import F, Max
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
-from config.bulk import bulk_update_rows
+from config.bulk import rows_update
+from jobs import queue
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus, Wait, WaitStatus
 from jobs.waits.base import kinds
 
@@ -53,16 +54,7 @@ def waits_resolve(
 
 
 def _enqueue_resume(run_id: str) -> None:
-    from jobs.tasks import resume_waits
-
-    resume_waits.apply_async((run_id,), countdown=settings.WAIT_RESUME_DELAY_S)
-
-
-def _enqueue_chunks(run_id: str, chunks) -> None:
-    from jobs.tasks import run_chunk
-
-    for chunk in chunks:
-        run_chunk.delay(run_id, chunk)
+    queue.waits_resume_enqueue(run_id, countdown=settings.WAIT_RESUME_DELAY_S)
 
 
 @transaction.atomic
@@ -91,7 +83,7 @@ def run_waits_resume(*, run_id: str) -> int:
         waiting=F("waiting") - len(item_ids), heartbeat_at=timezone.now()
     )
     chunks = range(first, first + (len(item_ids) + size - 1) // size)
-    transaction.on_commit(partial(_enqueue_chunks, run_id, chunks))
+    transaction.on_commit(partial(queue.chunks_enqueue, run_id, chunks))
     return len(item_ids)
 
 
@@ -122,14 +114,12 @@ def run_waits_cancel(*, run_id: str, now: datetime) -> int:
     )
     if not items:
         return 0
-    bulk_update_rows(
-        [
-            RunItem(
-                pk=pk, status=ItemStatus.CANCELLED, usage=usage or {}, completed_at=now, state=None
-            )
-            for pk, usage in items
-        ],
-        ["status", "usage", "completed_at", "state"],
+    rows_update(
+        RunItem,
+        ({"id": pk, "usage": usage or {}} for pk, usage in items),
+        match=["id"],
+        copy=["usage"],
+        assign={"status": ItemStatus.CANCELLED, "completed_at": now, "state": None},
     )
     tokens = {"inputTokens": 0, "outputTokens": 0}
     for _, usage in items:

@@ -160,6 +160,70 @@ def test_staff_cancel_a_run(page, product_type, celery_worker, receiver, setting
     assert page.locator("#cancel-run").count() == 0
 
 
+# Links the crawl does not follow: filters and sorting of a list (other views of a page it
+# opens anyway), and those that log out or delete.
+CRAWL_SKIPS = "#changelist-filter, #result_list thead, .paginator, #toolbar, .xfull, .deletelink"
+
+
+def crawl_links(page) -> list[str]:
+    return page.eval_on_selector_all(
+        "#content a[href]",
+        f"""links => links
+            .filter(a => !a.closest({CRAWL_SKIPS!r}))
+            .map(a => a.href)
+            .filter(href => new URL(href).origin === location.origin)""",
+    )
+
+
+def test_staff_reach_every_admin_page_from_the_index_and_none_fails(
+    page, product_type, django_user_model
+):
+    from django.contrib.admin.utils import quote
+
+    from config.api.services import api_key_create
+    from jobs.services import run_retry
+    from tests.factories import run_inline, start_run
+
+    workflow = make_workflow(
+        product_type,
+        [{"type": "validate", "config": {"rules": [{"field": "price", "maximum": 1}]}}],
+    )
+    run = start_run(workflow, make_entities(product_type, 3))
+    run_inline(run.pk)  # one entity fails: the page has items, logs and a retry button
+    run_retry(run_id=run.pk)  # a run whose page links the run it retries
+    api_key_create(user=django_user_model.objects.get(username="staff"), name="crawl")
+
+    failures, seen = [], set()
+    # The pages' own requests count too (the progress bar polls its run).
+    page.on("response", lambda r: r.status >= 400 and failures.append((r.status, r.url)))
+    frontier = [page.url]
+    for _depth in range(4):  # index, lists, objects, the links on an object
+        found = []
+        for url in frontier:
+            path = url.split("#")[0]
+            if path in seen or "/logout/" in path or "/delete/" in path:
+                continue
+            seen.add(path)
+            response = page.goto(path)
+            assert response.ok, (response.status, path)
+            found += crawl_links(page)
+        frontier = found
+    shot(page, "admin-crawl-last-page")
+    assert failures == []
+    paths = {url.removeprefix(page.url.split("/admin/")[0]) for url in seen}
+    for reached in [
+        "/admin/jobs/run/",
+        f"/admin/jobs/run/{quote(run.pk)}/change/",
+        f"/admin/jobs/run/{quote(run.pk)}/change/?item_status=failed",
+        f"/admin/jobs/job/{quote(run.job.pk)}/change/",
+        f"/admin/workflows/workflow/{quote(workflow.pk)}/run/",
+        f"/admin/workflows/workflow/{quote(workflow.pk)}/test/",
+        "/admin/workflows/workflow/step-types/",
+        "/admin/api/apikey/",
+    ]:
+        assert reached in paths, reached
+
+
 def test_staff_work_through_the_review_queue(page, product_type, celery_worker):
     """From the index to the queue: edit a value and approve one review, then select two
     and reject them; the worker takes the approved entity on with the edit."""

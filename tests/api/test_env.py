@@ -25,6 +25,31 @@ def test_a_bad_value_names_the_variable(monkeypatch, reader, name, raw):
         reader()
 
 
+@pytest.mark.parametrize(
+    "url", ["mysql://user@127.0.0.1:3306/workflows", "oracle://user@host/x", "mssql://h/db"]
+)
+def test_a_database_the_run_engine_does_not_support_is_refused_naming_the_two_it_does(
+    monkeypatch, url
+):
+    monkeypatch.setenv("WF_TEST_DB", url)
+    with pytest.raises(ImproperlyConfigured) as raised:
+        env_database("WF_TEST_DB", "sqlite:///x")
+    assert f"WF_TEST_DB={url!r} is not valid" in str(raised.value)
+    assert "a PostgreSQL or SQLite URL" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "engine"),
+    [
+        ("postgres://postgres@127.0.0.1:5432/x", "django.db.backends.postgresql"),
+        ("sqlite:////tmp/x.db", "django.db.backends.sqlite3"),
+    ],
+)
+def test_postgresql_and_sqlite_are_accepted(monkeypatch, url, engine):
+    monkeypatch.setenv("WF_TEST_DB", url)
+    assert env_database("WF_TEST_DB", "sqlite:///x")["ENGINE"] == engine
+
+
 def test_defaults_and_values(monkeypatch):
     assert env_int("WF_TEST_UNSET", 7) == 7
     monkeypatch.setenv("WF_TEST_LIST", "a.example, b.example,")
@@ -46,3 +71,16 @@ def test_the_product_refuses_to_start_with_a_bad_setting():
     )
     assert result.returncode != 0
     assert "AI_MAX_CONCURRENCY='lots' is not valid" in result.stderr
+
+
+def test_the_product_refuses_to_start_on_a_database_it_does_not_support():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": "mysql://user@127.0.0.1/workflows"},
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "DATABASE_URL='mysql://user@127.0.0.1/workflows' is not valid" in result.stderr

@@ -15,11 +15,15 @@ from django.utils import timezone
 
 from entities.models import Entity
 from entities.services import entity_update
-from jobs.execution import ChunkCommitter, _cancel_probe, _claim_items, _states
+from jobs.engine.committer import ChunkCommitter
+from jobs.engine.leases import items_claim
+from jobs.engine.outcomes import chunk_finish
+from jobs.engine.recovery import runs_resume_stalled
+from jobs.engine.states import states_load
+from jobs.engine.steps import steps_run
 from jobs.models import Run, RunItem
-from jobs.services import run_finalize_if_done, run_mark_running, runs_resume_stalled
+from jobs.services import run_finalize_if_done, run_mark_running
 from tests.factories import make_entities, make_workflow, run_inline, start_run
-from workflows.pipeline import steps_run
 
 pytestmark = pytest.mark.django_db
 
@@ -32,18 +36,19 @@ STEPS = [
 def deliver(run: Run):
     """Claim chunk 0 and take its entities through the steps, without finishing."""
     run_mark_running(run_id=run.pk)
-    leases = _claim_items(run, 0)
-    states = _states(leases, run.workflow.entity_type.schema)
+    leases = items_claim(run, 0)
+    states = states_load(leases, run.workflow.entity_type.schema)
     committer = ChunkCommitter(
-        run.pk, {lease.entity_id: (lease.pk, lease.attempts) for lease in leases}
+        run.pk,
+        {lease.entity_id: (lease.pk, lease.attempts) for lease in leases},
+        seen_at=time.monotonic(),
     )
     steps_run(
         states=states,
         steps=run.workflow_version.steps,
         run_id=run.pk,
         workflow_id=run.workflow_id,
-        committer=committer,
-        cancelled=lambda: False,
+        engine=committer,
     )
     return committer, states
 
@@ -57,7 +62,7 @@ def run(product_type):
 def test_a_delivery_that_kept_its_leases_records_everything(run):
     committer, states = deliver(run)
     assert Run.objects.get(pk=run.pk).heartbeat_at is not None  # the claim showed life
-    committer.finish(states)
+    chunk_finish(committer, states)
     run.refresh_from_db()
     assert (run.completed, run.failed) == (6, 2)
     items = RunItem.objects.filter(run=run)
@@ -68,12 +73,12 @@ def test_a_delivery_that_kept_its_leases_records_everything(run):
 def test_a_stale_delivery_writes_nothing_and_the_new_one_counts_each_entity_once(run):
     stale, stale_states = deliver(run)
     fresh, fresh_states = deliver(run)  # the chunk is delivered again and claimed anew
-    assert stale.finish(stale_states) is False  # nothing of it is written, nothing counted
+    assert chunk_finish(stale, stale_states) is False  # nothing of it is written, nothing counted
     run.refresh_from_db()
     assert (run.completed, run.failed) == (0, 0)
     assert set(RunItem.objects.filter(run=run).values_list("status", flat=True)) == {"running"}
     assert not Entity.objects.filter(status="published").exists()
-    assert fresh.finish(fresh_states) is True  # every item is counted: the run may end
+    assert chunk_finish(fresh, fresh_states) is True  # every item is counted: the run may end
     run.refresh_from_db()
     assert (run.completed, run.failed, run.total) == (6, 2, 8)
     assert set(RunItem.objects.filter(run=run).values_list("attempts", flat=True)) == {2}
@@ -87,7 +92,7 @@ def test_items_whose_lease_moved_are_left_to_their_new_owner(run):
     by_price = {s.entity_id: s.data["price"] for s in states}
     moved = [entity_id for entity_id, price in by_price.items() if price in (0, 1, 6)]
     RunItem.objects.filter(run=run, entity_id__in=moved).update(attempts=F("attempts") + 1)
-    committer.finish(states)
+    chunk_finish(committer, states)
     run.refresh_from_db()
     assert (run.completed, run.failed) == (4, 1)  # prices 2..5 completed, 7 failed
     items = dict(RunItem.objects.filter(run=run).values_list("entity_id", "status"))
@@ -100,7 +105,7 @@ def test_an_entity_deleted_before_its_chunk_runs_fails_alone(run):
     gone = RunItem.objects.filter(run=run).order_by("pk").first().entity_id
     Entity.objects.filter(pk=gone).delete()
     committer, states = deliver(run)
-    committer.finish(states)
+    chunk_finish(committer, states)
     run.refresh_from_db()
     assert (run.completed, run.failed) == (5, 3)  # price 0 gone; 6 and 7 fail the check
     item = RunItem.objects.get(run=run, entity_id=gone)
@@ -108,16 +113,17 @@ def test_an_entity_deleted_before_its_chunk_runs_fails_alone(run):
 
 
 def test_a_long_chunk_keeps_the_run_s_heartbeat_moving(run):
-    """Steps ask whether the run was cancelled inside long batches; that also shows life, so
-    a chunk slower than RUN_STALL_AFTER_S is not queued again under its own feet."""
+    """Steps beat the engine's heartbeat inside long batches, so a chunk slower than
+    RUN_STALL_AFTER_S is not queued again under its own feet."""
     Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     started = time.monotonic()
-    cancelled = _cancel_probe(run.pk, checked_at=started)
-    with mock.patch("jobs.execution.time.monotonic", return_value=started + 1):
-        assert cancelled() is False  # checked, but too soon for a heartbeat
+    committer = ChunkCommitter(run.pk, {}, seen_at=started)
+    with mock.patch("jobs.engine.committer.time.monotonic", return_value=started + 1):
+        committer.heartbeat()  # too soon for a heartbeat
+        assert committer.cancelled() is False
     assert Run.objects.get(pk=run.pk).heartbeat_at < timezone.now() - timedelta(minutes=59)
-    with mock.patch("jobs.execution.time.monotonic", return_value=started + 6):
-        assert cancelled() is False
+    with mock.patch("jobs.engine.committer.time.monotonic", return_value=started + 6):
+        committer.heartbeat()
     assert Run.objects.get(pk=run.pk).heartbeat_at > timezone.now() - timedelta(minutes=1)
     assert runs_resume_stalled(stalled_after=timedelta(minutes=10)) == 0
 
@@ -127,14 +133,14 @@ def test_a_claim_that_waited_for_a_publish_reads_what_it_published(product_type)
     """Another delivery publishes while this claim waits for its row locks: the claim gets
     the checkpoint past the publish (no data: the data is the entity's) and must pair it
     with the entity as published, not as it was when the claim's statement began."""
-    with mock.patch("jobs.services._enqueue_chunks"):  # no worker of the session's takes it
+    with mock.patch("jobs.queue.chunks_enqueue"):  # no worker of the session's takes it
         run = start_run(make_workflow(product_type, STEPS), make_entities(product_type, 3))
-    _claim_items(run, 0)  # the first delivery holds the items
+    items_claim(run, 0)  # the first delivery holds the items
     claimed: list = []
 
     def redelivery():
         try:
-            claimed.extend(_claim_items(Run.objects.get(pk=run.pk), 0))
+            claimed.extend(items_claim(Run.objects.get(pk=run.pk), 0))
         finally:
             connection.close()
 
@@ -171,7 +177,7 @@ def test_an_edit_made_during_the_run_survives_the_commit(product_type):
     committer, states = deliver(run)
     edited = states[0].entity_id
     entity_update(entity_id=edited, data={"title": "Edited meanwhile"})
-    committer.finish(states)
+    chunk_finish(committer, states)
     entity = Entity.objects.get(pk=edited)
     assert entity.data["title"] == "Edited meanwhile" and entity.data["slug"] == "x"
     assert (entity.status, entity.version) == ("published", 3)

@@ -1,7 +1,8 @@
 import pytest
 
-from jobs.models import Job, Run, RunItem
-from tests.factories import make_entities, make_entity_type, make_workflow, run_inline
+from jobs.models import Job, Run, RunItem, RunLog
+from jobs.services import run_callback_send
+from tests.factories import make_entities, make_entity_type, make_workflow, run_inline, start_run
 from workflows.services import workflow_archive
 
 pytestmark = pytest.mark.django_db
@@ -131,11 +132,42 @@ def test_archived_workflow_cannot_run(api, workflow, product_type):
     assert response.json()["error"]["code"] == "archived"
 
 
-def test_bad_callback_url(api, workflow, product_type):
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url",
+        "http://localhost:99999/x",
+        "http://localhost:0/x",
+        "http://alice:pa55@hooks.example.com/x",
+        "https://alice@hooks.example.com/x",
+    ],
+)
+def test_bad_callback_url(url, api, workflow, product_type):
     ids = make_entities(product_type, 1)
-    response = _run(api, workflow, {"entityIds": ids, "callbackUrl": "not a url"})
+    response = _run(api, workflow, {"entityIds": ids, "callbackUrl": url})
     assert response.status_code == 400
     assert response.json()["error"]["details"][0]["field"] == "callbackUrl"
+    assert "pa55" not in response.content.decode()
+
+
+def test_good_callback_url(api, workflow, product_type):
+    ids = make_entities(product_type, 1)
+    response = _run(
+        api, workflow, {"entityIds": ids, "callbackUrl": "https://h.example.com:8443/c"}
+    )
+    assert response.status_code == 202
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost:99999/c", "http://alice:pa55@localhost/c", "http://127.0.0.1/c"]
+)
+def test_a_callback_that_cannot_be_sent_is_logged_on_the_run(url, workflow, product_type):
+    """A URL stored before the checks (or one a check misses) ends in the run's log."""
+    run = start_run(workflow, make_entities(product_type, 1))
+    Run.objects.filter(pk=run.pk).update(callback_url=url)
+    run_callback_send(run_id=run.pk)
+    [line] = RunLog.objects.filter(run=run, message__startswith="Callback not delivered")
+    assert line.level == "warning" and "pa55" not in line.message
 
 
 def test_read_only_key_cannot_run(read_only_api, workflow, product_type):
@@ -153,6 +185,18 @@ def test_idempotency_key_returns_the_first_answer_and_creates_nothing_new(
     assert first.json() == again.json()
     assert again["Idempotent-Replayed"] == "true"
     assert Run.objects.count() == 1
+
+
+@pytest.mark.parametrize("key", ["", "a" * 256, "run\x00one", "run\none", "tab\there"])
+def test_an_unusable_idempotency_key_is_a_400_naming_the_header(api, workflow, product_type, key):
+    ids = make_entities(product_type, 1)
+    response = _run(api, workflow, {"entityIds": ids}, HTTP_IDEMPOTENCY_KEY=key)
+    assert response.status_code == 400, response.content
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == "Idempotency-Key"
+    assert Run.objects.count() == 0
+    good = _run(api, workflow, {"entityIds": ids}, HTTP_IDEMPOTENCY_KEY="run-1 ok")
+    assert good.status_code == 202
 
 
 def test_runs_list_and_items_with_status_filter(api, product_type):

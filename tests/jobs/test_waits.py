@@ -9,9 +9,10 @@ from django.utils import timezone
 
 from entities.models import Entity
 from entities.services import entity_update
-from jobs.execution import chunk_execute
+from jobs.engine.chunk import chunk_execute
+from jobs.engine.recovery import runs_resume_stalled
 from jobs.models import Review, Run, RunItem, RunLog, Wait
-from jobs.services import run_cancel, runs_resume_stalled
+from jobs.services import run_cancel
 from jobs.waits.review import review_decide, reviews_decide
 from jobs.waits.services import run_waits_resume, waits_expire
 from tests.factories import make_entities, make_workflow, run_inline, start_run
@@ -234,14 +235,14 @@ def test_a_resumed_chunk_delivered_twice_publishes_each_entity_once(product_type
 def test_a_redelivery_that_finds_the_items_still_running_resumes_them_alike(product_type, reviewer):
     """The first delivery of a resumed chunk died before finishing: the next claims the items
     again and applies the same decision (with its edits) from the same checkpoint."""
-    from jobs.execution import _claim_items
+    from jobs.engine.leases import items_claim
 
     run, ids = parked_run(product_type, n=1)
     review = Review.objects.get(run=run)
     review_decide(review_id=review.pk, decision="approve", user=reviewer, data={"price": 7})
     run_waits_resume(run_id=run.pk)
     chunk = RunItem.objects.get(run=run).chunk
-    _claim_items(Run.objects.get(pk=run.pk), chunk)  # a delivery that died here
+    items_claim(Run.objects.get(pk=run.pk), chunk)  # a delivery that died here
     chunk_execute(run_id=run.pk, chunk=chunk)
     item = RunItem.objects.get(run=run)
     assert (item.status, item.attempts) == ("completed", 3)
@@ -331,28 +332,34 @@ def test_cancel_ends_waiting_entities_and_their_reviews(product_type, reviewer):
 
 def test_a_run_cancelled_while_a_chunk_parks_leaves_none_waiting(product_type):
     """The chunk that would park its entities finishes after the cancel: they end cancelled."""
-    from jobs.execution import ChunkCommitter, _claim_items, _states
+    import time
+
+    from jobs.engine.committer import ChunkCommitter
+    from jobs.engine.leases import items_claim
+    from jobs.engine.outcomes import chunk_finish
+    from jobs.engine.states import states_load
+    from jobs.engine.steps import steps_run
     from jobs.services import run_mark_running
-    from workflows.pipeline import steps_run
 
     ids = make_entities(product_type, 2)
     run = start_run(reviewed_workflow(product_type), ids)
     run_mark_running(run_id=run.pk)
-    leases = _claim_items(run, 0)
-    states = _states(leases, product_type.schema)
+    leases = items_claim(run, 0)
+    states = states_load(leases, product_type.schema)
     committer = ChunkCommitter(
-        run.pk, {lease.entity_id: (lease.pk, lease.attempts) for lease in leases}
+        run.pk,
+        {lease.entity_id: (lease.pk, lease.attempts) for lease in leases},
+        seen_at=time.monotonic(),
     )
     steps_run(
         states=states,
         steps=run.workflow_version.steps,
         run_id=run.pk,
         workflow_id=run.workflow_id,
-        committer=committer,
-        cancelled=lambda: False,
+        engine=committer,
     )
     run_cancel(run_id=run.pk)
-    committer.finish(states)
+    chunk_finish(committer, states)
     run.refresh_from_db()
     assert (run.cancelled, run.waiting) == (2, 0)
     assert not Review.objects.filter(run=run).exists()

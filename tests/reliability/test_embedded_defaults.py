@@ -18,7 +18,12 @@ from unittest import mock
 
 from entities.models import Entity
 from entities.services import entities_bulk_create, entity_type_create
-from jobs.execution import ChunkCommitter, _claim_items, _states, chunk_execute
+from jobs.engine.chunk import chunk_execute
+from jobs.engine.committer import ChunkCommitter
+from jobs.engine.leases import items_claim
+from jobs.engine.outcomes import chunk_finish
+from jobs.engine.states import states_load
+from workflows.steps.runtime import Outcome
 from jobs.models import Run
 from jobs.services import run_start
 from workflows.services import workflow_create
@@ -46,30 +51,30 @@ workflow = workflow_create(
         {"id": "pub", "type": "publish", "config": {}},
     ],
 )
-with mock.patch("jobs.services._enqueue_chunks"):  # no worker: the chunks are run below
+with mock.patch("jobs.queue.chunks_enqueue"):  # no worker: the chunks are run below
     run = run_start(workflow_id=workflow.pk, entity_ids=ids)
 for chunk in (0, 1, 2, 1):  # chunk 1 is delivered twice: the second finds nothing to do
     chunk_execute(run_id=run.pk, chunk=chunk)
 run = Run.objects.get(pk=run.pk)
 
-with mock.patch("jobs.services._enqueue_chunks"):
+with mock.patch("jobs.queue.chunks_enqueue"):
     again = run_start(workflow_id=workflow.pk, entity_ids=ids[:3])
 again = Run.objects.select_related("workflow_version", "workflow__entity_type").get(pk=again.pk)
 
 
 def finish(leases):
-    states = _states(leases, None)
+    states = states_load(leases, None)
     for state in states:
-        state.outcome, state.step_id = "completed", "pub"
+        state.outcome, state.step_id = Outcome.COMPLETED, "pub"
     states[0].fail("check", ERROR)
     states[1].usage = {"inputTokens": 3, "outputTokens": 4}
     leased = {lease.entity_id: (lease.pk, lease.attempts) for lease in leases}
-    return ChunkCommitter(again.pk, leased).finish(states)
+    return chunk_finish(ChunkCommitter(again.pk, leased, seen_at=0.0), states)
 
 
 ERROR = 'said "no" \u00e9 \U0001f600 \\ end'
-stale = _claim_items(again, 0)
-fresh = _claim_items(again, 0)  # delivered again while the first delivery still works
+stale = items_claim(again, 0)
+fresh = items_claim(again, 0)  # delivered again while the first delivery still works
 stale_done = finish(stale)
 fresh_done = finish(fresh)
 again = Run.objects.get(pk=again.pk)
@@ -144,7 +149,7 @@ from django.contrib.auth import get_user_model
 
 from entities.models import Entity
 from entities.services import entities_bulk_create, entity_type_create
-from jobs.execution import chunk_execute
+from jobs.engine.chunk import chunk_execute
 from jobs.models import Review, Run, RunItem
 from jobs.services import run_cancel, run_start
 from jobs.waits.review import review_decide, reviews_decide
@@ -173,9 +178,7 @@ def chunks(run_id):
     return sorted(set(RunItem.objects.filter(run_id=run_id).values_list("chunk", flat=True)))
 
 
-with mock.patch("jobs.services._enqueue_chunks"), mock.patch(
-    "jobs.waits.services._enqueue_resume"
-), mock.patch("jobs.waits.services._enqueue_chunks"):
+with mock.patch("jobs.queue.chunks_enqueue"), mock.patch("jobs.queue.waits_resume_enqueue"):
     run = run_start(workflow_id=workflow.pk, entity_ids=ids[:3])
     for chunk in chunks(run.pk):
         chunk_execute(run_id=run.pk, chunk=chunk)

@@ -1,16 +1,15 @@
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 
 from django.conf import settings
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, best_match
+from jsonschema.exceptions import best_match
 
 from config.api.errors import FieldError
-from workflows.providers import GenerationRequest, provider_get
+from entities.schemas import schema_errors, schema_problems, schema_validator
+from workflows.providers import PROVIDERS, GenerationRequest, provider_get
 from workflows.steps.base import StepType, advance, template_string
 from workflows.steps.fields import field_path
+from workflows.steps.inflight import bounded_calls
 from workflows.steps.registry import register
 from workflows.steps.runtime import EntityState, Flow, StepContext, StepError, get_path, set_path
 
@@ -34,7 +33,7 @@ class AiGenerate(StepType):
             "system": template_string("An optional system message"),
             "provider": {
                 "type": "string",
-                "enum": ["local", "openai", "anthropic"],
+                "enum": list(PROVIDERS),
                 "description": "The LLM provider; defaults to the deployment's AI_PROVIDER.",
             },
             "model": {
@@ -87,11 +86,8 @@ class AiGenerate(StepType):
             return []
         if config.get("responseFormat") != "json":
             return [FieldError(f"{path}.jsonSchema", 'Only allowed with responseFormat "json".')]
-        try:
-            Draft202012Validator.check_schema(config["jsonSchema"])
-        except SchemaError as exc:
-            return [FieldError(f"{path}.jsonSchema", f"Not a valid JSON Schema: {exc.message}")]
-        return []
+        # The same rules as an entity type's schema: nothing fetched, patterns on RE2.
+        return schema_problems(config["jsonSchema"], field=f"{path}.jsonSchema")
 
     def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:
         """The chunk's calls are in flight together, up to AI_MAX_CONCURRENCY."""
@@ -106,35 +102,25 @@ class AiGenerate(StepType):
                 requests.append((state, self._request(state, config, ctx)))
             except StepError as exc:
                 state.fail(ctx.step_id, exc.message)
-        if not requests:
-            return
-        # Submit a call only when a slot is free, so a cancel stops new calls within one
-        # call's latency; entities never submitted stay at this step and end cancelled.
-        free_slots = threading.BoundedSemaphore(settings.AI_MAX_CONCURRENCY)
-        with ThreadPoolExecutor(max_workers=settings.AI_MAX_CONCURRENCY) as pool:
-            futures = {}
-            for state, request in requests:
-                free_slots.acquire()
-                if ctx.is_cancelled():
-                    free_slots.release()
-                    break
 
-                def log_retry(message, state=state):
-                    state.log.append(("warning", ctx.step_id, message))
+        def generate(pair):
+            state, request = pair
 
-                future = pool.submit(self._generate, provider, request, log_retry)
-                future.add_done_callback(lambda _: free_slots.release())
-                futures[future] = state
-            for future in as_completed(futures):
-                state = futures[future]
-                try:
-                    answer, usage = future.result()
-                except StepError as exc:
-                    state.fail(ctx.step_id, exc.message)
-                    continue
-                state.add_usage(usage)
-                set_path(state.data, config["outputField"], answer)
-                advance(state, Flow(output=answer), ctx)
+            def log_retry(message):
+                state.log.append(("warning", ctx.step_id, message))
+
+            return self._generate(provider, request, log_retry)
+
+        calls = bounded_calls(requests, generate, limit=settings.AI_MAX_CONCURRENCY, ctx=ctx)
+        for (state, _request), future in calls:
+            try:
+                answer, usage = future.result()
+            except StepError as exc:
+                state.fail(ctx.step_id, exc.message)
+                continue
+            state.add_usage(usage)
+            set_path(state.data, config["outputField"], answer)
+            advance(state, Flow(output=answer), ctx)
 
     def _request(self, state: EntityState, config: dict, ctx: StepContext) -> GenerationRequest:
         return GenerationRequest(
@@ -181,7 +167,7 @@ def json_problem(text: str, schema: dict | None) -> str | None:
     except ValueError as exc:
         return f"not JSON ({exc})"
     if schema:
-        error = best_match(Draft202012Validator(schema).iter_errors(value))
+        error = best_match(schema_errors(schema_validator(schema), value))
         if error is not None:
             return f"{'/'.join(map(str, error.absolute_path)) or 'the answer'}: {error.message}"
     return None

@@ -3,16 +3,20 @@ its config schema once; validation, `/api/v1/step-types`, the OpenAPI schema and
 step-type reference all come from that declaration.
 """
 
+import logging
 from collections import defaultdict
 from typing import Any, ClassVar
 
+from django.db import DatabaseError
 from jsonschema import Draft202012Validator
 
 from config.api.errors import FieldError, json_path
-from workflows.steps.runtime import EntityState, Flow, StepContext, StepError
+from entities.patterns import PatternError, pattern_search
+from workflows.steps.runtime import EntityState, Flow, Outcome, StepContext, StepError
 from workflows.templating import MAX_TEMPLATE_LENGTH, TemplateError, render, template_problem
 
 TEMPLATE = "x-template"
+logger = logging.getLogger(__name__)
 
 
 def template_string(description: str, **extra) -> dict:
@@ -26,16 +30,40 @@ def template_string(description: str, **extra) -> dict:
     }
 
 
+def regex_search(pattern: str, text: str) -> bool:
+    """Whether a user's `pattern` matches in `text`, on RE2 (linear time). A pattern saved
+    before RE2 that it cannot run fails the entity."""
+    try:
+        return pattern_search(pattern, text)
+    except PatternError as exc:
+        raise StepError(f"{exc}: {pattern!r}") from exc
+
+
 class StepType:
-    """One kind of workflow step.
+    """One kind of workflow step: one module in `workflows/steps/`, registered with
+    `@register`, depending on nothing but `workflows/steps/` (and the layers below).
 
-    Subclasses set `type`, `name`, `description`, `config_schema` (a JSON Schema object, the
-    OpenAPI 3.0 subset: `$defs` allowed, no `const`), and `example`; they may add checks the
-    schema cannot express in `extra_problems`.
+    Declaring: set `type`, `name`, `description`, `config_schema` (a JSON Schema object, the
+    OpenAPI 3.0 subset: `$defs` allowed, no `const`) and `example`; checks the schema cannot
+    express go in `extra_problems`. Validation, `/api/v1/step-types`, the OpenAPI schema and
+    the admin's reference all come from this declaration.
 
-    To run, a subclass implements `run` (one entity) or overrides `run_batch` (all entities
-    of a chunk at once, for steps that batch writes or overlap I/O). A step raises StepError
-    to fail the entity; it never commits or sends anything when `ctx.dry_run` is set.
+    Running: implement `run` (one entity: return a `Flow`, or raise `StepError(message)` to
+    fail that entity) or override `run_batch` (every entity of a chunk at this step, to batch
+    writes or overlap I/O; finish each state with `advance` or `state.fail`). What a step may
+    ask of the engine is `ctx.engine` (a `StepEngine`): `publish` working copies (commit them
+    with a status), `checkpoint` around a side effect (before an at-most-once one, after an
+    at-least-once one) so a redelivered chunk does not repeat it, `cancelled()` before
+    starting more work, `heartbeat()` in long batches.
+    Concurrent calls go through `bounded_calls` (workflows/steps/inflight.py).
+
+    A run and the test endpoint take the same path: the test gets a `DryRun` engine, and
+    with `ctx.dry_run` a step sends nothing (it returns what it would have sent).
+
+    The engine guards every step: any other exception fails the entities the step had not
+    finished (logged, with the error), and an entity a step left at its step ends cancelled
+    when the run was cancelled, failed otherwise: none ends `completed` by accident. A
+    database error is not caught: the chunk is retried from its checkpoints.
     """
 
     type: ClassVar[str]
@@ -43,6 +71,10 @@ class StepType:
     description: ClassVar[str]
     config_schema: ClassVar[dict[str, Any]]
     example: ClassVar[dict[str, Any]]
+    # Config keys never shown in responses (a signing secret): a response carries
+    # `<key>Set: true` instead (declare it in the schema, `readOnly`), and an update that
+    # leaves the key out keeps the step's current value.
+    write_only: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self):
         self._validator = Draft202012Validator(self.config_schema)
@@ -65,6 +97,28 @@ class StepType:
         """Checks beyond the JSON Schema (a regex that compiles, a schema that is valid)."""
         return []
 
+    def shown_config(self, config: dict) -> dict:
+        """The config as responses show it: no write-only value, only whether it is set."""
+        if not any(key in config for key in self.write_only):
+            return config
+        shown = {key: value for key, value in config.items() if key not in self.write_only}
+        shown.update({f"{key}Set": True for key in self.write_only if key in config})
+        return shown
+
+    def stored_config(self, config: dict, current: dict | None) -> dict:
+        """The config to store for `config` as sent, `current` being the same step's config
+        now (None for a new step): write-only values left out are kept, `<key>Set` flags
+        (what a response said) are dropped."""
+        stored = {
+            key: value
+            for key, value in config.items()
+            if key not in {f"{name}Set" for name in self.write_only}
+        }
+        for key in self.write_only:
+            if key not in stored and current is not None and key in current:
+                stored[key] = current[key]
+        return stored
+
     def run(self, state: EntityState, config: dict, ctx: StepContext) -> Flow:
         raise NotImplementedError(f"Step type {self.type!r} does not implement run().")
 
@@ -79,6 +133,13 @@ class StepType:
             flow = self.run(state, config, ctx)
         except StepError as exc:
             state.fail(ctx.step_id, exc.message)
+        except DatabaseError:
+            raise  # the chunk is retried from its checkpoints
+        except Exception as exc:
+            # A defect must fail the entity with a message, whatever thread runs it: an
+            # exception left in a pool's future would leave the entity looking unharmed.
+            logger.exception("Step %s (%s) crashed", ctx.step_id, self.type)
+            state.fail(ctx.step_id, internal_error(ctx.step_id, exc))
         else:
             advance(state, flow, ctx)
 
@@ -120,23 +181,27 @@ class StepType:
         return found
 
 
+def internal_error(step_id: str, exc: Exception) -> str:
+    return f"Internal error in step {step_id}: {exc.__class__.__name__}: {exc}"
+
+
 def advance(state: EntityState, flow: Flow, ctx: StepContext) -> None:
     """Record a step's output and move the entity on (or stop it: its item is `skipped`)."""
     if flow.output is not None:
         state.outputs[ctx.step_id] = flow.output
     state.step_id = ctx.step_id
     if flow.stop:
-        state.outcome = "skipped"  # logged once per chunk and step, with the count
+        state.outcome = Outcome.STOPPED  # logged once per chunk and step, with the count
     else:
-        state.next_step = ctx.step_index + 1 + flow.skip
+        state.next_step = ctx.step_index + 1 + flow.jump
     if not ctx.dry_run:
         return  # the trace is the test endpoint's answer; a run records items and logs
     state.trace.append(
         {
             "stepId": ctx.step_id,
-            "outcome": "stopped" if flow.stop else "completed",
+            "outcome": Outcome.STOPPED if flow.stop else Outcome.COMPLETED,
             "output": flow.output,
-            "skipNext": flow.skip,
+            "jumped": flow.jump,
         }
     )
 

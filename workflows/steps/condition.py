@@ -1,7 +1,6 @@
-import re
-
 from config.api.errors import FieldError
-from workflows.steps.base import StepType
+from entities.patterns import pattern_problem
+from workflows.steps.base import StepType, regex_search
 from workflows.steps.fields import field_path
 from workflows.steps.registry import register
 from workflows.steps.runtime import MISSING, EntityState, Flow, StepContext, StepError, get_path
@@ -128,8 +127,8 @@ class Condition(StepType):
         otherwise = config["else"]
         if otherwise == "fail":
             raise StepError(f"Condition not met: {describe(config['if'])}.")
-        if otherwise == "skip":
-            return Flow(output={"result": False}, skip=config["skipCount"])
+        if otherwise == "skip":  # the API's word: jump over the next `skipCount` steps
+            return Flow(output={"result": False}, jump=config["skipCount"])
         return Flow(output={"result": False}, stop=True)
 
 
@@ -185,9 +184,7 @@ COMPARE = {
     "in": lambda actual, expected: actual in expected,
     "notIn": lambda actual, expected: actual not in expected,
     "contains": _contains,
-    "matches": lambda actual, expected: (
-        isinstance(actual, str) and re.search(expected, actual) is not None
-    ),
+    "matches": lambda actual, expected: isinstance(actual, str) and regex_search(expected, actual),
 }
 
 
@@ -220,8 +217,7 @@ def _predicate_problems(predicate: dict, path: str) -> list[FieldError]:
     if operator == "matches":
         if not isinstance(value, str):
             return [FieldError(f"{path}.value", "Must be a regular expression string.")]
-        try:
-            re.compile(value)
-        except re.error as exc:
-            return [FieldError(f"{path}.value", f"Invalid regular expression: {exc}")]
+        problem = pattern_problem(value)
+        if problem:
+            return [FieldError(f"{path}.value", problem)]
     return []

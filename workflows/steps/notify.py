@@ -1,20 +1,30 @@
+"""The `notify` step: a signed webhook (at least once) or an email (at most once)."""
+
+import base64
+import binascii
 import hashlib
 import hmac
 import json
-import threading
+import logging
+import queue
 import time
-from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 
 from config.api.errors import FieldError
-from workflows.outbound import post_json
-from workflows.steps.base import StepType, template_string
+from workflows.outbound import display_url, post_json, url_problem
+from workflows.steps.base import StepType, advance, internal_error, template_string
+from workflows.steps.inflight import bounded_calls
 from workflows.steps.registry import register
-from workflows.steps.runtime import EntityState, Flow, StepContext
+from workflows.steps.runtime import EntityState, Flow, StepContext, StepError
+
+SEND_CONCURRENCY = 8
+MAX_RECIPIENTS = 50
+WHSEC_PREFIX = "whsec_"
+
+logger = logging.getLogger(__name__)
 
 
 @register
@@ -22,11 +32,13 @@ class Notify(StepType):
     type = "notify"
     name = "Notify"
     description = (
-        "POSTs a JSON event about the entity to `url` (signed with HMAC-SHA256 in "
-        "`X-Workflows-Signature` when `secret` is set), or emails `to` through the deployment's "
-        "mail backend. Private, loopback and link-local addresses are refused unless the "
-        "deployment allows them."
+        "POSTs a JSON event about the entity to `url` (at least once; signed as Standard "
+        "Webhooks does when `secret` is set: `webhook-id`, `webhook-timestamp`, "
+        "`webhook-signature`), or emails `to` through the deployment's mail backend (at most "
+        "once). Private, loopback and link-local addresses are refused unless the deployment "
+        "allows them; redirects are not followed."
     )
+    write_only = ("secret",)
     config_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -40,12 +52,21 @@ class Notify(StepType):
             "url": {
                 "type": "string",
                 "maxLength": 2000,
-                "description": "Webhook: the http(s) URL that receives the event.",
+                "description": "Webhook: the http(s) URL that receives the event (no "
+                "credentials in it; a 3xx answer is a failed delivery).",
             },
             "to": {
-                "type": "string",
-                "maxLength": 2000,
-                "description": "Email: the recipient, or several separated by commas.",
+                "oneOf": [
+                    {"type": "string", "maxLength": 2000},
+                    {
+                        "type": "array",
+                        "items": {"type": "string", "maxLength": 320},
+                        "minItems": 1,
+                        "maxItems": MAX_RECIPIENTS,
+                    },
+                ],
+                "description": "Email: the recipient, a list of recipients, or several "
+                "separated by commas.",
             },
             "subject": template_string("Email: the subject", maxLength=1000),
             "message": template_string(
@@ -55,7 +76,15 @@ class Notify(StepType):
                 "type": "string",
                 "minLength": 8,
                 "maxLength": 200,
-                "description": "Webhook: the key that signs the body (HMAC-SHA256).",
+                "writeOnly": True,
+                "description": "Webhook: the signing key, as Standard Webhooks: `whsec_` "
+                "then base64, or any other string (used as its UTF-8 bytes). Never returned; "
+                "an update that leaves it out keeps the step's current secret.",
+            },
+            "secretSet": {
+                "type": "boolean",
+                "readOnly": True,
+                "description": "In responses: whether a secret is set (ignored in requests).",
             },
         },
     }
@@ -63,90 +92,164 @@ class Notify(StepType):
         "channel": "webhook",
         "url": "https://hooks.example.com/workflows",
         "message": "{{ entity.title }} was published.",
-        "secret": "a-long-shared-secret",
+        "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     }
 
     def extra_problems(self, config: dict, *, path: str) -> list[FieldError]:
         if config["channel"] == "webhook":
             if "url" not in config:
                 return [FieldError(f"{path}.url", "Required for a webhook.", "required")]
-            parts = urlsplit(config["url"])
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                return [FieldError(f"{path}.url", "Must be an http:// or https:// URL.")]
+            problem = url_problem(config["url"])
+            if problem:
+                return [FieldError(f"{path}.url", problem)]
+            if "secret" in config:
+                try:
+                    signing_key(config["secret"])
+                except ValueError as exc:
+                    return [FieldError(f"{path}.secret", str(exc))]
             return []
         if "to" not in config:
             return [FieldError(f"{path}.to", "Required for an email.", "required")]
-        for address in recipients(config["to"]):
+        to = config["to"]
+        listed = to if isinstance(to, list) else recipients(to)
+        found = []
+        for index, address in enumerate(listed):
+            where = f"{path}.to[{index}]" if isinstance(to, list) else f"{path}.to"
             try:
-                validate_email(address)
+                validate_email(address.strip())
             except ValidationError:
-                return [FieldError(f"{path}.to", f"{address!r} is not an email address.")]
-        return []
+                found.append(FieldError(where, f"{address!r} is not an email address."))
+        if not listed:
+            found.append(FieldError(f"{path}.to", "Give at least one email address."))
+        elif len(listed) > MAX_RECIPIENTS:
+            found.append(FieldError(f"{path}.to", f"Give at most {MAX_RECIPIENTS} addresses."))
+        return found
 
     def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:
-        """Up to SEND_CONCURRENCY sends in flight. Each entity's checkpoint moves past this
-        step just before its send, so a redelivered chunk never sends it again; a worker
-        killed mid-send loses at most the sends in flight (at-most-once)."""
-        claim = None if ctx.dry_run else getattr(ctx.committer, "claim", None)
-        free_slots = threading.BoundedSemaphore(SEND_CONCURRENCY)
-        with ThreadPoolExecutor(max_workers=SEND_CONCURRENCY) as pool:
-            for state in states:
-                free_slots.acquire()
-                if ctx.is_cancelled():
-                    free_slots.release()
-                    break  # the rest stay at this step and end cancelled
-                if claim is not None and not claim([state], ctx):
-                    free_slots.release()
-                    continue
-                sending = pool.submit(self.run_guarded, state, config, ctx)
-                sending.add_done_callback(lambda _: free_slots.release())
+        """Up to SEND_CONCURRENCY sends in flight.
+
+        Email is at most once: an entity's checkpoint moves past this step just before its
+        send, so a redelivered chunk never sends it again (a worker killed mid-send loses
+        that email). Webhooks are at least once: the checkpoint moves after the send, so a
+        worker killed during or after a send sends it again on redelivery, with the same
+        `webhook-id`. This thread writes those checkpoints, a few sends at a time: the
+        pool's threads have no database connection of their own to use."""
+        at_least_once = config["channel"] == "webhook"
+        sent: queue.SimpleQueue[EntityState] = queue.SimpleQueue()
+
+        def send(state: EntityState) -> Flow:
+            flow = self.run(state, config, ctx)  # raises if not delivered: no checkpoint
+            sent.put(state)
+            return flow
+
+        def checkpoint_sent() -> None:
+            done = []
+            while not sent.empty():
+                done.append(sent.get())
+            if done:
+                ctx.engine.checkpoint(done, ctx)
+
+        def admit(state: EntityState) -> bool:
+            if at_least_once:
+                checkpoint_sent()
+                return True
+            return bool(ctx.engine.checkpoint([state], ctx))
+
+        sends = list(bounded_calls(states, send, limit=SEND_CONCURRENCY, ctx=ctx, admit=admit))
+        if at_least_once:
+            checkpoint_sent()
+        for state, sending in sends:
+            if not state.alive:
+                continue  # its checkpoint failed it, or another delivery owns it now
+            try:
+                flow = sending.result()
+            except StepError as exc:
+                state.fail(ctx.step_id, exc.message)
+            except Exception as exc:  # a defect in one send fails that entity alone
+                logger.exception("Step %s (notify) crashed", ctx.step_id)
+                state.fail(ctx.step_id, internal_error(ctx.step_id, exc))
+            else:
+                advance(state, flow, ctx)
 
     def run(self, state: EntityState, config: dict, ctx: StepContext) -> Flow:
         message = self.render(config.get("message", ""), state, ctx)
         if config["channel"] == "email":
-            to = recipients(config["to"])
-            subject = self.render(config.get("subject") or "Workflow notification", state, ctx)
-            if ctx.dry_run:
-                return Flow(
-                    output={
-                        "sent": False,
-                        "channel": "email",
-                        "to": to,
-                        "subject": subject,
-                        "message": message,
-                    }
-                )
-            send_mail(subject, message, None, to)
-            state.log.append(("info", ctx.step_id, f"Email sent to {', '.join(to)}."))
-            return Flow(output={"sent": True, "channel": "email", "to": to})
+            return self._email(state, config, ctx, message)
         event = webhook_event(state, ctx, message)
         if ctx.dry_run:
             return Flow(
-                output={"sent": False, "channel": "webhook", "url": config["url"], "event": event}
+                output={
+                    "sent": False,
+                    "channel": "webhook",
+                    "url": display_url(config["url"]),
+                    "event": event,
+                }
             )
         body = json.dumps(event).encode()
-        headers = {"X-Workflows-Event-Id": event["id"]}
-        if config.get("secret"):
-            headers[SIGNATURE_HEADER] = sign(body, config["secret"])
-        response = post_json(config["url"], body, headers)
+        answer = post_json(config["url"], body, webhook_headers(event["id"], body, config))
         state.log.append(
-            ("info", ctx.step_id, f"Webhook delivered to {config['url']} ({response.status_code}).")
+            (
+                "info",
+                ctx.step_id,
+                f"Webhook delivered to {display_url(config['url'])} ({answer.status_code}).",
+            )
         )
-        return Flow(output={"sent": True, "channel": "webhook", "status": response.status_code})
+        return Flow(output={"sent": True, "channel": "webhook", "status": answer.status_code})
+
+    def _email(self, state: EntityState, config: dict, ctx: StepContext, message: str) -> Flow:
+        to = recipients(config["to"])
+        subject = self.render(config.get("subject") or "Workflow notification", state, ctx)
+        if "\r" in subject or "\n" in subject:
+            # A line break in a header would let entity data add headers (or fail the send).
+            raise StepError(
+                f"The email subject contains a line break after rendering: {subject[:200]!r}."
+            )
+        if ctx.dry_run:
+            return Flow(
+                output={
+                    "sent": False,
+                    "channel": "email",
+                    "to": to,
+                    "subject": subject,
+                    "message": message,
+                }
+            )
+        send_mail(subject, message, None, to)
+        state.log.append(("info", ctx.step_id, f"Email sent to {', '.join(to)}."))
+        return Flow(output={"sent": True, "channel": "email", "to": to})
 
 
-SIGNATURE_HEADER = "X-Workflows-Signature"
-SEND_CONCURRENCY = 8
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a secret, as Standard Webhooks reads it: after `whsec_`, base64;
+    any other string, its UTF-8 bytes. ValueError when a `whsec_` secret is not base64."""
+    if not secret.startswith(WHSEC_PREFIX):
+        return secret.encode()
+    encoded = secret[len(WHSEC_PREFIX) :]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("A secret starting with `whsec_` must continue in base64.") from exc
+    if not key:
+        raise ValueError("A secret starting with `whsec_` must continue in base64.")
+    return key
 
 
-def sign(body: bytes, secret: str) -> str:
-    """`sha256=<hex HMAC-SHA256 of the raw body>`; receivers recompute and compare."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def webhook_headers(event_id: str, body: bytes, config: dict) -> dict:
+    """`webhook-id` and `webhook-timestamp`, and with a secret `webhook-signature`:
+    `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` (Standard Webhooks)."""
+    timestamp = str(int(time.time()))
+    headers = {"webhook-id": event_id, "webhook-timestamp": timestamp}
+    if config.get("secret"):
+        signed = f"{event_id}.{timestamp}.".encode() + body
+        digest = hmac.new(signing_key(config["secret"]), signed, hashlib.sha256).digest()
+        headers["webhook-signature"] = "v1," + base64.b64encode(digest).decode()
+    return headers
 
 
 def webhook_event(state: EntityState, ctx: StepContext, message: str) -> dict:
     return {
-        # Stable for one entity at one step of one run, so a receiver can drop duplicates.
+        # Stable for one entity at one step of one run: a redelivery carries the same id
+        # (`webhook-id`), so a receiver can drop duplicates.
         "id": f"{ctx.run_id}.{state.entity_id}.{ctx.step_id}",
         "type": "workflow.notify",
         "createdAt": int(time.time() * 1000),
@@ -158,5 +261,6 @@ def webhook_event(state: EntityState, ctx: StepContext, message: str) -> dict:
     }
 
 
-def recipients(to: str) -> list[str]:
-    return [address.strip() for address in to.split(",") if address.strip()]
+def recipients(to: str | list[str]) -> list[str]:
+    addresses = to if isinstance(to, list) else to.split(",")
+    return [address.strip() for address in addresses if address.strip()]

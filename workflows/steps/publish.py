@@ -27,14 +27,10 @@ class Publish(StepType):
 
     def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:
         status = config["status"]
-        if ctx.dry_run:
-            for state in states:
-                state.status = status
-                advance(state, Flow(output={"published": False, "status": status}), ctx)
-            return
-        # The committer merges the working copies into the entities and moves each item's
-        # checkpoint past this step in one transaction.
-        published = ctx.committer.publish(states, status, ctx)
+        # A run's engine merges the working copies into the entities and moves each item's
+        # checkpoint past this step in one transaction; a dry run's only sets the status.
+        published = ctx.engine.publish(states, status, ctx)
+        output = {"published": not ctx.dry_run, "status": status}
         for state in states:
             if state.entity_id in published:
-                advance(state, Flow(output={"published": True, "status": status}), ctx)
+                advance(state, Flow(output=output), ctx)

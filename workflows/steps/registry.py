@@ -26,7 +26,8 @@ class StepTypeRegistry:
             raise ImproperlyConfigured(f"Unknown step type {type_name!r}.") from None
 
     def __contains__(self, type_name: object) -> bool:
-        return type_name in self._types
+        # A name from a request may be any JSON value; an object or array is not hashable.
+        return isinstance(type_name, str) and type_name in self._types
 
     def __iter__(self):
         return iter(self._types.values())

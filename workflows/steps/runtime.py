@@ -1,9 +1,12 @@
-"""What a step sees and returns when it runs: the entity's working copy, the step outputs so
-far, and the run it belongs to."""
+"""What a step sees, returns and may ask when it runs: the entity's working copy and how it
+ended (`EntityState`, `Outcome`), the run-level facts (`StepContext`), how the entity goes on
+(`Flow`), and the engine's ports (`StepEngine`: implemented by the run engine in
+`jobs.engine`, and by `DryRun` for the test endpoint)."""
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol
 
 
 class StepError(Exception):
@@ -48,6 +51,21 @@ def remove_path(data: dict, path: str) -> Any:
     return node.pop(last, MISSING)
 
 
+class Outcome(StrEnum):
+    """How an entity's way through the steps ended (RUNNING while it is still on its way).
+
+    The engine turns each into the run item's status; STOPPED (a condition stopped the
+    entity, its changes kept) is the item status `skipped`, counted as completed."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    HANDED_OFF = "handed_off"  # runs only: another delivery of the chunk owns the entity now
+    WAITING = "waiting"  # runs only: parked at a step until its wait is resolved
+
+
 @dataclass(slots=True)
 class EntityState:
     """One entity going through the steps of a run (or a test).
@@ -66,7 +84,7 @@ class EntityState:
     version: int = 1
     outputs: dict = field(default_factory=dict)
     next_step: int = 0
-    outcome: str = "running"  # running | completed | skipped | failed | cancelled | waiting
+    outcome: Outcome = Outcome.RUNNING
     error: str = ""
     step_id: str = ""
     usage: dict = field(default_factory=dict)
@@ -77,7 +95,7 @@ class EntityState:
 
     @property
     def alive(self) -> bool:
-        return self.outcome == "running"
+        return self.outcome == Outcome.RUNNING
 
     def base(self) -> dict:
         if self.committed is None:
@@ -100,39 +118,92 @@ class EntityState:
         # A message may quote what a model or a template produced: text the database stores
         # whatever it holds (no NUL, no lone surrogate, which PostgreSQL refuses).
         message = message.replace("\x00", "").encode("utf-8", "replace").decode()
-        self.outcome, self.step_id, self.error = "failed", step_id, message
+        self.outcome, self.step_id, self.error = Outcome.FAILED, step_id, message
         self.log.append(("error", step_id, message))
-        self.trace.append({"stepId": step_id, "outcome": "failed", "error": message})
+        self.trace.append({"stepId": step_id, "outcome": Outcome.FAILED, "error": message})
 
     def add_usage(self, usage: dict) -> None:
         for key, value in usage.items():
             self.usage[key] = self.usage.get(key, 0) + value
 
 
+class StepEngine(Protocol):
+    """What a step may ask of the engine running it; every step reaches it as `ctx.engine`.
+
+    The run engine (`jobs.engine.committer.ChunkCommitter`) persists, each write conditional
+    on the chunk's lease; `DryRun` (the test endpoint) persists and sends nothing, so a step
+    takes the same code path in both and never asks which one it has."""
+
+    def publish(self, states: list[EntityState], status: str, ctx: "StepContext") -> set[str]:
+        """Commit the working copies of `states` into their entities, with `status`; returns
+        the ids committed (each other state has failed, saying why)."""
+        ...
+
+    def checkpoint(self, states: list[EntityState], ctx: "StepContext") -> list[EntityState]:
+        """Record `states` as past this step, so a redelivered chunk does not repeat it: just
+        before an at-most-once side effect (an email), just after an at-least-once one (a
+        webhook). Returns the states this delivery may go on with; each other one has
+        failed, or belongs to another delivery now."""
+        ...
+
+    def cancelled(self) -> bool:
+        """True once the run was cancelled: start no new work. Cheap: call it often."""
+        ...
+
+    def heartbeat(self) -> None:
+        """Show that the run still moves during a long batch. Cheap: call it often."""
+        ...
+
+    def wait(self, state: EntityState, ctx: "StepContext", *, kind: str, request: dict) -> bool:
+        """Park the entity at this step until a wait of `kind` (`jobs.waits`: "review") is
+        resolved; `request` is what the kind stores for it. The entity then holds no worker;
+        once resolved it goes on at the next step (or stops, or fails). Returns whether it
+        was parked: an engine that does not wait (the test endpoint's) returns False, and
+        the step goes on as if the wait had resolved to go on."""
+        ...
+
+
+class DryRun:
+    """The engine of the test endpoint: nothing is committed or sent, nothing is cancelled.
+    `publish` gives the working copies their status, as a run's publish would."""
+
+    def publish(self, states: list[EntityState], status: str, ctx: "StepContext") -> set[str]:
+        for state in states:
+            state.status = status
+        return {state.entity_id for state in states}
+
+    def checkpoint(self, states: list[EntityState], ctx: "StepContext") -> list[EntityState]:
+        return states
+
+    def cancelled(self) -> bool:
+        return False
+
+    def heartbeat(self) -> None:
+        return None
+
+    def wait(self, state: EntityState, ctx: "StepContext", *, kind: str, request: dict) -> bool:
+        return False
+
+
 @dataclass
 class StepContext:
-    """The run-level facts a step needs. `dry_run` (the test endpoint) commits and sends
-    nothing: side-effecting steps report what they would have done."""
+    """The run-level facts a step needs, and the engine it may ask (`engine`). With `dry_run`
+    (the test endpoint) a step sends nothing: it reports what it would have sent."""
 
     run_id: str
     workflow_id: str
     step_id: str
     step_index: int
+    engine: StepEngine
     is_last_step: bool = False
     dry_run: bool = False
-    # Publishes working copies, claims side effects, parks entities that wait (`wait`):
-    # jobs.execution.ChunkCommitter.
-    committer: Any = None
-    cancelled: Any = None  # a callable: True once the run was cancelled
-
-    def is_cancelled(self) -> bool:
-        return bool(self.cancelled and self.cancelled())
 
 
 @dataclass
 class Flow:
-    """How an entity goes on after a step: to the next one, or `skip` more, or `stop`."""
+    """How an entity goes on after a step: to the next one, or `jump` over that many more,
+    or `stop` (its changes are kept; the item ends `skipped`)."""
 
     output: Any = None
-    skip: int = 0
+    jump: int = 0
     stop: bool = False

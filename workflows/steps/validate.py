@@ -1,8 +1,7 @@
-import re
-
 from config.api.errors import FieldError
+from entities.patterns import pattern_problem
 from entities.schemas import data_problems, data_validator
-from workflows.steps.base import StepType
+from workflows.steps.base import StepType, regex_search
 from workflows.steps.fields import field_path
 from workflows.steps.registry import register
 from workflows.steps.runtime import MISSING, EntityState, Flow, StepContext, StepError, get_path
@@ -85,13 +84,9 @@ class Validate(StepType):
         found = []
         for index, rule in enumerate(config.get("rules", [])):
             where = f"{path}.rules[{index}]"
-            if "pattern" in rule:
-                try:
-                    re.compile(rule["pattern"])
-                except re.error as exc:
-                    found.append(
-                        FieldError(f"{where}.pattern", f"Invalid regular expression: {exc}")
-                    )
+            problem = pattern_problem(rule["pattern"]) if "pattern" in rule else None
+            if problem:
+                found.append(FieldError(f"{where}.pattern", problem))
             for low, high in (("minLength", "maxLength"), ("minimum", "maximum")):
                 if low in rule and high in rule and rule[low] > rule[high]:
                     found.append(FieldError(f"{where}.{low}", f"Greater than {high}."))
@@ -153,7 +148,7 @@ def rule_problems(rule: dict, data: dict) -> list[str]:
             found.append(f"{name}: must have at least {rule['minLength']} characters or items")
         if "maxLength" in rule and len(value) > rule["maxLength"]:
             found.append(f"{name}: must have at most {rule['maxLength']} characters or items")
-    if "pattern" in rule and isinstance(value, str) and not re.search(rule["pattern"], value):
+    if "pattern" in rule and isinstance(value, str) and not regex_search(rule["pattern"], value):
         found.append(f"{name}: must match {rule['pattern']!r}")
     if "enum" in rule and value not in rule["enum"]:
         found.append(f"{name}: must be one of {rule['enum']!r}")

@@ -1,5 +1,6 @@
-"""The engine's side of waiting, inside a chunk: park the entities a step asked to wait
-(when the chunk finishes), and apply a wait's resolution when a later chunk resumes one.
+"""Waiting, inside a chunk: park the entities a step asked to wait (`StepEngine.wait`) when
+the chunk finishes, and apply a wait's resolution when a later delivery resumes one. (What
+resolves, expires and cancels waits, and queues resolved entities again, is `jobs.waits`.)
 
 A parked item is `waiting` with its checkpoint (working copy, committed copy, outputs,
 usage, the id of its wait and the attempt that parked it) and `next_step` past the step
@@ -10,14 +11,14 @@ write of a chunk, so a chunk delivered twice parks each entity once.
 import copy
 from typing import NamedTuple
 
+from config.api.ids import new_id
 from config.api.storable import unstorable
-from config.bulk import bulk_update_rows
-from jobs.models import ItemStatus, Run, RunItem, RunStatus, Wait
+from config.bulk import rows_update
+from jobs.engine.states import checkpoint_of
+from jobs.models import ItemStatus, RunItem, RunStatus, Wait
 from jobs.waits.base import Parked, kinds
-from workflows.steps.runtime import EntityState
-
-WAITING = "waiting"  # the outcome of a state a step asked to park
-HANDED_OFF = "handed_off"  # another delivery of the chunk owns the entity now
+from jobs.waits.services import runs_lock
+from workflows.steps.runtime import EntityState, Outcome
 
 
 class WaitRequest(NamedTuple):
@@ -29,71 +30,63 @@ class WaitRequest(NamedTuple):
     request: dict
 
 
-def checkpoint(state: EntityState) -> dict:
-    return {
-        "outputs": state.outputs,
-        "status": state.status,
-        "version": state.version,
-        "usage": state.usage,
-        "data": state.data,
-        "committed": state.base(),
-    }
-
-
 def waits_park(
     *, run_id: str, leases: dict, states: list[EntityState], requests: dict[str, WaitRequest]
 ) -> int:
-    """Park `states` (outcome `waiting`); call inside the chunk's finishing transaction.
-    Returns how many were parked; the others end as their new outcome says: `handed_off`
-    (the lease is gone), `failed` (a working copy the database cannot store) or
-    `cancelled` (the run was cancelled meanwhile).
+    """Park `states` (outcome WAITING); call inside the chunk's finishing transaction.
+    Returns how many were parked; the others end as their new outcome says: handed off (the
+    lease is gone), failed (a working copy the database cannot store) or cancelled (the run
+    was cancelled meanwhile).
 
     The run's row is locked first, so a cancel either comes before (and these entities end
-    `cancelled`) or after (and finds them waiting): none is left waiting in a cancelled run.
+    cancelled) or after (and finds them waiting): none is left waiting in a cancelled run.
     """
-    status = Run.objects.select_for_update().filter(pk=run_id).values_list("status", flat=True)
-    if status.first() == RunStatus.CANCELLED:
+    if runs_lock(run_ids=[run_id]).get(run_id) == RunStatus.CANCELLED:
         for state in states:
-            state.outcome = "cancelled"
+            state.outcome = Outcome.CANCELLED
         return 0
-    locked = dict(
-        RunItem.objects.select_for_update()
-        .filter(pk__any=[leases[state.entity_id][0] for state in states], status=ItemStatus.RUNNING)
-        .order_by("pk")
-        .values_list("pk", "attempts")
-    )
-    parked: list[Parked] = []
+    parking: dict[int, Parked] = {}
     rows = []
     for state in states:
         pk, attempts = leases[state.entity_id]
-        request = requests[state.entity_id]
-        if locked.get(pk) != attempts:
-            state.outcome = HANDED_OFF
-            continue
+        asked = requests[state.entity_id]
         problem = unstorable(state.data, "data")
         if problem:
-            state.fail(request.step_id, f"{problem.field}: {problem.message}")
+            state.fail(asked.step_id, f"{problem.field}: {problem.message}")
             continue
         wait = Wait(
+            id=new_id("wait"),
             run_id=run_id,
             item_id=pk,
             entity_id=state.entity_id,
-            step_id=request.step_id,
-            kind=request.kind,
+            step_id=asked.step_id,
+            kind=asked.kind,
         )
-        parked.append(Parked(wait, state, request.request))
-        saved = {**checkpoint(state), "wait": wait.pk, "attempt": attempts}
+        parking[pk] = Parked(wait, state, asked.request)
+        saved = {**checkpoint_of(state, with_data=True), "wait": wait.pk, "attempt": attempts}
         rows.append(
-            RunItem(
-                pk=pk,
-                status=ItemStatus.WAITING,
-                step_id=request.step_id,
-                next_step=request.step_index + 1,
-                state=saved,
-            )
+            {
+                "id": pk,
+                "attempts": attempts,
+                "step_id": asked.step_id,
+                "next_step": asked.step_index + 1,
+                "state": saved,
+            }
         )
+    written = rows_update(
+        RunItem,
+        rows,
+        match=["id", "attempts"],
+        copy=["step_id", "next_step", "state"],
+        assign={"status": ItemStatus.WAITING},
+        where={"status": ItemStatus.RUNNING},
+        returning=["id"],
+    )
+    parked = [parking[row[0]] for row in written]
+    for pk, entry in parking.items():
+        if pk not in {row[0] for row in written}:
+            entry.state.outcome = Outcome.HANDED_OFF
     Wait.objects.bulk_create([entry.wait for entry in parked], batch_size=1000)
-    bulk_update_rows(rows, ["status", "step_id", "next_step", "state"])
     for name in {entry.wait.kind for entry in parked}:
         kinds.get(name).create([entry for entry in parked if entry.wait.kind == name])
     return len(parked)
@@ -102,7 +95,7 @@ def waits_park(
 def waits_apply(*, checkpoints: list[dict | None], states: list[EntityState]) -> None:
     """Apply the resolution of the wait each resumed entity comes back from (`checkpoints`
     are the items' saved states, in the order of `states`). A checkpoint keeps its wait's
-    id until a later side effect moves it, so a redelivered chunk applies it again, alike."""
+    id until a later step moves it, so a redelivered chunk applies it again, alike."""
     wait_ids = [saved["wait"] for saved in checkpoints if saved and "wait" in saved]
     if not wait_ids:
         return
@@ -135,6 +128,6 @@ def _apply(state: EntityState, step_id: str, resolution: dict | None) -> None:
     # Stopped or failed: the run's changes since the last commit are discarded.
     state.data = copy.deepcopy(state.base())
     if outcome == "stop":
-        state.outcome = "skipped"
+        state.outcome = Outcome.STOPPED
     else:
         state.fail(step_id, resolution.get("error") or "The wait ended the entity.")

@@ -5,8 +5,8 @@ import sys
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from config.api.demo import demo_seed
 from config.env import BASE_DIR
+from jobs.demo import demo_seed
 
 
 class Command(BaseCommand):
@@ -54,6 +54,9 @@ class Command(BaseCommand):
         # The Procfile's commands (gunicorn, celery) live beside this Python, in the venv.
         bin_dir = os.path.dirname(sys.executable)
         env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+        # The demo serves plain HTTP on this machine: browsers that refuse Secure cookies
+        # from http:// (Safari does, even on localhost) could not log in to the admin.
+        env.setdefault("SECURE_COOKIES", "false")
         honcho = shutil.which("honcho", path=bin_dir) or "honcho"
         sys.stdout.flush()
         os.chdir(BASE_DIR)

@@ -1,13 +1,18 @@
-"""`POST /workflows/:id/test`: the workflow on one entity, synchronously, committing and
-sending nothing; publish and notify report what they would have done."""
+"""The test endpoint (`POST /workflows/:id/test`, the admin's test page): the workflow on one
+entity, synchronously, through the same step loop as a run, with the `DryRun` engine:
+nothing is committed or sent; publish and notify report what they would have done."""
 
 import copy
 
 from config.api.errors import FieldError, InvalidInput
 from entities.models import Entity
+from jobs.engine.steps import steps_run
 from workflows.models import Workflow
-from workflows.pipeline import steps_run
-from workflows.steps.runtime import EntityState
+from workflows.steps.runtime import DryRun, EntityState, Outcome
+
+# The answer's words (the API's): a step the entity did not reach, and how it ended.
+NOT_REACHED = "skipped"
+ANSWER_STATUS = {Outcome.COMPLETED: "completed", Outcome.STOPPED: "skipped"}  # else "failed"
 
 
 def workflow_test(*, workflow: Workflow, entity_id: str) -> dict:
@@ -27,11 +32,18 @@ def workflow_test(*, workflow: Workflow, entity_id: str) -> dict:
         entity_type_schema=entity.entity_type.schema,
         version=entity.version,
     )
-    steps_run(states=[state], steps=steps, run_id="test", workflow_id=workflow.pk, dry_run=True)
+    steps_run(
+        states=[state],
+        steps=steps,
+        run_id="test",
+        workflow_id=workflow.pk,
+        engine=DryRun(),
+        dry_run=True,
+    )
     traced = {entry["stepId"]: entry for entry in state.trace}
     results = []
     for step in steps:
-        entry = traced.get(step["id"], {"outcome": "skipped"})
+        entry = traced.get(step["id"], {"outcome": NOT_REACHED})
         results.append(
             {
                 "stepId": step["id"],
@@ -44,7 +56,7 @@ def workflow_test(*, workflow: Workflow, entity_id: str) -> dict:
     return {
         "entityId": entity.pk,
         "workflowVersion": workflow.version,
-        "status": {"completed": "completed", "skipped": "skipped"}.get(state.outcome, "failed"),
+        "status": ANSWER_STATUS.get(state.outcome, "failed"),
         "error": state.error or None,
         "steps": results,
         "data": state.data,

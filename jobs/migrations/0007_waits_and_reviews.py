@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0005_items_run_unchecked'),
+        ('jobs', '0006_backfill_workflow_last_run_at'),
     ]
 
     operations = [

@@ -1,0 +1,15 @@
+"""Behaviour shared by the apps' ModelAdmins."""
+
+
+class CreateOnlyFieldsMixin:
+    """Fields chosen when an object is created and fixed after it, as the API keeps them: editable
+    on the add form, read-only on the change form. Django builds the change form without a
+    read-only field, so a forged POST naming it changes nothing either."""
+
+    create_only_fields: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            readonly += [name for name in self.create_only_fields if name not in readonly]
+        return readonly

@@ -1,0 +1,42 @@
+"""One delivery of one chunk, start to end: give up on items whose deliveries kept dying,
+claim the rest, load their working copies, take them through the steps, finish. Safe to run
+again for the same chunk: the leases decide which delivery acts on each entity."""
+
+import time
+
+from jobs.engine.committer import ChunkCommitter
+from jobs.engine.leases import items_claim
+from jobs.engine.outcomes import chunk_finish, items_give_up
+from jobs.engine.states import states_load
+from jobs.engine.steps import steps_run
+from jobs.engine.waits import waits_apply
+from jobs.models import Run, RunStatus
+from jobs.services import run_finalize_if_done, run_mark_running
+
+
+def chunk_execute(*, run_id: str, chunk: int) -> None:
+    run = Run.objects.select_related("workflow_version", "workflow__entity_type").get(pk=run_id)
+    seen_at = time.monotonic()
+    if run.is_ended:
+        return
+    if run.status == RunStatus.PENDING:
+        run_mark_running(run_id=run_id)
+    items_give_up(run_id, chunk)
+    items = items_claim(run, chunk)
+    if items:
+        # Every entity of a run is of the workflow's entity type (checked at start).
+        states = states_load(items, run.workflow.entity_type.schema)
+        waits_apply(checkpoints=[item.state for item in items], states=states)
+        committer = ChunkCommitter(
+            run_id, {i.entity_id: (i.pk, i.attempts) for i in items}, seen_at=seen_at
+        )
+        steps_run(
+            states=[state for state in states if state.alive],
+            steps=run.workflow_version.steps,
+            run_id=run_id,
+            workflow_id=run.workflow_id,
+            engine=committer,
+        )
+        if not chunk_finish(committer, states):
+            return  # other chunks are still open: the last one to finish ends the run
+    run_finalize_if_done(run_id=run_id)

@@ -1,0 +1,219 @@
+"""Finishing a chunk: each item's final status (where this delivery still holds its lease),
+the finished entities' last commit, the log lines, and the run's counters, in one
+transaction. Also giving up on items whose every delivery died.
+
+This is where an item's status becomes final, and where it is counted: the run's counters
+move only here (and in `run_cancel`, for items no delivery had claimed), in the transaction
+that ends the items they count.
+"""
+
+from collections import Counter
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from config.bulk import rows_update
+from jobs.engine.committer import ChunkCommitter
+from jobs.engine.waits import waits_park
+from jobs.models import ItemStatus, Run, RunItem, RunLog
+from workflows.steps.runtime import EntityState, Outcome
+
+ITEM_STATUS = {
+    Outcome.COMPLETED: ItemStatus.COMPLETED,
+    Outcome.STOPPED: ItemStatus.SKIPPED,
+    Outcome.FAILED: ItemStatus.FAILED,
+    Outcome.CANCELLED: ItemStatus.CANCELLED,
+}
+# The run's counter each outcome adds to: an entity a condition stopped has completed.
+COUNTER = {
+    Outcome.COMPLETED: "completed",
+    Outcome.STOPPED: "completed",
+    Outcome.FAILED: "failed",
+    Outcome.CANCELLED: "cancelled",
+}
+
+
+@transaction.atomic
+def chunk_finish(committer: ChunkCommitter, states: list[EntityState]) -> bool:
+    """Record every outcome this delivery still holds the lease for, commit the finished
+    entities' remaining changes, and move the run's counters, in one transaction.
+    Returns whether the counters now add up to the run's total."""
+    now = timezone.now()
+    leases = committer.leases
+    waiting = [state for state in states if state.outcome == Outcome.WAITING]
+    parked = 0
+    if waiting:  # first: it locks the run's row, and may end some of them instead
+        parked = waits_park(
+            run_id=committer.run_id, leases=leases, states=waiting, requests=committer.waits
+        )
+    states = _items_end(
+        leases,
+        [s for s in states if s.outcome not in (Outcome.HANDED_OFF, Outcome.WAITING)],
+        now,
+    )
+    finished = [s for s in states if s.outcome in (Outcome.COMPLETED, Outcome.STOPPED)]
+    unfinished = []  # failed at their final commit (the schema, the size limit)
+    for status in {state.publish_status for state in finished}:
+        batch = [s for s in finished if s.publish_status == status and (status or s.dirty)]
+        committed = {s.entity_id for s in committer.commit(batch, status, None, final=True)}
+        unfinished += [s for s in batch if s.entity_id not in committed]
+    rows_update(
+        RunItem,
+        (
+            {"id": leases[s.entity_id][0], "error": s.error, "step_id": s.step_id}
+            for s in unfinished
+        ),
+        match=["id"],
+        copy=["error", "step_id"],
+        assign={"status": ItemStatus.FAILED},
+    )
+    logs = committer.logs
+    # One line per chunk and step for entities a step stopped (a condition, a rejected
+    # review), as for publications: the item says which step stopped each one.
+    stopped = Counter(state.step_id for state in states if state.outcome == Outcome.STOPPED)
+    logs += [
+        RunLog(
+            run_id=committer.run_id,
+            timestamp=now,
+            message=f"Stopped at this step: {count} entities.",
+            step_id=step_id,
+        )
+        for step_id, count in stopped.items()
+    ]
+    counts = Counter(COUNTER[state.outcome] for state in states)
+    counts["waiting"] = parked
+    for state in states:
+        logs += [
+            RunLog(
+                run_id=committer.run_id,
+                timestamp=now,
+                level=level,
+                message=message,
+                entity_id=state.entity_id,
+                step_id=step_id,
+            )
+            for level, step_id, message in state.log
+        ]
+    RunLog.objects.bulk_create(logs, batch_size=1000)
+    # Last: every chunk of the run writes this row, so its lock is held only to COMMIT.
+    return run_count(committer.run_id, counts, _sum_usage(states), now)
+
+
+def _items_end(leases: dict, states: list[EntityState], now) -> list[EntityState]:
+    """Write each item's final status where this delivery still holds its lease; returns
+    the states written (another delivery owns the others now).
+
+    One statement for the chunk, the lease in its WHERE, so no lock is taken first and the
+    rows it returns are the ones it ended. Its row locks are not taken in one id order, so a
+    redelivery's claim racing this finish can deadlock with it. PostgreSQL then aborts one
+    of the two; its task is retried and the leases decide which delivery acts (nothing is
+    written twice)."""
+    written = rows_update(
+        RunItem,
+        (
+            {
+                "id": leases[state.entity_id][0],
+                "attempts": leases[state.entity_id][1],
+                "status": ITEM_STATUS[state.outcome],
+                "step_id": state.step_id,
+                "error": state.error,
+                "usage": state.usage,
+            }
+            for state in states
+        ),
+        match=["id", "attempts"],
+        copy=["status", "step_id", "error", "usage"],
+        assign={"completed_at": now, "state": None},
+        where={"status": ItemStatus.RUNNING},
+        returning=["id"],
+    )
+    ended = {row[0] for row in written}
+    return [state for state in states if leases[state.entity_id][0] in ended]
+
+
+def items_give_up(run_id: str, chunk: int) -> int:
+    """Fail the chunk's unfinished items already claimed RUN_MAX_ATTEMPTS times: every
+    delivery of their chunk died before finishing them (a worker killed each time, a crash
+    outside the steps), so one more would too. Counted and logged; returns how many."""
+    limit = settings.RUN_MAX_ATTEMPTS
+    error = (
+        f"Gave up after {limit} attempts: every delivery of this entity's chunk ended before "
+        "finishing it (its worker was killed or lost, or crashed outside the steps; see the "
+        "worker's log)."
+    )
+    now = timezone.now()
+    with transaction.atomic():
+        ended = list(
+            RunItem.objects.filter(
+                run_id=run_id,
+                chunk=chunk,
+                status__in=[ItemStatus.PENDING, ItemStatus.RUNNING],
+                attempts__gte=limit,
+            ).values_list("pk", "entity_id", "step_id")
+        )
+        if not ended:
+            return 0
+        rows_update(
+            RunItem,
+            ({"id": pk} for pk, _, _ in ended),
+            match=["id"],
+            assign={
+                "status": ItemStatus.FAILED,
+                "error": error,
+                "completed_at": now,
+                "state": None,
+            },
+        )
+        RunLog.objects.bulk_create(
+            RunLog(
+                run_id=run_id,
+                timestamp=now,
+                level=RunLog.Level.ERROR,
+                message=error,
+                entity_id=entity_id,
+                step_id=step_id,
+            )
+            for _, entity_id, step_id in ended
+        )
+        run_count(run_id, {"failed": len(ended)}, {}, now)
+    return len(ended)
+
+
+def run_count(run_id: str, counts: dict, tokens: dict, now) -> bool:
+    """Add a chunk's outcomes, entities parked (`waiting`) and tokens to the run's counters,
+    in the database (concurrent chunks lose no update); True when completed + failed +
+    cancelled has reached the total (waiting entities are not in that sum)."""
+    added = {
+        "completed": counts.get("completed", 0),
+        "failed": counts.get("failed", 0),
+        "cancelled": counts.get("cancelled", 0),
+        "waiting": counts.get("waiting", 0),
+        "input_tokens": tokens.get("inputTokens", 0),
+        "output_tokens": tokens.get("outputTokens", 0),
+    }
+    quote = connection.ops.quote_name
+    column = {
+        name: quote(Run._meta.get_field(name).column)
+        for name in ("id", "total", "heartbeat_at", *added)
+    }
+    assignments = ", ".join(f"{column[name]} = {column[name]} + %s" for name in added)
+    ended = " + ".join(column[name] for name in ("completed", "failed", "cancelled"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(Run._meta.db_table)} SET {assignments}, "  # noqa: S608
+            f"{column['heartbeat_at']} = %s WHERE {column['id']} = %s "
+            f"RETURNING {ended} >= {column['total']}",
+            [*added.values(), connection.ops.adapt_datetimefield_value(now), run_id],
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def _sum_usage(states: list[EntityState]) -> dict:
+    total = {"inputTokens": 0, "outputTokens": 0}
+    for state in states:
+        if state.usage:
+            for key in total:
+                total[key] += state.usage.get(key, 0)
+    return total

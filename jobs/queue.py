@@ -1,0 +1,22 @@
+"""Putting the engine's work on the broker. The tasks (`jobs/tasks.py`) call the engine and
+the services, so those name the tasks here instead of importing them: one import direction,
+and the names are bound to the tasks in `jobs/tasks.py` (`name=`)."""
+
+from celery import current_app
+
+RUN_CHUNK = "jobs.tasks.run_chunk"
+SEND_RUN_CALLBACK = "jobs.tasks.send_run_callback"
+RESUME_WAITS = "jobs.tasks.resume_waits"
+
+
+def chunks_enqueue(run_id: str, chunks) -> None:
+    for chunk in chunks:
+        current_app.send_task(RUN_CHUNK, args=(run_id, chunk))
+
+
+def callback_enqueue(run_id: str) -> None:
+    current_app.send_task(SEND_RUN_CALLBACK, args=(run_id,))
+
+
+def waits_resume_enqueue(run_id: str, *, countdown: float = 0) -> None:
+    current_app.send_task(RESUME_WAITS, args=(run_id,), countdown=countdown)

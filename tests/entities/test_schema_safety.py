@@ -1,0 +1,188 @@
+"""An entity type's schema comes from a user: its `$ref`s never leave the document (nothing is
+fetched, from the network or the disk) and its patterns run on RE2, in time linear in the text."""
+
+import json
+
+import pytest
+
+from entities.models import EntityType
+from tests.servers import start_schema_host
+
+pytestmark = pytest.mark.django_db
+
+# Python's `re` backtracks on these for longer than any test runs; RE2 answers at once.
+CATASTROPHIC = ["^(a+)+$", "^(a|a)+$", "^(a|aa)+$", "(x+x+)+y"]
+EVIL_TEXT = "a" * 40 + "!"
+
+
+@pytest.fixture
+def schema_server():
+    """A loopback host serving a schema, counting every GET it is sent."""
+    url, hits, server = start_schema_host()
+    yield url, hits
+    server.shutdown()
+    server.server_close()
+
+
+def _details(response) -> list[dict]:
+    assert response.status_code == 400, response.json()
+    return response.json()["error"]["details"]
+
+
+def _create_type(api, schema):
+    return api.post("/api/v1/entity-types", {"name": "h", "schema": schema})
+
+
+@pytest.mark.parametrize(
+    ("schema", "field"),
+    [
+        ({"$ref": "{url}/internal/schema.json"}, "schema.$ref"),
+        ({"$ref": "{url}/internal/schema.json#/properties"}, "schema.$ref"),
+        ({"$ref": "file:///etc/passwd"}, "schema.$ref"),
+        ({"properties": {"a": {"$ref": "other.json"}}}, "schema.properties.a.$ref"),
+        ({"prefixItems": [{"$ref": "//127.0.0.1/x"}]}, "schema.prefixItems[0].$ref"),
+        ({"$defs": {"a": {"$dynamicRef": "{url}/d.json"}}}, "schema.$defs.a.$dynamicRef"),
+        ({"allOf": [{"$ref": "urn:not-declared-here"}]}, "schema.allOf[0].$ref"),
+    ],
+)
+def test_a_schema_referring_outside_itself_is_refused_and_nothing_is_fetched(
+    api, schema_server, schema, field
+):
+    url, hits = schema_server
+    schema = json.loads(json.dumps(schema).replace("{url}", url))
+    [detail] = _details(_create_type(api, schema))
+    assert detail["field"] == field
+    assert "nothing is fetched" in detail["message"]
+    assert hits == []
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$defs": {"t": {"type": "string", "maxLength": 3}},
+         "properties": {"a": {"$ref": "#/$defs/t"}}},
+        {"$defs": {"t": {"$id": "urn:t", "type": "string", "maxLength": 3}},
+         "properties": {"a": {"$ref": "urn:t"}}},
+        {"$id": "https://example.com/root", "$defs": {"t": {"type": "string", "maxLength": 3}},
+         "properties": {"a": {"$ref": "#/$defs/t"}}},
+    ],
+)  # fmt: skip
+def test_references_inside_the_schema_are_accepted_and_resolve(api, schema_server, schema):
+    _, hits = schema_server
+    response = _create_type(api, schema)
+    assert response.status_code == 201, response.json()
+    type_id = response.json()["id"]
+    good = api.post("/api/v1/entities", {"entityTypeId": type_id, "data": {"a": "abc"}})
+    assert good.status_code == 201, good.json()
+    [detail] = _details(
+        api.post("/api/v1/entities", {"entityTypeId": type_id, "data": {"a": "abcd"}})
+    )
+    assert detail["field"] == "data.a"
+    assert hits == []
+
+
+@pytest.mark.parametrize("reference", ["{url}/internal/schema.json", "file:///etc/hostname"])
+def test_a_stored_schema_with_a_remote_reference_fetches_nothing_and_answers_400(
+    api, schema_server, reference
+):
+    """A schema saved before references were checked is refused at use, not fetched."""
+    url, hits = schema_server
+    entity_type = EntityType.objects.create(
+        name="old", schema={"$ref": reference.replace("{url}", url)}
+    )
+    response = api.post("/api/v1/entities", {"entityTypeId": entity_type.pk, "data": {"a": 1}})
+    [detail] = _details(response)
+    assert "cannot be resolved" in detail["message"]
+    assert "s3cr3t" not in json.dumps(response.json())
+    assert hits == []
+
+
+@pytest.mark.parametrize(
+    ("schema", "field"),
+    [
+        ({"properties": {"a": {"pattern": "(a)\\1"}}}, "schema.properties.a.pattern"),
+        ({"properties": {"a": {"pattern": "a(?=b)"}}}, "schema.properties.a.pattern"),
+        ({"items": {"pattern": "(?<!x)y"}}, "schema.items.pattern"),
+        ({"patternProperties": {"^(?!x)": {}}}, "schema.patternProperties.^(?!x)"),
+        ({"propertyNames": {"pattern": "[unclosed"}}, "schema.propertyNames.pattern"),
+        ({"properties": {"a": {"pattern": "a{2000}"}}}, "schema.properties.a.pattern"),
+    ],
+)  # fmt: skip
+def test_a_pattern_re2_cannot_run_is_refused_naming_it(api, schema, field):
+    [detail] = _details(_create_type(api, schema))
+    assert detail["field"] == field
+    assert "Invalid regular expression" in detail["message"]
+
+
+def test_unevaluated_properties_with_pattern_properties_is_refused(api):
+    schema = {"patternProperties": {"^x": {}}, "unevaluatedProperties": False}
+    [detail] = _details(_create_type(api, schema))
+    assert detail["field"] == "schema" and "unevaluatedProperties" in detail["message"]
+    assert _create_type(api, {"unevaluatedProperties": False}).status_code == 201
+
+
+@pytest.mark.parametrize("pattern", CATASTROPHIC)
+def test_a_catastrophic_pattern_answers_at_once_in_every_place_a_schema_uses_one(api, pattern):
+    schema = {
+        "type": "object",
+        "properties": {"text": {"type": "string", "pattern": pattern}},
+        "patternProperties": {pattern: {"type": "integer"}},
+        "propertyNames": {"maxLength": 100},
+        "additionalProperties": {"type": "integer"},
+    }
+    response = _create_type(api, schema)
+    assert response.status_code == 201, response.json()
+    type_id = response.json()["id"]
+    data = {"text": EVIL_TEXT, EVIL_TEXT: "not checked by the pattern, so by additionalProperties"}
+    details = _details(api.post("/api/v1/entities", {"entityTypeId": type_id, "data": data}))
+    assert {d["field"] for d in details} == {"data.text", f"data.{EVIL_TEXT}"}
+    good = {"text": "aaaa" if "y" not in pattern else "xxy", "aa": 1}
+    assert api.post("/api/v1/entities", {"entityTypeId": type_id, "data": good}).status_code == 201
+
+
+def test_additional_properties_false_names_the_unexpected_keys(api):
+    schema = {"patternProperties": {"^x_": {"type": "integer"}}, "additionalProperties": False}
+    type_id = _create_type(api, schema).json()["id"]
+    data = {"x_ok": 1, "other": 2}
+    [detail] = _details(api.post("/api/v1/entities", {"entityTypeId": type_id, "data": data}))
+    assert detail["field"] == "data" and "'other' was unexpected" in detail["message"]
+    good = {"entityTypeId": type_id, "data": {"x_ok": 1, "x_two": 2}}
+    assert api.post("/api/v1/entities", good).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#"},
+        {"$defs": {"a": {"$ref": "#/$defs/a"}}, "properties": {"x": {"$ref": "#/$defs/a"}}},
+        {"$defs": {"a": {"allOf": [{"$ref": "#/$defs/b"}]}, "b": {"not": {"$ref": "#/$defs/a"}}},
+         "$ref": "#/$defs/a"},
+        {"$defs": {"a": {"$anchor": "here", "anyOf": [{"$ref": "#here"}]}}},
+        {"if": {"$ref": "#"}},
+    ],
+)  # fmt: skip
+def test_a_schema_whose_references_loop_without_entering_the_data_is_refused(api, schema):
+    [detail] = _details(_create_type(api, schema))
+    assert detail["field"] == "schema" and "never ends" in detail["message"]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [  # recursion through a property or an item enters the data, so it ends
+        {"$defs": {"node": {"type": "object",
+                            "properties": {"child": {"$ref": "#/$defs/node"}}}},
+         "$ref": "#/$defs/node"},
+        {"type": "array", "items": {"$ref": "#"}},
+    ],
+)  # fmt: skip
+def test_a_recursive_schema_that_enters_the_data_is_accepted_and_validates(api, schema):
+    response = _create_type(api, schema)
+    assert response.status_code == 201, response.json()
+
+
+def test_a_stored_schema_whose_references_loop_answers_400_not_500(api):
+    """Saved before loops were checked: the validation that would never end is a 400."""
+    entity_type = EntityType.objects.create(name="old", schema={"$ref": "#"})
+    response = api.post("/api/v1/entities", {"entityTypeId": entity_type.pk, "data": {"a": 1}})
+    [detail] = _details(response)
+    assert "without end" in detail["message"]
