@@ -2,6 +2,7 @@
 with edits, bulk decisions, and the run page's link to its waiting entities."""
 
 import html
+import re
 
 import pytest
 
@@ -44,6 +45,8 @@ def test_the_queue_shows_each_review_side_by_side_newest_first(staff, product_ty
     assert 'class="changed" data-field="slug"' in page  # the field the run changed
     assert 'class="" data-field="price"' in page  # shown, unchanged
     assert "2 pending reviews" in page
+    [run_link] = set(re.findall(r'href="(/admin/jobs/run/[^"]+/change/)"', page))
+    assert staff.get(run_link).status_code == 200  # the id is quoted as the admin's URLs are
 
 
 def test_the_queue_filters_by_workflow_and_run(staff, product_type):
