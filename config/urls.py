@@ -7,6 +7,7 @@ from rest_framework.routers import SimpleRouter
 from config.api.views import HealthView, SchemaView
 from entities.views import EntityTypeViewSet, EntityViewSet
 from jobs.metrics import MetricsView
+from jobs.reviews.views import ReviewViewSet
 from jobs.views import JobViewSet, RunViewSet, WorkflowRunViewSet
 from workflows.views import StepTypeListView, WorkflowViewSet
 
@@ -16,6 +17,7 @@ router.register("entities", EntityViewSet, basename="entity")
 router.register("workflows", WorkflowViewSet, basename="workflow")
 router.register("workflows", WorkflowRunViewSet, basename="workflow-engine")
 router.register("jobs", JobViewSet, basename="job")
+router.register("reviews", ReviewViewSet, basename="review")
 
 api_v1 = [
     path("schema", SchemaView.as_view(), name="schema"),

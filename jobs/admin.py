@@ -16,6 +16,7 @@ from jobs import services
 from jobs.engine.dry_run import workflow_test
 from jobs.filter_runs import run_start_over_filter
 from jobs.models import ItemStatus, Job, Run, RunItem, RunLog, TriggerType
+from jobs.reviews.admin import reviews_url
 from workflows.admin import WorkflowAdmin
 from workflows.models import Workflow
 
@@ -31,7 +32,7 @@ def progress_bar(run: Run):
         '<div class="run-progress" data-progress-url="{}" data-ended="{}">'
         '<div class="bar"><span class="ok" style="width:{}%"></span>'
         '<span class="bad" style="width:{}%"></span></div>'
-        '<span class="label">{} / {} ({} failed)</span></div>',
+        '<span class="label">{} / {} ({} failed{})</span></div>',
         reverse("admin:jobs_run_progress", args=[quote(run.pk)]),
         "true" if run.is_ended else "false",
         f"{percent(run.completed):.2f}",
@@ -39,6 +40,7 @@ def progress_bar(run: Run):
         done,
         "…" if run.total is None else run.total,  # a run over a filter making its items
         run.failed,
+        f", {run.waiting} waiting" if run.waiting else "",
     )
 
 
@@ -137,6 +139,7 @@ class RunAdmin(RecordAdmin):
             "item_statuses": ItemStatus.values,
             "logs": RunLog.objects.filter(run=run).order_by("-pk")[:LOGS_SHOWN],
             "can_act": request.user.has_perm("jobs.change_job"),
+            "reviews_url": reviews_url(run=run.pk),
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, context)
@@ -150,6 +153,7 @@ class RunAdmin(RecordAdmin):
                 "completed": run.completed,
                 "failed": run.failed,
                 "cancelled": run.cancelled,
+                "waiting": run.waiting,
                 "ended": run.is_ended,
             }
         )

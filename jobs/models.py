@@ -3,6 +3,8 @@
 A Run is one execution of one workflow version over a set of entities; each entity has a
 RunItem (its status, checkpoint and error); a Job is the background-job face of a run for the
 Jobs API (its status and progress are the run's: one source of truth); RunLog holds its log.
+A Wait is an entity parked at a step until something outside the run resolves it; a Review is
+the first kind of wait (a person approves or rejects what the run made).
 """
 
 from django.conf import settings
@@ -62,6 +64,9 @@ class Run(models.Model):
     completed = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     cancelled = models.PositiveIntegerField(default=0)
+    # Entities parked at a step now (their items `waiting`): not part of the sum that ends
+    # the run, so a run stays `running` while any entity waits.
+    waiting = models.PositiveIntegerField(default=0)
     callback_url = models.CharField(max_length=2000, blank=True)  # checked by the API
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
@@ -101,6 +106,12 @@ class Run(models.Model):
         null=True,
         blank=True,
         help_text="Last sign of progress: a chunk claimed or finished, or a step still working.",
+    )
+    resume_requested_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set while a task is queued to resume the run's resolved waits, so decisions "
+        "arriving in a burst resume together.",
     )
 
     class Meta:
@@ -148,6 +159,7 @@ class ItemStatus(models.TextChoices):
     SKIPPED = "skipped"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    WAITING = "waiting"  # parked at a step (`step_id`) with its checkpoint, on no worker
 
 
 class RunItem(models.Model):
@@ -225,3 +237,104 @@ class RunLog(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.message[:60]}"
+
+
+class WaitStatus(models.TextChoices):
+    WAITING = "waiting"  # parked, not resolved yet
+    RESOLVED = "resolved"  # resolved; its item is queued again unless it still `waiting`
+    CANCELLED = "cancelled"  # its run was cancelled before it was resumed
+
+
+class Wait(models.Model):
+    """An entity parked at a step of a run until something outside the run resolves it.
+
+    The engine owns this row: it parks the item (`waiting`, its checkpoint holding this
+    wait's id) and, once a kind of wait has resolved it, queues the item again. `resolution`
+    says how the entity goes on, in the engine's terms: `{"outcome": "continue" | "stop" |
+    "fail", "data": top-level keys merged into the working copy, "output": the step's output,
+    "error": why it failed, "log": a line for the run's log}`.
+    """
+
+    id = models.CharField(
+        primary_key=True, max_length=ID_LENGTH, default=id_default("wait"), editable=False
+    )
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="waits", db_index=False)
+    item = models.ForeignKey(
+        RunItem, on_delete=models.CASCADE, related_name="waits", db_constraint=False
+    )
+    entity_id = models.CharField(max_length=ID_LENGTH)
+    step_id = models.CharField(max_length=64)
+    kind = models.CharField(max_length=32)
+    status = models.CharField(max_length=16, choices=WaitStatus.choices, default=WaitStatus.WAITING)
+    resolution = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "status"], name="wait_run_status")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id}"
+
+
+class ReviewStatus(models.TextChoices):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class Review(models.Model):
+    """A person's review of what a run made of one entity, before the run goes on: the wait
+    of a `review` step. What the step asked is stored as it was rendered for the entity."""
+
+    class OnTimeout(models.TextChoices):
+        APPROVE = "approve"
+        REJECT = "reject"
+
+    class OnReject(models.TextChoices):
+        STOP = "stop"
+        FAIL = "fail"
+
+    id = models.CharField(
+        primary_key=True, max_length=ID_LENGTH, default=id_default("rev"), editable=False
+    )
+    wait = models.OneToOneField(Wait, on_delete=models.CASCADE, related_name="review")
+    # Indexed by `review_run_newest` (its first column).
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="reviews", db_index=False)
+    entity_id = models.CharField(max_length=ID_LENGTH)
+    step_id = models.CharField(max_length=64)
+    status = models.CharField(
+        max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.PENDING
+    )
+    instructions = models.TextField(blank=True)
+    fields = models.JSONField(default=list, help_text="The field paths shown and editable.")
+    group = models.CharField(
+        max_length=150, blank=True, help_text="The Django group whose members may decide."
+    )
+    on_timeout = models.CharField(max_length=8, choices=OnTimeout.choices, default=OnTimeout.REJECT)
+    on_reject = models.CharField(max_length=8, choices=OnReject.choices, default=OnReject.STOP)
+    proposed = models.JSONField(help_text="The run's working copy (with the reviewer's edits).")
+    edits = models.JSONField(null=True, blank=True, help_text="Top-level keys the reviewer set.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.CharField(max_length=150, blank=True)
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        permissions = [("decide_review", "Can approve or reject reviews")]
+        indexes = [
+            models.Index(fields=["status", "-id"], name="review_status_newest"),
+            models.Index(fields=["run", "-id"], name="review_run_newest"),
+            models.Index(fields=["entity_id", "-id"], name="review_entity_newest"),
+            models.Index(
+                fields=["expires_at"],
+                name="review_pending_expiry",
+                condition=models.Q(status="pending", expires_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.id

@@ -8,6 +8,7 @@ RUN_CHUNK = "jobs.tasks.run_chunk"
 SEND_RUN_CALLBACK = "jobs.tasks.send_run_callback"
 MAKE_RUN_ITEMS = "jobs.tasks.make_run_items"
 DISPATCH_TRIGGERS = "jobs.tasks.dispatch_triggers"
+RESUME_WAITS = "jobs.tasks.resume_waits"
 
 
 def chunks_enqueue(run_id: str, chunks) -> None:
@@ -21,3 +22,7 @@ def callback_enqueue(run_id: str) -> None:
 
 def items_make_enqueue(run_id: str) -> None:
     current_app.send_task(MAKE_RUN_ITEMS, args=(run_id,))
+
+
+def waits_resume_enqueue(run_id: str, *, countdown: float = 0) -> None:
+    current_app.send_task(RESUME_WAITS, args=(run_id,), countdown=countdown)

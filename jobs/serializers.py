@@ -18,6 +18,9 @@ class ProgressSerializer(serializers.Serializer):
     )
     failed = serializers.IntegerField(help_text="Entities that failed during execution.")
     cancelled = serializers.IntegerField(help_text="Entities left undone by a cancel.")
+    waiting = serializers.IntegerField(
+        help_text="Entities waiting now at a step (a review); the run stays running meanwhile."
+    )
 
 
 class UsageSerializer(serializers.Serializer):

@@ -28,6 +28,7 @@ from jobs.models import (
     api_trigger,
 )
 from jobs.serializers import RunSerializer
+from jobs.waits.services import run_waits_cancel
 from workflows.models import Workflow, WorkflowVersion
 from workflows.outbound import display_url, post_json
 from workflows.steps.runtime import StepError
@@ -236,8 +237,9 @@ def run_callback_send(*, run_id: str) -> None:
 
 def run_cancel(*, run_id: str, cancelled_by: str = "") -> Run:
     """pending/running -> cancelled, at once. Items no worker has claimed become `cancelled`
-    now; workers see the status within CANCEL_CHECK_INTERVAL_S and start no new step, so
-    their items end `cancelled` too. Nothing committed is undone. 409 if the run had ended."""
+    now, and so do waiting items (their pending reviews too); workers see the status within
+    CANCEL_CHECK_INTERVAL_S and start no new step, so their items end `cancelled` too.
+    Nothing committed is undone. 409 if the run had ended."""
     with transaction.atomic():
         changed = Run.objects.filter(pk=run_id, status__in=RunStatus.open()).update(
             status=RunStatus.CANCELLED,
@@ -251,11 +253,12 @@ def run_cancel(*, run_id: str, cancelled_by: str = "") -> Run:
             status=ItemStatus.CANCELLED, completed_at=timezone.now()
         )
         Run.objects.filter(pk=run_id).update(cancelled=F("cancelled") + unclaimed)
+        waiting = run_waits_cancel(run_id=run_id, now=timezone.now())
         RunLog.objects.create(
             run_id=run_id,
             level=RunLog.Level.WARNING,
             message=f"Run cancelled{' by ' + cancelled_by if cancelled_by else ''}"
-            f"; {unclaimed} entities not started.",
+            f"; {unclaimed} entities not started" + (f", {waiting} waiting." if waiting else "."),
         )
     return Run.objects.get(pk=run_id)
 

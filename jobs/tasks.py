@@ -9,6 +9,7 @@ from jobs.engine.recovery import runs_resume_stalled
 from jobs.filter_runs import run_items_make
 from jobs.services import run_callback_send
 from jobs.triggers import entity_events_dispatch
+from jobs.waits.services import run_waits_resume, waits_expire, waits_resume_lost
 
 
 @shared_task(
@@ -40,8 +41,9 @@ def send_run_callback(run_id: str) -> None:
 
 @shared_task
 def resume_stalled_runs() -> int:
-    """Run by celery beat every minute: re-queue the chunks of runs that stopped moving."""
-    return runs_resume_stalled()
+    """Run by celery beat every minute: re-queue the chunks of runs that stopped moving, and
+    the resumes of resolved waits whose task was lost."""
+    return runs_resume_stalled() + waits_resume_lost()
 
 
 @shared_task(
@@ -72,3 +74,21 @@ def dispatch_triggers() -> int:
     """Start the runs of workflow triggers for the entity events gathered (and, from beat,
     sweep the outbox for any whose dispatch was never queued)."""
     return entity_events_dispatch()
+
+
+@shared_task(
+    name=queue.RESUME_WAITS,
+    acks_late=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    max_retries=20,
+)
+def resume_waits(run_id: str) -> int:
+    """Queue again, in chunks, the run's entities whose waits were resolved."""
+    return run_waits_resume(run_id=run_id)
+
+
+@shared_task
+def expire_waits() -> int:
+    """Run by celery beat every minute: decide the waits whose time ran out (reviews)."""
+    return waits_expire()

@@ -56,3 +56,10 @@ class Conflict(DomainError):
 
     status = 409
     code = "conflict"
+
+
+class Forbidden(DomainError):
+    """The caller may not do this to this resource (403), whatever its model permissions."""
+
+    status = 403
+    code = "permission_denied"

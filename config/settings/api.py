@@ -48,6 +48,7 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "jobs.models.RunStatus",
         "ItemStatusEnum": "jobs.models.ItemStatus",
         "LogLevelEnum": "jobs.models.RunLog.Level",
+        "ReviewStatusEnum": "jobs.models.ReviewStatus",
     },
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "POSTPROCESSING_HOOKS": [

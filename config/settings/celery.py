@@ -60,4 +60,5 @@ CELERY_BEAT_SCHEDULE = {
     # The entity outbox's safety net: events whose dispatch was never queued (the web
     # process died after COMMIT, the broker was down) start their runs within this.
     "sweep-entity-events": {"task": "jobs.tasks.dispatch_triggers", "schedule": 15.0},
+    "expire-waits": {"task": "jobs.tasks.expire_waits", "schedule": 60.0},
 }

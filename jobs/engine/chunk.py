@@ -13,6 +13,7 @@ from jobs.engine.leases import items_claim
 from jobs.engine.outcomes import chunk_finish, items_give_up
 from jobs.engine.states import states_load
 from jobs.engine.steps import steps_run
+from jobs.engine.waits import waits_apply
 from jobs.models import Run, RunStatus
 from jobs.services import run_finalize_if_done, run_mark_running
 
@@ -37,6 +38,7 @@ def _chunk_execute(run_id: str, chunk: int) -> None:
     if items:
         # Every entity of a run is of the workflow's entity type (checked at start).
         states = states_load(items, run.workflow.entity_type.schema)
+        waits_apply(checkpoints=[item.state for item in items], states=states)
         committer = ChunkCommitter(
             run_id,
             {i.entity_id: (i.pk, i.attempts) for i in items},

@@ -1,11 +1,12 @@
 """The run engine's ports: what a step may ask while a chunk runs (`StepEngine`, implemented
 here by `ChunkCommitter`): publish working copies, checkpoint before a side effect, whether
 the run was cancelled, a heartbeat, whether the run's budget allows another model call (and
-what a finished one spent: `jobs.engine.budget`). Every write is conditional on the chunk's leases.
+what a finished one spent: `jobs.engine.budget`), park an entity until a wait is resolved.
+Every write is conditional on the chunk's leases.
 
-This is where an item's checkpoint moves (`next_step`, `state`) before its final status; a
-new kind of wait would park items here too (a checkpoint, then a status that holds no
-worker) and be resumed by a delivery that claims them again.
+This is where an item's checkpoint moves (`next_step`, `state`) before its final status.
+Entities that wait are parked when the chunk finishes (`jobs.engine.waits`), holding no
+worker, and resumed by a delivery that claims them again.
 """
 
 import copy
@@ -22,6 +23,7 @@ from entities.services import WorkingCopy, entities_commit
 from jobs.engine.budget import RunBudget
 from jobs.engine.leases import HEARTBEAT_EVERY, run_heartbeat
 from jobs.engine.states import checkpoint_of
+from jobs.engine.waits import WaitRequest
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus
 from workflows.steps.runtime import EntityState, Outcome, StepContext
 
@@ -58,6 +60,7 @@ class ChunkCommitter:
         self.entity_type_id = entity_type_id
         self.leases = leases  # entity id -> (item pk, attempts)
         self.logs: list[RunLog] = []  # chunk-level lines, written with the outcomes
+        self.waits: dict[str, WaitRequest] = {}  # entity id -> what its step waits for
         # When the run was last seen not cancelled, and last shown moving (time.monotonic()).
         self._checked_at = self._beat_at = seen_at
         self._cancelled = False
@@ -90,6 +93,13 @@ class ChunkCommitter:
     def usage_record(self, usage: dict) -> None:
         if self.budget is not None:
             self.budget.spend(usage)
+
+    def wait(self, state: EntityState, ctx: StepContext, *, kind: str, request: dict) -> bool:
+        """Park the entity at this step until a wait of `kind` is resolved: it is stored
+        when the chunk finishes (`jobs.engine.waits.waits_park`) and holds no worker."""
+        state.outcome, state.step_id = Outcome.WAITING, ctx.step_id
+        self.waits[state.entity_id] = WaitRequest(kind, ctx.step_id, ctx.step_index, request)
+        return True
 
     @transaction.atomic
     def checkpoint(self, states: list[EntityState], ctx: StepContext) -> list[EntityState]:

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from config.bulk import rows_update
 from jobs.engine.committer import ChunkCommitter
+from jobs.engine.waits import waits_park
 from jobs.models import ItemStatus, Run, RunItem, RunLog
 from workflows.steps.runtime import EntityState, Outcome
 
@@ -40,7 +41,17 @@ def chunk_finish(committer: ChunkCommitter, states: list[EntityState]) -> bool:
     Returns whether the counters now add up to the run's total."""
     now = timezone.now()
     leases = committer.leases
-    states = _items_end(leases, [s for s in states if s.outcome != Outcome.HANDED_OFF], now)
+    waiting = [state for state in states if state.outcome == Outcome.WAITING]
+    parked = 0
+    if waiting:  # first: it locks the run's row, and may end some of them instead
+        parked = waits_park(
+            run_id=committer.run_id, leases=leases, states=waiting, requests=committer.waits
+        )
+    states = _items_end(
+        leases,
+        [s for s in states if s.outcome not in (Outcome.HANDED_OFF, Outcome.WAITING)],
+        now,
+    )
     finished = [s for s in states if s.outcome in (Outcome.COMPLETED, Outcome.STOPPED)]
     unfinished = []  # failed at their final commit (the schema, the size limit)
     for status in {state.publish_status for state in finished}:
@@ -58,19 +69,20 @@ def chunk_finish(committer: ChunkCommitter, states: list[EntityState]) -> bool:
         assign={"status": ItemStatus.FAILED},
     )
     logs = committer.logs
-    # One line per chunk and step for entities a condition stopped, as for publications:
-    # the item says which step stopped each one.
+    # One line per chunk and step for entities a step stopped (a condition, a rejected
+    # review), as for publications: the item says which step stopped each one.
     stopped = Counter(state.step_id for state in states if state.outcome == Outcome.STOPPED)
     logs += [
         RunLog(
             run_id=committer.run_id,
             timestamp=now,
-            message=f"Stopped by the condition: {count} entities.",
+            message=f"Stopped at this step: {count} entities.",
             step_id=step_id,
         )
         for step_id, count in stopped.items()
     ]
     counts = Counter(COUNTER[state.outcome] for state in states)
+    counts["waiting"] = parked
     for state in states:
         logs += [
             RunLog(
@@ -169,12 +181,14 @@ def items_give_up(run_id: str, chunk: int) -> int:
 
 
 def run_count(run_id: str, counts: dict, tokens: dict, now) -> bool:
-    """Add a chunk's outcomes and tokens to the run's counters, in the database (concurrent
-    chunks lose no update); True when completed + failed + cancelled has reached the total."""
+    """Add a chunk's outcomes, entities parked (`waiting`) and tokens to the run's counters,
+    in the database (concurrent chunks lose no update); True when completed + failed +
+    cancelled has reached the total (waiting entities are not in that sum)."""
     added = {
         "completed": counts.get("completed", 0),
         "failed": counts.get("failed", 0),
         "cancelled": counts.get("cancelled", 0),
+        "waiting": counts.get("waiting", 0),
         **{column: tokens.get(key, 0) for key, column in USAGE_COLUMNS.items()},
     }
     quote = connection.ops.quote_name

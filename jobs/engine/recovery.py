@@ -18,7 +18,9 @@ def runs_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
     """Queue again the unfinished chunks of runs that show no progress for `stalled_after`
     (RUN_STALL_AFTER_S): their messages were lost (a broker restarted without persistence)
     or their worker vanished past the broker's redelivery. Chunks are idempotent, so a chunk
-    still being worked on loses nothing but time. Returns the number of chunks queued."""
+    still being worked on loses nothing but time. A run whose unfinished entities all wait
+    (for a review, ...) is not stalled: nothing is queued for it. Returns the number of
+    chunks queued."""
     stalled_after = stalled_after or timedelta(seconds=settings.RUN_STALL_AFTER_S)
     now = timezone.now()
     cutoff = now - stalled_after
@@ -45,6 +47,8 @@ def runs_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
                 ).values_list("chunk", flat=True)
             )
         )
+        if not chunks:
+            continue  # every entity left is waiting: no task is meant to be working on it
         with transaction.atomic():
             # Take the resume: only one beat (or caller) re-queues a stalled run per period.
             if not _take_resume(run_id, cutoff, now):

@@ -32,7 +32,8 @@ def states_load(items: list[Lease], schema: dict | None) -> list[EntityState]:
                 usage=saved.get("usage", {}),
                 next_step=item.next_step,
             )
-        if item.attempts > 1:
+        # A redelivery; an entity back from a wait is on its first delivery since parking.
+        if item.attempts > saved.get("attempt", 0) + 1:
             state.log.append(
                 ("warning", "", f"Resumed at step {item.next_step + 1} (attempt {item.attempts}).")
             )

@@ -4,6 +4,7 @@ with a real Celery worker running the workflows. Screenshots go to test-artifact
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,70 @@ def test_staff_reach_every_admin_page_from_the_index_and_none_fails(
         "/admin/api/apikey/",
     ]:
         assert reached in paths, reached
+
+
+def test_staff_work_through_the_review_queue(page, product_type, celery_worker):
+    """From the index to the queue: edit a value and approve one review, then select two
+    and reject them; the worker takes the approved entity on with the edit."""
+    from entities.models import Entity
+    from jobs.models import Review
+    from tests.factories import start_run
+    from tests.workers import wait_for_run
+
+    workflow = make_workflow(
+        product_type,
+        [
+            {
+                "id": "tidy",
+                "type": "transform",
+                "config": {
+                    "operations": [{"op": "set", "field": "slug", "value": "{{ entity.title }}"}]
+                },
+            },
+            {
+                "id": "check",
+                "type": "review",
+                "config": {"instructions": "Is the slug of {{ entity.title }} right?"},
+            },
+            {"id": "pub", "type": "publish", "config": {}},
+        ],
+        name="Slugs, reviewed",
+    )
+    ids = make_entities(product_type, 3)
+    run = start_run(workflow, ids)
+    deadline = time.monotonic() + 60
+    while Run.objects.get(pk=run.pk).waiting < 3:  # the worker parks the three entities
+        assert time.monotonic() < deadline, "the entities did not come to wait"
+        time.sleep(0.1)
+    reviews = dict(Review.objects.values_list("entity_id", "pk"))
+
+    page.goto("/admin/")
+    page.click("#reviews-link")
+    page.wait_for_url("**/admin/jobs/review/")
+    page.select_option("#filter-workflow", workflow.pk)
+    page.click("#review-filters input[type=submit]")
+    page.wait_for_url(re.compile(r".*workflow=wf_"))
+    first = page.locator(f"#review-{reviews[ids[0]]}")
+    assert "Is the slug of Item 0 right?" in first.locator(".instructions").inner_text()
+    assert first.locator("tr.changed[data-field=slug] td.before").inner_text().strip() == "—"
+    shot(page, "review-queue")
+    first.locator("textarea[aria-label=slug]").fill("item-zero-by-hand")
+    first.locator("input[name=comment]").fill("better slug")
+    first.locator("button.approve").click()
+    page.locator(".messagelist .success", has_text="approved with edits").wait_for()
+    assert page.locator(f"#review-{reviews[ids[0]]}").count() == 0  # left the queue
+
+    for entity_id in ids[1:]:
+        page.locator(f"#review-{reviews[entity_id]} .select-review").check()
+    page.fill("#bulk input[name=comment]", "not these")
+    page.click("#reject-selected")
+    page.locator(".messagelist .success", has_text="2 reviews rejected.").wait_for()
+    page.locator("#no-reviews").wait_for()
+    shot(page, "review-queue-empty")
+
+    run = wait_for_run(run.pk)
+    assert (run.status, run.completed) == ("completed", 3)
+    approved = Entity.objects.get(pk=ids[0])
+    assert (approved.status, approved.data["slug"]) == ("published", "item-zero-by-hand")
+    assert set(Entity.objects.filter(pk__in=ids[1:]).values_list("status", flat=True)) == {"draft"}
+    assert Review.objects.get(pk=reviews[ids[1]]).comment == "not these"

@@ -7,7 +7,7 @@ import re
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
-from tests.factories import make_entities, make_workflow, start_run
+from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
 
@@ -32,12 +32,18 @@ def ids(product_type):
     [entity] = make_entities(product_type, 1)
     workflow = make_workflow(product_type, [{"type": "publish", "config": {}}])
     run = start_run(workflow, [entity])
+    reviewed = make_workflow(
+        product_type, [{"id": "check", "type": "review", "config": {"instructions": "Ok?"}}]
+    )
+    waiting = start_run(reviewed, [entity])
+    run_inline(waiting.pk)
     return {
         "entity-types": product_type.pk,
         "entities": entity,
         "workflows": workflow.pk,
         "runs": run.pk,
         "jobs": run.job.pk,
+        "reviews": waiting.reviews.get().pk,
     }
 
 

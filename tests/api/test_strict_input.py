@@ -71,7 +71,13 @@ def world(product_type):
     finished = start_run(workflow, ids)
     run_inline(finished.pk)  # prices 0..2: one fails, so there is something to retry
     pending = start_run(workflow, ids[:1])
+    reviewed = make_workflow(
+        product_type, [{"id": "check", "type": "review", "config": {"instructions": "Ok?"}}]
+    )
+    waiting = start_run(reviewed, ids)
+    run_inline(waiting.pk)
     return {
+        "reviews": list(waiting.reviews.order_by("pk").values_list("pk", flat=True)),
         "type": product_type,
         "ids": ids,
         "workflow": workflow,
@@ -93,6 +99,9 @@ OPERATIONS = {
     "estimate workflow": "post /api/v1/workflows/{id}/estimate",
     "retry run": "post /api/v1/workflows/{workflow_id}/runs/{id}/retry",
     "cancel job": "post /api/v1/jobs/{id}/cancel",
+    "approve review": "post /api/v1/reviews/{id}/approve",
+    "reject review": "post /api/v1/reviews/{id}/reject",
+    "decide reviews": "post /api/v1/reviews/decide",
 }
 WRITE_NAMES = list(OPERATIONS)
 
@@ -100,6 +109,7 @@ WRITE_NAMES = list(OPERATIONS)
 def writes(world) -> list[Write]:
     type_id, ids, wf = world["type"].pk, world["ids"], world["workflow"].pk
     run, job = world["finished"].pk, world["pending"].job.pk
+    reviews = world["reviews"]
     return [
         Write(
             "create entity type",
@@ -185,6 +195,27 @@ def writes(world) -> list[Write]:
             202,
         ),
         Write("cancel job", OPERATIONS["cancel job"], f"/api/v1/jobs/{job}/cancel", {}, 200),
+        Write(
+            "approve review",
+            OPERATIONS["approve review"],
+            f"/api/v1/reviews/{reviews[0]}/approve",
+            {"data": {"title": "Checked"}, "comment": "Fine"},
+            200,
+        ),
+        Write(
+            "reject review",
+            OPERATIONS["reject review"],
+            f"/api/v1/reviews/{reviews[1]}/reject",
+            {"comment": "No"},
+            200,
+        ),
+        Write(
+            "decide reviews",
+            OPERATIONS["decide reviews"],
+            "/api/v1/reviews/decide",
+            {"ids": reviews[2:], "decision": "approve", "comment": "All good"},
+            200,
+        ),
     ]
 
 
@@ -329,7 +360,7 @@ def test_every_request_body_in_the_schema_refuses_unknown_properties():
         for operation in operations.values()
         if "requestBody" in operation
     ]
-    assert len(bodies) == 11  # every write but cancel, which takes no body
+    assert len(bodies) == 14  # every write but cancel, which takes no body
     for ref in bodies:
         assert components[ref.rsplit("/", 1)[1]]["additionalProperties"] is False, ref
     assert components["BulkItemRequest"]["additionalProperties"] is False
@@ -347,6 +378,7 @@ GOOD_FILTERS = {
     "workflowId": "wf_x",
     "level": "info",
     "entityId": "ent_x",
+    "runId": "run_x",
 }
 
 
@@ -370,6 +402,8 @@ def test_an_empty_query_filter_is_a_400_naming_it(api, world, path, name):
     good = GOOD_FILTERS[name]
     if name == "status" and "items" in path:
         good = "failed"
+    elif name == "status" and path == "/api/v1/reviews":
+        good = "pending"
     elif name == "status" and path != "/api/v1/entities":
         good = "completed" if "jobs" in path else "active"
     assert api.get(url, {name: good}).status_code == 200

@@ -42,7 +42,13 @@ def test_job_has_the_run_status_and_progress(api, finished_run):
     assert set(body) == JOB_FIELDS
     assert body["type"] == "workflow_run"
     assert body["status"] == "failed"
-    assert body["progress"] == {"total": 4, "completed": 2, "failed": 2, "cancelled": 0}
+    assert body["progress"] == {
+        "total": 4,
+        "completed": 2,
+        "failed": 2,
+        "cancelled": 0,
+        "waiting": 0,
+    }
     assert body["runId"] == finished_run.pk
     assert body["workflowId"] == finished_run.workflow_id
     assert body["error"] == "2 of 4 entities failed."
@@ -121,7 +127,13 @@ def test_cancel_a_pending_job(api, product_type):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "cancelled"
-    assert body["progress"] == {"total": 3, "completed": 0, "failed": 0, "cancelled": 3}
+    assert body["progress"] == {
+        "total": 3,
+        "completed": 0,
+        "failed": 0,
+        "cancelled": 3,
+        "waiting": 0,
+    }
     assert set(RunItem.objects.filter(run=run).values_list("status", flat=True)) == {"cancelled"}
     run_inline(run.pk)  # a chunk delivered late does nothing
     assert Run.objects.get(pk=run.pk).status == "cancelled"

@@ -61,13 +61,25 @@ def test_run_status_has_the_documented_fields(api, workflow, product_type):
         "createdAt",
     }
     assert body["status"] == "pending"
-    assert body["progress"] == {"total": 3, "completed": 0, "failed": 0, "cancelled": 0}
+    assert body["progress"] == {
+        "total": 3,
+        "completed": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "waiting": 0,
+    }
     assert body["startedAt"] is None and body["completedAt"] is None
 
     run_inline(run_id)
     body = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run_id}").json()
     assert body["status"] == "completed"
-    assert body["progress"] == {"total": 3, "completed": 3, "failed": 0, "cancelled": 0}
+    assert body["progress"] == {
+        "total": 3,
+        "completed": 3,
+        "failed": 0,
+        "cancelled": 0,
+        "waiting": 0,
+    }
     assert body["startedAt"] <= body["completedAt"]
     assert body["workflowVersion"] == 1
 

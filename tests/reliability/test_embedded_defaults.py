@@ -139,3 +139,97 @@ def test_a_run_goes_through_on_sqlite(tmp_path):
         ["completed", "", {}, 2],
     ]
     assert twice["error"] == 'said "no" é 😀 \\ end'
+
+
+WAITS_SCRIPT = r"""
+import json
+from unittest import mock
+
+from django.contrib.auth import get_user_model
+
+from entities.models import Entity
+from entities.services import entities_bulk_create, entity_type_create
+from jobs.engine.chunk import chunk_execute
+from jobs.models import Review, Run, RunItem
+from jobs.services import run_cancel, run_start
+from jobs.waits.review import review_decide, reviews_decide
+from jobs.waits.services import run_waits_resume
+from workflows.services import workflow_create
+
+entity_type = entity_type_create(name="product")
+ids = entities_bulk_create(
+    entity_type=entity_type, items=[{"data": {"title": f"Item {i}"}} for i in range(4)]
+)
+workflow = workflow_create(
+    name="w",
+    entity_type=entity_type,
+    steps=[
+        {"id": "tidy", "type": "transform", "config": {"operations": [
+            {"op": "set", "field": "slug", "value": "{{ entity.title | lower }}"},
+        ]}},
+        {"id": "check", "type": "review", "config": {"instructions": "{{ entity.slug }}?"}},
+        {"id": "pub", "type": "publish", "config": {}},
+    ],
+)
+user = get_user_model().objects.create_superuser("boss")
+
+
+def chunks(run_id):
+    return sorted(set(RunItem.objects.filter(run_id=run_id).values_list("chunk", flat=True)))
+
+
+with mock.patch("jobs.queue.chunks_enqueue"), mock.patch("jobs.queue.waits_resume_enqueue"):
+    run = run_start(workflow_id=workflow.pk, entity_ids=ids[:3])
+    for chunk in chunks(run.pk):
+        chunk_execute(run_id=run.pk, chunk=chunk)
+    waiting = Run.objects.get(pk=run.pk).waiting
+    reviews = dict(Review.objects.filter(run=run).values_list("entity_id", "pk"))
+    review_decide(review_id=reviews[ids[0]], decision="approve", user=user, data={"slug": "x"})
+    reviews_decide(review_ids=[reviews[ids[1]]], decision="reject", user=user)
+    resumed = run_waits_resume(run_id=run.pk)
+    for chunk in chunks(run.pk):
+        chunk_execute(run_id=run.pk, chunk=chunk)
+    middle = Run.objects.get(pk=run.pk)
+    cancelled = run_cancel(run_id=run.pk)
+print(json.dumps({
+    "waiting": waiting,
+    "resumed": resumed,
+    "middle": [middle.status, middle.completed, middle.waiting],
+    "cancelled": [cancelled.status, cancelled.completed, cancelled.cancelled, cancelled.waiting],
+    "items": {i.entity_id: i.status for i in RunItem.objects.filter(run=run)},
+    "entities": {e.pk: [e.status, e.data] for e in Entity.objects.all()},
+    "reviews": {r.entity_id: r.status for r in Review.objects.all()},
+    "ids": ids,
+}))
+"""
+
+
+def test_entities_wait_and_resume_on_sqlite(tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": "filesystem://",
+        "LOG_LEVEL": "WARNING",
+        "RUN_CHUNK_SIZE": "2",
+    }
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    done = subprocess.run(
+        [*manage, "shell", "-c", WAITS_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    approved, rejected, left = result["ids"][:3]
+    assert (result["waiting"], result["resumed"]) == (3, 2)
+    assert result["middle"] == ["running", 2, 1]
+    assert result["cancelled"] == ["cancelled", 2, 1, 0]
+    assert result["items"] == {approved: "completed", rejected: "skipped", left: "cancelled"}
+    assert result["entities"][approved] == ["published", {"title": "Item 0", "slug": "x"}]
+    assert result["entities"][rejected] == ["draft", {"title": "Item 1"}]
+    assert result["reviews"] == {approved: "approved", rejected: "rejected", left: "cancelled"}

@@ -12,7 +12,15 @@ def test_step_types_endpoint_serves_the_registry(api):
     response = api.get("/api/v1/step-types")
     assert response.status_code == 200
     rows = {row["type"]: row for row in response.json()}
-    assert set(rows) == {"ai_generate", "validate", "publish", "notify", "transform", "condition"}
+    assert set(rows) == {
+        "ai_generate",
+        "validate",
+        "publish",
+        "notify",
+        "transform",
+        "condition",
+        "review",
+    }
     for row in rows.values():
         assert set(row) == {"type", "name", "description", "configSchema", "example"}
         assert row["configSchema"]["type"] == "object"

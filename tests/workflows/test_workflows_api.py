@@ -54,7 +54,7 @@ def test_create_returns_every_documented_field(api, product_type):
     assert [step["id"] for step in body["steps"]] == ["ai_generate_1", "publish_1"]
 
 
-def test_round_trip_of_all_six_step_types(api, product_type, all_six_steps):
+def test_round_trip_of_every_step_type(api, product_type, all_six_steps):
     steps = [{"id": f"s{index}", **step} for index, step in enumerate(all_six_steps)]
     created = _create(api, product_type, steps=steps).json()
     fetched = api.get(f"/api/v1/workflows/{created['id']}").json()
@@ -71,6 +71,7 @@ def test_round_trip_of_all_six_step_types(api, product_type, all_six_steps):
         "notify",
         "transform",
         "condition",
+        "review",
     }
 
 

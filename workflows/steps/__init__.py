@@ -6,6 +6,7 @@ from workflows.steps import (  # noqa: F401  (imported to register)
     condition,
     notify,
     publish,
+    review,
     transform,
     validate,
 )

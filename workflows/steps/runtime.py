@@ -63,6 +63,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     HANDED_OFF = "handed_off"  # runs only: another delivery of the chunk owns the entity now
+    WAITING = "waiting"  # runs only: parked at a step until its wait is resolved
 
 
 @dataclass(slots=True)
@@ -170,6 +171,14 @@ class StepEngine(Protocol):
         so every worker's next `budget_reached` counts it."""
         ...
 
+    def wait(self, state: EntityState, ctx: "StepContext", *, kind: str, request: dict) -> bool:
+        """Park the entity at this step until a wait of `kind` (`jobs.waits`: "review") is
+        resolved; `request` is what the kind stores for it. The entity then holds no worker;
+        once resolved it goes on at the next step (or stops, or fails). Returns whether it
+        was parked: an engine that does not wait (the test endpoint's) returns False, and
+        the step goes on as if the wait had resolved to go on."""
+        ...
+
 
 class DryRun:
     """The engine of the test endpoint: nothing is committed or sent, nothing is cancelled.
@@ -194,6 +203,9 @@ class DryRun:
 
     def usage_record(self, usage: dict) -> None:
         return None
+
+    def wait(self, state: EntityState, ctx: "StepContext", *, kind: str, request: dict) -> bool:
+        return False
 
 
 @dataclass

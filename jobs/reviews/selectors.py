@@ -1,0 +1,36 @@
+from config.api.errors import NotFound
+from entities.models import Entity
+from jobs.models import Review
+
+
+def review_list(
+    *,
+    status: str | None = None,
+    run_id: str | None = None,
+    workflow_id: str | None = None,
+    entity_id: str | None = None,
+):
+    """Reviews, with what their serializer reads (run, job); each filter that narrows most
+    has an index ending in `-id`, so a page is an index range scan."""
+    reviews = Review.objects.select_related("run__job")
+    if status:
+        reviews = reviews.filter(status=status)
+    if run_id:
+        reviews = reviews.filter(run_id=run_id)
+    if workflow_id:
+        reviews = reviews.filter(run__workflow_id=workflow_id)
+    if entity_id:
+        reviews = reviews.filter(entity_id=entity_id)
+    return reviews
+
+
+def review_get(*, review_id: str) -> Review:
+    review = Review.objects.select_related("run__job").filter(pk=review_id).first()
+    if review is None:
+        raise NotFound(f"No review {review_id!r} exists.")
+    return review
+
+
+def entities_data(*, entity_ids) -> dict[str, dict]:
+    """The entities as stored now, id -> data, in one query (deleted ones are absent)."""
+    return dict(Entity.objects.filter(pk__in=set(entity_ids)).values_list("pk", "data"))

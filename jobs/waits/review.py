@@ -1,0 +1,263 @@
+"""Reviews: the kind of wait a person resolves. A `review` step parks each entity; a review
+shows what the run made of it; approving (with edits, or not) lets the run go on, rejecting
+stops or fails the entity with its data as it was. Expired reviews are decided by celery
+beat as the step's `onTimeout` says."""
+
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from django.db import transaction
+from django.utils import timezone
+
+from config.api.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
+from entities.schemas import data_problems, data_validator
+from jobs.models import Review, ReviewStatus, RunLog, RunStatus
+from jobs.waits.base import Parked, WaitKind, register
+from jobs.waits.services import runs_lock, waits_resolve
+
+DECIDE_MAX_IDS = 1000
+DECISIONS = ("approve", "reject")
+
+
+@register
+class ReviewWait(WaitKind):
+    name = "review"
+
+    def create(self, parked: list[Parked]) -> None:
+        now = timezone.now()
+        Review.objects.bulk_create(
+            [
+                Review(
+                    wait=entry.wait,
+                    run_id=entry.wait.run_id,
+                    entity_id=entry.wait.entity_id,
+                    step_id=entry.wait.step_id,
+                    instructions=entry.request["instructions"],
+                    fields=entry.request["fields"],
+                    group=entry.request.get("group") or "",
+                    on_timeout=entry.request["onTimeout"],
+                    on_reject=entry.request["onReject"],
+                    proposed=entry.state.data,
+                    created_at=now,
+                    expires_at=(
+                        now + timedelta(minutes=entry.request["timeoutMinutes"])
+                        if entry.request.get("timeoutMinutes")
+                        else None
+                    ),
+                )
+                for entry in parked
+            ],
+            batch_size=1000,
+        )
+
+    def expire(self, *, now: datetime) -> int:
+        expired = 0
+        while True:
+            batch = list(
+                Review.objects.filter(status=ReviewStatus.PENDING, expires_at__lte=now)
+                .order_by("expires_at")
+                .values_list("pk", flat=True)[:DECIDE_MAX_IDS]
+            )
+            if not batch:
+                return expired
+            decided = _decide(batch, None, who="", comment="", now=now)
+            expired += len(decided.decided)
+            if not decided.decided:
+                return expired  # every one was decided by someone else meanwhile
+
+    def cancel(self, *, run_id: str) -> None:
+        Review.objects.filter(run_id=run_id, status=ReviewStatus.PENDING).update(
+            status=ReviewStatus.CANCELLED, decided_at=timezone.now()
+        )
+
+
+def may_decide(user, group: str, groups: set[str] | None = None) -> bool:
+    """Superusers always may; others need the permission and, when the step names a
+    `group`, to be in it (`groups`: the user's group names, when the caller has them)."""
+    if user.is_superuser:
+        return True
+    if not user.has_perm("jobs.decide_review"):
+        return False
+    if not group:
+        return True
+    if groups is None:
+        groups = set(user.groups.values_list("name", flat=True))
+    return group in groups
+
+
+class Pending(NamedTuple):
+    """What deciding a review reads of it (no model instances: a bulk decision reads 1,000)."""
+
+    pk: str
+    status: str
+    run_id: str
+    wait_id: str
+    step_id: str
+    group: str
+    on_timeout: str
+    on_reject: str
+
+
+class Decided(NamedTuple):
+    decided: list[str]
+    skipped: list[dict]  # {"id", "reason", "message"}
+
+
+def reviews_decide(*, review_ids: list[str], decision: str, user, comment: str = "") -> Decided:
+    """Approve or reject up to 1,000 reviews at once; the ones that cannot be decided (not
+    found, no longer pending, not the user's to decide) are skipped, each with its reason."""
+    if not 1 <= len(review_ids) <= DECIDE_MAX_IDS:
+        message = f"Give 1 to {DECIDE_MAX_IDS} review ids, not {len(review_ids)}."
+        raise InvalidInput(f"ids: {message}", details=[FieldError("ids", message)])
+    unique = list(dict.fromkeys(review_ids))
+    return _decide(unique, decision, who=user, comment=comment)
+
+
+def review_decide(
+    *, review_id: str, decision: str, user, comment: str = "", data: dict | None = None
+) -> Review:
+    """Approve (with `data`: top-level keys merged into the working copy) or reject one
+    review; 404, 403 or 409 (no longer pending) as the API answers them."""
+    result = _decide([review_id], decision, who=user, comment=comment, edits=data)
+    if result.skipped:
+        reason = result.skipped[0]
+        if reason["reason"] == "not_found":
+            raise NotFound(reason["message"])
+        if reason["reason"] == "forbidden":
+            raise Forbidden(reason["message"])
+        raise Conflict(reason["message"], code="not_pending")
+    return Review.objects.get(pk=review_id)
+
+
+def _decide(
+    ids: list[str],
+    decision: str | None,
+    *,
+    who,
+    comment: str,
+    edits: dict | None = None,
+    now: datetime | None = None,
+) -> Decided:
+    """Decide `ids` (`decision` None: they expired, and their `onTimeout` decides). One
+    statement per kind of outcome, whatever the number of reviews."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        run_status = runs_lock(run_ids=Review.objects.filter(pk__any=ids).values("run_id"))
+        reviews = {
+            row[0]: Pending(*row)
+            for row in Review.objects.select_for_update()
+            .filter(pk__any=ids)
+            .order_by("pk")
+            .values_list(*Pending._fields)
+        }
+        skipped, deciding = [], []
+        groups = set(who.groups.values_list("name", flat=True)) if who else set()
+        for review_id in ids:
+            review = reviews.get(review_id)
+            if review is None:
+                skipped.append(_skip(review_id, "not_found", f"No review {review_id!r} exists."))
+            elif review.status != ReviewStatus.PENDING:
+                skipped.append(
+                    _skip(review_id, "not_pending", f"The review is already {review.status}.")
+                )
+            elif run_status.get(review.run_id) not in RunStatus.open():
+                skipped.append(_skip(review_id, "not_pending", "The review's run has ended."))
+            elif who and not may_decide(who, review.group, groups):
+                skipped.append(
+                    _skip(
+                        review_id,
+                        "forbidden",
+                        "You may not decide this review"
+                        + (f" (only the group {review.group!r} may)." if review.group else "."),
+                    )
+                )
+            else:
+                deciding.append(review)
+        if not deciding:
+            return Decided([], skipped)
+        if edits is not None:
+            _merge_edits(deciding[0].pk, edits)
+        name = who.get_username() if who else ""
+        # Reviews decided alike (the same decision, onTimeout and onReject) resolve alike.
+        alike: dict[tuple, list[Pending]] = {}
+        for review in deciding:
+            alike.setdefault((review.on_timeout, review.on_reject), []).append(review)
+        for (on_timeout, on_reject), batch in alike.items():
+            status, resolution = _resolve(
+                decision, on_timeout, on_reject, name, comment, edits if edits else None
+            )
+            Review.objects.filter(pk__any=[review.pk for review in batch]).update(
+                status=status, decided_at=now, decided_by=name, comment=comment
+            )
+            waits_resolve(
+                wait_ids=[review.wait_id for review in batch],
+                run_ids={review.run_id for review in batch},
+                resolution=resolution,
+                now=now,
+            )
+        _log(deciding, decision, name, now)
+    return Decided([review.pk for review in deciding], skipped)
+
+
+def _skip(review_id: str, reason: str, message: str) -> dict:
+    return {"id": review_id, "reason": reason, "message": message}
+
+
+def _merge_edits(review_id: str, edits: dict) -> None:
+    """The reviewer's edits are top-level keys merged into the working copy, checked against
+    the entity type's schema (a 400 names the field)."""
+    review = Review.objects.select_related("run__workflow__entity_type").get(pk=review_id)
+    merged = {**review.proposed, **edits}
+    schema = review.run.workflow.entity_type.schema
+    problems = data_problems(data_validator(schema), merged, prefix="data")
+    if problems:
+        raise InvalidInput(f"{problems[0].field}: {problems[0].message}", details=problems)
+    Review.objects.filter(pk=review_id).update(proposed=merged, edits=edits)
+
+
+def _resolve(
+    decision: str | None,
+    on_timeout: str,
+    on_reject: str,
+    name: str,
+    comment: str,
+    edits: dict | None,
+) -> tuple[str, dict]:
+    """A review's new status, and its wait's resolution in the engine's terms."""
+    if decision is None:
+        status = ReviewStatus.EXPIRED
+        approved = on_timeout == Review.OnTimeout.APPROVE
+        why = "The review expired unanswered" + (
+            " and was approved (onTimeout)." if approved else " and was rejected (onTimeout)."
+        )
+    else:
+        approved = decision == "approve"
+        status = ReviewStatus.APPROVED if approved else ReviewStatus.REJECTED
+        why = f"{'Approved' if approved else 'Rejected'} in review by {name}" + (
+            f': "{comment}"' if comment else "."
+        )
+    output = {"approved": approved, "status": status.value, "by": name or None, "comment": comment}
+    if approved:
+        return status, {"outcome": "continue", "data": edits or {}, "output": output}
+    if on_reject == Review.OnReject.FAIL:
+        return status, {"outcome": "fail", "error": why, "output": output}
+    return status, {"outcome": "stop", "output": output, "log": why}
+
+
+def _log(reviews: list[Pending], decision: str | None, name: str, now: datetime) -> None:
+    """One line per run and step for a decision, however many reviews it covered."""
+    counts: dict[tuple[str, str], int] = {}
+    for review in reviews:
+        key = (review.run_id, review.step_id)
+        counts[key] = counts.get(key, 0) + 1
+    what = {"approve": "approved", "reject": "rejected", None: "expired"}[decision]
+    RunLog.objects.bulk_create(
+        RunLog(
+            run_id=run_id,
+            timestamp=now,
+            step_id=step_id,
+            message=f"{count} review{'' if count == 1 else 's'} {what}"
+            + (f" by {name}." if name else "."),
+        )
+        for (run_id, step_id), count in counts.items()
+    )

@@ -1,0 +1,121 @@
+"""`review`: a person reads what the run made of the entity before it goes on. The entity
+waits, holding no worker, until its review is approved (with edits, or not), rejected, or
+expires; the engine parks it through the step context's port (`ctx.engine.wait`) and
+resumes it after."""
+
+from django.contrib.auth.models import Group
+
+from config.api.errors import FieldError
+from workflows.steps.base import StepType, advance, template_string
+from workflows.steps.fields import field_path
+from workflows.steps.registry import register
+from workflows.steps.runtime import MISSING, EntityState, Flow, StepContext, StepError, get_path
+
+MAX_TIMEOUT_MINUTES = 366 * 24 * 60
+
+
+@register
+class Review(StepType):
+    type = "review"
+    name = "Review"
+    description = (
+        "Waits for a person to approve or reject the working copy, shown beside the entity as "
+        "stored (`fields`, by default those the run changed), before the entity goes on. "
+        "Approving may edit the values; rejecting `stop`s the entity (its item is `skipped`) "
+        "or `fail`s it, and the run's changes to it are discarded. Unanswered reviews are "
+        "decided by `onTimeout` after `timeoutMinutes`. The test endpoint reports what the "
+        "review would ask and goes on as if approved."
+    )
+    config_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["instructions"],
+        "properties": {
+            "instructions": template_string("What the reviewer should check", minLength=1),
+            "fields": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 100,
+                "items": field_path("A field shown side by side and editable."),
+                "description": "The fields shown (default: the fields the run changed).",
+            },
+            "group": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 150,
+                "description": "The Django group whose members may decide (superusers always may).",
+            },
+            "timeoutMinutes": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_TIMEOUT_MINUTES,
+                "description": "Minutes after which an unanswered review is decided by "
+                "`onTimeout`.",
+            },
+            "onTimeout": {
+                "type": "string",
+                "enum": ["approve", "reject"],
+                "default": "reject",
+                "description": "What an expired review decides.",
+            },
+            "onReject": {
+                "type": "string",
+                "enum": ["stop", "fail"],
+                "default": "stop",
+                "description": "A rejected entity stops (its item `skipped`) or fails, the "
+                "error naming who rejected it and their comment.",
+            },
+        },
+    }
+    example = {
+        "instructions": "Check the description of {{ entity.title }} reads well.",
+        "fields": ["description"],
+        "timeoutMinutes": 1440,
+        "onTimeout": "reject",
+        "onReject": "stop",
+    }
+
+    def extra_problems(self, config: dict, *, path: str) -> list[FieldError]:
+        if "group" in config and not Group.objects.filter(name=config["group"]).exists():
+            return [FieldError(f"{path}.group", f"No group named {config['group']!r} exists.")]
+        return []
+
+    def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:
+        for state in states:
+            try:
+                instructions = self.render(config["instructions"], state, ctx)
+            except StepError as exc:
+                state.fail(ctx.step_id, exc.message)
+                continue
+            request = {
+                "instructions": instructions,
+                "fields": config.get("fields") or changed_fields(state),
+                "group": config.get("group", ""),
+                "timeoutMinutes": config.get("timeoutMinutes"),
+                "onTimeout": config["onTimeout"],
+                "onReject": config["onReject"],
+            }
+            if not ctx.engine.wait(state, ctx, kind="review", request=request):
+                # An engine that does not wait (the test endpoint's): report what the review
+                # would ask and go on as if approved.
+                output = {
+                    "approved": True,
+                    "review": {**request, "changes": changes(state, request["fields"])},
+                }
+                advance(state, Flow(output=output), ctx)
+
+
+def changed_fields(state: EntityState) -> list[str]:
+    """The top-level fields the run changed (set, changed or removed) since it last
+    committed the entity."""
+    base = state.base()
+    keys = set(state.data) | set(base)
+    return sorted(key for key in keys if state.data.get(key, MISSING) != base.get(key, MISSING))
+
+
+def changes(state: EntityState, fields: list[str] | None = None) -> list[dict]:
+    """`{field, before, after}` for each field: as last committed, and in the working copy."""
+    return [
+        {"field": path, "before": get_path(state.base(), path), "after": get_path(state.data, path)}
+        for path in fields or changed_fields(state)
+    ]
