@@ -1,7 +1,9 @@
 """Real HTTP servers on loopback standing in for services outside the product."""
 
+import contextlib
 import json
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -38,12 +40,35 @@ class Receiver:
 
 
 class LoopbackServer(ThreadingHTTPServer):
-    """A test server whose `shutdown()` also frees its port: the LLM stand-ins listen on the
-    one port the session's worker knows, and the next test binds it again."""
+    """A test server whose `shutdown()` also frees its port and ends its open connections:
+    the LLM stand-ins listen on the one port the session's worker knows, and the next test
+    binds it again. A connection the worker keeps alive would otherwise go on being served
+    by the old stand-in's thread, with the old test's answers."""
+
+    def __init__(self, *args, **kwargs):
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def get_request(self):
+        connection, address = super().get_request()
+        with self._connections_lock:
+            self._connections.add(connection)
+        return connection, address
+
+    def shutdown_request(self, request) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
 
     def shutdown(self) -> None:
         super().shutdown()
         self.server_close()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by the client
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
