@@ -1,5 +1,6 @@
 """Test data built through the services, so tests exercise the code users hit."""
 
+import time
 from itertools import count
 
 from config.api.services import api_key_create, api_user_get_or_create
@@ -49,11 +50,17 @@ def make_workflow(entity_type: EntityType, steps: list[dict], **extra):
 def run_inline(run_id: str) -> None:
     """Execute every chunk of a run in this process, as workers would (for unit tests)."""
     from jobs.engine.chunk import chunk_execute
-    from jobs.models import RunItem
+    from jobs.models import ItemStatus, RunItem
 
     chunks = sorted(set(RunItem.objects.filter(run_id=run_id).values_list("chunk", flat=True)))
     for chunk in chunks:
         chunk_execute(run_id=run_id, chunk=chunk)
+    # In a test whose data is committed, the session's real worker may have taken a chunk's
+    # task first: its lease makes the call above pass that chunk by, so wait for the worker.
+    deadline = time.monotonic() + 60
+    running = RunItem.objects.filter(run_id=run_id, status=ItemStatus.RUNNING)
+    while running.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def start_run(workflow, entity_ids: list[str], **extra):
