@@ -30,3 +30,67 @@ class Provider:
     def generate(self, request: GenerationRequest, on_retry=None) -> Generation:
         """One answer. `on_retry(message)` is told about each retry, for the run's log."""
         raise NotImplementedError
+
+
+# Batch mode: many requests sent as one provider job, answered within hours at a discount.
+# The engine parks the entities (a wait of kind "ai_batch", `jobs/waits/`) and celery beat
+# polls the job; these are the four calls it makes. Each is one provider round trip (or a
+# few), idempotent where the provider allows, and raises `StepError` naming the provider
+# and its message when the provider refuses.
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One request of a batch; `custom_id` is unique within the batch and comes back with
+    its answer (the engine uses the wait's id)."""
+
+    custom_id: str
+    request: GenerationRequest
+
+
+@dataclass
+class BatchStatus:
+    """What the provider says of a batch job. `state`: "in_progress" (validating, running,
+    finalizing), "ended" (results can be read: some may be errors), "failed" (the provider
+    rejected the whole batch: `error` says why), "cancelled" or "expired" (results of the
+    requests that finished may still be read). `counts`: {"total", "completed", "failed"}."""
+
+    state: str
+    counts: dict = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass
+class BatchResult:
+    """One request's outcome: an answer (`generation`) or the provider's `error` (then
+    `retryable` says whether sending it again may help: expired, rate-limited, server
+    errors)."""
+
+    custom_id: str
+    generation: Generation | None = None
+    error: str = ""
+    retryable: bool = False
+
+
+class BatchProvider:
+    """The batch calls, mixed into providers that offer them (`supports_batch`)."""
+
+    supports_batch = True
+
+    def batch_submit(self, items: list[BatchItem], *, idempotency_key: str) -> str:
+        """Send the requests as one batch job; returns the provider's batch id.
+        `idempotency_key` is stable for the same requests (a resubmission after a crash
+        sends the same key, so providers and our fakes that honour it do not run it twice)."""
+        raise NotImplementedError
+
+    def batch_status(self, batch_id: str) -> BatchStatus:
+        raise NotImplementedError
+
+    def batch_results(self, batch_id: str) -> list[BatchResult]:
+        """Every finished request's result (answers and errors), once `batch_status` is not
+        in progress. Requests with no result (expired, cancelled) are simply absent."""
+        raise NotImplementedError
+
+    def batch_cancel(self, batch_id: str) -> None:
+        """Ask the provider to stop the batch; a batch already ended is not an error."""
+        raise NotImplementedError
