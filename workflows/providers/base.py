@@ -26,6 +26,7 @@ class Provider:
     provider, the status and the provider's message once their retries are spent."""
 
     name = "base"
+    supports_batch = False  # True for providers that also implement `BatchProvider`
 
     def generate(self, request: GenerationRequest, on_retry=None) -> Generation:
         """One answer. `on_retry(message)` is told about each retry, for the run's log."""
