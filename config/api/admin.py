@@ -10,8 +10,8 @@ from config.api.services import api_key_issue, api_key_revoke
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(CreateOnlyFieldsMixin, admin.ModelAdmin):
-    """Keys act with their user's permissions, so staff mint keys for themselves only
-    (superusers for anyone), and a key's user is fixed once it exists."""
+    """Keys act with their user's permissions, so staff mint, see, rename and revoke keys of
+    their own only (superusers anyone's), and a key's user is fixed once it exists."""
 
     list_display = [
         "prefix",
@@ -28,6 +28,10 @@ class ApiKeyAdmin(CreateOnlyFieldsMixin, admin.ModelAdmin):
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     create_only_fields = ["user"]
     actions = ["revoke"]
+
+    def get_queryset(self, request):
+        keys = super().get_queryset(request)
+        return keys if request.user.is_superuser else keys.filter(user=request.user)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "user":

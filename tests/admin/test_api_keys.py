@@ -116,3 +116,30 @@ def test_the_new_key_is_in_the_page_and_in_no_cookie_or_message(clerk, button):
     assert key not in following.content.decode()
     assert not any(key in text for text in cookie_texts(following))
     assert key not in str(client.session.load())  # not waiting in the session's messages
+
+
+def test_staff_who_may_change_keys_reach_only_their_own(clerk, root):
+    """Someone else's key is neither listed, nor opened, renamed or revoked by staff, whatever
+    their key permissions; superusers manage every key."""
+    clerk.user_permissions.add(
+        *Permission.objects.filter(codename__in=["change_apikey", "view_apikey"])
+    )
+    create_key(login(root), root.pk, name="root-key")
+    create_key(login(clerk), clerk.pk, name="clerk-key")
+    theirs, mine = ApiKey.objects.get(name="root-key"), ApiKey.objects.get(name="clerk-key")
+    client = login(clerk)
+
+    listed = client.get("/admin/api/apikey/").content.decode()
+    assert "clerk-key" in listed and "root-key" not in listed
+    assert client.get(f"/admin/api/apikey/{mine.pk}/change/").status_code == 200
+    opened = client.get(f"/admin/api/apikey/{theirs.pk}/change/")
+    assert opened.status_code == 302  # the admin's "does not exist" redirect to its index
+    client.post(f"/admin/api/apikey/{theirs.pk}/change/", {"name": "renamed"})
+    client.post(
+        "/admin/api/apikey/",
+        {"action": "revoke", "_selected_action": [theirs.pk, mine.pk]},
+    )
+    theirs.refresh_from_db(), mine.refresh_from_db()
+    assert theirs.name == "root-key" and theirs.revoked_at is None
+    assert mine.revoked_at is not None
+    assert "root-key" in login(root).get("/admin/api/apikey/").content.decode()
