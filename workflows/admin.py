@@ -33,6 +33,12 @@ class StepForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["step_id"].required = False
         self.fields["step_id"].help_text = "Leave empty to generate one."
+        if self.instance.pk and self.instance.type in registry:
+            # Secrets are write-only here as in the API: the form shows `secretSet`, and a
+            # config saved without the secret keeps the step's current one.
+            self.initial["config"] = registry.get(self.instance.type).shown_config(
+                self.instance.config
+            )
 
 
 class StepFormSet(forms.BaseInlineFormSet):
@@ -60,13 +66,21 @@ class StepFormSet(forms.BaseInlineFormSet):
             steps.append(step)
         return steps
 
+    def current_steps(self) -> list[dict]:
+        if not self.instance.pk:
+            return []
+        return [
+            {"id": step.step_id, "type": step.type, "config": step.config}
+            for step in self.instance.steps.all()
+        ]
+
     def clean(self):
         super().clean()
         if any(form.errors for form in self.forms):
             return
         forms_in_order = self.ordered_forms()
         try:
-            self.cleaned_steps = services.steps_clean(self.steps())
+            self.cleaned_steps = services.steps_clean(self.steps(), self.current_steps())
         except InvalidInput as exc:
             for detail in exc.details:
                 match = STEP_ERROR.match(detail.field)
@@ -99,7 +113,13 @@ class WorkflowVersionInline(admin.TabularInline):
 
     @admin.display(description="steps")
     def steps_json(self, version):
-        return format_html("<pre>{}</pre>", json.dumps(version.steps, indent=2))
+        shown = [
+            {**step, "config": registry.get(step["type"]).shown_config(step["config"])}
+            if step["type"] in registry
+            else step
+            for step in version.steps
+        ]
+        return format_html("<pre>{}</pre>", json.dumps(shown, indent=2))
 
 
 class WorkflowForm(forms.ModelForm):

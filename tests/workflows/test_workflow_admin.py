@@ -96,3 +96,41 @@ def test_admin_requires_staff(client):
     response = client.get("/admin/workflows/workflow/step-types/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_admin_never_shows_a_notify_secret_and_an_edit_keeps_it(staff, api, product_type):
+    """Secrets are write-only in the admin as in the API: the step's form and the versions
+    show `secretSet`, and saving the form as shown keeps the secret."""
+    secret = "a-private-signing-key-of-the-tests"
+    notify = {"channel": "webhook", "url": "https://hooks.example.com/done", "secret": secret}
+    created = api.post(
+        "/api/v1/workflows",
+        {
+            "name": "W",
+            "entityTypeId": product_type.id,
+            "steps": [{"type": "notify", "id": "tell", "config": notify}],
+        },
+    )
+    assert created.status_code == 201, created.json()
+    workflow = Workflow.objects.get(pk=created.json()["id"])
+    page = staff.get(f"/admin/workflows/workflow/{workflow.pk}/change/").content.decode()
+    assert secret not in page and "secretSet" in page
+
+    shown = {"channel": "email", "to": "ops@example.com", "secretSet": True}
+    data = _form(
+        product_type,
+        [{"type": "notify", "config": shown, "id": "tell"}],
+        **{
+            "steps-INITIAL_FORMS": "1",
+            "steps-0-id": str(workflow.steps.get().pk),
+            "steps-0-workflow": workflow.pk,
+        },
+    )
+    response = staff.post(f"/admin/workflows/workflow/{workflow.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    workflow.refresh_from_db()
+    assert workflow.version == 2
+    assert workflow.steps.get().config["secret"] == secret
+    assert "secretSet" not in workflow.steps.get().config
+    page = staff.get(f"/admin/workflows/workflow/{workflow.pk}/change/").content.decode()
+    assert secret not in page
