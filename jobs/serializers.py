@@ -72,6 +72,9 @@ class RunBatchSerializer(serializers.ModelSerializer):
         help_text="The provider's id of the batch job; null until it is submitted (and for "
         "live retries).",
     )
+    model = serializers.CharField(
+        allow_null=True, help_text="The step's model; null for the provider's default."
+    )
     counts = BatchCountsSerializer(source="*")
     error = serializers.CharField(
         allow_null=True, help_text="Why the provider rejected the batch, or null."
@@ -100,6 +103,7 @@ class RunBatchSerializer(serializers.ModelSerializer):
         shown = super().to_representation(instance)
         shown["providerBatchId"] = shown["providerBatchId"] or None
         shown["error"] = shown["error"] or None
+        shown["model"] = shown["model"] or None
         return shown
 
 
