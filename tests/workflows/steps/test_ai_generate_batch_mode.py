@@ -96,3 +96,18 @@ def test_the_test_endpoint_answers_a_batch_step_live_as_sync_would(api, product_
         "sync": [],
         "batch": ["Batch mode: answered live (a test sends no batch)."],
     }
+
+
+def test_an_estimate_prices_a_batch_step_at_half(api, product_type, settings):
+    settings.AI_PRICES = {"house-model": {"input": 1.0, "cachedInput": 1.0, "output": 2.0}}
+    ids = make_entities(product_type, 10)
+    costs = {}
+    for mode in ("sync", "batch"):
+        config = {"prompt": "Describe {{ entity.title }}", "outputField": "d", "mode": mode}
+        step = {"id": "describe", "type": "ai_generate", "config": {**config, "maxTokens": 50}}
+        workflow = make_workflow(
+            product_type, [{**step, "config": {**step["config"], "model": "house-model"}}]
+        )
+        body = api.post(f"/api/v1/workflows/{workflow.pk}/estimate", {"entityIds": ids}).json()
+        costs[mode] = body["costUsd"]
+    assert costs["sync"] > 0 and costs["batch"] == pytest.approx(costs["sync"] / 2)
