@@ -5,6 +5,7 @@ failures, cancel and killed workers."""
 
 import os
 import signal
+import sys
 import time
 from collections import Counter
 
@@ -14,7 +15,8 @@ from entities.models import Entity
 from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Run, RunItem, RunLog
 from jobs.tasks import poll_ai_batches
 from tests.factories import make_entities, make_workflow, start_run
-from tests.workers import PRICED_LOCAL, wait_for_run
+from tests.processes import ManagedProcess
+from tests.workers import PRICED_LOCAL, wait_for_run, worker_env
 from workflows.models import LocalBatch
 from workflows.providers import GenerationRequest
 from workflows.providers.local import FAILED_MESSAGE, LocalProvider
@@ -315,3 +317,38 @@ def _assert_each_request_sent_once(run: Run, n: int) -> None:
         AiBatchRequest.objects.filter(batch__run=run).values_list("wait__item_id", flat=True)
     )
     assert len(parked) == n and set(parked.values()) == {1}
+
+
+@pytest.fixture
+def celery_beat(tmp_path):
+    """A real celery beat process, polling the batches every half second."""
+    beat = ManagedProcess(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(tmp_path / "celerybeat-schedule"),
+        ],
+        "beat: Starting",
+        tmp_path / "beat.log",
+        {**worker_env(), "AI_BATCH_POLL_S": "0.5"},
+    )
+    yield beat
+    beat.stop()
+
+
+def test_celery_beat_polls_the_batch_and_the_run_ends_on_its_own(
+    celery_worker, celery_beat, product_type
+):
+    ids = make_entities(product_type, 12)
+    run = start_run(make_workflow(product_type, [describe("batch"), PUBLISH]), ids)
+    run = wait_for_run(run.pk, timeout=120)  # nothing sent by the test: the beat did it all
+    assert (run.status, run.completed) == ("completed", 12)
+    assert AiBatch.objects.get(run=run).status == "ended"
+    assert "poll-ai-batches" in celery_beat.log_path.read_text()
