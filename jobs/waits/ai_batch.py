@@ -246,15 +246,15 @@ def _collect(batch: AiBatch, status: BatchStatus, results: dict, expected: str) 
                 resolutions[entry.wait_id] = outcome.resolution
             if outcome.log:
                 logs.append(_log_line(batch, entry, outcome.log, now))
+        reached = _spend(batch.run_id, spent) if spent or retries else None
+        if reached is not None:  # the run's budget allows no new call: no retry goes
+            for entry, _ in retries:
+                resolutions[entry.wait_id] = _failed(reached, entry.usage or {})
+            retries = []
         if resolutions:
             waits_resolve_each(resolutions=resolutions, run_ids=[batch.run_id], now=now)
         if retries:
             _retry(batch, retries)
-        if spent:
-            run = Run.objects.get(pk=batch.run_id)
-            budget = RunBudget.of(run)
-            if budget.limited:
-                budget.spend(spent)
         failed = sum(1 for r in resolutions.values() if r["outcome"] == "fail")
         AiBatch.objects.filter(pk=batch.pk).update(
             status=AiBatchStatus.FAILED if status.state == "failed" else AiBatchStatus.ENDED,
@@ -278,6 +278,17 @@ def _collect(batch: AiBatch, status: BatchStatus, results: dict, expected: str) 
             )
         )
         RunLog.objects.bulk_create(logs, batch_size=1000)
+
+
+def _spend(run_id: str, spent: dict) -> str | None:
+    """Add what the batch's answers cost to the run's budget spending (as each live call
+    does); the message naming the budget once it is reached, else None."""
+    budget = RunBudget.of(Run.objects.get(pk=run_id))
+    if not budget.limited:
+        return None
+    if spent:
+        budget.spend(spent)
+    return budget.reached()
 
 
 class _Outcome:

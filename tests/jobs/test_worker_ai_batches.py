@@ -19,7 +19,7 @@ from tests.processes import ManagedProcess
 from tests.workers import PRICED_LOCAL, wait_for_run, worker_env
 from workflows.models import LocalBatch
 from workflows.providers import GenerationRequest
-from workflows.providers.local import FAILED_MESSAGE, LocalProvider
+from workflows.providers.local import FAILED_MESSAGE, REJECTED_MESSAGE, LocalProvider
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -352,3 +352,30 @@ def test_celery_beat_polls_the_batch_and_the_run_ends_on_its_own(
     assert (run.status, run.completed) == ("completed", 12)
     assert AiBatch.objects.get(run=run).status == "ended"
     assert "poll-ai-batches" in celery_beat.log_path.read_text()
+
+
+def test_a_batch_the_provider_rejects_fails_its_entities_with_the_reason(
+    celery_worker, product_type
+):
+    ids = make_entities(product_type, 3) + make_entities(product_type, 1, title="[local:reject]")
+    workflow = make_workflow(product_type, [describe("batch", prompt="{{ entity.title }}")])
+    run = poll_until_ended(start_run(workflow, ids).pk)
+    assert (run.status, run.completed, run.failed) == ("failed", 0, 4)
+    errors = set(RunItem.objects.filter(run=run).values_list("error", flat=True))
+    assert errors == {f"local: the batch was rejected: {REJECTED_MESSAGE}"}
+    batch = AiBatch.objects.get(run=run)
+    assert (batch.status, batch.error) == ("failed", REJECTED_MESSAGE)
+    assert not Entity.objects.filter(pk__in=ids, data__has_key="seo").exists()
+
+
+def test_once_the_budget_is_reached_by_batch_answers_no_retry_is_sent(celery_worker, product_type):
+    ok = make_entities(product_type, 4)
+    failing = make_entities(product_type, 7, title="bad [local:fail]")
+    workflow = make_workflow(product_type, [describe("batch", prompt="{{ entity.title }}")])
+    run = start_run(workflow, ok + failing, budget={"maxTokens": 5})
+    run = poll_until_ended(run.pk)
+    assert (run.status, run.completed, run.failed) == ("failed", 4, 7)
+    errors = set(RunItem.objects.filter(run=run, status="failed").values_list("error", flat=True))
+    assert len(errors) == 1 and errors.pop().startswith("Budget reached: maxTokens 5 (spent ")
+    assert AiBatch.objects.filter(run=run).count() == 1  # the failed requests were not sent again
+    assert run.spent_tokens == run.input_tokens + run.output_tokens > 5

@@ -10,7 +10,8 @@ AI_LOCAL_BATCH_DELAY_S after submission, each answer exactly what `generate` ans
 Test hooks (a stand-in's, documented): a prompt holding `[local:fail]` fails, in batch mode
 as a retryable per-request error and live as a `StepError`; one holding `[local:drop]` is
 missing from its batch's results (as an expired request is); in JSON mode one holding
-`[local:invalid-json]` is answered with text that is not JSON.
+`[local:invalid-json]` is answered with text that is not JSON; a batch holding a prompt with
+`[local:reject]` ends `failed` (the provider rejected it).
 """
 
 import json
@@ -36,6 +37,8 @@ STAND_IN = "[local stand-in model: set AI_PROVIDER for real output]"
 FAIL_MARKER = "[local:fail]"
 DROP_MARKER = "[local:drop]"
 INVALID_JSON_MARKER = "[local:invalid-json]"
+REJECT_MARKER = "[local:reject]"
+REJECTED_MESSAGE = f"the batch holds a prompt with the {REJECT_MARKER} marker (a test hook)"
 FAILED_MESSAGE = f"local: failed as the prompt's {FAIL_MARKER} marker asks (a test hook)"
 
 
@@ -99,6 +102,9 @@ class LocalProvider(BatchProvider, Provider):
             return BatchStatus("cancelled", {"total": total, "completed": 0, "failed": 0})
         if timezone.now() < self._ends_at(batch):
             return BatchStatus("in_progress", {"total": total, "completed": 0, "failed": 0})
+        if any(REJECT_MARKER in entry["request"]["prompt"] for entry in batch.requests):
+            counts = {"total": total, "completed": 0, "failed": total}
+            return BatchStatus("failed", counts, error=REJECTED_MESSAGE)
         failed = sum(1 for entry in batch.requests if FAIL_MARKER in entry["request"]["prompt"])
         return BatchStatus("ended", {"total": total, "completed": total - failed, "failed": failed})
 
