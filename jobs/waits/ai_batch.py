@@ -126,6 +126,9 @@ def ai_batch_submit(*, batch_id: str) -> bool:
         BatchItem(entry.wait_id, GenerationRequest(**entry.request["request"]))
         for entry in _requests(batch)
     ]
+    if not items:  # no entity waits for it any more: nothing to send
+        _collect(batch, BatchStatus("ended"), {}, AiBatchStatus.PENDING)
+        return True
     try:
         provider_batch_id = provider.batch_submit(items, idempotency_key=batch.pk)
     except StepError as exc:
