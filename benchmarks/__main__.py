@@ -1,6 +1,6 @@
 """Run every benchmark on PostgreSQL and Redis, print a table, write the figures to JSON.
 
-    python -m benchmarks [--only pipeline,waits,dispatch,api,logs,memory,ai] [--output FILE]
+    python -m benchmarks [--only pipeline,waits,batch,dispatch,api,logs,memory,ai] [--output FILE]
 
 Each figure is a ratio against a floor measured in the same run, or a count, so results from
 different machines compare.
@@ -11,10 +11,19 @@ import json
 import tempfile
 from pathlib import Path
 
-from benchmarks import ai_concurrency, api, dispatch, harness, memory, pipeline, waits
+from benchmarks import (
+    ai_concurrency,
+    api,
+    batch_cost,
+    dispatch,
+    harness,
+    memory,
+    pipeline,
+    waits,
+)
 from benchmarks import logs as log_bench
 
-ALL = ["pipeline", "waits", "dispatch", "api", "logs", "memory", "ai"]
+ALL = ["pipeline", "waits", "batch", "dispatch", "api", "logs", "memory", "ai"]
 
 
 def main() -> None:
@@ -40,13 +49,15 @@ def main() -> None:
             results["api"] = _report("api", api.run(base_url, key))
         if "logs" in chosen:
             results["logs"] = _report("logs", log_bench.run(base_url, key))
-        needs_worker = {"pipeline", "waits", "memory"} & set(chosen)
+        needs_worker = {"pipeline", "waits", "batch", "memory"} & set(chosen)
         worker = harness.start_worker(logs) if needs_worker else None
         try:
             if "pipeline" in chosen:
                 results["pipeline"] = _report("pipeline", pipeline.run(base_url, key))
             if "waits" in chosen:
                 results["waits"] = _report("waits", waits.run(base_url, key))
+            if "batch" in chosen:
+                results["batch"] = _report("batch", batch_cost.run(base_url, key))
             if "memory" in chosen:
                 results["memory"] = _report("memory", memory.run(worker))
         finally:

@@ -14,6 +14,11 @@ import httpx
 
 from tests.processes import ROOT, ManagedProcess, celery_worker_command
 
+# The local stand-in under a model name priced like a small hosted model (USD per million
+# tokens), so runs record a cost: the batch-cost benchmark compares batch and sync on it.
+PRICED_MODEL = "bench-priced"
+PRICES = '{"bench-priced": {"input": 0.25, "cachedInput": 0.025, "output": 2.0}}'
+
 # Several checkouts may measure on one machine: name your own database and port.
 DB_NAME = os.environ.get("BENCH_DB_NAME", "workflows_bench")
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
@@ -30,6 +35,8 @@ ENV = {
     # The waits benchmark times the decisions and the resume apart: it queues the resume
     # itself once every decision is in, instead of the task the first decision asks for.
     "WAIT_RESUME_DELAY_S": "3600",
+    "AI_PRICES": PRICES,
+    "AI_LOCAL_BATCH_DELAY_S": "1",
 }
 
 

@@ -15,13 +15,23 @@ from entities.models import Entity
 from jobs import services
 from jobs.engine.dry_run import workflow_test
 from jobs.filter_runs import run_start_over_filter
-from jobs.models import ItemStatus, Job, Run, RunItem, RunLog, TriggerType
+from jobs.models import (
+    AiBatch,
+    ItemStatus,
+    Job,
+    ReviewStatus,
+    Run,
+    RunItem,
+    RunLog,
+    TriggerType,
+)
 from jobs.reviews.admin import reviews_url
 from workflows.admin import WorkflowAdmin
 from workflows.models import Workflow
 
 ITEMS_SHOWN = 200
 LOGS_SHOWN = 200
+BATCHES_SHOWN = 100
 
 
 def progress_bar(run: Run):
@@ -140,6 +150,8 @@ class RunAdmin(RecordAdmin):
             "logs": RunLog.objects.filter(run=run).order_by("-pk")[:LOGS_SHOWN],
             "can_act": request.user.has_perm("jobs.change_job"),
             "reviews_url": reviews_url(run=run.pk),
+            "reviews_pending": run.reviews.filter(status=ReviewStatus.PENDING).exists(),
+            "batches": AiBatch.objects.filter(run=run).order_by("-pk")[:BATCHES_SHOWN],
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, context)

@@ -98,7 +98,8 @@ def workflow_estimate(
         totals["modelCalls"] += usage["calls"]
         totals["inputTokens"] += usage["inputTokens"]
         totals["outputTokens"] += usage["outputTokens"]
-        step_cost = call_cost_nanos(provider, model, usage)
+        batch = step["config"].get("mode") == "batch"  # priced at the batch discount
+        step_cost = call_cost_nanos(provider, model, usage, batch=batch)
         if step_cost is None:
             priced = False
         else:

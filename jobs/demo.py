@@ -84,6 +84,16 @@ DEMO_STEPS = [
 ]
 
 
+# The same description at half the price: the chunk's requests go to the provider as one
+# batch job; the entities wait (the run page lists the batch) until celery beat finds it
+# ended (the local stand-in answers a few seconds after submission).
+DEMO_BATCH_WORKFLOW = "Describe products in batch (half price)"
+DEMO_BATCH_STEPS = [
+    {**DEMO_STEPS[0], "config": {**DEMO_STEPS[0]["config"], "mode": "batch"}},
+    {"id": "publish", "type": "publish", "config": {}},
+]
+
+
 @transaction.atomic
 def demo_seed() -> dict:
     """Create (or refresh) the demo user and data; returns the credentials to print."""
@@ -117,8 +127,18 @@ def demo_seed() -> dict:
             steps=DEMO_STEPS,
             created_by=user,
         )
+    batch_workflow = Workflow.objects.filter(
+        name=DEMO_BATCH_WORKFLOW, entity_type=entity_type
+    ).first() or workflow_create(
+        name=DEMO_BATCH_WORKFLOW,
+        description="Describe with the AI provider's batch mode (half the price), then publish.",
+        entity_type=entity_type,
+        steps=DEMO_BATCH_STEPS,
+        created_by=user,
+    )
     return {
         "workflow": workflow,
+        "batch_workflow": batch_workflow,
         "username": user.username,
         "password": password,
         "api_key": raw_key,

@@ -9,6 +9,8 @@ SEND_RUN_CALLBACK = "jobs.tasks.send_run_callback"
 MAKE_RUN_ITEMS = "jobs.tasks.make_run_items"
 DISPATCH_TRIGGERS = "jobs.tasks.dispatch_triggers"
 RESUME_WAITS = "jobs.tasks.resume_waits"
+SUBMIT_AI_BATCH = "jobs.tasks.submit_ai_batch"
+CANCEL_AI_BATCH = "jobs.tasks.cancel_ai_batch"
 
 
 def chunks_enqueue(run_id: str, chunks) -> None:
@@ -26,3 +28,11 @@ def items_make_enqueue(run_id: str) -> None:
 
 def waits_resume_enqueue(run_id: str, *, countdown: float = 0) -> None:
     current_app.send_task(RESUME_WAITS, args=(run_id,), countdown=countdown)
+
+
+def ai_batch_submit_enqueue(batch_id: str) -> None:
+    current_app.send_task(SUBMIT_AI_BATCH, args=(batch_id,))
+
+
+def ai_batch_cancel_enqueue(batch_id: str) -> None:
+    current_app.send_task(CANCEL_AI_BATCH, args=(batch_id,))

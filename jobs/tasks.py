@@ -9,6 +9,7 @@ from jobs.engine.recovery import runs_resume_stalled
 from jobs.filter_runs import run_items_make
 from jobs.services import run_callback_send
 from jobs.triggers import entity_events_dispatch
+from jobs.waits.ai_batch import ai_batch_cancel, ai_batch_submit, ai_batches_poll
 from jobs.waits.services import run_waits_resume, waits_expire, waits_resume_lost
 
 
@@ -92,3 +93,36 @@ def resume_waits(run_id: str) -> int:
 def expire_waits() -> int:
     """Run by celery beat every minute: decide the waits whose time ran out (reviews)."""
     return waits_expire()
+
+
+@shared_task(
+    name=queue.SUBMIT_AI_BATCH,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError, InterfaceError),
+    retry_backoff=True,
+    max_retries=20,
+)
+def submit_ai_batch(batch_id: str) -> None:
+    """Send a batch a chunk recorded to its provider (or answer its few retries live)."""
+    ai_batch_submit(batch_id=batch_id)
+
+
+@shared_task(
+    name=queue.CANCEL_AI_BATCH,
+    acks_late=True,
+    autoretry_for=(DatabaseError, InterfaceError),
+    retry_backoff=True,
+    max_retries=20,
+)
+def cancel_ai_batch(batch_id: str) -> None:
+    """Tell the provider a cancelled run's batch is no longer wanted."""
+    ai_batch_cancel(batch_id=batch_id)
+
+
+@shared_task
+def poll_ai_batches() -> int:
+    """Run by celery beat every AI_BATCH_POLL_S: poll open provider batches (resuming the
+    entities of those that ended), submit what a dead worker left unsent."""
+    return ai_batches_poll()

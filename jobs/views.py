@@ -118,8 +118,10 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     action_permissions = {"retry": ["jobs.add_run"]}
 
     def get_queryset(self):
-        return Run.objects.filter(workflow_id=self.kwargs["workflow_id"]).select_related(
-            "job", "workflow_version"
+        return (
+            Run.objects.filter(workflow_id=self.kwargs["workflow_id"])
+            .select_related("job", "workflow_version")
+            .prefetch_related("batches")
         )
 
     def list(self, request, *args, **kwargs):

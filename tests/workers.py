@@ -1,5 +1,6 @@
 """A real Celery worker process on the test database and the Redis broker."""
 
+import json
 import os
 import socket
 import time
@@ -19,6 +20,9 @@ def _free_port() -> int:
 
 # Where the session's worker finds an OpenAI-compatible server when a test starts one.
 FAKE_LLM_PORT = _free_port()
+# A model of the local stand-in with a price (USD per million tokens), for the cost of runs.
+PRICED_LOCAL = "priced-local"
+PRICED_LOCAL_PRICE = {"input": 1.0, "output": 2.0}
 
 
 def worker_env() -> dict:
@@ -39,6 +43,8 @@ def worker_env() -> dict:
         "AI_TIMEOUT_S": "1",
         "AI_BACKOFF_S": "0.05",
         "AI_MAX_ATTEMPTS": "4",
+        "AI_LOCAL_BATCH_DELAY_S": "1",
+        "AI_PRICES": json.dumps({PRICED_LOCAL: PRICED_LOCAL_PRICE}),
         "PYTHONUNBUFFERED": "1",
     }
 

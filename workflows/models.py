@@ -90,3 +90,21 @@ class WorkflowVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow_id} v{self.number}"
+
+
+class LocalBatch(models.Model):
+    """A batch job of the `local` stand-in provider (`workflows.providers.local`): its
+    requests, kept where every worker and web process sees them, so any of them can answer
+    its status and results (computed from the requests, `AI_LOCAL_BATCH_DELAY_S` after
+    submission). One row per idempotency key: a resubmission returns the same batch."""
+
+    id = models.CharField(
+        primary_key=True, max_length=ID_LENGTH, default=id_default("lbatch"), editable=False
+    )
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    requests = models.JSONField(help_text="[{customId, request}], request as GenerationRequest.")
+    submitted_at = models.DateTimeField(default=timezone.now)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.id

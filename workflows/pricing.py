@@ -4,7 +4,8 @@ Prices come from AI_PRICES (per million tokens, for private models or overrides)
 the price table `genai-prices` bundles with its release: read from the installed package,
 never fetched (its optional auto-update is not started). A model neither knows has no price:
 its cost is None ("unknown"), never a guess. The `local` stand-in provider runs in this
-process and calls nothing that bills: its price is declared 0.
+process and calls nothing that bills: its price is declared 0 (unless AI_PRICES names its
+model: tests and benchmarks price the stand-in to measure what a run would cost).
 """
 
 from decimal import Decimal
@@ -25,9 +26,9 @@ def call_cost_nanos(provider: str, model: str, usage: dict, *, batch: bool = Fal
     (all prompt tokens, cached included), `cachedInputTokens` (read from the provider's
     prompt cache), `cacheWriteTokens` (Anthropic: written to it), `outputTokens`. None when
     the model's price is unknown."""
-    if provider == "local":
-        return 0
     price = settings.AI_PRICES.get(model)
+    if price is None and provider == "local":
+        return 0
     if price is not None:
         cached = usage.get("cachedInputTokens", 0)
         usd = (

@@ -127,6 +127,11 @@ class StepOutcomeSerializer(serializers.Serializer):
         allow_null=True, help_text="What the step produced, or would have sent."
     )
     error = serializers.CharField(allow_null=True)
+    notes = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="What the step logged for the entity (a retry; a batch-mode step answered "
+        "live, as a test sends no batch).",
+    )
 
 
 class CallUsageSerializer(serializers.Serializer):

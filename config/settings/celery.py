@@ -1,6 +1,7 @@
 """Celery: the broker, the result backend and the delivery guarantees the pipeline relies on."""
 
 from config.env import BASE_DIR, env_int, env_str
+from config.settings.workflows import AI_BATCH_POLL_S
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -61,4 +62,7 @@ CELERY_BEAT_SCHEDULE = {
     # process died after COMMIT, the broker was down) start their runs within this.
     "sweep-entity-events": {"task": "jobs.tasks.dispatch_triggers", "schedule": 15.0},
     "expire-waits": {"task": "jobs.tasks.expire_waits", "schedule": 60.0},
+    # Batch mode: submit what a dead worker left unsent, poll open provider batches, resume
+    # the entities of those that ended.
+    "poll-ai-batches": {"task": "jobs.tasks.poll_ai_batches", "schedule": AI_BATCH_POLL_S},
 }

@@ -28,6 +28,10 @@ AI_MAX_RETRY_WAIT_S = env_float("AI_MAX_RETRY_WAIT_S", 60.0, minimum=0.0)
 # Prices of models the bundled table (genai-prices) does not know, or overrides of it: JSON
 # {"model": {"input": usd, "cachedInput": usd, "output": usd}} per million tokens.
 AI_PRICES = env_prices("AI_PRICES")
+# Batch mode (`ai_generate` `mode: batch`): celery beat polls open provider batches this
+# often; the local stand-in answers its batches this long after they are submitted.
+AI_BATCH_POLL_S = env_float("AI_BATCH_POLL_S", 60.0, minimum=0.1)
+AI_LOCAL_BATCH_DELAY_S = env_float("AI_LOCAL_BATCH_DELAY_S", 3.0, minimum=0.0)
 
 # Entities a worker takes through the steps together (one task, batched reads and writes).
 RUN_CHUNK_SIZE = env_int("RUN_CHUNK_SIZE", 400, minimum=1)

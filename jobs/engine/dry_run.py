@@ -52,6 +52,11 @@ def workflow_test(*, workflow: Workflow, entity_id: str) -> dict:
                 "outcome": entry["outcome"],
                 "output": entry.get("output"),
                 "error": entry.get("error"),
+                "notes": [
+                    message
+                    for level, step_id, message in state.log
+                    if step_id == step["id"] and level != "error"  # the error is `error`
+                ],
             }
         )
     return {

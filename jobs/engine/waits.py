@@ -18,7 +18,7 @@ from jobs.engine.states import checkpoint_of
 from jobs.models import ItemStatus, RunItem, RunStatus, Wait
 from jobs.waits.base import Parked, kinds
 from jobs.waits.services import runs_lock
-from workflows.steps.runtime import EntityState, Outcome
+from workflows.steps.runtime import EntityState, Outcome, set_path
 
 
 class WaitRequest(NamedTuple):
@@ -119,9 +119,13 @@ def _apply(state: EntityState, step_id: str, resolution: dict | None) -> None:
         return
     if resolution.get("log"):
         state.log.append(("info", step_id, resolution["log"]))
+    if resolution.get("usage"):  # what the wait's model calls used (a provider batch)
+        state.add_usage(resolution["usage"], step_id)
     outcome = resolution["outcome"]
     if outcome == "continue":
         state.data.update(copy.deepcopy(resolution.get("data") or {}))
+        for path, value in (resolution.get("set") or {}).items():
+            set_path(state.data, path, copy.deepcopy(value))
         if "output" in resolution:
             state.outputs[step_id] = resolution["output"]
         return

@@ -42,6 +42,28 @@ def waits_resolve(
     resolved = Wait.objects.filter(pk__any=wait_ids, status=WaitStatus.WAITING).update(
         status=WaitStatus.RESOLVED, resolution=resolution, resolved_at=now
     )
+    _resume_request(run_ids, now)
+    return resolved
+
+
+def waits_resolve_each(*, resolutions: dict[str, dict], run_ids, now: datetime | None = None):
+    """`waits_resolve` with a resolution of its own for each wait (wait id -> resolution):
+    a provider batch's answers. One statement per 1,000 waits; returns how many."""
+    now = now or timezone.now()
+    written = rows_update(
+        Wait,
+        ({"id": pk, "resolution": resolution} for pk, resolution in resolutions.items()),
+        match=["id"],
+        copy=["resolution"],
+        assign={"status": WaitStatus.RESOLVED, "resolved_at": now},
+        where={"status": WaitStatus.WAITING},
+        returning=["id"],
+    )
+    _resume_request(run_ids, now)
+    return len(written)
+
+
+def _resume_request(run_ids, now: datetime) -> None:
     unrequested = list(
         Run.objects.filter(pk__in=set(run_ids), resume_requested_at__isnull=True).values_list(
             "pk", flat=True
@@ -50,7 +72,6 @@ def waits_resolve(
     Run.objects.filter(pk__in=unrequested).update(resume_requested_at=now)
     for run_id in unrequested:
         transaction.on_commit(partial(_enqueue_resume, run_id))
-    return resolved
 
 
 def _enqueue_resume(run_id: str) -> None:

@@ -233,3 +233,97 @@ def test_entities_wait_and_resume_on_sqlite(tmp_path):
     assert result["entities"][approved] == ["published", {"title": "Item 0", "slug": "x"}]
     assert result["entities"][rejected] == ["draft", {"title": "Item 1"}]
     assert result["reviews"] == {approved: "approved", rejected: "rejected", left: "cancelled"}
+
+
+BATCH_SCRIPT = r"""
+import json
+from unittest import mock
+
+from entities.models import Entity
+from entities.services import entities_bulk_create, entity_type_create
+from jobs.engine.chunk import chunk_execute
+from jobs.models import AiBatch, Run, RunItem
+from jobs.services import run_start
+from jobs.waits.ai_batch import ai_batches_poll
+from jobs.waits.services import run_waits_resume
+from workflows.services import workflow_create
+
+entity_type = entity_type_create(name="product")
+ids = entities_bulk_create(
+    entity_type=entity_type, items=[{"data": {"title": f"Item {i}"}} for i in range(3)]
+    + [{"data": {"title": "bad [local:fail]"}}],
+)
+workflow = workflow_create(
+    name="w",
+    entity_type=entity_type,
+    steps=[
+        {"id": "describe", "type": "ai_generate", "config": {
+            "prompt": "{{ entity.title }}", "outputField": "d", "mode": "batch"}},
+        {"id": "pub", "type": "publish", "config": {}},
+    ],
+)
+
+
+def chunks(run_id):
+    return sorted(set(RunItem.objects.filter(run_id=run_id).values_list("chunk", flat=True)))
+
+
+queued = [
+    mock.patch("jobs.queue.chunks_enqueue"),
+    mock.patch("jobs.queue.waits_resume_enqueue"),
+    mock.patch("jobs.queue.ai_batch_submit_enqueue"),
+]
+for patch in queued:
+    patch.start()
+run = run_start(workflow_id=workflow.pk, entity_ids=ids)
+for chunk in chunks(run.pk):
+    chunk_execute(run_id=run.pk, chunk=chunk)
+waiting = Run.objects.get(pk=run.pk).waiting
+polls = 0
+while Run.objects.get(pk=run.pk).status == "running" and polls < 20:
+    ai_batches_poll()  # submits (its task was not run), polls, answers the retry live
+    run_waits_resume(run_id=run.pk)
+    for chunk in chunks(run.pk):
+        chunk_execute(run_id=run.pk, chunk=chunk)
+    polls += 1
+run = Run.objects.get(pk=run.pk)
+print(json.dumps({
+    "waiting": waiting,
+    "run": [run.status, run.completed, run.failed],
+    "batches": [[b.attempt, b.live, b.status] for b in AiBatch.objects.order_by("attempt")],
+    "entities": {e.pk: [e.status, e.data] for e in Entity.objects.all()},
+    "errors": {i.entity_id: i.error for i in RunItem.objects.filter(run=run)},
+    "ids": ids,
+}))
+"""
+
+
+def test_a_batch_mode_run_goes_through_on_sqlite(tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": "filesystem://",
+        "LOG_LEVEL": "WARNING",
+        "AI_LOCAL_BATCH_DELAY_S": "0",
+    }
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    done = subprocess.run(
+        [*manage, "shell", "-c", BATCH_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    *good, bad = result["ids"]
+    assert result["waiting"] == 4
+    assert result["run"] == ["failed", 3, 1]
+    assert result["batches"] == [[1, False, "ended"], [2, True, "ended"]]
+    for entity_id in good:
+        status, data = result["entities"][entity_id]
+        assert status == "published" and data["d"].endswith(data["title"])
+    assert "[local:fail]" in result["errors"][bad]

@@ -2,13 +2,44 @@
 
 It lets the product run on a fresh machine. Text answers say what they are; JSON answers are
 the smallest object that satisfies the requested schema.
+
+It runs batches too: a batch's requests are stored in the database (`LocalBatch`, one row
+per idempotency key), so every process answers its status and results; it ends
+AI_LOCAL_BATCH_DELAY_S after submission, each answer exactly what `generate` answers.
+
+Test hooks (a stand-in's, documented): a prompt holding `[local:fail]` fails, in batch mode
+as a retryable per-request error and live as a `StepError`; one holding `[local:drop]` is
+missing from its batch's results (as an expired request is); in JSON mode one holding
+`[local:invalid-json]` is answered with text that is not JSON; a batch holding a prompt with
+`[local:reject]` ends `failed` (the provider rejected it).
 """
 
 import json
+from dataclasses import asdict
+from datetime import timedelta
 
-from workflows.providers.base import Generation, GenerationRequest, Provider
+from django.apps import apps
+from django.conf import settings
+from django.utils import timezone
+
+from workflows.providers.base import (
+    BatchItem,
+    BatchProvider,
+    BatchResult,
+    BatchStatus,
+    Generation,
+    GenerationRequest,
+    Provider,
+)
+from workflows.steps.runtime import StepError
 
 STAND_IN = "[local stand-in model: set AI_PROVIDER for real output]"
+FAIL_MARKER = "[local:fail]"
+DROP_MARKER = "[local:drop]"
+INVALID_JSON_MARKER = "[local:invalid-json]"
+REJECT_MARKER = "[local:reject]"
+REJECTED_MESSAGE = f"the batch holds a prompt with the {REJECT_MARKER} marker (a test hook)"
+FAILED_MESSAGE = f"local: failed as the prompt's {FAIL_MARKER} marker asks (a test hook)"
 
 
 def _tokens(text: str) -> int:
@@ -39,11 +70,72 @@ def stand_in_value(schema: dict | None):
     return None
 
 
-class LocalProvider(Provider):
+def _batches():
+    # Looked up in the app registry, not imported: the models module imports the step
+    # types, which import the providers.
+    return apps.get_model("workflows", "LocalBatch").objects
+
+
+class LocalProvider(BatchProvider, Provider):
     name = "local"
 
     def generate(self, request: GenerationRequest, on_retry=None) -> Generation:
-        if request.json_mode:
+        if FAIL_MARKER in request.prompt:
+            raise StepError(FAILED_MESSAGE)
+        return self._answer(request)
+
+    def batch_submit(self, items: list[BatchItem], *, idempotency_key: str) -> str:
+        batch, _ = _batches().get_or_create(
+            idempotency_key=idempotency_key,
+            defaults={
+                "requests": [
+                    {"customId": item.custom_id, "request": asdict(item.request)} for item in items
+                ]
+            },
+        )
+        return batch.pk
+
+    def batch_status(self, batch_id: str) -> BatchStatus:
+        batch = _batches().get(pk=batch_id)
+        total = len(batch.requests)
+        if batch.cancelled_at is not None and batch.cancelled_at < self._ends_at(batch):
+            return BatchStatus("cancelled", {"total": total, "completed": 0, "failed": 0})
+        if timezone.now() < self._ends_at(batch):
+            return BatchStatus("in_progress", {"total": total, "completed": 0, "failed": 0})
+        if any(REJECT_MARKER in entry["request"]["prompt"] for entry in batch.requests):
+            counts = {"total": total, "completed": 0, "failed": total}
+            return BatchStatus("failed", counts, error=REJECTED_MESSAGE)
+        failed = sum(1 for entry in batch.requests if FAIL_MARKER in entry["request"]["prompt"])
+        return BatchStatus("ended", {"total": total, "completed": total - failed, "failed": failed})
+
+    def batch_results(self, batch_id: str) -> list[BatchResult]:
+        if self.batch_status(batch_id).state != "ended":
+            return []  # cancelled before it ended: no request finished
+        results = []
+        for entry in _batches().get(pk=batch_id).requests:
+            request = GenerationRequest(**entry["request"])
+            if DROP_MARKER in request.prompt:
+                continue
+            if FAIL_MARKER in request.prompt:
+                results.append(BatchResult(entry["customId"], error=FAILED_MESSAGE, retryable=True))
+            else:
+                results.append(BatchResult(entry["customId"], generation=self.generate(request)))
+        return results
+
+    def batch_cancel(self, batch_id: str) -> None:
+        _batches().filter(pk=batch_id, cancelled_at__isnull=True).update(
+            cancelled_at=timezone.now()
+        )
+
+    @staticmethod
+    def _ends_at(batch):
+        return batch.submitted_at + timedelta(seconds=settings.AI_LOCAL_BATCH_DELAY_S)
+
+    @staticmethod
+    def _answer(request: GenerationRequest) -> Generation:
+        if request.json_mode and INVALID_JSON_MARKER in request.prompt:
+            text = f"{STAND_IN} not JSON, as the prompt's {INVALID_JSON_MARKER} marker asks"
+        elif request.json_mode:
             text = json.dumps(stand_in_value(request.json_schema))
         else:
             text = f"{STAND_IN} {' '.join(request.prompt.split())[:200]}"

@@ -1,5 +1,9 @@
+"""`ai_generate`: a model call per entity, live (`mode: sync`) or as one provider batch job
+per chunk at half the price (`mode: batch`: the entities wait, holding no worker, for the
+`ai_batch` wait of `jobs.waits` to resume them with their answers)."""
+
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from django.conf import settings
 from jsonschema.exceptions import best_match
@@ -25,7 +29,9 @@ class AiGenerate(StepType):
         "`outputField`. With `responseFormat: json` the answer is parsed and validated against "
         "`jsonSchema`, which is also sent to the provider (OpenAI structured outputs, an "
         "Anthropic forced tool); one corrective retry on an invalid answer. Token usage is "
-        "recorded."
+        "recorded. With `mode: batch` the chunk's requests go to the provider as one batch job "
+        "(half the price, answered within hours): the entities wait, holding no worker, and go "
+        "on when celery beat finds the batch ended; the test endpoint answers them live."
     )
     config_schema = {
         "type": "object",
@@ -68,6 +74,14 @@ class AiGenerate(StepType):
                 "type": "object",
                 "description": "With `responseFormat: json`: a JSON Schema the answer must meet.",
             },
+            "mode": {
+                "type": "string",
+                "enum": ["sync", "batch"],
+                "default": "sync",
+                "description": "`sync` calls the model live; `batch` sends each chunk's "
+                "requests as one provider batch job (half the price, within 24 h), its entities "
+                "waiting meanwhile. Needs a provider with batch support.",
+            },
             "overwrite": {
                 "type": "boolean",
                 "default": True,
@@ -86,6 +100,19 @@ class AiGenerate(StepType):
     }
 
     def extra_problems(self, config: dict, *, path: str) -> list[FieldError]:
+        found = []
+        provider = config.get("provider") or settings.AI_PROVIDER
+        if config.get("mode") == "batch" and not PROVIDERS[provider].supports_batch:
+            found.append(
+                FieldError(
+                    f"{path}.mode",
+                    f"The provider {provider!r} does not support batch mode.",
+                    "unsupported",
+                )
+            )
+        return found + self._json_schema_problems(config, path=path)
+
+    def _json_schema_problems(self, config: dict, *, path: str) -> list[FieldError]:
         if "jsonSchema" not in config:
             return []
         if config.get("responseFormat") != "json":
@@ -106,6 +133,9 @@ class AiGenerate(StepType):
                 requests.append((state, self._request(state, config, ctx)))
             except StepError as exc:
                 state.fail(ctx.step_id, exc.message)
+
+        if config["mode"] == "batch":
+            requests = self._park(requests, config, ctx)
 
         def generate(pair):
             state, request = pair
@@ -137,6 +167,29 @@ class AiGenerate(StepType):
             set_path(state.data, config["outputField"], answer)
             advance(state, Flow(output=answer), ctx)
 
+    @staticmethod
+    def _park(requests: list, config: dict, ctx: StepContext) -> list:
+        """Batch mode: each entity waits for its answer from a provider batch (`ai_batch`);
+        returns the requests left to answer live (an engine that does not wait: a test)."""
+        provider = config.get("provider") or settings.AI_PROVIDER
+        live = []
+        for state, request in requests:
+            reached = ctx.engine.budget_reached()
+            if reached is not None:
+                state.fail(ctx.step_id, reached)
+                continue
+            asked = {
+                "provider": provider,
+                "request": asdict(request),
+                "outputField": config["outputField"],
+            }
+            if not ctx.engine.wait(state, ctx, kind="ai_batch", request=asked):
+                state.log.append(
+                    ("info", ctx.step_id, "Batch mode: answered live (a test sends no batch).")
+                )
+                live.append((state, request))
+        return live
+
     def _request(self, state: EntityState, config: dict, ctx: StepContext) -> GenerationRequest:
         return GenerationRequest(
             prompt=self.render(config["prompt"], state, ctx),
@@ -153,34 +206,60 @@ class AiGenerate(StepType):
         """One answer (parsed, for JSON) and its usage; one corrective retry for bad JSON."""
         generation = provider.generate(request, on_retry=on_retry)
         usage = {**generation.usage, "calls": 1}
-        if not request.json_mode:
-            return generation.text, usage
-        problem = json_problem(generation.text, request.json_schema)
+        value, problem = answer_of(generation.text, request)
         if problem is None:
-            return json.loads(generation.text), usage
-        retry = replace(
-            request,
-            prompt=f"{request.prompt}\n\nYour previous answer was not valid: {problem}\n"
-            "Answer again with only a JSON value that satisfies the schema.",
-        )
+            return value, usage
         on_retry(f"{provider.name}: the answer was not valid ({problem}); asking once more.")
-        generation = provider.generate(retry, on_retry=on_retry)
-        for key, value in {**generation.usage, "calls": 1}.items():
-            usage[key] = usage.get(key, 0) + value
-        problem = json_problem(generation.text, request.json_schema)
+        generation = provider.generate(corrective(request, problem), on_retry=on_retry)
+        usage = usage_add(usage, {**generation.usage, "calls": 1})
+        value, problem = answer_of(generation.text, request)
         if problem is not None:
-            raise StepError(
-                f"{provider.name}: the answer was not valid JSON for the schema "
-                f"after one retry: {problem}"
-            )
-        return json.loads(generation.text), usage
+            raise StepError(invalid_after_retry(provider.name, problem))
+        return value, usage
 
 
-def priced(usage: dict, provider, model: str) -> dict:
-    """The usage with its cost (`costNanoUsd`), or counted as an `unpricedCalls` when the
-    model's price is unknown (then the run's cost is unknown too)."""
+# What the engine's `ai_batch` wait shares with the live path: the same checks, the same
+# corrective retry, the same pricing (at the batch discount).
+
+
+def answer_generate(provider, request: GenerationRequest, on_retry):
+    """A live answer to a batch request (the few retries left over): (value, usage)."""
+    return AiGenerate._generate(provider, request, on_retry)
+
+
+def answer_of(text: str, request: GenerationRequest):
+    """The answer's value, and the problem that makes it invalid (None when valid)."""
+    if not request.json_mode:
+        return text, None
+    problem = json_problem(text, request.json_schema)
+    return (json.loads(text) if problem is None else None), problem
+
+
+def corrective(request: GenerationRequest, problem: str) -> GenerationRequest:
+    """The request asked again after an invalid answer."""
+    return replace(
+        request,
+        prompt=f"{request.prompt}\n\nYour previous answer was not valid: {problem}\n"
+        "Answer again with only a JSON value that satisfies the schema.",
+    )
+
+
+def invalid_after_retry(provider_name: str, problem: str) -> str:
+    return (
+        f"{provider_name}: the answer was not valid JSON for the schema after one retry: {problem}"
+    )
+
+
+def usage_add(usage: dict, more: dict) -> dict:
+    return {key: usage.get(key, 0) + more.get(key, 0) for key in {*usage, *more}}
+
+
+def priced(usage: dict, provider, model: str, *, batch: bool = False) -> dict:
+    """The usage with its cost (`costNanoUsd`; a batch's at the batch discount), or counted
+    as an `unpricedCalls` when the model's price is unknown (then the run's cost is unknown
+    too)."""
     model = model or getattr(provider, "default_model", "")
-    cost = call_cost_nanos(provider.name, model, usage)
+    cost = call_cost_nanos(provider.name, model, usage, batch=batch)
     if cost is None:
         MODEL_UNPRICED.labels(provider.name, model).inc(usage.get("calls", 1))
         return {**usage, "unpricedCalls": usage.get("calls", 1)}

@@ -39,6 +39,7 @@ class Command(BaseCommand):
                     f"  API key:    {demo['api_key']}",
                     f"  Entity type {demo['entity_type'].name!r}: {demo['entity_type'].id}",
                     f"  Workflow    {demo['workflow'].name!r}: {demo['workflow'].id}",
+                    f"  Workflow    {demo['batch_workflow'].name!r}: {demo['batch_workflow'].id}",
                     "",
                     f"  Try: curl -H 'Authorization: Bearer {demo['api_key']}' "
                     f"{base}/api/v1/entities",
@@ -57,6 +58,8 @@ class Command(BaseCommand):
         # The demo serves plain HTTP on this machine: browsers that refuse Secure cookies
         # from http:// (Safari does, even on localhost) could not log in to the admin.
         env.setdefault("SECURE_COOKIES", "false")
+        # Batch runs end within seconds on the local stand-in: poll them that often too.
+        env.setdefault("AI_BATCH_POLL_S", "5")
         honcho = shutil.which("honcho", path=bin_dir) or "honcho"
         sys.stdout.flush()
         os.chdir(BASE_DIR)
