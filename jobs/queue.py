@@ -9,6 +9,7 @@ SEND_RUN_CALLBACK = "jobs.tasks.send_run_callback"
 MAKE_RUN_ITEMS = "jobs.tasks.make_run_items"
 DISPATCH_TRIGGERS = "jobs.tasks.dispatch_triggers"
 RESUME_WAITS = "jobs.tasks.resume_waits"
+FIRE_SCHEDULE = "jobs.tasks.fire_schedule"  # sent by beat (PeriodicTask rows, jobs/schedules.py)
 
 
 def chunks_enqueue(run_id: str, chunks) -> None:

@@ -7,6 +7,7 @@ from jobs import queue
 from jobs.engine.chunk import chunk_execute
 from jobs.engine.recovery import runs_resume_stalled
 from jobs.filter_runs import run_items_make
+from jobs.schedules import schedule_fire
 from jobs.services import run_callback_send
 from jobs.triggers import entity_events_dispatch
 from jobs.waits.services import run_waits_resume, waits_expire, waits_resume_lost
@@ -92,3 +93,17 @@ def resume_waits(run_id: str) -> int:
 def expire_waits() -> int:
     """Run by celery beat every minute: decide the waits whose time ran out (reviews)."""
     return waits_expire()
+
+
+@shared_task(
+    name=queue.FIRE_SCHEDULE,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError, InterfaceError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def fire_schedule(workflow_id: str, trigger_index: int) -> None:
+    """Sent by beat at a schedule trigger's cron time: start its run (once per tick)."""
+    schedule_fire(workflow_id=workflow_id, trigger_index=trigger_index)

@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_results",
+    "django_celery_beat",  # beat's schedule in the database: workflows' schedule triggers
     "config.api",
     "entities",
     "workflows",
