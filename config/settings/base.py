@@ -63,7 +63,7 @@ TEMPLATES = [
     },
 ]
 
-# Local state of the embedded defaults (SQLite file, broker folder, beat schedule).
+# Local state of the embedded defaults (SQLite file, broker folder).
 (BASE_DIR / "var").mkdir(exist_ok=True)
 
 DATABASES = {
