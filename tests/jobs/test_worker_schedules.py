@@ -44,7 +44,7 @@ def _overdue(workflow) -> None:
 
 
 def test_beat_fires_a_schedule_over_what_matches_then_skips_it_while_its_run_is_open(
-    celery_worker, product_type, tmp_path
+    celery_worker, api, product_type, tmp_path
 ):
     workflow = make_workflow(product_type, STEPS, triggers=[EVERY_MINUTE])
     idle = make_workflow(product_type, STEPS, triggers=[EVERY_MINUTE], status="draft")
@@ -81,5 +81,16 @@ def test_beat_fires_a_schedule_over_what_matches_then_skips_it_while_its_run_is_
         assert Run.objects.filter(workflow=workflow).count() == 1
         assert not Run.objects.filter(workflow=idle).exists()  # not active: never sent
         assert not ScheduleFire.objects.filter(workflow=idle).exists()
+
+        # Removing the trigger deletes its periodic task, and beat reads its schedule again.
+        changes = beat.log_text().count("DatabaseScheduler: Schedule changed.")
+        response = api.patch(f"/api/v1/workflows/{workflow.pk}", {"triggers": []})
+        assert response.status_code == 200
+        assert not PeriodicTask.objects.filter(name__startswith=f"workflow:{workflow.pk}:")
+        wait_until(
+            lambda: beat.log_text().count("DatabaseScheduler: Schedule changed.") > changes,
+            "beat to read the changed schedule",
+            10,
+        )
     finally:
         beat.stop()
