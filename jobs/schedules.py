@@ -35,6 +35,9 @@ from jobs.models import Run, RunLog, RunStatus, ScheduleFire, TriggerType
 from workflows.models import Workflow
 
 logger = logging.getLogger(__name__)
+# Fires kept per trigger (the admin's history). Only the current tick's record is needed to
+# stop a second run: the tick is worked out at fire time, so an older one never comes back.
+FIRES_KEPT = 200
 
 
 def task_prefix(workflow_id: str) -> str:
@@ -155,6 +158,11 @@ def _open_run(workflow_id: str, index: int) -> Run | None:
 
 
 def _record(workflow, index, trigger, tick, outcome, run, message) -> ScheduleFire:
+    mine = ScheduleFire.objects.filter(workflow=workflow, trigger_index=index)
+    oldest_kept = mine.order_by("-tick").values_list("tick", flat=True)[
+        FIRES_KEPT - 2 : FIRES_KEPT - 1
+    ]
+    mine.filter(tick__lt=oldest_kept).delete()  # nothing if fewer are kept (empty subquery)
     return ScheduleFire.objects.create(
         workflow=workflow,
         trigger_index=index,

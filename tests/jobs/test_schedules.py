@@ -192,3 +192,12 @@ def test_the_tick_is_the_latest_cron_time_in_the_trigger_s_time_zone():
     # Day of month and weekday both given must both match, as in beat's crontab.
     both = {"on": "schedule", "cron": "0 3 13 * 5"}  # Friday the 13th
     assert schedule_tick(both, AT_3).date().isoformat() == "2026-11-13"
+
+
+def test_only_the_newest_fires_of_a_trigger_are_kept(product_type, monkeypatch):
+    monkeypatch.setattr("jobs.schedules.FIRES_KEPT", 3)
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])  # nothing matches
+    for day in range(5):
+        schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3 + timedelta(day))
+    ticks = ScheduleFire.objects.order_by("tick").values_list("tick__day", flat=True)
+    assert list(ticks) == [5, 6, 7]
