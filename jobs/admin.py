@@ -12,7 +12,10 @@ from django.utils.html import format_html
 from config.api.errors import DomainError
 from entities.admin import EntityAdmin
 from entities.models import Entity
-from jobs import services
+from jobs import (
+    schedule_admin,  # noqa: F401  (registers the schedules' admin)
+    services,
+)
 from jobs.engine.dry_run import workflow_test
 from jobs.filter_runs import run_start_over_filter
 from jobs.models import (

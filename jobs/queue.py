@@ -12,6 +12,8 @@ RESUME_WAITS = "jobs.tasks.resume_waits"
 SUBMIT_AI_BATCH = "jobs.tasks.submit_ai_batch"
 CANCEL_AI_BATCH = "jobs.tasks.cancel_ai_batch"
 
+FIRE_SCHEDULE = "jobs.tasks.fire_schedule"  # sent by beat (PeriodicTask rows, jobs/schedules.py)
+
 
 def chunks_enqueue(run_id: str, chunks) -> None:
     for chunk in chunks:

@@ -7,6 +7,7 @@ from jobs import queue
 from jobs.engine.chunk import chunk_execute
 from jobs.engine.recovery import runs_resume_stalled
 from jobs.filter_runs import run_items_make
+from jobs.schedules import schedule_fire
 from jobs.services import run_callback_send
 from jobs.triggers import entity_events_dispatch
 from jobs.waits.ai_batch import ai_batch_cancel, ai_batch_submit, ai_batches_poll
@@ -126,3 +127,17 @@ def poll_ai_batches() -> int:
     """Run by celery beat every AI_BATCH_POLL_S: poll open provider batches (resuming the
     entities of those that ended), submit what a dead worker left unsent."""
     return ai_batches_poll()
+
+
+@shared_task(
+    name=queue.FIRE_SCHEDULE,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError, InterfaceError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def fire_schedule(workflow_id: str, trigger_index: int) -> None:
+    """Sent by beat at a schedule trigger's cron time: start its run (once per tick)."""
+    schedule_fire(workflow_id=workflow_id, trigger_index=trigger_index)

@@ -284,9 +284,7 @@ def start_llm(kind: str, port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:
                     fake.times.append(time.time())
                 reply = fake.decide(request) if fake.decide else None
                 if reply is None and fake.limits is not None:
-                    reply = fake.limits.take(
-                        sum(fake.usage_of(request)) if fake.usage_of else 18
-                    )
+                    reply = fake.limits.take(sum(fake.usage_of(request)) if fake.usage_of else 18)
                 if reply is None:
                     reply = fake.script.pop(0) if fake.script else fake.default
             with fake.lock:

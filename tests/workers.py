@@ -9,7 +9,7 @@ from pathlib import Path
 from django.conf import settings
 
 from jobs.models import Run, RunStatus
-from tests.processes import ManagedProcess, celery_worker_command
+from tests.processes import ManagedProcess, celery_beat_command, celery_worker_command
 
 
 def _free_port() -> int:
@@ -55,6 +55,14 @@ def start_worker(log_path: Path, concurrency: int = 2) -> ManagedProcess:
         "ready.",
         log_path,
         worker_env(),
+    )
+
+
+def start_beat(log_path: Path) -> ManagedProcess:
+    """Celery beat on the test database's schedule (django-celery-beat), as the Procfile runs
+    it, looking at the schedule every second."""
+    return ManagedProcess(
+        celery_beat_command(max_interval=1), "beat: Starting...", log_path, worker_env()
     )
 
 

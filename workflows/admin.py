@@ -128,6 +128,12 @@ class WorkflowForm(forms.ModelForm):
     class Meta:
         model = Workflow
         fields = ["name", "description", "entity_type", "status", "triggers"]
+        help_texts = {
+            "triggers": Workflow._meta.get_field("triggers").help_text
+            + ". Schedules are fired by celery beat from its periodic tasks, which are written "
+            "from these triggers on every save (and shown read-only under Periodic tasks): "
+            "edit schedules here. Only an active workflow fires."
+        }
 
     def clean(self):
         cleaned = super().clean()

@@ -10,6 +10,7 @@ events) and `jobs.schedules` (celery beat).
 
 import zoneinfo
 
+from celery.schedules import crontab
 from croniter import croniter
 
 from config.api.errors import FieldError, InvalidInput
@@ -110,6 +111,23 @@ def _trigger_problems(trigger, where: str, known: set[str] | None) -> list[Field
     return found
 
 
+def beat_runs(cron: str) -> bool:
+    """Whether celery beat's crontab parses the (croniter-valid) expression: croniter also
+    takes extensions beat has not (`L`, `#`, `?`, weekday 7)."""
+    minute, hour, day_of_month, month_of_year, day_of_week = cron.split()
+    try:
+        crontab(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+        )
+    except ValueError:
+        return False
+    return True
+
+
 def _schedule_problems(trigger: dict, where: str) -> list[FieldError]:
     found = []
     cron = trigger.get("cron")
@@ -121,6 +139,14 @@ def _schedule_problems(trigger: dict, where: str) -> list[FieldError]:
                 f"{where}.cron",
                 "Must be a cron expression of 5 fields (minute hour day month weekday), "
                 "such as `0 3 * * *`.",
+            )
+        )
+    elif not beat_runs(cron):
+        found.append(
+            FieldError(
+                f"{where}.cron",
+                "Beat cannot run this cron: use numbers, ranges, lists, steps and names "
+                "(weekdays 0-6, Sunday 0), without `L`, `W`, `#` or `?`.",
             )
         )
     timezone = trigger.get("timezone")

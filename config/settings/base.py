@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_results",
+    "django_celery_beat",  # beat's schedule in the database: workflows' schedule triggers
     "config.api",
     "entities",
     "workflows",
@@ -62,7 +63,7 @@ TEMPLATES = [
     },
 ]
 
-# Local state of the embedded defaults (SQLite file, broker folder, beat schedule).
+# Local state of the embedded defaults (SQLite file, broker folder).
 (BASE_DIR / "var").mkdir(exist_ok=True)
 
 DATABASES = {

@@ -56,6 +56,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_ALWAYS_EAGER = False
 
+# Beat reads its schedule from the database (django-celery-beat's PeriodicTask rows): the
+# entries below are written there when beat starts, beside one row per schedule trigger of a
+# workflow (jobs/schedules.py). Each cron runs in its trigger's own time zone.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+
 CELERY_BEAT_SCHEDULE = {
     "resume-stalled-runs": {"task": "jobs.tasks.resume_stalled_runs", "schedule": 60.0},
     # The entity outbox's safety net: events whose dispatch was never queued (the web

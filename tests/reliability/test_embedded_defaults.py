@@ -327,3 +327,66 @@ def test_a_batch_mode_run_goes_through_on_sqlite(tmp_path):
         status, data = result["entities"][entity_id]
         assert status == "published" and data["d"].endswith(data["title"])
     assert "[local:fail]" in result["errors"][bad]
+
+
+SCHEDULES_SCRIPT = r"""
+import json
+from datetime import datetime, timedelta, timezone
+from unittest import mock
+
+from django_celery_beat.models import PeriodicTask
+
+from entities.services import entities_bulk_create, entity_type_create
+from jobs.filter_runs import run_items_make
+from jobs.schedules import schedule_fire
+from workflows.services import workflow_create, workflow_update
+
+entity_type = entity_type_create(name="product")
+entities_bulk_create(entity_type=entity_type, items=[{"data": {"title": "a"}}] * 3)
+workflow = workflow_create(
+    name="w",
+    entity_type=entity_type,
+    steps=[{"type": "publish", "config": {}}],
+    triggers=[{"on": "schedule", "cron": "0 3 * * *", "timezone": "Europe/Paris"}],
+)
+task = PeriodicTask.objects.get()
+at = datetime(2026, 12, 3, 2, 0, 30, tzinfo=timezone.utc)
+with mock.patch("jobs.queue.items_make_enqueue"):
+    first = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=at)
+    skipped = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=at + timedelta(1))
+made = run_items_make(run_id=first.run_id)
+workflow_update(workflow_id=workflow.pk, triggers=[])
+print(json.dumps({
+    "task": [task.name, task.crontab.hour, str(task.crontab.timezone), task.enabled],
+    "fires": [first.outcome, skipped.outcome, made],
+    "left": PeriodicTask.objects.count(),
+}))
+"""
+
+
+def test_schedules_are_stored_and_fire_on_sqlite(tmp_path):
+    """The demo's engine: beat's tables migrate, a schedule trigger becomes a PeriodicTask,
+    and its fires' JSON lookups (the previous run still open) work on SQLite."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": "filesystem://",
+        "LOG_LEVEL": "WARNING",
+    }
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    done = subprocess.run(
+        [*manage, "shell", "-c", SCHEDULES_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    name, hour, zone, enabled = result["task"]
+    assert name.endswith(":trigger:0") and (hour, zone, enabled) == ("3", "Europe/Paris", True)
+    assert result["fires"] == ["started", "skipped", 3]
+    assert result["left"] == 0

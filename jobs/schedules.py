@@ -1,0 +1,237 @@
+"""Schedule triggers: a workflow's `{"on": "schedule", "cron", "timezone"?, "filter"?}` kept
+as django-celery-beat `PeriodicTask` rows, which beat's DatabaseScheduler fires, and the fire.
+
+The workflow's `triggers` are the source of truth. Every save or delete of a workflow (API,
+admin, services) re-writes its rows here, in the same transaction: one row per schedule
+trigger, named `workflow:<id>:trigger:<index>`, enabled only while the workflow is `active`;
+rows of triggers that are gone are deleted. The admin shows these rows read-only (edit the
+workflow's triggers instead).
+
+A fire (`schedule_fire`) works out the tick it is for (the latest cron time at or before
+now, in the trigger's time zone), and, holding the workflow's row lock, records one
+`ScheduleFire` per (workflow, trigger, tick): a fire delivered again for that tick finds its
+row and starts nothing, and a backlog of fires queued while the workers were down collapses
+into one run. If the run this schedule started before is still open (pending, running,
+entities waiting) the tick is skipped: a warning log line, a line in that run's log, and the
+`ScheduleFire` row (admin) say so. Otherwise it starts a run over what matches the trigger's
+`filter` at that moment.
+"""
+
+import json
+import logging
+import zoneinfo
+from datetime import datetime, timedelta
+from functools import partial
+
+from croniter import croniter
+from django.db import transaction
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from config.api.errors import InvalidInput
+from jobs import queue
+from jobs.filter_runs import run_start_over_filter
+from jobs.models import Run, RunLog, RunStatus, ScheduleFire, TriggerType
+from workflows.models import Workflow
+
+logger = logging.getLogger(__name__)
+# Fires kept per trigger (the admin's history). Only the current tick's record is needed to
+# stop a second run: the tick is worked out at fire time, so an older one never comes back.
+FIRES_KEPT = 200
+
+
+def task_prefix(workflow_id: str) -> str:
+    return f"workflow:{workflow_id}:trigger:"
+
+
+def task_name(workflow_id: str, index: int) -> str:
+    """The PeriodicTask of the workflow's trigger at `index`."""
+    return f"{task_prefix(workflow_id)}{index}"
+
+
+def _crontab(trigger: dict) -> CrontabSchedule:
+    minute, hour, day_of_month, month_of_year, day_of_week = trigger["cron"].split()
+    spec = {
+        "minute": minute,
+        "hour": hour,
+        "day_of_month": day_of_month,
+        "month_of_year": month_of_year,
+        "day_of_week": day_of_week,
+        "timezone": zoneinfo.ZoneInfo(trigger.get("timezone") or "UTC"),
+    }
+    found = CrontabSchedule.objects.filter(**spec).order_by("pk").first()
+    return found or CrontabSchedule.objects.create(**spec)
+
+
+def _description(workflow: Workflow, index: int, trigger: dict) -> str:
+    return (
+        f"Schedule trigger #{index} of workflow {workflow.pk} ({workflow.name}): "
+        f"{trigger['cron']} {trigger.get('timezone') or 'UTC'}, "
+        f"filter {json.dumps(trigger.get('filter') or {})}. "
+        "Kept in step with the workflow's triggers: edit those, not this task."
+    )
+
+
+def schedules_sync(*, workflow: Workflow) -> None:
+    """Make the workflow's PeriodicTask rows match its schedule triggers; rows unchanged are
+    not written (each write makes beat read its schedule again)."""
+    wanted = {
+        task_name(workflow.pk, index): (index, trigger)
+        for index, trigger in enumerate(workflow.triggers or [])
+        if isinstance(trigger, dict) and trigger.get("on") == "schedule"
+    }
+    existing = {
+        task.name: task
+        for task in PeriodicTask.objects.filter(name__startswith=task_prefix(workflow.pk))
+    }
+    for name in existing.keys() - wanted.keys():
+        existing[name].delete()
+    enabled = workflow.status == Workflow.Status.ACTIVE
+    for name, (index, trigger) in wanted.items():
+        crontab = _crontab(trigger)
+        fields = {
+            "task": queue.FIRE_SCHEDULE,
+            "kwargs": json.dumps({"workflow_id": workflow.pk, "trigger_index": index}),
+            "enabled": enabled,
+            "description": _description(workflow, index, trigger),
+        }
+        task = existing.get(name)
+        if task is None:
+            PeriodicTask(name=name, crontab=crontab, **fields).save()
+            continue
+        moved = task.crontab_id != crontab.pk
+        if not moved and all(getattr(task, key) == value for key, value in fields.items()):
+            continue
+        for key, value in fields.items():
+            setattr(task, key, value)
+        task.crontab, task.interval, task.solar, task.clocked = crontab, None, None, None
+        if moved:
+            task.last_run_at = None  # the next tick of the new cron, no catching up
+        task.save()
+
+
+def schedules_remove(*, workflow_id: str) -> int:
+    """Delete the PeriodicTask rows of a deleted workflow."""
+    tasks = list(PeriodicTask.objects.filter(name__startswith=task_prefix(workflow_id)))
+    for task in tasks:
+        task.delete()  # one by one: each tells beat its schedule changed
+    return len(tasks)
+
+
+def on_workflow_saved(sender, instance: Workflow, raw=False, **kwargs) -> None:
+    """`post_save` of Workflow (connected in `jobs.apps`)."""
+    if not raw:
+        schedules_sync(workflow=instance)
+
+
+def on_workflow_deleted(sender, instance: Workflow, **kwargs) -> None:
+    """`post_delete` of Workflow (connected in `jobs.apps`)."""
+    schedules_remove(workflow_id=instance.pk)
+
+
+def schedule_tick(trigger: dict, now: datetime) -> datetime:
+    """The latest time at or before `now` the trigger's cron names, in its time zone. Day of
+    month and day of week both restricted must both match, as in beat's crontab."""
+    zone = zoneinfo.ZoneInfo(trigger.get("timezone") or "UTC")
+    after = now.astimezone(zone) + timedelta(microseconds=1)  # `now` on a tick is that tick
+    return croniter(trigger["cron"], after, day_or=False).get_prev(datetime)
+
+
+def _schedule_trigger(workflow: Workflow, index: int) -> dict | None:
+    triggers = workflow.triggers or []
+    trigger = triggers[index] if 0 <= index < len(triggers) else None
+    return trigger if isinstance(trigger, dict) and trigger.get("on") == "schedule" else None
+
+
+def _open_run(workflow_id: str, index: int) -> Run | None:
+    """The run this schedule started that has not ended, if any."""
+    return (
+        Run.objects.filter(
+            workflow_id=workflow_id,
+            trigger__type=TriggerType.SCHEDULE,
+            trigger__index=index,
+            status__in=RunStatus.open(),
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def _record(workflow, index, trigger, tick, outcome, run, message) -> ScheduleFire:
+    mine = ScheduleFire.objects.filter(workflow=workflow, trigger_index=index)
+    oldest_kept = mine.order_by("-tick").values_list("tick", flat=True)[
+        FIRES_KEPT - 2 : FIRES_KEPT - 1
+    ]
+    mine.filter(tick__lt=oldest_kept).delete()  # nothing if fewer are kept (empty subquery)
+    return ScheduleFire.objects.create(
+        workflow=workflow,
+        trigger_index=index,
+        cron=trigger["cron"],
+        tick=tick,
+        outcome=outcome,
+        run=run,
+        message=message,
+    )
+
+
+@transaction.atomic
+def schedule_fire(
+    *, workflow_id: str, trigger_index: int, now: datetime | None = None
+) -> ScheduleFire | None:
+    """Fire the workflow's schedule trigger at `trigger_index` for the tick `now` falls in:
+    start a run over its filter, or skip it while the run it started before is open. Returns
+    the tick's record, or None if the workflow is gone, not active, or has no such trigger."""
+    now = now or timezone.now()
+    workflow = Workflow.objects.select_for_update().filter(pk=workflow_id).first()
+    trigger = _schedule_trigger(workflow, trigger_index) if workflow else None
+    if workflow is None or trigger is None or workflow.status != Workflow.Status.ACTIVE:
+        logger.info(
+            "Schedule of workflow %s, trigger %s: not fired (the workflow is %s).",
+            workflow_id,
+            trigger_index,
+            "gone"
+            if workflow is None
+            else "without that schedule trigger"
+            if trigger is None
+            else workflow.status,
+        )
+        return None
+    tick = schedule_tick(trigger, now)
+    record = partial(_record, workflow, trigger_index, trigger, tick)
+    done = ScheduleFire.objects.filter(workflow=workflow, trigger_index=trigger_index, tick=tick)
+    if (fire := done.first()) is not None:
+        name = task_name(workflow_id, trigger_index)
+        logger.info("Schedule %s already fired for %s: nothing to do.", name, tick)
+        return fire
+    still_open = _open_run(workflow_id, trigger_index)
+    if still_open is not None:
+        message = (
+            f"Tick {tick.isoformat()} of schedule {trigger['cron']} skipped: the run it "
+            f"started before, {still_open.pk}, is still {still_open.status}."
+        )
+        logger.warning("Workflow %s: %s", workflow_id, message)
+        RunLog.objects.create(run=still_open, level=RunLog.Level.WARNING, message=message)
+        return record(ScheduleFire.Outcome.SKIPPED, still_open, message)
+    started = {
+        "type": TriggerType.SCHEDULE.value,
+        "cron": trigger["cron"],
+        "timezone": trigger.get("timezone") or "UTC",
+        "index": trigger_index,
+        "tick": tick.isoformat(),
+    }
+    try:
+        run = run_start_over_filter(
+            workflow_id=workflow_id,
+            entity_filter=trigger.get("filter") or {},
+            trigger=started,
+            empty_ok=True,
+        )
+    except InvalidInput as exc:  # more than RUN_MAX_ENTITIES match
+        logger.warning("Workflow %s: schedule tick %s started no run: %s", workflow_id, tick, exc)
+        return record(ScheduleFire.Outcome.REFUSED, None, str(exc))
+    if run is None:
+        message = "Nothing matched the filter: no run started."
+        logger.info("Workflow %s: schedule tick %s: %s", workflow_id, tick, message)
+        return record(ScheduleFire.Outcome.EMPTY, None, message)
+    logger.info("Workflow %s: schedule tick %s started run %s", workflow_id, tick, run.pk)
+    return record(ScheduleFire.Outcome.STARTED, run, "Run started.")

@@ -1,0 +1,203 @@
+"""Schedule triggers: kept as beat's PeriodicTask rows, and the fire (once per tick, skipped
+while the schedule's previous run is open, over what matches at fire time)."""
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django_celery_beat.models import PeriodicTask
+
+from jobs.filter_runs import run_items_make
+from jobs.models import Run, RunItem, RunLog, ScheduleFire
+from jobs.schedules import schedule_fire, schedule_tick, task_name
+from tests.factories import make_entities, make_workflow, run_inline
+
+pytestmark = pytest.mark.django_db
+
+PUBLISH = [{"type": "publish", "config": {}}]
+NIGHTLY = {"on": "schedule", "cron": "0 3 * * *", "filter": {"status": "draft"}}
+AT_3 = datetime(2026, 12, 3, 3, 0, 20, tzinfo=UTC)  # 20 s after the tick, as beat sends it
+NEXT_DAY = AT_3 + timedelta(days=1)
+
+
+def _create(api, product_type, triggers, **extra):
+    body = {"name": "w", "entityTypeId": product_type.pk, "steps": PUBLISH, "triggers": triggers}
+    response = api.post("/api/v1/workflows", {**body, **extra})
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def _tasks(workflow_id: str) -> list[PeriodicTask]:
+    return list(
+        PeriodicTask.objects.filter(name__startswith=f"workflow:{workflow_id}:")
+        .select_related("crontab")
+        .order_by("name")
+    )
+
+
+def _cron(task: PeriodicTask) -> str:
+    c = task.crontab
+    return f"{c.minute} {c.hour} {c.day_of_month} {c.month_of_year} {c.day_of_week}"
+
+
+def _items(run) -> list[str]:
+    run_items_make(run_id=run.pk)
+    return sorted(RunItem.objects.filter(run=run).values_list("entity_id", flat=True))
+
+
+def test_each_schedule_trigger_becomes_a_periodic_task_named_after_workflow_and_trigger(
+    api, product_type
+):
+    triggers = [
+        {"on": "entity.created"},
+        {"on": "schedule", "cron": "0 3 * * *", "timezone": "Europe/Paris"},
+        {"on": "schedule", "cron": "*/5 * * * 1-5"},
+    ]
+    workflow_id = _create(api, product_type, triggers)
+    first, second = _tasks(workflow_id)
+    assert (first.name, second.name) == (task_name(workflow_id, 1), task_name(workflow_id, 2))
+    assert (_cron(first), str(first.crontab.timezone)) == ("0 3 * * *", "Europe/Paris")
+    assert (_cron(second), str(second.crontab.timezone)) == ("*/5 * * * 1-5", "UTC")
+    assert first.task == "jobs.tasks.fire_schedule" and first.enabled
+    assert json.loads(first.kwargs) == {"workflow_id": workflow_id, "trigger_index": 1}
+    assert workflow_id in first.description
+
+
+def test_patching_the_cron_updates_its_periodic_task_and_removing_the_trigger_deletes_it(
+    api, product_type
+):
+    workflow_id = _create(api, product_type, [NIGHTLY])
+    [task] = _tasks(workflow_id)
+    PeriodicTask.objects.filter(pk=task.pk).update(last_run_at=AT_3)
+    moved = {**NIGHTLY, "cron": "30 4 * * 1", "timezone": "America/New_York"}
+    response = api.patch(f"/api/v1/workflows/{workflow_id}", {"triggers": [moved]})
+    assert response.status_code == 200, response.content
+    [same] = _tasks(workflow_id)
+    assert same.pk == task.pk
+    assert (_cron(same), str(same.crontab.timezone)) == ("30 4 * * 1", "America/New_York")
+    assert same.last_run_at is None  # the new cron's next tick, not a catch-up of the old
+    response = api.patch(f"/api/v1/workflows/{workflow_id}", {"triggers": []})
+    assert response.status_code == 200
+    assert _tasks(workflow_id) == []
+
+
+def test_a_periodic_task_is_enabled_only_while_its_workflow_is_active(api, product_type):
+    workflow_id = _create(api, product_type, [NIGHTLY], status="draft")
+    assert [task.enabled for task in _tasks(workflow_id)] == [False]
+    api.patch(f"/api/v1/workflows/{workflow_id}", {"status": "active"})
+    assert [task.enabled for task in _tasks(workflow_id)] == [True]
+    assert api.delete(f"/api/v1/workflows/{workflow_id}").status_code == 200  # archives
+    assert [task.enabled for task in _tasks(workflow_id)] == [False]
+
+
+def test_a_workflow_saved_again_unchanged_does_not_rewrite_its_periodic_task(product_type):
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
+    [task] = _tasks(workflow.pk)
+    workflow.description = "changed"
+    workflow.save()
+    [same] = _tasks(workflow.pk)
+    assert same.date_changed == task.date_changed  # beat is not told its schedule changed
+
+
+def test_deleting_a_workflow_deletes_its_periodic_tasks(product_type):
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY, NIGHTLY])
+    assert len(_tasks(workflow.pk)) == 2
+    workflow.delete()
+    assert _tasks(workflow.pk) == []
+
+
+def test_a_fire_starts_a_run_over_what_matches_the_filter_at_fire_time(product_type):
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
+    first = make_entities(product_type, 3)
+    fire = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3)
+    assert fire.outcome == "started"
+    assert _items(fire.run) == sorted(first)
+    assert fire.run.trigger == {
+        "type": "schedule",
+        "cron": "0 3 * * *",
+        "timezone": "UTC",
+        "index": 0,
+        "tick": "2026-12-03T03:00:00+00:00",
+    }
+    run_inline(fire.run.pk)  # publishes the three: they no longer match `draft`
+    later = make_entities(product_type, 2)
+    again = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=NEXT_DAY)
+    assert again.outcome == "started"
+    assert _items(again.run) == sorted(later)
+
+
+def test_a_tick_is_skipped_while_the_schedule_s_previous_run_is_open_and_the_skip_is_logged(
+    product_type, caplog
+):
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
+    make_entities(product_type, 3)
+    started = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3).run
+    with caplog.at_level(logging.WARNING, logger="jobs.schedules"):
+        skipped = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=NEXT_DAY)
+    assert (skipped.outcome, skipped.run_id) == ("skipped", started.pk)
+    assert f"the run it started before, {started.pk}, is still pending" in caplog.text
+    [line] = RunLog.objects.filter(run=started, level="warning").values_list("message", flat=True)
+    assert "Tick 2026-12-04T03:00:00+00:00 of schedule 0 3 * * * skipped" in line
+    assert Run.objects.filter(workflow=workflow).count() == 1
+    _items(started)
+    run_inline(started.pk)
+    resumed = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=NEXT_DAY + timedelta(1))
+    assert resumed.outcome == "empty"  # ended: the schedule fires again (nothing is a draft)
+
+
+def test_a_fire_delivered_again_for_the_same_tick_starts_no_second_run(product_type):
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
+    make_entities(product_type, 2)
+    fire = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3)
+    _items(fire.run)
+    run_inline(fire.run.pk)  # ended: only the tick's record stops a second run
+    again = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3 + timedelta(1 / 48))
+    assert again.pk == fire.pk  # 03:30 is still the 03:00 tick's: the same record
+    assert Run.objects.filter(workflow=workflow).count() == 1
+    assert ScheduleFire.objects.count() == 1
+
+
+def test_only_an_active_workflow_fires(product_type):
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY], status="draft")
+    make_entities(product_type, 2)
+    assert schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3) is None
+    assert not Run.objects.exists() and not ScheduleFire.objects.exists()
+
+
+def test_a_fire_for_a_trigger_that_is_no_longer_a_schedule_starts_nothing(product_type):
+    workflow = make_workflow(product_type, PUBLISH, triggers=[{"on": "entity.created"}])
+    assert schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3) is None
+    assert schedule_fire(workflow_id=workflow.pk, trigger_index=5, now=AT_3) is None
+    assert schedule_fire(workflow_id="wf_gone", trigger_index=0, now=AT_3) is None
+    assert not Run.objects.exists()
+
+
+def test_a_filter_matching_more_than_run_max_entities_is_recorded_not_run(product_type, settings):
+    settings.RUN_MAX_ENTITIES = 2
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
+    make_entities(product_type, 3)
+    fire = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3)
+    assert fire.outcome == "refused" and "3 entities match the filter" in fire.message
+    assert not Run.objects.exists()
+
+
+def test_the_tick_is_the_latest_cron_time_in_the_trigger_s_time_zone():
+    paris = {"on": "schedule", "cron": "0 3 * * *", "timezone": "Europe/Paris"}
+    # 03:00 in Paris is 02:00 UTC in winter.
+    tick = schedule_tick(paris, datetime(2026, 12, 3, 2, 0, 5, tzinfo=UTC))
+    assert tick.astimezone(UTC) == datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
+    exactly = schedule_tick(NIGHTLY, datetime(2026, 12, 3, 3, 0, tzinfo=UTC))
+    assert exactly == datetime(2026, 12, 3, 3, 0, tzinfo=UTC)  # on the tick: that tick
+    # Day of month and weekday both given must both match, as in beat's crontab.
+    both = {"on": "schedule", "cron": "0 3 13 * 5"}  # Friday the 13th
+    assert schedule_tick(both, AT_3).date().isoformat() == "2026-11-13"
+
+
+def test_only_the_newest_fires_of_a_trigger_are_kept(product_type, monkeypatch):
+    monkeypatch.setattr("jobs.schedules.FIRES_KEPT", 3)
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])  # nothing matches
+    for day in range(5):
+        schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3 + timedelta(day))
+    ticks = ScheduleFire.objects.order_by("tick").values_list("tick__day", flat=True)
+    assert list(ticks) == [5, 6, 7]
