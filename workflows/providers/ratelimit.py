@@ -74,7 +74,21 @@ end
 return 0
 """
 
+# Seconds left of a 429's pause (0 when none).
+PAUSED = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local until_us = tonumber(redis.call('GET', KEYS[1]) or '0')
+if until_us > now then return until_us - now end
+return 0
+"""
+
 COUNTERS = ("rpm", "tpm", "paused")
+# With no request or token limit set, only a 429's pause can hold a call: a process asks
+# Redis about it at most this often, not before every call (a round trip costs about as
+# much CPU as a tenth of the call). A pause set elsewhere is seen this much later at most;
+# one this process sets, at once.
+PAUSE_CHECK_S = 0.025
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,10 @@ class LocalLimiter:
             until = time.time() + seconds
             self._held[key, "paused"] = max(self._held.get((key, "paused"), 0.0), until)
 
+    def paused_for(self, key: str) -> float:
+        with self._lock:
+            return max(0.0, self._held.get((key, "paused"), 0.0) - time.time())
+
 
 class RedisLimiter:
     def __init__(self, url: str):
@@ -117,6 +135,7 @@ class RedisLimiter:
         self._reserve = client.register_script(RESERVE)
         self._correct = client.register_script(CORRECT)
         self._pause = client.register_script(PAUSE)
+        self._paused = client.register_script(PAUSED)
 
     @staticmethod
     def _keys(key: str, *names: str) -> list[str]:
@@ -133,6 +152,9 @@ class RedisLimiter:
 
     def pause(self, key: str, seconds: float) -> None:
         self._pause(keys=self._keys(key, "paused"), args=[_us(seconds)])
+
+    def paused_for(self, key: str) -> float:
+        return int(self._paused(keys=self._keys(key, "paused"))) / 1_000_000
 
 
 def _us(seconds: float) -> int:
@@ -169,12 +191,32 @@ def _token_s() -> float:
     return 60.0 / tpm if tpm else 0.0
 
 
+# key -> (when Redis was last asked, the pause's end), both on this process's monotonic clock
+_pauses_seen: dict[str, tuple[float, float]] = {}
+
+
+def _paused_for(key: str) -> float:
+    """Seconds left of the shared pause, as last seen (asked again after PAUSE_CHECK_S)."""
+    now = time.monotonic()
+    checked, until = _pauses_seen.get(key, (-math.inf, 0.0))
+    if now - checked >= PAUSE_CHECK_S:
+        until = now + _limited("paused_for", key)
+        _pauses_seen[key] = (now, until)
+    return max(0.0, until - now)
+
+
 def rate_limit_reserve(key: str, *, tokens: int) -> Slot:
     """Wait for a time free under the request and token limits and any shared pause, and
     take it. `key` names the provider and model."""
     rpm = settings.AI_RATE_LIMIT_RPM
     costs = (60.0 / rpm if rpm else 0.0, tokens * _token_s())
     waited = 0.0
+    if not any(costs):  # nothing to take: only a pause holds the call
+        while wait := _paused_for(key):
+            wait = min(wait, MAX_SLEEP_S)
+            time.sleep(wait)
+            waited += wait
+        return Slot(time.time(), waited)
     while True:
         at, wait = _limited("take", key, costs)
         if not wait:
@@ -197,3 +239,5 @@ def rate_limit_pause(key: str, seconds: float) -> None:
     """Hold every worker's calls to this provider and model for `seconds` (after a 429)."""
     if seconds > 0:
         _limited("pause", key, seconds)
+        now = time.monotonic()
+        _pauses_seen[key] = (now, now + seconds)  # this process holds at once

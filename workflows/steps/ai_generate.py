@@ -93,6 +93,9 @@ class AiGenerate(StepType):
         # The same rules as an entity type's schema: nothing fetched, patterns on RE2.
         return schema_problems(config["jsonSchema"], field=f"{path}.jsonSchema")
 
+    def chunk_size_limit(self, config: dict) -> int:
+        return settings.AI_RUN_CHUNK_SIZE
+
     def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:
         """The chunk's calls are in flight together, up to AI_MAX_CONCURRENCY."""
         provider = provider_get(config.get("provider") or settings.AI_PROVIDER)
