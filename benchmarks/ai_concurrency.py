@@ -12,7 +12,8 @@ AI_MAX_CONCURRENCY (32, 64):
 
 Figures: CPU per call and its ratio to the SDK's (aim <= 1.5x); calls in flight on average
 (calls x latency / wall time) against AI_MAX_CONCURRENCY (aim >= 0.75) and against what the
-processes together may keep in flight; the calls of each worker process (aim: all share).
+processes together may keep in flight; the calls of each worker process (aim: all share);
+the fake server's own CPU per call, which shares the machine's cores.
 """
 
 import json
@@ -95,7 +96,7 @@ def _run(workflow_id: str, entity_ids: list[str]) -> float:
     return elapsed
 
 
-def _measure(concurrency: int, base_url: str, log_dir: Path) -> dict:
+def _measure(concurrency: int, base_url: str, log_dir: Path, server_pid: int) -> dict:
     from django.conf import settings
 
     from benchmarks.pipeline import make_entities
@@ -104,8 +105,10 @@ def _measure(concurrency: int, base_url: str, log_dir: Path) -> dict:
 
     bare = _bare_sdk(base_url, concurrency)
     metrics_dir = tempfile.mkdtemp(prefix="bench-metrics-")
-    # AI_RUN_CHUNK_SIZE's default at this concurrency (BENCH_AI_CHUNK_SIZE=400: as before it)
-    chunk = int(os.environ.get("BENCH_AI_CHUNK_SIZE", 4 * concurrency))
+    # AI_RUN_CHUNK_SIZE's default at this concurrency; BENCH_AI_CHUNK_FACTOR tries others,
+    # BENCH_AI_CHUNK_SIZE=400 measures as before AI_RUN_CHUNK_SIZE (RUN_CHUNK_SIZE's chunks).
+    factor = int(os.environ.get("BENCH_AI_CHUNK_FACTOR", "4"))
+    chunk = int(os.environ.get("BENCH_AI_CHUNK_SIZE", factor * concurrency))
     settings.AI_RUN_CHUNK_SIZE = chunk  # the run is started here, as the web process would
     worker = start_worker(
         log_dir,
@@ -123,9 +126,13 @@ def _measure(concurrency: int, base_url: str, log_dir: Path) -> dict:
         _run(workflow.pk, make_entities(entity_type, CALLS // 2))  # warm-up: SDK, connections
         pids = [worker.process.pid, *worker.child_pids()]
         entity_ids = make_entities(entity_type, CALLS)
-        calls_before, cpu = _calls_by_pid(metrics_dir), _cpu_s(pids)
+        calls_before, cpu, server_cpu = (
+            _calls_by_pid(metrics_dir),
+            _cpu_s(pids),
+            _cpu_s([server_pid]),
+        )
         wall = _run(workflow.pk, entity_ids)
-        cpu = _cpu_s(pids) - cpu
+        cpu, server_cpu = _cpu_s(pids) - cpu, _cpu_s([server_pid]) - server_cpu
         attempts = {
             key: round(count - calls_before.get(key, 0))
             for key, count in _calls_by_pid(metrics_dir).items()
@@ -146,6 +153,7 @@ def _measure(concurrency: int, base_url: str, log_dir: Path) -> dict:
         "in_flight": round(in_flight, 1),
         "in_flight_ratio": round(in_flight / concurrency, 2),
         "in_flight_ratio_of_all_processes": round(in_flight / concurrency / WORKER_PROCESSES, 2),
+        "server_cpu_ms_per_call": round(server_cpu * 1000 / CALLS, 2),
         "calls_per_worker_process": sorted(count for count in calls.values() if count),
         "attempts_retried": {outcome: count for outcome, count in failed.items() if count},
         "wall_s": round(wall, 2),
@@ -170,7 +178,7 @@ def run(log_dir: Path) -> dict:
             "target_in_flight_ratio": 0.75,
         }
         for concurrency in CONCURRENCIES:
-            for name, value in _measure(concurrency, base_url, log_dir).items():
+            for name, value in _measure(concurrency, base_url, log_dir, server.pid).items():
                 figures[f"c{concurrency}_{name}"] = value
         return figures
     finally:

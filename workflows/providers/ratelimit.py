@@ -200,6 +200,9 @@ def _paused_for(key: str) -> float:
     now = time.monotonic()
     checked, until = _pauses_seen.get(key, (-math.inf, 0.0))
     if now - checked >= PAUSE_CHECK_S:
+        # Marked asked first: the other threads go on with what was seen meanwhile, so
+        # that a chunk's calls starting together make one round trip, not one each.
+        _pauses_seen[key] = (now, until)
         until = now + _limited("paused_for", key)
         _pauses_seen[key] = (now, until)
     return max(0.0, until - now)
