@@ -8,7 +8,10 @@ from workflows.steps.registry import registry
 
 def chunk_size(steps: list[dict]) -> int:
     """The chunk size for a run of a version's `steps` ([{"id", "type", "config"}, ...])."""
+    # A type no longer registered sets no limit: the engine fails its entities at that step.
     limits = [
-        registry.get(step["type"]).chunk_size_limit(step.get("config") or {}) for step in steps
+        registry.get(step["type"]).chunk_size_limit(step.get("config") or {})
+        for step in steps
+        if step.get("type") in registry
     ]
     return min([settings.RUN_CHUNK_SIZE, *(limit for limit in limits if limit)])
