@@ -7,6 +7,7 @@ AI_MAX_CONCURRENCY (32, 64):
   from as many threads as the concurrency, one client; its CPU time per call;
 - ours: a run of CALLS entities through one `ai_generate` step on a Celery worker of
   WORKER_PROCESSES processes (warmed up by a run first), started as the API starts one.
+  The two take REPEAT turns, so that both see the same load; the figures are medians.
   The workers' CPU is the sum over the worker's processes (from /proc) across the run; the
   calls each process made are read from its own Prometheus file (multiprocess mode).
 
@@ -19,6 +20,7 @@ the fake server's own CPU per call, which shares the machine's cores.
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,7 @@ from pathlib import Path
 from benchmarks.harness import start_worker, wait_for_run
 
 CALLS = 800
+REPEAT = 3
 LATENCY_S = 0.1
 CONCURRENCIES = (32, 64)
 WORKER_PROCESSES = 2
@@ -96,6 +99,27 @@ def _run(workflow_id: str, entity_ids: list[str]) -> float:
     return elapsed
 
 
+def _turn(worker, workflow_id, entity_ids, metrics_dir, server_pid) -> dict:
+    """One run of the entities on the warm worker: its wall time, the worker's and the
+    server's CPU seconds across it, and the attempts each worker process made, by outcome."""
+    pids = [worker.process.pid, *worker.child_pids()]
+    calls_before, cpu, server_cpu = _calls_by_pid(metrics_dir), _cpu_s(pids), _cpu_s([server_pid])
+    wall = _run(workflow_id, entity_ids)
+    attempts = {
+        key: round(count - calls_before.get(key, 0))
+        for key, count in _calls_by_pid(metrics_dir).items()
+    }
+    calls = {pid: count for (pid, outcome), count in attempts.items() if outcome == "ok"}
+    assert sum(calls.values()) == CALLS, attempts
+    return {
+        "wall": wall,
+        "cpu": _cpu_s(pids) - cpu,
+        "server_cpu": _cpu_s([server_pid]) - server_cpu,
+        "calls": sorted(count for count in calls.values() if count),
+        "retried": sum(count for (_pid, outcome), count in attempts.items() if outcome != "ok"),
+    }
+
+
 def _measure(concurrency: int, base_url: str, log_dir: Path, server_pid: int) -> dict:
     from django.conf import settings
 
@@ -103,7 +127,6 @@ def _measure(concurrency: int, base_url: str, log_dir: Path, server_pid: int) ->
     from entities.services import entity_type_create
     from workflows.services import workflow_create
 
-    bare = _bare_sdk(base_url, concurrency)
     metrics_dir = tempfile.mkdtemp(prefix="bench-metrics-")
     # AI_RUN_CHUNK_SIZE's default at this concurrency; BENCH_AI_CHUNK_FACTOR tries others,
     # BENCH_AI_CHUNK_SIZE=400 measures as before AI_RUN_CHUNK_SIZE (RUN_CHUNK_SIZE's chunks).
@@ -120,43 +143,40 @@ def _measure(concurrency: int, base_url: str, log_dir: Path, server_pid: int) ->
         },
         name=f"ai-worker-{concurrency}",
     )
+    bares, turns = [], []
     try:
         entity_type = entity_type_create(name=f"ai-{concurrency}-{time.time_ns()}")
         workflow = workflow_create(name="ai", entity_type=entity_type, steps=[STEP])
         _run(workflow.pk, make_entities(entity_type, CALLS // 2))  # warm-up: SDK, connections
-        pids = [worker.process.pid, *worker.child_pids()]
-        entity_ids = make_entities(entity_type, CALLS)
-        calls_before, cpu, server_cpu = (
-            _calls_by_pid(metrics_dir),
-            _cpu_s(pids),
-            _cpu_s([server_pid]),
-        )
-        wall = _run(workflow.pk, entity_ids)
-        cpu, server_cpu = _cpu_s(pids) - cpu, _cpu_s([server_pid]) - server_cpu
-        attempts = {
-            key: round(count - calls_before.get(key, 0))
-            for key, count in _calls_by_pid(metrics_dir).items()
-        }
+        for _ in range(REPEAT):  # the floor and ours take turns: both see the same load
+            bares.append(_bare_sdk(base_url, concurrency))
+            entity_ids = make_entities(entity_type, CALLS)
+            turns.append(_turn(worker, workflow.pk, entity_ids, metrics_dir, server_pid))
     finally:
         worker.stop()
-    calls = {pid: count for (pid, outcome), count in attempts.items() if outcome == "ok"}
-    assert sum(calls.values()) == CALLS, attempts
-    failed = {outcome: count for (_pid, outcome), count in attempts.items() if outcome != "ok"}
-    ours_ms, bare_ms = cpu * 1000 / CALLS, bare["cpu_s"] * 1000 / CALLS
-    in_flight = CALLS * LATENCY_S / wall
+    ratios = sorted(turn["cpu"] / bare["cpu_s"] for turn, bare in zip(turns, bares, strict=True))
+    in_flights = sorted(CALLS * LATENCY_S / turn["wall"] for turn in turns)
+    ours_ms = statistics.median(turn["cpu"] for turn in turns) * 1000 / CALLS
+    bare_ms = statistics.median(bare["cpu_s"] for bare in bares) * 1000 / CALLS
+    in_flight = statistics.median(in_flights)
     return {
         "chunk_size": chunk,
         "bare_sdk_cpu_ms_per_call": round(bare_ms, 2),
         "workers_cpu_ms_per_call": round(ours_ms, 2),
-        "cpu_ratio": round(ours_ms / bare_ms, 2),
-        "bare_sdk_in_flight": round(CALLS * LATENCY_S / bare["wall_s"], 1),
+        "cpu_ratio": round(statistics.median(ratios), 2),
+        "cpu_ratios": [round(ratio, 2) for ratio in ratios],
+        "bare_sdk_in_flight": round(
+            statistics.median(CALLS * LATENCY_S / bare["wall_s"] for bare in bares), 1
+        ),
         "in_flight": round(in_flight, 1),
         "in_flight_ratio": round(in_flight / concurrency, 2),
+        "in_flight_ratios": [round(value / concurrency, 2) for value in in_flights],
         "in_flight_ratio_of_all_processes": round(in_flight / concurrency / WORKER_PROCESSES, 2),
-        "server_cpu_ms_per_call": round(server_cpu * 1000 / CALLS, 2),
-        "calls_per_worker_process": sorted(count for count in calls.values() if count),
-        "attempts_retried": {outcome: count for outcome, count in failed.items() if count},
-        "wall_s": round(wall, 2),
+        "server_cpu_ms_per_call": round(
+            statistics.median(turn["server_cpu"] for turn in turns) * 1000 / CALLS, 2
+        ),
+        "calls_per_worker_process": [turn["calls"] for turn in turns],
+        "attempts_retried": sum(turn["retried"] for turn in turns),
     }
 
 

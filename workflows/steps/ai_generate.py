@@ -9,6 +9,7 @@ from config.metrics import MODEL_COST, MODEL_UNPRICED
 from entities.schemas import schema_errors, schema_problems, schema_validator
 from workflows.pricing import NANOS_PER_USD, call_cost_nanos
 from workflows.providers import PROVIDERS, GenerationRequest, provider_get
+from workflows.providers.ratelimit import rate_limit_flush
 from workflows.steps.base import StepType, advance, template_string
 from workflows.steps.fields import field_path
 from workflows.steps.inflight import bounded_calls
@@ -139,6 +140,7 @@ class AiGenerate(StepType):
             state.add_usage(usage, ctx.step_id)
             set_path(state.data, config["outputField"], answer)
             advance(state, Flow(output=answer), ctx)
+        rate_limit_flush()  # the last calls' token corrections: no later call carries them
 
     def _request(self, state: EntityState, config: dict, ctx: StepContext) -> GenerationRequest:
         return GenerationRequest(
