@@ -64,7 +64,7 @@ def main() -> None:
             if worker:
                 worker.stop()
         if "ai" in chosen:
-            results["ai"] = _report("ai", ai_concurrency.run())
+            results["ai"] = _report("ai", ai_concurrency.run(logs))
     finally:
         web.stop()
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")

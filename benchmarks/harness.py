@@ -68,12 +68,16 @@ def django_setup() -> None:
     django.setup()
 
 
-def start_worker(log_dir: Path, concurrency: int = 2) -> ManagedProcess:
+def start_worker(
+    log_dir: Path, concurrency: int = 2, env: dict | None = None, name: str = "worker"
+) -> ManagedProcess:
+    """A Celery worker of `concurrency` processes, with `env` over the benchmarks' ENV."""
     from config.celery import app
 
     with app.connection_for_write() as connection:
         connection.default_channel.queue_purge("celery")
-    return ManagedProcess(celery_worker_command(concurrency), "ready.", log_dir / "worker.log", ENV)
+    log = log_dir / f"{name}.log"
+    return ManagedProcess(celery_worker_command(concurrency), "ready.", log, {**ENV, **(env or {})})
 
 
 def start_web(log_dir: Path, port: int = PORT, workers: int = 2) -> ManagedProcess:

@@ -25,6 +25,7 @@ from jobs.costs import budget_columns, workflow_estimate
 from jobs.item_rows import item_columns
 from jobs.models import Job, Run, RunItem, RunLog, RunStatus, api_trigger
 from jobs.services import workflow_mark_run, workflow_runnable
+from workflows.steps.chunking import chunk_size
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def _items_done(run: Run) -> None:
     """The last batch: the total is known; queue the chunks (or end a run with nothing)."""
     run.total = run.items_made
     run.save(update_fields=["items_made", "items_cursor", "heartbeat_at", "total"])
-    size = settings.RUN_CHUNK_SIZE
+    size = chunk_size(run.workflow_version.steps)
     RunLog.objects.create(run_id=run.pk, message=f"Items made: {run.total} entities matched.")
     if run.total == 0 and run.status == RunStatus.PENDING:
         # Everything that matched was deleted before its item was made.
@@ -164,7 +165,7 @@ def _batch_source(run: Run, count: int):
 
 def _insert_batch(run: Run, count: int) -> tuple[int, str]:
     """Insert the next batch of items; returns (how many, the last entity id)."""
-    size = settings.RUN_CHUNK_SIZE
+    size = chunk_size(run.workflow_version.steps)
     source = _batch_source(run, count)
     if connection.vendor != "postgresql":
         ids = list(source.values_list("pk", flat=True))

@@ -31,6 +31,7 @@ from jobs.serializers import RunSerializer
 from jobs.waits.services import run_waits_cancel
 from workflows.models import Workflow, WorkflowVersion
 from workflows.outbound import display_url, post_json
+from workflows.steps.chunking import chunk_size
 from workflows.steps.runtime import StepError
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def run_start(
         **budget_columns(version, budget),
     )
     Job.objects.create(run=run)
-    size = settings.RUN_CHUNK_SIZE
+    size = chunk_size(version.steps)
     if _insert_items(run, workflow, entity_ids, size) < len(entity_ids):
         _check_entities_exist(workflow, entity_ids)  # raises, naming them; all is rolled back
         raise Conflict("Entities were deleted while the run started; start it again.")

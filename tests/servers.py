@@ -45,6 +45,11 @@ class LoopbackServer(ThreadingHTTPServer):
     binds it again. A connection the worker keeps alive would otherwise go on being served
     by the old stand-in's thread, with the old test's answers."""
 
+    # The listen backlog, read when the server binds (set later, it would be the default 5):
+    # a worker opening AI_MAX_CONCURRENCY connections at once overflows a short one, and the
+    # kernel resets the connections it could not queue.
+    request_queue_size = 256
+
     def __init__(self, *args, **kwargs):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
@@ -313,7 +318,6 @@ def start_llm(kind: str, port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:
 
     server = LoopbackServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
-    server.request_queue_size = 128
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return fake, server

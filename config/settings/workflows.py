@@ -19,6 +19,10 @@ ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
 # false for OpenAI-compatible servers without them, which then get json_object.
 AI_OPENAI_STRUCTURED_OUTPUTS = env_bool("AI_OPENAI_STRUCTURED_OUTPUTS", True)
 AI_MAX_CONCURRENCY = env_int("AI_MAX_CONCURRENCY", 16, minimum=1)
+# A run whose workflow has an ai_generate step goes in chunks of at most this many
+# entities, so that its slow calls are spread over every worker process (each keeping up to
+# AI_MAX_CONCURRENCY in flight) instead of queued behind one.
+AI_RUN_CHUNK_SIZE = env_int("AI_RUN_CHUNK_SIZE", 4 * AI_MAX_CONCURRENCY, minimum=1)
 AI_RATE_LIMIT_RPM = env_int("AI_RATE_LIMIT_RPM", 0, minimum=0)  # 0: no limit
 AI_RATE_LIMIT_TPM = env_int("AI_RATE_LIMIT_TPM", 0, minimum=0)  # 0: no limit
 AI_TIMEOUT_S = env_float("AI_TIMEOUT_S", 60.0, minimum=0.1)

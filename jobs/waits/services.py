@@ -15,6 +15,7 @@ from config.bulk import rows_update
 from jobs import queue
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus, Wait, WaitStatus
 from jobs.waits.base import kinds
+from workflows.steps.chunking import chunk_size
 
 
 def runs_lock(*, run_ids) -> dict[str, str]:
@@ -80,7 +81,7 @@ def _enqueue_resume(run_id: str) -> None:
 
 @transaction.atomic
 def run_waits_resume(*, run_id: str) -> int:
-    """Queue again every resolved wait's entity of the run, in new chunks of RUN_CHUNK_SIZE
+    """Queue again every resolved wait's entity of the run, in new chunks of the run's chunk size
     (items `pending`, resuming at the step after their wait under a fresh lease); returns
     how many. Safe to run twice: a wait is resumed once."""
     status = runs_lock(run_ids=[run_id]).get(run_id)
@@ -94,7 +95,7 @@ def run_waits_resume(*, run_id: str) -> int:
     )
     if not item_ids:
         return 0
-    size = settings.RUN_CHUNK_SIZE
+    size = chunk_size(Run.objects.get(pk=run_id).workflow_version.steps)
     first = (RunItem.objects.filter(run_id=run_id).aggregate(last=Max("chunk"))["last"] or 0) + 1
     for index, start in enumerate(range(0, len(item_ids), size)):  # one statement per chunk
         RunItem.objects.filter(pk__any=item_ids[start : start + size]).update(

@@ -4,9 +4,10 @@ Celery's `rate_limit` is per worker; these live in Redis (the broker), per provi
 as GCRA "theoretical arrival time" counters. A call goes once the time is free under all
 three, and then atomically advances them: the request counter by `60 / AI_RATE_LIMIT_RPM` s,
 the token counter by `60 / AI_RATE_LIMIT_TPM` s per token (an estimate before the call,
-corrected by the usage the provider reports after it); the third is the "paused until" time a
-429 sets for everyone. Until then a caller sleeps holding nothing, so every waiter sees a
-refund or a pause. Without Redis (the embedded defaults) the same algorithm runs per process.
+corrected by the usage the provider reports after it, sent with the process's next
+reservation); the third is the "paused until" time a 429 sets for everyone. Until then a
+caller sleeps holding nothing, so every waiter sees a refund or a pause. Without Redis (the
+embedded defaults) the same algorithm runs per process.
 """
 
 import logging
@@ -32,6 +33,18 @@ DEFAULT_OUTPUT_TOKENS = 1024
 RESERVE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+-- First the token corrections this process has not sent yet (ARGV[4], signed).
+local delta = tonumber(ARGV[4])
+if delta ~= 0 then
+    local tokens = tonumber(redis.call('GET', KEYS[2]) or '0')
+    if delta > 0 and tokens < now then tokens = now end
+    tokens = tokens + delta
+    if tokens > now then
+        redis.call('SET', KEYS[2], tokens, 'PX', math.floor((tokens - now) / 1000) + 1000)
+    else
+        redis.call('DEL', KEYS[2])
+    end
+end
 local held = {}
 local at = now
 for i = 1, 3 do
@@ -74,7 +87,21 @@ end
 return 0
 """
 
+# Seconds left of a 429's pause (0 when none).
+PAUSED = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local until_us = tonumber(redis.call('GET', KEYS[1]) or '0')
+if until_us > now then return until_us - now end
+return 0
+"""
+
 COUNTERS = ("rpm", "tpm", "paused")
+# With no request or token limit set, only a 429's pause can hold a call: a process asks
+# Redis about it at most this often, not before every call (a round trip costs about as
+# much CPU as a tenth of the call). A pause set elsewhere is seen this much later at most;
+# one this process sets, at once.
+PAUSE_CHECK_S = 0.025
 
 
 @dataclass(frozen=True)
@@ -88,7 +115,9 @@ class LocalLimiter:
         self._lock = threading.Lock()
         self._held: dict[tuple[str, str], float] = {}
 
-    def take(self, key: str, costs: tuple[float, float]) -> tuple[float, float]:
+    def take(self, key: str, costs: tuple[float, float], delta: float) -> tuple[float, float]:
+        if delta:
+            self.correct(key, delta)
         with self._lock:
             now = time.time()
             held = [self._held.get((key, name), 0.0) for name in COUNTERS]
@@ -109,6 +138,10 @@ class LocalLimiter:
             until = time.time() + seconds
             self._held[key, "paused"] = max(self._held.get((key, "paused"), 0.0), until)
 
+    def paused_for(self, key: str) -> float:
+        with self._lock:
+            return max(0.0, self._held.get((key, "paused"), 0.0) - time.time())
+
 
 class RedisLimiter:
     def __init__(self, url: str):
@@ -117,14 +150,16 @@ class RedisLimiter:
         self._reserve = client.register_script(RESERVE)
         self._correct = client.register_script(CORRECT)
         self._pause = client.register_script(PAUSE)
+        self._paused = client.register_script(PAUSED)
 
     @staticmethod
     def _keys(key: str, *names: str) -> list[str]:
         return [f"workflows:ai-rate:{key}:{name}" for name in names]
 
-    def take(self, key: str, costs: tuple[float, float]) -> tuple[float, float]:
+    def take(self, key: str, costs: tuple[float, float], delta: float) -> tuple[float, float]:
         at, wait = self._reserve(
-            keys=self._keys(key, *COUNTERS), args=[*map(_us, costs), _us(SLACK_S)]
+            keys=self._keys(key, *COUNTERS),
+            args=[*map(_us, costs), _us(SLACK_S), _us(delta)],
         )
         return int(at) / 1_000_000, int(wait) / 1_000_000
 
@@ -133,6 +168,9 @@ class RedisLimiter:
 
     def pause(self, key: str, seconds: float) -> None:
         self._pause(keys=self._keys(key, "paused"), args=[_us(seconds)])
+
+    def paused_for(self, key: str) -> float:
+        return int(self._paused(keys=self._keys(key, "paused"))) / 1_000_000
 
 
 def _us(seconds: float) -> int:
@@ -169,14 +207,37 @@ def _token_s() -> float:
     return 60.0 / tpm if tpm else 0.0
 
 
+# key -> (when Redis was last asked, the pause's end), both on this process's monotonic clock
+_pauses_seen: dict[str, tuple[float, float]] = {}
+
+
+def _paused_for(key: str) -> float:
+    """Seconds left of the shared pause, as last seen (asked again after PAUSE_CHECK_S)."""
+    now = time.monotonic()
+    checked, until = _pauses_seen.get(key, (-math.inf, 0.0))
+    if now - checked >= PAUSE_CHECK_S:
+        # Marked asked first: the other threads go on with what was seen meanwhile, so
+        # that a chunk's calls starting together make one round trip, not one each.
+        _pauses_seen[key] = (now, until)
+        until = now + _limited("paused_for", key)
+        _pauses_seen[key] = (now, until)
+    return max(0.0, until - now)
+
+
 def rate_limit_reserve(key: str, *, tokens: int) -> Slot:
     """Wait for a time free under the request and token limits and any shared pause, and
     take it. `key` names the provider and model."""
     rpm = settings.AI_RATE_LIMIT_RPM
     costs = (60.0 / rpm if rpm else 0.0, tokens * _token_s())
     waited = 0.0
+    if not any(costs):  # nothing to take: only a pause holds the call
+        while wait := _paused_for(key):
+            wait = min(wait, MAX_SLEEP_S)
+            time.sleep(wait)
+            waited += wait
+        return Slot(time.time(), waited)
     while True:
-        at, wait = _limited("take", key, costs)
+        at, wait = _limited("take", key, costs, _corrections_take(key))
         if not wait:
             return Slot(at, waited)
         # Nothing is held while waiting, so a refund is seen on waking; the cap keeps a
@@ -186,14 +247,44 @@ def rate_limit_reserve(key: str, *, tokens: int) -> Slot:
         waited += wait
 
 
+# Token corrections not sent yet, key -> (seconds of token time, since when): they go with
+# this process's next reservation (no round trip of their own), or on their own once
+# SLACK_S old, or when a step's calls are done (`rate_limit_flush`).
+_corrections: dict[str, tuple[float, float]] = {}
+_corrections_lock = threading.Lock()
+
+
+def _corrections_take(key: str) -> float:
+    with _corrections_lock:
+        return _corrections.pop(key, (0.0, 0.0))[0]
+
+
 def rate_limit_correct(key: str, *, estimated: int, used: int) -> None:
     """Charge (or refund) the difference between a call's estimate and the tokens the
     provider counted; a call that failed counted none."""
-    if settings.AI_RATE_LIMIT_TPM and used != estimated:
-        _limited("correct", key, (used - estimated) * _token_s())
+    if not settings.AI_RATE_LIMIT_TPM or used == estimated:
+        return
+    now = time.monotonic()
+    with _corrections_lock:
+        pending, since = _corrections.get(key, (0.0, now))
+        _corrections[key] = (pending + (used - estimated) * _token_s(), since)
+    if now - since >= SLACK_S:
+        rate_limit_flush(key)
+
+
+def rate_limit_flush(key: str | None = None) -> None:
+    """Send the token corrections not sent yet (of `key`, or of every key)."""
+    with _corrections_lock:
+        keys = [key] if key is not None else list(_corrections)
+    for name in keys:
+        delta = _corrections_take(name)
+        if delta:
+            _limited("correct", name, delta)
 
 
 def rate_limit_pause(key: str, seconds: float) -> None:
     """Hold every worker's calls to this provider and model for `seconds` (after a 429)."""
     if seconds > 0:
         _limited("pause", key, seconds)
+        now = time.monotonic()
+        _pauses_seen[key] = (now, now + seconds)  # this process holds at once

@@ -13,6 +13,7 @@ from config.metrics import MODEL_COST, MODEL_UNPRICED
 from entities.schemas import schema_errors, schema_problems, schema_validator
 from workflows.pricing import NANOS_PER_USD, call_cost_nanos
 from workflows.providers import PROVIDERS, GenerationRequest, provider_get
+from workflows.providers.ratelimit import rate_limit_flush
 from workflows.steps.base import StepType, advance, template_string
 from workflows.steps.fields import field_path
 from workflows.steps.inflight import bounded_calls
@@ -120,6 +121,13 @@ class AiGenerate(StepType):
         # The same rules as an entity type's schema: nothing fetched, patterns on RE2.
         return schema_problems(config["jsonSchema"], field=f"{path}.jsonSchema")
 
+    def chunk_size_limit(self, config: dict) -> int | None:
+        # In batch mode a chunk's calls become one provider batch: no worker waits on them,
+        # and fewer, larger batches are what providers expect.
+        if config.get("mode") == "batch":
+            return None
+        return settings.AI_RUN_CHUNK_SIZE
+
     def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:
         """The chunk's calls are in flight together, up to AI_MAX_CONCURRENCY."""
         provider = provider_get(config.get("provider") or settings.AI_PROVIDER)
@@ -166,6 +174,7 @@ class AiGenerate(StepType):
             state.add_usage(usage, ctx.step_id)
             set_path(state.data, config["outputField"], answer)
             advance(state, Flow(output=answer), ctx)
+        rate_limit_flush()  # the last calls' token corrections: no later call carries them
 
     @staticmethod
     def _park(requests: list, config: dict, ctx: StepContext) -> list:

@@ -119,6 +119,12 @@ class StepType:
                 stored[key] = current[key]
         return stored
 
+    def chunk_size_limit(self, config: dict) -> int | None:
+        """The most entities a chunk should hold when a workflow has this step, or None for
+        no limit beyond RUN_CHUNK_SIZE. A step whose entities wait on slow calls sets one,
+        so that a run is spread over every worker process instead of queued behind one."""
+        return None
+
     def run(self, state: EntityState, config: dict, ctx: StepContext) -> Flow:
         raise NotImplementedError(f"Step type {self.type!r} does not implement run().")
 

@@ -1,0 +1,35 @@
+"""A run's chunk size: RUN_CHUNK_SIZE, or less when a step of the workflow asks for less."""
+
+from workflows.steps.chunking import chunk_size
+
+GENERATE = {"id": "gen", "type": "ai_generate", "config": {"prompt": "x", "outputField": "y"}}
+TIDY = {"id": "tidy", "type": "transform", "config": {"operations": []}}
+
+
+def test_a_workflow_without_a_model_step_keeps_the_run_chunk_size(settings):
+    settings.RUN_CHUNK_SIZE, settings.AI_RUN_CHUNK_SIZE = 400, 64
+    assert chunk_size([TIDY]) == 400
+
+
+def test_a_model_step_makes_the_chunks_ai_run_chunk_size(settings):
+    settings.RUN_CHUNK_SIZE, settings.AI_RUN_CHUNK_SIZE = 400, 64
+    assert chunk_size([TIDY, GENERATE]) == 64
+
+
+def test_a_run_chunk_size_smaller_than_the_ai_one_wins(settings):
+    settings.RUN_CHUNK_SIZE, settings.AI_RUN_CHUNK_SIZE = 10, 64
+    assert chunk_size([GENERATE]) == 10
+
+
+def test_a_step_type_no_longer_registered_sets_no_limit(settings):
+    settings.RUN_CHUNK_SIZE, settings.AI_RUN_CHUNK_SIZE = 400, 64
+    assert chunk_size([{"id": "old", "type": "retired_step", "config": {}}]) == 400
+
+
+def test_a_batch_mode_model_step_keeps_the_run_chunk_size(settings):
+    """Its calls become one provider batch per chunk and hold no worker: larger chunks,
+    fewer batches."""
+    settings.RUN_CHUNK_SIZE, settings.AI_RUN_CHUNK_SIZE = 400, 64
+    batch = {**GENERATE, "config": {**GENERATE["config"], "mode": "batch"}}
+    assert chunk_size([TIDY, batch]) == 400
+    assert chunk_size([batch, GENERATE]) == 64
