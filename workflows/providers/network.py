@@ -1,4 +1,5 @@
-"""Providers over the network, through the official SDKs, with one retry policy.
+"""Providers over the network, through the official SDKs, with one retry policy (their
+batch mode is in `batch.py`).
 
 The SDKs' own retries are off (`max_retries=0`) so that every attempt passes the shared rate
 limit and is logged: 429 waits for `Retry-After`; 5xx, connection errors and timeouts back
@@ -21,6 +22,7 @@ from config.metrics import (
     model_call,
 )
 from workflows.providers.base import Generation, GenerationRequest, Provider
+from workflows.providers.batch import AnthropicBatch, OpenAIBatch
 from workflows.providers.ratelimit import (
     estimate_tokens,
     rate_limit_correct,
@@ -160,7 +162,7 @@ class NetworkProvider(Provider):
         raise AssertionError("unreachable")
 
 
-class OpenAIProvider(NetworkProvider):
+class OpenAIProvider(OpenAIBatch, NetworkProvider):
     """Any OpenAI-compatible endpoint: OpenAI, Azure, vLLM, Ollama, llama.cpp."""
 
     name = "openai"
@@ -217,7 +219,7 @@ class OpenAIProvider(NetworkProvider):
         return self._generation(response, request)
 
 
-class AnthropicProvider(NetworkProvider):
+class AnthropicProvider(AnthropicBatch, NetworkProvider):
     name = "anthropic"
     default_model = "claude-haiku-4-5"
     default_max_tokens = 1024
