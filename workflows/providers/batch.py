@@ -147,7 +147,7 @@ class OpenAIBatch(NetworkBatch):
             error = "; ".join(e.message or e.code or "" for e in errors) or "the batch failed"
             error = f"{self.name}: {error}"
         return BatchStatus(
-            state=self.STATES[batch.status],
+            state=self.STATES.get(batch.status, "in_progress"),  # a new state: look again
             counts={
                 "total": counts.total if counts else 0,
                 "completed": counts.completed if counts else 0,
@@ -181,7 +181,11 @@ class OpenAIBatch(NetworkBatch):
         status = response.get("status_code")
         if status == 200:
             request = requests.get(custom_id, UNKNOWN)
-            completion = self.sdk.types.chat.ChatCompletion.model_validate(response["body"])
+            try:
+                completion = self.sdk.types.chat.ChatCompletion.model_validate(response["body"])
+            except ValueError as exc:  # one unreadable answer must not hide the others
+                problem = f"{self.name}: 200: an answer not in the chat completion shape ({exc})"
+                return BatchResult(custom_id, error=problem, retryable=True)
             return BatchResult(custom_id, generation=self._generation(completion, request))
         if error.get("code") == "batch_cancelled":
             return None

@@ -257,3 +257,21 @@ def test_answers_count_as_model_calls_and_tokens_when_their_results_are_read(llm
     provider.batch_results(batch_id)
     after = calls._value.get(), cached._value.get(), submits._value.get()
     assert [b - a for a, b in zip(before, after, strict=True)] == [2, 8, 1]
+
+
+def test_openai_an_unreadable_answer_is_a_retryable_error_and_the_others_still_come(
+    openai_server,
+):
+    provider, real_body = provider_get("openai"), openai_server.body
+
+    def body(reply, request):
+        if request["messages"][-1]["content"] == "odd":
+            return {"choices": "not a list"}
+        return real_body(reply, request)
+
+    openai_server.body = body
+    batch_id = provider.batch_submit(_items("odd", "Lamp"), idempotency_key=_key())
+    odd, lamp = sorted(provider.batch_results(batch_id), key=lambda result: result.custom_id)
+    assert odd.error.startswith("openai: 200: an answer not in the chat completion shape")
+    assert odd.retryable and odd.generation is None
+    assert lamp.generation.text == "A generated answer."
