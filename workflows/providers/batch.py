@@ -16,8 +16,9 @@ Idempotency (`batch_submit(..., idempotency_key=...)`):
 - Anthropic: batches carry no metadata and cannot be listed by anything of ours, so the key
   is remembered in the cache (Redis with the Redis broker, shared by every worker) as soon
   as `messages.batches.create` answers. A crash between the provider's answer and that
-  write (a few milliseconds) can still submit the requests twice; their answers are matched
-  by `custom_id`, so a duplicate costs its price but changes no result.
+  write (a few milliseconds) can still submit the requests twice; the engine polls only the
+  batch whose id it recorded, so the other one costs its price but changes no result.
+  Without a shared cache (the embedded defaults) the key is remembered per process.
 """
 
 import hashlib
