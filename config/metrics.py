@@ -23,6 +23,12 @@ MODEL = ["provider", "model"]
 MODEL_CALLS = Counter(
     "workflows_model_calls", "Model calls (each attempt), by outcome.", [*MODEL, "outcome"]
 )
+MODEL_BATCH_CALLS = Counter(
+    "workflows_model_batch_calls",
+    "Batch API round trips (submit, status, results, cancel), by outcome; each request's "
+    "answer counts in workflows_model_calls when its results are read.",
+    ["provider", "operation", "outcome"],
+)
 MODEL_RETRIES = Counter("workflows_model_retries", "Model calls retried.", MODEL)
 MODEL_RATE_LIMITED = Counter("workflows_model_rate_limited", "429 answers from the model.", MODEL)
 MODEL_TOKENS = Counter("workflows_model_tokens", "Tokens the model counted.", [*MODEL, "kind"])

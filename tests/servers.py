@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.fake_batches import FakeBatches
+
 
 @dataclass
 class Received:
@@ -189,10 +191,21 @@ class Buckets:
         return None
 
 
+# Anthropic's error types by status (the SDK maps statuses; batch results carry the type).
+ANTHROPIC_ERRORS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
 @dataclass
 class FakeLLM:
     """An OpenAI- or Anthropic-compatible server. `script` replies are used in order, then
-    `default`; every request body is recorded with its arrival time."""
+    `default`; every request body is recorded with its arrival time. Its batch endpoints
+    (`batches`, `tests/fake_batches.py`) answer each batched request the same way."""
 
     kind: str
     url: str = ""
@@ -209,6 +222,23 @@ class FakeLLM:
     # reply's); and the limits the server enforces on them.
     usage_of: Callable[[dict], tuple[int, int]] | None = None
     limits: Buckets | None = None
+    batches: FakeBatches = field(init=False)
+
+    def __post_init__(self):
+        self.batches = FakeBatches(self)
+
+    def choose(self, request: dict, *, limited: bool = True) -> Reply:
+        """The reply to a request: `decide`'s, else the limits' 429 (not for batched
+        requests), else the next scripted one, else `default`. Call holding `lock`."""
+        reply = self.decide(request) if self.decide else None
+        if reply is None and limited and self.limits is not None:
+            reply = self.limits.take(sum(self.usage_of(request)) if self.usage_of else 18)
+        if reply is None:
+            reply = self.script.pop(0) if self.script else self.default
+        return reply
+
+    def error_body(self, status: int, message: str) -> dict:
+        return self.body(Reply(status=status, error=message), {})
 
     def prompts(self) -> list[str]:
         return [request["messages"][-1]["content"] for request in self.requests]
@@ -217,7 +247,8 @@ class FakeLLM:
         model = request.get("model", "fake-model")
         if reply.status != 200:
             if self.kind == "anthropic":
-                return {"type": "error", "error": {"type": "api_error", "message": reply.error}}
+                kind = ANTHROPIC_ERRORS.get(reply.status, "api_error")
+                return {"type": "error", "error": {"type": kind, "message": reply.error}}
             return {"error": {"message": reply.error, "type": "server_error", "code": None}}
         used_in, used_out = (
             self.usage_of(request) if self.usage_of else (reply.input_tokens, reply.output_tokens)
@@ -281,17 +312,30 @@ def start_llm(kind: str, port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:
         # client's delayed ACK add ~40 ms to every answer.
         disable_nagle_algorithm = True
 
+        def do_GET(self):
+            self._batch("GET", b"")
+
+        def _batch(self, method: str, body: bytes):
+            status, content_type, payload = fake.batches.handle(
+                method, self.path, self.headers, body
+            )
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
         def do_POST(self):
-            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if "/files" in self.path or "/batches" in self.path:
+                self._batch("POST", body)
+                return
+            request = json.loads(body)
             with fake.lock:
                 if fake.record:
                     fake.requests.append(request)
                     fake.times.append(time.time())
-                reply = fake.decide(request) if fake.decide else None
-                if reply is None and fake.limits is not None:
-                    reply = fake.limits.take(sum(fake.usage_of(request)) if fake.usage_of else 18)
-                if reply is None:
-                    reply = fake.script.pop(0) if fake.script else fake.default
+                reply = fake.choose(request)
             with fake.lock:
                 fake.in_flight += 1
                 fake.peak_in_flight = max(fake.peak_in_flight, fake.in_flight)

@@ -20,6 +20,7 @@ def _free_port() -> int:
 
 # Where the session's worker finds an OpenAI-compatible server when a test starts one.
 FAKE_LLM_PORT = _free_port()
+FAKE_ANTHROPIC_PORT = _free_port()  # and an Anthropic one
 # A model of the local stand-in with a price (USD per million tokens), for the cost of runs.
 PRICED_LOCAL = "priced-local"
 PRICED_LOCAL_PRICE = {"input": 1.0, "output": 2.0}
@@ -40,6 +41,7 @@ def worker_env() -> dict:
         "OUTBOUND_ALLOWED_HOSTS": "127.0.0.1",
         "OUTBOUND_BACKOFF_S": "0.05",
         "OPENAI_BASE_URL": f"http://127.0.0.1:{FAKE_LLM_PORT}/v1",
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{FAKE_ANTHROPIC_PORT}",
         "AI_TIMEOUT_S": "1",
         "AI_BACKOFF_S": "0.05",
         "AI_MAX_ATTEMPTS": "4",

@@ -155,7 +155,14 @@ def ai_batch_poll(*, batch_id: str) -> str | None:
         status = provider.batch_status(batch.provider_batch_id)
         results = {}
         if status.state not in ("in_progress", "failed"):
-            results = {r.custom_id: r for r in provider.batch_results(batch.provider_batch_id)}
+            # The requests let each answer be read as its sync call's would be (a schema's
+            # wrapper or forced tool unwrapped).
+            requests = {
+                entry.wait_id: GenerationRequest(**entry.request["request"])
+                for entry in _requests(batch)
+            }
+            answers = provider.batch_results(batch.provider_batch_id, requests)
+            results = {result.custom_id: result for result in answers}
     except StepError as exc:  # the provider did not answer: the next poll asks again
         _release(batch, log=f"Polling batch {batch.provider_batch_id} failed: {exc.message}")
         return None

@@ -87,9 +87,14 @@ class BatchProvider:
     def batch_status(self, batch_id: str) -> BatchStatus:
         raise NotImplementedError
 
-    def batch_results(self, batch_id: str) -> list[BatchResult]:
+    def batch_results(
+        self, batch_id: str, requests: dict[str, GenerationRequest] | None = None
+    ) -> list[BatchResult]:
         """Every finished request's result (answers and errors), once `batch_status` is not
-        in progress. Requests with no result (expired, cancelled) are simply absent."""
+        in progress. Requests cancelled before they ran are absent; expired ones come back
+        as retryable errors. `requests` (the batch's, by `custom_id`), when given, let each
+        answer be read exactly as the sync call's is (a JSON schema's wrapper or forced
+        tool unwrapped); without them answers are read as if no schema had been sent."""
         raise NotImplementedError
 
     def batch_cancel(self, batch_id: str) -> None:

@@ -108,7 +108,10 @@ class LocalProvider(BatchProvider, Provider):
         failed = sum(1 for entry in batch.requests if FAIL_MARKER in entry["request"]["prompt"])
         return BatchStatus("ended", {"total": total, "completed": total - failed, "failed": failed})
 
-    def batch_results(self, batch_id: str) -> list[BatchResult]:
+    def batch_results(
+        self, batch_id: str, requests: dict[str, GenerationRequest] | None = None
+    ) -> list[BatchResult]:
+        # The stand-in keeps each batch's requests itself, so `requests` adds nothing.
         if self.batch_status(batch_id).state != "ended":
             return []  # cancelled before it ended: no request finished
         results = []

@@ -1,4 +1,5 @@
-"""Providers over the network, through the official SDKs, with one retry policy.
+"""Providers over the network, through the official SDKs, with one retry policy (their
+batch mode is in `batch.py`).
 
 The SDKs' own retries are off (`max_retries=0`) so that every attempt passes the shared rate
 limit and is logged: 429 waits for `Retry-After`; 5xx, connection errors and timeouts back
@@ -18,10 +19,10 @@ from config.metrics import (
     MODEL_CALLS,
     MODEL_RATE_LIMITED,
     MODEL_RETRIES,
-    MODEL_TOKENS,
     model_call,
 )
 from workflows.providers.base import Generation, GenerationRequest, Provider
+from workflows.providers.batch import AnthropicBatch, OpenAIBatch
 from workflows.providers.ratelimit import (
     estimate_tokens,
     rate_limit_correct,
@@ -34,6 +35,7 @@ from workflows.providers.structured import (
     root_schema,
     unwrap,
 )
+from workflows.providers.usage import anthropic_usage, count_usage, openai_usage
 from workflows.steps.runtime import StepError
 
 JSON_INSTRUCTION = "Answer with a single JSON value and nothing else."
@@ -75,14 +77,6 @@ def _unwrapped_text(text: str, schema: dict) -> str:
         return text  # not JSON: the step's validation says so and asks again
 
 
-# Metric label -> usage key; cached input is part of the input, counted apart too.
-TOKEN_KINDS = (
-    ("input", "inputTokens"),
-    ("cached_input", "cachedInputTokens"),
-    ("output", "outputTokens"),
-)
-
-
 class NetworkProvider(Provider):
     """Subclasses set `sdk` (the SDK module), `default_model`, and implement `_client()` and
     `_call(client, request)`."""
@@ -108,9 +102,24 @@ class NetworkProvider(Provider):
     def _max_tokens(self, request: GenerationRequest) -> int | None:
         return request.max_tokens
 
+    def _resolved(self, request: GenerationRequest) -> GenerationRequest:
+        return request if request.model else replace(request, model=self.default_model)
+
+    def _problem(self, exc) -> tuple[str, str, bool, float | None]:
+        """What an SDK error says: (status, message, retryable, seconds the provider asked
+        to wait)."""
+        if isinstance(exc, self.sdk.APIStatusError):
+            wait = retry_after_s(exc.response) if exc.status_code == 429 else None
+            retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+            return str(exc.status_code), _message(exc), retryable, wait
+        if isinstance(exc, self.sdk.APITimeoutError):
+            return "timeout", f"no answer within {settings.AI_TIMEOUT_S:g}s", True, None
+        if isinstance(exc, self.sdk.APIConnectionError):
+            return "connection error", _message(exc), True, None
+        return "error", _message(exc), False, None
+
     def generate(self, request: GenerationRequest, on_retry=None) -> Generation:
-        if not request.model:
-            request = replace(request, model=self.default_model)
+        request = self._resolved(request)
         attempts = settings.AI_MAX_ATTEMPTS
         limit_key, labels = f"{self.name}:{request.model}", (self.name, request.model)
         estimated = estimate_tokens(
@@ -118,27 +127,15 @@ class NetworkProvider(Provider):
         )
         for attempt in range(1, attempts + 1):
             rate_limit_reserve(limit_key, tokens=estimated)
-            wait, used = None, 0
+            used = 0
             try:
                 with model_call(*labels):
                     generation = self._call(self.client, request)
-                for kind, key in TOKEN_KINDS:
-                    count = generation.usage.get(key, 0)
-                    MODEL_TOKENS.labels(*labels, kind).inc(count)
-                    if kind != "cached_input":  # counted in the input already
-                        used += count
+                used = count_usage(labels, generation.usage)
                 MODEL_CALLS.labels(*labels, "ok").inc()
                 return generation
-            except self.sdk.APIStatusError as exc:
-                status, message = str(exc.status_code), _message(exc)
-                retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
-                if exc.status_code == 429:
-                    wait = retry_after_s(exc.response)
-            except self.sdk.APITimeoutError:
-                status, retryable = "timeout", True
-                message = f"no answer within {settings.AI_TIMEOUT_S:g}s"
-            except self.sdk.APIConnectionError as exc:
-                status, message, retryable = "connection error", _message(exc), True
+            except self.sdk.APIError as exc:
+                status, message, retryable, wait = self._problem(exc)
             finally:
                 rate_limit_correct(limit_key, estimated=estimated, used=used)
             MODEL_CALLS.labels(*labels, status).inc()
@@ -165,7 +162,7 @@ class NetworkProvider(Provider):
         raise AssertionError("unreachable")
 
 
-class OpenAIProvider(NetworkProvider):
+class OpenAIProvider(OpenAIBatch, NetworkProvider):
     """Any OpenAI-compatible endpoint: OpenAI, Azure, vLLM, Ollama, llama.cpp."""
 
     name = "openai"
@@ -185,27 +182,31 @@ class OpenAIProvider(NetworkProvider):
             max_retries=0,
         )
 
-    def _call(self, client, request: GenerationRequest) -> Generation:
-        messages = []
+    def _structured(self, request: GenerationRequest) -> bool:
+        return bool(request.json_schema) and settings.AI_OPENAI_STRUCTURED_OUTPUTS
+
+    def _body(self, request: GenerationRequest) -> dict:
+        """The JSON body of the chat completion: the sync call's and each batch line's."""
         system = "\n\n".join(
             filter(None, [request.system, JSON_INSTRUCTION if request.json_mode else ""])
         )
-        if system:
-            messages.append({"role": "system", "content": system})
+        messages = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": request.prompt})
-        options = {}
+        body = {"model": request.model, "messages": messages}
         if request.temperature is not None:
-            options["temperature"] = request.temperature
+            body["temperature"] = request.temperature
         if request.max_tokens is not None:
-            options["max_tokens"] = request.max_tokens
-        structured = bool(request.json_schema) and settings.AI_OPENAI_STRUCTURED_OUTPUTS
-        if structured:
-            options["response_format"] = openai_response_format(request.json_schema)
+            body["max_tokens"] = request.max_tokens
+        if self._structured(request):
+            body["response_format"] = openai_response_format(request.json_schema)
         elif request.json_mode:
-            options["response_format"] = {"type": "json_object"}
-        response = client.chat.completions.create(model=request.model, messages=messages, **options)
+            body["response_format"] = {"type": "json_object"}
+        return body
+
+    def _generation(self, response, request: GenerationRequest) -> Generation:
+        """A `ChatCompletion` (from the sync call or a batch's output) as a Generation."""
         text = response.choices[0].message.content or ""
-        if structured:
+        if self._structured(request):
             text = _unwrapped_text(text, request.json_schema)
         return Generation(
             text=text,
@@ -213,8 +214,12 @@ class OpenAIProvider(NetworkProvider):
             usage=openai_usage(response.usage),
         )
 
+    def _call(self, client, request: GenerationRequest) -> Generation:
+        response = client.chat.completions.create(**self._body(request))
+        return self._generation(response, request)
 
-class AnthropicProvider(NetworkProvider):
+
+class AnthropicProvider(AnthropicBatch, NetworkProvider):
     name = "anthropic"
     default_model = "claude-haiku-4-5"
     default_max_tokens = 1024
@@ -236,61 +241,46 @@ class AnthropicProvider(NetworkProvider):
             max_retries=0,
         )
 
-    def _call(self, client, request: GenerationRequest) -> Generation:
+    def _params(self, request: GenerationRequest) -> dict:
+        """The Messages API parameters: the sync call's body and each batch request's."""
         # A schema goes as a forced tool; JSON without one is asked for in words.
-        options = anthropic_tool_options(request.json_schema) if request.json_schema else {}
+        params = {
+            "model": request.model,
+            "max_tokens": self._max_tokens(request),
+            "messages": [{"role": "user", "content": request.prompt}],
+        }
+        if request.json_schema:
+            params.update(anthropic_tool_options(request.json_schema))
         instruct = request.json_mode and not request.json_schema
         system = "\n\n".join(filter(None, [request.system, JSON_INSTRUCTION if instruct else ""]))
         if system:
             # Marked cacheable: the calls of a step share it, and cached reads cost a tenth.
-            options["system"] = [
+            params["system"] = [
                 {"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}
             ]
         if request.temperature is not None:
-            # anthropic 1.x dropped `temperature` from the signature; the API still takes it.
-            options["extra_body"] = {"temperature": request.temperature}
-        response = client.messages.create(
-            model=request.model,
-            max_tokens=self._max_tokens(request),
-            messages=[{"role": "user", "content": request.prompt}],
-            **options,
-        )
-        tool_inputs = [block.input for block in response.content if block.type == "tool_use"]
-        if request.json_schema and tool_inputs:
-            text = unwrap(tool_inputs[0], root_schema(request.json_schema)[1])
+            params["temperature"] = request.temperature
+        return params
+
+    def _generation(self, message, request: GenerationRequest) -> Generation:
+        """A `Message` (from the sync call or a batch's results) as a Generation: a forced
+        tool's input is the answer."""
+        tool_inputs = [block.input for block in message.content if block.type == "tool_use"]
+        if tool_inputs:
+            text = unwrap(
+                tool_inputs[0], bool(request.json_schema) and root_schema(request.json_schema)[1]
+            )
         else:
-            text = "".join(block.text for block in response.content if block.type == "text")
+            text = "".join(block.text for block in message.content if block.type == "text")
         return Generation(
             text=text,
-            model=response.model or request.model,
-            usage=anthropic_usage(response.usage),
+            model=message.model or request.model,
+            usage=anthropic_usage(message.usage),
         )
 
-
-# Usage in one shape for every provider: `inputTokens` counts every prompt token, those
-# read from the provider's prompt cache (`cachedInputTokens`) and written to it included.
-
-
-def openai_usage(usage) -> dict:
-    if usage is None:
-        return {"inputTokens": 0, "cachedInputTokens": 0, "outputTokens": 0}
-    details = getattr(usage, "prompt_tokens_details", None)
-    return {
-        "inputTokens": usage.prompt_tokens or 0,
-        "cachedInputTokens": (getattr(details, "cached_tokens", None) or 0) if details else 0,
-        "outputTokens": usage.completion_tokens or 0,
-    }
-
-
-def anthropic_usage(usage) -> dict:
-    # Anthropic's `input_tokens` leaves out the tokens read from and written to the cache.
-    cached = getattr(usage, "cache_read_input_tokens", None) or 0
-    written = getattr(usage, "cache_creation_input_tokens", None) or 0
-    result = {
-        "inputTokens": usage.input_tokens + cached + written,
-        "cachedInputTokens": cached,
-        "outputTokens": usage.output_tokens,
-    }
-    if written:
-        result["cacheWriteTokens"] = written
-    return result
+    def _call(self, client, request: GenerationRequest) -> Generation:
+        params = self._params(request)
+        if "temperature" in params:
+            # anthropic 1.x dropped `temperature` from the signature; the API still takes it.
+            params["extra_body"] = {"temperature": params.pop("temperature")}
+        return self._generation(client.messages.create(**params), request)
