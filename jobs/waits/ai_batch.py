@@ -168,7 +168,7 @@ def ai_batch_poll(*, batch_id: str) -> str | None:
         return None
     if status.state == "in_progress":
         AiBatch.objects.filter(pk=batch.pk).update(
-            polled_at=timezone.now(), lease_until=None, **_counts(status)
+            polled_at=timezone.now(), lease_until=None, error="", **_counts(status)
         )
         return status.state
     _collect(batch, status, results, AiBatchStatus.IN_PROGRESS)
@@ -394,10 +394,15 @@ def _counts(status: BatchStatus) -> dict:
 
 
 def _release(batch: AiBatch, *, log: str) -> None:
-    AiBatch.objects.filter(pk=batch.pk).update(lease_until=None, polled_at=timezone.now())
-    RunLog.objects.create(
-        run_id=batch.run_id, level=RunLog.Level.WARNING, step_id=batch.step_id, message=log
+    """The provider did not answer: free the batch for the next poll, keep the problem on
+    it (shown with the batch) and log it once, not at every poll while it lasts."""
+    AiBatch.objects.filter(pk=batch.pk).update(
+        lease_until=None, polled_at=timezone.now(), error=log
     )
+    if batch.error != log:
+        RunLog.objects.create(
+            run_id=batch.run_id, level=RunLog.Level.WARNING, step_id=batch.step_id, message=log
+        )
 
 
 def _log_line(batch: AiBatch, entry: AiBatchRequest, message: str, now) -> RunLog:

@@ -1,0 +1,40 @@
+"""Polling a provider batch when the provider does not answer: the batch stays open for the
+next poll, shows the problem, and the run's log says so once, not at every poll."""
+
+import pytest
+
+from jobs.models import AiBatch, AiBatchStatus, RunLog
+from jobs.waits.ai_batch import ai_batch_poll
+from tests.factories import make_entities, make_workflow, start_run
+from tests.servers import Reply
+
+pytestmark = pytest.mark.django_db
+
+GENERATE = {
+    "id": "describe",
+    "type": "ai_generate",
+    "config": {"provider": "openai", "prompt": "x", "outputField": "y", "mode": "batch"},
+}
+
+
+def test_a_provider_failing_every_poll_is_logged_once_and_the_batch_stays_open(
+    openai_server, product_type
+):
+    run = start_run(make_workflow(product_type, [GENERATE]), make_entities(product_type, 1))
+    batch = AiBatch.objects.create(
+        run=run,
+        step_id="describe",
+        provider="openai",
+        status=AiBatchStatus.IN_PROGRESS,
+        provider_batch_id="batch_gone",
+    )
+    openai_server.batches.script = [Reply(status=404, error="No batch found")] * 3
+    polled = [ai_batch_poll(batch_id=batch.pk) for _ in range(3)]
+
+    assert polled == [None, None, None]
+    logs = RunLog.objects.filter(run=run, message__startswith="Polling batch batch_gone failed")
+    assert logs.count() == 1
+    assert "No batch found" in logs.get().message
+    batch.refresh_from_db()
+    assert batch.status == AiBatchStatus.IN_PROGRESS and batch.lease_until is None
+    assert "No batch found" in batch.error
