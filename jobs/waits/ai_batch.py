@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from jobs import queue
 from jobs.engine.budget import RunBudget
+from jobs.engine.outcomes import run_count
 from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Run, RunLog, RunStatus, WaitStatus
 from jobs.waits.base import Parked, WaitKind, register
 from jobs.waits.services import runs_lock, waits_resolve_each
@@ -90,6 +91,13 @@ class AiBatchWait(WaitKind):
             ).values_list("pk", flat=True)
         )
         AiBatch.objects.filter(pk__in=cancelling).update(status=AiBatchStatus.CANCELLING)
+        # What earlier attempts of their requests used was spent: it counts in the run's
+        # usage as it would have with the answers.
+        spent: dict = {}
+        for usage in AiBatchRequest.objects.filter(batch_id__in=cancelling).exclude(usage={}):
+            spent = usage_add(spent, usage.usage)
+        if spent:
+            run_count(run_id, {}, spent, timezone.now())
         for batch_id in cancelling:
             transaction.on_commit(partial(queue.ai_batch_cancel_enqueue, batch_id))
 
