@@ -9,6 +9,7 @@ from django.conf import settings
 from jsonschema.exceptions import best_match
 
 from config.api.errors import FieldError
+from config.api.parsers import MAX_JSON_DEPTH, json_depth
 from config.metrics import MODEL_COST, MODEL_UNPRICED
 from entities.schemas import schema_errors, schema_problems, schema_validator
 from workflows.pricing import NANOS_PER_USD, call_cost_nanos
@@ -277,6 +278,10 @@ def priced(usage: dict, provider, model: str, *, batch: bool = False) -> dict:
 
 
 def json_problem(text: str, schema: dict | None) -> str | None:
+    # An answer nested deeper than a request body may be would exhaust the decoder's and the
+    # validators' stack: it is an invalid answer (asked again, then the entity fails).
+    if json_depth(text) > MAX_JSON_DEPTH:
+        return f"nested deeper than {MAX_JSON_DEPTH} levels"
     try:
         value = json.loads(text)
     except ValueError as exc:

@@ -1,5 +1,7 @@
 """The real SDKs over real HTTP against OpenAI- and Anthropic-compatible servers on loopback."""
 
+import json
+
 import pytest
 
 from jobs.models import RunLog
@@ -160,6 +162,29 @@ def test_json_still_invalid_after_the_retry_fails(run_steps, llm):
     assert item.status == "failed"
     assert "after one retry" in item.error and "tags" in item.error
     assert len(fake.requests) == 2
+
+
+@pytest.mark.parametrize("depth", [65, 100_000])
+def test_an_answer_nested_too_deep_is_invalid_and_fails_only_its_entity(run_steps, llm, depth):
+    """A model's JSON nested deeper than a request body may be (the decoder and validators
+    would exhaust the stack) is an invalid answer: asked again, then the entity fails with
+    a message, and the rest of the chunk goes on."""
+    provider, fake = llm
+    deep = "[" * depth + "]" * depth
+    fake.decide = lambda request: Reply(text=deep) if "Deep" in json.dumps(request) else None
+    fake.default = Reply(text='{"tags": ["lamp"]}')
+    items, entities = run_steps(
+        [_step(provider, responseFormat="json", outputField="meta")],
+        {"title": "Deep"},
+        {"title": "Lamp"},
+    )
+    by_title = {e.data["title"]: (i, e) for i, e in zip(items, entities, strict=True)}
+    deep_item, _ = by_title["Deep"]
+    assert deep_item.status == "failed"
+    assert "nested deeper than 64 levels" in deep_item.error
+    assert "after one retry" in deep_item.error
+    lamp_item, lamp = by_title["Lamp"]
+    assert lamp_item.status == "completed" and lamp.data["meta"] == {"tags": ["lamp"]}
 
 
 def test_the_deployment_default_provider_is_used_when_the_step_names_none(
