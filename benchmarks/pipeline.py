@@ -201,6 +201,9 @@ def by_filter(client: httpx.Client, count: int = FILTER_ENTITIES) -> dict:
         entities_insert(floor.pk, count)
         vacuum()
         single.append(floor_one("entity_type_id = %s AND status = 'draft'", [floor.pk]))
+        # The script's 90,000 dead rows vacuumed too: left, they bring autovacuum into the
+        # middle of the run (the script, first, never meets the run's).
+        vacuum()
         runs.append(_timed_run(client, workflow.pk, {"filter": {"status": "draft"}}))
         expected = count // 10 * 9
         assert _published(ours.pk) == _published(floor.pk) == expected
