@@ -1,6 +1,7 @@
 """Run every benchmark on PostgreSQL and Redis, print a table, write the figures to JSON.
 
     python -m benchmarks [--only pipeline,waits,batch,dispatch,api,logs,memory,ai] [--output FILE]
+    python -m benchmarks --only million    # optional, 5-10 minutes: a run of 1,000,000
 
 Each figure is a ratio against a floor measured in the same run, or a count, so results from
 different machines compare.
@@ -18,12 +19,14 @@ from benchmarks import (
     dispatch,
     harness,
     memory,
+    million,
     pipeline,
     waits,
 )
 from benchmarks import logs as log_bench
 
 ALL = ["pipeline", "waits", "batch", "dispatch", "api", "logs", "memory", "ai"]
+OPTIONAL = ["million"]  # long: only when named in --only
 
 
 def main() -> None:
@@ -63,6 +66,8 @@ def main() -> None:
         finally:
             if worker:
                 worker.stop()
+        if "million" in chosen:  # its own web server and worker, after the suite's worker
+            results["million"] = _report("million", million.run(key, logs))
         if "ai" in chosen:
             results["ai"] = _report("ai", ai_concurrency.run(logs))
     finally:

@@ -6,9 +6,10 @@ run `pending` with no items and `total` null; `run_items_make`, a task, then mak
 in batches of RUN_ITEMS_BATCH_SIZE, one transaction each, walking the entities in id order
 from `items_cursor` (keyset pagination: no batch reads what an earlier one did, and neither
 the web nor the worker holds more than one batch). On PostgreSQL a batch is one
-`INSERT ... SELECT` and never enters Python. The last batch sets `total` and queues the
-chunks. Entities created after the run was are left out: a run covers what matched when it
-started.
+`INSERT ... SELECT` and never enters Python. Each batch queues the chunks it completed, so
+the workers start on them while the next batch is made; the last batch sets `total` (until
+then no chunk can end the run) and queues the rest. Entities created after the run was are
+left out: a run covers what matched when it started.
 """
 
 import logging
@@ -24,7 +25,7 @@ from jobs import queue
 from jobs.costs import budget_columns, workflow_estimate
 from jobs.item_rows import item_columns
 from jobs.models import Job, Run, RunItem, RunLog, RunStatus, api_trigger
-from jobs.services import workflow_mark_run, workflow_runnable
+from jobs.services import run_finalize_if_done, workflow_mark_run, workflow_runnable
 from workflows.steps.chunking import chunk_size
 
 logger = logging.getLogger(__name__)
@@ -116,13 +117,19 @@ def run_items_make(*, run_id: str) -> int:
     and starts from the cursor the last committed batch left. Returns the items made."""
     while True:
         with transaction.atomic():
-            run = Run.objects.select_for_update().select_related("workflow").get(pk=run_id)
+            run = (
+                Run.objects.select_for_update()
+                .select_related("workflow", "workflow_version")
+                .get(pk=run_id)
+            )
+            size = chunk_size(run.workflow_version.steps)  # as the items' chunks were made
             if run.total is not None:
                 return run.items_made
             left = run.items_limit - run.items_made
+            before = run.items_made
             made, last = (
                 _insert_batch(run, min(left, settings.RUN_ITEMS_BATCH_SIZE))
-                if left > 0 and run.status == RunStatus.PENDING
+                if left > 0 and run.status in RunStatus.open()
                 else (0, "")
             )
             run.items_made += made
@@ -130,13 +137,19 @@ def run_items_make(*, run_id: str) -> int:
             run.heartbeat_at = timezone.now()  # a long making is not a stalled run
             if made == settings.RUN_ITEMS_BATCH_SIZE and made < left:
                 run.save(update_fields=["items_made", "items_cursor", "heartbeat_at"])
+                # The chunks this batch completed start now, while the next batch is made
+                # (a chunk whose items span two batches waits for the second).
+                chunks = range(before // size, run.items_made // size)
+                transaction.on_commit(partial(queue.chunks_enqueue, run.pk, chunks))
                 continue
-            _items_done(run)
+            _items_done(run, first_chunk=before // size)
             return run.items_made
 
 
-def _items_done(run: Run) -> None:
-    """The last batch: the total is known; queue the chunks (or end a run with nothing)."""
+def _items_done(run: Run, first_chunk: int) -> None:
+    """The last batch: the total is known; queue the chunks not queued yet (or end a run
+    with nothing). The chunks queued earlier may all have ended already: the run is ended
+    here then, as their last one would have, had it known the total."""
     run.total = run.items_made
     run.save(update_fields=["items_made", "items_cursor", "heartbeat_at", "total"])
     size = chunk_size(run.workflow_version.steps)
@@ -148,9 +161,11 @@ def _items_done(run: Run) -> None:
         )
         RunLog.objects.create(run_id=run.pk, message="Run completed: no entity left to run.")
         return
-    if run.status == RunStatus.PENDING:
-        chunks = range((run.total + size - 1) // size)
+    if run.status in RunStatus.open():
+        chunks = range(first_chunk, (run.total + size - 1) // size)
         transaction.on_commit(partial(queue.chunks_enqueue, run.pk, chunks))
+        if run.status == RunStatus.RUNNING:
+            transaction.on_commit(partial(run_finalize_if_done, run_id=run.pk))
 
 
 def _batch_source(run: Run, count: int):

@@ -6,9 +6,11 @@ import pytest
 from django.utils import timezone
 
 from entities.models import Entity
+from jobs.engine.chunk import chunk_execute
 from jobs.filter_runs import run_items_make
 from jobs.models import Run, RunItem
-from jobs.services import run_cancel
+from jobs.queue import chunks_enqueue
+from jobs.services import run_cancel, run_finalize_if_done
 from tests.factories import make_entities, make_workflow, run_inline
 
 pytestmark = pytest.mark.django_db
@@ -189,3 +191,92 @@ def test_runs_and_jobs_say_what_started_them(api, workflow, product_type):
     retry = api.post(f"/api/v1/workflows/{workflow.pk}/runs/{body['runId']}/retry", {}).json()
     shown = api.get(f"/api/v1/jobs/{retry['jobId']}").json()["trigger"]
     assert shown == {"type": "retry", "runId": body["runId"]}
+
+
+def _queued_chunks(callbacks) -> list[list[int]]:
+    return [list(c.args[1]) for c in callbacks if getattr(c, "func", None) is chunks_enqueue]
+
+
+def test_each_batch_queues_the_chunks_it_completed_and_the_last_queues_the_rest(
+    api, workflow, product_type, settings, django_capture_on_commit_callbacks
+):
+    settings.RUN_ITEMS_BATCH_SIZE = 4
+    settings.RUN_CHUNK_SIZE = 3
+    make_entities(product_type, 10)
+    run_id = _run(api, workflow, {"filter": {}}).json()["runId"]
+    with django_capture_on_commit_callbacks() as callbacks:
+        run_items_make(run_id=run_id)
+    # Batches of 4, 4 and 2 items: chunk 0 (items 0-2) after the first, chunk 1 (3-5) once
+    # the second made item 5, the rest (6-8 and 9) once the total is known.
+    assert _queued_chunks(callbacks) == [[0], [1], [2, 3]]
+    run_inline(run_id)
+    run = Run.objects.get(pk=run_id)
+    assert (run.status, run.completed, run.total) == ("completed", 10, 10)
+
+
+def test_a_model_steps_smaller_chunks_are_queued_as_they_are_made(
+    api, product_type, settings, django_capture_on_commit_callbacks
+):
+    """A workflow with a model step has chunks of AI_RUN_CHUNK_SIZE: each batch queues the
+    chunks of that size it completed, every one exactly once."""
+    settings.RUN_ITEMS_BATCH_SIZE, settings.RUN_CHUNK_SIZE, settings.AI_RUN_CHUNK_SIZE = 4, 6, 2
+    generate = {"type": "ai_generate", "config": {"prompt": "x", "outputField": "y"}}
+    workflow = make_workflow(product_type, [generate])
+    make_entities(product_type, 10)
+    run_id = _run(api, workflow, {"filter": {}}).json()["runId"]
+    with django_capture_on_commit_callbacks() as callbacks:
+        run_items_make(run_id=run_id)
+    assert _queued_chunks(callbacks) == [[0, 1], [2, 3], [4]]
+    assert sorted(set(RunItem.objects.filter(run_id=run_id).values_list("chunk", flat=True))) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+    run_inline(run_id)
+    run = Run.objects.get(pk=run_id)
+    assert (run.status, run.completed, run.total) == ("completed", 10, 10)
+
+
+def test_a_run_its_first_chunks_started_is_still_made_in_full_and_ended_by_its_last_batch(
+    api, workflow, product_type, settings, django_capture_on_commit_callbacks
+):
+    settings.RUN_ITEMS_BATCH_SIZE = 4
+    settings.RUN_CHUNK_SIZE = 4
+    ids = sorted(make_entities(product_type, 8))
+    run_id = _run(api, workflow, {"filter": {}}).json()["runId"]
+    # As if both batches were made and their chunks ran before the last (empty) batch: the
+    # chunks could not end the run, its total unknown.
+    RunItem.objects.bulk_create(
+        RunItem(run_id=run_id, entity_id=e, chunk=i // 4) for i, e in enumerate(ids)
+    )
+    Run.objects.filter(pk=run_id).update(items_made=8, items_cursor=ids[-1])
+    chunk_execute(run_id=run_id, chunk=0)
+    chunk_execute(run_id=run_id, chunk=1)
+    run = Run.objects.get(pk=run_id)
+    assert (run.status, run.completed, run.total) == ("running", 8, None)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert run_items_make(run_id=run_id) == 8
+    assert _queued_chunks(callbacks) == [[]]
+    for callback in callbacks:
+        if getattr(callback, "func", None) is run_finalize_if_done:
+            callback()
+    run = Run.objects.get(pk=run_id)
+    assert (run.status, run.completed, run.total) == ("completed", 8, 8)
+
+
+def test_batches_after_the_first_chunks_started_the_run_are_still_made(
+    api, workflow, product_type, settings
+):
+    settings.RUN_ITEMS_BATCH_SIZE = 4
+    settings.RUN_CHUNK_SIZE = 4
+    ids = sorted(make_entities(product_type, 10))
+    run_id = _run(api, workflow, {"filter": {}}).json()["runId"]
+    RunItem.objects.bulk_create(RunItem(run_id=run_id, entity_id=e, chunk=0) for e in ids[:4])
+    Run.objects.filter(pk=run_id).update(items_made=4, items_cursor=ids[3])
+    chunk_execute(run_id=run_id, chunk=0)  # the run is running now
+    assert run_items_make(run_id=run_id) == 10
+    run_inline(run_id)
+    run = Run.objects.get(pk=run_id)
+    assert (run.status, run.completed, run.total) == ("completed", 10, 10)
