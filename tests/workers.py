@@ -4,11 +4,14 @@ import json
 import os
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 from django.conf import settings
 
 from jobs.models import Run, RunStatus
+from jobs.queue import RUN_CHUNK
 from tests.processes import ManagedProcess, celery_beat_command, celery_worker_command
 
 
@@ -60,12 +63,30 @@ def start_worker(log_path: Path, concurrency: int = 2) -> ManagedProcess:
     )
 
 
-def start_beat(log_path: Path) -> ManagedProcess:
+def start_beat(log_path: Path, **env: str) -> ManagedProcess:
     """Celery beat on the test database's schedule (django-celery-beat), as the Procfile runs
-    it, looking at the schedule every second."""
+    it, looking at the schedule every second; `env` adds settings (AI_BATCH_POLL_S="0.5")."""
     return ManagedProcess(
-        celery_beat_command(max_interval=1), "beat: Starting...", log_path, worker_env()
+        celery_beat_command(max_interval=1),
+        "beat: Starting...",
+        log_path,
+        {**worker_env(), **env},
     )
+
+
+def wait_until(predicate, what: str, timeout: float = 120):
+    """Poll until `predicate()` is truthy and return it (a bound on waiting, not a speed
+    assertion)."""
+    deadline = time.monotonic() + timeout
+    while not (found := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return found
+
+
+def all_waiting(run_id: str, n: int):
+    """A predicate for `wait_until`: `n` of the run's entities wait."""
+    return lambda: Run.objects.get(pk=run_id).waiting == n
 
 
 def wait_for_run(run_id: str, timeout: float = 120) -> Run:
@@ -81,3 +102,17 @@ def wait_for_run(run_id: str, timeout: float = 120) -> Run:
         f"Run {run_id} did not end within {timeout}s: {run.status}, "
         f"{run.completed}+{run.failed}+{run.cancelled} of {run.total}"
     )
+
+
+@contextmanager
+def chunks_sent_to(queue: str):
+    """Runs started meanwhile send their chunks to `queue` (a test's own worker consumes
+    it), not to the queue the session's worker reads."""
+    from celery import current_app
+
+    def enqueue(run_id, chunks):
+        for chunk in chunks:
+            current_app.send_task(RUN_CHUNK, args=(run_id, chunk), queue=queue)
+
+    with mock.patch("jobs.queue.chunks_enqueue", enqueue):
+        yield

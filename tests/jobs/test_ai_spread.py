@@ -9,15 +9,13 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from celery import current_app
 from prometheus_client.mmap_dict import MmapedDict
 
 from jobs.models import RunItem
-from jobs.queue import RUN_CHUNK
 from tests.factories import make_entities, make_workflow, start_run
 from tests.processes import ManagedProcess, celery_worker_command
 from tests.servers import Reply, start_llm
-from tests.workers import wait_for_run, worker_env
+from tests.workers import chunks_sent_to, wait_for_run, worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -63,11 +61,7 @@ def two_process_worker(django_db_setup, llm, metrics_dir, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def own_queue():
-    def enqueue(run_id, chunks):
-        for chunk in chunks:
-            current_app.send_task(RUN_CHUNK, args=(run_id, chunk), queue=QUEUE)
-
-    with mock.patch("jobs.queue.chunks_enqueue", enqueue):
+    with chunks_sent_to(QUEUE):
         yield
 
 

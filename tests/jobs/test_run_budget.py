@@ -5,17 +5,14 @@ The chunks go to a queue of their own, so that only these workers (4 processes, 
 flight each) run them, whatever other worker the session started."""
 
 import os
-from unittest import mock
 
 import pytest
-from celery import current_app
 
 from jobs.models import Run, RunItem, RunLog
-from jobs.queue import RUN_CHUNK
 from tests.factories import make_entities, make_workflow, start_run
 from tests.processes import ManagedProcess, celery_worker_command
 from tests.servers import Reply, start_llm
-from tests.workers import FAKE_LLM_PORT, wait_for_run, worker_env
+from tests.workers import FAKE_LLM_PORT, chunks_sent_to, wait_for_run, worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -49,11 +46,7 @@ def four_chunk_worker(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def own_queue():
-    def enqueue(run_id, chunks):
-        for chunk in chunks:
-            current_app.send_task(RUN_CHUNK, args=(run_id, chunk), queue=QUEUE)
-
-    with mock.patch("jobs.queue.chunks_enqueue", enqueue):
+    with chunks_sent_to(QUEUE):
         yield
 
 

@@ -5,7 +5,6 @@ failures, cancel and killed workers."""
 
 import os
 import signal
-import sys
 import time
 from collections import Counter
 
@@ -15,8 +14,13 @@ from entities.models import Entity
 from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Run, RunItem, RunLog
 from jobs.tasks import poll_ai_batches
 from tests.factories import make_entities, make_workflow, start_run
-from tests.processes import ManagedProcess
-from tests.workers import PRICED_LOCAL, wait_for_run, worker_env
+from tests.workers import (
+    PRICED_LOCAL,
+    all_waiting,
+    start_beat,
+    wait_for_run,
+    wait_until,
+)
 from workflows.models import LocalBatch
 from workflows.providers import GenerationRequest
 from workflows.providers.local import FAILED_MESSAGE, REJECTED_MESSAGE, LocalProvider
@@ -39,18 +43,6 @@ def describe(mode: str, **config) -> dict:
             **config,
         },
     }
-
-
-def wait_until(predicate, what: str, timeout: float = 120) -> None:
-    """Poll until `predicate()` holds (a bound on waiting, not a speed assertion)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def all_waiting(run_id: str, n: int):
-    return lambda: Run.objects.get(pk=run_id).waiting == n
 
 
 def submitted(run_id: str):
@@ -322,23 +314,7 @@ def _assert_each_request_sent_once(run: Run, n: int) -> None:
 @pytest.fixture
 def celery_beat(tmp_path):
     """A real celery beat process, polling the batches every half second."""
-    beat = ManagedProcess(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            str(tmp_path / "celerybeat-schedule"),
-        ],
-        "beat: Starting",
-        tmp_path / "beat.log",
-        {**worker_env(), "AI_BATCH_POLL_S": "0.5"},
-    )
+    beat = start_beat(tmp_path / "beat.log", AI_BATCH_POLL_S="0.5")
     yield beat
     beat.stop()
 

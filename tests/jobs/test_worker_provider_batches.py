@@ -14,9 +14,9 @@ from entities.models import Entity
 from jobs.models import AiBatch, AiBatchStatus, Run, RunItem
 from jobs.services import run_cancel
 from tests.factories import make_entities, make_workflow, start_run
-from tests.jobs.test_worker_ai_batches import poll_until_ended, submitted, wait_until
+from tests.jobs.test_worker_ai_batches import poll_until_ended, submitted
 from tests.servers import Reply, start_llm
-from tests.workers import FAKE_ANTHROPIC_PORT, FAKE_LLM_PORT
+from tests.workers import FAKE_ANTHROPIC_PORT, FAKE_LLM_PORT, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 

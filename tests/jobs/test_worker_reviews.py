@@ -4,9 +4,9 @@ holding no worker, decided through the API, resumed in a few chunks under fresh 
 import json
 import os
 import signal
-import time
 from collections import Counter
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from django.utils import timezone
@@ -16,7 +16,7 @@ from jobs.engine.recovery import runs_resume_stalled
 from jobs.models import Review, Run, RunItem
 from jobs.tasks import expire_waits
 from tests.factories import make_entities, make_workflow, start_run
-from tests.workers import wait_for_run
+from tests.workers import all_waiting, wait_for_run, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -36,16 +36,7 @@ def review(**config) -> dict:
     }
 
 
-def wait_until(predicate, what: str, timeout: float = 240) -> None:
-    """Poll until `predicate()` holds (a bound on waiting, not a speed assertion)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def all_waiting(run_id: str, n: int):
-    return lambda: Run.objects.get(pk=run_id).waiting == n
+wait_until = partial(wait_until, timeout=240)  # 10,000 entities park in one test
 
 
 def review_ids(run_id: str) -> dict[str, str]:

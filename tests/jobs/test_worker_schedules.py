@@ -7,7 +7,6 @@ Instead the schedule is made overdue, as if beat had been down at its last tick 
 `last_run_at` two minutes back): beat fires it as soon as it starts, with the production
 scheduler and crontab, nothing stood in. The skip waits for the next real minute's tick."""
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -16,7 +15,7 @@ from django_celery_beat.models import PeriodicTask
 
 from jobs.models import Run, RunItem, RunLog, ScheduleFire
 from tests.factories import make_entities, make_workflow
-from tests.workers import start_beat
+from tests.workers import start_beat, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -26,15 +25,6 @@ STEPS = [
     {"id": "check", "type": "review", "config": {"instructions": "Check {{ entity.title }}"}},
     {"id": "pub", "type": "publish", "config": {}},
 ]
-
-
-def wait_until(predicate, what: str, timeout: float):
-    """Poll until `predicate()` is truthy (a bound on waiting, not a speed assertion)."""
-    deadline = time.monotonic() + timeout
-    while not (found := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return found
 
 
 def _overdue(workflow) -> None:
