@@ -23,7 +23,7 @@ from config.api.errors import FieldError, InvalidInput
 from entities.filters import entities_matching
 from jobs import queue
 from jobs.costs import budget_columns, workflow_estimate
-from jobs.item_rows import item_columns
+from jobs.item_rows import item_columns, run_chunk_size
 from jobs.models import Job, Run, RunItem, RunLog, RunStatus, api_trigger
 from jobs.services import run_finalize_if_done, workflow_mark_run, workflow_runnable
 from workflows.steps.chunking import chunk_size
@@ -91,13 +91,17 @@ def run_start_over_filter(
     none match (unless `empty_ok`: then None) or more than RUN_MAX_ENTITIES would be run."""
     workflow = workflow_runnable(workflow_id=workflow_id)
     most = settings.RUN_MAX_ENTITIES
-    if not filter_run_size(workflow, entity_filter, limit, empty_ok=empty_ok):
+    entities = filter_run_size(workflow, entity_filter, limit, empty_ok=empty_ok)
+    if not entities:
         return None
     version = workflow.versions.get(number=workflow.version)
     run = Run.objects.create(
         workflow=workflow,
         workflow_version=version,
         total=None,
+        # Sized on what matches now; entities deleted before their items are made leave the
+        # run's chunks as they were cut.
+        chunk_size=chunk_size(version.steps, entities),
         callback_url=callback_url,
         created_by=created_by,
         trigger=trigger or api_trigger(),
@@ -122,7 +126,7 @@ def run_items_make(*, run_id: str) -> int:
                 .select_related("workflow", "workflow_version")
                 .get(pk=run_id)
             )
-            size = chunk_size(run.workflow_version.steps)  # as the items' chunks were made
+            size = run_chunk_size(run)
             if run.total is not None:
                 return run.items_made
             left = run.items_limit - run.items_made
@@ -152,7 +156,7 @@ def _items_done(run: Run, first_chunk: int) -> None:
     here then, as their last one would have, had it known the total."""
     run.total = run.items_made
     run.save(update_fields=["items_made", "items_cursor", "heartbeat_at", "total"])
-    size = chunk_size(run.workflow_version.steps)
+    size = run_chunk_size(run)
     RunLog.objects.create(run_id=run.pk, message=f"Items made: {run.total} entities matched.")
     if run.total == 0 and run.status == RunStatus.PENDING:
         # Everything that matched was deleted before its item was made.
@@ -180,7 +184,7 @@ def _batch_source(run: Run, count: int):
 
 def _insert_batch(run: Run, count: int) -> tuple[int, str]:
     """Insert the next batch of items; returns (how many, the last entity id)."""
-    size = chunk_size(run.workflow_version.steps)
+    size = run_chunk_size(run)
     source = _batch_source(run, count)
     if connection.vendor != "postgresql":
         ids = list(source.values_list("pk", flat=True))

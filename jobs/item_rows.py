@@ -1,9 +1,17 @@
-"""The columns of run items written by one `INSERT ... SELECT` (PostgreSQL): every column
-but the entity and the chunk has the same value in every row, the model's defaults."""
+"""Run items' rows: the chunk size they are cut into, and their columns as written by one
+`INSERT ... SELECT` (PostgreSQL), where every column but the entity and the chunk has the
+same value in every row, the model's defaults."""
 
 from django.db import connection
 
-from jobs.models import RunItem
+from jobs.models import Run, RunItem
+from workflows.steps.chunking import chunk_size
+
+
+def run_chunk_size(run: Run) -> int:
+    """Entities per chunk of `run`: as fixed when it started (a run made before the size was
+    stored: as computed then from its version's steps)."""
+    return run.chunk_size or chunk_size(run.workflow_version.steps)
 
 
 def item_columns(run, *, chunk_sql: str, chunk_params: list) -> tuple[list, list, list]:

@@ -85,6 +85,10 @@ class Run(models.Model):
     items_limit = models.PositiveIntegerField(null=True, blank=True)
     items_cursor = models.CharField(max_length=ID_LENGTH, blank=True, editable=False)
     items_made = models.PositiveIntegerField(default=0, editable=False)
+    # Entities per chunk, fixed when the run starts (workflows/steps/chunking.py): the items'
+    # chunks, a filter run's later batches and the chunks of resumed waits all use it. Null
+    # on runs made before it was stored: theirs is computed from the version's steps.
+    chunk_size = models.PositiveIntegerField(null=True, blank=True, editable=False)
     # Token usage summed over the run's items (incremented like the counters).
     input_tokens = models.PositiveBigIntegerField(default=0)  # cached ones included
     cached_input_tokens = models.PositiveBigIntegerField(default=0)

@@ -103,10 +103,12 @@ def run_start(
         _check_entities_exist(workflow, entity_ids)
     if version is None:
         version = WorkflowVersion.objects.get(workflow=workflow, number=workflow.version)
+    size = chunk_size(version.steps, len(entity_ids))
     run = Run.objects.create(
         workflow=workflow,
         workflow_version=version,
         total=len(entity_ids),
+        chunk_size=size,
         callback_url=callback_url,
         created_by=created_by,
         retry_of=retry_of,
@@ -114,7 +116,6 @@ def run_start(
         **budget_columns(version, budget),
     )
     Job.objects.create(run=run)
-    size = chunk_size(version.steps)
     if _insert_items(run, workflow, entity_ids, size) < len(entity_ids):
         _check_entities_exist(workflow, entity_ids)  # raises, naming them; all is rolled back
         raise Conflict("Entities were deleted while the run started; start it again.")

@@ -38,7 +38,10 @@ AI_BATCH_POLL_S = env_float("AI_BATCH_POLL_S", 60.0, minimum=0.1)
 AI_LOCAL_BATCH_DELAY_S = env_float("AI_LOCAL_BATCH_DELAY_S", 3.0, minimum=0.0)
 
 # Entities a worker takes through the steps together (one task, batched reads and writes).
+# A run of more than 100 such chunks gets fewer, bigger ones, up to RUN_CHUNK_SIZE_MAX
+# (workflows/steps/chunking.py); the size is fixed on the run when it starts.
 RUN_CHUNK_SIZE = env_int("RUN_CHUNK_SIZE", 400, minimum=1)
+RUN_CHUNK_SIZE_MAX = env_int("RUN_CHUNK_SIZE_MAX", 1000, minimum=1)
 # Ids one request may name (`entityIds`, a filter's `ids`): the request body's bound.
 RUN_MAX_IDS = 10_000
 # Entities one run may cover (a run over a filter); more is a 400 saying how many matched.

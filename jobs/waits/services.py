@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from config.bulk import rows_update
 from jobs import queue
+from jobs.item_rows import run_chunk_size
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus, Wait, WaitStatus
 from jobs.waits.base import kinds
-from workflows.steps.chunking import chunk_size
 
 
 def runs_lock(*, run_ids) -> dict[str, str]:
@@ -95,7 +95,7 @@ def run_waits_resume(*, run_id: str) -> int:
     )
     if not item_ids:
         return 0
-    size = chunk_size(Run.objects.get(pk=run_id).workflow_version.steps)
+    size = run_chunk_size(Run.objects.select_related("workflow_version").get(pk=run_id))
     first = (RunItem.objects.filter(run_id=run_id).aggregate(last=Max("chunk"))["last"] or 0) + 1
     for index, start in enumerate(range(0, len(item_ids), size)):  # one statement per chunk
         RunItem.objects.filter(pk__any=item_ids[start : start + size]).update(

@@ -1,5 +1,6 @@
 """Runs over a filter: `POST /workflows/:id/run` with `filter`, items made in batches."""
 
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -280,3 +281,33 @@ def test_batches_after_the_first_chunks_started_the_run_are_still_made(
     run_inline(run_id)
     run = Run.objects.get(pk=run_id)
     assert (run.status, run.completed, run.total) == ("completed", 10, 10)
+
+
+def test_a_large_runs_chunk_size_is_fixed_when_it_starts_and_every_batch_keeps_it(
+    api, workflow, product_type, settings, django_capture_on_commit_callbacks
+):
+    """1,000 entities at RUN_CHUNK_SIZE 2 would be 500 chunks: the run is cut into chunks of
+    10 (100 chunks), sized on what matched at the request. Changing the settings while its
+    items are made changes nothing: every batch numbers its chunks with the stored size."""
+    settings.RUN_ITEMS_BATCH_SIZE, settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX = 250, 2, 50
+    make_entities(product_type, 1000)
+    run_id = _run(api, workflow, {"filter": {}}).json()["runId"]
+    assert Run.objects.get(pk=run_id).chunk_size == 10
+    settings.RUN_CHUNK_SIZE = 3  # a deploy between the request and the making of the items
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert run_items_make(run_id=run_id) == 1000
+    queued = _queued_chunks(callbacks)
+    # Four full batches of 250 items (25 chunks each); the fifth finds nothing left.
+    assert queued == [list(range(start, start + 25)) for start in (0, 25, 50, 75)] + [[]]
+    sizes = Counter(RunItem.objects.filter(run_id=run_id).values_list("chunk", flat=True))
+    assert sorted(sizes) == list(range(100)) and set(sizes.values()) == {10}
+    run_inline(run_id)
+    run = Run.objects.get(pk=run_id)
+    assert (run.status, run.completed, run.total) == ("completed", 1000, 1000)
+
+
+def test_a_limit_sizes_the_chunks_on_what_the_run_takes(api, workflow, product_type, settings):
+    settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX = 2, 50
+    make_entities(product_type, 1000)
+    run_id = _run(api, workflow, {"filter": {}, "limit": 300}).json()["runId"]
+    assert Run.objects.get(pk=run_id).chunk_size == 3

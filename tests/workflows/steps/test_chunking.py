@@ -33,3 +33,23 @@ def test_a_batch_mode_model_step_keeps_the_run_chunk_size(settings):
     batch = {**GENERATE, "config": {**GENERATE["config"], "mode": "batch"}}
     assert chunk_size([TIDY, batch]) == 400
     assert chunk_size([batch, GENERATE]) == 64
+
+
+def test_a_large_run_gets_bigger_chunks_up_to_the_maximum(settings):
+    """Up to 100 chunks of RUN_CHUNK_SIZE; past that, about 100 chunks, none over the most."""
+    settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX = 400, 1000
+    assert chunk_size([TIDY], 10_000) == 400  # 25 chunks: spread over every worker
+    assert chunk_size([TIDY], 40_000) == 400
+    assert chunk_size([TIDY], 60_001) == 601
+    assert chunk_size([TIDY], 100_000) == 1000
+    assert chunk_size([TIDY], 1_000_000) == 1000
+
+
+def test_a_model_steps_limit_holds_whatever_the_runs_size(settings):
+    settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX, settings.AI_RUN_CHUNK_SIZE = 400, 1000, 64
+    assert chunk_size([TIDY, GENERATE], 1_000_000) == 64
+
+
+def test_a_maximum_below_the_chunk_size_never_shrinks_it(settings):
+    settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX = 400, 100
+    assert chunk_size([TIDY], 1_000_000) == 400
