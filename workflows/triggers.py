@@ -62,9 +62,14 @@ TRIGGERS_SCHEMA = {
 
 
 def _known_fields(entity_type: EntityType) -> set[str] | None:
-    """The top-level fields the type's schema declares, or None if it does not close them."""
+    """The top-level fields the type's schema declares, or None if it does not close them
+    (`additionalProperties: false`): an open schema's entities may carry any field."""
     schema = entity_type.schema or {}
-    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+    if (
+        not isinstance(schema, dict)
+        or not isinstance(schema.get("properties"), dict)
+        or schema.get("additionalProperties", True) is not False
+    ):
         return None
     return set(schema["properties"])
 
@@ -155,7 +160,9 @@ def _schedule_problems(trigger: dict, where: str) -> list[FieldError]:
             if not isinstance(timezone, str) or not timezone:
                 raise ValueError
             zoneinfo.ZoneInfo(timezone)
-        except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        # A name that is a folder of the tz database ("Europe") or too long for a file
+        # name fails as an OSError, not as an unknown zone.
+        except (ValueError, OSError, zoneinfo.ZoneInfoNotFoundError):
             found.append(
                 FieldError(
                     f"{where}.timezone", f"Unknown time zone {timezone!r} (use an IANA name)."

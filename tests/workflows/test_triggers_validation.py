@@ -2,6 +2,8 @@
 
 import pytest
 
+from tests.factories import PRODUCT_SCHEMA, make_entity_type
+
 pytestmark = pytest.mark.django_db
 
 STEPS = [{"type": "publish", "config": {}}]
@@ -40,7 +42,6 @@ def test_good_triggers_are_stored_and_shown(api, product_type):
         ([{"on": "entity.updated", "fields": "title"}], "triggers[0].fields"),
         ([{"on": "entity.updated", "fields": [1]}], "triggers[0].fields"),
         ([{"on": "entity.updated", "fields": []}], "triggers[0].fields"),
-        ([{"on": "entity.updated", "fields": ["colour"]}], "triggers[0].fields[0]"),
         ([{"on": "schedule"}], "triggers[0].cron"),
         ([{"on": "schedule", "cron": "every day"}], "triggers[0].cron"),
         ([{"on": "schedule", "cron": "61 * * * *"}], "triggers[0].cron"),
@@ -55,6 +56,14 @@ def test_good_triggers_are_stored_and_shown(api, product_type):
             "triggers[0].timezone",
         ),
         ([{"on": "schedule", "cron": "0 3 * * *", "timezone": 1}], "triggers[0].timezone"),
+        # a folder of the tz database, a name too long for a file, a path: not zones
+        ([{"on": "schedule", "cron": "0 3 * * *", "timezone": "Europe"}], "triggers[0].timezone"),
+        ([{"on": "schedule", "cron": "0 3 * * *", "timezone": "A" * 300}], "triggers[0].timezone"),
+        (
+            [{"on": "schedule", "cron": "0 3 * * *", "timezone": "../../etc/passwd"}],
+            "triggers[0].timezone",
+        ),
+        ([{"on": "schedule", "cron": "0 3 * * *", "timezone": "UTC\x00"}], "triggers[0].timezone"),
         ([{"on": "schedule", "cron": "0 3 * * *", "filter": {"x": 1}}], "triggers[0].filter.x"),
         (
             [{"on": "schedule", "cron": "0 3 * * *", "filter": {"status": "gone"}}],
@@ -77,3 +86,29 @@ def test_a_bad_trigger_in_an_update_is_a_400_and_changes_nothing(api, product_ty
     assert response.status_code == 400
     shown = api.get(f"/api/v1/workflows/{workflow_id}").json()["triggers"]
     assert shown == [{"on": "entity.created"}]
+
+
+def test_watched_fields_must_be_declared_when_the_schema_closes_its_fields(api):
+    closed = make_entity_type(schema={**PRODUCT_SCHEMA, "additionalProperties": False})
+    triggers = [{"on": "entity.updated", "fields": ["title", "colour"]}]
+    response = _create(api, closed, triggers)
+    assert response.status_code == 400, response.content
+    (detail,) = response.json()["error"]["details"]
+    assert detail["field"] == "triggers[0].fields[1]" and "colour" in detail["message"]
+
+
+def test_an_open_schema_takes_any_watched_field(api, product_type):
+    """PRODUCT_SCHEMA does not close its fields: an entity may carry `colour`, so a trigger
+    may watch it."""
+    triggers = [{"on": "entity.updated", "fields": ["colour"]}]
+    response = _create(api, product_type, triggers)
+    assert response.status_code == 201, response.content
+    assert response.json()["triggers"] == triggers
+
+
+def test_the_openapi_schema_lists_the_trigger_shapes(api):
+    schema = api.get("/api/v1/schema?format=json").json()
+    for name in ("WorkflowCreateRequest", "PatchedWorkflowUpdateRequest", "WorkflowDetail"):
+        triggers = schema["components"]["schemas"][name]["properties"]["triggers"]
+        shapes = {item["properties"]["on"]["const"] for item in triggers["items"]["oneOf"]}
+        assert shapes == {"entity.created", "entity.updated", "schedule"}, name
