@@ -68,6 +68,7 @@ def events_record(
             kind=kind,
             entity_type_id=entity_type_id,
             entity_ids=ids,
+            size=len(ids),
             fields=list(fields),
             origin_workflow_id=origin.workflow_id if origin else "",
             depth=origin.depth if origin else 0,

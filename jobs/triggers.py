@@ -2,16 +2,18 @@
 matched against active workflows' `entity.created` / `entity.updated` triggers, and turned
 into runs.
 
-Events are gathered for TRIGGER_DEBOUNCE_S from the oldest one waiting, then every event
-waiting becomes one run per workflow over the entities they name (each once), so a bulk
-import of 10,000 entities starts one run. The runs are started and the events deleted in
+Events are gathered for TRIGGER_DEBOUNCE_S from the oldest one waiting; then the events
+waiting, oldest first and up to RUN_MAX_IDS entities in all, become one run per workflow
+over the entities they name, each once (an entity created, then edited while gathered, is
+in the `entity.created` run only), so a bulk import of 10,000 entities starts one run,
+whether it came as one request or as 10,000. The runs are started and the events deleted in
 one transaction: a crash before COMMIT leaves the events for the next delivery, and a
 redelivered batch finds them gone, so no event is lost and none starts two runs. Events are
 claimed with `FOR UPDATE SKIP LOCKED`, so two dispatchers never take the same ones.
 
 No loops: a change made by a run of workflow W never triggers W. Changes made by runs of
 other workflows do, one level deeper each time; past TRIGGER_MAX_DEPTH the chain is cut and
-logged.
+logged, event by event: a person's change gathered with a chain's is still run.
 """
 
 import logging
@@ -29,8 +31,10 @@ from jobs.services import run_start
 from workflows.models import Workflow
 
 logger = logging.getLogger(__name__)
-EVENTS_PER_DISPATCH = 200  # rows; each names the entities of one write (up to 10,000)
+EVENTS_PAGE = 1000  # event rows (their sizes only) read at a time while claiming
 QUEUED_KEY = "triggers:dispatch-queued"
+# A workflow's runs of one dispatch, in this order: an entity in both is run once, as created.
+KINDS = (EntityEvent.Kind.CREATED, EntityEvent.Kind.UPDATED)
 
 
 def _matches(trigger: dict, event: EntityEvent) -> bool:
@@ -41,7 +45,8 @@ def _matches(trigger: dict, event: EntityEvent) -> bool:
 
 
 def _gather(events: list[EntityEvent]) -> dict[tuple[str, str], tuple[dict, int]]:
-    """(workflow id, event kind) -> (entity ids in order, each once; the deepest event)."""
+    """(workflow id, event kind) -> (entity ids in order, each once in the workflow's
+    gathered runs; the deepest event taken). Events past TRIGGER_MAX_DEPTH are left out."""
     type_ids = {event.entity_type_id for event in events}
     workflows = [
         workflow
@@ -51,7 +56,8 @@ def _gather(events: list[EntityEvent]) -> dict[tuple[str, str], tuple[dict, int]
         if workflow.triggers
     ]
     gathered: dict[tuple[str, str], tuple[dict, int]] = {}
-    for event in events:
+    cut: dict[tuple[str, str], int] = {}
+    for event in sorted(events, key=lambda event: KINDS.index(event.kind)):
         for workflow in workflows:
             if workflow.entity_type_id != event.entity_type_id:
                 continue
@@ -59,26 +65,28 @@ def _gather(events: list[EntityEvent]) -> dict[tuple[str, str], tuple[dict, int]
                 continue  # a run's own changes never start its workflow again
             if not any(_matches(trigger, event) for trigger in workflow.triggers):
                 continue
+            if event.depth + 1 > settings.TRIGGER_MAX_DEPTH:
+                cut[(workflow.pk, event.kind)] = cut.get((workflow.pk, event.kind), 0) + event.size
+                continue
+            created = gathered.get((workflow.pk, EntityEvent.Kind.CREATED), ({}, 0))[0]
             ids, depth = gathered.get((workflow.pk, event.kind), ({}, 0))
-            ids.update(dict.fromkeys(event.entity_ids))
+            ids.update(dict.fromkeys(i for i in event.entity_ids if i not in created))
             gathered[(workflow.pk, event.kind)] = (ids, max(depth, event.depth))
-    return gathered
+    for (workflow_id, kind), count in cut.items():
+        logger.warning(
+            "Trigger chain cut at depth %s (TRIGGER_MAX_DEPTH=%s): workflow %s not started "
+            "on %s for %s entities.",
+            settings.TRIGGER_MAX_DEPTH + 1,
+            settings.TRIGGER_MAX_DEPTH,
+            workflow_id,
+            kind,
+            count,
+        )
+    return {key: value for key, value in gathered.items() if value[0]}
 
 
 def _start(workflow_id: str, kind: str, entity_ids: dict, depth: int) -> int:
     """Runs (of at most RUN_MAX_IDS entities each) over the entities that still exist."""
-    run_depth = depth + 1
-    if run_depth > settings.TRIGGER_MAX_DEPTH:
-        logger.warning(
-            "Trigger chain cut at depth %s (TRIGGER_MAX_DEPTH=%s): workflow %s not started "
-            "on %s for %s entities.",
-            run_depth,
-            settings.TRIGGER_MAX_DEPTH,
-            workflow_id,
-            kind,
-            len(entity_ids),
-        )
-        return 0
     ids = list(entity_ids)
     existing = set(Entity.objects.filter(pk__any=ids).values_list("pk", flat=True))
     ids = [entity_id for entity_id in ids if entity_id in existing]
@@ -87,10 +95,34 @@ def _start(workflow_id: str, kind: str, entity_ids: dict, depth: int) -> int:
         run = run_start(
             workflow_id=workflow_id,
             entity_ids=ids[start : start + size],
-            trigger={"type": kind, "depth": run_depth},
+            trigger={"type": kind, "depth": depth + 1},
         )
         logger.info("Workflow %s triggered on %s: run %s", workflow_id, kind, run.pk)
     return (len(ids) + size - 1) // size
+
+
+def _claim() -> list[EntityEvent]:
+    """Lock the oldest events no other dispatcher holds, up to RUN_MAX_IDS entities in all
+    (at least one event). Only their sizes are read until the cut is known, so the ids of
+    events left for the next claim are never loaded."""
+    taken: list[int] = []
+    named, after = 0, 0
+    while True:
+        page = list(
+            EntityEvent.objects.select_for_update(skip_locked=True)
+            .filter(pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", "size")[:EVENTS_PAGE]
+        )
+        for pk, size in page:
+            if taken and named + size > settings.RUN_MAX_IDS:
+                page = []
+                break
+            taken.append(pk)
+            named += size
+        if len(page) < EVENTS_PAGE:
+            return list(EntityEvent.objects.filter(pk__in=taken).order_by("pk"))
+        after = page[-1][0]
 
 
 def entity_events_dispatch() -> int:
@@ -108,11 +140,7 @@ def entity_events_dispatch() -> int:
             if wait > 0:
                 dispatch_enqueue(countdown=wait, again=True)
                 return started
-            events = list(
-                EntityEvent.objects.select_for_update(skip_locked=True).order_by("pk")[
-                    :EVENTS_PER_DISPATCH
-                ]
-            )
+            events = _claim()
             if not events:
                 return started  # another dispatcher holds them
             for (workflow_id, kind), (ids, depth) in _gather(events).items():

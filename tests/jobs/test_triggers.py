@@ -132,6 +132,69 @@ def test_a_chain_of_triggers_is_cut_at_the_depth_setting_with_a_log_line(
     assert Run.objects.filter(workflow=a).count() == Run.objects.filter(workflow=b).count() == 2
 
 
+def test_a_persons_change_gathered_with_a_chain_cut_at_the_depth_is_still_run(
+    product_type, settings, caplog
+):
+    """The depth cut is per event: the chain's change is dropped (and logged), the person's
+    edit of another entity, gathered in the same window, starts its run."""
+    settings.TRIGGER_MAX_DEPTH = 1
+    chained, edited = make_entities(product_type, 2)
+    EntityEvent.objects.all().delete()
+    other = make_workflow(product_type, [SET_TITLE])
+    watcher = make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.updated"}])
+    entity_services.entity_update(entity_id=chained, data={"title": "By a person"})
+    assert entity_events_dispatch() == 1
+    run_inline(Run.objects.get(workflow=watcher).pk)
+    # A run of `other` (itself at depth 1) edits `chained`; a person edits `edited`.
+    run_inline(start_run(other, [chained], trigger={"type": "entity.created", "depth": 1}).pk)
+    entity_services.entity_update(entity_id=edited, data={"title": "Also by a person"})
+    with caplog.at_level(logging.WARNING, logger="jobs.triggers"):
+        assert entity_events_dispatch() == 1
+    assert "Trigger chain cut at depth 2" in caplog.text and "for 1 entities" in caplog.text
+    run = Run.objects.filter(workflow=watcher).order_by("-created_at").first()
+    assert _items(run) == [edited] and run.trigger == {"type": "entity.updated", "depth": 1}
+    assert not EntityEvent.objects.exists()
+
+
+def test_an_entity_created_then_edited_while_gathering_is_run_once_as_created(product_type):
+    [edited_only] = make_entities(product_type, 1)
+    EntityEvent.objects.all().delete()
+    workflow = make_workflow(
+        product_type, [PUBLISH], triggers=[{"on": "entity.created"}, {"on": "entity.updated"}]
+    )
+    new = entity_services.entity_create(entity_type=product_type, data={"title": "New"}).pk
+    for entity_id in (new, edited_only):
+        entity_services.entity_update(entity_id=entity_id, data={"title": "Renamed"})
+    assert entity_events_dispatch() == 2
+    runs = {run.trigger["type"]: _items(run) for run in Run.objects.filter(workflow=workflow)}
+    assert runs == {"entity.created": [new], "entity.updated": [edited_only]}
+
+
+def test_entities_created_one_by_one_start_one_run_up_to_the_id_limit(product_type, settings):
+    """Single creates write an event each: the dispatch gathers them up to RUN_MAX_IDS
+    entities a run, so 650 single creates start one run, not one per 200 events."""
+    workflow = make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.created"}])
+    ids = [
+        entity_services.entity_create(entity_type=product_type, data={"title": f"P{i}"}).pk
+        for i in range(650)
+    ]
+    assert EntityEvent.objects.count() == 650
+    assert entity_events_dispatch() == 1
+    assert sorted(_items(Run.objects.get(workflow=workflow))) == sorted(ids)
+    settings.RUN_MAX_IDS = 300  # then: runs of at most 300, each event in one of them
+    more = [
+        entity_services.entity_create(entity_type=product_type, data={"title": f"Q{i}"}).pk
+        for i in range(650)
+    ]
+    bulk = make_entities(product_type, 260)  # one event of 260: it is never split
+    assert entity_events_dispatch() == 4
+    runs = [_items(run) for run in Run.objects.filter(workflow=workflow).order_by("created_at")]
+    assert [len(items) for items in runs] == [650, 300, 300, 50, 260]
+    assert sorted(i for items in runs[1:4] for i in items) == sorted(more)
+    assert sorted(runs[4]) == sorted(bulk)
+    assert not EntityEvent.objects.exists()
+
+
 def test_events_are_written_in_the_transaction_of_the_change(product_type):
     """A failed write leaves no event: the row goes or stays with the change."""
     from config.api.errors import InvalidInput
