@@ -29,6 +29,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from config.api.errors import InvalidInput
+from config.api.fields import to_millis
 from jobs import queue
 from jobs.filter_runs import run_start_over_filter
 from jobs.models import Run, RunLog, RunStatus, ScheduleFire, TriggerType
@@ -217,7 +218,7 @@ def schedule_fire(
         "cron": trigger["cron"],
         "timezone": trigger.get("timezone") or "UTC",
         "index": trigger_index,
-        "tick": tick.isoformat(),
+        "tick": to_millis(tick),  # ms, as every timestamp the API serves
     }
     try:
         run = run_start_over_filter(

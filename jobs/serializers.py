@@ -1,6 +1,8 @@
+from datetime import datetime
+
 from rest_framework import serializers
 
-from config.api.fields import TimestampField
+from config.api.fields import TimestampField, to_millis
 from config.api.serializers import StrictSerializer
 from entities.filters import EntityFilterSerializer
 from jobs.models import AiBatch, Job, Run, RunItem, RunLog, RunStatus, TriggerType
@@ -49,9 +51,21 @@ class TriggerSerializer(serializers.Serializer):
     depth = serializers.IntegerField(
         required=False, help_text="entity.*: runs of triggers before this one in the chain."
     )
+    timezone = serializers.CharField(
+        required=False, help_text="schedule: the time zone its cron is read in."
+    )
+    index = serializers.IntegerField(
+        required=False, help_text="schedule: its place in the workflow's `triggers`."
+    )
+    tick = serializers.IntegerField(
+        required=False, help_text="schedule: the time (ms) it fired for, as its cron gives it."
+    )
 
     def to_representation(self, instance):
-        return dict(instance)
+        shown = dict(instance)
+        if isinstance(shown.get("tick"), str):  # stored as ISO 8601 before 2026-12-04
+            shown["tick"] = to_millis(datetime.fromisoformat(shown["tick"]))
+        return shown
 
 
 class BatchCountsSerializer(serializers.Serializer):

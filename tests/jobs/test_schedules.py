@@ -118,7 +118,7 @@ def test_a_fire_starts_a_run_over_what_matches_the_filter_at_fire_time(product_t
         "cron": "0 3 * * *",
         "timezone": "UTC",
         "index": 0,
-        "tick": "2026-12-03T03:00:00+00:00",
+        "tick": int(datetime(2026, 12, 3, 3, 0, tzinfo=UTC).timestamp() * 1000),
     }
     run_inline(fire.run.pk)  # publishes the three: they no longer match `draft`
     later = make_entities(product_type, 2)
@@ -201,3 +201,22 @@ def test_only_the_newest_fires_of_a_trigger_are_kept(product_type, monkeypatch):
         schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3 + timedelta(day))
     ticks = ScheduleFire.objects.order_by("tick").values_list("tick__day", flat=True)
     assert list(ticks) == [5, 6, 7]
+
+
+def test_a_scheduled_run_says_what_started_it_in_the_api(api, product_type):
+    """The run's and the job's `trigger` as served: the schedule's cron, time zone, place and
+    tick (ms, like every timestamp; a tick stored as ISO 8601 before is served the same)."""
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
+    make_entities(product_type, 1)
+    run = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3).run
+    tick_ms = int(datetime(2026, 12, 3, 3, 0, tzinfo=UTC).timestamp() * 1000)
+    expected = {"type": "schedule", "cron": "0 3 * * *", "timezone": "UTC", "index": 0}
+    expected["tick"] = tick_ms
+    shown = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run.pk}").json()
+    assert shown["trigger"] == api.get(f"/api/v1/jobs/{shown['jobId']}").json()["trigger"]
+    assert shown["trigger"] == expected
+    Run.objects.filter(pk=run.pk).update(
+        trigger={**run.trigger, "tick": "2026-12-03T03:00:00+00:00"}
+    )
+    shown = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run.pk}").json()
+    assert shown["trigger"] == expected
