@@ -54,15 +54,13 @@ def test_the_bulk_actions_leave_workflows_periodic_tasks_alone(staff, product_ty
     assert not PeriodicTask.objects.get(pk=own.pk).enabled  # others stay django-celery-beat's
 
 
-def test_editing_the_schedule_in_the_workflow_form_updates_its_periodic_task(staff, product_type):
-    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
-    page = staff.get(f"/admin/workflows/workflow/{workflow.pk}/change/").content.decode()
-    assert "Schedules are fired by celery beat" in page
-    data = {
+def _form(workflow, triggers: str) -> dict:
+    """The workflow's change form as the page shows it, with `triggers` typed in."""
+    return {
         "name": workflow.name,
         "description": "",
         "status": "active",
-        "triggers": '[{"on": "schedule", "cron": "15 4 * * *", "timezone": "Asia/Tokyo"}]',
+        "triggers": triggers,
         "steps-TOTAL_FORMS": "1",
         "steps-INITIAL_FORMS": "1",
         "steps-0-id": workflow.steps.get().pk,
@@ -74,10 +72,43 @@ def test_editing_the_schedule_in_the_workflow_form_updates_its_periodic_task(sta
         "versions-TOTAL_FORMS": "0",
         "versions-INITIAL_FORMS": "0",
     }
-    response = staff.post(f"/admin/workflows/workflow/{workflow.pk}/change/", data)
+
+
+def test_editing_the_schedule_in_the_workflow_form_updates_its_periodic_task(staff, product_type):
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
+    page = staff.get(f"/admin/workflows/workflow/{workflow.pk}/change/").content.decode()
+    assert "Schedules are fired by celery beat" in page
+    triggers = '[{"on": "schedule", "cron": "15 4 * * *", "timezone": "Asia/Tokyo"}]'
+    response = staff.post(
+        f"/admin/workflows/workflow/{workflow.pk}/change/", _form(workflow, triggers)
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     crontab = PeriodicTask.objects.get(name=task_name(workflow.pk, 0)).crontab
     assert (crontab.minute, crontab.hour, str(crontab.timezone)) == ("15", "4", "Asia/Tokyo")
+
+
+@pytest.mark.parametrize(
+    ("triggers", "said"),
+    [
+        ('[{"on": "schedule", "cron": "61 * * * *"}]', "triggers[0].cron"),
+        ('[{"on": "schedule", "cron": "0 3 * * *", "timezone": "Europe"}]', "triggers[0].timezone"),
+        ('[{"on": "entity.deleted"}]', "triggers[0].on"),
+        ('{"on": "entity.created"}', "triggers"),
+    ],
+)
+def test_a_bad_trigger_in_the_workflow_form_is_shown_on_the_form_and_changes_nothing(
+    staff, product_type, triggers, said
+):
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
+    response = staff.post(
+        f"/admin/workflows/workflow/{workflow.pk}/change/", _form(workflow, triggers)
+    )
+    assert response.status_code == 200  # the form again, with the error, not a 500
+    assert said in response.content.decode()
+    workflow.refresh_from_db()
+    assert workflow.triggers == [NIGHTLY]
+    crontab = PeriodicTask.objects.get(name=task_name(workflow.pk, 0)).crontab
+    assert (crontab.minute, crontab.hour) == ("0", "3")
 
 
 def test_schedule_fires_list_each_tick_with_its_outcome_and_run(staff, product_type):

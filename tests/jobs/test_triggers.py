@@ -92,6 +92,16 @@ def test_only_active_workflows_trigger(product_type):
     assert not EntityEvent.objects.exists()  # nothing wanted them: dropped
 
 
+def test_a_workflow_made_inactive_while_its_events_gather_is_not_started(api, product_type):
+    workflow = make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.created"}])
+    make_entities(product_type, 3)
+    assert EntityEvent.objects.count() == 1  # recorded: the workflow was active then
+    patched = api.patch(f"/api/v1/workflows/{workflow.pk}", {"status": "archived"})
+    assert patched.status_code == 200, patched.content
+    assert entity_events_dispatch() == 0
+    assert not Run.objects.exists() and not EntityEvent.objects.exists()
+
+
 def test_a_run_that_edits_the_watched_field_does_not_trigger_its_own_workflow(product_type):
     [entity_id] = make_entities(product_type, 1)
     EntityEvent.objects.all().delete()
