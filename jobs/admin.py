@@ -13,6 +13,7 @@ from config.api.errors import DomainError
 from entities.admin import EntityAdmin
 from entities.models import Entity
 from jobs import (
+    retries,
     schedule_admin,  # noqa: F401  (registers the schedules' admin)
     services,
 )
@@ -193,8 +194,9 @@ class RunAdmin(RecordAdmin):
 
     def retry_view(self, request, run_id):
         def retry(pk):
-            run = services.run_retry(run_id=pk, created_by=request.user)
-            self.message_user(request, f"Retrying {run.total} failed entities in run {run.pk}.")
+            run = retries.run_retry(run_id=pk, created_by=request.user)
+            count = run.items_limit if run.total is None else run.total  # made in batches
+            self.message_user(request, f"Retrying {count} failed entities in run {run.pk}.")
             return run
 
         return self._act(request, run_id, retry)

@@ -10,6 +10,9 @@ the web nor the worker holds more than one batch). On PostgreSQL a batch is one
 the workers start on them while the next batch is made; the last batch sets `total` (until
 then no chunk can end the run) and queues the rest. Entities created after the run was are
 left out: a run covers what matched when it started.
+
+A retry of more failed entities than a request may name (RUN_MAX_IDS) is made the same way,
+its batches read from the failed items of the run it retries (`jobs.retries`).
 """
 
 import logging
@@ -21,10 +24,11 @@ from django.utils import timezone
 
 from config.api.errors import FieldError, InvalidInput
 from entities.filters import entities_matching
+from entities.models import Entity
 from jobs import queue
 from jobs.costs import budget_columns, workflow_estimate
 from jobs.item_rows import item_columns, run_chunk_size
-from jobs.models import Job, Run, RunItem, RunLog, RunStatus, api_trigger
+from jobs.models import ItemStatus, Job, Run, RunItem, RunLog, RunStatus, api_trigger
 from jobs.services import run_finalize_if_done, workflow_mark_run, workflow_runnable
 from workflows.steps.chunking import chunk_size
 
@@ -95,6 +99,23 @@ def run_start_over_filter(
     if not entities:
         return None
     version = workflow.versions.get(number=workflow.version)
+    return run_start_in_batches(
+        workflow=workflow,
+        version=version,
+        entities=entities,
+        callback_url=callback_url,
+        created_by=created_by,
+        trigger=trigger or api_trigger(),
+        filter=entity_filter,
+        items_limit=min(limit or most, most),
+        **budget_columns(version, budget),
+    )
+
+
+def run_start_in_batches(*, workflow, version, entities: int, **columns) -> Run:
+    """Store a pending run (and its job) of about `entities` entities whose items
+    `run_items_make` makes after the commit: over `columns["filter"]`, or, with no filter, a
+    retry over what failed in `columns["retry_of"]`. Call inside a transaction."""
     run = Run.objects.create(
         workflow=workflow,
         workflow_version=version,
@@ -102,12 +123,7 @@ def run_start_over_filter(
         # Sized on what matches now; entities deleted before their items are made leave the
         # run's chunks as they were cut.
         chunk_size=chunk_size(version.steps, entities),
-        callback_url=callback_url,
-        created_by=created_by,
-        trigger=trigger or api_trigger(),
-        filter=entity_filter,
-        items_limit=min(limit or most, most),
-        **budget_columns(version, budget),
+        **columns,
     )
     Job.objects.create(run=run)
     workflow_mark_run(workflow_id=workflow.pk, run=run)
@@ -173,10 +189,17 @@ def _items_done(run: Run, first_chunk: int) -> None:
 
 
 def _batch_source(run: Run, count: int):
-    """The next `count` matching entities after the cursor, in id order."""
-    entities = entities_matching(
-        entity_type_id=run.workflow.entity_type_id, entity_filter=run.filter or {}
-    ).filter(created_at__lte=run.created_at)
+    """The next `count` entities of the run after the cursor, in id order: those matching its
+    filter, or for a retry (no filter) those that failed in the run it retries."""
+    if run.filter is None:
+        failed = RunItem.objects.filter(run_id=run.retry_of_id, status=ItemStatus.FAILED)
+        entities = Entity.objects.filter(
+            entity_type_id=run.workflow.entity_type_id, pk__in=failed.values("entity_id")
+        )
+    else:
+        entities = entities_matching(
+            entity_type_id=run.workflow.entity_type_id, entity_filter=run.filter
+        ).filter(created_at__lte=run.created_at)
     if run.items_cursor:
         entities = entities.filter(pk__gt=run.items_cursor)
     return entities.order_by("pk").values("pk")[:count]

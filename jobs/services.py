@@ -24,7 +24,6 @@ from jobs.models import (
     RunItem,
     RunLog,
     RunStatus,
-    TriggerType,
     api_trigger,
 )
 from jobs.serializers import RunSerializer
@@ -263,37 +262,3 @@ def run_cancel(*, run_id: str, cancelled_by: str = "") -> Run:
             f"; {unclaimed} entities not started" + (f", {waiting} waiting." if waiting else "."),
         )
     return Run.objects.get(pk=run_id)
-
-
-def run_retry(*, run_id: str, use_latest_version: bool = False, created_by=None) -> Run:
-    """A new run (and job) over the entities that failed in `run_id`, on the same workflow
-    version unless `use_latest_version`."""
-    original = Run.objects.select_related("workflow_version").get(pk=run_id)
-    if not original.is_ended:
-        raise Conflict("The run has not ended yet; retry it once it has.", code="run_not_ended")
-    failed_ids = list(
-        RunItem.objects.filter(run_id=run_id, status=ItemStatus.FAILED)
-        .filter(entity_id__in=Entity.objects.values("pk"))
-        .order_by("pk")
-        .values_list("entity_id", flat=True)
-    )
-    if not failed_ids:
-        raise Conflict(
-            "The run has no failed entities (that still exist) to retry.", code="nothing_to_retry"
-        )
-    run = run_start(
-        workflow_id=original.workflow_id,
-        entity_ids=failed_ids,
-        created_by=created_by,
-        callback_url=original.callback_url,
-        retry_of=original,
-        version=None if use_latest_version else original.workflow_version,
-        trigger={"type": TriggerType.RETRY, "runId": original.pk},
-    )
-    RunLog.objects.create(
-        run_id=run.pk,
-        message=f"Retry of {original.pk}: "
-        f"{len(failed_ids)} failed entities, workflow version "
-        f"{run.workflow_version.number}.",
-    )
-    return run

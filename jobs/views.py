@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from config.api.errors import NotFound
 from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import EmptyBodySerializer, validated
-from jobs import selectors, services
+from jobs import retries, selectors, services
 from jobs.costs import ids_sample, workflow_estimate
 from jobs.engine.dry_run import workflow_test
 from jobs.filter_runs import filter_run_estimate, run_start_over_filter
@@ -155,7 +155,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     def retry(self, request, workflow_id=None, pk=None):
         original = self.get_object()
         data = validated(RunRetrySerializer, request.data)
-        run = services.run_retry(
+        run = retries.run_retry(
             run_id=original.pk, created_by=request.user, use_latest_version=data["useLatestVersion"]
         )
         return Response({"jobId": run.job.pk, "runId": run.pk}, status=status.HTTP_202_ACCEPTED)

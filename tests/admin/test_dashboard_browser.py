@@ -181,7 +181,7 @@ def test_staff_reach_every_admin_page_from_the_index_and_none_fails(
     from django.contrib.admin.utils import quote
 
     from config.api.services import api_key_create
-    from jobs.services import run_retry
+    from jobs.retries import run_retry
     from tests.factories import run_inline, start_run
 
     workflow = make_workflow(
