@@ -66,7 +66,9 @@ class EntityEvent(models.Model):
     entity_ids = models.JSONField(help_text="The entities changed alike by one write.")
     # len(entity_ids): the dispatch takes events up to RUN_MAX_IDS entities without loading
     # the ids of those it leaves for the next.
-    size = models.PositiveIntegerField(default=1)
+    # db_default: a process still on the code before this column (a rolling deploy) writes
+    # events without it.
+    size = models.PositiveIntegerField(default=1, db_default=1)
     fields = models.JSONField(default=list, help_text="The top-level data keys changed.")
     # Set when a run made the change: its workflow does not trigger itself on it, and a
     # chain of triggered runs is cut at TRIGGER_MAX_DEPTH.

@@ -103,14 +103,15 @@ def _start(workflow_id: str, kind: str, entity_ids: dict, depth: int) -> int:
 
 def _claim() -> list[EntityEvent]:
     """Lock the oldest events no other dispatcher holds, up to RUN_MAX_IDS entities in all
-    (at least one event). Only their sizes are read until the cut is known, so the ids of
-    events left for the next claim are never loaded."""
+    (at least one event). The cut is worked out from the events' sizes, read without a lock,
+    and only the events within it are locked (`SKIP LOCKED`: those another dispatcher took
+    meanwhile are left to it), so no row past the cut is held from the next dispatcher and
+    the ids of events left for later are never loaded."""
     taken: list[int] = []
     named, after = 0, 0
     while True:
         page = list(
-            EntityEvent.objects.select_for_update(skip_locked=True)
-            .filter(pk__gt=after)
+            EntityEvent.objects.filter(pk__gt=after)
             .order_by("pk")
             .values_list("pk", "size")[:EVENTS_PAGE]
         )
@@ -121,8 +122,11 @@ def _claim() -> list[EntityEvent]:
             taken.append(pk)
             named += size
         if len(page) < EVENTS_PAGE:
-            return list(EntityEvent.objects.filter(pk__in=taken).order_by("pk"))
+            break
         after = page[-1][0]
+    return list(
+        EntityEvent.objects.select_for_update(skip_locked=True).filter(pk__in=taken).order_by("pk")
+    )
 
 
 def entity_events_dispatch() -> int:
