@@ -121,8 +121,10 @@ class StepType:
 
     def chunk_size_limit(self, config: dict) -> int | None:
         """The most entities a chunk should hold when a workflow has this step, or None for
-        no limit beyond RUN_CHUNK_SIZE. A step whose entities wait on slow calls sets one,
-        so that a run is spread over every worker process instead of queued behind one."""
+        no limit beyond the run's (RUN_CHUNK_SIZE, grown for large runs up to
+        RUN_CHUNK_SIZE_MAX: workflows/steps/chunking.py). A step whose entities wait on slow
+        calls sets one, so that a run is spread over every worker process instead of queued
+        behind one, and no chunk takes long enough to be handed to a second worker."""
         return None
 
     def run(self, state: EntityState, config: dict, ctx: StepContext) -> Flow:

@@ -4,7 +4,8 @@ RUN_CHUNK_SIZE, grown for large runs so that a run of more than LARGE_RUN_CHUNKS
 has fewer, bigger ones (up to RUN_CHUNK_SIZE_MAX): past that many chunks every worker has
 plenty to take, and each chunk's fixed cost (its task, lease, reads and counter updates) is
 paid fewer times. Less when a step of the workflow asks for less (`StepType.chunk_size_limit`):
-a step whose entities wait on slow calls keeps small chunks whatever the run's size."""
+a step whose entities wait on slow calls (`ai_generate` in sync mode, `notify`) keeps small
+chunks whatever the run's size."""
 
 from django.conf import settings
 

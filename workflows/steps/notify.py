@@ -9,6 +9,7 @@ import logging
 import queue
 import time
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
@@ -124,6 +125,12 @@ class Notify(StepType):
         elif len(listed) > MAX_RECIPIENTS:
             found.append(FieldError(f"{path}.to", f"Give at most {MAX_RECIPIENTS} addresses."))
         return found
+
+    def chunk_size_limit(self, config: dict) -> int | None:
+        # Each entity may wait on a slow receiver (attempts x OUTBOUND_TIMEOUT_S): a large
+        # run's grown chunks would hold one delivery for too long (past the broker's
+        # visibility timeout, which hands it to a second worker), so the default size stays.
+        return settings.RUN_CHUNK_SIZE
 
     def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:
         """Up to SEND_CONCURRENCY sends in flight.

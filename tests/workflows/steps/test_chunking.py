@@ -53,3 +53,12 @@ def test_a_model_steps_limit_holds_whatever_the_runs_size(settings):
 def test_a_maximum_below_the_chunk_size_never_shrinks_it(settings):
     settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX = 400, 100
     assert chunk_size([TIDY], 1_000_000) == 400
+
+
+def test_a_notify_step_keeps_a_large_runs_chunks_at_the_run_chunk_size(settings):
+    """A webhook may take its attempts' timeouts per entity: a chunk of 1,000 of them could
+    outlast the broker's visibility timeout, so notify keeps RUN_CHUNK_SIZE."""
+    settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX = 400, 1000
+    notify = {"id": "tell", "type": "notify", "config": {"channel": "email", "to": "a@b.co"}}
+    assert chunk_size([TIDY], 1_000_000) == 1000
+    assert chunk_size([TIDY, notify], 1_000_000) == 400
