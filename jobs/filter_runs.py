@@ -20,6 +20,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from config.api.errors import FieldError, InvalidInput
@@ -116,6 +117,8 @@ def run_start_in_batches(*, workflow, version, entities: int, **columns) -> Run:
     """Store a pending run (and its job) of about `entities` entities whose items
     `run_items_make` makes after the commit: over `columns["filter"]`, or, with no filter, a
     retry over what failed in `columns["retry_of"]`. Call inside a transaction."""
+    if columns.get("filter") is None and columns.get("retry_of") is None:
+        raise ValueError("A run made in batches needs a filter or a run it retries.")
     run = Run.objects.create(
         workflow=workflow,
         workflow_version=version,
@@ -189,20 +192,28 @@ def _items_done(run: Run, first_chunk: int) -> None:
 
 
 def _batch_source(run: Run, count: int):
-    """The next `count` entities of the run after the cursor, in id order: those matching its
-    filter, or for a retry (no filter) those that failed in the run it retries."""
-    if run.filter is None:
-        failed = RunItem.objects.filter(run_id=run.retry_of_id, status=ItemStatus.FAILED)
-        entities = Entity.objects.filter(
-            entity_type_id=run.workflow.entity_type_id, pk__in=failed.values("entity_id")
-        )
-    else:
+    """The ids of the next `count` entities of the run after the cursor, in id order: those
+    matching its filter, or for a retry (no filter) those that failed in the run it retries
+    and still exist, read in one pass over the items' (run, entity) index."""
+    if run.filter is not None:
         entities = entities_matching(
             entity_type_id=run.workflow.entity_type_id, entity_filter=run.filter
         ).filter(created_at__lte=run.created_at)
-    if run.items_cursor:
-        entities = entities.filter(pk__gt=run.items_cursor)
-    return entities.order_by("pk").values("pk")[:count]
+        if run.items_cursor:
+            entities = entities.filter(pk__gt=run.items_cursor)
+        return entities.order_by("pk").values_list("pk", flat=True)[:count]
+    failed = RunItem.objects.filter(
+        run_id=run.retry_of_id,  # None once that run is deleted: nothing left to make
+        status=ItemStatus.FAILED,
+        entity_id__gt=run.items_cursor,
+    ).filter(
+        Exists(
+            Entity.objects.filter(
+                pk=OuterRef("entity_id"), entity_type_id=run.workflow.entity_type_id
+            )
+        )
+    )
+    return failed.order_by("entity_id").values_list("entity_id", flat=True)[:count]
 
 
 def _insert_batch(run: Run, count: int) -> tuple[int, str]:
@@ -210,7 +221,7 @@ def _insert_batch(run: Run, count: int) -> tuple[int, str]:
     size = run_chunk_size(run)
     source = _batch_source(run, count)
     if connection.vendor != "postgresql":
-        ids = list(source.values_list("pk", flat=True))
+        ids = list(source)
         RunItem.objects.bulk_create(
             (
                 RunItem(run=run, entity_id=entity_id, chunk=(run.items_made + index) // size)

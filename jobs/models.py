@@ -208,7 +208,8 @@ class RunItem(models.Model):
         # No index holds `status` or any other column a run changes, so on PostgreSQL the
         # claim and the outcome update an item in place (HOT, in the room fillfactor 50
         # leaves on each page) without writing a single index entry. Status filters scan the
-        # run's items, at most 10,000 (RUN_MAX_ENTITIES), in `item_run_newest`.
+        # run's items (up to RUN_MAX_ENTITIES) in `item_run_newest`, or walk
+        # `item_unique_entity` in entity order (a large retry's batches).
         indexes = [
             models.Index(fields=["run", "chunk"], name="item_run_chunk"),
             models.Index(fields=["run", "-id"], name="item_run_newest"),

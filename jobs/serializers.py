@@ -12,8 +12,8 @@ from workflows.outbound import url_problem
 class ProgressSerializer(serializers.Serializer):
     total = serializers.IntegerField(
         allow_null=True,
-        help_text="Total number of entities in the run; null while a run over a filter is "
-        "still making its items.",
+        help_text="Total number of entities in the run; null while a run over a filter (or a "
+        "retry of more than 10,000 failed entities) is still making its items.",
     )
     completed = serializers.IntegerField(
         help_text="Entities that finished (a condition that stopped one counts it completed)."

@@ -1,5 +1,6 @@
-"""Run lifecycle: start, status transitions (checked here and nowhere else), cancel, retry,
-callbacks. What runs a chunk is the engine (`jobs/engine/`)."""
+"""Run lifecycle: start, status transitions (checked here and nowhere else), cancel,
+callbacks (retries: `jobs/retries.py`; runs over a filter: `jobs/filter_runs.py`). What
+runs a chunk is the engine (`jobs/engine/`)."""
 
 import json
 import logging
@@ -96,8 +97,9 @@ def run_start(
     queue its chunks once that commits. The run executes the version current now (or
     `version`), whatever is edited later. `trigger` says what started it (default: the API)."""
     workflow = workflow_runnable(workflow_id=workflow_id)
-    # A request names up to RUN_MAX_IDS; a retry takes what failed in a run of any size.
-    _check_id_list(entity_ids, settings.RUN_MAX_ENTITIES if retry_of else settings.RUN_MAX_IDS)
+    # A request names up to RUN_MAX_IDS, and so does a retry (a larger one is made in
+    # batches: jobs/retries.py).
+    _check_id_list(entity_ids, settings.RUN_MAX_IDS)
     if connection.vendor != "postgresql":
         _check_entities_exist(workflow, entity_ids)
     if version is None:

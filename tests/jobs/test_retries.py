@@ -6,6 +6,7 @@ import pytest
 from entities.models import Entity
 from jobs.filter_runs import run_items_make
 from jobs.models import Run, RunItem, RunLog
+from jobs.retries import run_retry
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
@@ -47,6 +48,7 @@ def test_a_retry_of_more_than_run_max_ids_makes_its_items_in_batches(api, produc
     a filter; its items are made in batches from the failed items (a failed entity deleted
     since is left out), and it runs to the end like any other."""
     workflow, run, failed = _failed_run(product_type, 20, 13)
+    Run.objects.filter(pk=run.pk).update(callback_url="https://example.com/hook")
     settings.RUN_MAX_IDS, settings.RUN_ITEMS_BATCH_SIZE, settings.RUN_CHUNK_SIZE = 5, 3, 2
     Entity.objects.filter(pk=failed[4]).delete()
     response = _retry(api, workflow, run)
@@ -55,6 +57,13 @@ def test_a_retry_of_more_than_run_max_ids_makes_its_items_in_batches(api, produc
     assert (shown["status"], shown["progress"]["total"]) == ("pending", None)
     assert shown["trigger"] == {"type": "retry", "runId": run.pk}
     retry_id = shown["id"]
+    stored = Run.objects.get(pk=retry_id)
+    assert (stored.retry_of_id, stored.callback_url, stored.chunk_size) == (
+        run.pk,
+        "https://example.com/hook",
+        2,
+    )
+    assert stored.created_by is not None  # the key's user, as a retry by ids records
     assert not RunItem.objects.filter(run_id=retry_id).exists()
     assert run_items_make(run_id=retry_id) == 12
     assert _items(retry_id) == sorted(set(failed) - {failed[4]})
@@ -62,6 +71,18 @@ def test_a_retry_of_more_than_run_max_ids_makes_its_items_in_batches(api, produc
     retry = Run.objects.get(pk=retry_id)
     assert (retry.status, retry.total, retry.completed) == ("completed", 12, 12)
     assert RunLog.objects.filter(run=retry, message__startswith=f"Retry of {run.pk}: 12 ").exists()
+
+
+def test_a_large_retry_of_a_deleted_run_makes_nothing_and_ends(product_type, settings):
+    """The run retried deleted while the retry's items are made (`retry_of` set null): no
+    item is left to make, and the retry ends with what it has."""
+    _, run, _ = _failed_run(product_type, 8, 6)
+    settings.RUN_MAX_IDS = 5
+    retry = run_retry(run_id=run.pk)
+    run.delete()
+    assert run_items_make(run_id=retry.pk) == 0
+    retry.refresh_from_db()
+    assert (retry.status, retry.total) == ("completed", 0)
 
 
 def test_a_run_with_nothing_failed_is_a_409(api, product_type):
