@@ -101,6 +101,18 @@ def _start(workflow_id: str, kind: str, entity_ids: dict, depth: int) -> int:
     return (len(ids) + size - 1) // size
 
 
+def _sizes():
+    """(pk, size) of every event waiting, oldest first, a page at a time."""
+    after = 0
+    while page := list(
+        EntityEvent.objects.filter(pk__gt=after)
+        .order_by("pk")
+        .values_list("pk", "size")[:EVENTS_PAGE]
+    ):
+        yield from page
+        after = page[-1][0]
+
+
 def _claim() -> list[EntityEvent]:
     """Lock the oldest events no other dispatcher holds, up to RUN_MAX_IDS entities in all
     (at least one event). The cut is worked out from the events' sizes, read without a lock,
@@ -108,22 +120,12 @@ def _claim() -> list[EntityEvent]:
     meanwhile are left to it), so no row past the cut is held from the next dispatcher and
     the ids of events left for later are never loaded."""
     taken: list[int] = []
-    named, after = 0, 0
-    while True:
-        page = list(
-            EntityEvent.objects.filter(pk__gt=after)
-            .order_by("pk")
-            .values_list("pk", "size")[:EVENTS_PAGE]
-        )
-        for pk, size in page:
-            if taken and named + size > settings.RUN_MAX_IDS:
-                page = []
-                break
-            taken.append(pk)
-            named += size
-        if len(page) < EVENTS_PAGE:
+    named = 0
+    for pk, size in _sizes():
+        if taken and named + size > settings.RUN_MAX_IDS:
             break
-        after = page[-1][0]
+        taken.append(pk)
+        named += size
     return list(
         EntityEvent.objects.select_for_update(skip_locked=True).filter(pk__in=taken).order_by("pk")
     )
