@@ -1,8 +1,6 @@
-from datetime import datetime
-
 from rest_framework import serializers
 
-from config.api.fields import TimestampField, to_millis
+from config.api.fields import TimestampField
 from config.api.serializers import StrictSerializer
 from entities.filters import EntityFilterSerializer
 from jobs.models import AiBatch, Job, Run, RunItem, RunLog, RunStatus, TriggerType
@@ -62,10 +60,7 @@ class TriggerSerializer(serializers.Serializer):
     )
 
     def to_representation(self, instance):
-        shown = dict(instance)
-        if isinstance(shown.get("tick"), str):  # stored as ISO 8601 before 2026-12-04
-            shown["tick"] = to_millis(datetime.fromisoformat(shown["tick"]))
-        return shown
+        return dict(instance)
 
 
 class BatchCountsSerializer(serializers.Serializer):

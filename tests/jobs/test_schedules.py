@@ -4,6 +4,7 @@ while the schedule's previous run is open, over what matches at fire time)."""
 import json
 import logging
 from datetime import UTC, datetime, timedelta
+from importlib import import_module
 
 import pytest
 from django_celery_beat.models import PeriodicTask
@@ -205,7 +206,7 @@ def test_only_the_newest_fires_of_a_trigger_are_kept(product_type, monkeypatch):
 
 def test_a_scheduled_run_says_what_started_it_in_the_api(api, product_type):
     """The run's and the job's `trigger` as served: the schedule's cron, time zone, place and
-    tick (ms, like every timestamp; a tick stored as ISO 8601 before is served the same)."""
+    tick (ms, like every timestamp)."""
     workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
     make_entities(product_type, 1)
     run = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3).run
@@ -215,8 +216,19 @@ def test_a_scheduled_run_says_what_started_it_in_the_api(api, product_type):
     shown = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run.pk}").json()
     assert shown["trigger"] == api.get(f"/api/v1/jobs/{shown['jobId']}").json()["trigger"]
     assert shown["trigger"] == expected
+
+
+def test_ticks_stored_in_iso_8601_are_migrated_to_ms(product_type):
+    from django.apps import apps
+
+    ticks_to_ms = import_module("jobs.migrations.0014_schedule_ticks_in_ms").ticks_to_ms
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
+    make_entities(product_type, 1)
+    run = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3).run
+    migrated = dict(run.trigger)
     Run.objects.filter(pk=run.pk).update(
         trigger={**run.trigger, "tick": "2026-12-03T03:00:00+00:00"}
     )
-    shown = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run.pk}").json()
-    assert shown["trigger"] == expected
+    ticks_to_ms(apps, None)
+    run.refresh_from_db()
+    assert run.trigger == migrated
