@@ -1,10 +1,19 @@
 """drf-spectacular additions: the one error shape, documented on every operation, so clients
 (and generated SDKs) can parse errors as typed objects; request bodies that refuse unknown
-fields say so (`additionalProperties: false`)."""
+fields say so (`additionalProperties: false`); the document is OpenAPI 3.0.3 throughout, the
+JSON Schema of step configs and triggers included (checked by openapi-spec-validator and
+Redocly's recommended rules in tests/api/test_openapi_document.py)."""
 
 from drf_spectacular import openapi
+from drf_spectacular.plumbing import get_lib_doc_excludes
 
 from config.api.serializers import StrictSerializer
+
+
+def lib_doc_excludes() -> list:
+    """drf-spectacular's GET_LIB_DOC_EXCLUDES: a serializer without a docstring of its own
+    has no description, rather than StrictSerializer's, which is about our code."""
+    return [*get_lib_doc_excludes(), StrictSerializer]
 
 
 class AutoSchema(openapi.AutoSchema):
@@ -80,4 +89,82 @@ def add_error_responses(result, generator, request, public):
                         "content": {"application/json": {"schema": reference}},
                     },
                 )
+    return result
+
+
+def add_servers(result, generator, request, public):
+    """The server is the one that served the document (behind a proxy, as the proxy names it),
+    so Swagger UI's *Try it out* and generated SDKs have a base URL."""
+    if request is not None:
+        result["servers"] = [{"url": request.build_absolute_uri("/").rstrip("/")}]
+    return result
+
+
+# Schema keywords whose value is a schema, a list of schemas, or a map of names to schemas.
+_ONE_SCHEMA = ("items", "not", "additionalProperties")
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf")
+_SCHEMA_MAPS = ("properties",)
+_COMPOSED = ("$ref", *_SCHEMA_LISTS)
+
+
+def _schema_to_oas30(schema) -> None:
+    """Rewrite, in place, what JSON Schema 2020-12 says differently from OpenAPI 3.0's schema
+    object: `const` (an enum of one), `examples` (one `example`), a list of `type`s (one type
+    and `nullable`, or a `oneOf`), numeric `exclusiveMinimum`/`exclusiveMaximum` (a bound and a
+    flag); and `nullable` beside no `type` (meaningless in 3.0, where a schema without a type
+    already takes null) is dropped. Step configs and triggers are declared once, as the JSON
+    Schema the server validates with; this is their OpenAPI 3.0 form."""
+    if not isinstance(schema, dict):
+        return
+    if "const" in schema:
+        schema["enum"] = [schema.pop("const")]
+    if "examples" in schema:
+        examples = schema.pop("examples")
+        if isinstance(examples, list) and examples:
+            schema.setdefault("example", examples[0])
+    if isinstance(schema.get("type"), list):
+        named = schema.pop("type")
+        types = [kind for kind in named if kind != "null"]
+        if len(types) < len(named):
+            schema["nullable"] = True
+        if len(types) == 1:
+            schema["type"] = types[0]
+        elif types:
+            schema["oneOf"] = [{"type": kind} for kind in types]
+    for bound, flag in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        value = schema.get(bound)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            schema[flag] = value
+            schema[bound] = True
+    if schema.get("nullable") and not any(key in schema for key in ("type", *_COMPOSED)):
+        del schema["nullable"]
+    for key in _ONE_SCHEMA:
+        _schema_to_oas30(schema.get(key))
+    for key in _SCHEMA_LISTS:
+        for item in schema.get(key) or ():
+            _schema_to_oas30(item)
+    for key in _SCHEMA_MAPS:
+        for item in (schema.get(key) or {}).values():
+            _schema_to_oas30(item)
+
+
+def _schemas_in(node):
+    """Every schema object of an operation, a parameter, a body, a response or a header."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "schema" and isinstance(value, dict):
+                yield value
+            elif key not in ("example", "examples"):
+                yield from _schemas_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _schemas_in(value)
+
+
+def to_openapi_30(result, generator, request, public):
+    """The last hook: the whole document as OpenAPI 3.0.3 (see `_schema_to_oas30`)."""
+    for schema in result.get("components", {}).get("schemas", {}).values():
+        _schema_to_oas30(schema)
+    for schema in _schemas_in(result.get("paths", {})):
+        _schema_to_oas30(schema)
     return result

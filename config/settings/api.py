@@ -42,6 +42,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # A serializer's description is its own docstring, never StrictSerializer's.
+    "GET_LIB_DOC_EXCLUDES": "config.api.openapi.lib_doc_excludes",
     "ENUM_NAME_OVERRIDES": {
         "EntityStatusEnum": "entities.models.Entity.Status",
         "WorkflowStatusEnum": "workflows.models.Workflow.Status",
@@ -55,5 +57,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "workflows.openapi.add_step_type_components",
         "config.api.openapi.add_error_responses",
+        "config.api.openapi.add_servers",
+        "config.api.openapi.to_openapi_30",  # last: everything above as OpenAPI 3.0.3
     ],
 }
