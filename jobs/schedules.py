@@ -11,10 +11,10 @@ A fire (`schedule_fire`) works out the tick it is for (the latest cron time at o
 now, in the trigger's time zone), and, holding the workflow's row lock, records one
 `ScheduleFire` per (workflow, trigger, tick): a fire delivered again for that tick finds its
 row and starts nothing, and a backlog of fires queued while the workers were down collapses
-into one run. If the run this schedule started before is still open (pending, running,
-entities waiting) the tick is skipped: a warning log line, a line in that run's log, and the
-`ScheduleFire` row (admin) say so. Otherwise it starts a run over what matches the trigger's
-`filter` at that moment.
+into one run. If a run a schedule of the workflow started over the same filter is still open
+(pending, running, entities waiting), whichever trigger started it, the tick is skipped: a
+warning log line, a line in that run's log, and the `ScheduleFire` row (admin) say so.
+Otherwise it starts a run over what matches the trigger's `filter` at that moment.
 """
 
 import json
@@ -144,13 +144,15 @@ def _schedule_trigger(workflow: Workflow, index: int) -> dict | None:
     return trigger if isinstance(trigger, dict) and trigger.get("on") == "schedule" else None
 
 
-def _open_run(workflow_id: str, index: int) -> Run | None:
-    """The run this schedule started that has not ended, if any."""
+def _open_run(workflow_id: str, entity_filter: dict) -> Run | None:
+    """A run a schedule of the workflow started over `entity_filter` that has not ended, if
+    any: per filter, not per trigger, so two schedules over the same entities (`* * * * *`
+    and `*/5 * * * *`) never run at once. (Filters compare as JSON values: key order aside.)"""
     return (
         Run.objects.filter(
             workflow_id=workflow_id,
             trigger__type=TriggerType.SCHEDULE,
-            trigger__index=index,
+            filter=entity_filter,
             status__in=RunStatus.open(),
         )
         .order_by("-created_at")
@@ -204,10 +206,13 @@ def schedule_fire(
         name = task_name(workflow_id, trigger_index)
         logger.info("Schedule %s already fired for %s: nothing to do.", name, tick)
         return fire
-    still_open = _open_run(workflow_id, trigger_index)
+    entity_filter = trigger.get("filter") or {}
+    still_open = _open_run(workflow_id, entity_filter)
     if still_open is not None:
+        started_by = still_open.trigger.get("index")
+        by = "it" if started_by == trigger_index else f"schedule #{started_by} (same filter)"
         message = (
-            f"Tick {tick.isoformat()} of schedule {trigger['cron']} skipped: the run it "
+            f"Tick {tick.isoformat()} of schedule {trigger['cron']} skipped: the run {by} "
             f"started before, {still_open.pk}, is still {still_open.status}."
         )
         logger.warning("Workflow %s: %s", workflow_id, message)
@@ -223,7 +228,7 @@ def schedule_fire(
     try:
         run = run_start_over_filter(
             workflow_id=workflow_id,
-            entity_filter=trigger.get("filter") or {},
+            entity_filter=entity_filter,
             trigger=started,
             empty_ok=True,
         )

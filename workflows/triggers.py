@@ -6,13 +6,20 @@ events) and `jobs.schedules` (celery beat).
 - `{"on": "entity.updated", "fields": ["title", ...]}`: only when one of those top-level
   fields changed (no `fields`: any change)
 - `{"on": "schedule", "cron": "0 3 * * *", "timezone"?: "Europe/Paris", "filter"?: {...}}`
+
+Every string is bounded by the column it ends up in (beat's `CrontabSchedule`, the
+`ScheduleFire` history), so a long one is a 400 naming it, not a database error. Two schedules
+alike (the same cron, time zone and filter) would start the same run twice: the second is a
+400.
 """
 
+import json
 import zoneinfo
 from functools import cache
 
 from celery.schedules import crontab
 from croniter import croniter
+from django_celery_beat.models import CrontabSchedule
 
 from config.api.errors import FieldError, InvalidInput
 from entities.filters import entity_filter_clean
@@ -25,6 +32,13 @@ KEYS = {
     "schedule": {"on", "cron", "timezone", "filter"},
 }
 MAX_TRIGGERS = 20
+# Fields one `entity.updated` trigger watches, and the length of a field's name: every entity
+# write of the type compares its changed keys with them.
+MAX_WATCHED_FIELDS = 100
+MAX_FIELD_NAME_LENGTH = 200
+# A cron as `ScheduleFire.cron` stores it; each of its five parts as beat's crontab does.
+CRON_MAX_LENGTH = 255
+CRON_PARTS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 
 TRIGGERS_SCHEMA = {
     "type": "array",
@@ -43,7 +57,16 @@ TRIGGERS_SCHEMA = {
                 "additionalProperties": False,
                 "properties": {
                     "on": {"const": "entity.updated"},
-                    "fields": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    "fields": {
+                        "type": "array",
+                        "items": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": MAX_FIELD_NAME_LENGTH,
+                        },
+                        "minItems": 1,
+                        "maxItems": MAX_WATCHED_FIELDS,
+                    },
                 },
             },
             {
@@ -52,8 +75,16 @@ TRIGGERS_SCHEMA = {
                 "additionalProperties": False,
                 "properties": {
                     "on": {"const": "schedule"},
-                    "cron": {"type": "string", "examples": ["0 3 * * *"]},
-                    "timezone": {"type": "string", "examples": ["UTC"]},
+                    "cron": {
+                        "type": "string",
+                        "maxLength": CRON_MAX_LENGTH,
+                        "examples": ["0 3 * * *"],
+                    },
+                    "timezone": {
+                        "type": "string",
+                        "maxLength": CrontabSchedule._meta.get_field("timezone").max_length,
+                        "examples": ["UTC"],
+                    },
                     "filter": {"$ref": "#/components/schemas/EntityFilterRequest"},
                 },
             },
@@ -98,10 +129,23 @@ def _trigger_problems(trigger, where: str, known: set[str] | None) -> list[Field
         fields = trigger["fields"]
         if (
             not isinstance(fields, list)
-            or not fields
+            or not 1 <= len(fields) <= MAX_WATCHED_FIELDS
             or not all(isinstance(f, str) and f for f in fields)
         ):
-            found.append(FieldError(f"{where}.fields", "Must be a non-empty list of field names."))
+            found.append(
+                FieldError(
+                    f"{where}.fields",
+                    f"Must be a list of 1 to {MAX_WATCHED_FIELDS} field names.",
+                )
+            )
+        elif too_long := [i for i, f in enumerate(fields) if len(f) > MAX_FIELD_NAME_LENGTH]:
+            found.append(
+                FieldError(
+                    f"{where}.fields[{too_long[0]}]",
+                    f"A field name has at most {MAX_FIELD_NAME_LENGTH} characters.",
+                    "max_length",
+                )
+            )
         elif known is not None:
             found += [
                 FieldError(
@@ -149,6 +193,8 @@ def _schedule_problems(trigger: dict, where: str) -> list[FieldError]:
     cron = trigger.get("cron")
     if cron is None:
         found.append(FieldError(f"{where}.cron", "This field is required.", "required"))
+    elif isinstance(cron, str) and (too_long := _cron_too_long(cron)):
+        found.append(FieldError(f"{where}.cron", too_long, "max_length"))
     elif not isinstance(cron, str) or len(cron.split()) != 5 or not croniter.is_valid(cron):
         found.append(
             FieldError(
@@ -166,7 +212,16 @@ def _schedule_problems(trigger: dict, where: str) -> list[FieldError]:
             )
         )
     timezone = trigger.get("timezone")
-    if timezone is not None and (not isinstance(timezone, str) or timezone not in _zones()):
+    longest = CrontabSchedule._meta.get_field("timezone").max_length
+    if isinstance(timezone, str) and len(timezone) > longest:
+        found.append(
+            FieldError(
+                f"{where}.timezone",
+                f"Has at most {longest} characters (an IANA name).",
+                "max_length",
+            )
+        )
+    elif timezone is not None and (not isinstance(timezone, str) or timezone not in _zones()):
         found.append(
             FieldError(f"{where}.timezone", f"Unknown time zone {timezone!r} (use an IANA name).")
         )
@@ -175,6 +230,49 @@ def _schedule_problems(trigger: dict, where: str) -> list[FieldError]:
             entity_filter_clean(trigger["filter"], path=f"{where}.filter")
         except InvalidInput as exc:
             found += exc.details
+    return found
+
+
+def _cron_too_long(cron: str) -> str | None:
+    """Why the cron is longer than what stores it, or None."""
+    if len(cron) > CRON_MAX_LENGTH:
+        return f"Has at most {CRON_MAX_LENGTH} characters."
+    for name, part in zip(CRON_PARTS, cron.split(), strict=False):
+        longest = CrontabSchedule._meta.get_field(name).max_length
+        if len(part) > longest:
+            return f"Its {name.replace('_', ' ')} part has at most {longest} characters."
+    return None
+
+
+def schedule_key(trigger: dict) -> tuple[str, str, str]:
+    """What makes two schedule triggers the same schedule: their cron (spacing aside), time
+    zone (UTC when not given) and filter (key order aside)."""
+    return (
+        " ".join(trigger["cron"].split()),
+        trigger.get("timezone") or "UTC",
+        json.dumps(trigger.get("filter") or {}, sort_keys=True),
+    )
+
+
+def _duplicate_problems(triggers: list[dict]) -> list[FieldError]:
+    """A schedule alike an earlier one (the cleaned triggers, in order)."""
+    first: dict[tuple, int] = {}
+    found = []
+    for index, trigger in enumerate(triggers):
+        if trigger.get("on") != "schedule":
+            continue
+        key = schedule_key(trigger)
+        if key in first:
+            found.append(
+                FieldError(
+                    f"triggers[{index}]",
+                    f"The same schedule as triggers[{first[key]}] (cron, time zone and filter): "
+                    "it would start the same run twice.",
+                    "duplicate",
+                )
+            )
+        else:
+            first[key] = index
     return found
 
 
@@ -192,13 +290,19 @@ def triggers_clean(triggers, entity_type: EntityType) -> list[dict]:
         for p in _trigger_problems(trigger, f"triggers[{index}]", known)
     ]
     if problems:
-        first = problems[0]
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise InvalidInput(f"{first.field}: {first.message}{more}", details=problems)
+        _raise(problems)
     cleaned = []
     for trigger in triggers:
         trigger = dict(trigger)
         if "filter" in trigger:
             trigger["filter"] = entity_filter_clean(trigger["filter"])
         cleaned.append(trigger)
+    if problems := _duplicate_problems(cleaned):
+        _raise(problems)
     return cleaned
+
+
+def _raise(problems: list[FieldError]):
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    raise InvalidInput(f"{first.field}: {first.message}{more}", details=problems)

@@ -94,6 +94,27 @@ def test_editing_the_schedule_in_the_workflow_form_updates_its_periodic_task(sta
         ('[{"on": "schedule", "cron": "0 3 * * *", "timezone": "Europe"}]', "triggers[0].timezone"),
         ('[{"on": "entity.deleted"}]', "triggers[0].on"),
         ('{"on": "entity.created"}', "triggers"),
+        # longer than beat's column (minute: 240 characters): a form error, not a 500
+        (
+            '[{"on": "schedule", "cron": "' + ",".join(["0"] * 121) + ' * * * *"}]',
+            "triggers[0].cron",
+        ),
+        (
+            '[{"on": "schedule", "cron": "0 3 * * *", "timezone": "' + "x" * 64 + '"}]',
+            "triggers[0].timezone",
+        ),
+        ('[{"on": "entity.updated", "fields": ["' + "x" * 201 + '"]}]', "triggers[0].fields[0]"),
+        (
+            '[{"on": "entity.updated", "fields": '
+            + str([f"f{i}" for i in range(101)]).replace("'", '"')
+            + "}]",
+            "triggers[0].fields",
+        ),
+        # identical schedules would start the same run twice
+        (
+            '[{"on": "schedule", "cron": "* * * * *"}, {"on": "schedule", "cron": "* * * * *"}]',
+            "triggers[1]",
+        ),
     ],
 )
 def test_a_bad_trigger_in_the_workflow_form_is_shown_on_the_form_and_changes_nothing(

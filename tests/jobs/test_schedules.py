@@ -102,7 +102,9 @@ def test_a_workflow_saved_again_unchanged_does_not_rewrite_its_periodic_task(pro
 
 
 def test_deleting_a_workflow_deletes_its_periodic_tasks(product_type):
-    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY, NIGHTLY])
+    workflow = make_workflow(
+        product_type, PUBLISH, triggers=[NIGHTLY, {**NIGHTLY, "cron": "0 4 * * *"}]
+    )
     assert len(_tasks(workflow.pk)) == 2
     workflow.delete()
     assert _tasks(workflow.pk) == []
@@ -232,3 +234,26 @@ def test_ticks_stored_in_iso_8601_are_migrated_to_ms(product_type):
     ticks_to_ms(apps, None)
     run.refresh_from_db()
     assert run.trigger == migrated
+
+
+def test_a_tick_is_skipped_while_another_schedule_s_run_over_the_same_filter_is_open(
+    product_type,
+):
+    """The check holds per workflow and filter: two crons over the same entities never run
+    at once; a schedule over another filter still starts."""
+    every_day = {"on": "schedule", "cron": "0 3 * * *", "filter": {"status": "draft"}}
+    every_hour = {"on": "schedule", "cron": "0 * * * *", "filter": {"status": "draft"}}
+    published = {"on": "schedule", "cron": "0 * * * *", "filter": {"status": "published"}}
+    workflow = make_workflow(product_type, PUBLISH, triggers=[every_day, every_hour, published])
+    make_entities(product_type, 3)
+    started = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3).run
+    skipped = schedule_fire(workflow_id=workflow.pk, trigger_index=1, now=AT_3)
+    assert (skipped.outcome, skipped.run_id) == ("skipped", started.pk)
+    assert "the run schedule #0 (same filter) started before" in skipped.message
+    other = schedule_fire(workflow_id=workflow.pk, trigger_index=2, now=AT_3)
+    assert other.outcome == "empty"  # not skipped: nothing is published
+    assert Run.objects.filter(workflow=workflow).count() == 1
+    _items(started)
+    run_inline(started.pk)
+    again = schedule_fire(workflow_id=workflow.pk, trigger_index=1, now=AT_3 + timedelta(hours=1))
+    assert again.outcome == "empty"  # the draft run ended (its entities are published)

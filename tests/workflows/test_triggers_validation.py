@@ -121,3 +121,106 @@ def test_the_openapi_schema_lists_the_trigger_shapes(api):
         triggers = schema["components"]["schemas"][name]["properties"]["triggers"]
         shapes = {item["properties"]["on"]["enum"][0] for item in triggers["items"]["oneOf"]}
         assert shapes == {"entity.created", "entity.updated", "schedule"}, name
+
+
+LONG_MINUTES = ",".join(["0"] * 121)  # 241 characters: a valid cron beat's column cannot hold
+
+
+@pytest.mark.parametrize(
+    ("trigger", "field"),
+    [
+        ({"on": "entity.updated", "fields": [f"f{i}" for i in range(101)]}, "triggers[0].fields"),
+        ({"on": "entity.updated", "fields": ["title", "x" * 201]}, "triggers[0].fields[1]"),
+        ({"on": "schedule", "cron": f"{LONG_MINUTES} * * * *"}, "triggers[0].cron"),
+        ({"on": "schedule", "cron": "0 3 * * *" + " " * 300}, "triggers[0].cron"),
+        ({"on": "schedule", "cron": "* " * 100_000}, "triggers[0].cron"),
+        (
+            {"on": "schedule", "cron": "0 3 * * *", "timezone": "Europe/" + "x" * 100_000},
+            "triggers[0].timezone",
+        ),
+    ],
+)
+def test_a_trigger_longer_than_what_stores_it_is_a_400_naming_the_field(
+    api, product_type, trigger, field
+):
+    response = _create(api, product_type, [trigger])
+    assert response.status_code == 400, response.content
+    details = response.json()["error"]["details"]
+    assert [d["field"] for d in details] == [field]
+    assert len(response.content) < 2000  # the value is not echoed back
+    from workflows.models import Workflow
+
+    assert not Workflow.objects.exists()
+
+
+def test_a_hundred_watched_fields_of_two_hundred_characters_are_taken(api, product_type):
+    fields = [f"{i:03d}".ljust(200, "x") for i in range(100)]
+    response = _create(api, product_type, [{"on": "entity.updated", "fields": fields}])
+    assert response.status_code == 201, response.content
+
+
+def test_the_longest_cron_each_column_holds_is_taken(api, product_type):
+    cron = f"{','.join(['0'] * 120)} 3 * * *"  # 239 + 8 characters
+    response = _create(api, product_type, [{"on": "schedule", "cron": cron}])
+    assert response.status_code == 201, response.content
+
+
+def test_twenty_identical_schedules_are_a_400_naming_each_duplicate(api, product_type):
+    every_minute = {"on": "schedule", "cron": "* * * * *"}
+    response = _create(api, product_type, [every_minute] * 20)
+    assert response.status_code == 400, response.content
+    details = response.json()["error"]["details"]
+    assert [d["field"] for d in details] == [f"triggers[{i}]" for i in range(1, 20)]
+    assert {d["code"] for d in details} == {"duplicate"}
+    assert "triggers[0]" in details[0]["message"]
+    from django_celery_beat.models import PeriodicTask
+
+    from workflows.models import Workflow
+
+    assert not Workflow.objects.exists() and not PeriodicTask.objects.exists()
+
+
+def test_schedules_alike_but_for_spacing_utc_and_filter_key_order_are_duplicates(api, product_type):
+    triggers = [
+        {"on": "entity.created"},
+        {"on": "schedule", "cron": "0 3 * * *", "filter": {"status": "draft", "ids": ["a"]}},
+        {
+            "on": "schedule",
+            "cron": "0  3 * * *",
+            "timezone": "UTC",
+            "filter": {"ids": ["a"], "status": "draft"},
+        },
+    ]
+    response = _create(api, product_type, triggers)
+    assert response.status_code == 400, response.content
+    (detail,) = response.json()["error"]["details"]
+    assert detail["field"] == "triggers[2]" and "triggers[1]" in detail["message"]
+
+
+def test_schedules_differing_in_cron_zone_or_filter_are_taken(api, product_type):
+    triggers = [
+        {"on": "schedule", "cron": "0 3 * * *"},
+        {"on": "schedule", "cron": "0 4 * * *"},
+        {"on": "schedule", "cron": "0 3 * * *", "timezone": "Europe/Paris"},
+        {"on": "schedule", "cron": "0 3 * * *", "filter": {"status": "draft"}},
+    ]
+    response = _create(api, product_type, triggers)
+    assert response.status_code == 201, response.content
+
+
+def test_a_duplicate_schedule_in_an_update_is_a_400_and_changes_nothing(api, product_type):
+    nightly = {"on": "schedule", "cron": "0 3 * * *"}
+    workflow_id = _create(api, product_type, [nightly]).json()["id"]
+    response = api.patch(f"/api/v1/workflows/{workflow_id}", {"triggers": [nightly, nightly]})
+    assert response.status_code == 400
+    assert api.get(f"/api/v1/workflows/{workflow_id}").json()["triggers"] == [nightly]
+
+
+def test_the_openapi_schema_bounds_watched_fields_and_cron_lengths(api):
+    schema = api.get("/api/v1/schema?format=json").json()
+    triggers = schema["components"]["schemas"]["WorkflowCreateRequest"]["properties"]["triggers"]
+    updated, schedule = triggers["items"]["oneOf"][1:]
+    fields = updated["properties"]["fields"]
+    assert (fields["maxItems"], fields["items"]["maxLength"]) == (100, 200)
+    assert schedule["properties"]["cron"]["maxLength"] == 255
+    assert schedule["properties"]["timezone"]["maxLength"] == 63
