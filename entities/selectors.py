@@ -1,3 +1,5 @@
+from django.db import models
+
 from config.api.errors import FieldError, InvalidInput, NotFound
 from entities.models import Entity, EntityType
 
@@ -35,3 +37,34 @@ def entity_ids_of_type(*, entity_type_id: str, entity_ids: list[str]) -> set[str
             "pk", flat=True
         )
     )
+
+
+ENTITY_TYPE_USERS_NAMED = 10
+
+
+def entity_type_users(*, entity_type: EntityType) -> list[FieldError]:
+    """What keeps an entity type from being deleted: one entry per kind of record that
+    protects it (its entities, the workflows of upper layers, archived ones too), naming up to
+    ENTITY_TYPE_USERS_NAMED of them. Read relation by relation with a bounded query, unlike
+    Django's ProtectedError, which loads every protecting row (a million entities)."""
+    users = []
+    for relation in EntityType._meta.related_objects:
+        if relation.on_delete is not models.PROTECT:
+            continue
+        rows = list(
+            relation.related_model._base_manager.filter(
+                **{relation.field.name: entity_type}
+            ).order_by("pk")[: ENTITY_TYPE_USERS_NAMED + 1]
+        )
+        if not rows:
+            continue
+        named = ", ".join(_label(row) for row in rows[:ENTITY_TYPE_USERS_NAMED])
+        more = " and more" if len(rows) > ENTITY_TYPE_USERS_NAMED else ""
+        kind = str(relation.related_model._meta.verbose_name_plural)
+        users.append(FieldError(relation.related_name or kind, f"{kind}: {named}{more}", "in_use"))
+    return users
+
+
+def _label(row) -> str:
+    name = str(row)
+    return row.pk if name == row.pk else f"{name} ({row.pk})"

@@ -12,6 +12,7 @@ from config.bulk import JSONText, rows_update
 from entities.events import ChangeOrigin, changed_keys, event_listened, events_record
 from entities.models import Entity, EntityEvent, EntityType
 from entities.schemas import data_encode, data_problems, data_validator, schema_problems
+from entities.selectors import entity_type_users
 
 BULK_MAX_ITEMS = 10_000
 BULK_BATCH_SIZE = 1_000
@@ -57,15 +58,26 @@ def entity_type_update(*, entity_type: EntityType, **changes) -> EntityType:
 
 
 def entity_type_delete(*, entity_type: EntityType) -> None:
-    try:
-        with transaction.atomic():
-            entity_type.delete()
-    except ProtectedError as exc:
-        users = sorted({obj._meta.verbose_name_plural for obj in exc.protected_objects})
-        raise Conflict(
-            f"This entity type is in use by {' and '.join(users)}; delete them first.",
-            code="in_use",
-        ) from None
+    """Delete an unused entity type; a 409 `in_use` naming what uses it otherwise (workflows
+    keep it while they exist, archived ones too)."""
+    with transaction.atomic():
+        locked = EntityType.objects.select_for_update().get(pk=entity_type.pk)
+        users = entity_type_users(entity_type=locked)
+        if not users:
+            try:
+                locked.delete()
+                return
+            except ProtectedError:  # something came to use it meanwhile: say what
+                users = entity_type_users(entity_type=locked)
+    raise Conflict(entity_type_in_use_message(users), code="in_use", details=users)
+
+
+def entity_type_in_use_message(users: list[FieldError]) -> str:
+    return (
+        "This entity type is in use, by "
+        + "; ".join(user.message for user in users)
+        + ". Delete its entities and workflows (an archived workflow still uses it) first."
+    )
 
 
 @transaction.atomic

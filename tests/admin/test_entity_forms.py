@@ -9,7 +9,7 @@ from django.db import transaction
 
 from entities.models import Entity, EntityType
 from entities.services import WorkingCopy, entities_commit
-from tests.factories import make_entities
+from tests.factories import make_entities, make_workflow
 
 pytestmark = pytest.mark.django_db
 
@@ -70,3 +70,13 @@ def test_an_entity_type_schema_that_is_not_json_schema_is_a_form_error(staff):
     assert response.status_code == 200
     assert "schema.type: &#x27;no-such-type&#x27; is not valid" in response.content.decode()
     assert not EntityType.objects.exists()
+
+
+def test_admin_refuses_to_delete_a_used_entity_type_saying_why(staff, product_type):
+    workflow = make_workflow(product_type, [{"type": "publish", "config": {}}], name="Kept")
+    url = f"/admin/entities/entitytype/{product_type.pk}/delete/"
+    page = staff.get(url)
+    assert page.status_code == 200
+    assert f"Kept ({workflow.pk})" in page.content.decode()
+    staff.post(url, {"post": "yes"})
+    assert EntityType.objects.filter(pk=product_type.pk).exists()

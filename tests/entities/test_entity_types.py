@@ -1,6 +1,6 @@
 import pytest
 
-from tests.factories import PRODUCT_SCHEMA, make_entities
+from tests.factories import PRODUCT_SCHEMA, make_entities, make_workflow
 
 pytestmark = pytest.mark.django_db
 
@@ -73,3 +73,26 @@ def test_delete_entity_type_in_use_is_409(api, product_type):
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "in_use"
     assert api.get(f"/api/v1/entity-types/{product_type.id}").status_code == 200
+
+
+def test_delete_entity_type_used_by_workflows_is_409_naming_them(api, product_type):
+    kept = make_workflow(product_type, [{"type": "publish", "config": {}}], name="Kept")
+    archived = make_workflow(product_type, [{"type": "publish", "config": {}}], name="Old")
+    assert api.delete(f"/api/v1/workflows/{archived.pk}").status_code == 200
+    response = api.delete(f"/api/v1/entity-types/{product_type.id}")
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "in_use"
+    assert f"Kept ({kept.pk})" in error["message"]
+    assert f"Old ({archived.pk})" in error["message"]
+    assert [detail["field"] for detail in error["details"]] == ["workflows"]
+    assert api.get(f"/api/v1/entity-types/{product_type.id}").status_code == 200
+
+
+def test_delete_entity_type_with_many_entities_names_a_few(api, product_type):
+    ids = make_entities(product_type, 12)
+    error = api.delete(f"/api/v1/entity-types/{product_type.id}").json()["error"]
+    assert error["code"] == "in_use"
+    assert [detail["field"] for detail in error["details"]] == ["entities"]
+    assert error["details"][0]["message"].endswith("and more")
+    assert sum(entity_id in error["message"] for entity_id in ids) == 10
