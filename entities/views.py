@@ -22,7 +22,11 @@ from entities.serializers import (
 @extend_schema_view(
     list=extend_schema(summary="List entity types"),
     retrieve=extend_schema(summary="Get an entity type"),
-    create=extend_schema(summary="Create an entity type", request=EntityTypeWriteSerializer),
+    create=extend_schema(
+        summary="Create an entity type",
+        request=EntityTypeWriteSerializer,
+        parameters=[SCHEMA_PARAMETER],
+    ),
     partial_update=extend_schema(
         summary="Update an entity type", request=EntityTypeWriteSerializer(partial=True)
     ),
@@ -33,6 +37,7 @@ class EntityTypeViewSet(viewsets.ModelViewSet):
     serializer_class = EntityTypeSerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
+    @idempotent
     def create(self, request):
         data = validated(EntityTypeWriteSerializer, request.data)
         entity_type = services.entity_type_create(**data)
@@ -52,7 +57,9 @@ class EntityTypeViewSet(viewsets.ModelViewSet):
 @extend_schema_view(
     list=extend_schema(summary="List entities", parameters=[EntityListQuerySerializer]),
     retrieve=extend_schema(summary="Get an entity"),
-    create=extend_schema(summary="Create an entity", request=EntityCreateSerializer),
+    create=extend_schema(
+        summary="Create an entity", request=EntityCreateSerializer, parameters=[SCHEMA_PARAMETER]
+    ),
     partial_update=extend_schema(
         summary="Update an entity (merges top-level keys of data)", request=EntityUpdateSerializer
     ),
@@ -71,6 +78,7 @@ class EntityViewSet(viewsets.ModelViewSet):
             entity_type_id=query.get("entityTypeId"), status=query.get("status")
         )
 
+    @idempotent
     def create(self, request):
         data = validated(EntityCreateSerializer, request.data)
         entity_type = selectors.entity_type_get(

@@ -3,6 +3,7 @@ from rest_framework import status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import validated
 from entities.selectors import entity_type_get
 from workflows import selectors, services
@@ -25,6 +26,7 @@ from workflows.steps import registry
         summary="Create a workflow",
         request=WorkflowCreateSerializer,
         responses={201: WorkflowDetailSerializer},
+        parameters=[SCHEMA_PARAMETER],
     ),
     partial_update=extend_schema(summary="Update a workflow", request=WorkflowUpdateSerializer),
     destroy=extend_schema(summary="Archive a workflow", responses={200: WorkflowDetailSerializer}),
@@ -51,6 +53,7 @@ class WorkflowViewSet(viewsets.ModelViewSet):
         workflow = selectors.workflow_get(workflow_id=workflow_id)
         return Response(WorkflowDetailSerializer(workflow).data, status=status_code)
 
+    @idempotent
     def create(self, request):
         data = validated(WorkflowCreateSerializer, request.data)
         workflow = services.workflow_create(

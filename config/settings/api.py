@@ -7,7 +7,10 @@ REST_FRAMEWORK = {
         "config.api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["config.api.permissions.ModelPermissions"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "config.api.permissions.ModelPermissions",
+        "config.api.query.KnownQueryParameters",
+    ],
     "DEFAULT_PAGINATION_CLASS": "config.api.pagination.CursorPagination",
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",

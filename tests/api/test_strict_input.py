@@ -11,15 +11,10 @@ from drf_spectacular.generators import SchemaGenerator
 
 from entities.models import Entity, EntityType
 from jobs.models import Run
-from tests.factories import make_entities, make_workflow, run_inline, start_run
 from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
 
-FAILS_PRICEY = [
-    {"id": "check", "type": "validate", "config": {"rules": [{"field": "price", "maximum": 1}]}},
-    {"id": "pub", "type": "publish", "config": {}},
-]
 NOT_STRINGS = [5, 1.5, True, {}, ["a"]]
 NOT_BOOLEANS = ["true", 1, 0, "yes", {}, []]
 
@@ -62,28 +57,6 @@ def typed_fields(operation: str, json_type: str) -> list[str]:
         for name, schema in body["properties"].items()
         if resolve(schema).get("type") == json_type and not schema.get("readOnly")
     ]
-
-
-@pytest.fixture
-def world(product_type):
-    ids = make_entities(product_type, 3)
-    workflow = make_workflow(product_type, FAILS_PRICEY)
-    finished = start_run(workflow, ids)
-    run_inline(finished.pk)  # prices 0..2: one fails, so there is something to retry
-    pending = start_run(workflow, ids[:1])
-    reviewed = make_workflow(
-        product_type, [{"id": "check", "type": "review", "config": {"instructions": "Ok?"}}]
-    )
-    waiting = start_run(reviewed, ids)
-    run_inline(waiting.pk)
-    return {
-        "reviews": list(waiting.reviews.order_by("pk").values_list("pk", flat=True)),
-        "type": product_type,
-        "ids": ids,
-        "workflow": workflow,
-        "finished": finished,
-        "pending": pending,
-    }
 
 
 OPERATIONS = {

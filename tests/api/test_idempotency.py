@@ -1,0 +1,71 @@
+"""Every POST that creates something honours `Idempotency-Key`: the same key and body answer
+the first response and create nothing new; the same key with another body is a 409."""
+
+import pytest
+
+from tests.api.test_strict_input import (
+    OPERATIONS,
+    WRITE_NAMES,
+    counts,
+    openapi,
+    the_write,
+)
+
+pytestmark = pytest.mark.django_db
+
+CREATES = [name for name in WRITE_NAMES if name.startswith(("create", "bulk", "run", "retry"))]
+
+
+def test_every_creating_operation_declares_the_header():
+    creating = {
+        f"post {path}"
+        for path, operations in openapi()["paths"].items()
+        for method, operation in operations.items()
+        if method == "post" and {"201", "202"} & set(operation["responses"])
+    }
+    declaring = {
+        f"post {path}"
+        for path, operations in openapi()["paths"].items()
+        for method, operation in operations.items()
+        if method == "post"
+        and any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
+    }
+    assert creating == declaring
+    assert creating == {f"post {the_write_path}" for the_write_path in _templates(CREATES)}
+
+
+def send(api, write, body, key):
+    return getattr(api, write.method)(write.path, body, HTTP_IDEMPOTENCY_KEY=key)
+
+
+def _templates(names):
+    return [OPERATIONS[name].split()[1] for name in names]
+
+
+@pytest.mark.parametrize("name", CREATES)
+def test_the_same_key_twice_creates_once(api, world, name):
+    write = the_write(world, name)
+    before = counts()
+    first = send(api, write, write.body, "order-7")
+    assert first.status_code == write.status, first.content
+    after_first = counts()
+    assert after_first != before
+    again = send(api, write, write.body, "order-7")
+    assert again.status_code == write.status
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert counts() == after_first
+    other = send(api, write, {**write.body, "x": 1}, "order-7")
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert counts() == after_first
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256, "tab\there"])
+def test_a_bad_key_is_a_400_and_creates_nothing(api, world, key):
+    write = the_write(world, "create entity")
+    before = counts()
+    response = send(api, write, write.body, key)
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["field"] == "Idempotency-Key"
+    assert counts() == before

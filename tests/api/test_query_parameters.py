@@ -1,0 +1,100 @@
+"""Query parameters are taken as the OpenAPI schema declares them, on every endpoint: one the
+endpoint does not read is a 400 naming it (`?statuss=draft` does not list everything), next to
+good parameters as alone, and nothing is written."""
+
+import pytest
+
+from tests.api.test_strict_input import (
+    WRITE_NAMES,
+    assert_refused,
+    counts,
+    openapi,
+    send,
+    the_write,
+)
+from tests.conftest import Api
+from tests.factories import make_key
+
+pytestmark = pytest.mark.django_db
+
+
+def reads(world) -> dict[str, tuple[str, dict]]:
+    """Every GET operation of the schema: its path, and good parameters for it."""
+    type_id, ids, wf = world["type"].pk, world["ids"], world["workflow"].pk
+    run, job, review = world["finished"].pk, world["finished"].job.pk, world["reviews"][0]
+    return {
+        "/api/v1/entities": ("/api/v1/entities", {"status": "draft", "entityTypeId": type_id}),
+        "/api/v1/entities/{id}": (f"/api/v1/entities/{ids[0]}", {}),
+        "/api/v1/entity-types": ("/api/v1/entity-types", {"limit": "2"}),
+        "/api/v1/entity-types/{id}": (f"/api/v1/entity-types/{type_id}", {}),
+        "/api/v1/jobs": ("/api/v1/jobs", {"status": "completed", "workflowId": wf}),
+        "/api/v1/jobs/{id}": (f"/api/v1/jobs/{job}", {}),
+        "/api/v1/jobs/{id}/logs": (f"/api/v1/jobs/{job}/logs", {"level": "info"}),
+        "/api/v1/reviews": ("/api/v1/reviews", {"status": "pending", "entityId": ids[0]}),
+        "/api/v1/reviews/{id}": (f"/api/v1/reviews/{review}", {}),
+        "/api/v1/step-types": ("/api/v1/step-types", {}),
+        "/api/v1/workflows": ("/api/v1/workflows", {"status": "active"}),
+        "/api/v1/workflows/{id}": (f"/api/v1/workflows/{wf}", {}),
+        "/api/v1/workflows/{workflow_id}/runs": (f"/api/v1/workflows/{wf}/runs", {"limit": "1"}),
+        "/api/v1/workflows/{workflow_id}/runs/{id}": (f"/api/v1/workflows/{wf}/runs/{run}", {}),
+        "/api/v1/workflows/{workflow_id}/runs/{id}/items": (
+            f"/api/v1/workflows/{wf}/runs/{run}/items",
+            {"status": "failed"},
+        ),
+    }
+
+
+READS = [path for path, operations in openapi()["paths"].items() if "get" in operations]
+
+
+def test_the_reads_are_every_read_operation_of_the_schema(world):
+    assert set(reads(world)) == set(READS)
+
+
+@pytest.mark.parametrize("template", READS)
+def test_good_parameters_are_read(api, world, template):
+    path, params = reads(world)[template]
+    assert api.get(path, params).status_code == 200
+
+
+@pytest.mark.parametrize("template", READS)
+@pytest.mark.parametrize("unknown", ["statuss", "entity_type_id", "page", "offset", "Limit"])
+def test_an_unknown_parameter_beside_good_ones_is_a_400_naming_it(api, world, template, unknown):
+    path, params = reads(world)[template]
+    response = api.get(path, {**params, unknown: "1"})
+    assert_refused(response, unknown, "unknown_parameter")
+    assert api.head(path, {**params, unknown: "1"}).status_code == 400
+
+
+def test_a_typo_names_the_parameter_it_was_meant_to_be(api, world):
+    error = api.get("/api/v1/entities", {"statuss": "draft"}).json()["error"]
+    assert error["details"] == [
+        {
+            "field": "statuss",
+            "message": "Unknown query parameter; did you mean `status`?",
+            "code": "unknown_parameter",
+        }
+    ]
+    error = api.get("/api/v1/step-types", {"x": "1", "y": ""}).json()["error"]
+    assert [detail["field"] for detail in error["details"]] == ["x", "y"]
+    assert "reads none" in error["details"][0]["message"]
+
+
+@pytest.mark.parametrize("name", WRITE_NAMES)
+def test_an_unknown_parameter_on_a_write_is_a_400_and_writes_nothing(api, world, name):
+    write = the_write(world, name)
+    before = counts()
+    response = send(
+        api, write.__class__(**{**vars(write), "path": write.path + "?dryRun=1"}), write.body
+    )
+    assert_refused(response, "dryRun", "unknown_parameter")
+    assert counts() == before
+
+
+def test_format_is_read_everywhere(api, world):
+    assert api.get("/api/v1/entities", {"format": "json"}).status_code == 200
+
+
+def test_a_request_without_a_key_is_a_401_whatever_it_asks(world):
+    assert Api().get("/api/v1/entities", {"statuss": "x"}).status_code == 401
+    assert Api(make_key(read_only=True)).post("/api/v1/entities?x=1", {}).status_code == 403
