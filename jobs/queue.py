@@ -11,6 +11,7 @@ DISPATCH_TRIGGERS = "jobs.tasks.dispatch_triggers"
 RESUME_WAITS = "jobs.tasks.resume_waits"
 SUBMIT_AI_BATCH = "jobs.tasks.submit_ai_batch"
 CANCEL_AI_BATCH = "jobs.tasks.cancel_ai_batch"
+PRUNE_OLD_RECORDS = "jobs.tasks.prune_old_records"
 
 FIRE_SCHEDULE = "jobs.tasks.fire_schedule"  # sent by beat (PeriodicTask rows, jobs/schedules.py)
 
@@ -38,3 +39,7 @@ def ai_batch_submit_enqueue(batch_id: str) -> None:
 
 def ai_batch_cancel_enqueue(batch_id: str) -> None:
     current_app.send_task(CANCEL_AI_BATCH, args=(batch_id,))
+
+
+def retention_prune_enqueue() -> None:
+    current_app.send_task(PRUNE_OLD_RECORDS)

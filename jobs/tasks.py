@@ -7,6 +7,7 @@ from jobs import queue
 from jobs.engine.chunk import chunk_execute
 from jobs.engine.recovery import runs_resume_stalled
 from jobs.filter_runs import run_items_make
+from jobs.retention import retention_prune
 from jobs.schedules import schedule_fire
 from jobs.services import run_callback_send
 from jobs.triggers import entity_events_dispatch
@@ -141,3 +142,19 @@ def poll_ai_batches() -> int:
 def fire_schedule(workflow_id: str, trigger_index: int) -> None:
     """Sent by beat at a schedule trigger's cron time: start its run (once per tick)."""
     schedule_fire(workflow_id=workflow_id, trigger_index=trigger_index)
+
+
+@shared_task(
+    name=queue.PRUNE_OLD_RECORDS,
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError, InterfaceError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def prune_old_records() -> None:
+    """Run by celery beat every hour: delete one batch of what is past its retention (old
+    ended runs with everything of theirs, expired idempotency records), and queue the next
+    batch while more may be left."""
+    if retention_prune().more:
+        queue.retention_prune_enqueue()

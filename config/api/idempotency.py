@@ -1,5 +1,6 @@
-"""`Idempotency-Key` for writes that create work: the same key and body within 24 hours
-returns the first answer and creates nothing new.
+"""`Idempotency-Key` for writes that create work: the same key and body within
+IDEMPOTENCY_KEEP_HOURS (24 hours) returns the first answer and creates nothing new. Older
+records are deleted by the retention task (`jobs.retention`).
 
 The view's work and the record of its answer commit in one transaction. Two requests racing
 with one key meet on the record's unique constraint: the loser's work is rolled back and it
@@ -11,6 +12,7 @@ import json
 from datetime import timedelta
 from functools import wraps
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
@@ -19,7 +21,6 @@ from rest_framework.response import Response
 from config.api.errors import Conflict, FieldError, InvalidInput
 from config.api.models import IdempotencyRecord
 
-TTL = timedelta(hours=24)
 HEADER = "Idempotency-Key"
 SCHEMA_PARAMETER = OpenApiParameter(
     HEADER,
@@ -38,7 +39,9 @@ def _lookup(request, key):
     record = IdempotencyRecord.objects.filter(
         user=request.user, key=key, method=request.method, path=request.path
     ).first()
-    if record and timezone.now() - record.created_at > TTL:
+    if record and timezone.now() - record.created_at > timedelta(
+        hours=settings.IDEMPOTENCY_KEEP_HOURS
+    ):
         record.delete()
         return None
     return record

@@ -71,4 +71,7 @@ CELERY_BEAT_SCHEDULE = {
     # Batch mode: submit what a dead worker left unsent, poll open provider batches, resume
     # the entities of those that ended.
     "poll-ai-batches": {"task": "jobs.tasks.poll_ai_batches", "schedule": AI_BATCH_POLL_S},
+    # Retention (jobs/retention.py): old ended runs and expired idempotency records, in
+    # bounded batches; the task queues the next batch itself while more is left.
+    "prune-old-records": {"task": "jobs.tasks.prune_old_records", "schedule": 3600.0},
 }

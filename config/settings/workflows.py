@@ -79,3 +79,11 @@ RUN_MAX_ATTEMPTS = env_int("RUN_MAX_ATTEMPTS", 10, minimum=1)
 # How long after the first decision on a run's waits (a review approved) its resolved
 # entities are queued again: decisions arriving within it resume together, in a few chunks.
 WAIT_RESUME_DELAY_S = env_float("WAIT_RESUME_DELAY_S", 1.0, minimum=0.0)
+
+# Retention (jobs/retention.py, pruned by celery beat): ended runs older than this, with
+# everything of theirs (items, logs, waits, reviews, batches, schedule fires, jobs).
+RUNS_KEEP_DAYS = env_int("RUNS_KEEP_DAYS", 90, minimum=1)
+# Idempotency records replay their answer this long, then are deleted.
+IDEMPOTENCY_KEEP_HOURS = env_int("IDEMPOTENCY_KEEP_HOURS", 24, minimum=1)
+# Rows one retention batch deletes (one transaction); a task queues the next while any is left.
+RETENTION_BATCH_ROWS = env_int("RETENTION_BATCH_ROWS", 5000, minimum=1)

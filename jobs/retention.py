@@ -1,0 +1,121 @@
+"""Retention: what is deleted, and when. Nothing the product writes is kept for ever.
+
+- Ended runs whose end is older than RUNS_KEEP_DAYS, with everything of theirs: items, logs,
+  waits, reviews, provider batches and their requests, schedule fires, the job. Open runs are
+  never touched, nor a run an open retry reads.
+- Idempotency records older than IDEMPOTENCY_KEEP_HOURS (they replay nothing after it).
+
+Each pruner deletes at most `limit` rows (RETENTION_BATCH_ROWS) in one transaction and
+returns how many, so a batch holds its locks briefly and a million items are pruned over
+many batches; celery beat's `prune-old-records` entry calls `retention_prune`, whose task
+queues itself again while any pruner may have more left. Safe to run twice at once: runs
+being pruned are locked and skipped by the other (`SKIP LOCKED`), and deleting what is gone
+deletes nothing.
+
+A new kind of record with its own retention is one function `(*, now, limit) -> rows
+deleted` appended to `PRUNERS`.
+"""
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from config.api.models import IdempotencyRecord
+from jobs.models import (
+    AiBatch,
+    AiBatchRequest,
+    Review,
+    Run,
+    RunItem,
+    RunLog,
+    RunStatus,
+    ScheduleFire,
+    Wait,
+)
+
+Pruner = Callable[..., int]  # (*, now: datetime, limit: int) -> rows deleted
+
+# What a run owns, in the order it is deleted (rows that point at others first), each as
+# the rows of one run. The run's row and its job go last, once all of these are gone.
+RUN_PARTS: list[Callable[[str], QuerySet]] = [
+    lambda run_id: AiBatchRequest.objects.filter(batch__run_id=run_id),
+    lambda run_id: Review.objects.filter(run_id=run_id),
+    lambda run_id: Wait.objects.filter(run_id=run_id),
+    lambda run_id: AiBatch.objects.filter(run_id=run_id),
+    lambda run_id: RunLog.objects.filter(run_id=run_id),
+    lambda run_id: RunItem.objects.filter(run_id=run_id),
+    lambda run_id: ScheduleFire.objects.filter(run_id=run_id),
+]
+RUN_ROWS = 2  # the run's row and its job's
+RUNS_PER_BATCH = 100
+
+
+def _delete_some(rows: QuerySet, limit: int) -> int:
+    """Delete at most `limit` of `rows`; returns how many were deleted."""
+    ids = list(rows.order_by().values_list("pk", flat=True)[:limit])
+    if not ids:
+        return 0
+    return rows.model.objects.filter(pk__in=ids).delete()[0]
+
+
+def runs_prunable(*, now: datetime) -> QuerySet:
+    """Ended runs that ended more than RUNS_KEEP_DAYS ago (runs ended before their end was
+    recorded: made before then), oldest first, that no open retry reads."""
+    cutoff = now - timedelta(days=settings.RUNS_KEEP_DAYS)
+    open_retry = Run.objects.filter(retry_of=OuterRef("pk"), status__in=RunStatus.open())
+    return (
+        Run.objects.filter(status__in=RunStatus.ended())
+        .filter(Q(completed_at__lt=cutoff) | Q(completed_at__isnull=True, created_at__lt=cutoff))
+        .exclude(Exists(open_retry))
+        .order_by("pk")
+    )
+
+
+def runs_prune(*, now: datetime, limit: int) -> int:
+    """Delete up to `limit` rows of old ended runs, the oldest runs first: their parts in
+    `RUN_PARTS` order, then each run whose parts are all gone."""
+    deleted = 0
+    with transaction.atomic():
+        runs = list(
+            runs_prunable(now=now)
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("pk", flat=True)[:RUNS_PER_BATCH]
+        )
+        for run_id in runs:
+            for part in RUN_PARTS:
+                deleted += _delete_some(part(run_id), limit - deleted)
+                if deleted >= limit:
+                    return deleted
+            if limit - deleted < RUN_ROWS:
+                return deleted
+            # Its job cascades; retries of it keep their own rows (`retry_of` set null).
+            deleted += Run.objects.filter(pk=run_id).delete()[0]
+    return deleted
+
+
+def idempotency_records_prune(*, now: datetime, limit: int) -> int:
+    """Delete up to `limit` idempotency records older than IDEMPOTENCY_KEEP_HOURS."""
+    cutoff = now - timedelta(hours=settings.IDEMPOTENCY_KEEP_HOURS)
+    with transaction.atomic():
+        return _delete_some(IdempotencyRecord.objects.filter(created_at__lt=cutoff), limit)
+
+
+PRUNERS: list[Pruner] = [runs_prune, idempotency_records_prune]
+
+
+class Pruned(NamedTuple):
+    rows: dict[str, int]  # pruner's name -> rows it deleted in this batch
+    more: bool  # some pruner deleted a whole batch: there may be more left
+
+
+def retention_prune(*, now: datetime | None = None, limit: int | None = None) -> Pruned:
+    """One batch of every pruner, each in its own transaction."""
+    now = now or timezone.now()
+    limit = limit or settings.RETENTION_BATCH_ROWS
+    rows = {pruner.__name__: pruner(now=now, limit=limit) for pruner in PRUNERS}
+    return Pruned(rows, any(count >= limit for count in rows.values()))
