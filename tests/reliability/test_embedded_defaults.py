@@ -287,14 +287,25 @@ while Run.objects.get(pk=run.pk).status == "running" and polls < 20:
         chunk_execute(run_id=run.pk, chunk=chunk)
     polls += 1
 run = Run.objects.get(pk=run.pk)
-print(json.dumps({
+result = {
     "waiting": waiting,
     "run": [run.status, run.completed, run.failed],
     "batches": [[b.attempt, b.live, b.status] for b in AiBatch.objects.order_by("attempt")],
     "entities": {e.pk: [e.status, e.data] for e in Entity.objects.all()},
     "errors": {i.entity_id: i.error for i in RunItem.objects.filter(run=run)},
     "ids": ids,
-}))
+}
+# Retention's statements on SQLite: the ended run, aged, pruned in batches of 3 rows.
+from datetime import timedelta
+from django.utils import timezone
+from jobs.retention import retention_prune
+
+Run.objects.filter(pk=run.pk).update(completed_at=timezone.now() - timedelta(days=100))
+batches = []
+while (pruned := retention_prune(limit=3)).more:
+    batches.append(pruned.rows["runs_prune"])
+result["pruned"] = [batches, Run.objects.count(), RunItem.objects.count(), AiBatch.objects.count()]
+print(json.dumps(result))
 """
 
 
@@ -327,6 +338,8 @@ def test_a_batch_mode_run_goes_through_on_sqlite(tmp_path):
         status, data = result["entities"][entity_id]
         assert status == "published" and data["d"].endswith(data["title"])
     assert "[local:fail]" in result["errors"][bad]
+    batches, *left = result["pruned"]
+    assert len(batches) > 3 and set(batches) <= {2, 3} and left == [0, 0, 0]
 
 
 SCHEDULES_SCRIPT = r"""
