@@ -27,7 +27,7 @@ from jobs.models import ItemStatus, RunItem
 from workflows.models import Workflow, WorkflowVersion
 from workflows.pricing import NANOS_PER_USD, call_cost_nanos, model_priced
 from workflows.providers import PROVIDERS
-from workflows.templating import TemplateError, render
+from workflows.templating import TemplateError, render, rendering_time_limit
 
 ESTIMATE_HISTORY_ITEMS = 2000
 ESTIMATE_SAMPLE = 20
@@ -87,7 +87,8 @@ def workflow_estimate(
     basis = "history"
     if per_entity is None:
         sample = sample_ids(ESTIMATE_SAMPLE)
-        per_entity, basis = _sample(workflow, sample, steps), "sample"
+        with rendering_time_limit():  # one render's time for the whole sample
+            per_entity, basis = _sample(workflow, sample, steps), "sample"
     totals = {"modelCalls": 0, "inputTokens": 0, "outputTokens": 0}
     cost, priced = 0, True
     for step, provider, model in steps:

@@ -13,12 +13,17 @@ value or does work goes through a check here:
   from folding them at compile time;
 - calls of methods (`'x'.center(n)`, `s.replace('', s)`, `'{:>999999999}'.format(1)`) are
   checked like the filters;
+- what reads a whole value (a filter, test or method, `in`, a comparison, a slice) is charged
+  by the size of what it reads, before it runs: `s|wordcount` over 900,000 characters is
+  90,000 steps, not one (`template_bounds.FILTER_WALK`);
 - the parsed template is rewritten so that each run of a loop's or macro's body is charged
   by the body's size, and each iteration, `~` and piece of output passes through a counter
   (`_BoundingTransformer`); attribute and item lookups count too.
 
-The bounds hold per render; a render over one fails with `TemplateLimitError`, which the
-caller turns into a failed entity or a 400. Values from the context (entity data) are counted
+The bounds hold per render, and so does a wall-clock limit (TEMPLATE_RENDER_TIMEOUT_S) that
+every step checks; as no single step is long, a render stops within a step of it. A render
+over one fails with `TemplateLimitError`, which the caller turns into a failed entity or a
+400. Values from the context (entity data) are counted
 too, so `MAX_VALUE_SIZE` is well above `ENTITY_MAX_DATA_BYTES`' default.
 """
 
@@ -37,11 +42,14 @@ from workflows.template_bounds import (
     FILTER_CHECKS,
     MAX_WRITTEN,
     STR_METHOD_CHECKS,
+    WALK_SCAN,
     TemplateLimitError,
     check_binop,
     checked,
     current_budget,
+    filter_walk,
     materialized,
+    method_walk,
     size_of,
     too_large,
     within,
@@ -55,16 +63,20 @@ def _check_arguments(args, kwargs) -> tuple:
     return args
 
 
-def _bounded_filter(name: str, func):
+def _bounded_filter(name: str, func, walk: int | None = None, kind: str = "filter"):
+    """`func` (a filter or a test) counted: a step, and its operands' sizes."""
     pass_arg = _PassArg.from_obj(func)
-    check = FILTER_CHECKS.get(name)
+    check = FILTER_CHECKS.get(name) if kind == "filter" else None
+    walk = filter_walk(name) if walk is None else walk
 
     # Needing the context keeps Jinja from calling the filter while compiling.
     @pass_context
     @wraps(func)
     def bounded(context, value, *args, **kwargs):
-        current_budget().spend(1)
+        budget = current_budget()
+        budget.spend(1)
         value, *args = _check_arguments((value, *args), kwargs)
+        budget.walk((value, *args, *kwargs.values()), walk)
         if check is not None:
             check(value, *args, **kwargs)
         if pass_arg is _PassArg.context:
@@ -75,7 +87,7 @@ def _bounded_filter(name: str, func):
             result = func(context.environment, value, *args, **kwargs)
         else:
             result = func(value, *args, **kwargs)
-        return checked(result, f"the result of `{name}`")
+        return checked(result, f"the result of {kind} `{name}`")
 
     return bounded
 
@@ -115,6 +127,7 @@ class _BoundedEscapeFormatter(_BoundedFormatter, EscapeFormatter):
 # Filter names with a space: the template syntax cannot spell them, so only the rewrite below
 # reaches these counters. Each needs the context, so Jinja never runs one while compiling.
 LOOP, CONCAT, OUTPUT, SPEND = "bounded loop", "bounded concat", "bounded output", "bounded spend"
+SCAN = "bounded scan"
 
 
 def _hook(name: str, argument: nodes.Expr) -> nodes.Filter:
@@ -152,6 +165,22 @@ class _BoundingTransformer(NodeTransformer):
         node.body = _charged(node.body)
         return node
 
+    def visit_Compare(self, node: nodes.Compare) -> nodes.Compare:
+        """`a in b`, `a == b`, `a < b` read their operands: each is charged by its size."""
+        self.generic_visit(node)
+        node.expr = _hook(SCAN, node.expr)
+        for operand in node.ops:
+            operand.expr = _hook(SCAN, operand.expr)
+        return node
+
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Getitem:
+        """`s[1:]` is compiled to Python's own slicing, not the sandbox's getitem: the copy
+        is charged by the size of what it is cut from."""
+        self.generic_visit(node)
+        if isinstance(node.arg, nodes.Slice):
+            node.node = _hook(SCAN, node.node)
+        return node
+
     def visit_Concat(self, node: nodes.Concat) -> nodes.Filter:
         self.generic_visit(node)
         return _hook(CONCAT, nodes.List(node.nodes).set_lineno(node.lineno))
@@ -181,6 +210,12 @@ def _spend_filter(context, steps: int) -> str:
 
 
 @pass_context
+def _scan_filter(context, value):
+    current_budget().walk((value,), WALK_SCAN)
+    return value
+
+
+@pass_context
 def _concat_filter(context, parts: list) -> str:
     within(sum(size_of(part) for part in parts), "a `~` concatenation")
     return checked("".join(map(str, parts)))
@@ -199,7 +234,16 @@ def _output_filter(context, value) -> str:
     return text
 
 
-HOOKS = {LOOP: _loop_filter, SPEND: _spend_filter, CONCAT: _concat_filter, OUTPUT: _output_filter}
+HOOKS = {
+    LOOP: _loop_filter,
+    SPEND: _spend_filter,
+    CONCAT: _concat_filter,
+    OUTPUT: _output_filter,
+    SCAN: _scan_filter,
+}
+
+
+_JINJA_KWARGS = frozenset({"_loop_vars", "_block_vars"})
 
 
 class BoundedSandbox(ImmutableSandboxedEnvironment):
@@ -215,6 +259,11 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.globals.clear()
         self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
         self.filters.update(HOOKS)
+        # `x is in s`, `s is sameas t`: the few that read a whole value walk it in C.
+        self.tests = {
+            name: _bounded_filter(name, f, walk=WALK_SCAN, kind="test")
+            for name, f in self.tests.items()
+        }
 
     def _parse(self, source, name, filename):
         # Rewritten before code generation, so Jinja compiles (and never folds) the counters.
@@ -239,13 +288,18 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
     def call(__self, __context, __obj, *args, **kwargs):
         current_budget().spend(1)
-        args = _check_arguments(args, kwargs)
+        # Jinja passes the variables set in the enclosing loop or block along; they are the
+        # context's, not the call's arguments.
+        arguments = {key: value for key, value in kwargs.items() if key not in _JINJA_KWARGS}
+        args = _check_arguments(args, arguments)
         if isinstance(__obj, LoopContext) and args:  # `loop(children)` in a recursive loop
             args = (bounded_loop(args[0]), *args[1:])
-        if isinstance(__obj, BuiltinMethodType) and isinstance(__obj.__self__, str):
-            check = STR_METHOD_CHECKS.get(__obj.__name__)
+        if isinstance(__obj, BuiltinMethodType):
+            owner = __obj.__self__
+            current_budget().walk((owner, *args, *arguments.values()), method_walk(owner))
+            check = STR_METHOD_CHECKS.get(__obj.__name__) if isinstance(owner, str) else None
             if check is not None:
-                check(__obj.__self__, *args, **kwargs)
+                check(owner, *args, **arguments)
         return checked(super().call(__context, __obj, *args, **kwargs))
 
     def wrap_str_format(self, value):

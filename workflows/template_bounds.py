@@ -7,6 +7,7 @@ integers, items (and their sizes) of lists and mappings.
 """
 
 import re
+import time
 from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -17,6 +18,17 @@ MAX_STEPS = 50_000  # loop iterations, calls, filters and operators in one rende
 MAX_WRITTEN = 1_000_000  # characters written in one render, `{% set %}` blocks and macros too
 MAX_INT_BITS = 10_000  # about 3,000 digits
 STEP_PER_CHARACTERS = 1_000  # building a large value costs a step per this many characters
+RENDER_TIMEOUT_S = 5.0  # the default of settings.TEMPLATE_RENDER_TIMEOUT_S
+
+# Walking a value (a filter, a method, a test, `in` or a comparison reads all of it) costs a
+# step per this many characters of its operands, measured against a step of the sandbox
+# (about half a microsecond): C-level scans (`in`, `==`, `count`, `find`) are the cheapest,
+# filters written in Python that make an object per item or character (`sort`, `unique`,
+# `wordcount`, `urlize`, ...) the dearest.
+WALK_SCAN = 1_000
+WALK = 100
+WALK_PER_ITEM = 10
+WALK_FREE = 0  # reads a fixed part of the value: `length`, `first`, `last`, `default`, ...
 
 
 class TemplateLimitError(Exception):
@@ -25,32 +37,71 @@ class TemplateLimitError(Exception):
 
 @dataclass
 class Budget:
-    """What one render has spent so far."""
+    """What one render has spent so far, and when it must have ended (`time.monotonic()`).
+
+    Every step checks the clock, so a render stops within one step of its deadline; no step
+    runs long, as each walk of a large value is charged (and refused) before it is made."""
 
     steps: int = 0
     written: int = 0
     sizes: dict = field(default_factory=dict)  # id -> (value, size): shared values count once
+    deadline: float = float("inf")
+    timeout: float = RENDER_TIMEOUT_S
 
     def spend(self, steps: int) -> None:
         self.steps += steps
         if self.steps > MAX_STEPS:
             raise TemplateLimitError(
-                f"Template did too much work: more than {MAX_STEPS:,} loop iterations, "
-                "calls, filters and operators (large values count more)."
+                f"Template did too much work: more than {MAX_STEPS:,} steps in one render "
+                "(a loop iteration, call, filter or operator is a step; walking a large value "
+                "costs a step per 10 to 1,000 of its characters)."
             )
+        if time.monotonic() > self.deadline:
+            raise TemplateLimitError(
+                f"Template took too long: over {self.timeout:g} s of rendering "
+                "(TEMPLATE_RENDER_TIMEOUT_S)."
+            )
+
+    def walk(self, values, characters_per_step: int) -> None:
+        """Charge reading every one of `values` (strings, lists and tuples; a mapping or set
+        is looked up by hash)."""
+        if not characters_per_step:
+            return
+        size = sum(size_of(value, self) for value in values if isinstance(value, _WALKED))
+        if size >= characters_per_step:
+            self.spend(size // characters_per_step)
 
 
 _current: ContextVar[Budget | None] = ContextVar("template_budget", default=None)
+_allowance: ContextVar[list[float] | None] = ContextVar("template_allowance", default=None)
 
 
 @contextmanager
-def render_budget():
-    """A fresh budget for the renders inside the block."""
-    token = _current.set(Budget())
+def render_budget(timeout: float = RENDER_TIMEOUT_S):
+    """A fresh budget for the renders inside the block, which must end within `timeout`
+    seconds, and within what is left of an enclosing `time_allowance`."""
+    allowance = _allowance.get()
+    limit = timeout if allowance is None else max(min(timeout, allowance[0]), 0.0)
+    started = time.monotonic()
+    token = _current.set(Budget(deadline=started + limit, timeout=timeout))
     try:
         yield
     finally:
         _current.reset(token)
+        if allowance is not None:
+            allowance[0] -= time.monotonic() - started
+
+
+@contextmanager
+def time_allowance(seconds: float):
+    """The renders inside the block share `seconds` of rendering between them (the time
+    between renders, a model call's, is not counted): one entity's step, or an estimate's
+    sample, is held by its templates no longer than one render may be."""
+    token = _allowance.set([seconds])
+    try:
+        yield
+    finally:
+        _allowance.reset(token)
 
 
 def current_budget() -> Budget:
@@ -65,6 +116,7 @@ def too_large(what: str) -> TemplateLimitError:
 
 
 _CONTAINERS = (list, tuple, dict, set, frozenset, KeysView, ValuesView, ItemsView)
+_WALKED = (str, list, tuple, KeysView, ValuesView, ItemsView)
 
 
 def size_of(value, budget: Budget | None = None) -> int:
@@ -286,3 +338,29 @@ STR_METHOD_CHECKS = {
     "join": lambda separator, items: _join(items, separator),
     "translate": _translate,
 }
+
+
+# What walking its operands costs each filter and method ----------------------------------
+
+_PER_ITEM = (
+    "batch dictsort groupby join list map max min pprint reject rejectattr select "
+    "selectattr slice sort striptags sum title unique urlencode urlize wordcount wordwrap "
+    "xmlattr"
+)
+_FREE = "attr abs count d default filesizeformat first float int last length random round safe"
+FILTER_WALK = {
+    **{name: WALK_PER_ITEM for name in _PER_ITEM.split()},
+    **{name: WALK_FREE for name in _FREE.split()},
+}
+
+
+def filter_walk(name: str) -> int:
+    """Characters of a filter's operands that cost a step (0: free)."""
+    return FILTER_WALK.get(name, WALK)
+
+
+def method_walk(owner) -> int:
+    """Characters of a method's object and arguments that cost a step: every method of a
+    string, list or tuple reads it (`count`, `find`, `split`, `index`, ...); a mapping's
+    methods look up by hash or hand out views whose items a loop counts."""
+    return WALK if isinstance(owner, str | list | tuple) else WALK_FREE

@@ -7,13 +7,15 @@ immutable variant forbids mutating the context (`list.append` and friends), and
 `workflows.sandbox` bounds the time and memory one render may take.
 """
 
+from contextlib import contextmanager
 from functools import lru_cache
 
+from django.conf import settings
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SecurityError
 
 from workflows.sandbox import BoundedSandbox
-from workflows.template_bounds import TemplateLimitError, render_budget
+from workflows.template_bounds import TemplateLimitError, render_budget, time_allowance
 
 MAX_TEMPLATE_LENGTH = 20_000
 MAX_OUTPUT_LENGTH = 200_000
@@ -45,11 +47,19 @@ def template_problem(source: str) -> str | None:
     return None
 
 
+@contextmanager
+def rendering_time_limit():
+    """The renders inside share one render's time (TEMPLATE_RENDER_TIMEOUT_S): an entity's
+    step, or an estimate's sample, is held by its templates no longer than one render."""
+    with time_allowance(settings.TEMPLATE_RENDER_TIMEOUT_S):
+        yield
+
+
 def render(source: str, context: dict) -> str:
     if "{" not in source:
         return source  # most values are plain text; skip the engine
     try:
-        with render_budget():
+        with render_budget(settings.TEMPLATE_RENDER_TIMEOUT_S):
             output = _compile(source).render(context)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"Invalid template (line {exc.lineno}): {exc.message}") from exc

@@ -6,6 +6,9 @@ from config.allowlist import parse_allowed_host
 from config.env import env_bool, env_choice, env_float, env_int, env_list, env_prices, env_str
 
 WORKFLOW_MAX_STEPS = env_int("WORKFLOW_MAX_STEPS", 50, minimum=1)
+# The wall-clock limit of one template render (web and worker alike), and of all the renders
+# of one entity's step or of one estimate's sample together.
+TEMPLATE_RENDER_TIMEOUT_S = env_float("TEMPLATE_RENDER_TIMEOUT_S", 5.0, minimum=0.01)
 
 # The LLM providers, declared once: workflows.providers binds each name to its class.
 AI_PROVIDERS = ("local", "openai", "anthropic")

@@ -13,7 +13,13 @@ from jsonschema import Draft202012Validator
 from config.api.errors import FieldError, json_path
 from entities.patterns import PatternError, pattern_search
 from workflows.steps.runtime import EntityState, Flow, Outcome, StepContext, StepError
-from workflows.templating import MAX_TEMPLATE_LENGTH, TemplateError, render, template_problem
+from workflows.templating import (
+    MAX_TEMPLATE_LENGTH,
+    TemplateError,
+    render,
+    rendering_time_limit,
+    template_problem,
+)
 
 TEMPLATE = "x-template"
 logger = logging.getLogger(__name__)
@@ -138,7 +144,8 @@ class StepType:
     def run_guarded(self, state: EntityState, config: dict, ctx: StepContext) -> None:
         """`run` for one entity, with its outcome applied to the entity's state."""
         try:
-            flow = self.run(state, config, ctx)
+            with rendering_time_limit():
+                flow = self.run(state, config, ctx)
         except StepError as exc:
             state.fail(ctx.step_id, exc.message)
         except DatabaseError:
