@@ -268,13 +268,15 @@ class WorkflowRunAdmin(WorkflowAdmin):
                 f"Run {workflow.name}",
                 entities=entities[:500],
                 total=entities.count(),
+                show_data=request.user.has_perm("entities.view_entity"),
             ),
         )
 
     def test_view(self, request, workflow_id):
         """Run the workflow on one entity synchronously; nothing is committed or sent."""
         workflow = get_object_or_404(Workflow, pk=unquote(workflow_id))
-        if not request.user.has_perm("jobs.add_run"):
+        # A test shows the entity's data as the steps leave it.
+        if not request.user.has_perms(["jobs.add_run", "entities.view_entity"]):
             raise PermissionDenied
         entities = Entity.objects.filter(entity_type_id=workflow.entity_type_id).order_by("-pk")
         result = None

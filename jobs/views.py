@@ -36,12 +36,15 @@ class WorkflowRunViewSet(viewsets.GenericViewSet):
 
     queryset = Workflow.objects.all()
     serializer_class = RunStartSerializer  # what DRF asks for on its own (an error page)
-    # Running costs money and changes entities: it takes the right to start runs.
+    # Running costs money and changes entities: it takes the right to start runs. A test
+    # answers the entity's data as the steps leave it: reading it takes the right to read
+    # entities. An estimate writes nothing: a read-only key may ask for one.
     action_permissions = {
         "run": ["workflows.view_workflow", "jobs.add_run"],
-        "test": ["workflows.view_workflow", "jobs.add_run"],
+        "test": ["workflows.view_workflow", "jobs.add_run", "entities.view_entity"],
         "estimate": ["workflows.view_workflow"],
     }
+    reading_actions = {"estimate"}
 
     @extend_schema(
         summary="Run a workflow on entities",

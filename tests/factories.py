@@ -3,6 +3,9 @@
 import time
 from itertools import count
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+
 from config.api.services import api_key_create, api_user_get_or_create
 from entities import services as entity_services
 from entities.models import EntityType
@@ -20,8 +23,21 @@ PRODUCT_SCHEMA = {
 }
 
 
-def make_key(username: str | None = None, *, read_only: bool = False) -> str:
-    user = api_user_get_or_create(username=username or f"user{next(_seq)}", read_only=read_only)
+def make_key(
+    username: str | None = None, *, read_only: bool = False, perms: list[str] | None = None
+) -> str:
+    """A key of a user who may do everything through the API (or only read); with `perms`
+    (`["jobs.view_review"]`), of a new user with exactly those permissions."""
+    if perms is None:
+        user = api_user_get_or_create(username=username or f"user{next(_seq)}", read_only=read_only)
+    else:
+        user = get_user_model().objects.create(username=username or f"user{next(_seq)}")
+        user.user_permissions.set(
+            [
+                Permission.objects.get(content_type__app_label=app, codename=codename)
+                for app, codename in (perm.split(".") for perm in perms)
+            ]
+        )
     return api_key_create(user=user, read_only=read_only)[1]
 
 

@@ -7,7 +7,8 @@ class ModelPermissions(permissions.DjangoModelPermissions):
     """The key's user needs the model permission for the action; a read-only key only reads.
 
     Reads need `view_<model>`. A view may name the permissions of a custom action in
-    `action_permissions = {"run": ["jobs.add_run"]}`.
+    `action_permissions = {"run": ["jobs.add_run"]}`, and list in `reading_actions` the
+    actions that are POSTs but write nothing (an estimate), which a read-only key may ask.
     """
 
     perms_map = {
@@ -23,6 +24,7 @@ class ModelPermissions(permissions.DjangoModelPermissions):
             isinstance(request.auth, ApiKey)
             and request.auth.read_only
             and request.method not in permissions.SAFE_METHODS
+            and getattr(view, "action", None) not in getattr(view, "reading_actions", ())
         ):
             return False
         action_perms = getattr(view, "action_permissions", {}).get(getattr(view, "action", None))

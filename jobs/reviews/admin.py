@@ -54,6 +54,12 @@ class ReviewAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_view_permission(self, request, obj=None):
+        # A review shows entity data (before, after, instructions rendered from it).
+        return super().has_view_permission(request, obj) and request.user.has_perm(
+            "entities.view_entity"
+        )
+
     def has_change_permission(self, request, obj=None):
         return False
 
@@ -116,7 +122,7 @@ class ReviewAdmin(admin.ModelAdmin):
 
     def decide_view(self, request):
         """One review: approve (with the values as edited on the page) or reject."""
-        if request.method != "POST":
+        if request.method != "POST" or not self.has_view_permission(request):
             return self._back(request)
         review = Review.objects.filter(pk=request.POST.get("review", "")).first()
         decision = request.POST.get("decision")
@@ -143,7 +149,7 @@ class ReviewAdmin(admin.ModelAdmin):
 
     def decide_many_view(self, request):
         """The selected reviews, approved or rejected as they are."""
-        if request.method != "POST":
+        if request.method != "POST" or not self.has_view_permission(request):
             return self._back(request)
         ids = request.POST.getlist("ids")
         decision = request.POST.get("decision")

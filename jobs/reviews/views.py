@@ -16,7 +16,10 @@ from jobs.reviews.serializers import (
 )
 from jobs.waits import review as reviews
 
-DECIDE = ["jobs.decide_review"]
+# A review holds entity data (`proposed`, `current`, `changes`, instructions rendered from
+# the entity): reading one, or an answer that holds one, takes the right to read entities.
+READ = ["jobs.view_review", "entities.view_entity"]
+DECIDE = ["jobs.decide_review", "entities.view_entity"]
 
 
 @extend_schema_view(
@@ -28,7 +31,13 @@ class ReviewViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = ReviewSerializer
     queryset = Review.objects.none()
-    action_permissions = {"approve": DECIDE, "reject": DECIDE, "decide": DECIDE}
+    action_permissions = {
+        "list": READ,
+        "retrieve": READ,
+        "approve": DECIDE,
+        "reject": DECIDE,
+        "decide": ["jobs.decide_review"],  # answers ids only
+    }
 
     def get_queryset(self):
         if self.action != "list":

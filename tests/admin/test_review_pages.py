@@ -136,7 +136,11 @@ def test_staff_without_the_decide_permission_see_the_queue_without_buttons(
     user = django_user_model.objects.create_user("viewer", password="pw-for-tests-1")
     user.is_staff = True
     user.save()
-    user.user_permissions.add(Permission.objects.get(codename="view_review"))
+    # Reading a review is reading entity data: view_entity too.
+    user.user_permissions.add(
+        Permission.objects.get(codename="view_review"),
+        Permission.objects.get(codename="view_entity"),
+    )
     client.login(username="viewer", password="pw-for-tests-1")
     run, _ = parked(product_type, n=1)
     page = client.get("/admin/jobs/review/").content.decode()
