@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.http import JsonResponse
+from django.utils.cache import patch_cache_control
 
 from config.api.exceptions import error_body
 from config.api.storable import unstorable
@@ -57,3 +58,19 @@ class UnstorableUrlMiddleware:
                 body = error_body("validation_error", message, [problem])
                 return JsonResponse(body, status=400)
         return self.get_response(request)
+
+
+class NoStoreMiddleware:
+    """`Cache-Control: no-store` on every API and metrics answer: they hold a user's data and
+    are answered per key, so no browser or proxy cache may keep them."""
+
+    PREFIXES = ("/api/", "/metrics")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if request.path.startswith(self.PREFIXES):
+            patch_cache_control(response, no_store=True)
+        return response

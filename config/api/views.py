@@ -1,7 +1,8 @@
 from django.conf import settings
 from django.db import connection
+from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.utils import extend_schema, inline_serializer
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
@@ -64,3 +65,53 @@ class SchemaView(SpectacularAPIView):
         self.request.accepted_renderer = JSONRenderer()
         self.request.accepted_media_type = "application/json"
         return super().handle_exception(exc)
+
+
+def key_only_document() -> dict:
+    """What /api/docs shows before it is authorized: no path and no component but the key
+    scheme, so Swagger UI offers *Authorize*."""
+    title = spectacular_settings.TITLE
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": title,
+            "version": spectacular_settings.VERSION,
+            "description": "Choose **Authorize** and give an API key (or log in to the admin) "
+            "to load the API's operations.",
+        },
+        "paths": {},
+        "components": {
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key."}
+            }
+        },
+        "security": [{"apiKey": []}],
+    }
+
+
+class DocsSchemaView(SchemaView):
+    """The schema as /api/docs loads it: the whole document to a key or an admin session, as
+    /api/v1/schema; to anyone else only how to authorize (`key_only_document`). A wrong key is
+    a 401, after which the page loads the key-only document again."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        if request.user.is_authenticated:
+            return super().get(request, *args, **kwargs)
+        return Response(key_only_document())
+
+
+class DocsView(SpectacularSwaggerSplitView):
+    """/api/docs, Swagger UI: a public page whose script is a file of its own (`?script`), so the
+    page keeps the Content-Security-Policy. It loads DocsSchemaView; once the visitor
+    authorizes with a key, drf-spectacular's script downloads the schema again with it (for
+    the schemes `_get_schema_auth_names` names), and the key is kept across reloads
+    (`persistAuthorization`)."""
+
+    permission_classes = [AllowAny]
+    url_name = "api-docs-schema"
+
+    def _get_schema_auth_names(self):
+        return ["apiKey"]

@@ -1,10 +1,14 @@
 """Django settings. Every deployment knob is an environment variable (see README)."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.env import BASE_DIR, env_bool, env_database, env_list, env_str
 
 DEBUG = env_bool("DEBUG", False)
-# The fallback key is for the embedded defaults only; production sets SECRET_KEY.
-SECRET_KEY = env_str("SECRET_KEY", "insecure-dev-key-set-SECRET_KEY-in-production")
+# Signs sessions, CSRF tokens and password resets. Without it only DEBUG runs, on a key that is
+# public (it is in this file); otherwise the start is refused at the end of this module, once
+# every other setting has been read. `manage.py demo` makes a key of its own (manage.py).
+SECRET_KEY = env_str("SECRET_KEY", "")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # The admin's session and CSRF cookies travel over HTTPS only, unless in development (browsers
@@ -34,6 +38,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "config.api.middleware.NoStoreMiddleware",
     "config.api.middleware.UnstorableUrlMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.api.middleware.BodySizeLimitMiddleware",
@@ -108,4 +114,13 @@ LOGGING = {
 from config.settings.api import *  # noqa: E402, F403
 from config.settings.celery import *  # noqa: E402, F403
 from config.settings.metrics import *  # noqa: E402, F403
+from config.settings.security import *  # noqa: E402, F403
 from config.settings.workflows import *  # noqa: E402, F403
+
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set: set it to a long random string (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(50))'), or DEBUG=true for development on a public key."
+        )
+    SECRET_KEY = "django-insecure-development-key-set-SECRET_KEY-in-production"  # noqa: S105

@@ -5,6 +5,9 @@ import tempfile
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/workflows")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+# Production settings otherwise (DEBUG off), so a key of the tests' own; their worker and
+# command processes inherit it.
+os.environ.setdefault("SECRET_KEY", "tests-" + "k" * 60)
 # A folder of the session's own (its worker processes inherit the variable).
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="workflows-metrics-"))
 

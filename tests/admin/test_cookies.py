@@ -32,7 +32,12 @@ def test_production_settings_make_the_cookies_secure(env, secure):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "config.settings.base", **env},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DJANGO_SETTINGS_MODULE": "config.settings.base",
+            "SECRET_KEY": "a-key-of-the-tests-own",
+            **env,
+        },
         timeout=60,
         check=True,
     )

@@ -124,3 +124,19 @@ def test_json_schema_constructs_become_their_openapi_30_form():
         "anything": {"description": "Any JSON."},
     }
     assert schema["items"] == {"oneOf": [{"enum": [1]}]}
+
+
+def test_the_docs_page_loads_the_whole_schema_with_a_key_and_only_how_to_authorize_without(
+    api, anonymous
+):
+    assert anonymous.get("/api/v1/schema?format=json").status_code == 401  # kept behind a key
+    bare = anonymous.get("/api/docs/schema?format=json")
+    assert bare.status_code == 200
+    assert bare.json()["paths"] == {}
+    assert bare.json()["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    validate(bare.json())
+    full = api.get("/api/docs/schema?format=json")
+    assert "/api/v1/entities" in full.json()["paths"]
+    wrong = anonymous.get("/api/docs/schema", HTTP_AUTHORIZATION="Bearer wk_nope")
+    assert wrong.status_code == 401
+    assert wrong.json()["error"]["code"] == "authentication_failed"
