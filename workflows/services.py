@@ -10,6 +10,7 @@ from config.api.errors import FieldError, InvalidInput
 from entities.models import EntityType
 from workflows.models import Step, Workflow, WorkflowVersion
 from workflows.steps import registry
+from workflows.templating import steps_read
 from workflows.triggers import triggers_clean
 
 STEP_ID_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -102,7 +103,41 @@ def steps_clean(steps, current: list[dict] | None = None) -> list[dict]:
             step["config"], now.get((step.get("id"), step["type"]))
         )
         cleaned.append({"id": step_id, "type": step["type"], "config": config})
+    problems = _step_reference_problems(cleaned)
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InvalidInput(f"{first.field}: {first.message}{more}", details=problems)
     return cleaned
+
+
+def _step_reference_problems(steps: list[dict]) -> list[FieldError]:
+    """A template may read the outputs of the steps before its own (`steps.<id>`): naming
+    itself, a later step or no step would fail every entity at run time."""
+    positions = {step["id"]: index for index, step in enumerate(steps)}
+    problems = []
+    for index, step in enumerate(steps):
+        where = f"steps[{index}].config"
+        for path, source in registry.get(step["type"]).templates(step["config"], path=where):
+            for name in sorted(steps_read(source)):
+                position = positions.get(name)
+                if position is None:
+                    reason = f"no step has the id {name!r}"
+                elif position == index:
+                    reason = "that is this step, whose output is not made yet"
+                elif position > index:
+                    reason = f"that step comes after this one (steps[{position}])"
+                else:
+                    continue
+                problems.append(
+                    FieldError(
+                        path,
+                        f"The template reads `steps.{name}`, but {reason}: a template reads "
+                        "the outputs of the steps before its own.",
+                        "unknown_step",
+                    )
+                )
+    return problems
 
 
 def _save_steps(workflow: Workflow, steps: list[dict]) -> None:

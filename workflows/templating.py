@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 from django.conf import settings
-from jinja2 import TemplateSyntaxError
+from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import SecurityError
 
 from workflows.sandbox import BoundedSandbox
@@ -45,6 +45,34 @@ def template_problem(source: str) -> str | None:
     except TemplateSyntaxError as exc:
         return f"Invalid template (line {exc.lineno}): {exc.message}"
     return None
+
+
+def steps_read(source: str) -> set[str]:
+    """The ids of the steps whose outputs a (valid) template reads by name: `steps.<id>` and
+    `steps["<id>"]`, read from its syntax tree. A name computed at render time
+    (`steps[name]`), a dict method (`steps.items()`) and a template that assigns `steps`
+    itself (`{% set steps = ... %}`, a loop or macro variable) name no step."""
+    if "steps" not in source:
+        return set()
+    try:
+        tree = _environment.parse(source)
+    except TemplateSyntaxError:
+        return set()
+    if any(name.name == "steps" and name.ctx != "load" for name in tree.find_all(nodes.Name)):
+        return set()
+    found = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if not (isinstance(node.node, nodes.Name) and node.node.name == "steps"):
+            continue
+        if isinstance(node, nodes.Getattr) and not hasattr(dict, node.attr):
+            found.add(node.attr)
+        elif (
+            isinstance(node, nodes.Getitem)
+            and isinstance(node.arg, nodes.Const)
+            and isinstance(node.arg.value, str)
+        ):
+            found.add(node.arg.value)
+    return found
 
 
 @contextmanager

@@ -2,8 +2,8 @@ import pytest
 from django.core import mail
 
 from entities.models import Entity
-from jobs.models import Run
-from tests.factories import make_entities, make_entity_type, make_workflow
+from jobs.models import Run, RunItem
+from tests.factories import make_entities, make_entity_type, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +85,28 @@ def test_test_needs_an_entity_of_the_workflow_type(api, product_type):
         response = api.post(f"/api/v1/workflows/{workflow.pk}/test", body)
         assert response.status_code == 400
         assert response.json()["error"]["details"][0]["field"] == "entityId"
+
+
+@pytest.mark.parametrize("url_of", [lambda r: r.url, lambda r: "http://10.0.0.1/hook"])
+def test_test_fails_a_webhook_a_run_would_refuse_with_the_runs_error(
+    api, product_type, receiver, url_of
+):
+    steps = [
+        {"id": "hook", "type": "notify", "config": {"channel": "webhook", "url": url_of(receiver)}},
+        {"id": "pub", "type": "publish", "config": {}},
+    ]
+    workflow = make_workflow(product_type, steps)
+    [entity_id] = make_entities(product_type, 1)
+    body = api.post(f"/api/v1/workflows/{workflow.pk}/test", {"entityId": entity_id}).json()
+    assert body["status"] == "failed"
+    assert [(s["stepId"], s["outcome"]) for s in body["steps"]] == [
+        ("hook", "failed"),
+        ("pub", "skipped"),
+    ]
+    assert "non-public address" in body["steps"][0]["error"]
+    run = start_run(workflow, [entity_id])
+    run_inline(run.pk)
+    item = RunItem.objects.get(run=run)
+    assert (item.status, item.step_id) == ("failed", "hook")
+    assert item.error == body["steps"][0]["error"] == body["error"]
+    assert receiver.requests == []

@@ -146,3 +146,80 @@ def test_patch_with_bad_steps_changes_nothing(api, product_type):
     assert _fields(response) == ["steps[0].type"]
     workflow = Workflow.objects.get(pk=created["id"])
     assert (workflow.name, workflow.version) == ("W", 1)
+
+
+def _ai(prompt: str, step_id: str | None = None, **config) -> dict:
+    step = {"type": "ai_generate", "config": {"prompt": prompt, "outputField": "x", **config}}
+    return {**step, "id": step_id} if step_id else step
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("{{ steps.nope.text }}", "no step has the id 'nope'"),
+        ('{{ steps["nope"] }}', "no step has the id 'nope'"),
+        ("{{ steps.later.text }}", "comes after this one (steps[2])"),
+        ("{% if steps.me %}x{% endif %}", "that is this step"),
+        ("{{ (steps.later or {}).get('text', '') | upper }}", "comes after"),
+    ],
+)
+def test_a_template_naming_a_step_not_before_it_is_a_400_naming_its_path(
+    api, product_type, template, reason
+):
+    steps = [_ai("Hi", "first"), _ai(template, "me"), _ai("Bye", "later")]
+    response = _post(api, product_type, steps)
+    assert _fields(response) == ["steps[1].config.prompt"]
+    detail = response.json()["error"]["details"][0]
+    assert detail["code"] == "unknown_step"
+    assert reason in detail["message"]
+    assert not Workflow.objects.exists()
+
+
+def test_every_template_field_is_checked_and_each_problem_named(api, product_type):
+    steps = [
+        _ai("ok", "first", system="{{ steps.gone }}"),
+        {
+            "type": "transform",
+            "config": {"operations": [{"op": "set", "field": "a", "value": "{{ steps.x }}"}]},
+        },
+        {
+            "type": "notify",
+            "config": {"channel": "email", "to": "a@example.com", "message": "{{ steps.y }}"},
+        },
+    ]
+    response = _post(api, product_type, steps)
+    assert sorted(_fields(response)) == [
+        "steps[0].config.system",
+        "steps[1].config.operations[0].value",
+        "steps[2].config.message",
+    ]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ steps.first.text }} {{ steps['first'] }}",
+        "{% for name, out in steps.items() %}{{ name }}{% endfor %}",
+        "{% set steps = {'x': 1} %}{{ steps.x }}",
+        "{% for steps in [1] %}{{ steps }}{% endfor %}",
+        "{{ steps[entity.which] }}",
+        "{{ entity.steps.nope }}",
+    ],
+)
+def test_templates_reading_earlier_steps_or_no_step_by_name_are_accepted(
+    api, product_type, template
+):
+    response = _post(api, product_type, [_ai("Hi", "first"), _ai(template)])
+    assert response.status_code == 201, response.json()
+
+
+def test_generated_ids_count_and_a_patch_is_checked_too(api, product_type):
+    created = _post(api, product_type, [_ai("Hi"), _ai("{{ steps.ai_generate_1.text }}")])
+    assert created.status_code == 201, created.json()
+    workflow = created.json()["id"]
+    response = api.patch(
+        f"/api/v1/workflows/{workflow}",
+        {"steps": [_ai("{{ steps.ai_generate_2 }}"), _ai("Hi")], "name": "Renamed"},
+    )
+    assert _fields(response) == ["steps[0].config.prompt"]
+    assert api.get(f"/api/v1/workflows/{workflow}").json()["name"] == "W"

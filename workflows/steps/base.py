@@ -5,6 +5,7 @@ step-type reference all come from that declaration.
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from django.db import DatabaseError
@@ -175,25 +176,34 @@ class StepType:
         return {**defaults, **config}
 
     def _template_problems(self, value, schema: dict, path: str) -> list[FieldError]:
+        return [
+            FieldError(where, problem, "template")
+            for where, source in self._templates(value, schema, path)
+            if (problem := template_problem(source))
+        ]
+
+    def templates(self, config: dict, *, path: str = "config") -> Iterator[tuple[str, str]]:
+        """Each template of a valid `config`, with its path (`config.operations[1].value`)."""
+        return self._templates(config, self.config_schema, path)
+
+    def _templates(self, value, schema: dict, path: str) -> Iterator[tuple[str, str]]:
         if "$ref" in schema:
             schema = self.config_schema["$defs"][schema["$ref"].rsplit("/", 1)[1]]
         if schema.get(TEMPLATE) and isinstance(value, str):
-            problem = template_problem(value)
-            return [FieldError(path, problem, "template")] if problem else []
-        found = []
+            yield path, value
+            return
         if isinstance(value, dict):
             for key, spec in schema.get("properties", {}).items():
                 if key in value:
-                    found += self._template_problems(value[key], spec, f"{path}.{key}")
+                    yield from self._templates(value[key], spec, f"{path}.{key}")
         elif isinstance(value, list) and isinstance(schema.get("items"), dict):
             for index, item in enumerate(value):
-                found += self._template_problems(item, schema["items"], f"{path}[{index}]")
+                yield from self._templates(item, schema["items"], f"{path}[{index}]")
         for option in schema.get("oneOf", []):
             if Draft202012Validator(
                 {**option, "$defs": self.config_schema.get("$defs", {})}
             ).is_valid(value):
-                found += self._template_problems(value, option, path)
-        return found
+                yield from self._templates(value, option, path)
 
 
 def internal_error(step_id: str, exc: Exception) -> str:

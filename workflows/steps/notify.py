@@ -15,7 +15,7 @@ from django.core.mail import send_mail
 from django.core.validators import validate_email
 
 from config.api.errors import FieldError
-from workflows.outbound import display_url, post_json, url_problem
+from workflows.outbound import display_url, post_json, resolve_checked, url_problem
 from workflows.steps.base import StepType, advance, internal_error, template_string
 from workflows.steps.inflight import bounded_calls
 from workflows.steps.registry import register
@@ -184,6 +184,9 @@ class Notify(StepType):
             return self._email(state, config, ctx, message)
         event = webhook_event(state, ctx, message)
         if ctx.dry_run:
+            # What a run would refuse (a private address, a name that does not resolve) fails
+            # the test with the run's error; only the sending is left out.
+            resolve_checked(config["url"])
             return Flow(
                 output={
                     "sent": False,
