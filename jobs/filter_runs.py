@@ -28,9 +28,14 @@ from entities.filters import entities_matching
 from entities.models import Entity
 from jobs import queue
 from jobs.costs import budget_columns, workflow_estimate
-from jobs.item_rows import item_columns, run_chunk_size
+from jobs.item_rows import item_columns, items_skip_held, open_runs_lock, run_chunk_size
 from jobs.models import ItemStatus, Job, Run, RunItem, RunLog, RunStatus, api_trigger
-from jobs.services import run_finalize_if_done, workflow_mark_run, workflow_runnable
+from jobs.services import (
+    items_skipped_count,
+    run_finalize_if_done,
+    workflow_mark_run,
+    workflow_runnable,
+)
 from workflows.steps.chunking import chunk_size
 
 logger = logging.getLogger(__name__)
@@ -217,9 +222,11 @@ def _batch_source(run: Run, count: int):
 
 
 def _insert_batch(run: Run, count: int) -> tuple[int, str]:
-    """Insert the next batch of items; returns (how many, the last entity id)."""
+    """Insert the next batch of items; returns (how many, the last entity id). Those whose
+    entity another open run of the workflow holds are made `skipped` (`jobs.item_rows`)."""
     size = run_chunk_size(run)
     source = _batch_source(run, count)
+    open_runs = open_runs_lock(run)
     if connection.vendor != "postgresql":
         ids = list(source)
         RunItem.objects.bulk_create(
@@ -229,11 +236,17 @@ def _insert_batch(run: Run, count: int) -> tuple[int, str]:
             ),
             batch_size=2000,
         )
+        skipped = items_skip_held(run, open_runs) if open_runs else 0
+        if skipped:
+            items_skipped_count(run, skipped)
         return len(ids), (ids[-1] if ids else "")
     quote = connection.ops.quote_name
     source_sql, source_params = source.query.sql_with_params()
-    columns, values, params = item_columns(
-        run, chunk_sql="((%s + e.n - 1) / %s)::integer", chunk_params=[run.items_made, size]
+    columns, values, params, join, join_params = item_columns(
+        run,
+        chunk_sql="((%s + e.n - 1) / %s)::integer",
+        chunk_params=[run.items_made, size],
+        open_runs=open_runs,
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -241,10 +254,13 @@ def _insert_batch(run: Run, count: int) -> tuple[int, str]:
             "WITH src AS (SELECT s.id, row_number() OVER (ORDER BY s.id) AS n "  # noqa: S608
             f"FROM ({source_sql}) AS s(id)), "
             f"ins AS (INSERT INTO {quote(RunItem._meta.db_table)} ({', '.join(columns)}) "
-            f"SELECT {', '.join(values)} FROM src AS e ORDER BY e.n "
-            f"RETURNING {quote('entity_id')}) "
-            f"SELECT count(*), max({quote('entity_id')}) FROM ins",
-            [*source_params, *params],
+            f"SELECT {', '.join(values)} FROM src AS e {join} ORDER BY e.n "
+            f"RETURNING {quote('entity_id')}, {quote('status')}) "
+            f"SELECT count(*), max({quote('entity_id')}), "
+            f"count(*) FILTER (WHERE {quote('status')} = %s) FROM ins",
+            [*source_params, *params, *join_params, ItemStatus.SKIPPED],
         )
-        made, last = cursor.fetchone()
+        made, last, skipped = cursor.fetchone()
+    if skipped:
+        items_skipped_count(run, skipped)
     return made, last or ""

@@ -17,7 +17,7 @@ from entities.models import Entity
 from entities.selectors import entity_ids_of_type
 from jobs import queue
 from jobs.costs import budget_columns
-from jobs.item_rows import item_columns
+from jobs.item_rows import item_columns, items_skip_held, open_runs_lock
 from jobs.models import (
     ItemStatus,
     Job,
@@ -117,9 +117,12 @@ def run_start(
         **budget_columns(version, budget),
     )
     Job.objects.create(run=run)
-    if _insert_items(run, workflow, entity_ids, size) < len(entity_ids):
+    made, skipped = _insert_items(run, workflow, entity_ids, size)
+    if made < len(entity_ids):
         _check_entities_exist(workflow, entity_ids)  # raises, naming them; all is rolled back
         raise Conflict("Entities were deleted while the run started; start it again.")
+    if skipped:
+        items_skipped_count(run, skipped)
     chunks = (len(entity_ids) + size - 1) // size
     workflow_mark_run(workflow_id=workflow.pk, run=run)
     transaction.on_commit(partial(queue.chunks_enqueue, run.pk, range(chunks)))
@@ -142,13 +145,16 @@ def workflow_mark_run(*, workflow_id: str, run: Run) -> None:
     ).update(last_run_at=run.created_at)
 
 
-def _insert_items(run: Run, workflow: Workflow, entity_ids: list[str], size: int) -> int:
-    """One pending item per entity, chunk by chunk in the order given; returns how many.
+def _insert_items(run: Run, workflow: Workflow, entity_ids: list[str], size: int) -> tuple:
+    """One pending item per entity, chunk by chunk in the order given; returns how many, and
+    how many of them were made `skipped` (their entity held by another open run of the
+    workflow: `jobs.item_rows`).
 
     On PostgreSQL one INSERT ... SELECT takes the ids as one array and joins them to the
     workflow's entities, so checking that they exist and writing 10,000 items is a single
     statement (ids that are not entities of the type are left out: the caller compares the
     count). Elsewhere the ids were checked before and the items go in batches."""
+    open_runs = open_runs_lock(run)
     if connection.vendor != "postgresql":
         RunItem.objects.bulk_create(
             (
@@ -157,21 +163,34 @@ def _insert_items(run: Run, workflow: Workflow, entity_ids: list[str], size: int
             ),
             batch_size=2000,
         )
-        return len(entity_ids)
+        return len(entity_ids), items_skip_held(run, open_runs) if open_runs else 0
     quote = connection.ops.quote_name
-    columns, values, params = item_columns(
-        run, chunk_sql="((v.n - 1) / %s)::integer", chunk_params=[size]
+    columns, values, params, join, join_params = item_columns(
+        run, chunk_sql="((v.n - 1) / %s)::integer", chunk_params=[size], open_runs=open_runs
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(RunItem._meta.db_table)} ({', '.join(columns)}) "  # noqa: S608
-            f"SELECT {', '.join(values)} "
+            f"WITH ins AS (INSERT INTO {quote(RunItem._meta.db_table)} "  # noqa: S608
+            f"({', '.join(columns)}) SELECT {', '.join(values)} "
             "FROM unnest(%s::varchar[]) WITH ORDINALITY AS v(id, n) "
             f"JOIN {quote(Entity._meta.db_table)} AS e "
-            "ON e.id = v.id AND e.entity_type_id = %s ORDER BY v.n",
-            [*params, entity_ids, workflow.entity_type_id],
+            f"ON e.id = v.id AND e.entity_type_id = %s {join} ORDER BY v.n "
+            f"RETURNING {quote('status')}) "
+            "SELECT count(*), count(*) FILTER (WHERE status = %s) FROM ins",
+            [*params, entity_ids, workflow.entity_type_id, *join_params, ItemStatus.SKIPPED],
         )
-        return cursor.rowcount
+        return cursor.fetchone()
+
+
+def items_skipped_count(run: Run, skipped: int) -> None:
+    """Count items made `skipped` (as completed: they are done) and say so in the log."""
+    Run.objects.filter(pk=run.pk).update(completed=F("completed") + skipped)
+    RunLog.objects.create(
+        run_id=run.pk,
+        level=RunLog.Level.WARNING,
+        message=f"{skipped} entities left out (items skipped): each is in another open run "
+        "of this workflow, named in its item's error.",
+    )
 
 
 def run_mark_running(*, run_id: str) -> bool:
