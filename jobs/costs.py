@@ -25,14 +25,18 @@ from config.api.errors import FieldError, InvalidInput
 from entities.models import Entity
 from jobs.models import ItemStatus, RunItem
 from workflows.models import Workflow, WorkflowVersion
-from workflows.pricing import NANOS_PER_USD, call_cost_nanos, model_priced
+from workflows.pricing import (
+    CHARS_PER_TOKEN,
+    ESTIMATE_OUTPUT_TOKENS,
+    NANOS_PER_USD,
+    call_cost_nanos,
+    model_priced,
+)
 from workflows.providers import PROVIDERS
 from workflows.templating import TemplateError, render, rendering_time_limit
 
 ESTIMATE_HISTORY_ITEMS = 2000
 ESTIMATE_SAMPLE = 20
-CHARS_PER_TOKEN = 4
-ESTIMATE_OUTPUT_TOKENS = 300
 
 
 def model_steps(version: WorkflowVersion) -> list[tuple[dict, str, str]]:

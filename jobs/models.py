@@ -124,6 +124,11 @@ class Run(models.Model):
             models.Index(fields=["workflow", "-id"], name="run_workflow_newest"),
             models.Index(fields=["status", "-id"], name="run_status_newest"),
         ]
+        constraints = [
+            # A run is retried once (its retry inherits what is left of its budget; retry
+            # the retry to go on): concurrent retries of one run start one (jobs/retries.py).
+            models.UniqueConstraint(fields=["retry_of"], name="run_retried_once"),
+        ]
 
     def __str__(self) -> str:
         return self.id

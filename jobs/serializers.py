@@ -256,7 +256,8 @@ class RunStartSerializer(RunTargetSerializer):
     budget = BudgetSerializer(
         required=False,
         help_text="Caps the run's model calls: once reached, the entities left fail and the "
-        "run ends failed (the calls in flight finish and count).",
+        "run ends failed (the calls in flight finish and count; in batch mode each request is "
+        "reserved at its estimate before it is sent, and none is sent past the budget).",
     )
 
     def validate_callbackUrl(self, value: str) -> str:

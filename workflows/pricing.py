@@ -19,6 +19,11 @@ NANOS_PER_USD = 1_000_000_000
 BATCH_DISCOUNT = Decimal("0.5")
 # Our provider names -> genai-prices provider ids (`local` is priced 0 here, not looked up).
 PRICE_PROVIDERS = {"openai": "openai", "anthropic": "anthropic"}
+# Tokens of a call not made yet: its prompt at this many characters a token (the usual rule
+# of thumb for English with GPT and Claude tokenizers), its answer at the request's
+# `maxTokens` (an upper bound), else this many.
+CHARS_PER_TOKEN = 4
+ESTIMATE_OUTPUT_TOKENS = 300
 
 
 def call_cost_nanos(provider: str, model: str, usage: dict, *, batch: bool = False) -> int | None:

@@ -6,12 +6,20 @@ sees every other's spending. Once the total reaches the budget no new call start
 in flight finish and count, so a run overshoots by at most the calls in flight at that
 moment (across all workers) and their cost. The first worker to see it reached writes the
 log line, once.
+
+Calls sent in a provider batch are paid for long after they are sent, so they are reserved
+before (`reserve`): each request's estimated tokens and cost (`ai_generate.request_estimate`)
+are added to the run's spending when the chunk parks it, in one short transaction holding
+the run's row, one request after another while the spending is below the budget; those
+past it are not sent. When the batch's results arrive the reservations are replaced by
+what the answers spent (`adjust`). So a batch run overshoots by at most one request's
+estimate, plus what answers spent beyond their estimates.
 """
 
 import time
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from jobs.models import Run, RunLog
@@ -48,6 +56,46 @@ class RunBudget:
         """Add one finished call's tokens (input + output) and cost to the run's spending."""
         tokens = usage.get("inputTokens", 0) + usage.get("outputTokens", 0)
         self._refresh((tokens, usage.get("costNanoUsd", 0)))
+
+    def adjust(self, tokens: int, cost_nanos: int) -> None:
+        """Add `tokens` and `cost_nanos` (negative: give back) to the run's spending: what
+        batch answers spent in place of what was reserved for them."""
+        if tokens or cost_nanos:
+            self._refresh((tokens, cost_nanos))
+
+    def reserve(self, usages: list[dict]) -> int:
+        """Reserve the estimated usages (`inputTokens`, `outputTokens`, `costNanoUsd`) in
+        order, each while the run's spending is below the budget; returns how many were.
+        Once one is refused `reached()` names the budget."""
+        table = Run._meta.db_table
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT spent_tokens, spent_cost_nano_usd FROM {table} "  # noqa: S608
+                "WHERE id = %s FOR NO KEY UPDATE",
+                [self.run_id],
+            )
+            tokens, cost = cursor.fetchone()
+            admitted = 0
+            for usage in usages:
+                if self._over(tokens, cost):
+                    break
+                tokens += usage.get("inputTokens", 0) + usage.get("outputTokens", 0)
+                cost += usage.get("costNanoUsd", 0)
+                admitted += 1
+            if admitted:
+                cursor.execute(
+                    f"UPDATE {table} SET spent_tokens = %s, "  # noqa: S608
+                    "spent_cost_nano_usd = %s WHERE id = %s",
+                    [tokens, cost, self.run_id],
+                )
+        self.spent_tokens, self.spent_cost_nanos = tokens, cost
+        self.read_at = time.monotonic()
+        return admitted
+
+    def _over(self, tokens: int, cost_nanos: int) -> bool:
+        return (self.max_cost_nanos is not None and cost_nanos >= self.max_cost_nanos) or (
+            self.max_tokens is not None and tokens >= self.max_tokens
+        )
 
     def reached(self) -> str | None:
         """The message naming the budget once the run's spending reached it, else None."""

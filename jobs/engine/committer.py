@@ -94,6 +94,9 @@ class ChunkCommitter:
         if self.budget is not None:
             self.budget.spend(usage)
 
+    def budget_reserve(self, usages: list[dict]) -> int:
+        return len(usages) if self.budget is None else self.budget.reserve(usages)
+
     def wait(self, state: EntityState, ctx: StepContext, *, kind: str, request: dict) -> bool:
         """Park the entity at this step until a wait of `kind` is resolved: it is stored
         when the chunk finishes (`jobs.engine.waits.waits_park`) and holds no worker."""

@@ -14,6 +14,10 @@ prompt; retryable per-request errors and requests missing from the results go ag
 AI_MAX_ATTEMPTS submissions, in a new batch, or live when at most `LIVE_RETRY_MAX` are left
 (a `live` AiBatch, answered by the poll's worker). Then the entity fails with the
 provider's message; a batch the provider rejects fails all of its entities with its reason.
+
+Budget: each request was reserved at its estimate when its chunk parked it (`ai_generate`);
+its results replace the reservation with what the answer spent, and a retry is reserved
+again or, past the budget, fails with the budget's message (`jobs.engine.budget`).
 """
 
 from dataclasses import asdict
@@ -39,6 +43,7 @@ from workflows.steps.ai_generate import (
     corrective,
     invalid_after_retry,
     priced,
+    request_estimate,
     usage_add,
 )
 from workflows.steps.runtime import StepError
@@ -264,11 +269,9 @@ def _collect(batch: AiBatch, status: BatchStatus, results: dict, expected: str) 
                 resolutions[entry.wait_id] = outcome.resolution
             if outcome.log:
                 logs.append(_log_line(batch, entry, outcome.log, now))
-        reached = _spend(batch.run_id, spent) if spent or retries else None
-        if reached is not None:  # the run's budget allows no new call: no retry goes
-            for entry, _ in retries:
-                resolutions[entry.wait_id] = _failed(reached, entry.usage or {})
-            retries = []
+        budget = _budget(batch.run_id)
+        if budget is not None:
+            retries = _settle(budget, provider, entries, spent, retries, resolutions)
         if resolutions:
             waits_resolve_each(resolutions=resolutions, run_ids=[batch.run_id], now=now)
         if retries:
@@ -298,15 +301,35 @@ def _collect(batch: AiBatch, status: BatchStatus, results: dict, expected: str) 
         RunLog.objects.bulk_create(logs, batch_size=1000)
 
 
-def _spend(run_id: str, spent: dict) -> str | None:
-    """Add what the batch's answers cost to the run's budget spending (as each live call
-    does); the message naming the budget once it is reached, else None."""
+def _budget(run_id: str) -> RunBudget | None:
     budget = RunBudget.of(Run.objects.get(pk=run_id))
-    if not budget.limited:
-        return None
-    if spent:
-        budget.spend(spent)
-    return budget.reached()
+    return budget if budget.limited else None
+
+
+def _settle(budget: RunBudget, provider, entries, spent: dict, retries: list, resolutions):
+    """The run's budget: what the answers spent replaces what was reserved for their
+    requests; each retry is reserved in turn, and those past the budget fail instead of
+    going again (into `resolutions`). Returns the retries that go."""
+    reserved = [entry.request.get("reserved") or {} for entry in entries]
+    budget.adjust(
+        _tokens(spent) - sum(_tokens(r) for r in reserved),
+        spent.get("costNanoUsd", 0) - sum(r.get("costNanoUsd", 0) for r in reserved),
+    )
+    if not retries:
+        return retries
+    # Priced live (the dearer way a retry may go); corrected once answered.
+    estimates = [request_estimate(provider, outcome.retry) for _, outcome in retries]
+    admitted = budget.reserve(estimates)
+    reached = budget.reached() if admitted < len(retries) else None
+    for entry, _ in retries[admitted:]:
+        resolutions[entry.wait_id] = _failed(reached or "Budget reached.", entry.usage or {})
+    for (_, outcome), estimate in zip(retries, estimates, strict=False):
+        outcome.reserved = estimate
+    return retries[:admitted]
+
+
+def _tokens(usage: dict) -> int:
+    return usage.get("inputTokens", 0) + usage.get("outputTokens", 0)
 
 
 class _Outcome:
@@ -316,6 +339,7 @@ class _Outcome:
     def __init__(self, *, resolution=None, retry=None, corrected=False, usage=None, log=""):
         self.resolution, self.retry, self.corrected = resolution, retry, corrected
         self.usage, self.log = usage or {}, log
+        self.reserved: dict | None = None  # the retry's reservation against the budget
 
 
 def _outcome(batch, provider, status, result, entry: AiBatchRequest) -> _Outcome:
@@ -385,6 +409,8 @@ def _retry(batch: AiBatch, retries: list) -> None:
     for entry, outcome in retries:
         entry.batch = again
         entry.request = {**entry.request, "request": asdict(outcome.retry)}
+        if outcome.reserved is not None:
+            entry.request["reserved"] = outcome.reserved
         entry.attempts += 1
         entry.corrected = outcome.corrected
         entry.usage = usage_add(entry.usage or {}, outcome.usage)

@@ -175,8 +175,13 @@ def test_retry_runs_only_the_failed_entities_on_the_same_version(api, finished_r
     assert retry.workflow_version == finished_run.workflow_version
     assert retry.retry_of == finished_run
 
+    # A run is retried once; the retry's own retry goes on (here on the latest version).
+    again = api.post(f"/api/v1/workflows/{workflow_id}/runs/{finished_run.pk}/retry", {})
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "already_retried")
+    assert retry.pk in again.json()["error"]["message"]
+    run_inline(retry.pk)
     latest = api.post(
-        f"/api/v1/workflows/{workflow_id}/runs/{finished_run.pk}/retry", {"useLatestVersion": True}
+        f"/api/v1/workflows/{workflow_id}/runs/{retry.pk}/retry", {"useLatestVersion": True}
     ).json()
     assert Run.objects.get(pk=latest["runId"]).workflow_version.number == 2
 

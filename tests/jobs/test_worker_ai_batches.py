@@ -342,16 +342,3 @@ def test_a_batch_the_provider_rejects_fails_its_entities_with_the_reason(
     batch = AiBatch.objects.get(run=run)
     assert (batch.status, batch.error) == ("failed", REJECTED_MESSAGE)
     assert not Entity.objects.filter(pk__in=ids, data__has_key="seo").exists()
-
-
-def test_once_the_budget_is_reached_by_batch_answers_no_retry_is_sent(celery_worker, product_type):
-    ok = make_entities(product_type, 4)
-    failing = make_entities(product_type, 7, title="bad [local:fail]")
-    workflow = make_workflow(product_type, [describe("batch", prompt="{{ entity.title }}")])
-    run = start_run(workflow, ok + failing, budget={"maxTokens": 5})
-    run = poll_until_ended(run.pk)
-    assert (run.status, run.completed, run.failed) == ("failed", 4, 7)
-    errors = set(RunItem.objects.filter(run=run, status="failed").values_list("error", flat=True))
-    assert len(errors) == 1 and errors.pop().startswith("Budget reached: maxTokens 5 (spent ")
-    assert AiBatch.objects.filter(run=run).count() == 1  # the failed requests were not sent again
-    assert run.spent_tokens == run.input_tokens + run.output_tokens > 5

@@ -3,6 +3,7 @@ per chunk at half the price (`mode: batch`: the entities wait, holding no worker
 `ai_batch` wait of `jobs.waits` to resume them with their answers)."""
 
 import json
+import math
 from dataclasses import asdict, replace
 
 from django.conf import settings
@@ -12,7 +13,12 @@ from config.api.errors import FieldError
 from config.api.parsers import MAX_JSON_DEPTH, json_depth
 from config.metrics import MODEL_COST, MODEL_UNPRICED
 from entities.schemas import schema_errors, schema_problems, schema_validator
-from workflows.pricing import NANOS_PER_USD, call_cost_nanos
+from workflows.pricing import (
+    CHARS_PER_TOKEN,
+    ESTIMATE_OUTPUT_TOKENS,
+    NANOS_PER_USD,
+    call_cost_nanos,
+)
 from workflows.providers import PROVIDERS, GenerationRequest, provider_get
 from workflows.providers.ratelimit import rate_limit_flush
 from workflows.steps.base import StepType, advance, template_string
@@ -180,18 +186,25 @@ class AiGenerate(StepType):
     @staticmethod
     def _park(requests: list, config: dict, ctx: StepContext) -> list:
         """Batch mode: each entity waits for its answer from a provider batch (`ai_batch`);
-        returns the requests left to answer live (an engine that does not wait: a test)."""
-        provider = config.get("provider") or settings.AI_PROVIDER
+        returns the requests left to answer live (an engine that does not wait: a test).
+
+        A batch is paid for once answered, so each request's estimate is reserved against
+        the run's budget before it is parked: those past the budget fail now, unsent."""
+        name = config.get("provider") or settings.AI_PROVIDER
+        provider = provider_get(name)
+        estimates = [request_estimate(provider, request, batch=True) for _, request in requests]
+        admitted = ctx.engine.budget_reserve(estimates)
+        reached = ctx.engine.budget_reached() if admitted < len(requests) else None
         live = []
-        for state, request in requests:
-            reached = ctx.engine.budget_reached()
-            if reached is not None:
-                state.fail(ctx.step_id, reached)
+        for index, (state, request) in enumerate(requests):
+            if index >= admitted:
+                state.fail(ctx.step_id, reached or "Budget reached.")
                 continue
             asked = {
-                "provider": provider,
+                "provider": name,
                 "request": asdict(request),
                 "outputField": config["outputField"],
+                "reserved": estimates[index],
             }
             if not ctx.engine.wait(state, ctx, kind="ai_batch", request=asked):
                 state.log.append(
@@ -275,6 +288,20 @@ def priced(usage: dict, provider, model: str, *, batch: bool = False) -> dict:
         return {**usage, "unpricedCalls": usage.get("calls", 1)}
     MODEL_COST.labels(provider.name, model).inc(cost / NANOS_PER_USD)
     return {**usage, "costNanoUsd": cost}
+
+
+def request_estimate(provider, request: GenerationRequest, *, batch: bool = False) -> dict:
+    """What a call not made yet is reserved at against a run's budget: its prompt at
+    CHARS_PER_TOKEN characters a token, its answer at the request's `maxTokens` (else
+    ESTIMATE_OUTPUT_TOKENS), priced as its answer will be (0 without a price)."""
+    usage = {
+        "calls": 1,
+        "inputTokens": math.ceil((len(request.system) + len(request.prompt)) / CHARS_PER_TOKEN),
+        "outputTokens": request.max_tokens or ESTIMATE_OUTPUT_TOKENS,
+    }
+    model = request.model or getattr(provider, "default_model", "")
+    cost = call_cost_nanos(provider.name, model, usage, batch=batch)
+    return {**usage, "costNanoUsd": cost or 0}
 
 
 def json_problem(text: str, schema: dict | None) -> str | None:

@@ -171,6 +171,12 @@ class StepEngine(Protocol):
         so every worker's next `budget_reached` counts it."""
         ...
 
+    def budget_reserve(self, usages: list[dict]) -> int:
+        """Reserve the estimated usages of calls to be paid for later (a provider batch's)
+        against the run's budget, in order while it allows; returns how many were. The
+        others must not be sent: `budget_reached` names the budget then."""
+        ...
+
     def wait(self, state: EntityState, ctx: "StepContext", *, kind: str, request: dict) -> bool:
         """Park the entity at this step until a wait of `kind` (`jobs.waits`: "review") is
         resolved; `request` is what the kind stores for it. The entity then holds no worker;
@@ -203,6 +209,9 @@ class DryRun:
 
     def usage_record(self, usage: dict) -> None:
         return None
+
+    def budget_reserve(self, usages: list[dict]) -> int:
+        return len(usages)
 
     def wait(self, state: EntityState, ctx: "StepContext", *, kind: str, request: dict) -> bool:
         return False
