@@ -69,9 +69,11 @@ class RunBudget:
         Once one is refused `reached()` names the budget."""
         table = Run._meta.db_table
         with transaction.atomic(), connection.cursor() as cursor:
+            # An UPDATE that changes nothing takes the row's lock (PostgreSQL) or the
+            # database's write lock (SQLite) before the spending is read.
             cursor.execute(
-                f"SELECT spent_tokens, spent_cost_nano_usd FROM {table} "  # noqa: S608
-                "WHERE id = %s FOR NO KEY UPDATE",
+                f"UPDATE {table} SET spent_tokens = spent_tokens WHERE id = %s "  # noqa: S608
+                "RETURNING spent_tokens, spent_cost_nano_usd",
                 [self.run_id],
             )
             tokens, cost = cursor.fetchone()

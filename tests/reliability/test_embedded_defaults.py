@@ -403,3 +403,76 @@ def test_schedules_are_stored_and_fire_on_sqlite(tmp_path):
     assert name.endswith(":trigger:0") and (hour, zone, enabled) == ("3", "Europe/Paris", True)
     assert result["fires"] == ["started", "skipped", 3]
     assert result["left"] == 0
+
+
+HELD_SCRIPT = r"""
+import json
+from unittest import mock
+
+from entities.services import entities_bulk_create, entity_type_create
+from jobs.engine.budget import RunBudget
+from jobs.filter_runs import run_items_make, run_start_over_filter
+from jobs.models import Run, RunItem
+from jobs.services import run_start
+from workflows.services import workflow_create
+
+entity_type = entity_type_create(name="product")
+ids = entities_bulk_create(entity_type=entity_type, items=[{"data": {"title": "a"}}] * 4)
+workflow = workflow_create(
+    name="w", entity_type=entity_type, steps=[{"type": "publish", "config": {}}]
+)
+with mock.patch("jobs.queue.chunks_enqueue"), mock.patch("jobs.queue.items_make_enqueue"):
+    first = run_start(workflow_id=workflow.pk, entity_ids=ids[:2], budget={"maxTokens": 100})
+    by_ids = run_start(workflow_id=workflow.pk, entity_ids=ids[1:3])
+    by_filter = run_start_over_filter(workflow_id=workflow.pk, entity_filter={})
+    run_items_make(run_id=by_filter.pk)
+budget = RunBudget.of(first)
+admitted = budget.reserve([{"inputTokens": 60}, {"inputTokens": 60}, {"inputTokens": 60}])
+budget.adjust(-20, 0)
+
+
+def items(run):
+    return {i: s for i, s in RunItem.objects.filter(run=run).values_list("entity_id", "status")}
+
+
+print(json.dumps({
+    "ids": ids,
+    "by_ids": [items(by_ids), Run.objects.get(pk=by_ids.pk).completed],
+    "by_filter": [items(by_filter), Run.objects.get(pk=by_filter.pk).completed],
+    "error": RunItem.objects.get(run=by_ids, entity_id=ids[1]).error,
+    "first": first.pk,
+    "budget": [admitted, Run.objects.get(pk=first.pk).spent_tokens],
+}))
+"""
+
+
+def test_held_entities_are_skipped_and_budgets_reserved_on_sqlite(tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": "filesystem://",
+        "LOG_LEVEL": "WARNING",
+    }
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    done = subprocess.run(
+        [*manage, "shell", "-c", HELD_SCRIPT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    a, b, c, d = result["ids"]
+    # The second run by ids: b is held by the first; the filter run: a, b by the first, c by
+    # the second.
+    assert result["by_ids"] == [{b: "skipped", c: "pending"}, 1]
+    assert result["by_filter"] == [{a: "skipped", b: "skipped", c: "skipped", d: "pending"}, 3]
+    assert (
+        result["error"]
+        == f"Left out: the entity is in run {result['first']} of this workflow, still open."
+    )
+    assert result["budget"] == [2, 100]  # 60 + 60 reserved (the third past 100), 20 given back
