@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 
 from config.admin_mixins import CreateOnlyFieldsMixin
 from entities.models import Entity, EntityType
+from entities.revisions import RevisionSource, Source
 from entities.schemas import data_problems, data_validator, schema_problems
 from entities.selectors import entity_type_users
 from entities.services import entity_save, entity_type_in_use_message
@@ -72,4 +73,6 @@ class EntityAdmin(CreateOnlyFieldsMixin, admin.ModelAdmin):
     list_select_related = ["entity_type"]
 
     def save_model(self, request, obj, form, change):
-        entity_save(entity=obj, created=not change)
+        entity_save(
+            entity=obj, created=not change, source=RevisionSource.of_request(request, Source.ADMIN)
+        )

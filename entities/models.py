@@ -78,3 +78,52 @@ class EntityEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} x{len(self.entity_ids)}"
+
+
+class EntityRevision(models.Model):
+    """One version of an entity: what changed (each top-level data key changed, its value
+    before and after; status and publishedAt when they changed), when and by whom. Not a
+    copy of the entity: an older version is the current one with the changes of the newer
+    revisions undone (`entities.revisions`)."""
+
+    class Source(models.TextChoices):
+        API = "api"
+        ADMIN = "admin"
+        RUN = "run"
+        REVIEW = "review"
+        RESTORE = "restore"
+        REVERT = "revert"
+
+    id = models.BigAutoField(primary_key=True)
+    # Indexed by `entity_revision_version` (its first column).
+    entity = models.ForeignKey(
+        Entity, on_delete=models.CASCADE, related_name="revisions", db_index=False
+    )
+    version = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    # Plain ids, not foreign keys: this layer knows nothing of runs, and a revision outlives
+    # the run, the user or the key that made it.
+    run_id = models.CharField(max_length=ID_LENGTH, blank=True)
+    step_id = models.CharField(max_length=200, blank=True)
+    user_id = models.CharField(max_length=64, blank=True)
+    api_key_id = models.CharField(max_length=ID_LENGTH, blank=True)
+    # [{"field": "data.<key>" | "status" | "publishedAt", "before"?, "after"?}]: a missing
+    # "before" (or "after") means the key was absent.
+    changes = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["entity", "version"], name="entity_revision_version")
+        ]
+        indexes = [
+            # The entities a run changed, in entity order (reverting it reads them in batches).
+            models.Index(
+                fields=["run_id", "entity"],
+                condition=~models.Q(run_id=""),
+                name="entity_revision_run",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entity_id} v{self.version}"

@@ -1,7 +1,8 @@
 from django.db import models
 
-from config.api.errors import FieldError, InvalidInput, NotFound
-from entities.models import Entity, EntityType
+from config.api.errors import Conflict, FieldError, InvalidInput, NotFound
+from entities.models import Entity, EntityRevision, EntityType
+from entities.revisions import RevisionGone, VersionState, version_state
 
 
 def entity_type_get(*, entity_type_id: str, field: str | None = None) -> EntityType:
@@ -68,3 +69,23 @@ def entity_type_users(*, entity_type: EntityType) -> list[FieldError]:
 def _label(row) -> str:
     name = str(row)
     return row.pk if name == row.pk else f"{name} ({row.pk})"
+
+
+def entity_revisions(*, entity_id: str):
+    """The entity's revisions kept, newest first (ids grow with versions)."""
+    return EntityRevision.objects.filter(entity_id=entity_id).order_by("-pk")
+
+
+def entity_version(*, entity: Entity, version: int) -> tuple[EntityRevision, VersionState]:
+    """A version's revision and the entity as it was then: 404 when the version's revision is
+    not kept (or never was), 409 when a newer one it is rebuilt through was pruned."""
+    revision = EntityRevision.objects.filter(entity_id=entity.pk, version=version).first()
+    if revision is None:
+        raise NotFound(f"Entity {entity.pk!r} has no revision {version} (kept).")
+    try:
+        return revision, version_state(entity=entity, version=version)
+    except RevisionGone:
+        raise Conflict(
+            f"Version {version} can no longer be rebuilt: newer revisions were pruned.",
+            code="revision_not_kept",
+        ) from None

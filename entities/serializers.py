@@ -1,8 +1,10 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.api.fields import TimestampField
 from config.api.serializers import StrictSerializer
-from entities.models import Entity, EntityType
+from entities.models import Entity, EntityRevision, EntityType
+from entities.revisions import RevisionSource
 from entities.services import BULK_MAX_ITEMS
 
 
@@ -81,3 +83,49 @@ class EntityBulkCreateResultSerializer(serializers.Serializer):
 class EntityListQuerySerializer(serializers.Serializer):
     entityTypeId = serializers.CharField(required=False)
     status = serializers.ChoiceField(choices=Entity.Status.choices, required=False)
+
+
+class RevisionSourceSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=EntityRevision.Source.choices)
+    runId = serializers.CharField(required=False, help_text="The run that made the change.")
+    stepId = serializers.CharField(required=False, help_text="Its step (a publish, a review).")
+    userId = serializers.CharField(required=False, help_text="The person who made the change.")
+    apiKeyId = serializers.CharField(required=False, help_text="The API key it came with.")
+
+
+class RevisionChangeSerializer(serializers.Serializer):
+    field = serializers.CharField(
+        help_text="`data.<key>` for a top-level key of data, or `status`, or `publishedAt`."
+    )
+    before = serializers.JSONField(allow_null=True, help_text="null when the key was absent.")
+    after = serializers.JSONField(allow_null=True, help_text="null when the key was removed.")
+
+
+class EntityRevisionSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    createdAt = TimestampField(source="created_at")
+    source = serializers.SerializerMethodField()
+    changes = serializers.SerializerMethodField()
+
+    @extend_schema_field(RevisionSourceSerializer)
+    def get_source(self, revision) -> dict:
+        return RevisionSource.of_revision(revision).as_json()
+
+    @extend_schema_field(RevisionChangeSerializer(many=True))
+    def get_changes(self, revision) -> list[dict]:
+        return [
+            {"field": c["field"], "before": c.get("before"), "after": c.get("after")}
+            for c in revision.changes
+        ]
+
+
+class EntityVersionSerializer(EntityRevisionSerializer):
+    data = serializers.JSONField(help_text="The entity's data at this version.")
+    status = serializers.ChoiceField(choices=Entity.Status.choices)
+    publishedAt = serializers.IntegerField(allow_null=True)
+
+
+class EntityRestoreSerializer(StrictSerializer):
+    version = serializers.IntegerField(
+        min_value=1, help_text="The version whose data and status the entity gets back."
+    )

@@ -1,5 +1,6 @@
 """Writes to entity types and entities. Views, the admin and the pipeline all come here."""
 
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -11,6 +12,16 @@ from config.api.errors import Conflict, FieldError, InvalidInput
 from config.bulk import JSONText, rows_update
 from entities.events import ChangeOrigin, changed_keys, event_listened, events_record
 from entities.models import Entity, EntityEvent, EntityType
+from entities.revisions import (
+    RevisionGone,
+    RevisionSource,
+    Source,
+    data_changes,
+    revision_of,
+    revisions_record,
+    state_changes,
+    version_state,
+)
 from entities.schemas import data_encode, data_problems, data_validator, schema_problems
 from entities.selectors import entity_type_users
 
@@ -80,10 +91,23 @@ def entity_type_in_use_message(users: list[FieldError]) -> str:
     )
 
 
+API = RevisionSource(Source.API)
+ADMIN = RevisionSource(Source.ADMIN)
+RUN = RevisionSource(Source.RUN)
+
+
+def _created_revision(entity: Entity, source: RevisionSource, now=None):
+    changes = data_changes({}, entity.data) + state_changes(
+        None, entity.status, None, entity.published_at
+    )
+    return revision_of(entity.pk, entity.version, source, changes, now)
+
+
 @transaction.atomic
-def entity_create(*, entity_type: EntityType, data: dict) -> Entity:
+def entity_create(*, entity_type: EntityType, data: dict, source: RevisionSource = API) -> Entity:
     _check_data(entity_type, data)
     entity = Entity.objects.create(entity_type=entity_type, data=data)
+    revisions_record([_created_revision(entity, source)])
     events_record(
         kind=EntityEvent.Kind.CREATED, entity_type_id=entity_type.pk, changes={entity.pk: ()}
     )
@@ -91,19 +115,29 @@ def entity_create(*, entity_type: EntityType, data: dict) -> Entity:
 
 
 @transaction.atomic
-def entity_save(*, entity: Entity, created: bool) -> Entity:
+def entity_save(*, entity: Entity, created: bool, source: RevisionSource = ADMIN) -> Entity:
     """Save an entity edited as a whole (the admin's form, checked as the API's writes are).
     An edit bumps `version`, as every write does: a run that read the entity before merges
     its changes into this edit instead of writing over it."""
     before = None
     if not created:
-        before = Entity.objects.select_for_update().filter(pk=entity.pk).values("data").first()
+        before = (
+            Entity.objects.select_for_update()
+            .filter(pk=entity.pk)
+            .values("data", "status", "published_at")
+            .first()
+        )
         entity.version = F("version") + 1
     entity.save()
     entity.refresh_from_db(fields=["version"])
     if created or before is None:
+        revisions_record([_created_revision(entity, source)])
         kind, changes = EntityEvent.Kind.CREATED, {entity.pk: ()}
     else:
+        revision_changes = data_changes(before["data"], entity.data) + state_changes(
+            before["status"], entity.status, before["published_at"], entity.published_at
+        )
+        revisions_record([revision_of(entity.pk, entity.version, source, revision_changes)])
         keys = changed_keys(before["data"], entity.data)
         kind, changes = EntityEvent.Kind.UPDATED, ({entity.pk: keys} if keys else {})
     events_record(kind=kind, entity_type_id=entity.entity_type_id, changes=changes)
@@ -111,7 +145,7 @@ def entity_save(*, entity: Entity, created: bool) -> Entity:
 
 
 @transaction.atomic
-def entity_update(*, entity_id: str, data: dict) -> Entity:
+def entity_update(*, entity_id: str, data: dict, source: RevisionSource = API) -> Entity:
     """Merge `data`'s top-level keys into the entity; every change bumps `version`.
 
     The row is locked while merging so that concurrent writers (another request, a running
@@ -121,10 +155,12 @@ def entity_update(*, entity_id: str, data: dict) -> Entity:
     merged = {**entity.data, **data}
     _check_data(entity.entity_type, merged)
     keys = changed_keys(entity.data, merged)
+    changes = data_changes(entity.data, merged)
     entity.data = merged
     entity.version = F("version") + 1
     entity.save()
     entity.refresh_from_db(fields=["version"])
+    revisions_record([revision_of(entity.pk, entity.version, source, changes)])
     if keys:  # an update that changes nothing triggers nothing
         events_record(
             kind=EntityEvent.Kind.UPDATED,
@@ -135,11 +171,56 @@ def entity_update(*, entity_id: str, data: dict) -> Entity:
 
 
 def entity_delete(*, entity: Entity) -> None:
-    entity.delete()
+    entity.delete()  # and its revisions (on_delete CASCADE)
 
 
 @transaction.atomic
-def entities_bulk_create(*, entity_type: EntityType, items: list[dict]) -> list[str]:
+def entity_restore(*, entity_id: str, version: int, source: RevisionSource) -> Entity:
+    """Make a new version whose data and status (and publishedAt) are those of `version`,
+    recorded as made by `source` (a restore). 409 when that version can no longer be rebuilt
+    (its revisions were pruned, or it predates revisions), 400 when there is no such version.
+    """
+    entity = Entity.objects.select_for_update().select_related("entity_type").get(pk=entity_id)
+    if not 1 <= version <= entity.version:
+        message = f"The entity has versions 1 to {entity.version}, not {version}."
+        raise InvalidInput(message, details=[FieldError("version", message)])
+    try:
+        target = version_state(entity=entity, version=version)
+    except RevisionGone:
+        raise Conflict(
+            f"Version {version} of this entity is no longer kept; it cannot be restored.",
+            code="revision_not_kept",
+        ) from None
+    _check_data(entity.entity_type, target.data)
+    published = None
+    if target.status == Entity.Status.PUBLISHED:
+        published = (
+            datetime.datetime.fromtimestamp(target.published_at / 1000, datetime.UTC)
+            if target.published_at is not None
+            else timezone.now()
+        )
+    changes = data_changes(entity.data, target.data) + state_changes(
+        entity.status, target.status, entity.published_at, published
+    )
+    keys = changed_keys(entity.data, target.data)
+    entity.data, entity.status, entity.published_at = target.data, target.status, published
+    entity.version = F("version") + 1
+    entity.save()
+    entity.refresh_from_db(fields=["version"])
+    revisions_record([revision_of(entity.pk, entity.version, source, changes)])
+    if keys or any(change["field"] == "status" for change in changes):
+        events_record(
+            kind=EntityEvent.Kind.UPDATED,
+            entity_type_id=entity.entity_type_id,
+            changes={entity.pk: keys},
+        )
+    return entity
+
+
+@transaction.atomic
+def entities_bulk_create(
+    *, entity_type: EntityType, items: list[dict], source: RevisionSource = API
+) -> list[str]:
     """Create up to 10,000 entities in one transaction; all or nothing.
 
     Every item is checked before anything is written, and every bad item is reported with
@@ -165,6 +246,7 @@ def entities_bulk_create(*, entity_type: EntityType, items: list[dict]) -> list[
         for item in items
     ]
     Entity.objects.bulk_create(entities, batch_size=BULK_BATCH_SIZE)
+    revisions_record([_created_revision(entity, source, now) for entity in entities])
     ids = [entity.pk for entity in entities]
     # One outbox row for the whole import: it starts one run per workflow, not 10,000.
     events_record(
@@ -187,6 +269,7 @@ class WorkingCopy:
     version: int | None = None  # the entity's version when `base` was read, if known
     schema: dict | None = None  # the entity type's schema, with `version`
     entity_type_id: str = ""  # for the outbox; read from the entity when not given
+    source: RevisionSource | None = None  # who made the change, if not the commit's source
 
 
 def apply_changes(current: dict, base: dict, data: dict) -> dict:
@@ -207,16 +290,28 @@ def entities_commit(
     copies: list[WorkingCopy],
     status: str | None = None,
     origin: ChangeOrigin | None = None,
+    source: RevisionSource = RUN,
 ) -> dict[str, int | str]:
     """Write working copies into their entities in one batch; call inside a transaction.
 
     Each entity is locked, gets the run's changes merged in (see `apply_changes`), is checked
     against its type's schema, and gets a new version (and `status`, when given). Returns, per
     entity id, the new version or an error message; an entity with an error is left as it was.
-    The changes are recorded in the outbox as made by `origin` (a run's workflow).
+    The changes are recorded in the outbox as made by `origin` (a run's workflow), and each
+    new version as a revision made by `source` (or the copy's own).
     """
     results: dict[str, int | str] = {}
-    _entities_commit(copies, status, results)
+    revisions: list = []
+    now = timezone.now()
+    _entities_commit(
+        _commit_unchanged(copies, status, results, revisions, source, now),
+        status,
+        results,
+        revisions,
+        source,
+        now,
+    )
+    revisions_record(revisions)
     _record_commit(copies, status, results, origin)
     return results
 
@@ -249,8 +344,10 @@ def _record_commit(copies, status, results, origin) -> None:
         )
 
 
-def _entities_commit(copies: list[WorkingCopy], status, results: dict) -> None:
-    copies = _commit_unchanged(copies, status, results)
+def _entities_commit(
+    copies: list[WorkingCopy], status, results: dict, revisions: list, source, now
+) -> None:
+    """The merge under row locks, for the copies `_commit_unchanged` left."""
     if not copies:
         return
     rows = {
@@ -262,7 +359,6 @@ def _entities_commit(copies: list[WorkingCopy], status, results: dict) -> None:
     }
     validators: dict[str, object] = {}
     changed = []
-    now = timezone.now()
     for copy in copies:
         entity = rows.get(copy.entity_id)
         if entity is None:
@@ -278,11 +374,16 @@ def _entities_commit(copies: list[WorkingCopy], status, results: dict) -> None:
                 f"Cannot commit the entity: {problems[0].field}: {problems[0].message}"
             )
             continue
+        changes = data_changes(entity.data, merged)
         entity.data, entity.version, entity.updated_at = merged, entity.version + 1, now
         if status is not None:
-            entity.status = status
-            entity.published_at = now if status == Entity.Status.PUBLISHED else None
+            published = now if status == Entity.Status.PUBLISHED else None
+            changes += state_changes(entity.status, status, entity.published_at, published)
+            entity.status, entity.published_at = status, published
         changed.append(entity)
+        revisions.append(
+            revision_of(entity.pk, entity.version, copy.source or source, changes, now)
+        )
         results[copy.entity_id] = entity.version
     fields = ["data", "version", "status", "published_at", "updated_at"]
     rows_update(
@@ -293,13 +394,17 @@ def _entities_commit(copies: list[WorkingCopy], status, results: dict) -> None:
     )
 
 
-def _commit_unchanged(copies: list[WorkingCopy], status: str | None, results: dict) -> list:
+def _commit_unchanged(
+    copies: list[WorkingCopy], status: str | None, results: dict, revisions: list, source, now
+) -> list:
     """The common case in one statement: entities still at the version the run read need no
     merge, so their working copy is written where the version still matches. Returns the
     copies left for the locking merge (edited meanwhile, deleted, or of unknown version).
 
-    Each copy is encoded once, for the size check and for the database."""
-    now = timezone.now()
+    Each copy is encoded once, for the size check and for the database. The revisions
+    compare the copy with its base (the entity's data at that version); a publish reads the
+    status it replaces first (a row written here still has the version read then, so nothing
+    changed it in between)."""
     validators: dict[int, object] = {}
     rows = []
     for copy in copies:
@@ -313,10 +418,16 @@ def _commit_unchanged(copies: list[WorkingCopy], status: str | None, results: di
     if not rows:
         return copies
     assign: dict = {"updated_at": now}
+    before: dict = {}
     if status is not None:
-        assign.update(
-            status=status, published_at=now if status == Entity.Status.PUBLISHED else None
-        )
+        published = now if status == Entity.Status.PUBLISHED else None
+        assign.update(status=status, published_at=published)
+        before = {
+            pk: (version, old_status, old_published)
+            for pk, version, old_status, old_published in Entity.objects.filter(
+                pk__any=[row["id"] for row in rows]
+            ).values_list("pk", "version", "status", "published_at")
+        }
     written = rows_update(
         Entity,
         rows,
@@ -327,4 +438,12 @@ def _commit_unchanged(copies: list[WorkingCopy], status: str | None, results: di
         returning=["id", "version"],
     )
     results.update(written)
+    by_id = {copy.entity_id: copy for copy in copies}
+    for pk, version in written:
+        copy = by_id[pk]
+        changes = data_changes(copy.base() if callable(copy.base) else copy.base, copy.data)
+        if status is not None:
+            _, old_status, old_published = before[pk]
+            changes += state_changes(old_status, status, old_published, published)
+        revisions.append(revision_of(pk, version, copy.source or source, changes, now))
     return [copy for copy in copies if copy.entity_id not in results]

@@ -7,15 +7,19 @@ from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import validated
 from entities import selectors, services
 from entities.models import Entity, EntityType
+from entities.revisions import RevisionSource, Source
 from entities.serializers import (
     EntityBulkCreateResultSerializer,
     EntityBulkCreateSerializer,
     EntityCreateSerializer,
     EntityListQuerySerializer,
+    EntityRestoreSerializer,
+    EntityRevisionSerializer,
     EntitySerializer,
     EntityTypeSerializer,
     EntityTypeWriteSerializer,
     EntityUpdateSerializer,
+    EntityVersionSerializer,
 )
 
 
@@ -69,6 +73,7 @@ class EntityViewSet(viewsets.ModelViewSet):
     queryset = Entity.objects.all()
     serializer_class = EntitySerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    action_permissions = {"restore": ["entities.change_entity"]}
 
     def get_queryset(self):
         if self.action != "list":
@@ -84,13 +89,17 @@ class EntityViewSet(viewsets.ModelViewSet):
         entity_type = selectors.entity_type_get(
             entity_type_id=data["entityTypeId"], field="entityTypeId"
         )
-        entity = services.entity_create(entity_type=entity_type, data=data["data"])
+        entity = services.entity_create(
+            entity_type=entity_type, data=data["data"], source=RevisionSource.of_request(request)
+        )
         return Response(EntitySerializer(entity).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request, pk=None):
         entity = self.get_object()
         data = validated(EntityUpdateSerializer, request.data)
-        entity = services.entity_update(entity_id=entity.pk, data=data["data"])
+        entity = services.entity_update(
+            entity_id=entity.pk, data=data["data"], source=RevisionSource.of_request(request)
+        )
         return Response(EntitySerializer(entity).data)
 
     def destroy(self, request, pk=None):
@@ -110,5 +119,47 @@ class EntityViewSet(viewsets.ModelViewSet):
         entity_type = selectors.entity_type_get(
             entity_type_id=data["entityTypeId"], field="entityTypeId"
         )
-        ids = services.entities_bulk_create(entity_type=entity_type, items=data["items"])
+        ids = services.entities_bulk_create(
+            entity_type=entity_type,
+            items=data["items"],
+            source=RevisionSource.of_request(request),
+        )
         return Response({"ids": ids}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="List an entity's revisions, newest first",
+        responses={200: EntityRevisionSerializer(many=True)},
+    )
+    @action(detail=True, methods=["get"], url_path="revisions")
+    def revisions(self, request, pk=None):
+        entity = self.get_object()
+        page = self.paginate_queryset(selectors.entity_revisions(entity_id=entity.pk))
+        return self.get_paginated_response(EntityRevisionSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Get a revision, with the entity's data and status at that version",
+        responses={200: EntityVersionSerializer},
+    )
+    @action(detail=True, methods=["get"], url_path=r"revisions/(?P<version>[0-9]{1,9})")
+    def revision(self, request, pk=None, version=None):
+        entity = self.get_object()
+        revision, state = selectors.entity_version(entity=entity, version=int(version))
+        body = EntityRevisionSerializer(revision).data
+        body.update(data=state.data, status=state.status, publishedAt=state.published_at)
+        return Response(body)
+
+    @extend_schema(
+        summary="Restore a version: a new version with its data and status",
+        request=EntityRestoreSerializer,
+        responses={200: EntitySerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="restore")
+    def restore(self, request, pk=None):
+        entity = self.get_object()
+        data = validated(EntityRestoreSerializer, request.data)
+        entity = services.entity_restore(
+            entity_id=entity.pk,
+            version=data["version"],
+            source=RevisionSource.of_request(request, Source.RESTORE),
+        )
+        return Response(EntitySerializer(entity).data)

@@ -4,6 +4,8 @@
   waits, reviews, provider batches and their requests, schedule fires, the job. Open runs are
   never touched, nor a run an open retry reads.
 - Idempotency records older than IDEMPOTENCY_KEEP_HOURS (they replay nothing after it).
+- Entity revisions older than ENTITY_REVISIONS_KEEP_DAYS, but the newest of each entity
+  (`entities.revisions.revisions_prune`).
 
 Each pruner deletes at most `limit` rows (RETENTION_BATCH_ROWS) in one transaction and
 returns how many, so a batch holds its locks briefly and a million items are pruned over
@@ -26,6 +28,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from config.api.models import IdempotencyRecord
+from entities.revisions import revisions_prune
 from jobs.models import (
     AiBatch,
     AiBatchRequest,
@@ -105,7 +108,7 @@ def idempotency_records_prune(*, now: datetime, limit: int) -> int:
         return _delete_some(IdempotencyRecord.objects.filter(created_at__lt=cutoff), limit)
 
 
-PRUNERS: list[Pruner] = [runs_prune, idempotency_records_prune]
+PRUNERS: list[Pruner] = [runs_prune, idempotency_records_prune, revisions_prune]
 
 
 class Pruned(NamedTuple):

@@ -79,6 +79,10 @@ RUN_STALL_AFTER_S = env_int("RUN_STALL_AFTER_S", 600, minimum=1)
 # saying why, instead of its chunk being queued again forever.
 RUN_MAX_ATTEMPTS = env_int("RUN_MAX_ATTEMPTS", 10, minimum=1)
 
+# Entity revisions older than this are pruned (the newest of each entity is always kept);
+# a version whose revisions were pruned can no longer be restored.
+ENTITY_REVISIONS_KEEP_DAYS = env_int("ENTITY_REVISIONS_KEEP_DAYS", 90, minimum=1)
+
 # How long after the first decision on a run's waits (a review approved) its resolved
 # entities are queued again: decisions arriving within it resume together, in a few chunks.
 WAIT_RESUME_DELAY_S = env_float("WAIT_RESUME_DELAY_S", 1.0, minimum=0.0)

@@ -19,6 +19,7 @@ from django.utils import timezone
 from config.api.storable import unstorable
 from config.bulk import rows_update
 from entities.events import ChangeOrigin
+from entities.revisions import RevisionSource, Source
 from entities.services import WorkingCopy, entities_commit
 from jobs.engine.budget import RunBudget
 from jobs.engine.leases import HEARTBEAT_EVERY, run_heartbeat
@@ -156,11 +157,15 @@ class ChunkCommitter:
                     s.version,
                     s.entity_type_schema,
                     self.entity_type_id,
+                    self._decided_by(s),
                 )
                 for s in states
             ],
             status=status,
             origin=self.origin,
+            source=RevisionSource(
+                Source.RUN, run_id=self.run_id, step_id=self._step_of(states, status, step_id)
+            ),
         )
         committed = []
         for state in states:
@@ -170,6 +175,7 @@ class ChunkCommitter:
                 state.fail(where, result)
                 continue
             state.version = result
+            state.decided_by = None  # recorded: later commits are the run's
             if not final:
                 state.committed = copy.deepcopy(state.data)
             if status is not None:
@@ -186,6 +192,25 @@ class ChunkCommitter:
                 )
             )
         return committed
+
+    @staticmethod
+    def _step_of(states: list[EntityState], status: str | None, step_id: str | None) -> str:
+        """The step a commit's revisions name: the publish's (a last-step publish joins the
+        final commit, where each state is at it); none for the final commit of changes."""
+        if step_id:
+            return step_id
+        return states[0].step_id if status is not None and states else ""
+
+    def _decided_by(self, state: EntityState) -> RevisionSource | None:
+        """A review decided since the last commit: the commit is the reviewer's revision."""
+        if state.decided_by is None:
+            return None
+        return RevisionSource(
+            Source.REVIEW,
+            run_id=self.run_id,
+            step_id=state.decided_by.get("stepId", ""),
+            user_id=state.decided_by.get("userId", ""),
+        )
 
     def _owned(self, states: list[EntityState], step_index: int) -> tuple[list, dict]:
         """Lock the items of `states`; those still leased to us at this step, by entity. The

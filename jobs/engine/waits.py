@@ -122,6 +122,8 @@ def _apply(state: EntityState, step_id: str, resolution: dict | None) -> None:
     if resolution.get("usage"):  # what the wait's model calls used (a provider batch)
         state.add_usage(resolution["usage"], step_id)
     outcome = resolution["outcome"]
+    if resolution.get("decidedBy"):
+        state.decided_by = {"stepId": step_id, "userId": resolution["decidedBy"]}
     if outcome == "continue":
         state.data.update(copy.deepcopy(resolution.get("data") or {}))
         for path, value in (resolution.get("set") or {}).items():

@@ -178,6 +178,7 @@ def _decide(
         if edits is not None:
             _merge_edits(deciding[0].pk, edits)
         name = who.get_username() if who else ""
+        who_id = str(who.pk) if who else ""
         # Reviews decided alike (the same decision, onTimeout and onReject) resolve alike.
         alike: dict[tuple, list[Pending]] = {}
         for review in deciding:
@@ -186,6 +187,8 @@ def _decide(
             status, resolution = _resolve(
                 decision, on_timeout, on_reject, name, comment, edits if edits else None
             )
+            if who_id:  # the entity's next version is this person's decision
+                resolution["decidedBy"] = who_id
             Review.objects.filter(pk__any=[review.pk for review in batch]).update(
                 status=status, decided_at=now, decided_by=name, comment=comment
             )

@@ -44,6 +44,7 @@ def ids(product_type):
         "runs": run.pk,
         "jobs": run.job.pk,
         "reviews": waiting.reviews.get().pk,
+        "revisions": "1",  # an entity's version
     }
 
 

@@ -64,6 +64,7 @@ OPERATIONS = {
     "update entity type": "patch /api/v1/entity-types/{id}",
     "create entity": "post /api/v1/entities",
     "update entity": "patch /api/v1/entities/{id}",
+    "restore entity": "post /api/v1/entities/{id}/restore",
     "bulk create": "post /api/v1/entities/bulk",
     "create workflow": "post /api/v1/workflows",
     "update workflow": "patch /api/v1/workflows/{id}",
@@ -110,6 +111,13 @@ def writes(world) -> list[Write]:
             OPERATIONS["update entity"],
             f"/api/v1/entities/{ids[0]}",
             {"data": {"title": "Desk"}},
+            200,
+        ),
+        Write(
+            "restore entity",
+            OPERATIONS["restore entity"],
+            f"/api/v1/entities/{ids[1]}/restore",
+            {"version": 1},
             200,
         ),
         Write(
@@ -333,7 +341,7 @@ def test_every_request_body_in_the_schema_refuses_unknown_properties():
         for operation in operations.values()
         if "requestBody" in operation
     ]
-    assert len(bodies) == 14  # every write but cancel, which takes no body
+    assert len(bodies) == 15  # every write but cancel, which takes no body
     for ref in bodies:
         assert components[ref.rsplit("/", 1)[1]]["additionalProperties"] is False, ref
     assert components["BulkItemRequest"]["additionalProperties"] is False

@@ -192,7 +192,11 @@ def test_beat_runs_the_retention_task_every_hour():
     entry = settings.CELERY_BEAT_SCHEDULE["prune-old-records"]
     assert entry == {"task": queue.PRUNE_OLD_RECORDS, "schedule": 3600.0}
     assert prune_old_records.name == queue.PRUNE_OLD_RECORDS
-    assert [pruner.__name__ for pruner in PRUNERS] == ["runs_prune", "idempotency_records_prune"]
+    assert [pruner.__name__ for pruner in PRUNERS] == [
+        "runs_prune",
+        "idempotency_records_prune",
+        "revisions_prune",
+    ]
 
 
 def test_the_task_queues_its_next_batch_while_more_is_left(

@@ -92,6 +92,9 @@ class EntityState:
     trace: list[dict] = field(default_factory=list)  # each step's outcome, for the test endpoint
     publish_status: str | None = None  # a publish left for the entity's final commit
     committed_json: str | None = None
+    # A person's decision since the last commit (a review: {"stepId", "userId"}), which the
+    # next commit records as its source.
+    decided_by: dict | None = None
 
     @property
     def alive(self) -> bool:

@@ -1,0 +1,198 @@
+"""Entity revisions: what each version of an entity changed, and by whom.
+
+Every write that bumps an entity's `version` records one `EntityRevision` in its
+transaction, with the top-level data keys it changed (before and after), and status and
+publishedAt when they changed. A version's data and status are the current entity's with the
+changes of the newer revisions undone, so restoring a version needs every revision from it
+to the newest still kept (retention prunes the older ones: `revisions_prune`).
+"""
+
+import datetime
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from config.api.fields import to_millis
+from entities.models import Entity, EntityRevision
+
+Source = EntityRevision.Source
+
+
+@dataclass(frozen=True)
+class RevisionSource:
+    """Who or what made a change: `type` and the plain ids that say more (the run and its
+    step, the user, the API key)."""
+
+    type: str
+    run_id: str = ""
+    step_id: str = ""
+    user_id: str = ""
+    api_key_id: str = ""
+
+    @classmethod
+    def of_request(cls, request, type: str = Source.API) -> "RevisionSource":
+        """The user of a request, and the API key it came with (if any)."""
+        user = getattr(request, "user", None)
+        key = getattr(request, "auth", None)
+        return cls(
+            type=type,
+            user_id=str(user.pk) if user is not None and user.is_authenticated else "",
+            api_key_id=str(key.pk) if key is not None and hasattr(key, "pk") else "",
+        )
+
+    def as_json(self) -> dict:
+        """The API's `source`: the type, and the ids that are set."""
+        out = {"type": self.type}
+        for name, key in (
+            ("run_id", "runId"),
+            ("step_id", "stepId"),
+            ("user_id", "userId"),
+            ("api_key_id", "apiKeyId"),
+        ):
+            if getattr(self, name):
+                out[key] = getattr(self, name)
+        return out
+
+    @classmethod
+    def of_revision(cls, revision: EntityRevision) -> "RevisionSource":
+        return cls(
+            revision.source,
+            revision.run_id,
+            revision.step_id,
+            revision.user_id,
+            revision.api_key_id,
+        )
+
+
+def data_changes(before: dict, after: dict) -> list[dict]:
+    """The top-level keys changed from `before` to `after` (added, changed, removed), in key
+    order, each with its value before and after; an absent side is left out."""
+    changes = []
+    for key in sorted(before.keys() | after.keys()):
+        if key in before and key in after and before[key] == after[key]:
+            continue
+        change: dict = {"field": f"data.{key}"}
+        if key in before:
+            change["before"] = before[key]
+        if key in after:
+            change["after"] = after[key]
+        changes.append(change)
+    return changes
+
+
+def state_changes(
+    status_before: str | None,
+    status_after: str,
+    published_before: datetime.datetime | None,
+    published_after: datetime.datetime | None,
+) -> list[dict]:
+    """Status and publishedAt (in ms, as the API gives times), where they changed
+    (`status_before` None: a new entity)."""
+    changes = []
+    if status_before != status_after:
+        change = {"field": "status", "after": status_after}
+        if status_before is not None:
+            change["before"] = status_before
+        changes.append(change)
+    if published_before != published_after:
+        changes.append(
+            {
+                "field": "publishedAt",
+                "before": to_millis(published_before),
+                "after": to_millis(published_after),
+            }
+        )
+    return changes
+
+
+def revision_of(
+    entity_id: str, version: int, source: RevisionSource, changes: list[dict], now=None
+) -> EntityRevision:
+    return EntityRevision(
+        entity_id=entity_id,
+        version=version,
+        created_at=now or timezone.now(),
+        source=source.type,
+        run_id=source.run_id,
+        step_id=source.step_id,
+        user_id=source.user_id,
+        api_key_id=source.api_key_id,
+        changes=changes,
+    )
+
+
+def revisions_record(revisions: list[EntityRevision]) -> None:
+    """Write revisions in one statement per 5,000 (a run's chunk: one); call inside the
+    change's transaction."""
+    if revisions:
+        EntityRevision.objects.bulk_create(revisions, batch_size=5000)
+
+
+# -- reading versions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """An entity as it was at a version."""
+
+    version: int
+    data: dict
+    status: str
+    published_at: int | None  # ms since the epoch, as the API gives times
+
+
+class RevisionGone(Exception):
+    """The revisions needed to rebuild a version are no longer kept."""
+
+
+def version_state(*, entity: Entity, version: int) -> VersionState:
+    """The entity's data, status and publishedAt at `version`: the current ones with the
+    changes of every newer revision undone. Raises RevisionGone unless the revisions from
+    `version` to the current one are all kept."""
+    newer = list(
+        EntityRevision.objects.filter(entity_id=entity.pk, version__gte=version)
+        .order_by("-version")
+        .values_list("version", "changes")
+    )
+    if len(newer) != entity.version - version + 1 or newer[-1][0] != version:
+        raise RevisionGone(version)
+    data = dict(entity.data)
+    status, published = entity.status, to_millis(entity.published_at)
+    for _, changes in newer[:-1]:
+        for change in changes:
+            field = change["field"]
+            if field == "status":
+                status = change.get("before", status)
+            elif field == "publishedAt":
+                published = change.get("before")
+            elif "before" in change:
+                data[field[5:]] = change["before"]
+            else:
+                data.pop(field[5:], None)
+    return VersionState(version, data, status, published)
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+def revisions_prune(*, now: datetime.datetime | None = None, batch: int = PRUNE_BATCH) -> int:
+    """Delete up to `batch` revisions older than ENTITY_REVISIONS_KEEP_DAYS that are not the
+    newest of their entity; returns how many (the beat task calls again while it is `batch`)."""
+    cutoff = (now or timezone.now()) - datetime.timedelta(days=settings.ENTITY_REVISIONS_KEEP_DAYS)
+    newer = EntityRevision.objects.filter(
+        entity_id=OuterRef("entity_id"), version__gt=OuterRef("version")
+    )
+    ids = list(
+        EntityRevision.objects.filter(created_at__lt=cutoff)
+        .filter(Exists(newer))
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not ids:
+        return 0
+    with transaction.atomic():
+        EntityRevision.objects.filter(pk__any=ids).delete()
+    return len(ids)

@@ -1,0 +1,162 @@
+import datetime
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from entities.models import Entity, EntityRevision
+from entities.revisions import revisions_prune
+from entities.services import WorkingCopy, entities_commit, entity_update
+from tests.factories import make_entities, make_workflow, run_inline, start_run
+
+pytestmark = pytest.mark.django_db
+
+
+def _create(api, product_type, data):
+    response = api.post("/api/v1/entities", {"entityTypeId": product_type.id, "data": data})
+    assert response.status_code == 201
+    return response.json()["id"]
+
+
+def test_each_api_write_keeps_a_revision_of_what_it_changed(api, product_type):
+    entity_id = _create(api, product_type, {"title": "Lamp", "price": 3})
+    api.patch(f"/api/v1/entities/{entity_id}", {"data": {"price": 4, "seo": {"title": "L"}}})
+    response = api.get(f"/api/v1/entities/{entity_id}/revisions")
+    assert response.status_code == 200
+    newest, first = response.json()
+    assert newest["version"] == 2
+    assert newest["source"]["type"] == "api"
+    assert set(newest["source"]) == {"type", "userId", "apiKeyId"}
+    assert newest["changes"] == [
+        {"field": "data.price", "before": 3, "after": 4},
+        {"field": "data.seo", "before": None, "after": {"title": "L"}},
+    ]
+    assert first["version"] == 1
+    assert {"field": "status", "before": None, "after": "draft"} in first["changes"]
+    assert {"field": "data.title", "before": None, "after": "Lamp"} in first["changes"]
+
+
+def test_a_version_is_rebuilt_and_restored_as_a_new_version(api, product_type):
+    entity_id = _create(api, product_type, {"title": "Lamp", "price": 3})
+    api.patch(f"/api/v1/entities/{entity_id}", {"data": {"price": 4, "seo": {"title": "L"}}})
+    api.patch(f"/api/v1/entities/{entity_id}", {"data": {"title": "Big lamp"}})
+    at_1 = api.get(f"/api/v1/entities/{entity_id}/revisions/1").json()
+    assert at_1["data"] == {"title": "Lamp", "price": 3}
+    assert at_1["status"] == "draft"
+    response = api.post(f"/api/v1/entities/{entity_id}/restore", {"version": 1})
+    assert response.status_code == 200
+    assert response.json()["data"] == {"title": "Lamp", "price": 3}
+    assert response.json()["version"] == 4
+    [restore] = api.get(f"/api/v1/entities/{entity_id}/revisions?limit=1").json()
+    assert restore["source"]["type"] == "restore"
+    assert {c["field"] for c in restore["changes"]} == {"data.price", "data.seo", "data.title"}
+
+
+def test_revisions_are_paged_newest_first(api, product_type):
+    entity_id = _create(api, product_type, {"title": "Lamp"})
+    for price in range(1, 5):
+        api.patch(f"/api/v1/entities/{entity_id}", {"data": {"price": price}})
+    response = api.get(f"/api/v1/entities/{entity_id}/revisions?limit=2")
+    assert [r["version"] for r in response.json()] == [5, 4]
+    next_url = response["Link"].split(";")[0].strip("<>")
+    assert [r["version"] for r in api.get(next_url).json()] == [3, 2]
+
+
+def test_careless_restore_requests_are_clear_4xx(api, product_type):
+    entity_id = _create(api, product_type, {"title": "Lamp"})
+    url = f"/api/v1/entities/{entity_id}/restore"
+    assert api.post(url, {"version": 9}).status_code == 400
+    assert api.post(url, {"version": "one"}).status_code == 400
+    assert api.post(url, {"version": 1, "force": True}).status_code == 400
+    assert api.post(url, {}).status_code == 400
+    assert api.get(f"/api/v1/entities/{entity_id}/revisions/7").status_code == 404
+    assert api.post("/api/v1/entities/ent_missing/restore", {"version": 1}).status_code == 404
+    assert Entity.objects.get(pk=entity_id).version == 1
+
+
+def test_retention_keeps_the_newest_revision_and_restore_of_a_pruned_version_is_409(
+    api, product_type, settings
+):
+    settings.ENTITY_REVISIONS_KEEP_DAYS = 1
+    entity_id = _create(api, product_type, {"title": "Lamp", "price": 1})
+    api.patch(f"/api/v1/entities/{entity_id}", {"data": {"price": 2}})
+    [only] = make_entities(product_type, 1)  # one revision, old: kept as the newest
+    EntityRevision.objects.update(created_at=timezone.now() - datetime.timedelta(days=2))
+    assert revisions_prune(now=timezone.now(), limit=100) == 1
+    kept = EntityRevision.objects.values_list("entity_id", "version")
+    assert sorted(kept) == sorted([(entity_id, 2), (only, 1)])
+    response = api.post(f"/api/v1/entities/{entity_id}/restore", {"version": 1})
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "revision_not_kept"
+
+
+def test_deleting_an_entity_deletes_its_revisions(api, product_type):
+    entity_id = _create(api, product_type, {"title": "Lamp"})
+    assert api.delete(f"/api/v1/entities/{entity_id}").status_code == 204
+    assert not EntityRevision.objects.filter(entity_id=entity_id).exists()
+
+
+def test_a_commit_records_one_revision_per_entity_with_status_changes(product_type):
+    ids = make_entities(product_type, 3)
+    edited = ids[0]
+    entity_update(entity_id=edited, data={"price": 99})  # meanwhile: the merge path
+    copies = []
+    for entity in Entity.objects.filter(pk__in=ids):
+        version = 1 if entity.pk == edited else entity.version
+        base = {**entity.data, "price": 0} if entity.pk == edited else entity.data
+        copies.append(
+            WorkingCopy(entity.pk, base, {**base, "summary": "s"}, version, product_type.schema)
+        )
+    with transaction.atomic():
+        entities_commit(copies=copies, status="published")
+    for entity_id in ids:
+        revision = EntityRevision.objects.get(
+            entity_id=entity_id, version=Entity.objects.get(pk=entity_id).version
+        )
+        fields = {c["field"]: c for c in revision.changes}
+        assert fields["data.summary"] == {"field": "data.summary", "after": "s"}
+        assert fields["status"] == {"field": "status", "before": "draft", "after": "published"}
+        assert fields["publishedAt"]["before"] is None
+        assert revision.source == "run"
+
+
+def test_a_run_records_its_revisions_with_the_run_and_step(product_type):
+    ids = make_entities(product_type, 5)
+    workflow = make_workflow(
+        product_type,
+        [
+            {
+                "id": "s",
+                "type": "transform",
+                "config": {"operations": [{"op": "set", "field": "summary", "value": "x"}]},
+            },
+            {"id": "pub", "type": "publish", "config": {}},
+        ],
+    )
+    run = start_run(workflow, ids)
+    run_inline(run.pk)
+    revisions = EntityRevision.objects.filter(run_id=run.pk)
+    assert revisions.count() == 5
+    revision = revisions.first()
+    assert (revision.source, revision.step_id, revision.version) == ("run", "pub", 2)
+    assert {c["field"] for c in revision.changes} == {"data.summary", "status", "publishedAt"}
+
+
+def test_a_reviewers_edit_is_recorded_as_the_reviews_revision(api, product_type):
+    from jobs.models import Review
+    from jobs.waits.services import run_waits_resume
+    from tests.jobs.test_reviews_api import parked
+
+    run, [entity_id], [review_id] = parked(product_type, n=1)
+    response = api.post(f"/api/v1/reviews/{review_id}/approve", {"data": {"slug": "item-zero"}})
+    assert response.status_code == 200
+    run_waits_resume(run_id=run.pk)
+    run_inline(run.pk)
+    [newest, _created] = api.get(f"/api/v1/entities/{entity_id}/revisions").json()
+    assert newest["source"]["type"] == "review"
+    assert newest["source"]["runId"] == run.pk
+    assert newest["source"]["stepId"] == "check"
+    assert newest["source"]["userId"]
+    assert {"field": "data.slug", "before": None, "after": "item-zero"} in newest["changes"]
+    assert {"field": "status", "before": "draft", "after": "published"} in newest["changes"]
+    assert Review.objects.get(pk=review_id).status == "approved"
