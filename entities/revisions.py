@@ -178,10 +178,11 @@ def version_state(*, entity: Entity, version: int) -> VersionState:
 # -- retention -------------------------------------------------------------------------------
 
 
-def revisions_prune(*, now: datetime.datetime | None = None, batch: int = PRUNE_BATCH) -> int:
-    """Delete up to `batch` revisions older than ENTITY_REVISIONS_KEEP_DAYS that are not the
-    newest of their entity; returns how many (the beat task calls again while it is `batch`)."""
-    cutoff = (now or timezone.now()) - datetime.timedelta(days=settings.ENTITY_REVISIONS_KEEP_DAYS)
+def revisions_prune(*, now: datetime.datetime, limit: int) -> int:
+    """Delete up to `limit` revisions older than ENTITY_REVISIONS_KEEP_DAYS that are not the
+    newest of their entity, in one transaction; returns how many. One of retention's pruners
+    (`jobs.retention`), which calls again while a batch was full."""
+    cutoff = now - datetime.timedelta(days=settings.ENTITY_REVISIONS_KEEP_DAYS)
     newer = EntityRevision.objects.filter(
         entity_id=OuterRef("entity_id"), version__gt=OuterRef("version")
     )

@@ -25,6 +25,11 @@ def reads(world) -> dict[str, tuple[str, dict]]:
     return {
         "/api/v1/entities": ("/api/v1/entities", {"status": "draft", "entityTypeId": type_id}),
         "/api/v1/entities/{id}": (f"/api/v1/entities/{ids[0]}", {}),
+        "/api/v1/entities/{id}/revisions": (f"/api/v1/entities/{ids[0]}/revisions", {"limit": "1"}),
+        "/api/v1/entities/{id}/revisions/{version}": (
+            f"/api/v1/entities/{ids[0]}/revisions/1",
+            {},
+        ),
         "/api/v1/entity-types": ("/api/v1/entity-types", {"limit": "2"}),
         "/api/v1/entity-types/{id}": (f"/api/v1/entity-types/{type_id}", {}),
         "/api/v1/jobs": ("/api/v1/jobs", {"status": "completed", "workflowId": wf}),
