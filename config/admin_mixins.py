@@ -1,5 +1,16 @@
 """Behaviour shared by the apps' ModelAdmins."""
 
+from django.db import models
+
+from config.forms import BoundedJSONField
+
+
+class BoundedJSONMixin:
+    """The model's JSON fields edited with BoundedJSONField: the API's depth and storable
+    text bounds, as form errors."""
+
+    formfield_overrides = {models.JSONField: {"form_class": BoundedJSONField}}
+
 
 class CreateOnlyFieldsMixin:
     """Fields chosen when an object is created and fixed after it, as the API keeps them: editable

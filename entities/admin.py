@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
-from config.admin_mixins import CreateOnlyFieldsMixin
+from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin
 from entities.models import Entity, EntityType
 from entities.revisions import RevisionSource, Source
 from entities.schemas import data_problems, data_validator, schema_problems
@@ -22,7 +22,7 @@ class EntityTypeForm(forms.ModelForm):
 
 
 @admin.register(EntityType)
-class EntityTypeAdmin(admin.ModelAdmin):
+class EntityTypeAdmin(BoundedJSONMixin, admin.ModelAdmin):
     form = EntityTypeForm
     list_display = ["name", "id", "description", "created_at"]
     search_fields = ["id", "name"]
@@ -60,7 +60,7 @@ class EntityForm(forms.ModelForm):
 
 
 @admin.register(Entity)
-class EntityAdmin(CreateOnlyFieldsMixin, admin.ModelAdmin):
+class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
     """Entities; `jobs.admin` adds the "Run workflow…" action (the engine's)."""
 
     form = EntityForm

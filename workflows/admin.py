@@ -7,8 +7,9 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 
-from config.admin_mixins import CreateOnlyFieldsMixin
+from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin
 from config.api.errors import InvalidInput
+from config.forms import BoundedJSONField
 from workflows import selectors, services
 from workflows.models import Step, Workflow, WorkflowVersion
 from workflows.steps import registry
@@ -19,7 +20,7 @@ FORM_FIELD = {"id": "step_id", "type": "type", "config": "config"}
 
 
 class StepForm(forms.ModelForm):
-    config = forms.JSONField(
+    config = BoundedJSONField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 6, "cols": 70, "class": "vLargeTextField"}),
         help_text="The step's config as JSON. Left empty, the type's example is filled in.",
@@ -149,7 +150,7 @@ class WorkflowForm(forms.ModelForm):
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(CreateOnlyFieldsMixin, admin.ModelAdmin):
+class WorkflowAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
     """Workflow definitions; `jobs.admin` adds running and testing them (the engine's)."""
 
     list_display = [

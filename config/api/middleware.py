@@ -1,5 +1,6 @@
 from django.conf import settings
-from django.http import JsonResponse
+from django.contrib import messages
+from django.http import HttpResponseRedirect, JsonResponse
 from django.utils.cache import patch_cache_control
 
 from config.api.exceptions import error_body
@@ -74,3 +75,30 @@ class NoStoreMiddleware:
         if request.path.startswith(self.PREFIXES):
             patch_cache_control(response, no_store=True)
         return response
+
+
+class UnstorableAdminPostMiddleware:
+    """An admin form (or action, or decision) posting text the database cannot store (a NUL
+    character: browsers send none, forged requests do) is not handled: it is answered with the
+    page it came from and an error naming the field, nothing saved. Every admin form and
+    page, present and future, is covered here, including those whose values reach a query
+    before any form field checks them (an id, a choice of object, a selection). NUL in JSON
+    (`\\u0000`) is a form error of the JSON field (config.forms.BoundedJSONField). Checked
+    once the view is known, after the CSRF check."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if request.method != "POST" or not request.path.startswith("/admin/"):
+            return None
+        for key, values in request.POST.lists():
+            problem = unstorable(key, prefix="form") or unstorable(values, prefix=key)
+            if problem:
+                field = problem.field.split("[")[0]
+                messages.error(request, f"{field}: {problem.message} Nothing was saved.")
+                return HttpResponseRedirect(request.get_full_path())
+        return None

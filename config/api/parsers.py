@@ -29,6 +29,15 @@ def json_depth(text: str) -> int:
     return max(accumulate(map(_DELTA.__getitem__, brackets)), default=0)
 
 
+def depth_problem(text: str) -> str | None:
+    """Why a JSON text nests too deep to be decoded here (the admin's JSON fields say it as
+    the API does), or None."""
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        return f"Arrays and objects nest {depth} deep; the limit is {MAX_JSON_DEPTH}."
+    return None
+
+
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, refusing a body nested deeper than MAX_JSON_DEPTH (before the
     decoder can recurse into it) and a body with text the database cannot store (a 400 that

@@ -48,6 +48,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "config.api.middleware.UnstorableAdminPostMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -13,6 +13,8 @@ from django.urls import path, reverse
 from django.utils.http import urlencode
 
 from config.api.errors import DomainError, FieldError, InvalidInput
+from config.api.parsers import depth_problem
+from config.api.storable import unstorable
 from jobs.models import Review, ReviewStatus
 from jobs.reviews import selectors
 from jobs.waits import review as reviews
@@ -185,10 +187,15 @@ def _edits(review: Review, form) -> dict:
         if form.get(f"kind-{index}") == "text":
             value = raw
         else:
+            # The API's bounds on a body (config/api/parsers.py), before and after decoding.
+            if problem := depth_problem(raw):
+                raise _invalid(field_path, problem)
             try:
                 value = json.loads(raw)
             except ValueError:
                 raise _invalid(field_path, "Is not valid JSON.") from None
+            if found := unstorable(value):
+                raise _invalid(field_path, found.message)
         before = get_path(review.proposed, field_path, MISSING)
         if before is MISSING and value in ("", None):
             continue  # an empty box for a field the copy does not have: no edit
