@@ -27,7 +27,7 @@ import time
 
 from django.core.cache import cache
 
-from config.metrics import MODEL_BATCH_CALLS, MODEL_CALLS
+from config.metrics import MODEL_BATCH_CALLS
 from workflows.providers.base import (
     BatchItem,
     BatchProvider,
@@ -35,7 +35,7 @@ from workflows.providers.base import (
     BatchStatus,
     GenerationRequest,
 )
-from workflows.providers.usage import count_usage
+from workflows.providers.usage import count_batch_results, outcome_label
 from workflows.steps.runtime import StepError
 
 # How far back a resubmission looks for its batch: the 24 h completion window and a margin.
@@ -62,23 +62,13 @@ class NetworkBatch(BatchProvider):
             answer = call(*args, **kwargs)
         except self.sdk.APIError as exc:
             status, message, _, _ = self._problem(exc)
-            MODEL_BATCH_CALLS.labels(self.name, operation, status).inc()
+            MODEL_BATCH_CALLS.labels(self.name, operation, outcome_label(status)).inc()
             raise StepError(f"{self.name}: {status}: {message} ({operation})") from exc
         MODEL_BATCH_CALLS.labels(self.name, operation, "ok").inc()
         return answer
 
     def _counted(self, results: list[BatchResult]) -> list[BatchResult]:
-        """Each answer counts as a model call (and its tokens) once its results are read;
-        an error counts under its status, with the model unknown."""
-        for result in results:
-            if result.generation is not None:
-                labels = (self.name, result.generation.model)
-                count_usage(labels, result.generation.usage)
-                MODEL_CALLS.labels(*labels, "ok").inc()
-            else:
-                outcome = result.error.split(": ", 2)[1] if ": " in result.error else "error"
-                MODEL_CALLS.labels(self.name, "unknown", outcome).inc()
-        return results
+        return count_batch_results(self.name, results)
 
 
 class OpenAIBatch(NetworkBatch):

@@ -22,6 +22,7 @@ from django.apps import apps
 from django.conf import settings
 from django.utils import timezone
 
+from config.metrics import MODEL_BATCH_CALLS, MODEL_CALLS, model_call
 from workflows.providers.base import (
     BatchItem,
     BatchProvider,
@@ -31,6 +32,7 @@ from workflows.providers.base import (
     GenerationRequest,
     Provider,
 )
+from workflows.providers.usage import count_batch_results, count_usage, model_label
 from workflows.steps.runtime import StepError
 
 STAND_IN = "[local stand-in model: set AI_PROVIDER for real output]"
@@ -77,14 +79,26 @@ def _batches():
 
 
 class LocalProvider(BatchProvider, Provider):
+    """Counted in the metrics as the network providers are: each call, its time and tokens,
+    each batch round trip, and each batch answer when its results are read."""
+
     name = "local"
+    default_model = "local"
 
     def generate(self, request: GenerationRequest, on_retry=None) -> Generation:
-        if FAIL_MARKER in request.prompt:
+        labels = (self.name, model_label(self.name, request.model))
+        with model_call(*labels):
+            failed = FAIL_MARKER in request.prompt
+            generation = None if failed else self._answer(request)
+        if generation is None:
+            MODEL_CALLS.labels(*labels, "error").inc()
             raise StepError(FAILED_MESSAGE)
-        return self._answer(request)
+        count_usage(labels, generation.usage)
+        MODEL_CALLS.labels(*labels, "ok").inc()
+        return generation
 
     def batch_submit(self, items: list[BatchItem], *, idempotency_key: str) -> str:
+        MODEL_BATCH_CALLS.labels(self.name, "batches.create", "ok").inc()
         batch, _ = _batches().get_or_create(
             idempotency_key=idempotency_key,
             defaults={
@@ -96,6 +110,10 @@ class LocalProvider(BatchProvider, Provider):
         return batch.pk
 
     def batch_status(self, batch_id: str) -> BatchStatus:
+        MODEL_BATCH_CALLS.labels(self.name, "batches.retrieve", "ok").inc()
+        return self._status(batch_id)
+
+    def _status(self, batch_id: str) -> BatchStatus:
         batch = _batches().get(pk=batch_id)
         total = len(batch.requests)
         if batch.cancelled_at is not None and batch.cancelled_at < self._ends_at(batch):
@@ -112,7 +130,8 @@ class LocalProvider(BatchProvider, Provider):
         self, batch_id: str, requests: dict[str, GenerationRequest] | None = None
     ) -> list[BatchResult]:
         # The stand-in keeps each batch's requests itself, so `requests` adds nothing.
-        if self.batch_status(batch_id).state != "ended":
+        MODEL_BATCH_CALLS.labels(self.name, "batches.results", "ok").inc()
+        if self._status(batch_id).state != "ended":
             return []  # cancelled before it ended: no request finished
         results = []
         for entry in _batches().get(pk=batch_id).requests:
@@ -122,10 +141,11 @@ class LocalProvider(BatchProvider, Provider):
             if FAIL_MARKER in request.prompt:
                 results.append(BatchResult(entry["customId"], error=FAILED_MESSAGE, retryable=True))
             else:
-                results.append(BatchResult(entry["customId"], generation=self.generate(request)))
-        return results
+                results.append(BatchResult(entry["customId"], generation=self._answer(request)))
+        return count_batch_results(self.name, results)
 
     def batch_cancel(self, batch_id: str) -> None:
+        MODEL_BATCH_CALLS.labels(self.name, "batches.cancel", "ok").inc()
         _batches().filter(pk=batch_id, cancelled_at__isnull=True).update(
             cancelled_at=timezone.now()
         )
@@ -149,4 +169,6 @@ class LocalProvider(BatchProvider, Provider):
             "cachedInputTokens": 0,
             "outputTokens": _tokens(text),
         }
-        return Generation(text=text, model=request.model or "local", usage=usage)
+        return Generation(
+            text=text, model=request.model or LocalProvider.default_model, usage=usage
+        )

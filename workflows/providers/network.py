@@ -35,7 +35,13 @@ from workflows.providers.structured import (
     root_schema,
     unwrap,
 )
-from workflows.providers.usage import anthropic_usage, count_usage, openai_usage
+from workflows.providers.usage import (
+    anthropic_usage,
+    count_usage,
+    model_label,
+    openai_usage,
+    outcome_label,
+)
 from workflows.steps.runtime import StepError
 
 JSON_INSTRUCTION = "Answer with a single JSON value and nothing else."
@@ -121,7 +127,8 @@ class NetworkProvider(Provider):
     def generate(self, request: GenerationRequest, on_retry=None) -> Generation:
         request = self._resolved(request)
         attempts = settings.AI_MAX_ATTEMPTS
-        limit_key, labels = f"{self.name}:{request.model}", (self.name, request.model)
+        limit_key = f"{self.name}:{request.model}"
+        labels = (self.name, model_label(self.name, request.model))
         estimated = estimate_tokens(
             text=request.system + request.prompt, max_tokens=self._max_tokens(request)
         )
@@ -138,7 +145,7 @@ class NetworkProvider(Provider):
                 status, message, retryable, wait = self._problem(exc)
             finally:
                 rate_limit_correct(limit_key, estimated=estimated, used=used)
-            MODEL_CALLS.labels(*labels, status).inc()
+            MODEL_CALLS.labels(*labels, outcome_label(status)).inc()
             if status == "429":
                 MODEL_RATE_LIMITED.labels(*labels).inc()
             problem = f"{self.name}: {status}: {message}"

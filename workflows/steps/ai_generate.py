@@ -21,6 +21,7 @@ from workflows.pricing import (
 )
 from workflows.providers import PROVIDERS, GenerationRequest, provider_get
 from workflows.providers.ratelimit import rate_limit_flush
+from workflows.providers.usage import model_label
 from workflows.steps.base import StepType, advance, template_string
 from workflows.steps.fields import field_path
 from workflows.steps.inflight import bounded_calls
@@ -283,10 +284,11 @@ def priced(usage: dict, provider, model: str, *, batch: bool = False) -> dict:
     too)."""
     model = model or getattr(provider, "default_model", "")
     cost = call_cost_nanos(provider.name, model, usage, batch=batch)
+    labels = (provider.name, model_label(provider.name, model))
     if cost is None:
-        MODEL_UNPRICED.labels(provider.name, model).inc(usage.get("calls", 1))
+        MODEL_UNPRICED.labels(*labels).inc(usage.get("calls", 1))
         return {**usage, "unpricedCalls": usage.get("calls", 1)}
-    MODEL_COST.labels(provider.name, model).inc(cost / NANOS_PER_USD)
+    MODEL_COST.labels(*labels).inc(cost / NANOS_PER_USD)
     return {**usage, "costNanoUsd": cost}
 
 
