@@ -1,7 +1,11 @@
-"""`/metrics`: the Prometheus text format, for a key or an allowed network.
+"""`/metrics`: the Prometheus text format (or OpenMetrics, as the scraper asks), for a key
+with `jobs.view_metrics` or a client in an allowed network.
 
 The counters and histograms are every process's (config.metrics, multiprocess mode); runs by
-status are read from the database at scrape time, as the one place that fact is kept.
+status are read from the database at scrape time, as the one place that fact is kept. The
+format is chosen by prometheus-client's own negotiation (`choose_encoder`): the `Accept`
+headers scrapers send (`text/plain`, `text/plain;version=0.0.4`, OpenMetrics, `*/*`) are all
+answered, never a 406.
 """
 
 import ipaddress
@@ -10,8 +14,9 @@ from django.conf import settings
 from django.db.models import Count
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import BasePermission
 from rest_framework.views import APIView
 
@@ -40,20 +45,37 @@ def client_allowed(address: str) -> bool:
     return any(ip in network for network in settings.METRICS_ALLOWED_NETWORKS)
 
 
-class KeyOrAllowedNetwork(BasePermission):
-    """An API key (any, read-only included), or a client in METRICS_ALLOWED_NETWORKS."""
+METRICS_PERMISSION = "jobs.view_metrics"
+
+
+class MetricsReader(BasePermission):
+    """A key whose user has `jobs.view_metrics` (read-only keys do: it is a `view_`
+    permission), or a client in METRICS_ALLOWED_NETWORKS."""
 
     def has_permission(self, request, view):
-        return isinstance(request.auth, ApiKey) or client_allowed(
-            request.META.get("REMOTE_ADDR", "")
-        )
+        if client_allowed(request.META.get("REMOTE_ADDR", "")):
+            return True
+        return isinstance(request.auth, ApiKey) and request.user.has_perm(METRICS_PERMISSION)
+
+
+class AnswerInJson(BaseContentNegotiation):
+    """Errors (401, 403) in JSON whatever the client accepts; the metrics themselves are in
+    the format prometheus-client chooses for the `Accept` header."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
 
 
 class MetricsView(APIView):
     authentication_classes = [ApiKeyAuthentication]
-    permission_classes = [KeyOrAllowedNetwork]
+    permission_classes = [MetricsReader]
+    content_negotiation_class = AnswerInJson
 
     @extend_schema(exclude=True)
     def get(self, request):
-        body = generate_latest(registry_collect(RunsByStatus()))
-        return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
+        encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
+        body = encoder(registry_collect(RunsByStatus()))
+        return HttpResponse(body, content_type=content_type)

@@ -129,6 +129,8 @@ class Run(models.Model):
             # the retry to go on): concurrent retries of one run start one (jobs/retries.py).
             models.UniqueConstraint(fields=["retry_of"], name="run_retried_once"),
         ]
+        # `/metrics` (jobs/metrics.py): a `view_` permission, so read-only keys have it.
+        permissions = [("view_metrics", "Can read the Prometheus metrics (/metrics)")]
 
     def __str__(self) -> str:
         return self.id
