@@ -1,13 +1,23 @@
 import base64
 import binascii
+from contextlib import closing
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import JSONField, TextField, Value
+from django.db.models.functions import Cast, Coalesce, Length
 from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
+from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.utils.urls import replace_query_param
 
 from config.api.errors import FieldError, InvalidInput
 from config.api.ids import ID_PATTERN
+
+# Rows read from the database at a time: a page of large rows is never read whole.
+FETCH_ROWS = 50
+# The renderer's encoder (timestamps, decimals), compact: the size of an item in the answer.
+_encoder = JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _encode(pk) -> str:
@@ -22,11 +32,42 @@ def _decode(cursor: str) -> str:
     return pk
 
 
+def _row_bytes(model):
+    """An estimate of a row's size as JSON, computed by the database: the lengths of its JSON
+    and text columns as text (what dominates a large row: an entity's data, a review's
+    proposed copy)."""
+    sizes = [
+        Coalesce(Length(Cast(field.name, TextField())), 0)
+        for field in model._meta.concrete_fields
+        if isinstance(field, JSONField | TextField)
+    ]
+    return sum(sizes[1:], sizes[0]) if sizes else Value(0)
+
+
+def _fitting(sizes: list[int], max_bytes: int) -> int:
+    """How many of the items, in order, fit in `max_bytes` (at least one, if there is one)."""
+    total = 0
+    for index, size in enumerate(sizes):
+        total += size
+        if total > max_bytes and index:
+            return index
+    return len(sizes)
+
+
 class CursorPagination(BasePagination):
     """Newest first, keyed on the primary key (ids are time-ordered).
 
     The page is a plain JSON array; the next page's URL is in `Link: <...>; rel="next"`.
     A keyset cursor costs the same on the last page as on the first, unlike an offset.
+
+    A page holds at most `limit` items and at most API_MAX_PAGE_BYTES of JSON (an item
+    larger than that alone is served alone): it is cut short where the next item would pass
+    the bound, and its `Link` continues after the last item served, so following the links
+    sees every item once. The cut is made twice: before loading, on the database's estimate
+    of each row's size, read with the row, and on the
+    serialized items (which may hold more than their row, such as a review's `current`).
+    Rows are read FETCH_ROWS at a time (a server-side cursor on PostgreSQL), so what a page
+    loads is bounded as well as what it answers.
     """
 
     default_limit = 50
@@ -48,18 +89,34 @@ class CursorPagination(BasePagination):
     def paginate_queryset(self, queryset, request, view=None):
         self.request = request
         self.limit = self._limit(request)
+        self.max_bytes = settings.API_MAX_PAGE_BYTES
         cursor = request.query_params.get("cursor")
         try:
             if cursor:  # an id cursor on an integer key fails here too
                 queryset = queryset.filter(pk__lt=_decode(cursor))
-            page = list(queryset.order_by("-pk")[: self.limit + 1])
+            rows = (
+                queryset.annotate(_page_bytes=_row_bytes(queryset.model))
+                .order_by("-pk")
+                .iterator(chunk_size=min(self.limit + 1, FETCH_ROWS))
+            )
+            with closing(rows):
+                self.page, self.more = self._take(rows)
         except (binascii.Error, UnicodeDecodeError, ValueError, DjangoValidationError):
             raise InvalidInput(
                 "Invalid cursor.",
                 details=[FieldError("cursor", "Use the cursor from a Link header.")],
             ) from None
-        self.next_cursor = _encode(page[self.limit - 1].pk) if len(page) > self.limit else None
-        return page[: self.limit]
+        return self.page
+
+    def _take(self, rows) -> tuple[list, bool]:
+        """The rows of the page, read a few at a time, and whether any is left after them."""
+        page, total = [], 0
+        for row in rows:
+            if len(page) == self.limit or (page and total + row._page_bytes > self.max_bytes):
+                return page, True
+            total += row._page_bytes
+            page.append(row)
+        return page, False
 
     def get_next_link(self) -> str | None:
         if self.next_cursor is None:
@@ -69,6 +126,13 @@ class CursorPagination(BasePagination):
         return replace_query_param(url, "limit", self.limit)
 
     def get_paginated_response(self, data):
+        """`data`: the page's items serialized, in the page's order."""
+        served = _fitting(
+            [len(_encoder.encode(item).encode()) + 1 for item in data], self.max_bytes
+        )
+        more = self.more or served < len(data)
+        data = data[:served]
+        self.next_cursor = _encode(self.page[served - 1].pk) if more and served else None
         next_link = self.get_next_link()
         headers = {"Link": f'<{next_link}>; rel="next"'} if next_link else None
         return Response(data, headers=headers)

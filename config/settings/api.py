@@ -29,6 +29,9 @@ API_RATE_LIMIT = env_str("API_RATE_LIMIT", "1200/min")
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
 # The largest `data` of one entity, as JSON.
 ENTITY_MAX_DATA_BYTES = env_int("ENTITY_MAX_DATA_BYTES", 256 * 1024, minimum=1024)
+# The largest page of a list, as JSON: a page is cut short (its `Link` continuing after the
+# last item served) where the next item would pass it.
+API_MAX_PAGE_BYTES = env_int("API_MAX_PAGE_BYTES", 4 * 1024 * 1024, minimum=1024)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Workflows API",
