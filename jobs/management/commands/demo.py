@@ -16,23 +16,34 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--port", type=int, default=8000, help="The port the web server listens on (8000)."
+        )
+        parser.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="The address it listens on: this machine only unless told otherwise "
+            "(0.0.0.0 for every interface). The demo prints its admin password and API key "
+            "and serves plain HTTP with Secure cookies off: keep it on this machine.",
+        )
         parser.add_argument(
             "--no-serve", action="store_true", help="Prepare and print, but start nothing."
         )
 
-    def handle(self, *args, port, no_serve, **options):
+    def handle(self, *args, port, host, no_serve, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         demo = demo_seed()
-        base = f"http://127.0.0.1:{port}"
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+        base = f"http://{shown}:{port}"
         self.stdout.write(
             "\n".join(
                 [
                     "",
                     "Workflows API demo is ready.",
                     f"  API:        {base}/api/v1/workflows",
-                    f"  API docs:   {base}/api/docs  (log in to the admin first)",
+                    f"  API docs:   {base}/api/docs  (Authorize with the API key below, "
+                    "or log in to the admin)",
                     f"  Admin:      {base}/admin/  user {demo['username']!r}, "
                     f"password {demo['password']!r}",
                     f"  Health:     {base}/healthz",
@@ -40,6 +51,7 @@ class Command(BaseCommand):
                     f"  Entity type {demo['entity_type'].name!r}: {demo['entity_type'].id}",
                     f"  Workflow    {demo['workflow'].name!r}: {demo['workflow'].id}",
                     f"  Workflow    {demo['batch_workflow'].name!r}: {demo['batch_workflow'].id}",
+                    f"  Listening on {host}:{port} (--host and --port to change it)",
                     "",
                     f"  Try: curl -H 'Authorization: Bearer {demo['api_key']}' "
                     f"{base}/api/v1/entities",
@@ -58,6 +70,8 @@ class Command(BaseCommand):
         # The demo serves plain HTTP on this machine: browsers that refuse Secure cookies
         # from http:// (Safari does, even on localhost) could not log in to the admin.
         env.setdefault("SECURE_COOKIES", "false")
+        # The Procfile's web binds WEB_HOST (every interface by default, for production).
+        env["WEB_HOST"] = host
         # Batch runs end within seconds on the local stand-in: poll them that often too.
         env.setdefault("AI_BATCH_POLL_S", "5")
         honcho = shutil.which("honcho", path=bin_dir) or "honcho"
