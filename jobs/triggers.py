@@ -149,7 +149,9 @@ def entity_events_dispatch() -> int:
             events = _claim()
             if not events:
                 return started  # another dispatcher holds them
-            for (workflow_id, kind), (ids, depth) in _gather(events).items():
+            # In workflow order: each start takes its workflow's row lock (jobs.item_rows),
+            # so two dispatchers never wait on each other's.
+            for (workflow_id, kind), (ids, depth) in sorted(_gather(events).items()):
                 started += _start(workflow_id, kind, ids, depth)
             EntityEvent.objects.filter(pk__in=[event.pk for event in events]).delete()
 
