@@ -1,8 +1,9 @@
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from config.api.errors import NotFound
 from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import validated
 from entities import selectors, services
@@ -138,11 +139,16 @@ class EntityViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         summary="Get a revision, with the entity's data and status at that version",
+        parameters=[OpenApiParameter("version", int, OpenApiParameter.PATH)],
         responses={200: EntityVersionSerializer},
     )
-    @action(detail=True, methods=["get"], url_path=r"revisions/(?P<version>[0-9]{1,9})")
+    @action(detail=True, methods=["get"], url_path=r"revisions/(?P<version>[^/.]+)")
     def revision(self, request, pk=None, version=None):
         entity = self.get_object()
+        # Any segment reaches the view, so the key's permissions are checked before the
+        # version's shape: a key without them learns nothing from a 404.
+        if not (version.isascii() and version.isdigit() and len(version) <= 9):
+            raise NotFound(f"No revision {version!r}: a version is a positive whole number.")
         revision, state = selectors.entity_version(entity=entity, version=int(version))
         body = EntityRevisionSerializer(revision).data
         body.update(data=state.data, status=state.status, publishedAt=state.published_at)
