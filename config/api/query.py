@@ -8,6 +8,7 @@ too, and shows up in its tests.
 """
 
 import difflib
+import threading
 from collections.abc import Callable
 from functools import cache
 
@@ -17,11 +18,21 @@ from rest_framework.settings import api_settings
 
 from config.api.errors import FieldError, InvalidInput
 
+# drf-spectacular's generator is not safe to run in two threads at once (concurrent first
+# requests of a threaded worker crashed it): the one build a process makes is done under a lock.
+_build_lock = threading.Lock()
 
-@cache
+
 def declared_query_parameters() -> dict[tuple[Callable, str], frozenset[str]]:
     """(URL callback, method) -> the query parameters its operation declares, from the schema
-    `/api/v1/schema` serves (built once per process: a tenth of a second)."""
+    `/api/v1/schema` serves (built once per process, a tenth of a second: the WSGI module
+    builds it when a web worker starts, so no request waits for it)."""
+    with _build_lock:
+        return _declared_query_parameters()
+
+
+@cache
+def _declared_query_parameters() -> dict[tuple[Callable, str], frozenset[str]]:
     # The generator class is read from drf-spectacular's settings when first needed: importing
     # its module here would import DRF's views while DRF imports this permission class.
     generator = spectacular_settings.DEFAULT_GENERATOR_CLASS()

@@ -103,3 +103,18 @@ def test_format_is_read_everywhere(api, world):
 def test_a_request_without_a_key_is_a_401_whatever_it_asks(world):
     assert Api().get("/api/v1/entities", {"statuss": "x"}).status_code == 401
     assert Api(make_key(read_only=True)).post("/api/v1/entities?x=1", {}).status_code == 403
+
+
+def test_concurrent_first_requests_build_the_declared_parameters_once():
+    """A threaded worker's first requests arrive together: drf-spectacular's generator must
+    not run in two threads at once (it crashed), and every thread gets the one result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from config.api import query
+
+    query._declared_query_parameters.cache_clear()
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        results = list(pool.map(lambda _: query.declared_query_parameters(), range(5)))
+    assert query._declared_query_parameters.cache_info().misses == 1
+    assert all(result is results[0] for result in results)
+    assert results[0]
