@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from config.api.ids import ID_LENGTH, id_default
 from workflows.models import Workflow, WorkflowVersion
+from workflows.steps.runtime import changes_apply
 
 
 class RunStatus(models.TextChoices):
@@ -299,9 +300,30 @@ class ReviewStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+class ReviewInstructions(models.Model):
+    """The instructions of a run's reviews as rendered, each distinct text once per run: a
+    step's instructions that do not depend on the entity are one row, not one per review.
+    Deleted with its run (after its reviews: `jobs.retention`)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the text, in hex.")
+    text = models.TextField()
+
+    class Meta:
+        verbose_name_plural = "review instructions"
+        constraints = [
+            models.UniqueConstraint(fields=["run", "digest"], name="review_instructions_once")
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+
 class Review(models.Model):
     """A person's review of what a run made of one entity, before the run goes on: the wait
-    of a `review` step. What the step asked is stored as it was rendered for the entity."""
+    of a `review` step. What the step asked is stored as it was rendered for the entity;
+    what the run proposes, as its changes to the entity (`changes`, `removed`), shown on the
+    entity as stored (`proposed_on`), never as a copy of it."""
 
     class OnTimeout(models.TextChoices):
         APPROVE = "approve"
@@ -322,14 +344,27 @@ class Review(models.Model):
     status = models.CharField(
         max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.PENDING
     )
-    instructions = models.TextField(blank=True)
+    # Shared by the run's reviews with the same text; no index or checked key: the run owns
+    # both, and they are deleted together (a checked key would scan reviews per deletion).
+    instructions = models.ForeignKey(
+        ReviewInstructions,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
     fields = models.JSONField(default=list, help_text="The field paths shown and editable.")
     group = models.CharField(
         max_length=150, blank=True, help_text="The Django group whose members may decide."
     )
     on_timeout = models.CharField(max_length=8, choices=OnTimeout.choices, default=OnTimeout.REJECT)
     on_reject = models.CharField(max_length=8, choices=OnReject.choices, default=OnReject.STOP)
-    proposed = models.JSONField(help_text="The run's working copy (with the reviewer's edits).")
+    changes = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Top-level keys the run set (new or changed), with the reviewer's edits.",
+    )
+    removed = models.JSONField(default=list, blank=True, help_text="Top-level keys it removed.")
     edits = models.JSONField(null=True, blank=True, help_text="Top-level keys the reviewer set.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -352,6 +387,12 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+    def proposed_on(self, current: dict | None) -> dict:
+        """The run's working copy as a review shows it: the entity as stored now (`current`,
+        None once deleted) with the run's changes, which is what approving would commit
+        (an edit made meanwhile to a key the run left alone stays)."""
+        return changes_apply(dict(current or {}), self.changes, self.removed)
 
 
 class AiBatchStatus(models.TextChoices):

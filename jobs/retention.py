@@ -14,8 +14,8 @@ queues itself again while any pruner may have more left. Safe to run twice at on
 being pruned are locked and skipped by the other (`SKIP LOCKED`), and deleting what is gone
 deletes nothing.
 
-A new kind of record with its own retention is one function `(*, now, limit) -> rows
-deleted` appended to `PRUNERS`.
+A new kind of record with its own retention is one function `(*, now, limit) -> Batch`
+(rows deleted, whether it stopped at its limit) appended to `PRUNERS`.
 """
 
 from collections.abc import Callable
@@ -33,6 +33,7 @@ from jobs.models import (
     AiBatch,
     AiBatchRequest,
     Review,
+    ReviewInstructions,
     Run,
     RunItem,
     RunLog,
@@ -41,13 +42,23 @@ from jobs.models import (
     Wait,
 )
 
-Pruner = Callable[..., int]  # (*, now: datetime, limit: int) -> rows deleted
+
+class Batch(NamedTuple):
+    """What one pruner's batch did: rows deleted, and whether it stopped at its limit (there
+    may be more to delete)."""
+
+    deleted: int
+    more: bool
+
+
+Pruner = Callable[..., Batch]  # (*, now: datetime, limit: int) -> Batch
 
 # What a run owns, in the order it is deleted (rows that point at others first), each as
 # the rows of one run. The run's row and its job go last, once all of these are gone.
 RUN_PARTS: list[Callable[[str], QuerySet]] = [
     lambda run_id: AiBatchRequest.objects.filter(batch__run_id=run_id),
     lambda run_id: Review.objects.filter(run_id=run_id),
+    lambda run_id: ReviewInstructions.objects.filter(run_id=run_id),
     lambda run_id: Wait.objects.filter(run_id=run_id),
     lambda run_id: AiBatch.objects.filter(run_id=run_id),
     lambda run_id: RunLog.objects.filter(run_id=run_id),
@@ -79,7 +90,7 @@ def runs_prunable(*, now: datetime) -> QuerySet:
     )
 
 
-def runs_prune(*, now: datetime, limit: int) -> int:
+def runs_prune(*, now: datetime, limit: int) -> Batch:
     """Delete up to `limit` rows of old ended runs, the oldest runs first: their parts in
     `RUN_PARTS` order, then each run whose parts are all gone."""
     deleted = 0
@@ -93,19 +104,20 @@ def runs_prune(*, now: datetime, limit: int) -> int:
             for part in RUN_PARTS:
                 deleted += _delete_some(part(run_id), limit - deleted)
                 if deleted >= limit:
-                    return deleted
-            if limit - deleted < RUN_ROWS:
-                return deleted
+                    return Batch(deleted, more=True)
+            if limit - deleted < RUN_ROWS:  # the run and its job go together, next time
+                return Batch(deleted, more=True)
             # Its job cascades; retries of it keep their own rows (`retry_of` set null).
             deleted += Run.objects.filter(pk=run_id).delete()[0]
-    return deleted
+    return Batch(deleted, more=len(runs) == RUNS_PER_BATCH)
 
 
-def idempotency_records_prune(*, now: datetime, limit: int) -> int:
+def idempotency_records_prune(*, now: datetime, limit: int) -> Batch:
     """Delete up to `limit` idempotency records older than IDEMPOTENCY_KEEP_HOURS."""
     cutoff = now - timedelta(hours=settings.IDEMPOTENCY_KEEP_HOURS)
     with transaction.atomic():
-        return _delete_some(IdempotencyRecord.objects.filter(created_at__lt=cutoff), limit)
+        deleted = _delete_some(IdempotencyRecord.objects.filter(created_at__lt=cutoff), limit)
+    return Batch(deleted, more=deleted >= limit)
 
 
 PRUNERS: list[Pruner] = [runs_prune, idempotency_records_prune, revisions_prune]
@@ -113,12 +125,15 @@ PRUNERS: list[Pruner] = [runs_prune, idempotency_records_prune, revisions_prune]
 
 class Pruned(NamedTuple):
     rows: dict[str, int]  # pruner's name -> rows it deleted in this batch
-    more: bool  # some pruner deleted a whole batch: there may be more left
+    more: bool  # some pruner stopped at its limit: there may be more left
 
 
 def retention_prune(*, now: datetime | None = None, limit: int | None = None) -> Pruned:
     """One batch of every pruner, each in its own transaction."""
     now = now or timezone.now()
     limit = limit or settings.RETENTION_BATCH_ROWS
-    rows = {pruner.__name__: pruner(now=now, limit=limit) for pruner in PRUNERS}
-    return Pruned(rows, any(count >= limit for count in rows.values()))
+    batches = {pruner.__name__: pruner(now=now, limit=limit) for pruner in PRUNERS}
+    return Pruned(
+        {name: batch.deleted for name, batch in batches.items()},
+        any(batch.more for batch in batches.values()),
+    )

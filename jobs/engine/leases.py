@@ -99,8 +99,9 @@ def items_claim(run: Run, chunk: int) -> list[Lease]:
         Lease(pk, entity_id, attempts, next_step, json.loads(state) if state else None, entity)
         for pk, entity_id, attempts, next_step, state, entity in rows
     )
-    # A checkpoint without data: another delivery's publish committed it while this claim
-    # waited, after the joined entity was read (see above). Read those entities again.
+    # A checkpoint without the data (only the run's changes, applied to the entity as stored
+    # now): another delivery's publish may have committed it while this claim waited, after
+    # the joined entity was read (see above). Read those entities again.
     reread = {lease.entity_id for lease in leases if lease.state and "data" not in lease.state}
     if reread:
         entities = entity_rows(list(reread))

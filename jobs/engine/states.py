@@ -1,10 +1,17 @@
 """Working copies: each claimed item's entity (or its checkpoint) as the `EntityState` the
-steps work on, and what a checkpoint keeps of a state to resume from."""
+steps work on, and what a checkpoint keeps of a state to resume from.
+
+A checkpoint keeps what the run changed, not copies of the entity: the top-level keys it set
+(`changes`) and removed (`removed`) since it last committed. Resumed, they are applied to the
+entity as stored then, which is what committing them would do anyway (`apply_changes`: an
+edit made meanwhile to other keys survives). So an entity parked for a week costs its
+changes, not two copies of its data. (Checkpoints of workers from before this kept `data`
+and `committed`; they are still read.)"""
 
 import json
 
 from jobs.engine.leases import Lease
-from workflows.steps.runtime import EntityState
+from workflows.steps.runtime import EntityState, changes_apply
 
 
 def states_load(items: list[Lease], schema: dict | None) -> list[EntityState]:
@@ -20,14 +27,17 @@ def states_load(items: list[Lease], schema: dict | None) -> list[EntityState]:
             state.fail("", "The entity no longer exists.")
         else:
             raw, status, version = entity
+            data = saved["data"] if "data" in saved else json.loads(raw)
+            if "changes" in saved:  # the run's changes, on the entity as stored now
+                data = changes_apply(data, saved["changes"], saved.get("removed", ()))
             state = EntityState(
                 entity_id=item.entity_id,
                 status=saved.get("status", status),
-                data=saved["data"] if "data" in saved else json.loads(raw),
+                data=data,
                 committed=saved.get("committed"),
                 committed_json=None if "committed" in saved else raw,
                 entity_type_schema=schema,
-                version=saved.get("version", version),
+                version=version if "changes" in saved else saved.get("version", version),
                 outputs=saved.get("outputs", {}),
                 usage=saved.get("usage", {}),
                 next_step=item.next_step,
@@ -42,8 +52,8 @@ def states_load(items: list[Lease], schema: dict | None) -> list[EntityState]:
 
 
 def checkpoint_of(state: EntityState, *, with_data: bool) -> dict:
-    """What a redelivered chunk resumes from. Right after a publish the working copy is what
-    the entity holds, so it is read back from the entity instead of being written twice."""
+    """What a redelivered chunk resumes from: the run's changes to the entity (none right
+    after a publish, when the working copy is what the entity holds)."""
     saved = {
         "outputs": state.outputs,
         "status": state.status,
@@ -51,5 +61,5 @@ def checkpoint_of(state: EntityState, *, with_data: bool) -> dict:
         "usage": state.usage,
     }
     if with_data:
-        saved.update(data=state.data, committed=state.base())
+        saved["changes"], saved["removed"] = state.changes()
     return saved

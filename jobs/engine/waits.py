@@ -2,7 +2,7 @@
 the chunk finishes, and apply a wait's resolution when a later delivery resumes one. (What
 resolves, expires and cancels waits, and queues resolved entities again, is `jobs.waits`.)
 
-A parked item is `waiting` with its checkpoint (working copy, committed copy, outputs,
+A parked item is `waiting` with its checkpoint (the run's changes to the entity, outputs,
 usage, the id of its wait and the attempt that parked it) and `next_step` past the step
 that parked it; no task holds it. Parking is conditional on the chunk's lease, like every
 write of a chunk, so a chunk delivered twice parks each entity once.
@@ -50,7 +50,8 @@ def waits_park(
     for state in states:
         pk, attempts = leases[state.entity_id]
         asked = requests[state.entity_id]
-        problem = unstorable(state.data, "data")
+        saved = checkpoint_of(state, with_data=True)
+        problem = unstorable(saved["changes"], "data")  # the rest came from the database
         if problem:
             state.fail(asked.step_id, f"{problem.field}: {problem.message}")
             continue
@@ -63,7 +64,7 @@ def waits_park(
             kind=asked.kind,
         )
         parking[pk] = Parked(wait, state, asked.request)
-        saved = {**checkpoint_of(state, with_data=True), "wait": wait.pk, "attempt": attempts}
+        saved.update(wait=wait.pk, attempt=attempts)
         rows.append(
             {
                 "id": pk,

@@ -92,9 +92,10 @@ class ReviewAdmin(admin.ModelAdmin):
         )
         current = selectors.entities_data(entity_ids=[review.entity_id for review in queue])
         for review in queue:
-            stored = current.get(review.entity_id) or {}
+            stored = current.get(review.entity_id)
+            proposed = review.proposed_on(stored)
             review.rows = [
-                FieldRow(path, get_path(stored, path), get_path(review.proposed, path))
+                FieldRow(path, get_path(stored or {}, path), get_path(proposed, path))
                 for path in review.fields
             ]
         context = {
@@ -178,6 +179,8 @@ class ReviewAdmin(admin.ModelAdmin):
 def _edits(review: Review, form) -> dict:
     """The top-level keys whose shown fields were changed on the page, with their new
     values (text as typed; other values as JSON)."""
+    stored = selectors.entities_data(entity_ids=[review.entity_id]).get(review.entity_id)
+    proposed = review.proposed_on(stored)
     edits: dict = {}
     for index, field_path in enumerate(review.fields):
         name = f"value-{index}"
@@ -196,14 +199,14 @@ def _edits(review: Review, form) -> dict:
                 raise _invalid(field_path, "Is not valid JSON.") from None
             if found := unstorable(value):
                 raise _invalid(field_path, found.message)
-        before = get_path(review.proposed, field_path, MISSING)
+        before = get_path(proposed, field_path, MISSING)
         if before is MISSING and value in ("", None):
             continue  # an empty box for a field the copy does not have: no edit
         if value == before:
             continue
         top = field_path.split(".")[0]
         if top not in edits:
-            edits[top] = copy.deepcopy(review.proposed.get(top))
+            edits[top] = copy.deepcopy(proposed.get(top))
         if "." in field_path:
             if not isinstance(edits[top], dict):
                 edits[top] = {}

@@ -12,7 +12,7 @@ def review_list(
 ):
     """Reviews, with what their serializer reads (run, job); each filter that narrows most
     has an index ending in `-id`, so a page is an index range scan."""
-    reviews = Review.objects.select_related("run__job")
+    reviews = Review.objects.select_related("run__job", "instructions")
     if status:
         reviews = reviews.filter(status=status)
     if run_id:
@@ -25,7 +25,7 @@ def review_list(
 
 
 def review_get(*, review_id: str) -> Review:
-    review = Review.objects.select_related("run__job").filter(pk=review_id).first()
+    review = Review.objects.select_related("run__job", "instructions").filter(pk=review_id).first()
     if review is None:
         raise NotFound(f"No review {review_id!r} exists.")
     return review

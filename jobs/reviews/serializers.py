@@ -1,3 +1,4 @@
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -23,8 +24,13 @@ class ReviewSerializer(serializers.ModelSerializer):
     workflowId = serializers.CharField(source="run.workflow_id")
     stepId = serializers.CharField(source="step_id")
     entityId = serializers.CharField(source="entity_id")
-    instructions = serializers.CharField(help_text="Rendered for this entity.")
-    proposed = serializers.JSONField(help_text="The run's working copy (with edits made).")
+    instructions = serializers.CharField(
+        source="instructions.text", help_text="Rendered for this entity."
+    )
+    proposed = serializers.SerializerMethodField(
+        help_text="The run's working copy (with edits made): the entity as stored now with "
+        "the run's changes (only those once the entity is deleted)."
+    )
     current = serializers.SerializerMethodField(help_text="The entity as stored now, or null.")
     changes = serializers.SerializerMethodField()
     createdAt = TimestampField(source="created_at")
@@ -57,16 +63,21 @@ class ReviewSerializer(serializers.ModelSerializer):
     def get_current(self, review) -> dict | None:
         return self.context["current"].get(review.entity_id)
 
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_proposed(self, review) -> dict:
+        return review.proposed_on(self.get_current(review))
+
     def get_decidedBy(self, review) -> str | None:
         return review.decided_by or None
 
     @staticmethod
     def changes_of(review: Review, current: dict | None) -> list[dict]:
+        proposed = review.proposed_on(current)
         return [
             {
                 "field": path,
                 "before": get_path(current or {}, path),
-                "after": get_path(review.proposed, path),
+                "after": get_path(proposed, path),
             }
             for path in review.fields
         ]

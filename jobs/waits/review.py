@@ -3,6 +3,7 @@ shows what the run made of it; approving (with edits, or not) lets the run go on
 stops or fails the entity with its data as it was. Expired reviews are decided by celery
 beat as the step's `onTimeout` says."""
 
+import hashlib
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -10,8 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
+from entities.models import Entity
 from entities.schemas import data_problems, data_validator
-from jobs.models import Review, ReviewStatus, RunLog, RunStatus
+from jobs.models import Review, ReviewInstructions, ReviewStatus, RunLog, RunStatus
 from jobs.waits.base import Parked, WaitKind, register
 from jobs.waits.services import runs_lock, waits_resolve
 
@@ -24,20 +26,26 @@ class ReviewWait(WaitKind):
     name = "review"
 
     def create(self, parked: list[Parked]) -> None:
+        """A review per wait, holding the run's changes (not a copy of the entity) and its
+        instructions' text shared with the run's other reviews that read the same."""
         now = timezone.now()
-        Review.objects.bulk_create(
-            [
+        instructions = _instructions_shared(parked)
+        reviews = []
+        for entry in parked:
+            changes, removed = entry.state.changes()
+            reviews.append(
                 Review(
                     wait=entry.wait,
                     run_id=entry.wait.run_id,
                     entity_id=entry.wait.entity_id,
                     step_id=entry.wait.step_id,
-                    instructions=entry.request["instructions"],
+                    instructions_id=instructions[entry.wait.run_id, entry.request["instructions"]],
                     fields=entry.request["fields"],
                     group=entry.request.get("group") or "",
                     on_timeout=entry.request["onTimeout"],
                     on_reject=entry.request["onReject"],
-                    proposed=entry.state.data,
+                    changes=changes,
+                    removed=removed,
                     created_at=now,
                     expires_at=(
                         now + timedelta(minutes=entry.request["timeoutMinutes"])
@@ -45,10 +53,8 @@ class ReviewWait(WaitKind):
                         else None
                     ),
                 )
-                for entry in parked
-            ],
-            batch_size=1000,
-        )
+            )
+        Review.objects.bulk_create(reviews, batch_size=1000)
 
     def expire(self, *, now: datetime) -> int:
         expired = 0
@@ -69,6 +75,30 @@ class ReviewWait(WaitKind):
         Review.objects.filter(run_id=run_id, status=ReviewStatus.PENDING).update(
             status=ReviewStatus.CANCELLED, decided_at=timezone.now()
         )
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _instructions_shared(parked: list[Parked]) -> dict[tuple[str, str], int]:
+    """(run id, text) -> the id of its `ReviewInstructions` row, made if new. Two chunks of
+    a run parking the same text at once meet on the row's unique constraint: one inserts,
+    the other finds it."""
+    texts = {(entry.wait.run_id, entry.request["instructions"]) for entry in parked}
+    by_digest = {(run_id, _digest(text)): (run_id, text) for run_id, text in texts}
+    ReviewInstructions.objects.bulk_create(
+        [
+            ReviewInstructions(run_id=run_id, digest=digest, text=by_digest[run_id, digest][1])
+            for run_id, digest in by_digest
+        ],
+        ignore_conflicts=True,
+    )
+    rows = ReviewInstructions.objects.filter(
+        run_id__in={run_id for run_id, _ in by_digest},
+        digest__in={digest for _, digest in by_digest},
+    ).values_list("pk", "run_id", "digest")
+    return {by_digest[run_id, digest]: pk for pk, run_id, digest in rows}
 
 
 def may_decide(user, group: str, groups: set[str] | None = None) -> bool:
@@ -210,12 +240,17 @@ def _merge_edits(review_id: str, edits: dict) -> None:
     """The reviewer's edits are top-level keys merged into the working copy, checked against
     the entity type's schema (a 400 names the field)."""
     review = Review.objects.select_related("run__workflow__entity_type").get(pk=review_id)
-    merged = {**review.proposed, **edits}
+    current = Entity.objects.filter(pk=review.entity_id).values_list("data", flat=True).first()
+    merged = {**review.proposed_on(current), **edits}
     schema = review.run.workflow.entity_type.schema
     problems = data_problems(data_validator(schema), merged, prefix="data")
     if problems:
         raise InvalidInput(f"{problems[0].field}: {problems[0].message}", details=problems)
-    Review.objects.filter(pk=review_id).update(proposed=merged, edits=edits)
+    Review.objects.filter(pk=review_id).update(
+        changes={**review.changes, **edits},
+        removed=[key for key in review.removed if key not in edits],
+        edits=edits,
+    )
 
 
 def _resolve(

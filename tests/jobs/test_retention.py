@@ -17,6 +17,7 @@ from jobs.models import (
     AiBatchRequest,
     Job,
     Review,
+    ReviewInstructions,
     Run,
     RunItem,
     RunLog,
@@ -39,7 +40,18 @@ REVIEWED = [
     {"id": "check", "type": "review", "config": {"instructions": "Is {{ entity.slug }} right?"}},
     {"id": "pub", "type": "publish", "config": {}},
 ]
-RUN_MODELS = [Run, Job, RunItem, RunLog, Wait, Review, AiBatch, AiBatchRequest, ScheduleFire]
+RUN_MODELS = [
+    Run,
+    Job,
+    RunItem,
+    RunLog,
+    Wait,
+    Review,
+    ReviewInstructions,
+    AiBatch,
+    AiBatchRequest,
+    ScheduleFire,
+]
 
 
 def _rows(run_ids) -> dict[str, int]:
@@ -51,6 +63,7 @@ def _rows(run_ids) -> dict[str, int]:
         "RunLog": RunLog.objects.filter(run_id__in=run_ids).count(),
         "Wait": Wait.objects.filter(run_id__in=run_ids).count(),
         "Review": Review.objects.filter(run_id__in=run_ids).count(),
+        "ReviewInstructions": ReviewInstructions.objects.filter(run_id__in=run_ids).count(),
         "AiBatch": AiBatch.objects.filter(run_id__in=run_ids).count(),
         "AiBatchRequest": AiBatchRequest.objects.filter(batch__run_id__in=run_ids).count(),
         "ScheduleFire": ScheduleFire.objects.filter(run_id__in=run_ids).count(),
@@ -158,9 +171,9 @@ def test_a_run_an_open_retry_reads_is_kept_until_the_retry_ends(workflow, produc
 def test_runs_keep_days_is_a_setting(workflow, product_type, settings):
     run = _reviewed_run(workflow, product_type, 1)
     _age(run, 8)
-    assert runs_prune(now=timezone.now(), limit=1000) == 0
+    assert runs_prune(now=timezone.now(), limit=1000).deleted == 0
     settings.RUNS_KEEP_DAYS = 7
-    assert runs_prune(now=timezone.now(), limit=1000) > 0
+    assert runs_prune(now=timezone.now(), limit=1000).deleted > 0
     assert not Run.objects.filter(pk=run.pk).exists()
 
 

@@ -66,11 +66,13 @@ def test_a_review_shows_what_the_run_proposes_beside_the_entity_as_stored(api, p
         ids[0],
     )
     assert body["instructions"] == "Check Item 0"
-    assert body["proposed"] == {"title": "Item 0", "price": 0, "slug": "Item 0"}
+    # What approving would commit: the run's change (slug) on the entity as stored now, the
+    # edit made meanwhile to a key the run left alone (price) kept.
+    assert body["proposed"] == {"title": "Item 0", "price": 50, "slug": "Item 0"}
     assert body["current"] == {"title": "Item 0", "price": 50}
     assert body["changes"] == [
         {"field": "slug", "before": None, "after": "Item 0"},
-        {"field": "price", "before": 50, "after": 0},
+        {"field": "price", "before": 50, "after": 50},
     ]
     assert body["expiresAt"] is None and body["decidedAt"] is None and body["decidedBy"] is None
     run_body = api.get(f"/api/v1/workflows/{run.workflow_id}/runs/{run.pk}").json()

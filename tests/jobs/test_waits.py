@@ -75,11 +75,13 @@ def test_entities_wait_at_a_review_holding_their_checkpoint_and_the_run_stays_ru
     items = RunItem.objects.filter(run=run)
     assert {(i.status, i.step_id, i.next_step) for i in items} == {("waiting", "check", 2)}
     item = items.get(entity_id=ids[0])
-    assert item.state["data"]["slug"] == "Item 0" and "slug" not in item.state["committed"]
+    # What the run changed, not copies of the entity.
+    assert (item.state["changes"], item.state["removed"]) == ({"slug": "Item 0"}, [])
+    assert "data" not in item.state and "committed" not in item.state
     review = Review.objects.get(entity_id=ids[0])
-    assert review.status == "pending" and review.instructions == "Is Item 0 right for Item 0?"
+    assert review.status == "pending" and review.instructions.text == "Is Item 0 right for Item 0?"
     assert review.fields == ["slug"]  # the field the run changed
-    assert review.proposed["slug"] == "Item 0"
+    assert (review.changes, review.removed) == ({"slug": "Item 0"}, [])
     assert item.state["wait"] == review.wait_id
     # Nothing was committed, nothing is left for a worker.
     assert not Entity.objects.filter(pk__in=ids, status="published").exists()
@@ -142,7 +144,8 @@ def test_approving_with_edits_merges_them_into_the_working_copy(product_type, re
         data={"slug": "item-zero", "price": 9},
     )
     review.refresh_from_db()
-    assert review.proposed["slug"] == "item-zero"
+    assert review.changes == {"slug": "item-zero", "price": 9}
+    assert review.proposed_on(Entity.objects.get(pk=ids[0]).data)["slug"] == "item-zero"
     assert review.edits == {"slug": "item-zero", "price": 9}
     resume(run)
     entity = Entity.objects.get(pk=ids[0])
@@ -387,7 +390,7 @@ def test_an_entity_can_wait_twice_and_each_decision_applies_once(product_type, r
     review_decide(review_id=first.pk, decision="approve", user=reviewer, data={"slug": "one"})
     resume(run)
     second = Review.objects.exclude(pk=first.pk).get(run=run)
-    assert (second.step_id, second.proposed["note"]) == ("second", "one")
+    assert (second.step_id, second.changes["note"]) == ("second", "one")
     assert sorted(second.fields) == ["note", "slug"]
     assert Run.objects.get(pk=run.pk).waiting == 1
     review_decide(review_id=second.pk, decision="approve", user=reviewer, data={"note": "two"})

@@ -21,6 +21,15 @@ class StepError(Exception):
 MISSING = object()
 
 
+def changes_apply(data: dict, changes: dict, removed) -> dict:
+    """`data` with the top-level keys `removed` dropped and `changes` set, in place (see
+    `EntityState.changes`); returns it."""
+    for key in removed:
+        data.pop(key, None)
+    data.update(changes)
+    return data
+
+
 def get_path(data: dict, path: str, default: Any = None) -> Any:
     node: Any = data
     for part in path.split("."):
@@ -108,6 +117,15 @@ class EntityState:
     @property
     def dirty(self) -> bool:
         return self.data != self.base()
+
+    def changes(self) -> tuple[dict, list[str]]:
+        """The top-level keys set (new or changed) and removed since the last commit: what a
+        checkpoint or a review stores instead of a copy of the entity."""
+        base = self.base()
+        changed = {
+            key: value for key, value in self.data.items() if base.get(key, MISSING) != value
+        }
+        return changed, [key for key in base if key not in self.data]
 
     def template_context(self, run_id: str) -> dict:
         # No copies: the immutable sandbox lets a template read these, never change them.
