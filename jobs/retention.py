@@ -15,11 +15,13 @@ being pruned are locked and skipped by the other (`SKIP LOCKED`), and deleting w
 deletes nothing.
 
 A new kind of record with its own retention is one function `(*, now, limit) -> Batch`
-(rows deleted, whether it stopped at its limit) appended to `PRUNERS`.
+(rows deleted, whether it stopped at its limit) appended to `PRUNERS`; one that returns only
+the rows it deleted is appended as `counted(pruner)`.
 """
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import wraps
 from typing import NamedTuple
 
 from django.conf import settings
@@ -120,7 +122,19 @@ def idempotency_records_prune(*, now: datetime, limit: int) -> Batch:
     return Batch(deleted, more=deleted >= limit)
 
 
-PRUNERS: list[Pruner] = [runs_prune, idempotency_records_prune, revisions_prune]
+def counted(pruner: Callable[..., int]) -> Pruner:
+    """A pruner that returns only the rows it deleted (one of a lower layer, which cannot
+    name `Batch`): it may have more left while its batch was full."""
+
+    @wraps(pruner)
+    def batch(*, now: datetime, limit: int) -> Batch:
+        deleted = pruner(now=now, limit=limit)
+        return Batch(deleted, more=deleted >= limit)
+
+    return batch
+
+
+PRUNERS: list[Pruner] = [runs_prune, idempotency_records_prune, counted(revisions_prune)]
 
 
 class Pruned(NamedTuple):

@@ -187,13 +187,13 @@ def decide(staff, review, **form):
 def test_a_review_decision_refuses_nul_and_deep_json(staff, product_type, form):
     run, _ = parked(product_type, n=1)
     review = Review.objects.get(run=run)
-    proposed = review.proposed
+    proposed = (review.changes, review.removed)
     response = decide(staff, review, **form)
     assert response.status_code == 200
     page = messages_of(response)
     assert 'class="error"' in page, page[:3000]
     review.refresh_from_db()
-    assert review.status == ReviewStatus.PENDING and review.proposed == proposed
+    assert review.status == ReviewStatus.PENDING and (review.changes, review.removed) == proposed
 
 
 def test_a_review_named_with_nul_is_an_error_message(staff, product_type):
