@@ -17,6 +17,7 @@ from jobs import (
     schedule_admin,  # noqa: F401  (registers the schedules' admin)
     services,
 )
+from jobs.cancel import run_cancel
 from jobs.engine.dry_run import workflow_test
 from jobs.filter_runs import run_start_over_filter
 from jobs.models import (
@@ -117,11 +118,12 @@ class RunAdmin(RecordAdmin):
 
     @admin.display(description="tokens (in/out)")
     def tokens(self, run):
-        return f"{run.input_tokens} / {run.output_tokens}"
+        return f"{run.usage.input_tokens} / {run.usage.output_tokens}"
 
     @admin.display(description="cost (USD)")
     def cost(self, run):
-        return "unknown" if run.cost_usd is None else f"{run.cost_usd:.6f}"
+        cost = run.usage.cost_usd
+        return "unknown" if cost is None else f"{cost:.6f}"
 
     # Links to these views carry the admin's quoted primary key (`run_01…` is `run_5F01…`), as
     # Django's own views do, so each view unquotes it before looking the run up.
@@ -186,8 +188,14 @@ class RunAdmin(RecordAdmin):
 
     def cancel_view(self, request, run_id):
         def cancel(pk):
-            run = services.run_cancel(run_id=pk, cancelled_by=request.user.get_username())
-            self.message_user(request, "The run was cancelled.")
+            run = run_cancel(run_id=pk, cancelled_by=request.user.get_username())
+            self.message_user(
+                request,
+                "The run was cancelled."
+                if run.is_ended
+                else "Cancel asked: no new step starts; the run is cancelled once its "
+                "entities are ended, in the background.",
+            )
             return run
 
         return self._act(request, run_id, cancel)

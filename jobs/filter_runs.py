@@ -29,13 +29,9 @@ from entities.models import Entity
 from jobs import queue
 from jobs.costs import budget_columns, workflow_estimate
 from jobs.item_rows import item_columns, items_skip_held, open_runs_lock, run_chunk_size
+from jobs.lifecycle import run_end_if_done
 from jobs.models import ItemStatus, Job, Run, RunItem, RunLog, RunStatus, api_trigger
-from jobs.services import (
-    items_skipped_count,
-    run_finalize_if_done,
-    workflow_mark_run,
-    workflow_runnable,
-)
+from jobs.services import items_skipped_count, workflow_mark_run, workflow_runnable
 from workflows.steps.chunking import chunk_size
 
 logger = logging.getLogger(__name__)
@@ -157,7 +153,7 @@ def run_items_make(*, run_id: str) -> int:
             before = run.items_made
             made, last = (
                 _insert_batch(run, min(left, settings.RUN_ITEMS_BATCH_SIZE))
-                if left > 0 and run.status in RunStatus.open()
+                if left > 0 and run.status in RunStatus.open() and not run.cancelling
                 else (0, "")
             )
             run.items_made += made
@@ -175,25 +171,19 @@ def run_items_make(*, run_id: str) -> int:
 
 
 def _items_done(run: Run, first_chunk: int) -> None:
-    """The last batch: the total is known; queue the chunks not queued yet (or end a run
-    with nothing). The chunks queued earlier may all have ended already: the run is ended
-    here then, as their last one would have, had it known the total."""
+    """The last batch: the total is known; queue the chunks not queued yet (none once a
+    cancel was asked), and end the run if nothing is left to do."""
     run.total = run.items_made
     run.save(update_fields=["items_made", "items_cursor", "heartbeat_at", "total"])
     size = run_chunk_size(run)
     RunLog.objects.create(run_id=run.pk, message=f"Items made: {run.total} entities matched.")
-    if run.total == 0 and run.status == RunStatus.PENDING:
-        # Everything that matched was deleted before its item was made.
-        Run.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
-            status=RunStatus.COMPLETED, completed_at=timezone.now()
-        )
-        RunLog.objects.create(run_id=run.pk, message="Run completed: no entity left to run.")
-        return
-    if run.status in RunStatus.open():
+    if run.status in RunStatus.open() and not run.cancelling:
         chunks = range(first_chunk, (run.total + size - 1) // size)
         transaction.on_commit(partial(queue.chunks_enqueue, run.pk, chunks))
-        if run.status == RunStatus.RUNNING:
-            transaction.on_commit(partial(run_finalize_if_done, run_id=run.pk))
+    # The run may have nothing left to do: everything that matched was deleted before its
+    # item was made, its chunks all ended before the total was known, or a cancel ended
+    # them. It ends now then (its row is locked here), as its last chunk would have.
+    run_end_if_done(run_id=run.pk)
 
 
 def _batch_source(run: Run, count: int):

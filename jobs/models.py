@@ -15,6 +15,7 @@ from django.utils import timezone
 from config.api.ids import ID_LENGTH, id_default
 from workflows.models import Workflow, WorkflowVersion
 from workflows.steps.runtime import changes_apply
+from workflows.usage import Usage
 
 
 class RunStatus(models.TextChoices):
@@ -113,6 +114,10 @@ class Run(models.Model):
         blank=True,
         help_text="Last sign of progress: a chunk claimed or finished, or a step still working.",
     )
+    # A cancel asked (jobs/cancel.py): the run stays open until no item can move, then ends
+    # `cancelled`; `cancel_cursor` is the item id up to which its items were ended.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    cancel_cursor = models.PositiveBigIntegerField(default=0, editable=False)
     resume_requested_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -141,11 +146,20 @@ class Run(models.Model):
         return self.status in RunStatus.ended()
 
     @property
+    def cancelling(self) -> bool:
+        """A cancel was asked and the run has not ended yet (its status is still open)."""
+        return self.cancel_requested_at is not None and not self.is_ended
+
+    @property
+    def usage(self) -> Usage:
+        """What the run's model calls used: its entities that ended, those waiting now, and
+        its provider batches' answers (counted when collected)."""
+        return Usage(**{name: getattr(self, name) for name in Usage.__dataclass_fields__})
+
+    @property
     def cost_usd(self) -> float | None:
         """None while any call's price is unknown: a partial sum would be a guess."""
-        if self.unpriced_calls:
-            return None
-        return round(self.cost_nano_usd / 1_000_000_000, 9)
+        return self.usage.cost_usd
 
 
 class Job(models.Model):

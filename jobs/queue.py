@@ -12,6 +12,7 @@ RESUME_WAITS = "jobs.tasks.resume_waits"
 SUBMIT_AI_BATCH = "jobs.tasks.submit_ai_batch"
 CANCEL_AI_BATCH = "jobs.tasks.cancel_ai_batch"
 PRUNE_OLD_RECORDS = "jobs.tasks.prune_old_records"
+CANCEL_RUN = "jobs.tasks.cancel_run"
 
 FIRE_SCHEDULE = "jobs.tasks.fire_schedule"  # sent by beat (PeriodicTask rows, jobs/schedules.py)
 
@@ -43,3 +44,7 @@ def ai_batch_cancel_enqueue(batch_id: str) -> None:
 
 def retention_prune_enqueue() -> None:
     current_app.send_task(PRUNE_OLD_RECORDS)
+
+
+def run_cancel_enqueue(run_id: str) -> None:
+    current_app.send_task(CANCEL_RUN, args=(run_id,))

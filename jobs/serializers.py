@@ -24,6 +24,8 @@ class ProgressSerializer(serializers.Serializer):
 
 
 class UsageSerializer(serializers.Serializer):
+    """A `workflows.usage.Usage`: what model calls used."""
+
     inputTokens = serializers.IntegerField(
         source="input_tokens", help_text="Prompt tokens, cached ones included."
     )
@@ -116,10 +118,18 @@ class RunBatchSerializer(serializers.ModelSerializer):
         return shown
 
 
+CANCEL_REQUESTED_HELP = (
+    "Timestamp (ms) when a cancel was asked, or null. The run stays `pending` or `running` "
+    "while the cancel ends its entities in the background, then becomes `cancelled`."
+)
+
+
 class RunSerializer(serializers.ModelSerializer):
     progress = ProgressSerializer(source="*", read_only=True)
     usage = UsageSerializer(
-        source="*", read_only=True, help_text="Tokens and cost of the run's model calls."
+        read_only=True,
+        help_text="Tokens and cost of the run's model calls: its entities that ended, those "
+        "waiting now, and its provider batches' answers.",
     )
     startedAt = TimestampField(
         source="started_at", allow_null=True, help_text="Timestamp (ms) when the run started."
@@ -134,6 +144,9 @@ class RunSerializer(serializers.ModelSerializer):
     workflowVersion = serializers.IntegerField(source="workflow_version.number", read_only=True)
     retryOf = serializers.CharField(source="retry_of_id", read_only=True, allow_null=True)
     trigger = TriggerSerializer(read_only=True, help_text="What started the run.")
+    cancelRequestedAt = TimestampField(
+        source="cancel_requested_at", allow_null=True, help_text=CANCEL_REQUESTED_HELP
+    )
     createdAt = TimestampField(source="created_at")
     batches = RunBatchSerializer(
         many=True,
@@ -157,6 +170,7 @@ class RunSerializer(serializers.ModelSerializer):
             "trigger",
             "usage",
             "batches",
+            "cancelRequestedAt",
             "createdAt",
         ]
 
@@ -305,10 +319,13 @@ class JobSerializer(serializers.ModelSerializer):
     workflowId = serializers.CharField(source="run.workflow_id", read_only=True)
     runId = serializers.CharField(source="run_id", read_only=True)
     trigger = TriggerSerializer(source="run.trigger", read_only=True)
-    usage = UsageSerializer(source="run", read_only=True)
+    usage = UsageSerializer(source="run.usage", read_only=True)
     createdAt = TimestampField(source="created_at")
     startedAt = TimestampField(source="run.started_at", allow_null=True)
     completedAt = TimestampField(source="run.completed_at", allow_null=True)
+    cancelRequestedAt = TimestampField(
+        source="run.cancel_requested_at", allow_null=True, help_text=CANCEL_REQUESTED_HELP
+    )
     error = serializers.SerializerMethodField()
 
     class Meta:
@@ -325,6 +342,7 @@ class JobSerializer(serializers.ModelSerializer):
             "createdAt",
             "startedAt",
             "completedAt",
+            "cancelRequestedAt",
             "error",
         ]
 

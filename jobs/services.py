@@ -1,6 +1,6 @@
-"""Run lifecycle: start, status transitions (checked here and nowhere else), cancel,
-callbacks (retries: `jobs/retries.py`; runs over a filter: `jobs/filter_runs.py`). What
-runs a chunk is the engine (`jobs/engine/`)."""
+"""Starting runs and sending their callbacks (moves of a run's status: `jobs/lifecycle.py`;
+cancel: `jobs/cancel.py`; retries: `jobs/retries.py`; runs over a filter:
+`jobs/filter_runs.py`). What runs a chunk is the engine (`jobs/engine/`)."""
 
 import json
 import logging
@@ -10,7 +10,6 @@ from functools import partial
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
-from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput
 from entities.models import Entity
@@ -24,11 +23,9 @@ from jobs.models import (
     Run,
     RunItem,
     RunLog,
-    RunStatus,
     api_trigger,
 )
 from jobs.serializers import RunSerializer
-from jobs.waits.services import run_waits_cancel
 from workflows.models import Workflow, WorkflowVersion
 from workflows.outbound import display_url, post_json
 from workflows.steps.chunking import chunk_size
@@ -193,47 +190,6 @@ def items_skipped_count(run: Run, skipped: int) -> None:
     )
 
 
-def run_mark_running(*, run_id: str) -> bool:
-    """pending -> running, once; True for the call that made the change."""
-    started = Run.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
-        status=RunStatus.RUNNING, started_at=timezone.now()
-    )
-    if started:
-        RunLog.objects.create(run_id=run_id, message="Run started.")
-    return bool(started)
-
-
-def run_finalize_if_done(*, run_id: str) -> bool:
-    """running -> completed/failed once no item is left to process; True for the call that
-    ended the run. A cancelled run stays cancelled, whatever finishes late.
-
-    The counters tell: an item is counted in the transaction that ends it (and only the
-    delivery holding its lease can end it), so they add up to `total` exactly when no item
-    is pending or running."""
-    run = Run.objects.only("total", "completed", "failed", "cancelled").filter(pk=run_id).first()
-    if run is None or run.total is None or run.completed + run.failed + run.cancelled < run.total:
-        return False
-    with transaction.atomic():
-        run = Run.objects.get(pk=run_id)
-        status = RunStatus.FAILED if run.failed else RunStatus.COMPLETED
-        ended = Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
-            status=status,
-            completed_at=timezone.now(),
-            error=f"{run.failed} of {run.total} entities failed." if run.failed else "",
-        )
-        if not ended:
-            return False
-        RunLog.objects.create(
-            run_id=run_id,
-            level=RunLog.Level.ERROR if run.failed else RunLog.Level.INFO,
-            message=f"Run {status}: {run.completed} completed, {run.failed} failed, "
-            f"{run.cancelled} cancelled of {run.total}.",
-        )
-        if run.callback_url:
-            transaction.on_commit(partial(queue.callback_enqueue, run_id))
-    return True
-
-
 def run_callback_send(*, run_id: str) -> None:
     """POST the final run to its callback URL; the outcome goes into the run's log."""
     run = Run.objects.select_related("job").get(pk=run_id)
@@ -255,31 +211,3 @@ def run_callback_send(*, run_id: str) -> None:
     RunLog.objects.create(
         run_id=run_id, level=RunLog.Level.WARNING, message=f"Callback not delivered: {problem}"
     )
-
-
-def run_cancel(*, run_id: str, cancelled_by: str = "") -> Run:
-    """pending/running -> cancelled, at once. Items no worker has claimed become `cancelled`
-    now, and so do waiting items (their pending reviews too); workers see the status within
-    CANCEL_CHECK_INTERVAL_S and start no new step, so their items end `cancelled` too.
-    Nothing committed is undone. 409 if the run had ended."""
-    with transaction.atomic():
-        changed = Run.objects.filter(pk=run_id, status__in=RunStatus.open()).update(
-            status=RunStatus.CANCELLED,
-            completed_at=timezone.now(),
-            error=f"Cancelled{' by ' + cancelled_by if cancelled_by else ''}.",
-        )
-        if not changed:
-            run = Run.objects.get(pk=run_id)
-            raise Conflict(f"The job has already ended ({run.status}).", code="job_ended")
-        unclaimed = RunItem.objects.filter(run_id=run_id, status=ItemStatus.PENDING).update(
-            status=ItemStatus.CANCELLED, completed_at=timezone.now()
-        )
-        Run.objects.filter(pk=run_id).update(cancelled=F("cancelled") + unclaimed)
-        waiting = run_waits_cancel(run_id=run_id, now=timezone.now())
-        RunLog.objects.create(
-            run_id=run_id,
-            level=RunLog.Level.WARNING,
-            message=f"Run cancelled{' by ' + cancelled_by if cancelled_by else ''}"
-            f"; {unclaimed} entities not started" + (f", {waiting} waiting." if waiting else "."),
-        )
-    return Run.objects.get(pk=run_id)

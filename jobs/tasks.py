@@ -4,6 +4,7 @@ from celery import shared_task
 from django.db import DatabaseError, InterfaceError
 
 from jobs import queue
+from jobs.cancel import run_cancel_step, runs_cancel_continue
 from jobs.engine.chunk import chunk_execute
 from jobs.engine.recovery import runs_resume_stalled
 from jobs.filter_runs import run_items_make
@@ -44,9 +45,25 @@ def send_run_callback(run_id: str) -> None:
 
 @shared_task
 def resume_stalled_runs() -> int:
-    """Run by celery beat every minute: re-queue the chunks of runs that stopped moving, and
-    the resumes of resolved waits whose task was lost."""
-    return runs_resume_stalled() + waits_resume_lost()
+    """Run by celery beat every minute: re-queue the chunks of runs that stopped moving, the
+    resumes of resolved waits whose task was lost, and the cancels not finished yet."""
+    return runs_resume_stalled() + waits_resume_lost() + runs_cancel_continue()
+
+
+@shared_task(
+    name=queue.CANCEL_RUN,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=20,
+)
+def cancel_run(run_id: str) -> None:
+    """End the next batch of a cancelled run's items; queued again while any are left."""
+    if run_cancel_step(run_id=run_id):
+        queue.run_cancel_enqueue(run_id)
 
 
 @shared_task(

@@ -7,6 +7,7 @@ from config.api.errors import NotFound
 from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import EmptyBodySerializer, validated
 from jobs import retries, selectors, services
+from jobs.cancel import run_cancel
 from jobs.costs import ids_sample, workflow_estimate
 from jobs.engine.dry_run import workflow_test
 from jobs.filter_runs import filter_run_estimate, run_start_over_filter
@@ -197,10 +198,20 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
         page = self.paginate_queryset(logs)
         return self.get_paginated_response(RunLogSerializer(page, many=True).data)
 
-    @extend_schema(summary="Cancel a job", request=None, responses=JobSerializer)
+    @extend_schema(
+        summary="Cancel a job",
+        description="200 with the job `cancelled` when the cancel ended it at once; 202 with "
+        "the job still `pending` or `running` (and `cancelRequestedAt` set) while its entities "
+        "are ended in the background. No new step starts either way.",
+        request=None,
+        responses={200: JobSerializer, 202: JobSerializer},
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         job = self.get_object()
         validated(EmptyBodySerializer, request.data)
-        services.run_cancel(run_id=job.run_id, cancelled_by=request.user.get_username())
-        return Response(JobSerializer(selectors.job_get(job_id=job.pk)).data)
+        run = run_cancel(run_id=job.run_id, cancelled_by=request.user.get_username())
+        return Response(
+            JobSerializer(selectors.job_get(job_id=job.pk)).data,
+            status=status.HTTP_200_OK if run.is_ended else status.HTTP_202_ACCEPTED,
+        )

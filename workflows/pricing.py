@@ -83,15 +83,3 @@ def _table_price(price_provider: str | None, model: str, key: tuple) -> Decimal 
     except LookupError:
         return None
     return Decimal(str(calculation.total_price))
-
-
-def usage_summary(usage: dict) -> dict:
-    """An entity's (or a test's) usage as the API shows it: tokens and `costUsd` (null when
-    a call's price is unknown)."""
-    unknown = usage.get("unpricedCalls", 0) > 0
-    return {
-        "inputTokens": usage.get("inputTokens", 0),
-        "cachedInputTokens": usage.get("cachedInputTokens", 0),
-        "outputTokens": usage.get("outputTokens", 0),
-        "costUsd": None if unknown else round(usage.get("costNanoUsd", 0) / NANOS_PER_USD, 9),
-    }

@@ -78,6 +78,12 @@ RUN_STALL_AFTER_S = env_int("RUN_STALL_AFTER_S", 600, minimum=1)
 # or dies (a worker killed, a database outage mid-chunk): past this many the item fails,
 # saying why, instead of its chunk being queued again forever.
 RUN_MAX_ATTEMPTS = env_int("RUN_MAX_ATTEMPTS", 10, minimum=1)
+# A cancel ends a run's unclaimed and waiting items in the background, this many per
+# transaction (jobs/cancel.py); the request that asks for it does one such batch at most.
+RUN_CANCEL_BATCH_SIZE = env_int("RUN_CANCEL_BATCH_SIZE", 1000, minimum=1)
+# Items still `running` this long after a cancel's last sign of progress are taken from the
+# delivery holding them (its worker died): their chunks are queued again and end them.
+RUN_CANCEL_TAKEOVER_S = env_int("RUN_CANCEL_TAKEOVER_S", 30, minimum=1)
 
 # Entity revisions older than this are pruned (the newest of each entity is always kept);
 # a version whose revisions were pruned can no longer be restored.

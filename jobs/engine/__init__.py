@@ -15,6 +15,6 @@ One module per part of the lifecycle, in the order a delivery meets them:
 - `recovery`: stalled runs, their unfinished chunks queued again.
 - `dry_run`: the test endpoint, through the same step loop with the `DryRun` engine.
 
-Run-level transitions (start, running, ended, cancel, retry) are `jobs.services`; putting
-work on the broker is `jobs.queue`.
+A run's status moves in `jobs.lifecycle` only; starting runs is `jobs.services`, cancelling
+them `jobs.cancel`, retrying them `jobs.retries`; putting work on the broker is `jobs.queue`.
 """

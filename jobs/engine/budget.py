@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from jobs.models import Run, RunLog
+from workflows.usage import Usage
 
 # How old the spending seen by a check may be. A worker's own finished calls refresh it at
 # once; this bounds how long another worker's go unseen.
@@ -52,10 +53,9 @@ class RunBudget:
     def limited(self) -> bool:
         return self.max_tokens is not None or self.max_cost_nanos is not None
 
-    def spend(self, usage: dict) -> None:
-        """Add one finished call's tokens (input + output) and cost to the run's spending."""
-        tokens = usage.get("inputTokens", 0) + usage.get("outputTokens", 0)
-        self._refresh((tokens, usage.get("costNanoUsd", 0)))
+    def spend(self, usage: Usage) -> None:
+        """Add finished calls' tokens (input + output) and cost to the run's spending."""
+        self._refresh((usage.tokens, usage.cost_nano_usd))
 
     def adjust(self, tokens: int, cost_nanos: int) -> None:
         """Add `tokens` and `cost_nanos` (negative: give back) to the run's spending: what

@@ -14,8 +14,8 @@ from jobs.engine.outcomes import chunk_finish, items_give_up
 from jobs.engine.states import states_load
 from jobs.engine.steps import steps_run
 from jobs.engine.waits import waits_apply
+from jobs.lifecycle import run_end_if_done, run_mark_running
 from jobs.models import Run, RunStatus
-from jobs.services import run_finalize_if_done, run_mark_running
 
 
 def chunk_execute(*, run_id: str, chunk: int) -> None:
@@ -46,6 +46,7 @@ def _chunk_execute(run_id: str, chunk: int) -> None:
             origin=ChangeOrigin(run.workflow_id, (run.trigger or {}).get("depth", 0)),
             entity_type_id=run.workflow.entity_type_id,
             budget=RunBudget.of(run),
+            cancelled=run.cancel_requested_at is not None,
         )
         steps_run(
             states=[state for state in states if state.alive],
@@ -56,4 +57,4 @@ def _chunk_execute(run_id: str, chunk: int) -> None:
         )
         if not chunk_finish(committer, states):
             return  # other chunks are still open: the last one to finish ends the run
-    run_finalize_if_done(run_id=run_id)
+    run_end_if_done(run_id=run_id)

@@ -14,6 +14,7 @@ import time
 from typing import NamedTuple
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from config.api.storable import unstorable
@@ -27,6 +28,7 @@ from jobs.engine.states import checkpoint_of
 from jobs.engine.waits import WaitRequest
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus
 from workflows.steps.runtime import EntityState, Outcome, StepContext
+from workflows.usage import Usage
 
 CANCEL_CHECK_INTERVAL_S = 0.5
 
@@ -54,6 +56,7 @@ class ChunkCommitter:
         origin: ChangeOrigin | None = None,
         entity_type_id: str = "",
         budget: RunBudget | None = None,
+        cancelled: bool = False,
     ):
         self.run_id = run_id
         # Who the entity outbox says made the changes (the run's workflow, at its depth).
@@ -64,19 +67,22 @@ class ChunkCommitter:
         self.waits: dict[str, WaitRequest] = {}  # entity id -> what its step waits for
         # When the run was last seen not cancelled, and last shown moving (time.monotonic()).
         self._checked_at = self._beat_at = seen_at
-        self._cancelled = False
+        self._cancelled = cancelled  # a cancel asked before the chunk started
         self.budget = budget if budget is not None and budget.limited else None
 
     # -- the ports -------------------------------------------------------------------------
 
     def cancelled(self) -> bool:
-        """Asks the database at most every CANCEL_CHECK_INTERVAL_S; once true, stays true."""
+        """Whether a cancel was asked (or the run ended); asks the database at most every
+        CANCEL_CHECK_INTERVAL_S; once true, stays true."""
         now = time.monotonic()
         if not self._cancelled and now - self._checked_at >= CANCEL_CHECK_INTERVAL_S:
             self._checked_at = now
-            self._cancelled = Run.objects.filter(
-                pk=self.run_id, status=RunStatus.CANCELLED
-            ).exists()
+            self._cancelled = (
+                Run.objects.filter(pk=self.run_id)
+                .filter(Q(cancel_requested_at__isnull=False) | Q(status__in=RunStatus.ended()))
+                .exists()
+            )
         return self._cancelled
 
     def heartbeat(self) -> None:
@@ -93,7 +99,7 @@ class ChunkCommitter:
 
     def usage_record(self, usage: dict) -> None:
         if self.budget is not None:
-            self.budget.spend(usage)
+            self.budget.spend(Usage.of(usage))
 
     def budget_reserve(self, usages: list[dict]) -> int:
         return len(usages) if self.budget is None else self.budget.reserve(usages)

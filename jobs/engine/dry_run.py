@@ -8,8 +8,8 @@ from config.api.errors import FieldError, InvalidInput
 from entities.models import Entity
 from jobs.engine.steps import steps_run
 from workflows.models import Workflow
-from workflows.pricing import usage_summary
 from workflows.steps.runtime import DryRun, EntityState, Outcome
+from workflows.usage import Usage
 
 # The answer's words (the API's): a step the entity did not reach, and how it ended.
 NOT_REACHED = "skipped"
@@ -66,5 +66,5 @@ def workflow_test(*, workflow: Workflow, entity_id: str) -> dict:
         "error": state.error or None,
         "steps": results,
         "data": state.data,
-        "usage": usage_summary(state.usage),
+        "usage": Usage.of(state.usage).summary(),
     }

@@ -3,8 +3,9 @@ the finished entities' last commit, the log lines, and the run's counters, in on
 transaction. Also giving up on items whose every delivery died.
 
 This is where an item's status becomes final, and where it is counted: the run's counters
-move only here (and in `run_cancel`, for items no delivery had claimed), in the transaction
-that ends the items they count.
+move only here (and in a cancel's batches, `jobs.cancel`, for items no delivery holds), in
+the transaction that ends the items they count. A waiting entity's usage is counted when it
+is parked, a provider batch's when its answers are collected.
 """
 
 from collections import Counter
@@ -18,6 +19,7 @@ from jobs.engine.committer import ChunkCommitter
 from jobs.engine.waits import waits_park
 from jobs.models import ItemStatus, Run, RunItem, RunLog
 from workflows.steps.runtime import EntityState, Outcome
+from workflows.usage import ZERO, Usage
 
 ITEM_STATUS = {
     Outcome.COMPLETED: ItemStatus.COMPLETED,
@@ -42,11 +44,10 @@ def chunk_finish(committer: ChunkCommitter, states: list[EntityState]) -> bool:
     now = timezone.now()
     leases = committer.leases
     waiting = [state for state in states if state.outcome == Outcome.WAITING]
-    parked = 0
+    parked = []
     if waiting:  # first: it locks the run's row, and may end some of them instead
-        parked = waits_park(
-            run_id=committer.run_id, leases=leases, states=waiting, requests=committer.waits
-        )
+        waits_park(run_id=committer.run_id, leases=leases, states=waiting, requests=committer.waits)
+        parked = [state for state in waiting if state.outcome == Outcome.WAITING]
     states = _items_end(
         leases,
         [s for s in states if s.outcome not in (Outcome.HANDED_OFF, Outcome.WAITING)],
@@ -82,7 +83,7 @@ def chunk_finish(committer: ChunkCommitter, states: list[EntityState]) -> bool:
         for step_id, count in stopped.items()
     ]
     counts = Counter(COUNTER[state.outcome] for state in states)
-    counts["waiting"] = parked
+    counts["waiting"] = len(parked)
     for state in states:
         logs += [
             RunLog(
@@ -97,7 +98,10 @@ def chunk_finish(committer: ChunkCommitter, states: list[EntityState]) -> bool:
         ]
     RunLog.objects.bulk_create(logs, batch_size=1000)
     # Last: every chunk of the run writes this row, so its lock is held only to COMMIT.
-    return run_count(committer.run_id, counts, _sum_usage(states), now)
+    # What the entities ended or parked here used that the run has not counted yet: a
+    # waiting entity's usage counts at once (a cancelled run keeps it, the API shows it).
+    usage = Usage.total(Usage.of(s.usage) - s.usage_counted for s in [*states, *parked])
+    return run_count(committer.run_id, counts, usage, now)
 
 
 def _items_end(leases: dict, states: list[EntityState], now) -> list[EntityState]:
@@ -176,12 +180,12 @@ def items_give_up(run_id: str, chunk: int) -> int:
             )
             for _, entity_id, step_id in ended
         )
-        run_count(run_id, {"failed": len(ended)}, {}, now)
+        run_count(run_id, {"failed": len(ended)}, ZERO, now)
     return len(ended)
 
 
-def run_count(run_id: str, counts: dict, tokens: dict, now) -> bool:
-    """Add a chunk's outcomes, entities parked (`waiting`) and tokens to the run's counters,
+def run_count(run_id: str, counts: dict, usage: Usage, now) -> bool:
+    """Add a chunk's outcomes, entities parked (`waiting`) and usage to the run's counters,
     in the database (concurrent chunks lose no update); True when completed + failed +
     cancelled has reached the total (waiting entities are not in that sum)."""
     added = {
@@ -189,7 +193,7 @@ def run_count(run_id: str, counts: dict, tokens: dict, now) -> bool:
         "failed": counts.get("failed", 0),
         "cancelled": counts.get("cancelled", 0),
         "waiting": counts.get("waiting", 0),
-        **{column: tokens.get(key, 0) for key, column in USAGE_COLUMNS.items()},
+        **usage.columns(),
     }
     quote = connection.ops.quote_name
     column = {
@@ -207,22 +211,3 @@ def run_count(run_id: str, counts: dict, tokens: dict, now) -> bool:
         )
         row = cursor.fetchone()
     return bool(row and row[0])
-
-
-# An item's usage key -> the run's counter it adds to.
-USAGE_COLUMNS = {
-    "inputTokens": "input_tokens",
-    "cachedInputTokens": "cached_input_tokens",
-    "outputTokens": "output_tokens",
-    "costNanoUsd": "cost_nano_usd",
-    "unpricedCalls": "unpriced_calls",
-}
-
-
-def _sum_usage(states: list[EntityState]) -> dict:
-    total = dict.fromkeys(USAGE_COLUMNS, 0)
-    for state in states:
-        if state.usage:
-            for key in total:
-                total[key] += state.usage.get(key, 0)
-    return total

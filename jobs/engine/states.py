@@ -12,6 +12,7 @@ import json
 
 from jobs.engine.leases import Lease
 from workflows.steps.runtime import EntityState, changes_apply
+from workflows.usage import Usage
 
 
 def states_load(items: list[Lease], schema: dict | None) -> list[EntityState]:
@@ -40,6 +41,7 @@ def states_load(items: list[Lease], schema: dict | None) -> list[EntityState]:
                 version=version if "changes" in saved else saved.get("version", version),
                 outputs=saved.get("outputs", {}),
                 usage=saved.get("usage", {}),
+                usage_counted=Usage.of(saved.get("counted")),
                 next_step=item.next_step,
             )
         # A redelivery; an entity back from a wait is on its first delivery since parking.
@@ -59,6 +61,7 @@ def checkpoint_of(state: EntityState, *, with_data: bool) -> dict:
         "status": state.status,
         "version": state.version,
         "usage": state.usage,
+        "counted": state.usage_counted.stored(),
     }
     if with_data:
         saved["changes"], saved["removed"] = state.changes()

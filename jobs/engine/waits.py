@@ -15,10 +15,11 @@ from config.api.ids import new_id
 from config.api.storable import unstorable
 from config.bulk import rows_update
 from jobs.engine.states import checkpoint_of
-from jobs.models import ItemStatus, RunItem, RunStatus, Wait
+from jobs.models import ItemStatus, RunItem, Wait
 from jobs.waits.base import Parked, kinds
 from jobs.waits.services import runs_lock
 from workflows.steps.runtime import EntityState, Outcome, set_path
+from workflows.usage import Usage
 
 
 class WaitRequest(NamedTuple):
@@ -39,9 +40,10 @@ def waits_park(
     was cancelled meanwhile).
 
     The run's row is locked first, so a cancel either comes before (and these entities end
-    cancelled) or after (and finds them waiting): none is left waiting in a cancelled run.
+    cancelled) or after (and its batches find them waiting): none is left waiting in a
+    cancelled run.
     """
-    if runs_lock(run_ids=[run_id]).get(run_id) == RunStatus.CANCELLED:
+    if not runs_lock(run_ids=[run_id]).get(run_id):
         for state in states:
             state.outcome = Outcome.CANCELLED
         return 0
@@ -64,7 +66,8 @@ def waits_park(
             kind=asked.kind,
         )
         parking[pk] = Parked(wait, state, asked.request)
-        saved.update(wait=wait.pk, attempt=attempts)
+        # The chunk's finish counts the entity's usage in the run, in this transaction.
+        saved.update(wait=wait.pk, attempt=attempts, counted=Usage.of(state.usage).stored())
         rows.append(
             {
                 "id": pk,
@@ -122,6 +125,8 @@ def _apply(state: EntityState, step_id: str, resolution: dict | None) -> None:
         state.log.append(("info", step_id, resolution["log"]))
     if resolution.get("usage"):  # what the wait's model calls used (a provider batch)
         state.add_usage(resolution["usage"], step_id)
+        # Counted in the run's usage when the batch's results were collected.
+        state.usage_counted += Usage.of(resolution["usage"])
     outcome = resolution["outcome"]
     if resolution.get("decidedBy"):
         state.decided_by = {"stepId": step_id, "userId": resolution["decidedBy"]}

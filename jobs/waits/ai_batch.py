@@ -1,7 +1,8 @@
 """Provider batches: the kind of wait an `ai_generate` step in `mode: batch` asks for. The
 entities of one chunk at the step become one provider batch job (`AiBatch`, one
 `AiBatchRequest` per wait, the wait's id its `custom_id`); celery beat polls it and, once it
-ended, resolves each wait with its answer, so the entity resumes after the step.
+ended, resolves each wait with its answer, so the entity resumes after the step. What the answers
+used counts in the run's usage (and budget) when they are collected.
 
 Crash safety: the batch row is recorded in the chunk's finishing transaction and submitted
 after COMMIT by a task, or by the beat poll once a dead submitter's lease passed, always
@@ -32,7 +33,7 @@ from django.utils import timezone
 from jobs import queue
 from jobs.engine.budget import RunBudget
 from jobs.engine.outcomes import run_count
-from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Run, RunLog, RunStatus, WaitStatus
+from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Run, RunLog, WaitStatus
 from jobs.waits.base import Parked, WaitKind, register
 from jobs.waits.services import runs_lock, waits_resolve_each
 from workflows.providers import GenerationRequest, provider_get
@@ -47,6 +48,7 @@ from workflows.steps.ai_generate import (
     usage_add,
 )
 from workflows.steps.runtime import StepError
+from workflows.usage import Usage
 
 # Retries this few are answered live at once rather than waiting hours for a new batch.
 LIVE_RETRY_MAX = 5
@@ -89,22 +91,23 @@ class AiBatchWait(WaitKind):
         # back missing from the results, and are retried then.
         return 0
 
-    def cancel(self, *, run_id: str) -> None:
+    def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
+        requests = AiBatchRequest.objects.filter(pk__in=wait_ids)
         cancelling = list(
             AiBatch.objects.filter(
-                run_id=run_id, status__in=[AiBatchStatus.PENDING, AiBatchStatus.IN_PROGRESS]
+                pk__in=requests.values("batch_id"),
+                status__in=[AiBatchStatus.PENDING, AiBatchStatus.IN_PROGRESS],
             ).values_list("pk", flat=True)
         )
         AiBatch.objects.filter(pk__in=cancelling).update(status=AiBatchStatus.CANCELLING)
-        # What earlier attempts of their requests used was spent: it counts in the run's
-        # usage as it would have with the answers.
-        spent: dict = {}
-        for usage in AiBatchRequest.objects.filter(batch_id__in=cancelling).exclude(usage={}):
-            spent = usage_add(spent, usage.usage)
-        if spent:
-            run_count(run_id, {}, spent, timezone.now())
         for batch_id in cancelling:
             transaction.on_commit(partial(queue.ai_batch_cancel_enqueue, batch_id))
+        # What earlier attempts of these requests used was spent (and counted in the run's
+        # usage when their results were collected): their items keep it.
+        return {
+            wait_id: Usage.of(usage)
+            for wait_id, usage in requests.exclude(usage={}).values_list("pk", "usage")
+        }
 
 
 def _claim(batch_id: str, status: str, now: datetime) -> AiBatch | None:
@@ -249,7 +252,7 @@ def _collect(batch: AiBatch, status: BatchStatus, results: dict, expected: str) 
     provider = provider_get(batch.provider)
     now = timezone.now()
     with transaction.atomic():
-        run_status = runs_lock(run_ids=[batch.run_id]).get(batch.run_id)
+        goes_on = runs_lock(run_ids=[batch.run_id]).get(batch.run_id)
         current = (
             AiBatch.objects.select_for_update()
             .filter(pk=batch.pk)
@@ -258,7 +261,7 @@ def _collect(batch: AiBatch, status: BatchStatus, results: dict, expected: str) 
         if current != expected:
             return  # cancelled meanwhile (the cancel ended its waits)
         resolutions, retries, logs, spent = {}, [], [], {}
-        entries = _requests(batch) if run_status in RunStatus.open() else []
+        entries = _requests(batch) if goes_on else []
         for entry in entries:
             outcome = _outcome(batch, provider, status, results.get(entry.wait_id), entry)
             if outcome.usage:
@@ -269,6 +272,8 @@ def _collect(batch: AiBatch, status: BatchStatus, results: dict, expected: str) 
                 resolutions[entry.wait_id] = outcome.resolution
             if outcome.log:
                 logs.append(_log_line(batch, entry, outcome.log, now))
+        if spent:  # counted in the run's usage now, as a chunk counts its calls
+            run_count(batch.run_id, {}, Usage.of(spent), now)
         budget = _budget(batch.run_id)
         if budget is not None:
             retries = _settle(budget, provider, entries, spent, retries, resolutions)
@@ -321,8 +326,9 @@ def _settle(budget: RunBudget, provider, entries, spent: dict, retries: list, re
     estimates = [request_estimate(provider, outcome.retry) for _, outcome in retries]
     admitted = budget.reserve(estimates)
     reached = budget.reached() if admitted < len(retries) else None
-    for entry, _ in retries[admitted:]:
-        resolutions[entry.wait_id] = _failed(reached or "Budget reached.", entry.usage or {})
+    for entry, outcome in retries[admitted:]:  # keeping what this attempt used
+        used = usage_add(entry.usage or {}, outcome.usage)
+        resolutions[entry.wait_id] = _failed(reached or "Budget reached.", used)
     for (_, outcome), estimate in zip(retries, estimates, strict=False):
         outcome.reserved = estimate
     return retries[:admitted]

@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from jobs.models import Wait
 from workflows.steps.runtime import EntityState
+from workflows.usage import Usage
 
 
 class Parked(NamedTuple):
@@ -41,9 +42,11 @@ class WaitKind:
         """Resolve the waits whose time ran out (celery beat); returns how many."""
         raise NotImplementedError(f"Wait kind {self.name!r} does not implement expire().")
 
-    def cancel(self, *, run_id: str) -> None:
-        """The run was cancelled: end this kind's records of its unresolved waits. Runs in
-        the cancel's transaction."""
+    def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
+        """A cancel ends these unresolved waits of the run: end this kind's records of them.
+        Runs in the transaction of the cancel's batch that ends their items, under the run's
+        lock. Returns, by wait id, what the wait's work used that its entity's usage does not
+        hold yet (a provider batch's earlier attempts), for its item to keep."""
         raise NotImplementedError(f"Wait kind {self.name!r} does not implement cancel().")
 
 

@@ -13,9 +13,10 @@ from django.utils import timezone
 from config.api.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from entities.models import Entity
 from entities.schemas import data_problems, data_validator
-from jobs.models import Review, ReviewInstructions, ReviewStatus, RunLog, RunStatus
+from jobs.models import Review, ReviewInstructions, ReviewStatus, RunLog
 from jobs.waits.base import Parked, WaitKind, register
 from jobs.waits.services import runs_lock, waits_resolve
+from workflows.usage import Usage
 
 DECIDE_MAX_IDS = 1000
 DECISIONS = ("approve", "reject")
@@ -71,10 +72,11 @@ class ReviewWait(WaitKind):
             if not decided.decided:
                 return expired  # every one was decided by someone else meanwhile
 
-    def cancel(self, *, run_id: str) -> None:
-        Review.objects.filter(run_id=run_id, status=ReviewStatus.PENDING).update(
+    def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
+        Review.objects.filter(wait_id__in=wait_ids, status=ReviewStatus.PENDING).update(
             status=ReviewStatus.CANCELLED, decided_at=timezone.now()
         )
+        return {}  # a person's decision costs no model call
 
 
 def _digest(text: str) -> str:
@@ -172,7 +174,7 @@ def _decide(
     statement per kind of outcome, whatever the number of reviews."""
     now = now or timezone.now()
     with transaction.atomic():
-        run_status = runs_lock(run_ids=Review.objects.filter(pk__any=ids).values("run_id"))
+        goes_on = runs_lock(run_ids=Review.objects.filter(pk__any=ids).values("run_id"))
         reviews = {
             row[0]: Pending(*row)
             for row in Review.objects.select_for_update()
@@ -190,8 +192,10 @@ def _decide(
                 skipped.append(
                     _skip(review_id, "not_pending", f"The review is already {review.status}.")
                 )
-            elif run_status.get(review.run_id) not in RunStatus.open():
-                skipped.append(_skip(review_id, "not_pending", "The review's run has ended."))
+            elif not goes_on.get(review.run_id):
+                skipped.append(
+                    _skip(review_id, "not_pending", "The review's run has ended or is cancelled.")
+                )
             elif who and not may_decide(who, review.group, groups):
                 skipped.append(
                     _skip(

@@ -1,6 +1,6 @@
 """The engine's side of waiting outside a chunk: resolve waits, queue resolved entities
 again (together, in chunks), cancel and expire them. Kinds of wait call `waits_resolve`;
-run cancel, celery beat and the resume task call the rest."""
+a cancel's batches (`jobs.cancel`), celery beat and the resume task call the rest."""
 
 from datetime import datetime, timedelta
 from functools import partial
@@ -16,18 +16,21 @@ from jobs import queue
 from jobs.item_rows import run_chunk_size
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus, Wait, WaitStatus
 from jobs.waits.base import kinds
+from workflows.usage import ZERO, Usage
 
 
-def runs_lock(*, run_ids) -> dict[str, str]:
-    """Lock runs' rows (in id order) and read their status; `run_ids` may be a subquery.
-    Everything that changes waits locks their runs first (a decision, a resume, a cancel, a
-    chunk parking entities), so these never deadlock and a cancel is seen by all or none."""
-    return dict(
-        Run.objects.select_for_update()
+def runs_lock(*, run_ids) -> dict[str, bool]:
+    """Lock runs' rows (in id order) and say, for each, whether it goes on: open, and no
+    cancel asked. `run_ids` may be a subquery. Everything that changes waits locks their runs
+    first (a decision, a resume, a cancel's batch, a chunk parking entities), so these never
+    deadlock and a cancel is seen by all or none."""
+    return {
+        pk: status in RunStatus.open() and cancel_requested_at is None
+        for pk, status, cancel_requested_at in Run.objects.select_for_update()
         .filter(pk__in=run_ids)
         .order_by("pk")
-        .values_list("pk", "status")
-    )
+        .values_list("pk", "status", "cancel_requested_at")
+    }
 
 
 def waits_resolve(
@@ -84,12 +87,12 @@ def run_waits_resume(*, run_id: str) -> int:
     """Queue again every resolved wait's entity of the run, in new chunks of the run's chunk size
     (items `pending`, resuming at the step after their wait under a fresh lease); returns
     how many. Safe to run twice: a wait is resumed once."""
-    status = runs_lock(run_ids=[run_id]).get(run_id)
-    if status is None:
+    goes_on = runs_lock(run_ids=[run_id]).get(run_id)
+    if goes_on is None:
         return 0
     Run.objects.filter(pk=run_id).update(resume_requested_at=None)
-    if status not in RunStatus.open():
-        return 0  # a cancel ended the run's waiting items
+    if not goes_on:
+        return 0  # a cancel ends the run's waiting items
     item_ids = sorted(
         _parked_on(run_id).filter(status=WaitStatus.RESOLVED).values_list("item_id", flat=True)
     )
@@ -120,40 +123,51 @@ def _parked_on(run_id: str):
     )
 
 
-def run_waits_cancel(*, run_id: str, now: datetime) -> int:
-    """End the run's waiting items `cancelled`, with their waits and the kinds' records
-    (a pending review becomes `cancelled`); call in the cancel's transaction, after the run
-    row was changed. The tokens they had used are added to the run. Returns how many."""
+def waits_cancel(*, run_id: str, item_ids: list[int], now: datetime) -> int:
+    """End these waiting items of a run being cancelled `cancelled`, with the waits they are
+    parked on and the kinds' records of those (a pending review becomes `cancelled`, a provider
+    batch is told); call under the run's lock, the items locked. Returns how many ended.
+
+    Each item keeps the usage its entity had, with what its wait's model calls used (a
+    resolved wait's answer not applied yet, a provider batch's earlier attempts). The run's
+    totals counted all of that already, when the entity was parked and when the batch's
+    answers were collected, so nothing is added to them here."""
     items = list(
-        RunItem.objects.filter(run_id=run_id, status=ItemStatus.WAITING).values_list(
-            "pk", "state__usage"
+        RunItem.objects.filter(pk__any=item_ids, status=ItemStatus.WAITING).values_list(
+            "pk", "state__usage", "state__wait"
         )
     )
-    for kind in kinds:
-        kind.cancel(run_id=run_id)
-    Wait.objects.filter(pk__in=list(_parked_on(run_id).values_list("pk", flat=True))).update(
-        status=WaitStatus.CANCELLED
-    )
-    if not items:
-        return 0
+    wait_ids = [wait_id for _, _, wait_id in items if wait_id]
+    waits = {
+        pk: (kind, status, Usage.of(usage))
+        for pk, kind, status, usage in Wait.objects.filter(pk__any=wait_ids).values_list(
+            "pk", "kind", "status", "resolution__usage"
+        )
+    }
+    spent: dict[str, Usage] = {}
+    for name in sorted({kind for kind, _, _ in waits.values()}):
+        unresolved = [
+            pk
+            for pk, (kind, status, _) in waits.items()
+            if kind == name and status == WaitStatus.WAITING
+        ]
+        if unresolved:
+            spent.update(kinds.get(name).cancel(run_id=run_id, wait_ids=unresolved))
+    Wait.objects.filter(pk__any=wait_ids).update(status=WaitStatus.CANCELLED)
+    rows = []
+    for pk, usage, wait_id in items:
+        _, status, resolved = waits.get(wait_id, ("", "", ZERO))
+        more = resolved if status == WaitStatus.RESOLVED else spent.get(wait_id, ZERO)
+        usage = usage or {}
+        rows.append({"id": pk, "usage": {**usage, **(Usage.of(usage) + more).stored()}})
     rows_update(
         RunItem,
-        ({"id": pk, "usage": usage or {}} for pk, usage in items),
+        rows,
         match=["id"],
         copy=["usage"],
         assign={"status": ItemStatus.CANCELLED, "completed_at": now, "state": None},
     )
-    tokens = {"inputTokens": 0, "outputTokens": 0}
-    for _, usage in items:
-        for key in tokens:
-            tokens[key] += (usage or {}).get(key, 0)
-    Run.objects.filter(pk=run_id).update(
-        waiting=F("waiting") - len(items),
-        cancelled=F("cancelled") + len(items),
-        input_tokens=F("input_tokens") + tokens["inputTokens"],
-        output_tokens=F("output_tokens") + tokens["outputTokens"],
-    )
-    return len(items)
+    return len(rows)
 
 
 def waits_expire() -> int:

@@ -1,14 +1,15 @@
 """Provider batches in-process: polling when the provider does not answer (the batch stays
 open for the next poll, shows the problem, and the run's log says so once, not at every
-poll), and what a cancelled run counts of its batches' earlier attempts."""
+poll), and what a cancelled run keeps of its batches' earlier attempts."""
 
 import pytest
 
-from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Run, RunLog
-from jobs.services import run_cancel
+from jobs.cancel import run_cancel
+from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Run, RunItem, RunLog
 from jobs.waits.ai_batch import ai_batch_poll
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 from tests.servers import Reply
+from workflows.usage import Usage
 
 pytestmark = pytest.mark.django_db
 
@@ -42,16 +43,23 @@ def test_a_provider_failing_every_poll_is_logged_once_and_the_batch_stays_open(
     assert "No batch found" in batch.error
 
 
-def test_a_cancelled_run_counts_what_earlier_attempts_of_its_batch_requests_used(product_type):
+def test_a_cancelled_run_keeps_what_earlier_attempts_of_its_batch_requests_used(product_type):
+    """Earlier attempts' usage counted in the run when their results were collected: the
+    cancel adds nothing to the run's totals, and each cancelled item keeps its share."""
     local = {**GENERATE, "config": {**GENERATE["config"], "provider": "local"}}
     run = start_run(make_workflow(product_type, [local]), make_entities(product_type, 3))
     run_inline(run.pk)  # parks the 3 entities; their batch is recorded (sent after commit)
     assert Run.objects.get(pk=run.pk).waiting == 3
     earlier = {"inputTokens": 30, "outputTokens": 9, "costNanoUsd": 500, "calls": 1}
     AiBatchRequest.objects.filter(batch__run=run).update(usage=earlier)  # as after a retry
+    before = Run.objects.get(pk=run.pk).usage
 
     run_cancel(run_id=run.pk)
     run = Run.objects.get(pk=run.pk)
     assert run.status == "cancelled" and run.cancelled == 3
-    assert (run.input_tokens, run.output_tokens, run.cost_nano_usd) == (90, 27, 1500)
+    assert run.usage == before
+    items = RunItem.objects.filter(run=run)
+    assert Usage.total(Usage.of(item.usage) for item in items) == Usage(
+        input_tokens=90, output_tokens=27, cost_nano_usd=1500
+    )
     assert AiBatch.objects.get(run=run).status == AiBatchStatus.CANCELLING

@@ -21,8 +21,8 @@ from jobs.engine.outcomes import chunk_finish
 from jobs.engine.recovery import runs_resume_stalled
 from jobs.engine.states import states_load
 from jobs.engine.steps import steps_run
+from jobs.lifecycle import run_end_if_done, run_mark_running
 from jobs.models import Run, RunItem
-from jobs.services import run_finalize_if_done, run_mark_running
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
@@ -82,8 +82,8 @@ def test_a_stale_delivery_writes_nothing_and_the_new_one_counts_each_entity_once
     run.refresh_from_db()
     assert (run.completed, run.failed, run.total) == (6, 2, 8)
     assert set(RunItem.objects.filter(run=run).values_list("attempts", flat=True)) == {2}
-    assert run_finalize_if_done(run_id=run.pk) is True
-    assert run_finalize_if_done(run_id=run.pk) is False  # it ends once
+    assert run_end_if_done(run_id=run.pk) is True
+    assert run_end_if_done(run_id=run.pk) is False  # it ends once
     assert Run.objects.get(pk=run.pk).status == "failed"
 
 

@@ -7,11 +7,12 @@ import pytest
 from django.utils import timezone
 
 from entities.models import Entity
+from jobs.cancel import run_cancel
 from jobs.engine.chunk import chunk_execute
 from jobs.filter_runs import run_items_make
+from jobs.lifecycle import run_end_if_done
 from jobs.models import Run, RunItem
 from jobs.queue import chunks_enqueue
-from jobs.services import run_cancel, run_finalize_if_done
 from tests.factories import make_entities, make_workflow, run_inline
 
 pytestmark = pytest.mark.django_db
@@ -261,7 +262,7 @@ def test_a_run_its_first_chunks_started_is_still_made_in_full_and_ended_by_its_l
         assert run_items_make(run_id=run_id) == 8
     assert _queued_chunks(callbacks) == [[]]
     for callback in callbacks:
-        if getattr(callback, "func", None) is run_finalize_if_done:
+        if getattr(callback, "func", None) is run_end_if_done:
             callback()
     run = Run.objects.get(pk=run_id)
     assert (run.status, run.completed, run.total) == ("completed", 8, 8)

@@ -1,8 +1,9 @@
 import pytest
 from django.db import connection
 
+from jobs.cancel import run_cancel
+from jobs.lifecycle import run_end_if_done
 from jobs.models import Job, Run, RunItem, RunLog
-from jobs.services import run_cancel, run_finalize_if_done
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
@@ -19,6 +20,7 @@ JOB_FIELDS = {
     "createdAt",
     "startedAt",
     "completedAt",
+    "cancelRequestedAt",
     "error",
 }
 FAIL_EXPENSIVE = [
@@ -150,7 +152,7 @@ def test_a_cancelled_run_never_flips_back_to_completed(product_type):
     Run.objects.filter(pk=run.pk).update(status="running", completed=2)
     RunItem.objects.filter(run=run).update(status="completed")  # the work finished...
     run_cancel(run_id=run.pk)  # ...but the cancel landed first
-    assert run_finalize_if_done(run_id=run.pk) is False
+    assert run_end_if_done(run_id=run.pk) is False
     assert Run.objects.get(pk=run.pk).status == "cancelled"
 
 

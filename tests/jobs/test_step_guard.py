@@ -8,9 +8,9 @@ from unittest import mock
 import pytest
 from django.core import mail
 
+from jobs.cancel import run_cancel
 from jobs.engine.committer import CANCEL_CHECK_INTERVAL_S
 from jobs.models import RunItem, RunLog
-from jobs.services import run_cancel
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 from workflows.steps.notify import Notify
 from workflows.steps.transform import Transform

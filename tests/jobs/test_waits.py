@@ -9,10 +9,10 @@ from django.utils import timezone
 
 from entities.models import Entity
 from entities.services import entity_update
+from jobs.cancel import run_cancel
 from jobs.engine.chunk import chunk_execute
 from jobs.engine.recovery import runs_resume_stalled
 from jobs.models import Review, Run, RunItem, RunLog, Wait
-from jobs.services import run_cancel
 from jobs.waits.review import review_decide, reviews_decide
 from jobs.waits.services import run_waits_resume, waits_expire
 from tests.factories import make_entities, make_workflow, run_inline, start_run
@@ -342,7 +342,7 @@ def test_a_run_cancelled_while_a_chunk_parks_leaves_none_waiting(product_type):
     from jobs.engine.outcomes import chunk_finish
     from jobs.engine.states import states_load
     from jobs.engine.steps import steps_run
-    from jobs.services import run_mark_running
+    from jobs.lifecycle import run_mark_running
 
     ids = make_entities(product_type, 2)
     run = start_run(reviewed_workflow(product_type), ids)

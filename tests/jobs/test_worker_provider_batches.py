@@ -11,8 +11,8 @@ import math
 import pytest
 
 from entities.models import Entity
+from jobs.cancel import run_cancel
 from jobs.models import AiBatch, AiBatchStatus, Run, RunItem
-from jobs.services import run_cancel
 from tests.factories import make_entities, make_workflow, start_run
 from tests.jobs.test_worker_ai_batches import poll_until_ended, submitted
 from tests.servers import Reply, start_llm

@@ -151,7 +151,8 @@ from entities.models import Entity
 from entities.services import entities_bulk_create, entity_type_create
 from jobs.engine.chunk import chunk_execute
 from jobs.models import Review, Run, RunItem
-from jobs.services import run_cancel, run_start
+from jobs.cancel import run_cancel
+from jobs.services import run_start
 from jobs.waits.review import review_decide, reviews_decide
 from jobs.waits.services import run_waits_resume
 from workflows.services import workflow_create

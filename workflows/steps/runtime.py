@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from workflows.usage import ZERO, Usage
+
 
 class StepError(Exception):
     """A step failed for one entity; the message says why (errors from outside, such as a
@@ -104,6 +106,10 @@ class EntityState:
     # A person's decision since the last commit (a review: {"stepId", "userId"}), which the
     # next commit records as its source.
     decided_by: dict | None = None
+    # Of `usage`, what a run's totals hold already: all of it when the entity was parked
+    # (the run counts a waiting entity's usage), and a wait's model calls (a provider batch's
+    # answers, counted when collected). A chunk adds the rest when it ends or parks the entity.
+    usage_counted: Usage = ZERO
 
     @property
     def alive(self) -> bool:
