@@ -37,6 +37,9 @@ from workflows.models import Workflow
 ITEMS_SHOWN = 200
 LOGS_SHOWN = 200
 BATCHES_SHOWN = 100
+# An item's error or a log message may quote a large value (a rule broken by a long field):
+# the run page shows this much of each, and links the API's lists, which show them whole.
+TEXT_SHOWN = 1000
 
 
 def progress_bar(run: Run):
@@ -151,6 +154,8 @@ class RunAdmin(RecordAdmin):
             "budget_usd": (run.budget_max_cost_nano_usd or 0) / 1_000_000_000,
             "items": items[:ITEMS_SHOWN],
             "items_shown": ITEMS_SHOWN,
+            "logs_shown": LOGS_SHOWN,
+            "text_shown": TEXT_SHOWN,
             "item_status": status,
             "item_statuses": ItemStatus.values,
             "logs": RunLog.objects.filter(run=run).order_by("-pk")[:LOGS_SHOWN],

@@ -22,27 +22,56 @@ from workflows.models import Workflow
 from workflows.steps.runtime import MISSING, get_path, set_path
 
 REVIEWS_SHOWN = 100
+# The queue shows each value (and the instructions) up to this many characters, and stops
+# adding reviews once it shows this many in all: a page of large entities stays a few MB,
+# not 60. A review opened alone (`?review=<id>`) shows everything, and is where a long
+# value is edited.
+VALUE_CHARS_SHOWN = 2_000
+PAGE_CHARS_SHOWN = 1_000_000
 
 
 class FieldRow:
-    """One field of a review as the page shows it: before, after, and the text edited."""
+    """One field of a review as the page shows it: before, after, and the text edited,
+    each cut to `limit` characters (None: whole). A value longer than that is shown cut and
+    not editable here (a cut text sent back would be taken as an edit)."""
 
-    def __init__(self, path: str, before, after):
-        self.path, self.before, self.after = path, before, after
+    def __init__(self, path: str, before, after, limit: int | None = None):
+        self.path, self.before, self.after, self.limit = path, before, after, limit
         self.changed = before != after
         self.is_text = isinstance(after, str) or after is None
         self.text = after if isinstance(after, str) else "" if after is None else _json(after)
+        self.before_full = self.shown(before)
+        self.truncated = limit is not None and max(len(self.before_full), len(self.text)) > limit
 
     def shown(self, value) -> str:
         return value if isinstance(value, str) else "—" if value is None else _json(value)
 
+    def _cut(self, text: str) -> str:
+        return text if self.limit is None or len(text) <= self.limit else text[: self.limit]
+
     @property
     def before_text(self) -> str:
-        return self.shown(self.before)
+        return self._cut(self.before_full)
 
     @property
     def after_text(self) -> str:
-        return self.shown(self.after)
+        return self._cut(self.shown(self.after))
+
+    @property
+    def before_cut(self) -> bool:
+        return len(self.before_text) < len(self.before_full)
+
+    @property
+    def after_cut(self) -> bool:
+        return len(self.after_text) < len(self.shown(self.after))
+
+    @property
+    def size(self) -> int:
+        return len(self.before_text) + len(self.after_text)
+
+
+def _cut(text: str, limit: int | None) -> str:
+    return text if limit is None or len(text) <= limit else text[:limit]
 
 
 def _json(value) -> str:
@@ -83,27 +112,36 @@ class ReviewAdmin(admin.ModelAdmin):
         if status not in ReviewStatus.values:
             status = ReviewStatus.PENDING
         workflow_id, run_id = request.GET.get("workflow", ""), request.GET.get("run", "")
-        queue = list(
-            selectors.review_list(
+        review_id, before = request.GET.get("review", ""), request.GET.get("before", "")
+        if review_id:  # one review, whole
+            reviews_found = selectors.review_list().filter(pk=review_id)
+            limit = None
+        else:
+            reviews_found = selectors.review_list(
                 status=status, workflow_id=workflow_id or None, run_id=run_id or None
             )
-            .select_related("run__workflow")
-            .order_by("-pk")[:REVIEWS_SHOWN]
+            if before:
+                reviews_found = reviews_found.filter(pk__lt=before)
+            limit = VALUE_CHARS_SHOWN
+        found = list(
+            reviews_found.select_related("run__workflow").order_by("-pk")[: REVIEWS_SHOWN + 1]
         )
-        current = selectors.entities_data(entity_ids=[review.entity_id for review in queue])
-        for review in queue:
-            stored = current.get(review.entity_id)
-            proposed = review.proposed_on(stored)
-            review.rows = [
-                FieldRow(path, get_path(stored or {}, path), get_path(proposed, path))
-                for path in review.fields
-            ]
+        queue, more = _shown(found[:REVIEWS_SHOWN], limit)
+        more = more or len(found) > REVIEWS_SHOWN
+        older = ""
+        if more and queue:
+            query = {"status": status, "workflow": workflow_id, "run": run_id}
+            older = reviews_url(**{k: v for k, v in query.items() if v}, before=queue[-1].pk)
         context = {
             **self.admin_site.each_context(request),
             "title": "Reviews",
             "opts": self.model._meta,
             "reviews": queue,
             "reviews_shown": REVIEWS_SHOWN,
+            "more": more,
+            "older_url": older,
+            "one_review": bool(review_id),
+            "value_chars": VALUE_CHARS_SHOWN,
             "status": status,
             "statuses": ReviewStatus.values,
             "workflow_id": workflow_id,
@@ -174,6 +212,30 @@ class ReviewAdmin(admin.ModelAdmin):
         for skipped in result.skipped:
             self.message_user(request, f"{skipped['id']}: {skipped['message']}", messages.WARNING)
         return self._back(request)
+
+
+def _shown(found: list[Review], limit: int | None) -> tuple[list[Review], bool]:
+    """The reviews the page shows, each with its rows (values cut to `limit`), up to
+    PAGE_CHARS_SHOWN characters in all (at least one review); and whether some were left."""
+    current = selectors.entities_data(entity_ids=[review.entity_id for review in found])
+    shown, total = [], 0
+    for review in found:
+        stored = current.get(review.entity_id)
+        proposed = review.proposed_on(stored)
+        review.rows = [
+            FieldRow(path, get_path(stored or {}, path), get_path(proposed, path), limit)
+            for path in review.fields
+        ]
+        instructions = review.instructions.text
+        review.instructions_shown = _cut(instructions, limit)
+        review.instructions_cut = len(review.instructions_shown) < len(instructions)
+        review.truncated = review.instructions_cut or any(row.truncated for row in review.rows)
+        size = len(review.instructions_shown) + sum(row.size for row in review.rows)
+        if shown and total + size > PAGE_CHARS_SHOWN:
+            return shown, True
+        total += size
+        shown.append(review)
+    return shown, False
 
 
 def _edits(review: Review, form) -> dict:

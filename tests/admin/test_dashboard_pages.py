@@ -7,7 +7,7 @@ from django.contrib.admin.utils import quote
 from django.utils import timezone
 
 from config.api.models import ApiKey
-from jobs.models import Run
+from jobs.models import Run, RunLog
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
@@ -159,3 +159,30 @@ def test_run_list_and_page_show_usage_cost_and_budget(staff, product_type):
     Run.objects.filter(pk=run.pk).update(unpriced_calls=2)
     page = staff.get(f"/admin/jobs/run/{quote(run.pk)}/change/").content.decode()
     assert "unknown (2 calls to a model without a price)" in page
+
+
+def test_run_page_cuts_long_errors_and_messages_and_links_them_whole(staff, product_type):
+    steps = [
+        {
+            "id": "check",
+            "type": "validate",
+            "config": {"rules": [{"field": "notes", "maxLength": 5}]},
+        }
+    ]
+    run = start_run(
+        make_workflow(product_type, steps), make_entities(product_type, 30, notes="z" * 20_000)
+    )
+    run_inline(run.pk)
+    RunLog.objects.bulk_create(
+        RunLog(run=run, level="info", message="q" * 20_000) for _ in range(30)
+    )
+    response = staff.get(f"/admin/jobs/run/{run.pk}/change/")
+    page = response.content.decode()
+    assert "z" * 1001 not in page and "q" * 1001 not in page
+    assert len(response.content) < 300_000
+    items_api = re.search(r'href="([^"]+)" id="items-api"', page).group(1)
+    logs_api = re.search(r'href="([^"]+)" id="logs-api"', page).group(1)
+    items = staff.get(items_api, HTTP_ACCEPT="application/json").json()
+    assert len(items) == 30 and all(item["status"] == "failed" for item in items)
+    logs = staff.get(logs_api, HTTP_ACCEPT="application/json").json()
+    assert sum(log["message"] == "q" * 20_000 for log in logs) == 30

@@ -8,6 +8,7 @@ import pytest
 
 from entities.models import Entity
 from jobs.models import Review, Run
+from jobs.reviews import admin as review_admin
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
@@ -149,3 +150,72 @@ def test_staff_without_the_decide_permission_see_the_queue_without_buttons(
     client.post("/admin/jobs/review/decide/", {"review": review.pk, "decision": "approve"})
     assert Review.objects.get(pk=review.pk).status == "pending"
     assert not Entity.objects.filter(status="published").exists()
+
+
+LONG_STEPS = [
+    {
+        "id": "tidy",
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "notes", "value": "y" * 30_000}]},
+    },
+    {
+        "id": "check",
+        "type": "review",
+        "config": {"instructions": "Ok?", "fields": ["notes", "title"]},
+    },
+]
+
+
+def test_the_queue_of_large_reviews_is_bounded_and_each_seen_whole_alone(
+    staff, product_type, monkeypatch
+):
+    monkeypatch.setattr(review_admin, "PAGE_CHARS_SHOWN", 20_000)  # about 5 reviews a page
+    ids = make_entities(product_type, 30, notes="x" * 30_000)
+    run = start_run(make_workflow(product_type, LONG_STEPS), ids)
+    run_inline(run.pk)
+    url, seen, pages = "/admin/jobs/review/", [], 0
+    while url:
+        response = staff.get(url)
+        page = response.content.decode()
+        assert len(response.content) < 200_000  # was 60 MB for 100 reviews of large entities
+        assert "x" * 2_001 not in page and "y" * 2_001 not in page
+        seen += re.findall(r'<section class="review" id="review-([^"]+)"', page)
+        pages += 1
+        older = re.search(r'<a href="([^"]+)" id="older-reviews">', page)
+        url = html.unescape(older.group(1)) if older else None
+    assert sorted(seen) == sorted(Review.objects.filter(run=run).values_list("pk", flat=True))
+    assert pages >= 6
+    # A cut value is not editable in the queue; the whole review is, on its own page.
+    review = Review.objects.filter(run=run).order_by("-pk").first()
+    queue = staff.get(f"/admin/jobs/review/?run={run.pk}").content.decode()
+    assert f'href="?review={review.pk}" id="whole-{review.pk}"' in queue
+    alone = staff.get(f"/admin/jobs/review/?review={review.pk}").content.decode()
+    assert "y" * 30_000 in alone and "x" * 30_000 in alone
+    assert alone.count('<section class="review"') == 1
+    assert 'aria-label="notes"' in alone
+    staff.post(
+        "/admin/jobs/review/decide/",
+        {
+            "review": review.pk,
+            "decision": "approve",
+            "kind-0": "text",
+            "value-0": "short",
+        },
+    )
+    review.refresh_from_db()
+    assert (review.status, review.edits) == ("approved", {"notes": "short"})
+
+
+def test_approving_from_the_queue_leaves_a_cut_value_as_it_was(staff, product_type):
+    [entity_id] = make_entities(product_type, 1, notes="x" * 30_000)
+    run = start_run(make_workflow(product_type, LONG_STEPS), [entity_id])
+    run_inline(run.pk)
+    review = Review.objects.get(run=run)
+    page = staff.get("/admin/jobs/review/").content.decode()
+    assert 'aria-label="notes"' not in page and 'aria-label="title"' in page
+    staff.post(
+        "/admin/jobs/review/decide/",
+        {"review": review.pk, "decision": "approve", "kind-1": "text", "value-1": "Item 0"},
+    )
+    review.refresh_from_db()
+    assert review.status == "approved" and not review.edits
