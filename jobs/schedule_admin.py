@@ -51,6 +51,17 @@ class ScheduleAwarePeriodicTaskAdmin(PeriodicTaskAdmin):
         url = reverse("admin:workflows_workflow_change", args=[quote(workflow_id)])
         return format_html('<a href="{}">{}</a>', url, workflow_id)
 
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if not _managed(obj):
+            return fieldsets
+        # Read-only, the form's choice of a registered task name reads "None": the task's
+        # name is shown by its own field.
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f != "regtask"]})
+            for name, options in fieldsets
+        ]
+
     def has_change_permission(self, request, obj=None):
         return not _managed(obj) and super().has_change_permission(request, obj)
 

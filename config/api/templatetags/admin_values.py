@@ -1,0 +1,41 @@
+"""Values as staff read them in the admin: JSON (never a Python repr), money in dollars."""
+
+import json
+import math
+
+from django import template
+
+register = template.Library()
+
+
+def as_json_text(value, indent: int | None = None) -> str:
+    """`value` as JSON (`true`, `null`, double quotes), unicode as written."""
+    return json.dumps(value, ensure_ascii=False, indent=indent, sort_keys=False, default=str)
+
+
+@register.filter(name="as_json")
+def as_json(value) -> str:
+    """One line of JSON, for a cell or an option."""
+    return as_json_text(value)
+
+
+@register.filter(name="as_json_block")
+def as_json_block(value) -> str:
+    """Indented JSON, for a <pre>."""
+    return as_json_text(value, indent=2)
+
+
+def usd(nano_usd: int | None) -> str:
+    """Nano-dollars as dollars with the digits that matter: $0.0012, $12.34, $0."""
+    if nano_usd is None:
+        return "unknown"
+    dollars = nano_usd / 1_000_000_000
+    if dollars == 0:
+        return "$0"
+    if dollars >= 0.01:
+        return f"${dollars:,.2f}"
+    digits = 1 - math.floor(math.log10(dollars))  # two significant digits: $0.0012
+    return "$" + f"{dollars:.{digits}f}".rstrip("0")
+
+
+register.filter("usd", usd)
