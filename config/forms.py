@@ -1,5 +1,7 @@
 """Form fields of the admin that hold the API's bounds on what comes in."""
 
+import json
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.forms.fields import InvalidJSONInput
@@ -23,6 +25,12 @@ class BoundedJSONField(forms.JSONField):
             where = "" if found.field == "body" else f"{found.field}: "
             raise ValidationError(where + found.message, code="unstorable")
         return converted
+
+    def prepare_value(self, value):
+        """Indented, so a person reads nested data (Django's is one line)."""
+        if isinstance(value, InvalidJSONInput):
+            return value
+        return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
 
     def bound_data(self, data, initial):
         if isinstance(data, str) and depth_problem(data):

@@ -10,6 +10,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from config.api.errors import DomainError
+from config.api.templatetags.admin_values import usd
 from entities.admin import EntityAdmin
 from entities.models import Entity
 from jobs import (
@@ -119,14 +120,13 @@ class RunAdmin(RecordAdmin):
     def progress(self, run):
         return progress_bar(run)
 
-    @admin.display(description="tokens (in/out)")
+    @admin.display(description="tokens (in / out)")
     def tokens(self, run):
-        return f"{run.usage.input_tokens} / {run.usage.output_tokens}"
+        return f"{run.usage.input_tokens:,} / {run.usage.output_tokens:,}"
 
-    @admin.display(description="cost (USD)")
+    @admin.display(description="cost")
     def cost(self, run):
-        cost = run.usage.cost_usd
-        return "unknown" if cost is None else f"{cost:.6f}"
+        return usd(None if run.usage.unpriced_calls else run.usage.cost_nano_usd)
 
     # Links to these views carry the admin's quoted primary key (`run_01…` is `run_5F01…`), as
     # Django's own views do, so each view unquotes it before looking the run up.
@@ -151,7 +151,6 @@ class RunAdmin(RecordAdmin):
         context = {
             "run": run,
             "progress": progress_bar(run),
-            "budget_usd": (run.budget_max_cost_nano_usd or 0) / 1_000_000_000,
             "items": items[:ITEMS_SHOWN],
             "items_shown": ITEMS_SHOWN,
             "logs_shown": LOGS_SHOWN,

@@ -152,9 +152,9 @@ def test_run_list_and_page_show_usage_cost_and_budget(staff, product_type):
         input_tokens=1200, cached_input_tokens=300, output_tokens=80, cost_nano_usd=1_500_000
     )
     listing = staff.get("/admin/jobs/run/").content.decode()
-    assert "1200 / 80" in listing and "0.001500" in listing
+    assert "1,200 / 80" in listing and "$0.0015" in listing
     page = staff.get(f"/admin/jobs/run/{quote(run.pk)}/change/").content.decode()
-    assert "1200 in (300 cached), 80 out" in page and "$0.001500" in page
+    assert "1,200 in (300 cached), 80 out" in page and "$0.0015" in page
     assert "500 tokens" in page
     Run.objects.filter(pk=run.pk).update(unpriced_calls=2)
     page = staff.get(f"/admin/jobs/run/{quote(run.pk)}/change/").content.decode()

@@ -39,3 +39,9 @@ def usd(nano_usd: int | None) -> str:
 
 
 register.filter("usd", usd)
+
+
+@register.filter(name="thousands")
+def thousands(count: int | None) -> str:
+    """1234567 as 1,234,567."""
+    return "" if count is None else f"{count:,}"
