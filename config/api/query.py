@@ -58,9 +58,10 @@ def _declared_query_parameters() -> dict[tuple[Callable, str], frozenset[str]]:
 
 class KnownQueryParameters(BasePermission):
     """A 400 naming each query parameter the endpoint does not declare (detail code
-    `unknown_parameter`). Listed after the key's permissions, so that a request without a
-    valid key is a 401 whatever it asks. Endpoints the schema leaves out (health, metrics, the
-    schema itself) are not checked. DRF's `?format=` is read by every endpoint."""
+    `unknown_parameter`), or that is given more than once (`repeated_parameter`). Listed
+    after the key's permissions, so that a request without a valid key is a 401 whatever it
+    asks. Endpoints the schema leaves out (health, metrics, the schema itself) are not
+    checked. DRF's `?format=` is read by every endpoint."""
 
     def has_permission(self, request, view):
         match = request.resolver_match
@@ -68,20 +69,22 @@ class KnownQueryParameters(BasePermission):
         known = declared_query_parameters().get((match.func, method)) if match else None
         if known is None:
             return True
-        unknown = [
-            name
-            for name in request.query_params
-            if name not in known and name != api_settings.URL_FORMAT_OVERRIDE
-        ]
-        if unknown:
-            details = [
-                FieldError(name, _message(name, known), "unknown_parameter") for name in unknown
-            ]
-            raise InvalidInput(
-                f"Unknown query parameter{'s' if len(unknown) > 1 else ''}: "
-                + ", ".join(f"`{name}`" for name in unknown),
-                details=details,
-            )
+        details = []
+        for name, values in request.query_params.lists():
+            if name == api_settings.URL_FORMAT_OVERRIDE:
+                continue
+            if name not in known:
+                details.append(FieldError(name, _message(name, known), "unknown_parameter"))
+            elif len(values) > 1:  # read as the last one: say so rather than pick
+                message = f"Give this parameter once, not {len(values)} times."
+                details.append(FieldError(name, message, "repeated_parameter"))
+        if details:
+            names = ", ".join(f"`{detail.field}`" for detail in details)
+            if any(detail.code == "repeated_parameter" for detail in details):
+                what = "Repeated or unknown query parameters"
+            else:
+                what = "Unknown query parameter" + ("s" if len(details) > 1 else "")
+            raise InvalidInput(f"{what}: {names}", details=details)
         return True
 
 

@@ -118,3 +118,14 @@ def test_concurrent_first_requests_build_the_declared_parameters_once():
     assert query._declared_query_parameters.cache_info().misses == 1
     assert all(result is results[0] for result in results)
     assert results[0]
+
+
+def test_a_parameter_given_twice_is_a_400_not_the_last_one_read(api, world):
+    response = api.get("/api/v1/entities?status=draft&status=published&limit=5")
+    assert_refused(response, "status", "repeated_parameter")
+    response = api.get("/api/v1/reviews?status=pending&statuss=x&status=approved")
+    assert {(d["field"], d["code"]) for d in response.json()["error"]["details"]} == {
+        ("status", "repeated_parameter"),
+        ("statuss", "unknown_parameter"),
+    }
+    assert api.get("/api/v1/entities?status=draft&limit=5").status_code == 200
