@@ -32,6 +32,7 @@ from jobs.item_rows import item_columns, items_skip_held, open_runs_lock, run_ch
 from jobs.lifecycle import run_end_if_done
 from jobs.models import ItemStatus, Job, Run, RunItem, RunLog, RunStatus, api_trigger
 from jobs.services import items_skipped_count, workflow_mark_run, workflow_runnable
+from workflows.models import WorkflowVersion
 from workflows.steps.chunking import chunk_size
 
 logger = logging.getLogger(__name__)
@@ -91,16 +92,19 @@ def run_start_over_filter(
     trigger: dict | None = None,
     empty_ok: bool = False,
     budget: dict | None = None,
+    version: WorkflowVersion | None = None,
 ) -> Run | None:
     """Store a pending run over the entities matching `entity_filter` (a cleaned filter, see
     `entities.filters`), at most `limit` of them, and queue the making of its items. 400 if
-    none match (unless `empty_ok`: then None) or more than RUN_MAX_ENTITIES would be run."""
+    none match (unless `empty_ok`: then None) or more than RUN_MAX_ENTITIES would be run.
+    The run executes `version`, by default the live one."""
     workflow = workflow_runnable(workflow_id=workflow_id)
     most = settings.RUN_MAX_ENTITIES
     entities = filter_run_size(workflow, entity_filter, limit, empty_ok=empty_ok)
     if not entities:
         return None
-    version = workflow.versions.get(number=workflow.version)
+    if version is None:
+        version = workflow.versions.get(number=workflow.version)
     return run_start_in_batches(
         workflow=workflow,
         version=version,

@@ -264,6 +264,13 @@ class RunTargetSerializer(StrictSerializer):
 
 
 class RunStartSerializer(RunTargetSerializer):
+    version = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=999_999_999,
+        help_text="Run this version of the workflow (a draft, say, over a few entities) "
+        "instead of the live one.",
+    )
     callbackUrl = serializers.URLField(
         required=False, max_length=2000, help_text="POSTed the final run once it ends."
     )

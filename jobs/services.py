@@ -78,6 +78,18 @@ def run_entities_check(workflow: Workflow, entity_ids: list[str]) -> None:
     _check_entities_exist(workflow, entity_ids)
 
 
+def run_version(workflow: Workflow, number: int | None) -> WorkflowVersion | None:
+    """The version a run asked for by number (None: the live one, chosen as the run starts).
+    400 naming `version` if the workflow has no such version."""
+    if number is None:
+        return None
+    version = workflow.versions.filter(number=number).first()
+    if version is None:
+        message = f"The workflow has versions 1 to {workflow.latest_version}, not {number}."
+        raise InvalidInput(f"version: {message}", details=[FieldError("version", message)])
+    return version
+
+
 @transaction.atomic
 def run_start(
     *,

@@ -58,6 +58,7 @@ class WorkflowRunViewSet(viewsets.GenericViewSet):
     def run(self, request, pk=None):
         workflow = self.get_object()
         data = validated(RunStartSerializer, request.data)
+        version = services.run_version(workflow, data.get("version"))
         if "filter" in data:  # a run over a filter (its items are made in the background)
             run = run_start_over_filter(
                 workflow_id=workflow.pk,
@@ -66,6 +67,7 @@ class WorkflowRunViewSet(viewsets.GenericViewSet):
                 callback_url=data.get("callbackUrl", ""),
                 created_by=request.user,
                 budget=data.get("budget"),
+                version=version,
             )
             return Response({"jobId": run.job.pk, "runId": run.pk}, status=status.HTTP_202_ACCEPTED)
         run = services.run_start(
@@ -74,6 +76,7 @@ class WorkflowRunViewSet(viewsets.GenericViewSet):
             callback_url=data.get("callbackUrl", ""),
             created_by=request.user,
             budget=data.get("budget"),
+            version=version,
         )
         return Response({"jobId": run.job.pk, "runId": run.pk}, status=status.HTTP_202_ACCEPTED)
 

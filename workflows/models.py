@@ -23,7 +23,14 @@ class Workflow(models.Model):
     entity_type = models.ForeignKey(EntityType, on_delete=models.PROTECT, related_name="workflows")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     version = models.PositiveIntegerField(
-        default=1, editable=False, help_text="Goes up with every change of the steps."
+        default=1,
+        editable=False,
+        help_text="The live version: what runs, triggers and schedules execute.",
+    )
+    latest_version = models.PositiveIntegerField(
+        default=1,
+        editable=False,
+        help_text="The newest version: goes up with every change of the steps, live or draft.",
     )
     # What starts the workflow by itself (checked by workflows.triggers.triggers_clean).
     triggers = models.JSONField(
@@ -76,11 +83,16 @@ class Step(models.Model):
 
 class WorkflowVersion(models.Model):
     """An immutable snapshot of a workflow's steps. A run executes the version it started
-    with, whatever is edited meanwhile."""
+    with, whatever is edited meanwhile. The live one is the workflow's `version`; a newer one
+    is a draft until it is published."""
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
     steps = models.JSONField(help_text='[{"id", "type", "config"}, ...] as they were.')
+    note = models.CharField(max_length=1000, blank=True, help_text="What changed, and why.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

@@ -2,7 +2,7 @@ from django.db.models import Count, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 
 from config.api.errors import FieldError, InvalidInput, NotFound
-from workflows.models import Step, Workflow
+from workflows.models import Step, Workflow, WorkflowVersion
 
 
 def workflow_list(*, status: str | None = None, entity_type_id: str | None = None):
@@ -55,3 +55,30 @@ def trigger_kinds(entity_type_id: str) -> set[str]:
         .values_list("triggers", flat=True)
         for trigger in triggers
     }
+
+
+def version_number(raw: str) -> int:
+    """A version number from a URL segment (any segment reaches the view, so that a key's
+    permissions are checked before the segment's shape: a 404 teaches nothing to a key
+    without them)."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9 and int(raw) >= 1):
+        raise NotFound(f"No version {raw!r}: a version is a positive whole number.")
+    return int(raw)
+
+
+def version_list(*, workflow: Workflow):
+    """The workflow's versions, newest first (the API's pages are keyed on the row id, which
+    grows with the number)."""
+    return WorkflowVersion.objects.filter(workflow=workflow).select_related(
+        "created_by", "workflow"
+    )
+
+
+def version_get(*, workflow: Workflow, number: int) -> WorkflowVersion:
+    version = version_list(workflow=workflow).filter(number=number).first()
+    if version is None:
+        raise NotFound(
+            f"No version {number} of workflow {workflow.pk!r}: it has versions 1 to "
+            f"{workflow.latest_version}."
+        )
+    return version

@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from config.api.fields import TimestampField
 from config.api.serializers import StrictSerializer
-from workflows.models import Workflow
+from workflows.models import Workflow, WorkflowVersion
 from workflows.steps import registry
 from workflows.triggers import TRIGGERS_SCHEMA
 
@@ -36,6 +36,11 @@ class WorkflowSerializer(serializers.ModelSerializer):
     """As the seed page documents, plus `version`, `entityTypeId`, `createdAt`, `updatedAt`."""
 
     entityTypeId = serializers.CharField(source="entity_type_id", read_only=True)
+    latestVersion = serializers.IntegerField(
+        source="latest_version",
+        read_only=True,
+        help_text="The newest version; newer than `version` while a draft waits to be published.",
+    )
     stepsCount = serializers.IntegerField(
         source="steps_count", read_only=True, help_text="Total number of steps in the workflow."
     )
@@ -57,10 +62,14 @@ class WorkflowSerializer(serializers.ModelSerializer):
             "stepsCount",
             "lastRunAt",
             "version",
+            "latestVersion",
             "entityTypeId",
             "createdAt",
             "updatedAt",
         ]
+        extra_kwargs = {
+            "version": {"help_text": "The live version: what runs, triggers and schedules execute."}
+        }
 
 
 class WorkflowDetailSerializer(WorkflowSerializer):
@@ -92,9 +101,88 @@ class WorkflowUpdateSerializer(StrictSerializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
     status = serializers.ChoiceField(choices=Workflow.Status.choices, required=False)
     steps = StepsInputField(
-        required=False, help_text="A new steps array replaces the old one and makes a new version."
+        required=False,
+        help_text="A new steps array makes a new version, live at once unless `draft`.",
+    )
+    draft = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="With `steps`: store the new version without making it live; publish it "
+        "with `POST .../versions/:version/publish`.",
+    )
+    note = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=1000,
+        help_text="With `steps`: what the new version changes, and why.",
     )
     triggers = TriggersField(required=False, help_text="Replaces the workflow's triggers.")
+
+
+def steps_shown(steps: list[dict]) -> list[dict]:
+    """Stored steps as the API shows them: write-only config values (secrets) hidden."""
+    return [
+        {**step, "config": registry.get(step["type"]).shown_config(step["config"])}
+        if step["type"] in registry
+        else step
+        for step in steps
+    ]
+
+
+@extend_schema_field({"type": "array", "items": {"$ref": "#/components/schemas/Step"}})
+class VersionStepsField(serializers.Field):
+    def to_representation(self, steps):
+        return steps_shown(steps)
+
+
+class WorkflowVersionSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="number", read_only=True)
+    createdAt = TimestampField(source="created_at")
+    createdBy = serializers.SerializerMethodField(
+        help_text="The username of who made it; null if unknown."
+    )
+    live = serializers.SerializerMethodField(
+        help_text="Whether this is the version runs, triggers and schedules execute."
+    )
+    steps = VersionStepsField(read_only=True)
+
+    class Meta:
+        model = WorkflowVersion
+        fields = ["version", "createdAt", "createdBy", "note", "live", "steps"]
+
+    def get_createdBy(self, version) -> str | None:
+        return version.created_by.get_username() if version.created_by else None
+
+    def get_live(self, version) -> bool:
+        return version.number == version.workflow.version
+
+
+class VersionDiffQuerySerializer(serializers.Serializer):
+    against = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=999_999_999,
+        help_text="The version to compare with: the changes turn it into this one. Default: "
+        "the version before this one (for version 1, none: every step is added).",
+    )
+
+
+class FieldChangeSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="`type`, `position` or a config path (`config.prompt`).")
+    before = serializers.JSONField(allow_null=True)
+    after = serializers.JSONField(allow_null=True)
+
+
+class StepChangeSerializer(serializers.Serializer):
+    stepId = serializers.CharField()
+    change = serializers.ChoiceField(choices=["added", "removed", "moved", "changed"])
+    before = serializers.JSONField(allow_null=True, help_text="The step as it was, or null.")
+    after = serializers.JSONField(allow_null=True, help_text="The step as it is, or null.")
+    fields = FieldChangeSerializer(many=True)
+
+
+class VersionDiffSerializer(serializers.Serializer):
+    changes = StepChangeSerializer(many=True)
 
 
 class WorkflowListQuerySerializer(serializers.Serializer):

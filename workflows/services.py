@@ -1,12 +1,12 @@
-"""Writes to workflow definitions. Every change of the steps makes a new immutable version."""
+"""Writes to workflow definitions. Every change of the steps makes a new immutable version,
+live at once or a draft until published."""
 
 import re
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 
-from config.api.errors import FieldError, InvalidInput
+from config.api.errors import FieldError, InvalidInput, NotFound
 from entities.models import EntityType
 from workflows.models import Step, Workflow, WorkflowVersion
 from workflows.steps import registry
@@ -140,7 +140,8 @@ def _step_reference_problems(steps: list[dict]) -> list[FieldError]:
     return problems
 
 
-def _save_steps(workflow: Workflow, steps: list[dict]) -> None:
+def _steps_replace(workflow: Workflow, steps: list[dict]) -> None:
+    """The Step rows: the live version's steps, as the admin and the API show them."""
     workflow.steps.all().delete()
     Step.objects.bulk_create(
         Step(
@@ -152,7 +153,6 @@ def _save_steps(workflow: Workflow, steps: list[dict]) -> None:
         )
         for position, step in enumerate(steps)
     )
-    WorkflowVersion.objects.create(workflow=workflow, number=workflow.version, steps=steps)
 
 
 @transaction.atomic
@@ -175,30 +175,77 @@ def workflow_create(
         created_by=created_by,
         triggers=triggers_clean(triggers, entity_type),
     )
-    _save_steps(workflow, cleaned)
+    _steps_replace(workflow, cleaned)
+    WorkflowVersion.objects.create(
+        workflow=workflow, number=workflow.version, steps=cleaned, created_by=created_by
+    )
     return workflow
 
 
 @transaction.atomic
-def workflow_update(*, workflow_id: str, steps=None, **changes) -> Workflow:
-    """Change name, description or status; a new `steps` list that differs from the current
-    one replaces it and makes a new version. The row is locked so two edits cannot both
-    become version N+1."""
+def workflow_update(
+    *,
+    workflow_id: str,
+    steps=None,
+    draft: bool = False,
+    note: str = "",
+    updated_by=None,
+    **changes,
+) -> Workflow:
+    """Change name, description, status or triggers; a new `steps` list makes a new version
+    (numbered after the newest) that goes live at once, or with `draft` waits to be published
+    (`version_publish`). Steps equal to the version they would replace (the live one, or for a
+    draft the newest) make none. The row is locked so two edits cannot both become version N+1.
+    """
+    if (draft or note) and steps is None:
+        field = "draft" if draft else "note"
+        message = f"`{field}` goes with `steps`: it describes a new version of them."
+        raise InvalidInput(f"{field}: {message}", details=[FieldError(field, message)])
     workflow = Workflow.objects.select_for_update().get(pk=workflow_id)
     if "triggers" in changes:
         changes["triggers"] = triggers_clean(changes["triggers"], workflow.entity_type)
-    current = workflow.versions.filter(number=workflow.version).first()
-    cleaned = steps_clean(steps, current.steps if current else None) if steps is not None else None
-    if current is not None and cleaned == current.steps:
+    base = workflow.versions.filter(
+        number=workflow.latest_version if draft else workflow.version
+    ).first()
+    cleaned = steps_clean(steps, base.steps if base else None) if steps is not None else None
+    if base is not None and cleaned == base.steps:
         cleaned = None  # the same steps again: no new version
     for field, value in changes.items():
         setattr(workflow, field, value)
-    if cleaned is not None and current is not None:
-        workflow.version = F("version") + 1
-    workflow.save()
-    workflow.refresh_from_db()
     if cleaned is not None:
-        _save_steps(workflow, cleaned)
+        if base is not None:  # else the first version (the admin saves its steps after the row)
+            workflow.latest_version += 1
+        if not draft:
+            workflow.version = workflow.latest_version
+        WorkflowVersion.objects.create(
+            workflow=workflow,
+            number=workflow.latest_version,
+            steps=cleaned,
+            note=note,
+            created_by=updated_by,
+        )
+        if not draft:
+            _steps_replace(workflow, cleaned)
+    workflow.save()
+    return workflow
+
+
+@transaction.atomic
+def version_publish(*, workflow_id: str, number: int) -> Workflow:
+    """Make version `number` the live one: what runs, triggers and schedules execute from
+    now on (runs already started keep theirs). Publishing an older version is a rollback;
+    publishing the live one changes nothing."""
+    workflow = Workflow.objects.select_for_update().get(pk=workflow_id)
+    version = workflow.versions.filter(number=number).first()
+    if version is None:
+        raise NotFound(
+            f"No version {number} of workflow {workflow_id!r}: it has versions 1 to "
+            f"{workflow.latest_version}."
+        )
+    if workflow.version != number:
+        workflow.version = number
+        _steps_replace(workflow, version.steps)
+        workflow.save(update_fields=["version", "updated_at"])
     return workflow
 
 

@@ -1,22 +1,31 @@
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.idempotency import SCHEMA_PARAMETER, idempotent
-from config.api.serializers import validated
+from config.api.serializers import EmptyBodySerializer, validated
 from entities.selectors import entity_type_get
 from workflows import selectors, services
+from workflows.diff import steps_diff
 from workflows.models import Workflow
 from workflows.serializers import (
     StepTypeSerializer,
+    VersionDiffQuerySerializer,
+    VersionDiffSerializer,
     WorkflowCreateSerializer,
     WorkflowDetailSerializer,
     WorkflowListQuerySerializer,
     WorkflowSerializer,
     WorkflowUpdateSerializer,
+    WorkflowVersionSerializer,
 )
 from workflows.steps import registry
+
+VERSION_PARAMETER = OpenApiParameter(
+    "version", int, OpenApiParameter.PATH, description="A version number (1, 2, ...)."
+)
 
 
 @extend_schema_view(
@@ -37,6 +46,8 @@ class WorkflowViewSet(viewsets.ModelViewSet):
     queryset = Workflow.objects.all()
     serializer_class = WorkflowDetailSerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    # Publishing changes what every run, trigger and schedule executes: an edit of the workflow.
+    action_permissions = {"publish": ["workflows.view_workflow", "workflows.change_workflow"]}
 
     def get_serializer_class(self):
         return WorkflowSerializer if self.action == "list" else WorkflowDetailSerializer
@@ -70,13 +81,72 @@ class WorkflowViewSet(viewsets.ModelViewSet):
     def partial_update(self, request, pk=None):
         workflow = self.get_object()
         data = validated(WorkflowUpdateSerializer, request.data)
-        services.workflow_update(workflow_id=workflow.pk, **data)
+        services.workflow_update(workflow_id=workflow.pk, updated_by=request.user, **data)
         return self._answer(workflow.pk)
 
     def destroy(self, request, pk=None):
         """Workflows are archived, not deleted: their runs stay readable."""
         services.workflow_archive(workflow_id=self.get_object().pk)
         return self._answer(pk)
+
+    @extend_schema(
+        summary="List a workflow's versions, newest first",
+        responses=WorkflowVersionSerializer(many=True),
+    )
+    @action(detail=True, methods=["get"])
+    def versions(self, request, pk=None):
+        workflow = self.get_object()
+        page = self.paginate_queryset(selectors.version_list(workflow=workflow))
+        return self.get_paginated_response(WorkflowVersionSerializer(page, many=True).data)
+
+    # A version's URL takes any segment and the view checks it is a number, so that a key
+    # without permissions gets its 403 before a 404.
+    @extend_schema(
+        summary="Get a version of a workflow",
+        parameters=[VERSION_PARAMETER],
+        responses=WorkflowVersionSerializer,
+    )
+    @action(detail=True, methods=["get"], url_path=r"versions/(?P<version>[^/.]+)")
+    def version(self, request, pk=None, version=None):
+        workflow = self.get_object()
+        number = selectors.version_number(version)
+        found = selectors.version_get(workflow=workflow, number=number)
+        return Response(WorkflowVersionSerializer(found).data)
+
+    @extend_schema(
+        summary="What changed between two versions of a workflow",
+        description="The changes that turn version `against` (by default the one before) into "
+        "this one, step by step (matched by step id); config values are compared by path "
+        "(`config.prompt`).",
+        parameters=[VERSION_PARAMETER, VersionDiffQuerySerializer],
+        responses=VersionDiffSerializer,
+    )
+    @action(detail=True, methods=["get"], url_path=r"versions/(?P<version>[^/.]+)/diff")
+    def diff(self, request, pk=None, version=None):
+        workflow = self.get_object()
+        number = selectors.version_number(version)
+        query = validated(VersionDiffQuerySerializer, request.query_params)
+        after = selectors.version_get(workflow=workflow, number=number)
+        against = query.get("against", number - 1)
+        before = selectors.version_get(workflow=workflow, number=against) if against else None
+        changes = steps_diff(before.steps if before else [], after.steps)
+        return Response({"changes": [change.as_json() for change in changes]})
+
+    @extend_schema(
+        summary="Make a version the live one (publish a draft, or roll back)",
+        description="Runs, triggers and schedules execute the live version from now on; runs "
+        "already started keep theirs. Publishing the live version changes nothing.",
+        parameters=[VERSION_PARAMETER],
+        request=None,
+        responses=WorkflowDetailSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path=r"versions/(?P<version>[^/.]+)/publish")
+    def publish(self, request, pk=None, version=None):
+        workflow = self.get_object()
+        number = selectors.version_number(version)
+        validated(EmptyBodySerializer, request.data)
+        services.version_publish(workflow_id=workflow.pk, number=number)
+        return self._answer(workflow.pk)
 
 
 class StepTypeListView(APIView):

@@ -45,6 +45,7 @@ def ids(product_type):
         "jobs": run.job.pk,
         "reviews": waiting.reviews.get().pk,
         "revisions": "1",  # an entity's version
+        "versions": "1",  # a workflow's version
     }
 
 

@@ -40,6 +40,12 @@ def reads(world) -> dict[str, tuple[str, dict]]:
         "/api/v1/step-types": ("/api/v1/step-types", {}),
         "/api/v1/workflows": ("/api/v1/workflows", {"status": "active"}),
         "/api/v1/workflows/{id}": (f"/api/v1/workflows/{wf}", {}),
+        "/api/v1/workflows/{id}/versions": (f"/api/v1/workflows/{wf}/versions", {"limit": "1"}),
+        "/api/v1/workflows/{id}/versions/{version}": (f"/api/v1/workflows/{wf}/versions/1", {}),
+        "/api/v1/workflows/{id}/versions/{version}/diff": (
+            f"/api/v1/workflows/{wf}/versions/1/diff",
+            {"against": "1"},
+        ),
         "/api/v1/workflows/{workflow_id}/runs": (f"/api/v1/workflows/{wf}/runs", {"limit": "1"}),
         "/api/v1/workflows/{workflow_id}/runs/{id}": (f"/api/v1/workflows/{wf}/runs/{run}", {}),
         "/api/v1/workflows/{workflow_id}/runs/{id}/items": (

@@ -68,6 +68,7 @@ OPERATIONS = {
     "bulk create": "post /api/v1/entities/bulk",
     "create workflow": "post /api/v1/workflows",
     "update workflow": "patch /api/v1/workflows/{id}",
+    "publish version": "post /api/v1/workflows/{id}/versions/{version}/publish",
     "run workflow": "post /api/v1/workflows/{id}/run",
     "test workflow": "post /api/v1/workflows/{id}/test",
     "estimate workflow": "post /api/v1/workflows/{id}/estimate",
@@ -145,6 +146,13 @@ def writes(world) -> list[Write]:
             OPERATIONS["update workflow"],
             f"/api/v1/workflows/{wf}",
             {"name": "Renamed", "description": "Edited", "status": "active"},
+            200,
+        ),
+        Write(
+            "publish version",
+            OPERATIONS["publish version"],
+            f"/api/v1/workflows/{wf}/versions/1/publish",
+            {},
             200,
         ),
         Write(
@@ -291,7 +299,7 @@ def test_the_typed_fields_are_read_from_the_schema():
         "entityTypeId",
         "status",
     ]
-    assert BOOLEAN_FIELDS == [("retry run", "useLatestVersion")]
+    assert BOOLEAN_FIELDS == [("update workflow", "draft"), ("retry run", "useLatestVersion")]
 
 
 @pytest.mark.parametrize(("name", "string_field"), STRING_FIELDS)
@@ -341,7 +349,7 @@ def test_every_request_body_in_the_schema_refuses_unknown_properties():
         for operation in operations.values()
         if "requestBody" in operation
     ]
-    assert len(bodies) == 15  # every write but cancel, which takes no body
+    assert len(bodies) == 15  # every write but cancel and publish, which take no body
     for ref in bodies:
         assert components[ref.rsplit("/", 1)[1]]["additionalProperties"] is False, ref
     assert components["BulkItemRequest"]["additionalProperties"] is False
@@ -360,6 +368,7 @@ GOOD_FILTERS = {
     "level": "info",
     "entityId": "ent_x",
     "runId": "run_x",
+    "against": "1",
 }
 
 
@@ -367,6 +376,8 @@ def list_url(path: str, world) -> str:
     ids = {"{id}": world["finished"].pk, "{workflow_id}": world["workflow"].pk}
     if path.startswith("/api/v1/jobs/"):
         ids["{id}"] = world["finished"].job.pk
+    if "{version}" in path:
+        ids = {"{id}": world["workflow"].pk, "{version}": "1"}
     for placeholder, value in ids.items():
         path = path.replace(placeholder, value)
     return path

@@ -13,6 +13,7 @@ LIST_FIELDS = {
     "stepsCount",
     "lastRunAt",
     "version",
+    "latestVersion",
     "entityTypeId",
     "createdAt",
     "updatedAt",
