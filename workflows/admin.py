@@ -10,8 +10,9 @@ from django.utils.html import format_html
 from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin
 from config.api.errors import InvalidInput
 from config.forms import BoundedJSONField
-from workflows import selectors, services
+from workflows import reference, selectors, services
 from workflows.models import Step, Workflow, WorkflowVersion
+from workflows.reference import markdown_inline
 from workflows.steps import registry
 from workflows.triggers import triggers_clean
 
@@ -224,27 +225,10 @@ class WorkflowAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
 
 
 def _describe(step_type) -> dict:
-    schema = step_type.config_schema
-    required = set(schema.get("required", []))
-    fields = []
-    for name, spec in schema.get("properties", {}).items():
-        kind = spec.get("type") or ("condition" if "$ref" in spec else "any JSON")
-        if "enum" in spec:
-            kind = " | ".join(f'"{value}"' for value in spec["enum"])
-        fields.append(
-            {
-                "name": name,
-                "type": kind,
-                "required": name in required,
-                "default": json.dumps(spec["default"]) if "default" in spec else "",
-                "description": spec.get("description", ""),
-                "template": spec.get("x-template", False),
-            }
-        )
     return {
         "type": step_type.type,
         "name": step_type.name,
-        "description": step_type.description,
-        "fields": fields,
+        "description": markdown_inline(step_type.description),
+        "options": reference.options(step_type.config_schema),
         "example": json.dumps(step_type.example, indent=2),
     }

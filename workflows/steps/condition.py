@@ -19,6 +19,22 @@ OPERATORS = [
     "notExists",
     "matches",
 ]
+# What each operator means, shown in the admin's step type reference and editor.
+OPERATOR_DESCRIPTIONS = {
+    "eq": "Equal to `value` (any JSON value; a missing field is not equal).",
+    "ne": "Not equal to `value` (true when the field is missing).",
+    "gt": "Greater than `value`: numbers with numbers, strings with strings.",
+    "gte": "Greater than or equal to `value`.",
+    "lt": "Less than `value`: numbers with numbers, strings with strings.",
+    "lte": "Less than or equal to `value`.",
+    "in": "One of the values in the list `value`.",
+    "notIn": "None of the values in the list `value` (true when the field is missing).",
+    "contains": "A string containing the text `value`, a list containing the item `value`, "
+    "or an object with the key `value`.",
+    "exists": "The field is set and not null (no `value`).",
+    "notExists": "The field is missing or null (no `value`).",
+    "matches": "A string matching the regular expression `value` (RE2 syntax, searched anywhere).",
+}
 NO_VALUE = {"exists", "notExists"}
 LIST_VALUE = {"in", "notIn"}
 
@@ -37,7 +53,11 @@ class Condition(StepType):
         "additionalProperties": False,
         "required": ["if"],
         "properties": {
-            "if": {"$ref": "#/$defs/Predicate"},
+            "if": {
+                "$ref": "#/$defs/Predicate",
+                "description": "The condition: a comparison of one field, or `all`/`any` of "
+                "conditions, nested as deep as needed.",
+            },
             "else": {
                 "type": "string",
                 "enum": ["stop", "fail", "skip"],
@@ -62,6 +82,7 @@ class Condition(StepType):
                 ],
             },
             "Comparison": {
+                "description": "True when the field compares with `value` as `operator` says.",
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["field", "operator"],
@@ -71,6 +92,7 @@ class Condition(StepType):
                         "type": "string",
                         "enum": OPERATORS,
                         "description": "How the field is compared with `value`.",
+                        "x-enumDescriptions": OPERATOR_DESCRIPTIONS,
                     },
                     "value": {
                         "description": "The value compared with (not for exists/notExists; "
@@ -79,6 +101,7 @@ class Condition(StepType):
                 },
             },
             "AllOf": {
+                "description": "True when every condition in `all` is (they nest).",
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["all"],
@@ -93,6 +116,7 @@ class Condition(StepType):
                 },
             },
             "AnyOf": {
+                "description": "True when at least one condition in `any` is (they nest).",
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["any"],

@@ -49,6 +49,11 @@ class Notify(StepType):
                 "type": "string",
                 "enum": ["webhook", "email"],
                 "description": "How to notify.",
+                "x-enumDescriptions": {
+                    "webhook": "POST a JSON event to `url`, signed as Standard Webhooks when a "
+                    "`secret` is set.",
+                    "email": "Send an email to `to` with `subject` and `message`.",
+                },
             },
             "url": {
                 "type": "string",

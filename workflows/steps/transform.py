@@ -17,15 +17,32 @@ from workflows.steps.runtime import (
 )
 
 TEXT_OPS = ["lowercase", "uppercase", "trim", "slugify"]
+# What each operation does, shown in the admin's step type reference and editor.
+OP_DESCRIPTIONS = {
+    "set": "Set `field` to `value` (a string value is a template).",
+    "copy": "Copy the value of `from` to `to`, keeping `from`.",
+    "rename": "Move the value of `from` to `to`, removing `from`.",
+    "remove": "Remove `field` (nothing happens when it is missing).",
+    "lowercase": "Lowercase the string in `field`.",
+    "uppercase": "Uppercase the string in `field`.",
+    "trim": "Remove the whitespace around the string in `field`.",
+    "slugify": "Make the string in `field` a slug: lowercase ASCII words joined by hyphens.",
+}
 
 
 def _operation(ops: list[str], required: list[str], properties: dict, description: str) -> dict:
+    op = {
+        "type": "string",
+        "enum": ops,
+        "description": "The operation.",
+        "x-enumDescriptions": {name: OP_DESCRIPTIONS[name] for name in ops},
+    }
     return {
         "type": "object",
         "additionalProperties": False,
         "required": ["op", *required],
         "description": description,
-        "properties": {"op": {"type": "string", "enum": ops}, **properties},
+        "properties": {"op": op, **properties},
     }
 
 
