@@ -1,20 +1,21 @@
 import json
 import re
+from functools import partial
 
 from django import forms
 from django.contrib import admin
 from django.template.response import TemplateResponse
 from django.urls import path
-from django.utils.html import format_html
 
 from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin
 from config.api.errors import InvalidInput
 from config.forms import BoundedJSONField
 from workflows import reference, selectors, services
-from workflows.models import Step, Workflow, WorkflowVersion
+from workflows.models import Step, Workflow
 from workflows.reference import markdown_inline
 from workflows.steps import registry
 from workflows.triggers import triggers_clean
+from workflows.version_admin import WorkflowVersionInline, version_publish_view
 
 STEP_ERROR = re.compile(r"^steps\[(\d+)\](?:\.(\w+))?")
 FORM_FIELD = {"id": "step_id", "type": "type", "config": "config"}
@@ -102,28 +103,6 @@ class StepInline(admin.TabularInline):
     template = "admin/workflows/workflow/steps_inline.html"
 
 
-class WorkflowVersionInline(admin.TabularInline):
-    model = WorkflowVersion
-    fields = ["number", "created_at", "steps_json"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    ordering = ["-number"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="steps")
-    def steps_json(self, version):
-        shown = [
-            {**step, "config": registry.get(step["type"]).shown_config(step["config"])}
-            if step["type"] in registry
-            else step
-            for step in version.steps
-        ]
-        return format_html("<pre>{}</pre>", json.dumps(shown, indent=2))
-
-
 class WorkflowForm(forms.ModelForm):
     """Triggers are checked by the same service as the API's (`triggers_clean`)."""
 
@@ -188,6 +167,11 @@ class WorkflowAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
         return [
             path(
                 "step-types/", view(self.step_type_reference), name="workflows_step_type_reference"
+            ),
+            path(
+                "<path:object_id>/versions/<int:number>/publish/",
+                view(partial(version_publish_view, self)),
+                name="workflows_workflow_publish",
             ),
             *super().get_urls(),
         ]
