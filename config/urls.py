@@ -36,6 +36,11 @@ api_v1 = [
         RunViewSet.as_view({"post": "retry"}),
         name="run-retry",
     ),
+    path(
+        "workflows/<str:workflow_id>/runs/<str:pk>/revert",
+        RunViewSet.as_view({"post": "revert"}),
+        name="run-revert",
+    ),
     *router.urls,
 ]
 

@@ -1,13 +1,28 @@
+import json
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path
 
 from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin
-from entities.models import Entity, EntityType
+from config.api.errors import DomainError
+from entities.models import Entity, EntityRevision, EntityType
 from entities.revisions import RevisionSource, Source
 from entities.schemas import data_problems, data_validator, schema_problems
 from entities.selectors import entity_type_users
-from entities.services import entity_save, entity_type_in_use_message
+from entities.services import entity_restore, entity_save, entity_type_in_use_message
+
+REVISIONS_SHOWN = 50
+
+
+def _shown(change: dict, side: str) -> str:
+    """One side of a change as the history shows it (absent: a dash)."""
+    if side not in change:
+        return "—"
+    return json.dumps(change[side], ensure_ascii=False, indent=1)
 
 
 class EntityTypeForm(forms.ModelForm):
@@ -71,6 +86,66 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
     # Its data was checked against this type's schema; the API keeps it too.
     create_only_fields = ["entity_type"]
     list_select_related = ["entity_type"]
+
+    change_form_template = "admin/entities/entity/change_form.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<str:entity_id>/restore/<int:version>/",
+                view(self.restore_view),
+                name="entities_entity_restore",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The entity's form, and below it its history: each revision kept, newest first,
+        with what it changed side by side and who or what made it, and a restore button."""
+        revisions = list(
+            EntityRevision.objects.filter(entity_id=unquote(object_id)).order_by("-pk")[
+                :REVISIONS_SHOWN
+            ]
+        )
+        context = {
+            "revisions": [
+                {
+                    "revision": revision,
+                    "source": RevisionSource.of_revision(revision).as_json(),
+                    "changes": [
+                        {
+                            "field": change["field"],
+                            "before": _shown(change, "before"),
+                            "after": _shown(change, "after"),
+                        }
+                        for change in revision.changes
+                    ],
+                }
+                for revision in revisions
+            ],
+            "revisions_shown": REVISIONS_SHOWN,
+            "can_restore": request.user.has_perm("entities.change_entity"),
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, context)
+
+    def restore_view(self, request, entity_id, version):
+        """Restore a version (POST), as the API's restore does; back to the entity's page."""
+        entity = get_object_or_404(Entity, pk=unquote(entity_id))
+        if request.method == "POST" and request.user.has_perm("entities.change_entity"):
+            try:
+                entity = entity_restore(
+                    entity_id=entity.pk,
+                    version=version,
+                    source=RevisionSource.of_request(request, Source.RESTORE),
+                )
+                self.message_user(
+                    request, f"Version {version} restored as version {entity.version}."
+                )
+            except DomainError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+        return redirect("admin:entities_entity_change", quote(entity.pk))
 
     def save_model(self, request, obj, form, change):
         entity_save(

@@ -15,6 +15,7 @@ from entities.admin import EntityAdmin
 from entities.models import Entity
 from jobs import (
     retries,
+    reverts,
     schedule_admin,  # noqa: F401  (registers the schedules' admin)
     services,
 )
@@ -136,6 +137,7 @@ class RunAdmin(RecordAdmin):
             path("<str:run_id>/progress/", view(self.progress_view), name="jobs_run_progress"),
             path("<str:run_id>/cancel/", view(self.cancel_view), name="jobs_run_cancel"),
             path("<str:run_id>/retry/", view(self.retry_view), name="jobs_run_retry"),
+            path("<str:run_id>/revert/", view(self.revert_view), name="jobs_run_revert"),
             *super().get_urls(),
         ]
 
@@ -159,6 +161,7 @@ class RunAdmin(RecordAdmin):
             "item_statuses": ItemStatus.values,
             "logs": RunLog.objects.filter(run=run).order_by("-pk")[:LOGS_SHOWN],
             "can_act": request.user.has_perm("jobs.change_job"),
+            "can_revert": request.user.has_perm("jobs.add_run"),
             "reviews_url": reviews_url(run=run.pk),
             "reviews_pending": run.reviews.filter(status=ReviewStatus.PENDING).exists(),
             "batches": AiBatch.objects.filter(run=run).order_by("-pk")[:BATCHES_SHOWN],
@@ -212,6 +215,33 @@ class RunAdmin(RecordAdmin):
             return run
 
         return self._act(request, run_id, retry)
+
+    def revert_view(self, request, run_id):
+        """ "Revert this run": a confirmation page saying how many entities the run changed
+        and how many were changed since; POST starts the revert (forced or not), as the
+        API's does, and shows the new run."""
+        run = get_object_or_404(Run.objects.select_related("workflow"), pk=unquote(run_id))
+        if not request.user.has_perm("jobs.add_run"):
+            raise PermissionDenied
+        if request.method == "POST":
+            try:
+                revert = reverts.run_revert(
+                    run_id=run.pk, force=bool(request.POST.get("force")), created_by=request.user
+                )
+            except DomainError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                return redirect("admin:jobs_run_change", quote(run.pk))
+            self.message_user(request, f"Reverting run {run.pk} in run {revert.pk}.")
+            return redirect("admin:jobs_run_change", quote(revert.pk))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Revert run {run.pk}",
+            "opts": self.model._meta,
+            "run": run,
+            "changed": reverts.run_changed_entities(run.pk).count(),
+            "changed_since": reverts.run_changed_since(run.pk),
+        }
+        return TemplateResponse(request, "admin/jobs/run/revert.html", context)
 
 
 @admin.register(Job)

@@ -25,12 +25,21 @@ from django.utils import timezone
 
 from config.api.errors import FieldError, InvalidInput
 from entities.filters import entities_matching
-from entities.models import Entity
+from entities.models import Entity, EntityRevision
 from jobs import queue
 from jobs.costs import budget_columns, workflow_estimate
 from jobs.item_rows import item_columns, items_skip_held, open_runs_lock, run_chunk_size
 from jobs.lifecycle import run_end_if_done
-from jobs.models import ItemStatus, Job, Run, RunItem, RunLog, RunStatus, api_trigger
+from jobs.models import (
+    ItemStatus,
+    Job,
+    Run,
+    RunItem,
+    RunLog,
+    RunStatus,
+    TriggerType,
+    api_trigger,
+)
 from jobs.services import items_skipped_count, workflow_mark_run, workflow_runnable
 from workflows.models import WorkflowVersion
 from workflows.steps.chunking import chunk_size
@@ -122,8 +131,12 @@ def run_start_in_batches(*, workflow, version, entities: int, **columns) -> Run:
     """Store a pending run (and its job) of about `entities` entities whose items
     `run_items_make` makes after the commit: over `columns["filter"]`, or, with no filter, a
     retry over what failed in `columns["retry_of"]`. Call inside a transaction."""
-    if columns.get("filter") is None and columns.get("retry_of") is None:
-        raise ValueError("A run made in batches needs a filter or a run it retries.")
+    if (
+        columns.get("filter") is None
+        and columns.get("retry_of") is None
+        and (columns.get("trigger") or {}).get("type") != TriggerType.REVERT
+    ):
+        raise ValueError("A run made in batches needs a filter, a run it retries or reverts.")
     run = Run.objects.create(
         workflow=workflow,
         workflow_version=version,
@@ -192,8 +205,18 @@ def _items_done(run: Run, first_chunk: int) -> None:
 
 def _batch_source(run: Run, count: int):
     """The ids of the next `count` entities of the run after the cursor, in id order: those
-    matching its filter, or for a retry (no filter) those that failed in the run it retries
+    matching its filter, for a revert those the reverted run changed (from its revisions'
+    (run, entity) index), or for a retry (no filter) those that failed in the run it retries
     and still exist, read in one pass over the items' (run, entity) index."""
+    if (run.trigger or {}).get("type") == TriggerType.REVERT:
+        return (
+            EntityRevision.objects.filter(
+                run_id=run.trigger["runId"], entity_id__gt=run.items_cursor
+            )
+            .order_by("entity_id")
+            .values_list("entity_id", flat=True)
+            .distinct()[:count]
+        )
     if run.filter is not None:
         entities = entities_matching(
             entity_type_id=run.workflow.entity_type_id, entity_filter=run.filter

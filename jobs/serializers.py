@@ -46,7 +46,10 @@ class TriggerSerializer(serializers.Serializer):
     an event's `depth` in a chain of triggers."""
 
     type = serializers.ChoiceField(choices=TriggerType.choices)
-    runId = serializers.CharField(required=False, help_text="retry: the run retried.")
+    runId = serializers.CharField(
+        required=False, help_text="retry, revert: the run retried or reverted."
+    )
+    force = serializers.BooleanField(required=False, help_text="revert: forced over later edits.")
     cron = serializers.CharField(required=False, help_text="schedule: its cron expression.")
     depth = serializers.IntegerField(
         required=False, help_text="entity.*: runs of triggers before this one in the chain."
@@ -385,6 +388,14 @@ class JobListQuerySerializer(serializers.Serializer):
 class LogQuerySerializer(serializers.Serializer):
     level = serializers.ChoiceField(choices=RunLog.Level.choices, required=False)
     entityId = serializers.CharField(required=False)
+
+
+class RunRevertSerializer(StrictSerializer):
+    force = serializers.BooleanField(
+        default=False,
+        help_text="Revert entities changed since the run too (their later changes to the run's "
+        "fields are lost); by default they are skipped.",
+    )
 
 
 class RunRetrySerializer(StrictSerializer):

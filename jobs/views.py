@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from config.api.errors import NotFound
 from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import EmptyBodySerializer, validated
-from jobs import retries, selectors, services
+from jobs import retries, reverts, selectors, services
 from jobs.cancel import run_cancel
 from jobs.costs import ids_sample, workflow_estimate
 from jobs.engine.dry_run import workflow_test
@@ -22,6 +22,7 @@ from jobs.serializers import (
     RunItemSerializer,
     RunLogSerializer,
     RunRetrySerializer,
+    RunRevertSerializer,
     RunSerializer,
     RunStartedSerializer,
     RunStartSerializer,
@@ -122,7 +123,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = RunSerializer
     queryset = Run.objects.none()
-    action_permissions = {"retry": ["jobs.add_run"]}
+    action_permissions = {"retry": ["jobs.add_run"], "revert": ["jobs.add_run"]}
 
     def get_queryset(self):
         return (
@@ -168,6 +169,24 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         run = retries.run_retry(
             run_id=original.pk, created_by=request.user, use_latest_version=data["useLatestVersion"]
         )
+        return Response({"jobId": run.job.pk, "runId": run.pk}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Revert what a run changed, in a new run",
+        description="A run of type `revert`: each entity the run changed gets back the values "
+        "the run's fields had before it (status too), as a new version. An entity changed "
+        "since is skipped, its item naming the version it is at, unless `force`. 409 "
+        "`run_not_ended` while the run is open. Reverting a revert redoes the run's changes.",
+        request=RunRevertSerializer,
+        responses={202: RunStartedSerializer},
+        parameters=[SCHEMA_PARAMETER],
+    )
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def revert(self, request, workflow_id=None, pk=None):
+        original = self.get_object()
+        data = validated(RunRevertSerializer, request.data)
+        run = reverts.run_revert(run_id=original.pk, force=data["force"], created_by=request.user)
         return Response({"jobId": run.job.pk, "runId": run.pk}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -7,6 +7,7 @@ import time
 
 from config.metrics import CHUNK_SECONDS
 from entities.events import ChangeOrigin
+from entities.revisions import Source
 from jobs.engine.budget import RunBudget
 from jobs.engine.committer import ChunkCommitter
 from jobs.engine.leases import items_claim
@@ -16,6 +17,7 @@ from jobs.engine.steps import steps_run
 from jobs.engine.waits import waits_apply
 from jobs.lifecycle import run_end_if_done, run_mark_running
 from jobs.models import Run, RunStatus
+from jobs.reverts import revert_of, revert_states
 
 
 def chunk_execute(*, run_id: str, chunk: int) -> None:
@@ -39,6 +41,7 @@ def _chunk_execute(run_id: str, chunk: int) -> None:
         # Every entity of a run is of the workflow's entity type (checked at start).
         states = states_load(items, run.workflow.entity_type.schema)
         waits_apply(checkpoints=[item.state for item in items], states=states)
+        reverting = revert_of(run) is not None
         committer = ChunkCommitter(
             run_id,
             {i.entity_id: (i.pk, i.attempts) for i in items},
@@ -47,14 +50,18 @@ def _chunk_execute(run_id: str, chunk: int) -> None:
             entity_type_id=run.workflow.entity_type_id,
             budget=RunBudget.of(run),
             cancelled=run.cancel_requested_at is not None,
+            revision_type=Source.REVERT if reverting else Source.RUN,
         )
-        steps_run(
-            states=[state for state in states if state.alive],
-            steps=run.workflow_version.steps,
-            run_id=run_id,
-            workflow_id=run.workflow_id,
-            engine=committer,
-        )
+        if reverting:  # not the steps: each entity's values before the reverted run
+            revert_states(run=run, states=states, logs=committer.logs)
+        else:
+            steps_run(
+                states=[state for state in states if state.alive],
+                steps=run.workflow_version.steps,
+                run_id=run_id,
+                workflow_id=run.workflow_id,
+                engine=committer,
+            )
         if not chunk_finish(committer, states):
             return  # other chunks are still open: the last one to finish ends the run
     run_end_if_done(run_id=run_id)

@@ -57,8 +57,10 @@ class ChunkCommitter:
         entity_type_id: str = "",
         budget: RunBudget | None = None,
         cancelled: bool = False,
+        revision_type: str = Source.RUN,
     ):
         self.run_id = run_id
+        self.revision_type = revision_type  # what the entities' revisions say made them
         # Who the entity outbox says made the changes (the run's workflow, at its depth).
         self.origin = origin
         self.entity_type_id = entity_type_id
@@ -170,7 +172,9 @@ class ChunkCommitter:
             status=status,
             origin=self.origin,
             source=RevisionSource(
-                Source.RUN, run_id=self.run_id, step_id=self._step_of(states, status, step_id)
+                self.revision_type,
+                run_id=self.run_id,
+                step_id=self._step_of(states, status, step_id),
             ),
         )
         committed = []

@@ -38,6 +38,7 @@ class TriggerType(models.TextChoices):
     ENTITY_UPDATED = "entity.updated"
     SCHEDULE = "schedule"
     RETRY = "retry"
+    REVERT = "revert"
 
 
 class Run(models.Model):

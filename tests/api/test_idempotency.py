@@ -13,7 +13,9 @@ from tests.api.test_strict_input import (
 
 pytestmark = pytest.mark.django_db
 
-CREATES = [name for name in WRITE_NAMES if name.startswith(("create", "bulk", "run", "retry"))]
+CREATES = [
+    name for name in WRITE_NAMES if name.startswith(("create", "bulk", "run", "retry", "revert"))
+]
 
 
 def test_every_creating_operation_declares_the_header():

@@ -73,6 +73,7 @@ OPERATIONS = {
     "test workflow": "post /api/v1/workflows/{id}/test",
     "estimate workflow": "post /api/v1/workflows/{id}/estimate",
     "retry run": "post /api/v1/workflows/{workflow_id}/runs/{id}/retry",
+    "revert run": "post /api/v1/workflows/{workflow_id}/runs/{id}/revert",
     "cancel job": "post /api/v1/jobs/{id}/cancel",
     "approve review": "post /api/v1/reviews/{id}/approve",
     "reject review": "post /api/v1/reviews/{id}/reject",
@@ -181,6 +182,13 @@ def writes(world) -> list[Write]:
             OPERATIONS["retry run"],
             f"/api/v1/workflows/{wf}/runs/{run}/retry",
             {"useLatestVersion": True},
+            202,
+        ),
+        Write(
+            "revert run",
+            OPERATIONS["revert run"],
+            f"/api/v1/workflows/{wf}/runs/{run}/revert",
+            {"force": False},
             202,
         ),
         Write("cancel job", OPERATIONS["cancel job"], f"/api/v1/jobs/{job}/cancel", {}, 200),
@@ -299,7 +307,11 @@ def test_the_typed_fields_are_read_from_the_schema():
         "entityTypeId",
         "status",
     ]
-    assert BOOLEAN_FIELDS == [("update workflow", "draft"), ("retry run", "useLatestVersion")]
+    assert BOOLEAN_FIELDS == [
+        ("update workflow", "draft"),
+        ("retry run", "useLatestVersion"),
+        ("revert run", "force"),
+    ]
 
 
 @pytest.mark.parametrize(("name", "string_field"), STRING_FIELDS)
@@ -349,7 +361,7 @@ def test_every_request_body_in_the_schema_refuses_unknown_properties():
         for operation in operations.values()
         if "requestBody" in operation
     ]
-    assert len(bodies) == 15  # every write but cancel and publish, which take no body
+    assert len(bodies) == 16  # every write but cancel and publish, which take no body
     for ref in bodies:
         assert components[ref.rsplit("/", 1)[1]]["additionalProperties"] is False, ref
     assert components["BulkItemRequest"]["additionalProperties"] is False

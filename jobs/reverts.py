@@ -1,0 +1,147 @@
+"""Reverting a run: a new run (type `revert`) that gives each entity the run changed back
+the values it had before, read from the run's revisions (`entities.revisions`).
+
+The revert is a run like any other: its items are made in batches in entity order from the
+reverted run's revisions (`jobs.filter_runs`, keyset on the (run, entity) index: memory is
+flat whatever the size), its chunks claimed under leases, and each entity's new version
+written in the transaction that ends its item (`jobs.engine.outcomes`), so a chunk
+delivered twice reverts no entity twice. Only the step loop differs: instead of the
+workflow's steps, `revert_states` sets each working copy to its values before the run.
+
+An entity changed by anything after the run is left as it is (its item `skipped`, naming
+the version it is at) unless `force`. The new versions are revisions with source `revert`
+and the revert's run id, so reverting a revert redoes the original changes. Being a run of
+the reverted workflow, its changes do not trigger that workflow (the outbox's loop guard),
+and no step (no notify) runs.
+"""
+
+from collections import defaultdict
+
+from django.db import transaction
+from django.db.models import OuterRef, Subquery
+
+from config.api.errors import Conflict
+from entities.models import Entity, EntityRevision
+from jobs.filter_runs import run_start_in_batches
+from jobs.models import Run, RunLog, TriggerType
+from workflows.steps.runtime import EntityState, Outcome
+
+
+def revert_of(run: Run) -> str | None:
+    """The run a revert reverts (None for other runs)."""
+    trigger = run.trigger or {}
+    return trigger.get("runId") if trigger.get("type") == TriggerType.REVERT else None
+
+
+def run_changed_entities(run_id: str):
+    """The ids of the entities `run_id` changed (and that still exist), in id order."""
+    return (
+        EntityRevision.objects.filter(run_id=run_id)
+        .order_by("entity_id")
+        .values_list("entity_id", flat=True)
+        .distinct()
+    )
+
+
+def run_changed_since(run_id: str) -> int:
+    """How many of the entities `run_id` changed were changed again since (by anything):
+    their version is past the last one the run made."""
+    made = EntityRevision.objects.filter(run_id=run_id)
+    last = made.filter(entity_id=OuterRef("pk")).order_by("-version").values("version")[:1]
+    return Entity.objects.filter(
+        pk__in=made.values("entity_id"), version__gt=Subquery(last)
+    ).count()
+
+
+@transaction.atomic
+def run_revert(*, run_id: str, force: bool = False, created_by=None) -> Run:
+    """Start a revert of `run_id`: 409 while that run is open, or if it changed nothing
+    (that is still kept)."""
+    original = Run.objects.select_related("workflow", "workflow_version").get(pk=run_id)
+    if not original.is_ended:
+        raise Conflict("The run is still open; revert it once it has ended.", code="run_not_ended")
+    count = run_changed_entities(run_id).count()
+    if not count:
+        raise Conflict(
+            "The run changed no entity (whose revisions are still kept): nothing to revert.",
+            code="nothing_to_revert",
+        )
+    run = run_start_in_batches(
+        workflow=original.workflow,
+        version=original.workflow_version,
+        entities=count,
+        items_limit=count,
+        created_by=created_by,
+        trigger={"type": TriggerType.REVERT, "runId": original.pk, "force": force},
+    )
+    RunLog.objects.create(
+        run_id=run.pk,
+        message=f"Revert of {original.pk}: {count} entities it changed"
+        + (", forced over later changes." if force else "; those changed since are skipped."),
+    )
+    return run
+
+
+def revert_states(*, run: Run, states: list[EntityState], logs: list[RunLog]) -> None:
+    """Give each working copy the values its entity had before the reverted run, where that
+    run's fields changed (status too); end the others: skipped if changed since (unless the
+    revert is forced). The chunk's finish writes them and `logs` (`jobs.engine.outcomes`)."""
+    reverted, force = revert_of(run), bool((run.trigger or {}).get("force"))
+    alive = [state for state in states if state.alive]
+    revisions: dict[str, list] = defaultdict(list)
+    for entity_id, version, changes in (
+        EntityRevision.objects.filter(
+            run_id=reverted, entity_id__in=[state.entity_id for state in alive]
+        )
+        .order_by("entity_id", "version")
+        .values_list("entity_id", "version", "changes")
+    ):
+        revisions[entity_id].append((version, changes))
+    for state in alive:
+        made = revisions.get(state.entity_id)
+        if not made:
+            _skip(state, "The run's revisions of this entity are no longer kept.")
+            continue
+        last = made[-1][0]
+        if state.version != last and not force:
+            _skip(
+                state,
+                f"Changed since the run: the entity is at version {state.version}, the run "
+                f"left version {last}.",
+            )
+            continue
+        state.data, status = _before(state.data, made)
+        if status is not None and status != state.status:
+            state.publish_status = state.status = status
+        state.outcome = Outcome.COMPLETED
+    reverted_count = sum(state.outcome == Outcome.COMPLETED for state in alive)
+    logs.append(
+        RunLog(
+            run_id=run.pk,
+            message=f"Reverting {reverted_count} entities; skipped "
+            f"{len(alive) - reverted_count} (changed since the run, see their items).",
+        )
+    )
+
+
+def _skip(state: EntityState, reason: str) -> None:
+    state.outcome, state.error = Outcome.STOPPED, reason
+
+
+def _before(data: dict, made: list) -> tuple[dict, str | None]:
+    """`data` with each field the run changed back at its value before the run (the run's
+    first change of it), and the status before the run if the run changed it."""
+    data, status, seen = dict(data), None, set()
+    for _, changes in made:
+        for change in changes:
+            field = change["field"]
+            if field in seen or field == "publishedAt":
+                continue
+            seen.add(field)
+            if field == "status":
+                status = change.get("before")
+            elif "before" in change:
+                data[field[5:]] = change["before"]
+            else:
+                data.pop(field[5:], None)
+    return data, status
