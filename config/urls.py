@@ -5,7 +5,6 @@ from rest_framework.routers import SimpleRouter
 from config.api.views import DocsSchemaView, DocsView, HealthView, SchemaView
 from entities.views import EntityTypeViewSet, EntityViewSet
 from jobs.metrics import MetricsView
-from jobs.reviews.views import ReviewViewSet
 from jobs.views import JobViewSet, RunViewSet, WorkflowRunViewSet
 from workflows.views import StepTypeListView, WorkflowViewSet
 
@@ -15,7 +14,6 @@ router.register("entities", EntityViewSet, basename="entity")
 router.register("workflows", WorkflowViewSet, basename="workflow")
 router.register("workflows", WorkflowRunViewSet, basename="workflow-engine")
 router.register("jobs", JobViewSet, basename="job")
-router.register("reviews", ReviewViewSet, basename="review")
 
 api_v1 = [
     path("schema", SchemaView.as_view(), name="schema"),
@@ -42,6 +40,7 @@ api_v1 = [
         name="run-revert",
     ),
     *router.urls,
+    path("", include("jobs.waits.urls")),  # every kind of wait's API
 ]
 
 urlpatterns = [

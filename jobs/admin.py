@@ -1,4 +1,5 @@
 import json
+from importlib import import_module
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
@@ -32,7 +33,8 @@ from jobs.models import (
     RunLog,
     TriggerType,
 )
-from jobs.reviews.admin import reviews_url
+from jobs.waits.base import kinds
+from jobs.waits.review.admin import reviews_url
 from workflows.admin import WorkflowAdmin
 from workflows.models import Workflow
 
@@ -403,3 +405,7 @@ admin.site.unregister(Workflow)
 admin.site.register(Workflow, WorkflowRunAdmin)
 admin.site.unregister(Entity)
 admin.site.register(Entity, EntityRunAdmin)
+
+for kind in kinds:  # every kind of wait's admin pages
+    if kind.admin:
+        import_module(kind.admin)

@@ -13,6 +13,7 @@ class JobsConfig(AppConfig):
         from entities.events import entity_events_recorded
         from jobs.schedules import on_workflow_deleted, on_workflow_saved
         from jobs.triggers import on_entity_events_recorded
+        from jobs.waits import kinds  # noqa: F401  (registers every kind of wait)
         from workflows.models import Workflow
 
         entity_events_recorded.connect(on_entity_events_recorded, dispatch_uid="jobs.triggers")

@@ -31,9 +31,9 @@ from django.utils import timezone
 
 from config.api.errors import Conflict
 from jobs import queue
+from jobs.engine.waits import runs_lock, waits_cancel
 from jobs.lifecycle import run_end_if_done
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus
-from jobs.waits.services import runs_lock, waits_cancel
 
 # How long after a cancel beat looks at a run it has not ended yet.
 CANCEL_RECHECK = timedelta(seconds=60)

@@ -9,6 +9,7 @@ SEND_RUN_CALLBACK = "jobs.tasks.send_run_callback"
 MAKE_RUN_ITEMS = "jobs.tasks.make_run_items"
 DISPATCH_TRIGGERS = "jobs.tasks.dispatch_triggers"
 RESUME_WAITS = "jobs.tasks.resume_waits"
+TICK_WAITS = "jobs.tasks.tick_waits"
 SUBMIT_AI_BATCH = "jobs.tasks.submit_ai_batch"
 CANCEL_AI_BATCH = "jobs.tasks.cancel_ai_batch"
 PRUNE_OLD_RECORDS = "jobs.tasks.prune_old_records"
@@ -32,6 +33,10 @@ def items_make_enqueue(run_id: str) -> None:
 
 def waits_resume_enqueue(run_id: str, *, countdown: float = 0) -> None:
     current_app.send_task(RESUME_WAITS, args=(run_id,), countdown=countdown)
+
+
+def waits_tick_enqueue(kind: str, *, countdown: float = 0) -> None:
+    current_app.send_task(TICK_WAITS, kwargs={"kind": kind}, countdown=countdown)
 
 
 def ai_batch_submit_enqueue(batch_id: str) -> None:

@@ -7,13 +7,13 @@ from jobs import queue
 from jobs.cancel import run_cancel_step, runs_cancel_continue
 from jobs.engine.chunk import chunk_execute
 from jobs.engine.recovery import runs_resume_stalled
+from jobs.engine.waits import run_waits_resume, waits_resume_lost, waits_tick
 from jobs.filter_runs import run_items_make
 from jobs.retention import retention_prune
 from jobs.schedules import schedule_fire
 from jobs.services import run_callback_send
 from jobs.triggers import entity_events_dispatch
-from jobs.waits.ai_batch import ai_batch_cancel, ai_batch_submit, ai_batches_poll
-from jobs.waits.services import run_waits_resume, waits_expire, waits_resume_lost
+from jobs.waits.ai_batch.services import ai_batch_cancel, ai_batch_submit
 
 
 @shared_task(
@@ -108,10 +108,11 @@ def resume_waits(run_id: str) -> int:
     return run_waits_resume(run_id=run_id)
 
 
-@shared_task
-def expire_waits() -> int:
-    """Run by celery beat every minute: decide the waits whose time ran out (reviews)."""
-    return waits_expire()
+@shared_task(name=queue.TICK_WAITS, ignore_result=True)
+def tick_waits(kind: str | None = None) -> int:
+    """Run by celery beat every WAITS_TICK_S (every kind of wait), and when a kind asked
+    for a tick at a time (`kind`): each kind resolves or moves on what is due."""
+    return waits_tick(kind=kind)
 
 
 @shared_task(
@@ -138,13 +139,6 @@ def submit_ai_batch(batch_id: str) -> None:
 def cancel_ai_batch(batch_id: str) -> None:
     """Tell the provider a cancelled run's batch is no longer wanted."""
     ai_batch_cancel(batch_id=batch_id)
-
-
-@shared_task
-def poll_ai_batches() -> int:
-    """Run by celery beat every AI_BATCH_POLL_S: poll open provider batches (resuming the
-    entities of those that ended), submit what a dead worker left unsent."""
-    return ai_batches_poll()
 
 
 @shared_task(

@@ -49,6 +49,7 @@ def worker_env() -> dict:
         "AI_BACKOFF_S": "0.05",
         "AI_MAX_ATTEMPTS": "4",
         "AI_LOCAL_BATCH_DELAY_S": "1",
+        "AI_BATCH_POLL_S": "0.5",
         "AI_PRICES": json.dumps({PRICED_LOCAL: PRICED_LOCAL_PRICE}),
         "PYTHONUNBUFFERED": "1",
     }

@@ -1,7 +1,7 @@
 """Celery: the broker, the result backend and the delivery guarantees the pipeline relies on."""
 
 from config.env import BASE_DIR, env_int, env_str
-from config.settings.workflows import AI_BATCH_POLL_S
+from config.settings.workflows import WAITS_TICK_S
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -67,10 +67,9 @@ CELERY_BEAT_SCHEDULE = {
     # The entity outbox's safety net: events whose dispatch was never queued (the web
     # process died after COMMIT, the broker was down) start their runs within this.
     "sweep-entity-events": {"task": "jobs.tasks.dispatch_triggers", "schedule": 15.0},
-    "expire-waits": {"task": "jobs.tasks.expire_waits", "schedule": 60.0},
-    # Batch mode: submit what a dead worker left unsent, poll open provider batches, resume
-    # the entities of those that ended.
-    "poll-ai-batches": {"task": "jobs.tasks.poll_ai_batches", "schedule": AI_BATCH_POLL_S},
+    # Every kind of wait, each deciding what is due (a review's expiry; a provider batch
+    # polled every AI_BATCH_POLL_S, or submitted when a dead worker left it unsent).
+    "tick-waits": {"task": "jobs.tasks.tick_waits", "schedule": WAITS_TICK_S},
     # Retention (jobs/retention.py): old ended runs and expired idempotency records, in
     # bounded batches; the task queues the next batch itself while more is left.
     "prune-old-records": {"task": "jobs.tasks.prune_old_records", "schedule": 3600.0},

@@ -92,6 +92,9 @@ ENTITY_REVISIONS_KEEP_DAYS = env_int("ENTITY_REVISIONS_KEEP_DAYS", 90, minimum=1
 # How long after the first decision on a run's waits (a review approved) its resolved
 # entities are queued again: decisions arriving within it resume together, in a few chunks.
 WAIT_RESUME_DELAY_S = env_float("WAIT_RESUME_DELAY_S", 1.0, minimum=0.0)
+# How often celery beat ticks every kind of wait (each decides what is due: a review's
+# expiry, a provider batch's poll every AI_BATCH_POLL_S).
+WAITS_TICK_S = env_float("WAITS_TICK_S", 5.0, minimum=0.1)
 
 # Retention (jobs/retention.py, pruned by celery beat): ended runs older than this, with
 # everything of theirs (items, logs, waits, reviews, batches, schedule fires, jobs).

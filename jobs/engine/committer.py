@@ -25,9 +25,10 @@ from entities.services import WorkingCopy, entities_commit
 from jobs.engine.budget import RunBudget
 from jobs.engine.leases import HEARTBEAT_EVERY, run_heartbeat
 from jobs.engine.states import checkpoint_of
-from jobs.engine.waits import WaitRequest
+from jobs.engine.waits import Asked, wait_asked
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus
-from workflows.steps.runtime import EntityState, Outcome, StepContext
+from workflows.steps.runtime import EntityState, Outcome, StepContext, StepError
+from workflows.steps.waits import WaitRequest
 from workflows.usage import Usage
 
 CANCEL_CHECK_INTERVAL_S = 0.5
@@ -66,7 +67,7 @@ class ChunkCommitter:
         self.entity_type_id = entity_type_id
         self.leases = leases  # entity id -> (item pk, attempts)
         self.logs: list[RunLog] = []  # chunk-level lines, written with the outcomes
-        self.waits: dict[str, WaitRequest] = {}  # entity id -> what its step waits for
+        self.waits: dict[str, Asked] = {}  # entity id -> what its step waits for
         # When the run was last seen not cancelled, and last shown moving (time.monotonic()).
         self._checked_at = self._beat_at = seen_at
         self._cancelled = cancelled  # a cancel asked before the chunk started
@@ -106,11 +107,17 @@ class ChunkCommitter:
     def budget_reserve(self, usages: list[dict]) -> int:
         return len(usages) if self.budget is None else self.budget.reserve(usages)
 
-    def wait(self, state: EntityState, ctx: StepContext, *, kind: str, request: dict) -> bool:
-        """Park the entity at this step until a wait of `kind` is resolved: it is stored
-        when the chunk finishes (`jobs.engine.waits.waits_park`) and holds no worker."""
+    def wait(self, state: EntityState, ctx: StepContext, request: WaitRequest) -> bool:
+        """Park the entity at this step until its wait is resolved: it is stored when the
+        chunk finishes (`jobs.engine.waits.waits_park`) and holds no worker. A request of a
+        kind this deployment does not have fails the entity here, at its step."""
+        try:
+            asked = wait_asked(request, step_id=ctx.step_id, step_index=ctx.step_index)
+        except StepError as exc:
+            state.fail(ctx.step_id, exc.message)
+            return True
         state.outcome, state.step_id = Outcome.WAITING, ctx.step_id
-        self.waits[state.entity_id] = WaitRequest(kind, ctx.step_id, ctx.step_index, request)
+        self.waits[state.entity_id] = asked
         return True
 
     @transaction.atomic

@@ -1,38 +1,58 @@
-"""Waiting, inside a chunk: park the entities a step asked to wait (`StepEngine.wait`) when
-the chunk finishes, and apply a wait's resolution when a later delivery resumes one. (What
-resolves, expires and cancels waits, and queues resolved entities again, is `jobs.waits`.)
+"""The engine's side of waiting, all of it: park the entities a step asked to wait
+(`StepEngine.wait`) when their chunk finishes, apply a wait's resolution when a later
+delivery resumes one, resolve waits (kinds call `waits_resolve`), queue resolved entities
+again together in chunks, cancel a cancelled run's waits, and tick every kind of wait.
 
 A parked item is `waiting` with its checkpoint (the run's changes to the entity, outputs,
 usage, the id of its wait and the attempt that parked it) and `next_step` past the step
 that parked it; no task holds it. Parking is conditional on the chunk's lease, like every
-write of a chunk, so a chunk delivered twice parks each entity once.
+write of a chunk, so a chunk delivered twice parks each entity once. Kinds of wait
+(`jobs.waits.<kind>`) say only how a wait is created, resolved and cancelled.
 """
 
 import copy
-from typing import NamedTuple
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Max
+from django.db.models.fields.json import KeyTextTransform
+from django.utils import timezone
 
 from config.api.ids import new_id
 from config.api.storable import unstorable
 from config.bulk import rows_update
+from jobs import queue
 from jobs.engine.states import checkpoint_of
-from jobs.models import ItemStatus, RunItem, Wait
+from jobs.item_rows import run_chunk_size
+from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus, Wait, WaitStatus
 from jobs.waits.base import Parked, kinds
-from jobs.waits.services import runs_lock
-from workflows.steps.runtime import EntityState, Outcome, set_path
-from workflows.usage import Usage
+from workflows.steps.runtime import EntityState, Outcome, StepError, set_path
+from workflows.steps.waits import NO_OUTPUT, Resolution, WaitRequest
+from workflows.usage import ZERO, Usage
 
 
-class WaitRequest(NamedTuple):
-    """What a step asked through the port: park the entity at `step_index` for `kind`."""
+@dataclass(frozen=True)
+class Asked:
+    """What a step asked through the port: park the entity at `step_index` with `request`."""
 
-    kind: str
     step_id: str
     step_index: int
-    request: dict
+    request: WaitRequest
+
+
+def wait_asked(request: WaitRequest, *, step_id: str, step_index: int) -> Asked:
+    """Check a step's request when the step asks (inside its guard): its kind must be one
+    the engine has, or the entity fails at that step."""
+    if request.kind not in kinds:
+        raise StepError(f"This deployment has no kind of wait {request.kind!r}.")
+    return Asked(step_id, step_index, request)
 
 
 def waits_park(
-    *, run_id: str, leases: dict, states: list[EntityState], requests: dict[str, WaitRequest]
+    *, run_id: str, leases: dict, states: list[EntityState], requests: dict[str, Asked]
 ) -> int:
     """Park `states` (outcome WAITING); call inside the chunk's finishing transaction.
     Returns how many were parked; the others end as their new outcome says: handed off (the
@@ -63,7 +83,7 @@ def waits_park(
             item_id=pk,
             entity_id=state.entity_id,
             step_id=asked.step_id,
-            kind=asked.kind,
+            kind=asked.request.kind,
         )
         parking[pk] = Parked(wait, state, asked.request)
         # The chunk's finish counts the entity's usage in the run, in this transaction.
@@ -113,33 +133,226 @@ def waits_apply(*, checkpoints: list[dict | None], states: list[EntityState]) ->
         if not saved or "wait" not in saved or not state.alive:
             continue
         step_id, resolution = resolutions.get(saved["wait"], (state.step_id, None))
-        _apply(state, step_id, resolution)
+        _apply(state, step_id, Resolution.of(resolution) if resolution else None)
 
 
-def _apply(state: EntityState, step_id: str, resolution: dict | None) -> None:
+def _apply(state: EntityState, step_id: str, resolution: Resolution | None) -> None:
     state.step_id = step_id
     if resolution is None:
         state.fail(step_id, "The entity's wait was not resolved.")
         return
-    if resolution.get("log"):
-        state.log.append(("info", step_id, resolution["log"]))
-    if resolution.get("usage"):  # what the wait's model calls used (a provider batch)
-        state.add_usage(resolution["usage"], step_id)
+    if resolution.log:
+        state.log.append(("info", step_id, resolution.log))
+    if resolution.usage:  # what the wait's model calls used (a provider batch)
+        state.add_usage(resolution.usage, step_id)
         # Counted in the run's usage when the batch's results were collected.
-        state.usage_counted += Usage.of(resolution["usage"])
-    outcome = resolution["outcome"]
-    if resolution.get("decidedBy"):
-        state.decided_by = {"stepId": step_id, "userId": resolution["decidedBy"]}
+        state.usage_counted += Usage.of(resolution.usage)
+    outcome = resolution.outcome
+    if resolution.decided_by:
+        state.decided_by = {"stepId": step_id, "userId": resolution.decided_by}
     if outcome == "continue":
-        state.data.update(copy.deepcopy(resolution.get("data") or {}))
-        for path, value in (resolution.get("set") or {}).items():
+        state.data.update(copy.deepcopy(resolution.data))
+        for path, value in resolution.set.items():
             set_path(state.data, path, copy.deepcopy(value))
-        if "output" in resolution:
-            state.outputs[step_id] = resolution["output"]
+        if resolution.output is not NO_OUTPUT:
+            state.outputs[step_id] = resolution.output
         return
     # Stopped or failed: the run's changes since the last commit are discarded.
     state.data = copy.deepcopy(state.base())
     if outcome == "stop":
         state.outcome = Outcome.STOPPED
     else:
-        state.fail(step_id, resolution.get("error") or "The wait ended the entity.")
+        state.fail(step_id, resolution.error or "The wait ended the entity.")
+
+
+def runs_lock(*, run_ids) -> dict[str, bool]:
+    """Lock runs' rows (in id order) and say, for each, whether it goes on: open, and no
+    cancel asked. `run_ids` may be a subquery. Everything that changes waits locks their runs
+    first (a decision, a resume, a cancel's batch, a chunk parking entities), so these never
+    deadlock and a cancel is seen by all or none."""
+    return {
+        pk: status in RunStatus.open() and cancel_requested_at is None
+        for pk, status, cancel_requested_at in Run.objects.select_for_update()
+        .filter(pk__in=run_ids)
+        .order_by("pk")
+        .values_list("pk", "status", "cancel_requested_at")
+    }
+
+
+def waits_resolve(
+    *, wait_ids: list[str], run_ids, resolution: Resolution, now: datetime | None = None
+) -> int:
+    """Resolve the waits named (of the runs `run_ids`) that still wait, all alike; returns
+    how many. Call inside a transaction that has locked their runs (`runs_lock`).
+
+    Their entities are not queued one by one: the first resolution of a run since its last
+    resume asks for one resume task, WAIT_RESUME_DELAY_S later, which queues every wait of
+    the run resolved by then; 1,000 decisions in a burst become a few chunk tasks."""
+    now = now or timezone.now()
+    resolved = Wait.objects.filter(pk__any=wait_ids, status=WaitStatus.WAITING).update(
+        status=WaitStatus.RESOLVED, resolution=resolution.stored(), resolved_at=now
+    )
+    _resume_request(run_ids, now)
+    return resolved
+
+
+def waits_resolve_each(
+    *, resolutions: dict[str, Resolution], run_ids, now: datetime | None = None
+) -> int:
+    """`waits_resolve` with a resolution of its own for each wait (wait id -> resolution):
+    a provider batch's answers. One statement per 1,000 waits; returns how many."""
+    now = now or timezone.now()
+    written = rows_update(
+        Wait,
+        ({"id": pk, "resolution": each.stored()} for pk, each in resolutions.items()),
+        match=["id"],
+        copy=["resolution"],
+        assign={"status": WaitStatus.RESOLVED, "resolved_at": now},
+        where={"status": WaitStatus.WAITING},
+        returning=["id"],
+    )
+    _resume_request(run_ids, now)
+    return len(written)
+
+
+def _resume_request(run_ids, now: datetime) -> None:
+    unrequested = list(
+        Run.objects.filter(pk__in=set(run_ids), resume_requested_at__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+    Run.objects.filter(pk__in=unrequested).update(resume_requested_at=now)
+    for run_id in unrequested:
+        transaction.on_commit(partial(_enqueue_resume, run_id))
+
+
+def _enqueue_resume(run_id: str) -> None:
+    queue.waits_resume_enqueue(run_id, countdown=settings.WAIT_RESUME_DELAY_S)
+
+
+@transaction.atomic
+def run_waits_resume(*, run_id: str) -> int:
+    """Queue again every resolved wait's entity of the run, in new chunks of the run's chunk size
+    (items `pending`, resuming at the step after their wait under a fresh lease); returns
+    how many. Safe to run twice: a wait is resumed once."""
+    goes_on = runs_lock(run_ids=[run_id]).get(run_id)
+    if goes_on is None:
+        return 0
+    Run.objects.filter(pk=run_id).update(resume_requested_at=None)
+    if not goes_on:
+        return 0  # a cancel ends the run's waiting items
+    item_ids = sorted(
+        _parked_on(run_id).filter(status=WaitStatus.RESOLVED).values_list("item_id", flat=True)
+    )
+    if not item_ids:
+        return 0
+    size = run_chunk_size(Run.objects.select_related("workflow_version").get(pk=run_id))
+    first = (RunItem.objects.filter(run_id=run_id).aggregate(last=Max("chunk"))["last"] or 0) + 1
+    for index, start in enumerate(range(0, len(item_ids), size)):  # one statement per chunk
+        RunItem.objects.filter(pk__any=item_ids[start : start + size]).update(
+            status=ItemStatus.PENDING, chunk=first + index
+        )
+    Run.objects.filter(pk=run_id).update(
+        waiting=F("waiting") - len(item_ids), heartbeat_at=timezone.now()
+    )
+    chunks = range(first, first + (len(item_ids) + size - 1) // size)
+    transaction.on_commit(partial(queue.chunks_enqueue, run_id, chunks))
+    return len(item_ids)
+
+
+def _parked_on(run_id: str):
+    """The waits the run's items are parked on now: a wait whose item is `waiting` with this
+    wait's id in its checkpoint. (A resolved wait is not written again when its item is
+    resumed: the item's status says so, and a later wait of the same item replaces the id.)"""
+    return (
+        Wait.objects.filter(run_id=run_id, item__status=ItemStatus.WAITING)
+        .alias(current=KeyTextTransform("wait", "item__state"))
+        .filter(current=F("pk"))
+    )
+
+
+def waits_cancel(*, run_id: str, item_ids: list[int], now: datetime) -> int:
+    """End these waiting items of a run being cancelled `cancelled`, with the waits they are
+    parked on and the kinds' records of those (a pending review becomes `cancelled`, a provider
+    batch is told); call under the run's lock, the items locked. Returns how many ended.
+
+    Each item keeps the usage its entity had, with what its wait's model calls used (a
+    resolved wait's answer not applied yet, a provider batch's earlier attempts). The run's
+    totals counted all of that already, when the entity was parked and when the batch's
+    answers were collected, so nothing is added to them here."""
+    items = list(
+        RunItem.objects.filter(pk__any=item_ids, status=ItemStatus.WAITING).values_list(
+            "pk", "state__usage", "state__wait"
+        )
+    )
+    wait_ids = [wait_id for _, _, wait_id in items if wait_id]
+    waits = {
+        pk: (kind, status, Usage.of(usage))
+        for pk, kind, status, usage in Wait.objects.filter(pk__any=wait_ids).values_list(
+            "pk", "kind", "status", "resolution__usage"
+        )
+    }
+    spent: dict[str, Usage] = {}
+    for name in sorted({kind for kind, _, _ in waits.values()}):
+        unresolved = [
+            pk
+            for pk, (kind, status, _) in waits.items()
+            if kind == name and status == WaitStatus.WAITING
+        ]
+        if unresolved:
+            spent.update(kinds.get(name).cancel(run_id=run_id, wait_ids=unresolved))
+    Wait.objects.filter(pk__any=wait_ids).update(status=WaitStatus.CANCELLED)
+    rows = []
+    for pk, usage, wait_id in items:
+        _, status, resolved = waits.get(wait_id, ("", "", ZERO))
+        more = resolved if status == WaitStatus.RESOLVED else spent.get(wait_id, ZERO)
+        usage = usage or {}
+        rows.append({"id": pk, "usage": {**usage, **(Usage.of(usage) + more).stored()}})
+    rows_update(
+        RunItem,
+        rows,
+        match=["id"],
+        copy=["usage"],
+        assign={"status": ItemStatus.CANCELLED, "completed_at": now, "state": None},
+    )
+    return len(rows)
+
+
+def waits_tick(*, kind: str | None = None) -> int:
+    """Tick every kind of wait (celery beat, every WAITS_TICK_S), or the one named (a tick
+    a kind asked for at a time, `waits_tick_at`): each resolves or moves on what is due.
+    Returns how many waits or records they handled."""
+    now = timezone.now()
+    ticked = [kinds.get(kind)] if kind else list(kinds)
+    return sum(each.tick(now=now) for each in ticked)
+
+
+def waits_tick_at(*, kind: str, when: datetime) -> None:
+    """Ask for a tick of `kind` at `when` (after COMMIT), for a kind whose waits are due at a
+    known time sooner than beat's next tick; beat's ticks stay the safety net."""
+    countdown = max(0.0, (when - timezone.now()).total_seconds())
+    transaction.on_commit(partial(queue.waits_tick_enqueue, kind, countdown=countdown))
+
+
+def waits_resume_lost(*, lost_after: timedelta | None = None) -> int:
+    """Ask again for the resume of runs whose resume task was asked for long ago and has not
+    run (its message was lost); returns how many runs."""
+    lost_after = lost_after or timedelta(seconds=settings.RUN_STALL_AFTER_S)
+    now = timezone.now()
+    runs = list(
+        Run.objects.filter(
+            status__in=RunStatus.open(), resume_requested_at__lt=now - lost_after
+        ).values_list("pk", flat=True)
+    )
+    for run_id in runs:
+        with transaction.atomic():
+            if Run.objects.filter(pk=run_id, resume_requested_at__lt=now - lost_after).update(
+                resume_requested_at=now
+            ):
+                RunLog.objects.create(
+                    run_id=run_id,
+                    level=RunLog.Level.WARNING,
+                    message="Resolved waits were not resumed in time: queued their resume again.",
+                )
+                transaction.on_commit(partial(_enqueue_resume, run_id))
+    return len(runs)

@@ -5,20 +5,20 @@
 - `items`: a RunItem per entity (its status, checkpoint and error).
 - `logs`: a run's RunLog lines.
 - `waits`: a Wait is an entity parked at a step until something outside the run resolves it.
-- `reviews`, `ai_batches`: the models of the `review` and `ai_batch` kinds of wait.
+- The models of each kind of wait live in its folder (`jobs/waits/<kind>/models.py`).
 - `schedules`: ScheduleFire, what each tick of a schedule trigger did.
 
 Everything is re-exported here: `from jobs.models import Run` (and migrations' references
 such as `jobs.models.api_trigger`) keep working.
 """
 
-from jobs.models.ai_batches import AiBatch, AiBatchRequest, AiBatchStatus
 from jobs.models.items import ItemStatus, RunItem
 from jobs.models.logs import RunLog
-from jobs.models.reviews import Review, ReviewInstructions, ReviewStatus
 from jobs.models.runs import Job, Run, RunStatus, TriggerType, api_trigger
 from jobs.models.schedules import ScheduleFire
 from jobs.models.waits import Wait, WaitStatus
+from jobs.waits.ai_batch.models import AiBatch, AiBatchRequest, AiBatchStatus
+from jobs.waits.review.models import Review, ReviewInstructions, ReviewStatus
 
 __all__ = [
     "AiBatch",

@@ -17,12 +17,10 @@ class WaitStatus(models.TextChoices):
 class Wait(models.Model):
     """An entity parked at a step of a run until something outside the run resolves it.
 
-    The engine owns this row: it parks the item (`waiting`, its checkpoint holding this
-    wait's id) and, once a kind of wait has resolved it, queues the item again. `resolution`
-    says how the entity goes on, in the engine's terms: `{"outcome": "continue" | "stop" |
-    "fail", "data": top-level keys merged into the working copy, "set": {field path: value}
-    set in it, "output": the step's output, "usage": the model usage to add to the entity's,
-    "error": why it failed, "log": a line for the run's log}`.
+    The engine owns this row (`jobs.engine.waits`): it parks the item (`waiting`, its
+    checkpoint holding this wait's id) and, once a kind of wait has resolved it, queues the
+    item again. `kind` names the kind (`jobs/waits/<kind>/`); `resolution` is how the entity
+    goes on, a `workflows.steps.waits.Resolution` as stored.
     """
 
     id = models.CharField(

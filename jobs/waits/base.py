@@ -1,10 +1,11 @@
 """The base class of kinds of wait, and their registry.
 
-The engine parks an entity at a step (its item `waiting`, its checkpoint stored, no worker
-holding it) and, once the wait is resolved, queues it again. A kind of wait says only how a
-wait is created, resolved, expired and cancelled: a review is resolved by a person, a
-provider's batch job would be resolved by polling the provider. A new kind is one module in
-`jobs/waits/` and its registration line in `jobs/waits/__init__.py`.
+The engine (`jobs.engine.waits`) parks an entity at a step (its item `waiting`, its
+checkpoint stored, no worker holding it), resumes it once its wait is resolved, cancels it
+with its run, and ticks every kind. A kind of wait says only how a wait is created, resolved
+and cancelled: a review is resolved by a person, a provider batch by polling the provider.
+A kind is one folder, `jobs/waits/<kind>/`: its kind class (`kind.py`), models, services,
+API (`urls`) and admin; registering it is its line in `jobs/waits/kinds.py`.
 """
 
 from datetime import datetime
@@ -14,33 +15,45 @@ from django.core.exceptions import ImproperlyConfigured
 
 from jobs.models import Wait
 from workflows.steps.runtime import EntityState
+from workflows.steps.waits import WaitRequest
 from workflows.usage import Usage
 
 
 class Parked(NamedTuple):
-    """A wait just created for an entity, with what its step asked for (`request`)."""
+    """A wait just created for an entity, with what its step asked for (`request`, of its
+    kind's `request_type`)."""
 
     wait: Wait
     state: EntityState
-    request: dict
+    request: WaitRequest
 
 
 class WaitKind:
-    """One kind of wait. Subclasses set `name` (what steps pass to the port's `wait`) and
-    implement the three hooks below. Resolving is the kind's own business (an API call, a
-    poll, a timer); it ends with `jobs.waits.services.waits_resolve`, whose resolutions are
-    in the engine's terms (see `jobs.models.Wait`)."""
+    """One kind of wait. Subclasses set `request_type` (the `WaitRequest` dataclass steps
+    hand the engine, whose `kind` names this kind), optionally `urls` and `admin` (dotted
+    module paths of its API routes and admin), and implement the three hooks below.
+    Resolving is the kind's own business (an API call, a poll, a timer); it ends with
+    `jobs.engine.waits.waits_resolve` and a `Resolution`."""
 
-    name: ClassVar[str]
+    request_type: ClassVar[type[WaitRequest]]
+    urls: ClassVar[str | None] = None
+    admin: ClassVar[str | None] = None
+
+    @property
+    def name(self) -> str:
+        return self.request_type.kind
 
     def create(self, parked: list[Parked]) -> None:
         """Store what this kind needs for waits just parked; runs in the transaction that
         parks them (the chunk's finish), so it never sees a wait that was rolled back."""
         raise NotImplementedError(f"Wait kind {self.name!r} does not implement create().")
 
-    def expire(self, *, now: datetime) -> int:
-        """Resolve the waits whose time ran out (celery beat); returns how many."""
-        raise NotImplementedError(f"Wait kind {self.name!r} does not implement expire().")
+    def tick(self, *, now: datetime) -> int:
+        """Resolve or move on what is due by `now` (a review's expiry, a batch's poll);
+        returns how many it handled. Called on each of beat's ticks (WAITS_TICK_S) and
+        whenever a kind asks for a tick at a time (`jobs.engine.waits.waits_tick_at`), so
+        it decides itself what is due, and is safe to call twice."""
+        raise NotImplementedError(f"Wait kind {self.name!r} does not implement tick().")
 
     def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
         """A cancel ends these unresolved waits of the run: end this kind's records of them.
@@ -57,11 +70,12 @@ class WaitKindRegistry:
         self._kinds: dict[str, WaitKind] = {}
 
     def register(self, cls: type[WaitKind]) -> type[WaitKind]:
-        if not getattr(cls, "name", None):
-            raise ImproperlyConfigured(f"Wait kind {cls.__name__} has no `name`.")
-        if cls.name in self._kinds:
-            raise ImproperlyConfigured(f"Wait kind {cls.name!r} is registered twice.")
-        self._kinds[cls.name] = cls()
+        request_type = getattr(cls, "request_type", None)
+        if request_type is None or not getattr(request_type, "kind", None):
+            raise ImproperlyConfigured(f"Wait kind {cls.__name__} has no request_type.kind.")
+        if request_type.kind in self._kinds:
+            raise ImproperlyConfigured(f"Wait kind {request_type.kind!r} is registered twice.")
+        self._kinds[request_type.kind] = cls()
         return cls
 
     def get(self, name: str) -> WaitKind:
@@ -69,6 +83,9 @@ class WaitKindRegistry:
             return self._kinds[name]
         except KeyError:
             raise ImproperlyConfigured(f"Unknown wait kind {name!r}.") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._kinds
 
     def __iter__(self):
         return iter(self._kinds.values())

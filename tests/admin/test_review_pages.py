@@ -8,7 +8,7 @@ import pytest
 
 from entities.models import Entity
 from jobs.models import Review, Run
-from jobs.reviews import admin as review_admin
+from jobs.waits.review import admin as review_admin
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db

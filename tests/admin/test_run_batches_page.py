@@ -4,7 +4,7 @@ the provider's id, status and counts; and what its entities wait for."""
 import pytest
 
 from jobs.models import AiBatch, Run
-from jobs.waits.ai_batch import ai_batch_submit
+from jobs.waits.ai_batch.services import ai_batch_submit
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db

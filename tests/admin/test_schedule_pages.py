@@ -43,7 +43,7 @@ def test_the_bulk_actions_leave_workflows_periodic_tasks_alone(staff, product_ty
     workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
     every = IntervalSchedule.objects.create(every=60, period=IntervalSchedule.SECONDS)
     own = PeriodicTask.objects.create(
-        name="by-hand", task="jobs.tasks.expire_waits", interval=every
+        name="by-hand", task="jobs.tasks.tick_waits", interval=every
     )
     ids = list(PeriodicTask.objects.values_list("pk", flat=True))
     staff.post(

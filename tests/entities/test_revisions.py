@@ -143,8 +143,8 @@ def test_a_run_records_its_revisions_with_the_run_and_step(product_type):
 
 
 def test_a_reviewers_edit_is_recorded_as_the_reviews_revision(api, product_type):
+    from jobs.engine.waits import run_waits_resume
     from jobs.models import Review
-    from jobs.waits.services import run_waits_resume
     from tests.jobs.test_reviews_api import parked
 
     run, [entity_id], [review_id] = parked(product_type, n=1)

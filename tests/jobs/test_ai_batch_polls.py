@@ -6,7 +6,7 @@ import pytest
 
 from jobs.cancel import run_cancel
 from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Run, RunItem, RunLog
-from jobs.waits.ai_batch import ai_batch_poll
+from jobs.waits.ai_batch.services import ai_batch_poll
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 from tests.servers import Reply
 from workflows.usage import Usage

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from config.api.models import IdempotencyRecord
 from jobs import queue
+from jobs.engine.waits import run_waits_resume
 from jobs.models import (
     AiBatch,
     AiBatchRequest,
@@ -25,8 +26,7 @@ from jobs.models import (
     Wait,
 )
 from jobs.retention import PRUNERS, RUN_ROWS, retention_prune, runs_prune
-from jobs.waits.review import reviews_decide
-from jobs.waits.services import run_waits_resume
+from jobs.waits.review.services import reviews_decide
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db

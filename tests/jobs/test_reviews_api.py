@@ -6,8 +6,8 @@ from django.contrib.auth.models import Group
 
 from config.api.models import ApiKey
 from entities.services import entity_update
+from jobs.engine.waits import run_waits_resume
 from jobs.models import Review, Run, RunItem
-from jobs.waits.services import run_waits_resume
 from tests.conftest import Api
 from tests.factories import make_entities, make_key, make_workflow, run_inline, start_run
 

@@ -12,9 +12,9 @@ from entities.services import entity_update
 from jobs.cancel import run_cancel
 from jobs.engine.chunk import chunk_execute
 from jobs.engine.recovery import runs_resume_stalled
+from jobs.engine.waits import run_waits_resume, waits_tick
 from jobs.models import Review, Run, RunItem, RunLog, Wait
-from jobs.waits.review import review_decide, reviews_decide
-from jobs.waits.services import run_waits_resume, waits_expire
+from jobs.waits.review.services import review_decide, reviews_decide
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
@@ -96,7 +96,7 @@ def test_entities_wait_at_a_review_holding_their_checkpoint_and_the_run_stays_ru
 def test_a_resume_whose_task_was_lost_is_asked_for_again(
     product_type, reviewer, django_capture_on_commit_callbacks
 ):
-    from jobs.waits.services import waits_resume_lost
+    from jobs.engine.waits import waits_resume_lost
 
     run, _ = parked_run(product_type, n=2)
     reviews_decide(
@@ -302,11 +302,11 @@ def test_expired_reviews_are_decided_by_on_timeout(
     run, ids = parked_run(
         product_type, n=2, timeoutMinutes=30, onTimeout=on_timeout, onReject=on_reject
     )
-    assert waits_expire() == 0  # not yet
+    assert waits_tick() == 0  # not yet
     review = Review.objects.get(entity_id=ids[0])
     assert review.expires_at - review.created_at == timedelta(minutes=30)
     Review.objects.filter(pk=review.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert waits_expire() == 1
+    assert waits_tick() == 1
     review.refresh_from_db()
     assert (review.status, review.decided_by) == ("expired", "")
     resume(run)

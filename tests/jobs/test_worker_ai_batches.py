@@ -12,7 +12,7 @@ import pytest
 
 from entities.models import Entity
 from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Run, RunItem, RunLog
-from jobs.tasks import poll_ai_batches
+from jobs.tasks import tick_waits
 from tests.factories import make_entities, make_workflow, start_run
 from tests.workers import (
     PRICED_LOCAL,
@@ -55,7 +55,7 @@ def poll_until_ended(run_id: str, timeout: float = 120) -> Run:
     deadline = time.monotonic() + timeout
     while Run.objects.get(pk=run_id).status in ("pending", "running"):
         assert time.monotonic() < deadline, f"run {run_id} did not end"
-        poll_ai_batches.delay()
+        tick_waits.delay()
         time.sleep(0.5)
     return Run.objects.get(pk=run_id)
 
@@ -220,7 +220,7 @@ def test_cancel_ends_the_waiting_entities_and_cancels_the_providers_batch(
     )
     assert LocalBatch.objects.get(pk=batch.provider_batch_id).cancelled_at is not None
     time.sleep(1.5)  # the local batch would have ended by now
-    poll_ai_batches.delay()
+    tick_waits.delay()
     time.sleep(1)
     assert set(RunItem.objects.filter(run=run).values_list("status", flat=True)) == {"cancelled"}
     assert not Entity.objects.filter(pk__in=ids, status="published").exists()
@@ -269,7 +269,7 @@ def test_a_batch_left_unsent_or_unrecorded_by_a_dead_worker_is_submitted_once(
     )
     wait_until(
         lambda: (
-            (poll_ai_batches.delay() and False)
+            (tick_waits.delay() and False)
             or AiBatch.objects.get(pk=batch.pk).status != "pending"
         ),
         "the poll to submit it",
@@ -314,7 +314,7 @@ def _assert_each_request_sent_once(run: Run, n: int) -> None:
 @pytest.fixture
 def celery_beat(tmp_path):
     """A real celery beat process, polling the batches every half second."""
-    beat = start_beat(tmp_path / "beat.log", AI_BATCH_POLL_S="0.5")
+    beat = start_beat(tmp_path / "beat.log", AI_BATCH_POLL_S="0.5", WAITS_TICK_S="0.5")
     yield beat
     beat.stop()
 
@@ -327,7 +327,7 @@ def test_celery_beat_polls_the_batch_and_the_run_ends_on_its_own(
     run = wait_for_run(run.pk, timeout=120)  # nothing sent by the test: the beat did it all
     assert (run.status, run.completed) == ("completed", 12)
     assert AiBatch.objects.get(run=run).status == "ended"
-    assert "poll-ai-batches" in celery_beat.log_path.read_text()
+    assert "tick-waits" in celery_beat.log_path.read_text()
 
 
 def test_a_batch_the_provider_rejects_fails_its_entities_with_the_reason(

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from jobs.models import AiBatch, AiBatchRequest, Run, RunItem
-from jobs.tasks import poll_ai_batches
+from jobs.tasks import tick_waits
 from tests.conftest import Api
 from tests.factories import make_entities, make_key, make_workflow, start_run
 from tests.workers import PRICED_LOCAL, wait_until
@@ -39,7 +39,7 @@ def describe(**config) -> dict:
 
 def poll_until_ended(run_id: str, timeout: float = 240) -> Run:
     def ended():
-        poll_ai_batches.delay()
+        tick_waits.delay()
         return Run.objects.get(pk=run_id).status not in ("pending", "running")
 
     wait_until(ended, f"run {run_id} to end", timeout=timeout)

@@ -14,7 +14,7 @@ from django.utils import timezone
 from entities.models import Entity
 from jobs.engine.recovery import runs_resume_stalled
 from jobs.models import Review, Run, RunItem
-from jobs.tasks import expire_waits
+from jobs.tasks import tick_waits
 from tests.factories import make_entities, make_workflow, start_run
 from tests.workers import all_waiting, wait_for_run, wait_until
 
@@ -100,7 +100,7 @@ def test_each_decision_takes_its_entity_its_own_way(celery_worker, api, product_
     assert patched.status_code == 200
     assert api.post(f"/api/v1/reviews/{reviews[edited_meanwhile]}/approve").status_code == 200
     Review.objects.filter(pk=reviews[expire]).update(expires_at=timezone.now())
-    expire_waits.delay()  # what celery beat does every minute
+    tick_waits.delay()  # what celery beat does every WAITS_TICK_S
     decided = api.post(
         "/api/v1/reviews/decide",
         {"ids": [reviews[entity_id] for entity_id in bulk], "decision": "approve"},

@@ -153,8 +153,8 @@ from jobs.engine.chunk import chunk_execute
 from jobs.models import Review, Run, RunItem
 from jobs.cancel import run_cancel
 from jobs.services import run_start
-from jobs.waits.review import review_decide, reviews_decide
-from jobs.waits.services import run_waits_resume
+from jobs.waits.review.services import review_decide, reviews_decide
+from jobs.engine.waits import run_waits_resume
 from workflows.services import workflow_create
 
 entity_type = entity_type_create(name="product")
@@ -245,8 +245,8 @@ from entities.services import entities_bulk_create, entity_type_create
 from jobs.engine.chunk import chunk_execute
 from jobs.models import AiBatch, Run, RunItem
 from jobs.services import run_start
-from jobs.waits.ai_batch import ai_batches_poll
-from jobs.waits.services import run_waits_resume
+from jobs.waits.ai_batch.services import ai_batches_poll
+from jobs.engine.waits import run_waits_resume
 from workflows.services import workflow_create
 
 entity_type = entity_type_create(name="product")

@@ -4,7 +4,8 @@ per chunk at half the price (`mode: batch`: the entities wait, holding no worker
 
 import json
 import math
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
+from typing import ClassVar
 
 from django.conf import settings
 from jsonschema.exceptions import best_match
@@ -27,6 +28,7 @@ from workflows.steps.fields import field_path
 from workflows.steps.inflight import bounded_calls
 from workflows.steps.registry import register
 from workflows.steps.runtime import EntityState, Flow, StepContext, StepError, get_path, set_path
+from workflows.steps.waits import WaitRequest
 
 
 @register
@@ -201,13 +203,13 @@ class AiGenerate(StepType):
             if index >= admitted:
                 state.fail(ctx.step_id, reached or "Budget reached.")
                 continue
-            asked = {
-                "provider": name,
-                "request": asdict(request),
-                "outputField": config["outputField"],
-                "reserved": estimates[index],
-            }
-            if not ctx.engine.wait(state, ctx, kind="ai_batch", request=asked):
+            asked = AiBatchWaitRequest(
+                provider=name,
+                request=asdict(request),
+                output_field=config["outputField"],
+                reserved=estimates[index],
+            )
+            if not ctx.engine.wait(state, ctx, asked):
                 state.log.append(
                     ("info", ctx.step_id, "Batch mode: answered live (a test sends no batch).")
                 )
@@ -240,6 +242,29 @@ class AiGenerate(StepType):
         if problem is not None:
             raise StepError(invalid_after_retry(provider.name, problem))
         return value, usage
+
+
+@dataclass(frozen=True)
+class AiBatchWaitRequest(WaitRequest):
+    """What an `ai_generate` step in batch mode asks of its `ai_batch` wait: the provider, the
+    model request (a `GenerationRequest` as a dict), where the answer goes, and the usage
+    reserved for it against the run's budget."""
+
+    kind: ClassVar[str] = "ai_batch"
+
+    provider: str
+    request: dict
+    output_field: str
+    reserved: dict
+
+    def stored(self) -> dict:
+        """As an `AiBatchRequest` row stores it."""
+        return {
+            "provider": self.provider,
+            "request": self.request,
+            "outputField": self.output_field,
+            "reserved": self.reserved,
+        }
 
 
 # What the engine's `ai_batch` wait shares with the live path: the same checks, the same

@@ -3,6 +3,9 @@ waits, holding no worker, until its review is approved (with edits, or not), rej
 expires; the engine parks it through the step context's port (`ctx.engine.wait`) and
 resumes it after."""
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 from django.contrib.auth.models import Group
 
 from config.api.errors import FieldError
@@ -10,6 +13,7 @@ from workflows.steps.base import StepType, advance, template_string
 from workflows.steps.fields import field_path
 from workflows.steps.registry import register
 from workflows.steps.runtime import MISSING, EntityState, Flow, StepContext, StepError, get_path
+from workflows.steps.waits import WaitRequest
 
 MAX_TIMEOUT_MINUTES = 366 * 24 * 60
 
@@ -87,22 +91,48 @@ class Review(StepType):
             except StepError as exc:
                 state.fail(ctx.step_id, exc.message)
                 continue
-            request = {
-                "instructions": instructions,
-                "fields": config.get("fields") or changed_fields(state),
-                "group": config.get("group", ""),
-                "timeoutMinutes": config.get("timeoutMinutes"),
-                "onTimeout": config["onTimeout"],
-                "onReject": config["onReject"],
-            }
-            if not ctx.engine.wait(state, ctx, kind="review", request=request):
+            request = ReviewRequest(
+                instructions=instructions,
+                fields=config.get("fields") or changed_fields(state),
+                group=config.get("group", ""),
+                timeout_minutes=config.get("timeoutMinutes"),
+                on_timeout=config["onTimeout"],
+                on_reject=config["onReject"],
+            )
+            if not ctx.engine.wait(state, ctx, request):
                 # An engine that does not wait (the test endpoint's): report what the review
                 # would ask and go on as if approved.
                 output = {
                     "approved": True,
-                    "review": {**request, "changes": changes(state, request["fields"])},
+                    "review": {**request.shown(), "changes": changes(state, request.fields)},
                 }
                 advance(state, Flow(output=output), ctx)
+
+
+@dataclass(frozen=True)
+class ReviewRequest(WaitRequest):
+    """What a `review` step asks of its wait: the instructions as rendered for the entity,
+    the fields shown and editable, who may decide, and what an expiry or a rejection does."""
+
+    kind: ClassVar[str] = "review"
+
+    instructions: str
+    fields: list[str]
+    group: str
+    timeout_minutes: float | None
+    on_timeout: str
+    on_reject: str
+
+    def shown(self) -> dict:
+        """As the test endpoint reports it (the step's config names)."""
+        return {
+            "instructions": self.instructions,
+            "fields": self.fields,
+            "group": self.group,
+            "timeoutMinutes": self.timeout_minutes,
+            "onTimeout": self.on_timeout,
+            "onReject": self.on_reject,
+        }
 
 
 def changed_fields(state: EntityState) -> list[str]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from workflows.steps.waits import WaitRequest
 from workflows.usage import ZERO, Usage
 
 
@@ -204,12 +205,13 @@ class StepEngine(Protocol):
         others must not be sent: `budget_reached` names the budget then."""
         ...
 
-    def wait(self, state: EntityState, ctx: "StepContext", *, kind: str, request: dict) -> bool:
-        """Park the entity at this step until a wait of `kind` (`jobs.waits`: "review") is
-        resolved; `request` is what the kind stores for it. The entity then holds no worker;
-        once resolved it goes on at the next step (or stops, or fails). Returns whether it
-        was parked: an engine that does not wait (the test endpoint's) returns False, and
-        the step goes on as if the wait had resolved to go on."""
+    def wait(self, state: EntityState, ctx: "StepContext", request: WaitRequest) -> bool:
+        """Park the entity at this step until a wait of `request`'s kind (`jobs.waits`) is
+        resolved; `request` is what the kind stores for it (a kind the engine does not have
+        raises `StepError`). The entity then holds no worker; once resolved it goes on at
+        the next step (or stops, or fails). Returns whether it was parked: an engine that
+        does not wait (the test endpoint's) returns False, and the step goes on as if the
+        wait had resolved to go on."""
         ...
 
 
@@ -240,7 +242,7 @@ class DryRun:
     def budget_reserve(self, usages: list[dict]) -> int:
         return len(usages)
 
-    def wait(self, state: EntityState, ctx: "StepContext", *, kind: str, request: dict) -> bool:
+    def wait(self, state: EntityState, ctx: "StepContext", request: WaitRequest) -> bool:
         return False
 
 

@@ -1,6 +1,6 @@
 from config.api.errors import NotFound
 from entities.models import Entity
-from jobs.models import Review
+from jobs.waits.review.models import Review
 
 
 def review_list(

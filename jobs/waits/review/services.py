@@ -1,10 +1,9 @@
-"""Reviews: the kind of wait a person resolves. A `review` step parks each entity; a review
-shows what the run made of it; approving (with edits, or not) lets the run go on, rejecting
-stops or fails the entity with its data as it was. Expired reviews are decided by celery
-beat as the step's `onTimeout` says."""
+"""Deciding reviews (the API, the admin and an expiry alike): approving (with edits, or not)
+lets the run go on, rejecting stops or fails the entity with its data as it was; each
+decision resolves the review's wait (`jobs.engine.waits.waits_resolve`)."""
 
-import hashlib
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import datetime
 from typing import NamedTuple
 
 from django.db import transaction
@@ -13,94 +12,13 @@ from django.utils import timezone
 from config.api.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from entities.models import Entity
 from entities.schemas import data_problems, data_validator
-from jobs.models import Review, ReviewInstructions, ReviewStatus, RunLog
-from jobs.waits.base import Parked, WaitKind, register
-from jobs.waits.services import runs_lock, waits_resolve
-from workflows.usage import Usage
+from jobs.engine.waits import runs_lock, waits_resolve
+from jobs.models import RunLog
+from jobs.waits.review.models import Review, ReviewStatus
+from workflows.steps.waits import Resolution
 
 DECIDE_MAX_IDS = 1000
 DECISIONS = ("approve", "reject")
-
-
-@register
-class ReviewWait(WaitKind):
-    name = "review"
-
-    def create(self, parked: list[Parked]) -> None:
-        """A review per wait, holding the run's changes (not a copy of the entity) and its
-        instructions' text shared with the run's other reviews that read the same."""
-        now = timezone.now()
-        instructions = _instructions_shared(parked)
-        reviews = []
-        for entry in parked:
-            changes, removed = entry.state.changes()
-            reviews.append(
-                Review(
-                    wait=entry.wait,
-                    run_id=entry.wait.run_id,
-                    entity_id=entry.wait.entity_id,
-                    step_id=entry.wait.step_id,
-                    instructions_id=instructions[entry.wait.run_id, entry.request["instructions"]],
-                    fields=entry.request["fields"],
-                    group=entry.request.get("group") or "",
-                    on_timeout=entry.request["onTimeout"],
-                    on_reject=entry.request["onReject"],
-                    changes=changes,
-                    removed=removed,
-                    created_at=now,
-                    expires_at=(
-                        now + timedelta(minutes=entry.request["timeoutMinutes"])
-                        if entry.request.get("timeoutMinutes")
-                        else None
-                    ),
-                )
-            )
-        Review.objects.bulk_create(reviews, batch_size=1000)
-
-    def expire(self, *, now: datetime) -> int:
-        expired = 0
-        while True:
-            batch = list(
-                Review.objects.filter(status=ReviewStatus.PENDING, expires_at__lte=now)
-                .order_by("expires_at")
-                .values_list("pk", flat=True)[:DECIDE_MAX_IDS]
-            )
-            if not batch:
-                return expired
-            decided = _decide(batch, None, who="", comment="", now=now)
-            expired += len(decided.decided)
-            if not decided.decided:
-                return expired  # every one was decided by someone else meanwhile
-
-    def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
-        Review.objects.filter(wait_id__in=wait_ids, status=ReviewStatus.PENDING).update(
-            status=ReviewStatus.CANCELLED, decided_at=timezone.now()
-        )
-        return {}  # a person's decision costs no model call
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _instructions_shared(parked: list[Parked]) -> dict[tuple[str, str], int]:
-    """(run id, text) -> the id of its `ReviewInstructions` row, made if new. Two chunks of
-    a run parking the same text at once meet on the row's unique constraint: one inserts,
-    the other finds it."""
-    texts = {(entry.wait.run_id, entry.request["instructions"]) for entry in parked}
-    by_digest = {(run_id, _digest(text)): (run_id, text) for run_id, text in texts}
-    ReviewInstructions.objects.bulk_create(
-        [
-            ReviewInstructions(run_id=run_id, digest=digest, text=by_digest[run_id, digest][1])
-            for run_id, digest in by_digest
-        ],
-        ignore_conflicts=True,
-    )
-    rows = ReviewInstructions.objects.filter(
-        run_id__in={run_id for run_id, _ in by_digest},
-        digest__in={digest for _, digest in by_digest},
-    ).values_list("pk", "run_id", "digest")
-    return {by_digest[run_id, digest]: pk for pk, run_id, digest in rows}
 
 
 def may_decide(user, group: str, groups: set[str] | None = None) -> bool:
@@ -159,6 +77,11 @@ def review_decide(
             raise Forbidden(reason["message"])
         raise Conflict(reason["message"], code="not_pending")
     return Review.objects.get(pk=review_id)
+
+
+def reviews_expire_decide(*, review_ids: list[str], now: datetime) -> Decided:
+    """Decide expired reviews as their step's `onTimeout` says (the kind's tick)."""
+    return _decide(review_ids, None, who="", comment="", now=now)
 
 
 def _decide(
@@ -222,7 +145,7 @@ def _decide(
                 decision, on_timeout, on_reject, name, comment, edits if edits else None
             )
             if who_id:  # the entity's next version is this person's decision
-                resolution["decidedBy"] = who_id
+                resolution = replace(resolution, decided_by=who_id)
             Review.objects.filter(pk__any=[review.pk for review in batch]).update(
                 status=status, decided_at=now, decided_by=name, comment=comment
             )
@@ -264,8 +187,8 @@ def _resolve(
     name: str,
     comment: str,
     edits: dict | None,
-) -> tuple[str, dict]:
-    """A review's new status, and its wait's resolution in the engine's terms."""
+) -> tuple[str, Resolution]:
+    """A review's new status, and its wait's resolution."""
     if decision is None:
         status = ReviewStatus.EXPIRED
         approved = on_timeout == Review.OnTimeout.APPROVE
@@ -280,10 +203,10 @@ def _resolve(
         )
     output = {"approved": approved, "status": status.value, "by": name or None, "comment": comment}
     if approved:
-        return status, {"outcome": "continue", "data": edits or {}, "output": output}
+        return status, Resolution("continue", data=edits or {}, output=output)
     if on_reject == Review.OnReject.FAIL:
-        return status, {"outcome": "fail", "error": why, "output": output}
-    return status, {"outcome": "stop", "output": output, "log": why}
+        return status, Resolution("fail", error=why, output=output)
+    return status, Resolution("stop", output=output, log=why)
 
 
 def _log(reviews: list[Pending], decision: str | None, name: str, now: datetime) -> None:

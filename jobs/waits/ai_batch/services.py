@@ -1,11 +1,11 @@
 """Provider batches: the kind of wait an `ai_generate` step in `mode: batch` asks for. The
 entities of one chunk at the step become one provider batch job (`AiBatch`, one
-`AiBatchRequest` per wait, the wait's id its `custom_id`); celery beat polls it and, once it
+`AiBatchRequest` per wait, the wait's id its `custom_id`); the kind's tick polls it and, once it
 ended, resolves each wait with its answer, so the entity resumes after the step. What the answers
 used counts in the run's usage (and budget) when they are collected.
 
 Crash safety: the batch row is recorded in the chunk's finishing transaction and submitted
-after COMMIT by a task, or by the beat poll once a dead submitter's lease passed, always
+after COMMIT by a task, or by the kind's tick once a dead submitter's lease passed, always
 with the batch's id as the provider's idempotency key: a resubmission finds the same job.
 Every step that talks to the provider holds the batch's lease (`lease_until`), taken by a
 conditional UPDATE, so two workers never poll or submit the same batch at once.
@@ -33,9 +33,9 @@ from django.utils import timezone
 from jobs import queue
 from jobs.engine.budget import RunBudget
 from jobs.engine.outcomes import run_count
-from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Run, RunLog, WaitStatus
-from jobs.waits.base import Parked, WaitKind, register
-from jobs.waits.services import runs_lock, waits_resolve_each
+from jobs.engine.waits import runs_lock, waits_resolve_each
+from jobs.models import Run, RunLog, WaitStatus
+from jobs.waits.ai_batch.models import AiBatch, AiBatchRequest, AiBatchStatus
 from workflows.providers import GenerationRequest, provider_get
 from workflows.providers.base import BatchItem, BatchResult, BatchStatus
 from workflows.steps.ai_generate import (
@@ -48,6 +48,7 @@ from workflows.steps.ai_generate import (
     usage_add,
 )
 from workflows.steps.runtime import StepError
+from workflows.steps.waits import Resolution
 from workflows.usage import Usage
 
 # Retries this few are answered live at once rather than waiting hours for a new batch.
@@ -61,53 +62,6 @@ def lease_length() -> timedelta:
     may (every call of the few live ones with all of its retries fits)."""
     per_call = settings.AI_TIMEOUT_S * settings.AI_MAX_ATTEMPTS + settings.AI_MAX_RETRY_WAIT_S
     return timedelta(seconds=max(120.0, LIVE_RETRY_MAX * per_call))
-
-
-@register
-class AiBatchWait(WaitKind):
-    name = "ai_batch"
-
-    def create(self, parked: list[Parked]) -> None:
-        groups: dict[tuple[str, str, str], list[Parked]] = {}
-        for entry in parked:
-            key = (entry.wait.step_id, entry.request["provider"], entry.request["request"]["model"])
-            groups.setdefault(key, []).append(entry)
-        for (step_id, provider, model), entries in groups.items():
-            batch = AiBatch.objects.create(
-                run_id=entries[0].wait.run_id,
-                step_id=step_id,
-                provider=provider,
-                model=model,
-                total=len(entries),
-            )
-            AiBatchRequest.objects.bulk_create(
-                [AiBatchRequest(wait=e.wait, batch=batch, request=e.request) for e in entries],
-                batch_size=1000,
-            )
-            transaction.on_commit(partial(queue.ai_batch_submit_enqueue, batch.pk))
-
-    def expire(self, *, now: datetime) -> int:
-        # A provider's batch ends by itself (within its window); requests it let expire come
-        # back missing from the results, and are retried then.
-        return 0
-
-    def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
-        requests = AiBatchRequest.objects.filter(pk__in=wait_ids)
-        cancelling = list(
-            AiBatch.objects.filter(
-                pk__in=requests.values("batch_id"),
-                status__in=[AiBatchStatus.PENDING, AiBatchStatus.IN_PROGRESS],
-            ).values_list("pk", flat=True)
-        )
-        AiBatch.objects.filter(pk__in=cancelling).update(status=AiBatchStatus.CANCELLING)
-        for batch_id in cancelling:
-            transaction.on_commit(partial(queue.ai_batch_cancel_enqueue, batch_id))
-        # What earlier attempts of these requests used was spent (and counted in the run's
-        # usage when their results were collected): their items keep it.
-        return {
-            wait_id: Usage.of(usage)
-            for wait_id, usage in requests.exclude(usage={}).values_list("pk", "usage")
-        }
 
 
 def _claim(batch_id: str, status: str, now: datetime) -> AiBatch | None:
@@ -210,15 +164,19 @@ def ai_batch_cancel(*, batch_id: str) -> None:
     )
 
 
-def ai_batches_poll() -> int:
-    """Celery beat: submit the batches a dead worker left unsent, tell providers about the
-    batches of cancelled runs, and poll the submitted ones. Returns how many it handled."""
+def ai_batches_poll(*, polled_before: datetime | None = None) -> int:
+    """Submit the batches a dead worker left unsent, tell providers about the batches of
+    cancelled runs, and poll the submitted ones (only those last polled before
+    `polled_before`, when given: the kind's tick polls each batch every AI_BATCH_POLL_S).
+    Returns how many it handled."""
     now = timezone.now()
+    due = AiBatch.objects.filter(status__in=AiBatchStatus.open()).filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    )
+    if polled_before is not None:
+        due = due.exclude(status=AiBatchStatus.IN_PROGRESS, polled_at__gte=polled_before)
     due = list(
-        AiBatch.objects.filter(status__in=AiBatchStatus.open())
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .order_by(F("polled_at").asc(nulls_first=True))
-        .values_list("pk", "status")[:POLL_MAX]
+        due.order_by(F("polled_at").asc(nulls_first=True)).values_list("pk", "status")[:POLL_MAX]
     )
     handlers = {
         AiBatchStatus.PENDING: ai_batch_submit,
@@ -281,7 +239,7 @@ def _collect(batch: AiBatch, status: BatchStatus, results: dict, expected: str) 
             waits_resolve_each(resolutions=resolutions, run_ids=[batch.run_id], now=now)
         if retries:
             _retry(batch, retries)
-        failed = sum(1 for r in resolutions.values() if r["outcome"] == "fail")
+        failed = sum(1 for r in resolutions.values() if r.outcome == "fail")
         AiBatch.objects.filter(pk=batch.pk).update(
             status=AiBatchStatus.FAILED if status.state == "failed" else AiBatchStatus.ENDED,
             error=status.error,
@@ -388,17 +346,14 @@ def _outcome(batch, provider, status, result, entry: AiBatchRequest) -> _Outcome
     return _Outcome(resolution=_failed(error, earlier))
 
 
-def _answered(entry: AiBatchRequest, value, usage: dict) -> dict:
-    return {
-        "outcome": "continue",
-        "set": {entry.request["outputField"]: value},
-        "output": value,
-        "usage": usage,
-    }
+def _answered(entry: AiBatchRequest, value, usage: dict) -> Resolution:
+    return Resolution(
+        "continue", set={entry.request["outputField"]: value}, output=value, usage=usage
+    )
 
 
-def _failed(error: str, usage: dict) -> dict:
-    return {"outcome": "fail", "error": error, "usage": usage}
+def _failed(error: str, usage: dict) -> Resolution:
+    return Resolution("fail", error=error, usage=usage)
 
 
 def _retry(batch: AiBatch, retries: list) -> None:

@@ -15,9 +15,9 @@ from django.utils.http import urlencode
 from config.api.errors import DomainError, FieldError, InvalidInput
 from config.api.parsers import depth_problem
 from config.api.storable import unstorable
-from jobs.models import Review, ReviewStatus
-from jobs.reviews import selectors
-from jobs.waits import review as reviews
+from jobs.waits.review import selectors
+from jobs.waits.review import services as reviews
+from jobs.waits.review.models import Review, ReviewStatus
 from workflows.models import Workflow
 from workflows.steps.runtime import MISSING, get_path, set_path
 

@@ -4,9 +4,9 @@ from rest_framework import serializers
 
 from config.api.fields import TimestampField
 from config.api.serializers import StrictSerializer
-from jobs.models import Review, ReviewStatus
 from jobs.serializers import IdListField
-from jobs.waits.review import DECIDE_MAX_IDS, DECISIONS
+from jobs.waits.review.models import Review, ReviewStatus
+from jobs.waits.review.services import DECIDE_MAX_IDS, DECISIONS
 from workflows.steps.runtime import get_path
 
 

@@ -4,9 +4,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.api.serializers import validated
-from jobs.models import Review
-from jobs.reviews import selectors
-from jobs.reviews.serializers import (
+from jobs.waits.review import selectors
+from jobs.waits.review import services as reviews
+from jobs.waits.review.models import Review
+from jobs.waits.review.serializers import (
     ReviewApproveSerializer,
     ReviewDecidedSerializer,
     ReviewDecideSerializer,
@@ -14,7 +15,6 @@ from jobs.reviews.serializers import (
     ReviewRejectSerializer,
     ReviewSerializer,
 )
-from jobs.waits import review as reviews
 
 # A review holds entity data (`proposed`, `current`, `changes`, instructions rendered from
 # the entity): reading one, or an answer that holds one, takes the right to read entities.

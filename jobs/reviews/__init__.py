@@ -1,1 +1,0 @@
-"""The Reviews API and admin page: reading and deciding the reviews `review` steps ask for."""

@@ -1,0 +1,2 @@
+"""The `ai_batch` kind of wait (an `ai_generate` step in `mode: batch`): `kind` (create,
+cancel, tick: submit, poll and cancel provider batches), `models`, `services`."""

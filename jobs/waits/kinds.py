@@ -1,0 +1,9 @@
+"""Every kind of wait the engine knows, one registration line each; imported when the jobs
+app is ready (`jobs.apps`), after every model is loaded."""
+
+from jobs.waits.ai_batch.kind import AiBatchWait
+from jobs.waits.base import register
+from jobs.waits.review.kind import ReviewWait
+
+register(ReviewWait)
+register(AiBatchWait)

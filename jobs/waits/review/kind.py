@@ -1,0 +1,99 @@
+"""The `review` kind of wait: a `review` step parks each entity and a Review shows a person
+what the run made of it (`services` decides, `views`/`urls` are its API, `admin` its page);
+expired reviews are decided on each tick as the step's `onTimeout` says."""
+
+import hashlib
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from jobs.waits.base import Parked, WaitKind
+from jobs.waits.review.models import Review, ReviewInstructions, ReviewStatus
+from jobs.waits.review.services import DECIDE_MAX_IDS, reviews_expire_decide
+from workflows.steps.review import ReviewRequest
+from workflows.usage import Usage
+
+
+class ReviewWait(WaitKind):
+    """A person approves or rejects; an unanswered review expires as its step says."""
+
+    request_type = ReviewRequest
+    urls = "jobs.waits.review.urls"
+    admin = "jobs.waits.review.admin"
+
+    def create(self, parked: list[Parked]) -> None:
+        """A review per wait, holding the run's changes (not a copy of the entity) and its
+        instructions' text shared with the run's other reviews that read the same."""
+        now = timezone.now()
+        instructions = _instructions_shared(parked)
+        reviews = []
+        for entry in parked:
+            changes, removed = entry.state.changes()
+            reviews.append(
+                Review(
+                    wait=entry.wait,
+                    run_id=entry.wait.run_id,
+                    entity_id=entry.wait.entity_id,
+                    step_id=entry.wait.step_id,
+                    instructions_id=instructions[entry.wait.run_id, entry.request.instructions],
+                    fields=entry.request.fields,
+                    group=entry.request.group or "",
+                    on_timeout=entry.request.on_timeout,
+                    on_reject=entry.request.on_reject,
+                    changes=changes,
+                    removed=removed,
+                    created_at=now,
+                    expires_at=(
+                        now + timedelta(minutes=entry.request.timeout_minutes)
+                        if entry.request.timeout_minutes
+                        else None
+                    ),
+                )
+            )
+        Review.objects.bulk_create(reviews, batch_size=1000)
+
+    def tick(self, *, now: datetime) -> int:
+        """Decide the reviews whose time ran out, as their step's `onTimeout` says."""
+        expired = 0
+        while True:
+            batch = list(
+                Review.objects.filter(status=ReviewStatus.PENDING, expires_at__lte=now)
+                .order_by("expires_at")
+                .values_list("pk", flat=True)[:DECIDE_MAX_IDS]
+            )
+            if not batch:
+                return expired
+            decided = reviews_expire_decide(review_ids=batch, now=now)
+            expired += len(decided.decided)
+            if not decided.decided:
+                return expired  # every one was decided by someone else meanwhile
+
+    def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
+        Review.objects.filter(wait_id__in=wait_ids, status=ReviewStatus.PENDING).update(
+            status=ReviewStatus.CANCELLED, decided_at=timezone.now()
+        )
+        return {}  # a person's decision costs no model call
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _instructions_shared(parked: list[Parked]) -> dict[tuple[str, str], int]:
+    """(run id, text) -> the id of its `ReviewInstructions` row, made if new. Two chunks of
+    a run parking the same text at once meet on the row's unique constraint: one inserts,
+    the other finds it."""
+    texts = {(entry.wait.run_id, entry.request.instructions) for entry in parked}
+    by_digest = {(run_id, _digest(text)): (run_id, text) for run_id, text in texts}
+    ReviewInstructions.objects.bulk_create(
+        [
+            ReviewInstructions(run_id=run_id, digest=digest, text=by_digest[run_id, digest][1])
+            for run_id, digest in by_digest
+        ],
+        ignore_conflicts=True,
+    )
+    rows = ReviewInstructions.objects.filter(
+        run_id__in={run_id for run_id, _ in by_digest},
+        digest__in={digest for _, digest in by_digest},
+    ).values_list("pk", "run_id", "digest")
+    return {by_digest[run_id, digest]: pk for pk, run_id, digest in rows}
