@@ -40,7 +40,7 @@ def _steps(mode: str) -> list[dict]:
 
 def _run(client: httpx.Client, workflow_id: str, entity_ids: list[str], *, batch: bool):
     from jobs.models import Run
-    from jobs.tasks import poll_ai_batches, resume_waits
+    from jobs.tasks import resume_waits, tick_waits
 
     started = time.perf_counter()
     response = client.post(f"/api/v1/workflows/{workflow_id}/run", json={"entityIds": entity_ids})
@@ -56,7 +56,7 @@ def _run(client: httpx.Client, workflow_id: str, entity_ids: list[str], *, batch
                 break
             if run.waiting and not run.batches.filter(status__in=["pending", "in_progress"]):
                 resume_waits.delay(run_id)
-            poll_ai_batches.delay()
+            tick_waits.delay()
             assert time.monotonic() < deadline, "the batch run did not end"
             time.sleep(0.5)
     run = wait_for_run(run_id)
