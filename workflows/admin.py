@@ -6,11 +6,13 @@ from django import forms
 from django.contrib import admin
 from django.template.response import TemplateResponse
 from django.urls import path
+from django_jsonform.widgets import JSONFormWidget
 
 from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin
 from config.api.errors import InvalidInput
 from config.forms import BoundedJSONField
 from workflows import reference, selectors, services
+from workflows.editor import editor_clean, editor_schema
 from workflows.models import Step, Workflow
 from workflows.reference import markdown_inline
 from workflows.steps import registry
@@ -36,12 +38,33 @@ class StepForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["step_id"].required = False
         self.fields["step_id"].help_text = "Leave empty to generate one."
+        # Positions are the page's order: a new step left without one goes after the others.
+        self.fields["position"].required = False
+        self.fields["position"].help_text = "Order; empty: last."
+        self.fields["position"].widget.attrs["class"] = "step-position"
         if self.instance.pk and self.instance.type in registry:
+            step_type = registry.get(self.instance.type)
             # Secrets are write-only here as in the API: the form shows `secretSet`, and a
             # config saved without the secret keeps the step's current one.
-            self.initial["config"] = registry.get(self.instance.type).shown_config(
-                self.instance.config
+            self.initial["config"] = step_type.shown_config(self.instance.config)
+            # A saved step is edited with a form made from its type's schema.
+            self.fields["config"].widget = JSONFormWidget(
+                schema=editor_schema(step_type.config_schema)
             )
+            self.fields[
+                "config"
+            ].help_text = (
+                "Checked on save with the API's rules; a new type's form appears once saved."
+            )
+            self.editor_schema = step_type.config_schema
+
+    def clean_config(self):
+        config = self.cleaned_data.get("config")
+        schema = getattr(self, "editor_schema", None)
+        # A step edited in its form posts what the form holds; the type is the saved one.
+        if schema is not None and self.cleaned_data.get("type") == self.instance.type:
+            return editor_clean(schema, config)
+        return config
 
 
 class StepFormSet(forms.BaseInlineFormSet):
@@ -54,7 +77,13 @@ class StepFormSet(forms.BaseInlineFormSet):
             if form.has_changed() or form.instance.pk
             if not (self.can_delete and self._should_delete_form(form))
         ]
-        return sorted(kept, key=lambda form: form.cleaned_data.get("position") or 0)
+
+        def order(indexed):
+            index, form = indexed
+            position = form.cleaned_data.get("position")
+            return (position is None, position or 0, index)
+
+        return [form for _, form in sorted(enumerate(kept), key=order)]
 
     def steps(self) -> list[dict]:
         steps = []
@@ -101,6 +130,9 @@ class StepInline(admin.TabularInline):
     extra = 1
     ordering = ["position"]
     template = "admin/workflows/workflow/steps_inline.html"
+
+    class Media:
+        js = ["workflows/step_order.js"]
 
 
 class WorkflowForm(forms.ModelForm):

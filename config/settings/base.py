@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_results",
     "django_celery_beat",  # beat's schedule in the database: workflows' schedule triggers
+    "django_jsonform",  # the admin's step editor: forms made from each step type's schema
     "config.api",
     "entities",
     "workflows",

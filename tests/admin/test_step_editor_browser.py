@@ -1,0 +1,52 @@
+"""The step editor in Chromium: a saved step is edited with a form made from its type's
+schema (selects for enums, a group per list item), positions are managed by ↑/↓, a bad
+value is refused with the API's message next to the step."""
+
+import pytest
+from django.contrib.admin.utils import quote
+
+from tests.admin.browsing import require_chromium, shot, staff_page
+from tests.factories import make_workflow
+
+require_chromium()
+pytestmark = pytest.mark.django_db(transaction=True)
+
+STEPS = [
+    {
+        "id": "tidy",
+        "type": "transform",
+        "config": {"operations": [{"op": "trim", "field": "title"}]},
+    },
+    {"id": "pub", "type": "publish", "config": {}},
+]
+
+
+def test_staff_edit_a_step_in_its_form_and_reorder_steps_without_typing_json(
+    browser, live_server, django_user_model, product_type
+):
+    workflow = make_workflow(product_type, STEPS, name="Editor")
+    page = staff_page(browser, live_server, django_user_model, width=1400).page
+    page.goto(f"/admin/workflows/workflow/{quote(workflow.pk)}/change/")
+    editor = page.locator("#steps-0 .rjf-form-wrapper, #steps-0 [data-django-jsonform-container]")
+    editor.first.wait_for()
+    shot(page, "step-editor")
+    # the publish step's status is a select of the schema's enum
+    publish = page.locator("#steps-1")
+    assert publish.locator("select").count() >= 2  # the type, and the status enum
+    # ↓ on the first step makes it the second: positions renumbered by the page
+    page.locator("#steps-0 button.step-move", has_text="↓").click()
+    assert page.input_value("#id_steps-0-position") == "2"
+    assert page.input_value("#id_steps-1-position") == "1"
+    page.click("input[name=_continue]")
+    page.wait_for_load_state("load")
+    shot(page, "step-editor-saved")
+    workflow.refresh_from_db()
+    assert [s.step_id for s in workflow.steps.order_by("position")] == ["pub", "tidy"]
+    # the editor kept each value it showed: the trim stays a trim
+    assert workflow.steps.get(step_id="tidy").config == STEPS[0]["config"]
+    # a bad value is refused with the API's message next to the step, nothing saved
+    page.locator("#steps-1 input[type=text]").nth(1).fill("not a path!")  # after the id
+    page.click("input[name=_continue]")
+    page.wait_for_load_state("load")
+    assert "steps[1].config.operations[0].field" in page.locator("#steps-group").inner_text()
+    assert workflow.steps.get(step_id="tidy").config == STEPS[0]["config"]

@@ -1,0 +1,128 @@
+"""The step editor's schema: a step type's config schema (the registry's declaration, so a new
+type gets its form for free) as django-jsonform renders it. Descriptions become help text,
+templates text areas naming their variables, a value of any JSON a choice of text, number or
+true/false, options shown in responses only are left out. The API's own checks run on save
+(services.steps_clean), their messages shown next to the step."""
+
+from typing import Any
+
+ANY_JSON = [
+    {"type": "string", "title": "Text", "widget": "textarea"},
+    {"type": "number", "title": "Number"},
+    {"type": "boolean", "title": "True or false"},
+]
+
+
+def editor_schema(schema: dict) -> dict:
+    """The config schema made ready for the editor."""
+    return _adapt(_merge_discriminated(schema, schema.get("$defs", {})), required=False)
+
+
+def _merge_discriminated(node: Any, defs: dict) -> Any:
+    """A list of kinds told apart by a discriminator (a transform's `op`) as one object: the
+    discriminator a select of every kind, each kind's fields optional and saying which kinds
+    use them. The editor would otherwise pick a kind by the data's shape, not its `op`; the
+    API's checks on save still require each kind's fields."""
+    if isinstance(node, list):
+        return [_merge_discriminated(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "x-discriminator" in node and "oneOf" in node:
+        key = node["x-discriminator"]
+        kinds, merged, users = [], {}, {}
+        for choice in node["oneOf"]:
+            choice = defs.get(choice.get("$ref", "").rsplit("/", 1)[-1], choice)
+            names = choice["properties"][key]["enum"]
+            kinds += names
+            for name, spec in choice["properties"].items():
+                if name != key:
+                    merged.setdefault(name, spec)
+                    users.setdefault(name, []).extend(names)
+        descriptions = {}
+        for choice in node["oneOf"]:
+            choice = defs.get(choice.get("$ref", "").rsplit("/", 1)[-1], choice)
+            descriptions.update(choice["properties"][key].get("x-enumDescriptions", {}))
+        properties = {
+            key: {"type": "string", "enum": kinds, "x-enumDescriptions": descriptions},
+            **{
+                name: {
+                    **spec,
+                    "description": f"For {', '.join(users[name])}: " + spec.get("description", ""),
+                }
+                for name, spec in merged.items()
+            },
+        }
+        return {"type": "object", "required": [key], "properties": properties}
+    return {key: _merge_discriminated(value, defs) for key, value in node.items()}
+
+
+def _adapt(node: Any, required: bool) -> Any:
+    if isinstance(node, list):
+        return [_adapt(item, False) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict = {}
+    for key, value in node.items():
+        if key == "properties":
+            needed = set(node.get("required", []))
+            out[key] = {
+                name: _adapt(spec, name in needed)
+                for name, spec in value.items()
+                if not spec.get("readOnly")
+            }
+        elif key in ("x-discriminator", "x-template", "x-enumDescriptions"):
+            continue
+        else:
+            out[key] = _adapt(value, False)
+    help_text = node.get("description", "")
+    if "x-enumDescriptions" in node:
+        help_text += " " + " ".join(f"{k}: {v}" for k, v in node["x-enumDescriptions"].items())
+    if node.get("x-template"):
+        out["widget"] = "textarea"
+        help_text += (
+            " A template: {{ entity.<field> }}, {{ steps.<stepId>.<field> }}, {{ run.id }}."
+        )
+    typed = any(key in node for key in ("type", "$ref", "oneOf", "anyOf", "enum"))
+    if not typed and "properties" not in node:
+        out["oneOf"] = ANY_JSON
+    if help_text:
+        out["help_text"] = help_text.strip()
+    if required:
+        out["required"] = True
+    return out
+
+
+def editor_clean(schema: dict, config: Any) -> Any:
+    """What the editor posts, as the API would take it: optional fields left empty ("" or
+    null) dropped, and in a list of kinds (a transform's operations) only the chosen kind's
+    fields kept. The API's checks then run on the result."""
+    return _clean(schema, config, schema.get("$defs", {}))
+
+
+def _resolved(spec: dict, defs: dict) -> dict:
+    ref = spec.get("$ref", "")
+    return defs.get(ref.rsplit("/", 1)[-1], spec) if ref else spec
+
+
+def _clean(spec: dict, value: Any, defs: dict) -> Any:
+    spec = _resolved(spec, defs)
+    if isinstance(value, list) and spec.get("type") == "array":
+        return [_clean(spec.get("items", {}), item, defs) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "x-discriminator" in spec and "oneOf" in spec:
+        key = spec["x-discriminator"]
+        for choice in spec["oneOf"]:
+            choice = _resolved(choice, defs)
+            if value.get(key) in choice["properties"][key]["enum"]:
+                kept = {k: v for k, v in value.items() if k in choice["properties"]}
+                return _clean(choice, kept, defs)
+        return value
+    properties, required = spec.get("properties"), set(spec.get("required", []))
+    if properties is None:
+        return value
+    return {
+        name: _clean(properties.get(name, {}), item, defs)
+        for name, item in value.items()
+        if name in required or item not in ("", None)
+    }
