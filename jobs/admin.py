@@ -1,6 +1,7 @@
 import json
 from importlib import import_module
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
@@ -22,6 +23,7 @@ from jobs import (
 )
 from jobs.cancel import run_cancel
 from jobs.engine.dry_run import workflow_test
+from jobs.entity_search import entity_search
 from jobs.filter_runs import run_start_over_filter
 from jobs.models import (
     AiBatch,
@@ -297,12 +299,15 @@ class WorkflowRunAdmin(WorkflowAdmin):
         workflow = get_object_or_404(Workflow, pk=unquote(workflow_id))
         if not request.user.has_perm("jobs.add_run"):
             raise PermissionDenied
-        entities = Entity.objects.filter(entity_type_id=workflow.entity_type_id).order_by("-pk")
         if request.method == "POST":
             ids = request.POST.getlist("entity_ids")
             if request.POST.get("all"):  # a run over a filter: no ids through memory
                 return start_run_from_admin(self, request, workflow, None)
+            if request.POST.get("matches"):  # every match of the search, by id
+                found = entity_search(request.POST, workflow.entity_type_id)
+                ids = list(found.matches.values_list("pk", flat=True)[: settings.RUN_MAX_IDS + 1])
             return start_run_from_admin(self, request, workflow, ids)
+        found = entity_search(request.GET, workflow.entity_type_id)
         return TemplateResponse(
             request,
             "admin/workflows/workflow/run.html",
@@ -310,8 +315,9 @@ class WorkflowRunAdmin(WorkflowAdmin):
                 request,
                 workflow,
                 f"Run {workflow.name}",
-                entities=entities[:500],
-                total=entities.count(),
+                search=found,
+                statuses=Entity.Status.choices,
+                total=Entity.objects.filter(entity_type_id=workflow.entity_type_id).count(),
                 show_data=request.user.has_perm("entities.view_entity"),
             ),
         )
@@ -322,7 +328,7 @@ class WorkflowRunAdmin(WorkflowAdmin):
         # A test shows the entity's data as the steps leave it.
         if not request.user.has_perms(["jobs.add_run", "entities.view_entity"]):
             raise PermissionDenied
-        entities = Entity.objects.filter(entity_type_id=workflow.entity_type_id).order_by("-pk")
+        found = entity_search(request.GET, workflow.entity_type_id)
         result = None
         if request.method == "POST":
             try:
@@ -336,7 +342,8 @@ class WorkflowRunAdmin(WorkflowAdmin):
                 request,
                 workflow,
                 f"Test {workflow.name}",
-                entities=entities[:500],
+                search=found,
+                statuses=Entity.Status.choices,
                 result=result,
                 result_json=json.dumps(result, indent=2) if result else "",
             ),
