@@ -7,6 +7,9 @@ per run. Existing reviews are converted in place, so every one reads as before:
   of `proposed` as its changes.
 - `instructions` (the rendered text) becomes a `ReviewInstructions` row per run and distinct
   text, which the review points to.
+
+It is reversible with reviews stored: going back rebuilds `proposed` and the text from them
+(the old columns come back nullable, are filled, then made required again).
 """
 
 import hashlib
@@ -63,6 +66,38 @@ def convert(apps, schema_editor):
         Review.objects.bulk_update(reviews, ["changes", "removed", "instructions"])
 
 
+def unconvert(apps, schema_editor):
+    Review = apps.get_model("jobs", "Review")
+    ReviewInstructions = apps.get_model("jobs", "ReviewInstructions")
+    Entity = apps.get_model("entities", "Entity")
+    last = ""
+    while True:
+        reviews = list(
+            Review.objects.filter(pk__gt=last)
+            .order_by("pk")
+            .only("pk", "entity_id", "changes", "removed", "instructions_id")[:BATCH]
+        )
+        if not reviews:
+            return
+        last = reviews[-1].pk
+        current = dict(
+            Entity.objects.filter(pk__in={r.entity_id for r in reviews}).values_list("pk", "data")
+        )
+        texts = dict(
+            ReviewInstructions.objects.filter(
+                pk__in={r.instructions_id for r in reviews}
+            ).values_list("pk", "text")
+        )
+        for review in reviews:
+            proposed = dict(current.get(review.entity_id) or {})
+            for key in review.removed or []:
+                proposed.pop(key, None)
+            proposed.update(review.changes or {})
+            review.proposed = proposed
+            review.old_instructions = texts.get(review.instructions_id, "")
+        Review.objects.bulk_update(reviews, ["proposed", "old_instructions"])
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("entities", "0001_initial"),
@@ -104,6 +139,9 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RenameField("review", "instructions", "old_instructions"),
+        # Nullable before they are dropped, so that going back adds them to a table with rows.
+        migrations.AlterField("review", "old_instructions", models.TextField(null=True)),
+        migrations.AlterField("review", "proposed", models.JSONField(null=True)),
         migrations.AddField(
             model_name="review",
             name="instructions",
@@ -133,7 +171,7 @@ class Migration(migrations.Migration):
                 blank=True, default=list, help_text="Top-level keys it removed."
             ),
         ),
-        migrations.RunPython(convert, migrations.RunPython.noop),
+        migrations.RunPython(convert, unconvert),
         migrations.RemoveField("review", "old_instructions"),
         migrations.RemoveField("review", "proposed"),
         migrations.AlterField(

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from entities.models import Entity
-from jobs.models import Review, ReviewInstructions, Run, RunItem
+from jobs.models import Review, ReviewInstructions, Run, RunItem, Wait
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
@@ -115,9 +115,9 @@ def test_reviews_stored_before_are_migrated_and_read_as_before(product_type):
     [entity_id, gone_id] = make_entities(product_type, 2)
     workflow = make_workflow(product_type, STEPS)
     run = start_run(workflow, [entity_id, gone_id])
-    executor = MigrationExecutor(connection)
-    executor.migrate(before)
     try:
+        executor = MigrationExecutor(connection)
+        executor.migrate(before)
         old = executor.loader.project_state(before).apps
         OldWait, OldReview = old.get_model("jobs", "Wait"), old.get_model("jobs", "Review")
         proposed = {"title": "Item 0", "slug": "item-0"}  # `price` removed, `slug` added
@@ -154,3 +154,47 @@ def test_reviews_stored_before_are_migrated_and_read_as_before(product_type):
     assert third.proposed_on(None) == proposed  # its entity is gone: all of it kept
     assert first.instructions_id == second.instructions_id != third.instructions_id
     assert (first.instructions.text, third.instructions.text) == (STYLE_GUIDE, "Other")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_0017_goes_back_with_reviews_stored_and_forward_again(product_type):
+    """A rollback of a deploy: reviews stored in the new shape get their `proposed` and their
+    text back (the old columns come back on a table with rows), and going forward again reads
+    them as before."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("jobs", "0016_view_metrics_permission")]
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, STEPS), [entity_id])
+    instructions = ReviewInstructions.objects.create(run=run, digest="d" * 64, text=STYLE_GUIDE)
+    wait = Wait.objects.create(
+        run=run, item_id=1, entity_id=entity_id, step_id="check", kind="review"
+    )
+    Review.objects.create(
+        id="rev_" + "1" * 26,
+        wait=wait,
+        run=run,
+        entity_id=entity_id,
+        step_id="check",
+        instructions=instructions,
+        fields=["slug"],
+        changes={"slug": "item-0"},
+        removed=["price"],
+    )
+    stored = Entity.objects.get(pk=entity_id).data
+    try:
+        executor = MigrationExecutor(connection)
+        executor.migrate(before)
+        OldReview = executor.loader.project_state(before).apps.get_model("jobs", "Review")
+        old = OldReview.objects.get(pk="rev_" + "1" * 26)
+        expected = {key: value for key, value in stored.items() if key != "price"}
+        assert old.proposed == {**expected, "slug": "item-0"}
+        assert old.instructions == STYLE_GUIDE
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    review = Review.objects.get(pk="rev_" + "1" * 26)
+    assert review.proposed_on(Entity.objects.get(pk=entity_id).data) == {
+        **expected,
+        "slug": "item-0",
+    }
