@@ -111,7 +111,10 @@ class WorkflowRunViewSet(viewsets.GenericViewSet):
     def test(self, request, pk=None):
         workflow = self.get_object()
         data = validated(WorkflowTestSerializer, request.data)
-        return Response(workflow_test(workflow=workflow, entity_id=data["entityId"]))
+        version = services.run_version(workflow, data.get("version"))
+        return Response(
+            workflow_test(workflow=workflow, entity_id=data["entityId"], version=version)
+        )
 
 
 @extend_schema_view(

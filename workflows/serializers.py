@@ -202,6 +202,12 @@ class StepTypeSerializer(serializers.Serializer):
 
 class WorkflowTestSerializer(StrictSerializer):
     entityId = serializers.CharField(max_length=64, help_text="The entity to test on.")
+    version = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=999_999_999,
+        help_text="Test this version (a draft, say) instead of the live one.",
+    )
 
 
 class StepOutcomeSerializer(serializers.Serializer):

@@ -7,7 +7,7 @@ import copy
 from config.api.errors import FieldError, InvalidInput
 from entities.models import Entity
 from jobs.engine.steps import steps_run
-from workflows.models import Workflow
+from workflows.models import Workflow, WorkflowVersion
 from workflows.steps.runtime import DryRun, EntityState, Outcome
 from workflows.usage import Usage
 
@@ -16,7 +16,10 @@ NOT_REACHED = "skipped"
 ANSWER_STATUS = {Outcome.COMPLETED: "completed", Outcome.STOPPED: "skipped"}  # else "failed"
 
 
-def workflow_test(*, workflow: Workflow, entity_id: str) -> dict:
+def workflow_test(
+    *, workflow: Workflow, entity_id: str, version: WorkflowVersion | None = None
+) -> dict:
+    """The workflow's live version (or `version`) on one entity, committing nothing."""
     entity = Entity.objects.select_related("entity_type").filter(pk=entity_id).first()
     if entity is None or entity.entity_type_id != workflow.entity_type_id:
         message = (
@@ -24,7 +27,9 @@ def workflow_test(*, workflow: Workflow, entity_id: str) -> dict:
             f"({workflow.entity_type_id}) exists."
         )
         raise InvalidInput(message, details=[FieldError("entityId", message, "does_not_exist")])
-    steps = workflow.versions.get(number=workflow.version).steps
+    if version is None:
+        version = workflow.versions.get(number=workflow.version)
+    steps = version.steps
     state = EntityState(
         entity_id=entity.pk,
         status=entity.status,
@@ -61,7 +66,7 @@ def workflow_test(*, workflow: Workflow, entity_id: str) -> dict:
         )
     return {
         "entityId": entity.pk,
-        "workflowVersion": workflow.version,
+        "workflowVersion": version.number,
         "status": ANSWER_STATUS.get(state.outcome, "failed"),
         "error": state.error or None,
         "steps": results,

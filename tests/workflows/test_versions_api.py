@@ -283,3 +283,18 @@ def test_publishing_careless_versions_is_refused(api, product_type, read_only_ap
         read_only_api.post(f"/api/v1/workflows/{workflow_id}/versions/2/publish").status_code == 403
     )
     assert Workflow.objects.get(pk=workflow_id).version == 1
+
+
+def test_a_test_may_name_a_draft_and_commits_nothing(api, product_type):
+    workflow_id = _create(api, product_type)
+    _draft(api, workflow_id, [_set_title("draft"), PUBLISH])
+    [entity_id] = make_entities(product_type, 1)
+    url = f"/api/v1/workflows/{workflow_id}/test"
+    drafted = api.post(url, {"entityId": entity_id, "version": 2}).json()
+    assert (drafted["workflowVersion"], drafted["data"]["title"]) == (2, "draft")
+    live = api.post(url, {"entityId": entity_id}).json()
+    assert (live["workflowVersion"], live["data"]["title"]) == (1, "live")
+    missing = api.post(url, {"entityId": entity_id, "version": 3})
+    assert missing.status_code == 400
+    assert missing.json()["error"]["details"][0]["field"] == "version"
+    assert Entity.objects.get(pk=entity_id).data["title"] == "Item 0"
