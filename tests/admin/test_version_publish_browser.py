@@ -1,0 +1,35 @@
+"""A version's Publish button on the workflow page, in Chromium: it posts the change form to
+the publish view (a form may not hold another), which makes that version live."""
+
+import pytest
+from django.contrib.admin.utils import quote
+
+from tests.admin.browsing import require_chromium, shot, staff_page
+from tests.factories import make_workflow
+from workflows.models import Workflow
+from workflows.services import workflow_update
+
+require_chromium()
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _generate(prompt: str) -> dict:
+    return {"id": "gen", "type": "ai_generate", "config": {"prompt": prompt, "outputField": "d"}}
+
+
+def test_staff_publish_a_draft_then_roll_back_with_the_buttons(
+    browser, live_server, django_user_model, product_type
+):
+    workflow = make_workflow(product_type, [_generate("Old")], name="Versions")
+    workflow_update(workflow_id=workflow.pk, steps=[_generate("New")], draft=True, note="Try")
+    page = staff_page(browser, live_server, django_user_model, width=1400).page
+    page.goto(f"/admin/workflows/workflow/{quote(workflow.pk)}/change/")
+    assert page.locator("ins.diff-after", has_text='"New"').count() == 1
+    shot(page, "workflow-versions")
+    page.locator("button[name=publish][value='2']").click()
+    page.wait_for_load_state("load")
+    assert "Version 2 is live" in page.content()
+    assert Workflow.objects.get(pk=workflow.pk).version == 2
+    page.locator("button[name=publish][value='1']", has_text="Roll back to this").click()
+    page.wait_for_load_state("load")
+    assert Workflow.objects.get(pk=workflow.pk).version == 1
