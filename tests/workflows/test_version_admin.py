@@ -2,6 +2,8 @@
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tests.factories import make_workflow
 from workflows.models import Workflow
@@ -65,3 +67,16 @@ def test_careless_publishes_change_nothing(staff, drafted, client, django_user_m
     client.login(username="viewer", password="pw-for-tests-2")
     assert client.post(f"{base}/2/publish/").status_code == 403
     assert Workflow.objects.get(pk=drafted.pk).version == 1
+
+
+def test_the_page_reads_every_version_s_diff_in_one_query(staff, product_type):
+    def queries_for(versions: int) -> int:
+        workflow = make_workflow(product_type, [_generate("v1")])
+        for number in range(2, versions + 1):
+            workflow_update(workflow_id=workflow.pk, steps=[_generate(f"v{number}")], draft=True)
+        with CaptureQueriesContext(connection) as captured:
+            page = staff.get(f"/admin/workflows/workflow/{workflow.pk}/change/")
+        assert page.content.decode().count("config.prompt") == versions - 1
+        return len(captured)
+
+    assert queries_for(12) == queries_for(2)
