@@ -17,6 +17,7 @@ from config.api.parsers import depth_problem
 from config.api.storable import unstorable
 from jobs.waits.review import selectors
 from jobs.waits.review import services as reviews
+from jobs.waits.review.audit import review_audit
 from jobs.waits.review.models import Review, ReviewStatus
 from workflows.models import Workflow
 from workflows.steps.runtime import MISSING, get_path, set_path
@@ -68,6 +69,31 @@ class FieldRow:
     @property
     def size(self) -> int:
         return len(self.before_text) + len(self.after_text)
+
+
+class AuditShown:
+    """An audit row as the page shows it: each value as text (JSON unless a string), cut."""
+
+    def __init__(self, row, limit: int | None):
+        self.path, self.edited, self.changed = row.path, row.edited, row.changed
+        self.before, self.proposed, self.decided = (
+            _cut(_text(value), limit) for value in (row.before, row.proposed, row.decided)
+        )
+
+
+# The data fields that name an entity for a person, the first one set is its label.
+LABEL_FIELDS = ("title", "name", "label", "subject", "headline")
+
+
+def _label(data: dict) -> str:
+    for name in LABEL_FIELDS:
+        if isinstance(data.get(name), str) and data[name].strip():
+            return data[name]
+    return ""
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else "—" if value is None else _json(value)
 
 
 def _cut(text: str, limit: int | None) -> str:
@@ -222,10 +248,13 @@ def _shown(found: list[Review], limit: int | None) -> tuple[list[Review], bool]:
     for review in found:
         stored = current.get(review.entity_id)
         proposed = review.proposed_on(stored)
+        review.label = _label(stored or {})
         review.rows = [
             FieldRow(path, get_path(stored or {}, path), get_path(proposed, path), limit)
             for path in review.fields
         ]
+        if review.status != ReviewStatus.PENDING:
+            review.audit = [AuditShown(row, limit) for row in review_audit(review, stored)]
         instructions = review.instructions.text
         review.instructions_shown = _cut(instructions, limit)
         review.instructions_cut = len(review.instructions_shown) < len(instructions)

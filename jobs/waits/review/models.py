@@ -83,6 +83,10 @@ class Review(models.Model):
     )
     removed = models.JSONField(default=list, blank=True, help_text="Top-level keys it removed.")
     edits = models.JSONField(null=True, blank=True, help_text="Top-level keys the reviewer set.")
+    # The run's own proposal for the keys the reviewer edited ({"changes": {key: value},
+    # "removed": [key]}; a key in neither the run left alone), which the edits replace in
+    # `changes`: the audit shows what the run proposed next to what the reviewer decided.
+    edited_proposal = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)

@@ -177,6 +177,10 @@ def _merge_edits(review_id: str, edits: dict) -> None:
         changes={**review.changes, **edits},
         removed=[key for key in review.removed if key not in edits],
         edits=edits,
+        edited_proposal={
+            "changes": {key: review.changes[key] for key in edits if key in review.changes},
+            "removed": [key for key in review.removed if key in edits],
+        },
     )
 
 

@@ -1,0 +1,85 @@
+"""A decided review's audit, per field: the value stored before the decision, what the run
+proposed, what the reviewer decided (the proposal with their edits; nothing when rejected),
+read from the review and the entity's revision the decision committed."""
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from entities.models import EntityRevision
+from jobs.waits.review.models import Review, ReviewStatus
+from workflows.steps.runtime import MISSING, changes_apply, get_path
+
+DATA = "data."
+
+
+@dataclass
+class AuditRow:
+    path: str
+    before: Any
+    proposed: Any
+    decided: Any
+
+    @property
+    def edited(self) -> bool:
+        return self.decided != self.proposed
+
+    @property
+    def changed(self) -> bool:
+        return self.decided != self.before
+
+
+def stored_before(review: Review, stored: dict | None) -> dict:
+    """The entity's data as it was before the decision: as stored now, with the changes of
+    the revision the approval committed undone (none yet: the worker commits it shortly)."""
+    data = copy.deepcopy(stored or {})
+    revision = (
+        EntityRevision.objects.filter(
+            entity_id=review.entity_id, run_id=review.run_id, source=EntityRevision.Source.REVIEW
+        )
+        .order_by("version")
+        .first()
+    )
+    if revision is None:
+        return data
+    for change in revision.changes:
+        field = change.get("field", "")
+        if not field.startswith(DATA):
+            continue
+        key = field.removeprefix(DATA)
+        if "before" in change:
+            data[key] = change["before"]
+        else:
+            data.pop(key, None)
+    return data
+
+
+def review_audit(review: Review, stored: dict | None) -> list[AuditRow]:
+    """One row per field the review showed."""
+    before = stored_before(review, stored)
+    changes, removed = dict(review.changes), list(review.removed)
+    if review.edited_proposal:  # the edits replaced the run's proposal for their keys
+        for key in review.edits or {}:
+            changes.pop(key, None)
+        changes.update(review.edited_proposal.get("changes", {}))
+        removed += review.edited_proposal.get("removed", [])
+    proposed = changes_apply(copy.deepcopy(before), changes, removed)
+    approved = review.status == ReviewStatus.APPROVED or (
+        review.status == ReviewStatus.EXPIRED and review.on_timeout == Review.OnTimeout.APPROVE
+    )
+    # Rejected (or expired to a rejection): nothing of the run kept.
+    decided = changes_apply(copy.deepcopy(proposed), review.edits or {}, []) if approved else before
+    return [
+        AuditRow(
+            path=path,
+            before=_value(before, path),
+            proposed=_value(proposed, path),
+            decided=_value(decided, path),
+        )
+        for path in review.fields
+    ]
+
+
+def _value(data: dict, path: str) -> Any:
+    value = get_path(data, path, MISSING)
+    return None if value is MISSING else value
