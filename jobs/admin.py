@@ -56,7 +56,7 @@ def progress_bar(run: Run):
         '<div class="run-progress" data-progress-url="{}" data-ended="{}">'
         '<div class="bar"><span class="ok" style="width:{}%"></span>'
         '<span class="bad" style="width:{}%"></span></div>'
-        '<span class="label">{} / {} ({} failed{})</span></div>',
+        '<span class="label">{} / {} ({} failed{}{})</span></div>',
         reverse("admin:jobs_run_progress", args=[quote(run.pk)]),
         "true" if run.is_ended else "false",
         f"{percent(run.completed):.2f}",
@@ -64,6 +64,7 @@ def progress_bar(run: Run):
         done,
         "…" if run.total is None else run.total,  # a run over a filter making its items
         run.failed,
+        f", {run.skipped} skipped" if run.skipped else "",
         f", {run.waiting} waiting" if run.waiting else "",
     )
 
@@ -182,6 +183,7 @@ class RunAdmin(RecordAdmin):
                 "completed": run.completed,
                 "failed": run.failed,
                 "cancelled": run.cancelled,
+                "skipped": run.skipped,
                 "waiting": run.waiting,
                 "ended": run.is_ended,
             }

@@ -18,6 +18,11 @@ class ProgressSerializer(serializers.Serializer):
     )
     failed = serializers.IntegerField(help_text="Entities that failed during execution.")
     cancelled = serializers.IntegerField(help_text="Entities left undone by a cancel.")
+    skipped = serializers.IntegerField(
+        help_text="Of the completed, entities left as they were: stopped by a condition, left "
+        "out because an open run of the workflow holds them, or, in a revert, changed since "
+        "the reverted run (so a revert reverted `completed - skipped`)."
+    )
     waiting = serializers.IntegerField(
         help_text="Entities waiting now at a step (a review); the run stays running meanwhile."
     )

@@ -193,7 +193,9 @@ def _insert_items(run: Run, workflow: Workflow, entity_ids: list[str], size: int
 
 def items_skipped_count(run: Run, skipped: int) -> None:
     """Count items made `skipped` (as completed: they are done) and say so in the log."""
-    Run.objects.filter(pk=run.pk).update(completed=F("completed") + skipped)
+    Run.objects.filter(pk=run.pk).update(
+        completed=F("completed") + skipped, skipped=F("skipped") + skipped
+    )
     RunLog.objects.create(
         run_id=run.pk,
         level=RunLog.Level.WARNING,

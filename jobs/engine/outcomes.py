@@ -27,7 +27,8 @@ ITEM_STATUS = {
     Outcome.FAILED: ItemStatus.FAILED,
     Outcome.CANCELLED: ItemStatus.CANCELLED,
 }
-# The run's counter each outcome adds to: an entity a condition stopped has completed.
+# The run's counter each outcome adds to: an entity a condition stopped has completed (and
+# is counted in `skipped` too).
 COUNTER = {
     Outcome.COMPLETED: "completed",
     Outcome.STOPPED: "completed",
@@ -84,6 +85,7 @@ def chunk_finish(committer: ChunkCommitter, states: list[EntityState]) -> bool:
     ]
     counts = Counter(COUNTER[state.outcome] for state in states)
     counts["waiting"] = len(parked)
+    counts["skipped"] = sum(state.outcome == Outcome.STOPPED for state in states)
     for state in states:
         logs += [
             RunLog(
@@ -192,6 +194,7 @@ def run_count(run_id: str, counts: dict, usage: Usage, now) -> bool:
         "completed": counts.get("completed", 0),
         "failed": counts.get("failed", 0),
         "cancelled": counts.get("cancelled", 0),
+        "skipped": counts.get("skipped", 0),
         "waiting": counts.get("waiting", 0),
         **usage.columns(),
     }

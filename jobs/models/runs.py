@@ -60,6 +60,10 @@ class Run(models.Model):
     completed = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     cancelled = models.PositiveIntegerField(default=0)
+    # Of the completed, those left as they were: stopped by a condition, left out because an
+    # open run of the workflow holds them, or (a revert) changed since the reverted run. The
+    # database default lets processes on the code before it keep making runs during a deploy.
+    skipped = models.PositiveIntegerField(default=0, db_default=0)
     # Entities parked at a step now (their items `waiting`): not part of the sum that ends
     # the run, so a run stays `running` while any entity waits.
     waiting = models.PositiveIntegerField(default=0)

@@ -91,6 +91,7 @@ def test_run_detail_shows_items_logs_progress_and_retry(staff, product_type):
         "completed": 2,
         "failed": 2,
         "cancelled": 0,
+        "skipped": 0,
         "waiting": 0,
         "ended": True,
     }

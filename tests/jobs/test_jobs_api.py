@@ -49,6 +49,7 @@ def test_job_has_the_run_status_and_progress(api, finished_run):
         "completed": 2,
         "failed": 2,
         "cancelled": 0,
+        "skipped": 0,
         "waiting": 0,
     }
     assert body["runId"] == finished_run.pk
@@ -134,6 +135,7 @@ def test_cancel_a_pending_job(api, product_type):
         "completed": 0,
         "failed": 0,
         "cancelled": 3,
+        "skipped": 0,
         "waiting": 0,
     }
     assert set(RunItem.objects.filter(run=run).values_list("status", flat=True)) == {"cancelled"}

@@ -66,6 +66,7 @@ def test_run_status_has_the_documented_fields(api, workflow, product_type):
         "completed": 0,
         "failed": 0,
         "cancelled": 0,
+        "skipped": 0,
         "waiting": 0,
     }
     assert body["startedAt"] is None and body["completedAt"] is None
@@ -78,6 +79,7 @@ def test_run_status_has_the_documented_fields(api, workflow, product_type):
         "completed": 3,
         "failed": 0,
         "cancelled": 0,
+        "skipped": 0,
         "waiting": 0,
     }
     assert body["startedAt"] <= body["completedAt"]
@@ -215,6 +217,15 @@ def test_runs_list_and_items_with_status_filter(api, product_type):
     run_inline(run_id)
     runs = api.get(f"/api/v1/workflows/{workflow.pk}/runs").json()
     assert [run["id"] for run in runs] == [run_id]
+    # The stopped entity is completed, and counted among the skipped.
+    assert runs[0]["progress"] == {
+        "total": 3,
+        "completed": 3,
+        "failed": 0,
+        "cancelled": 0,
+        "skipped": 1,
+        "waiting": 0,
+    }
     items = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run_id}/items").json()
     assert len(items) == 3
     assert set(items[0]) == {

@@ -54,6 +54,10 @@ def test_a_run_is_reverted_skipping_what_was_edited_since_then_forced_and_redone
     skipped = RunItem.objects.filter(run=revert, status="skipped")
     assert set(skipped.values_list("entity_id", flat=True)) == set(edited)
     assert "at version 3, the run left version 2" in skipped.first().error
+    # The run's answer says how many were reverted and how many skipped.
+    progress = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{revert.pk}").json()["progress"]
+    reverted = progress["completed"] - progress["skipped"]
+    assert (reverted, progress["skipped"]) == (N - EDITED, EDITED)
     entities = {e.pk: e for e in Entity.objects.filter(pk__in=ids)}
     for entity_id in ids:
         entity = entities[entity_id]

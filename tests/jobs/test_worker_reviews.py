@@ -136,6 +136,7 @@ def test_cancel_ends_the_waiting_entities_and_their_reviews(celery_worker, api, 
         "completed": 0,
         "failed": 0,
         "cancelled": 5,
+        "skipped": 0,
         "waiting": 0,
     }
     # The approval's resume task runs and finds nothing to resume.
