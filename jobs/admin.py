@@ -23,6 +23,7 @@ from jobs import (
 )
 from jobs.cancel import run_cancel
 from jobs.engine.dry_run import workflow_test
+from jobs.engine.waits import waits_describe
 from jobs.entity_search import entity_search
 from jobs.filter_runs import run_start_over_filter
 from jobs.models import (
@@ -155,10 +156,19 @@ class RunAdmin(RecordAdmin):
         items = RunItem.objects.filter(run=run).order_by("pk")
         if status in ItemStatus.values:
             items = items.filter(status=status)
+        shown = list(items[:ITEMS_SHOWN])
+        waiting_for: dict[int, str] = {}
+        for item_id, facts in waits_describe(items=shown).items():
+            described = ", ".join(
+                f"{key} {value}" for key, value in facts.items() if key != "kind" and value
+            )
+            waiting_for[item_id] = f"{facts['kind']}: {described}" if described else facts["kind"]
+        for item in shown:
+            item.waiting_for = waiting_for.get(item.pk, "")
         context = {
             "run": run,
             "progress": progress_bar(run),
-            "items": items[:ITEMS_SHOWN],
+            "items": shown,
             "items_shown": ITEMS_SHOWN,
             "logs_shown": LOGS_SHOWN,
             "text_shown": TEXT_SHOWN,

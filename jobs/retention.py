@@ -4,6 +4,7 @@
   waits, reviews, provider batches and their requests, schedule fires, the job. Open runs are
   never touched, nor a run an open retry reads.
 - Idempotency records older than IDEMPOTENCY_KEEP_HOURS (they replay nothing after it).
+- Events (`POST /api/v1/events`) EVENT_KEEP_MINUTES past their keep time.
 - Entity revisions older than ENTITY_REVISIONS_KEEP_DAYS, but the newest of each entity
   (`entities.revisions.revisions_prune`).
 
@@ -43,6 +44,7 @@ from jobs.models import (
     ScheduleFire,
     Wait,
 )
+from jobs.waits.event.services import events_prune
 
 
 class Batch(NamedTuple):
@@ -134,7 +136,12 @@ def counted(pruner: Callable[..., int]) -> Pruner:
     return batch
 
 
-PRUNERS: list[Pruner] = [runs_prune, idempotency_records_prune, counted(revisions_prune)]
+PRUNERS: list[Pruner] = [
+    runs_prune,
+    idempotency_records_prune,
+    counted(revisions_prune),
+    counted(events_prune),
+]
 
 
 class Pruned(NamedTuple):

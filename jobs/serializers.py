@@ -189,10 +189,26 @@ class RunItemSerializer(serializers.ModelSerializer):
     error = serializers.SerializerMethodField()
     startedAt = TimestampField(source="started_at", allow_null=True)
     completedAt = TimestampField(source="completed_at", allow_null=True)
+    waitingFor = serializers.SerializerMethodField(
+        help_text="While `waiting`: the kind of wait and what it waits for (`until` a time; "
+        "an `event` and its `key`, and `timeoutAt`; a `reviewId`)."
+    )
 
     class Meta:
         model = RunItem
-        fields = ["entityId", "status", "stepId", "error", "attempts", "startedAt", "completedAt"]
+        fields = [
+            "entityId",
+            "status",
+            "stepId",
+            "error",
+            "attempts",
+            "startedAt",
+            "completedAt",
+            "waitingFor",
+        ]
+
+    def get_waitingFor(self, item) -> dict | None:
+        return self.context.get("waiting_for", {}).get(item.pk)
 
     def get_stepId(self, item) -> str | None:
         return item.step_id or None

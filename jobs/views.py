@@ -10,6 +10,7 @@ from jobs import retries, reverts, selectors, services
 from jobs.cancel import run_cancel
 from jobs.costs import ids_sample, workflow_estimate
 from jobs.engine.dry_run import workflow_test
+from jobs.engine.waits import waits_describe
 from jobs.filter_runs import filter_run_estimate, run_start_over_filter
 from jobs.models import Job, Run
 from jobs.serializers import (
@@ -153,7 +154,9 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         if query.get("status"):
             items = items.filter(status=query["status"])
         page = self.paginate_queryset(items)
-        return self.get_paginated_response(RunItemSerializer(page, many=True).data)
+        waiting_for = waits_describe(items=page)
+        serializer = RunItemSerializer(page, many=True, context={"waiting_for": waiting_for})
+        return self.get_paginated_response(serializer.data)
 
     @extend_schema(
         summary="Retry a run's failed entities in a new run",

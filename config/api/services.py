@@ -47,10 +47,15 @@ def api_key_authenticate(*, raw_key: str) -> ApiKey | None:
     return api_key
 
 
+# What a key made for sending events only may do (`POST`/`GET /api/v1/events`).
+EVENT_SENDER_PERMISSIONS = ("add_event", "view_event")
+
+
 @transaction.atomic
-def api_user_get_or_create(*, username: str, read_only: bool = False):
+def api_user_get_or_create(*, username: str, read_only: bool = False, events_only: bool = False):
     """The user a key belongs to; a user created here may do everything through the API
-    (or, read-only, view everything), so a freshly printed key works at once."""
+    (or, read-only, view everything; or, `events_only`, only send and list events), so a
+    freshly printed key works at once."""
     user, created = get_user_model().objects.get_or_create(username=username)
     if created:
         user.set_unusable_password()
@@ -58,5 +63,9 @@ def api_user_get_or_create(*, username: str, read_only: bool = False):
         permissions = Permission.objects.filter(content_type__app_label__in=API_APPS)
         if read_only:
             permissions = permissions.filter(codename__startswith="view_")
+        if events_only:
+            permissions = permissions.filter(
+                content_type__app_label="jobs", codename__in=EVENT_SENDER_PERMISSIONS
+            )
         user.user_permissions.set(permissions)
     return user

@@ -95,6 +95,9 @@ WAIT_RESUME_DELAY_S = env_float("WAIT_RESUME_DELAY_S", 1.0, minimum=0.0)
 # How often celery beat ticks every kind of wait (each decides what is due: a review's
 # expiry, a provider batch's poll every AI_BATCH_POLL_S).
 WAITS_TICK_S = env_float("WAITS_TICK_S", 5.0, minimum=0.1)
+# An event (POST /api/v1/events) that woke no entity is kept this long for the entities that
+# reach their `wait_for_event` step just after it; events are listed this long after that.
+EVENT_KEEP_MINUTES = env_int("EVENT_KEEP_MINUTES", 60, minimum=1)
 
 # Retention (jobs/retention.py, pruned by celery beat): ended runs older than this, with
 # everything of theirs (items, logs, waits, reviews, batches, schedule fires, jobs).

@@ -356,3 +356,24 @@ def waits_resume_lost(*, lost_after: timedelta | None = None) -> int:
                 )
                 transaction.on_commit(partial(_enqueue_resume, run_id))
     return len(runs)
+
+
+def waits_describe(*, items) -> dict[int, dict]:
+    """What each waiting item of `items` (a page of a run's items) waits for, by item id:
+    `{"kind": ..., **what its kind says}` (`WaitKind.describe`)."""
+    parked = {
+        item.state["wait"]: item.pk
+        for item in items
+        if item.status == ItemStatus.WAITING and item.state and item.state.get("wait")
+    }
+    if not parked:
+        return {}
+    by_kind: dict[str, list[str]] = {}
+    for pk, kind in Wait.objects.filter(pk__in=list(parked)).values_list("pk", "kind"):
+        by_kind.setdefault(kind, []).append(pk)
+    described = {}
+    for name, wait_ids in by_kind.items():
+        facts = kinds.get(name).describe(wait_ids) if name in kinds else {}
+        for wait_id in wait_ids:
+            described[parked[wait_id]] = {"kind": name, **facts.get(wait_id, {})}
+    return described

@@ -55,6 +55,11 @@ class WaitKind:
         it decides itself what is due, and is safe to call twice."""
         raise NotImplementedError(f"Wait kind {self.name!r} does not implement tick().")
 
+    def describe(self, wait_ids: list[str]) -> dict[str, dict]:
+        """What each of these waits waits for, as the run's items show it (`waitingFor`):
+        by wait id, a few camelCase facts (a time; an event and its key). None by default."""
+        return {}
+
     def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
         """A cancel ends these unresolved waits of the run: end this kind's records of them.
         Runs in the transaction of the cancel's batch that ends their items, under the run's

@@ -209,6 +209,7 @@ def test_beat_runs_the_retention_task_every_hour():
         "runs_prune",
         "idempotency_records_prune",
         "revisions_prune",
+        "events_prune",
     ]
 
 

@@ -236,6 +236,7 @@ def test_runs_list_and_items_with_status_filter(api, product_type):
         "attempts",
         "startedAt",
         "completedAt",
+        "waitingFor",
     }
     skipped = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run_id}/items?status=skipped").json()
     assert [(i["entityId"], i["stepId"]) for i in skipped] == [(ids[0], "condition_1")]

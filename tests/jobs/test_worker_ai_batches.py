@@ -269,8 +269,7 @@ def test_a_batch_left_unsent_or_unrecorded_by_a_dead_worker_is_submitted_once(
     )
     wait_until(
         lambda: (
-            (tick_waits.delay() and False)
-            or AiBatch.objects.get(pk=batch.pk).status != "pending"
+            (tick_waits.delay() and False) or AiBatch.objects.get(pk=batch.pk).status != "pending"
         ),
         "the poll to submit it",
     )

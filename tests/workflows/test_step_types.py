@@ -20,6 +20,8 @@ def test_step_types_endpoint_serves_the_registry(api):
         "transform",
         "condition",
         "review",
+        "delay",
+        "wait_for_event",
     }
     for row in rows.values():
         assert set(row) == {"type", "name", "description", "configSchema", "example"}

@@ -4,11 +4,13 @@ a new module plus its line here."""
 from workflows.steps import (  # noqa: F401  (imported to register)
     ai_generate,
     condition,
+    delay,
     notify,
     publish,
     review,
     transform,
     validate,
+    wait_for_event,
 )
 from workflows.steps.registry import registry
 

@@ -68,6 +68,14 @@ class ReviewWait(WaitKind):
             if not decided.decided:
                 return expired  # every one was decided by someone else meanwhile
 
+    def describe(self, wait_ids: list[str]) -> dict[str, dict]:
+        return {
+            wait_id: {"reviewId": pk}
+            for pk, wait_id in Review.objects.filter(wait_id__in=wait_ids).values_list(
+                "pk", "wait_id"
+            )
+        }
+
     def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
         Review.objects.filter(wait_id__in=wait_ids, status=ReviewStatus.PENDING).update(
             status=ReviewStatus.CANCELLED, decided_at=timezone.now()

@@ -1,0 +1,1 @@
+"""The `delay` kind of wait (the `delay` step): `kind` (create, cancel, tick), `models`."""

@@ -1,0 +1,79 @@
+"""The `event` kind of wait: an entity waits for an event from outside (`services`)."""
+
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from jobs.waits.base import Parked, WaitKind
+from jobs.waits.event.models import Event, EventWait
+from jobs.waits.event.services import waits_match, waits_time_out
+from workflows.steps.wait_for_event import EventRequest
+from workflows.usage import Usage
+
+# Waits parked this recently are matched again on each tick: the match after a chunk's
+# COMMIT may have died with its worker.
+RECHECK = timedelta(minutes=2)
+
+
+class EventWaitKind(WaitKind):
+    """Woken by an event with its name and key; times out as its step says."""
+
+    request_type = EventRequest
+    urls = "jobs.waits.event.urls"
+    admin = "jobs.waits.event.admin"
+
+    def create(self, parked: list[Parked]) -> None:
+        now = timezone.now()
+        EventWait.objects.bulk_create(
+            [
+                EventWait(
+                    wait=entry.wait,
+                    run_id=entry.wait.run_id,
+                    name=entry.request.event,
+                    key=entry.request.key,
+                    output_field=entry.request.output_field,
+                    on_timeout=entry.request.on_timeout,
+                    timeout_at=(
+                        now + timedelta(minutes=entry.request.timeout_minutes)
+                        if entry.request.timeout_minutes
+                        else None
+                    ),
+                    created_at=now,
+                )
+                for entry in parked
+            ],
+            batch_size=1000,
+        )
+        # Events kept for them are matched once these waits are committed (`services`).
+        wait_ids = [entry.wait.pk for entry in parked]
+        transaction.on_commit(partial(waits_match, wait_ids=wait_ids))
+
+    def tick(self, *, now: datetime) -> int:
+        kept = Event.objects.filter(name=OuterRef("name"), key=OuterRef("key"), expires_at__gt=now)
+        recent = list(
+            EventWait.objects.filter(created_at__gte=now - RECHECK)
+            .filter(Exists(kept))
+            .values_list("pk", flat=True)[:10_000]
+        )
+        woken = waits_match(wait_ids=recent, now=now) if recent else 0
+        return woken + waits_time_out(now=now)
+
+    def describe(self, wait_ids: list[str]) -> dict[str, dict]:
+        rows = EventWait.objects.filter(pk__in=wait_ids).values_list(
+            "pk", "name", "key", "timeout_at"
+        )
+        return {
+            pk: {
+                "event": name,
+                "key": key,
+                "timeoutAt": timeout_at.isoformat().replace("+00:00", "Z") if timeout_at else None,
+            }
+            for pk, name, key, timeout_at in rows
+        }
+
+    def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
+        EventWait.objects.filter(pk__in=wait_ids).delete()
+        return {}

@@ -1,0 +1,75 @@
+from rest_framework import serializers
+
+from config.api.fields import TimestampField
+from config.api.serializers import StrictSerializer
+from jobs.waits.event.models import Event
+from jobs.waits.event.services import SEND_MAX
+from workflows.steps.wait_for_event import EVENT_NAME_PATTERN, MAX_KEY_LENGTH
+
+
+class EventInSerializer(StrictSerializer):
+    name = serializers.RegexField(
+        EVENT_NAME_PATTERN, help_text="The event's name, as a `wait_for_event` step names it."
+    )
+    key = serializers.CharField(
+        max_length=MAX_KEY_LENGTH, trim_whitespace=True, help_text="What the entities wait for."
+    )
+    data = serializers.JSONField(
+        required=False, allow_null=True, help_text="The waiting steps' output (`data`)."
+    )
+    id = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="Your id for this event: sending it again wakes nothing again.",
+    )
+
+
+class EventSendSerializer(EventInSerializer):
+    """One event (`name`, `key`, `data`, `id`), or up to 1,000 as `events`."""
+
+    name = serializers.RegexField(EVENT_NAME_PATTERN, required=False)
+    key = serializers.CharField(max_length=MAX_KEY_LENGTH, required=False)
+    events = EventInSerializer(many=True, required=False, max_length=SEND_MAX, min_length=1)
+
+    def validate(self, attrs):
+        if "events" in attrs:
+            extra = sorted(set(attrs) - {"events"})
+            if extra:
+                raise serializers.ValidationError(
+                    {extra[0]: "Send one event, or `events`, not both."}
+                )
+            return attrs
+        for field in ("name", "key"):
+            if field not in attrs:
+                raise serializers.ValidationError({field: "This field is required."})
+        return attrs
+
+
+class SentSerializer(serializers.Serializer):
+    eventId = serializers.CharField(help_text="The stored event (the first one, for a duplicate).")
+    matched = serializers.IntegerField(help_text="Entities it woke.")
+    duplicate = serializers.BooleanField(help_text="Its `id` was sent before: it woke nothing now.")
+
+
+class EventSentSerializer(serializers.Serializer):
+    matched = serializers.IntegerField(help_text="Entities woken, in all.")
+    events = SentSerializer(many=True, help_text="Each event sent, in order.")
+
+
+class EventListQuerySerializer(StrictSerializer):
+    name = serializers.RegexField(EVENT_NAME_PATTERN, required=False)
+    key = serializers.CharField(max_length=MAX_KEY_LENGTH, required=False)
+
+
+class EventSerializer(serializers.ModelSerializer):
+    sentId = serializers.CharField(source="sent_id", help_text="The sender's id, or empty.")
+    receivedAt = TimestampField(source="received_at")
+    expiresAt = TimestampField(
+        source="expires_at", help_text="Entities reaching their step until then still get it."
+    )
+    matched = serializers.IntegerField(help_text="Entities it woke.")
+    data = serializers.JSONField(allow_null=True)
+
+    class Meta:
+        model = Event
+        fields = ["id", "name", "key", "data", "sentId", "receivedAt", "expiresAt", "matched"]

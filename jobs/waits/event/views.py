@@ -1,0 +1,60 @@
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, viewsets
+from rest_framework.response import Response
+
+from config.api.serializers import validated
+from jobs.waits.event import services
+from jobs.waits.event.models import Event
+from jobs.waits.event.serializers import (
+    EventListQuerySerializer,
+    EventSendSerializer,
+    EventSentSerializer,
+    EventSerializer,
+)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List recent events", parameters=[EventListQuerySerializer]),
+    create=extend_schema(
+        summary="Send events: wake the entities waiting for them",
+        request=EventSendSerializer,
+        responses={200: EventSentSerializer},
+    ),
+)
+class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Events for `wait_for_event` steps: send one or up to 1,000 (`jobs.add_event`), list
+    the recent ones with how many entities each woke (`jobs.view_event`)."""
+
+    serializer_class = EventSerializer
+    queryset = Event.objects.none()
+
+    def get_queryset(self):
+        query = validated(EventListQuerySerializer, self.request.query_params)
+        events = Event.objects.order_by("-received_at", "-id")
+        if query.get("name"):
+            events = events.filter(name=query["name"])
+        if query.get("key"):
+            events = events.filter(key=query["key"])
+        return events
+
+    def create(self, request, *args, **kwargs):
+        data = validated(EventSendSerializer, request.data)
+        sent = services.events_send(
+            events=[
+                services.EventIn(
+                    name=each["name"],
+                    key=each["key"],
+                    data=each.get("data"),
+                    sent_id=each.get("id", ""),
+                )
+                for each in data.get("events") or [data]
+            ]
+        )
+        body = {
+            "matched": sum(each.matched for each in sent if not each.duplicate),
+            "events": [
+                {"eventId": each.event_id, "matched": each.matched, "duplicate": each.duplicate}
+                for each in sent
+            ],
+        }
+        return Response(body)

@@ -1,0 +1,201 @@
+"""`wait_for_event` steps and `/api/v1/events`, driven in this process the way workers run
+chunks: parked, woken by an event (sent after, or kept from before), timed out, refused."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from entities.models import Entity
+from jobs.engine.waits import run_waits_resume, waits_tick
+from jobs.models import Run, RunItem, Wait
+from jobs.waits.event.models import Event, EventWait
+from tests.conftest import Api
+from tests.factories import make_entities, make_key, make_workflow, run_inline, start_run
+
+pytestmark = pytest.mark.django_db
+
+PUBLISH = {"id": "pub", "type": "publish", "config": {}}
+
+
+def waiting_workflow(product_type, **config):
+    step = {
+        "id": "answer",
+        "type": "wait_for_event",
+        "config": {"event": "translation.done", "key": "{{ entity.title }}", **config},
+    }
+    return make_workflow(product_type, [step, PUBLISH])
+
+
+def park(workflow, ids, capture) -> Run:
+    run = start_run(workflow, ids)
+    with capture(execute=True):
+        run_inline(run.pk)
+    return Run.objects.get(pk=run.pk)
+
+
+def resume(run: Run) -> Run:
+    run_waits_resume(run_id=run.pk)
+    run_inline(run.pk)
+    return Run.objects.get(pk=run.pk)
+
+
+def test_an_event_wakes_the_entities_waiting_for_its_key_with_its_data(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    ids = make_entities(product_type, 3)  # titles Item 0..2
+    run = park(
+        waiting_workflow(product_type, outputField="translation"),
+        ids,
+        django_capture_on_commit_callbacks,
+    )
+    assert run.waiting == 3
+    items = api.get(f"/api/v1/workflows/{run.workflow_id}/runs/{run.pk}/items").json()
+    assert {item["waitingFor"]["key"] for item in items} == {"Item 0", "Item 1", "Item 2"}
+    assert {item["waitingFor"]["event"] for item in items} == {"translation.done"}
+
+    body = {"name": "translation.done", "key": "Item 1", "data": {"fr": "Article 1"}, "id": "t-1"}
+    response = api.post("/api/v1/events", body)
+    assert response.status_code == 200, response.json()
+    assert response.json()["matched"] == 1
+    again = api.post("/api/v1/events", body).json()  # the same id: wakes nothing twice
+    assert again["matched"] == 0 and again["events"][0]["duplicate"] is True
+    assert again["events"][0]["matched"] == 1
+
+    run = resume(run)
+    assert (run.completed, run.waiting) == (1, 2)
+    entity = Entity.objects.get(pk=ids[1])
+    assert entity.data["translation"] == {"fr": "Article 1"} and entity.status == "published"
+    listed = api.get("/api/v1/events?name=translation.done&key=Item 1").json()
+    assert [(e["sentId"], e["matched"]) for e in listed] == [("t-1", 1)]
+
+
+def test_an_event_sent_before_the_entity_arrives_still_wakes_it(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    ids = make_entities(product_type, 2)
+    sent = api.post(
+        "/api/v1/events",
+        {"events": [{"name": "translation.done", "key": "Item 0", "data": "early"}]},
+    ).json()
+    assert sent["matched"] == 0  # no one yet: kept
+    run = park(waiting_workflow(product_type), ids, django_capture_on_commit_callbacks)
+    assert Wait.objects.filter(run=run, status="resolved").count() == 1
+    run = resume(run)
+    assert (run.completed, run.waiting) == (1, 1)
+    item = RunItem.objects.get(run=run, entity_id=ids[0])
+    assert item.status == "completed"
+    assert Event.objects.get().matched == 1
+
+
+def test_an_expired_event_wakes_no_one(api, product_type, django_capture_on_commit_callbacks):
+    ids = make_entities(product_type, 1)
+    api.post("/api/v1/events", {"name": "translation.done", "key": "Item 0"})
+    Event.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    run = park(waiting_workflow(product_type), ids, django_capture_on_commit_callbacks)
+    assert run.waiting == 1 and not Wait.objects.filter(status="resolved").exists()
+
+
+@pytest.mark.parametrize(
+    ("on_timeout", "status", "error"),
+    [("fail", "failed", "came in time"), ("stop", "skipped", ""), ("continue", "completed", "")],
+)
+def test_a_timeout_ends_the_wait_as_on_timeout_says(
+    product_type, django_capture_on_commit_callbacks, on_timeout, status, error
+):
+    ids = make_entities(product_type, 2)
+    workflow = waiting_workflow(product_type, timeoutMinutes=30, onTimeout=on_timeout)
+    run = park(workflow, ids, django_capture_on_commit_callbacks)
+    assert waits_tick() == 0  # not yet
+    EventWait.objects.filter(pk__in=Wait.objects.filter(entity_id=ids[0]).values("pk")).update(
+        timeout_at=timezone.now()
+    )
+    assert waits_tick() == 1
+    run = resume(run)
+    item = RunItem.objects.get(run=run, entity_id=ids[0])
+    assert item.status == status and error in item.error
+    assert run.waiting == 1
+
+
+def test_cancel_ends_waiting_entities_and_their_waits(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    from jobs.cancel import run_cancel
+
+    ids = make_entities(product_type, 3)
+    run = park(waiting_workflow(product_type), ids, django_capture_on_commit_callbacks)
+    run_cancel(run_id=run.pk)
+    run = Run.objects.get(pk=run.pk)
+    assert (run.status, run.cancelled) == ("cancelled", 3)
+    assert not EventWait.objects.exists()
+    assert (
+        api.post("/api/v1/events", {"name": "translation.done", "key": "Item 0"}).json()["matched"]
+        == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "name"),
+        ({"name": "Bad Name", "key": "a"}, "name"),
+        ({"name": "x" * 101, "key": "a"}, "name"),
+        ({"name": "ok", "key": ""}, "key"),
+        ({"name": "ok", "key": "k" * 501}, "key"),
+        ({"name": "ok", "key": 5}, "key"),
+        ({"name": "ok", "key": "a", "extra": 1}, "extra"),
+        ({"name": "ok", "key": "a", "events": [{"name": "ok", "key": "b"}]}, "key"),
+        ({"events": []}, "events"),
+        ({"events": [{"name": "ok"}]}, "events[0].key"),
+        ({"events": [{"name": "ok", "key": "a"}] * 1001}, "events"),
+        ({"name": "ok", "key": "a", "id": "i" * 201}, "id"),
+    ],
+)
+def test_a_careless_send_is_a_400_naming_the_field(api, body, field):
+    response = api.post("/api/v1/events", body)
+    assert response.status_code == 400, response.json()
+    fields = [detail["field"] for detail in response.json()["error"]["details"]]
+    assert any(f.startswith(field) for f in fields), fields
+    assert not Event.objects.exists()
+
+
+def test_a_read_only_key_may_list_but_not_send(read_only_api):
+    assert read_only_api.post("/api/v1/events", {"name": "a", "key": "b"}).status_code == 403
+    assert read_only_api.get("/api/v1/events").status_code == 200
+    assert read_only_api.get("/api/v1/events?nme=a").status_code == 400  # unknown parameter
+
+
+def test_a_key_for_events_only_sends_events_and_nothing_else(capsys):
+    call_command("create_api_key", "answering-system", "--events-only")
+    sender = Api(capsys.readouterr().out.strip())
+    assert sender.post("/api/v1/events", {"name": "a", "key": "b"}).status_code == 200
+    assert sender.get("/api/v1/events").status_code == 200
+    assert sender.get("/api/v1/entities").status_code == 403
+    assert sender.get("/api/v1/reviews").status_code == 403
+    assert (
+        Api(make_key(perms=["jobs.view_run"]))
+        .post("/api/v1/events", {"name": "a", "key": "b"})
+        .status_code
+        == 403
+    )
+
+
+def test_retention_prunes_events_past_their_keep_time(api):
+    from jobs.retention import retention_prune
+
+    api.post("/api/v1/events", {"events": [{"name": "a", "key": str(n)} for n in range(3)]})
+    Event.objects.filter(key="0").update(expires_at=timezone.now() - timedelta(days=1))
+    pruned = retention_prune()
+    assert pruned.rows["events_prune"] == 1
+    assert sorted(Event.objects.values_list("key", flat=True)) == ["1", "2"]
+
+
+def test_the_run_page_shows_what_each_waiting_entity_waits_for(
+    admin_client, product_type, django_capture_on_commit_callbacks
+):
+    ids = make_entities(product_type, 2)
+    run = park(waiting_workflow(product_type), ids, django_capture_on_commit_callbacks)
+    page = admin_client.get(f"/admin/jobs/run/{run.pk}/change/").content.decode()
+    assert "event: event translation.done, key Item 0" in page
+    assert "key Item 1" in page

@@ -1,0 +1,108 @@
+"""`delay` steps with real Celery workers, beat, PostgreSQL and Redis: entities parked
+holding no worker go on at their time (a tick queued for it, not beat's next one), together,
+after a worker restart, or end with a cancel."""
+
+from datetime import timedelta
+from functools import partial
+
+import pytest
+from django.utils import timezone
+
+from entities.models import Entity
+from jobs.models import Run, RunItem, Wait
+from jobs.waits.delay.models import Delay
+from tests.factories import make_entities, make_workflow, start_run
+from tests.workers import all_waiting, start_beat, start_worker, wait_for_run, wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+PUBLISH = {"id": "pub", "type": "publish", "config": {}}
+wait_until = partial(wait_until, timeout=300)
+
+
+def delay(**config) -> dict:
+    return {"id": "later", "type": "delay", "config": config}
+
+
+def iso(when) -> str:
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def test_ten_thousand_delayed_entities_go_on_together_in_a_few_chunks(celery_worker, product_type):
+    ids = make_entities(product_type, 10_000)
+    until = timezone.now() + timedelta(seconds=150)  # all of them park before it
+    run = start_run(make_workflow(product_type, [delay(until=iso(until)), PUBLISH]), ids)
+    wait_until(all_waiting(run.pk, 10_000), "10,000 entities to wait")
+    assert timezone.now() < until, "parking took longer than the test's margin"
+    chunks_before = set(RunItem.objects.filter(run=run).values_list("chunk", flat=True))
+    assert Delay.objects.filter(run=run).count() == 10_000
+
+    run = wait_for_run(run.pk, timeout=600)
+    assert (run.status, run.completed, run.waiting) == ("completed", 10_000, 0)
+    assert set(Entity.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"published"}
+    resumed = set(RunItem.objects.filter(run=run).values_list("chunk", flat=True))
+    # One time, one resume: chunks of the run's chunk size, never a task per entity.
+    assert not resumed & chunks_before
+    assert len(resumed) <= 3 * len(chunks_before), (len(resumed), len(chunks_before))
+    assert not Delay.objects.filter(run=run).exists()
+
+
+def test_a_short_delay_goes_on_at_its_time_with_its_output(celery_worker, api, product_type):
+    ids = make_entities(product_type, 3)
+    after = {
+        "id": "note",
+        "type": "transform",
+        "config": {
+            "operations": [{"op": "set", "field": "waited", "value": "{{ steps.later.until }}"}]
+        },
+    }
+    workflow = make_workflow(product_type, [delay(minutes=0.05), after, PUBLISH])
+    started = timezone.now()
+    run = wait_for_run(start_run(workflow, ids).pk, timeout=120)
+    assert (run.status, run.completed) == ("completed", 3)
+    assert timezone.now() - started >= timedelta(seconds=3)  # it did wait
+    waited = Entity.objects.get(pk=ids[0]).data["waited"]
+    assert waited.endswith("Z") and waited > iso(started)
+    assert Wait.objects.filter(run=run, kind="delay", status="resolved").count() == 3
+
+
+def test_a_time_already_past_goes_on_at_once(celery_worker, product_type):
+    ids = make_entities(product_type, 2)
+    workflow = make_workflow(product_type, [delay(until="1700000000000"), PUBLISH])  # 2023
+    run = wait_for_run(start_run(workflow, ids).pk, timeout=120)
+    assert (run.status, run.completed) == ("completed", 2)
+    assert not Wait.objects.filter(run=run).exists()
+
+
+def test_a_delay_survives_a_worker_restart_and_goes_on_by_beat(product_type, tmp_path):
+    worker = start_worker(tmp_path / "worker1.log")
+    try:
+        ids = make_entities(product_type, 4)
+        until = timezone.now() + timedelta(seconds=20)
+        run = start_run(make_workflow(product_type, [delay(until=iso(until)), PUBLISH]), ids)
+        wait_until(all_waiting(run.pk, 4), "4 entities to wait")
+    finally:
+        worker.kill()  # the tick it held for the delay's time goes with it
+    assert Run.objects.get(pk=run.pk).waiting == 4
+    beat = start_beat(tmp_path / "beat.log", WAITS_TICK_S="1")
+    worker = start_worker(tmp_path / "worker2.log")
+    try:
+        run = wait_for_run(run.pk, timeout=180)
+    finally:
+        worker.stop()
+        beat.stop()
+    assert (run.status, run.completed) == ("completed", 4)
+
+
+def test_cancel_ends_delayed_entities(celery_worker, api, product_type):
+    ids = make_entities(product_type, 5)
+    workflow = make_workflow(product_type, [delay(minutes=600), PUBLISH])
+    run = start_run(workflow, ids)
+    wait_until(all_waiting(run.pk, 5), "5 entities to wait")
+    assert Delay.objects.filter(run=run).count() == 5
+    response = api.post(f"/api/v1/jobs/{run.job.pk}/cancel")
+    assert response.status_code in (200, 202), response.json()
+    run = wait_for_run(run.pk)
+    assert (run.status, run.cancelled, run.waiting) == ("cancelled", 5, 0)
+    assert not Delay.objects.filter(run=run).exists()
+    assert set(Entity.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"draft"}
