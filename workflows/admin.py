@@ -12,7 +12,14 @@ from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin
 from config.api.errors import InvalidInput
 from config.forms import BoundedJSONField
 from workflows import reference, selectors, services
-from workflows.editor import editor_clean, editor_schema
+from workflows.editor import (
+    EditorInputError,
+    editor_clean,
+    editor_data,
+    editor_schema,
+    triggers_editor_clean,
+    triggers_editor_schema,
+)
 from workflows.models import Step, Workflow
 from workflows.reference import markdown_inline
 from workflows.steps import registry
@@ -46,7 +53,9 @@ class StepForm(forms.ModelForm):
             step_type = registry.get(self.instance.type)
             # Secrets are write-only here as in the API: the form shows `secretSet`, and a
             # config saved without the secret keeps the step's current one.
-            self.initial["config"] = step_type.shown_config(self.instance.config)
+            self.initial["config"] = editor_data(
+                step_type.config_schema, step_type.shown_config(self.instance.config)
+            )
             # A saved step is edited with a form made from its type's schema.
             self.fields["config"].widget = JSONFormWidget(
                 schema=editor_schema(step_type.config_schema)
@@ -63,7 +72,10 @@ class StepForm(forms.ModelForm):
         schema = getattr(self, "editor_schema", None)
         # A step edited in its form posts what the form holds; the type is the saved one.
         if schema is not None and self.cleaned_data.get("type") == self.instance.type:
-            return editor_clean(schema, config)
+            try:
+                return editor_clean(schema, config)
+            except EditorInputError as exc:
+                raise forms.ValidationError(str(exc)) from None
         return config
 
 
@@ -148,10 +160,16 @@ class WorkflowForm(forms.ModelForm):
             "edit schedules here. Only an active workflow fires."
         }
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "triggers" in self.fields:  # each trigger a group of fields, not JSON to type
+            self.fields["triggers"].widget = JSONFormWidget(schema=triggers_editor_schema)
+
     def clean(self):
         cleaned = super().clean()
         entity_type = cleaned.get("entity_type") or getattr(self.instance, "entity_type", None)
         if entity_type is not None and "triggers" in cleaned:
+            cleaned["triggers"] = triggers_editor_clean(cleaned["triggers"])
             try:
                 cleaned["triggers"] = triggers_clean(cleaned["triggers"], entity_type)
             except InvalidInput as exc:

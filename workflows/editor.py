@@ -4,7 +4,11 @@ templates text areas naming their variables, a value of any JSON a choice of tex
 true/false, options shown in responses only are left out. The API's own checks run on save
 (services.steps_clean), their messages shown next to the step."""
 
+import json
 from typing import Any
+
+from entities.models import Entity
+from workflows.triggers import MAX_TRIGGERS
 
 ANY_JSON = [
     {"type": "string", "title": "Text", "widget": "textarea"},
@@ -82,6 +86,13 @@ def _adapt(node: Any, required: bool) -> Any:
         help_text += (
             " A template: {{ entity.<field> }}, {{ steps.<stepId>.<field> }}, {{ run.id }}."
         )
+    if _free_form(node):  # an object of any shape (a JSON Schema): edited as JSON text
+        return {
+            "type": "string",
+            "widget": "textarea",
+            "help_text": (help_text + " Written as JSON.").strip(),
+            **({"required": True} if required else {}),
+        }
     typed = any(key in node for key in ("type", "$ref", "oneOf", "anyOf", "enum"))
     if not typed and "properties" not in node:
         out["oneOf"] = ANY_JSON
@@ -92,10 +103,43 @@ def _adapt(node: Any, required: bool) -> Any:
     return out
 
 
+def _free_form(spec: dict) -> bool:
+    return spec.get("type") == "object" and not any(
+        key in spec for key in ("properties", "oneOf", "anyOf", "$ref")
+    )
+
+
+def editor_data(schema: dict, config: Any) -> Any:
+    """A config as the editor shows it: objects of any shape as indented JSON text."""
+    if not isinstance(config, dict):
+        return config
+    free = {name for name, spec in schema.get("properties", {}).items() if _free_form(spec)}
+    return {
+        name: json.dumps(value, indent=2, ensure_ascii=False) if name in free else value
+        for name, value in config.items()
+    }
+
+
+class EditorInputError(ValueError):
+    """A value typed as JSON text that is not JSON."""
+
+
 def editor_clean(schema: dict, config: Any) -> Any:
     """What the editor posts, as the API would take it: optional fields left empty ("" or
     null) dropped, and in a list of kinds (a transform's operations) only the chosen kind's
     fields kept. The API's checks then run on the result."""
+    if isinstance(config, dict):
+        config = dict(config)
+        for name, spec in schema.get("properties", {}).items():
+            value = config.get(name)
+            if _free_form(spec) and isinstance(value, str):
+                if not value.strip():
+                    del config[name]
+                    continue
+                try:
+                    config[name] = json.loads(value)
+                except ValueError:
+                    raise EditorInputError(f"{name}: Is not valid JSON.") from None
     return _clean(schema, config, schema.get("$defs", {}))
 
 
@@ -126,3 +170,74 @@ def _clean(spec: dict, value: Any, defs: dict) -> Any:
         for name, item in value.items()
         if name in required or item not in ("", None)
     }
+
+
+def triggers_editor_schema() -> dict:
+    """The workflow's triggers as a list of groups, one per trigger: what fires it, and the
+    options of that kind (shown for all, used by theirs; see `triggers_editor_clean`)."""
+    return {
+        "type": "array",
+        "maxItems": MAX_TRIGGERS,
+        "title": "Triggers",
+        "items": {
+            "type": "object",
+            "title": "Trigger",
+            "properties": {
+                "on": {
+                    "type": "string",
+                    "enum": ["entity.created", "entity.updated", "schedule"],
+                    "required": True,
+                    "help_text": "entity.created: each new entity of the type; entity.updated: "
+                    "a change to one of `fields`; schedule: at each `cron` time.",
+                },
+                "fields": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "help_text": "For entity.updated: the data fields whose change starts a run.",
+                },
+                "cron": {
+                    "type": "string",
+                    "help_text": "For schedule: five cron fields, e.g. 0 3 * * * (03:00 daily).",
+                },
+                "timezone": {
+                    "type": "string",
+                    "help_text": "For schedule: the cron's time zone, e.g. Europe/Paris "
+                    "(default UTC).",
+                },
+                "filter": {
+                    "type": "object",
+                    "title": "Filter",
+                    "help_text": "For schedule: which entities each tick runs on (default all).",
+                    "properties": {
+                        "status": {
+                            "type": "string",
+                            "enum": ["", *Entity.Status.values],
+                            "help_text": "Only entities of this status (empty: any).",
+                        }
+                    },
+                },
+            },
+        },
+    }
+
+
+def triggers_editor_clean(triggers: Any) -> Any:
+    """What the triggers editor posts, as the API takes it: the options left empty dropped
+    (the editor posts every kind's). The API's checks (`triggers_clean`) run on the result,
+    so an option filled for another kind is refused with its message."""
+    if not isinstance(triggers, list):
+        return triggers
+    cleaned = []
+    for trigger in triggers:
+        if not isinstance(trigger, dict):
+            cleaned.append(trigger)
+            continue
+        kept = {}
+        for key, value in trigger.items():
+            if isinstance(value, dict):
+                value = {k: v for k, v in value.items() if v not in ("", None)}
+            if value in ("", None, [], {}):
+                continue
+            kept[key] = value
+        cleaned.append(kept)
+    return cleaned

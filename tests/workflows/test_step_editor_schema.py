@@ -3,7 +3,14 @@ transform's operations one object with an `op` select, empty optional fields dro
 
 import pytest
 
-from workflows.editor import editor_clean, editor_schema
+from workflows.editor import (
+    EditorInputError,
+    editor_clean,
+    editor_data,
+    editor_schema,
+    triggers_editor_clean,
+    triggers_editor_schema,
+)
 from workflows.steps import registry
 
 
@@ -46,3 +53,34 @@ def test_what_the_editor_posts_keeps_only_the_chosen_operation_s_fields():
         "prompt": "Hi",
         "outputField": "x",
     }
+
+
+def test_an_object_of_any_shape_is_edited_as_json_text_and_read_back():
+    schema = registry.get("ai_generate").config_schema
+    field = editor_schema(schema)["properties"]["jsonSchema"]
+    assert field["type"] == "string" and field["widget"] == "textarea"
+    config = {"prompt": "Hi", "outputField": "x", "jsonSchema": {"type": "object"}}
+    shown = editor_data(schema, config)
+    assert shown["jsonSchema"] == '{\n  "type": "object"\n}'
+    assert editor_clean(schema, shown) == config
+    assert "jsonSchema" not in editor_clean(schema, {**shown, "jsonSchema": " "})
+    with pytest.raises(EditorInputError, match=r"jsonSchema: Is not valid JSON\."):
+        editor_clean(schema, {**shown, "jsonSchema": "{nope"})
+
+
+def test_the_triggers_editor_drops_what_was_left_empty():
+    posted = [
+        {
+            "on": "entity.created",
+            "fields": [],
+            "cron": "",
+            "timezone": "",
+            "filter": {"status": ""},
+        },
+        {"on": "schedule", "fields": [], "cron": "0 3 * * *", "filter": {"status": "draft"}},
+    ]
+    assert triggers_editor_clean(posted) == [
+        {"on": "entity.created"},
+        {"on": "schedule", "cron": "0 3 * * *", "filter": {"status": "draft"}},
+    ]
+    assert triggers_editor_schema()["items"]["properties"]["on"]["enum"][0] == "entity.created"
