@@ -82,6 +82,7 @@ def test_a_review_shows_what_the_run_proposes_beside_the_entity_as_stored(api, p
         "completed": 0,
         "failed": 0,
         "cancelled": 0,
+        "skipped": 0,
         "waiting": 1,
     }
     assert api.get(f"/api/v1/jobs/{run.job.pk}").json()["progress"]["waiting"] == 1
