@@ -190,8 +190,8 @@ class RunItemSerializer(serializers.ModelSerializer):
     startedAt = TimestampField(source="started_at", allow_null=True)
     completedAt = TimestampField(source="completed_at", allow_null=True)
     waitingFor = serializers.SerializerMethodField(
-        help_text="While `waiting`: the kind of wait and what it waits for (`until` a time; "
-        "an `event` and its `key`, and `timeoutAt`; a `reviewId`)."
+        help_text="While `waiting`: the kind of wait and what it waits for (`until` a time in "
+        "ms; an `event` and its `key`, and `timeoutAt` in ms or null; a `reviewId`)."
     )
 
     class Meta:

@@ -7,6 +7,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from config.api.fields import to_millis
 from jobs.waits.base import Parked, WaitKind
 from jobs.waits.event.models import Event, EventWait
 from jobs.waits.event.services import waits_match, waits_time_out
@@ -69,7 +70,7 @@ class EventWaitKind(WaitKind):
             pk: {
                 "event": name,
                 "key": key,
-                "timeoutAt": timeout_at.isoformat().replace("+00:00", "Z") if timeout_at else None,
+                "timeoutAt": to_millis(timeout_at),  # in ms, as every time the API serves
             }
             for pk, name, key, timeout_at in rows
         }

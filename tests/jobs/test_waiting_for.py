@@ -1,0 +1,65 @@
+"""A run's items say what each waiting entity waits for, its times in ms like every timestamp
+the API serves."""
+
+import time
+
+import pytest
+
+from jobs.models import Run
+from tests.factories import make_entities, make_workflow, run_inline, start_run
+
+pytestmark = pytest.mark.django_db
+PUBLISH = {"type": "publish", "config": {}}
+
+
+def waiting_items(api, workflow, ids, capture) -> list[dict]:
+    run = start_run(workflow, ids)
+    with capture(execute=True):
+        run_inline(run.pk)
+    run = Run.objects.get(pk=run.pk)
+    assert run.waiting == len(ids), list(run.items.values_list("status", "error"))
+    return api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run.pk}/items").json()
+
+
+@pytest.mark.parametrize(
+    ("step", "kind", "field", "minutes"),
+    [
+        ({"type": "delay", "config": {"minutes": 30}}, "delay", "until", 30),
+        (
+            {
+                "type": "wait_for_event",
+                "config": {"event": "price.ok", "key": "{{ entity.title }}", "timeoutMinutes": 45},
+            },
+            "event",
+            "timeoutAt",
+            45,
+        ),
+    ],
+)
+def test_waiting_items_show_their_time_in_ms(
+    api, product_type, django_capture_on_commit_callbacks, step, kind, field, minutes
+):
+    ids = make_entities(product_type, 2)
+    before = time.time() * 1000
+    items = waiting_items(
+        api, make_workflow(product_type, [step, PUBLISH]), ids, django_capture_on_commit_callbacks
+    )
+    after = time.time() * 1000
+    for item in items:
+        assert item["status"] == "waiting" and item["waitingFor"]["kind"] == kind
+        at = item["waitingFor"][field]
+        assert isinstance(at, int), at
+        assert before + minutes * 60_000 - 1000 <= at <= after + minutes * 60_000 + 1000
+
+
+def test_an_event_wait_without_a_timeout_shows_none(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    step = {"type": "wait_for_event", "config": {"event": "price.ok", "key": "{{ entity.title }}"}}
+    items = waiting_items(
+        api,
+        make_workflow(product_type, [step, PUBLISH]),
+        make_entities(product_type, 1),
+        django_capture_on_commit_callbacks,
+    )
+    assert items[0]["waitingFor"]["timeoutAt"] is None
