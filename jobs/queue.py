@@ -14,6 +14,7 @@ SUBMIT_AI_BATCH = "jobs.tasks.submit_ai_batch"
 CANCEL_AI_BATCH = "jobs.tasks.cancel_ai_batch"
 PRUNE_OLD_RECORDS = "jobs.tasks.prune_old_records"
 CANCEL_RUN = "jobs.tasks.cancel_run"
+RUN_EXPERIMENT_CHUNK = "jobs.tasks.run_experiment_chunk"
 
 FIRE_SCHEDULE = "jobs.tasks.fire_schedule"  # sent by beat (PeriodicTask rows, jobs/schedules.py)
 
@@ -21,6 +22,11 @@ FIRE_SCHEDULE = "jobs.tasks.fire_schedule"  # sent by beat (PeriodicTask rows, j
 def chunks_enqueue(run_id: str, chunks) -> None:
     for chunk in chunks:
         current_app.send_task(RUN_CHUNK, args=(run_id, chunk))
+
+
+def experiment_chunks_enqueue(experiment_id: str, chunks: int) -> None:
+    for chunk in range(chunks):
+        current_app.send_task(RUN_EXPERIMENT_CHUNK, args=(experiment_id, chunk))
 
 
 def callback_enqueue(run_id: str) -> None:

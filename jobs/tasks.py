@@ -8,6 +8,7 @@ from jobs.cancel import run_cancel_step, runs_cancel_continue
 from jobs.engine.chunk import chunk_execute
 from jobs.engine.recovery import runs_resume_stalled
 from jobs.engine.waits import run_waits_resume, waits_resume_lost, waits_tick
+from jobs.experiments.services import experiment_chunk_execute
 from jobs.filter_runs import run_items_make
 from jobs.retention import retention_prune
 from jobs.schedules import schedule_fire
@@ -29,6 +30,21 @@ from jobs.waits.ai_batch.services import ai_batch_cancel, ai_batch_submit
 def run_chunk(run_id: str, chunk: int) -> None:
     """Take one chunk of a run's entities through the workflow."""
     chunk_execute(run_id=run_id, chunk=chunk)
+
+
+@shared_task(
+    name=queue.RUN_EXPERIMENT_CHUNK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    autoretry_for=(DatabaseError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=20,
+)
+def run_experiment_chunk(experiment_id: str, chunk: int) -> None:
+    """Both versions of an experiment over one chunk of its entities, in shadow mode."""
+    experiment_chunk_execute(experiment_id=experiment_id, chunk=chunk)
 
 
 @shared_task(

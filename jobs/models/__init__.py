@@ -12,6 +12,7 @@ Everything is re-exported here: `from jobs.models import Run` (and migrations' r
 such as `jobs.models.api_trigger`) keep working.
 """
 
+from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
 from jobs.models.items import ItemStatus, RunItem
 from jobs.models.logs import RunLog
 from jobs.models.runs import Job, Run, RunStatus, TriggerType, api_trigger
@@ -24,6 +25,9 @@ __all__ = [
     "AiBatch",
     "AiBatchRequest",
     "AiBatchStatus",
+    "Experiment",
+    "ExperimentResult",
+    "ExperimentStatus",
     "ItemStatus",
     "Job",
     "Review",

@@ -160,17 +160,36 @@ class Run(models.Model):
 
 
 class Job(models.Model):
-    """The background job behind a run. Status and progress are read from the run."""
+    """The background job behind a run, or an experiment (`jobs/experiments`). Status and
+    progress are read from the run (the experiment)."""
 
     class Type(models.TextChoices):
         WORKFLOW_RUN = "workflow_run"
+        EXPERIMENT = "experiment"
 
     id = models.CharField(
         primary_key=True, max_length=ID_LENGTH, default=id_default("job"), editable=False
     )
     type = models.CharField(max_length=32, choices=Type.choices, default=Type.WORKFLOW_RUN)
-    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="job")
+    # Exactly one of the two, by `type`.
+    run = models.OneToOneField(
+        Run, null=True, blank=True, on_delete=models.CASCADE, related_name="job"
+    )
+    experiment = models.OneToOneField(
+        "jobs.Experiment", null=True, blank=True, on_delete=models.CASCADE, related_name="job"
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(type="workflow_run", run__isnull=False, experiment__isnull=True)
+                    | models.Q(type="experiment", run__isnull=True, experiment__isnull=False)
+                ),
+                name="job_run_or_experiment",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.id

@@ -1,0 +1,100 @@
+"""An experiment (two versions of one workflow over a sample of entities, in shadow mode) and
+its results, one row per entity with both sides and every scorer's verdict."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from config.api.ids import ID_LENGTH, id_default
+from workflows.models import Workflow, WorkflowVersion
+
+
+class ExperimentStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @classmethod
+    def ended(cls) -> list[str]:
+        return [cls.COMPLETED, cls.FAILED, cls.CANCELLED]
+
+
+class Experiment(models.Model):
+    id = models.CharField(
+        primary_key=True, max_length=ID_LENGTH, default=id_default("exp"), editable=False
+    )
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="experiments")
+    baseline = models.ForeignKey(WorkflowVersion, on_delete=models.PROTECT, related_name="+")
+    candidate = models.ForeignKey(WorkflowVersion, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(
+        max_length=16, choices=ExperimentStatus.choices, default=ExperimentStatus.PENDING
+    )
+    # The sampled entities, in the order their chunks take them (at most
+    # EXPERIMENT_MAX_ENTITIES: a list is bounded).
+    entity_ids = models.JSONField(default=list)
+    scorers = models.JSONField(default=list)
+    chunk_size = models.PositiveIntegerField(default=20)
+    total = models.PositiveIntegerField(default=0)
+    # Entities with a result row (incremented in the database as each row is written).
+    done = models.PositiveIntegerField(default=0)
+    budget_max_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    budget_max_cost_nano_usd = models.PositiveBigIntegerField(null=True, blank=True)
+    # Every model call of both sides and of the judges, counted as each call finishes.
+    spent_tokens = models.PositiveBigIntegerField(default=0)
+    spent_cost_nano_usd = models.PositiveBigIntegerField(default=0)
+    budget_reached_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["workflow", "-id"], name="experiment_workflow_newest")]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def is_ended(self) -> bool:
+        return self.status in ExperimentStatus.ended()
+
+
+class ExperimentResult(models.Model):
+    """One entity of an experiment: each side as it ran (`baseline`, `candidate`: outcome,
+    error, changes, step outputs, usage, seconds) and each scorer's verdict."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="results")
+    # No foreign key: an entity deleted since keeps its result (it was read, not written).
+    entity_id = models.CharField(max_length=ID_LENGTH)
+    position = models.PositiveIntegerField()  # in the experiment's sample: the page order
+    baseline = models.JSONField()
+    candidate = models.JSONField()
+    verdicts = models.JSONField(default=list)
+    # What the judges' calls on this entity used (Usage's stored shape).
+    judge_usage = models.JSONField(default=dict)
+    # The two sides' outcomes, errors or changes differ.
+    changed = models.BooleanField(default=False)
+    # The candidate failed where the baseline did not, lost a pairwise verdict, or scored
+    # lower (failed a rule the baseline passed, or a lower judge score).
+    regressed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            # A redelivered chunk writes no entity twice.
+            models.UniqueConstraint(
+                fields=["experiment", "entity_id"], name="experiment_entity_once"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["experiment", "position"], name="experiment_result_order"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id}:{self.entity_id}"

@@ -1,0 +1,148 @@
+"""Scorers: each turns one entity's two sides into a verdict, named after the scorer.
+
+- rules: the `validate` step's rules on each side's working copy: pass or fail per side (a
+  side that failed fails them).
+- judge: a model asked, in `pairwise` mode, which side better follows the instructions, the
+  sides shown as A and B in an order seeded by the experiment and the entity (so position
+  bias cancels out over a sample) and mapped back; in `score` mode a 1-5 score per side.
+  Its answers are held to a JSON schema; its calls count in the experiment's budget.
+- human: a blind comparison left for a person (`winner` null until decided).
+"""
+
+import hashlib
+import json
+
+from django.conf import settings
+
+from jobs.experiments.shadow import ShadowEngine
+from workflows.providers import GenerationRequest, provider_get
+from workflows.steps.ai_generate import answer_generate, priced
+from workflows.steps.runtime import StepError
+from workflows.steps.validate import rule_problems
+from workflows.templating import TemplateError, render
+
+PAIRWISE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["winner", "reason"],
+    "properties": {"winner": {"enum": ["A", "B", "tie"]}, "reason": {"type": "string"}},
+}
+SCORE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["score", "reason"],
+    "properties": {
+        "score": {"type": "integer", "minimum": 1, "maximum": 5},
+        "reason": {"type": "string"},
+    },
+}
+
+
+def candidate_is_a(experiment_id: str, entity_id: str) -> bool:
+    """Whether the candidate is shown as side A to a judge or a person: seeded, so the same
+    entity of the same experiment always shows the same order."""
+    return hashlib.sha256(f"{experiment_id}:{entity_id}".encode()).digest()[0] % 2 == 1
+
+
+def verdicts_of(
+    *, scorers: list[dict], experiment_id: str, entity: dict, sides: dict, engine: ShadowEngine
+) -> list[dict]:
+    """Every scorer's verdict on one entity; `sides` is {"baseline": side, "candidate": side}
+    as `services.side_of` records them (with the working copy under `data`)."""
+    verdicts = []
+    for scorer in scorers:
+        kind = scorer["type"]
+        if kind == "rules":
+            verdicts.append(_rules(scorer, sides))
+        elif kind == "judge":
+            verdicts.append(_judge(scorer, experiment_id, entity, sides, engine))
+        else:  # human
+            verdicts.append(
+                {
+                    "name": scorer["name"],
+                    "type": "human",
+                    "winner": None,
+                    "reason": "",
+                    "candidateIsA": candidate_is_a(experiment_id, entity["id"]),
+                }
+            )
+    return verdicts
+
+
+def _rules(scorer: dict, sides: dict) -> dict:
+    verdict = {"name": scorer["name"], "type": "rules"}
+    for arm, side in sides.items():
+        if side["outcome"] == "failed":
+            problems = [f"the side failed: {side['error']}"]
+        else:
+            problems = [p for rule in scorer["rules"] for p in rule_problems(rule, side["data"])]
+        verdict[arm] = {"passed": not problems, "reason": "; ".join(problems)}
+    return verdict
+
+
+def _shown(scorer: dict, side: dict) -> str:
+    """What the judge reads of a side: its outcome, and its data's `fields` (default: those
+    either side changed)."""
+    if side["outcome"] == "failed":
+        return json.dumps({"failed": side["error"]}, ensure_ascii=False)
+    names = scorer.get("fields") or scorer["_changed"]
+    return json.dumps(
+        {name: side["data"].get(name) for name in names}, ensure_ascii=False, sort_keys=True
+    )
+
+
+def _judge(scorer, experiment_id, entity, sides, engine) -> dict:
+    verdict = {"name": scorer["name"], "type": "judge", "mode": scorer["mode"]}
+    scorer = {
+        **scorer,
+        "_changed": sorted(
+            {change["field"] for side in sides.values() for change in side["changes"]}
+        ),
+    }
+    try:
+        instructions = render(scorer["instructions"], {"entity": entity})
+        if scorer["mode"] == "pairwise":
+            a_is_candidate = candidate_is_a(experiment_id, entity["id"])
+            a, b = ("candidate", "baseline") if a_is_candidate else ("baseline", "candidate")
+            answer = _ask(
+                scorer,
+                engine,
+                f"{instructions}\n\nWhich answer better follows the instructions above? Reply "
+                'as JSON {"winner": "A" | "B" | "tie", "reason": "..."}.\n\n'
+                f"<A>\n{_shown(scorer, sides[a])}\n</A>\n\n<B>\n{_shown(scorer, sides[b])}\n</B>",
+                PAIRWISE_SCHEMA,
+            )
+            winner = {"A": a, "B": b}.get(answer["winner"], "tie")
+            verdict.update(winner=winner, reason=answer["reason"], candidateIsA=a_is_candidate)
+        else:
+            for arm, side in sides.items():
+                answer = _ask(
+                    scorer,
+                    engine,
+                    f"{instructions}\n\nScore this answer from 1 (worst) to 5 (best) for how "
+                    'well it follows the instructions above. Reply as JSON {"score": 1-5, '
+                    f'"reason": "..."}}.\n\n<answer>\n{_shown(scorer, side)}\n</answer>',
+                    SCORE_SCHEMA,
+                )
+                verdict[arm] = {"score": answer["score"], "reason": answer["reason"]}
+    except (StepError, TemplateError) as exc:
+        verdict["error"] = str(exc)
+    return verdict
+
+
+def _ask(scorer: dict, engine: ShadowEngine, prompt: str, schema: dict) -> dict:
+    reached = engine.budget_reached()
+    if reached is not None:
+        raise StepError(reached)
+    provider = provider_get(scorer.get("provider") or settings.AI_PROVIDER)
+    request = GenerationRequest(
+        prompt=prompt,
+        model=scorer.get("model") or settings.AI_MODEL,
+        json_mode=True,
+        json_schema=schema,
+    )
+    answer, usage = answer_generate(provider, request, on_retry=lambda message: None)
+    usage = priced(usage, provider, request.model)
+    engine.usage_record(usage)
+    engine.judge_usage(usage)
+    return answer

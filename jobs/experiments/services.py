@@ -1,0 +1,354 @@
+"""Start an experiment, execute its chunks, end it, cancel it.
+
+An experiment samples its entities when it starts (the named ids, or a seeded random sample
+of a filter's matches) and stores them in order; chunk `n` takes the `n`-th slice of
+`chunk_size`. A chunk runs both versions over its entities through the same step loop as a
+run, step-major (so a step batches its model calls), with the `ShadowEngine`: nothing is
+written but the result rows, one per entity, inserted `ON CONFLICT DO NOTHING` on
+(experiment, entity), so a redelivered chunk writes no entity twice. `done` is recounted from
+the rows, and the experiment ends `completed` once every entity has its row (or `cancelled`
+at once when asked: in-flight chunks see it at their next step and write nothing more).
+"""
+
+import copy
+import random
+import time
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from config.api.errors import Conflict, FieldError, InvalidInput
+from entities.filters import entities_matching
+from entities.models import Entity
+from jobs import queue
+from jobs.costs import budget_columns
+from jobs.engine.steps import steps_run
+from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
+from jobs.experiments.scorers import verdicts_of
+from jobs.experiments.shadow import ShadowEngine
+from jobs.models import Job
+from workflows.models import Workflow, WorkflowVersion
+from workflows.steps.runtime import MISSING, EntityState, Outcome
+from workflows.usage import Usage
+
+ARMS = ("baseline", "candidate")
+OPEN = [ExperimentStatus.PENDING, ExperimentStatus.RUNNING]
+
+
+def experiment_start(
+    *,
+    workflow: Workflow,
+    baseline: WorkflowVersion,
+    candidate: WorkflowVersion,
+    scorers: list[dict],
+    entity_ids: list[str] | None = None,
+    entity_filter: dict | None = None,
+    sample: int | None = None,
+    budget: dict | None = None,
+    created_by=None,
+) -> Experiment:
+    """Store the experiment and its job, and queue its chunks once that commits."""
+    if entity_ids is None:
+        entity_ids = _sample(workflow, entity_filter or {}, sample)
+    else:
+        entity_ids = list(dict.fromkeys(entity_ids))
+        found = set(
+            Entity.objects.filter(
+                pk__in=entity_ids, entity_type_id=workflow.entity_type_id
+            ).values_list("pk", flat=True)
+        )
+        missing = [pk for pk in entity_ids if pk not in found]
+        if missing:
+            message = (
+                f"No entity of this workflow's entity type ({workflow.entity_type_id}) has the "
+                f"id {', '.join(map(repr, missing[:10]))}."
+            )
+            details = [FieldError("entityIds", message, "does_not_exist")]
+            raise InvalidInput(message, details=details)
+    columns = budget_columns(baseline, budget)
+    if budget and budget.get("maxCostUsd") is not None:
+        columns = budget_columns(candidate, budget)  # both versions' models must be priced
+    size = settings.EXPERIMENT_CHUNK_SIZE
+    with transaction.atomic():
+        experiment = Experiment.objects.create(
+            workflow=workflow,
+            baseline=baseline,
+            candidate=candidate,
+            entity_ids=entity_ids,
+            scorers=scorers,
+            chunk_size=size,
+            total=len(entity_ids),
+            created_by=created_by,
+            **columns,
+        )
+        Job.objects.create(type=Job.Type.EXPERIMENT, experiment=experiment)
+        chunks = (len(entity_ids) + size - 1) // size
+        transaction.on_commit(partial(queue.experiment_chunks_enqueue, experiment.pk, chunks))
+    return experiment
+
+
+def _sample(workflow: Workflow, entity_filter: dict, sample: int | None) -> list[str]:
+    """The matches' ids, or a random sample of `sample` of them, seeded by what was asked, so
+    the same filter and size sample the same entities (while the matches stay the same)."""
+    most = settings.EXPERIMENT_MAX_ENTITIES
+    ids = list(
+        entities_matching(entity_type_id=workflow.entity_type_id, entity_filter=entity_filter)
+        .order_by("pk")
+        .values_list("pk", flat=True)[: settings.EXPERIMENT_MAX_MATCHES + 1]
+    )
+    if len(ids) > settings.EXPERIMENT_MAX_MATCHES:
+        message = f"More than {settings.EXPERIMENT_MAX_MATCHES} entities match: narrow the filter."
+        raise InvalidInput(message, details=[FieldError("filter", message, "too_many")])
+    if not ids:
+        message = "No entity matches the filter."
+        raise InvalidInput(message, details=[FieldError("filter", message, "empty")])
+    if sample is None and len(ids) > most:
+        message = f"{len(ids)} entities match, more than {most}: give a `sample` size."
+        raise InvalidInput(message, details=[FieldError("sample", message, "too_many")])
+    if sample is not None and sample < len(ids):
+        ids = random.Random(f"{workflow.pk}:{sample}:{len(ids)}").sample(ids, sample)
+    return ids
+
+
+def experiment_chunk_execute(*, experiment_id: str, chunk: int) -> None:
+    """Both versions over the chunk's entities, scored, one result row each."""
+    experiment = (
+        Experiment.objects.select_related("baseline", "candidate", "workflow")
+        .filter(pk=experiment_id)
+        .first()
+    )
+    if experiment is None or experiment.is_ended or experiment.cancel_requested_at:
+        return
+    Experiment.objects.filter(pk=experiment_id, status=ExperimentStatus.PENDING).update(
+        status=ExperimentStatus.RUNNING, started_at=timezone.now()
+    )
+    size = experiment.chunk_size
+    ids = experiment.entity_ids[chunk * size : (chunk + 1) * size]
+    written = set(
+        ExperimentResult.objects.filter(experiment=experiment, entity_id__in=ids).values_list(
+            "entity_id", flat=True
+        )
+    )
+    ids = [pk for pk in ids if pk not in written]
+    if ids:
+        _chunk_run(experiment, chunk * size, ids)
+    experiment_end_if_done(experiment_id=experiment_id)
+
+
+def _chunk_run(experiment: Experiment, first: int, ids: list[str]) -> None:
+    entities = {
+        entity.pk: entity
+        for entity in Entity.objects.select_related("entity_type").filter(pk__in=ids)
+    }
+    engine = ShadowEngine(experiment)
+    sides: dict[str, dict[str, dict]] = {pk: {} for pk in entities}
+    for arm in ARMS:
+        version = getattr(experiment, arm)
+        states = [_state(entity) for entity in entities.values()]
+        engine.waits = {}
+        started = time.monotonic()
+        steps_run(
+            states=states,
+            steps=version.steps,
+            run_id=experiment.pk,
+            workflow_id=experiment.workflow_id,
+            engine=engine,
+            dry_run=True,
+        )
+        # Step-major: the entities' calls were in flight together; each gets its share.
+        seconds = (time.monotonic() - started) / max(len(states), 1)
+        for state in states:
+            sides[state.entity_id][arm] = side_of(state, entities[state.entity_id], engine, seconds)
+    if engine.cancelled():
+        return  # the sides may be cut short: write nothing
+    position = {pk: first + index for index, pk in enumerate(experiment.entity_ids[first:])}
+    rows = []
+    for pk, entity in entities.items():
+        shown = {**entity.data, "id": entity.pk, "status": entity.status}
+        verdicts = verdicts_of(
+            scorers=experiment.scorers,
+            experiment_id=experiment.pk,
+            entity=shown,
+            sides=sides[pk],
+            engine=engine,
+        )
+        judged = engine.judged_take()
+        baseline, candidate = sides[pk]["baseline"], sides[pk]["candidate"]
+        rows.append(
+            ExperimentResult(
+                experiment=experiment,
+                entity_id=pk,
+                position=position.get(pk, 0),
+                baseline=baseline,
+                candidate=candidate,
+                verdicts=verdicts,
+                judge_usage=judged.stored(),
+                changed=_differ(baseline, candidate),
+                regressed=_regressed(baseline, candidate, verdicts),
+            )
+        )
+    ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def _state(entity: Entity) -> EntityState:
+    return EntityState(
+        entity_id=entity.pk,
+        status=entity.status,
+        data=copy.deepcopy(entity.data),
+        committed=entity.data,
+        entity_type_schema=entity.entity_type.schema,
+        version=entity.version,
+    )
+
+
+OUTCOMES = {Outcome.COMPLETED: "completed", Outcome.STOPPED: "stopped"}  # else failed
+
+
+def side_of(state: EntityState, entity: Entity, engine: ShadowEngine, seconds: float) -> dict:
+    """One side of one entity as recorded: how it ended, what it would have changed, each
+    step's output and notes, the waits it would have held, its usage and time."""
+    changes = [
+        {"field": key, "before": entity.data.get(key), "after": state.data.get(key)}
+        for key in sorted({*entity.data, *state.data})
+        if entity.data.get(key, MISSING) != state.data.get(key, MISSING)
+    ]
+    if state.status != entity.status:
+        changes.append({"field": "status", "before": entity.status, "after": state.status})
+    return {
+        "outcome": OUTCOMES.get(state.outcome, "failed"),
+        "error": state.error or None,
+        "changes": changes,
+        "data": state.data,
+        "steps": [
+            {key: entry.get(key) for key in ("stepId", "outcome", "output", "error")}
+            for entry in state.trace
+        ],
+        "notes": [message for level, _, message in state.log if level != "error"],
+        "waits": engine.waits.get(state.entity_id, []),
+        "usage": Usage.of(state.usage).stored(),
+        "seconds": round(seconds, 3),
+    }
+
+
+def _differ(baseline: dict, candidate: dict) -> bool:
+    return any(baseline[key] != candidate[key] for key in ("outcome", "error", "changes"))
+
+
+def _regressed(baseline: dict, candidate: dict, verdicts: list[dict]) -> bool:
+    if candidate["outcome"] == "failed" and baseline["outcome"] != "failed":
+        return True
+    for verdict in verdicts:
+        if verdict.get("winner") == "baseline":
+            return True
+        rules = verdict["type"] == "rules"
+        if rules and verdict["baseline"]["passed"] and not verdict["candidate"]["passed"]:
+            return True
+        scored = verdict.get("mode") == "score" and "error" not in verdict
+        if scored and verdict["candidate"]["score"] < verdict["baseline"]["score"]:
+            return True
+    return False
+
+
+def experiment_end_if_done(*, experiment_id: str) -> None:
+    """Recount `done` from the rows; end the experiment once every entity has one."""
+    done = ExperimentResult.objects.filter(experiment_id=experiment_id).count()
+    Experiment.objects.filter(pk=experiment_id).update(done=done)
+    now = timezone.now()
+    ended = Experiment.objects.filter(pk=experiment_id, total__lte=done, status__in=OPEN).update(
+        status=ExperimentStatus.COMPLETED, completed_at=now
+    )
+    if ended:
+        Experiment.objects.filter(pk=experiment_id, started_at=None).update(started_at=now)
+        experiment = Experiment.objects.get(pk=experiment_id)
+        if experiment.budget_reached_at:
+            Experiment.objects.filter(pk=experiment_id).update(
+                error="Budget reached: the entities past it failed on their next model call."
+            )
+
+
+def experiment_cancel(*, experiment_id: str) -> Experiment:
+    """End the experiment `cancelled` now: no chunk starts a step after it, and nothing it
+    had not written is written. Cancelling an ended experiment is a 409."""
+    now = timezone.now()
+    cancelled = Experiment.objects.filter(pk=experiment_id, status__in=OPEN).update(
+        status=ExperimentStatus.CANCELLED, cancel_requested_at=now, completed_at=now
+    )
+    experiment = Experiment.objects.get(pk=experiment_id)
+    if not cancelled:
+        raise Conflict(f"The experiment has already ended ({experiment.status}).", code="not_open")
+    return experiment
+
+
+def arms_summary(experiment: Experiment) -> dict:
+    """Per arm: entities by outcome, tokens, cost and mean seconds (from the result rows,
+    in the database)."""
+    summary = {}
+    for arm in ARMS:
+        rows = ExperimentResult.objects.filter(experiment=experiment)
+        counts = rows.aggregate(
+            completed=Count("pk", filter=Q(**{f"{arm}__outcome": "completed"})),
+            stopped=Count("pk", filter=Q(**{f"{arm}__outcome": "stopped"})),
+            failed=Count("pk", filter=Q(**{f"{arm}__outcome": "failed"})),
+        )
+        usage, seconds = Usage(), 0.0
+        for side in rows.values_list(arm, flat=True).iterator():
+            usage += Usage.of(side.get("usage"))
+            seconds += side.get("seconds") or 0
+        total = sum(counts.values())
+        summary[arm] = {
+            **counts,
+            "inputTokens": usage.input_tokens,
+            "outputTokens": usage.output_tokens,
+            "costUsd": usage.cost_usd,
+            "meanSeconds": round(seconds / total, 3) if total else None,
+        }
+    return summary
+
+
+def scores_summary(experiment: Experiment) -> list[dict]:
+    """Per scorer: the pass rate (rules) or mean score (judge in score mode) of each arm, and
+    the candidate's wins, losses and ties against the baseline."""
+    found = {
+        scorer["name"]: {
+            "name": scorer["name"],
+            "type": scorer["type"],
+            "baseline": None,
+            "candidate": None,
+            "wins": 0,
+            "losses": 0,
+            "ties": 0,
+            "_sums": {"baseline": [0, 0], "candidate": [0, 0]},
+        }
+        for scorer in experiment.scorers
+    }
+    rows = ExperimentResult.objects.filter(experiment=experiment).values_list("verdicts", flat=True)
+    for verdicts in rows.iterator():
+        for verdict in verdicts:
+            score = found.get(verdict["name"])
+            if score is None or "error" in verdict:
+                continue
+            winner = verdict.get("winner")
+            if verdict["type"] == "rules" or verdict.get("mode") == "score":
+                key = "passed" if verdict["type"] == "rules" else "score"
+                for arm in ARMS:
+                    score["_sums"][arm][0] += int(verdict[arm][key])
+                    score["_sums"][arm][1] += 1
+                if verdict["type"] == "rules":
+                    a, b = verdict["candidate"]["passed"], verdict["baseline"]["passed"]
+                else:
+                    a, b = verdict["candidate"]["score"], verdict["baseline"]["score"]
+                winner = "candidate" if a > b else "baseline" if a < b else "tie"
+            if winner == "candidate":
+                score["wins"] += 1
+            elif winner == "baseline":
+                score["losses"] += 1
+            elif winner == "tie":
+                score["ties"] += 1
+    for score in found.values():
+        for arm, (total, count) in score.pop("_sums").items():
+            if count:
+                score[arm] = round(total / count, 4)
+    return list(found.values())

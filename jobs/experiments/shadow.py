@@ -1,0 +1,95 @@
+"""The engine both sides of an experiment run with: `DryRun` (nothing committed or sent, a
+review counts as approved and says so, no wait held) that also stops when the experiment is
+cancelled, and counts every model call against the experiment's budget as it finishes, in
+the experiment's row (so every worker's next check sees it).
+
+A wait is recorded as the entity would have waited (its kind, in the side's `waits`) and the
+step goes on as if it had been resolved to go on; a step in batch mode is answered live."""
+
+import time
+
+from django.db.models import F
+from django.utils import timezone
+
+from jobs.experiments.models import Experiment
+from workflows.pricing import NANOS_PER_USD
+from workflows.steps.runtime import DryRun, EntityState, StepContext
+from workflows.steps.waits import WaitRequest
+from workflows.usage import ZERO, Usage
+
+# How old the cancel and spending seen by a check may be.
+CHECK_INTERVAL_S = 0.2
+
+
+class ShadowEngine(DryRun):
+    def __init__(self, experiment: Experiment):
+        self.experiment_id = experiment.pk
+        self.max_tokens = experiment.budget_max_tokens
+        self.max_cost_nanos = experiment.budget_max_cost_nano_usd
+        self.spent = (experiment.spent_tokens, experiment.spent_cost_nano_usd)
+        self.cancel_seen = experiment.cancel_requested_at is not None
+        self.read_at = time.monotonic()
+        self.waits: dict[str, list[dict]] = {}  # entity id -> the waits it would have held
+        self.judged = ZERO  # what the scorers' judge calls used, since the last `judged_take`
+
+    def _refresh(self) -> None:
+        if time.monotonic() - self.read_at < CHECK_INTERVAL_S:
+            return
+        row = (
+            Experiment.objects.filter(pk=self.experiment_id)
+            .values("spent_tokens", "spent_cost_nano_usd", "cancel_requested_at")
+            .first()
+        )
+        self.read_at = time.monotonic()
+        if row is None:  # deleted: stop
+            self.cancel_seen = True
+            return
+        self.spent = (row["spent_tokens"], row["spent_cost_nano_usd"])
+        self.cancel_seen = row["cancel_requested_at"] is not None
+
+    def cancelled(self) -> bool:
+        if not self.cancel_seen:
+            self._refresh()
+        return self.cancel_seen
+
+    def budget_reached(self) -> str | None:
+        if self.max_tokens is None and self.max_cost_nanos is None:
+            return None
+        self._refresh()
+        tokens, cost = self.spent
+        if self.max_tokens is not None and tokens >= self.max_tokens:
+            message = f"Budget reached: {tokens} tokens of the experiment's {self.max_tokens}."
+        elif self.max_cost_nanos is not None and cost >= self.max_cost_nanos:
+            message = (
+                f"Budget reached: ${cost / NANOS_PER_USD:g} of the experiment's "
+                f"${self.max_cost_nanos / NANOS_PER_USD:g}."
+            )
+        else:
+            return None
+        Experiment.objects.filter(pk=self.experiment_id, budget_reached_at=None).update(
+            budget_reached_at=timezone.now()
+        )
+        return message
+
+    def usage_record(self, usage: dict) -> None:
+        spent = Usage.of(usage)
+        if not spent:
+            return
+        Experiment.objects.filter(pk=self.experiment_id).update(
+            spent_tokens=F("spent_tokens") + spent.tokens,
+            spent_cost_nano_usd=F("spent_cost_nano_usd") + spent.cost_nano_usd,
+        )
+        self.read_at = float("-inf")  # see our own spending at the next check
+
+    def wait(self, state: EntityState, ctx: StepContext, request: WaitRequest) -> bool:
+        self.waits.setdefault(state.entity_id, []).append(
+            {"stepId": ctx.step_id, "kind": request.kind}
+        )
+        return False
+
+    def judge_usage(self, usage: dict) -> None:
+        self.judged += Usage.of(usage)
+
+    def judged_take(self) -> Usage:
+        judged, self.judged = self.judged, ZERO
+        return judged
