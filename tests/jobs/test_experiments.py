@@ -1,0 +1,172 @@
+"""Experiments' engine and scorers, chunks executed in the test process against the fake
+OpenAI-compatible and Anthropic servers: both versions run in shadow mode (nothing written),
+rules and judge verdicts, the judge's A/B order mapped back, budget and cancel."""
+
+import json
+import math
+
+import pytest
+
+from entities.models import Entity
+from jobs.experiments import services
+from jobs.experiments.models import Experiment, ExperimentStatus
+from jobs.experiments.scorers import candidate_is_a
+from jobs.models import Job
+from tests.factories import make_entities, make_workflow
+from tests.servers import Reply
+from workflows.services import workflow_update
+
+pytestmark = pytest.mark.django_db
+
+
+def _generate(prompt: str) -> dict:
+    return {
+        "id": "gen",
+        "type": "ai_generate",
+        "config": {"prompt": prompt, "outputField": "description", "provider": "openai"},
+    }
+
+
+STEPS_AFTER = [
+    {"id": "pub", "type": "publish", "config": {}},
+    {"id": "ok", "type": "review", "config": {"instructions": "Check it."}},
+]
+
+
+def _versions(product_type):
+    workflow = make_workflow(product_type, [_generate("Short: {{ entity.title }}"), *STEPS_AFTER])
+    workflow = workflow_update(
+        workflow_id=workflow.pk,
+        steps=[_generate("LONG: {{ entity.title }}"), *STEPS_AFTER],
+        draft=True,
+    )
+    versions = {v.number: v for v in workflow.versions.all()}
+    return workflow, versions[1], versions[2]
+
+
+def _answers(openai_server):
+    """The generator answers by its prompt: the candidate's is longer; a judge (asked with
+    A and B) prefers the longer side."""
+
+    def decide(request):
+        prompt = request["messages"][-1]["content"]
+        if "<A>" in prompt:
+            a = prompt.split("<A>")[1].split("</A>")[0]
+            b = prompt.split("<B>")[1].split("</B>")[0]
+            winner = "A" if len(a) > len(b) else "B" if len(b) > len(a) else "tie"
+            return Reply(text=json.dumps({"winner": winner, "reason": "longer"}))
+        if prompt.startswith("LONG"):
+            return Reply(text="A much longer and more detailed description.")
+        return Reply(text="Short one.")
+
+    openai_server.decide = decide
+
+
+def _run_inline(experiment):
+    chunks = math.ceil(experiment.total / experiment.chunk_size)
+    for chunk in range(chunks):
+        services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=chunk)
+    experiment.refresh_from_db()
+    return experiment
+
+
+SCORERS = [
+    {"type": "rules", "name": "long enough", "rules": [{"field": "description", "minLength": 20}]},
+    {
+        "type": "judge",
+        "name": "judge",
+        "mode": "pairwise",
+        "instructions": "Describe {{ entity.title }} well.",
+        "provider": "openai",
+    },
+    {"type": "human", "name": "people"},
+]
+
+
+def test_both_versions_run_in_shadow_and_are_scored(product_type, openai_server, settings):
+    settings.EXPERIMENT_CHUNK_SIZE = 7
+    workflow, baseline, candidate = _versions(product_type)
+    ids = make_entities(product_type, 30)
+    before = {e.pk: (e.data, e.status, e.version) for e in Entity.objects.filter(pk__in=ids)}
+    _answers(openai_server)
+    experiment = services.experiment_start(
+        workflow=workflow, baseline=baseline, candidate=candidate, scorers=SCORERS, entity_ids=ids
+    )
+    assert Job.objects.get(experiment=experiment).type == Job.Type.EXPERIMENT
+    experiment = _run_inline(experiment)
+    assert experiment.status == ExperimentStatus.COMPLETED
+    assert experiment.done == 30
+    after = {e.pk: (e.data, e.status, e.version) for e in Entity.objects.filter(pk__in=ids)}
+    assert after == before  # nothing written
+    results = list(experiment.results.order_by("position"))
+    assert [r.entity_id for r in results] == ids
+    for result in results:
+        assert result.baseline["outcome"] == result.candidate["outcome"] == "completed"
+        review = result.candidate["steps"][2]
+        assert review["output"]["approved"] is True
+        changed = {c["field"] for c in result.candidate["changes"]}
+        assert changed == {"description", "status"}
+        rules, judge, human = result.verdicts
+        assert rules["candidate"]["passed"] and not rules["baseline"]["passed"]
+        assert judge["winner"] == "candidate"  # the longer side, whichever letter it had
+        assert judge["candidateIsA"] == candidate_is_a(experiment.pk, result.entity_id)
+        assert human["winner"] is None
+        assert result.changed and not result.regressed
+    assert {r.verdicts[1]["candidateIsA"] for r in results} == {True, False}
+    arms = services.arms_summary(experiment)
+    assert arms["baseline"]["completed"] == arms["candidate"]["completed"] == 30
+    assert arms["candidate"]["inputTokens"] > 0
+    scores = {s["name"]: s for s in services.scores_summary(experiment)}
+    assert scores["long enough"]["candidate"] == 1 and scores["long enough"]["baseline"] == 0
+    assert scores["judge"]["wins"] == 30 and scores["judge"]["losses"] == 0
+
+
+def test_an_always_a_judge_wins_about_half(product_type, openai_server, settings):
+    settings.EXPERIMENT_CHUNK_SIZE = 50
+    workflow, baseline, candidate = _versions(product_type)
+    ids = make_entities(product_type, 200)
+    openai_server.default = Reply(text=json.dumps({"winner": "A", "reason": "first"}))
+    scorers = [SCORERS[1]]
+    experiment = services.experiment_start(
+        workflow=workflow, baseline=baseline, candidate=candidate, scorers=scorers, entity_ids=ids
+    )
+    experiment = _run_inline(experiment)
+    score = services.scores_summary(experiment)[0]
+    assert score["wins"] + score["losses"] == 200
+    assert 70 <= score["wins"] <= 130
+
+
+def test_a_budget_stops_the_model_calls(product_type, openai_server, settings):
+    settings.EXPERIMENT_CHUNK_SIZE = 5
+    workflow, baseline, candidate = _versions(product_type)
+    ids = make_entities(product_type, 40)
+    experiment = services.experiment_start(
+        workflow=workflow,
+        baseline=baseline,
+        candidate=candidate,
+        scorers=[],
+        entity_ids=ids,
+        budget={"maxTokens": 100},
+    )
+    experiment = _run_inline(experiment)
+    assert experiment.status == ExperimentStatus.COMPLETED
+    assert experiment.budget_reached_at is not None
+    assert "Budget reached" in experiment.error
+    failed = experiment.results.filter(candidate__outcome="failed").count()
+    assert failed > 30
+    assert len(openai_server.requests) < 20
+
+
+def test_cancel_ends_it_and_nothing_more_is_written(product_type, openai_server, settings):
+    settings.EXPERIMENT_CHUNK_SIZE = 5
+    workflow, baseline, candidate = _versions(product_type)
+    ids = make_entities(product_type, 20)
+    experiment = services.experiment_start(
+        workflow=workflow, baseline=baseline, candidate=candidate, scorers=[], entity_ids=ids
+    )
+    services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
+    services.experiment_cancel(experiment_id=experiment.pk)
+    experiment = _run_inline(experiment)
+    assert experiment.status == ExperimentStatus.CANCELLED
+    assert experiment.results.count() == 5
+    assert Experiment.objects.get(pk=experiment.pk).done == 5
