@@ -4,6 +4,7 @@ from rest_framework.routers import SimpleRouter
 
 from config.api.views import DocsSchemaView, DocsView, HealthView, SchemaView
 from entities.views import EntityTypeViewSet, EntityViewSet
+from jobs.experiments.views import ExperimentViewSet, WorkflowExperimentViewSet
 from jobs.metrics import MetricsView
 from jobs.views import JobViewSet, RunViewSet, WorkflowRunViewSet
 from workflows.views import StepTypeListView, WorkflowViewSet
@@ -14,6 +15,7 @@ router.register("entities", EntityViewSet, basename="entity")
 router.register("workflows", WorkflowViewSet, basename="workflow")
 router.register("workflows", WorkflowRunViewSet, basename="workflow-engine")
 router.register("jobs", JobViewSet, basename="job")
+router.register("experiments", ExperimentViewSet, basename="experiment")
 
 api_v1 = [
     path("schema", SchemaView.as_view(), name="schema"),
@@ -38,6 +40,11 @@ api_v1 = [
         "workflows/<str:workflow_id>/runs/<str:pk>/revert",
         RunViewSet.as_view({"post": "revert"}),
         name="run-revert",
+    ),
+    path(
+        "workflows/<str:workflow_id>/experiments",
+        WorkflowExperimentViewSet.as_view({"post": "create"}),
+        name="workflow-experiments",
     ),
     *router.urls,
     path("", include("jobs.waits.urls")),  # every kind of wait's API

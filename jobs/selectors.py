@@ -1,18 +1,21 @@
+from django.db.models import Q
+
 from config.api.errors import NotFound
 from jobs.models import Job, RunLog
 
 
 def job_list(*, status: str | None = None, workflow_id: str | None = None):
-    jobs = Job.objects.select_related("run")
+    """A run's job or an experiment's, by their status and workflow."""
+    jobs = Job.objects.select_related("run", "experiment")
     if status:
-        jobs = jobs.filter(run__status=status)
+        jobs = jobs.filter(Q(run__status=status) | Q(experiment__status=status))
     if workflow_id:
-        jobs = jobs.filter(run__workflow_id=workflow_id)
+        jobs = jobs.filter(Q(run__workflow_id=workflow_id) | Q(experiment__workflow_id=workflow_id))
     return jobs
 
 
 def job_get(*, job_id: str) -> Job:
-    job = Job.objects.select_related("run").filter(pk=job_id).first()
+    job = Job.objects.select_related("run", "experiment").filter(pk=job_id).first()
     if job is None:
         raise NotFound(f"No job {job_id!r} exists.")
     return job

@@ -348,7 +348,15 @@ class JobSerializer(serializers.ModelSerializer):
     status = serializers.ChoiceField(source="run.status", choices=RunStatus.choices, read_only=True)
     progress = ProgressSerializer(source="run", read_only=True)
     workflowId = serializers.CharField(source="run.workflow_id", read_only=True)
-    runId = serializers.CharField(source="run_id", read_only=True)
+    runId = serializers.CharField(
+        source="run_id", read_only=True, allow_null=True, help_text="Null for an experiment."
+    )
+    experimentId = serializers.CharField(
+        source="experiment_id",
+        read_only=True,
+        allow_null=True,
+        help_text="An experiment's job: the experiment (null for a run).",
+    )
     trigger = TriggerSerializer(source="run.trigger", read_only=True)
     usage = UsageSerializer(source="run.usage", read_only=True)
     createdAt = TimestampField(source="created_at")
@@ -368,6 +376,7 @@ class JobSerializer(serializers.ModelSerializer):
             "progress",
             "workflowId",
             "runId",
+            "experimentId",
             "trigger",
             "usage",
             "createdAt",
@@ -379,6 +388,45 @@ class JobSerializer(serializers.ModelSerializer):
 
     def get_error(self, job) -> str | None:
         return job.run.error or None
+
+    def to_representation(self, job):
+        if job.type == Job.Type.EXPERIMENT:
+            return experiment_job(job)
+        return super().to_representation(job)
+
+
+def experiment_job(job: Job) -> dict:
+    """An experiment's job, in a run's job's shape: its progress counts the entities with a
+    result (`completed`) and, once cancelled, those left (`cancelled`)."""
+    experiment = job.experiment
+    left = experiment.total - experiment.done
+    return {
+        "id": job.pk,
+        "type": job.type,
+        "status": experiment.status,
+        "progress": {
+            "total": experiment.total,
+            "completed": experiment.done,
+            "failed": 0,
+            "cancelled": left if experiment.status == RunStatus.CANCELLED else 0,
+            "skipped": 0,
+            "waiting": 0,
+        },
+        "workflowId": experiment.workflow_id,
+        "runId": None,
+        "experimentId": experiment.pk,
+        "trigger": {"type": TriggerType.API},
+        "usage": experiment.usage.summary(),
+        "createdAt": TimestampField().to_representation(job.created_at),
+        "startedAt": _timestamp(experiment.started_at),
+        "completedAt": _timestamp(experiment.completed_at),
+        "cancelRequestedAt": _timestamp(experiment.cancel_requested_at),
+        "error": experiment.error or None,
+    }
+
+
+def _timestamp(value):
+    return None if value is None else TimestampField().to_representation(value)
 
 
 class RunLogSerializer(serializers.ModelSerializer):

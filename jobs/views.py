@@ -11,6 +11,7 @@ from jobs.cancel import run_cancel
 from jobs.costs import ids_sample, workflow_estimate
 from jobs.engine.dry_run import workflow_test
 from jobs.engine.waits import waits_describe
+from jobs.experiments.services import experiment_cancel
 from jobs.filter_runs import filter_run_estimate, run_start_over_filter
 from jobs.models import Job, Run
 from jobs.serializers import (
@@ -202,7 +203,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
 )
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = JobSerializer
-    queryset = Job.objects.select_related("run")
+    queryset = Job.objects.select_related("run", "experiment")
     action_permissions = {"cancel": ["jobs.change_job"]}
 
     def get_queryset(self):
@@ -220,8 +221,9 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     def logs(self, request, pk=None):
         job = self.get_object()
         query = validated(LogQuerySerializer, request.query_params)
+        # An experiment writes no log (its results say it all): its job's is empty.
         logs = selectors.run_log_list(
-            run_id=job.run_id, level=query.get("level"), entity_id=query.get("entityId")
+            run_id=job.run_id or "", level=query.get("level"), entity_id=query.get("entityId")
         )
         page = self.paginate_queryset(logs)
         return self.get_paginated_response(RunLogSerializer(page, many=True).data)
@@ -238,6 +240,9 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     def cancel(self, request, pk=None):
         job = self.get_object()
         validated(EmptyBodySerializer, request.data)
+        if job.type == Job.Type.EXPERIMENT:
+            experiment_cancel(experiment_id=job.experiment_id)
+            return Response(JobSerializer(selectors.job_get(job_id=job.pk)).data)
         run = run_cancel(run_id=job.run_id, cancelled_by=request.user.get_username())
         return Response(
             JobSerializer(selectors.job_get(job_id=job.pk)).data,

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from config.api.ids import ID_LENGTH, id_default
 from workflows.models import Workflow, WorkflowVersion
+from workflows.usage import Usage
 
 
 class ExperimentStatus(models.TextChoices):
@@ -45,6 +46,13 @@ class Experiment(models.Model):
     spent_tokens = models.PositiveBigIntegerField(default=0)
     spent_cost_nano_usd = models.PositiveBigIntegerField(default=0)
     budget_reached_at = models.DateTimeField(null=True, blank=True)
+    # What every call of both sides and the judges used (its job's `usage`), named as
+    # `workflows.usage.Usage`'s fields.
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    cached_input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost_nano_usd = models.PositiveBigIntegerField(default=0)
+    unpriced_calls = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -64,6 +72,10 @@ class Experiment(models.Model):
     def is_ended(self) -> bool:
         return self.status in ExperimentStatus.ended()
 
+    @property
+    def usage(self) -> Usage:
+        return Usage(**{name: getattr(self, name) for name in Usage.__dataclass_fields__})
+
 
 class ExperimentResult(models.Model):
     """One entity of an experiment: each side as it ran (`baseline`, `candidate`: outcome,
@@ -72,7 +84,7 @@ class ExperimentResult(models.Model):
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="results")
     # No foreign key: an entity deleted since keeps its result (it was read, not written).
     entity_id = models.CharField(max_length=ID_LENGTH)
-    position = models.PositiveIntegerField()  # in the experiment's sample: the page order
+    position = models.PositiveIntegerField()  # in the experiment's sample
     baseline = models.JSONField()
     candidate = models.JSONField()
     verdicts = models.JSONField(default=list)
@@ -91,9 +103,6 @@ class ExperimentResult(models.Model):
             models.UniqueConstraint(
                 fields=["experiment", "entity_id"], name="experiment_entity_once"
             )
-        ]
-        indexes = [
-            models.Index(fields=["experiment", "position"], name="experiment_result_order"),
         ]
 
     def __str__(self) -> str:

@@ -278,7 +278,7 @@ def experiment_cancel(*, experiment_id: str) -> Experiment:
     )
     experiment = Experiment.objects.get(pk=experiment_id)
     if not cancelled:
-        raise Conflict(f"The experiment has already ended ({experiment.status}).", code="not_open")
+        raise Conflict(f"The experiment has already ended ({experiment.status}).", code="job_ended")
     return experiment
 
 

@@ -78,6 +78,7 @@ class ShadowEngine(DryRun):
         Experiment.objects.filter(pk=self.experiment_id).update(
             spent_tokens=F("spent_tokens") + spent.tokens,
             spent_cost_nano_usd=F("spent_cost_nano_usd") + spent.cost_nano_usd,
+            **{name: F(name) + value for name, value in spent.columns().items() if value},
         )
         self.read_at = float("-inf")  # see our own spending at the next check
 

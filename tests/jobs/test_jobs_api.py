@@ -15,6 +15,7 @@ JOB_FIELDS = {
     "progress",
     "workflowId",
     "runId",
+    "experimentId",
     "trigger",
     "usage",
     "createdAt",

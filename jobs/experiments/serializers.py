@@ -1,0 +1,211 @@
+"""The experiments API's shapes: what `POST /workflows/:id/experiments` takes (strict), and
+what an experiment and its results read as."""
+
+from django.conf import settings
+from rest_framework import serializers
+
+from config.api.fields import TimestampField
+from config.api.serializers import StrictSerializer
+from entities.filters import EntityFilterSerializer
+from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
+from jobs.serializers import BudgetSerializer, IdListField
+from workflows.steps.validate import Validate
+from workflows.templating import template_problem
+
+
+class ScorerSerializer(StrictSerializer):
+    type = serializers.ChoiceField(choices=["rules", "judge", "human"])
+    name = serializers.RegexField(
+        r"^[A-Za-z0-9 _.-]{1,100}$", help_text="Unique among the experiment's scorers."
+    )
+    rules = serializers.JSONField(
+        required=False, help_text="`rules`: the `validate` step's rules (pass or fail per side)."
+    )
+    mode = serializers.ChoiceField(choices=["pairwise", "score"], required=False)
+    instructions = serializers.CharField(
+        required=False, max_length=20_000, help_text="`judge`: a template (`{{ entity.* }}`)."
+    )
+    provider = serializers.ChoiceField(choices=list(settings.AI_PROVIDERS), required=False)
+    model = serializers.CharField(required=False, max_length=200)
+    fields = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        max_length=100,
+        help_text="`judge`: the fields of each side it reads (default: those either changed).",
+    )
+
+    def validate(self, attrs):
+        kind = attrs["type"]
+        allowed = {
+            "rules": {"type", "name", "rules"},
+            "judge": {"type", "name", "mode", "instructions", "provider", "model", "fields"},
+            "human": {"type", "name"},
+        }[kind]
+        wrong = sorted(set(attrs) - allowed)
+        if wrong:
+            raise serializers.ValidationError(
+                {name: [f"Not a field of a `{kind}` scorer."] for name in wrong}
+            )
+        if kind == "rules":
+            attrs["rules"] = _rules_clean(attrs.get("rules"))
+        if kind == "judge":
+            missing = [name for name in ("mode", "instructions") if name not in attrs]
+            if missing:
+                raise serializers.ValidationError({n: ["This field is required."] for n in missing})
+            problem = template_problem(attrs["instructions"])
+            if problem:
+                raise serializers.ValidationError({"instructions": [problem]})
+        return attrs
+
+
+def _rules_clean(rules) -> list[dict]:
+    """The rules as the `validate` step checks its own (the same schema and checks)."""
+    if rules is None:
+        raise serializers.ValidationError({"rules": ["This field is required."]})
+    problems = Validate().problems({"rules": rules, "useEntityTypeSchema": False}, path="")
+    if problems:
+        raise serializers.ValidationError(
+            {"rules": [f"{p.field.lstrip('.')}: {p.message}" for p in problems]}
+        )
+    if not rules:
+        raise serializers.ValidationError({"rules": ["Give at least one rule."]})
+    return rules
+
+
+class ExperimentStartSerializer(StrictSerializer):
+    baseline = serializers.IntegerField(
+        required=False, min_value=1, max_value=999_999_999, help_text="Default: the live version."
+    )
+    candidate = serializers.IntegerField(min_value=1, max_value=999_999_999)
+    entityIds = IdListField(
+        required=False,
+        max_length=10_000,
+        help_text="The entities both versions run on (1 to 10,000). Give this or `filter`.",
+    )
+    filter = EntityFilterSerializer(
+        required=False, help_text="The entities of the workflow's type that match."
+    )
+    sample = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=10_000,
+        help_text="With `filter`: a seeded random sample of this many of the matches.",
+    )
+    scorers = ScorerSerializer(many=True, max_length=20)
+    budget = BudgetSerializer(
+        required=False,
+        help_text="Caps the model calls of both sides and the judges: once reached, no new call "
+        "starts (the entities left fail, saying so).",
+    )
+
+    def validate(self, attrs):
+        if ("entityIds" in attrs) == ("filter" in attrs):
+            message = "Give either `entityIds` or `filter`."
+            raise serializers.ValidationError({"entityIds": [message], "filter": [message]})
+        if "entityIds" in attrs and not attrs["entityIds"]:
+            raise serializers.ValidationError({"entityIds": ["Give at least one entity id."]})
+        if "sample" in attrs and "filter" not in attrs:
+            raise serializers.ValidationError({"sample": ["`sample` goes with `filter`."]})
+        names = [scorer["name"] for scorer in attrs["scorers"]]
+        if len(set(names)) != len(names):
+            raise serializers.ValidationError({"scorers": ["Scorer names must be unique."]})
+        return attrs
+
+
+class ExperimentStartedSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="The experiment's id.")
+    jobId = serializers.CharField(help_text="Its job: cancel it with POST /jobs/:id/cancel.")
+
+
+class ArmSerializer(serializers.Serializer):
+    completed = serializers.IntegerField()
+    stopped = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    inputTokens = serializers.IntegerField()
+    outputTokens = serializers.IntegerField()
+    costUsd = serializers.FloatField(allow_null=True)
+    meanSeconds = serializers.FloatField(allow_null=True)
+
+
+class ArmsSerializer(serializers.Serializer):
+    baseline = ArmSerializer()
+    candidate = ArmSerializer()
+
+
+class ScoreSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=["rules", "judge", "human"])
+    baseline = serializers.FloatField(allow_null=True, help_text="Pass rate or mean score.")
+    candidate = serializers.FloatField(allow_null=True)
+    wins = serializers.IntegerField(help_text="Entities where the candidate did better.")
+    losses = serializers.IntegerField()
+    ties = serializers.IntegerField()
+
+
+class ExperimentProgressSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    done = serializers.IntegerField()
+
+
+class ExperimentSerializer(serializers.ModelSerializer):
+    workflowId = serializers.CharField(source="workflow_id")
+    baseline = serializers.IntegerField(source="baseline.number")
+    candidate = serializers.IntegerField(source="candidate.number")
+    status = serializers.ChoiceField(choices=ExperimentStatus.choices)
+    progress = ExperimentProgressSerializer(source="*")
+    arms = serializers.SerializerMethodField()
+    scores = serializers.SerializerMethodField()
+    jobId = serializers.CharField(source="job.pk")
+    error = serializers.SerializerMethodField()
+    createdAt = TimestampField(source="created_at")
+    completedAt = TimestampField(source="completed_at", allow_null=True)
+
+    class Meta:
+        model = Experiment
+        fields = [
+            "id",
+            "workflowId",
+            "baseline",
+            "candidate",
+            "status",
+            "progress",
+            "arms",
+            "scores",
+            "jobId",
+            "error",
+            "createdAt",
+            "completedAt",
+        ]
+
+    def get_arms(self, experiment) -> ArmsSerializer:
+        from jobs.experiments.services import arms_summary
+
+        return arms_summary(experiment)
+
+    def get_scores(self, experiment) -> ScoreSerializer(many=True):
+        from jobs.experiments.services import scores_summary
+
+        return scores_summary(experiment)
+
+    def get_error(self, experiment) -> str | None:
+        return experiment.error or None
+
+
+class ExperimentResultSerializer(serializers.ModelSerializer):
+    entityId = serializers.CharField(source="entity_id")
+    baseline = serializers.JSONField()
+    candidate = serializers.JSONField()
+    verdicts = serializers.JSONField()
+
+    class Meta:
+        model = ExperimentResult
+        fields = ["entityId", "baseline", "candidate", "verdicts", "changed", "regressed"]
+
+
+class ExperimentResultQuerySerializer(serializers.Serializer):
+    regressed = serializers.BooleanField(
+        required=False, help_text="Only entities where the candidate failed, lost or scored lower."
+    )
+    changed = serializers.BooleanField(
+        required=False, help_text="Only entities whose two sides differ."
+    )

@@ -1,0 +1,155 @@
+"""The experiments API: start one (202 {id, jobId}), read it, its results and its job, cancel
+it through its job; careless input is a 400 naming the problem and stores nothing."""
+
+import json
+
+import pytest
+
+from jobs.experiments.models import Experiment
+from jobs.models import Job
+from tests.factories import make_entities
+from tests.jobs.test_experiments import SCORERS, _answers, _run_inline, _versions
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def setup(product_type, openai_server, settings):
+    settings.EXPERIMENT_CHUNK_SIZE = 4
+    workflow, _, _ = _versions(product_type)
+    ids = make_entities(product_type, 10)
+    _answers(openai_server)
+    return workflow, ids
+
+
+def _start(api, workflow, body):
+    return api.post(f"/api/v1/workflows/{workflow.pk}/experiments", body)
+
+
+def test_start_read_results_and_job(api, setup):
+    workflow, ids = setup
+    answer = _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": SCORERS})
+    assert answer.status_code == 202, answer.json()
+    body = answer.json()
+    assert body["id"].startswith("exp_") and body["jobId"].startswith("job_")
+    experiment = _run_inline(Experiment.objects.get(pk=body["id"]))
+    read = api.get(f"/api/v1/experiments/{experiment.pk}").json()
+    assert read["baseline"] == 1 and read["candidate"] == 2
+    assert read["status"] == "completed"
+    assert read["progress"] == {"total": 10, "done": 10}
+    assert read["arms"]["candidate"]["completed"] == 10
+    scores = {score["name"]: score for score in read["scores"]}
+    assert scores["judge"]["wins"] == 10
+    assert scores["long enough"]["candidate"] == 1.0
+    listed = api.get("/api/v1/experiments").json()
+    assert [e["id"] for e in listed] == [experiment.pk]
+    results = api.get(f"/api/v1/experiments/{experiment.pk}/results").json()
+    assert sorted(r["entityId"] for r in results) == sorted(ids)  # newest first, as every list
+    assert results[0]["verdicts"][1]["reason"] == "longer"
+    path = f"/api/v1/experiments/{experiment.pk}/results"
+    assert len(api.get(f"{path}?changed=true").json()) == 10
+    assert api.get(f"{path}?regressed=true").json() == []
+    assert len(api.get(f"{path}?regressed=false").json()) == 10
+    job = api.get(f"/api/v1/jobs/{body['jobId']}").json()
+    assert job["type"] == "experiment" and job["experimentId"] == experiment.pk
+    assert job["status"] == "completed" and job["runId"] is None
+    assert job["usage"]["inputTokens"] > 0
+    assert api.get(f"/api/v1/jobs/{body['jobId']}/logs").json() == []
+    jobs = api.get(f"/api/v1/jobs?workflowId={workflow.pk}&status=completed").json()
+    assert [j["id"] for j in jobs] == [body["jobId"]]
+    ended = api.post(f"/api/v1/jobs/{body['jobId']}/cancel")
+    assert ended.status_code == 409 and ended.json()["error"]["code"] == "job_ended"
+
+
+def test_cancel_through_the_job(api, setup):
+    workflow, ids = setup
+    body = _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": []}).json()
+    answer = api.post(f"/api/v1/jobs/{body['jobId']}/cancel")
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "cancelled"
+    assert answer.json()["progress"]["cancelled"] == 10
+    experiment = _run_inline(Experiment.objects.get(pk=body["id"]))
+    assert experiment.results.count() == 0
+
+
+def test_a_filter_sample(api, setup):
+    workflow, ids = setup
+    body = {"candidate": 2, "filter": {}, "sample": 3, "scorers": []}
+    first = _start(api, workflow, body).json()
+    second = _start(api, workflow, body).json()
+    one, two = (Experiment.objects.get(pk=b["id"]) for b in (first, second))
+    assert len(one.entity_ids) == 3 and set(one.entity_ids) <= set(ids)
+    assert one.entity_ids == two.entity_ids  # seeded
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"candidate": 9}, "candidate"),
+        ({"candidate": 2, "baseline": 7}, "baseline"),
+        ({"candidate": "2"}, "candidate"),
+        ({"candidate": 2, "surprise": 1}, "surprise"),
+        ({"candidate": 2, "filter": {}}, "entityIds"),
+        ({"candidate": 2, "entityIds": ["ent_nope"]}, "entityIds"),
+        ({"candidate": 2, "sample": 5}, "sample"),
+        ({"candidate": 2, "sample": 20_000, "filter": {}}, "sample"),
+        ({"candidate": 2, "scorers": [{"type": "oracle", "name": "x"}]}, "scorers"),
+        ({"candidate": 2, "scorers": [{"type": "human", "name": "x", "mode": "score"}]}, "scorers"),
+        ({"candidate": 2, "scorers": [{"type": "rules", "name": "x"}]}, "scorers"),
+        (
+            {"candidate": 2, "scorers": [{"type": "rules", "name": "x", "rules": [{"f": 1}]}]},
+            "scorers",
+        ),
+        (
+            {"candidate": 2, "scorers": [{"type": "judge", "name": "x", "mode": "pairwise"}]},
+            "scorers",
+        ),
+        (
+            {
+                "candidate": 2,
+                "scorers": [
+                    {"type": "judge", "name": "x", "mode": "score", "instructions": "{{ nope("}
+                ],
+            },
+            "scorers",
+        ),
+        ({"candidate": 2, "scorers": [{"type": "human", "name": "x"}] * 2}, "scorers"),
+        ({"candidate": 2, "budget": {"maxTokens": "lots"}}, "budget"),
+    ],
+)
+def test_careless_input_is_a_400_that_stores_nothing(api, setup, body, field):
+    workflow, ids = setup
+    body = {"entityIds": ids, "scorers": [], **body}
+    if "filter" in body and "sample" in body and body["sample"] == 20_000:
+        body.pop("entityIds")
+    answer = _start(api, workflow, body)
+    assert answer.status_code == 400, answer.json()
+    text = json.dumps(answer.json())
+    assert field in text
+    assert not Experiment.objects.exists() and not Job.objects.exists()
+
+
+def test_permissions(api, read_only_api, setup):
+    workflow, ids = setup
+    body = {"candidate": 2, "entityIds": ids, "scorers": []}
+    assert _start(read_only_api, workflow, body).status_code == 403
+    missing = api.post("/api/v1/workflows/wf_00000000000000000000000000/experiments", body)
+    assert missing.status_code == 404
+    started = _start(api, workflow, body).json()
+    assert read_only_api.get(f"/api/v1/experiments/{started['id']}").status_code == 200
+    assert read_only_api.post(f"/api/v1/jobs/{started['jobId']}/cancel").status_code == 403
+    assert api.get("/api/v1/experiments/exp_nope").status_code == 404
+
+
+def test_idempotency_key_starts_one(api, setup):
+    workflow, ids = setup
+    body = {"candidate": 2, "entityIds": ids, "scorers": []}
+    first = api.post(
+        f"/api/v1/workflows/{workflow.pk}/experiments", body, HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+    again = api.post(
+        f"/api/v1/workflows/{workflow.pk}/experiments", body, HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json()
+    assert Experiment.objects.count() == 1
