@@ -35,6 +35,9 @@ from entities.revisions import revisions_prune
 from jobs.models import (
     AiBatch,
     AiBatchRequest,
+    Experiment,
+    ExperimentResult,
+    ExperimentStatus,
     Review,
     ReviewInstructions,
     Run,
@@ -116,6 +119,28 @@ def runs_prune(*, now: datetime, limit: int) -> Batch:
     return Batch(deleted, more=len(runs) == RUNS_PER_BATCH)
 
 
+def experiments_prune(*, now: datetime, limit: int) -> Batch:
+    """Delete up to `limit` rows of experiments ended more than RUNS_KEEP_DAYS ago, oldest
+    first: their results, then each experiment whose results are all gone (its job
+    cascades)."""
+    cutoff = now - timedelta(days=settings.RUNS_KEEP_DAYS)
+    deleted = 0
+    with transaction.atomic():
+        experiments = list(
+            Experiment.objects.filter(status__in=ExperimentStatus.ended(), completed_at__lt=cutoff)
+            .order_by("pk")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:RUNS_PER_BATCH]
+        )
+        for experiment_id in experiments:
+            results = ExperimentResult.objects.filter(experiment_id=experiment_id)
+            deleted += _delete_some(results, limit - deleted)
+            if limit - deleted < RUN_ROWS:  # the experiment and its job, next time
+                return Batch(deleted, more=True)
+            deleted += Experiment.objects.filter(pk=experiment_id).delete()[0]
+    return Batch(deleted, more=len(experiments) == RUNS_PER_BATCH)
+
+
 def idempotency_records_prune(*, now: datetime, limit: int) -> Batch:
     """Delete up to `limit` idempotency records older than IDEMPOTENCY_KEEP_HOURS."""
     cutoff = now - timedelta(hours=settings.IDEMPOTENCY_KEEP_HOURS)
@@ -138,6 +163,7 @@ def counted(pruner: Callable[..., int]) -> Pruner:
 
 PRUNERS: list[Pruner] = [
     runs_prune,
+    experiments_prune,
     idempotency_records_prune,
     counted(revisions_prune),
     counted(events_prune),

@@ -2,6 +2,7 @@
 
 import pytest
 
+from jobs.experiments.services import experiment_start
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 FAILS_PRICEY = [
@@ -22,7 +23,12 @@ def world(product_type):
     )
     waiting = start_run(reviewed, ids)
     run_inline(waiting.pk)
+    version = workflow.versions.get()
+    experiment = experiment_start(
+        workflow=workflow, baseline=version, candidate=version, scorers=[], entity_ids=ids
+    )
     return {
+        "experiment": experiment,
         "reviews": list(waiting.reviews.order_by("pk").values_list("pk", flat=True)),
         "type": product_type,
         "ids": ids,

@@ -86,9 +86,8 @@ def codes_in_source() -> set[str]:
                         codes |= strings(node.args[index])
                 elif isinstance(node, ast.ClassDef):
                     for statement in node.body:
-                        if (
-                            isinstance(statement, ast.Assign)
-                            and any(getattr(t, "id", "") == "code" for t in statement.targets)
+                        if isinstance(statement, ast.Assign) and any(
+                            getattr(t, "id", "") == "code" for t in statement.targets
                         ):
                             codes |= strings(statement.value)
                 elif isinstance(node, ast.Dict):

@@ -41,7 +41,9 @@ def _creates(operation: dict) -> bool:
     nothing)."""
     accepted = operation["responses"].get("202", {})
     schema = accepted.get("content", {}).get("application/json", {}).get("schema", {})
-    return "201" in operation["responses"] or schema.get("$ref", "").endswith("/RunStarted")
+    return "201" in operation["responses"] or schema.get("$ref", "").endswith(
+        ("/RunStarted", "/ExperimentStarted")
+    )
 
 
 def send(api, write, body, key):

@@ -7,6 +7,7 @@ import re
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
+from jobs.experiments.services import experiment_start
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +38,12 @@ def ids(product_type):
     )
     waiting = start_run(reviewed, [entity])
     run_inline(waiting.pk)
+    version = workflow.versions.get()
+    experiment = experiment_start(
+        workflow=workflow, baseline=version, candidate=version, scorers=[], entity_ids=[entity]
+    )
     return {
+        "experiments": experiment.pk,
         "entity-types": product_type.pk,
         "entities": entity,
         "workflows": workflow.pk,

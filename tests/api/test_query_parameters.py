@@ -22,7 +22,14 @@ def reads(world) -> dict[str, tuple[str, dict]]:
     """Every GET operation of the schema: its path, and good parameters for it."""
     type_id, ids, wf = world["type"].pk, world["ids"], world["workflow"].pk
     run, job, review = world["finished"].pk, world["finished"].job.pk, world["reviews"][0]
+    experiment = world["experiment"].pk
     return {
+        "/api/v1/experiments": ("/api/v1/experiments", {"limit": "1"}),
+        "/api/v1/experiments/{id}": (f"/api/v1/experiments/{experiment}", {}),
+        "/api/v1/experiments/{id}/results": (
+            f"/api/v1/experiments/{experiment}/results",
+            {"regressed": "true", "changed": "false"},
+        ),
         "/api/v1/entities": ("/api/v1/entities", {"status": "draft", "entityTypeId": type_id}),
         "/api/v1/entities/{id}": (f"/api/v1/entities/{ids[0]}", {}),
         "/api/v1/entities/{id}/revisions": (f"/api/v1/entities/{ids[0]}/revisions", {"limit": "1"}),

@@ -10,7 +10,7 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 
 from entities.models import Entity, EntityType
-from jobs.models import Run
+from jobs.models import Experiment, Run
 from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
@@ -74,6 +74,7 @@ OPERATIONS = {
     "estimate workflow": "post /api/v1/workflows/{id}/estimate",
     "retry run": "post /api/v1/workflows/{workflow_id}/runs/{id}/retry",
     "revert run": "post /api/v1/workflows/{workflow_id}/runs/{id}/revert",
+    "create experiment": "post /api/v1/workflows/{workflow_id}/experiments",
     "cancel job": "post /api/v1/jobs/{id}/cancel",
     "approve review": "post /api/v1/reviews/{id}/approve",
     "reject review": "post /api/v1/reviews/{id}/reject",
@@ -191,6 +192,17 @@ def writes(world) -> list[Write]:
             {"force": False},
             202,
         ),
+        Write(
+            "create experiment",
+            OPERATIONS["create experiment"],
+            f"/api/v1/workflows/{wf}/experiments",
+            {
+                "candidate": 1,
+                "entityIds": ids,
+                "scorers": [{"type": "human", "name": "people"}],
+            },
+            202,
+        ),
         Write("cancel job", OPERATIONS["cancel job"], f"/api/v1/jobs/{job}/cancel", {}, 200),
         Write(
             "approve review",
@@ -222,6 +234,7 @@ def counts() -> tuple:
         Entity.objects.count(),
         Workflow.objects.count(),
         Run.objects.count(),
+        Experiment.objects.count(),
     )
 
 
@@ -361,7 +374,7 @@ def test_every_request_body_in_the_schema_refuses_unknown_properties():
         for operation in operations.values()
         if "requestBody" in operation
     ]
-    assert len(bodies) == 16  # every write but cancel and publish, which take no body
+    assert len(bodies) == 17  # every write but cancel and publish, which take no body
     for ref in bodies:
         assert components[ref.rsplit("/", 1)[1]]["additionalProperties"] is False, ref
     assert components["BulkItemRequest"]["additionalProperties"] is False
@@ -381,6 +394,8 @@ GOOD_FILTERS = {
     "entityId": "ent_x",
     "runId": "run_x",
     "against": "1",
+    "regressed": "true",
+    "changed": "false",
 }
 
 
@@ -388,6 +403,8 @@ def list_url(path: str, world) -> str:
     ids = {"{id}": world["finished"].pk, "{workflow_id}": world["workflow"].pk}
     if path.startswith("/api/v1/jobs/"):
         ids["{id}"] = world["finished"].job.pk
+    if path.startswith("/api/v1/experiments/"):
+        ids["{id}"] = world["experiment"].pk
     if "{version}" in path:
         ids = {"{id}": world["workflow"].pk, "{version}": "1"}
     for placeholder, value in ids.items():

@@ -170,3 +170,33 @@ def test_cancel_ends_it_and_nothing_more_is_written(product_type, openai_server,
     assert experiment.status == ExperimentStatus.CANCELLED
     assert experiment.results.count() == 5
     assert Experiment.objects.get(pk=experiment.pk).done == 5
+
+
+def test_ended_experiments_are_pruned_after_runs_keep_days(product_type, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.retention import experiments_prune
+
+    settings.EXPERIMENT_CHUNK_SIZE = 3
+    workflow, baseline, _ = _versions(product_type)
+    ids = make_entities(product_type, 5)
+    steps = [{"id": "pub", "type": "publish", "config": {}}]
+    version = workflow_update(workflow_id=workflow.pk, steps=steps, draft=True).versions.get(
+        number=3
+    )
+    old, recent, running = (
+        services.experiment_start(
+            workflow=workflow, baseline=version, candidate=version, scorers=[], entity_ids=ids
+        )
+        for _ in range(3)
+    )
+    _run_inline(old)
+    _run_inline(recent)
+    long_ago = timezone.now() - timedelta(days=settings.RUNS_KEEP_DAYS + 1)
+    Experiment.objects.filter(pk__in=[old.pk, running.pk]).update(completed_at=long_ago)
+    batch = experiments_prune(now=timezone.now(), limit=1000)
+    assert batch.deleted == 5 + 2  # its results, itself and its job
+    assert set(Experiment.objects.values_list("pk", flat=True)) == {recent.pk, running.pk}
+    assert Job.objects.filter(experiment=recent).exists()

@@ -207,6 +207,7 @@ def test_beat_runs_the_retention_task_every_hour():
     assert prune_old_records.name == queue.PRUNE_OLD_RECORDS
     assert [pruner.__name__ for pruner in PRUNERS] == [
         "runs_prune",
+        "experiments_prune",
         "idempotency_records_prune",
         "revisions_prune",
         "events_prune",
