@@ -263,16 +263,18 @@ class RunAdmin(RecordAdmin):
 @admin.register(Job)
 class JobAdmin(RecordAdmin):
     list_display = ["id", "type", "run_link", "status", "created_at"]
-    list_filter = ["run__status"]
-    search_fields = ["id", "run__id"]
-    list_select_related = ["run"]
+    list_filter = ["type", "run__status"]
+    search_fields = ["id", "run__id", "experiment__id"]
+    list_select_related = ["run", "experiment"]
 
     @admin.display(description="status", ordering="run__status")
     def status(self, job):
-        return job.run.status
+        return (job.run or job.experiment).status
 
     @admin.display(description="run")
     def run_link(self, job):
+        if job.run_id is None:  # an experiment's job
+            return job.experiment_id
         return format_html(
             '<a href="{}">{}</a>',
             reverse("admin:jobs_run_change", args=[quote(job.run_id)]),

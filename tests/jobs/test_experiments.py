@@ -180,7 +180,7 @@ def test_ended_experiments_are_pruned_after_runs_keep_days(product_type, setting
     from jobs.retention import experiments_prune
 
     settings.EXPERIMENT_CHUNK_SIZE = 3
-    workflow, baseline, _ = _versions(product_type)
+    workflow, _, _ = _versions(product_type)
     ids = make_entities(product_type, 5)
     steps = [{"id": "pub", "type": "publish", "config": {}}]
     version = workflow_update(workflow_id=workflow.pk, steps=steps, draft=True).versions.get(

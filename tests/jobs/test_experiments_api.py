@@ -153,3 +153,11 @@ def test_idempotency_key_starts_one(api, setup):
     assert first.status_code == again.status_code == 202
     assert first.json() == again.json()
     assert Experiment.objects.count() == 1
+
+
+def test_the_admin_lists_an_experiment_job(api, setup, admin_client):
+    workflow, ids = setup
+    started = _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": []}).json()
+    page = admin_client.get("/admin/jobs/job/")
+    assert page.status_code == 200
+    assert started["id"] in page.content.decode()
