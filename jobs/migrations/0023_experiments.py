@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0020_run_skipped_counter'),
+        ('jobs', '0022_events'),
         ('workflows', '0005_versions_releases'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
