@@ -16,16 +16,22 @@ from jobs.services import run_callback_send
 from jobs.triggers import entity_events_dispatch
 from jobs.waits.ai_batch.services import ai_batch_cancel, ai_batch_submit
 
+# The policy of a task that must outlive its worker and a database hiccup: acknowledged once
+# done (a worker lost mid-task hands it to another), retried with backoff on database errors.
+DURABLE = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "autoretry_for": (DatabaseError, InterfaceError),
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "max_retries": 20,
+}
+
 
 @shared_task(
     name=queue.RUN_CHUNK,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,  # the run's items are its result; failures are still stored
-    autoretry_for=(DatabaseError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=20,
+    **DURABLE,  # the run's items are its result; failures are still stored
 )
 def run_chunk(run_id: str, chunk: int) -> None:
     """Take one chunk of a run's entities through the workflow."""
@@ -68,13 +74,7 @@ def resume_stalled_runs() -> int:
 
 @shared_task(
     name=queue.CANCEL_RUN,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(DatabaseError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=20,
+    **DURABLE,
 )
 def cancel_run(run_id: str) -> None:
     """End the next batch of a cancelled run's items; queued again while any are left."""
@@ -84,13 +84,7 @@ def cancel_run(run_id: str) -> None:
 
 @shared_task(
     name=queue.MAKE_RUN_ITEMS,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(DatabaseError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=20,
+    **DURABLE,
 )
 def make_run_items(run_id: str) -> None:
     """Make the items of a run over a filter in batches, then queue its chunks."""
@@ -99,12 +93,7 @@ def make_run_items(run_id: str) -> None:
 
 @shared_task(
     name=queue.DISPATCH_TRIGGERS,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(DatabaseError, InterfaceError),
-    retry_backoff=True,
-    max_retries=20,
+    **DURABLE,
 )
 def dispatch_triggers() -> int:
     """Start the runs of workflow triggers for the entity events gathered (and, from beat,
@@ -133,12 +122,7 @@ def tick_waits(kind: str | None = None) -> int:
 
 @shared_task(
     name=queue.SUBMIT_AI_BATCH,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(DatabaseError, InterfaceError),
-    retry_backoff=True,
-    max_retries=20,
+    **DURABLE,
 )
 def submit_ai_batch(batch_id: str) -> None:
     """Send a batch a chunk recorded to its provider (or answer its few retries live)."""

@@ -2,7 +2,6 @@
 *Authorize*, gives a key and sees the operations (kept across a reload); staff see them at
 once; and neither the page nor the admin's pages break the Content-Security-Policy."""
 
-import os
 import shutil
 
 import pytest
@@ -16,19 +15,6 @@ PASSWORD = "pw-for-browser-1"
 if CHROMIUM is None:  # .ci/run installs it; say so plainly anywhere else
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"],
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
