@@ -25,6 +25,7 @@ from jobs.cancel import run_cancel
 from jobs.engine.dry_run import workflow_test
 from jobs.engine.waits import waits_describe
 from jobs.entity_search import entity_search
+from jobs.experiments import admin as experiments_admin  # noqa: F401 (registers its admin)
 from jobs.filter_runs import run_start_over_filter
 from jobs.models import (
     AiBatch,

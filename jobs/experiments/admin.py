@@ -1,0 +1,185 @@
+"""The admin's side of experiments: the list, an experiment's page (summary, arms, scores,
+each entity's two sides next to each other with the differences highlighted, a filter to
+regressions, "Publish candidate") and the human scorers' blind comparison queue."""
+
+import json
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from config.api.errors import DomainError
+from jobs.experiments import services
+from jobs.experiments.models import Experiment
+
+# A value beside its other side, cut to what a cell shows.
+SHOWN_CHARS = 2000
+PAGE_SIZE = 50
+
+
+def _shown(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=1)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+
+
+def _fields(baseline: dict, candidate: dict) -> list[dict]:
+    """Each field either side changed, with both sides' values and whether they differ."""
+    after = {
+        arm: {change["field"]: change["after"] for change in side["changes"]}
+        for arm, side in (("baseline", baseline), ("candidate", candidate))
+    }
+    names = sorted({*after["baseline"], *after["candidate"]})
+    rows = []
+    for name in names:
+        values = [
+            after[arm].get(name, (side.get("data") or {}).get(name))
+            for arm, side in (("baseline", baseline), ("candidate", candidate))
+        ]
+        rows.append(
+            {
+                "name": name,
+                "baseline": _shown(values[0]),
+                "candidate": _shown(values[1]),
+                "differ": values[0] != values[1],
+            }
+        )
+    return rows
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "workflow",
+        "baseline_number",
+        "candidate_number",
+        "status",
+        "done",
+        "total",
+        "created_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["id", "workflow__id", "workflow__name"]
+    list_select_related = ["workflow", "baseline", "candidate"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="baseline")
+    def baseline_number(self, experiment):
+        return experiment.baseline.number
+
+    @admin.display(description="candidate")
+    def candidate_number(self, experiment):
+        return experiment.candidate.number
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/compare/<str:scorer>/",
+                view(self.compare_view),
+                name="jobs_experiment_compare",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _experiment(self, request, object_id) -> Experiment:
+        experiment = get_object_or_404(
+            Experiment.objects.select_related("workflow", "baseline", "candidate"),
+            pk=unquote(object_id),
+        )
+        if not self.has_view_permission(request, experiment):
+            raise PermissionDenied
+        return experiment
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        experiment = self._experiment(request, object_id)
+        results = experiment.results.order_by("position")
+        shown = request.GET.get("show", "")
+        if shown in ("regressed", "changed"):
+            results = results.filter(**{shown: True})
+        page = Paginator(results, PAGE_SIZE).get_page(request.GET.get("page"))
+        humans = [s["name"] for s in experiment.scorers if s["type"] == "human"]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Experiment {experiment.pk}",
+            "opts": self.model._meta,
+            "experiment": experiment,
+            "arms": services.arms_summary(experiment),
+            "scores": services.scores_summary(experiment),
+            "page": page,
+            "shown": shown,
+            "rows": [
+                {
+                    "result": result,
+                    "fields": _fields(result.baseline, result.candidate),
+                    "verdicts": result.verdicts,
+                }
+                for result in page
+            ],
+            "queues": [
+                {"name": name, "left": services.human_pending(experiment, name).count()}
+                for name in humans
+            ],
+            "can_publish": request.user.has_perm("workflows.change_workflow")
+            and experiment.candidate.number != experiment.workflow.version,
+            "publish_url": reverse(
+                "admin:workflows_workflow_publish",
+                args=[experiment.workflow_id, experiment.candidate.number],
+            ),
+        }
+        return TemplateResponse(request, "admin/jobs/experiment/change_form.html", context)
+
+    def compare_view(self, request, object_id, scorer):
+        """The next blind comparison of `scorer` no one has decided: the entity, then its two
+        sides as A and B (in the entity's seeded order; the versions are not named)."""
+        experiment = self._experiment(request, object_id)
+        if request.method == "POST":
+            if not request.user.has_perm("jobs.change_experiment"):
+                raise PermissionDenied
+            try:
+                services.human_decide(
+                    result_id=int(request.POST.get("result", 0)),
+                    scorer=scorer,
+                    choice=request.POST.get("choice", ""),
+                    comment=request.POST.get("comment", ""),
+                    user_id=request.user.pk,
+                )
+            except (DomainError, ValueError) as exc:
+                self.message_user(request, getattr(exc, "message", str(exc)), messages.ERROR)
+            return redirect("admin:jobs_experiment_compare", quote(experiment.pk), scorer)
+        pending = services.human_pending(experiment, scorer)
+        result = pending.first()
+        sides = None
+        if result is not None:
+            verdict = next(v for v in result.verdicts if v["name"] == scorer)
+            a, b = (
+                (result.candidate, result.baseline)
+                if verdict["candidateIsA"]
+                else (result.baseline, result.candidate)
+            )
+            sides = _fields(a, b)
+            outcomes = (a["outcome"], b["outcome"], a.get("error"), b.get("error"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Compare: {scorer}",
+            "opts": self.model._meta,
+            "experiment": experiment,
+            "scorer": scorer,
+            "result": result,
+            "left": pending.count(),
+            "sides": sides,
+            "outcomes": outcomes if result is not None else None,
+        }
+        return TemplateResponse(request, "admin/jobs/experiment/compare.html", context)

@@ -1,0 +1,98 @@
+"""The experiments' admin: an experiment's page (summary, arms, scores, both sides of each
+entity with the differences marked, a filter to regressions, Publish candidate) and the human
+scorers' blind comparison queue, whose picks are mapped back to the versions."""
+
+import pytest
+from django.contrib.admin.utils import quote
+
+from jobs.experiments import services
+from jobs.experiments.models import ExperimentResult
+from tests.factories import make_entities
+from tests.jobs.test_experiments import _answers, _run_inline, _versions
+
+pytestmark = pytest.mark.django_db
+
+SCORERS = [
+    {"type": "rules", "name": "short", "rules": [{"field": "description", "maxLength": 20}]},
+    {"type": "human", "name": "people"},
+]
+
+
+@pytest.fixture
+def experiment(product_type, openai_server, settings):
+    settings.EXPERIMENT_CHUNK_SIZE = 5
+    workflow, baseline, candidate = _versions(product_type)
+    ids = make_entities(product_type, 6)
+    _answers(openai_server)
+    started = services.experiment_start(
+        workflow=workflow, baseline=baseline, candidate=candidate, scorers=SCORERS, entity_ids=ids
+    )
+    return _run_inline(started)
+
+
+def _url(experiment, tail=""):
+    return f"/admin/jobs/experiment/{quote(experiment.pk)}/{tail}"
+
+
+def test_the_experiment_page_shows_both_sides_and_filters_regressions(admin_client, experiment):
+    page = admin_client.get(_url(experiment, "change/"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Short one." in html and "A much longer and more detailed description." in html
+    assert 'class="differ"' in html
+    assert "Publish candidate (version 2)" in html
+    # The candidate's longer text breaks the `short` rule the baseline passes: a regression.
+    regressed = admin_client.get(_url(experiment, "change/") + "?show=regressed")
+    assert regressed.content.decode().count("<br>regressed") == 6
+    assert admin_client.get("/admin/jobs/experiment/").status_code == 200
+
+
+def test_publish_candidate_makes_it_live(admin_client, experiment):
+    url = f"/admin/workflows/workflow/{experiment.workflow_id}/versions/2/publish/"
+    assert admin_client.post(url).status_code == 302
+    experiment.workflow.refresh_from_db()
+    assert experiment.workflow.version == 2
+
+
+def test_the_human_queue_is_blind_and_mapped_back(admin_client, experiment):
+    url = _url(experiment, "compare/people/")
+    for _ in range(6):
+        page = admin_client.get(url)
+        html = page.content.decode()
+        assert "baseline" not in html.split("comparison")[-1].lower().split("</table>")[0]
+        result = page.context["result"]
+        verdict = next(v for v in result.verdicts if v["name"] == "people")
+        longer_is_a = verdict["candidateIsA"]
+        # Always pick the longer text, whichever letter it has.
+        choice = "A" if longer_is_a else "B"
+        answer = admin_client.post(url, {"result": result.pk, "choice": choice, "comment": "ok"})
+        assert answer.status_code == 302
+    assert "Every comparison of people is decided." in admin_client.get(url).content.decode()
+    for result in ExperimentResult.objects.filter(experiment=experiment):
+        human = next(v for v in result.verdicts if v["name"] == "people")
+        assert human["winner"] == "candidate" and human["reason"] == "ok"
+    score = next(s for s in services.scores_summary(experiment) if s["name"] == "people")
+    assert (score["wins"], score["losses"]) == (6, 0)
+
+
+def test_a_decided_comparison_is_not_decided_twice(admin_client, experiment):
+    result = experiment.results.first()
+    url = _url(experiment, "compare/people/")
+    admin_client.post(url, {"result": result.pk, "choice": "tie"})
+    admin_client.post(url, {"result": result.pk, "choice": "A"})
+    result.refresh_from_db()
+    assert next(v for v in result.verdicts if v["name"] == "people")["winner"] == "tie"
+    answer = admin_client.post(url, {"result": result.pk, "choice": "maybe"}, follow=True)
+    assert "Pick A, B or tie." in answer.content.decode()
+
+
+def test_a_read_only_user_cannot_decide(client, experiment, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_experiment"))
+    client.force_login(user)
+    url = _url(experiment, "compare/people/")
+    assert client.get(url).status_code == 200
+    result = experiment.results.first()
+    assert client.post(url, {"result": result.pk, "choice": "A"}).status_code == 403
