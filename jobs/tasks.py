@@ -38,16 +38,7 @@ def run_chunk(run_id: str, chunk: int) -> None:
     chunk_execute(run_id=run_id, chunk=chunk)
 
 
-@shared_task(
-    name=queue.RUN_EXPERIMENT_CHUNK,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    autoretry_for=(DatabaseError, InterfaceError),
-    retry_backoff=True,
-    retry_backoff_max=60,
-    max_retries=20,
-)
+@shared_task(name=queue.RUN_EXPERIMENT_CHUNK, **DURABLE)
 def run_experiment_chunk(experiment_id: str, chunk: int) -> None:
     """Both versions of an experiment over one chunk of its entities, in shadow mode."""
     experiment_chunk_execute(experiment_id=experiment_id, chunk=chunk)
