@@ -190,6 +190,30 @@ def _chunk_run(experiment: Experiment, first: int, ids: list[str]) -> None:
                 regressed=_regressed(baseline, candidate, verdicts),
             )
         )
+    # An entity deleted since the experiment started has a row too (so the experiment ends),
+    # both sides failed saying so, and no verdict.
+    gone = {
+        "outcome": "failed",
+        "error": "The entity was deleted before the experiment reached it.",
+        "changes": [],
+        "data": {},
+        "steps": [],
+        "notes": [],
+        "waits": [],
+        "usage": {},
+        "seconds": 0,
+    }
+    rows += [
+        ExperimentResult(
+            experiment=experiment,
+            entity_id=pk,
+            position=position.get(pk, 0),
+            baseline=gone,
+            candidate=gone,
+        )
+        for pk in ids
+        if pk not in entities
+    ]
     ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
 
 

@@ -200,3 +200,83 @@ def test_ended_experiments_are_pruned_after_runs_keep_days(product_type, setting
     assert batch.deleted == 5 + 2  # its results, itself and its job
     assert set(Experiment.objects.values_list("pk", flat=True)) == {recent.pk, running.pk}
     assert Job.objects.filter(experiment=recent).exists()
+
+
+def test_an_entity_deleted_meanwhile_fails_both_sides_and_the_experiment_ends(
+    product_type, openai_server, settings
+):
+    settings.EXPERIMENT_CHUNK_SIZE = 5
+    workflow, baseline, candidate = _versions(product_type)
+    ids = make_entities(product_type, 6)
+    experiment = services.experiment_start(
+        workflow=workflow, baseline=baseline, candidate=candidate, scorers=SCORERS, entity_ids=ids
+    )
+    Entity.objects.filter(pk=ids[2]).delete()
+    experiment = _run_inline(experiment)
+    assert experiment.status == ExperimentStatus.COMPLETED and experiment.done == 6
+    gone = experiment.results.get(entity_id=ids[2])
+    assert gone.baseline["outcome"] == gone.candidate["outcome"] == "failed"
+    assert "deleted" in gone.candidate["error"]
+
+
+def test_a_judge_in_score_mode_scores_each_side(product_type, openai_server, settings):
+    settings.EXPERIMENT_CHUNK_SIZE = 10
+
+    def decide(request):
+        prompt = request["messages"][-1]["content"]
+        if "<answer>" in prompt:  # a longer answer scores higher
+            long = "longer" in prompt.split("<answer>")[1]
+            return Reply(text=json.dumps({"score": 5 if long else 2, "reason": "length"}))
+        if prompt.startswith("LONG"):
+            return Reply(text="A much longer and more detailed description.")
+        return Reply(text="Short one.")
+
+    openai_server.decide = decide
+    workflow, baseline, candidate = _versions(product_type)
+    ids = make_entities(product_type, 10)
+    scorer = {
+        "type": "judge",
+        "name": "score",
+        "mode": "score",
+        "instructions": "Describe {{ entity.title }}.",
+        "provider": "openai",
+    }
+    experiment = _run_inline(
+        services.experiment_start(
+            workflow=workflow,
+            baseline=baseline,
+            candidate=candidate,
+            scorers=[scorer],
+            entity_ids=ids,
+        )
+    )
+    [score] = services.scores_summary(experiment)
+    assert (score["baseline"], score["candidate"], score["wins"]) == (2, 5, 10)
+    verdict = experiment.results.first().verdicts[0]
+    assert verdict["candidate"] == {"score": 5, "reason": "length"}
+
+
+def test_a_judge_that_fails_is_the_verdicts_error(product_type, openai_server, settings):
+    settings.EXPERIMENT_CHUNK_SIZE = 10
+    workflow, baseline, candidate = _versions(product_type)
+    ids = make_entities(product_type, 3)
+
+    def decide(request):
+        prompt = request["messages"][-1]["content"]
+        return Reply(text="not json") if "<A>" in prompt else Reply(text="Text.")
+
+    openai_server.decide = decide
+    experiment = _run_inline(
+        services.experiment_start(
+            workflow=workflow,
+            baseline=baseline,
+            candidate=candidate,
+            scorers=[SCORERS[1]],
+            entity_ids=ids,
+        )
+    )
+    assert experiment.status == ExperimentStatus.COMPLETED
+    verdict = experiment.results.first().verdicts[0]
+    assert "not valid JSON" in verdict["error"]
+    [score] = services.scores_summary(experiment)
+    assert score["wins"] == score["losses"] == score["ties"] == 0
