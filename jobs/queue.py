@@ -24,8 +24,9 @@ def chunks_enqueue(run_id: str, chunks) -> None:
         current_app.send_task(RUN_CHUNK, args=(run_id, chunk))
 
 
-def experiment_chunks_enqueue(experiment_id: str, chunks: int) -> None:
-    for chunk in range(chunks):
+def experiment_chunks_enqueue(experiment_id: str, count: int = 0, *, chunks=()) -> None:
+    """Its first `count` chunks, or those named."""
+    for chunk in chunks or range(count):
         current_app.send_task(RUN_EXPERIMENT_CHUNK, args=(experiment_id, chunk))
 
 

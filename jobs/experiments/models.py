@@ -61,6 +61,9 @@ class Experiment(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Last sign of progress (a chunk started, a step of a side, a chunk ended): an open
+    # experiment without one for RUN_STALL_AFTER_S has its unfinished chunks queued again.
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [models.Index(fields=["workflow", "-id"], name="experiment_workflow_newest")]

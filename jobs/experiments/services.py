@@ -13,6 +13,7 @@ at once when asked: in-flight chunks see it at their next step and write nothing
 import copy
 import random
 import time
+from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
@@ -122,9 +123,11 @@ def experiment_chunk_execute(*, experiment_id: str, chunk: int) -> None:
     )
     if experiment is None or experiment.is_ended or experiment.cancel_requested_at:
         return
+    now = timezone.now()
     Experiment.objects.filter(pk=experiment_id, status=ExperimentStatus.PENDING).update(
-        status=ExperimentStatus.RUNNING, started_at=timezone.now()
+        status=ExperimentStatus.RUNNING, started_at=now
     )
+    Experiment.objects.filter(pk=experiment_id).update(heartbeat_at=now)
     size = experiment.chunk_size
     ids = experiment.entity_ids[chunk * size : (chunk + 1) * size]
     written = set(
@@ -144,6 +147,7 @@ def _chunk_run(experiment: Experiment, first: int, ids: list[str]) -> None:
         for entity in Entity.objects.select_related("entity_type").filter(pk__in=ids)
     }
     engine = ShadowEngine(experiment)
+    engine.beat_at = time.monotonic()  # the chunk's start was one
     sides: dict[str, dict[str, dict]] = {pk: {} for pk in entities}
     for arm in ARMS:
         version = getattr(experiment, arm)
@@ -279,7 +283,7 @@ def _regressed(baseline: dict, candidate: dict, verdicts: list[dict]) -> bool:
 def experiment_end_if_done(*, experiment_id: str) -> None:
     """Recount `done` from the rows; end the experiment once every entity has one."""
     done = ExperimentResult.objects.filter(experiment_id=experiment_id).count()
-    Experiment.objects.filter(pk=experiment_id).update(done=done)
+    Experiment.objects.filter(pk=experiment_id).update(done=done, heartbeat_at=timezone.now())
     now = timezone.now()
     ended = Experiment.objects.filter(pk=experiment_id, total__lte=done, status__in=OPEN).update(
         status=ExperimentStatus.COMPLETED, completed_at=now
@@ -291,6 +295,46 @@ def experiment_end_if_done(*, experiment_id: str) -> None:
             Experiment.objects.filter(pk=experiment_id).update(
                 error="Budget reached: the entities past it failed on their next model call."
             )
+
+
+def experiments_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
+    """Queue again the chunks without all their rows of open experiments that showed no
+    progress for `stalled_after` (RUN_STALL_AFTER_S): their messages were lost, or their
+    worker vanished past the broker's redelivery. Chunks are idempotent (a chunk being worked
+    on loses nothing but time). Returns the number of chunks queued."""
+    stalled_after = stalled_after or timedelta(seconds=settings.RUN_STALL_AFTER_S)
+    now = timezone.now()
+    cutoff = now - stalled_after
+    stale = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    queued = 0
+    for experiment_id in Experiment.objects.filter(stale, status__in=OPEN).values_list(
+        "pk", flat=True
+    ):
+        with transaction.atomic():
+            # Take the resume: one beat (or caller) re-queues a stalled experiment per period.
+            taken = Experiment.objects.filter(
+                Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True), pk=experiment_id
+            ).update(heartbeat_at=now)
+            if not taken:
+                continue
+            experiment = Experiment.objects.only("entity_ids", "chunk_size").get(pk=experiment_id)
+            written = set(experiment.results.values_list("entity_id", flat=True))
+            size = experiment.chunk_size
+            chunks = sorted(
+                {
+                    index // size
+                    for index, pk in enumerate(experiment.entity_ids)
+                    if pk not in written
+                }
+            )
+            if not chunks:  # every row is there: only the end was missed
+                transaction.on_commit(partial(experiment_end_if_done, experiment_id=experiment_id))
+                continue
+            transaction.on_commit(
+                partial(queue.experiment_chunks_enqueue, experiment_id, chunks=chunks)
+            )
+        queued += len(chunks)
+    return queued
 
 
 def experiment_cancel(*, experiment_id: str) -> Experiment:

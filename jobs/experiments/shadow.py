@@ -19,6 +19,8 @@ from workflows.usage import ZERO, Usage
 
 # How old the cancel and spending seen by a check may be.
 CHECK_INTERVAL_S = 0.2
+# How often a chunk shows that it still moves (the stall check reads it).
+HEARTBEAT_INTERVAL_S = 5.0
 
 
 class ShadowEngine(DryRun):
@@ -30,6 +32,7 @@ class ShadowEngine(DryRun):
         self.cancel_seen = experiment.cancel_requested_at is not None
         self.read_at = time.monotonic()
         self.waits: dict[str, list[dict]] = {}  # entity id -> the waits it would have held
+        self.beat_at = float("-inf")
         self.judged = ZERO  # what the scorers' judge calls used, since the last `judged_take`
 
     def _refresh(self) -> None:
@@ -46,6 +49,12 @@ class ShadowEngine(DryRun):
             return
         self.spent = (row["spent_tokens"], row["spent_cost_nano_usd"])
         self.cancel_seen = row["cancel_requested_at"] is not None
+
+    def heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self.beat_at >= HEARTBEAT_INTERVAL_S:
+            self.beat_at = now
+            Experiment.objects.filter(pk=self.experiment_id).update(heartbeat_at=timezone.now())
 
     def cancelled(self) -> bool:
         if not self.cancel_seen:

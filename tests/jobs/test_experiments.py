@@ -280,3 +280,31 @@ def test_a_judge_that_fails_is_the_verdicts_error(product_type, openai_server, s
     assert "not valid JSON" in verdict["error"]
     [score] = services.scores_summary(experiment)
     assert score["wins"] == score["losses"] == score["ties"] == 0
+
+
+def test_a_stalled_experiment_has_its_unfinished_chunks_queued_again(
+    product_type, openai_server, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from jobs import queue
+
+    settings.EXPERIMENT_CHUNK_SIZE = 4
+    workflow, baseline, candidate = _versions(product_type)
+    ids = make_entities(product_type, 10)
+    experiment = services.experiment_start(
+        workflow=workflow, baseline=baseline, candidate=candidate, scorers=[], entity_ids=ids
+    )
+    services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=1)
+    sent = []
+    monkeypatch.setattr(
+        queue, "experiment_chunks_enqueue", lambda pk, count=0, *, chunks=(): sent.append(chunks)
+    )
+    assert services.experiments_resume_stalled(stalled_after=timedelta(hours=1)) == 0
+    long_ago = experiment.created_at - timedelta(hours=2)
+    Experiment.objects.filter(pk=experiment.pk).update(heartbeat_at=long_ago)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.experiments_resume_stalled(stalled_after=timedelta(hours=1)) == 2
+    assert sent == [[0, 2]]
+    # Taken: the next beat within the period queues nothing again.
+    assert services.experiments_resume_stalled(stalled_after=timedelta(hours=1)) == 0
