@@ -1,6 +1,6 @@
 """Run every benchmark on PostgreSQL and Redis, print a table, write the figures to JSON.
 
-    python -m benchmarks [--only pipeline,waits,batch,dispatch,api,logs,memory,ai] [--output FILE]
+    python -m benchmarks [--only pipeline,waits,...,ai,experiments] [--output FILE]
     python -m benchmarks --only million    # optional, 5-10 minutes: a run of 1,000,000
 
 Each figure is a ratio against a floor measured in the same run, or a count, so results from
@@ -17,6 +17,7 @@ from benchmarks import (
     api,
     batch_cost,
     dispatch,
+    experiments,
     harness,
     memory,
     million,
@@ -25,7 +26,7 @@ from benchmarks import (
 )
 from benchmarks import logs as log_bench
 
-ALL = ["pipeline", "waits", "batch", "dispatch", "api", "logs", "memory", "ai"]
+ALL = ["pipeline", "waits", "batch", "dispatch", "api", "logs", "memory", "ai", "experiments"]
 OPTIONAL = ["million"]  # long: only when named in --only
 
 
@@ -52,7 +53,7 @@ def main() -> None:
             results["api"] = _report("api", api.run(base_url, key))
         if "logs" in chosen:
             results["logs"] = _report("logs", log_bench.run(base_url, key))
-        needs_worker = {"pipeline", "waits", "batch", "memory"} & set(chosen)
+        needs_worker = {"pipeline", "waits", "batch", "memory", "experiments"} & set(chosen)
         worker = harness.start_worker(logs) if needs_worker else None
         try:
             if "pipeline" in chosen:
@@ -61,6 +62,8 @@ def main() -> None:
                 results["waits"] = _report("waits", waits.run(base_url, key))
             if "batch" in chosen:
                 results["batch"] = _report("batch", batch_cost.run(base_url, key))
+            if "experiments" in chosen:
+                results["experiments"] = _report("experiments", experiments.run(base_url, key))
             if "memory" in chosen:
                 results["memory"] = _report("memory", memory.run(worker))
         finally:

@@ -50,10 +50,11 @@ RUN_MAX_IDS = 10_000
 # Entities one run may cover (a run over a filter); more is a 400 saying how many matched.
 RUN_MAX_ENTITIES = env_int("RUN_MAX_ENTITIES", 1_000_000, minimum=1)
 # Experiments (jobs/experiments): entities one may sample (the API's `sample` and `entityIds`
-# are bounded by it), matches a filter may have to be sampled from, entities per chunk task.
+# are bounded by it), matches a filter may have to be sampled from, entities per chunk task
+# (0: as a run of the versions would chunk them).
 EXPERIMENT_MAX_ENTITIES = 10_000
 EXPERIMENT_MAX_MATCHES = env_int("EXPERIMENT_MAX_MATCHES", 1_000_000, minimum=1)
-EXPERIMENT_CHUNK_SIZE = env_int("EXPERIMENT_CHUNK_SIZE", 20, minimum=1)
+EXPERIMENT_CHUNK_SIZE = env_int("EXPERIMENT_CHUNK_SIZE", 0)
 # A filtered run's items are made in the background, this many per transaction.
 RUN_ITEMS_BATCH_SIZE = env_int("RUN_ITEMS_BATCH_SIZE", 10_000, minimum=1)
 

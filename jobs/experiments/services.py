@@ -32,6 +32,7 @@ from jobs.experiments.scorers import verdicts_of
 from jobs.experiments.shadow import ShadowEngine
 from jobs.models import Job
 from workflows.models import Workflow, WorkflowVersion
+from workflows.steps.chunking import chunk_size
 from workflows.steps.runtime import MISSING, EntityState, Outcome
 from workflows.usage import Usage
 
@@ -72,7 +73,10 @@ def experiment_start(
     columns = budget_columns(baseline, budget)
     if budget and budget.get("maxCostUsd") is not None:
         columns = budget_columns(candidate, budget)  # both versions' models must be priced
-    size = settings.EXPERIMENT_CHUNK_SIZE
+    # As a run of either version would chunk them (the smaller), unless set.
+    size = settings.EXPERIMENT_CHUNK_SIZE or min(
+        chunk_size(version.steps, len(entity_ids)) for version in (baseline, candidate)
+    )
     with transaction.atomic():
         experiment = Experiment.objects.create(
             workflow=workflow,
@@ -167,6 +171,7 @@ def _chunk_run(experiment: Experiment, first: int, ids: list[str]) -> None:
         for state in states:
             sides[state.entity_id][arm] = side_of(state, entities[state.entity_id], engine, seconds)
     if engine.cancelled():
+        engine.flush()  # what the calls made spent counts all the same
         return  # the sides may be cut short: write nothing
     position = {pk: first + index for index, pk in enumerate(experiment.entity_ids[first:])}
     rows = []
@@ -219,6 +224,7 @@ def _chunk_run(experiment: Experiment, first: int, ids: list[str]) -> None:
         if pk not in entities
     ]
     ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
+    engine.flush()
 
 
 def _state(entity: Entity) -> EntityState:

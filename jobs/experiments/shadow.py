@@ -6,6 +6,7 @@ the experiment's row (so every worker's next check sees it).
 A wait is recorded as the entity would have waited (its kind, in the side's `waits`) and the
 step goes on as if it had been resolved to go on; a step in batch mode is answered live."""
 
+import threading
 import time
 
 from django.db.models import F
@@ -33,6 +34,8 @@ class ShadowEngine(DryRun):
         self.read_at = time.monotonic()
         self.waits: dict[str, list[dict]] = {}  # entity id -> the waits it would have held
         self.beat_at = float("-inf")
+        self.lock = threading.Lock()  # a step's calls finish on several threads
+        self.unflushed = ZERO
         self.judged = ZERO  # what the scorers' judge calls used, since the last `judged_take`
 
     def _refresh(self) -> None:
@@ -80,8 +83,23 @@ class ShadowEngine(DryRun):
         )
         return message
 
+    @property
+    def limited(self) -> bool:
+        return self.max_tokens is not None or self.max_cost_nanos is not None
+
     def usage_record(self, usage: dict) -> None:
-        spent = Usage.of(usage)
+        """With a budget, the call is counted in the experiment's row now (every worker's
+        next check sees it); without one, it is added up here and counted by `flush` at the
+        chunk's end (one UPDATE, not one per call on the same row)."""
+        with self.lock:
+            self.unflushed += Usage.of(usage)
+        if self.limited:
+            self.flush()
+            self.read_at = float("-inf")  # see our own spending at the next check
+
+    def flush(self) -> None:
+        with self.lock:
+            spent, self.unflushed = self.unflushed, ZERO
         if not spent:
             return
         Experiment.objects.filter(pk=self.experiment_id).update(
@@ -89,7 +107,6 @@ class ShadowEngine(DryRun):
             spent_cost_nano_usd=F("spent_cost_nano_usd") + spent.cost_nano_usd,
             **{name: F(name) + value for name, value in spent.columns().items() if value},
         )
-        self.read_at = float("-inf")  # see our own spending at the next check
 
     def wait(self, state: EntityState, ctx: StepContext, request: WaitRequest) -> bool:
         self.waits.setdefault(state.entity_id, []).append(
