@@ -38,6 +38,7 @@ def reads(world) -> dict[str, tuple[str, dict]]:
             {},
         ),
         "/api/v1/entity-types": ("/api/v1/entity-types", {"limit": "2"}),
+        "/api/v1/events": ("/api/v1/events", {"name": "price.ok", "key": "sku-1"}),
         "/api/v1/entity-types/{id}": (f"/api/v1/entity-types/{type_id}", {}),
         "/api/v1/jobs": ("/api/v1/jobs", {"status": "completed", "workflowId": wf}),
         "/api/v1/jobs/{id}": (f"/api/v1/jobs/{job}", {}),

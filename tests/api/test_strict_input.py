@@ -79,6 +79,7 @@ OPERATIONS = {
     "approve review": "post /api/v1/reviews/{id}/approve",
     "reject review": "post /api/v1/reviews/{id}/reject",
     "decide reviews": "post /api/v1/reviews/decide",
+    "send events": "post /api/v1/events",
 }
 WRITE_NAMES = list(OPERATIONS)
 
@@ -223,6 +224,13 @@ def writes(world) -> list[Write]:
             OPERATIONS["decide reviews"],
             "/api/v1/reviews/decide",
             {"ids": reviews[2:], "decision": "approve", "comment": "All good"},
+            200,
+        ),
+        Write(
+            "send events",
+            OPERATIONS["send events"],
+            "/api/v1/events",
+            {"name": "price.ok", "key": "sku-1", "data": {"price": 5}, "id": "evt-1"},
             200,
         ),
     ]
@@ -374,7 +382,7 @@ def test_every_request_body_in_the_schema_refuses_unknown_properties():
         for operation in operations.values()
         if "requestBody" in operation
     ]
-    assert len(bodies) == 17  # every write but cancel and publish, which take no body
+    assert len(bodies) == 18  # every write but cancel and publish, which take no body
     for ref in bodies:
         assert components[ref.rsplit("/", 1)[1]]["additionalProperties"] is False, ref
     assert components["BulkItemRequest"]["additionalProperties"] is False
@@ -396,6 +404,8 @@ GOOD_FILTERS = {
     "against": "1",
     "regressed": "true",
     "changed": "false",
+    "name": "price.ok",
+    "key": "sku-1",
 }
 
 

@@ -73,6 +73,8 @@ def test_round_trip_of_every_step_type(api, product_type, all_six_steps):
         "transform",
         "condition",
         "review",
+        "delay",
+        "wait_for_event",
     }
 
 
