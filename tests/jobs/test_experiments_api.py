@@ -161,3 +161,20 @@ def test_the_admin_lists_an_experiment_job(api, setup, admin_client):
     page = admin_client.get("/admin/jobs/job/")
     assert page.status_code == 200
     assert started["id"] in page.content.decode()
+
+
+def test_results_carry_entity_data_so_they_need_view_entity(api, setup):
+    from tests.conftest import Api
+    from tests.factories import make_key
+
+    workflow, ids = setup
+    started = _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": []}).json()
+    experiment_only = Api(make_key(perms=["jobs.view_experiment"]))
+    assert experiment_only.get(f"/api/v1/experiments/{started['id']}").status_code == 200
+    assert experiment_only.get(f"/api/v1/experiments/{started['id']}/results").status_code == 403
+    both = Api(make_key(perms=["jobs.view_experiment", "entities.view_entity"]))
+    assert both.get(f"/api/v1/experiments/{started['id']}/results").status_code == 200
+    # Starting one takes the right to add experiments, read the workflow and its entities.
+    no_entities = Api(make_key(perms=["jobs.add_experiment", "workflows.view_workflow"]))
+    body = {"candidate": 2, "entityIds": ids, "scorers": []}
+    assert _start(no_entities, workflow, body).status_code == 403
