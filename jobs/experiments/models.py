@@ -61,6 +61,9 @@ class Experiment(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Its `arms` and `scores` as the API shows them, stored once it has ended (and again
+    # after each human pick), so a list of experiments does not read every result row.
+    summary = models.JSONField(null=True, blank=True, editable=False)
     # Last sign of progress (a chunk started, a step of a side, a chunk ended): an open
     # experiment without one for RUN_STALL_AFTER_S has its unfinished chunks queued again.
     heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -178,14 +178,14 @@ class ExperimentSerializer(serializers.ModelSerializer):
         ]
 
     def get_arms(self, experiment) -> ArmsSerializer:
-        from jobs.experiments.services import arms_summary
+        from jobs.experiments.services import summary_of
 
-        return arms_summary(experiment)
+        return summary_of(experiment)["arms"]
 
     def get_scores(self, experiment) -> ScoreSerializer(many=True):
-        from jobs.experiments.services import scores_summary
+        from jobs.experiments.services import summary_of
 
-        return scores_summary(experiment)
+        return summary_of(experiment)["scores"]
 
     def get_error(self, experiment) -> str | None:
         return experiment.error or None

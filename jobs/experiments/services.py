@@ -301,6 +301,7 @@ def experiment_end_if_done(*, experiment_id: str) -> None:
             Experiment.objects.filter(pk=experiment_id).update(
                 error="Budget reached: the entities past it failed on their next model call."
             )
+        summary_store(experiment)
 
 
 def experiments_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
@@ -351,6 +352,8 @@ def experiment_cancel(*, experiment_id: str) -> Experiment:
         status=ExperimentStatus.CANCELLED, cancel_requested_at=now, completed_at=now
     )
     experiment = Experiment.objects.get(pk=experiment_id)
+    if cancelled:
+        summary_store(experiment)  # chunks in flight write nothing more
     if not cancelled:
         raise Conflict(f"The experiment has already ended ({experiment.status}).", code="job_ended")
     return experiment
@@ -454,7 +457,29 @@ def human_decide(
         )
         result.regressed = _regressed(result.baseline, result.candidate, result.verdicts)
         result.save(update_fields=["verdicts", "regressed"])
+    experiment = result.experiment
+    if experiment.is_ended:
+        summary_store(experiment)
     return result
+
+
+def summary_store(experiment: Experiment) -> None:
+    """Store the ended experiment's arms and scores, as the API shows them."""
+    Experiment.objects.filter(pk=experiment.pk).update(
+        summary={"arms": arms_summary(experiment), "scores": scores_summary(experiment)}
+    )
+
+
+def summary_of(experiment: Experiment) -> dict:
+    """Its arms and scores: stored once it ended, computed from its rows while it runs."""
+    if experiment.summary is not None:
+        return experiment.summary
+    if not hasattr(experiment, "live_summary"):  # once per read of the row
+        experiment.live_summary = {
+            "arms": arms_summary(experiment),
+            "scores": scores_summary(experiment),
+        }
+    return experiment.live_summary
 
 
 def human_pending(experiment: Experiment, scorer: str):

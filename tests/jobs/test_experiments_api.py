@@ -178,3 +178,21 @@ def test_results_carry_entity_data_so_they_need_view_entity(api, setup):
     no_entities = Api(make_key(perms=["jobs.add_experiment", "workflows.view_workflow"]))
     body = {"candidate": 2, "entityIds": ids, "scorers": []}
     assert _start(no_entities, workflow, body).status_code == 403
+
+
+def test_an_ended_experiment_reads_its_stored_summary(api, setup, django_assert_max_num_queries):
+    workflow, ids = setup
+    scorers = [{"type": "human", "name": "people"}]
+    started = _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": scorers})
+    experiment = _run_inline(Experiment.objects.get(pk=started.json()["id"]))
+    assert experiment.summary["arms"]["candidate"]["completed"] == 10
+    with django_assert_max_num_queries(8):  # no read of its result rows
+        listed = api.get("/api/v1/experiments").json()
+    assert listed[0]["arms"] == experiment.summary["arms"]
+    # A human pick after the end updates it.
+    from jobs.experiments.services import human_decide
+
+    result = experiment.results.first()
+    human_decide(result_id=result.pk, scorer="people", choice="tie", comment="", user_id=None)
+    [score] = api.get(f"/api/v1/experiments/{experiment.pk}").json()["scores"]
+    assert score["ties"] == 1
