@@ -6,20 +6,12 @@ from django.db import models
 from django.utils import timezone
 
 from config.api.ids import ID_LENGTH, id_default
+from jobs.models.runs import RunStatus
 from workflows.models import Workflow, WorkflowVersion
 from workflows.usage import Usage
 
-
-class ExperimentStatus(models.TextChoices):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @classmethod
-    def ended(cls) -> list[str]:
-        return [cls.COMPLETED, cls.FAILED, cls.CANCELLED]
+# An experiment moves through a run's statuses.
+ExperimentStatus = RunStatus
 
 
 class Experiment(models.Model):
