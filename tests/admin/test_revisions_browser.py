@@ -11,8 +11,8 @@ from tests.factories import make_entities, make_workflow, start_run
 from tests.workers import wait_for_run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-# The dashboard's fixtures: a headless Chromium, and a page logged in as staff.
-browser, page, shot = dashboard.browser, dashboard.page, dashboard.shot
+# The dashboard's fixtures: a page logged in as staff (the browser is conftest's).
+page, shot = dashboard.page, dashboard.shot
 
 
 def test_staff_see_an_entitys_history_and_restore_a_version(page, product_type):
