@@ -2,13 +2,14 @@
 run from its page, each reached by clicking from the admin index."""
 
 import pytest
+from django.contrib.admin.utils import quote
 
 from entities.models import Entity, EntityRevision
 from entities.services import entity_update
 from jobs.models import Run
 from tests.admin import test_dashboard_browser as dashboard
 from tests.factories import make_entities, make_workflow, start_run
-from tests.workers import wait_for_run
+from tests.workers import wait_for_run, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 # The dashboard's fixtures: a page logged in as staff (the browser is conftest's).
@@ -60,8 +61,12 @@ def test_staff_revert_a_run_after_seeing_how_many_entities_changed_since(
     assert page.locator("#revert-changed-since").inner_text() == "1"
     shot(page, "run-revert-confirmation")
     page.click("#confirm-revert")
-    page.wait_for_selector("text=Reverting run")
-    revert = Run.objects.get(trigger__runId=run.pk)
+    revert = wait_until(
+        lambda: Run.objects.filter(trigger__runId=run.pk).first(), "the revert run", timeout=30
+    )
+    # The revert's own page (its message may be gone already: the page reloads itself once
+    # the run has ended, which a small revert can do at once).
+    page.wait_for_url(f"**/{quote(revert.pk)}/change/**")
     assert wait_for_run(revert.pk).status == "completed"
     summaries = dict(Entity.objects.filter(pk__in=ids).values_list("pk", "data__summary"))
     assert summaries == {**dict.fromkeys(ids, None), ids[0]: "edited since"}
