@@ -54,9 +54,7 @@ def test_batch_mode_on_the_local_provider_is_accepted_and_sync_is_the_default(ap
 def test_the_openapi_schema_shows_mode_and_the_runs_batches(api):
     schema = api.get("/api/v1/schema", HTTP_ACCEPT="application/json").json()
     components = schema["components"]["schemas"]
-    ai_generate = next(
-        body for name, body in components.items() if "mode" in body.get("properties", {})
-    )
+    ai_generate = components["AiGenerateConfig"]
     assert ai_generate["properties"]["mode"]["enum"] == ["sync", "batch"]
     assert "batches" in components["Run"]["properties"]
     batch = components["RunBatch"]["properties"]
