@@ -59,6 +59,7 @@ SPECTACULAR_SETTINGS = {
         "ItemStatusEnum": "jobs.models.ItemStatus",
         "LogLevelEnum": "jobs.models.RunLog.Level",
         "ReviewStatusEnum": "jobs.models.ReviewStatus",
+        "ScorerTypeEnum": ["rules", "judge", "human"],  # an experiment's scorers
     },
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "POSTPROCESSING_HOOKS": [
