@@ -12,6 +12,31 @@ import sys
 
 from tests.processes import ROOT
 
+
+def on_sqlite(tmp_path, script: str, **env: str) -> dict:
+    """Migrate a new SQLite database with the demo's settings (`env` adds some), run `script`
+    in `manage.py shell` on it, and return the JSON the script printed last."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": "filesystem://",
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    done = subprocess.run(
+        [*manage, "shell", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
 SCRIPT = r"""
 import json
 from unittest import mock
@@ -94,26 +119,7 @@ print(json.dumps({
 
 
 def test_a_run_goes_through_on_sqlite(tmp_path):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.base",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "CELERY_BROKER_URL": "filesystem://",
-        "LOG_LEVEL": "WARNING",
-        "RUN_CHUNK_SIZE": "3",
-    }
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
-    done = subprocess.run(
-        [*manage, "shell", "-c", SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = on_sqlite(tmp_path, SCRIPT, RUN_CHUNK_SIZE="3")
     ids = result["ids"]
     assert result["run"] == ["failed", 6, 1, 0, 7]  # one entity failed, so the run did
     items, entities = result["items"], result["entities"]
@@ -206,26 +212,7 @@ print(json.dumps({
 
 
 def test_entities_wait_and_resume_on_sqlite(tmp_path):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.base",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "CELERY_BROKER_URL": "filesystem://",
-        "LOG_LEVEL": "WARNING",
-        "RUN_CHUNK_SIZE": "2",
-    }
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
-    done = subprocess.run(
-        [*manage, "shell", "-c", WAITS_SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = on_sqlite(tmp_path, WAITS_SCRIPT, RUN_CHUNK_SIZE="2")
     approved, rejected, left = result["ids"][:3]
     assert (result["waiting"], result["resumed"]) == (3, 2)
     assert result["middle"] == ["running", 2, 1]
@@ -311,26 +298,7 @@ print(json.dumps(result))
 
 
 def test_a_batch_mode_run_goes_through_on_sqlite(tmp_path):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.base",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "CELERY_BROKER_URL": "filesystem://",
-        "LOG_LEVEL": "WARNING",
-        "AI_LOCAL_BATCH_DELAY_S": "0",
-    }
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
-    done = subprocess.run(
-        [*manage, "shell", "-c", BATCH_SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = on_sqlite(tmp_path, BATCH_SCRIPT, AI_LOCAL_BATCH_DELAY_S="0")
     *good, bad = result["ids"]
     assert result["waiting"] == 4
     assert result["run"] == ["failed", 3, 1]
@@ -381,25 +349,7 @@ print(json.dumps({
 def test_schedules_are_stored_and_fire_on_sqlite(tmp_path):
     """The demo's engine: beat's tables migrate, a schedule trigger becomes a PeriodicTask,
     and its fires' JSON lookups (the previous run still open) work on SQLite."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.base",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "CELERY_BROKER_URL": "filesystem://",
-        "LOG_LEVEL": "WARNING",
-    }
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
-    done = subprocess.run(
-        [*manage, "shell", "-c", SCHEDULES_SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = on_sqlite(tmp_path, SCHEDULES_SCRIPT)
     name, hour, zone, enabled = result["task"]
     assert name.endswith(":trigger:0") and (hour, zone, enabled) == ("3", "Europe/Paris", True)
     assert result["fires"] == ["started", "skipped", 3]
@@ -448,25 +398,7 @@ print(json.dumps({
 
 
 def test_held_entities_are_skipped_and_budgets_reserved_on_sqlite(tmp_path):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.base",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "CELERY_BROKER_URL": "filesystem://",
-        "LOG_LEVEL": "WARNING",
-    }
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
-    done = subprocess.run(
-        [*manage, "shell", "-c", HELD_SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = on_sqlite(tmp_path, HELD_SCRIPT)
     a, b, c, d = result["ids"]
     # The second run by ids: b is held by the first; the filter run: a, b by the first, c by
     # the second.
