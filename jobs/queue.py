@@ -1,8 +1,10 @@
 """Putting the engine's work on the broker. The tasks (`jobs/tasks.py`) call the engine and
 the services, so those name the tasks here instead of importing them: one import direction,
-and the names are bound to the tasks in `jobs/tasks.py` (`name=`)."""
+and the names are bound to the tasks in `jobs/tasks.py` (`name=`). A kind of wait names its
+own tasks in its folder (`jobs/waits/ai_batch/queue.py`)."""
 
 from celery import current_app
+from django.db import DatabaseError, InterfaceError
 
 RUN_CHUNK = "jobs.tasks.run_chunk"
 SEND_RUN_CALLBACK = "jobs.tasks.send_run_callback"
@@ -10,13 +12,25 @@ MAKE_RUN_ITEMS = "jobs.tasks.make_run_items"
 DISPATCH_TRIGGERS = "jobs.tasks.dispatch_triggers"
 RESUME_WAITS = "jobs.tasks.resume_waits"
 TICK_WAITS = "jobs.tasks.tick_waits"
-SUBMIT_AI_BATCH = "jobs.tasks.submit_ai_batch"
-CANCEL_AI_BATCH = "jobs.tasks.cancel_ai_batch"
 PRUNE_OLD_RECORDS = "jobs.tasks.prune_old_records"
 CANCEL_RUN = "jobs.tasks.cancel_run"
 RUN_EXPERIMENT_CHUNK = "jobs.tasks.run_experiment_chunk"
 
 FIRE_SCHEDULE = "jobs.tasks.fire_schedule"  # sent by beat (PeriodicTask rows, jobs/schedules.py)
+
+# The policy of a task that must outlive its worker and a database hiccup: acknowledged once
+# done (a worker lost mid-task hands it to another), retried with backoff on database errors.
+# Here, beside the names, so the tasks of a kind of wait (`jobs/waits/<kind>/tasks.py`) take
+# it too.
+DURABLE = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "autoretry_for": (DatabaseError, InterfaceError),
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "max_retries": 20,
+}
 
 
 def chunks_enqueue(run_id: str, chunks) -> None:
@@ -44,14 +58,6 @@ def waits_resume_enqueue(run_id: str, *, countdown: float = 0) -> None:
 
 def waits_tick_enqueue(kind: str, *, countdown: float = 0) -> None:
     current_app.send_task(TICK_WAITS, kwargs={"kind": kind}, countdown=countdown)
-
-
-def ai_batch_submit_enqueue(batch_id: str) -> None:
-    current_app.send_task(SUBMIT_AI_BATCH, args=(batch_id,))
-
-
-def ai_batch_cancel_enqueue(batch_id: str) -> None:
-    current_app.send_task(CANCEL_AI_BATCH, args=(batch_id,))
 
 
 def retention_prune_enqueue() -> None:

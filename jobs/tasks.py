@@ -1,4 +1,8 @@
-"""Celery tasks: ids in, a service call, a retry policy. Safe to deliver twice."""
+"""Celery tasks: ids in, a service call, a retry policy. Safe to deliver twice. The tasks of
+a kind of wait live in its folder (`jobs/waits/<kind>/tasks.py`, named by its `tasks`) and
+are loaded at the end of this module, which Celery finds in the `jobs` app."""
+
+from importlib import import_module
 
 from celery import shared_task
 from django.db import DatabaseError, InterfaceError
@@ -10,23 +14,12 @@ from jobs.engine.recovery import runs_resume_stalled
 from jobs.engine.waits import run_waits_resume, waits_resume_lost, waits_tick
 from jobs.experiments.services import experiment_chunk_execute, experiments_resume_stalled
 from jobs.filter_runs import run_items_make
+from jobs.queue import DURABLE
 from jobs.retention import retention_prune
 from jobs.schedules import schedule_fire
 from jobs.services import run_callback_send
 from jobs.triggers import entity_events_dispatch
-from jobs.waits.ai_batch.services import ai_batch_cancel, ai_batch_submit
-
-# The policy of a task that must outlive its worker and a database hiccup: acknowledged once
-# done (a worker lost mid-task hands it to another), retried with backoff on database errors.
-DURABLE = {
-    "acks_late": True,
-    "reject_on_worker_lost": True,
-    "ignore_result": True,
-    "autoretry_for": (DatabaseError, InterfaceError),
-    "retry_backoff": True,
-    "retry_backoff_max": 60,
-    "max_retries": 20,
-}
+from jobs.waits.base import kinds
 
 
 @shared_task(
@@ -118,27 +111,6 @@ def tick_waits(kind: str | None = None) -> int:
 
 
 @shared_task(
-    name=queue.SUBMIT_AI_BATCH,
-    **DURABLE,
-)
-def submit_ai_batch(batch_id: str) -> None:
-    """Send a batch a chunk recorded to its provider (or answer its few retries live)."""
-    ai_batch_submit(batch_id=batch_id)
-
-
-@shared_task(
-    name=queue.CANCEL_AI_BATCH,
-    acks_late=True,
-    autoretry_for=(DatabaseError, InterfaceError),
-    retry_backoff=True,
-    max_retries=20,
-)
-def cancel_ai_batch(batch_id: str) -> None:
-    """Tell the provider a cancelled run's batch is no longer wanted."""
-    ai_batch_cancel(batch_id=batch_id)
-
-
-@shared_task(
     name=queue.FIRE_SCHEDULE,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -166,3 +138,8 @@ def prune_old_records() -> None:
     batch while more may be left."""
     if retention_prune().more:
         queue.retention_prune_enqueue()
+
+
+for kind in kinds:  # every kind of wait's own tasks
+    if kind.tasks:
+        import_module(kind.tasks)

@@ -143,10 +143,11 @@ def _apply(state: EntityState, step_id: str, resolution: Resolution | None) -> N
         return
     if resolution.log:
         state.log.append(("info", step_id, resolution.log))
-    if resolution.usage:  # what the wait's model calls used (a provider batch)
-        state.add_usage(resolution.usage, step_id)
+    if resolution.usage or resolution.calls:  # what the wait's model calls used (a batch)
+        calls = {"calls": resolution.calls} if resolution.calls else {}
+        state.add_usage({**resolution.usage.stored(), **calls}, step_id)
         # Counted in the run's usage when the batch's results were collected.
-        state.usage_counted += Usage.of(resolution.usage)
+        state.usage_counted += resolution.usage
     outcome = resolution.outcome
     if resolution.decided_by:
         state.decided_by = {"stepId": step_id, "userId": resolution.decided_by}

@@ -5,7 +5,7 @@ checkpoint stored, no worker holding it), resumes it once its wait is resolved, 
 with its run, and ticks every kind. A kind of wait says only how a wait is created, resolved
 and cancelled: a review is resolved by a person, a provider batch by polling the provider.
 A kind is one folder, `jobs/waits/<kind>/`: its kind class (`kind.py`), models, services,
-API (`urls`) and admin; registering it is its line in `jobs/waits/kinds.py`.
+API (`urls`), admin and tasks; registering it is its line in `jobs/waits/kinds.py`.
 """
 
 from datetime import datetime
@@ -30,14 +30,16 @@ class Parked(NamedTuple):
 
 class WaitKind:
     """One kind of wait. Subclasses set `request_type` (the `WaitRequest` dataclass steps
-    hand the engine, whose `kind` names this kind), optionally `urls` and `admin` (dotted
-    module paths of its API routes and admin), and implement the three hooks below.
+    hand the engine, whose `kind` names this kind), optionally `urls`, `admin` and `tasks`
+    (dotted module paths of its API routes, its admin and its Celery tasks, loaded by
+    `jobs/waits/urls.py`, `jobs/admin.py` and `jobs/tasks.py`), and implement the hooks below.
     Resolving is the kind's own business (an API call, a poll, a timer); it ends with
     `jobs.engine.waits.waits_resolve` and a `Resolution`."""
 
     request_type: ClassVar[type[WaitRequest]]
     urls: ClassVar[str | None] = None
     admin: ClassVar[str | None] = None
+    tasks: ClassVar[str | None] = None
 
     @property
     def name(self) -> str:

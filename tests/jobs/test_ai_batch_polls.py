@@ -1,14 +1,18 @@
 """Provider batches in-process: polling when the provider does not answer (the batch stays
 open for the next poll, shows the problem, and the run's log says so once, not at every
-poll), and what a cancelled run keeps of its batches' earlier attempts."""
+poll), what a cancelled run keeps of its batches' earlier attempts and of answers not resumed
+yet, and answers resolving their waits with a `Usage` counted once in the run."""
 
 import pytest
 
 from jobs.cancel import run_cancel
-from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Run, RunItem, RunLog
-from jobs.waits.ai_batch.services import ai_batch_poll
+from jobs.engine.waits import run_waits_resume
+from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Run, RunItem, RunLog, Wait
+from jobs.waits.ai_batch.services import ai_batch_poll, ai_batches_poll
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 from tests.servers import Reply
+from tests.workers import PRICED_LOCAL, PRICED_LOCAL_PRICE
+from workflows.steps.waits import Resolution
 from workflows.usage import Usage
 
 pytestmark = pytest.mark.django_db
@@ -63,3 +67,67 @@ def test_a_cancelled_run_keeps_what_earlier_attempts_of_its_batch_requests_used(
         input_tokens=90, output_tokens=27, cost_nano_usd=1500
     )
     assert AiBatch.objects.get(run=run).status == AiBatchStatus.CANCELLING
+
+
+@pytest.fixture
+def answered_at_once(settings):
+    """The local stand-in's batches end as soon as they are submitted, at a price."""
+    settings.AI_LOCAL_BATCH_DELAY_S = 0
+    settings.AI_PRICES = {PRICED_LOCAL: {"cachedInput": 1.0, **PRICED_LOCAL_PRICE}}
+    return {
+        **GENERATE,
+        "config": {**GENERATE["config"], "provider": "local", "model": PRICED_LOCAL},
+    }
+
+
+def _answered(product_type, step, n: int) -> Run:
+    """A run whose `n` entities parked at `step` and whose batch was answered (waits resolved,
+    not resumed yet)."""
+    run = start_run(make_workflow(product_type, [step]), make_entities(product_type, n))
+    run_inline(run.pk)
+    ai_batches_poll()  # submits it
+    ai_batches_poll()  # polls it: ended, its answers collected
+    assert Wait.objects.filter(run=run, status="resolved").count() == n
+    return Run.objects.get(pk=run.pk)
+
+
+def test_answers_resolve_with_a_usage_counted_once_and_each_step_keeps_its_calls(
+    product_type, answered_at_once
+):
+    run = _answered(product_type, answered_at_once, 3)
+    counted = run.usage  # the answers count when collected
+    assert counted.input_tokens > 0 and counted.cost_nano_usd > 0
+    resolutions = [Resolution.of(each.resolution) for each in Wait.objects.filter(run=run)]
+    assert all(isinstance(each.usage, Usage) and each.calls == 1 for each in resolutions)
+    assert Usage.total(each.usage for each in resolutions) == counted
+
+    run_waits_resume(run_id=run.pk)
+    run_inline(run.pk)
+    run = Run.objects.get(pk=run.pk)
+    assert (run.status, run.completed) == ("completed", 3)
+    assert run.usage == counted  # not counted again when the entities end
+    items = list(RunItem.objects.filter(run=run))
+    assert Usage.total(Usage.of(item.usage) for item in items) == run.usage
+    # What estimates read: the calls per entity at the step.
+    assert [item.usage["steps"]["describe"]["calls"] for item in items] == [1, 1, 1]
+
+
+def test_a_cancel_before_the_resume_keeps_what_the_answers_used(product_type, answered_at_once):
+    run = _answered(product_type, answered_at_once, 4)
+    counted = run.usage
+    assert counted.cost_nano_usd > 0
+
+    run_cancel(run_id=run.pk)
+    run = Run.objects.get(pk=run.pk)
+    assert (run.status, run.cancelled) == ("cancelled", 4)
+    assert run.usage == counted
+    items = RunItem.objects.filter(run=run)
+    assert Usage.total(Usage.of(item.usage) for item in items) == counted
+
+
+def test_the_kinds_tasks_keep_their_names_so_messages_queued_before_the_move_are_run():
+    from config.celery import app
+
+    app.loader.import_default_modules()  # what a worker does at its start
+    for name in ("jobs.tasks.submit_ai_batch", "jobs.tasks.cancel_ai_batch"):
+        assert app.tasks[name].__module__ == "jobs.waits.ai_batch.tasks"

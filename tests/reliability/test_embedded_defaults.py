@@ -37,6 +37,7 @@ def on_sqlite(tmp_path, script: str, **env: str) -> dict:
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
+
 SCRIPT = r"""
 import json
 from unittest import mock
@@ -259,7 +260,7 @@ def chunks(run_id):
 queued = [
     mock.patch("jobs.queue.chunks_enqueue"),
     mock.patch("jobs.queue.waits_resume_enqueue"),
-    mock.patch("jobs.queue.ai_batch_submit_enqueue"),
+    mock.patch("jobs.waits.ai_batch.queue.ai_batch_submit_enqueue"),
 ]
 for patch in queued:
     patch.start()

@@ -11,6 +11,8 @@ Both are stored as JSON (`stored()`) and read back with `of()`.
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal, Self
 
+from workflows.usage import ZERO, Usage
+
 NO_OUTPUT = object()  # a resolution that leaves the step's output as it is
 
 
@@ -36,15 +38,17 @@ class Resolution:
     `outcome`: "continue" (on to the next step), "stop" (its item `skipped`) or "fail"
     (with `error`). On "continue", `data`'s top-level keys are merged into the working copy
     and `set`'s field paths set in it; `output` is the step's output (`steps.<id>.output`)
-    unless NO_OUTPUT. `usage` is what the wait's own model calls used (a provider batch's), in
-    `Usage`'s stored shape with its `calls`,
-    `log` a line for the run's log, `decided_by` the user who decided (a review)."""
+    unless NO_OUTPUT. `usage` is what the wait's own model calls used (a provider batch's),
+    `calls` how many calls that was (kept beside the usage, per step, for estimates), `log` a
+    line for the run's log, `decided_by` the user who decided (a review). Stored, the usage
+    keeps its stored shape with `calls` in it, as the entity's usage keeps it."""
 
     outcome: Literal["continue", "stop", "fail"]
     data: dict = field(default_factory=dict)
     set: dict = field(default_factory=dict)
     output: Any = NO_OUTPUT
-    usage: dict = field(default_factory=dict)
+    usage: Usage = ZERO
+    calls: int = 0
     error: str = ""
     log: str = ""
     decided_by: Any = None
@@ -57,8 +61,9 @@ class Resolution:
             stored["set"] = self.set
         if self.output is not NO_OUTPUT:
             stored["output"] = self.output
-        if self.usage:
-            stored["usage"] = self.usage
+        if self.usage or self.calls:
+            calls = {"calls": self.calls} if self.calls else {}
+            stored["usage"] = {**self.usage.stored(), **calls}
         for key, value in (("error", self.error), ("log", self.log)):
             if value:
                 stored[key] = value
@@ -73,7 +78,8 @@ class Resolution:
             data=stored.get("data") or {},
             set=stored.get("set") or {},
             output=stored.get("output", NO_OUTPUT),
-            usage=stored.get("usage") or {},
+            usage=Usage.of(stored.get("usage")),
+            calls=int((stored.get("usage") or {}).get("calls") or 0),
             error=stored.get("error") or "",
             log=stored.get("log") or "",
             decided_by=stored.get("decidedBy"),

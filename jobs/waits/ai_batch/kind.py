@@ -1,5 +1,6 @@
 """The `ai_batch` kind of wait: the entities of one chunk at an `ai_generate` step in batch
-mode become one provider batch (`services` submits, polls, collects and cancels it)."""
+mode become one provider batch (`services` submits, polls and cancels it, `results` collects
+its answers, `tasks` submits and cancels it after COMMIT)."""
 
 from datetime import datetime, timedelta
 from functools import partial
@@ -7,8 +8,8 @@ from functools import partial
 from django.conf import settings
 from django.db import transaction
 
-from jobs import queue
 from jobs.waits.ai_batch.models import AiBatch, AiBatchRequest, AiBatchStatus
+from jobs.waits.ai_batch.queue import ai_batch_cancel_enqueue, ai_batch_submit_enqueue
 from jobs.waits.ai_batch.services import ai_batches_poll
 from jobs.waits.base import Parked, WaitKind
 from workflows.steps.ai_generate import AiBatchWaitRequest
@@ -19,6 +20,7 @@ class AiBatchWait(WaitKind):
     """A provider's batch job answers the waits one chunk parked at one `ai_generate` step."""
 
     request_type = AiBatchWaitRequest
+    tasks = "jobs.waits.ai_batch.tasks"
 
     def create(self, parked: list[Parked]) -> None:
         groups: dict[tuple[str, str, str], list[Parked]] = {}
@@ -40,7 +42,7 @@ class AiBatchWait(WaitKind):
                 ],
                 batch_size=1000,
             )
-            transaction.on_commit(partial(queue.ai_batch_submit_enqueue, batch.pk))
+            transaction.on_commit(partial(ai_batch_submit_enqueue, batch.pk))
 
     def tick(self, *, now: datetime) -> int:
         """Submit what a dead worker left unsent, tell providers about the batches of
@@ -59,7 +61,7 @@ class AiBatchWait(WaitKind):
         )
         AiBatch.objects.filter(pk__in=cancelling).update(status=AiBatchStatus.CANCELLING)
         for batch_id in cancelling:
-            transaction.on_commit(partial(queue.ai_batch_cancel_enqueue, batch_id))
+            transaction.on_commit(partial(ai_batch_cancel_enqueue, batch_id))
         # What earlier attempts of these requests used was spent (and counted in the run's
         # usage when their results were collected): their items keep it.
         return {
