@@ -28,17 +28,17 @@ from jobs.entity_search import entity_search
 from jobs.experiments import admin as experiments_admin  # noqa: F401 (registers its admin)
 from jobs.filter_runs import run_start_over_filter
 from jobs.models import (
-    AiBatch,
     ItemStatus,
     Job,
-    ReviewStatus,
     Run,
     RunItem,
     RunLog,
     TriggerType,
 )
+from jobs.waits.ai_batch.selectors import run_batches
 from jobs.waits.base import kinds
 from jobs.waits.review.admin import reviews_url
+from jobs.waits.review.selectors import run_reviews_pending
 from workflows.admin import WorkflowAdmin
 from workflows.models import Workflow
 
@@ -179,8 +179,8 @@ class RunAdmin(RecordAdmin):
             "can_act": request.user.has_perm("jobs.change_job"),
             "can_revert": request.user.has_perm("jobs.add_run"),
             "reviews_url": reviews_url(run=run.pk),
-            "reviews_pending": run.reviews.filter(status=ReviewStatus.PENDING).exists(),
-            "batches": AiBatch.objects.filter(run=run).order_by("-pk")[:BATCHES_SHOWN],
+            "reviews_pending": run_reviews_pending(run_id=run.pk),
+            "batches": run_batches(run_id=run.pk, limit=BATCHES_SHOWN),
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, context)

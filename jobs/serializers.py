@@ -3,7 +3,8 @@ from rest_framework import serializers
 from config.api.fields import TimestampField
 from config.api.serializers import StrictSerializer
 from entities.filters import EntityFilterSerializer
-from jobs.models import AiBatch, Job, Run, RunItem, RunLog, RunStatus, TriggerType
+from jobs.models import Job, Run, RunItem, RunLog, RunStatus, TriggerType
+from jobs.waits.ai_batch.serializers import RunBatchSerializer
 from workflows.outbound import url_problem
 
 
@@ -71,59 +72,6 @@ class TriggerSerializer(serializers.Serializer):
 
     def to_representation(self, instance):
         return dict(instance)
-
-
-class BatchCountsSerializer(serializers.Serializer):
-    total = serializers.IntegerField(help_text="Requests in the batch.")
-    completed = serializers.IntegerField(help_text="Requests answered, as the provider counts.")
-    failed = serializers.IntegerField(help_text="Requests that failed, as the provider counts.")
-
-
-class RunBatchSerializer(serializers.ModelSerializer):
-    """A provider batch job of the run (`ai_generate` in `mode: batch`): one per chunk and
-    step, and one per round of retries (`attempt`; `live` when the few retries left were
-    answered by live calls instead)."""
-
-    stepId = serializers.CharField(source="step_id")
-    providerBatchId = serializers.CharField(
-        source="provider_batch_id",
-        allow_null=True,
-        help_text="The provider's id of the batch job; null until it is submitted (and for "
-        "live retries).",
-    )
-    model = serializers.CharField(
-        allow_null=True, help_text="The step's model; null for the provider's default."
-    )
-    counts = BatchCountsSerializer(source="*")
-    error = serializers.CharField(
-        allow_null=True, help_text="Why the provider rejected the batch, or null."
-    )
-    createdAt = TimestampField(source="created_at")
-    endedAt = TimestampField(source="ended_at", allow_null=True)
-
-    class Meta:
-        model = AiBatch
-        fields = [
-            "id",
-            "stepId",
-            "provider",
-            "model",
-            "providerBatchId",
-            "status",
-            "attempt",
-            "live",
-            "counts",
-            "error",
-            "createdAt",
-            "endedAt",
-        ]
-
-    def to_representation(self, instance):
-        shown = super().to_representation(instance)
-        shown["providerBatchId"] = shown["providerBatchId"] or None
-        shown["error"] = shown["error"] or None
-        shown["model"] = shown["model"] or None
-        return shown
 
 
 CANCEL_REQUESTED_HELP = (

@@ -58,7 +58,7 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "jobs.models.RunStatus",
         "ItemStatusEnum": "jobs.models.ItemStatus",
         "LogLevelEnum": "jobs.models.RunLog.Level",
-        "ReviewStatusEnum": "jobs.models.ReviewStatus",
+        "ReviewStatusEnum": "jobs.waits.review.models.ReviewStatus",
         "ScorerTypeEnum": ["rules", "judge", "human"],  # an experiment's scorers
     },
     "SCHEMA_PATH_PREFIX": r"/api/v1",

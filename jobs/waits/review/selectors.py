@@ -1,6 +1,6 @@
 from config.api.errors import NotFound
 from entities.models import Entity
-from jobs.waits.review.models import Review
+from jobs.waits.review.models import Review, ReviewStatus
 
 
 def review_list(
@@ -34,3 +34,8 @@ def review_get(*, review_id: str) -> Review:
 def entities_data(*, entity_ids) -> dict[str, dict]:
     """The entities as stored now, id -> data, in one query (deleted ones are absent)."""
     return dict(Entity.objects.filter(pk__in=set(entity_ids)).values_list("pk", "data"))
+
+
+def run_reviews_pending(*, run_id: str) -> bool:
+    """Whether any review of the run waits for a decision."""
+    return Review.objects.filter(run_id=run_id, status=ReviewStatus.PENDING).exists()
