@@ -55,7 +55,11 @@ class MetricsReader(BasePermission):
     def has_permission(self, request, view):
         if client_allowed(request.META.get("REMOTE_ADDR", "")):
             return True
-        return isinstance(request.auth, ApiKey) and request.user.has_perm(METRICS_PERMISSION)
+        return (
+            isinstance(request.auth, ApiKey)
+            and not request.auth.events_only
+            and request.user.has_perm(METRICS_PERMISSION)
+        )
 
 
 class AnswerInJson(BaseContentNegotiation):

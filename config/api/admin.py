@@ -18,13 +18,23 @@ class ApiKeyAdmin(CreateOnlyFieldsMixin, admin.ModelAdmin):
         "name",
         "user",
         "read_only",
+        "events_only",
         "created_at",
         "last_used_at",
         "revoked_at",
     ]
-    list_filter = ["read_only", ("revoked_at", admin.EmptyFieldListFilter)]
+    list_filter = ["read_only", "events_only", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["prefix", "name", "user__username"]
-    fields = ["user", "name", "read_only", "prefix", "created_at", "last_used_at", "revoked_at"]
+    fields = [
+        "user",
+        "name",
+        "read_only",
+        "events_only",
+        "prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     create_only_fields = ["user"]
     actions = ["revoke"]

@@ -3,6 +3,7 @@ import hmac
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -38,6 +39,13 @@ class ApiKey(models.Model):
     read_only = models.BooleanField(
         default=False, help_text="A read-only key can list and get, nothing else."
     )
+    # A database default: a process of the release before this column keeps minting keys.
+    events_only = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="An events-only key can send and list events (POST and GET /api/v1/events), "
+        "for the outside system that answers wait_for_event steps; nothing else.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -50,6 +58,10 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+    def clean(self) -> None:
+        if self.read_only and self.events_only:
+            raise ValidationError("A key is read-only or events-only, not both.")
 
     @staticmethod
     def generate() -> str:

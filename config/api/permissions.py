@@ -4,7 +4,8 @@ from config.api.models import ApiKey
 
 
 class ModelPermissions(permissions.DjangoModelPermissions):
-    """The key's user needs the model permission for the action; a read-only key only reads.
+    """The key's user needs the model permission for the action; a read-only key only reads;
+    an events-only key reaches only the views that say `events_only_keys = True` (the events').
 
     Reads need `view_<model>`. A view may name the permissions of a custom action in
     `action_permissions = {"run": ["jobs.add_run"]}`, and list in `reading_actions` the
@@ -19,6 +20,12 @@ class ModelPermissions(permissions.DjangoModelPermissions):
 
     def has_permission(self, request, view):
         if not request.user or not request.user.is_authenticated:
+            return False
+        if (
+            isinstance(request.auth, ApiKey)
+            and request.auth.events_only
+            and not getattr(view, "events_only_keys", False)
+        ):
             return False
         if (
             isinstance(request.auth, ApiKey)

@@ -21,8 +21,11 @@ def api_key_issue(*, api_key: ApiKey) -> str:
     return raw_key
 
 
-def api_key_create(*, user, name: str = "", read_only: bool = False) -> tuple[ApiKey, str]:
-    api_key = ApiKey(user=user, name=name, read_only=read_only)
+def api_key_create(
+    *, user, name: str = "", read_only: bool = False, events_only: bool = False
+) -> tuple[ApiKey, str]:
+    api_key = ApiKey(user=user, name=name, read_only=read_only, events_only=events_only)
+    api_key.full_clean(exclude=["prefix", "hashed_key"])
     return api_key, api_key_issue(api_key=api_key)
 
 

@@ -27,6 +27,7 @@ class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     serializer_class = EventSerializer
     queryset = Event.objects.none()
+    events_only_keys = True  # the one API an events-only key reaches
 
     def get_queryset(self):
         query = validated(EventListQuerySerializer, self.request.query_params)

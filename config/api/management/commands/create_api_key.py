@@ -16,7 +16,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--events-only",
             action="store_true",
-            help="A user created here may only send and list events (POST /api/v1/events).",
+            help="The key may only send and list events (POST /api/v1/events), and a user "
+            "created here may do nothing else either.",
         )
         parser.add_argument("--name", default="", help="A label for the key.")
 
@@ -27,6 +28,9 @@ class Command(BaseCommand):
             username=username, read_only=read_only, events_only=events_only
         )
         _, raw_key = api_key_create(
-            user=user, name=name or "created by manage.py", read_only=read_only
+            user=user,
+            name=name or "created by manage.py",
+            read_only=read_only,
+            events_only=events_only,
         )
         self.stdout.write(raw_key)
