@@ -1,40 +1,65 @@
 import json
-import re
 from functools import partial
 
 from django import forms
 from django.contrib import admin
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.safestring import mark_safe
 from django_jsonform.widgets import JSONFormWidget
 
 from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin
-from config.api.errors import InvalidInput
 from config.forms import BoundedJSONField
 from workflows import reference, selectors, services
 from workflows.editor import (
     EditorInputError,
     editor_clean,
-    editor_data,
-    editor_schema,
-    triggers_editor_clean,
+    editor_types,
     triggers_editor_schema,
 )
+from workflows.editor_check import editor_check_view, steps_check, triggers_check
 from workflows.models import Step, Workflow
 from workflows.reference import markdown_inline
 from workflows.steps import registry
-from workflows.triggers import triggers_clean
 from workflows.version_admin import WorkflowVersionInline, version_publish_view
 
-STEP_ERROR = re.compile(r"^steps\[(\d+)\](?:\.(\w+))?")
-FORM_FIELD = {"id": "step_id", "type": "type", "config": "config"}
+
+class StepConfigWidget(forms.Textarea):
+    """A step's config: the form made from its type's schema (django-jsonform's React form,
+    driven by step_editor.js, which swaps the form when the type changes), and the same config
+    as JSON text for those who prefer it. The text area is what is posted: the API's config."""
+
+    template_name = "admin/workflows/widgets/step_config.html"
+
+    def __init__(self):
+        super().__init__(attrs={"rows": 8, "class": "vLargeTextField step-config-json"})
+
+    def render(self, name, value, attrs=None, renderer=None):
+        # The project's templates, as django-jsonform's widget renders (the form renderer
+        # reads the apps' templates only).
+        return mark_safe(render_to_string(self.template_name, self.get_context(name, value, attrs)))  # noqa: S308
+
+    @property
+    def media(self):
+        return forms.Media(
+            css={"all": ["django_jsonform/style.css"]},
+            js=[
+                "django_jsonform/vendor/react.production.min.js",
+                "django_jsonform/vendor/react-dom.production.min.js",
+                "django_jsonform/vendor/react-modal.min.js",
+                "django_jsonform/react-json-form.js",
+                "workflows/step_editor.js",
+            ],
+        )
 
 
 class StepForm(forms.ModelForm):
     config = BoundedJSONField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 6, "cols": 70, "class": "vLargeTextField"}),
-        help_text="The step's config as JSON. Left empty, the type's example is filled in.",
+        widget=StepConfigWidget(),
+        help_text="Left empty, the type's example is filled in. Checked in the page and on save "
+        "with the API's rules.",
     )
 
     class Meta:
@@ -47,36 +72,24 @@ class StepForm(forms.ModelForm):
         self.fields["step_id"].help_text = "Leave empty to generate one."
         # Positions are the page's order: a new step left without one goes after the others.
         self.fields["position"].required = False
-        self.fields["position"].help_text = "Order; empty: last."
+        self.fields["position"].help_text = "Drag ⠿ or use ↑/↓; empty: last."
         self.fields["position"].widget.attrs["class"] = "step-position"
         if self.instance.pk and self.instance.type in registry:
-            step_type = registry.get(self.instance.type)
             # Secrets are write-only here as in the API: the form shows `secretSet`, and a
             # config saved without the secret keeps the step's current one.
-            self.initial["config"] = editor_data(
-                step_type.config_schema, step_type.shown_config(self.instance.config)
-            )
-            # A saved step is edited with a form made from its type's schema.
-            self.fields["config"].widget = JSONFormWidget(
-                schema=editor_schema(step_type.config_schema)
-            )
-            self.fields[
-                "config"
-            ].help_text = (
-                "Checked on save with the API's rules; a new type's form appears once saved."
-            )
-            self.editor_schema = step_type.config_schema
+            step_type = registry.get(self.instance.type)
+            self.initial["config"] = step_type.shown_config(self.instance.config)
 
     def clean_config(self):
         config = self.cleaned_data.get("config")
-        schema = getattr(self, "editor_schema", None)
-        # A step edited in its form posts what the form holds; the type is the saved one.
-        if schema is not None and self.cleaned_data.get("type") == self.instance.type:
-            try:
-                return editor_clean(schema, config)
-            except EditorInputError as exc:
-                raise forms.ValidationError(str(exc)) from None
-        return config
+        step_type = self.cleaned_data.get("type")
+        if step_type not in registry or config in (None, ""):
+            return config
+        # What the form posts, as the API takes it: empty options dropped, JSON text read.
+        try:
+            return editor_clean(registry.get(step_type).config_schema, config)
+        except EditorInputError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 class StepFormSet(forms.BaseInlineFormSet):
@@ -123,16 +136,11 @@ class StepFormSet(forms.BaseInlineFormSet):
         if any(form.errors for form in self.forms):
             return
         forms_in_order = self.ordered_forms()
-        try:
-            self.cleaned_steps = services.steps_clean(self.steps(), self.current_steps())
-        except InvalidInput as exc:
-            for detail in exc.details:
-                match = STEP_ERROR.match(detail.field)
-                if match is None:
-                    raise forms.ValidationError(detail.message) from None
-                form = forms_in_order[int(match.group(1))]
-                field = FORM_FIELD.get(match.group(2) or "")
-                form.add_error(field, f"{detail.field}: {detail.message}")
+        self.cleaned_steps, problems = steps_check(self.steps(), self.current_steps())
+        for problem in problems:
+            if problem.step is None:
+                raise forms.ValidationError(problem.text)
+            forms_in_order[problem.step].add_error(problem.field, problem.text)
 
 
 class StepInline(admin.TabularInline):
@@ -169,13 +177,9 @@ class WorkflowForm(forms.ModelForm):
         cleaned = super().clean()
         entity_type = cleaned.get("entity_type") or getattr(self.instance, "entity_type", None)
         if entity_type is not None and "triggers" in cleaned:
-            cleaned["triggers"] = triggers_editor_clean(cleaned["triggers"])
-            try:
-                cleaned["triggers"] = triggers_clean(cleaned["triggers"], entity_type)
-            except InvalidInput as exc:
-                self.add_error(
-                    "triggers", [f"{problem.field}: {problem.message}" for problem in exc.details]
-                )
+            cleaned["triggers"], problems = triggers_check(cleaned["triggers"], entity_type)
+            if problems:
+                self.add_error("triggers", [problem.text for problem in problems])
         return cleaned
 
 
@@ -218,6 +222,7 @@ class WorkflowAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
             path(
                 "step-types/", view(self.step_type_reference), name="workflows_step_type_reference"
             ),
+            path("editor-check/", view(partial(editor_check_view, self)), name="workflows_check"),
             path(
                 "<path:object_id>/versions/<int:number>/publish/",
                 view(partial(version_publish_view, self)),
@@ -227,11 +232,11 @@ class WorkflowAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        context = {"step_examples": {t.type: t.example for t in registry}, **(extra_context or {})}
+        context = {"step_editor": editor_types(), **(extra_context or {})}
         return super().change_view(request, object_id, form_url, context)
 
     def add_view(self, request, form_url="", extra_context=None):
-        context = {"step_examples": {t.type: t.example for t in registry}, **(extra_context or {})}
+        context = {"step_editor": editor_types(), **(extra_context or {})}
         return super().add_view(request, form_url, context)
 
     def step_type_reference(self, request):

@@ -1,15 +1,43 @@
 """The step editor's schema: a step type's config schema (the registry's declaration, so a new
-type gets its form for free) as django-jsonform renders it. Descriptions become help text,
-templates text areas naming their variables, a value of any JSON a choice of text, number or
-true/false, options shown in responses only are left out. The API's own checks run on save
-(services.steps_clean), their messages shown next to the step."""
+type gets its form for free) as django-jsonform's React form renders it. Descriptions become
+help text, templates text areas naming their variables, a value of any JSON a choice of text,
+number or true/false, an option that is itself a JSON Schema a list of the answer's fields (or
+JSON text), options shown in responses only are left out. The API's own checks run in the page
+(the admin's check view) and on save (services.steps_clean), their messages next to the step.
+
+The page (workflows/static step_editor.js) turns a config into the form's data and back: an
+object of any shape is JSON text in the form, a simple JSON Schema its list of fields."""
 
 import json
 from typing import Any
 
 from entities.models import Entity
+from workflows.steps import registry
+from workflows.steps.base import JSON_SCHEMA
 from workflows.triggers import MAX_TRIGGERS
 
+# The JSON types a field of an answer's schema may take in the fields form.
+SCHEMA_FIELD_TYPES = ["string", "number", "integer", "boolean", "array of strings"]
+SCHEMA_FIELDS = {
+    "type": "object",
+    "title": "Fields of the answer",
+    "properties": {
+        "fields": {
+            "type": "array",
+            "title": "Fields",
+            "items": {
+                "type": "object",
+                "title": "Field",
+                "properties": {
+                    "name": {"type": "string", "required": True},
+                    "type": {"type": "string", "enum": SCHEMA_FIELD_TYPES, "required": True},
+                    "description": {"type": "string"},
+                    "required": {"type": "boolean", "title": "Required"},
+                },
+            },
+        }
+    },
+}
 ANY_JSON = [
     {"type": "string", "title": "Text", "widget": "textarea"},
     {"type": "number", "title": "Number"},
@@ -74,7 +102,7 @@ def _adapt(node: Any, required: bool) -> Any:
                 for name, spec in value.items()
                 if not spec.get("readOnly")
             }
-        elif key in ("x-discriminator", "x-template", "x-enumDescriptions"):
+        elif key in ("x-discriminator", "x-template", "x-enumDescriptions", JSON_SCHEMA):
             continue
         else:
             out[key] = _adapt(value, False)
@@ -86,7 +114,17 @@ def _adapt(node: Any, required: bool) -> Any:
         help_text += (
             " A template: {{ entity.<field> }}, {{ steps.<stepId>.<field> }}, {{ run.id }}."
         )
-    if _free_form(node):  # an object of any shape (a JSON Schema): edited as JSON text
+    if node.get(JSON_SCHEMA):  # a JSON Schema: its fields in a form, or as JSON text
+        return {
+            "oneOf": [
+                SCHEMA_FIELDS,
+                {"type": "string", "widget": "textarea", "title": "JSON Schema as JSON"},
+            ],
+            "help_text": (
+                help_text + " Each field of the answer (or the whole schema as JSON)."
+            ).strip(),
+        }
+    if _free_form(node):  # an object of any shape: edited as JSON text
         return {
             "type": "string",
             "widget": "textarea",
@@ -109,15 +147,25 @@ def _free_form(spec: dict) -> bool:
     )
 
 
-def editor_data(schema: dict, config: Any) -> Any:
-    """A config as the editor shows it: objects of any shape as indented JSON text."""
-    if not isinstance(config, dict):
-        return config
-    free = {name for name, spec in schema.get("properties", {}).items() if _free_form(spec)}
+def editor_types() -> dict:
+    """What the page needs to edit each step type: the form's schema, the options edited as
+    JSON text (objects of any shape), those holding a JSON Schema, and the type's example."""
     return {
-        name: json.dumps(value, indent=2, ensure_ascii=False) if name in free else value
-        for name, value in config.items()
+        step_type.type: {
+            "schema": editor_schema(step_type.config_schema),
+            "jsonText": _names(
+                step_type.config_schema,
+                lambda spec: _free_form(spec) and not spec.get(JSON_SCHEMA),
+            ),
+            "jsonSchema": _names(step_type.config_schema, lambda spec: spec.get(JSON_SCHEMA)),
+            "example": step_type.example,
+        }
+        for step_type in registry
     }
+
+
+def _names(schema: dict, test) -> list[str]:
+    return [name for name, spec in schema.get("properties", {}).items() if test(spec)]
 
 
 class EditorInputError(ValueError):

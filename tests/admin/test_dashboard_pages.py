@@ -130,7 +130,7 @@ def test_pages_need_staff(client):
 def test_workflow_form_links_the_reference_next_to_the_steps(staff):
     html = staff.get("/admin/workflows/workflow/add/").content.decode()
     assert 'id="steps-reference-help"' in html
-    assert 'id="step-examples"' in html  # the examples the type select fills in
+    assert 'id="step-editor-types"' in html  # each type's form schema and example
 
 
 def test_entities_filter_by_type_and_status_and_search_in_data(staff, product_type):

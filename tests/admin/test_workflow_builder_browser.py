@@ -1,6 +1,10 @@
 """The issue's proof in Chromium, from the admin index: staff build a four-step workflow
-(transform, ai_generate answering JSON, review, publish) and a trigger without typing JSON,
-and see a bad value refused on the page with the API's message."""
+(transform, ai_generate answering JSON to a schema made of fields, review, publish) and a
+trigger on the add page without typing JSON, a step dragged into place; a bad value is refused
+in the page before it is sent, and by the server with the same message; a step edited as JSON
+for those who prefer it."""
+
+import json
 
 import pytest
 from django.contrib.admin.utils import quote
@@ -12,7 +16,17 @@ from workflows.steps import registry
 
 require_chromium()
 pytestmark = pytest.mark.django_db(transaction=True)
-TYPES = ["transform", "ai_generate", "review", "publish"]
+# Added in this order; the review is then dragged above the publish.
+ADDED = ["transform", "ai_generate", "publish", "review"]
+
+
+def field(row, path: str):
+    """A field of a step's form by its path in the config (`jsonSchema§fields§0§name`)."""
+    return row.locator(f"[name='rjf§{path}']")
+
+
+def problems(page, row_id: str) -> str:
+    return page.locator(f"#{row_id} ul.editor-problems").inner_text()
 
 
 def test_staff_build_a_four_step_workflow_and_a_trigger_without_typing_json(
@@ -23,29 +37,82 @@ def test_staff_build_a_four_step_workflow_and_a_trigger_without_typing_json(
     page.locator("#content-main a.addlink[href='/admin/workflows/workflow/add/']").click()
     page.fill("#id_name", "Describe and publish")
     page.select_option("#id_entity_type", product_type.pk)
-    for index, type_name in enumerate(TYPES):
+    for index, type_name in enumerate(ADDED):
         if index:
             page.click("#steps-group .add-row a")
-        page.select_option(f"#id_steps-{index}-type", type_name)  # its example fills in
+        page.select_option(f"#id_steps-{index}-type", type_name)  # its form, with its example
+        field(page.locator(f"#steps-{index}"), next(iter(registry.get(type_name).example)))
+    # ai_generate answers JSON, to a schema of one required field, chosen in its form.
+    generate = page.locator("#steps-1")
+    field(generate, "responseFormat").select_option("json")
+    generate.locator(".rjf-form-group", has_text="Fields of the answer").get_by_text(
+        "Add item"
+    ).first.click()
+    field(generate, "jsonSchema§fields§0§name").fill("description")
+    field(generate, "jsonSchema§fields§0§type").select_option("string")
+    field(generate, "jsonSchema§fields§0§required").check()
+    # The review is dragged by its handle above the publish: positions follow the page.
+    page.locator("#steps-3 .step-drag").drag_to(page.locator("#steps-2 .field-type"))
+    order = page.eval_on_selector_all(
+        "#steps-group tr.form-row:not(.empty-form)", "rows => rows.map(r => r.id)"
+    )
+    assert order[:4] == ["steps-0", "steps-1", "steps-3", "steps-2"]
+    assert page.input_value("#id_steps-3-position") == "3"
+    assert page.input_value("#id_steps-2-position") == "4"
     page.locator(".field-triggers").get_by_text("Add item").click()
     page.locator(".field-triggers select").first.select_option("entity.created")
-    page.click("input[name=_continue]")
-    page.wait_for_selector("#steps-1 [data-django-jsonform-container]")
-    workflow = Workflow.objects.get()
-    assert [step.type for step in workflow.steps.order_by("position")] == TYPES
-    assert workflow.triggers == [{"on": "entity.created"}]
 
-    # The ai_generate step, in its form: answer JSON, and a bad temperature is refused.
-    ai_step = page.locator("#steps-1")
-    ai_step.locator("select").nth(2).select_option("json")  # type, provider, responseFormat
-    temperature = ai_step.locator("input[type=number]").nth(1)  # after the position
-    temperature.fill("5")
+    # A temperature past 2 is refused in the page, before anything is sent.
+    field(generate, "temperature").fill("5")
+    refused = page.locator("#steps-1 ul.editor-problems")
+    refused.wait_for()
+    in_page = refused.inner_text()
+    assert "steps[1].config.temperature" in in_page
     page.click("input[name=_continue]")
-    page.wait_for_load_state("load")
-    assert "steps[1].config.temperature" in page.inner_text("#steps-group")
-    shot(page, "builder-refused")
-    workflow.refresh_from_db()
-    assert workflow.steps.get(type="ai_generate").config.get("temperature") == 0.7
+    page.wait_for_timeout(500)
+    assert page.url.endswith("/admin/workflows/workflow/add/")
+    assert not Workflow.objects.exists()
+    shot(page, "builder-refused-in-page")
+    # Sent anyway (the page's check bypassed), the server refuses it with the same message.
+    with page.expect_navigation():
+        page.evaluate(
+            "HTMLFormElement.prototype.submit.call(document.getElementById('workflow_form'))"
+        )
+    assert in_page in page.locator("#steps-1").inner_text()
+    assert not Workflow.objects.exists()
+
+    # A JSON view for those who prefer it: the config as the API takes it, edited as text.
+    review = page.locator("#steps-3")
+    review.locator("button.step-config-view").click()
+    as_json = review.locator("textarea.step-config-json")
+    config = json.loads(as_json.input_value())
+    assert config == registry.get("review").example
+    as_json.fill(json.dumps({**config, "timeoutMinutes": 60}))
+    review.locator("button.step-config-view").click()  # back to the form, which shows the edit
+    assert field(review, "timeoutMinutes").input_value() == "60"
+
+    field(page.locator("#steps-1"), "temperature").fill("0.5")
+    page.locator("#steps-1 ul.editor-problems").wait_for(state="detached")
+    page.click("input[name=_continue]")
+    page.wait_for_url("**/change/")
+    workflow = Workflow.objects.get()
+    steps = list(workflow.steps.order_by("position"))
+    assert [step.type for step in steps] == ["transform", "ai_generate", "review", "publish"]
+    assert steps[1].config["responseFormat"] == "json"
+    assert steps[1].config["temperature"] == 0.5
+    assert steps[1].config["jsonSchema"] == {
+        "type": "object",
+        "properties": {"description": {"type": "string"}},
+        "required": ["description"],
+    }
+    assert steps[2].config["timeoutMinutes"] == 60
+    assert steps[0].config == registry.get("transform").example
+    assert workflow.triggers == [{"on": "entity.created"}]
+    # Saved, each step shows its form again, the schema's fields among them.
+    assert (
+        field(page.locator("#steps-1"), "jsonSchema§fields§0§name").input_value() == "description"
+    )
+    shot(page, "builder-saved")
     assert not watched.errors
 
 
@@ -61,5 +128,5 @@ def test_every_step_type_s_editor_renders_from_its_schema(
     page.goto(f"/admin/workflows/workflow/{quote(workflow.pk)}/change/")
     page.wait_for_selector(f"#steps-{len(steps) - 1} [data-django-jsonform-container] *")
     assert "Error while creating EditorState" not in page.inner_text("#steps-group")
-    assert page.locator("#steps-group [data-django-jsonform-container]").count() == len(steps)
+    assert page.locator("#steps-group .step-config-form .rjf-form-wrapper").count() == len(steps)
     assert not watched.errors

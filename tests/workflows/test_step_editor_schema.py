@@ -6,8 +6,8 @@ import pytest
 from workflows.editor import (
     EditorInputError,
     editor_clean,
-    editor_data,
     editor_schema,
+    editor_types,
     triggers_editor_clean,
     triggers_editor_schema,
 )
@@ -55,13 +55,18 @@ def test_what_the_editor_posts_keeps_only_the_chosen_operation_s_fields():
     }
 
 
-def test_an_object_of_any_shape_is_edited_as_json_text_and_read_back():
+def test_a_json_schema_option_is_a_list_of_fields_or_json_text_and_read_back():
     schema = registry.get("ai_generate").config_schema
     field = editor_schema(schema)["properties"]["jsonSchema"]
-    assert field["type"] == "string" and field["widget"] == "textarea"
+    fields_form, as_text = field["oneOf"]
+    assert fields_form["properties"]["fields"]["items"]["properties"]["type"]["enum"][0] == "string"
+    assert as_text == {"type": "string", "widget": "textarea", "title": "JSON Schema as JSON"}
+    page = editor_types()["ai_generate"]
+    assert page["jsonSchema"] == ["jsonSchema"] and page["jsonText"] == []
+    assert page["example"] == registry.get("ai_generate").example
+    # JSON text the page could not read is read on the server, or refused with its name.
     config = {"prompt": "Hi", "outputField": "x", "jsonSchema": {"type": "object"}}
-    shown = editor_data(schema, config)
-    assert shown["jsonSchema"] == '{\n  "type": "object"\n}'
+    shown = {**config, "jsonSchema": '{\n  "type": "object"\n}'}
     assert editor_clean(schema, shown) == config
     assert "jsonSchema" not in editor_clean(schema, {**shown, "jsonSchema": " "})
     with pytest.raises(EditorInputError, match=r"jsonSchema: Is not valid JSON\."):

@@ -23,7 +23,7 @@ from workflows.pricing import (
 from workflows.providers import PROVIDERS, GenerationRequest, provider_get
 from workflows.providers.ratelimit import rate_limit_flush
 from workflows.providers.usage import model_label
-from workflows.steps.base import StepType, advance, template_string
+from workflows.steps.base import JSON_SCHEMA, StepType, advance, template_string
 from workflows.steps.fields import field_path
 from workflows.steps.inflight import bounded_calls
 from workflows.steps.registry import register
@@ -84,6 +84,7 @@ class AiGenerate(StepType):
             "jsonSchema": {
                 "type": "object",
                 "description": "With `responseFormat: json`: a JSON Schema the answer must meet.",
+                JSON_SCHEMA: True,
             },
             "mode": {
                 "type": "string",

@@ -23,6 +23,8 @@ from workflows.templating import (
 )
 
 TEMPLATE = "x-template"
+# Marks an option whose value is itself a JSON Schema (the admin offers a form of its fields).
+JSON_SCHEMA = "x-jsonSchema"
 logger = logging.getLogger(__name__)
 
 
