@@ -61,7 +61,8 @@ def test_staff_build_a_two_step_workflow_and_see_a_config_error(page, product_ty
     page.select_option("#id_entity_type", product_type.pk)
     page.fill("#id_steps-0-position", "1")
     page.select_option("#id_steps-0-type", "ai_generate")
-    # The config editor is filled with the type's example.
+    # The config is filled with the type's example; those who prefer JSON edit it as JSON.
+    page.click("#steps-0 button.step-config-view")
     assert '"outputField"' in page.input_value("#id_steps-0-config")
     page.fill("#id_steps-0-config", '{"outputField": "description"}')  # no prompt
     page.click("input[name=_continue]")

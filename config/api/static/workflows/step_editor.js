@@ -123,7 +123,7 @@
     var asJson = false;
 
     function parsed() {
-      if (!area.value.trim()) return null;
+      if (!area.value.trim() || area.value.trim() === "null") return null;
       try {
         return JSON.parse(area.value);
       } catch (error) {
@@ -138,9 +138,9 @@
       container.setAttribute("data-django-jsonform-container", "true");
       box.querySelector(".step-config-form").replaceWith(container);
       asJson = false;
-      if (!info) {
+      if (!info) { // no type chosen yet: nothing to edit
         container.hidden = true;
-        area.hidden = false;
+        area.hidden = true;
         toggle.hidden = true;
         return;
       }
