@@ -98,9 +98,11 @@ ENTITY_REVISIONS_KEEP_DAYS = env_int("ENTITY_REVISIONS_KEEP_DAYS", 90, minimum=1
 # How long after the first decision on a run's waits (a review approved) its resolved
 # entities are queued again: decisions arriving within it resume together, in a few chunks.
 WAIT_RESUME_DELAY_S = env_float("WAIT_RESUME_DELAY_S", 1.0, minimum=0.0)
-# How often celery beat ticks every kind of wait (each decides what is due: a review's
-# expiry, a provider batch's poll every AI_BATCH_POLL_S).
-WAITS_TICK_S = env_float("WAITS_TICK_S", 5.0, minimum=0.1)
+# How often celery beat ticks every kind of wait (each decides what is due: a delay's time, a
+# review's expiry, an event wait's timeout, a provider batch's poll every AI_BATCH_POLL_S).
+# A delay goes on within this (and its resume) of its time even when the tick queued for
+# that time was lost with a killed worker; each kind's tick is a few indexed queries.
+WAITS_TICK_S = env_float("WAITS_TICK_S", 1.0, minimum=0.1)
 # An event (POST /api/v1/events) that woke no entity is kept this long for the entities that
 # reach their `wait_for_event` step just after it; events are listed this long after that.
 EVENT_KEEP_MINUTES = env_int("EVENT_KEEP_MINUTES", 60, minimum=1)

@@ -1,11 +1,13 @@
 """`delay` steps with real Celery workers, beat, PostgreSQL and Redis: entities parked
 holding no worker go on at their time (a tick queued for it, not beat's next one), together,
-after a worker restart, or end with a cancel."""
+at beat's next tick when the worker holding their tick is SIGKILLed, or end with a cancel."""
 
+import re
 from datetime import timedelta
 from functools import partial
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from entities.models import Entity
@@ -18,6 +20,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
 PUBLISH = {"id": "pub", "type": "publish", "config": {}}
 wait_until = partial(wait_until, timeout=300)
+# A task's result in a worker's log (INFO): what a tick or a resume handled.
+TASK_DONE = r"Task jobs\.tasks\.{}\[[^\]]+\] succeeded in [\d.e-]+s: (\d+)"
 
 
 def delay(**config) -> dict:
@@ -74,17 +78,27 @@ def test_a_time_already_past_goes_on_at_once(celery_worker, product_type):
     assert not Wait.objects.filter(run=run).exists()
 
 
-def test_a_delay_survives_a_worker_restart_and_goes_on_by_beat(product_type, tmp_path):
+def test_a_delay_goes_on_at_beats_next_tick_when_the_worker_holding_its_tick_is_sigkilled(
+    product_type, tmp_path
+):
+    """The tick queued for the delay's time is a countdown message the worker holds
+    unacknowledged: SIGKILLed, it takes the tick with it (for the broker's visibility timeout,
+    an hour). Beat's tick, every WAITS_TICK_S (its default, 1 s: not overridden here), resolves
+    the delay instead, and that one tick resumes the entities itself (no debounced resume)."""
+    assert settings.CELERY_BEAT_SCHEDULE["tick-waits"]["schedule"] == settings.WAITS_TICK_S <= 1
     worker = start_worker(tmp_path / "worker1.log")
     try:
         ids = make_entities(product_type, 4)
         until = timezone.now() + timedelta(seconds=20)
         run = start_run(make_workflow(product_type, [delay(until=iso(until)), PUBLISH]), ids)
         wait_until(all_waiting(run.pk, 4), "4 entities to wait")
+        # Its tick is queued for its time, held by this worker.
+        assert set(Delay.objects.filter(run=run).values_list("tick_asked", flat=True)) == {True}
     finally:
-        worker.kill()  # the tick it held for the delay's time goes with it
+        worker.kill()
+    assert timezone.now() < until, "parking took longer than the test's margin"
     assert Run.objects.get(pk=run.pk).waiting == 4
-    beat = start_beat(tmp_path / "beat.log", WAITS_TICK_S="1")
+    beat = start_beat(tmp_path / "beat.log")
     worker = start_worker(tmp_path / "worker2.log")
     try:
         run = wait_for_run(run.pk, timeout=180)
@@ -92,6 +106,18 @@ def test_a_delay_survives_a_worker_restart_and_goes_on_by_beat(product_type, tmp
         worker.stop()
         beat.stop()
     assert (run.status, run.completed) == ("completed", 4)
+    assert all(
+        when >= until for when in Wait.objects.filter(run=run).values_list("resolved_at", flat=True)
+    )
+
+    log = worker.log_text()
+    ticked = [int(n) for n in re.findall(TASK_DONE.format("tick_waits"), log)]
+    resumed = [int(n) for n in re.findall(TASK_DONE.format("resume_waits"), log)]
+    assert len(ticked) >= 2, ticked  # beat's ticks before and after its time
+    # One tick of beat's resolved all four (the killed worker's tick never ran) ...
+    assert [n for n in ticked if n] == [4], ticked
+    # ... and queued them itself: the resume the resolution asked for found nothing left.
+    assert sum(resumed) == 0, resumed
 
 
 def test_cancel_ends_delayed_entities(celery_worker, api, product_type):

@@ -1,11 +1,20 @@
-"""The `delay` kind of wait: an entity waits until a time, holding no worker.
+"""The `delay` kind of wait: an entity waits until a time, holding no worker, and goes on
+within about a second of it (the issue's promise: 2 s), also when a worker dies meanwhile.
 
-Each delay due within `SOON` gets a tick of this kind queued for its time (one per distinct
-second, `jobs.engine.waits.waits_tick_at`), so it goes on within about a second of it, not
-at beat's next tick; a delay due later gets its tick when a beat tick finds it due within
-`SOON` (a queued tick is kept by the broker well within its visibility timeout). Beat's
-ticks are the safety net: a tick lost with a restarted worker is made up within
-WAITS_TICK_S. Every tick resolves what is due, in batches, so two ticks at once do no harm.
+Two paths, either enough:
+- A tick queued for its time. Each delay due within `SOON` gets a tick of this kind queued
+  for the second after its time (one per distinct second, `jobs.engine.waits.waits_tick_at`);
+  a delay due later gets its tick when a beat tick finds it due within `SOON` (a queued tick
+  is kept by the broker well within its visibility timeout). This path needs no beat.
+- Beat's tick, every WAITS_TICK_S (1 s), the safety net. A queued tick is a countdown
+  message, held unacknowledged by the worker that will run it: SIGKILLed, that worker takes
+  it out of play until the broker's visibility timeout (an hour). Beat's next tick resolves
+  the delay instead, within WAITS_TICK_S of its time.
+Either tick resolves what is due, in batches, and then resumes those runs at once itself:
+the tick already gathered everything due, so the resume needs no debounce
+(WAIT_RESUME_DELAY_S), and the entities are queued in the same task. (The debounced resume
+every resolution asks for stays the safety net for a tick that dies between the two; it
+then finds nothing to do.) Two ticks at once do no harm: a wait is resolved and resumed once.
 """
 
 from datetime import datetime, timedelta
@@ -14,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.api.fields import to_millis
-from jobs.engine.waits import runs_lock, waits_resolve_each, waits_tick_at
+from jobs.engine.waits import run_waits_resume, runs_lock, waits_resolve_each, waits_tick_at
 from jobs.waits.base import Parked, WaitKind
 from jobs.waits.delay.models import Delay
 from workflows.steps.delay import DelayRequest
@@ -45,7 +54,7 @@ class DelayWait(WaitKind):
         Delay.objects.bulk_create(delays, batch_size=BATCH)
 
     def tick(self, *, now: datetime) -> int:
-        resolved = 0
+        resolved, run_ids = 0, set()
         while True:
             due = list(
                 Delay.objects.filter(until__lte=now)
@@ -55,19 +64,22 @@ class DelayWait(WaitKind):
             if not due:
                 break
             with transaction.atomic():
-                run_ids = sorted({run_id for _, run_id, _ in due})
-                runs_lock(run_ids=run_ids)
+                batch_runs = sorted({run_id for _, run_id, _ in due})
+                runs_lock(run_ids=batch_runs)
                 resolved += waits_resolve_each(
                     resolutions={
                         wait_id: Resolution("continue", output={"until": _shown(until)})
                         for wait_id, _, until in due
                     },
-                    run_ids=run_ids,
+                    run_ids=batch_runs,
                     now=now,
                 )
                 Delay.objects.filter(pk__in=[wait_id for wait_id, _, _ in due]).delete()
+            run_ids.update(batch_runs)
             if len(due) < BATCH:
                 break
+        for run_id in sorted(run_ids):  # everything due is resolved: on at once, together
+            run_waits_resume(run_id=run_id)
         soon = list(
             Delay.objects.filter(until__lte=now + SOON, tick_asked=False)
             .order_by("until")
