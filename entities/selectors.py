@@ -1,6 +1,7 @@
 from django.db import models
 
 from config.api.errors import Conflict, FieldError, InvalidInput, NotFound
+from entities.labels import entity_label
 from entities.models import Entity, EntityRevision, EntityType
 from entities.revisions import RevisionGone, VersionState, version_state
 
@@ -89,3 +90,9 @@ def entity_version(*, entity: Entity, version: int) -> tuple[EntityRevision, Ver
             f"Version {version} can no longer be rebuilt: newer revisions were pruned.",
             code="revision_not_kept",
         ) from None
+
+
+def entity_labels(*, entity_ids) -> dict[str, str]:
+    """Each entity's label for a person (entities/labels.py), id -> label, in one query."""
+    rows = Entity.objects.filter(pk__in=set(entity_ids)).values_list("pk", "data")
+    return {pk: entity_label(data) for pk, data in rows}

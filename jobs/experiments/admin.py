@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from config.api.errors import DomainError
+from entities.selectors import entity_labels
 from jobs.experiments import services
 from jobs.experiments.models import Experiment
 
@@ -110,6 +111,7 @@ class ExperimentAdmin(admin.ModelAdmin):
         if shown in ("regressed", "changed"):
             results = results.filter(**{shown: True})
         page = Paginator(results, PAGE_SIZE).get_page(request.GET.get("page"))
+        labels = entity_labels(entity_ids=[result.entity_id for result in page])
         humans = [s["name"] for s in experiment.scorers if s["type"] == "human"]
         context = {
             **self.admin_site.each_context(request),
@@ -123,6 +125,7 @@ class ExperimentAdmin(admin.ModelAdmin):
             "rows": [
                 {
                     "result": result,
+                    "label": labels.get(result.entity_id, ""),
                     "fields": _fields(result.baseline, result.candidate),
                     "verdicts": result.verdicts,
                 }
@@ -178,6 +181,9 @@ class ExperimentAdmin(admin.ModelAdmin):
             "experiment": experiment,
             "scorer": scorer,
             "result": result,
+            "label": entity_labels(entity_ids=[result.entity_id]).get(result.entity_id, "")
+            if result is not None
+            else "",
             "left": pending.count(),
             "sides": sides,
             "outcomes": outcomes if result is not None else None,

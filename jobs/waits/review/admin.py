@@ -15,6 +15,7 @@ from django.utils.http import urlencode
 from config.api.errors import DomainError, FieldError, InvalidInput
 from config.api.parsers import depth_problem
 from config.api.storable import unstorable
+from entities.labels import entity_label
 from jobs.waits.review import selectors
 from jobs.waits.review import services as reviews
 from jobs.waits.review.audit import review_audit
@@ -79,17 +80,6 @@ class AuditShown:
         self.before, self.proposed, self.decided = (
             _cut(_text(value), limit) for value in (row.before, row.proposed, row.decided)
         )
-
-
-# The data fields that name an entity for a person, the first one set is its label.
-LABEL_FIELDS = ("title", "name", "label", "subject", "headline")
-
-
-def _label(data: dict) -> str:
-    for name in LABEL_FIELDS:
-        if isinstance(data.get(name), str) and data[name].strip():
-            return data[name]
-    return ""
 
 
 def _text(value) -> str:
@@ -248,7 +238,7 @@ def _shown(found: list[Review], limit: int | None) -> tuple[list[Review], bool]:
     for review in found:
         stored = current.get(review.entity_id)
         proposed = review.proposed_on(stored)
-        review.label = _label(stored or {})
+        review.label = entity_label(stored)
         review.rows = [
             FieldRow(path, get_path(stored or {}, path), get_path(proposed, path), limit)
             for path in review.fields
