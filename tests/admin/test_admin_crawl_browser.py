@@ -9,6 +9,7 @@ from django.contrib.auth.models import Group
 
 from tests.admin.browsing import overflow, python_reprs, require_chromium, staff_page
 from tests.factories import make_entities, make_key, make_workflow, run_inline, start_run
+from tests.jobs.test_experiments import _answers, _run_inline, _versions
 
 require_chromium()
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,7 +40,8 @@ PUBLISHED = [
 SKIP = re.compile(r"/logout/|/delete/|/password/|/jsi18n/|/r/\d+/")
 
 
-def fixture_rows(product_type):
+def fixture_rows(product_type, openai_server):
+    from jobs.experiments.services import experiment_start
     from jobs.schedules import schedule_fire
 
     ids = make_entities(product_type, 3)
@@ -53,6 +55,18 @@ def fixture_rows(product_type):
     schedule_fire(workflow_id=nightly.pk, trigger_index=0)
     make_key("api-user")
     Group.objects.create(name="Editors")
+    # An experiment with a human scorer: its page, and its blind comparison queue.
+    workflow, baseline, candidate = _versions(product_type)
+    _answers(openai_server)
+    _run_inline(
+        experiment_start(
+            workflow=workflow,
+            baseline=baseline,
+            candidate=candidate,
+            scorers=[{"type": "human", "name": "people"}],
+            entity_ids=ids[:2],
+        )
+    )
 
 
 def page_kind(path: str) -> str:
@@ -61,9 +75,9 @@ def page_kind(path: str) -> str:
 
 
 def test_every_admin_page_fits_1280_px_without_errors_or_reprs(
-    browser, live_server, django_user_model, product_type
+    browser, live_server, django_user_model, product_type, openai_server
 ):
-    fixture_rows(product_type)
+    fixture_rows(product_type, openai_server)
     watched = staff_page(browser, live_server, django_user_model, width=1280)
     page = watched.page
     queue, seen, problems = ["/admin/"], set(), []
@@ -86,4 +100,9 @@ def test_every_admin_page_fits_1280_px_without_errors_or_reprs(
                 queue.append(link.path)
     problems += watched.errors
     assert len(seen) > 25, sorted(seen)
+    # The pages of experiments and versions are among them.
+    assert {
+        "/admin/jobs/experiment/<id>/change/",
+        "/admin/jobs/experiment/<id>/compare/people/",
+    } <= seen
     assert not problems, "\n".join(problems)

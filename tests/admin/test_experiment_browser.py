@@ -1,0 +1,92 @@
+"""Experiments in Chromium, from the admin index as staff click: the experiment's page (arms,
+scores, both sides of each entity with the differences marked), its regressions filter, the
+blind human comparison queue, "Publish candidate", and the workflow page it leads to, whose
+versions list shows each version's diff and rolls back with a button."""
+
+import pytest
+
+from jobs.experiments import services
+from jobs.experiments.models import ExperimentResult
+from tests.admin.browsing import require_chromium, shot, staff_page
+from tests.factories import make_entities
+from tests.jobs.test_experiments import _answers, _run_inline, _versions
+from workflows.models import Workflow
+
+require_chromium()
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SCORERS = [
+    {"type": "rules", "name": "short", "rules": [{"field": "description", "maxLength": 20}]},
+    {"type": "human", "name": "people"},
+]
+
+
+@pytest.fixture
+def experiment(product_type, openai_server, settings):
+    settings.EXPERIMENT_CHUNK_SIZE = 5
+    workflow, baseline, candidate = _versions(product_type)
+    ids = make_entities(product_type, 3)
+    _answers(openai_server)
+    started = services.experiment_start(
+        workflow=workflow, baseline=baseline, candidate=candidate, scorers=SCORERS, entity_ids=ids
+    )
+    return _run_inline(started)
+
+
+def test_staff_read_an_experiment_compare_blind_and_publish_the_candidate(
+    browser, live_server, django_user_model, experiment
+):
+    watched = staff_page(browser, live_server, django_user_model, width=1280)
+    page = watched.page
+    page.locator("#content-main a[href='/admin/jobs/experiment/']").first.click()
+    page.locator("#result_list a", has_text=experiment.pk).click()
+    page.locator("#experiment-summary").wait_for()
+    assert "3 of 3 entities" in page.inner_text("#experiment-summary")
+    # Both sides of each entity, the differing values marked.
+    sides = page.locator("#experiment-results")
+    assert sides.locator("td.differ", has_text="A much longer and more detailed").count() == 3
+    assert sides.locator("td.differ", has_text="Short one.").count() == 3
+    # Each entity named by its readable label (its title here), next to its id.
+    assert sides.locator("th", has_text="Item 0").count() == 1
+    shot(page, "experiment")
+    # The candidate's longer text breaks the `short` rule the baseline passes: regressions.
+    page.click("#show-regressed")
+    page.wait_for_url("**show=regressed**")
+    assert page.locator("#experiment-results tr.regressed").count() == 3
+
+    # The human queue: blind (no version named), each pick mapped back to its version.
+    page.locator("#experiment-scores a", has_text="Compare").click()
+    for left in (3, 2, 1):
+        page.locator("#comparison").wait_for()
+        assert f"{left} comparison" in page.inner_text("#content-main")
+        assert "baseline" not in page.inner_text("#comparison").lower()
+        assert "Entity Item " in page.inner_text("#content-main")
+        a, b = (
+            page.locator("#comparison tr", has_text="description").locator("td").nth(i)
+            for i in (1, 2)
+        )
+        longer = "#pick-a" if len(a.inner_text()) > len(b.inner_text()) else "#pick-b"
+        page.fill("#id_comment", "reads better")
+        page.click(longer)
+        page.wait_for_load_state("load")
+    page.locator("#queue-done").wait_for()
+    shot(page, "experiment-compare-done")
+    for result in ExperimentResult.objects.filter(experiment=experiment):
+        human = next(v for v in result.verdicts if v["name"] == "people")
+        assert human["winner"] == "candidate"
+
+    # Back to the experiment by its breadcrumb, then Publish candidate.
+    page.locator(".breadcrumbs a", has_text=experiment.pk).click()
+    page.click("#publish-candidate input[type=submit]")
+    page.wait_for_url("**/admin/workflows/workflow/**/change/")
+    assert "Version 2 is live" in page.inner_text(".messagelist")
+    assert Workflow.objects.get(pk=experiment.workflow_id).version == 2
+    # The workflow page's versions: each with its diff, version 2 live, 1 a roll-back button.
+    versions = page.locator("#versions-group")
+    assert versions.locator("ins.diff-after", has_text="LONG").count() == 1
+    assert versions.locator("del.diff-before", has_text="Short").count() == 1
+    shot(page, "workflow-versions-after-publish")
+    page.locator("button[name=publish][value='1']", has_text="Roll back to this").click()
+    page.locator(".messagelist", has_text="Version 1 is live").wait_for()
+    assert Workflow.objects.get(pk=experiment.workflow_id).version == 1
+    assert not watched.errors
