@@ -30,7 +30,12 @@ SCHEMA_FIELDS = {
                 "title": "Field",
                 "properties": {
                     "name": {"type": "string", "required": True},
-                    "type": {"type": "string", "enum": SCHEMA_FIELD_TYPES, "required": True},
+                    "type": {
+                        "type": "string",
+                        "enum": SCHEMA_FIELD_TYPES,
+                        "default": "string",
+                        "required": True,
+                    },
                     "description": {"type": "string"},
                     "required": {"type": "boolean", "title": "Required"},
                 },

@@ -9,9 +9,11 @@ import pytest
 from django.contrib.admin.utils import quote
 
 from jobs.engine.waits import run_waits_resume
+from jobs.experiments.services import experiment_start
 from jobs.models import Review
 from tests.admin.browsing import ARTIFACTS, require_chromium, staff_page
 from tests.factories import make_entities, make_workflow, run_inline, start_run
+from tests.jobs.test_experiments import _answers, _run_inline, _versions
 
 require_chromium()
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,7 +30,9 @@ STEPS = [
 ]
 
 
-def test_screenshots_of_the_main_pages(browser, live_server, django_user_model, product_type):
+def test_screenshots_of_the_main_pages(
+    browser, live_server, django_user_model, product_type, openai_server
+):
     ids = make_entities(product_type, 40)
     workflow = make_workflow(product_type, STEPS, name="Tidy, review and publish")
     run = start_run(workflow, ids[:3])
@@ -45,6 +49,19 @@ def test_screenshots_of_the_main_pages(browser, live_server, django_user_model, 
 
     shot("/admin/", "index")
     shot(f"/admin/workflows/workflow/{quote(workflow.pk)}/change/", "workflow-steps")
+    # A step being built on the add page: ai_generate's form, its answer's fields among them.
+    page.goto("/admin/workflows/workflow/add/")
+    page.fill("#id_name", "Describe")
+    page.select_option("#id_entity_type", product_type.pk)
+    page.select_option("#id_steps-0-type", "ai_generate")
+    page.locator("#steps-0 [name='rjf§responseFormat']").select_option("json")
+    page.locator("#steps-0 .rjf-form-group", has_text="Fields of the answer").get_by_text(
+        "Add item"
+    ).first.click()
+    page.locator("#steps-0 [name='rjf§jsonSchema§fields§0§name']").fill("description")
+    page.locator("#steps-0 [name='rjf§temperature']").fill("5")
+    page.locator("#steps-0 ul.editor-problems").wait_for()
+    element_shot(page.locator("#steps-group"), "workflow-add-step")
     shot("/admin/workflows/workflow/step-types/#transform", "step-type-reference")
     shot(f"/admin/workflows/workflow/{quote(workflow.pk)}/run/?q=Item+1", "run-entity-search")
     shot("/admin/jobs/review/", "reviews")
@@ -57,3 +74,32 @@ def test_screenshots_of_the_main_pages(browser, live_server, django_user_model, 
     run_inline(run.pk)
     shot("/admin/jobs/review/?status=approved", "review-audit")
     shot(f"/admin/jobs/run/{quote(run.pk)}/change/", "run")
+
+    experiment = _experiment(product_type, openai_server)
+    shot(f"/admin/jobs/experiment/{quote(experiment.pk)}/change/", "experiment")
+    shot(f"/admin/jobs/experiment/{quote(experiment.pk)}/compare/people/", "experiment-compare")
+    page.goto(f"/admin/workflows/workflow/{quote(experiment.workflow_id)}/change/")
+    element_shot(page.locator("#versions-group"), "workflow-versions")
+
+
+def element_shot(locator, name: str) -> None:
+    locator.screenshot(path=str(OUT / f"{name}.png"))
+    assert (OUT / f"{name}.png").stat().st_size < 400_000
+
+
+def _experiment(product_type, openai_server):
+    """An ended experiment of a draft prompt against the live one, with a human scorer."""
+    workflow, baseline, candidate = _versions(product_type)
+    _answers(openai_server)
+    scorers = [
+        {"type": "rules", "name": "short", "rules": [{"field": "description", "maxLength": 20}]},
+        {"type": "human", "name": "people"},
+    ]
+    started = experiment_start(
+        workflow=workflow,
+        baseline=baseline,
+        candidate=candidate,
+        scorers=scorers,
+        entity_ids=make_entities(product_type, 3),
+    )
+    return _run_inline(started)
