@@ -1,10 +1,12 @@
 """Retention: what is deleted, and when. Nothing the product writes is kept for ever.
 
 - Ended runs whose end is older than RUNS_KEEP_DAYS, with everything of theirs: items, logs,
-  waits, reviews, provider batches and their requests, schedule fires, the job. Open runs are
-  never touched, nor a run an open retry reads.
+  waits and each kind's records of them (reviews, provider batches and their requests:
+  `WaitKind.run_records`), schedule fires, the job. Open runs are never touched, nor a run an
+  open retry reads.
 - Idempotency records older than IDEMPOTENCY_KEEP_HOURS (they replay nothing after it).
-- Events (`POST /api/v1/events`) EVENT_KEEP_MINUTES past their keep time.
+- A kind of wait's own records past their keep time (`WaitKind.prune`: events,
+  `POST /api/v1/events`, EVENT_KEEP_MINUTES past theirs).
 - Entity revisions older than ENTITY_REVISIONS_KEEP_DAYS, but the newest of each entity
   (`entities.revisions.revisions_prune`).
 
@@ -17,7 +19,8 @@ deletes nothing.
 
 A new kind of record with its own retention is one function `(*, now, limit) -> Batch`
 (rows deleted, whether it stopped at its limit) appended to `PRUNERS`; one that returns only
-the rows it deleted is appended as `counted(pruner)`.
+the rows it deleted is appended as `counted(pruner)`. A kind of wait needs neither: its
+hooks are read from the registry of kinds at each call (`pruners()`).
 """
 
 from collections.abc import Callable
@@ -33,13 +36,9 @@ from django.utils import timezone
 from config.api.models import IdempotencyRecord
 from entities.revisions import revisions_prune
 from jobs.models import (
-    AiBatch,
-    AiBatchRequest,
     Experiment,
     ExperimentResult,
     ExperimentStatus,
-    Review,
-    ReviewInstructions,
     Run,
     RunItem,
     RunLog,
@@ -47,7 +46,7 @@ from jobs.models import (
     ScheduleFire,
     Wait,
 )
-from jobs.waits.event.services import events_prune
+from jobs.waits.base import WaitKind, kinds
 
 
 class Batch(NamedTuple):
@@ -60,18 +59,20 @@ class Batch(NamedTuple):
 
 Pruner = Callable[..., Batch]  # (*, now: datetime, limit: int) -> Batch
 
-# What a run owns, in the order it is deleted (rows that point at others first), each as
-# the rows of one run. The run's row and its job go last, once all of these are gone.
-RUN_PARTS: list[Callable[[str], QuerySet]] = [
-    lambda run_id: AiBatchRequest.objects.filter(batch__run_id=run_id),
-    lambda run_id: Review.objects.filter(run_id=run_id),
-    lambda run_id: ReviewInstructions.objects.filter(run_id=run_id),
-    lambda run_id: Wait.objects.filter(run_id=run_id),
-    lambda run_id: AiBatch.objects.filter(run_id=run_id),
-    lambda run_id: RunLog.objects.filter(run_id=run_id),
-    lambda run_id: RunItem.objects.filter(run_id=run_id),
-    lambda run_id: ScheduleFire.objects.filter(run_id=run_id),
-]
+
+def run_parts(run_id: str) -> list[QuerySet]:
+    """What a run owns, in the order it is deleted (rows that point at others first): each
+    kind of wait's records of it, its waits, logs, items and schedule fires. The run's row
+    and its job go last, once all of these are gone."""
+    return [
+        *(records for kind in kinds for records in kind.run_records(run_id)),
+        Wait.objects.filter(run_id=run_id),
+        RunLog.objects.filter(run_id=run_id),
+        RunItem.objects.filter(run_id=run_id),
+        ScheduleFire.objects.filter(run_id=run_id),
+    ]
+
+
 RUN_ROWS = 2  # the run's row and its job's
 RUNS_PER_BATCH = 100
 
@@ -99,7 +100,7 @@ def runs_prunable(*, now: datetime) -> QuerySet:
 
 def runs_prune(*, now: datetime, limit: int) -> Batch:
     """Delete up to `limit` rows of old ended runs, the oldest runs first: their parts in
-    `RUN_PARTS` order, then each run whose parts are all gone."""
+    `run_parts` order, then each run whose parts are all gone."""
     deleted = 0
     with transaction.atomic():
         runs = list(
@@ -108,8 +109,8 @@ def runs_prune(*, now: datetime, limit: int) -> Batch:
             .values_list("pk", flat=True)[:RUNS_PER_BATCH]
         )
         for run_id in runs:
-            for part in RUN_PARTS:
-                deleted += _delete_some(part(run_id), limit - deleted)
+            for part in run_parts(run_id):
+                deleted += _delete_some(part, limit - deleted)
                 if deleted >= limit:
                     return Batch(deleted, more=True)
             if limit - deleted < RUN_ROWS:  # the run and its job go together, next time
@@ -166,8 +167,20 @@ PRUNERS: list[Pruner] = [
     experiments_prune,
     idempotency_records_prune,
     counted(revisions_prune),
-    counted(events_prune),
 ]
+
+
+def _kind_pruner(kind: WaitKind) -> Pruner:
+    def prune(*, now: datetime, limit: int) -> int:
+        return kind.prune(now=now, limit=limit)
+
+    prune.__name__ = f"waits_{kind.name}_prune"
+    return counted(prune)
+
+
+def pruners() -> list[Pruner]:
+    """`PRUNERS`, then each kind of wait's (`WaitKind.prune`), named `waits_<kind>_prune`."""
+    return [*PRUNERS, *(_kind_pruner(kind) for kind in kinds)]
 
 
 class Pruned(NamedTuple):
@@ -179,7 +192,7 @@ def retention_prune(*, now: datetime | None = None, limit: int | None = None) ->
     """One batch of every pruner, each in its own transaction."""
     now = now or timezone.now()
     limit = limit or settings.RETENTION_BATCH_ROWS
-    batches = {pruner.__name__: pruner(now=now, limit=limit) for pruner in PRUNERS}
+    batches = {pruner.__name__: pruner(now=now, limit=limit) for pruner in pruners()}
     return Pruned(
         {name: batch.deleted for name, batch in batches.items()},
         any(batch.more for batch in batches.values()),

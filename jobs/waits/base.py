@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import ClassVar, NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db.models import QuerySet
 
 from jobs.models import Wait
 from workflows.steps.runtime import EntityState
@@ -61,6 +62,17 @@ class WaitKind:
         """What each of these waits waits for, as the run's items show it (`waitingFor`):
         by wait id, a few camelCase facts (a time; an event and its key). None by default."""
         return {}
+
+    def run_records(self, run_id: str) -> list[QuerySet]:
+        """This kind's records of a run, for retention to delete with the run
+        (`jobs.retention`): each before those it points at, all before the run's waits. Rows
+        that cascade from their `Wait` need not be named. None by default."""
+        return []
+
+    def prune(self, *, now: datetime, limit: int) -> int:
+        """Delete up to `limit` of this kind's records that no run owns and whose keep time
+        is past (an event); returns how many (retention's pruner). None by default."""
+        return 0
 
     def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
         """A cancel ends these unresolved waits of the run: end this kind's records of them.

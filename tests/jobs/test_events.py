@@ -187,7 +187,7 @@ def test_retention_prunes_events_past_their_keep_time(api):
     api.post("/api/v1/events", {"events": [{"name": "a", "key": str(n)} for n in range(3)]})
     Event.objects.filter(key="0").update(expires_at=timezone.now() - timedelta(days=1))
     pruned = retention_prune()
-    assert pruned.rows["events_prune"] == 1
+    assert pruned.rows["waits_event_prune"] == 1
     assert sorted(Event.objects.values_list("key", flat=True)) == ["1", "2"]
 
 

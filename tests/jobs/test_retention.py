@@ -25,7 +25,7 @@ from jobs.models import (
     ScheduleFire,
     Wait,
 )
-from jobs.retention import PRUNERS, RUN_ROWS, retention_prune, runs_prune
+from jobs.retention import RUN_ROWS, pruners, retention_prune, runs_prune
 from jobs.waits.review.services import reviews_decide
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
@@ -205,12 +205,15 @@ def test_beat_runs_the_retention_task_every_hour():
     entry = settings.CELERY_BEAT_SCHEDULE["prune-old-records"]
     assert entry == {"task": queue.PRUNE_OLD_RECORDS, "schedule": 3600.0}
     assert prune_old_records.name == queue.PRUNE_OLD_RECORDS
-    assert [pruner.__name__ for pruner in PRUNERS] == [
+    assert [pruner.__name__ for pruner in pruners()] == [
         "runs_prune",
         "experiments_prune",
         "idempotency_records_prune",
         "revisions_prune",
-        "events_prune",
+        "waits_review_prune",
+        "waits_ai_batch_prune",
+        "waits_delay_prune",
+        "waits_event_prune",
     ]
 
 

@@ -7,6 +7,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 
 from jobs.waits.ai_batch.models import AiBatch, AiBatchRequest, AiBatchStatus
 from jobs.waits.ai_batch.queue import ai_batch_cancel_enqueue, ai_batch_submit_enqueue
@@ -50,6 +51,12 @@ class AiBatchWait(WaitKind):
         its window; requests it let expire come back missing from the results, and are
         retried then.)"""
         return ai_batches_poll(polled_before=now - timedelta(seconds=settings.AI_BATCH_POLL_S))
+
+    def run_records(self, run_id: str) -> list[QuerySet]:
+        return [
+            AiBatchRequest.objects.filter(batch__run_id=run_id),
+            AiBatch.objects.filter(run_id=run_id),
+        ]
 
     def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
         requests = AiBatchRequest.objects.filter(pk__in=wait_ids)

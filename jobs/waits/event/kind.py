@@ -10,7 +10,7 @@ from django.utils import timezone
 from config.api.fields import to_millis
 from jobs.waits.base import Parked, WaitKind
 from jobs.waits.event.models import Event, EventWait
-from jobs.waits.event.services import waits_match, waits_time_out
+from jobs.waits.event.services import events_prune, waits_match, waits_time_out
 from workflows.steps.wait_for_event import EventRequest
 from workflows.usage import Usage
 
@@ -74,6 +74,9 @@ class EventWaitKind(WaitKind):
             }
             for pk, name, key, timeout_at in rows
         }
+
+    def prune(self, *, now: datetime, limit: int) -> int:
+        return events_prune(now=now, limit=limit)
 
     def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
         EventWait.objects.filter(pk__in=wait_ids).delete()

@@ -5,6 +5,7 @@ expired reviews are decided on each tick as the step's `onTimeout` says."""
 import hashlib
 from datetime import datetime, timedelta
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from jobs.waits.base import Parked, WaitKind
@@ -75,6 +76,12 @@ class ReviewWait(WaitKind):
                 "pk", "wait_id"
             )
         }
+
+    def run_records(self, run_id: str) -> list[QuerySet]:
+        return [
+            Review.objects.filter(run_id=run_id),
+            ReviewInstructions.objects.filter(run_id=run_id),
+        ]
 
     def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
         Review.objects.filter(wait_id__in=wait_ids, status=ReviewStatus.PENDING).update(
