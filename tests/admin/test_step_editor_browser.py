@@ -37,8 +37,8 @@ def test_staff_edit_a_step_in_its_form_and_reorder_steps_without_typing_json(
     page.locator("#steps-0 button.step-move", has_text="↓").click()
     assert page.input_value("#id_steps-0-position") == "2"
     assert page.input_value("#id_steps-1-position") == "1"
-    page.click("input[name=_continue]")
-    page.wait_for_load_state("load")
+    page.click("input[name=_continue]")  # sent once the page's check has passed
+    page.locator(".messagelist .success").wait_for()
     shot(page, "step-editor-saved")
     workflow.refresh_from_db()
     assert [s.step_id for s in workflow.steps.order_by("position")] == ["pub", "tidy"]
