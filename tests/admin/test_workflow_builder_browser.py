@@ -51,6 +51,11 @@ def test_staff_build_a_four_step_workflow_and_a_trigger_without_typing_json(
     field(generate, "jsonSchema§fields§0§name").fill("description")
     field(generate, "jsonSchema§fields§0§type").select_option("string")
     field(generate, "jsonSchema§fields§0§required").check()
+    # A step added by mistake is removed again: the page forgets it.
+    page.click("#steps-group .add-row a")
+    page.select_option("#id_steps-4-type", "delay")
+    page.click("#steps-4 .inline-deletelink")
+    assert page.locator("#id_steps-4-type").count() == 0
     # The review is dragged by its handle above the publish: positions follow the page.
     page.locator("#steps-3 .step-drag").drag_to(page.locator("#steps-2 .field-type"))
     order = page.eval_on_selector_all(
@@ -113,6 +118,33 @@ def test_staff_build_a_four_step_workflow_and_a_trigger_without_typing_json(
         field(page.locator("#steps-1"), "jsonSchema§fields§0§name").input_value() == "description"
     )
     shot(page, "builder-saved")
+    assert not watched.errors
+
+
+def test_staff_who_prefer_json_edit_the_triggers_as_json_checked_in_the_page(
+    browser, live_server, django_user_model, product_type
+):
+    steps = [{"id": "pub", "type": "publish", "config": {"status": "published"}}]
+    workflow = make_workflow(product_type, steps, triggers=[{"on": "entity.created"}])
+    watched = staff_page(browser, live_server, django_user_model, width=1280)
+    page = watched.page
+    page.locator("#content-main a[href='/admin/workflows/workflow/']").first.click()
+    page.locator("#result_list a", has_text=workflow.name).click()
+    page.click("button.triggers-view")
+    as_json = page.locator("textarea.triggers-json")
+    assert json.loads(as_json.input_value()) == [{"on": "entity.created"}]
+    as_json.fill('[{"on": "schedule", "cron": "every night"}]')
+    refused = page.locator(".field-triggers ul.editor-problems")
+    refused.wait_for()
+    assert refused.inner_text().startswith("triggers[0].cron: ")
+    as_json.fill('[{"on": "schedule", "cron": "0 3 * * *"}]')
+    refused.wait_for(state="detached")
+    page.click("button.triggers-view")  # back to the form, which shows what was typed
+    assert page.locator(".field-triggers select").first.input_value() == "schedule"
+    page.click("input[name=_continue]")
+    page.locator(".messagelist .success").wait_for()
+    workflow.refresh_from_db()
+    assert workflow.triggers == [{"on": "schedule", "cron": "0 3 * * *"}]
     assert not watched.errors
 
 

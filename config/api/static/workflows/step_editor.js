@@ -1,7 +1,7 @@
 // The workflow form's step editor. Each step's config is the form made from its type's schema
 // (django-jsonform's React form, bundled: no CDN), swapped for the new type's when the type
-// changes, or the same config as JSON text ("Edit as JSON"). The text area is what is posted:
-// the config as the API takes it. Before the form is sent, and as staff edit, the steps and
+// changes, or the same config as JSON text ("Edit as JSON"; the triggers have one too). The
+// text area is what is posted: the config as the API takes it. Before the form is sent, and as staff edit, the steps and
 // triggers are checked by the server's own check (the services the API and the save use), and
 // its messages are shown next to each step; the form is not sent while there is a problem.
 (function () {
@@ -197,6 +197,74 @@
     else showForm();
   }
 
+  // The triggers (django-jsonform's own editor) get a JSON view too: the triggers as the API
+  // takes them, options left empty dropped. Back in the form, a new form shows what was typed.
+  var triggersJson = null;
+  function compact(value) {
+    if (Array.isArray(value)) return value.map(compact);
+    if (!isObject(value)) return value;
+    var kept = {};
+    Object.keys(value).forEach(function (key) {
+      var item = compact(value[key]);
+      var empty = item === "" || item === null || (Array.isArray(item) && !item.length) ||
+        (isObject(item) && !Object.keys(item).length);
+      if (!empty) kept[key] = item;
+    });
+    return kept;
+  }
+  function wireTriggers() {
+    var input = document.getElementById("id_triggers");
+    if (!input || !input.dataset.djangoJsonform) return;
+    var schema = JSON.parse(input.dataset.djangoJsonform).schema;
+    var text = document.createElement("textarea");
+    text.className = "vLargeTextField triggers-json";
+    text.rows = 6;
+    text.hidden = true;
+    text.setAttribute("aria-label", "Triggers as JSON");
+    var toggle = document.createElement("button");
+    toggle.type = "button";
+    toggle.className = "button triggers-view";
+    toggle.textContent = "Edit as JSON";
+    var tools = document.createElement("p");
+    tools.className = "step-config-tools";
+    tools.appendChild(toggle);
+    input.parentNode.insertBefore(text, input.nextSibling);
+    input.parentNode.insertBefore(tools, text.nextSibling);
+    text.addEventListener("input", function () {
+      try {
+        input.value = JSON.stringify(JSON.parse(text.value || "[]"));
+        triggersJson = null;
+      } catch (error) {
+        triggersJson = "Enter a valid JSON.";
+      }
+      scheduleCheck();
+    });
+    toggle.addEventListener("click", function () {
+      var container = input.previousElementSibling;
+      if (text.hidden) {
+        var current = [];
+        try { current = compact(JSON.parse(input.value || "[]")); } catch (error) { /* empty */ }
+        text.value = JSON.stringify(current, null, 2);
+        text.hidden = false;
+        container.hidden = true;
+        toggle.textContent = "Edit in the form";
+        return;
+      }
+      if (triggersJson) return;
+      var fresh = document.createElement("div");
+      fresh.id = input.id + "_jsonform_" + (++counter);
+      fresh.setAttribute("data-django-jsonform-container", "true");
+      container.replaceWith(fresh);
+      reactJsonForm.createForm({
+        containerId: fresh.id, dataInputId: input.id, schema: schema,
+        data: JSON.parse(input.value || "[]"), errorMap: {}, fileHandler: "",
+        fileHandlerArgs: {}, readonly: false,
+      }).render();
+      text.hidden = true;
+      toggle.textContent = "Edit as JSON";
+    });
+  }
+
   // The steps the form will save, in the order the save puts them (by position, empty last).
   function stepRows() {
     var rows = Array.prototype.slice.call(
@@ -219,7 +287,7 @@
   }
 
   function collect() {
-    var local = [];
+    var local = triggersJson ? [{ step: null, field: "triggers", text: triggersJson }] : [];
     var steps = stepRows().map(function (row, index) {
       var text = configArea(row).value.trim();
       var config = "";
@@ -315,6 +383,7 @@
     checkUrl = checkScript.dataset.url;
     workflowId = checkScript.dataset.workflow;
     wireAll();
+    wireTriggers();
     document.addEventListener("formset:added", wireAll);
     form.addEventListener("submit", function (event) {
       var submitter = event.submitter;
