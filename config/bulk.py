@@ -7,6 +7,8 @@ supports (PostgreSQL and SQLite; `config.env.env_database` refuses any other at 
   one JSON array (one parameter to quote, and a statement short enough for the driver to
   cache): `jsonb_to_recordset` on PostgreSQL, `json_each` on SQLite. Table, columns and
   types come from the model's `_meta`.
+- `rows_insert`: the same for inserting a batch of rows (`INSERT ... SELECT FROM <rows>`),
+  without building a model instance per row as `bulk_create` does.
 - The `any` lookup: `filter(pk__any=ids)` is `pk__in=ids` sent as one array parameter on
   PostgreSQL (`= ANY(%s)`), so a chunk's 400 ids (or a run's 10,000) are one value to
   compile, send and plan instead of one placeholder each. Other databases get the IN list.
@@ -115,6 +117,37 @@ def rows_update(
             if returning:
                 written += cursor.fetchall()
     return written
+
+
+def rows_insert(
+    model, rows: Iterable[dict], *, fields: Sequence[str], ignore_conflicts: bool = False
+) -> int:
+    """Insert `rows` (dicts by field name, holding every one of `fields`: no defaults are
+    applied) into `model`'s table, one statement per batch; returns how many were inserted
+    (`ignore_conflicts`: rows that would break a unique constraint are left out)."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    meta, quote = model._meta, connection.ops.quote_name
+    columns = [meta.get_field(name) for name in fields]
+    alias = {field.name: f"c{index}" for index, field in enumerate(columns)}
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} "  # noqa: S608 (names from _meta)
+        f"({', '.join(quote(field.column) for field in columns)}) "
+        f"SELECT {', '.join(f'r.{alias[field.name]}' for field in columns)} "
+        f"FROM {_rows_source(columns, alias)}"
+    )
+    if connection.vendor == "sqlite":
+        sql += " WHERE true"  # SQLite's parser needs it before ON CONFLICT after a SELECT
+    if ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    encode_rows = _rows_encoder(columns, alias)
+    inserted = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), BATCH_SIZE):
+            cursor.execute(sql, [encode_rows(rows[start : start + BATCH_SIZE])])
+            inserted += cursor.rowcount
+    return inserted
 
 
 def _rows_source(fields: list, alias: dict) -> str:

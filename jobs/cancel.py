@@ -45,7 +45,7 @@ def run_cancel(*, run_id: str, cancelled_by: str = "") -> Run:
     again while the cancel goes on changes nothing."""
     by = f" by {cancelled_by}" if cancelled_by else ""
     with transaction.atomic():
-        runs_lock(run_ids=[run_id])
+        runs_lock(run_ids=[run_id], exclusive=True)
         run = Run.objects.get(pk=run_id)
         if run.is_ended:
             raise Conflict(f"The job has already ended ({run.status}).", code="job_ended")
@@ -71,7 +71,7 @@ def run_cancel_step(*, run_id: str) -> bool:
     size = settings.RUN_CANCEL_BATCH_SIZE
     now = timezone.now()
     with transaction.atomic():
-        runs_lock(run_ids=[run_id])
+        runs_lock(run_ids=[run_id], exclusive=True)
         run = Run.objects.filter(pk=run_id).first()
         if run is None or not run.cancelling:
             return False

@@ -33,7 +33,7 @@ def _chunk_execute(run_id: str, chunk: int) -> None:
     if run.status == RunStatus.PENDING:
         run_mark_running(run_id=run_id)
     items = items_claim(run, chunk)  # never an item claimed RUN_MAX_ATTEMPTS times already
-    if not items or any(item.attempts > 1 for item in items):
+    if not items or any(item.attempts > _first_attempt(item) for item in items):
         # Only a redelivery can hold such items (each delivery claims every unfinished item
         # of its chunk), so a first delivery, the common case, skips this query.
         items_give_up(run_id, chunk)
@@ -65,3 +65,9 @@ def _chunk_execute(run_id: str, chunk: int) -> None:
         if not chunk_finish(committer, states):
             return  # other chunks are still open: the last one to finish ends the run
     run_end_if_done(run_id=run_id)
+
+
+def _first_attempt(item) -> int:
+    """The attempt of an item's first delivery in its chunk: 1, or one past the attempt
+    that parked it when it comes back from a wait (its checkpoint says which)."""
+    return (item.state or {}).get("attempt", 0) + 1

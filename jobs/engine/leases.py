@@ -101,8 +101,10 @@ def items_claim(run: Run, chunk: int) -> list[Lease]:
     )
     # A checkpoint without the data (only the run's changes, applied to the entity as stored
     # now): another delivery's publish may have committed it while this claim waited, after
-    # the joined entity was read (see above). Read those entities again.
-    reread = {lease.entity_id for lease in leases if lease.state and "data" not in lease.state}
+    # the joined entity was read (see above). Read those entities again, where the entity
+    # read is older than the version the checkpoint names (an entity back from a wait is
+    # read once: its checkpoint names the version it was parked at, or an older one).
+    reread = {lease.entity_id for lease in leases if _stale(lease)}
     if reread:
         entities = entity_rows(list(reread))
         leases = [
@@ -114,6 +116,15 @@ def items_claim(run: Run, chunk: int) -> list[Lease]:
     if leases and (run.heartbeat_at is None or now - run.heartbeat_at > HEARTBEAT_EVERY):
         run_heartbeat(run.pk, now)  # else other chunks are showing the run moves
     return leases
+
+
+def _stale(lease: Lease) -> bool:
+    """Whether the entity joined to a checkpoint without data may be older than it."""
+    if not lease.state or "data" in lease.state:
+        return False
+    if lease.entity is None or "version" not in lease.state:
+        return True
+    return lease.entity[2] < lease.state["version"]
 
 
 _ITEM_COLUMNS = ("id", "run", "chunk", "entity_id", "status", "attempts", "next_step", "state")

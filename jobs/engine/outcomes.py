@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from config.bulk import rows_update
 from jobs.engine.committer import ChunkCommitter
-from jobs.engine.waits import waits_park
+from jobs.engine.waits import waits_confirm, waits_park
 from jobs.models import ItemStatus, Run, RunItem, RunLog
 from workflows.steps.runtime import EntityState, Outcome
 from workflows.usage import ZERO, Usage
@@ -46,9 +46,10 @@ def chunk_finish(committer: ChunkCommitter, states: list[EntityState]) -> bool:
     leases = committer.leases
     waiting = [state for state in states if state.outcome == Outcome.WAITING]
     parked = []
-    if waiting:  # first: it locks the run's row, and may end some of them instead
-        waits_park(run_id=committer.run_id, leases=leases, states=waiting, requests=committer.waits)
-        parked = [state for state in waiting if state.outcome == Outcome.WAITING]
+    if waiting:
+        parked = waits_park(
+            run_id=committer.run_id, leases=leases, states=waiting, requests=committer.waits
+        )
     states = _items_end(
         leases,
         [s for s in states if s.outcome not in (Outcome.HANDED_OFF, Outcome.WAITING)],
@@ -84,7 +85,11 @@ def chunk_finish(committer: ChunkCommitter, states: list[EntityState]) -> bool:
         for step_id, count in stopped.items()
     ]
     counts = Counter(COUNTER[state.outcome] for state in states)
-    counts["waiting"] = len(parked)
+    # Under the run's lock (taken only now, as the counters' UPDATE would): entities parked
+    # after a cancel was asked end cancelled here.
+    cancelled = waits_confirm(run_id=committer.run_id, parked=parked, now=now)
+    counts["waiting"] = len(parked) - cancelled
+    counts["cancelled"] += cancelled
     counts["skipped"] = sum(state.outcome == Outcome.STOPPED for state in states)
     for state in states:
         logs += [
@@ -102,7 +107,9 @@ def chunk_finish(committer: ChunkCommitter, states: list[EntityState]) -> bool:
     # Last: every chunk of the run writes this row, so its lock is held only to COMMIT.
     # What the entities ended or parked here used that the run has not counted yet: a
     # waiting entity's usage counts at once (a cancelled run keeps it, the API shows it).
-    usage = Usage.total(Usage.of(s.usage) - s.usage_counted for s in [*states, *parked])
+    usage = Usage.total(
+        Usage.of(s.usage) - s.usage_counted for s in [*states, *(p.state for p in parked)]
+    )
     return run_count(committer.run_id, counts, usage, now)
 
 

@@ -16,19 +16,19 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Max
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 
 from config.api.ids import new_id
 from config.api.storable import unstorable
-from config.bulk import rows_update
+from config.bulk import rows_insert, rows_update
 from jobs import queue
 from jobs.engine.states import checkpoint_of
 from jobs.item_rows import run_chunk_size
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus, Wait, WaitStatus
-from jobs.waits.base import Parked, kinds
+from jobs.waits.base import Parked, ParkedWait, kinds
 from workflows.steps.runtime import EntityState, Outcome, StepError, set_path
 from workflows.steps.waits import NO_OUTPUT, Resolution, WaitRequest
 from workflows.usage import ZERO, Usage
@@ -53,20 +53,17 @@ def wait_asked(request: WaitRequest, *, step_id: str, step_index: int) -> Asked:
 
 def waits_park(
     *, run_id: str, leases: dict, states: list[EntityState], requests: dict[str, Asked]
-) -> int:
-    """Park `states` (outcome WAITING); call inside the chunk's finishing transaction.
-    Returns how many were parked; the others end as their new outcome says: handed off (the
-    lease is gone), failed (a working copy the database cannot store) or cancelled (the run
-    was cancelled meanwhile).
+) -> list[Parked]:
+    """Park `states` (outcome WAITING); call inside the chunk's finishing transaction, then
+    `waits_confirm` at its end. Returns the entries parked; the other states end as their
+    new outcome says: handed off (the lease is gone) or failed (a working copy the database
+    cannot store).
 
-    The run's row is locked first, so a cancel either comes before (and these entities end
-    cancelled) or after (and its batches find them waiting): none is left waiting in a
-    cancelled run.
-    """
-    if not runs_lock(run_ids=[run_id]).get(run_id):
-        for state in states:
-            state.outcome = Outcome.CANCELLED
-        return 0
+    Set-based: one UPDATE of the items (their checkpoints, under the lease), one INSERT of
+    the waits, and each kind's own rows in one INSERT or so, whatever the number of
+    entities. The run's row is not locked here but by `waits_confirm`, just before the
+    chunk's counters (which lock it anyway), so chunks parking at once do not take turns
+    on it for their whole finish."""
     parking: dict[int, Parked] = {}
     rows = []
     for state in states:
@@ -77,13 +74,8 @@ def waits_park(
         if problem:
             state.fail(asked.step_id, f"{problem.field}: {problem.message}")
             continue
-        wait = Wait(
-            id=new_id("wait"),
-            run_id=run_id,
-            item_id=pk,
-            entity_id=state.entity_id,
-            step_id=asked.step_id,
-            kind=asked.request.kind,
+        wait = ParkedWait(
+            new_id("wait"), run_id, pk, state.entity_id, asked.step_id, asked.request.kind
         )
         parking[pk] = Parked(wait, state, asked.request)
         # The chunk's finish counts the entity's usage in the run, in this transaction.
@@ -97,23 +89,55 @@ def waits_park(
                 "state": saved,
             }
         )
-    written = rows_update(
-        RunItem,
-        rows,
-        match=["id", "attempts"],
-        copy=["step_id", "next_step", "state"],
-        assign={"status": ItemStatus.WAITING},
-        where={"status": ItemStatus.RUNNING},
-        returning=["id"],
-    )
-    parked = [parking[row[0]] for row in written]
+    written = {
+        row[0]
+        for row in rows_update(
+            RunItem,
+            rows,
+            match=["id", "attempts"],
+            copy=["step_id", "next_step", "state"],
+            assign={"status": ItemStatus.WAITING},
+            where={"status": ItemStatus.RUNNING},
+            returning=["id"],
+        )
+    }
+    parked = [entry for pk, entry in parking.items() if pk in written]
     for pk, entry in parking.items():
-        if pk not in {row[0] for row in written}:
+        if pk not in written:
             entry.state.outcome = Outcome.HANDED_OFF
-    Wait.objects.bulk_create([entry.wait for entry in parked], batch_size=1000)
-    for name in {entry.wait.kind for entry in parked}:
+    now = timezone.now()
+    rows_insert(
+        Wait,
+        (
+            {
+                "id": entry.wait.pk,
+                "run": run_id,
+                "item": entry.wait.item_id,
+                "entity_id": entry.wait.entity_id,
+                "step_id": entry.wait.step_id,
+                "kind": entry.wait.kind,
+                "status": WaitStatus.WAITING,
+                "created_at": now,
+            }
+            for entry in parked
+        ),
+        fields=["id", "run", "item", "entity_id", "step_id", "kind", "status", "created_at"],
+    )
+    for name in sorted({entry.wait.kind for entry in parked}):
         kinds.get(name).create([entry for entry in parked if entry.wait.kind == name])
-    return len(parked)
+    return parked
+
+
+def waits_confirm(*, run_id: str, parked: list[Parked], now: datetime) -> int:
+    """Lock the run's row at the end of a chunk's finish that parked entities, and end them
+    `cancelled` (with their waits and their kinds' records, as a cancel's batch would) if a
+    cancel was asked or the run ended meanwhile: a cancel's batches, which lock the row
+    first, either came after this and find them waiting, or came before and missed them
+    (they were the chunk's, `running`), which is when they are ended here. Returns how many
+    were cancelled."""
+    if not parked or runs_lock(run_ids=[run_id]).get(run_id):
+        return 0
+    return waits_cancel(run_id=run_id, item_ids=[entry.wait.item_id for entry in parked], now=now)
 
 
 def waits_apply(*, checkpoints: list[dict | None], states: list[EntityState]) -> None:
@@ -166,17 +190,33 @@ def _apply(state: EntityState, step_id: str, resolution: Resolution | None) -> N
         state.fail(step_id, resolution.error or "The wait ended the entity.")
 
 
-def runs_lock(*, run_ids) -> dict[str, bool]:
+def runs_lock(*, run_ids, exclusive: bool = False) -> dict[str, bool]:
     """Lock runs' rows (in id order) and say, for each, whether it goes on: open, and no
-    cancel asked. `run_ids` may be a subquery. Everything that changes waits locks their runs
-    first (a decision, a resume, a cancel's batch, a chunk parking entities), so these never
-    deadlock and a cancel is seen by all or none."""
-    return {
-        pk: status in RunStatus.open() and cancel_requested_at is None
-        for pk, status, cancel_requested_at in Run.objects.select_for_update()
-        .filter(pk__in=run_ids)
+    cancel asked. `run_ids` may be a subquery.
+
+    Everything that changes waits locks their runs (a decision, a resume, a kind's
+    resolution, a chunk parking entities) with a `FOR KEY SHARE` lock: they do not exclude
+    one another, nor the chunks' counter UPDATEs (a bulk decision must not stop the chunks
+    it resumed from counting); a cancel takes the `exclusive` lock (`FOR UPDATE`), which
+    waits for all of them and holds them off, so a cancel is seen by all or none. (SQLite
+    runs one writer at a time: no lock clause there.)"""
+    query = (
+        Run.objects.filter(pk__in=run_ids)
         .order_by("pk")
         .values_list("pk", "status", "cancel_requested_at")
+    )
+    if exclusive:
+        rows = list(query.select_for_update())
+    elif connection.vendor == "postgresql":
+        sql, params = query.query.get_compiler(using=query.db).as_sql()
+        with connection.cursor() as cursor:
+            cursor.execute(f"{sql} FOR KEY SHARE", params)
+            rows = cursor.fetchall()
+    else:
+        rows = list(query)
+    return {
+        pk: status in RunStatus.open() and cancel_requested_at is None
+        for pk, status, cancel_requested_at in rows
     }
 
 
@@ -186,15 +226,26 @@ def waits_resolve(
     """Resolve the waits named (of the runs `run_ids`) that still wait, all alike; returns
     how many. Call inside a transaction that has locked their runs (`runs_lock`).
 
-    Their entities are not queued one by one: the first resolution of a run since its last
+    Their entities are not queued one by one. A run that got at least a chunk's worth of
+    resolutions here (a bulk decision) has them queued at once, in chunks, by this
+    transaction (`waits_requeue`); otherwise the first resolution of a run since its last
     resume asks for one resume task, WAIT_RESUME_DELAY_S later, which queues every wait of
-    the run resolved by then; 1,000 decisions in a burst become a few chunk tasks."""
+    the run resolved by then, so that single decisions in a burst become a few chunks."""
     now = now or timezone.now()
-    resolved = Wait.objects.filter(pk__any=wait_ids, status=WaitStatus.WAITING).update(
-        status=WaitStatus.RESOLVED, resolution=resolution.stored(), resolved_at=now
+    resolved = rows_update(
+        Wait,
+        ({"id": pk} for pk in wait_ids),
+        match=["id"],
+        assign={
+            "status": WaitStatus.RESOLVED,
+            "resolution": resolution.stored(),
+            "resolved_at": now,
+        },
+        where={"status": WaitStatus.WAITING},
+        returning=["run", "item"],
     )
-    _resume_request(run_ids, now)
-    return resolved
+    _resume(resolved, run_ids, now)
+    return len(resolved)
 
 
 def waits_resolve_each(
@@ -203,20 +254,41 @@ def waits_resolve_each(
     """`waits_resolve` with a resolution of its own for each wait (wait id -> resolution):
     a provider batch's answers. One statement per 1,000 waits; returns how many."""
     now = now or timezone.now()
-    written = rows_update(
+    resolved = rows_update(
         Wait,
         ({"id": pk, "resolution": each.stored()} for pk, each in resolutions.items()),
         match=["id"],
         copy=["resolution"],
         assign={"status": WaitStatus.RESOLVED, "resolved_at": now},
         where={"status": WaitStatus.WAITING},
-        returning=["id"],
+        returning=["run", "item"],
     )
-    _resume_request(run_ids, now)
-    return len(written)
+    _resume(resolved, run_ids, now)
+    return len(resolved)
+
+
+def _resume(resolved: list[tuple[str, int]], run_ids, now: datetime) -> None:
+    """Queue the items of waits just resolved ((run id, item id) each) at once where a run
+    has a chunk's worth of them; ask for the delayed resume of the other runs."""
+    items: dict[str, list[int]] = {}
+    for run_id, item_id in resolved:
+        items.setdefault(run_id, []).append(item_id)
+    sizes = (
+        dict(Run.objects.filter(pk__in=list(items)).values_list("pk", "chunk_size"))
+        if items
+        else {}
+    )
+    later = set(run_ids)
+    for run_id, item_ids in items.items():
+        if sizes.get(run_id) and len(item_ids) >= sizes[run_id]:
+            waits_requeue(run_id=run_id, item_ids=item_ids, size=sizes[run_id], now=now)
+            later.discard(run_id)
+    _resume_request(later, now)
 
 
 def _resume_request(run_ids, now: datetime) -> None:
+    if not run_ids:
+        return
     unrequested = list(
         Run.objects.filter(pk__in=set(run_ids), resume_requested_at__isnull=True).values_list(
             "pk", flat=True
@@ -231,6 +303,40 @@ def _enqueue_resume(run_id: str) -> None:
     queue.waits_resume_enqueue(run_id, countdown=settings.WAIT_RESUME_DELAY_S)
 
 
+def waits_requeue(*, run_id: str, item_ids: list[int], size: int, now: datetime) -> int:
+    """Queue the run's `waiting` items named again (their waits resolved), in new chunks of
+    about `size` (as even as the count allows: 1,000 at 400 are 3 chunks of 333-334), each
+    item `pending` at the step after its wait; call under the run's lock. One UPDATE for
+    the items and one for the run's `waiting` counter, the chunks' tasks sent after COMMIT.
+    Returns how many were queued."""
+    count = -(-len(item_ids) // size)
+    if connection.vendor == "postgresql":
+        # Requeues of one run (two decisions, a decision and the resume task) take turns
+        # here, so that no two number new chunks alike; nothing else waits for this lock.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"requeue:{run_id}"])
+    first = (RunItem.objects.filter(run_id=run_id).aggregate(last=Max("chunk"))["last"] or 0) + 1
+    item_ids = sorted(item_ids)
+    moved = rows_update(
+        RunItem,
+        (
+            {"id": pk, "chunk": first + index * count // len(item_ids)}
+            for index, pk in enumerate(item_ids)
+        ),
+        match=["id"],
+        copy=["chunk"],
+        assign={"status": ItemStatus.PENDING},
+        where={"status": ItemStatus.WAITING},
+        returning=["chunk"],
+    )
+    if not moved:
+        return 0
+    Run.objects.filter(pk=run_id).update(waiting=F("waiting") - len(moved), heartbeat_at=now)
+    chunks = sorted({chunk for (chunk,) in moved})
+    transaction.on_commit(partial(queue.chunks_enqueue, run_id, chunks))
+    return len(moved)
+
+
 @transaction.atomic
 def run_waits_resume(*, run_id: str) -> int:
     """Queue again every resolved wait's entity of the run, in new chunks of the run's chunk size
@@ -242,23 +348,13 @@ def run_waits_resume(*, run_id: str) -> int:
     Run.objects.filter(pk=run_id).update(resume_requested_at=None)
     if not goes_on:
         return 0  # a cancel ends the run's waiting items
-    item_ids = sorted(
+    item_ids = list(
         _parked_on(run_id).filter(status=WaitStatus.RESOLVED).values_list("item_id", flat=True)
     )
     if not item_ids:
         return 0
     size = run_chunk_size(Run.objects.select_related("workflow_version").get(pk=run_id))
-    first = (RunItem.objects.filter(run_id=run_id).aggregate(last=Max("chunk"))["last"] or 0) + 1
-    for index, start in enumerate(range(0, len(item_ids), size)):  # one statement per chunk
-        RunItem.objects.filter(pk__any=item_ids[start : start + size]).update(
-            status=ItemStatus.PENDING, chunk=first + index
-        )
-    Run.objects.filter(pk=run_id).update(
-        waiting=F("waiting") - len(item_ids), heartbeat_at=timezone.now()
-    )
-    chunks = range(first, first + (len(item_ids) + size - 1) // size)
-    transaction.on_commit(partial(queue.chunks_enqueue, run_id, chunks))
-    return len(item_ids)
+    return waits_requeue(run_id=run_id, item_ids=item_ids, size=size, now=timezone.now())
 
 
 def _parked_on(run_id: str):

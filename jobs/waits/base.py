@@ -14,17 +14,28 @@ from typing import ClassVar, NamedTuple
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
 
-from jobs.models import Wait
 from workflows.steps.runtime import EntityState
 from workflows.steps.waits import WaitRequest
 from workflows.usage import Usage
+
+
+class ParkedWait(NamedTuple):
+    """A `Wait` row as the engine inserts it (no model instance: a chunk parks hundreds);
+    a kind's rows refer to it by `wait_id=wait.pk`."""
+
+    pk: str
+    run_id: str
+    item_id: int
+    entity_id: str
+    step_id: str
+    kind: str
 
 
 class Parked(NamedTuple):
     """A wait just created for an entity, with what its step asked for (`request`, of its
     kind's `request_type`)."""
 
-    wait: Wait
+    wait: ParkedWait
     state: EntityState
     request: WaitRequest
 

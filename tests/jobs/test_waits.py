@@ -268,9 +268,15 @@ def test_bulk_decide_skips_what_it_cannot_decide_and_resumes_the_rest_together(
         (reviews[0], "not_pending"),
         ("rev_missing", "not_found"),
     ]
-    assert run_waits_resume(run_id=run.pk) == 5
-    # Five entities, chunks of two: three chunk tasks, not five.
-    assert RunItem.objects.filter(run=run).values("chunk").distinct().count() == 3
+    # Four approved at once, a chunk's worth or more: queued by the decision itself, in two
+    # chunks of two; the rejection alone waited for the resume task.
+    items = RunItem.objects.filter(run=run)
+    assert items.filter(status="pending").count() == 4
+    assert run_waits_resume(run_id=run.pk) == 1
+    assert items.filter(status="pending").values("chunk").distinct().count() == 3
+    resume(run)
+    run.refresh_from_db()
+    assert (run.status, run.completed, run.skipped, run.waiting) == ("completed", 5, 1, 0)
 
 
 def test_a_group_limits_who_may_decide(product_type, reviewer):
@@ -365,7 +371,11 @@ def test_a_run_cancelled_while_a_chunk_parks_leaves_none_waiting(product_type):
     chunk_finish(committer, states)
     run.refresh_from_db()
     assert (run.cancelled, run.waiting) == (2, 0)
-    assert not Review.objects.filter(run=run).exists()
+    # Parked first, then ended under the run's lock with their waits, as a cancel's batch
+    # ends waiting items: no review is left pending.
+    assert set(RunItem.objects.filter(run=run).values_list("status", flat=True)) == {"cancelled"}
+    assert set(Review.objects.filter(run=run).values_list("status", flat=True)) == {"cancelled"}
+    assert set(Wait.objects.filter(run=run).values_list("status", flat=True)) == {"cancelled"}
 
 
 def test_an_entity_can_wait_twice_and_each_decision_applies_once(product_type, reviewer):

@@ -38,7 +38,7 @@ class AiBatchWait(WaitKind):
             )
             AiBatchRequest.objects.bulk_create(
                 [
-                    AiBatchRequest(wait=e.wait, batch=batch, request=e.request.stored())
+                    AiBatchRequest(wait_id=e.wait.pk, batch=batch, request=e.request.stored())
                     for e in entries
                 ],
                 batch_size=1000,

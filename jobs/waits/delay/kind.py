@@ -44,7 +44,7 @@ class DelayWait(WaitKind):
         now = timezone.now()
         delays = [
             Delay(
-                wait=entry.wait,
+                wait_id=entry.wait.pk,
                 run_id=entry.wait.run_id,
                 until=datetime.fromisoformat(entry.request.until),
             )

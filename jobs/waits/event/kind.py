@@ -31,7 +31,7 @@ class EventWaitKind(WaitKind):
         EventWait.objects.bulk_create(
             [
                 EventWait(
-                    wait=entry.wait,
+                    wait_id=entry.wait.pk,
                     run_id=entry.wait.run_id,
                     name=entry.request.event,
                     key=entry.request.key,

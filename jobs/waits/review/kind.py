@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from config.api.ids import new_id
+from config.bulk import rows_insert
 from jobs.waits.base import Parked, WaitKind
 from jobs.waits.review.models import Review, ReviewInstructions, ReviewStatus
 from jobs.waits.review.services import DECIDE_MAX_IDS, reviews_expire_decide
@@ -24,34 +26,40 @@ class ReviewWait(WaitKind):
 
     def create(self, parked: list[Parked]) -> None:
         """A review per wait, holding the run's changes (not a copy of the entity) and its
-        instructions' text shared with the run's other reviews that read the same."""
+        instructions' text shared with the run's other reviews that read the same: one
+        INSERT of the texts and one of the reviews (no model instances)."""
         now = timezone.now()
         instructions = _instructions_shared(parked)
-        reviews = []
+        rows = []
         for entry in parked:
             changes, removed = entry.state.changes()
-            reviews.append(
-                Review(
-                    wait=entry.wait,
-                    run_id=entry.wait.run_id,
-                    entity_id=entry.wait.entity_id,
-                    step_id=entry.wait.step_id,
-                    instructions_id=instructions[entry.wait.run_id, entry.request.instructions],
-                    fields=entry.request.fields,
-                    group=entry.request.group or "",
-                    on_timeout=entry.request.on_timeout,
-                    on_reject=entry.request.on_reject,
-                    changes=changes,
-                    removed=removed,
-                    created_at=now,
-                    expires_at=(
-                        now + timedelta(minutes=entry.request.timeout_minutes)
-                        if entry.request.timeout_minutes
+            request = entry.request
+            rows.append(
+                {
+                    "id": new_id("rev"),
+                    "wait": entry.wait.pk,
+                    "run": entry.wait.run_id,
+                    "entity_id": entry.wait.entity_id,
+                    "step_id": entry.wait.step_id,
+                    "status": ReviewStatus.PENDING,
+                    "instructions": instructions[entry.wait.run_id, request.instructions],
+                    "fields": request.fields,
+                    "group": request.group or "",
+                    "on_timeout": request.on_timeout,
+                    "on_reject": request.on_reject,
+                    "changes": changes,
+                    "removed": removed,
+                    "created_at": now,
+                    "expires_at": (
+                        now + timedelta(minutes=request.timeout_minutes)
+                        if request.timeout_minutes
                         else None
                     ),
-                )
+                    "decided_by": "",
+                    "comment": "",
+                }
             )
-        Review.objects.bulk_create(reviews, batch_size=1000)
+        rows_insert(Review, rows, fields=list(rows[0]))
 
     def tick(self, *, now: datetime) -> int:
         """Decide the reviews whose time ran out, as their step's `onTimeout` says."""
@@ -100,15 +108,17 @@ def _instructions_shared(parked: list[Parked]) -> dict[tuple[str, str], int]:
     the other finds it."""
     texts = {(entry.wait.run_id, entry.request.instructions) for entry in parked}
     by_digest = {(run_id, _digest(text)): (run_id, text) for run_id, text in texts}
-    ReviewInstructions.objects.bulk_create(
-        [
-            ReviewInstructions(run_id=run_id, digest=digest, text=by_digest[run_id, digest][1])
+    rows_insert(
+        ReviewInstructions,
+        (
+            {"run": run_id, "digest": digest, "text": by_digest[run_id, digest][1]}
             for run_id, digest in by_digest
-        ],
+        ),
+        fields=["run", "digest", "text"],
         ignore_conflicts=True,
     )
     rows = ReviewInstructions.objects.filter(
         run_id__in={run_id for run_id, _ in by_digest},
-        digest__in={digest for _, digest in by_digest},
+        digest__any=list({digest for _, digest in by_digest}),
     ).values_list("pk", "run_id", "digest")
     return {by_digest[run_id, digest]: pk for pk, run_id, digest in rows}

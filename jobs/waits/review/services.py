@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
+from config.bulk import rows_update
 from entities.models import Entity
 from entities.schemas import data_problems, data_validator
 from jobs.engine.waits import runs_lock, waits_resolve
@@ -94,17 +95,19 @@ def _decide(
     now: datetime | None = None,
 ) -> Decided:
     """Decide `ids` (`decision` None: they expired, and their `onTimeout` decides). One
-    statement per kind of outcome, whatever the number of reviews."""
+    statement per kind of outcome, whatever the number of reviews.
+
+    The reviews are read without a lock and decided by an UPDATE that still requires them
+    `pending`: of two decisions of a review at once, the second finds it decided and skips
+    it (a row lock first would write every row twice). One with edits locks its review
+    first: the edits must not land on a review someone else decided meanwhile."""
     now = now or timezone.now()
     with transaction.atomic():
         goes_on = runs_lock(run_ids=Review.objects.filter(pk__any=ids).values("run_id"))
-        reviews = {
-            row[0]: Pending(*row)
-            for row in Review.objects.select_for_update()
-            .filter(pk__any=ids)
-            .order_by("pk")
-            .values_list(*Pending._fields)
-        }
+        query = Review.objects.filter(pk__any=ids)
+        if edits is not None:
+            query = query.select_for_update().order_by("pk")
+        reviews = {row[0]: Pending(*row) for row in query.values_list(*Pending._fields)}
         skipped, deciding = [], []
         groups = set(who.groups.values_list("name", flat=True)) if who else set()
         for review_id in ids:
@@ -140,22 +143,42 @@ def _decide(
         alike: dict[tuple, list[Pending]] = {}
         for review in deciding:
             alike.setdefault((review.on_timeout, review.on_reject), []).append(review)
+        decided: set[str] = set()
         for (on_timeout, on_reject), batch in alike.items():
             status, resolution = _resolve(
                 decision, on_timeout, on_reject, name, comment, edits if edits else None
             )
             if who_id:  # the entity's next version is this person's decision
                 resolution = replace(resolution, decided_by=who_id)
-            Review.objects.filter(pk__any=[review.pk for review in batch]).update(
-                status=status, decided_at=now, decided_by=name, comment=comment
-            )
+            written = {
+                pk
+                for (pk,) in rows_update(
+                    Review,
+                    ({"id": review.pk} for review in batch),
+                    match=["id"],
+                    assign={
+                        "status": status,
+                        "decided_at": now,
+                        "decided_by": name,
+                        "comment": comment,
+                    },
+                    where={"status": ReviewStatus.PENDING},
+                    returning=["id"],
+                )
+            }
+            decided |= written
             waits_resolve(
-                wait_ids=[review.wait_id for review in batch],
-                run_ids={review.run_id for review in batch},
+                wait_ids=[review.wait_id for review in batch if review.pk in written],
+                run_ids={review.run_id for review in batch if review.pk in written},
                 resolution=resolution,
                 now=now,
             )
-        _log(deciding, decision, name, now)
+        for review in deciding:
+            if review.pk not in decided:  # another decision took it since it was read
+                skipped.append(_skip(review.pk, "not_pending", "The review is already decided."))
+        deciding = [review for review in deciding if review.pk in decided]
+        if deciding:
+            _log(deciding, decision, name, now)
     return Decided([review.pk for review in deciding], skipped)
 
 
