@@ -32,7 +32,10 @@ from benchmarks.harness import start_worker, wait_for_run
 CALLS = 800
 REPEAT = 3
 LATENCY_S = 0.1
-CONCURRENCIES = (32, 64)
+# BENCH_AI_CONCURRENCIES=32 measures one of them.
+CONCURRENCIES = tuple(
+    int(each) for each in os.environ.get("BENCH_AI_CONCURRENCIES", "32,64").split(",")
+)
 WORKER_PROCESSES = 2
 STEP = {
     "id": "gen",
@@ -104,7 +107,9 @@ def _turn(worker, workflow_id, entity_ids, metrics_dir, server_pid) -> dict:
     server's CPU seconds across it, and the attempts each worker process made, by outcome."""
     pids = [worker.process.pid, *worker.child_pids()]
     calls_before, cpu, server_cpu = _calls_by_pid(metrics_dir), _cpu_s(pids), _cpu_s([server_pid])
+    began = time.time()
     wall = _run(workflow_id, entity_ids)
+    ended = time.time()
     attempts = {
         key: round(count - calls_before.get(key, 0))
         for key, count in _calls_by_pid(metrics_dir).items()
@@ -117,6 +122,31 @@ def _turn(worker, workflow_id, entity_ids, metrics_dir, server_pid) -> dict:
         "server_cpu": _cpu_s([server_pid]) - server_cpu,
         "calls": sorted(count for count in calls.values() if count),
         "retried": sum(count for (_pid, outcome), count in attempts.items() if outcome != "ok"),
+        "timeline": _timeline(began, ended),
+    }
+
+
+def _timeline(began: float, ended: float) -> dict | None:
+    """From the server's in-flight samples (BENCH_AI_TIMELINE): the seconds of the run with
+    no call in flight, with at most 32, and with more, and when the first call came."""
+    path = os.environ.get("BENCH_AI_TIMELINE")
+    if not path:
+        return None
+    time.sleep(0.6)  # the server flushes its samples every half second
+    samples = [
+        (float(at), int(count))
+        for at, count in (line.split() for line in Path(path).read_text().splitlines())
+    ]
+    samples = [sample for sample in samples if began <= sample[0] <= ended]
+    spans = {"none": 0.0, "1-32": 0.0, "33-64": 0.0}
+    for (at, count), (after, _) in zip(samples, [*samples[1:], (ended, 0)], strict=True):
+        spans["none" if count == 0 else "1-32" if count <= 32 else "33-64"] += after - at
+    first = next((at - began for at, count in samples if count), None)
+    last = next((ended - at for at, count in reversed(samples) if count), None)
+    return {
+        "first_call_s": first and round(first, 3),
+        "after_last_call_s": last and round(last, 3),
+        **{name: round(seconds, 3) for name, seconds in spans.items()},
     }
 
 
@@ -177,13 +207,21 @@ def _measure(concurrency: int, base_url: str, log_dir: Path, server_pid: int) ->
         ),
         "calls_per_worker_process": [turn["calls"] for turn in turns],
         "attempts_retried": sum(turn["retried"] for turn in turns),
+        "timelines": [turn["timeline"] for turn in turns if turn["timeline"]],
     }
 
 
 def run(log_dir: Path) -> dict:
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.llm_server", str(port), str(LATENCY_S)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.llm_server",
+            str(port),
+            str(LATENCY_S),
+            *([os.environ["BENCH_AI_TIMELINE"]] if os.environ.get("BENCH_AI_TIMELINE") else []),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

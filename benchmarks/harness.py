@@ -32,9 +32,6 @@ ENV = {
     "LOG_LEVEL": "WARNING",
     "API_RATE_LIMIT": "1000000/min",  # the load generator sends thousands a minute
     "PYTHONUNBUFFERED": "1",
-    # The waits benchmark times the decisions and the resume apart: it queues the resume
-    # itself once every decision is in, instead of the task the first decision asks for.
-    "WAIT_RESUME_DELAY_S": "3600",
     "AI_PRICES": PRICES,
     "AI_LOCAL_BATCH_DELAY_S": "1",
 }
