@@ -9,7 +9,7 @@ from django.db.models import F, ProtectedError
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput
-from config.bulk import JSONText, rows_update
+from config.bulk import rows_update
 from entities.events import ChangeOrigin, changed_keys, event_listened, events_record
 from entities.models import Entity, EntityEvent, EntityType
 from entities.revisions import (
@@ -24,6 +24,7 @@ from entities.revisions import (
 )
 from entities.schemas import data_encode, data_problems, data_validator, schema_problems
 from entities.selectors import entity_type_users
+from entities.versioned_write import VersionedWrite, entities_write_versioned
 
 BULK_MAX_ITEMS = 10_000
 BULK_BATCH_SIZE = 1_000
@@ -304,7 +305,7 @@ def entities_commit(
     revisions: list = []
     now = timezone.now()
     _entities_commit(
-        _commit_unchanged(copies, status, results, revisions, source, now),
+        _commit_unchanged(copies, status, results, source, now),
         status,
         results,
         revisions,
@@ -395,18 +396,17 @@ def _entities_commit(
 
 
 def _commit_unchanged(
-    copies: list[WorkingCopy], status: str | None, results: dict, revisions: list, source, now
+    copies: list[WorkingCopy], status: str | None, results: dict, source, now
 ) -> list:
     """The common case in one statement: entities still at the version the run read need no
-    merge, so their working copy is written where the version still matches. Returns the
-    copies left for the locking merge (edited meanwhile, deleted, or of unknown version).
+    merge, so their working copy is written where the version still matches, with its
+    revision (`entities.versioned_write`). Returns the copies left for the locking merge
+    (edited meanwhile, deleted, or of unknown version).
 
     Each copy is encoded once, for the size check and for the database. The revisions
-    compare the copy with its base (the entity's data at that version); a publish reads the
-    status it replaces first (a row written here still has the version read then, so nothing
-    changed it in between)."""
+    compare the copy with its base (the entity's data at that version)."""
     validators: dict[int, object] = {}
-    rows = []
+    writes = []
     for copy in copies:
         if copy.version is None:
             continue
@@ -414,36 +414,17 @@ def _commit_unchanged(
             validators[id(copy.schema)] = data_validator(copy.schema)
         encoded = data_encode(copy.data)
         if not data_problems(validators[id(copy.schema)], copy.data, encoded=encoded):
-            rows.append({"id": copy.entity_id, "version": copy.version, "data": JSONText(encoded)})
-    if not rows:
+            base = copy.base() if callable(copy.base) else copy.base
+            writes.append(
+                VersionedWrite(
+                    copy.entity_id,
+                    copy.version,
+                    encoded,
+                    data_changes(base, copy.data),
+                    copy.source,
+                )
+            )
+    if not writes:
         return copies
-    assign: dict = {"updated_at": now}
-    before: dict = {}
-    if status is not None:
-        published = now if status == Entity.Status.PUBLISHED else None
-        assign.update(status=status, published_at=published)
-        before = {
-            pk: (version, old_status, old_published)
-            for pk, version, old_status, old_published in Entity.objects.filter(
-                pk__any=[row["id"] for row in rows]
-            ).values_list("pk", "version", "status", "published_at")
-        }
-    written = rows_update(
-        Entity,
-        rows,
-        match=["id", "version"],
-        copy=["data"],
-        increment=["version"],
-        assign=assign,
-        returning=["id", "version"],
-    )
-    results.update(written)
-    by_id = {copy.entity_id: copy for copy in copies}
-    for pk, version in written:
-        copy = by_id[pk]
-        changes = data_changes(copy.base() if callable(copy.base) else copy.base, copy.data)
-        if status is not None:
-            _, old_status, old_published = before[pk]
-            changes += state_changes(old_status, status, old_published, published)
-        revisions.append(revision_of(pk, version, copy.source or source, changes, now))
+    results.update(entities_write_versioned(writes, status=status, now=now, source=source))
     return [copy for copy in copies if copy.entity_id not in results]

@@ -1,11 +1,13 @@
 import datetime
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from config.api.fields import to_millis
 from entities.models import Entity, EntityRevision
-from entities.revisions import revisions_prune
+from entities.revisions import RevisionSource, Source, revisions_prune
 from entities.services import WorkingCopy, entities_commit, entity_update
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
@@ -160,3 +162,46 @@ def test_a_reviewers_edit_is_recorded_as_the_reviews_revision(api, product_type)
     assert {"field": "data.slug", "before": None, "after": "item-zero"} in newest["changes"]
     assert {"field": "status", "before": "draft", "after": "published"} in newest["changes"]
     assert Review.objects.get(pk=review_id).status == "approved"
+
+
+def test_a_commit_writes_its_entities_and_their_revisions_in_one_statement(product_type):
+    """The common case of a run's commit (entities still at the version read): the update,
+    the status and publishedAt each had before and the revisions are one statement, whatever
+    the number of entities; a copy decided by a reviewer keeps its own source."""
+    ids = make_entities(product_type, 30)
+    # One published already: its publishedAt before, in ms, goes in its revision.
+    Entity.objects.filter(pk=ids[0]).update(status="published", published_at=timezone.now())
+    entities = {entity.pk: entity for entity in Entity.objects.filter(pk__in=ids)}
+    before = {pk: to_millis(entity.published_at) for pk, entity in entities.items()}
+    reviewer = RevisionSource(Source.REVIEW, run_id="run_1", step_id="check", user_id="7")
+    copies = [
+        WorkingCopy(
+            pk,
+            entity.data,
+            {**entity.data, "summary": "s"},
+            entity.version,
+            product_type.schema,
+            product_type.pk,
+            reviewer if pk == ids[1] else None,
+        )
+        for pk, entity in entities.items()
+    ]
+    source = RevisionSource(Source.RUN, run_id="run_1", step_id="pub")
+    with transaction.atomic(), CaptureQueriesContext(connection) as statements:
+        results = entities_commit(copies=copies, status="archived", source=source)
+    writes = [s["sql"] for s in statements if "entities_entity" in s["sql"].split(" WHERE")[0]]
+    assert len(writes) == 1, writes
+    assert all(isinstance(version, int) for version in results.values())
+    for pk, entity in Entity.objects.in_bulk(ids).items():
+        revision = EntityRevision.objects.get(entity_id=pk, version=entity.version)
+        assert revision.changes == [
+            {"field": "data.summary", "after": "s"},
+            {"field": "status", "before": entities[pk].status, "after": "archived"},
+            *(
+                [{"field": "publishedAt", "before": before[pk], "after": None}]
+                if before[pk] is not None
+                else []
+            ),
+        ]
+        expected = reviewer if pk == ids[1] else source
+        assert RevisionSource.of_revision(revision) == expected
