@@ -7,6 +7,7 @@ from celery import Celery
 from celery.signals import (
     task_postrun,
     task_prerun,
+    worker_init,
     worker_process_init,
     worker_process_shutdown,
 )
@@ -34,11 +35,26 @@ def close_old_connections(**kwargs) -> None:
     close_old_connections()
 
 
+@worker_init.connect
+def warm_up_worker(**kwargs) -> None:
+    """In the worker's main process, before its pool forks: import and exercise what every
+    first task would (the model SDKs, the step types, Jinja), once for every process it
+    forks, so the first run after a start costs what a later one does (`jobs.warm`).
+    (Imported here: Django is set up by the time a worker starts, not when this loads.)"""
+    from jobs.warm import worker_warm_up
+
+    worker_warm_up()
+
+
 @worker_process_init.connect
-def freeze_startup_objects(**kwargs) -> None:
-    """Keep the objects of a freshly forked worker process (Django, Celery, the step types)
-    out of the garbage collector's full passes, which would otherwise walk them all a few
-    times per run (tens of milliseconds each), and out of copy-on-write page faults."""
+def start_worker_process(**kwargs) -> None:
+    """In a freshly forked pool process: its own HTTP clients for the model providers
+    (`jobs.warm`), then its start-up objects kept out of the garbage collector's full
+    passes, which would otherwise walk them all a few times per run (tens of milliseconds
+    each), and out of copy-on-write page faults."""
+    from jobs.warm import worker_process_warm_up
+
+    worker_process_warm_up()
     gc.freeze()
 
 

@@ -1,0 +1,54 @@
+"""A worker's start-up work (`jobs.warm`): what the first chunk of a process would pay for is
+done when the worker starts, without the network and without counting as a model call."""
+
+import sys
+
+from celery.signals import worker_init, worker_process_init
+
+from config.celery import start_worker_process, warm_up_worker
+from config.metrics import MODEL_CALLS
+from jobs.warm import worker_process_warm_up, worker_warm_up
+from workflows import templating
+from workflows.providers import PROVIDERS, provider_get
+from workflows.providers.network import NetworkProvider
+
+
+def _calls() -> float:
+    return sum(
+        sample.value
+        for metric in MODEL_CALLS.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
+def test_the_warm_up_takes_each_sdk_through_a_call_answered_in_memory_and_counts_none(
+    settings,
+):
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens: no call may go out
+    settings.ANTHROPIC_BASE_URL = "http://127.0.0.1:9"
+    calls = _calls()
+    templating._compile.cache_clear()
+    worker_warm_up()
+    assert {"openai", "anthropic"} <= set(sys.modules)
+    assert templating._compile.cache_info().currsize >= 1  # the transform's template
+    assert _calls() == calls
+
+
+def test_each_pool_process_builds_its_providers_clients_at_start():
+    for name in PROVIDERS:
+        provider = provider_get(name)
+        if isinstance(provider, NetworkProvider):
+            provider._client_instance = None
+    worker_process_warm_up()
+    built = [
+        provider_get(name)._client_instance is not None
+        for name in PROVIDERS
+        if isinstance(provider_get(name), NetworkProvider)
+    ]
+    assert built and all(built)
+
+
+def test_the_worker_signals_run_the_warm_up():
+    assert warm_up_worker in [receiver() for _, receiver in worker_init.receivers]
+    assert start_worker_process in [receiver() for _, receiver in worker_process_init.receivers]
