@@ -2,6 +2,8 @@
 
     python -m benchmarks [--only pipeline,waits,...,ai,experiments] [--output FILE]
     python -m benchmarks --only million    # optional, 5-10 minutes: a run of 1,000,000
+    python -m benchmarks --only felt,revisions    # as a user meets runs (#29), history (#25)
+    python -m benchmarks --only revisions_memory  # optional, long: reverting 1,000,000
 
 Each figure is a ratio against a floor measured in the same run, or a count, so results from
 different machines compare.
@@ -18,16 +20,30 @@ from benchmarks import (
     batch_cost,
     dispatch,
     experiments,
+    felt,
     harness,
     memory,
     million,
     pipeline,
+    revisions,
     waits,
 )
 from benchmarks import logs as log_bench
 
-ALL = ["pipeline", "waits", "batch", "dispatch", "api", "logs", "memory", "ai", "experiments"]
-OPTIONAL = ["million"]  # long: only when named in --only
+ALL = [
+    "pipeline",
+    "waits",
+    "batch",
+    "dispatch",
+    "api",
+    "logs",
+    "memory",
+    "ai",
+    "experiments",
+    "revisions",
+    "felt",
+]
+OPTIONAL = ["million", "revisions_memory"]  # long: only when named in --only
 
 
 def main() -> None:
@@ -53,7 +69,8 @@ def main() -> None:
             results["api"] = _report("api", api.run(base_url, key))
         if "logs" in chosen:
             results["logs"] = _report("logs", log_bench.run(base_url, key))
-        needs_worker = {"pipeline", "waits", "batch", "memory", "experiments"} & set(chosen)
+        needs_worker = {"pipeline", "waits", "batch", "memory", "experiments", "revisions"}
+        needs_worker &= set(chosen)
         worker = harness.start_worker(logs) if needs_worker else None
         try:
             if "pipeline" in chosen:
@@ -64,13 +81,22 @@ def main() -> None:
                 results["batch"] = _report("batch", batch_cost.run(base_url, key))
             if "experiments" in chosen:
                 results["experiments"] = _report("experiments", experiments.run(base_url, key))
+            if "revisions" in chosen:
+                results["revisions"] = _report("revisions", revisions.run(base_url, key))
             if "memory" in chosen:
                 results["memory"] = _report("memory", memory.run(worker))
         finally:
             if worker:
                 worker.stop()
-        if "million" in chosen:  # its own web server and worker, after the suite's worker
+        # Their own workers (and web servers), after the suite's worker.
+        if "felt" in chosen:
+            results["felt"] = _report("felt", felt.run(base_url, key, logs))
+        if "million" in chosen:
             results["million"] = _report("million", million.run(key, logs))
+        if "revisions_memory" in chosen:
+            results["revisions_memory"] = _report(
+                "revisions_memory", revisions.revert_memory(key, logs)
+            )
         if "ai" in chosen:
             results["ai"] = _report("ai", ai_concurrency.run(logs))
     finally:
