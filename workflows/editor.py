@@ -9,6 +9,7 @@ The page (workflows/static step_editor.js) turns a config into the form's data a
 object of any shape is JSON text in the form, a simple JSON Schema its list of fields."""
 
 import json
+import re
 from typing import Any
 
 from entities.models import Entity
@@ -103,7 +104,7 @@ def _adapt(node: Any, required: bool) -> Any:
         if key == "properties":
             needed = set(node.get("required", []))
             out[key] = {
-                name: _adapt(spec, name in needed)
+                name: {"title": _title(name), **_adapt(spec, name in needed)}
                 for name, spec in value.items()
                 if not spec.get("readOnly")
             }
@@ -144,6 +145,18 @@ def _adapt(node: Any, required: bool) -> Any:
     if required:
         out["required"] = True
     return out
+
+
+# Words a label writes in capitals.
+ACRONYMS = {"json": "JSON", "url": "URL", "id": "ID", "ai": "AI"}
+
+
+def _title(name: str) -> str:
+    """A label for an option's name: `outputField` -> "Output field", `jsonSchema` -> "JSON
+    schema" (django-jsonform would show "Outputfield")."""
+    words = re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", name) or [name]
+    shown = [ACRONYMS.get(word.lower(), word.lower()) for word in words]
+    return shown[0][:1].upper() + shown[0][1:] + "".join(" " + word for word in shown[1:])
 
 
 def _free_form(spec: dict) -> bool:

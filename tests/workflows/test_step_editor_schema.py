@@ -89,3 +89,10 @@ def test_the_triggers_editor_drops_what_was_left_empty():
         {"on": "schedule", "cron": "0 3 * * *", "filter": {"status": "draft"}},
     ]
     assert triggers_editor_schema()["items"]["properties"]["on"]["enum"][0] == "entity.created"
+
+
+def test_each_option_is_labelled_in_words():
+    properties = editor_schema(registry.get("ai_generate").config_schema)["properties"]
+    assert properties["outputField"]["title"] == "Output field"
+    assert properties["jsonSchema"]["title"] == "JSON schema"
+    assert properties["maxTokens"]["title"] == "Max tokens"
