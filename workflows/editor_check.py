@@ -18,6 +18,7 @@ from workflows.steps import registry
 from workflows.triggers import triggers_clean
 
 STEP_ERROR = re.compile(r"^steps\[(\d+)\](?:\.(\w+))?")
+PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 # A problem's path under a step (`steps[1].config.x`) names the form field it is shown at.
 FORM_FIELD = {"id": "step_id", "type": "type", "config": "config"}
 
@@ -25,11 +26,13 @@ FORM_FIELD = {"id": "step_id", "type": "type", "config": "config"}
 @dataclass(frozen=True)
 class Problem:
     """One problem as the form shows it: `text` at `field` of step `step` (None: the steps as
-    a whole, or the triggers when `field` is "triggers")."""
+    a whole, or the triggers when `field` is "triggers"); `path`, the value's place in the
+    step's config (`["operations", "0", "field"]`), where the page's form marks it."""
 
     step: int | None
     field: str | None
     text: str
+    path: tuple[str, ...] = ()
 
 
 def steps_check(steps: list[dict], current: list[dict]) -> tuple[list[dict], list[Problem]]:
@@ -44,8 +47,12 @@ def steps_check(steps: list[dict], current: list[dict]) -> tuple[list[dict], lis
                 problems.append(Problem(None, None, detail.message))
             else:
                 field = FORM_FIELD.get(match.group(2) or "")
+                path = ()
+                if field == "config":
+                    rest = detail.field[match.end() :]
+                    path = tuple(name or index for name, index in PATH_PART.findall(rest))
                 problems.append(
-                    Problem(int(match.group(1)), field, f"{detail.field}: {detail.message}")
+                    Problem(int(match.group(1)), field, f"{detail.field}: {detail.message}", path)
                 )
         return [], problems
 
@@ -102,7 +109,7 @@ def editor_check_view(model_admin, request):
     for index, step in enumerate(body.get("steps") or []):
         kept, found = posted_step(step)
         steps.append(kept)
-        problems += [Problem(index, p.field, p.text) for p in found]
+        problems += [Problem(index, p.field, p.text, p.path) for p in found]
     if not problems:
         current = [step.as_dict() for step in workflow.steps.all()] if workflow else []
         problems += steps_check(steps, current)[1]

@@ -73,6 +73,9 @@ def test_staff_build_a_four_step_workflow_and_a_trigger_without_typing_json(
     refused.wait_for()
     in_page = refused.inner_text()
     assert "steps[1].config.temperature" in in_page
+    # ...and marked at the field in the step's form.
+    marked = generate.locator(".rjf-form-row", has=field(page, "temperature"))
+    assert in_page in marked.locator(".rjf-error-text").inner_text()
     page.click("input[name=_continue]")
     page.wait_for_timeout(500)
     assert page.url.endswith("/admin/workflows/workflow/add/")

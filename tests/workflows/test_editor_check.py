@@ -27,6 +27,7 @@ def test_a_bad_value_is_refused_with_the_message_the_save_gives(admin_client, pr
     [problem] = answer.json()["problems"]
     assert problem["step"] == 1 and problem["field"] == "config"
     assert problem["text"].startswith("steps[1].config.temperature: ")
+    assert problem["path"] == ["temperature"]  # where the page's form marks it
     saved = admin_client.post("/admin/workflows/workflow/add/", _form(product_type, steps))
     assert problem["text"] in saved.content.decode()
 
@@ -56,7 +57,20 @@ def test_json_text_the_page_left_unread_is_named(admin_client, product_type):
     config = {"prompt": "Hi", "outputField": "d", "responseFormat": "json", "jsonSchema": "{no"}
     body = {"steps": [{"type": "ai_generate", "config": config}]}
     [problem] = _check(admin_client, body).json()["problems"]
-    assert problem == {"step": 0, "field": "config", "text": "jsonSchema: Is not valid JSON."}
+    assert problem == {
+        "step": 0,
+        "field": "config",
+        "text": "jsonSchema: Is not valid JSON.",
+        "path": [],
+    }
+
+
+def test_a_nested_value_s_problem_names_its_place_in_the_config(admin_client):
+    config = {"operations": [{"op": "trim", "field": "title"}, {"op": "trim", "field": "no!"}]}
+    [problem] = _check(admin_client, {"steps": [{"type": "transform", "config": config}]}).json()[
+        "problems"
+    ]
+    assert problem["path"] == ["operations", "1", "field"]
 
 
 def test_the_check_needs_the_right_to_add_or_change_workflows(client, django_user_model):

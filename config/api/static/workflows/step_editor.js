@@ -135,6 +135,7 @@
       var container = document.createElement("div");
       container.className = "step-config-form";
       container.id = area.id + "_form_" + (++counter);
+      row.stepForm = null;
       container.setAttribute("data-django-jsonform-container", "true");
       box.querySelector(".step-config-form").replaceWith(container);
       asJson = false;
@@ -155,6 +156,7 @@
         fileHandlerArgs: {},
         readonly: false,
       });
+      row.stepForm = form;
       form.addEventListener("change", function (event) {
         area.value = JSON.stringify(fromForm(info, event.data), null, 2);
         scheduleCheck();
@@ -347,6 +349,16 @@
   function showProblems(problems) {
     document.querySelectorAll("ul.editor-problems").forEach(function (list) { list.remove(); });
     var rows = stepRows();
+    // Each step's form marks the fields its problems name (django-jsonform's error map).
+    var marks = rows.map(function () { return {}; });
+    (problems || []).forEach(function (problem) {
+      if (problem.step === null || !marks[problem.step] || !(problem.path || []).length) return;
+      var key = problem.path.join("§");
+      (marks[problem.step][key] = marks[problem.step][key] || []).push(problem.text);
+    });
+    rows.forEach(function (row, index) {
+      if (row.stepForm) row.stepForm.update({ errorMap: marks[index] });
+    });
     (problems || []).forEach(function (problem) {
       var list;
       if (problem.field === "triggers") {
