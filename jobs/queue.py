@@ -15,6 +15,7 @@ TICK_WAITS = "jobs.tasks.tick_waits"
 PRUNE_OLD_RECORDS = "jobs.tasks.prune_old_records"
 CANCEL_RUN = "jobs.tasks.cancel_run"
 RUN_EXPERIMENT_CHUNK = "jobs.tasks.run_experiment_chunk"
+RESUME_EXPERIMENT_SIDES = "jobs.tasks.resume_experiment_sides"
 
 FIRE_SCHEDULE = "jobs.tasks.fire_schedule"  # sent by beat (PeriodicTask rows, jobs/schedules.py)
 
@@ -42,6 +43,10 @@ def experiment_chunks_enqueue(experiment_id: str, count: int = 0, *, chunks=()) 
     """Its first `count` chunks, or those named."""
     for chunk in chunks or range(count):
         current_app.send_task(RUN_EXPERIMENT_CHUNK, args=(experiment_id, chunk))
+
+
+def experiment_sides_resume_enqueue(experiment_id: str, key: str) -> None:
+    current_app.send_task(RESUME_EXPERIMENT_SIDES, args=(experiment_id, key))
 
 
 def callback_enqueue(run_id: str) -> None:

@@ -12,7 +12,11 @@ from jobs.cancel import run_cancel_step, runs_cancel_continue
 from jobs.engine.chunk import chunk_execute
 from jobs.engine.recovery import runs_resume_stalled
 from jobs.engine.waits import run_waits_resume, waits_resume_lost, waits_tick
-from jobs.experiments.services import experiment_chunk_execute, experiments_resume_stalled
+from jobs.experiments.services import (
+    experiment_chunk_execute,
+    experiment_sides_resume,
+    experiments_resume_stalled,
+)
 from jobs.filter_runs import run_items_make
 from jobs.queue import DURABLE
 from jobs.retention import retention_prune
@@ -35,6 +39,12 @@ def run_chunk(run_id: str, chunk: int) -> None:
 def run_experiment_chunk(experiment_id: str, chunk: int) -> None:
     """Both versions of an experiment over one chunk of its entities, in shadow mode."""
     experiment_chunk_execute(experiment_id=experiment_id, chunk=chunk)
+
+
+@shared_task(name=queue.RESUME_EXPERIMENT_SIDES, **DURABLE)
+def resume_experiment_sides(experiment_id: str, key: str) -> None:
+    """Continue the sides of an experiment its provider batch `key` answered."""
+    experiment_sides_resume(experiment_id=experiment_id, key=key)
 
 
 @shared_task(

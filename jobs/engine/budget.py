@@ -18,8 +18,9 @@ estimate, plus what answers spent beyond their estimates.
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from jobs.models import Run, RunLog
@@ -37,6 +38,11 @@ def usd(nanos: int) -> str:
 
 @dataclass
 class RunBudget:
+    """A run's budget, read and spent in its row. Another owner of model calls with the
+    same budget and spending columns (an experiment) subclasses it, naming its `model`."""
+
+    model: ClassVar[type[models.Model]] = Run
+
     run_id: str
     max_tokens: int | None
     max_cost_nanos: int | None
@@ -67,7 +73,7 @@ class RunBudget:
         """Reserve the estimated usages (`inputTokens`, `outputTokens`, `costNanoUsd`) in
         order, each while the run's spending is below the budget; returns how many were.
         Once one is refused `reached()` names the budget."""
-        table = Run._meta.db_table
+        table = self.model._meta.db_table
         with transaction.atomic(), connection.cursor() as cursor:
             # An UPDATE that changes nothing takes the row's lock (PostgreSQL) or the
             # database's write lock (SQLite) before the spending is read.
@@ -120,7 +126,7 @@ class RunBudget:
 
     def _refresh(self, added: tuple[int, int] | None = None) -> None:
         """Read the run's spending, after adding `added` (tokens, nano-dollars) to it."""
-        table = Run._meta.db_table
+        table = self.model._meta.db_table
         with connection.cursor() as cursor:
             if added is None:
                 cursor.execute(

@@ -157,10 +157,12 @@ def waits_apply(*, checkpoints: list[dict | None], states: list[EntityState]) ->
         if not saved or "wait" not in saved or not state.alive:
             continue
         step_id, resolution = resolutions.get(saved["wait"], (state.step_id, None))
-        _apply(state, step_id, Resolution.of(resolution) if resolution else None)
+        resolution_apply(state, step_id, Resolution.of(resolution) if resolution else None)
 
 
-def _apply(state: EntityState, step_id: str, resolution: Resolution | None) -> None:
+def resolution_apply(state: EntityState, step_id: str, resolution: Resolution | None) -> None:
+    """How the entity goes on from its wait at `step_id`: its answer set, stopped or failed
+    (an experiment's shadow sides resume from their provider batch through this too)."""
     state.step_id = step_id
     if resolution is None:
         state.fail(step_id, "The entity's wait was not resolved.")

@@ -105,3 +105,48 @@ class ExperimentResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.experiment_id}:{self.entity_id}"
+
+
+class SideStatus(models.TextChoices):
+    WAITING = "waiting"  # parked at a batch-mode step: its provider batch has not answered
+    RESOLVED = "resolved"  # answered (`resolution`): a worker continues it at its next step
+    ENDED = "ended"  # done (`side`): the entity's other side has not ended yet
+
+
+class ExperimentSide(models.Model):
+    """One side of one entity of an experiment that did not end in one go: parked at an
+    `ai_generate` step in batch mode (`waiting`, its working copy in `checkpoint`, holding
+    no worker) until its provider batch answers it (`resolved`: this row's id is its
+    request's `custom_id`), then continued by a worker; or ended (`side`, as the result row
+    will hold it) while the entity's other side waits. Once both ended, the entity's result
+    row is written and its sides deleted, in one transaction (`jobs.experiments.batches`)."""
+
+    id = models.CharField(
+        primary_key=True, max_length=ID_LENGTH, default=id_default("exs"), editable=False
+    )
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="sides")
+    entity_id = models.CharField(max_length=ID_LENGTH)
+    position = models.PositiveIntegerField()
+    arm = models.CharField(max_length=16)
+    status = models.CharField(max_length=16, choices=SideStatus.choices)
+    # The parked working copy (`jobs.experiments.batches.checkpoint_of`), while not ended.
+    checkpoint = models.JSONField(null=True, blank=True)
+    side = models.JSONField(null=True, blank=True)
+    resolution = models.JSONField(null=True, blank=True)  # a `Resolution` as stored
+    # The task that acts on it: the batch that answered it (its resume task's key), or the
+    # chunk or batch that ended it; and that task's claims of it (its deliveries' writes
+    # are conditional on theirs).
+    task_key = models.CharField(max_length=ID_LENGTH + 16, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "entity_id", "arm"], name="experiment_side_once"
+            )
+        ]
+        indexes = [models.Index(fields=["experiment", "status"], name="experiment_side_status")]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id}:{self.entity_id}:{self.arm}"

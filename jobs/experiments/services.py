@@ -8,9 +8,12 @@ written but the result rows, one per entity, inserted `ON CONFLICT DO NOTHING` o
 (experiment, entity), so a redelivered chunk writes no entity twice. `done` is recounted from
 the rows, and the experiment ends `completed` once every entity has its row (or `cancelled`
 at once when asked: in-flight chunks see it at their next step and write nothing more).
+
+A side at an `ai_generate` step in batch mode waits for a provider batch the experiment owns,
+holding no worker, and is continued once answered (`batches`); its entity's row is written
+once both of its sides have ended.
 """
 
-import copy
 import random
 import time
 from datetime import timedelta
@@ -27,16 +30,25 @@ from entities.models import Entity
 from jobs import queue
 from jobs.costs import budget_columns
 from jobs.engine.steps import steps_run
+from jobs.experiments.batches import (
+    Left,
+    Parked,
+    entities_finish,
+    experiment_batches_cancel,
+    sides_left,
+    sides_resume,
+    sides_store,
+    sides_to_resume,
+)
 from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
-from jobs.experiments.scorers import verdicts_of
 from jobs.experiments.shadow import ShadowEngine
+from jobs.experiments.sides import ARMS, GONE, regressed, result_of, side_of, state_of
 from jobs.models import Job
 from workflows.models import Workflow, WorkflowVersion
 from workflows.steps.chunking import chunk_size
-from workflows.steps.runtime import MISSING, EntityState, Outcome
+from workflows.steps.runtime import Outcome
 from workflows.usage import Usage
 
-ARMS = ("baseline", "candidate")
 OPEN = [ExperimentStatus.PENDING, ExperimentStatus.RUNNING]
 
 
@@ -139,24 +151,30 @@ def experiment_chunk_execute(*, experiment_id: str, chunk: int) -> None:
             "entity_id", flat=True
         )
     )
+    written |= set(sides_left(experiment_id).filter(entity_id__in=ids))  # parked: not ours
     ids = [pk for pk in ids if pk not in written]
+    key = f"chunk:{chunk}"  # the task that parks, and finishes what the budget refused
     if ids:
-        _chunk_run(experiment, chunk * size, ids)
+        _chunk_run(experiment, chunk * size, ids, key)
+    if experiment.sides.exists():  # a delivery before may have left them unfinished
+        entities_finish(experiment, ShadowEngine(experiment), key=key)
     experiment_end_if_done(experiment_id=experiment_id)
 
 
-def _chunk_run(experiment: Experiment, first: int, ids: list[str]) -> None:
+def _chunk_run(experiment: Experiment, first: int, ids: list[str], key: str) -> None:
     entities = {
         entity.pk: entity
         for entity in Entity.objects.select_related("entity_type").filter(pk__in=ids)
     }
+    position = {pk: first + index for index, pk in enumerate(experiment.entity_ids[first:])}
     engine = ShadowEngine(experiment)
     engine.beat_at = time.monotonic()  # the chunk's start was one
     sides: dict[str, dict[str, dict]] = {pk: {} for pk in entities}
+    left = Left()  # sides parked for a provider batch (batch mode), and their entities'
     for arm in ARMS:
         version = getattr(experiment, arm)
-        states = [_state(entity) for entity in entities.values()]
-        engine.waits = {}
+        states = [state_of(entity) for entity in entities.values()]
+        engine.waits, engine.parked = {}, {}
         started = time.monotonic()
         steps_run(
             states=states,
@@ -169,121 +187,56 @@ def _chunk_run(experiment: Experiment, first: int, ids: list[str]) -> None:
         # Step-major: the entities' calls were in flight together; each gets its share.
         seconds = (time.monotonic() - started) / max(len(states), 1)
         for state in states:
-            sides[state.entity_id][arm] = side_of(state, entities[state.entity_id], engine, seconds)
+            pk = state.entity_id
+            before = {"data": entities[pk].data, "status": entities[pk].status}
+            waits = engine.waits.get(pk, [])
+            if state.outcome == Outcome.WAITING:
+                step_index, request = engine.parked[pk]
+                left.parked[(pk, arm)] = Parked(
+                    arm, position.get(pk, 0), state, step_index, request, before, waits, seconds
+                )
+            else:
+                sides[pk][arm] = side_of(state, before, waits, seconds)
     if engine.cancelled():
         engine.flush()  # what the calls made spent counts all the same
         return  # the sides may be cut short: write nothing
-    position = {pk: first + index for index, pk in enumerate(experiment.entity_ids[first:])}
-    rows = []
-    for pk, entity in entities.items():
-        shown = {**entity.data, "id": entity.pk, "status": entity.status}
-        verdicts = verdicts_of(
-            scorers=experiment.scorers,
-            experiment_id=experiment.pk,
-            entity=shown,
-            sides=sides[pk],
-            engine=engine,
-        )
-        judged = engine.judged_take()
-        baseline, candidate = sides[pk]["baseline"], sides[pk]["candidate"]
-        rows.append(
-            ExperimentResult(
-                experiment=experiment,
-                entity_id=pk,
-                position=position.get(pk, 0),
-                baseline=baseline,
-                candidate=candidate,
-                verdicts=verdicts,
-                judge_usage=judged.stored(),
-                changed=_differ(baseline, candidate),
-                regressed=_regressed(baseline, candidate, verdicts),
-            )
-        )
-    # An entity deleted since the experiment started has a row too (so the experiment ends),
-    # both sides failed saying so, and no verdict.
-    gone = {
-        "outcome": "failed",
-        "error": "The entity was deleted before the experiment reached it.",
-        "changes": [],
-        "data": {},
-        "steps": [],
-        "notes": [],
-        "waits": [],
-        "usage": {},
-        "seconds": 0,
-    }
-    rows += [
-        ExperimentResult(
-            experiment=experiment,
+    waiting = {pk for pk, _ in left.parked}
+    rows = [
+        result_of(
+            experiment,
+            engine,
             entity_id=pk,
             position=position.get(pk, 0),
-            baseline=gone,
-            candidate=gone,
+            shown={**entity.data, "id": entity.pk, "status": entity.status},
+            sides=sides[pk],
+        )
+        for pk, entity in entities.items()
+        if pk not in waiting
+    ]
+    # An entity deleted since the experiment started has a row too (so the experiment ends),
+    # both sides failed saying so, and no verdict.
+    rows += [
+        result_of(
+            experiment,
+            engine,
+            entity_id=pk,
+            position=position.get(pk, 0),
+            shown=None,
+            sides={"baseline": GONE, "candidate": GONE},
         )
         for pk in ids
         if pk not in entities
     ]
-    ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
-    engine.flush()
-
-
-def _state(entity: Entity) -> EntityState:
-    return EntityState(
-        entity_id=entity.pk,
-        status=entity.status,
-        data=copy.deepcopy(entity.data),
-        committed=entity.data,
-        entity_type_schema=entity.entity_type.schema,
-        version=entity.version,
-    )
-
-
-OUTCOMES = {Outcome.COMPLETED: "completed", Outcome.STOPPED: "stopped"}  # else failed
-
-
-def side_of(state: EntityState, entity: Entity, engine: ShadowEngine, seconds: float) -> dict:
-    """One side of one entity as recorded: how it ended, what it would have changed, each
-    step's output and notes, the waits it would have held, its usage and time."""
-    changes = [
-        {"field": key, "before": entity.data.get(key), "after": state.data.get(key)}
-        for key in sorted({*entity.data, *state.data})
-        if entity.data.get(key, MISSING) != state.data.get(key, MISSING)
-    ]
-    if state.status != entity.status:
-        changes.append({"field": "status", "before": entity.status, "after": state.status})
-    return {
-        "outcome": OUTCOMES.get(state.outcome, "failed"),
-        "error": state.error or None,
-        "changes": changes,
-        "data": state.data,
-        "steps": [
-            {key: entry.get(key) for key in ("stepId", "outcome", "output", "error")}
-            for entry in state.trace
-        ],
-        "notes": [message for level, _, message in state.log if level != "error"],
-        "waits": engine.waits.get(state.entity_id, []),
-        "usage": Usage.of(state.usage).stored(),
-        "seconds": round(seconds, 3),
-    }
-
-
-def _differ(baseline: dict, candidate: dict) -> bool:
-    return any(baseline[key] != candidate[key] for key in ("outcome", "error", "changes"))
-
-
-def _regressed(baseline: dict, candidate: dict, verdicts: list[dict]) -> bool:
-    if candidate["outcome"] == "failed" and baseline["outcome"] != "failed":
-        return True
-    for verdict in verdicts:
-        if verdict.get("winner") == "baseline":
-            return True
-        rules = verdict["type"] == "rules"
-        if rules and verdict["baseline"]["passed"] and not verdict["candidate"]["passed"]:
-            return True
-        scored = verdict.get("mode") == "score" and "error" not in verdict
-        if scored and verdict["candidate"]["score"] < verdict["baseline"]["score"]:
-            return True
-    return False
+    # What the calls used is counted with the rows that show it: a delivery killed before
+    # this commit counted nothing (its redelivery makes the calls again, and counts them).
+    with transaction.atomic():
+        if waiting:  # their ended sides are kept with them until every side has ended
+            for pk in waiting:
+                for arm, side in sides[pk].items():
+                    left.ended[(pk, arm)] = (position.get(pk, 0), side)
+            sides_store(experiment, engine, left, key=key)
+        ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
+        engine.flush()
 
 
 def experiment_end_if_done(*, experiment_id: str) -> None:
@@ -304,11 +257,20 @@ def experiment_end_if_done(*, experiment_id: str) -> None:
         summary_store(experiment)
 
 
+def experiment_sides_resume(*, experiment_id: str, key: str) -> None:
+    """Continue the experiment's sides its provider batch `key` answered, and end the
+    experiment if that was the last of it."""
+    sides_resume(experiment_id=experiment_id, key=key)
+    experiment_end_if_done(experiment_id=experiment_id)
+
+
 def experiments_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
     """Queue again the chunks without all their rows of open experiments that showed no
     progress for `stalled_after` (RUN_STALL_AFTER_S): their messages were lost, or their
     worker vanished past the broker's redelivery. Chunks are idempotent (a chunk being worked
-    on loses nothing but time). Returns the number of chunks queued."""
+    on loses nothing but time). Entities whose sides wait for a provider batch are not a
+    chunk's any more: their answered sides are resumed again instead (a lost resume task, a
+    worker killed while continuing them). Returns the number of chunks queued."""
     stalled_after = stalled_after or timedelta(seconds=settings.RUN_STALL_AFTER_S)
     now = timezone.now()
     cutoff = now - stalled_after
@@ -326,6 +288,11 @@ def experiments_resume_stalled(*, stalled_after: timedelta | None = None) -> int
                 continue
             experiment = Experiment.objects.only("entity_ids", "chunk_size").get(pk=experiment_id)
             written = set(experiment.results.values_list("entity_id", flat=True))
+            written |= set(sides_left(experiment_id))
+            for key in sides_to_resume(experiment_id):
+                transaction.on_commit(
+                    partial(queue.experiment_sides_resume_enqueue, experiment_id, key)
+                )
             size = experiment.chunk_size
             chunks = sorted(
                 {
@@ -345,12 +312,16 @@ def experiments_resume_stalled(*, stalled_after: timedelta | None = None) -> int
 
 
 def experiment_cancel(*, experiment_id: str) -> Experiment:
-    """End the experiment `cancelled` now: no chunk starts a step after it, and nothing it
-    had not written is written. Cancelling an ended experiment is a 409."""
+    """End the experiment `cancelled` now: no chunk starts a step after it, nothing it
+    had not written is written, and its open provider batches are cancelled. Cancelling an
+    ended experiment is a 409."""
     now = timezone.now()
-    cancelled = Experiment.objects.filter(pk=experiment_id, status__in=OPEN).update(
-        status=ExperimentStatus.CANCELLED, cancel_requested_at=now, completed_at=now
-    )
+    with transaction.atomic():
+        cancelled = Experiment.objects.filter(pk=experiment_id, status__in=OPEN).update(
+            status=ExperimentStatus.CANCELLED, cancel_requested_at=now, completed_at=now
+        )
+        if cancelled:
+            experiment_batches_cancel(experiment_id=experiment_id)
     experiment = Experiment.objects.get(pk=experiment_id)
     if cancelled:
         summary_store(experiment)  # chunks in flight write nothing more
@@ -455,7 +426,7 @@ def human_decide(
             decidedBy=user_id,
             decidedAt=timezone.now().isoformat(),
         )
-        result.regressed = _regressed(result.baseline, result.candidate, result.verdicts)
+        result.regressed = regressed(result.baseline, result.candidate, result.verdicts)
         result.save(update_fields=["verdicts", "regressed"])
     experiment = result.experiment
     if experiment.is_ended:

@@ -4,7 +4,10 @@ cancelled, and counts every model call against the experiment's budget as it fin
 the experiment's row (so every worker's next check sees it).
 
 A wait is recorded as the entity would have waited (its kind, in the side's `waits`) and the
-step goes on as if it had been resolved to go on; a step in batch mode is answered live."""
+step goes on as if it had been resolved to go on; but an `ai_generate` step in batch mode
+parks the side (`parked`) for a provider batch the experiment owns, as a run would
+(`jobs.experiments.batches`). Its request's estimate is checked against the budget here
+and reserved when the side is parked, in the transaction that parks it."""
 
 import threading
 import time
@@ -14,7 +17,8 @@ from django.utils import timezone
 
 from jobs.experiments.models import Experiment
 from workflows.pricing import NANOS_PER_USD
-from workflows.steps.runtime import DryRun, EntityState, StepContext
+from workflows.steps.ai_generate import AiBatchWaitRequest
+from workflows.steps.runtime import DryRun, EntityState, Outcome, StepContext
 from workflows.steps.waits import WaitRequest
 from workflows.usage import ZERO, Usage
 
@@ -33,6 +37,9 @@ class ShadowEngine(DryRun):
         self.cancel_seen = experiment.cancel_requested_at is not None
         self.read_at = time.monotonic()
         self.waits: dict[str, list[dict]] = {}  # entity id -> the waits it would have held
+        # Entity id -> (step index, request) of the sides parked for a provider batch.
+        self.parked: dict[str, tuple[int, AiBatchWaitRequest]] = {}
+        self.reserving = (0, 0)  # tokens and cost checked by `budget_reserve`, not yet parked
         self.beat_at = float("-inf")
         self.lock = threading.Lock()  # a step's calls finish on several threads
         self.unflushed = ZERO
@@ -68,20 +75,41 @@ class ShadowEngine(DryRun):
         if self.max_tokens is None and self.max_cost_nanos is None:
             return None
         self._refresh()
-        tokens, cost = self.spent
+        message = self.over(*self.spent)
+        if message is not None:
+            Experiment.objects.filter(pk=self.experiment_id, budget_reached_at=None).update(
+                budget_reached_at=timezone.now()
+            )
+        return message
+
+    def over(self, tokens: int, cost: int) -> str | None:
+        """The budget's message once `tokens` and `cost` (nano-dollars) reached it."""
         if self.max_tokens is not None and tokens >= self.max_tokens:
-            message = f"Budget reached: {tokens} tokens of the experiment's {self.max_tokens}."
-        elif self.max_cost_nanos is not None and cost >= self.max_cost_nanos:
-            message = (
+            return f"Budget reached: {tokens} tokens of the experiment's {self.max_tokens}."
+        if self.max_cost_nanos is not None and cost >= self.max_cost_nanos:
+            return (
                 f"Budget reached: ${cost / NANOS_PER_USD:g} of the experiment's "
                 f"${self.max_cost_nanos / NANOS_PER_USD:g}."
             )
-        else:
-            return None
-        Experiment.objects.filter(pk=self.experiment_id, budget_reached_at=None).update(
-            budget_reached_at=timezone.now()
-        )
-        return message
+        return None
+
+    def budget_reserve(self, usages: list[dict]) -> int:
+        """How many of these batch requests the budget allows now, in order, counting those
+        this chunk has checked already. Only a check: the sides parked are reserved in the
+        transaction that parks them (`batches.sides_store`), which may refuse some still."""
+        if not self.limited:
+            return len(usages)
+        self._refresh()
+        tokens, cost = self.reserving
+        admitted = 0
+        for usage in usages:
+            if self.over(self.spent[0] + tokens, self.spent[1] + cost):
+                break
+            tokens += usage.get("inputTokens", 0) + usage.get("outputTokens", 0)
+            cost += usage.get("costNanoUsd", 0)
+            admitted += 1
+        self.reserving = (tokens, cost)
+        return admitted
 
     @property
     def limited(self) -> bool:
@@ -109,6 +137,12 @@ class ShadowEngine(DryRun):
         )
 
     def wait(self, state: EntityState, ctx: StepContext, request: WaitRequest) -> bool:
+        """A provider batch's request parks the side (its batch is the experiment's own);
+        any other wait is only recorded, and the step goes on."""
+        if isinstance(request, AiBatchWaitRequest):
+            self.parked[state.entity_id] = (ctx.step_index, request)
+            state.outcome, state.step_id = Outcome.WAITING, ctx.step_id
+            return True
         self.waits.setdefault(state.entity_id, []).append(
             {"stepId": ctx.step_id, "kind": request.kind}
         )

@@ -12,7 +12,13 @@ Everything is re-exported here: `from jobs.models import Run` (and migrations' r
 such as `jobs.models.api_trigger`) keep working.
 """
 
-from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
+from jobs.experiments.models import (
+    Experiment,
+    ExperimentResult,
+    ExperimentSide,
+    ExperimentStatus,
+    SideStatus,
+)
 from jobs.models.items import ItemStatus, RunItem
 from jobs.models.logs import RunLog
 from jobs.models.runs import Job, Run, RunStatus, TriggerType, api_trigger
@@ -27,6 +33,7 @@ __all__ = [
     "AiBatchStatus",
     "Experiment",
     "ExperimentResult",
+    "ExperimentSide",
     "ExperimentStatus",
     "ItemStatus",
     "Job",
@@ -38,6 +45,7 @@ __all__ = [
     "RunLog",
     "RunStatus",
     "ScheduleFire",
+    "SideStatus",
     "TriggerType",
     "Wait",
     "WaitStatus",

@@ -81,7 +81,9 @@ def _reviewed_run(workflow, product_type, n: int, *, decided: bool = True) -> Ru
     run_inline(run.pk)
     waits = list(Wait.objects.filter(run=run).order_by("pk"))
     batch = AiBatch.objects.create(run=run, step_id="check", provider="local", total=1)
-    AiBatchRequest.objects.create(wait=waits[0], batch=batch, request={"provider": "local"})
+    AiBatchRequest.objects.create(
+        id=waits[0].pk, wait=waits[0], batch=batch, request={"provider": "local"}
+    )
     ScheduleFire.objects.create(
         workflow=workflow,
         trigger_index=0,

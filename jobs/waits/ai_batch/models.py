@@ -1,5 +1,7 @@
 """The `ai_batch` kind of wait: a provider's batch job answering the waits one chunk parked
-at one `ai_generate` step, and each wait's request in it."""
+at one `ai_generate` step, and each wait's request in it. A batch belongs to a run (its
+requests are its entities' waits) or to an experiment (its requests are the experiment's
+parked sides, `jobs.experiments.batches`): its `owner` (`owners`)."""
 
 from django.db import models
 from django.utils import timezone
@@ -33,8 +35,17 @@ class AiBatch(models.Model):
     id = models.CharField(
         primary_key=True, max_length=ID_LENGTH, default=id_default("aib"), editable=False
     )
-    # Indexed by `aibatch_run_newest` (its first column).
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="batches", db_index=False)
+    # Exactly one of the two. Indexed by `aibatch_run_newest` (its first column).
+    run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.CASCADE, related_name="batches", db_index=False
+    )
+    experiment = models.ForeignKey(
+        "jobs.Experiment",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="batches",
+    )
     step_id = models.CharField(max_length=64)
     provider = models.CharField(max_length=32)
     model = models.CharField(max_length=200, blank=True)
@@ -70,17 +81,26 @@ class AiBatch(models.Model):
                 condition=models.Q(status__in=["pending", "in_progress", "cancelling"]),
             ),
         ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(run__isnull=False, experiment__isnull=True)
+                | models.Q(run__isnull=True, experiment__isnull=False),
+                name="aibatch_run_or_experiment",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.id
 
 
 class AiBatchRequest(models.Model):
-    """The model request of one `ai_batch` wait (its `custom_id` in the provider's batch is
-    the wait's id), the batch it is in now, and what its earlier attempts used."""
+    """The model request of one `ai_batch` wait, the batch it is in now, and what its earlier
+    attempts used. Its id is its `custom_id` in the provider's batch: a run's wait's id (and
+    `wait` that wait), or an experiment's parked side's id (no `wait`)."""
 
+    id = models.CharField(primary_key=True, max_length=ID_LENGTH, editable=False)
     wait = models.OneToOneField(
-        Wait, primary_key=True, on_delete=models.CASCADE, related_name="batch_request"
+        Wait, null=True, blank=True, on_delete=models.CASCADE, related_name="batch_request"
     )
     batch = models.ForeignKey(AiBatch, on_delete=models.CASCADE, related_name="requests")
     request = models.JSONField(help_text="What the step asked: provider, request, outputField.")
@@ -91,4 +111,4 @@ class AiBatchRequest(models.Model):
     usage = models.JSONField(default=dict, blank=True, help_text="Of its earlier attempts.")
 
     def __str__(self) -> str:
-        return self.wait_id
+        return self.id

@@ -1,7 +1,9 @@
 """Collecting a provider batch's results: what each request's result means for its wait
 (an answer checked as in sync mode, a retry, a failure), the run's usage and budget settled
 with what the answers spent, the waits resolved, and the retries recorded in a new batch.
-`services` calls it once a batch ended (or a live one was answered).
+`services` calls it once a batch ended (or a live one was answered). What differs between
+a run's batch and an experiment's (whose requests wait, where answers, usage, budget and
+log lines go) is asked of the batch's owner (`owners`).
 
 Retries: an answer that fails its JSON schema is asked again once with the corrective
 prompt; retryable per-request errors and requests missing from the results go again, up to
@@ -22,10 +24,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from jobs.engine.budget import RunBudget
-from jobs.engine.outcomes import run_count
-from jobs.engine.waits import runs_lock, waits_resolve_each
-from jobs.models import Run, RunLog, WaitStatus
+from jobs.models import RunLog
 from jobs.waits.ai_batch.models import AiBatch, AiBatchRequest, AiBatchStatus
+from jobs.waits.ai_batch.owners import LogLine, owners
 from jobs.waits.ai_batch.queue import ai_batch_submit_enqueue
 from workflows.providers import GenerationRequest, provider_get
 from workflows.providers.base import BatchStatus
@@ -45,22 +46,19 @@ LIVE_RETRY_MAX = 5
 
 
 def batch_requests(batch: AiBatch) -> list[AiBatchRequest]:
-    """The batch's requests whose waits still wait."""
-    return list(
-        AiBatchRequest.objects.filter(batch=batch, wait__status=WaitStatus.WAITING)
-        .select_related("wait")
-        .order_by("wait_id")
-    )
+    """The batch's requests still waited for (its owner's)."""
+    return list(owners.of(batch).waiting())
 
 
 def batch_collect(batch: AiBatch, status: BatchStatus, results: dict, expected: str) -> None:
     """Resolve the batch's waits from its results (a live batch's: answers already checked
-    and priced), and send what must be retried again; in one transaction, under the run's
-    lock, if the batch is still in the `expected` status (no cancel came first)."""
+    and priced), and send what must be retried again; in one transaction, under its owner's
+    lock (the run's), if the batch is still in the `expected` status (no cancel came first)."""
     provider = provider_get(batch.provider)
+    owner = owners.of(batch)
     now = timezone.now()
     with transaction.atomic():
-        goes_on = runs_lock(run_ids=[batch.run_id]).get(batch.run_id)
+        goes_on = owner.lock()
         current = (
             AiBatch.objects.select_for_update()
             .filter(pk=batch.pk)
@@ -68,27 +66,28 @@ def batch_collect(batch: AiBatch, status: BatchStatus, results: dict, expected: 
         )
         if current != expected:
             return  # cancelled meanwhile (the cancel ended its waits)
-        resolutions, retries, logs = {}, [], []
+        resolutions, retries = {}, []
+        logs: list[LogLine] = []
         entries = batch_requests(batch) if goes_on else []
         outcomes = [
-            (entry, _outcome(batch, provider, status, results.get(entry.wait_id), entry))
+            (entry, _outcome(batch, provider, status, results.get(entry.pk), entry))
             for entry in entries
         ]
         for entry, outcome in outcomes:
             if outcome.retry is not None:
                 retries.append((entry, outcome))
             else:
-                resolutions[entry.wait_id] = outcome.resolution
+                resolutions[entry.pk] = outcome.resolution
             if outcome.log:
-                logs.append(_log_line(batch, entry, outcome.log, now))
+                logs.append(LogLine(RunLog.Level.WARNING, outcome.log, entry))
         spent = Usage.total(Usage.of(outcome.usage) for _, outcome in outcomes)
-        if spent:  # counted in the run's usage now, as a chunk counts its calls
-            run_count(batch.run_id, {}, spent, now)
-        budget = _budget(batch.run_id)
+        if spent:  # counted in the owner's usage now, as a chunk counts its calls
+            owner.count(spent, now)
+        budget = owner.budget()
         if budget is not None:
             retries = _settle(budget, provider, entries, spent, retries, resolutions)
         if resolutions:
-            waits_resolve_each(resolutions=resolutions, run_ids=[batch.run_id], now=now)
+            owner.resolve(resolutions, now)
         if retries:
             _retry(batch, retries)
         failed = sum(1 for r in resolutions.values() if r.outcome == "fail")
@@ -105,20 +104,12 @@ def batch_collect(batch: AiBatch, status: BatchStatus, results: dict, expected: 
             ),
         )
         logs.append(
-            RunLog(
-                run_id=batch.run_id,
-                timestamp=now,
-                level=RunLog.Level.ERROR if status.state == "failed" else RunLog.Level.INFO,
-                step_id=batch.step_id,
-                message=_summary(batch, status, len(resolutions) - failed, failed, len(retries)),
+            LogLine(
+                RunLog.Level.ERROR if status.state == "failed" else RunLog.Level.INFO,
+                _summary(batch, status, len(resolutions) - failed, failed, len(retries)),
             )
         )
-        RunLog.objects.bulk_create(logs, batch_size=1000)
-
-
-def _budget(run_id: str) -> RunBudget | None:
-    budget = RunBudget.of(Run.objects.get(pk=run_id))
-    return budget if budget.limited else None
+        owner.log(logs, now)
 
 
 def _settle(budget: RunBudget, provider, entries, spent: Usage, retries: list, resolutions):
@@ -135,7 +126,7 @@ def _settle(budget: RunBudget, provider, entries, spent: Usage, retries: list, r
     reached = budget.reached() if admitted < len(retries) else None
     for entry, outcome in retries[admitted:]:  # keeping what this attempt used
         used = usage_add(entry.usage or {}, outcome.usage)
-        resolutions[entry.wait_id] = _failed(reached or "Budget reached.", used)
+        resolutions[entry.pk] = _failed(reached or "Budget reached.", used)
     for (_, outcome), estimate in zip(retries, estimates, strict=False):
         outcome.reserved = estimate
     return retries[:admitted]
@@ -211,6 +202,7 @@ def _retry(batch: AiBatch, retries: list) -> None:
     """The requests to send again, in one new batch (live when few), after COMMIT."""
     again = AiBatch.objects.create(
         run_id=batch.run_id,
+        experiment_id=batch.experiment_id,
         step_id=batch.step_id,
         provider=batch.provider,
         model=batch.model,
@@ -238,17 +230,6 @@ def status_counts(status: BatchStatus) -> dict:
     """The provider's counts of a batch, as its row keeps them."""
     counts = status.counts or {}
     return {key: counts[key] for key in ("total", "completed", "failed") if key in counts}
-
-
-def _log_line(batch: AiBatch, entry: AiBatchRequest, message: str, now) -> RunLog:
-    return RunLog(
-        run_id=batch.run_id,
-        timestamp=now,
-        level=RunLog.Level.WARNING,
-        message=message,
-        entity_id=entry.wait.entity_id,
-        step_id=batch.step_id,
-    )
 
 
 def _summary(batch: AiBatch, status: BatchStatus, answered: int, failed: int, retried: int):

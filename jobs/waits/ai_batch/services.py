@@ -1,7 +1,8 @@
 """Provider batches: the kind of wait an `ai_generate` step in `mode: batch` asks for. The
 entities of one chunk at the step become one provider batch job (`AiBatch`, one
-`AiBatchRequest` per wait, the wait's id its `custom_id`); this module submits it, polls it
-and tells the provider when its run is cancelled; once it ended, `results` resolves each wait
+`AiBatchRequest` per wait, the wait's id its `custom_id`; or, for an experiment's batch, per
+parked side, `jobs.experiments.batches`); this module records, submits and polls it and tells
+the provider when its run (experiment) is cancelled; once it ended, `results` resolves each wait
 with its answer, so the entity resumes after the step. What the answers used counts in the
 run's usage (and budget) when they are collected.
 
@@ -14,13 +15,17 @@ the same batch at once.
 """
 
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from jobs.models import RunLog
-from jobs.waits.ai_batch.models import AiBatch, AiBatchStatus
+from jobs.waits.ai_batch.models import AiBatch, AiBatchRequest, AiBatchStatus
+from jobs.waits.ai_batch.owners import LogLine, owners
+from jobs.waits.ai_batch.queue import ai_batch_cancel_enqueue, ai_batch_submit_enqueue
 from jobs.waits.ai_batch.results import (
     LIVE_RETRY_MAX,
     batch_collect,
@@ -29,7 +34,7 @@ from jobs.waits.ai_batch.results import (
 )
 from workflows.providers import GenerationRequest, provider_get
 from workflows.providers.base import BatchItem, BatchResult, BatchStatus
-from workflows.steps.ai_generate import answer_generate, priced
+from workflows.steps.ai_generate import AiBatchWaitRequest, answer_generate, priced
 from workflows.steps.runtime import StepError
 
 # Polls of this many open batches per beat task (the next beat takes the rest).
@@ -52,6 +57,54 @@ def _claim(batch_id: str, status: str, now: datetime) -> AiBatch | None:
     return AiBatch.objects.get(pk=batch_id) if claimed else None
 
 
+def ai_batches_record(
+    *,
+    run_id: str | None = None,
+    experiment_id: str | None = None,
+    requests: list[tuple[str, str | None, str, AiBatchWaitRequest]],
+) -> list[AiBatch]:
+    """Record the batches of a run's or an experiment's requests just parked, one per step,
+    provider and model, and submit each after COMMIT. `requests` are (request id, the run's
+    wait id or None, step id, what the step asked); a request's id is its `custom_id`."""
+    groups: dict[tuple[str, str, str], list] = {}
+    for entry in requests:
+        key = (entry[2], entry[3].provider, entry[3].request["model"])
+        groups.setdefault(key, []).append(entry)
+    batches = []
+    for (step_id, provider, model), entries in groups.items():
+        batch = AiBatch.objects.create(
+            run_id=run_id,
+            experiment_id=experiment_id,
+            step_id=step_id,
+            provider=provider,
+            model=model,
+            total=len(entries),
+        )
+        AiBatchRequest.objects.bulk_create(
+            [
+                AiBatchRequest(id=pk, wait_id=wait_id, batch=batch, request=request.stored())
+                for pk, wait_id, _, request in entries
+            ],
+            batch_size=1000,
+        )
+        transaction.on_commit(partial(ai_batch_submit_enqueue, batch.pk))
+        batches.append(batch)
+    return batches
+
+
+def ai_batches_cancel(*, batch_ids) -> None:
+    """The open batches of these (a subquery may name them) are no longer wanted: mark them
+    cancelling and tell their providers after COMMIT. Call under their owner's lock."""
+    cancelling = list(
+        AiBatch.objects.filter(
+            pk__in=batch_ids, status__in=[AiBatchStatus.PENDING, AiBatchStatus.IN_PROGRESS]
+        ).values_list("pk", flat=True)
+    )
+    AiBatch.objects.filter(pk__in=cancelling).update(status=AiBatchStatus.CANCELLING)
+    for batch_id in cancelling:
+        transaction.on_commit(partial(ai_batch_cancel_enqueue, batch_id))
+
+
 def ai_batch_submit(*, batch_id: str) -> bool:
     """Send a recorded batch to its provider (or answer a `live` one); returns whether this
     call did. Safe to call twice: the lease and the idempotency key make one submission."""
@@ -64,7 +117,7 @@ def ai_batch_submit(*, batch_id: str) -> bool:
         return True
     provider = provider_get(batch.provider)
     items = [
-        BatchItem(entry.wait_id, GenerationRequest(**entry.request["request"]))
+        BatchItem(entry.pk, GenerationRequest(**entry.request["request"]))
         for entry in batch_requests(batch)
     ]
     if not items:  # no entity waits for it any more: nothing to send
@@ -99,7 +152,7 @@ def ai_batch_poll(*, batch_id: str) -> str | None:
             # The requests let each answer be read as its sync call's would be (a schema's
             # wrapper or forced tool unwrapped).
             requests = {
-                entry.wait_id: GenerationRequest(**entry.request["request"])
+                entry.pk: GenerationRequest(**entry.request["request"])
                 for entry in batch_requests(batch)
             }
             answers = provider.batch_results(batch.provider_batch_id, requests)
@@ -168,9 +221,9 @@ def _answer_live(batch: AiBatch) -> None:
         try:
             value, usage = answer_generate(provider, request, on_retry=lambda message: None)
         except StepError as exc:
-            results[entry.wait_id] = BatchResult(entry.wait_id, error=exc.message)
+            results[entry.pk] = BatchResult(entry.pk, error=exc.message)
             continue
-        results[entry.wait_id] = (value, priced(usage, provider, request.model))
+        results[entry.pk] = (value, priced(usage, provider, request.model))
     batch_collect(batch, BatchStatus("ended"), results, AiBatchStatus.PENDING)
 
 
@@ -181,6 +234,4 @@ def _release(batch: AiBatch, *, log: str) -> None:
         lease_until=None, polled_at=timezone.now(), error=log
     )
     if batch.error != log:
-        RunLog.objects.create(
-            run_id=batch.run_id, level=RunLog.Level.WARNING, step_id=batch.step_id, message=log
-        )
+        owners.of(batch).log([LogLine(RunLog.Level.WARNING, log)], timezone.now())
