@@ -35,6 +35,32 @@ def copy_requests(apps, schema_editor):
     new.objects.bulk_create(batch)
 
 
+def copy_requests_back(apps, schema_editor):
+    """Going back: a run's requests return to the old table (an experiment's have no wait,
+    and go with their batches)."""
+    new = apps.get_model("jobs", "AiBatchRequestNew")
+    old = apps.get_model("jobs", "AiBatchRequest")
+    old.objects.bulk_create(
+        [
+            old(
+                wait_id=row.wait_id,
+                batch_id=row.batch_id,
+                request=row.request,
+                attempts=row.attempts,
+                corrected=row.corrected,
+                usage=row.usage,
+            )
+            for row in new.objects.filter(wait__isnull=False).iterator(chunk_size=1000)
+        ],
+        batch_size=1000,
+    )
+
+
+def drop_experiment_batches(apps, schema_editor):
+    """Going back: a batch must have a run again."""
+    apps.get_model("jobs", "AiBatch").objects.filter(run__isnull=True).delete()
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("jobs", "0025_experiment_summary"),
@@ -131,6 +157,7 @@ class Migration(migrations.Migration):
                 name="aibatch_run_or_experiment",
             ),
         ),
+        migrations.RunPython(migrations.RunPython.noop, drop_experiment_batches),
         migrations.CreateModel(
             name="AiBatchRequestNew",
             fields=[
@@ -183,7 +210,7 @@ class Migration(migrations.Migration):
                 ),
             ],
         ),
-        migrations.RunPython(copy_requests, migrations.RunPython.noop),
+        migrations.RunPython(copy_requests, copy_requests_back),
         migrations.DeleteModel(name="AiBatchRequest"),
         migrations.RenameModel(old_name="AiBatchRequestNew", new_name="AiBatchRequest"),
         migrations.AlterField(

@@ -198,3 +198,48 @@ def test_jobs_0017_goes_back_with_reviews_stored_and_forward_again(product_type)
         **expected,
         "slug": "item-0",
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_requests_stored_before_keep_their_wait_id_as_their_id_both_ways(product_type):
+    """jobs 0026: a batch request gets an id of its own (its `custom_id`: the wait's id for
+    a run's), the requests' table made anew with its rows; going back keeps a run's."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("jobs", "0025_experiment_summary")], [("jobs", "0026_experiment_batches")]
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, STEPS), [entity_id])
+    wait = Wait.objects.create(
+        run=run, item_id=1, entity_id=entity_id, step_id="s", kind="ai_batch"
+    )
+
+    def stored(apps):
+        return list(
+            apps.get_model("jobs", "AiBatchRequest").objects.values_list(
+                "wait_id", "batch_id", "attempts", "usage"
+            )
+        )
+
+    try:
+        executor = MigrationExecutor(connection)
+        executor.migrate(before)
+        old = executor.loader.project_state(before).apps
+        batch = old.get_model("jobs", "AiBatch").objects.create(
+            id="aib_" + "1" * 26, run_id=run.pk, step_id="s", provider="local", total=1
+        )
+        old.get_model("jobs", "AiBatchRequest").objects.create(
+            wait_id=wait.pk, batch_id=batch.pk, request={}, attempts=2, usage={"calls": 1}
+        )
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        new = executor.loader.project_state(after).apps
+        [request] = new.get_model("jobs", "AiBatchRequest").objects.all()
+        assert (request.id, request.wait_id, request.attempts) == (wait.pk, wait.pk, 2)
+        executor = MigrationExecutor(connection)
+        executor.migrate(before)
+        assert stored(executor.loader.project_state(before).apps) == [
+            (wait.pk, batch.pk, 2, {"calls": 1})
+        ]
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
