@@ -135,7 +135,7 @@ def sides_store(
                     experiment=experiment, entity_id__in=ids
                 ).values_list("entity_id", flat=True)
             )
-            kept = {key for key in [*left.parked, *left.ended] if key[0] not in taken}
+            kept = {side for side in [*left.parked, *left.ended] if side[0] not in taken}
         else:
             still = Q(pk__in=[])
             for pk, attempts in claimed.items():
