@@ -5,8 +5,9 @@ number or true/false, an option that is itself a JSON Schema a list of the answe
 JSON text), options shown in responses only are left out. The API's own checks run in the page
 (the admin's check view) and on save (services.steps_clean), their messages next to the step.
 
-The page (workflows/static step_editor.js) turns a config into the form's data and back: an
-object of any shape is JSON text in the form, a simple JSON Schema its list of fields."""
+The page (config/api/static/workflows/step_editor.js) turns a config into the form's data and
+back: an object of any shape is JSON text in the form, a simple JSON Schema its list of
+fields."""
 
 import json
 import re

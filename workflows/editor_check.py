@@ -105,11 +105,13 @@ def editor_check_view(model_admin, request):
     )
     if not allowed:
         raise PermissionDenied
-    problems, steps = [], []
-    for index, step in enumerate(body.get("steps") or []):
-        kept, found = posted_step(step)
-        steps.append(kept)
-        problems += [Problem(index, p.field, p.text, p.path) for p in found]
+    problems, steps = [], body.get("steps")
+    if isinstance(steps, list):  # anything else is refused by steps_clean, with its message
+        steps = []
+        for index, step in enumerate(body["steps"]):
+            kept, found = posted_step(step)
+            steps.append(kept)
+            problems += [Problem(index, p.field, p.text, p.path) for p in found]
     if not problems:
         current = [step.as_dict() for step in workflow.steps.all()] if workflow else []
         problems += steps_check(steps, current)[1]

@@ -84,3 +84,10 @@ def test_the_check_needs_the_right_to_add_or_change_workflows(client, django_use
 def test_a_body_that_is_not_json_is_a_400_not_a_500(admin_client):
     answer = admin_client.post(URL, "{nope", content_type="application/json")
     assert answer.status_code == 400
+
+
+@pytest.mark.parametrize("steps", [5, "steps", {"type": "publish"}, None])
+def test_steps_that_are_not_a_list_are_a_problem_not_a_500(admin_client, steps):
+    answer = _check(admin_client, {"steps": steps, "triggers": 7})
+    assert answer.status_code == 200
+    assert answer.json()["problems"][0]["text"] == "Must be a list of steps."
