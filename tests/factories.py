@@ -66,6 +66,7 @@ def make_workflow(entity_type: EntityType, steps: list[dict], **extra):
 def run_inline(run_id: str) -> None:
     """Execute every chunk of a run in this process, as workers would (for unit tests)."""
     from jobs.engine.chunk import chunk_execute
+    from jobs.lifecycle import run_end_if_done
     from jobs.models import ItemStatus, RunItem
 
     chunks = sorted(set(RunItem.objects.filter(run_id=run_id).values_list("chunk", flat=True)))
@@ -77,6 +78,9 @@ def run_inline(run_id: str) -> None:
     running = RunItem.objects.filter(run_id=run_id, status=ItemStatus.RUNNING)
     while running.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
+    # Its items ended and counted, the worker may not have ended the run yet: the end is a
+    # conditional move, which either of the two makes once.
+    run_end_if_done(run_id=run_id)
 
 
 def start_run(workflow, entity_ids: list[str], **extra):

@@ -22,7 +22,6 @@ if CHROMIUM is None:  # .ci/run installs it; say so plainly anywhere else
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 
-
 @pytest.fixture
 def page(browser, live_server, django_user_model, request):
     django_user_model.objects.create_superuser("staff", "s@example.com", PASSWORD)
@@ -89,7 +88,7 @@ def test_staff_build_a_two_step_workflow_and_see_a_config_error(page, product_ty
 def test_staff_run_a_workflow_on_selected_entities_and_watch_it_finish(
     page, product_type, celery_worker, settings
 ):
-    settings.RUN_CHUNK_SIZE = 10
+    settings.RUN_CHUNK_SIZE = settings.RUN_CHUNK_SIZE_MAX = 10  # 10 a chunk, however many
     make_workflow(
         product_type,
         [
@@ -117,7 +116,7 @@ def test_staff_run_a_workflow_on_selected_entities_and_watch_it_finish(
 
 
 def test_staff_cancel_a_run(page, product_type, celery_worker, receiver, settings):
-    settings.RUN_CHUNK_SIZE = 10
+    settings.RUN_CHUNK_SIZE = settings.RUN_CHUNK_SIZE_MAX = 10  # 10 a chunk, however many
     receiver.delay = 0.3
     workflow = make_workflow(
         product_type,

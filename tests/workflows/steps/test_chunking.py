@@ -36,11 +36,10 @@ def test_a_batch_mode_model_step_keeps_the_run_chunk_size(settings):
 
 
 def test_a_large_run_gets_bigger_chunks_up_to_the_maximum(settings):
-    """Up to 100 chunks of RUN_CHUNK_SIZE; past that, about 100 chunks, none over the most."""
+    """Up to 10 chunks of RUN_CHUNK_SIZE; past that, about 10 chunks, none over the most."""
     settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX = 400, 1000
-    assert chunk_size([TIDY], 10_000) == 400  # 25 chunks: spread over every worker
-    assert chunk_size([TIDY], 40_000) == 400
-    assert chunk_size([TIDY], 60_001) == 601
+    assert chunk_size([TIDY], 4_000) == 400
+    assert chunk_size([TIDY], 6_001) == 601
     assert chunk_size([TIDY], 100_000) == 1000
     assert chunk_size([TIDY], 1_000_000) == 1000
 
@@ -62,3 +61,15 @@ def test_a_notify_step_keeps_a_large_runs_chunks_at_the_run_chunk_size(settings)
     notify = {"id": "tell", "type": "notify", "config": {"channel": "email", "to": "a@b.co"}}
     assert chunk_size([TIDY], 1_000_000) == 1000
     assert chunk_size([TIDY, notify], 1_000_000) == 400
+
+
+def test_a_run_of_more_than_ten_chunks_gets_ten_bigger_ones_up_to_the_max(settings):
+    """Each chunk has a fixed cost (its task, lease, reads, counters, commits): past ten
+    chunks a run's chunks grow, up to RUN_CHUNK_SIZE_MAX, rather than multiply."""
+    settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX = 400, 1000
+    assert chunk_size([TIDY], 800) == 400  # two chunks: both worker processes take one
+    assert chunk_size([TIDY], 4000) == 400
+    assert chunk_size([TIDY], 6000) == 600
+    assert chunk_size([TIDY], 10_000) == 1000
+    assert chunk_size([TIDY], 100_000) == 1000
+    assert chunk_size([TIDY, GENERATE], 10_000) == settings.AI_RUN_CHUNK_SIZE
