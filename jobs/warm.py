@@ -6,9 +6,11 @@ Left to the first task, the first run after a deploy paid for importing the mode
 first use, for Jinja's lexer and compiler and the step types' first use, and for each
 process's HTTP clients (their TLS context), all while its entities waited.
 
-- `worker_warm_up`, in the worker's main process before its pool forks: imports every
-  provider's SDK and takes one call of each through its request building and response
-  parsing (answered in memory: no network, no metrics, no rate limit), and takes a
+- `worker_warm_up`, in the worker's main process before its pool forks: imports the SDK of
+  every provider the deployment is set up for (`AI_PROVIDER`, and those given an API key or
+  a base URL: an SDK costs each process tens of MB, so one never configured is left to its
+  first use) and takes one call of each through its request building and response parsing
+  (answered in memory: no network, no metrics, no rate limit), and takes a
   representative entity through the step types that need no outside service, in a dry run
   (templates compiled, schema validators built). What it loads is shared by every process
   the pool forks.
@@ -19,6 +21,7 @@ process's HTTP clients (their TLS context), all while its entities waited.
 import logging
 
 import httpx2  # the HTTP library the model SDKs are built on
+from django.conf import settings
 
 from jobs.engine.steps import steps_run
 from workflows.providers import PROVIDERS, provider_get
@@ -90,9 +93,19 @@ _SCHEMA = {
 }
 
 
+def providers_configured() -> list[str]:
+    """The providers this deployment is set up to call: the default one, and those given an
+    API key or a base URL."""
+    given = {
+        "openai": settings.OPENAI_API_KEY or settings.OPENAI_BASE_URL,
+        "anthropic": settings.ANTHROPIC_API_KEY or settings.ANTHROPIC_BASE_URL,
+    }
+    return [name for name in PROVIDERS if name == settings.AI_PROVIDER or given.get(name)]
+
+
 def worker_warm_up() -> None:
     """Before the pool forks: SDKs imported and exercised, step types run once."""
-    for name in PROVIDERS:
+    for name in providers_configured():
         provider = provider_get(name)  # a network provider imports its SDK here
         if isinstance(provider, NetworkProvider) and name in _ANSWERS:
             _sdk_call(provider, _ANSWERS[name])
@@ -110,7 +123,7 @@ def worker_warm_up() -> None:
 
 def worker_process_warm_up() -> None:
     """After the fork, in each pool process: the network providers' HTTP clients."""
-    for name in PROVIDERS:
+    for name in providers_configured():
         provider = provider_get(name)
         if isinstance(provider, NetworkProvider):
             provider.client  # noqa: B018  (built on first use: built now)

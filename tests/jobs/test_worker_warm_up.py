@@ -7,7 +7,7 @@ from celery.signals import worker_init, worker_process_init
 
 from config.celery import start_worker_process, warm_up_worker
 from config.metrics import MODEL_CALLS
-from jobs.warm import worker_process_warm_up, worker_warm_up
+from jobs.warm import providers_configured, worker_process_warm_up, worker_warm_up
 from workflows import templating
 from workflows.providers import PROVIDERS, provider_get
 from workflows.providers.network import NetworkProvider
@@ -35,7 +35,8 @@ def test_the_warm_up_takes_each_sdk_through_a_call_answered_in_memory_and_counts
     assert _calls() == calls
 
 
-def test_each_pool_process_builds_its_providers_clients_at_start():
+def test_each_pool_process_builds_its_providers_clients_at_start(settings):
+    settings.OPENAI_BASE_URL, settings.ANTHROPIC_API_KEY = "http://127.0.0.1:9/v1", "key"
     for name in PROVIDERS:
         provider = provider_get(name)
         if isinstance(provider, NetworkProvider):
@@ -52,3 +53,14 @@ def test_each_pool_process_builds_its_providers_clients_at_start():
 def test_the_worker_signals_run_the_warm_up():
     assert warm_up_worker in [receiver() for _, receiver in worker_init.receivers]
     assert start_worker_process in [receiver() for _, receiver in worker_process_init.receivers]
+
+
+def test_only_the_providers_a_deployment_is_set_up_for_are_warmed_up(settings):
+    """An SDK costs each worker process tens of MB: one never configured waits for its
+    first use."""
+    settings.AI_PROVIDER = "local"
+    settings.OPENAI_API_KEY = settings.OPENAI_BASE_URL = ""
+    settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL = "", "http://127.0.0.1:9"
+    assert providers_configured() == ["local", "anthropic"]
+    settings.AI_PROVIDER, settings.ANTHROPIC_BASE_URL = "openai", ""
+    assert providers_configured() == ["openai"]
