@@ -160,7 +160,7 @@ def _measure(concurrency: int, base_url: str, log_dir: Path, server_pid: int) ->
     metrics_dir = tempfile.mkdtemp(prefix="bench-metrics-")
     # AI_RUN_CHUNK_SIZE's default at this concurrency; BENCH_AI_CHUNK_FACTOR tries others,
     # BENCH_AI_CHUNK_SIZE=400 measures as before AI_RUN_CHUNK_SIZE (RUN_CHUNK_SIZE's chunks).
-    factor = int(os.environ.get("BENCH_AI_CHUNK_FACTOR", "4"))
+    factor = int(os.environ.get("BENCH_AI_CHUNK_FACTOR", "16"))
     chunk = int(os.environ.get("BENCH_AI_CHUNK_SIZE", factor * concurrency))
     settings.AI_RUN_CHUNK_SIZE = chunk  # the run is started here, as the web process would
     worker = start_worker(

@@ -23,9 +23,10 @@ ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
 AI_OPENAI_STRUCTURED_OUTPUTS = env_bool("AI_OPENAI_STRUCTURED_OUTPUTS", True)
 AI_MAX_CONCURRENCY = env_int("AI_MAX_CONCURRENCY", 16, minimum=1)
 # A run whose workflow has an ai_generate step goes in chunks of at most this many
-# entities, so that its slow calls are spread over every worker process (each keeping up to
-# AI_MAX_CONCURRENCY in flight) instead of queued behind one.
-AI_RUN_CHUNK_SIZE = env_int("AI_RUN_CHUNK_SIZE", 4 * AI_MAX_CONCURRENCY, minimum=1)
+# entities, as many chunks as spread its slow calls evenly over WORKER_CONCURRENCY worker
+# processes (each keeping up to AI_MAX_CONCURRENCY in flight) instead of queued behind one
+# (workflows/steps/chunking.py).
+AI_RUN_CHUNK_SIZE = env_int("AI_RUN_CHUNK_SIZE", 16 * AI_MAX_CONCURRENCY, minimum=1)
 AI_RATE_LIMIT_RPM = env_int("AI_RATE_LIMIT_RPM", 0, minimum=0)  # 0: no limit
 AI_RATE_LIMIT_TPM = env_int("AI_RATE_LIMIT_TPM", 0, minimum=0)  # 0: no limit
 AI_TIMEOUT_S = env_float("AI_TIMEOUT_S", 60.0, minimum=0.1)
@@ -45,6 +46,9 @@ AI_LOCAL_BATCH_DELAY_S = env_float("AI_LOCAL_BATCH_DELAY_S", 3.0, minimum=0.0)
 # (workflows/steps/chunking.py); the size is fixed on the run when it starts.
 RUN_CHUNK_SIZE = env_int("RUN_CHUNK_SIZE", 400, minimum=1)
 RUN_CHUNK_SIZE_MAX = env_int("RUN_CHUNK_SIZE_MAX", 1000, minimum=1)
+# The worker processes that take a run's chunks, all workers together (the Procfile starts
+# its worker with as many): a run of slow calls is cut into a multiple of this many chunks.
+WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 2, minimum=1)
 # Ids one request may name (`entityIds`, a filter's `ids`): the request body's bound.
 RUN_MAX_IDS = 10_000
 # Entities one run may cover (a run over a filter); more is a 400 saying how many matched.

@@ -142,19 +142,25 @@ class AiGenerate(StepType):
     def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:
         """The chunk's calls are in flight together, up to AI_MAX_CONCURRENCY."""
         provider = provider_get(config.get("provider") or settings.AI_PROVIDER)
-        requests = []
-        for state in states:
-            existing = get_path(state.data, config["outputField"])
-            if not config["overwrite"] and existing not in (None, ""):
-                advance(state, Flow(output=existing), ctx)
-                continue
-            try:
-                requests.append((state, self._request(state, config, ctx)))
-            except StepError as exc:
-                state.fail(ctx.step_id, exc.message)
 
+        def rendered():
+            # Lazily: the first calls start once their prompts are rendered, not after the
+            # whole chunk's (a chunk of 400 renders its prompts while its calls are out).
+            for state in states:
+                existing = get_path(state.data, config["outputField"])
+                if not config["overwrite"] and existing not in (None, ""):
+                    advance(state, Flow(output=existing), ctx)
+                    continue
+                try:
+                    request = self._request(state, config, ctx)
+                except StepError as exc:
+                    state.fail(ctx.step_id, exc.message)
+                    continue
+                yield state, request
+
+        requests = rendered()
         if config["mode"] == "batch":
-            requests = self._park(requests, config, ctx)
+            requests = self._park(list(requests), config, ctx)
 
         def generate(pair):
             state, request = pair

@@ -22,6 +22,7 @@ def test_a_chunk_keeps_ai_max_concurrency_calls_in_flight(
 ):
     settings.AI_MAX_CONCURRENCY = concurrency
     settings.AI_RUN_CHUNK_SIZE = 2 * concurrency
+    settings.WORKER_CONCURRENCY = 1  # one chunk of two rounds of calls
     openai_server.default = Reply(delay=0.5)  # long enough for every thread to have sent
     items, _ = run_steps([GENERATE], *({"title": f"Item {i}"} for i in range(2 * concurrency)))
     assert [item.status for item in items] == ["completed"] * 2 * concurrency

@@ -72,4 +72,19 @@ def test_a_run_of_more_than_ten_chunks_gets_ten_bigger_ones_up_to_the_max(settin
     assert chunk_size([TIDY], 6000) == 600
     assert chunk_size([TIDY], 10_000) == 1000
     assert chunk_size([TIDY], 100_000) == 1000
-    assert chunk_size([TIDY, GENERATE], 10_000) == settings.AI_RUN_CHUNK_SIZE
+    # At most AI_RUN_CHUNK_SIZE, cut evenly over the worker processes (see below).
+    assert chunk_size([TIDY, GENERATE], 10_000) <= settings.AI_RUN_CHUNK_SIZE
+
+
+def test_a_model_steps_run_is_cut_into_a_multiple_of_the_worker_processes(settings):
+    """800 calls over 2 processes in chunks of at most 128: 8 chunks of 100 (4 each), not 7
+    of 128 (4 for one process, 3 for the other); within a limit of 400, one chunk each."""
+    settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX = 400, 400
+    settings.WORKER_CONCURRENCY, settings.AI_RUN_CHUNK_SIZE = 2, 128
+    assert chunk_size([GENERATE], 800) == 100
+    settings.AI_RUN_CHUNK_SIZE = 512  # RUN_CHUNK_SIZE is the lower
+    assert chunk_size([GENERATE], 800) == 400
+    assert chunk_size([GENERATE], 10_000) == 385  # 26 chunks, 13 each
+    assert chunk_size([GENERATE], 1) == 1
+    settings.WORKER_CONCURRENCY = 3
+    assert chunk_size([GENERATE], 800) == 267
