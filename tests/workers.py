@@ -64,6 +64,51 @@ def start_worker(log_path: Path, concurrency: int = 2) -> ManagedProcess:
     )
 
 
+@contextmanager
+def broker_of_its_own(settings, log_dir: Path):
+    """A Redis server of the test's own on a free port, the broker of the test process and of
+    the workers it starts meanwhile (`start_worker` after entering), so a test that restarts
+    its broker disturbs no other test process sharing the machine's Redis. Yields the server:
+    its `restart()` kills it, and what it held with it, and starts it again."""
+    from celery import current_app
+
+    port = _free_port()
+    server = ManagedProcess(
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        "Ready to accept connections",
+        log_dir / "redis.log",
+        dict(os.environ),
+    )
+    shared = current_app.conf.broker_url
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{port}/0"  # what worker_env() hands on
+    _produce_to(settings.CELERY_BROKER_URL)
+    try:
+        yield server
+    finally:
+        _produce_to(shared)
+        server.stop()
+
+
+def _produce_to(url: str) -> None:
+    """Send this process's tasks to `url` from now on."""
+    from celery import current_app
+    from kombu import pools
+
+    pools.reset()  # kombu's connection and producer pools, closed and forgotten
+    current_app.conf.broker_url = url
+    current_app._after_fork()  # Celery's own reset of the app's references to them
+
+
 def start_beat(log_path: Path, **env: str) -> ManagedProcess:
     """Celery beat on the test database's schedule (django-celery-beat), as the Procfile runs
     it, looking at the schedule every second; `env` adds settings (AI_BATCH_POLL_S="0.5")."""

@@ -3,7 +3,6 @@ dropped, the model failing one call in five. Every run ends with every entity ha
 (and notified at least once)."""
 
 import hashlib
-import subprocess
 import time
 from collections import Counter
 from datetime import timedelta
@@ -16,7 +15,7 @@ from jobs.engine.recovery import runs_resume_stalled
 from jobs.models import Run, RunItem, RunLog
 from tests.factories import make_entities, make_workflow, start_run
 from tests.servers import Reply, start_llm
-from tests.workers import FAKE_LLM_PORT, wait_for_run
+from tests.workers import FAKE_LLM_PORT, broker_of_its_own, start_worker, wait_for_run
 
 
 def _wait_for_requests(receiver, count: int, timeout: float = 60) -> None:
@@ -54,40 +53,6 @@ def _assert_handled_once(run: Run, ids: list[str], receiver) -> None:
     assert all(len(sent) == 1 for sent in ids_sent.values())
 
 
-def _restart_redis() -> None:
-    subprocess.run(
-        ["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"],
-        capture_output=True,
-        timeout=10,
-    )
-    subprocess.run(
-        [
-            "redis-server",
-            "--daemonize",
-            "yes",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "6379",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        check=True,
-        timeout=10,
-    )
-    deadline = time.monotonic() + 20
-    while (
-        subprocess.run(
-            ["redis-cli", "-p", "6379", "ping"], capture_output=True, text=True
-        ).stdout.strip()
-        != "PONG"
-    ):
-        assert time.monotonic() < deadline, "Redis did not come back"
-        time.sleep(0.1)
-
-
 @pytest.mark.django_db
 def test_a_stalled_run_gets_its_unfinished_chunks_queued_again_once(
     product_type, settings, django_capture_on_commit_callbacks
@@ -108,23 +73,28 @@ def test_a_stalled_run_gets_its_unfinished_chunks_queued_again_once(
     assert RunLog.objects.filter(run=run, message__contains="queued 2 unfinished").exists()
 
 
-@pytest.mark.usefixtures("celery_worker")
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.worker
-def test_a_broker_restart_loses_no_entity(product_type, receiver, settings):
+def test_a_broker_restart_loses_no_entity(product_type, receiver, settings, tmp_path):
     """Redis keeps nothing on disk here: the queued chunks vanish with it. The stalled-run
-    check (celery beat, every minute) queues them again; work already done is not redone."""
+    check (celery beat, every minute) queues them again; work already done is not redone.
+    The broker is a Redis server of the test's own, so other test processes keep theirs."""
     settings.RUN_CHUNK_SIZE = 20
     receiver.delay = 0.05
-    ids = make_entities(product_type, 300)
-    run = start_run(_publish_and_notify(product_type, receiver.url), ids)
-    _wait_for_requests(receiver, 40)
-    _restart_redis()
-    deadline = time.monotonic() + 120
-    while not Run.objects.get(pk=run.pk).is_ended:
-        assert time.monotonic() < deadline, "the run did not recover"
-        runs_resume_stalled(stalled_after=timedelta(seconds=2))  # what beat does
-        time.sleep(0.5)
+    with broker_of_its_own(settings, tmp_path) as broker:
+        worker = start_worker(tmp_path / "worker.log")
+        try:
+            ids = make_entities(product_type, 300)
+            run = start_run(_publish_and_notify(product_type, receiver.url), ids)
+            _wait_for_requests(receiver, 40)
+            broker.restart()
+            deadline = time.monotonic() + 120
+            while not Run.objects.get(pk=run.pk).is_ended:
+                assert time.monotonic() < deadline, "the run did not recover"
+                runs_resume_stalled(stalled_after=timedelta(seconds=2))  # what beat does
+                time.sleep(0.5)
+        finally:
+            worker.stop()
     _assert_handled_once(Run.objects.get(pk=run.pk), ids, receiver)
     assert RunLog.objects.filter(run=run, message__contains="chunks again").exists()
 
