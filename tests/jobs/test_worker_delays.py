@@ -113,7 +113,6 @@ def test_a_delay_goes_on_at_beats_next_tick_when_the_worker_holding_its_tick_is_
     log = worker.log_text()
     ticked = [int(n) for n in re.findall(TASK_DONE.format("tick_waits"), log)]
     resumed = [int(n) for n in re.findall(TASK_DONE.format("resume_waits"), log)]
-    assert len(ticked) >= 2, ticked  # beat's ticks before and after its time
     # One tick of beat's resolved all four (the killed worker's tick never ran) ...
     assert [n for n in ticked if n] == [4], ticked
     # ... and queued them itself: the resume the resolution asked for found nothing left.
