@@ -16,7 +16,6 @@ if CHROMIUM is None:  # .ci/run installs it; say so plainly anywhere else
     pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 
-
 @pytest.fixture
 def visitor(browser, live_server):
     """A page with no session, and the console messages that report a CSP violation."""
@@ -26,8 +25,9 @@ def visitor(browser, live_server):
     page.violations = []
     page.on(
         "console",
-        lambda message: "Content Security Policy" in message.text
-        and page.violations.append(message.text),
+        lambda message: (
+            "Content Security Policy" in message.text and page.violations.append(message.text)
+        ),
     )
     yield page
     context.close()

@@ -42,9 +42,7 @@ def test_a_workflow_s_periodic_task_is_shown_read_only_with_the_rule_and_its_wor
 def test_the_bulk_actions_leave_workflows_periodic_tasks_alone(staff, product_type):
     workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
     every = IntervalSchedule.objects.create(every=60, period=IntervalSchedule.SECONDS)
-    own = PeriodicTask.objects.create(
-        name="by-hand", task="jobs.tasks.tick_waits", interval=every
-    )
+    own = PeriodicTask.objects.create(name="by-hand", task="jobs.tasks.tick_waits", interval=every)
     ids = list(PeriodicTask.objects.values_list("pk", flat=True))
     staff.post(
         "/admin/django_celery_beat/periodictask/",
