@@ -359,14 +359,21 @@ def sides_left(experiment_id: str) -> QuerySet:
 
 
 def sides_to_resume(experiment_id: str) -> list[str]:
-    """The tasks that have sides to continue or entities to finish (their keys)."""
-    return list(
-        ExperimentSide.objects.filter(
-            experiment_id=experiment_id, status__in=[SideStatus.RESOLVED, SideStatus.ENDED]
-        )
-        .values_list("task_key", flat=True)
-        .distinct()
+    """The tasks that have answered sides to continue or entities to finish (their keys),
+    not those whose sides only wait."""
+    sides = ExperimentSide.objects.filter(experiment_id=experiment_id)
+    keys = set(
+        sides.filter(status=SideStatus.RESOLVED).values_list("task_key", flat=True).distinct()
     )
+    keys |= {
+        key
+        for key, count in sides.filter(status=SideStatus.ENDED)
+        .values("entity_id", "task_key")
+        .annotate(count=Count("pk"))
+        .values_list("task_key", "count")
+        if count == len(ARMS)
+    }
+    return sorted(keys)
 
 
 class ExperimentBudget(RunBudget):

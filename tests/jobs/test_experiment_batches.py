@@ -5,13 +5,16 @@ and is counted at batch prices; redelivered chunks and resumes write nothing twi
 and budget."""
 
 import math
+from datetime import timedelta
+from unittest import mock
 
 import pytest
+from django.utils import timezone
 
 from entities.models import Entity
 from jobs.experiments import services
 from jobs.experiments.batches import Left, _claim, sides_store, sides_to_resume
-from jobs.experiments.models import ExperimentSide, ExperimentStatus, SideStatus
+from jobs.experiments.models import Experiment, ExperimentSide, ExperimentStatus, SideStatus
 from jobs.experiments.shadow import ShadowEngine
 from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Wait
 from jobs.waits.ai_batch.services import ai_batch_cancel, ai_batches_poll
@@ -214,3 +217,34 @@ def test_a_budget_reserves_each_batch_request_and_fails_those_past_it(product_ty
     assert experiment.results.filter(candidate__outcome="completed").count() == parked
     # The reservations were replaced by what the answers spent.
     assert experiment.spent_tokens == experiment.input_tokens + experiment.output_tokens
+
+
+def test_the_stall_check_resumes_answered_sides_and_queues_no_chunk_of_parked_entities(
+    product_type, fake, settings, django_capture_on_commit_callbacks
+):
+    settings.EXPERIMENT_CHUNK_SIZE = 10
+    experiment, _ = _start(product_type, 10)
+    _chunks(experiment)
+    stalled = timezone.now() - timedelta(hours=1)
+    Experiment.objects.filter(pk=experiment.pk).update(heartbeat_at=stalled)
+    with (
+        mock.patch("jobs.queue.experiment_sides_resume_enqueue") as resume,
+        mock.patch("jobs.queue.experiment_chunks_enqueue") as chunks,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert services.experiments_resume_stalled() == 0  # its sides wait: nothing to do
+    resume.assert_not_called()
+    chunks.assert_not_called()
+
+    ai_batches_poll()
+    ai_batches_poll()  # answered; say its resume task was lost
+    [batch] = AiBatch.objects.filter(experiment=experiment)
+    Experiment.objects.filter(pk=experiment.pk).update(heartbeat_at=stalled)
+    with (
+        mock.patch("jobs.queue.experiment_sides_resume_enqueue") as resume,
+        mock.patch("jobs.queue.experiment_chunks_enqueue") as chunks,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        services.experiments_resume_stalled()
+    resume.assert_called_once_with(experiment.pk, batch.pk)
+    chunks.assert_not_called()
