@@ -136,24 +136,33 @@ def _draft(product_type, receiver_url):
 def test_cancel_through_the_job_stops_the_workers(
     celery_worker, api, product_type, receiver, fakes
 ):
+    """Cancelled while its chunks' calls are in flight (a chunk per worker process may be
+    all of it: chunks of slow calls are spread over the processes), the chunks stop at
+    their next check and write nothing more."""
     openai, _ = fakes
-    openai.decide = None
-    openai.default = Reply(text="Slowly.", delay=0.2)
+    calls = []
+
+    def slowly(request):
+        calls.append(1)
+        return Reply(text="Slowly.", delay=0.2)
+
+    openai.decide = slowly
     workflow, ids = _draft(product_type, receiver.url)
     started = api.post(
         f"/api/v1/workflows/{workflow.pk}/experiments",
         {"candidate": 2, "entityIds": ids, "scorers": []},
     ).json()
-    wait_until(lambda: Experiment.objects.get(pk=started["id"]).results.exists(), "a first chunk")
+    wait_until(lambda: len(calls) >= 40, "the chunks' calls to be in flight")
     cancelled = api.post(f"/api/v1/jobs/{started['jobId']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     written = Experiment.objects.get(pk=started["id"]).results.count()
     time.sleep(3)  # the chunks in flight see the cancel at their next step
     experiment = Experiment.objects.get(pk=started["id"])
     assert experiment.status == "cancelled"
-    # At most the chunks in flight (one per worker process) write after it.
+    # At most the chunks past their last check (one per worker process) write after it.
     assert experiment.results.count() <= written + 2 * experiment.chunk_size
     assert experiment.results.count() < 200
+    assert len(calls) < 2 * 200  # both sides' calls of every entity were not all made
 
 
 def test_a_budget_stops_the_calls_on_the_workers(celery_worker, api, product_type, receiver, fakes):
