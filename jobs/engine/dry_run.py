@@ -2,13 +2,12 @@
 entity, synchronously, through the same step loop as a run, with the `DryRun` engine:
 nothing is committed or sent; publish and notify report what they would have done."""
 
-import copy
-
 from config.api.errors import FieldError, InvalidInput
 from entities.models import Entity
+from jobs.engine.states import state_of_entity
 from jobs.engine.steps import steps_run
 from workflows.models import Workflow, WorkflowVersion
-from workflows.steps.runtime import DryRun, EntityState, Outcome
+from workflows.steps.runtime import DryRun, Outcome
 from workflows.usage import Usage
 
 # The answer's words (the API's): a step the entity did not reach, and how it ended.
@@ -30,14 +29,7 @@ def workflow_test(
     if version is None:
         version = workflow.versions.get(number=workflow.version)
     steps = version.steps
-    state = EntityState(
-        entity_id=entity.pk,
-        status=entity.status,
-        data=copy.deepcopy(entity.data),
-        committed=entity.data,
-        entity_type_schema=entity.entity_type.schema,
-        version=entity.version,
-    )
+    state = state_of_entity(entity)
     steps_run(
         states=[state],
         steps=steps,

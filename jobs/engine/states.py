@@ -8,6 +8,7 @@ edit made meanwhile to other keys survives). So an entity parked for a week cost
 changes, not two copies of its data. (Checkpoints of workers from before this kept `data`
 and `committed`; they are still read.)"""
 
+import copy
 import json
 
 from jobs.engine.leases import Lease
@@ -66,3 +67,16 @@ def checkpoint_of(state: EntityState, *, with_data: bool) -> dict:
     if with_data:
         saved["changes"], saved["removed"] = state.changes()
     return saved
+
+
+def state_of_entity(entity) -> EntityState:
+    """A working copy of one `Entity` (its type selected with it), for a run of its own that
+    commits nothing: `/test`, an experiment's sides."""
+    return EntityState(
+        entity_id=entity.pk,
+        status=entity.status,
+        data=copy.deepcopy(entity.data),
+        committed=entity.data,
+        entity_type_schema=entity.entity_type.schema,
+        version=entity.version,
+    )

@@ -14,7 +14,7 @@ from django.urls import path, reverse
 
 from config.api.errors import DomainError
 from entities.selectors import entity_labels
-from jobs.experiments import services
+from jobs.experiments import human, summaries
 from jobs.experiments.models import Experiment
 
 # A value beside its other side, cut to what a cell shows.
@@ -118,8 +118,8 @@ class ExperimentAdmin(admin.ModelAdmin):
             "title": f"Experiment {experiment.pk}",
             "opts": self.model._meta,
             "experiment": experiment,
-            "arms": services.arms_summary(experiment),
-            "scores": services.scores_summary(experiment),
+            "arms": summaries.arms_summary(experiment),
+            "scores": summaries.scores_summary(experiment),
             "page": page,
             "shown": shown,
             "rows": [
@@ -132,7 +132,7 @@ class ExperimentAdmin(admin.ModelAdmin):
                 for result in page
             ],
             "queues": [
-                {"name": name, "left": services.human_pending(experiment, name).count()}
+                {"name": name, "left": human.human_pending(experiment, name).count()}
                 for name in humans
             ],
             "can_publish": request.user.has_perm("workflows.change_workflow")
@@ -152,7 +152,7 @@ class ExperimentAdmin(admin.ModelAdmin):
             if not request.user.has_perm("jobs.change_experiment"):
                 raise PermissionDenied
             try:
-                services.human_decide(
+                human.human_decide(
                     result_id=int(request.POST.get("result", 0)),
                     scorer=scorer,
                     choice=request.POST.get("choice", ""),
@@ -162,7 +162,7 @@ class ExperimentAdmin(admin.ModelAdmin):
             except (DomainError, ValueError) as exc:
                 self.message_user(request, getattr(exc, "message", str(exc)), messages.ERROR)
             return redirect("admin:jobs_experiment_compare", quote(experiment.pk), scorer)
-        pending = services.human_pending(experiment, scorer)
+        pending = human.human_pending(experiment, scorer)
         result = pending.first()
         sides = None
         if result is not None:

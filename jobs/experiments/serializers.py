@@ -8,6 +8,7 @@ from config.api.fields import TimestampField
 from config.api.serializers import StrictSerializer
 from entities.filters import EntityFilterSerializer
 from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
+from jobs.experiments.summaries import summary_of
 from jobs.serializers import BudgetSerializer, IdListField
 from workflows.steps.validate import Validate
 from workflows.templating import template_problem
@@ -178,13 +179,9 @@ class ExperimentSerializer(serializers.ModelSerializer):
         ]
 
     def get_arms(self, experiment) -> ArmsSerializer:
-        from jobs.experiments.services import summary_of
-
         return summary_of(experiment)["arms"]
 
     def get_scores(self, experiment) -> ScoreSerializer(many=True):
-        from jobs.experiments.services import summary_of
-
         return summary_of(experiment)["scores"]
 
     def get_error(self, experiment) -> str | None:

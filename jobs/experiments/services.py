@@ -21,7 +21,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput
@@ -29,6 +29,7 @@ from entities.filters import entities_matching
 from entities.models import Entity
 from jobs import queue
 from jobs.costs import budget_columns
+from jobs.engine.states import state_of_entity
 from jobs.engine.steps import steps_run
 from jobs.experiments.batches import (
     Left,
@@ -42,12 +43,12 @@ from jobs.experiments.batches import (
 )
 from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
 from jobs.experiments.shadow import ShadowEngine
-from jobs.experiments.sides import ARMS, GONE, regressed, result_of, side_of, state_of
+from jobs.experiments.sides import ARMS, GONE, result_of, side_of
+from jobs.experiments.summaries import summary_store
 from jobs.models import Job
 from workflows.models import Workflow, WorkflowVersion
 from workflows.steps.chunking import chunk_size
 from workflows.steps.runtime import Outcome
-from workflows.usage import Usage
 
 OPEN = [ExperimentStatus.PENDING, ExperimentStatus.RUNNING]
 
@@ -173,7 +174,7 @@ def _chunk_run(experiment: Experiment, first: int, ids: list[str], key: str) -> 
     left = Left()  # sides parked for a provider batch (batch mode), and their entities'
     for arm in ARMS:
         version = getattr(experiment, arm)
-        states = [state_of(entity) for entity in entities.values()]
+        states = [state_of_entity(entity) for entity in entities.values()]
         engine.waits, engine.parked = {}, {}
         started = time.monotonic()
         steps_run(
@@ -328,133 +329,3 @@ def experiment_cancel(*, experiment_id: str) -> Experiment:
     if not cancelled:
         raise Conflict(f"The experiment has already ended ({experiment.status}).", code="job_ended")
     return experiment
-
-
-def arms_summary(experiment: Experiment) -> dict:
-    """Per arm: entities by outcome, tokens, cost and mean seconds (from the result rows,
-    in the database)."""
-    summary = {}
-    for arm in ARMS:
-        rows = ExperimentResult.objects.filter(experiment=experiment)
-        counts = rows.aggregate(
-            completed=Count("pk", filter=Q(**{f"{arm}__outcome": "completed"})),
-            stopped=Count("pk", filter=Q(**{f"{arm}__outcome": "stopped"})),
-            failed=Count("pk", filter=Q(**{f"{arm}__outcome": "failed"})),
-        )
-        usage, seconds = Usage(), 0.0
-        for side in rows.values_list(arm, flat=True).iterator():
-            usage += Usage.of(side.get("usage"))
-            seconds += side.get("seconds") or 0
-        total = sum(counts.values())
-        summary[arm] = {
-            **counts,
-            "inputTokens": usage.input_tokens,
-            "outputTokens": usage.output_tokens,
-            "costUsd": usage.cost_usd,
-            "meanSeconds": round(seconds / total, 3) if total else None,
-        }
-    return summary
-
-
-def scores_summary(experiment: Experiment) -> list[dict]:
-    """Per scorer: the pass rate (rules) or mean score (judge in score mode) of each arm, and
-    the candidate's wins, losses and ties against the baseline."""
-    found = {
-        scorer["name"]: {
-            "name": scorer["name"],
-            "type": scorer["type"],
-            "baseline": None,
-            "candidate": None,
-            "wins": 0,
-            "losses": 0,
-            "ties": 0,
-            "_sums": {"baseline": [0, 0], "candidate": [0, 0]},
-        }
-        for scorer in experiment.scorers
-    }
-    rows = ExperimentResult.objects.filter(experiment=experiment).values_list("verdicts", flat=True)
-    for verdicts in rows.iterator():
-        for verdict in verdicts:
-            score = found.get(verdict["name"])
-            if score is None or "error" in verdict:
-                continue
-            winner = verdict.get("winner")
-            if verdict["type"] == "rules" or verdict.get("mode") == "score":
-                key = "passed" if verdict["type"] == "rules" else "score"
-                for arm in ARMS:
-                    score["_sums"][arm][0] += int(verdict[arm][key])
-                    score["_sums"][arm][1] += 1
-                if verdict["type"] == "rules":
-                    a, b = verdict["candidate"]["passed"], verdict["baseline"]["passed"]
-                else:
-                    a, b = verdict["candidate"]["score"], verdict["baseline"]["score"]
-                winner = "candidate" if a > b else "baseline" if a < b else "tie"
-            if winner == "candidate":
-                score["wins"] += 1
-            elif winner == "baseline":
-                score["losses"] += 1
-            elif winner == "tie":
-                score["ties"] += 1
-    for score in found.values():
-        for arm, (total, count) in score.pop("_sums").items():
-            if count:
-                score[arm] = round(total / count, 4)
-    return list(found.values())
-
-
-def human_decide(
-    *, result_id: int, scorer: str, choice: str, comment: str, user_id: int | None
-) -> ExperimentResult:
-    """A person's pick on one entity's blind comparison: `choice` is the side as shown (A, B)
-    or "tie", mapped back to baseline or candidate; the row's `regressed` follows. A verdict
-    already decided keeps the first decision (409)."""
-    if choice not in ("A", "B", "tie"):
-        raise InvalidInput("Pick A, B or tie.", details=[FieldError("choice", "Pick A, B or tie.")])
-    with transaction.atomic():
-        result = ExperimentResult.objects.select_for_update().get(pk=result_id)
-        verdict = next(
-            (v for v in result.verdicts if v["name"] == scorer and v["type"] == "human"), None
-        )
-        if verdict is None:
-            raise Conflict(f"The experiment has no human scorer {scorer!r}.")
-        if verdict["winner"] is not None:
-            raise Conflict("This comparison was already decided.", code="not_pending")
-        a, b = ("candidate", "baseline") if verdict["candidateIsA"] else ("baseline", "candidate")
-        verdict.update(
-            winner={"A": a, "B": b}.get(choice, "tie"),
-            reason=comment[:2000],
-            decidedBy=user_id,
-            decidedAt=timezone.now().isoformat(),
-        )
-        result.regressed = regressed(result.baseline, result.candidate, result.verdicts)
-        result.save(update_fields=["verdicts", "regressed"])
-    experiment = result.experiment
-    if experiment.is_ended:
-        summary_store(experiment)
-    return result
-
-
-def summary_store(experiment: Experiment) -> None:
-    """Store the ended experiment's arms and scores, as the API shows them."""
-    Experiment.objects.filter(pk=experiment.pk).update(
-        summary={"arms": arms_summary(experiment), "scores": scores_summary(experiment)}
-    )
-
-
-def summary_of(experiment: Experiment) -> dict:
-    """Its arms and scores: stored once it ended, computed from its rows while it runs."""
-    if experiment.summary is not None:
-        return experiment.summary
-    if not hasattr(experiment, "live_summary"):  # once per read of the row
-        experiment.live_summary = {
-            "arms": arms_summary(experiment),
-            "scores": scores_summary(experiment),
-        }
-    return experiment.live_summary
-
-
-def human_pending(experiment: Experiment, scorer: str):
-    """The results whose comparison by `scorer` no one has decided yet, in sample order."""
-    return experiment.results.filter(
-        verdicts__contains=[{"name": scorer, "type": "human", "winner": None}]
-    ).order_by("position")

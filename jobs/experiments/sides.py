@@ -1,11 +1,8 @@
-"""One entity's two sides in an experiment: the working copy an arm starts from (`state_of`),
-a side as recorded once its arm ended (`side_of`), and the entity's result row once both
-ended, with every scorer's verdict and whether the two differ or the candidate regressed
-(`result_of`)."""
+"""One entity's two sides in an experiment (each arm starts from the entity's working copy,
+`jobs.engine.states.state_of_entity`): a side as recorded once its arm ended (`side_of`), and
+the entity's result row once both ended, with every scorer's verdict and whether the two
+differ or the candidate regressed (`result_of`)."""
 
-import copy
-
-from entities.models import Entity
 from jobs.experiments.models import Experiment, ExperimentResult
 from jobs.experiments.scorers import verdicts_of
 from jobs.experiments.shadow import ShadowEngine
@@ -14,17 +11,6 @@ from workflows.usage import Usage
 
 ARMS = ("baseline", "candidate")
 OUTCOMES = {Outcome.COMPLETED: "completed", Outcome.STOPPED: "stopped"}  # else failed
-
-
-def state_of(entity: Entity) -> EntityState:
-    return EntityState(
-        entity_id=entity.pk,
-        status=entity.status,
-        data=copy.deepcopy(entity.data),
-        committed=entity.data,
-        entity_type_schema=entity.entity_type.schema,
-        version=entity.version,
-    )
 
 
 def side_of(state: EntityState, before: dict, waits: list[dict], seconds: float) -> dict:

@@ -5,7 +5,7 @@ scorers' blind comparison queue, whose picks are mapped back to the versions."""
 import pytest
 from django.contrib.admin.utils import quote
 
-from jobs.experiments import services
+from jobs.experiments import services, summaries
 from jobs.experiments.models import ExperimentResult
 from tests.factories import make_entities
 from tests.jobs.test_experiments import _answers, _run_inline, _versions
@@ -71,7 +71,7 @@ def test_the_human_queue_is_blind_and_mapped_back(admin_client, experiment):
     for result in ExperimentResult.objects.filter(experiment=experiment):
         human = next(v for v in result.verdicts if v["name"] == "people")
         assert human["winner"] == "candidate" and human["reason"] == "ok"
-    score = next(s for s in services.scores_summary(experiment) if s["name"] == "people")
+    score = next(s for s in summaries.scores_summary(experiment) if s["name"] == "people")
     assert (score["wins"], score["losses"]) == (6, 0)
 
 

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from entities.models import Entity
-from jobs.experiments import services
+from jobs.experiments import services, summaries
 from jobs.experiments.batches import Left, _claim, sides_store, sides_to_resume
 from jobs.experiments.models import Experiment, ExperimentSide, ExperimentStatus, SideStatus
 from jobs.experiments.shadow import ShadowEngine
@@ -136,7 +136,7 @@ def test_a_batch_mode_side_waits_for_its_batch_then_goes_on_in_shadow_at_batch_p
         # The same tokens, at half the price.
         assert candidate["usage"]["inputTokens"] == baseline["usage"]["inputTokens"] == 40
         assert candidate["usage"]["costNanoUsd"] * 2 == baseline["usage"]["costNanoUsd"]
-    arms = services.arms_summary(experiment)
+    arms = summaries.arms_summary(experiment)
     assert arms["candidate"]["costUsd"] * 2 == pytest.approx(arms["baseline"]["costUsd"])
     # The experiment's usage counts both: the live calls and the batch's answers, once.
     assert experiment.input_tokens == 2 * 25 * 40

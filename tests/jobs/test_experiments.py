@@ -8,7 +8,7 @@ import math
 import pytest
 
 from entities.models import Entity
-from jobs.experiments import services
+from jobs.experiments import services, summaries
 from jobs.experiments.models import Experiment, ExperimentStatus
 from jobs.experiments.scorers import candidate_is_a
 from jobs.models import Job
@@ -113,10 +113,10 @@ def test_both_versions_run_in_shadow_and_are_scored(product_type, openai_server,
         assert human["winner"] is None
         assert result.changed and not result.regressed
     assert {r.verdicts[1]["candidateIsA"] for r in results} == {True, False}
-    arms = services.arms_summary(experiment)
+    arms = summaries.arms_summary(experiment)
     assert arms["baseline"]["completed"] == arms["candidate"]["completed"] == 30
     assert arms["candidate"]["inputTokens"] > 0
-    scores = {s["name"]: s for s in services.scores_summary(experiment)}
+    scores = {s["name"]: s for s in summaries.scores_summary(experiment)}
     assert scores["long enough"]["candidate"] == 1 and scores["long enough"]["baseline"] == 0
     assert scores["judge"]["wins"] == 30 and scores["judge"]["losses"] == 0
 
@@ -131,7 +131,7 @@ def test_an_always_a_judge_wins_about_half(product_type, openai_server, settings
         workflow=workflow, baseline=baseline, candidate=candidate, scorers=scorers, entity_ids=ids
     )
     experiment = _run_inline(experiment)
-    score = services.scores_summary(experiment)[0]
+    score = summaries.scores_summary(experiment)[0]
     assert score["wins"] + score["losses"] == 200
     assert 70 <= score["wins"] <= 130
 
@@ -250,7 +250,7 @@ def test_a_judge_in_score_mode_scores_each_side(product_type, openai_server, set
             entity_ids=ids,
         )
     )
-    [score] = services.scores_summary(experiment)
+    [score] = summaries.scores_summary(experiment)
     assert (score["baseline"], score["candidate"], score["wins"]) == (2, 5, 10)
     verdict = experiment.results.first().verdicts[0]
     assert verdict["candidate"] == {"score": 5, "reason": "length"}
@@ -278,7 +278,7 @@ def test_a_judge_that_fails_is_the_verdicts_error(product_type, openai_server, s
     assert experiment.status == ExperimentStatus.COMPLETED
     verdict = experiment.results.first().verdicts[0]
     assert "not valid JSON" in verdict["error"]
-    [score] = services.scores_summary(experiment)
+    [score] = summaries.scores_summary(experiment)
     assert score["wins"] == score["losses"] == score["ties"] == 0
 
 

@@ -190,7 +190,7 @@ def test_an_ended_experiment_reads_its_stored_summary(api, setup, django_assert_
         listed = api.get("/api/v1/experiments").json()
     assert listed[0]["arms"] == experiment.summary["arms"]
     # A human pick after the end updates it.
-    from jobs.experiments.services import human_decide
+    from jobs.experiments.human import human_decide
 
     result = experiment.results.first()
     human_decide(result_id=result.pk, scorer="people", choice="tie", comment="", user_id=None)

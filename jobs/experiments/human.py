@@ -1,0 +1,49 @@
+"""The human scorer: a person's blind pick between an entity's two sides, and the comparisons
+left to pick."""
+
+from django.db import transaction
+from django.utils import timezone
+
+from config.api.errors import Conflict, FieldError, InvalidInput
+from jobs.experiments.models import Experiment, ExperimentResult
+from jobs.experiments.sides import regressed
+from jobs.experiments.summaries import summary_store
+
+
+def human_decide(
+    *, result_id: int, scorer: str, choice: str, comment: str, user_id: int | None
+) -> ExperimentResult:
+    """A person's pick on one entity's blind comparison: `choice` is the side as shown (A, B)
+    or "tie", mapped back to baseline or candidate; the row's `regressed` follows. A verdict
+    already decided keeps the first decision (409)."""
+    if choice not in ("A", "B", "tie"):
+        raise InvalidInput("Pick A, B or tie.", details=[FieldError("choice", "Pick A, B or tie.")])
+    with transaction.atomic():
+        result = ExperimentResult.objects.select_for_update().get(pk=result_id)
+        verdict = next(
+            (v for v in result.verdicts if v["name"] == scorer and v["type"] == "human"), None
+        )
+        if verdict is None:
+            raise Conflict(f"The experiment has no human scorer {scorer!r}.")
+        if verdict["winner"] is not None:
+            raise Conflict("This comparison was already decided.", code="not_pending")
+        a, b = ("candidate", "baseline") if verdict["candidateIsA"] else ("baseline", "candidate")
+        verdict.update(
+            winner={"A": a, "B": b}.get(choice, "tie"),
+            reason=comment[:2000],
+            decidedBy=user_id,
+            decidedAt=timezone.now().isoformat(),
+        )
+        result.regressed = regressed(result.baseline, result.candidate, result.verdicts)
+        result.save(update_fields=["verdicts", "regressed"])
+    experiment = result.experiment
+    if experiment.is_ended:
+        summary_store(experiment)
+    return result
+
+
+def human_pending(experiment: Experiment, scorer: str):
+    """The results whose comparison by `scorer` no one has decided yet, in sample order."""
+    return experiment.results.filter(
+        verdicts__contains=[{"name": scorer, "type": "human", "winner": None}]
+    ).order_by("position")
