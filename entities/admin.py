@@ -76,7 +76,7 @@ class EntityForm(forms.ModelForm):
 
 @admin.register(Entity)
 class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
-    """Entities; `jobs.admin` adds the "Run workflow…" action (the engine's)."""
+    """Entities; `jobs.start_admin` adds the "Run workflow…" action (the engine's)."""
 
     form = EntityForm
     list_display = ["id", "entity_type", "status", "version", "published_at", "updated_at"]

@@ -185,7 +185,7 @@ class WorkflowForm(forms.ModelForm):
 
 @admin.register(Workflow)
 class WorkflowAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
-    """Workflow definitions; `jobs.admin` adds running and testing them (the engine's)."""
+    """Workflow definitions; `jobs.start_admin` adds running and testing them (the engine's)."""
 
     list_display = [
         "name",

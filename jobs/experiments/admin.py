@@ -16,6 +16,7 @@ from config.api.errors import DomainError
 from entities.selectors import entity_labels
 from jobs.experiments import human, summaries
 from jobs.experiments.models import Experiment
+from jobs.record_admin import RecordAdmin
 
 # A value beside its other side, cut to what a cell shows.
 SHOWN_CHARS = 2000
@@ -52,7 +53,7 @@ def _fields(baseline: dict, candidate: dict) -> list[dict]:
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin):
+class ExperimentAdmin(RecordAdmin):
     list_display = [
         "id",
         "workflow",
@@ -66,15 +67,6 @@ class ExperimentAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["id", "workflow__id", "workflow__name"]
     list_select_related = ["workflow", "baseline", "candidate"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="baseline")
     def baseline_number(self, experiment):

@@ -1,0 +1,166 @@
+"""Running and testing workflows from the admin: "Run on entities…" and "Test on one entity"
+on a workflow's page, the "Run workflow…" action on the entities' list. Running is the
+engine's, so this app adds them to the admins of the layers below (their pages and URL names
+stay where they were); `jobs/admin.py` loads this module."""
+
+import json
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from config.api.errors import DomainError
+from entities.admin import EntityAdmin
+from entities.models import Entity
+from jobs import services
+from jobs.engine.dry_run import workflow_test
+from jobs.entity_search import entity_search
+from jobs.filter_runs import run_start_over_filter
+from workflows.admin import WorkflowAdmin
+from workflows.models import Workflow
+
+
+class WorkflowRunAdmin(WorkflowAdmin):
+    """The workflow admin, with its "Run on entities…" and "Test on one entity" pages."""
+
+    # Links to these views carry the admin's quoted primary key (`wf_01…` is `wf_5F01…`), as
+    # Django's own views do, so each view unquotes it before looking the workflow up.
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<str:workflow_id>/run/", view(self.run_view), name="workflows_workflow_run"),
+            path("<str:workflow_id>/test/", view(self.test_view), name="workflows_workflow_test"),
+            *super().get_urls(),
+        ]
+
+    def _page(self, request, workflow, title, **extra):
+        return {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "workflow": workflow,
+            "opts": self.model._meta,
+            **extra,
+        }
+
+    def run_view(self, request, workflow_id):
+        """Pick entities of the workflow's type and start a run, exactly as the API does."""
+        workflow = get_object_or_404(Workflow, pk=unquote(workflow_id))
+        if not request.user.has_perm("jobs.add_run"):
+            raise PermissionDenied
+        if request.method == "POST":
+            ids = request.POST.getlist("entity_ids")
+            if request.POST.get("all"):  # a run over a filter: no ids through memory
+                return start_run_from_admin(self, request, workflow, None)
+            if request.POST.get("matches"):  # every match of the search, by id
+                found = entity_search(request.POST, workflow.entity_type_id)
+                ids = list(found.matches.values_list("pk", flat=True)[: settings.RUN_MAX_IDS + 1])
+            return start_run_from_admin(self, request, workflow, ids)
+        found = entity_search(request.GET, workflow.entity_type_id)
+        return TemplateResponse(
+            request,
+            "admin/workflows/workflow/run.html",
+            self._page(
+                request,
+                workflow,
+                f"Run {workflow.name}",
+                search=found,
+                statuses=Entity.Status.choices,
+                total=Entity.objects.filter(entity_type_id=workflow.entity_type_id).count(),
+                show_data=request.user.has_perm("entities.view_entity"),
+            ),
+        )
+
+    def test_view(self, request, workflow_id):
+        """Run the workflow on one entity synchronously; nothing is committed or sent."""
+        workflow = get_object_or_404(Workflow, pk=unquote(workflow_id))
+        # A test shows the entity's data as the steps leave it.
+        if not request.user.has_perms(["jobs.add_run", "entities.view_entity"]):
+            raise PermissionDenied
+        found = entity_search(request.GET, workflow.entity_type_id)
+        result = None
+        if request.method == "POST":
+            try:
+                result = workflow_test(workflow=workflow, entity_id=request.POST.get("entity_id"))
+            except DomainError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+        return TemplateResponse(
+            request,
+            "admin/workflows/workflow/test.html",
+            self._page(
+                request,
+                workflow,
+                f"Test {workflow.name}",
+                search=found,
+                statuses=Entity.Status.choices,
+                result=result,
+                result_json=json.dumps(result, indent=2) if result else "",
+            ),
+        )
+
+
+class EntityRunAdmin(EntityAdmin):
+    """The entity admin, with the "Run workflow…" action."""
+
+    actions = ["run_workflow"]
+
+    @admin.action(description="Run workflow…")
+    def run_workflow(self, request, queryset):
+        """Pick a workflow of the entities' type, then start a run as the API does."""
+        if not request.user.has_perm("jobs.add_run"):
+            raise PermissionDenied
+        type_ids = set(queryset.values_list("entity_type_id", flat=True))
+        if len(type_ids) != 1:
+            self.message_user(request, "Select entities of one entity type.", messages.ERROR)
+            return None
+        workflows = Workflow.objects.filter(entity_type_id=type_ids.pop()).exclude(
+            status=Workflow.Status.ARCHIVED
+        )
+        ids = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+        if request.POST.get("workflow"):
+            workflow = workflows.filter(pk=request.POST["workflow"]).first()
+            if workflow is None:
+                self.message_user(request, "Pick a workflow of this entity type.", messages.ERROR)
+                return None
+            return start_run_from_admin(self, request, workflow, ids)
+        return TemplateResponse(
+            request,
+            "admin/entities/entity/run_workflow.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Run a workflow on the selected entities",
+                "opts": self.model._meta,
+                "workflows": workflows,
+                "ids": ids,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+
+def start_run_from_admin(model_admin, request, workflow, entity_ids):
+    """Start a run as `POST /workflows/:id/run` would, and go to its progress page; over
+    every entity of the type when `entity_ids` is None."""
+    try:
+        if entity_ids is None:
+            run = run_start_over_filter(
+                workflow_id=workflow.pk, entity_filter={}, created_by=request.user
+            )
+        else:
+            run = services.run_start(
+                workflow_id=workflow.pk, entity_ids=entity_ids, created_by=request.user
+            )
+    except DomainError as exc:
+        model_admin.message_user(request, exc.message, messages.ERROR)
+        return redirect("admin:workflows_workflow_run", quote(workflow.pk))
+    count = "all matching" if run.total is None else run.total
+    model_admin.message_user(request, f"Started run {run.pk} on {count} entities.")
+    return redirect("admin:jobs_run_change", quote(run.pk))
+
+
+admin.site.unregister(Workflow)
+admin.site.register(Workflow, WorkflowRunAdmin)
+admin.site.unregister(Entity)
+admin.site.register(Entity, EntityRunAdmin)
