@@ -1,11 +1,11 @@
+"""What the API answers about runs, their items, logs and jobs. (What clients send is
+`jobs/inputs.py`.)"""
+
 from rest_framework import serializers
 
 from config.api.fields import TimestampField
-from config.api.serializers import StrictSerializer
-from entities.filters import EntityFilterSerializer
 from jobs.models import Job, Run, RunItem, RunLog, RunStatus, TriggerType
 from jobs.waits.ai_batch.serializers import RunBatchSerializer
-from workflows.outbound import url_problem
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -165,105 +165,6 @@ class RunItemSerializer(serializers.ModelSerializer):
         return item.error or None
 
 
-class IdListField(serializers.ListField):
-    """A list of id strings, checked in one tight loop: a run names up to 10,000 ids, and a
-    DRF child field per element costs more than storing the run."""
-
-    child = serializers.CharField(max_length=64)
-
-    def to_internal_value(self, data):
-        if isinstance(data, str | dict) or not hasattr(data, "__iter__"):
-            self.fail("not_a_list", input_type=type(data).__name__)
-        data = list(data)
-        errors = {
-            index: ["Must be an id string of 1 to 64 characters."]
-            for index, value in enumerate(data)
-            if not isinstance(value, str) or not 0 < len(value) <= 64
-        }
-        if errors:
-            raise serializers.ValidationError(errors)
-        return data
-
-
-class BudgetSerializer(StrictSerializer):
-    maxCostUsd = serializers.FloatField(
-        required=False,
-        min_value=0.000001,
-        max_value=1_000_000_000,
-        help_text="Once the run's model calls cost this much (USD), no new call starts.",
-    )
-    maxTokens = serializers.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=10**15,
-        help_text="Once the run's model calls used this many tokens (input + output), no new "
-        "call starts.",
-    )
-
-    def validate(self, attrs):
-        if not attrs:
-            raise serializers.ValidationError("Give maxCostUsd, maxTokens or both.")
-        return attrs
-
-
-class RunTargetSerializer(StrictSerializer):
-    """The entities a run takes: named (`entityIds`) or matched (`filter`, `limit`)."""
-
-    entityIds = IdListField(
-        allow_empty=True,
-        required=False,
-        help_text="Array of entity IDs to run the workflow on (1 to 10,000). "
-        "Give this or `filter`.",
-    )
-    # -- runs over a filter (issue #19) --
-    filter = EntityFilterSerializer(
-        required=False,
-        help_text="Run over the entities of the workflow's type that match (up to "
-        "RUN_MAX_ENTITIES, 1,000,000 by default) instead of naming them. `{}` is all of them.",
-    )
-    limit = serializers.IntegerField(
-        required=False, min_value=1, help_text="With `filter`: run over at most this many."
-    )
-    # -- end of runs over a filter --
-
-    def validate(self, attrs):
-        if ("entityIds" in attrs) == ("filter" in attrs):
-            message = "Give either `entityIds` or `filter`."
-            raise serializers.ValidationError({"entityIds": [message], "filter": [message]})
-        if "limit" in attrs and "filter" not in attrs:
-            raise serializers.ValidationError({"limit": ["`limit` goes with `filter`."]})
-        return attrs
-
-
-class RunStartSerializer(RunTargetSerializer):
-    version = serializers.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=999_999_999,
-        help_text="Run this version of the workflow (a draft, say, over a few entities) "
-        "instead of the live one.",
-    )
-    callbackUrl = serializers.URLField(
-        required=False, max_length=2000, help_text="POSTed the final run once it ends."
-    )
-    budget = BudgetSerializer(
-        required=False,
-        help_text="Caps the run's model calls: once reached, the entities left fail and the "
-        "run ends failed (the calls in flight finish and count; in batch mode each request is "
-        "reserved at its estimate before it is sent, and none is sent past the budget).",
-    )
-
-    def validate_callbackUrl(self, value: str) -> str:
-        problem = url_problem(value)  # a port that exists, no credentials
-        if problem:
-            raise serializers.ValidationError(problem)
-        return value
-
-
-class EstimateRequestSerializer(RunTargetSerializer):
-    """The entities of the run to estimate, as `/run` takes them."""
-
-
 class EstimateSerializer(serializers.Serializer):
     entities = serializers.IntegerField()
     modelCalls = serializers.IntegerField()
@@ -282,12 +183,6 @@ class EstimateSerializer(serializers.Serializer):
 class RunStartedSerializer(serializers.Serializer):
     jobId = serializers.CharField(help_text="The ID of the background job created for this run.")
     runId = serializers.CharField(help_text="The ID of the run.")
-
-
-class RunItemQuerySerializer(serializers.Serializer):
-    status = serializers.ChoiceField(
-        choices=RunItem._meta.get_field("status").choices, required=False
-    )
 
 
 class JobSerializer(serializers.ModelSerializer):
@@ -395,28 +290,3 @@ class RunLogSerializer(serializers.ModelSerializer):
 
     def get_stepId(self, log) -> str | None:
         return log.step_id or None
-
-
-class JobListQuerySerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
-    workflowId = serializers.CharField(required=False)
-
-
-class LogQuerySerializer(serializers.Serializer):
-    level = serializers.ChoiceField(choices=RunLog.Level.choices, required=False)
-    entityId = serializers.CharField(required=False)
-
-
-class RunRevertSerializer(StrictSerializer):
-    force = serializers.BooleanField(
-        default=False,
-        help_text="Revert entities changed since the run too (their later changes to the run's "
-        "fields are lost); by default they are skipped.",
-    )
-
-
-class RunRetrySerializer(StrictSerializer):
-    useLatestVersion = serializers.BooleanField(
-        default=False,
-        help_text="Run the workflow's current version instead of the one the original run used.",
-    )

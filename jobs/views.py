@@ -13,21 +13,23 @@ from jobs.engine.dry_run import workflow_test
 from jobs.engine.waits import waits_describe
 from jobs.experiments.services import experiment_cancel
 from jobs.filter_runs import filter_run_estimate, run_start_over_filter
-from jobs.models import Job, Run
-from jobs.serializers import (
+from jobs.inputs import (
     EstimateRequestSerializer,
-    EstimateSerializer,
     JobListQuerySerializer,
-    JobSerializer,
     LogQuerySerializer,
     RunItemQuerySerializer,
-    RunItemSerializer,
-    RunLogSerializer,
     RunRetrySerializer,
     RunRevertSerializer,
+    RunStartSerializer,
+)
+from jobs.models import Job, Run
+from jobs.serializers import (
+    EstimateSerializer,
+    JobSerializer,
+    RunItemSerializer,
+    RunLogSerializer,
     RunSerializer,
     RunStartedSerializer,
-    RunStartSerializer,
 )
 from workflows.models import Workflow
 from workflows.serializers import WorkflowTestResultSerializer, WorkflowTestSerializer

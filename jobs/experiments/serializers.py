@@ -9,7 +9,7 @@ from config.api.serializers import StrictSerializer
 from entities.filters import EntityFilterSerializer
 from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
 from jobs.experiments.summaries import summary_of
-from jobs.serializers import BudgetSerializer, IdListField
+from jobs.inputs import BudgetSerializer, IdListField
 from workflows.steps.validate import Validate
 from workflows.templating import template_problem
 

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from config.api.fields import TimestampField
 from config.api.serializers import StrictSerializer
-from jobs.serializers import IdListField
+from jobs.inputs import IdListField
 from jobs.waits.review.models import Review, ReviewStatus
 from jobs.waits.review.services import DECIDE_MAX_IDS, DECISIONS
 from workflows.steps.runtime import get_path
