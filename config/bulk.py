@@ -119,6 +119,42 @@ def rows_update(
     return written
 
 
+def pks_update(
+    model,
+    pks: Sequence,
+    *,
+    assign: dict,
+    where: dict | None = None,
+    returning: Sequence[str] = (),
+) -> list[tuple]:
+    """`UPDATE ... SET <assign> WHERE pk = ANY(<pks>) AND <where> RETURNING <returning>`: the
+    same values for rows named by primary key (one array parameter on PostgreSQL), found
+    through the primary key's index whatever the planner thinks of `where` (a join to a
+    row set, as `rows_update` makes, may be planned as a scan of the table when its
+    statistics say few rows match `where`). Returns the `returning` fields of the rows
+    written."""
+    if not pks:
+        return []
+    meta, quote = model._meta, connection.ops.quote_name
+    where = where or {}
+    sets = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in assign)
+    params = [_param(meta.get_field(name), value) for name, value in assign.items()]
+    pk = quote(meta.pk.column)
+    if connection.vendor == "postgresql":
+        conditions, params = [f"{pk} = ANY(%s)"], [*params, list(pks)]
+    else:
+        conditions, params = [f"{pk} IN ({', '.join(['%s'] * len(pks))})"], [*params, *pks]
+    for name, value in where.items():
+        conditions.append(f"{quote(meta.get_field(name).column)} = %s")
+        params.append(_param(meta.get_field(name), value))
+    sql = f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {' AND '.join(conditions)}"  # noqa: S608
+    if returning:
+        sql += " RETURNING " + ", ".join(quote(meta.get_field(n).column) for n in returning)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if returning else []
+
+
 def rows_insert(
     model, rows: Iterable[dict], *, fields: Sequence[str], ignore_conflicts: bool = False
 ) -> int:

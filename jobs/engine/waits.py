@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from config.api.ids import new_id
 from config.api.storable import unstorable
-from config.bulk import rows_insert, rows_update
+from config.bulk import pks_update, rows_insert, rows_update
 from jobs import queue
 from jobs.engine.states import checkpoint_of
 from jobs.item_rows import run_chunk_size
@@ -234,10 +234,16 @@ def waits_resolve(
     resume asks for one resume task, WAIT_RESUME_DELAY_S later, which queues every wait of
     the run resolved by then, so that single decisions in a burst become a few chunks."""
     now = now or timezone.now()
-    resolved = rows_update(
+    resolved = _waits_resolve_alike(wait_ids, resolution, now)
+    _resume(resolved, run_ids, now)
+    return len(resolved)
+
+
+def _waits_resolve_alike(wait_ids: list[str], resolution: Resolution, now) -> list[tuple]:
+    """(run id, item id) of the waits resolved."""
+    return pks_update(
         Wait,
-        ({"id": pk} for pk in wait_ids),
-        match=["id"],
+        wait_ids,
         assign={
             "status": WaitStatus.RESOLVED,
             "resolution": resolution.stored(),
@@ -246,8 +252,6 @@ def waits_resolve(
         where={"status": WaitStatus.WAITING},
         returning=["run", "item"],
     )
-    _resume(resolved, run_ids, now)
-    return len(resolved)
 
 
 def waits_resolve_each(
@@ -308,8 +312,8 @@ def _enqueue_resume(run_id: str) -> None:
 def waits_requeue(*, run_id: str, item_ids: list[int], size: int, now: datetime) -> int:
     """Queue the run's `waiting` items named again (their waits resolved), in new chunks of
     about `size` (as even as the count allows: 1,000 at 400 are 3 chunks of 333-334), each
-    item `pending` at the step after its wait; call under the run's lock. One UPDATE for
-    the items and one for the run's `waiting` counter, the chunks' tasks sent after COMMIT.
+    item `pending` at the step after its wait; call under the run's lock. One UPDATE per
+    new chunk and one of the run's `waiting` counter, the chunks' tasks sent after COMMIT.
     Returns how many were queued."""
     count = -(-len(item_ids) // size)
     if connection.vendor == "postgresql":
@@ -319,18 +323,15 @@ def waits_requeue(*, run_id: str, item_ids: list[int], size: int, now: datetime)
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"requeue:{run_id}"])
     first = (RunItem.objects.filter(run_id=run_id).aggregate(last=Max("chunk"))["last"] or 0) + 1
     item_ids = sorted(item_ids)
-    moved = rows_update(
-        RunItem,
-        (
-            {"id": pk, "chunk": first + index * count // len(item_ids)}
-            for index, pk in enumerate(item_ids)
-        ),
-        match=["id"],
-        copy=["chunk"],
-        assign={"status": ItemStatus.PENDING},
-        where={"status": ItemStatus.WAITING},
-        returning=["chunk"],
-    )
+    moved = []
+    for index in range(count):  # one UPDATE per new chunk, by the items' primary keys
+        moved += pks_update(
+            RunItem,
+            item_ids[index * len(item_ids) // count : (index + 1) * len(item_ids) // count],
+            assign={"status": ItemStatus.PENDING, "chunk": first + index},
+            where={"status": ItemStatus.WAITING},
+            returning=["chunk"],
+        )
     if not moved:
         return 0
     Run.objects.filter(pk=run_id).update(waiting=F("waiting") - len(moved), heartbeat_at=now)

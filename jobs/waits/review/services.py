@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
-from config.bulk import rows_update
+from config.bulk import pks_update
 from entities.models import Entity
 from entities.schemas import data_problems, data_validator
 from jobs.engine.waits import runs_lock, waits_resolve
@@ -152,10 +152,9 @@ def _decide(
                 resolution = replace(resolution, decided_by=who_id)
             written = {
                 pk
-                for (pk,) in rows_update(
+                for (pk,) in pks_update(
                     Review,
-                    ({"id": review.pk} for review in batch),
-                    match=["id"],
+                    [review.pk for review in batch],
                     assign={
                         "status": status,
                         "decided_at": now,
