@@ -212,15 +212,20 @@ def _converter(field):
     """The function giving `field`'s values as JSON-encodable values for the database."""
     if isinstance(field, JSONField):
         return None  # the value is the JSON
-    plain = isinstance(field, _PLAIN_FIELDS)
+    # A foreign key's values are its target's (a run's id, an item's).
+    plain = isinstance(field.target_field if field.is_relation else field, _PLAIN_FIELDS)
+    last: list = [None, None]  # the value converted last, and what it gave
 
     def convert(value):
         if plain and type(value) in _PLAIN_TYPES:
             return value
-        value = field.get_db_prep_save(value, connection)
-        if isinstance(value, datetime.datetime | datetime.date):
-            value = value.isoformat()
-        return value
+        if value is not None and value is last[0]:
+            return last[1]  # a batch's rows share their time: converted once
+        converted = field.get_db_prep_save(value, connection)
+        if isinstance(converted, datetime.datetime | datetime.date):
+            converted = converted.isoformat()
+        last[:] = [value, converted]
+        return converted
 
     return convert
 
