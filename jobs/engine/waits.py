@@ -11,14 +11,16 @@ write of a chunk, so a chunk delivered twice parks each entity once. Kinds of wa
 """
 
 import copy
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, TextField
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from config.api.ids import new_id
@@ -147,17 +149,22 @@ def waits_apply(*, checkpoints: list[dict | None], states: list[EntityState]) ->
     wait_ids = [saved["wait"] for saved in checkpoints if saved and "wait" in saved]
     if not wait_ids:
         return
-    resolutions = {
-        pk: (step_id, resolution)
-        for pk, step_id, resolution in Wait.objects.filter(pk__any=wait_ids).values_list(
-            "pk", "step_id", "resolution"
-        )
-    }
+    # Read as text and parsed once per distinct text: waits decided together (a bulk
+    # decision) share one resolution, stored once per wait.
+    parsed: dict[str, Resolution] = {}
+    resolutions = {}
+    for pk, step_id, text in Wait.objects.filter(pk__any=wait_ids).values_list(
+        "pk", "step_id", Cast("resolution", TextField())
+    ):
+        if text is not None and text not in parsed:
+            value = json.loads(text)
+            parsed[text] = Resolution.of(value) if value else None
+        resolutions[pk] = (step_id, parsed[text] if text is not None else None)
     for saved, state in zip(checkpoints, states, strict=True):
         if not saved or "wait" not in saved or not state.alive:
             continue
         step_id, resolution = resolutions.get(saved["wait"], (state.step_id, None))
-        resolution_apply(state, step_id, Resolution.of(resolution) if resolution else None)
+        resolution_apply(state, step_id, resolution)
 
 
 def resolution_apply(state: EntityState, step_id: str, resolution: Resolution | None) -> None:
@@ -181,8 +188,8 @@ def resolution_apply(state: EntityState, step_id: str, resolution: Resolution | 
         state.data.update(copy.deepcopy(resolution.data))
         for path, value in resolution.set.items():
             set_path(state.data, path, copy.deepcopy(value))
-        if resolution.output is not NO_OUTPUT:
-            state.outputs[step_id] = resolution.output
+        if resolution.output is not NO_OUTPUT:  # a copy: entities may share a resolution
+            state.outputs[step_id] = copy.deepcopy(resolution.output)
         return
     # Stopped or failed: the run's changes since the last commit are discarded.
     state.data = copy.deepcopy(state.base())
