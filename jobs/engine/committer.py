@@ -19,9 +19,9 @@ from django.utils import timezone
 
 from config.api.storable import unstorable
 from config.bulk import rows_update
+from entities.commits import WorkingCopy, entities_commit
 from entities.events import ChangeOrigin
 from entities.revisions import RevisionSource, Source
-from entities.services import WorkingCopy, entities_commit
 from jobs.engine.budget import RunBudget
 from jobs.engine.leases import HEARTBEAT_EVERY, run_heartbeat
 from jobs.engine.states import checkpoint_of

@@ -7,8 +7,8 @@ import json
 import pytest
 from django.db import transaction
 
+from entities.commits import WorkingCopy, entities_commit
 from entities.models import Entity, EntityType
-from entities.services import WorkingCopy, entities_commit
 from tests.factories import make_entities, make_workflow
 
 pytestmark = pytest.mark.django_db

@@ -1,8 +1,9 @@
 import pytest
 from django.db import transaction
 
+from entities.commits import WorkingCopy, apply_changes, entities_commit
 from entities.models import Entity
-from entities.services import WorkingCopy, apply_changes, entities_commit, entity_update
+from entities.services import entity_update
 from tests.factories import make_entities
 from workflows.steps.runtime import EntityState
 

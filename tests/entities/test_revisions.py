@@ -6,9 +6,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from config.api.fields import to_millis
+from entities.commits import WorkingCopy, entities_commit
 from entities.models import Entity, EntityRevision
 from entities.revisions import RevisionSource, Source, revisions_prune
-from entities.services import WorkingCopy, entities_commit, entity_update
+from entities.services import entity_update
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
