@@ -15,8 +15,9 @@ turns, each turn's ratio listed.
     python -m benchmarks --only felt
     python -m benchmarks.felt [ids,filter,calls]     # alone, with its own web and worker
 
-The helpers (`Stack`, `timed_run`, `turns_figures`) are what other measurements of runs "as
-a user meets them" build on (the review and resume rows of #29, the revisions of #25)."""
+The helpers (`api_client`, `timed_run`, `turns_figures`, `warm_up`) are what other
+measurements of runs "as a user meets them" build on (the review and resume rows of #29,
+the revisions of #25)."""
 
 import datetime
 import json
@@ -25,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -40,14 +40,6 @@ WARM_UP = 800
 CALLS = ai_concurrency.CALLS
 CALL_CONCURRENCY = 32
 TARGETS = {"ids": 2.0, "filter": 2.0, "calls_warm": 1.25, "calls_cold": 1.5}
-
-
-@dataclass
-class Stack:
-    """The API client of a web server and the worker its runs go to."""
-
-    client: httpx.Client
-    worker: harness.ManagedProcess
 
 
 def api_client(base_url: str, key: str) -> httpx.Client:
