@@ -70,7 +70,7 @@ def broker_of_its_own(settings, log_dir: Path):
     the workers it starts meanwhile (`start_worker` after entering), so a test that restarts
     its broker disturbs no other test process sharing the machine's Redis. Yields the server:
     its `restart()` kills it, and what it held with it, and starts it again."""
-    from celery import current_app
+    from config.celery import app  # the product's app, current from its import on
 
     port = _free_port()
     server = ManagedProcess(
@@ -89,7 +89,7 @@ def broker_of_its_own(settings, log_dir: Path):
         log_dir / "redis.log",
         dict(os.environ),
     )
-    shared = current_app.conf.broker_url
+    shared = app.conf.broker_url
     settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{port}/0"  # what worker_env() hands on
     _produce_to(settings.CELERY_BROKER_URL)
     try:
@@ -101,12 +101,14 @@ def broker_of_its_own(settings, log_dir: Path):
 
 def _produce_to(url: str) -> None:
     """Send this process's tasks to `url` from now on."""
-    from celery import current_app
     from kombu import pools
 
+    from config.celery import app
+
     pools.reset()  # kombu's connection and producer pools, closed and forgotten
-    current_app.conf.broker_url = url
-    current_app._after_fork()  # Celery's own reset of the app's references to them
+    os.environ["CELERY_BROKER_URL"] = url  # Celery reads it before its configuration
+    app.conf.broker_url = url
+    app._after_fork()  # Celery's own reset of the app's references to them
 
 
 def start_beat(log_path: Path, **env: str) -> ManagedProcess:
