@@ -13,7 +13,13 @@ os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 # settings again.
 _shared_broker = os.environ.setdefault("TESTS_SHARED_BROKER_URL", os.environ["CELERY_BROKER_URL"])
 _xdist_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-if _xdist_worker.startswith("gw") and _shared_broker.startswith("redis"):
+# (Only while the URL is still the shared one: a worker a test starts on a broker of its own
+# inherits PYTEST_XDIST_WORKER and keeps the URL it was given.)
+if (
+    _xdist_worker.startswith("gw")
+    and _shared_broker.startswith("redis")
+    and os.environ["CELERY_BROKER_URL"] == _shared_broker
+):
     _server, _, _db = _shared_broker.rpartition("/")
     _db = (int(_db or 0) - int(_xdist_worker.removeprefix("gw"))) % 16
     os.environ["CELERY_BROKER_URL"] = f"{_server}/{_db}"

@@ -7,14 +7,20 @@ from datetime import timedelta
 from functools import partial
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from entities.models import Entity
 from jobs.models import Run, RunItem, Wait
 from jobs.waits.delay.models import Delay
 from tests.factories import make_entities, make_workflow, start_run
-from tests.workers import all_waiting, start_beat, start_worker, wait_for_run, wait_until
+from tests.workers import (
+    all_waiting,
+    broker_of_its_own,
+    start_beat,
+    start_worker,
+    wait_for_run,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -79,32 +85,35 @@ def test_a_time_already_past_goes_on_at_once(celery_worker, product_type):
 
 
 def test_a_delay_goes_on_at_beats_next_tick_when_the_worker_holding_its_tick_is_sigkilled(
-    product_type, tmp_path
+    product_type, tmp_path, settings
 ):
     """The tick queued for the delay's time is a countdown message the worker holds
     unacknowledged: SIGKILLed, it takes the tick with it (for the broker's visibility timeout,
     an hour). Beat's tick, every WAITS_TICK_S (its default, 1 s: not overridden here), resolves
     the delay instead, and that one tick resumes the entities itself (no debounced resume)."""
     assert settings.CELERY_BEAT_SCHEDULE["tick-waits"]["schedule"] == settings.WAITS_TICK_S <= 1
-    worker = start_worker(tmp_path / "worker1.log")
-    try:
-        ids = make_entities(product_type, 4)
-        until = timezone.now() + timedelta(seconds=20)
-        run = start_run(make_workflow(product_type, [delay(until=iso(until)), PUBLISH]), ids)
-        wait_until(all_waiting(run.pk, 4), "4 entities to wait")
-        # Its tick is queued for its time, held by this worker.
-        assert set(Delay.objects.filter(run=run).values_list("tick_asked", flat=True)) == {True}
-    finally:
-        worker.kill()
-    assert timezone.now() < until, "parking took longer than the test's margin"
-    assert Run.objects.get(pk=run.pk).waiting == 4
-    beat = start_beat(tmp_path / "beat.log")
-    worker = start_worker(tmp_path / "worker2.log")
-    try:
-        run = wait_for_run(run.pk, timeout=180)
-    finally:
-        worker.stop()
-        beat.stop()
+    # Workers and beat on a broker of the test's own: another worker of this test process
+    # (the session's) would take beat's ticks, and their counts, from the shared one.
+    with broker_of_its_own(settings, tmp_path):
+        worker = start_worker(tmp_path / "worker1.log")
+        try:
+            ids = make_entities(product_type, 4)
+            until = timezone.now() + timedelta(seconds=20)
+            run = start_run(make_workflow(product_type, [delay(until=iso(until)), PUBLISH]), ids)
+            wait_until(all_waiting(run.pk, 4), "4 entities to wait")
+            # Its tick is queued for its time, held by this worker.
+            assert set(Delay.objects.filter(run=run).values_list("tick_asked", flat=True)) == {True}
+        finally:
+            worker.kill()
+        assert timezone.now() < until, "parking took longer than the test's margin"
+        assert Run.objects.get(pk=run.pk).waiting == 4
+        beat = start_beat(tmp_path / "beat.log")
+        worker = start_worker(tmp_path / "worker2.log")
+        try:
+            run = wait_for_run(run.pk, timeout=180)
+        finally:
+            worker.stop()
+            beat.stop()
     assert (run.status, run.completed) == ("completed", 4)
     assert all(
         when >= until for when in Wait.objects.filter(run=run).values_list("resolved_at", flat=True)
