@@ -2,7 +2,16 @@ import os
 
 import pytest
 
+from jobs.experiments import services as experiments
 from tests.admin.browsing import CHROMIUM
+from tests.factories import make_entities
+from tests.jobs.test_experiments import _answers, _run_inline, _versions
+
+# What an experiment's admin pages are tried with: a rules scorer and a human one.
+EXPERIMENT_SCORERS = [
+    {"type": "rules", "name": "short", "rules": [{"field": "description", "maxLength": 20}]},
+    {"type": "human", "name": "people"},
+]
 
 
 @pytest.fixture
@@ -34,3 +43,25 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def finished_experiment(product_type, openai_server, settings):
+    """Makes an experiment of EXPERIMENT_SCORERS over `entities` new entities, a baseline and
+    a candidate version answered by the fake OpenAI server, run to its end in this process."""
+    settings.EXPERIMENT_CHUNK_SIZE = 5
+
+    def make(entities: int):
+        workflow, baseline, candidate = _versions(product_type)
+        ids = make_entities(product_type, entities)
+        _answers(openai_server)
+        started = experiments.experiment_start(
+            workflow=workflow,
+            baseline=baseline,
+            candidate=candidate,
+            scorers=EXPERIMENT_SCORERS,
+            entity_ids=ids,
+        )
+        return _run_inline(started)
+
+    return make

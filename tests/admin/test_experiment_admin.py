@@ -5,29 +5,15 @@ scorers' blind comparison queue, whose picks are mapped back to the versions."""
 import pytest
 from django.contrib.admin.utils import quote
 
-from jobs.experiments import services, summaries
+from jobs.experiments import summaries
 from jobs.experiments.models import ExperimentResult
-from tests.factories import make_entities
-from tests.jobs.test_experiments import _answers, _run_inline, _versions
 
 pytestmark = pytest.mark.django_db
 
-SCORERS = [
-    {"type": "rules", "name": "short", "rules": [{"field": "description", "maxLength": 20}]},
-    {"type": "human", "name": "people"},
-]
-
 
 @pytest.fixture
-def experiment(product_type, openai_server, settings):
-    settings.EXPERIMENT_CHUNK_SIZE = 5
-    workflow, baseline, candidate = _versions(product_type)
-    ids = make_entities(product_type, 6)
-    _answers(openai_server)
-    started = services.experiment_start(
-        workflow=workflow, baseline=baseline, candidate=candidate, scorers=SCORERS, entity_ids=ids
-    )
-    return _run_inline(started)
+def experiment(finished_experiment):
+    return finished_experiment(6)
 
 
 def _url(experiment, tail=""):

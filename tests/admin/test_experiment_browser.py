@@ -5,32 +5,17 @@ versions list shows each version's diff and rolls back with a button."""
 
 import pytest
 
-from jobs.experiments import services
 from jobs.experiments.models import ExperimentResult
 from tests.admin.browsing import require_chromium, shot, staff_page
-from tests.factories import make_entities
-from tests.jobs.test_experiments import _answers, _run_inline, _versions
 from workflows.models import Workflow
 
 require_chromium()
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SCORERS = [
-    {"type": "rules", "name": "short", "rules": [{"field": "description", "maxLength": 20}]},
-    {"type": "human", "name": "people"},
-]
-
 
 @pytest.fixture
-def experiment(product_type, openai_server, settings):
-    settings.EXPERIMENT_CHUNK_SIZE = 5
-    workflow, baseline, candidate = _versions(product_type)
-    ids = make_entities(product_type, 3)
-    _answers(openai_server)
-    started = services.experiment_start(
-        workflow=workflow, baseline=baseline, candidate=candidate, scorers=SCORERS, entity_ids=ids
-    )
-    return _run_inline(started)
+def experiment(finished_experiment):
+    return finished_experiment(3)
 
 
 def test_staff_read_an_experiment_compare_blind_and_publish_the_candidate(
