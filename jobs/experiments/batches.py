@@ -57,8 +57,6 @@ from workflows.steps.runtime import EntityState, Outcome
 from workflows.steps.waits import Resolution
 from workflows.usage import Usage
 
-OPEN = [ExperimentStatus.PENDING, ExperimentStatus.RUNNING]
-
 
 @dataclass
 class Parked:
@@ -120,7 +118,7 @@ def sides_store(
     with transaction.atomic():
         row = (
             Experiment.objects.select_for_update()
-            .filter(pk=experiment.pk, status__in=OPEN, cancel_requested_at=None)
+            .filter(pk=experiment.pk, status__in=ExperimentStatus.open(), cancel_requested_at=None)
             .values("spent_tokens", "spent_cost_nano_usd")
             .first()
         )
@@ -332,7 +330,7 @@ def entities_finish(experiment: Experiment, engine: ShadowEngine, *, key: str) -
     with transaction.atomic():
         goes_on = (
             Experiment.objects.select_for_update()
-            .filter(pk=experiment.pk, status__in=OPEN, cancel_requested_at=None)
+            .filter(pk=experiment.pk, status__in=ExperimentStatus.open(), cancel_requested_at=None)
             .exists()
         )
         if goes_on:
@@ -394,7 +392,11 @@ class ExperimentOwner(BatchOwner):
     def lock(self) -> bool:
         return (
             Experiment.objects.select_for_update()
-            .filter(pk=self.batch.experiment_id, status__in=OPEN, cancel_requested_at=None)
+            .filter(
+                pk=self.batch.experiment_id,
+                status__in=ExperimentStatus.open(),
+                cancel_requested_at=None,
+            )
             .exists()
         )
 

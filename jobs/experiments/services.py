@@ -50,8 +50,6 @@ from workflows.models import Workflow, WorkflowVersion
 from workflows.steps.chunking import chunk_size
 from workflows.steps.runtime import Outcome
 
-OPEN = [ExperimentStatus.PENDING, ExperimentStatus.RUNNING]
-
 
 def experiment_start(
     *,
@@ -245,9 +243,9 @@ def experiment_end_if_done(*, experiment_id: str) -> None:
     done = ExperimentResult.objects.filter(experiment_id=experiment_id).count()
     Experiment.objects.filter(pk=experiment_id).update(done=done, heartbeat_at=timezone.now())
     now = timezone.now()
-    ended = Experiment.objects.filter(pk=experiment_id, total__lte=done, status__in=OPEN).update(
-        status=ExperimentStatus.COMPLETED, completed_at=now
-    )
+    ended = Experiment.objects.filter(
+        pk=experiment_id, total__lte=done, status__in=ExperimentStatus.open()
+    ).update(status=ExperimentStatus.COMPLETED, completed_at=now)
     if ended:
         Experiment.objects.filter(pk=experiment_id, started_at=None).update(started_at=now)
         experiment = Experiment.objects.get(pk=experiment_id)
@@ -277,9 +275,9 @@ def experiments_resume_stalled(*, stalled_after: timedelta | None = None) -> int
     cutoff = now - stalled_after
     stale = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
     queued = 0
-    for experiment_id in Experiment.objects.filter(stale, status__in=OPEN).values_list(
-        "pk", flat=True
-    ):
+    for experiment_id in Experiment.objects.filter(
+        stale, status__in=ExperimentStatus.open()
+    ).values_list("pk", flat=True):
         with transaction.atomic():
             # Take the resume: one beat (or caller) re-queues a stalled experiment per period.
             taken = Experiment.objects.filter(
@@ -318,9 +316,9 @@ def experiment_cancel(*, experiment_id: str) -> Experiment:
     ended experiment is a 409."""
     now = timezone.now()
     with transaction.atomic():
-        cancelled = Experiment.objects.filter(pk=experiment_id, status__in=OPEN).update(
-            status=ExperimentStatus.CANCELLED, cancel_requested_at=now, completed_at=now
-        )
+        cancelled = Experiment.objects.filter(
+            pk=experiment_id, status__in=ExperimentStatus.open()
+        ).update(status=ExperimentStatus.CANCELLED, cancel_requested_at=now, completed_at=now)
         if cancelled:
             experiment_batches_cancel(experiment_id=experiment_id)
     experiment = Experiment.objects.get(pk=experiment_id)
