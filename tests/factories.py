@@ -1,5 +1,7 @@
 """Test data built through the services, so tests exercise the code users hit."""
 
+import json
+import math
 import time
 from itertools import count
 
@@ -87,3 +89,83 @@ def start_run(workflow, entity_ids: list[str], **extra):
     from jobs.services import run_start
 
     return run_start(workflow_id=workflow.pk, entity_ids=entity_ids, **extra)
+
+
+# Experiments: a workflow of two versions that the fake OpenAI server answers apart.
+
+
+def ai_generate_step(prompt: str) -> dict:
+    return {
+        "id": "gen",
+        "type": "ai_generate",
+        "config": {"prompt": prompt, "outputField": "description", "provider": "openai"},
+    }
+
+
+STEPS_AFTER_GENERATE = [
+    {"id": "pub", "type": "publish", "config": {}},
+    {"id": "ok", "type": "review", "config": {"instructions": "Check it."}},
+]
+
+# A scorer of each type, as `POST /workflows/:id/experiments` takes them.
+SCORERS_OF_EACH_TYPE = [
+    {"type": "rules", "name": "long enough", "rules": [{"field": "description", "minLength": 20}]},
+    {
+        "type": "judge",
+        "name": "judge",
+        "mode": "pairwise",
+        "instructions": "Describe {{ entity.title }} well.",
+        "provider": "openai",
+    },
+    {"type": "human", "name": "people"},
+]
+
+
+def make_versions(entity_type: EntityType, **extra):
+    """A workflow whose live version 1 prompts "Short: …" and whose draft version 2 prompts
+    "LONG: …" (see `answer_by_prompt`): the workflow and both versions."""
+    from workflows.services import workflow_update
+
+    workflow = make_workflow(
+        entity_type,
+        [ai_generate_step("Short: {{ entity.title }}"), *STEPS_AFTER_GENERATE],
+        **extra,
+    )
+    workflow = workflow_update(
+        workflow_id=workflow.pk,
+        steps=[ai_generate_step("LONG: {{ entity.title }}"), *STEPS_AFTER_GENERATE],
+        draft=True,
+    )
+    versions = {v.number: v for v in workflow.versions.all()}
+    return workflow, versions[1], versions[2]
+
+
+def answer_by_prompt(openai_server) -> None:
+    """The fake OpenAI server answers the generator by its prompt (the candidate's answer is
+    the longer), and a judge (asked with A and B) prefers the longer side."""
+    from tests.servers import Reply
+
+    def decide(request):
+        prompt = request["messages"][-1]["content"]
+        if "<A>" in prompt:
+            a = prompt.split("<A>")[1].split("</A>")[0]
+            b = prompt.split("<B>")[1].split("</B>")[0]
+            winner = "A" if len(a) > len(b) else "B" if len(b) > len(a) else "tie"
+            return Reply(text=json.dumps({"winner": winner, "reason": "longer"}))
+        if prompt.startswith("LONG"):
+            return Reply(text="A much longer and more detailed description.")
+        return Reply(text="Short one.")
+
+    openai_server.decide = decide
+
+
+def experiment_run_inline(experiment):
+    """Execute every chunk of an experiment in this process, as workers would; the
+    experiment as it then stands."""
+    from jobs.experiments.services import experiment_chunk_execute
+
+    chunks = math.ceil(experiment.total / experiment.chunk_size)
+    for chunk in range(chunks):
+        experiment_chunk_execute(experiment_id=experiment.pk, chunk=chunk)
+    experiment.refresh_from_db()
+    return experiment

@@ -4,8 +4,7 @@ import pytest
 
 from jobs.experiments import services as experiments
 from tests.admin.browsing import CHROMIUM
-from tests.factories import make_entities
-from tests.jobs.test_experiments import _answers, _run_inline, _versions
+from tests.factories import answer_by_prompt, experiment_run_inline, make_entities, make_versions
 
 # What an experiment's admin pages are tried with: a rules scorer and a human one.
 EXPERIMENT_SCORERS = [
@@ -52,9 +51,9 @@ def finished_experiment(product_type, openai_server, settings):
     settings.EXPERIMENT_CHUNK_SIZE = 5
 
     def make(entities: int):
-        workflow, baseline, candidate = _versions(product_type)
+        workflow, baseline, candidate = make_versions(product_type)
         ids = make_entities(product_type, entities)
-        _answers(openai_server)
+        answer_by_prompt(openai_server)
         started = experiments.experiment_start(
             workflow=workflow,
             baseline=baseline,
@@ -62,6 +61,6 @@ def finished_experiment(product_type, openai_server, settings):
             scorers=EXPERIMENT_SCORERS,
             entity_ids=ids,
         )
-        return _run_inline(started)
+        return experiment_run_inline(started)
 
     return make

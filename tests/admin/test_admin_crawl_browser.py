@@ -8,8 +8,16 @@ import pytest
 from django.contrib.auth.models import Group
 
 from tests.admin.browsing import overflow, python_reprs, require_chromium, staff_page
-from tests.factories import make_entities, make_key, make_workflow, run_inline, start_run
-from tests.jobs.test_experiments import _answers, _run_inline, _versions
+from tests.factories import (
+    answer_by_prompt,
+    experiment_run_inline,
+    make_entities,
+    make_key,
+    make_versions,
+    make_workflow,
+    run_inline,
+    start_run,
+)
 
 require_chromium()
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,9 +64,9 @@ def fixture_rows(product_type, openai_server):
     make_key("api-user")
     Group.objects.create(name="Editors")
     # An experiment with a human scorer: its page, and its blind comparison queue.
-    workflow, baseline, candidate = _versions(product_type)
-    _answers(openai_server)
-    _run_inline(
+    workflow, baseline, candidate = make_versions(product_type)
+    answer_by_prompt(openai_server)
+    experiment_run_inline(
         experiment_start(
             workflow=workflow,
             baseline=baseline,

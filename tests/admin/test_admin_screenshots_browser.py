@@ -12,8 +12,15 @@ from jobs.engine.waits import run_waits_resume
 from jobs.experiments.services import experiment_start
 from jobs.models import Review
 from tests.admin.browsing import ARTIFACTS, require_chromium, staff_page
-from tests.factories import make_entities, make_workflow, run_inline, start_run
-from tests.jobs.test_experiments import _answers, _run_inline, _versions
+from tests.factories import (
+    answer_by_prompt,
+    experiment_run_inline,
+    make_entities,
+    make_versions,
+    make_workflow,
+    run_inline,
+    start_run,
+)
 
 require_chromium()
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -89,8 +96,8 @@ def element_shot(locator, name: str) -> None:
 
 def _experiment(product_type, openai_server):
     """An ended experiment of a draft prompt against the live one, with a human scorer."""
-    workflow, baseline, candidate = _versions(product_type)
-    _answers(openai_server)
+    workflow, baseline, candidate = make_versions(product_type)
+    answer_by_prompt(openai_server)
     scorers = [
         {"type": "rules", "name": "short", "rules": [{"field": "description", "maxLength": 20}]},
         {"type": "human", "name": "people"},
@@ -102,4 +109,4 @@ def _experiment(product_type, openai_server):
         scorers=scorers,
         entity_ids=make_entities(product_type, 3),
     )
-    return _run_inline(started)
+    return experiment_run_inline(started)

@@ -3,7 +3,6 @@ OpenAI-compatible and Anthropic servers: both versions run in shadow mode (nothi
 rules and judge verdicts, the judge's A/B order mapped back, budget and cancel."""
 
 import json
-import math
 
 import pytest
 
@@ -12,88 +11,34 @@ from jobs.experiments import services, summaries
 from jobs.experiments.models import Experiment, ExperimentStatus
 from jobs.experiments.scorers import candidate_is_a
 from jobs.models import Job
-from tests.factories import make_entities, make_workflow
+from tests.factories import (
+    SCORERS_OF_EACH_TYPE,
+    answer_by_prompt,
+    experiment_run_inline,
+    make_entities,
+    make_versions,
+)
 from tests.servers import Reply
 from workflows.services import workflow_update
 
 pytestmark = pytest.mark.django_db
 
 
-def _generate(prompt: str) -> dict:
-    return {
-        "id": "gen",
-        "type": "ai_generate",
-        "config": {"prompt": prompt, "outputField": "description", "provider": "openai"},
-    }
-
-
-STEPS_AFTER = [
-    {"id": "pub", "type": "publish", "config": {}},
-    {"id": "ok", "type": "review", "config": {"instructions": "Check it."}},
-]
-
-
-def _versions(product_type):
-    workflow = make_workflow(product_type, [_generate("Short: {{ entity.title }}"), *STEPS_AFTER])
-    workflow = workflow_update(
-        workflow_id=workflow.pk,
-        steps=[_generate("LONG: {{ entity.title }}"), *STEPS_AFTER],
-        draft=True,
-    )
-    versions = {v.number: v for v in workflow.versions.all()}
-    return workflow, versions[1], versions[2]
-
-
-def _answers(openai_server):
-    """The generator answers by its prompt: the candidate's is longer; a judge (asked with
-    A and B) prefers the longer side."""
-
-    def decide(request):
-        prompt = request["messages"][-1]["content"]
-        if "<A>" in prompt:
-            a = prompt.split("<A>")[1].split("</A>")[0]
-            b = prompt.split("<B>")[1].split("</B>")[0]
-            winner = "A" if len(a) > len(b) else "B" if len(b) > len(a) else "tie"
-            return Reply(text=json.dumps({"winner": winner, "reason": "longer"}))
-        if prompt.startswith("LONG"):
-            return Reply(text="A much longer and more detailed description.")
-        return Reply(text="Short one.")
-
-    openai_server.decide = decide
-
-
-def _run_inline(experiment):
-    chunks = math.ceil(experiment.total / experiment.chunk_size)
-    for chunk in range(chunks):
-        services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=chunk)
-    experiment.refresh_from_db()
-    return experiment
-
-
-SCORERS = [
-    {"type": "rules", "name": "long enough", "rules": [{"field": "description", "minLength": 20}]},
-    {
-        "type": "judge",
-        "name": "judge",
-        "mode": "pairwise",
-        "instructions": "Describe {{ entity.title }} well.",
-        "provider": "openai",
-    },
-    {"type": "human", "name": "people"},
-]
-
-
 def test_both_versions_run_in_shadow_and_are_scored(product_type, openai_server, settings):
     settings.EXPERIMENT_CHUNK_SIZE = 7
-    workflow, baseline, candidate = _versions(product_type)
+    workflow, baseline, candidate = make_versions(product_type)
     ids = make_entities(product_type, 30)
     before = {e.pk: (e.data, e.status, e.version) for e in Entity.objects.filter(pk__in=ids)}
-    _answers(openai_server)
+    answer_by_prompt(openai_server)
     experiment = services.experiment_start(
-        workflow=workflow, baseline=baseline, candidate=candidate, scorers=SCORERS, entity_ids=ids
+        workflow=workflow,
+        baseline=baseline,
+        candidate=candidate,
+        scorers=SCORERS_OF_EACH_TYPE,
+        entity_ids=ids,
     )
     assert Job.objects.get(experiment=experiment).type == Job.Type.EXPERIMENT
-    experiment = _run_inline(experiment)
+    experiment = experiment_run_inline(experiment)
     assert experiment.status == ExperimentStatus.COMPLETED
     assert experiment.done == 30
     after = {e.pk: (e.data, e.status, e.version) for e in Entity.objects.filter(pk__in=ids)}
@@ -123,14 +68,14 @@ def test_both_versions_run_in_shadow_and_are_scored(product_type, openai_server,
 
 def test_an_always_a_judge_wins_about_half(product_type, openai_server, settings):
     settings.EXPERIMENT_CHUNK_SIZE = 50
-    workflow, baseline, candidate = _versions(product_type)
+    workflow, baseline, candidate = make_versions(product_type)
     ids = make_entities(product_type, 200)
     openai_server.default = Reply(text=json.dumps({"winner": "A", "reason": "first"}))
-    scorers = [SCORERS[1]]
+    scorers = [SCORERS_OF_EACH_TYPE[1]]
     experiment = services.experiment_start(
         workflow=workflow, baseline=baseline, candidate=candidate, scorers=scorers, entity_ids=ids
     )
-    experiment = _run_inline(experiment)
+    experiment = experiment_run_inline(experiment)
     score = summaries.scores_summary(experiment)[0]
     assert score["wins"] + score["losses"] == 200
     assert 70 <= score["wins"] <= 130
@@ -138,7 +83,7 @@ def test_an_always_a_judge_wins_about_half(product_type, openai_server, settings
 
 def test_a_budget_stops_the_model_calls(product_type, openai_server, settings):
     settings.EXPERIMENT_CHUNK_SIZE = 5
-    workflow, baseline, candidate = _versions(product_type)
+    workflow, baseline, candidate = make_versions(product_type)
     ids = make_entities(product_type, 40)
     experiment = services.experiment_start(
         workflow=workflow,
@@ -148,7 +93,7 @@ def test_a_budget_stops_the_model_calls(product_type, openai_server, settings):
         entity_ids=ids,
         budget={"maxTokens": 100},
     )
-    experiment = _run_inline(experiment)
+    experiment = experiment_run_inline(experiment)
     assert experiment.status == ExperimentStatus.COMPLETED
     assert experiment.budget_reached_at is not None
     assert "Budget reached" in experiment.error
@@ -159,14 +104,14 @@ def test_a_budget_stops_the_model_calls(product_type, openai_server, settings):
 
 def test_cancel_ends_it_and_nothing_more_is_written(product_type, openai_server, settings):
     settings.EXPERIMENT_CHUNK_SIZE = 5
-    workflow, baseline, candidate = _versions(product_type)
+    workflow, baseline, candidate = make_versions(product_type)
     ids = make_entities(product_type, 20)
     experiment = services.experiment_start(
         workflow=workflow, baseline=baseline, candidate=candidate, scorers=[], entity_ids=ids
     )
     services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
     services.experiment_cancel(experiment_id=experiment.pk)
-    experiment = _run_inline(experiment)
+    experiment = experiment_run_inline(experiment)
     assert experiment.status == ExperimentStatus.CANCELLED
     assert experiment.results.count() == 5
     assert Experiment.objects.get(pk=experiment.pk).done == 5
@@ -180,7 +125,7 @@ def test_ended_experiments_are_pruned_after_runs_keep_days(product_type, setting
     from jobs.retention import experiments_prune
 
     settings.EXPERIMENT_CHUNK_SIZE = 3
-    workflow, _, _ = _versions(product_type)
+    workflow, _, _ = make_versions(product_type)
     ids = make_entities(product_type, 5)
     steps = [{"id": "pub", "type": "publish", "config": {}}]
     version = workflow_update(workflow_id=workflow.pk, steps=steps, draft=True).versions.get(
@@ -192,8 +137,8 @@ def test_ended_experiments_are_pruned_after_runs_keep_days(product_type, setting
         )
         for _ in range(3)
     )
-    _run_inline(old)
-    _run_inline(recent)
+    experiment_run_inline(old)
+    experiment_run_inline(recent)
     long_ago = timezone.now() - timedelta(days=settings.RUNS_KEEP_DAYS + 1)
     Experiment.objects.filter(pk__in=[old.pk, running.pk]).update(completed_at=long_ago)
     batch = experiments_prune(now=timezone.now(), limit=1000)
@@ -206,13 +151,17 @@ def test_an_entity_deleted_meanwhile_fails_both_sides_and_the_experiment_ends(
     product_type, openai_server, settings
 ):
     settings.EXPERIMENT_CHUNK_SIZE = 5
-    workflow, baseline, candidate = _versions(product_type)
+    workflow, baseline, candidate = make_versions(product_type)
     ids = make_entities(product_type, 6)
     experiment = services.experiment_start(
-        workflow=workflow, baseline=baseline, candidate=candidate, scorers=SCORERS, entity_ids=ids
+        workflow=workflow,
+        baseline=baseline,
+        candidate=candidate,
+        scorers=SCORERS_OF_EACH_TYPE,
+        entity_ids=ids,
     )
     Entity.objects.filter(pk=ids[2]).delete()
-    experiment = _run_inline(experiment)
+    experiment = experiment_run_inline(experiment)
     assert experiment.status == ExperimentStatus.COMPLETED and experiment.done == 6
     gone = experiment.results.get(entity_id=ids[2])
     assert gone.baseline["outcome"] == gone.candidate["outcome"] == "failed"
@@ -232,7 +181,7 @@ def test_a_judge_in_score_mode_scores_each_side(product_type, openai_server, set
         return Reply(text="Short one.")
 
     openai_server.decide = decide
-    workflow, baseline, candidate = _versions(product_type)
+    workflow, baseline, candidate = make_versions(product_type)
     ids = make_entities(product_type, 10)
     scorer = {
         "type": "judge",
@@ -241,7 +190,7 @@ def test_a_judge_in_score_mode_scores_each_side(product_type, openai_server, set
         "instructions": "Describe {{ entity.title }}.",
         "provider": "openai",
     }
-    experiment = _run_inline(
+    experiment = experiment_run_inline(
         services.experiment_start(
             workflow=workflow,
             baseline=baseline,
@@ -258,7 +207,7 @@ def test_a_judge_in_score_mode_scores_each_side(product_type, openai_server, set
 
 def test_a_judge_that_fails_is_the_verdicts_error(product_type, openai_server, settings):
     settings.EXPERIMENT_CHUNK_SIZE = 10
-    workflow, baseline, candidate = _versions(product_type)
+    workflow, baseline, candidate = make_versions(product_type)
     ids = make_entities(product_type, 3)
 
     def decide(request):
@@ -266,12 +215,12 @@ def test_a_judge_that_fails_is_the_verdicts_error(product_type, openai_server, s
         return Reply(text="not json") if "<A>" in prompt else Reply(text="Text.")
 
     openai_server.decide = decide
-    experiment = _run_inline(
+    experiment = experiment_run_inline(
         services.experiment_start(
             workflow=workflow,
             baseline=baseline,
             candidate=candidate,
-            scorers=[SCORERS[1]],
+            scorers=[SCORERS_OF_EACH_TYPE[1]],
             entity_ids=ids,
         )
     )
@@ -290,7 +239,7 @@ def test_a_stalled_experiment_has_its_unfinished_chunks_queued_again(
     from jobs import queue
 
     settings.EXPERIMENT_CHUNK_SIZE = 4
-    workflow, baseline, candidate = _versions(product_type)
+    workflow, baseline, candidate = make_versions(product_type)
     ids = make_entities(product_type, 10)
     experiment = services.experiment_start(
         workflow=workflow, baseline=baseline, candidate=candidate, scorers=[], entity_ids=ids

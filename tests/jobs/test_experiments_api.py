@@ -7,8 +7,13 @@ import pytest
 
 from jobs.experiments.models import Experiment
 from jobs.models import Job
-from tests.factories import make_entities
-from tests.jobs.test_experiments import SCORERS, _answers, _run_inline, _versions
+from tests.factories import (
+    SCORERS_OF_EACH_TYPE,
+    answer_by_prompt,
+    experiment_run_inline,
+    make_entities,
+    make_versions,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -16,9 +21,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def setup(product_type, openai_server, settings):
     settings.EXPERIMENT_CHUNK_SIZE = 4
-    workflow, _, _ = _versions(product_type)
+    workflow, _, _ = make_versions(product_type)
     ids = make_entities(product_type, 10)
-    _answers(openai_server)
+    answer_by_prompt(openai_server)
     return workflow, ids
 
 
@@ -28,11 +33,13 @@ def _start(api, workflow, body):
 
 def test_start_read_results_and_job(api, setup):
     workflow, ids = setup
-    answer = _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": SCORERS})
+    answer = _start(
+        api, workflow, {"candidate": 2, "entityIds": ids, "scorers": SCORERS_OF_EACH_TYPE}
+    )
     assert answer.status_code == 202, answer.json()
     body = answer.json()
     assert body["id"].startswith("exp_") and body["jobId"].startswith("job_")
-    experiment = _run_inline(Experiment.objects.get(pk=body["id"]))
+    experiment = experiment_run_inline(Experiment.objects.get(pk=body["id"]))
     read = api.get(f"/api/v1/experiments/{experiment.pk}").json()
     assert read["baseline"] == 1 and read["candidate"] == 2
     assert read["status"] == "completed"
@@ -68,7 +75,7 @@ def test_cancel_through_the_job(api, setup):
     assert answer.status_code == 200
     assert answer.json()["status"] == "cancelled"
     assert answer.json()["progress"]["cancelled"] == 10
-    experiment = _run_inline(Experiment.objects.get(pk=body["id"]))
+    experiment = experiment_run_inline(Experiment.objects.get(pk=body["id"]))
     assert experiment.results.count() == 0
 
 
@@ -184,7 +191,7 @@ def test_an_ended_experiment_reads_its_stored_summary(api, setup, django_assert_
     workflow, ids = setup
     scorers = [{"type": "human", "name": "people"}]
     started = _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": scorers})
-    experiment = _run_inline(Experiment.objects.get(pk=started.json()["id"]))
+    experiment = experiment_run_inline(Experiment.objects.get(pk=started.json()["id"]))
     assert experiment.summary["arms"]["candidate"]["completed"] == 10
     with django_assert_max_num_queries(8):  # no read of its result rows
         listed = api.get("/api/v1/experiments").json()
