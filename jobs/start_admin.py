@@ -1,9 +1,11 @@
-"""Running and testing workflows from the admin: "Run on entities…" and "Test on one entity"
-on a workflow's page, the "Run workflow…" action on the entities' list. Running is the
-engine's, so this app adds them to the admins of the layers below (their pages and URL names
-stay where they were); `jobs/admin.py` loads this module."""
+"""Running, testing and trying workflows from the admin: "Run on entities…", "Test on one
+entity" and "Try a new version on a sample" (jobs/experiments/start_admin.py) on a workflow's
+page, the "Run workflow…" action on the entities' list. Running is the engine's, so this app
+adds them to the admins of the layers below (their pages and URL names stay where they were);
+`jobs/admin.py` loads this module."""
 
 import json
+from functools import partial
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -19,13 +21,15 @@ from entities.models import Entity
 from jobs import services
 from jobs.engine.dry_run import workflow_test
 from jobs.entity_search import entity_search
+from jobs.experiments.start_admin import experiment_start_view
 from jobs.filter_runs import run_start_over_filter
 from workflows.admin import WorkflowAdmin
 from workflows.models import Workflow
 
 
 class WorkflowRunAdmin(WorkflowAdmin):
-    """The workflow admin, with its "Run on entities…" and "Test on one entity" pages."""
+    """The workflow admin, with its "Run on entities…", "Test on one entity" and "Try a new
+    version on a sample" pages."""
 
     # Links to these views carry the admin's quoted primary key (`wf_01…` is `wf_5F01…`), as
     # Django's own views do, so each view unquotes it before looking the workflow up.
@@ -34,6 +38,11 @@ class WorkflowRunAdmin(WorkflowAdmin):
         return [
             path("<str:workflow_id>/run/", view(self.run_view), name="workflows_workflow_run"),
             path("<str:workflow_id>/test/", view(self.test_view), name="workflows_workflow_test"),
+            path(
+                "<str:workflow_id>/experiment/",
+                view(partial(experiment_start_view, self)),
+                name="workflows_workflow_experiment",
+            ),
             *super().get_urls(),
         ]
 

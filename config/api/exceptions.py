@@ -14,7 +14,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from config.api.errors import Conflict, DomainError, FieldError
+from config.api.errors import Conflict, DomainError, FieldError, InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,13 @@ def _summary(details: list[FieldError]) -> str:
     return (f"{first.field}: {first.message}" if first.field else first.message) + more
 
 
+def invalid_input(exc: exceptions.ValidationError) -> InvalidInput:
+    """A serializer's refusal as the domain's error, with the message and details the API
+    answers it with, for the admin or a command that validates as the API does."""
+    details = flatten_errors(exc.detail)
+    return InvalidInput(_summary(details) if details else "Invalid input.", details=details)
+
+
 def exception_handler(exc, context):
     if isinstance(exc, ProtectedError):
         exc = Conflict("The object is still in use.", code="in_use")
@@ -85,9 +92,8 @@ def exception_handler(exc, context):
     set_rollback()
 
     if isinstance(exc, exceptions.ValidationError):
-        details = flatten_errors(exc.detail)
-        message = _summary(details) if details else "Invalid input."
-        body = error_body("validation_error", message, details)
+        problem = invalid_input(exc)
+        body = error_body(problem.code, problem.message, problem.details)
     else:
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else exc.default_code

@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -84,8 +85,25 @@ class ExperimentAdmin(RecordAdmin):
                 view(self.compare_view),
                 name="jobs_experiment_compare",
             ),
+            path(
+                "<path:object_id>/progress/",
+                view(self.progress_view),
+                name="jobs_experiment_progress",
+            ),
             *super().get_urls(),
         ]
+
+    def progress_view(self, request, object_id):
+        """The experiment's entities done of its total, as the progress bar polls it."""
+        experiment = self._experiment(request, object_id)
+        return JsonResponse(
+            {
+                "status": experiment.status,
+                "total": experiment.total,
+                "completed": experiment.done,
+                "ended": experiment.is_ended,
+            }
+        )
 
     def _experiment(self, request, object_id) -> Experiment:
         experiment = get_object_or_404(
@@ -110,6 +128,7 @@ class ExperimentAdmin(RecordAdmin):
             "title": f"Experiment {experiment.pk}",
             "opts": self.model._meta,
             "experiment": experiment,
+            "progress_percent": 100 * experiment.done / experiment.total if experiment.total else 0,
             "arms": summaries.arms_summary(experiment),
             "scores": summaries.scores_summary(experiment),
             "page": page,

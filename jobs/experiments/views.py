@@ -3,10 +3,9 @@ from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from config.api.errors import FieldError, InvalidInput, NotFound
+from config.api.errors import NotFound
 from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import validated
-from jobs.experiments import services
 from jobs.experiments.models import Experiment
 from jobs.experiments.serializers import (
     ExperimentResultQuerySerializer,
@@ -15,7 +14,8 @@ from jobs.experiments.serializers import (
     ExperimentStartedSerializer,
     ExperimentStartSerializer,
 )
-from workflows.models import Workflow, WorkflowVersion
+from jobs.experiments.start import experiment_create
+from workflows.models import Workflow
 
 
 class WorkflowExperimentViewSet(viewsets.GenericViewSet):
@@ -42,31 +42,12 @@ class WorkflowExperimentViewSet(viewsets.GenericViewSet):
         workflow = Workflow.objects.filter(pk=workflow_id).first()
         if workflow is None:
             raise NotFound(f"No workflow {workflow_id!r} exists.")
-        data = validated(ExperimentStartSerializer, request.data)
-        baseline = _version(workflow, data.get("baseline", workflow.version), "baseline")
-        candidate = _version(workflow, data["candidate"], "candidate")
-        experiment = services.experiment_start(
-            workflow=workflow,
-            baseline=baseline,
-            candidate=candidate,
-            scorers=[dict(scorer) for scorer in data["scorers"]],
-            entity_ids=data.get("entityIds"),
-            entity_filter=dict(data["filter"]) if "filter" in data else None,
-            sample=data.get("sample"),
-            budget=data.get("budget"),
-            created_by=request.user,
+        experiment = experiment_create(
+            workflow=workflow, body=request.data, created_by=request.user
         )
         return Response(
             {"id": experiment.pk, "jobId": experiment.job.pk}, status=status.HTTP_202_ACCEPTED
         )
-
-
-def _version(workflow: Workflow, number: int, field: str) -> WorkflowVersion:
-    version = WorkflowVersion.objects.filter(workflow=workflow, number=number).first()
-    if version is None:
-        message = f"This workflow has no version {number}."
-        raise InvalidInput(f"{field}: {message}", details=[FieldError(field, message, "invalid")])
-    return version
 
 
 @extend_schema_view(

@@ -108,9 +108,10 @@ def test_every_admin_page_fits_1280_px_without_errors_or_reprs(
                 queue.append(link.path)
     problems += watched.errors
     assert len(seen) > 25, sorted(seen)
-    # The pages of experiments and versions are among them.
+    # The pages of experiments and versions are among them, and the form that starts one.
     assert {
         "/admin/jobs/experiment/<id>/change/",
         "/admin/jobs/experiment/<id>/compare/people/",
+        "/admin/workflows/workflow/<id>/experiment/",
     } <= seen
     assert not problems, "\n".join(problems)

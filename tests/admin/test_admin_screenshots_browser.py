@@ -87,6 +87,17 @@ def test_screenshots_of_the_main_pages(
     shot(f"/admin/jobs/experiment/{quote(experiment.pk)}/compare/people/", "experiment-compare")
     page.goto(f"/admin/workflows/workflow/{quote(experiment.workflow_id)}/change/")
     element_shot(page.locator("#versions-group"), "workflow-versions")
+    # The form that starts one: a search's matches, a sample of them, the versions, a scorer.
+    page.click("#try-version")
+    page.fill("#entity-search-q", "Item 3")
+    page.locator("#entity-search[data-shown='q=Item+3&status=']").wait_for()
+    page.locator(".field-scorers").get_by_text("Add item").click()
+    page.locator("[name='rjf§0§type']").select_option("human")
+    page.locator("[name='rjf§0§name']").fill("people")
+    page.set_viewport_size({"width": 1280, "height": 1500})  # down to the scorers
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(OUT / "experiment-start.png"))
+    assert (OUT / "experiment-start.png").stat().st_size < 400_000
 
 
 def element_shot(locator, name: str) -> None:
@@ -96,7 +107,7 @@ def element_shot(locator, name: str) -> None:
 
 def _experiment(product_type, openai_server):
     """An ended experiment of a draft prompt against the live one, with a human scorer."""
-    workflow, baseline, candidate = make_versions(product_type)
+    workflow, baseline, candidate = make_versions(product_type, name="Describe products")
     answer_by_prompt(openai_server)
     scorers = [
         {"type": "rules", "name": "short", "rules": [{"field": "description", "maxLength": 20}]},

@@ -1,0 +1,145 @@
+"""Starting an experiment from the admin: the workflow page's "Try a new version on a sample"
+form picks entities by the run form's search (ticked, or a sample of the matches), and is made
+into the API's body and started by the API's own checks, so a bad value is refused with the
+API's message and nothing is stored."""
+
+import json
+
+import pytest
+from django.contrib.admin.utils import quote
+
+from entities.models import Entity
+from jobs.experiments.models import Experiment
+from tests.factories import make_entities, make_versions
+
+pytestmark = pytest.mark.django_db
+
+RULES = {
+    "type": "rules",
+    "name": "short",
+    # As the form posts a rule: every option of the rule, those left empty too.
+    "rules": [{"field": "description", "maxLength": 20, "pattern": "", "minimum": None}],
+    "mode": "",
+    "instructions": "",
+    "provider": "",
+    "fields": [],
+}
+
+
+@pytest.fixture
+def tables(product_type):
+    """A workflow of two versions over 30 entities, 3 of them oak tables."""
+    workflow, _, _ = make_versions(product_type, name="Describe")
+    ids = make_entities(product_type, 30)
+    for index, pk in enumerate(ids[:3]):
+        Entity.objects.filter(pk=pk).update(data={"title": f"Oak table {index}", "price": 2})
+    return workflow, ids
+
+
+def _url(workflow) -> str:
+    return f"/admin/workflows/workflow/{quote(workflow.pk)}/experiment/"
+
+
+def _form(**extra) -> dict:
+    return {
+        "q": "",
+        "status": "",
+        "entities": "matches",
+        "sample": "2",
+        "baseline": "1",
+        "candidate": "2",
+        "scorers": json.dumps([RULES]),
+        "max_cost_usd": "",
+        "max_tokens": "",
+        **extra,
+    }
+
+
+def test_the_workflow_page_links_the_form_which_offers_the_versions_and_the_search(staff, tables):
+    workflow, _ = tables
+    page = staff.get(f"/admin/workflows/workflow/{quote(workflow.pk)}/change/").content.decode()
+    assert f'href="{_url(workflow)}" id="try-version"' in page
+    form = staff.get(_url(workflow), {"q": "oak"}).content.decode()
+    assert "<strong>3</strong> matches" in form and form.count('name="entity_ids"') == 3
+    assert '<option value="1" selected>version 1 (live)</option>' in form  # the baseline
+    assert '<option value="2" selected>version 2</option>' in form  # the draft, to try
+
+
+def test_a_sample_of_the_matches_of_a_search_starts_on_those_entities(staff, tables):
+    workflow, ids = tables
+    response = staff.post(_url(workflow), _form(q="oak table"))
+    experiment = Experiment.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/jobs/experiment/{quote(experiment.pk)}/change/"
+    assert experiment.total == 2 and set(experiment.entity_ids) <= set(ids[:3])
+    assert (experiment.baseline.number, experiment.candidate.number) == (1, 2)
+    # The form's empty options are not the API's: the scorer is stored as the API takes it.
+    assert experiment.scorers == [
+        {"type": "rules", "name": "short", "rules": [{"field": "description", "maxLength": 20}]}
+    ]
+
+
+def test_the_entities_ticked_and_a_budget_start_it(staff, tables):
+    workflow, ids = tables
+    staff.post(
+        _url(workflow),
+        {**_form(entities="ticked", max_tokens="5000"), "entity_ids": [ids[4], ids[7]]},
+    )
+    experiment = Experiment.objects.get()
+    assert sorted(experiment.entity_ids) == sorted([ids[4], ids[7]])
+    assert experiment.budget_max_tokens == 5000
+
+
+@pytest.mark.parametrize(
+    ("form", "api_body"),
+    [
+        ({"sample": "20000"}, {"filter": {}, "sample": 20000}),
+        ({"sample": "many"}, {"filter": {}, "sample": "many"}),
+        ({"candidate": "9"}, {"filter": {}, "sample": 2, "candidate": 9}),
+        ({"max_cost_usd": "-1"}, {"filter": {}, "sample": 2, "budget": {"maxCostUsd": -1}}),
+        (
+            {"scorers": json.dumps([{"type": "judge", "name": "j", "mode": "pairwise"}])},
+            {
+                "filter": {},
+                "sample": 2,
+                "scorers": [{"type": "judge", "name": "j", "mode": "pairwise"}],
+            },
+        ),
+        ({"entities": "ticked"}, {"entityIds": []}),
+    ],
+)
+def test_a_bad_value_is_refused_with_the_apis_message_and_nothing_is_stored(
+    staff, api, tables, form, api_body
+):
+    workflow, _ = tables
+    response = staff.post(_url(workflow), _form(**form))
+    assert response.status_code == 200
+    answer = api.post(
+        f"/api/v1/workflows/{workflow.pk}/experiments",
+        {"baseline": 1, "candidate": 2, "scorers": [], **api_body},
+    )
+    assert answer.status_code == 400
+    message = answer.json()["error"]["message"]
+    page = response.content.decode()
+    assert f'<p class="errornote" id="experiment-refused">{message}</p>' in page.replace(
+        "&#x27;", "'"
+    )
+    # ...and next to the field it is about.
+    assert 'class="errorlist' in page
+    assert not Experiment.objects.exists()
+
+
+def test_a_search_nothing_matches_is_refused(staff, tables):
+    workflow, _ = tables
+    response = staff.post(_url(workflow), _form(q="no such words"))
+    assert "No entity matches the search." in response.content.decode()
+    assert not Experiment.objects.exists()
+
+
+def test_staff_without_the_apis_permissions_may_not_start_one(client, django_user_model, tables):
+    workflow, _ = tables
+    user = django_user_model.objects.create_user("viewer", password="pw-for-tests-1", is_staff=True)
+    client.force_login(user)
+    assert client.get(_url(workflow)).status_code == 403
+    assert client.post(_url(workflow), _form()).status_code == 403
+    assert not Experiment.objects.exists()
