@@ -3,6 +3,7 @@ its revision and outbox row. An entity still at the version the run read is writ
 statement with its revision (`entities.versioned_write`); one edited meanwhile is merged
 under its row lock, keeping the edit's other keys (`apply_changes`)."""
 
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +39,10 @@ class WorkingCopy:
     schema: dict | None = None  # the entity type's schema, with `version`
     entity_type_id: str = ""  # for the outbox; read from the entity when not given
     source: RevisionSource | None = None  # who made the change, if not the commit's source
+    # The entity's status and publishedAt at `version`, if known: a commit that sets the
+    # status writes only the copies that have them in one statement (they give the
+    # revision's status changes), the others under row locks.
+    stored: tuple[str, datetime.datetime | None] | None = None
 
 
 def apply_changes(current: dict, base: dict, data: dict) -> dict:
@@ -171,25 +176,26 @@ def _commit_unchanged(
     (edited meanwhile, deleted, or of unknown version).
 
     Each copy is encoded once, for the size check and for the database. The revisions
-    compare the copy with its base (the entity's data at that version)."""
+    compare the copy with its base (the entity's data at that version), and its status and
+    publishedAt as stored at that version with the new ones."""
     validators: dict[int, object] = {}
     writes = []
+    published = None
+    if status is not None:
+        published = now if status == Entity.Status.PUBLISHED else None
     for copy in copies:
-        if copy.version is None:
+        if copy.version is None or (status is not None and copy.stored is None):
             continue
         if id(copy.schema) not in validators:
             validators[id(copy.schema)] = data_validator(copy.schema)
         encoded = data_encode(copy.data)
         if not data_problems(validators[id(copy.schema)], copy.data, encoded=encoded):
             base = copy.base() if callable(copy.base) else copy.base
+            changes = data_changes(base, copy.data)
+            if status is not None:
+                changes += state_changes(copy.stored[0], status, copy.stored[1], published)
             writes.append(
-                VersionedWrite(
-                    copy.entity_id,
-                    copy.version,
-                    encoded,
-                    data_changes(base, copy.data),
-                    copy.source,
-                )
+                VersionedWrite(copy.entity_id, copy.version, encoded, changes, copy.source)
             )
     if not writes:
         return copies

@@ -167,8 +167,13 @@ def entity_update(*, entity_id: str, data: dict, source: RevisionSource = API) -
     return entity
 
 
+@transaction.atomic
 def entity_delete(*, entity: Entity) -> None:
-    entity.delete()  # and its revisions (on_delete CASCADE)
+    """Delete the entity and its revisions (the ORM's cascade: the database does not check
+    the revisions' key). Its row is locked first, so a run's commit of it either ends before
+    (its revision is deleted here) or finds it gone (and writes no revision)."""
+    list(Entity.objects.select_for_update().filter(pk=entity.pk).values_list("pk"))
+    entity.delete()
 
 
 @transaction.atomic

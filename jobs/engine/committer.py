@@ -173,6 +173,7 @@ class ChunkCommitter:
                     s.entity_type_schema,
                     self.entity_type_id,
                     self._decided_by(s),
+                    s.stored,
                 )
                 for s in states
             ],
@@ -196,7 +197,9 @@ class ChunkCommitter:
             if not final:
                 state.committed = copy.deepcopy(state.data)
             if status is not None:
-                state.status = status
+                # Its publishedAt is the commit's time, not known here: a later commit that
+                # sets the status reads the entity again.
+                state.status, state.stored = status, None
             committed.append(state)
         if status is not None and committed:
             # One line per chunk, not per entity: 10,000 "published" lines would bury the

@@ -8,7 +8,7 @@ each entity, and no entity is published or notified twice. "Claim" means this an
 """
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
@@ -25,14 +25,14 @@ HEARTBEAT_EVERY = timedelta(seconds=5)
 
 class Lease(NamedTuple):
     """A run item as claimed by this delivery of its chunk, with its entity as stored (JSON
-    text, status, version), or None when the entity no longer exists."""
+    text, status, version, publishedAt), or None when the entity no longer exists."""
 
     pk: int
     entity_id: str
     attempts: int
     next_step: int
     state: dict | None
-    entity: tuple[str, str, int] | None
+    entity: tuple[str, str, int, datetime | None] | None
 
 
 def items_claim(run: Run, chunk: int) -> list[Lease]:
@@ -75,14 +75,14 @@ def items_claim(run: Run, chunk: int) -> list[Lease]:
         if connection.vendor == "postgresql":
             entity = {
                 name: quote(Entity._meta.get_field(name).column)
-                for name in ("id", "data", "status", "version")
+                for name in ("id", "data", "status", "version", "published_at")
             }
             cursor.execute(
                 f"WITH claimed AS (UPDATE {items} {assignments} "  # noqa: S608
                 f"WHERE {column['id']} IN (SELECT {column['id']} FROM {items} "
                 f"WHERE {unfinished} ORDER BY {column['id']} FOR UPDATE) {returning}) "
                 f"SELECT c.*, e.{entity['data']}::text, e.{entity['status']}, "
-                f"e.{entity['version']} FROM claimed AS c "
+                f"e.{entity['version']}, e.{entity['published_at']} FROM claimed AS c "
                 f"LEFT JOIN {quote(Entity._meta.db_table)} AS e "
                 f"ON e.{entity['id']} = c.{column['entity_id']}",
                 params,
@@ -131,12 +131,12 @@ _ITEM_COLUMNS = ("id", "run", "chunk", "entity_id", "status", "attempts", "next_
 _ITEM_COLUMNS += ("started_at",)
 
 
-def entity_rows(entity_ids: list[str]) -> dict[str, tuple[str, str, int]]:
-    """Entities as stored: id -> (data as JSON text, status, version)."""
+def entity_rows(entity_ids: list[str]) -> dict[str, tuple[str, str, int, datetime | None]]:
+    """Entities as stored: id -> (data as JSON text, status, version, publishedAt)."""
     return {
         row[0]: row[1:]
         for row in Entity.objects.filter(pk__any=entity_ids).values_list(
-            "id", Cast("data", TextField()), "status", "version"
+            "id", Cast("data", TextField()), "status", "version", "published_at"
         )
     }
 

@@ -28,7 +28,7 @@ def states_load(items: list[Lease], schema: dict | None) -> list[EntityState]:
             state = EntityState(entity_id=item.entity_id, status="", data={}, committed={})
             state.fail("", "The entity no longer exists.")
         else:
-            raw, status, version = entity
+            raw, status, version, published_at = entity
             data = saved["data"] if "data" in saved else json.loads(raw)
             if "changes" in saved:  # the run's changes, on the entity as stored now
                 data = changes_apply(data, saved["changes"], saved.get("removed", ()))
@@ -45,6 +45,8 @@ def states_load(items: list[Lease], schema: dict | None) -> list[EntityState]:
                 usage_counted=Usage.of(saved.get("counted")),
                 next_step=item.next_step,
             )
+            if state.version == version:  # else what was read is not the version written
+                state.stored = (status, published_at)
         # A redelivery; an entity back from a wait is on its first delivery since parking.
         if item.attempts > saved.get("attempt", 0) + 1:
             state.log.append(

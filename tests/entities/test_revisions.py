@@ -94,9 +94,16 @@ def test_retention_keeps_the_newest_revision_and_restore_of_a_pruned_version_is_
 
 
 def test_deleting_an_entity_deletes_its_revisions(api, product_type):
-    entity_id = _create(api, product_type, {"title": "Lamp"})
+    """The database does not check the revisions' key (a trigger per revision at commit):
+    the deletes, through the API and the ORM (the admin's bulk delete), remove them."""
+    entity_id, other, kept = (_create(api, product_type, {"title": t}) for t in "ABC")
+    for pk in (entity_id, other):
+        assert api.patch(f"/api/v1/entities/{pk}", {"data": {"title": "Lamp"}}).status_code == 200
+    assert EntityRevision.objects.filter(entity_id__in=[entity_id, other]).count() == 4
     assert api.delete(f"/api/v1/entities/{entity_id}").status_code == 204
-    assert not EntityRevision.objects.filter(entity_id=entity_id).exists()
+    Entity.objects.filter(pk=other).delete()
+    assert not EntityRevision.objects.filter(entity_id__in=[entity_id, other]).exists()
+    assert EntityRevision.objects.filter(entity_id=kept).count() == 1
 
 
 def test_a_commit_records_one_revision_per_entity_with_status_changes(product_type):
@@ -166,9 +173,10 @@ def test_a_reviewers_edit_is_recorded_as_the_reviews_revision(api, product_type)
 
 
 def test_a_commit_writes_its_entities_and_their_revisions_in_one_statement(product_type):
-    """The common case of a run's commit (entities still at the version read): the update,
-    the status and publishedAt each had before and the revisions are one statement, whatever
-    the number of entities; a copy decided by a reviewer keeps its own source."""
+    """The common case of a run's commit (entities still at the version read): the update
+    and the revisions, with the status and publishedAt each had at that version, are one
+    statement, whatever the number of entities; a copy decided by a reviewer keeps its own
+    source."""
     ids = make_entities(product_type, 30)
     # One published already: its publishedAt before, in ms, goes in its revision.
     Entity.objects.filter(pk=ids[0]).update(status="published", published_at=timezone.now())
@@ -184,6 +192,7 @@ def test_a_commit_writes_its_entities_and_their_revisions_in_one_statement(produ
             product_type.schema,
             product_type.pk,
             reviewer if pk == ids[1] else None,
+            (entity.status, entity.published_at),  # as read with its version
         )
         for pk, entity in entities.items()
     ]
@@ -206,3 +215,4 @@ def test_a_commit_writes_its_entities_and_their_revisions_in_one_statement(produ
         ]
         expected = reviewer if pk == ids[1] else source
         assert RevisionSource.of_revision(revision) == expected
+

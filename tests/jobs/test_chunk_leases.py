@@ -158,7 +158,7 @@ def test_a_claim_that_waited_for_a_publish_reads_what_it_published(product_type)
     thread.join(10)
     assert len(claimed) == 3
     for lease in claimed:
-        raw, _status, version = lease.entity
+        raw, _status, version, _published = lease.entity
         assert (json.loads(raw), version) == ({"title": "Published"}, 2)
         assert lease.state["version"] == 2 and lease.attempts == 2
 

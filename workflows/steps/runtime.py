@@ -3,6 +3,7 @@ ended (`EntityState`, `Outcome`), the run-level facts (`StepContext`), how the e
 (`Flow`), and the engine's ports (`StepEngine`: implemented by the run engine in
 `jobs.engine`, and by `DryRun` for the test endpoint)."""
 
+import datetime
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -111,6 +112,10 @@ class EntityState:
     # (the run counts a waiting entity's usage), and a wait's model calls (a provider batch's
     # answers, counted when collected). A chunk adds the rest when it ends or parks the entity.
     usage_counted: Usage = ZERO
+    # The entity's status and publishedAt as stored at `version`, when the run read them
+    # with it: a commit that sets the status computes its revision's changes from them
+    # instead of reading the entity again.
+    stored: tuple[str, datetime.datetime | None] | None = None
 
     @property
     def alive(self) -> bool:
