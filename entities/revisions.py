@@ -11,8 +11,8 @@ import datetime
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from config.api.fields import to_millis
@@ -197,3 +197,70 @@ def revisions_prune(*, now: datetime.datetime, limit: int) -> int:
     with transaction.atomic():
         EntityRevision.objects.filter(pk__any=ids).delete()
     return len(ids)
+
+
+# -- the entities a run changed ----------------------------------------------------------------
+
+
+def run_changed_walk(run_id: str, after: str = "") -> tuple[str, list]:
+    """PostgreSQL: a query of the ids (column `id`) of the entities the run `run_id` changed,
+    after `after`, in id order, each once (its revisions of them may be several). It walks
+    the (run, entity) index one probe per entity, so its work is what it returns: a
+    `DISTINCT` over the run's revisions was planned as a hash of all of them (the run's
+    revisions are seldom analysed yet when it is reverted), for every batch of a revert."""
+    table = connection.ops.quote_name(EntityRevision._meta.db_table)
+
+    def nearest(past: str) -> str:
+        # `run_id <> ''` is the index's predicate (it is partial), said outright.
+        return (
+            f"SELECT r.entity_id FROM {table} AS r WHERE r.run_id = %s "  # noqa: S608
+            f"AND r.run_id <> '' AND r.entity_id > {past} ORDER BY r.entity_id LIMIT 1"
+        )
+
+    sql = (
+        f"WITH RECURSIVE walk(id) AS (({nearest('%s')}) "  # noqa: S608
+        f"UNION ALL SELECT ({nearest('walk.id')}) FROM walk WHERE walk.id IS NOT NULL) "
+        "SELECT id FROM walk WHERE id IS NOT NULL"
+    )
+    return sql, [run_id, after, run_id]
+
+
+def run_changed_batch(run_id: str, after: str, count: int) -> tuple[str, list] | QuerySet:
+    """The ids of the next `count` entities `run_id` changed after `after`, in id order (a
+    revert's batch of items): on PostgreSQL a query (sql, params) walking the revisions'
+    (run, entity) index one probe per entity (`run_changed_walk`), else a queryset."""
+    if connection.vendor == "postgresql":
+        sql, params = run_changed_walk(run_id, after)
+        return f"{sql} LIMIT %s", [*params, count]
+    return (
+        EntityRevision.objects.filter(run_id=run_id, entity_id__gt=after)
+        .order_by("entity_id")
+        .values_list("entity_id", flat=True)
+        .distinct()[:count]
+    )
+
+
+def run_changed_counts(run_id: str) -> tuple[int, int]:
+    """How many entities (still existing) the run `run_id` changed, and how many of them were
+    changed again since by anything: their current version is not one the run wrote (the
+    newest revision of an entity is always kept). On PostgreSQL one walk of the run's
+    entities (`run_changed_walk`) with two index probes each: the work grows with the run,
+    not with the revisions kept."""
+    if connection.vendor != "postgresql":
+        made = EntityRevision.objects.filter(run_id=run_id)
+        changed = Entity.objects.filter(pk__in=made.values("entity_id"))
+        return changed.count(), changed.exclude(
+            Exists(made.filter(entity_id=OuterRef("pk"), version=OuterRef("version")))
+        ).count()
+    quote = connection.ops.quote_name
+    walk, params = run_changed_walk(run_id)
+    entities, revisions = (quote(model._meta.db_table) for model in (Entity, EntityRevision))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM {revisions} "  # noqa: S608
+            "AS r WHERE r.entity_id = e.id AND r.version = e.version AND r.run_id = %s)) "
+            f"FROM ({walk}) AS c JOIN {entities} AS e ON e.id = c.id",
+            [run_id, *params],
+        )
+        changed, since = cursor.fetchone()
+    return changed, since

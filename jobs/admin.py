@@ -15,6 +15,7 @@ from django.utils.html import format_html
 
 from config.api.errors import DomainError
 from config.api.templatetags.admin_values import usd
+from entities.revisions import run_changed_counts
 from jobs import (
     retries,
     reverts,
@@ -233,13 +234,14 @@ class RunAdmin(RecordAdmin):
                 return redirect("admin:jobs_run_change", quote(run.pk))
             self.message_user(request, f"Reverting run {run.pk} in run {revert.pk}.")
             return redirect("admin:jobs_run_change", quote(revert.pk))
+        changed, changed_since = run_changed_counts(run.pk)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Revert run {run.pk}",
             "opts": self.model._meta,
             "run": run,
-            "changed": reverts.run_changed_entities(run.pk).count(),
-            "changed_since": reverts.run_changed_since(run.pk),
+            "changed": changed,
+            "changed_since": changed_since,
         }
         return TemplateResponse(request, "admin/jobs/run/revert.html", context)
 

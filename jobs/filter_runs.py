@@ -25,7 +25,8 @@ from django.utils import timezone
 
 from config.api.errors import FieldError, InvalidInput
 from entities.filters import entities_matching
-from entities.models import Entity, EntityRevision
+from entities.models import Entity
+from entities.revisions import run_changed_batch
 from jobs import queue
 from jobs.costs import budget_columns, workflow_estimate
 from jobs.item_rows import item_columns, items_skip_held, open_runs_lock, run_chunk_size
@@ -205,18 +206,12 @@ def _items_done(run: Run, first_chunk: int) -> None:
 
 def _batch_source(run: Run, count: int):
     """The ids of the next `count` entities of the run after the cursor, in id order: those
-    matching its filter, for a revert those the reverted run changed (from its revisions'
-    (run, entity) index), or for a retry (no filter) those that failed in the run it retries
-    and still exist, read in one pass over the items' (run, entity) index."""
+    matching its filter, for a revert those the reverted run changed (a walk of its
+    revisions' (run, entity) index: a query as (sql, params) on PostgreSQL), or for a retry
+    (no filter) those that failed in the run it retries and still exist, read in one pass
+    over the items' (run, entity) index."""
     if (run.trigger or {}).get("type") == TriggerType.REVERT:
-        return (
-            EntityRevision.objects.filter(
-                run_id=run.trigger["runId"], entity_id__gt=run.items_cursor
-            )
-            .order_by("entity_id")
-            .values_list("entity_id", flat=True)
-            .distinct()[:count]
-        )
+        return run_changed_batch(run.trigger["runId"], run.items_cursor, count)
     if run.filter is not None:
         entities = entities_matching(
             entity_type_id=run.workflow.entity_type_id, entity_filter=run.filter
@@ -258,7 +253,9 @@ def _insert_batch(run: Run, count: int) -> tuple[int, str]:
             items_skipped_count(run, skipped)
         return len(ids), (ids[-1] if ids else "")
     quote = connection.ops.quote_name
-    source_sql, source_params = source.query.sql_with_params()
+    source_sql, source_params = (
+        source if isinstance(source, tuple) else source.query.sql_with_params()
+    )
     columns, values, params, join, join_params = item_columns(
         run,
         chunk_sql="((%s + e.n - 1) / %s)::integer",

@@ -18,10 +18,9 @@ and no step (no notify) runs.
 from collections import defaultdict
 
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
 
 from config.api.errors import Conflict
-from entities.models import Entity, EntityRevision
+from entities.models import EntityRevision
 from jobs.filter_runs import run_start_in_batches
 from jobs.models import Run, RunLog, TriggerType
 from workflows.steps.runtime import EntityState, Outcome
@@ -33,26 +32,6 @@ def revert_of(run: Run) -> str | None:
     return trigger.get("runId") if trigger.get("type") == TriggerType.REVERT else None
 
 
-def run_changed_entities(run_id: str):
-    """The ids of the entities `run_id` changed (and that still exist), in id order."""
-    return (
-        EntityRevision.objects.filter(run_id=run_id)
-        .order_by("entity_id")
-        .values_list("entity_id", flat=True)
-        .distinct()
-    )
-
-
-def run_changed_since(run_id: str) -> int:
-    """How many of the entities `run_id` changed were changed again since (by anything):
-    their version is past the last one the run made."""
-    made = EntityRevision.objects.filter(run_id=run_id)
-    last = made.filter(entity_id=OuterRef("pk")).order_by("-version").values("version")[:1]
-    return Entity.objects.filter(
-        pk__in=made.values("entity_id"), version__gt=Subquery(last)
-    ).count()
-
-
 @transaction.atomic
 def run_revert(*, run_id: str, force: bool = False, created_by=None) -> Run:
     """Start a revert of `run_id`: 409 while that run is open, or if it changed nothing
@@ -60,23 +39,25 @@ def run_revert(*, run_id: str, force: bool = False, created_by=None) -> Run:
     original = Run.objects.select_related("workflow", "workflow_version").get(pk=run_id)
     if not original.is_ended:
         raise Conflict("The run is still open; revert it once it has ended.", code="run_not_ended")
-    count = run_changed_entities(run_id).count()
-    if not count:
+    if not EntityRevision.objects.filter(run_id=run_id).exists():
         raise Conflict(
             "The run changed no entity (whose revisions are still kept): nothing to revert.",
             code="nothing_to_revert",
         )
+    # The run changed at most its items' entities: counting those it did would walk them
+    # all in the request; the batches find them, and the last one sets the total.
+    most = original.total or original.items_made
     run = run_start_in_batches(
         workflow=original.workflow,
         version=original.workflow_version,
-        entities=count,
-        items_limit=count,
+        entities=most,
+        items_limit=most,
         created_by=created_by,
         trigger={"type": TriggerType.REVERT, "runId": original.pk, "force": force},
     )
     RunLog.objects.create(
         run_id=run.pk,
-        message=f"Revert of {original.pk}: {count} entities it changed"
+        message=f"Revert of {original.pk}: the entities it changed"
         + (", forced over later changes." if force else "; those changed since are skipped."),
     )
     return run

@@ -1,4 +1,5 @@
 import datetime
+import json
 
 import pytest
 from django.db import connection, transaction
@@ -8,7 +9,13 @@ from django.utils import timezone
 from config.api.fields import to_millis
 from entities.commits import WorkingCopy, entities_commit
 from entities.models import Entity, EntityRevision
-from entities.revisions import RevisionSource, Source, revisions_prune
+from entities.revisions import (
+    RevisionSource,
+    Source,
+    revisions_prune,
+    run_changed_batch,
+    run_changed_counts,
+)
 from entities.services import entity_update
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
@@ -216,3 +223,59 @@ def test_a_commit_writes_its_entities_and_their_revisions_in_one_statement(produ
         expected = reviewer if pk == ids[1] else source
         assert RevisionSource.of_revision(revision) == expected
 
+
+def _revision_rows_read(sql: str, params: list) -> int:
+    """Rows the plan read from the revisions table (index and heap), all loops."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    read, nodes = 0, [plan[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        nodes += node.get("Plans", [])
+        if node.get("Relation Name") == EntityRevision._meta.db_table:
+            read += node["Actual Rows"] * node["Actual Loops"]
+    return read
+
+
+def test_what_a_run_changed_is_walked_one_index_probe_per_entity(product_type):
+    """A revert's batches and the admin's "changed since" read the run's revisions one index
+    probe per entity (however many revisions each has, whatever other runs wrote): a
+    `DISTINCT` over the run's revisions was a hash of all of them, for every batch."""
+    steps = [
+        {
+            "id": "s",
+            "type": "transform",
+            "config": {"operations": [{"op": "set", "field": "summary", "value": "x"}]},
+        },
+        {"id": "mid", "type": "publish", "config": {}},  # a commit of its own: 2 revisions
+        {
+            "id": "t",
+            "type": "transform",
+            "config": {"operations": [{"op": "set", "field": "tag", "value": "y"}]},
+        },
+    ]
+    ids = sorted(make_entities(product_type, 40))
+    run = start_run(make_workflow(product_type, steps), ids)
+    run_inline(run.pk)
+    other = start_run(make_workflow(product_type, steps), ids)  # later: all changed since
+    run_inline(other.pk)
+    assert EntityRevision.objects.filter(run_id=run.pk).count() == 80
+    assert EntityRevision.objects.count() == 160  # half of them other than the run's
+
+    sql, params = run_changed_batch(run.pk, ids[9], 10)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        assert [row[0] for row in cursor.fetchall()] == ids[10:20]
+    assert _revision_rows_read(sql, params) <= 10 + 1
+
+    entity_update(entity_id=ids[0], data={"price": 1})  # changed since `other` too
+    with CaptureQueriesContext(connection) as statements:
+        assert run_changed_counts(run.pk) == (40, 40)
+        assert run_changed_counts(other.pk) == (40, 1)
+    assert len(statements) == 2
+    counted = statements[1]["sql"]  # as sent, its values in it
+    assert "WITH RECURSIVE walk" in counted
+    # Per entity: its probe in the walk and the revision of its current version.
+    assert _revision_rows_read(counted, []) <= 2 * 40 + 1
