@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from config.api.errors import Conflict
 from jobs import queue
-from jobs.engine.waits import runs_lock, waits_cancel
+from jobs.engine.parking import runs_lock, waits_cancel
 from jobs.lifecycle import run_end_if_done
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus
 

@@ -102,6 +102,9 @@ ENTITY_REVISIONS_KEEP_DAYS = env_int("ENTITY_REVISIONS_KEEP_DAYS", 90, minimum=1
 # How long after the first decision on a run's waits (a review approved) its resolved
 # entities are queued again: decisions arriving within it resume together, in a few chunks.
 WAIT_RESUME_DELAY_S = env_float("WAIT_RESUME_DELAY_S", 1.0, minimum=0.0)
+# A resume task not run this long past its time is taken over by beat's tick of the waits
+# (its worker died holding it: jobs.engine.waits.waits_resume_overdue).
+WAIT_RESUME_LEASE_S = env_float("WAIT_RESUME_LEASE_S", 2.0, minimum=0.1)
 # How often celery beat ticks every kind of wait (each decides what is due: a delay's time, a
 # review's expiry, an event wait's timeout, a provider batch's poll every AI_BATCH_POLL_S).
 # A delay goes on within this (and its resume) of its time even when the tick queued for

@@ -12,9 +12,9 @@ from jobs.engine.budget import RunBudget
 from jobs.engine.committer import ChunkCommitter
 from jobs.engine.leases import items_claim
 from jobs.engine.outcomes import chunk_finish, items_give_up
+from jobs.engine.parking import waits_apply
 from jobs.engine.states import states_load
 from jobs.engine.steps import steps_run
-from jobs.engine.waits import waits_apply
 from jobs.lifecycle import run_end_if_done, run_mark_running
 from jobs.models import Run, RunStatus
 from jobs.reverts import revert_of, revert_states

@@ -5,7 +5,7 @@ what a finished one spent: `jobs.engine.budget`), park an entity until a wait is
 Every write is conditional on the chunk's leases.
 
 This is where an item's checkpoint moves (`next_step`, `state`) before its final status.
-Entities that wait are parked when the chunk finishes (`jobs.engine.waits`), holding no
+Entities that wait are parked when the chunk finishes (`jobs.engine.parking`), holding no
 worker, and resumed by a delivery that claims them again.
 """
 
@@ -24,8 +24,8 @@ from entities.events import ChangeOrigin
 from entities.revisions import RevisionSource, Source
 from jobs.engine.budget import RunBudget
 from jobs.engine.leases import HEARTBEAT_EVERY, run_heartbeat
+from jobs.engine.parking import Asked, wait_asked
 from jobs.engine.states import checkpoint_of
-from jobs.engine.waits import Asked, wait_asked
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus
 from workflows.steps.runtime import EntityState, Outcome, StepContext, StepError
 from workflows.steps.waits import WaitRequest
@@ -109,7 +109,7 @@ class ChunkCommitter:
 
     def wait(self, state: EntityState, ctx: StepContext, request: WaitRequest) -> bool:
         """Park the entity at this step until its wait is resolved: it is stored when the
-        chunk finishes (`jobs.engine.waits.waits_park`) and holds no worker. A request of a
+        chunk finishes (`jobs.engine.parking.waits_park`) and holds no worker. A request of a
         kind this deployment does not have fails the entity here, at its step."""
         try:
             asked = wait_asked(request, step_id=ctx.step_id, step_index=ctx.step_index)

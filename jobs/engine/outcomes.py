@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from config.bulk import rows_update
 from jobs.engine.committer import ChunkCommitter
-from jobs.engine.waits import waits_confirm, waits_park
+from jobs.engine.parking import waits_confirm, waits_park
 from jobs.models import ItemStatus, Run, RunItem, RunLog
 from workflows.steps.runtime import EntityState, Outcome
 from workflows.usage import ZERO, Usage

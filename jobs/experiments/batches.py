@@ -38,8 +38,8 @@ from config.bulk import rows_update
 from entities.models import Entity
 from jobs import queue
 from jobs.engine.budget import RunBudget
+from jobs.engine.parking import resolution_apply
 from jobs.engine.steps import steps_run
-from jobs.engine.waits import resolution_apply
 from jobs.experiments.models import (
     Experiment,
     ExperimentResult,

@@ -17,7 +17,7 @@ class WaitStatus(models.TextChoices):
 class Wait(models.Model):
     """An entity parked at a step of a run until something outside the run resolves it.
 
-    The engine owns this row (`jobs.engine.waits`): it parks the item (`waiting`, its
+    The engine owns this row (`jobs.engine.parking`): it parks the item (`waiting`, its
     checkpoint holding this wait's id) and, once a kind of wait has resolved it, queues the
     item again. `kind` names the kind (`jobs/waits/<kind>/`); `resolution` is how the entity
     goes on, a `workflows.steps.waits.Resolution` as stored.

@@ -12,7 +12,7 @@ from entities.services import entity_update
 from jobs.cancel import run_cancel
 from jobs.engine.chunk import chunk_execute
 from jobs.engine.recovery import runs_resume_stalled
-from jobs.engine.waits import run_waits_resume, waits_tick
+from jobs.engine.waits import run_waits_resume, waits_resume_overdue, waits_tick
 from jobs.models import Review, Run, RunItem, RunLog, Wait
 from jobs.waits.review.services import review_decide, reviews_decide
 from tests.factories import make_entities, make_workflow, run_inline, start_run
@@ -93,24 +93,25 @@ def test_entities_wait_at_a_review_holding_their_checkpoint_and_the_run_stays_ru
     assert Run.objects.get(pk=run.pk).heartbeat_at < timezone.now() - timedelta(minutes=59)
 
 
-def test_a_resume_whose_task_was_lost_is_asked_for_again(
-    product_type, reviewer, django_capture_on_commit_callbacks
-):
-    from jobs.engine.waits import waits_resume_lost
-
+def test_a_resume_whose_task_is_overdue_is_done_by_the_waits_tick(product_type, reviewer, settings):
     run, _ = parked_run(product_type, n=2)
     reviews_decide(
         review_ids=list(Review.objects.filter(run=run).values_list("pk", flat=True)),
         decision="approve",
         user=reviewer,
     )
-    assert waits_resume_lost(lost_after=timedelta(minutes=10)) == 0  # asked for just now
-    Run.objects.filter(pk=run.pk).update(resume_requested_at=timezone.now() - timedelta(hours=1))
-    with django_capture_on_commit_callbacks() as queued:
-        assert waits_resume_lost(lost_after=timedelta(minutes=10)) == 1
-    assert len(queued) == 1  # the resume task, queued once this commits
-    assert Run.objects.get(pk=run.pk).resume_requested_at > timezone.now() - timedelta(minutes=1)
-    assert RunLog.objects.filter(run=run, message__startswith="Resolved waits were not").exists()
+    assert waits_resume_overdue() == 0  # asked for just now: its task has time to run
+    assert waits_tick() == 0
+    asked = Run.objects.get(pk=run.pk).resume_requested_at
+    # Its worker died holding the task: past the resume's time and its lease, the tick
+    # resumes the run itself.
+    later = asked + timedelta(seconds=settings.WAIT_RESUME_DELAY_S + settings.WAIT_RESUME_LEASE_S)
+    assert waits_resume_overdue(now=later - timedelta(milliseconds=1)) == 0
+    assert waits_resume_overdue(now=later + timedelta(milliseconds=1)) == 1
+    assert Run.objects.get(pk=run.pk).resume_requested_at is None
+    assert RunItem.objects.filter(run=run, status="pending").count() == 2
+    assert RunLog.objects.filter(run=run, message__startswith="The resume of resolved").exists()
+    assert waits_resume_overdue(now=later + timedelta(hours=1)) == 0  # once
     resume(run)
     assert Run.objects.get(pk=run.pk).status == "completed"
 
