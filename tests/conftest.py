@@ -47,7 +47,8 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     from config.celery import app
 
     with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge("celery")  # leftovers of an earlier session
+        for queue in ("celery", "waits"):  # leftovers of an earlier session
+            connection.default_channel.queue_purge(queue)
     worker = start_worker(tmp_path_factory.mktemp("worker") / "worker.log")
     yield worker
     worker.stop()

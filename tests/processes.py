@@ -11,7 +11,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def celery_worker_command(concurrency: int = 2, name: str | None = None) -> list[str]:
+def celery_worker_command(
+    concurrency: int = 2, name: str | None = None, queues: str | None = None
+) -> list[str]:
+    """A worker as the Procfile starts one; `queues` (`-Q`, "waits") as its `waits` process
+    does, every queue when None."""
     command = [
         sys.executable,
         "-m",
@@ -29,6 +33,8 @@ def celery_worker_command(concurrency: int = 2, name: str | None = None) -> list
         "--without-mingle",
         "--without-heartbeat",
     ]
+    if queues:
+        command += ["-Q", queues]
     return [*command, "-n", name] if name else command
 
 

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
+import redis
 from django.conf import settings
 
 from jobs.models import Run, RunStatus
@@ -55,9 +56,12 @@ def worker_env() -> dict:
     }
 
 
-def start_worker(log_path: Path, concurrency: int = 2) -> ManagedProcess:
+def start_worker(log_path: Path, concurrency: int = 2, queues: str | None = None) -> ManagedProcess:
+    """A worker taking every queue, or those named (`queues`: "celery", "waits")."""
     return ManagedProcess(
-        celery_worker_command(concurrency, f"test-{os.getpid()}@%h"),
+        celery_worker_command(
+            concurrency, f"test-{os.getpid()}-{queues or 'all'}@%h".replace(",", "-"), queues
+        ),
         "ready.",
         log_path,
         worker_env(),
@@ -164,3 +168,31 @@ def chunks_sent_to(queue: str):
 
     with mock.patch("jobs.queue.chunks_enqueue", enqueue):
         yield
+
+
+def resume_held_by_a_killed_worker(run_id: str, wake, *, settings, log_dir: Path) -> tuple:
+    """Resolve the run's waits (`wake()`: a decision, an event) while a `waits` worker holds
+    their resume task (asked a minute later, as this process asks it), SIGKILL that worker,
+    and bring back the Procfile's `waits` and `beat`. The run is on a broker of the test's
+    own, with a chunk worker running. Returns the run once it ended, and the log of the new
+    `waits` worker."""
+    settings.WAIT_RESUME_DELAY_S = 60  # a countdown, held unacknowledged by the worker
+    waits = start_worker(log_dir / "waits1.log", concurrency=1, queues="waits")
+    try:
+        wake()
+        broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        wait_until(  # taken from its queue, not acknowledged (kombu's `unacked` hash)
+            lambda: broker.llen("waits") == 0 and broker.hlen("unacked") == 1,
+            "the waits worker to hold the resume",
+        )
+    finally:
+        waits.kill()
+    assert Run.objects.get(pk=run_id).resume_requested_at is not None
+    beat = start_beat(log_dir / "beat.log")
+    waits = start_worker(log_dir / "waits2.log", concurrency=1, queues="waits")
+    try:
+        run = wait_for_run(run_id, timeout=180)
+    finally:
+        waits.stop()
+        beat.stop()
+    return run, waits.log_text()

@@ -1,5 +1,7 @@
 """Celery: the broker, the result backend and the delivery guarantees the pipeline relies on."""
 
+from kombu import Exchange, Queue
+
 from config.env import BASE_DIR, env_int, env_str
 from config.settings.workflows import WAITS_TICK_S
 
@@ -55,6 +57,18 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # set; connections follow Django's CONN_MAX_AGE instead (config/celery.py).
 CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_ALWAYS_EAGER = False
+# Two queues: `celery` for the runs' chunks and everything else, and `waits` for the ticks of
+# the waits and the resumes of resolved waits, which a worker of its own consumes (the
+# Procfile's `waits`), so a delay goes on at its time and a decision resumes its entities
+# while a run's chunks fill the other queue. A worker started without `-Q` consumes both.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name), routing_key=name) for name in (CELERY_TASK_DEFAULT_QUEUE, "waits")
+]
+CELERY_TASK_ROUTES = {
+    "jobs.tasks.tick_waits": {"queue": "waits"},
+    "jobs.tasks.resume_waits": {"queue": "waits"},
+}
 
 # Beat reads its schedule from the database (django-celery-beat's PeriodicTask rows): the
 # entries below are written there when beat starts, beside one row per schedule trigger of a

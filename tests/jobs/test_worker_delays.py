@@ -1,6 +1,8 @@
 """`delay` steps with real Celery workers, beat, PostgreSQL and Redis: entities parked
 holding no worker go on at their time (a tick queued for it, not beat's next one), together,
-at beat's next tick when the worker holding their tick is SIGKILLed, or end with a cancel."""
+at beat's next tick when the worker holding their tick is SIGKILLed, while a busy run's
+chunks fill the chunks' queue (ticks have a queue and a worker of their own), or end with a
+cancel."""
 
 import re
 from datetime import timedelta
@@ -126,6 +128,53 @@ def test_a_delay_goes_on_at_beats_next_tick_when_the_worker_holding_its_tick_is_
     assert [n for n in ticked if n] == [4], ticked
     # ... and queued them itself: the resume the resolution asked for found nothing left.
     assert sum(resumed) == 0, resumed
+
+
+def test_a_delay_goes_on_at_its_time_while_a_busy_runs_chunks_fill_the_queue(
+    product_type, receiver, tmp_path, settings
+):
+    """The Procfile's two workers: one (`-Q celery`) busy with a run of slow webhooks, one
+    chunk running and another queued behind it; the other (`-Q waits`) holds the delay's tick.
+    The delay goes on, its entities queued again, before any chunk of the busy run ends."""
+    receiver.delay = 8.0  # a chunk's sends go out together: each chunk of the busy run takes 8 s
+    settings.RUN_CHUNK_SIZE = 5
+    hook = {"id": "hook", "type": "notify", "config": {"channel": "webhook", "url": receiver.url}}
+    with broker_of_its_own(settings, tmp_path):
+        chunks = start_worker(tmp_path / "chunks.log", concurrency=1, queues="celery")
+        waits = start_worker(tmp_path / "waits.log", concurrency=1, queues="waits")
+        try:
+            ids = make_entities(product_type, 3)
+            until = timezone.now() + timedelta(seconds=10)
+            delayed = start_run(
+                make_workflow(product_type, [delay(until=iso(until)), PUBLISH]), ids
+            )
+            wait_until(all_waiting(delayed.pk, 3), "3 entities to wait")
+            wait_until(lambda: timezone.now() >= until - timedelta(seconds=1), "the delay's time")
+            busy = start_run(make_workflow(product_type, [hook]), make_entities(product_type, 10))
+            assert RunItem.objects.filter(run=busy).values("chunk").distinct().count() == 2
+            wait_until(lambda: receiver.requests, "the busy run's first chunk to send")
+            delayed = wait_for_run(delayed.pk, timeout=180)
+            busy = wait_for_run(busy.pk, timeout=180)
+        finally:
+            chunks.stop()
+            waits.stop()
+    assert (delayed.status, delayed.completed, busy.status, busy.completed) == (
+        "completed",
+        3,
+        "completed",
+        10,
+    )
+    resolved = Wait.objects.filter(run=delayed).values_list("resolved_at", flat=True)
+    went_on = RunItem.objects.filter(run=delayed).values_list("completed_at", flat=True)
+    busy_ended = RunItem.objects.filter(run=busy).values_list("completed_at", flat=True)
+    # The delay went on at its time while the busy run's first chunk was still sending ...
+    assert max(resolved) < min(busy_ended), (resolved, busy_ended)
+    # ... and its entities, queued again then, ran after the chunks queued before them.
+    assert min(went_on) >= max(busy_ended)
+    ran = "Task jobs.tasks.{}["
+    assert ran.format("tick_waits") in waits.log_text()
+    assert ran.format("tick_waits") not in chunks.log_text()
+    assert ran.format("run_chunk") not in waits.log_text()
 
 
 def test_cancel_ends_delayed_entities(celery_worker, api, product_type):

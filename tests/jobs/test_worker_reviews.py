@@ -13,10 +13,17 @@ from django.utils import timezone
 
 from entities.models import Entity
 from jobs.engine.recovery import runs_resume_stalled
-from jobs.models import Review, Run, RunItem
+from jobs.models import Review, Run, RunItem, RunLog
 from jobs.tasks import tick_waits
 from tests.factories import make_entities, make_workflow, start_run
-from tests.workers import all_waiting, wait_for_run, wait_until
+from tests.workers import (
+    all_waiting,
+    broker_of_its_own,
+    resume_held_by_a_killed_worker,
+    start_worker,
+    wait_for_run,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -183,3 +190,34 @@ def test_a_resumed_chunk_redelivered_after_its_worker_died_repeats_nothing(
         ids_sent.setdefault(entity_id, set()).add(request.headers["webhook-id"])
     assert set(ids_sent) == set(ids)  # none lost
     assert all(len(sent) == 1 for sent in ids_sent.values())  # a repeat has the same id
+
+
+def test_a_decisions_resume_held_by_a_sigkilled_worker_is_done_by_the_next_ticks(
+    api, product_type, tmp_path, settings
+):
+    """The resume a decision asks for is a countdown message the `waits` worker holds
+    unacknowledged: SIGKILLed, that worker takes it out of play for the broker's visibility
+    timeout (an hour). Beat's tick of the waits resumes the run once the resume is
+    WAIT_RESUME_LEASE_S past its time, as it resolves a delay whose tick was lost."""
+    with broker_of_its_own(settings, tmp_path):
+        chunks = start_worker(tmp_path / "chunks.log", concurrency=1, queues="celery")
+        try:
+            ids = make_entities(product_type, 3)
+            run = start_run(make_workflow(product_type, [TIDY, review(), PUBLISH]), ids)
+            wait_until(all_waiting(run.pk, 3), "3 entities to wait")
+
+            def decide():
+                decided = api.post(
+                    "/api/v1/reviews/decide",
+                    {"ids": list(review_ids(run.pk).values()), "decision": "approve"},
+                )
+                assert len(decided.json()["decided"]) == 3
+
+            run, log = resume_held_by_a_killed_worker(
+                run.pk, decide, settings=settings, log_dir=tmp_path
+            )
+        finally:
+            chunks.stop()
+    assert (run.status, run.completed) == ("completed", 3)
+    assert RunLog.objects.filter(run=run, message__startswith="The resume of resolved").count() == 1
+    assert "Task jobs.tasks.resume_waits" not in log  # the held one died with its worker

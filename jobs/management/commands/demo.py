@@ -11,8 +11,9 @@ from jobs.demo import demo_seed
 
 class Command(BaseCommand):
     help = (
-        "Migrate, create the demo user, API key and data, print them, then start the web server "
-        "a worker and the scheduler together (the Procfile's web, worker and beat, through honcho)."
+        "Migrate, create the demo user, API key and data, print them, then start the web server, "
+        "the workers and the scheduler together (the Procfile's web, worker, waits and beat, "
+        "through honcho)."
     )
 
     def add_arguments(self, parser):
@@ -77,5 +78,6 @@ class Command(BaseCommand):
         honcho = shutil.which("honcho", path=bin_dir) or "honcho"
         sys.stdout.flush()
         os.chdir(BASE_DIR)
-        # Replace this process so Ctrl-C stops web and worker together.
-        os.execve(honcho, [honcho, "start", "--port", str(port), "web", "worker", "beat"], env)  # noqa: S606
+        # Replace this process so Ctrl-C stops web and workers together.
+        processes = ["web", "worker", "waits", "beat"]
+        os.execve(honcho, [honcho, "start", "--port", str(port), *processes], env)  # noqa: S606
