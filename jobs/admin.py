@@ -34,14 +34,10 @@ from jobs.models import (
     TriggerType,
 )
 from jobs.record_admin import RecordAdmin
-from jobs.waits.ai_batch.selectors import run_batches
-from jobs.waits.base import kinds
-from jobs.waits.review.admin import reviews_url
-from jobs.waits.review.selectors import run_reviews_pending
+from jobs.waits.kinds import kinds
 
 ITEMS_SHOWN = 200
 LOGS_SHOWN = 200
-BATCHES_SHOWN = 100
 # An item's error or a log message may quote a large value (a rule broken by a long field):
 # the run page shows this much of each, and links the API's lists, which show them whole.
 TEXT_SHOWN = 1000
@@ -150,6 +146,7 @@ class RunAdmin(RecordAdmin):
             waiting_for[item_id] = f"{facts['kind']}: {described}" if described else facts["kind"]
         for item in shown:
             item.waiting_for = waiting_for.get(item.pk, "")
+        parts = kinds.run_page_parts(run)
         context = {
             "run": run,
             "progress": progress_bar(run),
@@ -162,9 +159,10 @@ class RunAdmin(RecordAdmin):
             "logs": RunLog.objects.filter(run=run).order_by("-pk")[:LOGS_SHOWN],
             "can_act": request.user.has_perm("jobs.change_job"),
             "can_revert": request.user.has_perm("jobs.add_run"),
-            "reviews_url": reviews_url(run=run.pk),
-            "reviews_pending": run_reviews_pending(run_id=run.pk),
-            "batches": run_batches(run_id=run.pk, limit=BATCHES_SHOWN),
+            # Each kind of wait's part (`WaitKind.run_page`): a review's link, the batches.
+            "wait_parts": parts,
+            "waiting_for": next((part.waiting_for for part in parts if part.waiting_for), ""),
+            "wait_links": [link for part in parts for link in part.links],
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, context)

@@ -6,7 +6,8 @@
   open retry reads.
 - Idempotency records older than IDEMPOTENCY_KEEP_HOURS (they replay nothing after it).
 - A kind of wait's own records past their keep time (`WaitKind.prune`: events,
-  `POST /api/v1/events`, EVENT_KEEP_MINUTES past theirs).
+  `POST /api/v1/events`, EVENT_KEEP_MINUTES past theirs; the local stand-in provider's
+  batches once the provider batch of ours they answered is gone).
 - Entity revisions older than ENTITY_REVISIONS_KEEP_DAYS, but the newest of each entity
   (`entities.revisions.revisions_prune`).
 

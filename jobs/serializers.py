@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from config.api.fields import TimestampField
 from jobs.models import Job, Run, RunItem, RunLog, RunStatus, TriggerType
-from jobs.waits.ai_batch.serializers import RunBatchSerializer
+from jobs.waits.kinds import kinds
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -80,7 +80,16 @@ CANCEL_REQUESTED_HELP = (
 )
 
 
-class RunSerializer(serializers.ModelSerializer):
+# What each kind of wait adds to a run (`WaitKind.run_detail`: its provider batches): fields,
+# shown after the run's usage and declared on a base of its serializer as if in its body, and
+# the relations they read, which a queryset of runs prefetches (`RUN_PREFETCH`).
+_WAIT_DETAILS = kinds.run_details()
+RUN_WAIT_FIELDS = {name: f for detail in _WAIT_DETAILS for name, f in detail.fields.items()}
+RUN_PREFETCH = [each for detail in _WAIT_DETAILS for each in detail.prefetch]
+RunWaitFields = type("RunWaitFields", (serializers.Serializer,), dict(RUN_WAIT_FIELDS))
+
+
+class RunSerializer(RunWaitFields, serializers.ModelSerializer):
     progress = ProgressSerializer(source="*", read_only=True)
     usage = UsageSerializer(
         read_only=True,
@@ -104,12 +113,6 @@ class RunSerializer(serializers.ModelSerializer):
         source="cancel_requested_at", allow_null=True, help_text=CANCEL_REQUESTED_HELP
     )
     createdAt = TimestampField(source="created_at")
-    batches = RunBatchSerializer(
-        many=True,
-        read_only=True,
-        help_text="The run's provider batch jobs (`ai_generate` with `mode: batch`), newest "
-        "first; empty for a run without batch steps.",
-    )
 
     class Meta:
         model = Run
@@ -125,7 +128,7 @@ class RunSerializer(serializers.ModelSerializer):
             "retryOf",
             "trigger",
             "usage",
-            "batches",
+            *RUN_WAIT_FIELDS,
             "cancelRequestedAt",
             "createdAt",
         ]

@@ -24,6 +24,7 @@ from jobs.inputs import (
 )
 from jobs.models import Job, Run
 from jobs.serializers import (
+    RUN_PREFETCH,
     EstimateSerializer,
     JobSerializer,
     RunItemSerializer,
@@ -136,7 +137,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         return (
             Run.objects.filter(workflow_id=self.kwargs["workflow_id"])
             .select_related("job", "workflow_version")
-            .prefetch_related("batches")
+            .prefetch_related(*RUN_PREFETCH)
         )
 
     def list(self, request, *args, **kwargs):

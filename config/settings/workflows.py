@@ -36,9 +36,9 @@ AI_MAX_RETRY_WAIT_S = env_float("AI_MAX_RETRY_WAIT_S", 60.0, minimum=0.0)
 # Prices of models the bundled table (genai-prices) does not know, or overrides of it: JSON
 # {"model": {"input": usd, "cachedInput": usd, "output": usd}} per million tokens.
 AI_PRICES = env_prices("AI_PRICES")
-# Batch mode (`ai_generate` `mode: batch`): celery beat polls open provider batches this
-# often; the local stand-in answers its batches this long after they are submitted.
-AI_BATCH_POLL_S = env_float("AI_BATCH_POLL_S", 60.0, minimum=0.1)
+# Batch mode (`ai_generate` `mode: batch`): the local stand-in answers its batches this long
+# after they are submitted. (How often they are polled is the `ai_batch` kind of wait's own
+# setting, AI_BATCH_POLL_S: jobs/waits/ai_batch/conf.py.)
 AI_LOCAL_BATCH_DELAY_S = env_float("AI_LOCAL_BATCH_DELAY_S", 3.0, minimum=0.0)
 
 # Entities a worker takes through the steps together (one task, batched reads and writes).
@@ -106,13 +106,11 @@ WAIT_RESUME_DELAY_S = env_float("WAIT_RESUME_DELAY_S", 1.0, minimum=0.0)
 # (its worker died holding it: jobs.engine.waits.waits_resume_overdue).
 WAIT_RESUME_LEASE_S = env_float("WAIT_RESUME_LEASE_S", 2.0, minimum=0.1)
 # How often celery beat ticks every kind of wait (each decides what is due: a delay's time, a
-# review's expiry, an event wait's timeout, a provider batch's poll every AI_BATCH_POLL_S).
+# review's expiry, an event wait's timeout, a provider batch's poll). A kind's own settings
+# are in its folder (jobs/waits/<kind>/conf.py: EVENT_KEEP_MINUTES, AI_BATCH_POLL_S).
 # A delay goes on within this (and its resume) of its time even when the tick queued for
 # that time was lost with a killed worker; each kind's tick is a few indexed queries.
 WAITS_TICK_S = env_float("WAITS_TICK_S", 1.0, minimum=0.1)
-# An event (POST /api/v1/events) that woke no entity is kept this long for the entities that
-# reach their `wait_for_event` step just after it; events are listed this long after that.
-EVENT_KEEP_MINUTES = env_int("EVENT_KEEP_MINUTES", 60, minimum=1)
 
 # Retention (jobs/retention.py, pruned by celery beat): ended runs older than this, with
 # everything of theirs (items, logs, waits, reviews, batches, schedule fires, jobs).

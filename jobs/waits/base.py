@@ -1,18 +1,23 @@
 """The base class of kinds of wait, and their registry.
 
-The engine (`jobs.engine.waits`) parks an entity at a step (its item `waiting`, its
-checkpoint stored, no worker holding it), resumes it once its wait is resolved, cancels it
-with its run, and ticks every kind. A kind of wait says only how a wait is created, resolved
+The engine parks an entity at a step (its item `waiting`, its checkpoint stored, no worker
+holding it), resumes it once its wait is resolved and cancels it with its run
+(`jobs.engine.parking`), and resolves waits for the kinds and ticks every kind
+(`jobs.engine.waits`). A kind of wait says only how a wait is created, resolved
 and cancelled: a review is resolved by a person, a provider batch by polling the provider.
 A kind is one folder, `jobs/waits/<kind>/`: its kind class (`kind.py`), models, services,
-API (`urls`), admin and tasks; registering it is its line in `jobs/waits/kinds.py`.
+settings (`conf.py`), API (`urls`), admin and tasks, and its parts of a run's detail in the
+API (`RunDetail`) and of a run's admin page (`RunPagePart`, its section's template in
+`templates/admin/jobs/waits/<kind>/`); registering it is its line in `jobs/waits/kinds.py`.
 """
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
+from rest_framework.serializers import Field
 
 from workflows.steps.runtime import EntityState
 from workflows.steps.waits import WaitRequest
@@ -40,11 +45,45 @@ class Parked(NamedTuple):
     request: WaitRequest
 
 
+@dataclass(frozen=True)
+class RunDetail:
+    """A kind's part of a run's detail in the API (`GET /workflows/:id/runs/:id`, and each
+    run of the list): `fields`, by name, read-only serializer fields of the run (each typed,
+    so the OpenAPI schema documents it), shown after the run's `usage` in registration order;
+    `prefetch`, the run's relations they read, prefetched for a page of runs."""
+
+    fields: dict[str, Field]
+    prefetch: tuple[str | Prefetch, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunPageLink:
+    """A link after the count of a run's waiting entities on its admin page."""
+
+    text: str
+    url: str
+    html_id: str = ""
+
+
+@dataclass(frozen=True)
+class RunPagePart:
+    """A kind's part of a run's admin page: what the run's waiting entities wait for
+    (`waiting_for`, "for review"; "at a step" when no kind says), links after their count,
+    and a section of its own below the run's actions (`template`, rendered with the page's
+    context and `part`, this, so it reads `part.context`)."""
+
+    waiting_for: str = ""
+    links: tuple[RunPageLink, ...] = ()
+    template: str = ""
+    context: dict = field(default_factory=dict)
+
+
 class WaitKind:
     """One kind of wait. Subclasses set `request_type` (the `WaitRequest` dataclass steps
     hand the engine, whose `kind` names this kind), optionally `urls`, `admin` and `tasks`
     (dotted module paths of its API routes, its admin and its Celery tasks, loaded by
-    `jobs/waits/urls.py`, `jobs/admin.py` and `jobs/tasks.py`), and implement the hooks below.
+    `jobs/waits/urls.py`, `jobs/admin.py` and `jobs/tasks.py`), and implement the hooks below
+    (`create`, `tick` and `cancel`; the others are optional).
     Resolving is the kind's own business (an API call, a poll, a timer); it ends with
     `jobs.engine.waits.waits_resolve` and a `Resolution`."""
 
@@ -85,6 +124,16 @@ class WaitKind:
         is past (an event); returns how many (retention's pruner). None by default."""
         return 0
 
+    def run_detail(self) -> RunDetail | None:
+        """This kind's fields of a run's detail in the API (called once, when the run's
+        serializer is made). None by default."""
+        return None
+
+    def run_page(self, run) -> RunPagePart | None:
+        """This kind's part of the admin page of `run` (a `Run`), or None where it has
+        nothing to show of that run. None by default."""
+        return None
+
     def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
         """A cancel ends these unresolved waits of the run: end this kind's records of them.
         Runs in the transaction of the cancel's batch that ends their items, under the run's
@@ -119,6 +168,14 @@ class WaitKindRegistry:
 
     def __iter__(self):
         return iter(self._kinds.values())
+
+    def run_details(self) -> list[RunDetail]:
+        """Every kind's part of a run's detail in the API (`WaitKind.run_detail`)."""
+        return [detail for kind in self if (detail := kind.run_detail())]
+
+    def run_page_parts(self, run) -> list[RunPagePart]:
+        """Every kind's part of `run`'s admin page (`WaitKind.run_page`)."""
+        return [part for kind in self if (part := kind.run_page(run))]
 
 
 kinds = WaitKindRegistry()

@@ -28,6 +28,9 @@ from jobs.models import (
 from jobs.retention import RUN_ROWS, pruners, retention_prune, runs_prune
 from jobs.waits.review.services import reviews_decide
 from tests.factories import make_entities, make_workflow, run_inline, start_run
+from workflows.models import LocalBatch
+from workflows.providers import GenerationRequest, provider_get
+from workflows.providers.base import BatchItem
 
 pytestmark = pytest.mark.django_db
 
@@ -199,6 +202,32 @@ def test_idempotency_records_are_deleted_after_their_hours(settings):
     settings.IDEMPOTENCY_KEEP_HOURS = 2
     retention_prune()
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["k1"]
+
+
+def test_the_local_providers_batches_go_once_their_batch_of_ours_is_pruned_with_its_run(
+    workflow, product_type
+):
+    old = _reviewed_run(workflow, product_type, 2)
+    recent = _reviewed_run(workflow, product_type, 2)
+    local = provider_get("local")
+    for run in (old, recent):  # what submitting their batches to the local stand-in leaves
+        local.batch_submit(
+            [BatchItem("x", GenerationRequest(prompt="hi", model="local"))],
+            idempotency_key=AiBatch.objects.get(run=run).pk,
+        )
+    local.batch_submit(
+        [BatchItem("x", GenerationRequest(prompt="hi", model="local"))], idempotency_key="gone"
+    )
+    _age(old, 91)
+    _age(recent, 89)
+
+    pruned = retention_prune()
+
+    assert pruned.rows["waits_ai_batch_prune"] == 2  # the pruned run's, and one never ours
+    assert list(LocalBatch.objects.values_list("idempotency_key", flat=True)) == [
+        AiBatch.objects.get(run=recent).pk
+    ]
+    assert retention_prune().rows["waits_ai_batch_prune"] == 0
 
 
 def test_beat_runs_the_retention_task_every_hour():

@@ -19,7 +19,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from jobs.models import RunLog
@@ -32,6 +32,7 @@ from jobs.waits.ai_batch.results import (
     batch_requests,
     status_counts,
 )
+from workflows.models import LocalBatch
 from workflows.providers import GenerationRequest, provider_get
 from workflows.providers.base import BatchItem, BatchResult, BatchStatus
 from workflows.steps.ai_generate import AiBatchWaitRequest, answer_generate, priced
@@ -235,3 +236,18 @@ def _release(batch: AiBatch, *, log: str) -> None:
     )
     if batch.error != log:
         owners.of(batch).log([LogLine(RunLog.Level.WARNING, log)], timezone.now())
+
+
+def local_batches_prune(*, now: datetime, limit: int) -> int:
+    """Delete up to `limit` of the local stand-in provider's batches (`LocalBatch`: what it
+    was sent, kept for its polls) submitted before `now` whose batch of ours, named by its
+    idempotency key, is gone (pruned with its run, deleted with its experiment): nothing
+    polls them again. Returns how many (retention's pruner)."""
+    ours = AiBatch.objects.filter(pk=OuterRef("idempotency_key"))
+    ids = list(
+        LocalBatch.objects.filter(submitted_at__lt=now)
+        .exclude(Exists(ours))
+        .order_by()
+        .values_list("pk", flat=True)[:limit]
+    )
+    return LocalBatch.objects.filter(pk__in=ids).delete()[0] if ids else 0

@@ -11,13 +11,13 @@ Resolving is conditional on the wait still waiting, so an entity is woken once.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from config.api.ids import new_id
 from jobs.engine.waits import runs_lock, waits_resolve
+from jobs.waits.event.conf import event_keep_minutes
 from jobs.waits.event.models import Event, EventWait
 from workflows.steps.waits import Resolution
 
@@ -49,7 +49,7 @@ def events_send(*, events: list[EventIn], now: datetime | None = None) -> list[S
     an event that woke none is kept for EVENT_KEEP_MINUTES for the entities that reach their
     step just after. Returns what came of each, in order."""
     now = now or timezone.now()
-    keep_until = now + timedelta(minutes=settings.EVENT_KEEP_MINUTES)
+    keep_until = now + timedelta(minutes=event_keep_minutes())
     rows = [
         Event(
             id=new_id("evt"),
@@ -209,7 +209,7 @@ def waits_time_out(*, now: datetime, limit: int = 1000) -> int:
 def events_prune(*, now: datetime, limit: int) -> int:
     """Delete up to `limit` events past their keep time (listed EVENT_KEEP_MINUTES after they
     stopped being matchable); returns how many (retention's pruner)."""
-    cutoff = now - timedelta(minutes=settings.EVENT_KEEP_MINUTES)
+    cutoff = now - timedelta(minutes=event_keep_minutes())
     ids = list(
         Event.objects.filter(expires_at__lt=cutoff).order_by().values_list("pk", flat=True)[:limit]
     )

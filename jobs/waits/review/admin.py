@@ -10,7 +10,6 @@ from django.contrib import admin, messages
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.http import urlencode
 
 from config.api.errors import DomainError, FieldError, InvalidInput
 from config.api.parsers import depth_problem
@@ -20,6 +19,7 @@ from jobs.waits.review import selectors
 from jobs.waits.review import services as reviews
 from jobs.waits.review.audit import review_audit
 from jobs.waits.review.models import Review, ReviewStatus
+from jobs.waits.review.selectors import reviews_url
 from workflows.models import Workflow
 from workflows.steps.runtime import MISSING, get_path, set_path
 
@@ -301,8 +301,3 @@ def _edits(review: Review, form) -> dict:
 
 def _invalid(field: str, message: str):
     return InvalidInput(f"data.{field}: {message}", details=[FieldError(f"data.{field}", message)])
-
-
-def reviews_url(**query) -> str:
-    """The Reviews page, filtered (`run=`, `workflow=`, `status=`)."""
-    return reverse("admin:jobs_review_changelist") + ("?" + urlencode(query) if query else "")

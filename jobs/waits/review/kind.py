@@ -10,8 +10,9 @@ from django.utils import timezone
 
 from config.api.ids import new_id
 from config.bulk import rows_insert
-from jobs.waits.base import Parked, WaitKind
+from jobs.waits.base import Parked, RunPageLink, RunPagePart, WaitKind
 from jobs.waits.review.models import Review, ReviewInstructions, ReviewStatus
+from jobs.waits.review.selectors import reviews_url, run_reviews_pending
 from jobs.waits.review.services import DECIDE_MAX_IDS, reviews_expire_decide
 from workflows.steps.review import ReviewRequest
 from workflows.usage import Usage
@@ -90,6 +91,12 @@ class ReviewWait(WaitKind):
             Review.objects.filter(run_id=run_id),
             ReviewInstructions.objects.filter(run_id=run_id),
         ]
+
+    def run_page(self, run) -> RunPagePart | None:
+        if not run_reviews_pending(run_id=run.pk):
+            return None
+        link = RunPageLink("review them", reviews_url(run=run.pk), "run-reviews-link")
+        return RunPagePart(waiting_for="for review", links=(link,))
 
     def cancel(self, *, run_id: str, wait_ids: list[str]) -> dict[str, Usage]:
         Review.objects.filter(wait_id__in=wait_ids, status=ReviewStatus.PENDING).update(

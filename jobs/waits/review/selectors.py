@@ -1,3 +1,6 @@
+from django.urls import reverse
+from django.utils.http import urlencode
+
 from config.api.errors import NotFound
 from entities.models import Entity
 from jobs.waits.review.models import Review, ReviewStatus
@@ -39,3 +42,8 @@ def entities_data(*, entity_ids) -> dict[str, dict]:
 def run_reviews_pending(*, run_id: str) -> bool:
     """Whether any review of the run waits for a decision."""
     return Review.objects.filter(run_id=run_id, status=ReviewStatus.PENDING).exists()
+
+
+def reviews_url(**query) -> str:
+    """The Reviews page, filtered (`run=`, `workflow=`, `status=`)."""
+    return reverse("admin:jobs_review_changelist") + ("?" + urlencode(query) if query else "")
