@@ -9,9 +9,11 @@ One module per part of the lifecycle, in the order a delivery meets them:
   effect, cancelled?, heartbeat; each write conditional on the lease.
 - `outcomes`: finishing: final item statuses, last commits, logs, the run's counters;
   giving up on items whose every delivery died.
-- `waits`: parking the entities a step asked to wait, when the chunk finishes, and applying
-  their wait's resolution when a later delivery resumes them (the kinds of wait, resolving
-  and resuming: `jobs.waits`).
+- `parking`: parking the entities a step asked to wait, when the chunk finishes, applying
+  their wait's resolution when a later delivery resumes them, queueing resolved entities
+  again in chunks, cancelling a run's waits.
+- `waits`: the side of waiting the kinds of wait (`jobs.waits`) call: resolving their waits,
+  resuming runs, ticking every kind (and taking over a resume whose worker died).
 - `recovery`: stalled runs, their unfinished chunks queued again.
 - `dry_run`: the test endpoint, through the same step loop with the `DryRun` engine.
 
