@@ -111,11 +111,17 @@ def _adapt(node: Any, required: bool) -> Any:
             }
         elif key in ("x-discriminator", "x-template", "x-enumDescriptions", JSON_SCHEMA):
             continue
+        elif key == "oneOf":
+            out[key] = [_adapt(_choice_titled(choice), False) for choice in value]
+        elif key == "description" and isinstance(value, str):
+            out[key] = plain_text(value)
         else:
             out[key] = _adapt(value, False)
-    help_text = node.get("description", "")
+    help_text = plain_text(node.get("description", ""))
     if "x-enumDescriptions" in node:
-        help_text += " " + " ".join(f"{k}: {v}" for k, v in node["x-enumDescriptions"].items())
+        help_text += " " + " ".join(
+            f"{k}: {plain_text(v)}" for k, v in node["x-enumDescriptions"].items()
+        )
     if node.get("x-template"):
         out["widget"] = "textarea"
         help_text += (
@@ -146,6 +152,36 @@ def _adapt(node: Any, required: bool) -> Any:
     if required:
         out["required"] = True
     return out
+
+
+def plain_text(text: str) -> str:
+    """A description's Markdown code spans as quoted words: the form shows help as text, where
+    `json` would show its backticks."""
+    return re.sub(r"`([^`]+)`", r"“\1”", text)
+
+
+# How a choice among kinds of value is named in its select, when its schema names no title
+# (django-jsonform would show "Option 1", "Option 2").
+CHOICE_TITLES = {
+    "string": "Text",
+    "array": "A list",
+    "number": "Number",
+    "integer": "Whole number",
+    "boolean": "True or false",
+    "object": "An object",
+}
+
+
+def _choice_titled(choice: Any) -> Any:
+    """A choice of a `oneOf` with a title: its definition's name (`AllOf` -> "All of"), or
+    its type's."""
+    if not isinstance(choice, dict) or "title" in choice:
+        return choice
+    if "$ref" in choice:
+        return {**choice, "title": _title(choice["$ref"].rsplit("/", 1)[-1])}
+    if choice.get("type") in CHOICE_TITLES:
+        return {**choice, "title": CHOICE_TITLES[choice["type"]]}
+    return choice
 
 
 # Words a label writes in capitals.

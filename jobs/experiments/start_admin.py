@@ -19,7 +19,7 @@ from entities.models import Entity
 from jobs.entity_search import EntitySearch, entity_search
 from jobs.experiments.serializers import ScorerSerializer
 from jobs.experiments.start import experiment_create
-from workflows.editor import editor_clean, editor_schema
+from workflows.editor import editor_clean, editor_schema, plain_text
 from workflows.models import Workflow
 from workflows.steps.validate import Validate
 
@@ -39,11 +39,7 @@ def scorers_editor_schema() -> dict:
     """The scorers as a list of groups, one per scorer: its type, its name, and each type's
     options (shown for all, named by the type that uses them; the API refuses an option of
     another type). A rules scorer's rules are edited as the validate step's are."""
-    # The API's help texts, without their Markdown (the form shows text).
-    helps = {
-        name: (field.help_text or "").replace("`", "")
-        for name, field in ScorerSerializer().fields.items()
-    }
+    helps = {name: plain_text(f.help_text or "") for name, f in ScorerSerializer().fields.items()}
     rules = editor_schema(Validate.config_schema)["properties"]["rules"]
     return {
         "type": "array",

@@ -56,6 +56,20 @@ def overflow(page) -> int:
     return page.evaluate("document.scrollingElement.scrollWidth - window.innerWidth")
 
 
+def inner_overflows(page) -> list[str]:
+    """The boxes in the content that scroll sideways on their own (a steps table, a list
+    wider than its box), each with how many pixels it hides: none should at 1280 px. A
+    select's options are left out: a list box cuts a long option as the browser does."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll("#content *:not(select)")]
+          .filter(box => ["auto", "scroll"].includes(getComputedStyle(box).overflowX))
+          .filter(box => box.scrollWidth > box.clientWidth + 1)
+          .map(box => `${box.tagName.toLowerCase()}${box.id ? "#" + box.id : ""}`
+            + `${box.closest("[id]") ? " in #" + box.closest("[id]").id : ""}`
+            + `: ${box.scrollWidth - box.clientWidth} px`)"""
+    )
+
+
 def python_reprs(page) -> list[str]:
     """The values shown as Python reprs: data cells, read-only fields, preformatted values."""
     texts = page.eval_on_selector_all(

@@ -1,12 +1,14 @@
 """The step editor in Chromium: a saved step is edited with a form made from its type's
 schema (selects for enums, a group per list item), positions are managed by ↑/↓, a bad
-value is refused in the page with the API's message next to the step."""
+value is refused in the page with the API's message next to the step; the widest forms fit
+the steps inline at 1280 px, stacked under their step's line."""
 
 import pytest
 from django.contrib.admin.utils import quote
 
-from tests.admin.browsing import require_chromium, shot, staff_page
+from tests.admin.browsing import inner_overflows, overflow, require_chromium, shot, staff_page
 from tests.factories import make_workflow
+from workflows.steps import registry
 
 require_chromium()
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,3 +53,27 @@ def test_staff_edit_a_step_in_its_form_and_reorder_steps_without_typing_json(
     refused.wait_for()
     assert "steps[1].config.operations[0].field" in refused.inner_text()
     assert workflow.steps.get(step_id="tidy").config == STEPS[0]["config"]
+
+
+def test_every_step_types_form_fits_the_steps_inline_at_1280_px(
+    browser, live_server, django_user_model, product_type
+):
+    steps = [{"id": f"s{i}", "type": t.type, "config": t.example} for i, t in enumerate(registry)]
+    # A condition ten groups deep: each group is indented inside the one around it.
+    deep = {"field": "title", "operator": "exists"}
+    for _ in range(5):
+        deep = {"all": [{"any": [deep, {"field": "price", "operator": "gte", "value": 0}]}]}
+    steps.append({"id": "deep", "type": "condition", "config": {"if": deep, "else": "stop"}})
+    workflow = make_workflow(product_type, steps, name="Every type")
+    watched = staff_page(browser, live_server, django_user_model, width=1280)
+    page = watched.page
+    page.goto(f"/admin/workflows/workflow/{quote(workflow.pk)}/change/")
+    page.locator(f"#steps-{len(steps) - 1} .rjf-form-wrapper").wait_for()
+    inline = page.locator("#steps-group fieldset[aria-labelledby='steps-heading']")
+    assert inline.evaluate("box => box.scrollWidth - box.clientWidth") <= 0
+    assert inner_overflows(page) == [] and overflow(page) <= 0
+    # Each choice among kinds of value is named ("All of", "Comparison"), not "Option 1".
+    choices = page.locator("#steps-group select option").all_inner_texts()
+    assert "All of" in choices and "Comparison" in choices
+    assert not [text for text in choices if text.startswith("Option ")]
+    assert not watched.errors

@@ -96,3 +96,27 @@ def test_each_option_is_labelled_in_words():
     assert properties["outputField"]["title"] == "Output field"
     assert properties["jsonSchema"]["title"] == "JSON schema"
     assert properties["maxTokens"]["title"] == "Max tokens"
+
+
+def test_each_choice_among_kinds_is_named_and_help_shows_no_markdown():
+    condition = editor_schema(registry.get("condition").config_schema)
+    predicate = condition["$defs"]["Predicate"]["oneOf"]
+    assert [choice["title"] for choice in predicate] == ["Comparison", "All of", "Any of"]
+    to = editor_schema(registry.get("notify").config_schema)["properties"]["to"]
+    assert [choice["title"] for choice in to["oneOf"]] == ["Text", "A list"]
+    texts = [
+        text for step_type in registry for text in _texts(editor_schema(step_type.config_schema))
+    ]
+    assert texts and not [text for text in texts if "`" in text]
+    fmt = editor_schema(registry.get("ai_generate").config_schema)["properties"]["responseFormat"]
+    assert fmt["help_text"].startswith("“text” writes the answer as is")
+
+
+def _texts(node):
+    """Every help text and description in an editor schema."""
+    if isinstance(node, list):
+        return [text for item in node for text in _texts(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [node[key] for key in ("help_text", "description") if isinstance(node.get(key), str)]
+    return found + [text for value in node.values() for text in _texts(value)]
