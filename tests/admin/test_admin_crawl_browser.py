@@ -7,7 +7,13 @@ from urllib.parse import urlsplit
 import pytest
 from django.contrib.auth.models import Group
 
-from tests.admin.browsing import overflow, python_reprs, require_chromium, staff_page
+from tests.admin.browsing import (
+    inner_overflows,
+    overflow,
+    python_reprs,
+    require_chromium,
+    staff_page,
+)
 from tests.factories import (
     answer_by_prompt,
     experiment_run_inline,
@@ -22,7 +28,14 @@ from tests.factories import (
 require_chromium()
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# A condition nested ten groups deep (true for every entity): the widest step form, which
+# must fit the steps inline without scrolling inside it.
+DEEP = {"field": "title", "operator": "exists"}
+for _ in range(5):
+    DEEP = {"all": [{"any": [DEEP, {"field": "price", "operator": "gte", "value": 0}]}]}
+NESTED = {"id": "deep", "type": "condition", "config": {"if": DEEP, "else": "stop"}}
 REVIEWED = [
+    NESTED,
     {
         "id": "tidy",
         "type": "transform",
@@ -32,6 +45,7 @@ REVIEWED = [
     {"id": "pub", "type": "publish", "config": {}},
 ]
 PUBLISHED = [
+    NESTED,
     {
         "id": "flag",
         "type": "transform",
@@ -100,6 +114,8 @@ def test_every_admin_page_fits_1280_px_without_errors_or_reprs(
             problems.append(f"{path}: HTTP {response.status}")
         if (width := overflow(page)) > 0:
             problems.append(f"{path}: scrolls {width} px sideways")
+        if boxes := inner_overflows(page):
+            problems.append(f"{path}: boxes scroll sideways inside it {boxes[:3]}")
         if reprs := python_reprs(page):
             problems.append(f"{path}: Python reprs {reprs[:3]}")
         for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)"):

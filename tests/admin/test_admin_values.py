@@ -3,7 +3,14 @@
 import pytest
 from django.contrib.admin.utils import quote
 
-from config.api.templatetags.admin_values import as_json, as_json_block, thousands, usd
+from config.api.templatetags.admin_values import (
+    as_json,
+    as_json_block,
+    dollars,
+    percent,
+    thousands,
+    usd,
+)
 from entities.models import Entity
 from jobs.models import Run
 from tests.factories import make_entities, make_workflow, start_run
@@ -26,6 +33,24 @@ pytestmark = pytest.mark.django_db
 )
 def test_money_is_dollars_with_the_digits_that_matter(nano_usd, shown):
     assert usd(nano_usd) == shown
+
+
+def test_an_experiments_dollars_and_rates_read_as_the_runs_do():
+    assert dollars(0.0000342) == "$0.000034" and dollars(12.3456) == "$12.35"
+    assert dollars(0) == "$0" and dollars(None) == "unknown"
+    assert percent(2 / 3) == "67%" and percent(1) == "100%" and percent(None) == ""
+
+
+def test_an_experiment_page_shows_its_cost_in_dollars_and_rules_as_pass_rates(
+    staff, finished_experiment
+):
+    experiment = finished_experiment(2)
+    html = staff.get(f"/admin/jobs/experiment/{quote(experiment.pk)}/change/").content.decode()
+    arms = html.split('id="experiment-arms"')[1].split("</table>")[0]
+    assert arms.count("<td>$0") == 2 and arms.count(" s</td>") == 2
+    scores = html.split('id="experiment-scores"')[1].split("</table>")[0]
+    # The candidate's longer text breaks the `short` rule the baseline passes.
+    assert "<td>100%</td><td>0%</td>" in scores
 
 
 def test_values_are_json_and_counts_have_separators():

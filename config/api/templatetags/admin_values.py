@@ -41,6 +41,18 @@ def usd(nano_usd: int | None) -> str:
 register.filter("usd", usd)
 
 
+@register.filter(name="dollars")
+def dollars(value: float | None) -> str:
+    """A cost the API gives in dollars (`costUsd`) as `usd` shows nano-dollars."""
+    return usd(None if value is None else round(value * 1_000_000_000))
+
+
+@register.filter(name="percent")
+def percent(rate: float | None) -> str:
+    """A rate from 0 to 1 as 67%; nothing when there is none."""
+    return "" if rate is None else f"{rate:.0%}"
+
+
 @register.filter(name="thousands")
 def thousands(count: int | None) -> str:
     """1234567 as 1,234,567."""
