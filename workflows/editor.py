@@ -328,15 +328,22 @@ def triggers_editor_clean(triggers: Any) -> Any:
     """What the triggers editor posts, as the API takes it: the options left empty dropped
     (the editor posts every kind's). The API's checks (`triggers_clean`) run on the result,
     so an option filled for another kind is refused with its message."""
-    if not isinstance(triggers, list):
-        return triggers
+    return groups_editor_clean(triggers)
+
+
+def groups_editor_clean(groups: Any) -> Any:
+    """A list of groups from a form that shows every kind's options (triggers, an
+    experiment's scorers), as the API takes it: the options left empty dropped, in an
+    option that is an object too. Anything else is left for the API's checks to refuse."""
+    if not isinstance(groups, list):
+        return groups
     cleaned = []
-    for trigger in triggers:
-        if not isinstance(trigger, dict):
-            cleaned.append(trigger)
+    for group in groups:
+        if not isinstance(group, dict):
+            cleaned.append(group)
             continue
         kept = {}
-        for key, value in trigger.items():
+        for key, value in group.items():
             if isinstance(value, dict):
                 value = {k: v for k, v in value.items() if v not in ("", None)}
             if value in ("", None, [], {}):

@@ -19,7 +19,7 @@ from entities.models import Entity
 from jobs.entity_search import EntitySearch, entity_search
 from jobs.experiments.serializers import ScorerSerializer
 from jobs.experiments.start import experiment_create
-from workflows.editor import editor_clean, editor_schema, plain_text
+from workflows.editor import editor_clean, editor_schema, groups_editor_clean, plain_text
 from workflows.models import Workflow
 from workflows.steps.validate import Validate
 
@@ -86,18 +86,12 @@ def scorers_editor_schema() -> dict:
 
 def scorers_editor_clean(scorers):
     """What the scorers' form posts, as the API takes it: options left empty dropped (the
-    form posts every type's) and each rule's empty options too."""
-    if not isinstance(scorers, list):
-        return scorers
-    cleaned = []
-    for scorer in scorers:
-        if not isinstance(scorer, dict):
-            cleaned.append(scorer)
-            continue
-        kept = {key: value for key, value in scorer.items() if value not in ("", None, [])}
-        if isinstance(kept.get("rules"), list):
-            kept["rules"] = editor_clean(Validate.config_schema, {"rules": kept["rules"]})["rules"]
-        cleaned.append(kept)
+    form posts every type's), each rule's empty options too."""
+    cleaned = groups_editor_clean(scorers)
+    for scorer in cleaned if isinstance(cleaned, list) else []:
+        rules = scorer.get("rules") if isinstance(scorer, dict) else None
+        if isinstance(rules, list):
+            scorer["rules"] = editor_clean(Validate.config_schema, {"rules": rules})["rules"]
     return cleaned
 
 
