@@ -7,6 +7,7 @@ import json
 
 import pytest
 from django.contrib.admin.utils import quote
+from django.contrib.auth.models import Permission
 
 from entities.models import Entity
 from jobs.experiments.models import Experiment
@@ -143,3 +144,19 @@ def test_staff_without_the_apis_permissions_may_not_start_one(client, django_use
     assert client.get(_url(workflow)).status_code == 403
     assert client.post(_url(workflow), _form()).status_code == 403
     assert not Experiment.objects.exists()
+
+
+def test_staff_with_exactly_the_apis_permissions_start_one(client, django_user_model, tables):
+    workflow, _ = tables
+    user = django_user_model.objects.create_user("tester", password="pw-for-tests-1", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            codename__in=["view_workflow", "add_experiment", "view_entity", "view_experiment"]
+        )
+    )
+    client.force_login(user)
+    assert client.get(_url(workflow)).status_code == 200
+    started = client.post(_url(workflow), _form())
+    assert started.status_code == 302
+    assert client.get(started["Location"]).status_code == 200
+    assert Experiment.objects.get().created_by == user
