@@ -41,7 +41,9 @@ def staff_page(browser, live_server, django_user_model, width: int = 1280) -> Wa
     viewport = {"width": width, "height": 900}
     context = browser.new_context(base_url=live_server.url, viewport=viewport)
     page = context.new_page()
-    page.set_default_timeout(20_000)
+    # Generous: a waiting locator returns as soon as its element appears, and four test
+    # processes on two cores (with a real worker each) can stall a page for many seconds.
+    page.set_default_timeout(60_000)
     watched = Watched(page)
     page.goto("/admin/login/")
     page.fill("#id_username", "staff")
