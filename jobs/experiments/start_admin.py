@@ -175,13 +175,12 @@ class ExperimentStartForm(forms.Form):
             body["entityIds"] = ticked
         else:
             entity_filter = {"status": search.status} if search.status else {}
+            sample = _number(data["sample"]) if data["sample"].strip() else None
             if search.text:  # the API filters by status and ids: the search's matches by id
-                entity_filter["ids"] = list(
-                    search.matches.values_list("pk", flat=True)[: settings.RUN_MAX_IDS + 1]
-                )
+                entity_filter["ids"] = _matching_ids(search, sample)
             body["filter"] = entity_filter
-            if data["sample"].strip():
-                body["sample"] = _number(data["sample"])
+            if sample is not None:
+                body["sample"] = sample
         budget = {
             key: _number(data[name])
             for key, name in (("maxCostUsd", "max_cost_usd"), ("maxTokens", "max_tokens"))
@@ -201,6 +200,19 @@ class ExperimentStartForm(forms.Form):
                 problem.message if problem.field == where else f"{problem.field}: {problem.message}"
             )
             self.add_error(name, text)
+
+
+def _matching_ids(search: EntitySearch, sample) -> list[str]:
+    """The search's matches by id, as many as a filter's `ids` may name and one more (for
+    the API to refuse). A search matching more than that with a sample size the API takes
+    gets its sample drawn here, at random in the database, so that a broad search ("a")
+    still starts a sample of its matches instead of refusing the list of all of them."""
+    limit = settings.RUN_MAX_IDS
+    matches = search.matches.values_list("pk", flat=True)
+    wanted = isinstance(sample, int) and 0 < sample <= limit
+    if wanted and matches[limit : limit + 1].exists():
+        return list(matches.order_by("?")[:sample])
+    return list(matches[: limit + 1])
 
 
 def _number(text):

@@ -80,6 +80,25 @@ def test_a_sample_of_the_matches_of_a_search_starts_on_those_entities(staff, tab
     ]
 
 
+def test_a_search_matching_more_than_a_filter_may_name_starts_a_sample_drawn_from_all(
+    staff, tables, settings
+):
+    # Three oak tables, where a filter may name two: the sample is drawn from all three
+    # instead of the list of matches being refused.
+    settings.RUN_MAX_IDS = 2
+    workflow, ids = tables
+    response = staff.post(_url(workflow), _form(q="oak table", sample="2"))
+    assert response.status_code == 302
+    experiment = Experiment.objects.get()
+    assert experiment.total == 2 and set(experiment.entity_ids) <= set(ids[:3])
+    # With no sample size the matches themselves are the entities: refused, with the
+    # API's message, and nothing stored.
+    response = staff.post(_url(workflow), _form(q="oak table", sample=""))
+    assert response.status_code == 200
+    assert "Give 1 to 2 ids, not 3." in response.content.decode()
+    assert Experiment.objects.count() == 1
+
+
 def test_the_entities_ticked_and_a_budget_start_it(staff, tables):
     workflow, ids = tables
     staff.post(
