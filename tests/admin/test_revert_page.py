@@ -1,0 +1,56 @@
+"""The admin's revert page counts what a run changed and what of it was changed since, among
+the first REVERT_PAGE_COUNTS entities only, so that the page of a run of a million answers
+at once; it says when it counted a part."""
+
+import pytest
+from django.contrib.admin.utils import quote
+
+from entities.services import entity_update
+from jobs import admin as jobs_admin
+from tests.factories import make_entities, make_workflow, run_inline, start_run
+
+pytestmark = pytest.mark.django_db
+
+STEPS = [
+    {
+        "id": "sum",
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "summary", "value": "s"}]},
+    }
+]
+
+
+@pytest.fixture
+def changed_run(product_type):
+    """A run that changed 6 entities, the first and the last of them edited since."""
+    ids = sorted(make_entities(product_type, 6))
+    run = start_run(make_workflow(product_type, STEPS), ids)
+    run_inline(run.pk)
+    for entity_id in (ids[0], ids[-1]):
+        entity_update(entity_id=entity_id, data={"summary": "edited since"})
+    return run
+
+
+def _page(staff, run) -> str:
+    response = staff.get(f"/admin/jobs/run/{quote(run.pk)}/revert/")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_the_revert_page_counts_every_entity_of_a_run_within_its_limit(staff, changed_run):
+    page = _page(staff, changed_run)
+    assert '<strong id="revert-changed">6</strong>' in page
+    assert '<strong id="revert-changed-since">2</strong>' in page
+    assert 'value="Revert all 6, changed since or not"' in page
+
+
+def test_the_revert_page_of_a_larger_run_counts_its_first_entities_and_says_so(
+    staff, changed_run, monkeypatch
+):
+    monkeypatch.setattr(jobs_admin, "REVERT_PAGE_COUNTS", 4)
+    page = _page(staff, changed_run)
+    # The first four by id: the first entity was edited since, the last is past the count.
+    assert '<strong id="revert-changed">4 or more</strong>' in page
+    assert "of the first 4 (by id" in page
+    assert '<strong id="revert-changed-since">1</strong>' in page
+    assert 'value="Revert all, changed since or not"' in page
