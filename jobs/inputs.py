@@ -5,29 +5,9 @@ logs. (What the API answers is `jobs/serializers.py`.)"""
 from rest_framework import serializers
 
 from config.api.serializers import StrictSerializer
-from entities.filters import EntityFilterSerializer
+from entities.filters import EntityFilterSerializer, IdListField
 from jobs.models import RunItem, RunLog, RunStatus
 from workflows.outbound import url_problem
-
-
-class IdListField(serializers.ListField):
-    """A list of id strings, checked in one tight loop: a run names up to 10,000 ids, and a
-    DRF child field per element costs more than storing the run."""
-
-    child = serializers.CharField(max_length=64)
-
-    def to_internal_value(self, data):
-        if isinstance(data, str | dict) or not hasattr(data, "__iter__"):
-            self.fail("not_a_list", input_type=type(data).__name__)
-        data = list(data)
-        errors = {
-            index: ["Must be an id string of 1 to 64 characters."]
-            for index, value in enumerate(data)
-            if not isinstance(value, str) or not 0 < len(value) <= 64
-        }
-        if errors:
-            raise serializers.ValidationError(errors)
-        return data
 
 
 class BudgetSerializer(StrictSerializer):
