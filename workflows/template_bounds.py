@@ -9,7 +9,6 @@ integers, items (and their sizes) of lists and mappings.
 import re
 import time
 from collections.abc import ItemsView, Iterator, KeysView, ValuesView
-from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -76,32 +75,45 @@ _current: ContextVar[Budget | None] = ContextVar("template_budget", default=None
 _allowance: ContextVar[list[float] | None] = ContextVar("template_allowance", default=None)
 
 
-@contextmanager
-def render_budget(timeout: float = RENDER_TIMEOUT_S):
+class render_budget:
     """A fresh budget for the renders inside the block, which must end within `timeout`
-    seconds, and within what is left of an enclosing `time_allowance`."""
-    allowance = _allowance.get()
-    limit = timeout if allowance is None else max(min(timeout, allowance[0]), 0.0)
-    started = time.monotonic()
-    token = _current.set(Budget(deadline=started + limit, timeout=timeout))
-    try:
-        yield
-    finally:
-        _current.reset(token)
-        if allowance is not None:
-            allowance[0] -= time.monotonic() - started
+    seconds, and within what is left of an enclosing `time_allowance`.
+
+    A class rather than a generator: a run enters one per entity and template, and
+    `contextlib`'s generator machinery cost more than the budget itself."""
+
+    __slots__ = ("allowance", "started", "timeout", "token")
+
+    def __init__(self, timeout: float = RENDER_TIMEOUT_S):
+        self.timeout = timeout
+
+    def __enter__(self) -> None:
+        self.allowance = allowance = _allowance.get()
+        limit = self.timeout if allowance is None else max(min(self.timeout, allowance[0]), 0.0)
+        self.started = started = time.monotonic()
+        self.token = _current.set(Budget(deadline=started + limit, timeout=self.timeout))
+
+    def __exit__(self, *exc_info) -> None:
+        _current.reset(self.token)
+        if self.allowance is not None:
+            self.allowance[0] -= time.monotonic() - self.started
 
 
-@contextmanager
-def time_allowance(seconds: float):
+class time_allowance:
     """The renders inside the block share `seconds` of rendering between them (the time
     between renders, a model call's, is not counted): one entity's step, or an estimate's
     sample, is held by its templates no longer than one render may be."""
-    token = _allowance.set([seconds])
-    try:
-        yield
-    finally:
-        _allowance.reset(token)
+
+    __slots__ = ("seconds", "token")
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __enter__(self) -> None:
+        self.token = _allowance.set([self.seconds])
+
+    def __exit__(self, *exc_info) -> None:
+        _allowance.reset(self.token)
 
 
 def current_budget() -> Budget:

@@ -7,7 +7,6 @@ immutable variant forbids mutating the context (`list.append` and friends), and
 `workflows.sandbox` bounds the time and memory one render may take.
 """
 
-from contextlib import contextmanager
 from functools import lru_cache
 
 from django.conf import settings
@@ -75,12 +74,10 @@ def steps_read(source: str) -> set[str]:
     return found
 
 
-@contextmanager
-def rendering_time_limit():
+def rendering_time_limit() -> time_allowance:
     """The renders inside share one render's time (TEMPLATE_RENDER_TIMEOUT_S): an entity's
     step, or an estimate's sample, is held by its templates no longer than one render."""
-    with time_allowance(settings.TEMPLATE_RENDER_TIMEOUT_S):
-        yield
+    return time_allowance(settings.TEMPLATE_RENDER_TIMEOUT_S)
 
 
 def render(source: str, context: dict) -> str:

@@ -46,14 +46,23 @@ class Usage:
             result += usage
         return result
 
+    # A run's chunk adds and subtracts one per entity, nearly all of them ZERO (no model
+    # call): those are answered without building a value, and the others field by field
+    # without `dataclasses.fields()`, which costs more than the sum.
     def __add__(self, other: "Usage") -> "Usage":
-        return Usage(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(Usage)))
+        if other is ZERO:
+            return self
+        if self is ZERO:
+            return other
+        return Usage(*(getattr(self, name) + getattr(other, name) for name in _NAMES))
 
     def __sub__(self, other: "Usage") -> "Usage":
-        return Usage(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(Usage)))
+        if other is ZERO:
+            return self
+        return Usage(*(getattr(self, name) - getattr(other, name) for name in _NAMES))
 
     def __bool__(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(Usage))
+        return self is not ZERO and any(getattr(self, name) for name in _NAMES)
 
     @property
     def tokens(self) -> int:
@@ -69,7 +78,7 @@ class Usage:
 
     def columns(self) -> dict[str, int]:
         """By field name: a run's counter columns carry the same names."""
-        return {f.name: getattr(self, f.name) for f in fields(Usage)}
+        return {name: getattr(self, name) for name in _NAMES}
 
     def stored(self) -> dict[str, int]:
         """The stored shape, without zeros."""
@@ -86,3 +95,4 @@ class Usage:
 
 
 ZERO = Usage()
+_NAMES = tuple(f.name for f in fields(Usage))  # in order: `Usage(*values)` takes them so
