@@ -221,16 +221,26 @@ def _concat_filter(context, parts: list) -> str:
     return checked("".join(map(str, parts)))
 
 
-@pass_context
-def _output_filter(context, value) -> str:
+def printed(value) -> str:
+    """`value` as a render prints it, once its size is known to be within bounds."""
     size_of(value)
-    text = value if isinstance(value, str) else str(value)
-    budget = current_budget()
-    budget.written += len(text)
-    if budget.written > MAX_WRITTEN:
+    return value if isinstance(value, str) else str(value)
+
+
+def written_check(written: int) -> None:
+    """Refuse a render that has written more than MAX_WRITTEN characters."""
+    if written > MAX_WRITTEN:
         raise TemplateLimitError(
             f"Template wrote too much: over {MAX_WRITTEN:,} characters in one render."
         )
+
+
+@pass_context
+def _output_filter(context, value) -> str:
+    text = printed(value)
+    budget = current_budget()
+    budget.written += len(text)
+    written_check(budget.written)
     return text
 
 

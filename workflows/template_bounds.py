@@ -116,6 +116,12 @@ class time_allowance:
         _allowance.reset(self.token)
 
 
+def allowance_spent() -> bool:
+    """Whether the enclosing `time_allowance`, if any, has no time left."""
+    allowance = _allowance.get()
+    return allowance is not None and allowance[0] <= 0
+
+
 def current_budget() -> Budget:
     # Compile-time constant folding has no budget; it never reaches the checks that spend.
     return _current.get() or Budget()

@@ -13,8 +13,13 @@ from django.conf import settings
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import SecurityError
 
-from workflows.sandbox import BoundedSandbox
-from workflows.template_bounds import TemplateLimitError, render_budget, time_allowance
+from workflows.sandbox import OUTPUT, BoundedSandbox, printed, written_check
+from workflows.template_bounds import (
+    TemplateLimitError,
+    allowance_spent,
+    render_budget,
+    time_allowance,
+)
 
 MAX_TEMPLATE_LENGTH = 20_000
 MAX_OUTPUT_LENGTH = 200_000
@@ -80,12 +85,97 @@ def rendering_time_limit() -> time_allowance:
     return time_allowance(settings.TEMPLATE_RENDER_TIMEOUT_S)
 
 
+# -- templates that only read values ----------------------------------------------------------
+# Most templates print text and values read by name (`{{ entity.brand }} {{ entity.title }}`).
+# Those are rendered here without the engine (a run renders one per entity and step, and the
+# sandbox's context, attribute checks and output calls were most of a transform step's time),
+# with the bounds the sandbox gives them: each value printed and the characters written are
+# checked by the same functions. Such a render takes no time to speak of and a few steps at
+# most (one per read: a template of MAX_TEMPLATE_LENGTH holds fewer reads than MAX_STEPS), so
+# no budget is kept for it. Any read this cannot answer exactly as the sandbox would (a
+# missing key, a value that is not a JSON object, a dict method's name) goes to the engine,
+# which says what it always said; so does any render once its step's time is spent.
+
+
+@lru_cache(maxsize=512)
+def _reads(source: str) -> tuple | None:
+    """A template that only prints text and values read by name (`entity.title`,
+    `steps["draft"].text`), as its parts: text, or a read's (name, key, ...); None for any
+    other template (a filter, a test, an operator, a literal, a statement)."""
+    try:
+        tree = _environment.parse(source)
+    except TemplateSyntaxError:
+        return None
+    parts = []
+    for node in tree.body:
+        if not isinstance(node, nodes.Output):
+            return None
+        for child in node.nodes:
+            # The sandbox wraps every piece of output in its output hook, and nothing else.
+            if not (isinstance(child, nodes.Filter) and child.name == OUTPUT):
+                return None
+            if isinstance(child.node, nodes.TemplateData):
+                parts.append(child.node.data)
+            elif (path := _read_path(child.node)) is not None:
+                parts.append(path)
+            else:
+                return None
+    return tuple(parts)
+
+
+def _read_path(node) -> tuple[str, ...] | None:
+    keys = []
+    while isinstance(node, nodes.Getattr | nodes.Getitem):
+        if isinstance(node, nodes.Getattr):
+            if hasattr(dict, node.attr):  # `entity.items` is the method, for the sandbox
+                return None
+            keys.append(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            keys.append(node.arg.value)
+        else:
+            return None
+        node = node.node
+    if not (isinstance(node, nodes.Name) and node.ctx == "load"):
+        return None
+    return (node.name, *reversed(keys))
+
+
+def _render_reads(source: str, context: dict) -> str | None:
+    """The template rendered without the engine, or None when it is not one of reads only
+    or a read is not one of a present key of a JSON object (the engine renders it)."""
+    parts = _reads(source)
+    if parts is None or allowance_spent():
+        return None
+    texts, written = [], 0
+    for part in parts:
+        if isinstance(part, str):
+            text = part
+        else:
+            value = context.get(part[0], _ABSENT)
+            for key in part[1:]:
+                if type(value) is not dict or key not in value:
+                    return None
+                value = value[key]
+            if value is _ABSENT:
+                return None
+            text = printed(value)
+        written += len(text)
+        written_check(written)
+        texts.append(text)
+    return "".join(texts)
+
+
+_ABSENT = object()
+
+
 def render(source: str, context: dict) -> str:
     if "{" not in source:
         return source  # most values are plain text; skip the engine
     try:
-        with render_budget(settings.TEMPLATE_RENDER_TIMEOUT_S):
-            output = _compile(source).render(context)
+        output = _render_reads(source, context)
+        if output is None:
+            with render_budget(settings.TEMPLATE_RENDER_TIMEOUT_S):
+                output = _compile(source).render(context)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"Invalid template (line {exc.lineno}): {exc.message}") from exc
     except SecurityError as exc:

@@ -29,7 +29,8 @@ def test_sums_and_differences_are_field_by_field():
         unpriced_calls=1,
     )
     assert both - UNPRICED == CALL
-    assert ZERO - CALL == Usage(-120, -20, -30, -7, 0)
+    refund = ZERO - CALL
+    assert refund == Usage(-120, -20, -30, -7, 0)
     assert Usage.total([CALL, ZERO, UNPRICED, CALL]) == both + CALL
     assert both.cost_usd is None  # one call's price unknown: no partial sum
     assert CALL.cost_usd == 7e-9
