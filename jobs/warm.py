@@ -58,7 +58,8 @@ _ANSWERS = {
 }
 
 # The step types a run takes most entities through, with the features they compile: a
-# template, slugify, schema rules, a condition.
+# template of reads only (rendered without the engine) and one the engine compiles, slugify,
+# schema rules, a condition.
 _STEPS = [
     {
         "id": "transform",
@@ -68,6 +69,7 @@ _STEPS = [
                 {"op": "trim", "field": "title"},
                 {"op": "set", "field": "slug", "value": "{{ entity.brand }} {{ entity.title }}"},
                 {"op": "slugify", "field": "slug"},
+                {"op": "set", "field": "teaser", "value": "{{ entity.title | truncate(20) }}"},
             ]
         },
     },

@@ -29,9 +29,11 @@ def test_the_warm_up_takes_each_sdk_through_a_call_answered_in_memory_and_counts
     settings.ANTHROPIC_BASE_URL = "http://127.0.0.1:9"
     calls = _calls()
     templating._compile.cache_clear()
+    templating._reads.cache_clear()
     worker_warm_up()
     assert {"openai", "anthropic"} <= set(sys.modules)
-    assert templating._compile.cache_info().currsize >= 1  # the transform's template
+    assert templating._reads.cache_info().currsize >= 2  # the transform's templates, read
+    assert templating._compile.cache_info().currsize >= 1  # and the one the engine renders
     assert _calls() == calls
 
 
