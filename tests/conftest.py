@@ -6,6 +6,13 @@ from tests.servers import start_llm, start_receiver
 from tests.workers import start_worker
 
 
+def pytest_collection_modifyitems(items):
+    """The tests marked `long` first, each in its collection order: pytest-xdist hands the
+    first tests out one per process in turn, so the long ones start at once side by side
+    instead of one of them keeping a single process busy after the others are done."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 class Api(APIClient):
     """An API client that speaks JSON and carries a bearer key."""
 

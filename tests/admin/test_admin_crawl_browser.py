@@ -96,6 +96,7 @@ def page_kind(path: str) -> str:
     return re.sub(r"^(/admin/[^/]+/[^/]+/)(?!add/)[^/]+/", r"\1<id>/", path)
 
 
+@pytest.mark.long
 def test_every_admin_page_fits_1280_px_without_errors_or_reprs(
     browser, live_server, django_user_model, product_type, openai_server
 ):

@@ -37,6 +37,7 @@ STEPS = [
 ]
 
 
+@pytest.mark.long
 def test_screenshots_of_the_main_pages(
     browser, live_server, django_user_model, product_type, openai_server
 ):

@@ -152,6 +152,7 @@ def crawl_links(page) -> list[str]:
     )
 
 
+@pytest.mark.long
 def test_staff_reach_every_admin_page_from_the_index_and_none_fails(
     page, product_type, django_user_model
 ):

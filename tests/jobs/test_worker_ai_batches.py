@@ -227,6 +227,7 @@ def test_cancel_ends_the_waiting_entities_and_cancels_the_providers_batch(
     assert AiBatch.objects.get(pk=batch.pk).status == "cancelled"
 
 
+@pytest.mark.long
 def test_workers_killed_while_chunks_park_submit_no_batch_twice_and_lose_no_entity(
     celery_worker, product_type, receiver
 ):

@@ -119,6 +119,7 @@ def _ended_adding_up(run: Run) -> None:
     assert run.waiting == 0 and run.started_at and run.completed_at
 
 
+@pytest.mark.long
 def test_cancelling_twenty_thousand_waiting_reviews_answers_at_once_and_ends_them_in_batches(
     celery_worker, api, product_type, django_assert_max_num_queries
 ):

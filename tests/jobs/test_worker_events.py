@@ -124,6 +124,7 @@ def test_a_worker_killed_while_resuming_woken_entities_repeats_nothing(
     assert sent == set(ids)
 
 
+@pytest.mark.long
 def test_an_events_resume_held_by_a_sigkilled_worker_is_done_by_the_next_ticks(
     api, product_type, tmp_path, settings
 ):

@@ -192,6 +192,7 @@ def test_a_resumed_chunk_redelivered_after_its_worker_died_repeats_nothing(
     assert all(len(sent) == 1 for sent in ids_sent.values())  # a repeat has the same id
 
 
+@pytest.mark.long
 def test_a_decisions_resume_held_by_a_sigkilled_worker_is_done_by_the_next_ticks(
     api, product_type, tmp_path, settings
 ):

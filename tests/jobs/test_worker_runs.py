@@ -123,6 +123,7 @@ def test_a_run_keeps_the_version_it_started_with(celery_worker, product_type):
     assert set(Entity.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"published"}
 
 
+@pytest.mark.long
 def test_killed_worker_processes_lose_no_webhook_and_repeat_no_publish(
     celery_worker, product_type, receiver, settings
 ):

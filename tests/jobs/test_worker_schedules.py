@@ -33,6 +33,7 @@ def _overdue(workflow) -> None:
     )
 
 
+@pytest.mark.long
 def test_beat_fires_a_schedule_over_what_matches_then_skips_it_while_its_run_is_open(
     celery_worker, api, product_type, tmp_path
 ):

@@ -50,6 +50,7 @@ def _items(run) -> list[str]:
     return sorted(RunItem.objects.filter(run=run).values_list("entity_id", flat=True))
 
 
+@pytest.mark.long
 def test_a_bulk_create_of_10000_entities_starts_one_run_that_publishes_them_all(
     celery_worker, api, product_type
 ):
@@ -142,6 +143,7 @@ def _redeliver(tags) -> None:
             connection.default_channel.qos.restore_by_tag(tag)
 
 
+@pytest.mark.long
 def test_a_worker_killed_between_the_change_and_the_run_start_loses_no_event(
     celery_worker, api, product_type, tmp_path
 ):

@@ -73,6 +73,7 @@ def test_a_stalled_run_gets_its_unfinished_chunks_queued_again_once(
     assert RunLog.objects.filter(run=run, message__contains="queued 2 unfinished").exists()
 
 
+@pytest.mark.long
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.worker
 def test_a_broker_restart_loses_no_entity(product_type, receiver, settings, tmp_path):

@@ -35,7 +35,7 @@ OPERATIONS = {
 STATUSES: Counter = Counter()
 # What the cases reached, read by the last test: every case of this module runs in one test
 # process (pytest-xdist's loadgroup), in order.
-pytestmark = pytest.mark.xdist_group("fuzz_api")
+pytestmark = [pytest.mark.xdist_group("fuzz_api"), pytest.mark.long]
 REACHED: dict[str, set[str]] = {mode.value: set() for mode in GenerationMode}
 
 
