@@ -106,13 +106,24 @@ def _resume(resolved: list[tuple[str, int]], run_ids, now: datetime) -> None:
 
 
 def _resume_request(run_ids, now: datetime) -> None:
+    """Ask for a resume of each run that has none asked for yet.
+
+    The runs' rows are locked (`FOR NO KEY UPDATE`, which the waits' `FOR KEY SHARE` locks
+    do not wait for) before reading whether a resume is asked: a resume task clears its
+    request (an UPDATE of the same row) before it reads the resolved waits, so either it
+    waits for this transaction and sees these waits, or this one waits for it and finds the
+    request cleared and asks again. Read without the lock, a decision committing while a
+    resume ran found the old request, and its waits were missed by that resume and asked of
+    none (the run never ended)."""
     if not run_ids:
         return
-    unrequested = list(
-        Run.objects.filter(pk__in=set(run_ids), resume_requested_at__isnull=True).values_list(
-            "pk", flat=True
-        )
+    rows = (
+        Run.objects.filter(pk__in=set(run_ids))
+        .order_by("pk")
+        .select_for_update(no_key=True)
+        .values_list("pk", "resume_requested_at")
     )
+    unrequested = [pk for pk, requested in rows if requested is None]
     Run.objects.filter(pk__in=unrequested).update(resume_requested_at=now)
     for run_id in unrequested:
         transaction.on_commit(partial(_enqueue_resume, run_id))

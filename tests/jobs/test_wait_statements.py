@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from jobs.engine.chunk import chunk_execute
 from jobs.engine.outcomes import run_count
 from jobs.engine.waits import run_waits_resume, runs_lock
-from jobs.models import Review, Run, RunItem, RunLog
+from jobs.models import Review, Run, RunItem, RunLog, Wait
 from jobs.waits.review.services import reviews_decide
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 from workflows.usage import ZERO
@@ -145,3 +145,39 @@ def test_a_decision_holding_its_run_does_not_stop_the_counters_but_a_cancel_wait
     finally:
         release.set()
         thread.join()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_decision_committed_while_a_resume_runs_is_resumed_after_it(product_type, admin):
+    """A resume task clears its run's request and then reads the resolved waits. A decision
+    whose transaction overlaps that one is either seen by it or asks for another resume:
+    never neither, which left the decided entity waiting and the run open for ever."""
+    run, _ = _parked(product_type, 2)
+    first, second = Review.objects.filter(run=run).order_by("pk").values_list("pk", flat=True)
+    reviews_decide(review_ids=[first], decision="approve", user=admin)  # asks for a resume
+    assert Run.objects.get(pk=run.pk).resume_requested_at is not None
+    decided = threading.Event()
+
+    def decision():
+        try:
+            reviews_decide(review_ids=[second], decision="reject", user=admin)
+            decided.set()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=decision)
+    with transaction.atomic():  # the resume task, as far as its read of the resolved waits
+        Run.objects.filter(pk=run.pk).update(resume_requested_at=None)
+        thread.start()
+        # The decision waits for this transaction (the run's row) instead of reading the
+        # request this one is clearing.
+        assert not decided.wait(1)
+        resolved = Wait.objects.filter(run=run, status="resolved").count()
+    thread.join(30)
+    assert decided.is_set()
+    assert resolved == 1  # this resume saw the first decision only
+    assert Run.objects.get(pk=run.pk).resume_requested_at is not None  # the second asked again
+    assert run_waits_resume(run_id=run.pk) == 2
+    run_inline(run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.completed, run.skipped, run.waiting) == ("completed", 2, 1, 0)
