@@ -12,6 +12,10 @@ import pytest
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PASSWORD = "pw-for-browser-1"
+# How long a browser test waits for an element or a page. Generous: a waiting locator
+# returns as soon as its element appears, and four test processes on two cores (with a
+# real worker each, the long tests all started first) can stall a page for many seconds.
+PAGE_TIMEOUT_MS = 60_000
 
 # A Python repr in a value staff read: a dict's `{'key': `, a list of them, or a bare
 # True/False/None where a value is shown (JSON says true/false/null, the admin an icon or "-").
@@ -41,9 +45,7 @@ def staff_page(browser, live_server, django_user_model, width: int = 1280) -> Wa
     viewport = {"width": width, "height": 900}
     context = browser.new_context(base_url=live_server.url, viewport=viewport)
     page = context.new_page()
-    # Generous: a waiting locator returns as soon as its element appears, and four test
-    # processes on two cores (with a real worker each) can stall a page for many seconds.
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     watched = Watched(page)
     page.goto("/admin/login/")
     page.fill("#id_username", "staff")

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from tests.admin.browsing import PAGE_TIMEOUT_MS
 from tests.factories import make_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,7 +22,7 @@ def visitor(browser, live_server):
     """A page with no session, and the console messages that report a CSP violation."""
     context = browser.new_context(base_url=live_server.url)
     page = context.new_page()
-    page.set_default_timeout(20_000)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     page.violations = []
     page.on(
         "console",

@@ -4,7 +4,7 @@ the key sends and lists events, and gets 403 everywhere else."""
 import pytest
 
 from config.api.models import ApiKey
-from tests.admin.browsing import require_chromium
+from tests.admin.browsing import PAGE_TIMEOUT_MS, require_chromium
 from tests.conftest import Api
 
 require_chromium()
@@ -17,7 +17,7 @@ def page(browser, live_server, django_user_model):
     django_user_model.objects.create_superuser("staff", "s@example.com", PASSWORD)
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(20_000)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     page.goto("/admin/login/")
     page.fill("#id_username", "staff")
     page.fill("#id_password", PASSWORD)

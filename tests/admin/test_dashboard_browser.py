@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobs.models import Run
+from tests.admin.browsing import PAGE_TIMEOUT_MS
 from tests.factories import make_entities, make_workflow
 from workflows.models import Workflow
 
@@ -29,7 +30,7 @@ def page(browser, live_server, django_user_model, request):
         base_url=live_server.url, viewport={"width": 1400, "height": 1000}
     )
     page = context.new_page()
-    page.set_default_timeout(20_000)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     page.goto("/admin/login/")
     page.fill("#id_username", "staff")
     page.fill("#id_password", PASSWORD)
