@@ -11,7 +11,7 @@ from unittest import mock
 import redis
 from django.conf import settings
 
-from jobs.models import Run, RunStatus
+from jobs.models import Run, RunLog, RunStatus
 from jobs.queue import RUN_CHUNK
 from tests.processes import ManagedProcess, celery_beat_command, celery_worker_command
 
@@ -170,16 +170,31 @@ def chunks_sent_to(queue: str):
         yield
 
 
-def resume_held_by_a_killed_worker(run_id: str, wake, *, settings, log_dir: Path) -> tuple:
-    """Resolve the run's waits (`wake()`: a decision, an event) while a `waits` worker holds
-    their resume task (asked a minute later, as this process asks it), SIGKILL that worker,
-    and bring back the Procfile's `waits` and `beat`. The run is on a broker of the test's
-    own, with a chunk worker running. Returns the run once it ended, and the log of the new
-    `waits` worker."""
+def resume_held_by_a_killed_worker(start, wake, *, settings, log_dir: Path) -> None:
+    """On a broker of the test's own, with a chunk worker running: `start()` starts a run
+    whose entities all come to wait; `wake(run)` resolves their waits (a decision, an
+    event) while a `waits` worker holds their resume task (asked a minute later, as this
+    process asks it). That worker is SIGKILLed and the Procfile's `waits` and `beat` come
+    back: the run ends completed, resumed once, by beat's tick of the waits (the held task
+    died with its worker)."""
+    with broker_of_its_own(settings, log_dir):
+        chunks = start_worker(log_dir / "chunks.log", concurrency=1, queues="celery")
+        try:
+            run = start()
+            wait_until(all_waiting(run.pk, run.total), f"{run.total} entities to wait")
+            run, log = _resume_after_the_kill(run, wake, settings=settings, log_dir=log_dir)
+        finally:
+            chunks.stop()
+    assert (run.status, run.completed) == ("completed", run.total)
+    assert RunLog.objects.filter(run=run, message__startswith="The resume of resolved").count() == 1
+    assert "Task jobs.tasks.resume_waits" not in log
+
+
+def _resume_after_the_kill(run: Run, wake, *, settings, log_dir: Path) -> tuple[Run, str]:
     settings.WAIT_RESUME_DELAY_S = 60  # a countdown, held unacknowledged by the worker
     waits = start_worker(log_dir / "waits1.log", concurrency=1, queues="waits")
     try:
-        wake()
+        wake(run)
         broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
         wait_until(  # taken from its queue, not acknowledged (kombu's `unacked` hash)
             lambda: broker.llen("waits") == 0 and broker.hlen("unacked") == 1,
@@ -187,11 +202,11 @@ def resume_held_by_a_killed_worker(run_id: str, wake, *, settings, log_dir: Path
         )
     finally:
         waits.kill()
-    assert Run.objects.get(pk=run_id).resume_requested_at is not None
+    assert Run.objects.get(pk=run.pk).resume_requested_at is not None
     beat = start_beat(log_dir / "beat.log")
     waits = start_worker(log_dir / "waits2.log", concurrency=1, queues="waits")
     try:
-        run = wait_for_run(run_id, timeout=180)
+        run = wait_for_run(run.pk, timeout=180)
     finally:
         waits.stop()
         beat.stop()

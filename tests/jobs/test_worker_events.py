@@ -11,15 +11,13 @@ from functools import partial
 import pytest
 
 from entities.models import Entity
-from jobs.models import Run, RunItem, RunLog
+from jobs.models import Run, RunItem
 from jobs.waits.event.models import Event, EventWait
 from tests.factories import make_entities, make_workflow, start_run
 from tests.workers import (
     all_waiting,
-    broker_of_its_own,
     resume_held_by_a_killed_worker,
     start_beat,
-    start_worker,
     wait_for_run,
     wait_until,
 )
@@ -130,22 +128,19 @@ def test_an_events_resume_held_by_a_sigkilled_worker_is_done_by_the_next_ticks(
 ):
     """As a decision's (tests/jobs/test_worker_reviews.py): the resume an event asks for,
     held by a `waits` worker SIGKILLed, is done by beat's tick of the waits."""
-    with broker_of_its_own(settings, tmp_path):
-        chunks = start_worker(tmp_path / "chunks.log", concurrency=1, queues="celery")
-        try:
-            ids = make_entities(product_type, 3)
-            run = start_run(make_workflow(product_type, [waiting(), PUBLISH]), ids)
-            wait_until(all_waiting(run.pk, 3), "3 entities to wait")
+    ids = []
 
-            def send():
-                response = api.post("/api/v1/events", {"events": events_for(ids)})
-                assert response.json()["matched"] == 3, response.json()
+    def start():  # on the test's broker, as everything the entities and the run send
+        ids.extend(make_entities(product_type, 3))
+        return start_run(make_workflow(product_type, [waiting(), PUBLISH]), ids)
 
-            run, log = resume_held_by_a_killed_worker(
-                run.pk, send, settings=settings, log_dir=tmp_path
-            )
-        finally:
-            chunks.stop()
-    assert (run.status, run.completed) == ("completed", 3)
-    assert RunLog.objects.filter(run=run, message__startswith="The resume of resolved").count() == 1
-    assert "Task jobs.tasks.resume_waits" not in log  # the held one died with its worker
+    def send(run):
+        response = api.post("/api/v1/events", {"events": events_for(ids)})
+        assert response.json()["matched"] == 3, response.json()
+
+    resume_held_by_a_killed_worker(
+        start,
+        send,
+        settings=settings,
+        log_dir=tmp_path,
+    )

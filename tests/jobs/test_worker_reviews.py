@@ -13,14 +13,12 @@ from django.utils import timezone
 
 from entities.models import Entity
 from jobs.engine.recovery import runs_resume_stalled
-from jobs.models import Review, Run, RunItem, RunLog
+from jobs.models import Review, Run, RunItem
 from jobs.tasks import tick_waits
 from tests.factories import make_entities, make_workflow, start_run
 from tests.workers import (
     all_waiting,
-    broker_of_its_own,
     resume_held_by_a_killed_worker,
-    start_worker,
     wait_for_run,
     wait_until,
 )
@@ -200,25 +198,19 @@ def test_a_decisions_resume_held_by_a_sigkilled_worker_is_done_by_the_next_ticks
     unacknowledged: SIGKILLed, that worker takes it out of play for the broker's visibility
     timeout (an hour). Beat's tick of the waits resumes the run once the resume is
     WAIT_RESUME_LEASE_S past its time, as it resolves a delay whose tick was lost."""
-    with broker_of_its_own(settings, tmp_path):
-        chunks = start_worker(tmp_path / "chunks.log", concurrency=1, queues="celery")
-        try:
-            ids = make_entities(product_type, 3)
-            run = start_run(make_workflow(product_type, [TIDY, review(), PUBLISH]), ids)
-            wait_until(all_waiting(run.pk, 3), "3 entities to wait")
 
-            def decide():
-                decided = api.post(
-                    "/api/v1/reviews/decide",
-                    {"ids": list(review_ids(run.pk).values()), "decision": "approve"},
-                )
-                assert len(decided.json()["decided"]) == 3
+    def decide(run):
+        decided = api.post(
+            "/api/v1/reviews/decide",
+            {"ids": list(review_ids(run.pk).values()), "decision": "approve"},
+        )
+        assert len(decided.json()["decided"]) == 3
 
-            run, log = resume_held_by_a_killed_worker(
-                run.pk, decide, settings=settings, log_dir=tmp_path
-            )
-        finally:
-            chunks.stop()
-    assert (run.status, run.completed) == ("completed", 3)
-    assert RunLog.objects.filter(run=run, message__startswith="The resume of resolved").count() == 1
-    assert "Task jobs.tasks.resume_waits" not in log  # the held one died with its worker
+    resume_held_by_a_killed_worker(
+        lambda: start_run(
+            make_workflow(product_type, [TIDY, review(), PUBLISH]), make_entities(product_type, 3)
+        ),
+        decide,
+        settings=settings,
+        log_dir=tmp_path,
+    )
