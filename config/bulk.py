@@ -161,9 +161,26 @@ def rows_insert(
     """Insert `rows` (dicts by field name, holding every one of `fields`: no defaults are
     applied) into `model`'s table, one statement per batch; returns how many were inserted
     (`ignore_conflicts`: rows that would break a unique constraint are left out)."""
+    return _insert(model, rows, fields, ignore_conflicts)[0]
+
+
+def rows_insert_returning(
+    model,
+    rows: Iterable[dict],
+    *,
+    fields: Sequence[str],
+    returning: Sequence[str],
+    ignore_conflicts: bool = False,
+) -> list[tuple]:
+    """`rows_insert`, returning the `returning` fields of each row inserted (the rows left
+    out as conflicting return nothing)."""
+    return _insert(model, rows, fields, ignore_conflicts, returning)[1]
+
+
+def _insert(model, rows, fields, ignore_conflicts, returning=()) -> tuple[int, list[tuple]]:
     rows = list(rows)
     if not rows:
-        return 0
+        return 0, []
     meta, quote = model._meta, connection.ops.quote_name
     columns = [meta.get_field(name) for name in fields]
     alias = {field.name: f"c{index}" for index, field in enumerate(columns)}
@@ -177,13 +194,17 @@ def rows_insert(
         sql += " WHERE true"  # SQLite's parser needs it before ON CONFLICT after a SELECT
     if ignore_conflicts:
         sql += " ON CONFLICT DO NOTHING"
+    if returning:
+        sql += " RETURNING " + ", ".join(quote(meta.get_field(n).column) for n in returning)
     encode_rows = _rows_encoder(columns, alias)
-    inserted = 0
+    inserted, returned = 0, []
     with connection.cursor() as cursor:
         for start in range(0, len(rows), BATCH_SIZE):
             cursor.execute(sql, [encode_rows(rows[start : start + BATCH_SIZE])])
             inserted += cursor.rowcount
-    return inserted
+            if returning:
+                returned += cursor.fetchall()
+    return inserted, returned
 
 
 def _rows_source(fields: list, alias: dict) -> str:

@@ -6,6 +6,7 @@ cursor is simply the last id seen. Within one millisecond the random part is inc
 bulk insert keeps its order.
 """
 
+import base64
 import re
 import secrets
 import threading
@@ -19,12 +20,15 @@ _lock = threading.Lock()
 _last = (0, 0)
 
 
-def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        chars.append(ALPHABET[rem])
-    return "".join(reversed(chars))
+# base32 of RFC 4648 spelled in the alphabet above: the standard library's C encoder does
+# the digits (a bulk write makes thousands of ids: a loop per digit cost 10 us an id).
+_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET.encode())
+_ID_CHARS = _TIME_CHARS + _RANDOM_CHARS  # 26 digits: 130 bits, padded to 160 (32 digits)
+
+
+def _encode(millis: int, random_part: int) -> str:
+    value = ((millis << (5 * _RANDOM_CHARS)) | random_part) << (160 - 5 * _ID_CHARS)
+    return base64.b32encode(value.to_bytes(20)).translate(_CROCKFORD)[:_ID_CHARS].decode()
 
 
 def new_id(prefix: str) -> str:
@@ -37,7 +41,7 @@ def new_id(prefix: str) -> str:
         else:
             random_part = secrets.randbits(79)  # room to increment without overflowing 80 bits
         _last = (millis, random_part)
-    return f"{prefix}_{_encode(millis, _TIME_CHARS)}{_encode(random_part, _RANDOM_CHARS)}"
+    return f"{prefix}_{_encode(millis, random_part)}"
 
 
 def id_default(prefix: str):

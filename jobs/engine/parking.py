@@ -209,6 +209,8 @@ def runs_lock(*, run_ids, exclusive: bool = False) -> dict[str, bool]:
     it resumed from counting); a cancel takes the `exclusive` lock (`FOR UPDATE`), which
     waits for all of them and holds them off, so a cancel is seen by all or none. (SQLite
     runs one writer at a time: no lock clause there.)"""
+    if isinstance(run_ids, set | frozenset | list | tuple) and not run_ids:
+        return {}
     query = (
         Run.objects.filter(pk__in=run_ids)
         .order_by("pk")

@@ -187,3 +187,27 @@ def test_a_decision_committed_while_a_resume_runs_is_resumed_after_it(
     run_inline(run.pk)
     run.refresh_from_db()
     assert (run.status, run.completed, run.skipped, run.waiting) == ("completed", 2, 1, 0)
+
+
+# Written per entity a run parks, decides or publishes: each index is one more entry a row.
+PER_ENTITY_TABLES = [
+    "entities_entity",
+    "jobs_wait",
+    "jobs_review",
+    "jobs_delay",
+    "jobs_eventwait",
+    "jobs_aibatchrequest",
+]
+
+
+def test_the_tables_written_per_entity_have_no_index_for_like_queries_on_their_ids():
+    """PostgreSQL gets a `varchar_pattern_ops` index beside each varchar key; ids are matched
+    exactly, so the migrations drop them where a run writes a row per entity."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tablename, indexname FROM pg_indexes WHERE tablename = ANY(%s)",
+            [PER_ENTITY_TABLES],
+        )
+        indexes = cursor.fetchall()
+    assert {table for table, _ in indexes} == set(PER_ENTITY_TABLES)
+    assert [name for _, name in indexes if name.endswith("_like")] == []

@@ -102,6 +102,38 @@ def test_a_parked_entity_s_checkpoint_and_review_hold_its_changes_and_share_inst
     assert review.proposed_on(stored) == {**stored, "slug": stored["title"]}
 
 
+def test_chunks_of_a_run_share_each_text_its_reviews_read_and_keep_the_others_apart(
+    product_type, settings
+):
+    """Odd prices read one text in both chunks (the second chunk finds the first's row),
+    even ones a text of their own."""
+    settings.RUN_CHUNK_SIZE = 3
+    steps = [
+        STEPS[0],
+        {
+            "id": "check",
+            "type": "review",
+            "config": {
+                "instructions": "{% if entity.price % 2 %}Odd.{% else %}"
+                "{{ entity.title }}{% endif %}"
+            },
+        },
+        STEPS[2],
+    ]
+    ids = make_entities(product_type, 6)
+    run = start_run(make_workflow(product_type, steps), ids)
+    run_inline(run.pk)
+    assert RunItem.objects.filter(run=run).values("chunk").distinct().count() == 2
+    texts = dict(Review.objects.filter(run=run).values_list("entity_id", "instructions__text"))
+    assert texts == {pk: "Odd." if n % 2 else f"Item {n}" for n, pk in enumerate(ids)}
+    assert sorted(ReviewInstructions.objects.filter(run=run).values_list("text", flat=True)) == [
+        "Item 0",
+        "Item 2",
+        "Item 4",
+        "Odd.",
+    ]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_reviews_stored_before_are_migrated_and_read_as_before(product_type):
     """jobs 0017: a review's `proposed` becomes its changes to the entity as stored, its

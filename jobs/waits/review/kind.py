@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from config.api.ids import new_id
-from config.bulk import rows_insert
+from config.bulk import rows_insert, rows_insert_returning
 from jobs.waits.base import Parked, RunPageLink, RunPagePart, WaitKind
 from jobs.waits.review.models import Review, ReviewInstructions, ReviewStatus
 from jobs.waits.review.selectors import reviews_url, run_reviews_pending
@@ -112,20 +112,30 @@ def _digest(text: str) -> str:
 def _instructions_shared(parked: list[Parked]) -> dict[tuple[str, str], int]:
     """(run id, text) -> the id of its `ReviewInstructions` row, made if new. Two chunks of
     a run parking the same text at once meet on the row's unique constraint: one inserts,
-    the other finds it."""
+    the other finds it. The rows inserted give their ids; only texts the run had already
+    (or another chunk inserted meanwhile) are read."""
     texts = {(entry.wait.run_id, entry.request.instructions) for entry in parked}
     by_digest = {(run_id, _digest(text)): (run_id, text) for run_id, text in texts}
-    rows_insert(
-        ReviewInstructions,
-        (
-            {"run": run_id, "digest": digest, "text": by_digest[run_id, digest][1]}
-            for run_id, digest in by_digest
-        ),
-        fields=["run", "digest", "text"],
-        ignore_conflicts=True,
-    )
-    rows = ReviewInstructions.objects.filter(
-        run_id__in={run_id for run_id, _ in by_digest},
-        digest__any=list({digest for _, digest in by_digest}),
-    ).values_list("pk", "run_id", "digest")
-    return {by_digest[run_id, digest]: pk for pk, run_id, digest in rows}
+    ids = {
+        (run_id, digest): pk
+        for pk, run_id, digest in rows_insert_returning(
+            ReviewInstructions,
+            (
+                {"run": run_id, "digest": digest, "text": by_digest[run_id, digest][1]}
+                for run_id, digest in by_digest
+            ),
+            fields=["run", "digest", "text"],
+            returning=["id", "run", "digest"],
+            ignore_conflicts=True,
+        )
+    }
+    missing = [key for key in by_digest if key not in ids]
+    if missing:
+        ids.update(
+            ((run_id, digest), pk)
+            for pk, run_id, digest in ReviewInstructions.objects.filter(
+                run_id__in={run_id for run_id, _ in missing},
+                digest__any=list({digest for _, digest in missing}),
+            ).values_list("pk", "run_id", "digest")
+        )
+    return {by_digest[key]: pk for key, pk in ids.items() if key in by_digest}

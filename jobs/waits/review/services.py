@@ -102,12 +102,15 @@ def _decide(
     it (a row lock first would write every row twice). One with edits locks its review
     first: the edits must not land on a review someone else decided meanwhile."""
     now = now or timezone.now()
+    query = Review.objects.filter(pk__any=ids)
     with transaction.atomic():
-        goes_on = runs_lock(run_ids=Review.objects.filter(pk__any=ids).values("run_id"))
-        query = Review.objects.filter(pk__any=ids)
-        if edits is not None:
-            query = query.select_for_update().order_by("pk")
-        reviews = {row[0]: Pending(*row) for row in query.values_list(*Pending._fields)}
+        if edits is None:  # read once, then their runs locked (a review's run never changes)
+            rows = list(query.values_list(*Pending._fields))
+            goes_on = runs_lock(run_ids={row[2] for row in rows})
+        else:  # runs before reviews, the order a cancel locks them in
+            goes_on = runs_lock(run_ids=query.values("run_id"))
+            rows = list(query.select_for_update().order_by("pk").values_list(*Pending._fields))
+        reviews = {row[0]: Pending(*row) for row in rows}
         skipped, deciding = [], []
         groups = set(who.groups.values_list("name", flat=True)) if who else set()
         for review_id in ids:
