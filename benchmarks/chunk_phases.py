@@ -4,8 +4,11 @@ claim, loading the working copies, the steps, the finish and within it the commi
 items' end) with the time spent in the database's statements beside them:
 
     RUN_CHUNK_SIZE=1000 python -m benchmarks.chunk_phases [--entities 1000] [--repeat 25]
+        [--parking]
 
-Prints each phase's median and minimum in milliseconds. A run of one chunk also starts and
+Prints each phase's median and minimum in milliseconds. `--parking` takes the reviewed
+workflow of `benchmarks.waits` instead, whose chunk parks its entities at the review, and
+times the parking's parts too. A run of one chunk also starts and
 ends its run, which a chunk of a larger run does not: `total` less the phases is that."""
 
 import argparse
@@ -26,8 +29,24 @@ PHASES = {  # (module, function): name; each function as the module calls it
 }
 
 
+# Parking's parts, with `--parking` (a method as "Class.method").
+PARKING_PHASES = {
+    ("jobs.engine.outcomes", "waits_park"): "finish: park",
+    ("jobs.waits.review.kind", "ReviewWait.create"): "finish: park: reviews",
+    ("jobs.waits.review.kind", "_instructions_shared"): "finish: park: instructions",
+    ("jobs.waits.review.kind", "rows_insert"): "finish: park: reviews' insert",
+    ("jobs.engine.parking", "rows_update"): "finish: park: items' checkpoints",
+    ("jobs.engine.parking", "rows_insert"): "finish: park: waits' insert",
+    ("jobs.engine.parking", "checkpoint_of"): "finish: park: checkpoints built",
+    ("workflows.steps.review", "changed_fields"): "steps: review's fields",
+}
+
+
 def _timed(spent: dict, module: str, function: str, name: str) -> None:
     owner = importlib.import_module(module)
+    *parents, function = function.split(".")
+    for parent in parents:
+        owner = getattr(owner, parent)
     original = getattr(owner, function)
 
     def timed(*args, **kwargs):
@@ -44,11 +63,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--entities", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=25)
+    parser.add_argument("--parking", action="store_true")
     args = parser.parse_args()
     harness.setup_database()
     harness.django_setup()
     from django.db import connection
 
+    from benchmarks import waits
     from benchmarks.pipeline import STEPS, make_entities
     from config.celery import app
     from entities.services import entity_type_create
@@ -57,7 +78,8 @@ def main() -> None:
     from workflows.services import workflow_create
 
     spent: dict[str, float] = collections.defaultdict(float)
-    for (module, function), name in PHASES.items():
+    phases = {**PHASES, **(PARKING_PHASES if args.parking else {})}
+    for (module, function), name in phases.items():
         _timed(spent, module, function, name)
 
     def in_database(execute, sql, params, many, context):
@@ -68,7 +90,8 @@ def main() -> None:
             spent["database statements"] += time.perf_counter() - started
 
     entity_type = entity_type_create(name=f"phases-{time.time_ns()}")
-    workflow = workflow_create(name="phases", entity_type=entity_type, steps=STEPS)
+    steps = waits.STEPS if args.parking else STEPS
+    workflow = workflow_create(name="phases", entity_type=entity_type, steps=steps)
 
     def one_run() -> str:
         entity_ids = make_entities(entity_type, args.entities)

@@ -238,9 +238,9 @@ def _converter(field):
     last: list = [None, None]  # the value converted last, and what it gave
 
     def convert(value):
-        if plain and type(value) in _PLAIN_TYPES:
-            return value
-        if value is not None and value is last[0]:
+        if value is None or (plain and type(value) in _PLAIN_TYPES):
+            return value  # None is NULL for every field
+        if value is last[0]:
             return last[1]  # a batch's rows share their time: converted once
         converted = field.get_db_prep_save(value, connection)
         if isinstance(converted, datetime.datetime | datetime.date):
