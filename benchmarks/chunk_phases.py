@@ -8,11 +8,13 @@ items' end) with the time spent in the database's statements beside them:
 
 Prints each phase's median and minimum in milliseconds. `--parking` takes the reviewed
 workflow of `benchmarks.waits` instead, whose chunk parks its entities at the review, and
-times the parking's parts too. A run of one chunk also starts and
+times the parking's parts too. `garbage collector` is the time the collector's passes took
+during the chunk. A run of one chunk also starts and
 ends its run, which a chunk of a larger run does not: `total` less the phases is that."""
 
 import argparse
 import collections
+import gc
 import importlib
 import statistics
 import time
@@ -98,6 +100,15 @@ def main() -> None:
         return run_start(workflow_id=workflow.pk, entity_ids=entity_ids).pk
 
     chunk_execute(run_id=one_run(), chunk=0)  # warm-up: templates compiled, connections open
+    collecting = [0.0]
+
+    def collector(phase: str, info: dict) -> None:
+        if phase == "start":
+            collecting[0] = time.perf_counter()
+        else:
+            spent["garbage collector"] += time.perf_counter() - collecting[0]
+
+    gc.callbacks.append(collector)
     figures = collections.defaultdict(list)
     for _ in range(args.repeat):
         run_id = one_run()
