@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.bulk import rows_update
+from config.bulk import pks_update, rows_update
 from jobs.engine.committer import ChunkCommitter
 from jobs.engine.parking import waits_confirm, waits_park
 from jobs.models import ItemStatus, Run, RunItem, RunLog
@@ -113,28 +113,67 @@ def chunk_finish(committer: ChunkCommitter, states: list[EntityState]) -> bool:
     return run_count(committer.run_id, counts, usage, now)
 
 
+# Items ending alike (the same attempt, status and step, no error and no usage: a chunk's
+# entities that went through the same steps) are ended by one UPDATE by primary key per
+# kind, up to this many kinds; the others, and every item of a chunk with more kinds, by
+# one UPDATE from a row set.
+_ALIKE_KINDS = 4
+
+
 def _items_end(leases: dict, states: list[EntityState], now) -> list[EntityState]:
     """Write each item's final status where this delivery still holds its lease; returns
     the states written (another delivery owns the others now).
 
-    One statement for the chunk, the lease in its WHERE, so no lock is taken first and the
-    rows it returns are the ones it ended. Its row locks are not taken in one id order, so a
+    No lock is taken first: the lease is in each statement's WHERE, so the rows they return
+    are the ones they ended. Their row locks are not taken in one id order, so a
     redelivery's claim racing this finish can deadlock with it. PostgreSQL then aborts one
     of the two; its task is retried and the leases decide which delivery acts (nothing is
     written twice)."""
-    written = rows_update(
+    alike: dict[tuple[int, str, str], list[int]] = {}
+    rows = []
+    for state in states:
+        pk, attempts = leases[state.entity_id]
+        status = ITEM_STATUS[state.outcome]
+        if not state.error and not state.usage:
+            alike.setdefault((attempts, status, state.step_id), []).append(pk)
+        else:
+            rows.append(
+                {
+                    "id": pk,
+                    "attempts": attempts,
+                    "status": status,
+                    "step_id": state.step_id,
+                    "error": state.error,
+                    "usage": state.usage,
+                }
+            )
+    if len(alike) > _ALIKE_KINDS:
+        rows += (
+            {"id": pk, "attempts": attempts, "status": status, "step_id": step_id}
+            | {"error": "", "usage": {}}
+            for (attempts, status, step_id), pks in alike.items()
+            for pk in pks
+        )
+        alike = {}
+    written = []
+    for (attempts, status, step_id), pks in alike.items():
+        written += pks_update(
+            RunItem,
+            pks,
+            assign={
+                "status": status,
+                "step_id": step_id,
+                "error": "",
+                "usage": {},
+                "completed_at": now,
+                "state": None,
+            },
+            where={"status": ItemStatus.RUNNING, "attempts": attempts},
+            returning=["id"],
+        )
+    written += rows_update(
         RunItem,
-        (
-            {
-                "id": leases[state.entity_id][0],
-                "attempts": leases[state.entity_id][1],
-                "status": ITEM_STATUS[state.outcome],
-                "step_id": state.step_id,
-                "error": state.error,
-                "usage": state.usage,
-            }
-            for state in states
-        ),
+        rows,
         match=["id", "attempts"],
         copy=["status", "step_id", "error", "usage"],
         assign={"completed_at": now, "state": None},

@@ -207,3 +207,60 @@ def test_a_working_copy_the_database_cannot_store_fails_before_a_side_effect(pro
     assert items[ids[0]].status == "completed" and len(mail.outbox) == 1
     assert items[ids[1]].status == "failed" and items[ids[1]].step_id == "mail"
     assert "data.note: Contains a NUL character" in items[ids[1]].error
+
+
+def _items_end_statements(run: Run) -> list[str]:
+    """The UPDATEs of the chunk's finish that end its items: "by ids" (one value for the
+    items named by primary key) or "from rows" (a value per item, from a row set)."""
+    from django.test.utils import CaptureQueriesContext
+
+    committer, states = deliver(run)
+    with CaptureQueriesContext(connection) as captured:
+        chunk_finish(committer, states)
+    return [
+        "from rows" if "jsonb_to_recordset" in query["sql"] else "by ids"
+        for query in captured.captured_queries
+        if query["sql"].startswith('UPDATE "jobs_runitem"') and '"completed_at"' in query["sql"]
+    ]
+
+
+def test_items_ending_alike_end_in_one_statement_per_kind_whatever_their_number(product_type):
+    """Completed at the same step: one UPDATE by primary key; failed (each its error): one
+    from a row set. 8 entities or 16, the same statements."""
+    statements = []
+    for count in (8, 16):
+        run = start_run(make_workflow(product_type, STEPS), make_entities(product_type, count))
+        statements.append(_items_end_statements(run))
+        items = RunItem.objects.filter(run=run)
+        assert items.filter(status="completed", step_id="pub", error="").count() == 6
+        failed = items.filter(status="failed", step_id="check")
+        assert failed.count() == count - 6 and not failed.filter(error="").exists()
+        assert not items.filter(completed_at=None).exists()
+        assert set(items.values_list("state", flat=True)) == {None}
+    assert statements == [["by ids", "from rows"]] * 2
+
+
+def test_a_chunk_whose_items_end_in_many_kinds_ends_them_from_one_row_set(product_type):
+    """Stopped at five different steps, and completed: six kinds, more than are worth a
+    statement each."""
+    stops = [
+        {
+            "id": f"not{price}",
+            "type": "condition",
+            "config": {"if": {"field": "price", "operator": "ne", "value": price}},
+        }
+        for price in range(5)
+    ]
+    workflow = make_workflow(product_type, [*stops, {"id": "pub", "type": "publish", "config": {}}])
+    run = start_run(workflow, make_entities(product_type, 8))
+    assert _items_end_statements(run) == ["from rows"]
+    ended = sorted(
+        (Entity.objects.get(pk=entity_id).data["price"], status, step_id)
+        for entity_id, status, step_id in RunItem.objects.filter(run=run).values_list(
+            "entity_id", "status", "step_id"
+        )
+    )
+    assert ended == [
+        *((price, "skipped", f"not{price}") for price in range(5)),
+        *((price, "completed", "pub") for price in range(5, 8)),
+    ]
