@@ -28,6 +28,13 @@ PHASES = {  # (module, function): name; each function as the module calls it
     ("jobs.engine.chunk", "chunk_finish"): "finish",
     ("jobs.engine.committer", "entities_commit"): "finish: commit",
     ("jobs.engine.outcomes", "_items_end"): "finish: items' end",
+    ("entities.commits", "entities_write_versioned"): "finish: commit: write",
+    ("entities.versioned_write", "_rows_json"): "finish: commit: write: rows json",
+    ("entities.commits", "_record_commit"): "finish: commit: outbox",
+    ("entities.commits", "data_encode"): "finish: commit: encode",
+    ("entities.commits", "data_problems"): "finish: commit: checks",
+    ("entities.commits", "data_changes"): "finish: commit: changes",
+    ("jobs.engine.outcomes", "run_count"): "finish: run's counters",
 }
 
 
