@@ -69,3 +69,73 @@ def test_rows_whose_match_no_longer_holds_are_not_written(product_type):
     assert written == []
     entity.refresh_from_db()
     assert entity.status != "published"
+
+
+def _rows_read(sql: str, params) -> tuple[int, int]:
+    """(rows the plan read from the items' table, rows its functions produced), all loops,
+    from EXPLAIN ANALYZE of the statement (rolled back)."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+        transaction.set_rollback(True)
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    table = produced = 0
+    nodes = [plan[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        nodes += node.get("Plans", [])
+        if node["Node Type"] == "ModifyTable":
+            continue
+        rows = node["Actual Rows"] * node["Actual Loops"]
+        if node.get("Relation Name") == "jobs_runitem":  # read, whether kept or filtered out
+            table += rows + node.get("Rows Removed by Filter", 0) * node["Actual Loops"]
+        elif node["Node Type"] == "Function Scan":
+            produced += rows
+    return table, produced
+
+
+def test_a_batch_is_joined_by_key_even_when_statistics_say_its_condition_is_rare(product_type):
+    """After an ANALYZE taken while no item was `running`, a chunk's UPDATE of its running
+    items was planned on a guess of 100 rows from the row set: a scan of the table, the row
+    set read again for each item (a million rows for 1,000 items). The row set's count is
+    now known to the planner: each row is one lookup by key."""
+    from django.db import connection
+
+    from jobs.models import RunItem
+    from tests.factories import make_workflow, start_run
+
+    publish = [{"type": "publish", "config": {}}]
+    run = start_run(make_workflow(product_type, publish), make_entities(product_type, 1))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO jobs_runitem (run_id, entity_id, chunk, status, step_id, next_step, "
+            "error, attempts, usage) SELECT %s, 'ent_' || n, n / 1000, 'completed', '', 0, '', "
+            "1, '{}' FROM generate_series(1, 6000) AS n",
+            [run.pk],
+        )
+        cursor.execute("ANALYZE jobs_runitem")  # no item is running
+    running = list(RunItem.objects.filter(run=run, chunk=2).values_list("pk", flat=True))
+    RunItem.objects.filter(pk__in=running).update(status="running")
+    statements = []
+
+    def capture(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        written = rows_update(
+            RunItem,
+            ({"id": pk, "attempts": 1, "status": "completed"} for pk in running),
+            match=["id", "attempts"],
+            copy=["status"],
+            where={"status": "running"},
+            returning=["id"],
+        )
+    assert sorted(pk for (pk,) in written) == sorted(running)
+    RunItem.objects.filter(pk__in=running).update(status="running")
+    [(sql, params)] = statements
+    table, produced = _rows_read(sql, params)
+    assert table == len(running)  # one lookup by key per row, not a scan of 6,000
+    assert produced <= 2 * len(running)  # the row set read once (its count and its rows)

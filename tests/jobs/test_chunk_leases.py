@@ -218,7 +218,7 @@ def _items_end_statements(run: Run) -> list[str]:
     with CaptureQueriesContext(connection) as captured:
         chunk_finish(committer, states)
     return [
-        "from rows" if "jsonb_to_recordset" in query["sql"] else "by ids"
+        "by ids" if "= ANY(" in query["sql"] else "from rows"
         for query in captured.captured_queries
         if query["sql"].startswith('UPDATE "jobs_runitem"') and '"completed_at"' in query["sql"]
     ]
