@@ -165,3 +165,32 @@ def test_every_step_type_s_editor_renders_from_its_schema(
     assert "Error while creating EditorState" not in page.inner_text("#steps-group")
     assert page.locator("#steps-group .step-config-form .rjf-form-wrapper").count() == len(steps)
     assert not watched.errors
+
+
+def test_json_typed_for_a_step_is_not_overwritten_by_its_hidden_form(
+    browser, live_server, django_user_model, product_type
+):
+    """The step's form reports changes after it renders, which React may do after the click
+    that hid it for JSON editing (CI's busiest minutes did): such a late change must not
+    overwrite what was typed, or the page saves the type's example instead."""
+    watched = staff_page(browser, live_server, django_user_model, width=1280)
+    page = watched.page
+    page.locator("#content-main a.addlink[href='/admin/workflows/workflow/add/']").click()
+    page.fill("#id_name", "Typed as JSON")
+    page.select_option("#id_entity_type", product_type.pk)
+    page.select_option("#id_steps-0-type", "ai_generate")
+    page.click("#steps-0 button.step-config-view")
+    typed = '{"outputField": "description"}'
+    page.fill("#id_steps-0-config", typed)
+    late = {"prompt": "Describe {{ entity.title }}", "outputField": "description"}
+    page.evaluate(  # the hidden form's late change, as the form hands it to its listeners
+        "late => document.getElementById('steps-0').stepForm.eventListeners.change"
+        ".forEach(listener => listener({data: late}))",
+        late,
+    )
+    assert page.input_value("#id_steps-0-config") == typed
+    page.click("input[name=_continue]")
+    error = page.locator(".errorlist", has_text="steps[0].config.prompt: This field is required.")
+    error.first.wait_for()
+    assert Workflow.objects.count() == 0
+    assert not watched.errors

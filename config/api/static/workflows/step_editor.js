@@ -158,6 +158,9 @@
       });
       row.stepForm = form;
       form.addEventListener("change", function (event) {
+        // A form hidden for JSON editing, or replaced, may still report a change (React
+        // renders it after the click that hid it): what is typed as JSON is not overwritten.
+        if (asJson || row.stepForm !== form) return;
         area.value = JSON.stringify(fromForm(info, event.data), null, 2);
         scheduleCheck();
       });
