@@ -8,6 +8,7 @@ to the newest still kept (retention prunes the older ones: `revisions_prune`).
 """
 
 import datetime
+import json
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -238,6 +239,35 @@ def run_changed_batch(run_id: str, after: str, count: int) -> tuple[str, list] |
         .values_list("entity_id", flat=True)
         .distinct()[:count]
     )
+
+
+def run_revisions_of(run_id: str, entity_ids: list[str]) -> list[tuple[str, int, list]]:
+    """(entity id, version, changes) of every revision the run `run_id` made of these
+    entities, by entity and version (a revert's chunk). On PostgreSQL one probe of the (run,
+    entity) index per entity (`OFFSET 0` keeps each a probe): planned as one condition on
+    the run with the ids as a filter, on statistics taken before the run (a few thousand
+    revisions guessed for a million), it read all the run's revisions for every chunk of
+    1,000, 0.43 s each for a run of 1,000,000, and the revert took time as the square of
+    the run's size."""
+    if not entity_ids:
+        return []
+    if connection.vendor != "postgresql":
+        return list(
+            EntityRevision.objects.filter(run_id=run_id, entity_id__in=entity_ids)
+            .order_by("entity_id", "version")
+            .values_list("entity_id", "version", "changes")
+        )
+    table = connection.ops.quote_name(EntityRevision._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT r.entity_id, r.version, r.changes "  # noqa: S608 (the table from _meta)
+            "FROM unnest(%s::varchar[]) AS e(id), LATERAL (SELECT entity_id, version, "
+            f"changes FROM {table} WHERE run_id = %s AND run_id <> '' AND entity_id = e.id "
+            "OFFSET 0) AS r ORDER BY r.entity_id, r.version",
+            [list(entity_ids), run_id],
+        )
+        # Django's connection reads jsonb as text (its JSONField parses it): parsed here.
+        return [(pk, version, json.loads(changes)) for pk, version, changes in cursor]
 
 
 def run_changed_counts(run_id: str, *, limit: int | None = None) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from django.db import transaction
 
 from config.api.errors import Conflict
 from entities.models import EntityRevision
+from entities.revisions import run_revisions_of
 from jobs.filter_runs import run_start_in_batches
 from jobs.models import Run, RunLog, TriggerType
 from workflows.steps.runtime import EntityState, Outcome
@@ -70,12 +71,8 @@ def revert_states(*, run: Run, states: list[EntityState], logs: list[RunLog]) ->
     reverted, force = revert_of(run), bool((run.trigger or {}).get("force"))
     alive = [state for state in states if state.alive]
     revisions: dict[str, list] = defaultdict(list)
-    for entity_id, version, changes in (
-        EntityRevision.objects.filter(
-            run_id=reverted, entity_id__in=[state.entity_id for state in alive]
-        )
-        .order_by("entity_id", "version")
-        .values_list("entity_id", "version", "changes")
+    for entity_id, version, changes in run_revisions_of(
+        reverted, [state.entity_id for state in alive]
     ):
         revisions[entity_id].append((version, changes))
     for state in alive:
