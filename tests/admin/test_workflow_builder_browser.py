@@ -151,6 +151,28 @@ def test_staff_who_prefer_json_edit_the_triggers_as_json_checked_in_the_page(
     assert not watched.errors
 
 
+def test_the_triggers_saved_are_the_json_shown_whatever_the_hidden_form_wrote(
+    browser, live_server, django_user_model, product_type
+):
+    """The triggers' form, hidden for JSON editing, writes the field itself when it reports
+    a change, which it may do after the click that hid it: the page saves the JSON shown."""
+    steps = [{"id": "pub", "type": "publish", "config": {"status": "published"}}]
+    workflow = make_workflow(product_type, steps, triggers=[{"on": "entity.created"}])
+    watched = staff_page(browser, live_server, django_user_model, width=1280)
+    page = watched.page
+    page.locator("#content-main a[href='/admin/workflows/workflow/']").first.click()
+    page.locator("#result_list a", has_text=workflow.name).click()
+    page.click("button.triggers-view")
+    page.locator("textarea.triggers-json").fill('[{"on": "schedule", "cron": "0 3 * * *"}]')
+    # The hidden form's late write, as it makes it: the field it was given.
+    page.evaluate("document.getElementById('id_triggers').value = '[{\"on\": \"entity.created\"}]'")
+    page.click("input[name=_continue]")
+    page.locator(".messagelist .success").wait_for()
+    workflow.refresh_from_db()
+    assert workflow.triggers == [{"on": "schedule", "cron": "0 3 * * *"}]
+    assert not watched.errors
+
+
 def test_every_step_type_s_editor_renders_from_its_schema(
     browser, live_server, django_user_model, product_type
 ):

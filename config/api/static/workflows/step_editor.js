@@ -235,14 +235,22 @@
     tools.appendChild(toggle);
     input.parentNode.insertBefore(text, input.nextSibling);
     input.parentNode.insertBefore(tools, text.nextSibling);
-    text.addEventListener("input", function () {
+    function fromText() {
       try {
         input.value = JSON.stringify(JSON.parse(text.value || "[]"));
         triggersJson = null;
       } catch (error) {
         triggersJson = "Enter a valid JSON.";
       }
+    }
+    text.addEventListener("input", function () {
+      fromText();
       scheduleCheck();
+    });
+    // The form hidden for JSON editing writes the field itself when it reports a change,
+    // which it may do after the click that hid it: what is saved is the JSON shown.
+    input.form.addEventListener("submit", function () {
+      if (!text.hidden) fromText();
     });
     toggle.addEventListener("click", function () {
       var container = input.previousElementSibling;
