@@ -29,6 +29,19 @@ def problems(page, row_id: str) -> str:
     return page.locator(f"#{row_id} ul.editor-problems").inner_text()
 
 
+def triggers_as_json(browser, live_server, django_user_model, product_type):
+    """A workflow triggered on `entity.created`, opened from the admin index, its triggers
+    switched to JSON editing: (the workflow, the watched page)."""
+    steps = [{"id": "pub", "type": "publish", "config": {"status": "published"}}]
+    workflow = make_workflow(product_type, steps, triggers=[{"on": "entity.created"}])
+    watched = staff_page(browser, live_server, django_user_model, width=1280)
+    page = watched.page
+    page.locator("#content-main a[href='/admin/workflows/workflow/']").first.click()
+    page.locator("#result_list a", has_text=workflow.name).click()
+    page.click("button.triggers-view")
+    return workflow, watched
+
+
 def test_staff_build_a_four_step_workflow_and_a_trigger_without_typing_json(
     browser, live_server, django_user_model, product_type
 ):
@@ -127,13 +140,8 @@ def test_staff_build_a_four_step_workflow_and_a_trigger_without_typing_json(
 def test_staff_who_prefer_json_edit_the_triggers_as_json_checked_in_the_page(
     browser, live_server, django_user_model, product_type
 ):
-    steps = [{"id": "pub", "type": "publish", "config": {"status": "published"}}]
-    workflow = make_workflow(product_type, steps, triggers=[{"on": "entity.created"}])
-    watched = staff_page(browser, live_server, django_user_model, width=1280)
+    workflow, watched = triggers_as_json(browser, live_server, django_user_model, product_type)
     page = watched.page
-    page.locator("#content-main a[href='/admin/workflows/workflow/']").first.click()
-    page.locator("#result_list a", has_text=workflow.name).click()
-    page.click("button.triggers-view")
     as_json = page.locator("textarea.triggers-json")
     assert json.loads(as_json.input_value()) == [{"on": "entity.created"}]
     as_json.fill('[{"on": "schedule", "cron": "every night"}]')
@@ -156,13 +164,8 @@ def test_the_triggers_saved_are_the_json_shown_whatever_the_hidden_form_wrote(
 ):
     """The triggers' form, hidden for JSON editing, writes the field itself when it reports
     a change, which it may do after the click that hid it: the page saves the JSON shown."""
-    steps = [{"id": "pub", "type": "publish", "config": {"status": "published"}}]
-    workflow = make_workflow(product_type, steps, triggers=[{"on": "entity.created"}])
-    watched = staff_page(browser, live_server, django_user_model, width=1280)
+    workflow, watched = triggers_as_json(browser, live_server, django_user_model, product_type)
     page = watched.page
-    page.locator("#content-main a[href='/admin/workflows/workflow/']").first.click()
-    page.locator("#result_list a", has_text=workflow.name).click()
-    page.click("button.triggers-view")
     page.locator("textarea.triggers-json").fill('[{"on": "schedule", "cron": "0 3 * * *"}]')
     # The hidden form's late write, as it makes it: the field it was given.
     page.evaluate("document.getElementById('id_triggers').value = '[{\"on\": \"entity.created\"}]'")
