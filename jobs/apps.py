@@ -11,7 +11,7 @@ class JobsConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from entities.events import entity_events_recorded
-        from jobs.experiments import batches  # noqa: F401  (an experiment owns provider batches)
+        from jobs.experiments import batch_owner  # noqa: F401  (an experiment owns provider batches)
         from jobs.schedules import on_workflow_deleted, on_workflow_saved
         from jobs.triggers import on_entity_events_recorded
         from jobs.waits import kinds  # noqa: F401  (registers every kind of wait)

@@ -149,8 +149,14 @@ def _items_end(leases: dict, states: list[EntityState], now) -> list[EntityState
             )
     if len(alike) > _ALIKE_KINDS:
         rows += (
-            {"id": pk, "attempts": attempts, "status": status, "step_id": step_id}
-            | {"error": "", "usage": {}}
+            {
+                "id": pk,
+                "attempts": attempts,
+                "status": status,
+                "step_id": step_id,
+                "error": "",
+                "usage": {},
+            }
             for (attempts, status, step_id), pks in alike.items()
             for pk in pks
         )

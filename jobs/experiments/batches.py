@@ -3,14 +3,14 @@ in a provider batch, as a run would, and the side waits for it holding no worker
 
 The batch is the `ai_batch` kind's (`jobs.waits.ai_batch`): an `AiBatch` owned by the
 experiment instead of a run, submitted, polled, retried, settled against the budget and
-cancelled by the same services; `ExperimentOwner` says what differs (whose requests still
-wait, where the answers, usage and budget go). Its requests are `ExperimentSide` rows: the
-side parked (`waiting`, its working copy in `checkpoint`, the row's id its `custom_id`),
-answered (`resolved`), then continued from the next step, still in shadow mode, by the
-resume task of the batch that answered it (`sides_resume`); it may park again at a later
-batch step, as a new row. A side that ended while the entity's other side waits is kept
-`ended`; once both ended the entity is scored and its result row written, its sides deleted
-(`entities_finish`), by the task that ended its last side.
+cancelled by the same services; `ExperimentOwner` (`jobs.experiments.batch_owner`) says what
+differs (whose requests still wait, where the answers, usage and budget go). Its requests
+are `ExperimentSide` rows: the side parked (`waiting`, its working copy in `checkpoint`, the
+row's id its `custom_id`), answered (`resolved`), then continued from the next step, still
+in shadow mode, by the resume task of the batch that answered it (`sides_resume`); it may
+park again at a later batch step, as a new row. A side that ended while the entity's other
+side waits is kept `ended`; once both ended the entity is scored and its result row written,
+its sides deleted (`entities_finish`), by the task that ended its last side.
 
 Which task acts on a side is its `task_key` (the batch that answered it, or the chunk that
 parked it), and each write is conditional, under the experiment's row lock, as a run's
@@ -26,18 +26,13 @@ transaction.
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
-from functools import partial
 
 from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from config.api.ids import new_id
-from config.bulk import rows_update
 from entities.models import Entity
-from jobs import queue
-from jobs.engine.budget import RunBudget
 from jobs.engine.parking import resolution_apply
 from jobs.engine.steps import steps_run
 from jobs.experiments.models import (
@@ -49,13 +44,11 @@ from jobs.experiments.models import (
 )
 from jobs.experiments.shadow import ShadowEngine
 from jobs.experiments.sides import ARMS, result_of, side_of
-from jobs.waits.ai_batch.models import AiBatch, AiBatchRequest
-from jobs.waits.ai_batch.owners import BatchOwner, owners
+from jobs.waits.ai_batch.models import AiBatch
 from jobs.waits.ai_batch.services import ai_batches_cancel, ai_batches_record
 from workflows.steps.ai_generate import AiBatchWaitRequest
 from workflows.steps.runtime import EntityState, Outcome
 from workflows.steps.waits import Resolution
-from workflows.usage import Usage
 
 
 @dataclass
@@ -372,67 +365,3 @@ def sides_to_resume(experiment_id: str) -> list[str]:
         if count == len(ARMS)
     }
     return sorted(keys)
-
-
-class ExperimentBudget(RunBudget):
-    """An experiment's budget, in its row (the same columns as a run's)."""
-
-    model = Experiment
-
-    def _log_once(self) -> None:  # an experiment has no log: its error names the budget
-        Experiment.objects.filter(pk=self.run_id, budget_reached_at__isnull=True).update(
-            budget_reached_at=timezone.now()
-        )
-
-
-class ExperimentOwner(BatchOwner):
-    """An experiment's batch: its requests are the experiment's parked sides. (An
-    experiment keeps no log: each batch's row shows how it went.)"""
-
-    def lock(self) -> bool:
-        return (
-            Experiment.objects.select_for_update()
-            .filter(
-                pk=self.batch.experiment_id,
-                status__in=ExperimentStatus.open(),
-                cancel_requested_at=None,
-            )
-            .exists()
-        )
-
-    def waiting(self) -> QuerySet:
-        waiting = ExperimentSide.objects.filter(
-            experiment_id=self.batch.experiment_id, status=SideStatus.WAITING
-        )
-        return AiBatchRequest.objects.filter(
-            batch=self.batch, id__in=waiting.values("pk")
-        ).order_by("id")
-
-    def count(self, usage: Usage, now: datetime) -> None:
-        columns = {name: F(name) + value for name, value in usage.columns().items() if value}
-        if self.budget() is None:  # else the budget's settling replaces the reservations
-            columns.update(
-                spent_tokens=F("spent_tokens") + usage.tokens,
-                spent_cost_nano_usd=F("spent_cost_nano_usd") + usage.cost_nano_usd,
-            )
-        Experiment.objects.filter(pk=self.batch.experiment_id).update(heartbeat_at=now, **columns)
-
-    def budget(self) -> RunBudget | None:
-        budget = ExperimentBudget.of(Experiment.objects.get(pk=self.batch.experiment_id))
-        return budget if budget.limited else None
-
-    def resolve(self, resolutions: dict[str, Resolution], now: datetime) -> None:
-        rows_update(
-            ExperimentSide,
-            ({"id": pk, "resolution": each.stored()} for pk, each in resolutions.items()),
-            match=["id"],
-            copy=["resolution"],
-            assign={"status": SideStatus.RESOLVED, "task_key": self.batch.pk},
-            where={"status": SideStatus.WAITING},
-        )
-        transaction.on_commit(
-            partial(queue.experiment_sides_resume_enqueue, self.batch.experiment_id, self.batch.pk)
-        )
-
-
-owners.register("experiment", ExperimentOwner)
