@@ -1,9 +1,15 @@
-"""Choosing entities by search in the admin's run and test forms: the workflow's entities whose
-data contains the text (any field, as the entity list's search) and of the status chosen, with
-a count of the matches, instead of a checkbox per entity of the type."""
+"""Choosing entities by search in the admin's run, test and experiment forms: the workflow's
+entities whose data contains the text (any field, as the entity list's search) and of the
+status chosen, with a count of the matches, instead of a checkbox per entity of the type.
+
+What staff ticked stays ticked when they search again: the form posts every ticked id
+(`entity_ids`), and those the new search does not show are listed apart, still ticked
+(`EntitySearch.ticked_elsewhere`; the live search keeps them the same way in the page)."""
 
 from dataclasses import dataclass
+from functools import cached_property
 
+from django.conf import settings
 from django.db.models import QuerySet
 
 from entities.models import Entity
@@ -18,10 +24,17 @@ class EntitySearch:
     status: str
     matches: QuerySet
     count: int
+    ticked: tuple[str, ...] = ()  # the ids posted as ticked, in their order, each once
 
-    @property
+    @cached_property
     def shown(self) -> list[Entity]:
         return list(self.matches[:SHOWN])
+
+    @property
+    def ticked_elsewhere(self) -> list[str]:
+        """The ticked ids this search does not show: they stay ticked, listed apart."""
+        shown = {entity.pk for entity in self.shown}
+        return [pk for pk in self.ticked if pk not in shown]
 
     @property
     def filtered(self) -> bool:
@@ -29,7 +42,8 @@ class EntitySearch:
 
 
 def entity_search(params, entity_type_id: str) -> EntitySearch:
-    """The entities of the type matching `q` (text in their data) and `status`."""
+    """The entities of the type matching `q` (text in their data) and `status`, and the ids
+    ticked (`entity_ids`, as many as a run may name) when `params` is a form's data."""
     text = (params.get("q") or "").strip()[:MAX_QUERY].replace("\x00", "")
     status = params.get("status") or ""
     matches = Entity.objects.filter(entity_type_id=entity_type_id)
@@ -40,4 +54,11 @@ def entity_search(params, entity_type_id: str) -> EntitySearch:
     if text:
         matches = matches.filter(data__icontains=text)
     matches = matches.order_by("-pk")
-    return EntitySearch(text=text, status=status, matches=matches, count=matches.count())
+    ticked = params.getlist("entity_ids") if hasattr(params, "getlist") else []
+    return EntitySearch(
+        text=text,
+        status=status,
+        matches=matches,
+        count=matches.count(),
+        ticked=tuple(dict.fromkeys(ticked))[: settings.RUN_MAX_IDS],
+    )

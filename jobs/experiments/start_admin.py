@@ -266,7 +266,6 @@ def experiment_start_view(model_admin, request, workflow_id: str):
             "refused": refused,
             "search": search,
             "statuses": Entity.Status.choices,
-            "ticked": set(request.POST.getlist("entity_ids")),
             "show_data": True,
         },
     )

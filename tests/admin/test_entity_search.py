@@ -45,6 +45,22 @@ def test_a_run_on_all_matches_takes_exactly_the_matches(staff, product_type):
     assert set(run.items.values_list("entity_id", flat=True)) == set(ids[:3])
 
 
+def test_ids_ticked_that_a_search_does_not_show_are_listed_apart_each_once(staff, product_type):
+    ids = _desks(product_type)
+    workflow = make_workflow(product_type, PUBLISH)
+    url = f"/admin/workflows/workflow/{quote(workflow.pk)}/run/"
+    ticked = [ids[0], ids[40], ids[40], "not-an-entity"]
+    page = staff.get(url, {"q": "walnut", "entity_ids": ticked}).content.decode()
+    matches, apart = page.split('id="entity-ticked-elsewhere"')
+    assert f'value="{ids[0]}" id="pick-{ids[0]}" checked' in matches
+    apart = apart.split("</div>")[0]
+    assert apart.count('name="entity_ids"') == 2  # each once; a run names unknown ids in 404
+    assert f'value="{ids[40]}" checked' in apart and 'value="not-an-entity" checked' in apart
+    # none ticked: the list is there for the live search, hidden
+    plain = staff.get(url, {"q": "walnut"}).content.decode()
+    assert 'id="entity-ticked-elsewhere" hidden' in plain
+
+
 @pytest.mark.parametrize("query", ["x" * 5000, "%", "' OR 1=1 --", "{'a': 1}", "\x00"])
 def test_careless_searches_are_answered_not_crashed(staff, product_type, query):
     _desks(product_type)

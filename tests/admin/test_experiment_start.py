@@ -110,6 +110,28 @@ def test_the_entities_ticked_and_a_budget_start_it(staff, tables):
     assert experiment.budget_max_tokens == 5000
 
 
+def test_a_refused_form_keeps_every_entity_ticked_those_of_earlier_searches_apart(staff, tables):
+    workflow, ids = tables
+    # Ticked: an oak table the search shows, and two entities ticked in an earlier search.
+    ticked = [ids[0], ids[20], ids[21]]
+    response = staff.post(
+        _url(workflow),
+        {**_form(entities="ticked", q="oak", candidate="9"), "entity_ids": ticked},
+    )
+    page = response.content.decode()
+    assert response.status_code == 200 and 'id="experiment-refused"' in page
+    shown = page.split('id="entity-ticked-elsewhere"')[0]
+    assert f'value="{ids[0]}" id="pick-{ids[0]}" checked' in shown
+    assert f'value="{ids[1]}" id="pick-{ids[1]}">' in shown  # shown, not ticked
+    apart = page.split('id="entity-ticked-elsewhere"')[1].split("</div>")[0]
+    assert "hidden" not in apart.split(">")[0]
+    for pk in ids[20:22]:
+        assert f'name="entity_ids" value="{pk}" checked' in apart
+    # Posted again as the page stands, they start it.
+    staff.post(_url(workflow), {**_form(entities="ticked", q="oak"), "entity_ids": ticked})
+    assert sorted(Experiment.objects.get().entity_ids) == sorted(ticked)
+
+
 @pytest.mark.parametrize(
     ("form", "api_body"),
     [
