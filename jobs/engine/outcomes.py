@@ -190,16 +190,22 @@ def _items_end(leases: dict, states: list[EntityState], now) -> list[EntityState
     return [state for state in states if leases[state.entity_id][0] in ended]
 
 
+def given_up_error(delivered: str) -> str:
+    """The error of work given up after RUN_MAX_ATTEMPTS deliveries of `delivered` (what
+    carries it: "this entity's chunk") that all ended before finishing it."""
+    return (
+        f"Gave up after {settings.RUN_MAX_ATTEMPTS} attempts: every delivery of {delivered} "
+        "ended before finishing it (its worker was killed or lost, or crashed outside the "
+        "steps; see the worker's log)."
+    )
+
+
 def items_give_up(run_id: str, chunk: int) -> int:
     """Fail the chunk's unfinished items already claimed RUN_MAX_ATTEMPTS times: every
     delivery of their chunk died before finishing them (a worker killed each time, a crash
     outside the steps), so one more would too. Counted and logged; returns how many."""
     limit = settings.RUN_MAX_ATTEMPTS
-    error = (
-        f"Gave up after {limit} attempts: every delivery of this entity's chunk ended before "
-        "finishing it (its worker was killed or lost, or crashed outside the steps; see the "
-        "worker's log)."
-    )
+    error = given_up_error("this entity's chunk")
     now = timezone.now()
     with transaction.atomic():
         ended = list(

@@ -17,22 +17,25 @@ parked it), and each write is conditional, under the experiment's row lock, as a
 chunk is under its leases: a chunk parks only entities that have neither a result nor a
 side yet; a resume claims its sides (`attempts` + 1, taking them over from a dead delivery
 at once) and replaces only those still `resolved` with the attempts it claimed; so a
-delivery repeated or racing another writes nothing twice. A request's estimate is reserved
-against the budget in the transaction that parks it (so a dead delivery reserves nothing),
-and replaced by what its answer spent when the batch is collected. A cancel ends the
-experiment's open batches (their providers are told) and deletes its sides in one
-transaction.
+delivery repeated or racing another writes nothing twice. A side claimed more than
+RUN_MAX_ATTEMPTS times (every resume of it died) ends failed instead, as a run's item
+does, calling no model again. A request's estimate is reserved against the budget in the
+transaction that parks it (so a dead delivery reserves nothing), and replaced by what its
+answer spent when the batch is collected. A cancel ends the experiment's open batches
+(their providers are told) and deletes its sides in one transaction.
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from config.api.ids import new_id
 from entities.models import Entity
+from jobs.engine.outcomes import given_up_error
 from jobs.engine.parking import resolution_apply
 from jobs.engine.steps import steps_run
 from jobs.experiments.models import (
@@ -263,7 +266,12 @@ def _arm_continue(experiment, engine: ShadowEngine, arm: str, sides: list, left:
             next_step=saved["nextStep"],
         )
         step_id = saved["stepId"]
-        resolution_apply(state, step_id, Resolution.of(side.resolution or {"outcome": "fail"}))
+        resolution = Resolution.of(side.resolution or {"outcome": "fail"})
+        if side.attempts > settings.RUN_MAX_ATTEMPTS:  # every resume of it before died
+            # Failed at its batch step, with what the batch's answer used (paid for).
+            error = given_up_error("this side's resume")
+            resolution = replace(resolution, outcome="fail", error=error)
+        resolution_apply(state, step_id, resolution)
         if state.alive:
             output = state.outputs.get(step_id)
             state.trace.append({"stepId": step_id, "outcome": Outcome.COMPLETED, "output": output})

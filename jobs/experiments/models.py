@@ -59,6 +59,9 @@ class Experiment(models.Model):
     # Last sign of progress (a chunk started, a step of a side, a chunk ended): an open
     # experiment without one for RUN_STALL_AFTER_S has its unfinished chunks queued again.
     heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The deliveries of each chunk that had entities left to run ({"3": 2}; one key per
+    # chunk at most): past RUN_MAX_ATTEMPTS, its entities are given up instead of run again.
+    chunk_deliveries = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         indexes = [models.Index(fields=["workflow", "-id"], name="experiment_workflow_newest")]

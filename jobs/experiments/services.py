@@ -29,6 +29,7 @@ from entities.filters import entities_matching
 from entities.models import Entity
 from jobs import queue
 from jobs.costs import budget_columns
+from jobs.engine.outcomes import given_up_error
 from jobs.engine.states import state_of_entity
 from jobs.engine.steps import steps_run
 from jobs.experiments.batches import (
@@ -43,7 +44,7 @@ from jobs.experiments.batches import (
 )
 from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
 from jobs.experiments.shadow import ShadowEngine
-from jobs.experiments.sides import ARMS, GONE, result_of, side_of
+from jobs.experiments.sides import ARMS, GONE, failed_side, result_of, side_of
 from jobs.experiments.summaries import summary_store
 from jobs.models import Job
 from workflows.models import Workflow, WorkflowVersion
@@ -153,11 +154,44 @@ def experiment_chunk_execute(*, experiment_id: str, chunk: int) -> None:
     written |= set(sides_left(experiment_id).filter(entity_id__in=ids))  # parked: not ours
     ids = [pk for pk in ids if pk not in written]
     key = f"chunk:{chunk}"  # the task that parks, and finishes what the budget refused
-    if ids:
+    if ids and _chunk_delivered(experiment_id, chunk) > settings.RUN_MAX_ATTEMPTS:
+        _chunk_give_up(experiment, chunk * size, ids)
+    elif ids:
         _chunk_run(experiment, chunk * size, ids, key)
     if experiment.sides.exists():  # a delivery before may have left them unfinished
         entities_finish(experiment, ShadowEngine(experiment), key=key)
     experiment_end_if_done(experiment_id=experiment_id)
+
+
+def _chunk_delivered(experiment_id: str, chunk: int) -> int:
+    """Count this delivery of the chunk; returns how many there were, this one included."""
+    with transaction.atomic():
+        row = Experiment.objects.select_for_update().only("chunk_deliveries").get(pk=experiment_id)
+        row.chunk_deliveries[str(chunk)] = row.chunk_deliveries.get(str(chunk), 0) + 1
+        row.save(update_fields=["chunk_deliveries"])
+    return row.chunk_deliveries[str(chunk)]
+
+
+def _chunk_give_up(experiment: Experiment, first: int, ids: list[str]) -> None:
+    """Every delivery of the chunk before this one died before its entities had a row (a
+    worker killed each time, a crash outside the steps): one more would too, and would pay
+    for its model calls again. Their rows say so, both sides failed, no model called."""
+    side = failed_side(given_up_error("this entity's chunk"))
+    position = {pk: first + index for index, pk in enumerate(experiment.entity_ids[first:])}
+    engine = ShadowEngine(experiment)
+    rows = [
+        result_of(
+            experiment,
+            engine,
+            entity_id=pk,
+            position=position.get(pk, 0),
+            shown=None,
+            sides={"baseline": side, "candidate": side},
+        )
+        for pk in ids
+    ]
+    with transaction.atomic():
+        ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
 
 
 def _chunk_run(experiment: Experiment, first: int, ids: list[str], key: str) -> None:

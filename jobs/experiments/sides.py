@@ -41,18 +41,23 @@ def side_of(state: EntityState, before: dict, waits: list[dict], seconds: float)
     }
 
 
+def failed_side(error: str) -> dict:
+    """A side that never ran, failed with `error`."""
+    return {
+        "outcome": "failed",
+        "error": error,
+        "changes": [],
+        "data": {},
+        "steps": [],
+        "notes": [],
+        "waits": [],
+        "usage": {},
+        "seconds": 0,
+    }
+
+
 # An entity deleted before the experiment reached it: both sides failed, saying so.
-GONE = {
-    "outcome": "failed",
-    "error": "The entity was deleted before the experiment reached it.",
-    "changes": [],
-    "data": {},
-    "steps": [],
-    "notes": [],
-    "waits": [],
-    "usage": {},
-    "seconds": 0,
-}
+GONE = failed_side("The entity was deleted before the experiment reached it.")
 
 
 def result_of(

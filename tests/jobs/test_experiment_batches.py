@@ -180,6 +180,37 @@ def test_a_redelivered_chunk_and_a_resume_after_a_dead_worker_write_nothing_twic
     assert experiment.input_tokens == 2 * 10 * 40  # each batch answer counted once
 
 
+def test_a_side_whose_every_resume_died_ends_failed_and_its_experiment_ends(
+    product_type, fake, settings
+):
+    settings.EXPERIMENT_CHUNK_SIZE = 10
+    settings.RUN_MAX_ATTEMPTS = 2
+    experiment, _ = _start(product_type, 4)
+    _chunks(experiment)
+    ai_batches_poll()
+    ai_batches_poll()
+    [batch] = AiBatch.objects.filter(experiment=experiment)
+    for _ in range(2):  # two resumes take the answered sides, and die
+        assert len(_claim(experiment.pk, batch.pk)) == 4
+    calls = len(fake.requests)
+    _resume(experiment)
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.COMPLETED and experiment.done == 4
+    assert not ExperimentSide.objects.filter(experiment=experiment).exists()
+    assert len(fake.requests) == calls
+    for result in experiment.results.all():
+        assert result.baseline["outcome"] == "completed"
+        candidate = result.candidate
+        assert candidate["outcome"] == "failed" and result.regressed
+        assert candidate["error"].startswith(
+            "Gave up after 2 attempts: every delivery of this side's resume ended"
+        )
+        # It stopped at the batch step: the review and the publish after it never ran.
+        assert [step["stepId"] for step in candidate["steps"]] == ["gen"]
+        assert candidate["usage"]["inputTokens"] == 40  # the batch's answer, counted once
+    assert experiment.input_tokens == 2 * 4 * 40
+
+
 def test_cancelling_an_experiment_cancels_its_batches_and_drops_its_sides(
     product_type, fake, settings
 ):

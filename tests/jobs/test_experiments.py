@@ -3,6 +3,7 @@ OpenAI-compatible and Anthropic servers: both versions run in shadow mode (nothi
 rules and judge verdicts, the judge's A/B order mapped back, budget and cancel."""
 
 import json
+from unittest import mock
 
 import pytest
 
@@ -229,6 +230,46 @@ def test_a_judge_that_fails_is_the_verdicts_error(product_type, openai_server, s
     assert "not valid JSON" in verdict["error"]
     [score] = summaries.scores_summary(experiment)
     assert score["wins"] == score["losses"] == score["ties"] == 0
+
+
+def test_a_chunk_whose_every_delivery_died_is_given_up_without_calling_a_model_again(
+    product_type, openai_server, settings
+):
+    settings.EXPERIMENT_CHUNK_SIZE = 4
+    settings.RUN_MAX_ATTEMPTS = 2
+    workflow, baseline, candidate = make_versions(product_type)
+    ids = make_entities(product_type, 6)
+    answer_by_prompt(openai_server)
+    experiment = services.experiment_start(
+        workflow=workflow, baseline=baseline, candidate=candidate, scorers=[], entity_ids=ids
+    )
+    # Two deliveries of chunk 0 die in the middle of its steps (a worker killed each time).
+    with mock.patch.object(services, "steps_run", side_effect=SystemExit("killed")):
+        for _ in range(2):
+            with pytest.raises(SystemExit):
+                services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
+    calls = len(openai_server.requests)
+    services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
+    assert len(openai_server.requests) == calls  # given up: no model called again
+    services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=1)
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.COMPLETED and experiment.done == 6
+    assert experiment.chunk_deliveries == {"0": 3, "1": 1}
+    given_up = list(experiment.results.filter(entity_id__in=ids[:4]).order_by("position"))
+    assert [r.position for r in given_up] == [0, 1, 2, 3]
+    for result in given_up:
+        for side in (result.baseline, result.candidate):
+            assert side["outcome"] == "failed"
+            assert side["error"].startswith("Gave up after 2 attempts: every delivery of this")
+        assert not result.verdicts and not result.regressed
+    for result in experiment.results.filter(entity_id__in=ids[4:]):
+        assert result.baseline["outcome"] == result.candidate["outcome"] == "completed"
+    arms = summaries.arms_summary(experiment)
+    assert arms["baseline"]["failed"] == arms["candidate"]["failed"] == 4
+    # A delivery once every row is written counts nothing more.
+    services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
+    experiment.refresh_from_db()
+    assert experiment.chunk_deliveries == {"0": 3, "1": 1}
 
 
 def test_a_stalled_experiment_has_its_unfinished_chunks_queued_again(
