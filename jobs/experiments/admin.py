@@ -16,8 +16,11 @@ from django.urls import path, reverse
 from config.api.errors import DomainError
 from entities.selectors import entity_labels
 from jobs.experiments import human, summaries
+from jobs.experiments.batches import entities_waiting
 from jobs.experiments.models import Experiment
 from jobs.record_admin import RecordAdmin
+from jobs.waits.ai_batch.kind import BATCHES_SHOWN
+from jobs.waits.ai_batch.selectors import experiment_batches
 
 # A value beside its other side, cut to what a cell shows.
 SHOWN_CHARS = 2000
@@ -101,13 +104,16 @@ class ExperimentAdmin(RecordAdmin):
                 "status": experiment.status,
                 "total": experiment.total,
                 "completed": experiment.done,
+                "waiting": experiment.entities_waiting,
                 "ended": experiment.is_ended,
             }
         )
 
     def _experiment(self, request, object_id) -> Experiment:
         experiment = get_object_or_404(
-            Experiment.objects.select_related("workflow", "baseline", "candidate"),
+            Experiment.objects.select_related("workflow", "baseline", "candidate").annotate(
+                entities_waiting=entities_waiting()
+            ),
             pk=unquote(object_id),
         )
         if not self.has_view_permission(request, experiment):
@@ -129,6 +135,7 @@ class ExperimentAdmin(RecordAdmin):
             "opts": self.model._meta,
             "experiment": experiment,
             "progress_percent": 100 * experiment.done / experiment.total if experiment.total else 0,
+            "batches": experiment_batches(experiment_id=experiment.pk, limit=BATCHES_SHOWN),
             "arms": summaries.arms_summary(experiment),
             "scores": summaries.scores_summary(experiment),
             "page": page,

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from config.api.ids import new_id
@@ -348,6 +349,20 @@ def experiment_batches_cancel(*, experiment_id: str) -> None:
     after COMMIT) and its sides are dropped; call in the cancel's transaction."""
     ai_batches_cancel(batch_ids=AiBatch.objects.filter(experiment_id=experiment_id).values("pk"))
     ExperimentSide.objects.filter(experiment_id=experiment_id).delete()
+
+
+def entities_waiting() -> Coalesce:
+    """For a query of experiments: how many of each one's entities have a side not ended
+    (waiting for its provider batch, or answered and not continued yet)."""
+    open_sides = (
+        ExperimentSide.objects.filter(experiment=OuterRef("pk"))
+        .exclude(status=SideStatus.ENDED)
+        .order_by()
+        .values("experiment")
+        .annotate(entities=Count("entity_id", distinct=True))
+        .values("entities")
+    )
+    return Coalesce(Subquery(open_sides), 0)
 
 
 def sides_left(experiment_id: str) -> QuerySet:

@@ -145,7 +145,12 @@ class ScoreSerializer(serializers.Serializer):
 
 class ExperimentProgressSerializer(serializers.Serializer):
     total = serializers.IntegerField()
-    done = serializers.IntegerField()
+    done = serializers.IntegerField(help_text="Entities with their result (both sides ended).")
+    waiting = serializers.IntegerField(
+        source="entities_waiting",
+        help_text="Entities not done whose side waits for a provider batch (an `ai_generate` "
+        "step in batch mode), or was answered and is being continued.",
+    )
 
 
 class ExperimentSerializer(serializers.ModelSerializer):

@@ -1,13 +1,21 @@
 """Experiments in Chromium, from the admin index as staff click: the experiment's page (arms,
 scores, both sides of each entity with the differences marked), its regressions filter, the
 blind human comparison queue, "Publish candidate", and the workflow page it leads to, whose
-versions list shows each version's diff and rolls back with a button."""
+versions list shows each version's diff and rolls back with a button; an experiment whose
+candidate waits for a provider batch says how many entities wait, and shows the batches."""
+
+import math
 
 import pytest
 
+from jobs.experiments import services
+from jobs.experiments.batches import sides_to_resume
 from jobs.experiments.models import ExperimentResult
+from jobs.waits.ai_batch.services import ai_batches_poll
 from tests.admin.browsing import require_chromium, shot, staff_page
+from tests.factories import make_entities, make_workflow
 from workflows.models import Workflow
+from workflows.services import workflow_update
 
 require_chromium()
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -74,4 +82,57 @@ def test_staff_read_an_experiment_compare_blind_and_publish_the_candidate(
     page.locator("button[name=publish][value='1']", has_text="Roll back to this").click()
     page.locator(".messagelist", has_text="Version 1 is live").wait_for()
     assert Workflow.objects.get(pk=experiment.workflow_id).version == 1
+    assert not watched.errors
+
+
+def _describe(mode: str) -> list[dict]:
+    config = {
+        "prompt": "Describe {{ entity.title }}",
+        "outputField": "description",
+        "provider": "openai",
+        "mode": mode,
+    }
+    return [{"id": "gen", "type": "ai_generate", "config": config}]
+
+
+def test_staff_see_the_entities_waiting_for_a_provider_batch_and_its_batches(
+    browser, live_server, django_user_model, product_type, openai_server, settings
+):
+    settings.EXPERIMENT_CHUNK_SIZE = 10
+    workflow = make_workflow(product_type, _describe("sync"), name="Batched")
+    workflow = workflow_update(workflow_id=workflow.pk, steps=_describe("batch"), draft=True)
+    versions = {version.number: version for version in workflow.versions.all()}
+    experiment = services.experiment_start(
+        workflow=workflow,
+        baseline=versions[1],
+        candidate=versions[2],
+        scorers=[],
+        entity_ids=make_entities(product_type, 12),
+    )
+    for chunk in range(math.ceil(experiment.total / experiment.chunk_size)):
+        services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=chunk)
+    ai_batches_poll()  # submitted; the provider has not answered yet
+
+    watched = staff_page(browser, live_server, django_user_model, width=1280)
+    page = watched.page
+    page.locator("#content-main a[href='/admin/jobs/experiment/']").first.click()
+    page.locator("#result_list a", has_text=experiment.pk).click()
+    summary = page.locator("#experiment-summary")
+    assert "0 of 12 entities, 12 waiting for a provider batch" in summary.inner_text()
+    page.locator("#experiment-progress .label", has_text="0 / 12 (12 waiting)").wait_for()
+    page.click("#experiment-waiting")
+    batches = page.locator("#experiment-batches")
+    assert batches.is_visible()
+    rows = batches.locator("tbody tr")
+    assert rows.count() == 2  # one per chunk
+    assert rows.filter(has_text="in_progress").count() == 2
+    shot(page, "experiment-waiting-for-batches")
+
+    ai_batches_poll()  # the answers collected
+    for key in sides_to_resume(experiment.pk):
+        services.experiment_sides_resume(experiment_id=experiment.pk, key=key)
+    page.reload()
+    assert "12 of 12 entities." in summary.inner_text()
+    assert not page.locator("#experiment-waiting").count()
+    assert rows.filter(has_text="ended").count() == 2
     assert not watched.errors

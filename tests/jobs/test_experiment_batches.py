@@ -97,12 +97,17 @@ def _answer_batches(experiment):
 
 
 def test_a_batch_mode_side_waits_for_its_batch_then_goes_on_in_shadow_at_batch_prices(
-    product_type, fake, settings
+    product_type, fake, settings, api
 ):
     settings.EXPERIMENT_CHUNK_SIZE = 10
     experiment, ids = _start(product_type, 25)
     before = {e.pk: (e.data, e.status, e.version) for e in Entity.objects.filter(pk__in=ids)}
     _chunks(experiment)
+    # The API says they wait (not done, not lost), in the list as on the experiment.
+    shown = api.get(f"/api/v1/experiments/{experiment.pk}").json()
+    assert shown["progress"] == {"total": 25, "done": 0, "waiting": 25}
+    [listed] = api.get("/api/v1/experiments").json()
+    assert listed["progress"]["waiting"] == 25
 
     # The candidate's sides wait (one batch per chunk), the baseline's ended; no row yet.
     sides = ExperimentSide.objects.filter(experiment=experiment)
@@ -119,6 +124,8 @@ def test_a_batch_mode_side_waits_for_its_batch_then_goes_on_in_shadow_at_batch_p
 
     experiment = _answer_batches(experiment)
     assert experiment.status == ExperimentStatus.COMPLETED and experiment.done == 25
+    shown = api.get(f"/api/v1/experiments/{experiment.pk}").json()
+    assert shown["progress"] == {"total": 25, "done": 25, "waiting": 0}
     assert len(fake.batches.submissions) == 3 and len(fake.requests) == 25  # none live
     assert set(batches.values_list("status", flat=True)) == {AiBatchStatus.ENDED}
     assert not sides.exists()

@@ -43,7 +43,7 @@ def test_start_read_results_and_job(api, setup):
     read = api.get(f"/api/v1/experiments/{experiment.pk}").json()
     assert read["baseline"] == 1 and read["candidate"] == 2
     assert read["status"] == "completed"
-    assert read["progress"] == {"total": 10, "done": 10}
+    assert read["progress"] == {"total": 10, "done": 10, "waiting": 0}
     assert read["arms"]["candidate"]["completed"] == 10
     scores = {score["name"]: score for score in read["scores"]}
     assert scores["judge"]["wins"] == 10
