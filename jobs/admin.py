@@ -33,14 +33,10 @@ from jobs.models import (
     RunLog,
     TriggerType,
 )
-from jobs.record_admin import RecordAdmin
+from jobs.record_admin import LOGS_SHOWN, TEXT_SHOWN, RecordAdmin
 from jobs.waits.kinds import kinds
 
 ITEMS_SHOWN = 200
-LOGS_SHOWN = 200
-# An item's error or a log message may quote a large value (a rule broken by a long field):
-# the run page shows this much of each, and links the API's lists, which show them whole.
-TEXT_SHOWN = 1000
 # The revert page counts what a run changed, and what of it changed since, among the first
 # this many entities: two index probes each, so a run of a million is a page of a second
 # rather than of a minute (the revert itself goes through all, reporting what it skipped).

@@ -2,6 +2,12 @@
 
 from django.contrib import admin
 
+# A record's page shows its newest log lines (templates/admin/jobs/log.html), each message
+# (and a run's item errors) cut to TEXT_SHOWN: one may quote a large value (a rule broken by
+# a long field); the API's lists have them whole.
+LOGS_SHOWN = 200
+TEXT_SHOWN = 1000
+
 
 class RecordAdmin(admin.ModelAdmin):
     """Run records are written by runs, never edited by hand."""

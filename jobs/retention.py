@@ -38,6 +38,7 @@ from config.api.models import IdempotencyRecord
 from entities.revisions import revisions_prune
 from jobs.models import (
     Experiment,
+    ExperimentLog,
     ExperimentResult,
     ExperimentStatus,
     Run,
@@ -123,8 +124,8 @@ def runs_prune(*, now: datetime, limit: int) -> Batch:
 
 def experiments_prune(*, now: datetime, limit: int) -> Batch:
     """Delete up to `limit` rows of experiments ended more than RUNS_KEEP_DAYS ago, oldest
-    first: their results, then each experiment whose results are all gone (its job
-    cascades)."""
+    first: their results and log lines, then each experiment whose rows are all gone (its
+    job cascades)."""
     cutoff = now - timedelta(days=settings.RUNS_KEEP_DAYS)
     deleted = 0
     with transaction.atomic():
@@ -135,8 +136,10 @@ def experiments_prune(*, now: datetime, limit: int) -> Batch:
             .values_list("pk", flat=True)[:RUNS_PER_BATCH]
         )
         for experiment_id in experiments:
-            results = ExperimentResult.objects.filter(experiment_id=experiment_id)
-            deleted += _delete_some(results, limit - deleted)
+            for rows in (ExperimentResult, ExperimentLog):
+                deleted += _delete_some(
+                    rows.objects.filter(experiment_id=experiment_id), limit - deleted
+                )
             if limit - deleted < RUN_ROWS:  # the experiment and its job, next time
                 return Batch(deleted, more=True)
             deleted += Experiment.objects.filter(pk=experiment_id).delete()[0]

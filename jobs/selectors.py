@@ -1,7 +1,7 @@
 from django.db.models import Q
 
 from config.api.errors import NotFound
-from jobs.models import Job, RunLog
+from jobs.models import ExperimentLog, Job, RunLog
 
 
 def job_list(*, status: str | None = None, workflow_id: str | None = None):
@@ -21,10 +21,13 @@ def job_get(*, job_id: str) -> Job:
     return job
 
 
-def run_log_list(*, run_id: str, level: str | None = None, entity_id: str | None = None):
-    """A run's log lines; each filter combination has an index ending in `-id`, so a page
-    is an index range scan wherever it starts."""
-    logs = RunLog.objects.filter(run_id=run_id)
+def job_log_list(*, job: Job, level: str | None = None, entity_id: str | None = None):
+    """A job's log lines: its run's, or its experiment's; each filter combination has an
+    index ending in `-id`, so a page is an index range scan wherever it starts."""
+    if job.experiment_id:
+        logs = ExperimentLog.objects.filter(experiment_id=job.experiment_id)
+    else:
+        logs = RunLog.objects.filter(run_id=job.run_id or "")
     if level:
         logs = logs.filter(level=level)
     if entity_id:

@@ -224,9 +224,8 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     def logs(self, request, pk=None):
         job = self.get_object()
         query = validated(LogQuerySerializer, request.query_params)
-        # An experiment writes no log (its results say it all): its job's is empty.
-        logs = selectors.run_log_list(
-            run_id=job.run_id or "", level=query.get("level"), entity_id=query.get("entityId")
+        logs = selectors.job_log_list(
+            job=job, level=query.get("level"), entity_id=query.get("entityId")
         )
         page = self.paginate_queryset(logs)
         return self.get_paginated_response(RunLogSerializer(page, many=True).data)

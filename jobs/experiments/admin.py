@@ -1,6 +1,7 @@
 """The admin's side of experiments: the list, an experiment's page (summary, arms, scores,
 each entity's two sides next to each other with the differences highlighted, a filter to
-regressions, "Publish candidate") and the human scorers' blind comparison queue."""
+regressions, "Publish candidate", its provider batches and its log) and the human scorers'
+blind comparison queue."""
 
 import json
 
@@ -18,7 +19,7 @@ from entities.selectors import entity_labels
 from jobs.experiments import human, summaries
 from jobs.experiments.batches import entities_waiting
 from jobs.experiments.models import Experiment
-from jobs.record_admin import RecordAdmin
+from jobs.record_admin import LOGS_SHOWN, TEXT_SHOWN, RecordAdmin
 from jobs.waits.ai_batch.kind import BATCHES_SHOWN
 from jobs.waits.ai_batch.selectors import experiment_batches
 
@@ -136,6 +137,9 @@ class ExperimentAdmin(RecordAdmin):
             "experiment": experiment,
             "progress_percent": 100 * experiment.done / experiment.total if experiment.total else 0,
             "batches": experiment_batches(experiment_id=experiment.pk, limit=BATCHES_SHOWN),
+            "logs": experiment.logs.order_by("-pk")[:LOGS_SHOWN],
+            "logs_shown": LOGS_SHOWN,
+            "text_shown": TEXT_SHOWN,
             "arms": summaries.arms_summary(experiment),
             "scores": summaries.scores_summary(experiment),
             "page": page,

@@ -8,14 +8,20 @@ from functools import partial
 
 from django.db import transaction
 from django.db.models import F, QuerySet
-from django.utils import timezone
 
 from config.bulk import rows_update
 from jobs import queue
 from jobs.engine.budget import RunBudget
-from jobs.experiments.models import Experiment, ExperimentSide, ExperimentStatus, SideStatus
+from jobs.experiments.log import budget_reached
+from jobs.experiments.models import (
+    Experiment,
+    ExperimentLog,
+    ExperimentSide,
+    ExperimentStatus,
+    SideStatus,
+)
 from jobs.waits.ai_batch.models import AiBatchRequest
-from jobs.waits.ai_batch.owners import BatchOwner, owners
+from jobs.waits.ai_batch.owners import BatchOwner, LogLine, owners
 from workflows.steps.waits import Resolution
 from workflows.usage import Usage
 
@@ -25,15 +31,13 @@ class ExperimentBudget(RunBudget):
 
     model = Experiment
 
-    def _log_once(self) -> None:  # an experiment has no log: its error names the budget
-        Experiment.objects.filter(pk=self.run_id, budget_reached_at__isnull=True).update(
-            budget_reached_at=timezone.now()
-        )
+    def _log_once(self) -> None:
+        budget_reached(self.run_id, self.message)
 
 
 class ExperimentOwner(BatchOwner):
-    """An experiment's batch: its requests are the experiment's parked sides. (An
-    experiment keeps no log: each batch's row shows how it went.)"""
+    """An experiment's batch: its requests are the experiment's parked sides; its lines go
+    to the experiment's log."""
 
     def lock(self) -> bool:
         return (
@@ -78,6 +82,28 @@ class ExperimentOwner(BatchOwner):
         )
         transaction.on_commit(
             partial(queue.experiment_sides_resume_enqueue, self.batch.experiment_id, self.batch.pk)
+        )
+
+    def log(self, lines: list[LogLine], now: datetime) -> None:
+        # A request is a side: its id is the side's (the entity's, with the side's arm).
+        sides = dict(
+            ExperimentSide.objects.filter(
+                pk__in=[line.request.pk for line in lines if line.request is not None]
+            ).values_list("pk", "entity_id")
+        )
+        ExperimentLog.objects.bulk_create(
+            [
+                ExperimentLog(
+                    experiment_id=self.batch.experiment_id,
+                    timestamp=now,
+                    level=line.level,
+                    message=line.message,
+                    entity_id=sides.get(line.request.pk, "") if line.request else "",
+                    step_id=self.batch.step_id,
+                )
+                for line in lines
+            ],
+            batch_size=1000,
         )
 
 

@@ -32,13 +32,13 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from config.api.ids import new_id
 from entities.models import Entity
 from jobs.engine.outcomes import given_up_error
 from jobs.engine.parking import resolution_apply
 from jobs.engine.steps import steps_run
+from jobs.experiments.log import Level, budget_reached, experiment_log
 from jobs.experiments.models import (
     Experiment,
     ExperimentResult,
@@ -94,6 +94,7 @@ class Left:
 
     parked: dict[tuple[str, str], Parked] = field(default_factory=dict)
     ended: dict[tuple[str, str], tuple[int, dict]] = field(default_factory=dict)
+    given_up: list[tuple[str, str, str]] = field(default_factory=list)  # entity, arm, step
 
     def entity_ids(self) -> set[str]:
         return {pk for pk, _ in [*self.parked, *self.ended]}
@@ -197,9 +198,7 @@ def sides_store(
                 spent_tokens=tokens, spent_cost_nano_usd=cost
             )
         if reached is not None:
-            Experiment.objects.filter(pk=experiment.pk, budget_reached_at=None).update(
-                budget_reached_at=timezone.now()
-            )
+            budget_reached(experiment.pk, reached)
         if requests:
             ai_batches_record(experiment_id=experiment.pk, requests=requests)
     engine.reserving = (0, 0)
@@ -230,6 +229,12 @@ def sides_resume(*, experiment_id: str, key: str) -> None:
                 experiment, engine, left, key=key, claimed={s.pk: s.attempts for s in claimed}
             )
             engine.flush()
+            error = given_up_error("this side's resume")
+            for entity_id, arm, step_id in left.given_up:
+                message = f"The {arm}'s side: {error}"
+                experiment_log(
+                    experiment.pk, Level.ERROR, message, entity_ids=[entity_id], step_id=step_id
+                )
     entities_finish(experiment, engine, key=key)
 
 
@@ -272,6 +277,7 @@ def _arm_continue(experiment, engine: ShadowEngine, arm: str, sides: list, left:
             # Failed at its batch step, with what the batch's answer used (paid for).
             error = given_up_error("this side's resume")
             resolution = replace(resolution, outcome="fail", error=error)
+            left.given_up.append((side.entity_id, arm, step_id))
         resolution_apply(state, step_id, resolution)
         if state.alive:
             output = state.outputs.get(step_id)

@@ -42,6 +42,7 @@ from jobs.experiments.batches import (
     sides_store,
     sides_to_resume,
 )
+from jobs.experiments.log import Level, experiment_log
 from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
 from jobs.experiments.shadow import ShadowEngine
 from jobs.experiments.sides import ARMS, GONE, failed_side, result_of, side_of
@@ -176,7 +177,8 @@ def _chunk_give_up(experiment: Experiment, first: int, ids: list[str]) -> None:
     """Every delivery of the chunk before this one died before its entities had a row (a
     worker killed each time, a crash outside the steps): one more would too, and would pay
     for its model calls again. Their rows say so, both sides failed, no model called."""
-    side = failed_side(given_up_error("this entity's chunk"))
+    error = given_up_error("this entity's chunk")
+    side = failed_side(error)
     position = {pk: first + index for index, pk in enumerate(experiment.entity_ids[first:])}
     engine = ShadowEngine(experiment)
     rows = [
@@ -192,6 +194,7 @@ def _chunk_give_up(experiment: Experiment, first: int, ids: list[str]) -> None:
     ]
     with transaction.atomic():
         ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
+        experiment_log(experiment.pk, Level.ERROR, f"Both sides: {error}", entity_ids=ids)
 
 
 def _chunk_run(experiment: Experiment, first: int, ids: list[str], key: str) -> None:

@@ -15,6 +15,7 @@ import time
 from django.db.models import F
 from django.utils import timezone
 
+from jobs.experiments.log import budget_reached
 from jobs.experiments.models import Experiment
 from workflows.pricing import NANOS_PER_USD
 from workflows.steps.ai_generate import AiBatchWaitRequest
@@ -77,9 +78,7 @@ class ShadowEngine(DryRun):
         self._refresh()
         message = self.over(*self.spent)
         if message is not None:
-            Experiment.objects.filter(pk=self.experiment_id, budget_reached_at=None).update(
-                budget_reached_at=timezone.now()
-            )
+            budget_reached(self.experiment_id, message)
         return message
 
     def over(self, tokens: int, cost: int) -> str | None:

@@ -14,6 +14,7 @@ such as `jobs.models.api_trigger`) keep working.
 
 from jobs.experiments.models import (
     Experiment,
+    ExperimentLog,
     ExperimentResult,
     ExperimentSide,
     ExperimentStatus,
@@ -32,6 +33,7 @@ __all__ = [
     "AiBatchRequest",
     "AiBatchStatus",
     "Experiment",
+    "ExperimentLog",
     "ExperimentResult",
     "ExperimentSide",
     "ExperimentStatus",

@@ -135,4 +135,8 @@ def test_staff_see_the_entities_waiting_for_a_provider_batch_and_its_batches(
     assert "12 of 12 entities." in summary.inner_text()
     assert not page.locator("#experiment-waiting").count()
     assert rows.filter(has_text="ended").count() == 2
+    # Each batch's end in the experiment's log, which links the API's.
+    log = page.locator("#log")
+    assert log.locator("tbody tr", has_text="ended: ").count() == 2
+    assert log.locator("#logs-api").get_attribute("href").endswith("/logs")
     assert not watched.errors

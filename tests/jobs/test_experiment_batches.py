@@ -126,6 +126,15 @@ def test_a_batch_mode_side_waits_for_its_batch_then_goes_on_in_shadow_at_batch_p
     assert experiment.status == ExperimentStatus.COMPLETED and experiment.done == 25
     shown = api.get(f"/api/v1/experiments/{experiment.pk}").json()
     assert shown["progress"] == {"total": 25, "done": 25, "waiting": 0}
+    # Each batch's end is in the experiment's log, as in a run's: its job's log in the API.
+    lines = api.get(f"/api/v1/jobs/{shown['jobId']}/logs").json()
+    assert sorted(line["message"] for line in lines) == [
+        f"Batch {batch.provider_batch_id} ended: {batch.total} answered, 0 failed, 0 sent again."
+        for batch in sorted(batches, key=lambda batch: batch.provider_batch_id)
+    ]
+    assert {(line["level"], line["stepId"], line["entityId"]) for line in lines} == {
+        ("info", "gen", None)
+    }
     assert len(fake.batches.submissions) == 3 and len(fake.requests) == 25  # none live
     assert set(batches.values_list("status", flat=True)) == {AiBatchStatus.ENDED}
     assert not sides.exists()
@@ -192,7 +201,7 @@ def test_a_side_whose_every_resume_died_ends_failed_and_its_experiment_ends(
 ):
     settings.EXPERIMENT_CHUNK_SIZE = 10
     settings.RUN_MAX_ATTEMPTS = 2
-    experiment, _ = _start(product_type, 4)
+    experiment, ids = _start(product_type, 4)
     _chunks(experiment)
     ai_batches_poll()
     ai_batches_poll()
@@ -216,6 +225,10 @@ def test_a_side_whose_every_resume_died_ends_failed_and_its_experiment_ends(
         assert [step["stepId"] for step in candidate["steps"]] == ["gen"]
         assert candidate["usage"]["inputTokens"] == 40  # the batch's answer, counted once
     assert experiment.input_tokens == 2 * 4 * 40
+    given_up = experiment.logs.filter(level="error")
+    assert sorted(given_up.values_list("entity_id", flat=True)) == sorted(ids)
+    assert given_up.first().message.startswith("The candidate's side: Gave up after 2 attempts")
+    assert given_up.first().step_id == "gen"
 
 
 def test_cancelling_an_experiment_cancels_its_batches_and_drops_its_sides(

@@ -9,7 +9,8 @@ import pytest
 
 from entities.models import Entity
 from jobs.experiments import services, summaries
-from jobs.experiments.models import Experiment, ExperimentStatus
+from jobs.experiments.log import experiment_log
+from jobs.experiments.models import Experiment, ExperimentLog, ExperimentStatus
 from jobs.experiments.scorers import candidate_is_a
 from jobs.models import Job
 from tests.factories import (
@@ -101,6 +102,10 @@ def test_a_budget_stops_the_model_calls(product_type, openai_server, settings):
     failed = experiment.results.filter(candidate__outcome="failed").count()
     assert failed > 30
     assert len(openai_server.requests) < 20
+    # Said once in its log, however many calls met it.
+    [line] = experiment.logs.all()
+    assert line.level == "warning" and line.message.startswith("Budget reached: ")
+    assert line.message.endswith("no new model call starts; the entities left fail.")
 
 
 def test_cancel_ends_it_and_nothing_more_is_written(product_type, openai_server, settings):
@@ -140,10 +145,13 @@ def test_ended_experiments_are_pruned_after_runs_keep_days(product_type, setting
     )
     experiment_run_inline(old)
     experiment_run_inline(recent)
+    for experiment in (old, recent):
+        experiment_log(experiment.pk, "info", "A line.", entity_ids=ids[:2])
     long_ago = timezone.now() - timedelta(days=settings.RUNS_KEEP_DAYS + 1)
     Experiment.objects.filter(pk__in=[old.pk, running.pk]).update(completed_at=long_ago)
     batch = experiments_prune(now=timezone.now(), limit=1000)
-    assert batch.deleted == 5 + 2  # its results, itself and its job
+    assert batch.deleted == 5 + 2 + 2  # its results, its log, itself and its job
+    assert set(ExperimentLog.objects.values_list("experiment_id", flat=True)) == {recent.pk}
     assert set(Experiment.objects.values_list("pk", flat=True)) == {recent.pk, running.pk}
     assert Job.objects.filter(experiment=recent).exists()
 
@@ -266,6 +274,12 @@ def test_a_chunk_whose_every_delivery_died_is_given_up_without_calling_a_model_a
         assert result.baseline["outcome"] == result.candidate["outcome"] == "completed"
     arms = summaries.arms_summary(experiment)
     assert arms["baseline"]["failed"] == arms["candidate"]["failed"] == 4
+    # Its log names each entity given up.
+    lines = experiment.logs.order_by("entity_id")
+    assert [line.entity_id for line in lines] == sorted(ids[:4])
+    assert {(line.level, line.message[:27]) for line in lines} == {
+        ("error", "Both sides: Gave up after 2")
+    }
     # A delivery once every row is written counts nothing more.
     services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
     experiment.refresh_from_db()

@@ -1,0 +1,44 @@
+"""An experiment's log (`ExperimentLog`): what its results do not say, written where it
+happens, as a run's log is: its provider batches' ends, retries and problems (the batch
+owner), its budget reached (once), and entities given up after their deliveries died."""
+
+from django.utils import timezone
+
+from jobs.experiments.models import Experiment, ExperimentLog
+from jobs.models.logs import RunLog
+
+Level = RunLog.Level
+
+
+def experiment_log(
+    experiment_id: str, level: str, message: str, *, entity_ids=(), step_id: str = ""
+) -> None:
+    """One line, or one per entity of `entity_ids`."""
+    now = timezone.now()
+    ExperimentLog.objects.bulk_create(
+        [
+            ExperimentLog(
+                experiment_id=experiment_id,
+                timestamp=now,
+                level=level,
+                message=message,
+                entity_id=entity_id,
+                step_id=step_id,
+            )
+            for entity_id in (entity_ids or [""])
+        ],
+        batch_size=1000,
+    )
+
+
+def budget_reached(experiment_id: str, message: str) -> None:
+    """Mark the experiment's budget reached, and say so in its log the first time."""
+    first = Experiment.objects.filter(pk=experiment_id, budget_reached_at=None).update(
+        budget_reached_at=timezone.now()
+    )
+    if first:
+        experiment_log(
+            experiment_id,
+            Level.WARNING,
+            f"{message}: no new model call starts; the entities left fail.",
+        )
