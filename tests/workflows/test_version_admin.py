@@ -74,8 +74,10 @@ def test_the_page_reads_every_version_s_diff_in_one_query(staff, product_type):
         workflow = make_workflow(product_type, [_generate("v1")])
         for number in range(2, versions + 1):
             workflow_update(workflow_id=workflow.pk, steps=[_generate(f"v{number}")], draft=True)
+        url = f"/admin/workflows/workflow/{workflow.pk}/change/"
+        staff.get(url)  # what a process caches for a while (read once, now and then) is read
         with CaptureQueriesContext(connection) as captured:
-            page = staff.get(f"/admin/workflows/workflow/{workflow.pk}/change/")
+            page = staff.get(url)
         assert page.content.decode().count("config.prompt") == versions - 1
         return len(captured)
 
