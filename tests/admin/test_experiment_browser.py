@@ -7,6 +7,7 @@ candidate waits for a provider batch says how many entities wait, and shows the 
 import math
 
 import pytest
+from celery import Celery
 
 from jobs.experiments import services
 from jobs.experiments.batches import sides_to_resume
@@ -96,9 +97,12 @@ def _describe(mode: str) -> list[dict]:
 
 
 def test_staff_see_the_entities_waiting_for_a_provider_batch_and_its_batches(
-    browser, live_server, django_user_model, product_type, openai_server, settings
+    browser, live_server, django_user_model, product_type, openai_server, settings, monkeypatch
 ):
     settings.EXPERIMENT_CHUNK_SIZE = 10
+    # Its chunks, batches and resumes run here, step by step: no task leaves for a worker
+    # (one the suite started would take them, against a fake server of its own).
+    monkeypatch.setattr(Celery, "send_task", lambda *args, **kwargs: None)
     workflow = make_workflow(product_type, _describe("sync"), name="Batched")
     workflow = workflow_update(workflow_id=workflow.pk, steps=_describe("batch"), draft=True)
     versions = {version.number: version for version in workflow.versions.all()}

@@ -118,7 +118,7 @@ def test_a_batch_mode_candidate_over_300_entities_completes_at_batch_prices_writ
 
     read = api.get(f"/api/v1/experiments/{started['id']}").json()
     assert read["status"] == "completed", read
-    assert read["progress"] == {"total": 300, "done": 300}
+    assert read["progress"] == {"total": 300, "done": 300, "waiting": 0}
     baseline, candidate = read["arms"]["baseline"], read["arms"]["candidate"]
     assert baseline["completed"] == candidate["completed"] == 300
     # The same tokens, the candidate's at the batch price: half.

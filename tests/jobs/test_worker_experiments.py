@@ -104,7 +104,7 @@ def test_an_experiment_of_500_entities_writes_nothing_and_maps_the_judges_back(
     )
     read = api.get(f"/api/v1/experiments/{started['id']}").json()
     assert read["status"] == "completed", read
-    assert read["progress"] == {"total": N, "done": N}
+    assert read["progress"] == {"total": N, "done": N, "waiting": 0}
     for arm in ("baseline", "candidate"):
         assert read["arms"][arm]["completed"] == N
     scores = {score["name"]: score for score in read["scores"]}
