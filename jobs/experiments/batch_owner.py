@@ -12,14 +12,8 @@ from django.db.models import F, QuerySet
 from config.bulk import rows_update
 from jobs import queue
 from jobs.engine.budget import RunBudget
-from jobs.experiments.log import budget_reached
-from jobs.experiments.models import (
-    Experiment,
-    ExperimentLog,
-    ExperimentSide,
-    ExperimentStatus,
-    SideStatus,
-)
+from jobs.experiments.log import budget_reached, experiment_log_lines
+from jobs.experiments.models import Experiment, ExperimentSide, ExperimentStatus, SideStatus
 from jobs.waits.ai_batch.models import AiBatchRequest
 from jobs.waits.ai_batch.owners import BatchOwner, LogLine, owners
 from workflows.steps.waits import Resolution
@@ -91,19 +85,14 @@ class ExperimentOwner(BatchOwner):
                 pk__in=[line.request.pk for line in lines if line.request is not None]
             ).values_list("pk", "entity_id")
         )
-        ExperimentLog.objects.bulk_create(
+        experiment_log_lines(
+            self.batch.experiment_id,
             [
-                ExperimentLog(
-                    experiment_id=self.batch.experiment_id,
-                    timestamp=now,
-                    level=line.level,
-                    message=line.message,
-                    entity_id=sides.get(line.request.pk, "") if line.request else "",
-                    step_id=self.batch.step_id,
-                )
+                (line.level, line.message, sides.get(line.request.pk, "") if line.request else "")
                 for line in lines
             ],
-            batch_size=1000,
+            step_id=self.batch.step_id,
+            now=now,
         )
 
 

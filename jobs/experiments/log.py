@@ -14,7 +14,18 @@ def experiment_log(
     experiment_id: str, level: str, message: str, *, entity_ids=(), step_id: str = ""
 ) -> None:
     """One line, or one per entity of `entity_ids`."""
-    now = timezone.now()
+    experiment_log_lines(
+        experiment_id,
+        [(level, message, entity_id) for entity_id in (entity_ids or [""])],
+        step_id=step_id,
+    )
+
+
+def experiment_log_lines(
+    experiment_id: str, lines: list[tuple[str, str, str]], *, step_id: str = "", now=None
+) -> None:
+    """Lines of (level, message, entity id or ""), at `now` (default: now)."""
+    now = now or timezone.now()
     ExperimentLog.objects.bulk_create(
         [
             ExperimentLog(
@@ -25,7 +36,7 @@ def experiment_log(
                 entity_id=entity_id,
                 step_id=step_id,
             )
-            for entity_id in (entity_ids or [""])
+            for level, message, entity_id in lines
         ],
         batch_size=1000,
     )

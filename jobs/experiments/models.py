@@ -6,7 +6,7 @@ from django.db import models
 from django.utils import timezone
 
 from config.api.ids import ID_LENGTH, id_default
-from jobs.models.logs import RunLog
+from jobs.models.logs import LogEntry
 from jobs.models.runs import RunStatus
 from workflows.models import Workflow, WorkflowVersion
 from workflows.usage import Usage
@@ -156,7 +156,7 @@ class ExperimentSide(models.Model):
         return f"{self.experiment_id}:{self.entity_id}:{self.arm}"
 
 
-class ExperimentLog(models.Model):
+class ExperimentLog(LogEntry):
     """A line of an experiment's log: what its results do not say (its provider batches'
     ends and retries, its budget reached, entities given up), as a run's log says it."""
 
@@ -164,11 +164,6 @@ class ExperimentLog(models.Model):
     experiment = models.ForeignKey(
         Experiment, on_delete=models.CASCADE, related_name="logs", db_index=False
     )
-    timestamp = models.DateTimeField(default=timezone.now)
-    level = models.CharField(max_length=8, choices=RunLog.Level.choices, default=RunLog.Level.INFO)
-    message = models.TextField()
-    entity_id = models.CharField(max_length=ID_LENGTH, blank=True)
-    step_id = models.CharField(max_length=64, blank=True)
 
     class Meta:
         indexes = [
@@ -176,6 +171,3 @@ class ExperimentLog(models.Model):
             models.Index(fields=["experiment", "level", "-id"], name="explog_level_newest"),
             models.Index(fields=["experiment", "entity_id", "-id"], name="explog_entity_newest"),
         ]
-
-    def __str__(self) -> str:
-        return f"[{self.level}] {self.message[:60]}"

@@ -45,7 +45,7 @@ from jobs.experiments.batches import (
 from jobs.experiments.log import Level, experiment_log
 from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
 from jobs.experiments.shadow import ShadowEngine
-from jobs.experiments.sides import ARMS, GONE, failed_side, result_of, side_of
+from jobs.experiments.sides import ARMS, GONE, failed_side, result_of, side_of, unrun_results
 from jobs.experiments.summaries import summary_store
 from jobs.models import Job
 from workflows.models import Workflow, WorkflowVersion
@@ -178,20 +178,13 @@ def _chunk_give_up(experiment: Experiment, first: int, ids: list[str]) -> None:
     worker killed each time, a crash outside the steps): one more would too, and would pay
     for its model calls again. Their rows say so, both sides failed, no model called."""
     error = given_up_error("this entity's chunk")
-    side = failed_side(error)
-    position = {pk: first + index for index, pk in enumerate(experiment.entity_ids[first:])}
-    engine = ShadowEngine(experiment)
-    rows = [
-        result_of(
-            experiment,
-            engine,
-            entity_id=pk,
-            position=position.get(pk, 0),
-            shown=None,
-            sides={"baseline": side, "candidate": side},
-        )
-        for pk in ids
-    ]
+    rows = unrun_results(
+        experiment,
+        ShadowEngine(experiment),
+        entity_ids=ids,
+        position={pk: first + index for index, pk in enumerate(experiment.entity_ids[first:])},
+        side=failed_side(error),
+    )
     with transaction.atomic():
         ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
         experiment_log(experiment.pk, Level.ERROR, f"Both sides: {error}", entity_ids=ids)
@@ -251,18 +244,13 @@ def _chunk_run(experiment: Experiment, first: int, ids: list[str], key: str) -> 
     ]
     # An entity deleted since the experiment started has a row too (so the experiment ends),
     # both sides failed saying so, and no verdict.
-    rows += [
-        result_of(
-            experiment,
-            engine,
-            entity_id=pk,
-            position=position.get(pk, 0),
-            shown=None,
-            sides={"baseline": GONE, "candidate": GONE},
-        )
-        for pk in ids
-        if pk not in entities
-    ]
+    rows += unrun_results(
+        experiment,
+        engine,
+        entity_ids=[pk for pk in ids if pk not in entities],
+        position=position,
+        side=GONE,
+    )
     # What the calls used is counted with the rows that show it: a delivery killed before
     # this commit counted nothing (its redelivery makes the calls again, and counts them).
     with transaction.atomic():

@@ -95,6 +95,24 @@ def result_of(
     )
 
 
+def unrun_results(
+    experiment: Experiment, engine: ShadowEngine, *, entity_ids, position: dict, side: dict
+) -> list[ExperimentResult]:
+    """The result rows of entities neither side ran for: both sides `side` (failed, saying
+    why), no verdict. `position`: each entity's place in the sample."""
+    return [
+        result_of(
+            experiment,
+            engine,
+            entity_id=pk,
+            position=position.get(pk, 0),
+            shown=None,
+            sides={"baseline": side, "candidate": side},
+        )
+        for pk in entity_ids
+    ]
+
+
 def differ(baseline: dict, candidate: dict) -> bool:
     return any(baseline[key] != candidate[key] for key in ("outcome", "error", "changes"))
 

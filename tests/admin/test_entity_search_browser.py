@@ -12,18 +12,28 @@ require_chromium()
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def _titled(ids: list[str], title: str) -> None:
+    for index, pk in enumerate(ids):
+        Entity.objects.filter(pk=pk).update(data={"title": f"{title} {index}", "price": 3})
+
+
+def _run_form(browser, live_server, django_user_model, product_type, name: str):
+    """Staff open the run form of a publishing workflow `name`, from the admin index."""
+    make_workflow(product_type, [{"type": "publish", "config": {}}], name=name)
+    watched = staff_page(browser, live_server, django_user_model, width=1280)
+    page = watched.page
+    page.click("#workflows-workflow a")  # the index's Workflows row
+    page.click(f"text={name}")
+    page.click("#run-on-entities")
+    return watched, page
+
+
 def test_staff_run_a_workflow_on_entities_found_by_search(
     browser, live_server, django_user_model, product_type
 ):
     ids = make_entities(product_type, 120)
-    for index, pk in enumerate(ids[:4]):
-        Entity.objects.filter(pk=pk).update(data={"title": f"Oak shelf {index}", "price": 3})
-    make_workflow(product_type, [{"type": "publish", "config": {}}], name="Shelves")
-    watched = staff_page(browser, live_server, django_user_model, width=1280)
-    page = watched.page
-    page.click("#workflows-workflow a")  # the index's Workflows row
-    page.click("text=Shelves")
-    page.click("#run-on-entities")
+    _titled(ids[:4], "Oak shelf")
+    watched, page = _run_form(browser, live_server, django_user_model, product_type, "Shelves")
     assert "<strong>120</strong>" in page.inner_html("#entity-search-count")
     page.fill("#entity-search-q", "oak shelf")
     page.click("#entity-search input[type=submit]")
@@ -41,16 +51,9 @@ def test_entities_ticked_stay_ticked_when_staff_search_again(
     browser, live_server, django_user_model, product_type
 ):
     ids = make_entities(product_type, 30)
-    for index, pk in enumerate(ids[:3]):
-        Entity.objects.filter(pk=pk).update(data={"title": f"Oak shelf {index}", "price": 3})
-    for index, pk in enumerate(ids[3:5]):
-        Entity.objects.filter(pk=pk).update(data={"title": f"Pine bed {index}", "price": 4})
-    make_workflow(product_type, [{"type": "publish", "config": {}}], name="Furniture")
-    watched = staff_page(browser, live_server, django_user_model, width=1280)
-    page = watched.page
-    page.click("#workflows-workflow a")  # the index's Workflows row
-    page.click("text=Furniture")
-    page.click("#run-on-entities")
+    _titled(ids[:3], "Oak shelf")
+    _titled(ids[3:5], "Pine bed")
+    watched, page = _run_form(browser, live_server, django_user_model, product_type, "Furniture")
     page.fill("#entity-search-q", "oak")
     page.locator("#entity-search-count", has_text="3 matches").wait_for()
     page.check(f"#pick-{ids[0]}")
