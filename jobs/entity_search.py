@@ -2,9 +2,11 @@
 entities whose data contains the text (any field, as the entity list's search) and of the
 status chosen, with a count of the matches, instead of a checkbox per entity of the type.
 
-What staff ticked stays ticked when they search again: the form posts every ticked id
-(`entity_ids`), and those the new search does not show are listed apart, still ticked
-(`EntitySearch.ticked_elsewhere`; the live search keeps them the same way in the page)."""
+What staff ticked stays ticked when they search again (the live search, with JavaScript):
+those the new matches show are ticked there, the others listed apart, still ticked, so the
+form posts every one (`entity_ids`). A refused experiment form, posted back, lists them the
+same way (`EntitySearch.ticked_elsewhere`). Without JavaScript the search is a page of its
+own, and the ticks are not carried to it."""
 
 from dataclasses import dataclass
 from functools import cached_property

@@ -1,12 +1,21 @@
 from django.db.models import Q
 
 from config.api.errors import NotFound
+from jobs.experiments.batches import entities_waiting
 from jobs.models import ExperimentLog, Job, RunLog
+
+
+def jobs_shown():
+    """Jobs with what their API shape reads: the run or the experiment, and an
+    experiment's entities waiting for a provider batch."""
+    return Job.objects.select_related("run", "experiment").annotate(
+        experiment_entities_waiting=entities_waiting("experiment_id")
+    )
 
 
 def job_list(*, status: str | None = None, workflow_id: str | None = None):
     """A run's job or an experiment's, by their status and workflow."""
-    jobs = Job.objects.select_related("run", "experiment")
+    jobs = jobs_shown()
     if status:
         jobs = jobs.filter(Q(run__status=status) | Q(experiment__status=status))
     if workflow_id:
@@ -15,7 +24,7 @@ def job_list(*, status: str | None = None, workflow_id: str | None = None):
 
 
 def job_get(*, job_id: str) -> Job:
-    job = Job.objects.select_related("run", "experiment").filter(pk=job_id).first()
+    job = jobs_shown().filter(pk=job_id).first()
     if job is None:
         raise NotFound(f"No job {job_id!r} exists.")
     return job

@@ -243,7 +243,9 @@ class JobSerializer(serializers.ModelSerializer):
 
 def experiment_job(job: Job) -> dict:
     """An experiment's job, in a run's job's shape: its progress counts the entities with a
-    result (`completed`) and, once cancelled, those left (`cancelled`)."""
+    result (`completed`), those whose side waits for a provider batch (`waiting`, as the
+    job's queryset annotates it: `experiment_entities_waiting`) and, once cancelled, those
+    left (`cancelled`)."""
     experiment = job.experiment
     left = experiment.total - experiment.done
     return {
@@ -256,7 +258,7 @@ def experiment_job(job: Job) -> dict:
             "failed": 0,
             "cancelled": left if experiment.status == RunStatus.CANCELLED else 0,
             "skipped": 0,
-            "waiting": 0,
+            "waiting": getattr(job, "experiment_entities_waiting", 0),
         },
         "workflowId": experiment.workflow_id,
         "runId": None,

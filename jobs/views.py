@@ -206,7 +206,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
 )
 class JobViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = JobSerializer
-    queryset = Job.objects.select_related("run", "experiment")
+    queryset = selectors.jobs_shown()
     action_permissions = {"cancel": ["jobs.change_job"]}
 
     def get_queryset(self):

@@ -27,18 +27,20 @@ answer spent when the batch is collected. A cancel ends the experiment's open ba
 
 import time
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from config.api.ids import new_id
 from entities.models import Entity
 from jobs.engine.outcomes import given_up_error
 from jobs.engine.parking import resolution_apply
 from jobs.engine.steps import steps_run
-from jobs.experiments.log import Level, budget_reached, experiment_log
+from jobs.experiments.log import Level, budget_reached, experiment_log_lines
 from jobs.experiments.models import (
     Experiment,
     ExperimentResult,
@@ -107,12 +109,13 @@ def sides_store(
     *,
     key: str,
     claimed: dict | None = None,
-) -> None:
+) -> set[tuple[str, str]]:
     """Store what the task `key` left: its parked sides (their estimates reserved against
     the budget; past it, a side fails now instead, unsent) and their provider batches, and
     its ended sides. A chunk's (`claimed` None) only for entities with no result or side yet;
     a resume's only in place of the sides it claimed (id -> attempts) still `resolved`. The
-    entities whose sides have all ended now are left to `entities_finish(key)`."""
+    entities whose sides have all ended now are left to `entities_finish(key)`. Returns the
+    (entity id, arm) of the sides it stored."""
     with transaction.atomic():
         row = (
             Experiment.objects.select_for_update()
@@ -121,7 +124,7 @@ def sides_store(
             .first()
         )
         if row is None:  # cancelled (or ended) meanwhile: nothing more is written
-            return
+            return set()
         sides = ExperimentSide.objects.filter(experiment=experiment)
         if claimed is None:
             ids = left.entity_ids()
@@ -202,6 +205,7 @@ def sides_store(
         if requests:
             ai_batches_record(experiment_id=experiment.pk, requests=requests)
     engine.reserving = (0, 0)
+    return kept
 
 
 def sides_resume(*, experiment_id: str, key: str) -> None:
@@ -225,27 +229,36 @@ def sides_resume(*, experiment_id: str, key: str) -> None:
             engine.flush()
             return
         with transaction.atomic():  # the calls' usage counted with the sides that show it
-            sides_store(
+            kept = sides_store(
                 experiment, engine, left, key=key, claimed={s.pk: s.attempts for s in claimed}
             )
             engine.flush()
             error = given_up_error("this side's resume")
-            for entity_id, arm, step_id in left.given_up:
-                message = f"The {arm}'s side: {error}"
-                experiment_log(
-                    experiment.pk, Level.ERROR, message, entity_ids=[entity_id], step_id=step_id
-                )
+            experiment_log_lines(
+                experiment.pk,
+                [
+                    (Level.ERROR, f"The {arm}'s side, at step {step_id}: {error}", entity_id)
+                    for entity_id, arm, step_id in left.given_up
+                    if (entity_id, arm) in kept
+                ],
+            )
     entities_finish(experiment, engine, key=key)
 
 
 def _claim(experiment_id: str, key: str) -> list[ExperimentSide]:
     """Take the sides the batch `key` answered, from any delivery before (its writes are
-    conditional on the attempts it claimed, so it writes nothing once taken over)."""
+    conditional on the attempts it claimed, so it writes nothing once taken over). Sides
+    claimed RUN_MAX_ATTEMPTS times already are taken (to be given up) only once their last
+    claim is RUN_STALL_AFTER_S old: until then its delivery may still be continuing them."""
+    now = timezone.now()
     claimed = ExperimentSide.objects.filter(
         experiment_id=experiment_id, status=SideStatus.RESOLVED, task_key=key
+    ).exclude(
+        attempts__gte=settings.RUN_MAX_ATTEMPTS,
+        claimed_at__gt=now - timedelta(seconds=settings.RUN_STALL_AFTER_S),
     )
     ids = list(claimed.values_list("pk", flat=True))
-    ExperimentSide.objects.filter(pk__in=ids).update(attempts=F("attempts") + 1)
+    ExperimentSide.objects.filter(pk__in=ids).update(attempts=F("attempts") + 1, claimed_at=now)
     return list(ExperimentSide.objects.filter(pk__in=ids).order_by("position", "arm"))
 
 
@@ -336,11 +349,7 @@ def entities_finish(experiment: Experiment, engine: ShadowEngine, *, key: str) -
             )
         )
     with transaction.atomic():
-        goes_on = (
-            Experiment.objects.select_for_update()
-            .filter(pk=experiment.pk, status__in=ExperimentStatus.open(), cancel_requested_at=None)
-            .exists()
-        )
+        goes_on = experiment_goes_on(experiment.pk)
         if goes_on:
             ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
             ExperimentSide.objects.filter(
@@ -350,6 +359,16 @@ def entities_finish(experiment: Experiment, engine: ShadowEngine, *, key: str) -
     return len(rows) if goes_on else 0
 
 
+def experiment_goes_on(experiment_id: str) -> bool:
+    """Lock the experiment's row (call inside a transaction): whether it is open and no
+    cancel was asked, so that results and sides may still be written."""
+    return (
+        Experiment.objects.select_for_update()
+        .filter(pk=experiment_id, status__in=ExperimentStatus.open(), cancel_requested_at=None)
+        .exists()
+    )
+
+
 def experiment_batches_cancel(*, experiment_id: str) -> None:
     """A cancelled experiment's open batches are no longer wanted (their providers are told
     after COMMIT) and its sides are dropped; call in the cancel's transaction."""
@@ -357,11 +376,12 @@ def experiment_batches_cancel(*, experiment_id: str) -> None:
     ExperimentSide.objects.filter(experiment_id=experiment_id).delete()
 
 
-def entities_waiting() -> Coalesce:
-    """For a query of experiments: how many of each one's entities have a side not ended
-    (waiting for its provider batch, or answered and not continued yet)."""
+def entities_waiting(experiment: str = "pk") -> Coalesce:
+    """For a query of experiments (or of rows naming one in `experiment`): how many of each
+    one's entities have a side not ended (waiting for its provider batch, or answered and
+    not continued yet)."""
     open_sides = (
-        ExperimentSide.objects.filter(experiment=OuterRef("pk"))
+        ExperimentSide.objects.filter(experiment=OuterRef(experiment))
         .exclude(status=SideStatus.ENDED)
         .order_by()
         .values("experiment")

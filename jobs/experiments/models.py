@@ -60,8 +60,10 @@ class Experiment(models.Model):
     # Last sign of progress (a chunk started, a step of a side, a chunk ended): an open
     # experiment without one for RUN_STALL_AFTER_S has its unfinished chunks queued again.
     heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # The deliveries of each chunk that had entities left to run ({"3": 2}; one key per
-    # chunk at most): past RUN_MAX_ATTEMPTS, its entities are given up instead of run again.
+    # The deliveries of each chunk that had entities left to run, and when the last one
+    # started ({"3": {"count": 2, "at": "<ISO time>"}}; a key per chunk at most): past
+    # RUN_MAX_ATTEMPTS, its entities are given up instead of run again, once the last one
+    # started RUN_STALL_AFTER_S ago (it may still be running until then).
     chunk_deliveries = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
@@ -142,6 +144,7 @@ class ExperimentSide(models.Model):
     # are conditional on theirs).
     task_key = models.CharField(max_length=ID_LENGTH + 16, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)  # by the last of those claims
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

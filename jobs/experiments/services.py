@@ -16,7 +16,7 @@ once both of its sides have ended.
 
 import random
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
@@ -37,6 +37,7 @@ from jobs.experiments.batches import (
     Parked,
     entities_finish,
     experiment_batches_cancel,
+    experiment_goes_on,
     sides_left,
     sides_resume,
     sides_store,
@@ -155,28 +156,45 @@ def experiment_chunk_execute(*, experiment_id: str, chunk: int) -> None:
     written |= set(sides_left(experiment_id).filter(entity_id__in=ids))  # parked: not ours
     ids = [pk for pk in ids if pk not in written]
     key = f"chunk:{chunk}"  # the task that parks, and finishes what the budget refused
-    if ids and _chunk_delivered(experiment_id, chunk) > settings.RUN_MAX_ATTEMPTS:
+    delivery = _chunk_delivery(experiment_id, chunk) if ids else None
+    if delivery == GIVE_UP:
         _chunk_give_up(experiment, chunk * size, ids)
-    elif ids:
+    elif delivery == RUN:
         _chunk_run(experiment, chunk * size, ids, key)
     if experiment.sides.exists():  # a delivery before may have left them unfinished
         entities_finish(experiment, ShadowEngine(experiment), key=key)
     experiment_end_if_done(experiment_id=experiment_id)
 
 
-def _chunk_delivered(experiment_id: str, chunk: int) -> int:
-    """Count this delivery of the chunk; returns how many there were, this one included."""
+RUN, GIVE_UP, LEAVE = "run", "give up", "leave"
+
+
+def _chunk_delivery(experiment_id: str, chunk: int) -> str:
+    """What this delivery of a chunk with entities left does: RUN them (counted), GIVE_UP
+    on them (counted) when RUN_MAX_ATTEMPTS deliveries before it started and the last one
+    started RUN_STALL_AFTER_S ago (so they died: a live one would have written its rows by
+    then, or will be given up when the stall check queues the chunk again), or LEAVE them to
+    that last delivery, which may still be running."""
+    now = timezone.now()
     with transaction.atomic():
         row = Experiment.objects.select_for_update().only("chunk_deliveries").get(pk=experiment_id)
-        row.chunk_deliveries[str(chunk)] = row.chunk_deliveries.get(str(chunk), 0) + 1
+        before = row.chunk_deliveries.get(str(chunk)) or {"count": 0, "at": None}
+        delivery = RUN
+        if before["count"] >= settings.RUN_MAX_ATTEMPTS:
+            started = datetime.fromisoformat(before["at"])
+            if now - started < timedelta(seconds=settings.RUN_STALL_AFTER_S):
+                return LEAVE
+            delivery = GIVE_UP
+        row.chunk_deliveries[str(chunk)] = {"count": before["count"] + 1, "at": now.isoformat()}
         row.save(update_fields=["chunk_deliveries"])
-    return row.chunk_deliveries[str(chunk)]
+    return delivery
 
 
 def _chunk_give_up(experiment: Experiment, first: int, ids: list[str]) -> None:
     """Every delivery of the chunk before this one died before its entities had a row (a
     worker killed each time, a crash outside the steps): one more would too, and would pay
-    for its model calls again. Their rows say so, both sides failed, no model called."""
+    for its model calls again. Their rows say so, both sides failed, no model called;
+    nothing is written once the experiment was cancelled or has ended."""
     error = given_up_error("this entity's chunk")
     rows = unrun_results(
         experiment,
@@ -186,8 +204,9 @@ def _chunk_give_up(experiment: Experiment, first: int, ids: list[str]) -> None:
         side=failed_side(error),
     )
     with transaction.atomic():
-        ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
-        experiment_log(experiment.pk, Level.ERROR, f"Both sides: {error}", entity_ids=ids)
+        if experiment_goes_on(experiment.pk):
+            ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
+            experiment_log(experiment.pk, Level.ERROR, f"Both sides: {error}", entity_ids=ids)
 
 
 def _chunk_run(experiment: Experiment, first: int, ids: list[str], key: str) -> None:

@@ -108,6 +108,10 @@ def test_a_batch_mode_side_waits_for_its_batch_then_goes_on_in_shadow_at_batch_p
     assert shown["progress"] == {"total": 25, "done": 0, "waiting": 25}
     [listed] = api.get("/api/v1/experiments").json()
     assert listed["progress"]["waiting"] == 25
+    job = api.get(f"/api/v1/jobs/{shown['jobId']}").json()
+    assert (job["progress"]["completed"], job["progress"]["waiting"]) == (0, 25)
+    [listed_job] = api.get("/api/v1/jobs").json()
+    assert listed_job["progress"]["waiting"] == 25
 
     # The candidate's sides wait (one batch per chunk), the baseline's ended; no row yet.
     sides = ExperimentSide.objects.filter(experiment=experiment)
@@ -209,6 +213,12 @@ def test_a_side_whose_every_resume_died_ends_failed_and_its_experiment_ends(
     for _ in range(2):  # two resumes take the answered sides, and die
         assert len(_claim(experiment.pk, batch.pk)) == 4
     calls = len(fake.requests)
+    # A third right away leaves them to the second, which may still be continuing them.
+    _resume(experiment)
+    assert ExperimentSide.objects.filter(experiment=experiment, status="resolved").count() == 4
+    # Once their last claim is RUN_STALL_AFTER_S old, the next resume gives them up.
+    long_ago = timezone.now() - timedelta(seconds=settings.RUN_STALL_AFTER_S + 1)
+    ExperimentSide.objects.filter(experiment=experiment).update(claimed_at=long_ago)
     _resume(experiment)
     experiment.refresh_from_db()
     assert experiment.status == ExperimentStatus.COMPLETED and experiment.done == 4
@@ -227,8 +237,9 @@ def test_a_side_whose_every_resume_died_ends_failed_and_its_experiment_ends(
     assert experiment.input_tokens == 2 * 4 * 40
     given_up = experiment.logs.filter(level="error")
     assert sorted(given_up.values_list("entity_id", flat=True)) == sorted(ids)
-    assert given_up.first().message.startswith("The candidate's side: Gave up after 2 attempts")
-    assert given_up.first().step_id == "gen"
+    assert given_up.first().message.startswith(
+        "The candidate's side, at step gen: Gave up after 2 attempts"
+    )
 
 
 def test_cancelling_an_experiment_cancels_its_batches_and_drops_its_sides(

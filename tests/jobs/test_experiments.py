@@ -6,6 +6,7 @@ import json
 from unittest import mock
 
 import pytest
+from django.utils import timezone
 
 from entities.models import Entity
 from jobs.experiments import services, summaries
@@ -257,12 +258,18 @@ def test_a_chunk_whose_every_delivery_died_is_given_up_without_calling_a_model_a
             with pytest.raises(SystemExit):
                 services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
     calls = len(openai_server.requests)
+    # A third delivery right away leaves the chunk to the second, which may still be running.
+    services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
+    assert len(openai_server.requests) == calls and not experiment.results.exists()
+    # Once the last delivery started RUN_STALL_AFTER_S ago, the next gives them up.
+    _last_delivery_long_ago(experiment, "0", settings)
     services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
     assert len(openai_server.requests) == calls  # given up: no model called again
     services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=1)
     experiment.refresh_from_db()
     assert experiment.status == ExperimentStatus.COMPLETED and experiment.done == 6
-    assert experiment.chunk_deliveries == {"0": 3, "1": 1}
+    counts = {chunk: entry["count"] for chunk, entry in experiment.chunk_deliveries.items()}
+    assert counts == {"0": 3, "1": 1}
     given_up = list(experiment.results.filter(entity_id__in=ids[:4]).order_by("position"))
     assert [r.position for r in given_up] == [0, 1, 2, 3]
     for result in given_up:
@@ -283,7 +290,45 @@ def test_a_chunk_whose_every_delivery_died_is_given_up_without_calling_a_model_a
     # A delivery once every row is written counts nothing more.
     services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
     experiment.refresh_from_db()
-    assert experiment.chunk_deliveries == {"0": 3, "1": 1}
+    assert experiment.chunk_deliveries["0"]["count"] == 3
+
+
+def _last_delivery_long_ago(experiment, chunk: str, settings) -> None:
+    from datetime import timedelta
+
+    deliveries = Experiment.objects.get(pk=experiment.pk).chunk_deliveries
+    at = timezone.now() - timedelta(seconds=settings.RUN_STALL_AFTER_S + 1)
+    deliveries[chunk]["at"] = at.isoformat()
+    Experiment.objects.filter(pk=experiment.pk).update(chunk_deliveries=deliveries)
+
+
+def test_a_chunk_given_up_after_a_cancel_writes_nothing(product_type, openai_server, settings):
+    settings.EXPERIMENT_CHUNK_SIZE = 4
+    settings.RUN_MAX_ATTEMPTS = 1
+    workflow, baseline, candidate = make_versions(product_type)
+    experiment = services.experiment_start(
+        workflow=workflow,
+        baseline=baseline,
+        candidate=candidate,
+        scorers=[],
+        entity_ids=make_entities(product_type, 4),
+    )
+    killed = mock.patch.object(services, "steps_run", side_effect=SystemExit("killed"))
+    with killed, pytest.raises(SystemExit):
+        services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
+    _last_delivery_long_ago(experiment, "0", settings)
+    experiment.refresh_from_db()
+    # The cancel is asked while the delivery that gives up is on its way (after its start).
+    with mock.patch.object(
+        services, "_chunk_delivery", side_effect=lambda *args: _cancel_then(experiment, args)
+    ):
+        services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
+    assert not experiment.results.exists() and not experiment.logs.exists()
+
+
+def _cancel_then(experiment, args):
+    Experiment.objects.filter(pk=experiment.pk).update(cancel_requested_at=timezone.now())
+    return services.GIVE_UP
 
 
 def test_a_stalled_experiment_has_its_unfinished_chunks_queued_again(

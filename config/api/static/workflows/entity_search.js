@@ -44,7 +44,7 @@
     }
     const apart = document.getElementById("entity-ticked-elsewhere");
     const row = document.getElementById("entity-ticked-row");
-    for (const id of ids) {
+    for (const id of new Set(ids)) {
       if (shown.has(id)) {
         shown.get(id).checked = true;
       } else if (apart && row) {
