@@ -21,7 +21,8 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput
@@ -283,12 +284,17 @@ def _chunk_run(experiment: Experiment, first: int, ids: list[str], key: str) -> 
 
 
 def experiment_end_if_done(*, experiment_id: str) -> None:
-    """Recount `done` from the rows; end the experiment once every entity has one."""
+    """Recount `done` from the rows; end the experiment once every entity has one. Two
+    chunks ending together each count: the count of the one whose rows were not yet seen
+    may be written last, so `done` only grows (rows are never taken back while it is open),
+    and the end is decided on the stored count."""
     done = ExperimentResult.objects.filter(experiment_id=experiment_id).count()
-    Experiment.objects.filter(pk=experiment_id).update(done=done, heartbeat_at=timezone.now())
+    Experiment.objects.filter(pk=experiment_id).update(
+        done=Greatest(F("done"), Value(done)), heartbeat_at=timezone.now()
+    )
     now = timezone.now()
     ended = Experiment.objects.filter(
-        pk=experiment_id, total__lte=done, status__in=ExperimentStatus.open()
+        pk=experiment_id, total__lte=F("done"), status__in=ExperimentStatus.open()
     ).update(status=ExperimentStatus.COMPLETED, completed_at=now)
     if ended:
         Experiment.objects.filter(pk=experiment_id, started_at=None).update(started_at=now)

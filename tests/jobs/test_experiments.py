@@ -293,6 +293,31 @@ def test_a_chunk_whose_every_delivery_died_is_given_up_without_calling_a_model_a
     assert experiment.chunk_deliveries["0"]["count"] == 3
 
 
+def test_a_count_of_done_taken_before_another_chunks_rows_does_not_lower_it(
+    product_type, openai_server, settings
+):
+    settings.EXPERIMENT_CHUNK_SIZE = 1
+    workflow, baseline, candidate = make_versions(product_type)
+    answer_by_prompt(openai_server)
+    experiment = services.experiment_start(
+        workflow=workflow,
+        baseline=baseline,
+        candidate=candidate,
+        scorers=[],
+        entity_ids=make_entities(product_type, 2),
+    )
+    for chunk in (0, 1):
+        services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=chunk)
+    experiment.refresh_from_db()
+    assert (experiment.status, experiment.done) == (ExperimentStatus.COMPLETED, 2)
+    # The first chunk's recount, taken before the second's row was committed, lands last.
+    second = experiment.results.get(position=1)
+    second.delete()
+    services.experiment_end_if_done(experiment_id=experiment.pk)
+    experiment.refresh_from_db()
+    assert (experiment.status, experiment.done) == (ExperimentStatus.COMPLETED, 2)
+
+
 def _last_delivery_long_ago(experiment, chunk: str, settings) -> None:
     from datetime import timedelta
 
