@@ -1,7 +1,7 @@
 from django.db.models import Q
 
 from config.api.errors import NotFound
-from jobs.experiments.batches import entities_waiting
+from jobs.experiments.selectors import entities_waiting
 from jobs.models import ExperimentLog, Job, RunLog
 
 

@@ -8,6 +8,8 @@ sent) over a sample of entities, and scored (rules, a model as judge, people).
 - `sides`: one entity's sides as recorded, and its result row once both ended.
 - `scorers`: rules and judge verdicts of one entity's two sides.
 - `batches`: batch mode: sides parked for a provider batch the experiment owns (the
-  `ai_batch` kind's), continued once answered; the batch's owner for `jobs.waits.ai_batch`.
+  `ai_batch` kind's), continued once answered; `batch_owner`: the batch's owner for
+  `jobs.waits.ai_batch`; `selectors`: reading the sides (waiting, kept, to resume).
+- `log`: the experiment's log lines (its batches, its budget, entities given up).
 - `services`: start, execute a chunk, finish; `summary` for the API.
 """

@@ -17,8 +17,8 @@ from django.urls import path, reverse
 from config.api.errors import DomainError
 from entities.selectors import entity_labels
 from jobs.experiments import human, summaries
-from jobs.experiments.batches import entities_waiting
 from jobs.experiments.models import Experiment
+from jobs.experiments.selectors import entities_waiting
 from jobs.record_admin import LOGS_SHOWN, TEXT_SHOWN, RecordAdmin
 from jobs.waits.ai_batch.kind import BATCHES_SHOWN
 from jobs.waits.ai_batch.selectors import experiment_batches

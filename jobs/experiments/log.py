@@ -5,9 +5,9 @@ owner), its budget reached (once), and entities given up after their deliveries 
 from django.utils import timezone
 
 from jobs.experiments.models import Experiment, ExperimentLog
-from jobs.models.logs import RunLog
+from jobs.models.logs import LogEntry
 
-Level = RunLog.Level
+Level = LogEntry.Level
 
 
 def experiment_log(

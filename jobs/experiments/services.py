@@ -39,13 +39,12 @@ from jobs.experiments.batches import (
     entities_finish,
     experiment_batches_cancel,
     experiment_goes_on,
-    sides_left,
     sides_resume,
     sides_store,
-    sides_to_resume,
 )
 from jobs.experiments.log import Level, experiment_log
 from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
+from jobs.experiments.selectors import sides_left, sides_to_resume
 from jobs.experiments.shadow import ShadowEngine
 from jobs.experiments.sides import ARMS, GONE, failed_side, result_of, side_of, unrun_results
 from jobs.experiments.summaries import summary_store

@@ -6,8 +6,8 @@ from rest_framework.response import Response
 from config.api.errors import NotFound
 from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import validated
-from jobs.experiments.batches import entities_waiting
 from jobs.experiments.models import Experiment
+from jobs.experiments.selectors import entities_waiting
 from jobs.experiments.serializers import (
     ExperimentResultQuerySerializer,
     ExperimentResultSerializer,

@@ -10,8 +10,8 @@ import pytest
 from celery import Celery
 
 from jobs.experiments import services
-from jobs.experiments.batches import sides_to_resume
 from jobs.experiments.models import ExperimentResult
+from jobs.experiments.selectors import sides_to_resume
 from jobs.waits.ai_batch.services import ai_batches_poll
 from tests.admin.browsing import require_chromium, shot, staff_page
 from tests.factories import make_entities, make_workflow

@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from entities.models import Entity
 from jobs.experiments import services, summaries
-from jobs.experiments.batches import Left, _claim, sides_store, sides_to_resume
+from jobs.experiments.batches import Left, _claim, sides_store
 from jobs.experiments.models import Experiment, ExperimentSide, ExperimentStatus, SideStatus
+from jobs.experiments.selectors import sides_to_resume
 from jobs.experiments.shadow import ShadowEngine
 from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Wait
 from jobs.waits.ai_batch.services import ai_batch_cancel, ai_batches_poll
