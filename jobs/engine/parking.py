@@ -11,7 +11,6 @@ write of a chunk, so a chunk delivered twice parks each entity once. Kinds of wa
 (`jobs.waits.<kind>`) say only how a wait is created, resolved and cancelled.
 """
 
-import copy
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +30,7 @@ from jobs.engine.states import checkpoint_of
 from jobs.item_rows import run_chunk_size
 from jobs.models import ItemStatus, Run, RunItem, RunStatus, Wait, WaitStatus
 from jobs.waits.base import Parked, ParkedWait, kinds
-from workflows.steps.runtime import EntityState, Outcome, StepError, set_path
+from workflows.steps.runtime import EntityState, Outcome, StepError, json_copy, set_path
 from workflows.steps.waits import NO_OUTPUT, Resolution, WaitRequest
 from workflows.usage import ZERO, Usage
 
@@ -79,7 +78,8 @@ def waits_park(
         wait = ParkedWait(
             new_id("wait"), run_id, pk, state.entity_id, asked.step_id, asked.request.kind
         )
-        parking[pk] = Parked(wait, state, asked.request)
+        changes = (saved["changes"], saved["removed"])
+        parking[pk] = Parked(wait, state, asked.request, changes)
         # The chunk's finish counts the entity's usage in the run, in this transaction.
         saved.update(wait=wait.pk, attempt=attempts, counted=Usage.of(state.usage).stored())
         rows.append(
@@ -185,14 +185,16 @@ def resolution_apply(state: EntityState, step_id: str, resolution: Resolution | 
     if resolution.decided_by:
         state.decided_by = {"stepId": step_id, "userId": resolution.decided_by}
     if outcome == "continue":
-        state.data.update(copy.deepcopy(resolution.data))
+        # Copies: the entities resumed together share one resolution.
+        if resolution.data:
+            state.data.update(json_copy(resolution.data))
         for path, value in resolution.set.items():
-            set_path(state.data, path, copy.deepcopy(value))
-        if resolution.output is not NO_OUTPUT:  # a copy: entities may share a resolution
-            state.outputs[step_id] = copy.deepcopy(resolution.output)
+            set_path(state.data, path, json_copy(value))
+        if resolution.output is not NO_OUTPUT:
+            state.outputs[step_id] = json_copy(resolution.output)
         return
     # Stopped or failed: the run's changes since the last commit are discarded.
-    state.data = copy.deepcopy(state.base())
+    state.data = json_copy(state.base())
     if outcome == "stop":
         state.outcome = Outcome.STOPPED
     else:

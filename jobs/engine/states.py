@@ -8,11 +8,10 @@ edit made meanwhile to other keys survives). So an entity parked for a week cost
 changes, not two copies of its data. (Checkpoints of workers from before this kept `data`
 and `committed`; they are still read.)"""
 
-import copy
 import json
 
 from jobs.engine.leases import Lease
-from workflows.steps.runtime import EntityState, changes_apply
+from workflows.steps.runtime import EntityState, changes_apply, json_copy
 from workflows.usage import Usage
 
 
@@ -77,7 +76,7 @@ def state_of_entity(entity) -> EntityState:
     return EntityState(
         entity_id=entity.pk,
         status=entity.status,
-        data=copy.deepcopy(entity.data),
+        data=json_copy(entity.data),
         committed=entity.data,
         entity_type_schema=entity.entity_type.schema,
         version=entity.version,

@@ -38,11 +38,16 @@ class ParkedWait(NamedTuple):
 
 class Parked(NamedTuple):
     """A wait just created for an entity, with what its step asked for (`request`, of its
-    kind's `request_type`)."""
+    kind's `request_type`) and, when the engine stored them in its checkpoint, the run's
+    changes to the entity (`state.changes()`, not computed twice)."""
 
     wait: ParkedWait
     state: EntityState
     request: WaitRequest
+    changes: tuple[dict, list[str]] | None = None
+
+    def state_changes(self) -> tuple[dict, list[str]]:
+        return self.changes if self.changes is not None else self.state.changes()
 
 
 @dataclass(frozen=True)

@@ -424,3 +424,33 @@ def test_an_entity_deleted_while_it_waits_fails_alone_when_approved(product_type
     assert (run.status, run.completed, run.failed) == ("failed", 1, 1)
     item = RunItem.objects.get(run=run, entity_id=ids[0])
     assert (item.status, item.error) == ("failed", "The entity no longer exists.")
+
+
+def test_entities_resumed_by_one_resolution_get_copies_of_what_it_holds():
+    """A bulk decision resolves 1,000 waits with one resolution, parsed once for them all:
+    each entity gets its own copy of its data and output, so a later step changing one
+    entity's nested value changes no other, nor the resolution."""
+    from jobs.engine.parking import resolution_apply
+    from workflows.steps.runtime import EntityState
+    from workflows.steps.waits import Resolution
+
+    shared = Resolution(
+        "continue",
+        data={"specs": {"colors": ["red"]}},
+        set={"meta.tags": ["a"]},
+        output={"approved": True, "notes": {"by": ["ann"]}},
+    )
+    states = [
+        EntityState(entity_id=f"ent_{n}", status="draft", data={"meta": {}}, committed={})
+        for n in range(2)
+    ]
+    for state in states:
+        resolution_apply(state, "check", shared)
+    first, second = states
+    first.data["specs"]["colors"].append("blue")
+    first.data["meta"]["tags"].append("b")
+    first.outputs["check"]["notes"]["by"].append("bob")
+    assert second.data == {"meta": {"tags": ["a"]}, "specs": {"colors": ["red"]}}
+    assert second.outputs["check"] == {"approved": True, "notes": {"by": ["ann"]}}
+    assert shared.data == {"specs": {"colors": ["red"]}} and shared.set == {"meta.tags": ["a"]}
+    assert shared.output == {"approved": True, "notes": {"by": ["ann"]}}

@@ -25,6 +25,17 @@ class StepError(Exception):
 MISSING = object()
 
 
+def json_copy(value: Any) -> Any:
+    """A copy of a JSON value (dicts, lists and scalars, as parsed or built for JSON): the
+    containers copied, the scalars shared (immutable). About three times cheaper than
+    `copy.deepcopy`, which a resumed chunk paid twice per entity on a shared resolution."""
+    if isinstance(value, dict):
+        return {key: json_copy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_copy(item) for item in value]
+    return value
+
+
 def changes_apply(data: dict, changes: dict, removed) -> dict:
     """`data` with the top-level keys `removed` dropped and `changes` set, in place (see
     `EntityState.changes`); returns it."""

@@ -1,5 +1,3 @@
-import copy
-
 from django.utils.text import slugify
 
 from workflows.steps.base import TEMPLATE, StepType
@@ -12,6 +10,7 @@ from workflows.steps.runtime import (
     StepContext,
     StepError,
     get_path,
+    json_copy,
     remove_path,
     set_path,
 )
@@ -125,7 +124,7 @@ class Transform(StepType):
                 if isinstance(value, str):
                     value = self.render(value, state, ctx)  # a new string
                 else:
-                    value = copy.deepcopy(value)  # the config's own list or object
+                    value = json_copy(value)  # the config's own list or object
                 set_path(state.data, operation["field"], value)
                 changed.append(operation["field"])
             elif op in ("copy", "rename"):
@@ -135,7 +134,7 @@ class Transform(StepType):
                         f"operations[{index}] ({op}): the field {operation['from']!r} "
                         "does not exist."
                     )
-                set_path(state.data, operation["to"], copy.deepcopy(value))
+                set_path(state.data, operation["to"], json_copy(value))
                 if op == "rename":
                     remove_path(state.data, operation["from"])
                     changed.append(operation["from"])

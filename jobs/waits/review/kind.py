@@ -33,7 +33,7 @@ class ReviewWait(WaitKind):
         instructions = _instructions_shared(parked)
         rows = []
         for entry in parked:
-            changes, removed = entry.state.changes()
+            changes, removed = entry.state_changes()
             request = entry.request
             rows.append(
                 {
