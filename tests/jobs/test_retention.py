@@ -40,7 +40,7 @@ REVIEWED = [
         "type": "transform",
         "config": {"operations": [{"op": "set", "field": "slug", "value": "{{ entity.title }}"}]},
     },
-    {"id": "check", "type": "review", "config": {"instructions": "Is {{ entity.slug }} right?"}},
+    {"id": "check", "type": "review", "config": {"instructions": "Is the slug right?"}},
     {"id": "pub", "type": "publish", "config": {}},
 ]
 RUN_MODELS = [

@@ -102,12 +102,13 @@ def test_a_parked_entity_s_checkpoint_and_review_hold_its_changes_and_share_inst
     assert review.proposed_on(stored) == {**stored, "slug": stored["title"]}
 
 
-def test_chunks_of_a_run_share_each_text_its_reviews_read_and_keep_the_others_apart(
-    product_type, settings
+def test_a_text_several_reviews_read_is_one_row_of_the_run_and_an_entity_s_own_is_its_review_s(
+    product_type, settings, api
 ):
-    """Odd prices read one text in both chunks (the second chunk finds the first's row),
-    even ones a text of their own."""
-    settings.RUN_CHUNK_SIZE = 3
+    """Odd prices read one text, two in each chunk: one row of the run (the second chunk
+    finds the first's). Even ones read a text of their own, stored in their review: a row
+    of its own would be one more write per review, shared by none."""
+    settings.RUN_CHUNK_SIZE = 4
     steps = [
         STEPS[0],
         {
@@ -120,18 +121,29 @@ def test_chunks_of_a_run_share_each_text_its_reviews_read_and_keep_the_others_ap
         },
         STEPS[2],
     ]
-    ids = make_entities(product_type, 6)
+    ids = make_entities(product_type, 8)
     run = start_run(make_workflow(product_type, steps), ids)
     run_inline(run.pk)
     assert RunItem.objects.filter(run=run).values("chunk").distinct().count() == 2
-    texts = dict(Review.objects.filter(run=run).values_list("entity_id", "instructions__text"))
-    assert texts == {pk: "Odd." if n % 2 else f"Item {n}" for n, pk in enumerate(ids)}
-    assert sorted(ReviewInstructions.objects.filter(run=run).values_list("text", flat=True)) == [
-        "Item 0",
-        "Item 2",
-        "Item 4",
-        "Odd.",
+    reviews = {
+        r.entity_id: r for r in Review.objects.filter(run=run).select_related("instructions")
+    }
+    assert {pk: reviews[pk].instructions_rendered for pk in ids} == {
+        pk: "Odd." if n % 2 else f"Item {n}" for n, pk in enumerate(ids)
+    }
+    assert list(ReviewInstructions.objects.filter(run=run).values_list("text", flat=True)) == [
+        "Odd."
     ]
+    odd = {reviews[pk].instructions_id for n, pk in enumerate(ids) if n % 2}
+    assert len(odd) == 1 and None not in odd
+    assert all(
+        reviews[pk].instructions_id is None and reviews[pk].instructions_text == f"Item {n}"
+        for n, pk in enumerate(ids)
+        if n % 2 == 0
+    )
+    for n in (1, 2):  # as the API serves them, shared or the review's own
+        response = api.get(f"/api/v1/reviews/{reviews[ids[n]].pk}")
+        assert response.json()["instructions"] == ("Odd." if n % 2 else f"Item {n}")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -79,7 +79,9 @@ def test_entities_wait_at_a_review_holding_their_checkpoint_and_the_run_stays_ru
     assert (item.state["changes"], item.state["removed"]) == ({"slug": "Item 0"}, [])
     assert "data" not in item.state and "committed" not in item.state
     review = Review.objects.get(entity_id=ids[0])
-    assert review.status == "pending" and review.instructions.text == "Is Item 0 right for Item 0?"
+    assert (
+        review.status == "pending" and review.instructions_rendered == "Is Item 0 right for Item 0?"
+    )
     assert review.fields == ["slug"]  # the field the run changed
     assert (review.changes, review.removed) == ({"slug": "Item 0"}, [])
     assert item.state["wait"] == review.wait_id

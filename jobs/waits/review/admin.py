@@ -245,7 +245,7 @@ def _shown(found: list[Review], limit: int | None) -> tuple[list[Review], bool]:
         ]
         if review.status != ReviewStatus.PENDING:
             review.audit = [AuditShown(row, limit) for row in review_audit(review, stored)]
-        instructions = review.instructions.text
+        instructions = review.instructions_rendered
         review.instructions_shown = _cut(instructions, limit)
         review.instructions_cut = len(review.instructions_shown) < len(instructions)
         review.truncated = review.instructions_cut or any(row.truncated for row in review.rows)

@@ -3,6 +3,7 @@ what the run made of it (`services` decides, `views`/`urls` are its API, `admin`
 expired reviews are decided on each tick as the step's `onTimeout` says."""
 
 import hashlib
+from collections import Counter
 from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
@@ -27,14 +28,17 @@ class ReviewWait(WaitKind):
 
     def create(self, parked: list[Parked]) -> None:
         """A review per wait, holding the run's changes (not a copy of the entity) and its
-        instructions' text shared with the run's other reviews that read the same: one
-        INSERT of the texts and one of the reviews (no model instances)."""
+        instructions: a text that other reviews parked with it read too is one row the
+        run's reviews share; a text only it reads (rendered from its entity) is stored in
+        the review. One INSERT of the shared texts (none when every text is an entity's own)
+        and one of the reviews (no model instances)."""
         now = timezone.now()
         instructions = _instructions_shared(parked)
         rows = []
         for entry in parked:
             changes, removed = entry.state_changes()
             request = entry.request
+            shared = instructions.get((entry.wait.run_id, request.instructions))
             rows.append(
                 {
                     "id": new_id("rev"),
@@ -43,7 +47,8 @@ class ReviewWait(WaitKind):
                     "entity_id": entry.wait.entity_id,
                     "step_id": entry.wait.step_id,
                     "status": ReviewStatus.PENDING,
-                    "instructions": instructions[entry.wait.run_id, request.instructions],
+                    "instructions": shared,
+                    "instructions_text": request.instructions if shared is None else "",
                     "fields": request.fields,
                     "group": request.group or "",
                     "on_timeout": request.on_timeout,
@@ -110,11 +115,15 @@ def _digest(text: str) -> str:
 
 
 def _instructions_shared(parked: list[Parked]) -> dict[tuple[str, str], int]:
-    """(run id, text) -> the id of its `ReviewInstructions` row, made if new. Two chunks of
+    """(run id, text) -> the id of its `ReviewInstructions` row, made if new, for each text
+    more than one of `parked` reads (the others are stored with their review). Two chunks of
     a run parking the same text at once meet on the row's unique constraint: one inserts,
     the other finds it. The rows inserted give their ids; only texts the run had already
     (or another chunk inserted meanwhile) are read."""
-    texts = {(entry.wait.run_id, entry.request.instructions) for entry in parked}
+    readers = Counter((entry.wait.run_id, entry.request.instructions) for entry in parked)
+    texts = {text for text, count in readers.items() if count > 1}
+    if not texts:
+        return {}
     by_digest = {(run_id, _digest(text)): (run_id, text) for run_id, text in texts}
     ids = {
         (run_id, digest): pk

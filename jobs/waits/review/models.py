@@ -18,9 +18,11 @@ class ReviewStatus(models.TextChoices):
 
 
 class ReviewInstructions(models.Model):
-    """The instructions of a run's reviews as rendered, each distinct text once per run: a
-    step's instructions that do not depend on the entity are one row, not one per review.
-    Deleted with its run (after its reviews: `jobs.retention`)."""
+    """The instructions of a run's reviews as rendered, each text that several reviews of a
+    chunk read once per run: a step's instructions that do not depend on the entity are one
+    row, not one per review (a text only one review of its chunk reads is stored with that
+    review: `Review.instructions_text`). Deleted with its run (after its reviews:
+    `jobs.retention`)."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
     digest = models.CharField(max_length=64, help_text="SHA-256 of the text, in hex.")
@@ -63,12 +65,19 @@ class Review(models.Model):
     )
     # Shared by the run's reviews with the same text; no index or checked key: the run owns
     # both, and they are deleted together (a checked key would scan reviews per deletion).
+    # None when the text is `instructions_text`: one no other review of its chunk read (a
+    # text rendered from the entity), a row of its own would be one more write per review.
     instructions = models.ForeignKey(
         ReviewInstructions,
         on_delete=models.DO_NOTHING,
         related_name="+",
         db_index=False,
         db_constraint=False,
+        null=True,
+        blank=True,
+    )
+    instructions_text = models.TextField(
+        blank=True, help_text="The instructions, when not shared (`instructions` is then empty)."
     )
     fields = models.JSONField(default=list, help_text="The field paths shown and editable.")
     group = models.CharField(
@@ -108,6 +117,13 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+    @property
+    def instructions_rendered(self) -> str:
+        """The instructions as rendered for this review, shared or its own."""
+        if self.instructions_id is None:
+            return self.instructions_text
+        return self.instructions.text
 
     def proposed_on(self, current: dict | None) -> dict:
         """The run's working copy as a review shows it: the entity as stored now (`current`,

@@ -25,7 +25,7 @@ class ReviewSerializer(serializers.ModelSerializer):
     stepId = serializers.CharField(source="step_id")
     entityId = serializers.CharField(source="entity_id")
     instructions = serializers.CharField(
-        source="instructions.text", help_text="Rendered for this entity."
+        source="instructions_rendered", help_text="Rendered for this entity."
     )
     proposed = serializers.SerializerMethodField(
         help_text="The run's working copy (with edits made): the entity as stored now with "
