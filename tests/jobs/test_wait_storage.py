@@ -245,6 +245,41 @@ def test_jobs_0017_goes_back_with_reviews_stored_and_forward_again(product_type)
 
 
 @pytest.mark.django_db(transaction=True)
+def test_jobs_0031_goes_back_with_reviews_holding_their_own_text_and_forward_again(
+    product_type, settings
+):
+    """A rollback of a deploy: a review's own text (one no other review of its chunk read)
+    becomes a row its run shares again, one per text, so the old column's NOT NULL holds
+    and every review reads what it read; forward again, they read the same."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    settings.RUN_CHUNK_SIZE = 2
+    steps = [
+        STEPS[0],
+        {"id": "check", "type": "review", "config": {"instructions": "Is {{ entity.title }}?"}},
+        STEPS[2],
+    ]
+    ids = make_entities(product_type, 3)
+    run = start_run(make_workflow(product_type, steps), ids)
+    run_inline(run.pk)
+    texts = {pk: f"Is Item {n}?" for n, pk in enumerate(ids)}
+    assert ReviewInstructions.objects.filter(run=run).count() == 0  # each its own
+    before = [("jobs", "0030_experiment_side_claimed_at")]
+    try:
+        executor = MigrationExecutor(connection)
+        executor.migrate(before)
+        old = executor.loader.project_state(before).apps
+        reviews = old.get_model("jobs", "Review").objects.filter(run_id=run.pk)
+        assert dict(reviews.values_list("entity_id", "instructions__text")) == texts
+        assert old.get_model("jobs", "ReviewInstructions").objects.count() == 3
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    reviews = Review.objects.filter(run=run).select_related("instructions")
+    assert {review.entity_id: review.instructions_rendered for review in reviews} == texts
+
+
+@pytest.mark.django_db(transaction=True)
 def test_batch_requests_stored_before_keep_their_wait_id_as_their_id_both_ways(product_type):
     """jobs 0026: a batch request gets an id of its own (its `custom_id`: the wait's id for
     a run's), the requests' table made anew with its rows; going back keeps a run's."""
