@@ -10,7 +10,7 @@ immutable variant forbids mutating the context (`list.append` and friends), and
 from functools import lru_cache
 
 from django.conf import settings
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SecurityError
 
 from workflows.sandbox import OUTPUT, BoundedSandbox, printed, written_check
@@ -77,6 +77,20 @@ def steps_read(source: str) -> set[str]:
         ):
             found.add(node.arg.value)
     return found
+
+
+@lru_cache(maxsize=512)
+def names_read(source: str) -> frozenset[str]:
+    """The names a (valid) template reads from its context or the sandbox's globals
+    (`entity`, `steps`, `run`, a function): none for plain text. Jinja's own analysis
+    (`jinja2.meta.find_undeclared_variables`) of the syntax tree."""
+    if "{" not in source:
+        return frozenset()
+    try:
+        tree = _environment.parse(source)
+    except TemplateSyntaxError:
+        return frozenset()
+    return frozenset(meta.find_undeclared_variables(tree))
 
 
 def rendering_time_limit() -> time_allowance:

@@ -47,6 +47,8 @@ class Migration(migrations.Migration):
             name="instructions_text",
             field=models.TextField(
                 blank=True,
+                default="",
+                db_default="",
                 help_text="The instructions, when not shared (`instructions` is then empty).",
             ),
         ),

@@ -244,6 +244,70 @@ def test_jobs_0017_goes_back_with_reviews_stored_and_forward_again(product_type)
     }
 
 
+def test_instructions_that_do_not_depend_on_the_entity_are_shared_when_parked_one_at_a_time(
+    product_type, settings
+):
+    """Entities reaching a review one per chunk (a trickle of events, a chunk of one) park
+    alone: a text that reads only the run is still one row for the run, a text rendered from
+    each entity is its review's own."""
+    settings.RUN_CHUNK_SIZE = 1
+    ids = make_entities(product_type, 3)
+    texts = {
+        "Check the run {{ run.id }} against the style guide.": 1,
+        "Is {{ entity.title }} right?": 0,
+    }
+    for instructions, rows in texts.items():
+        steps = [STEPS[0], {**STEPS[1], "config": {"instructions": instructions}}, STEPS[2]]
+        run = start_run(make_workflow(product_type, steps), ids)
+        run_inline(run.pk)
+        assert RunItem.objects.filter(run=run).values("chunk").distinct().count() == 3
+        assert ReviewInstructions.objects.filter(run=run).count() == rows
+        reviews = list(Review.objects.filter(run=run).select_related("instructions"))
+        assert len(reviews) == 3
+        assert all((review.instructions_id is None) == (rows == 0) for review in reviews)
+        rendered = {review.instructions_rendered for review in reviews}
+        assert rendered == (
+            {f"Check the run {run.pk} against the style guide."}
+            if rows
+            else {f"Is Item {n} right?" for n in range(3)}
+        )
+
+
+def test_a_process_on_the_code_before_jobs_0031_still_parks_reviews(product_type):
+    """A rolling deploy: a worker still on the code before the column writes reviews without
+    it (`rows_insert` names its columns); the database's default fills it."""
+    from config.bulk import rows_insert
+
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, STEPS), [entity_id])
+    instructions = ReviewInstructions.objects.create(run=run, digest="d" * 64, text=STYLE_GUIDE)
+    wait = Wait.objects.create(
+        run=run, item_id=1, entity_id=entity_id, step_id="check", kind="review"
+    )
+    row = {
+        "id": "rev_" + "2" * 26,
+        "wait": wait.pk,
+        "run": run.pk,
+        "entity_id": entity_id,
+        "step_id": "check",
+        "status": "pending",
+        "instructions": instructions.pk,
+        "fields": ["slug"],
+        "group": "",
+        "on_timeout": "reject",
+        "on_reject": "stop",
+        "changes": {},
+        "removed": [],
+        "created_at": run.created_at,
+        "expires_at": None,
+        "decided_by": "",
+        "comment": "",
+    }
+    rows_insert(Review, [row], fields=list(row))
+    review = Review.objects.select_related("instructions").get(pk=row["id"])
+    assert (review.instructions_text, review.instructions_rendered) == ("", STYLE_GUIDE)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_jobs_0031_goes_back_with_reviews_holding_their_own_text_and_forward_again(
     product_type, settings

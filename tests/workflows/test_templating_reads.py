@@ -111,3 +111,16 @@ def test_the_refusals_name_the_bound():
         render("{{ entity.huge }}", CONTEXT)
     with pytest.raises(TemplateError, match="longer than 200000 characters"):
         render("{{ entity.big }}", CONTEXT)
+
+
+def test_names_read_are_the_context_names_a_template_reads():
+    """What tells a review step's instructions the same for every entity (none, or only
+    `run`) from ones rendered from the entity or its outputs."""
+    from workflows.templating import names_read
+
+    assert names_read("Check the style guide.") == frozenset()
+    assert names_read("Run {{ run.id }}") == {"run"}
+    assert names_read("{{ entity.title }} {{ steps.draft.text }}") == {"entity", "steps"}
+    assert names_read("{% set who = 'you' %}{{ who }}") == frozenset()
+    assert names_read("{% for tag in entity.tags %}{{ tag }}{% endfor %}") == {"entity"}
+    assert names_read("{{ unclosed") == frozenset()  # refused when the workflow is saved

@@ -14,6 +14,7 @@ from workflows.steps.fields import field_path
 from workflows.steps.registry import register
 from workflows.steps.runtime import MISSING, EntityState, Flow, StepContext, StepError, get_path
 from workflows.steps.waits import WaitRequest
+from workflows.templating import names_read
 
 MAX_TIMEOUT_MINUTES = 366 * 24 * 60
 
@@ -85,6 +86,9 @@ class Review(StepType):
         return []
 
     def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:
+        # Instructions read from the entity (or its outputs, or a function) may differ per
+        # entity; ones that read nothing, or only the run, are the same for all of them.
+        own = bool(names_read(config["instructions"]) - {"run"})
         for state in states:
             try:
                 instructions = self.render(config["instructions"], state, ctx)
@@ -93,6 +97,7 @@ class Review(StepType):
                 continue
             request = ReviewRequest(
                 instructions=instructions,
+                instructions_own=own,
                 fields=config.get("fields") or changed_fields(state),
                 group=config.get("group", ""),
                 timeout_minutes=config.get("timeoutMinutes"),
@@ -117,6 +122,9 @@ class ReviewRequest(WaitRequest):
     kind: ClassVar[str] = "review"
 
     instructions: str
+    # Whether the instructions were rendered from the entity (so may be its own text), not
+    # the same for every entity of the run.
+    instructions_own: bool
     fields: list[str]
     group: str
     timeout_minutes: float | None

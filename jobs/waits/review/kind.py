@@ -28,10 +28,13 @@ class ReviewWait(WaitKind):
 
     def create(self, parked: list[Parked]) -> None:
         """A review per wait, holding the run's changes (not a copy of the entity) and its
-        instructions: a text that other reviews parked with it read too is one row the
-        run's reviews share; a text only it reads (rendered from its entity) is stored in
-        the review. One INSERT of the shared texts (none when every text is an entity's own)
-        and one of the reviews (no model instances)."""
+        instructions: one row the run's reviews share for each distinct text, but for a
+        text rendered from the entity that no other review parked with it reads, stored in
+        the review (a row of its own would be one more write per review, shared by none).
+        Instructions that do not depend on the entity are shared however few reviews are
+        parked at once (an entity at a time, after a trickle of events). One INSERT of the
+        shared texts (none when every text is an entity's own) and one of the reviews (no
+        model instances)."""
         now = timezone.now()
         instructions = _instructions_shared(parked)
         rows = []
@@ -116,12 +119,18 @@ def _digest(text: str) -> str:
 
 def _instructions_shared(parked: list[Parked]) -> dict[tuple[str, str], int]:
     """(run id, text) -> the id of its `ReviewInstructions` row, made if new, for each text
-    more than one of `parked` reads (the others are stored with their review). Two chunks of
+    the same for the run's entities or read by more than one of `parked` (the others are
+    stored with their review). Two chunks of
     a run parking the same text at once meet on the row's unique constraint: one inserts,
     the other finds it. The rows inserted give their ids; only texts the run had already
     (or another chunk inserted meanwhile) are read."""
     readers = Counter((entry.wait.run_id, entry.request.instructions) for entry in parked)
-    texts = {text for text, count in readers.items() if count > 1}
+    texts = {
+        (entry.wait.run_id, entry.request.instructions)
+        for entry in parked
+        if not entry.request.instructions_own
+        or readers[entry.wait.run_id, entry.request.instructions] > 1
+    }
     if not texts:
         return {}
     by_digest = {(run_id, _digest(text)): (run_id, text) for run_id, text in texts}

@@ -76,8 +76,13 @@ class Review(models.Model):
         null=True,
         blank=True,
     )
+    # db_default: a process still on the code before this column (a rolling deploy) parks
+    # reviews without it.
     instructions_text = models.TextField(
-        blank=True, help_text="The instructions, when not shared (`instructions` is then empty)."
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The instructions, when not shared (`instructions` is then empty).",
     )
     fields = models.JSONField(default=list, help_text="The field paths shown and editable.")
     group = models.CharField(
