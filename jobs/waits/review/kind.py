@@ -119,11 +119,11 @@ def _digest(text: str) -> str:
 
 def _instructions_shared(parked: list[Parked]) -> dict[tuple[str, str], int]:
     """(run id, text) -> the id of its `ReviewInstructions` row, made if new, for each text
-    the same for the run's entities or read by more than one of `parked` (the others are
-    stored with their review). Two chunks of
-    a run parking the same text at once meet on the row's unique constraint: one inserts,
-    the other finds it. The rows inserted give their ids; only texts the run had already
-    (or another chunk inserted meanwhile) are read."""
+    the same for all the run's entities or read by more than one of `parked` (the others
+    are stored in their review). Two chunks of a run parking the same text at once meet on
+    the row's unique constraint: one inserts, the other finds it. The rows inserted give
+    their ids; only texts the run had already (or another chunk inserted meanwhile) are
+    read."""
     readers = Counter((entry.wait.run_id, entry.request.instructions) for entry in parked)
     texts = {
         (entry.wait.run_id, entry.request.instructions)
