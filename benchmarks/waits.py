@@ -1,20 +1,33 @@
-"""Resuming 10,000 approved entities, against a run of the same steps from the start.
+"""A reviewed run of 10,000 entities as a user meets it, against a run of the same steps
+without the review.
 
 A run of transform, validate, review, publish parks its 10,000 entities at the review;
-then they are approved through the API, 1,000 per `POST /reviews/decide`; then the run is
-resumed. The figure is the time from the resume to the run's end: the resume task moving
-the items back into chunks, the chunks claiming them from their checkpoints and
-publishing. The floor is a run of the same steps without the review, from its
-`POST .../run` to its end, on as many fresh entities. Parking and deciding are timed on
-their own. Three turns, each on a freshly vacuumed database; figures are medians."""
+they are approved through the API, 1,000 per `POST /reviews/decide`, one call after
+another, and the product resumes them. The figure is the time from its `POST .../run` to
+its end (`reviewed_run`, with its parts: parking, deciding, after the decisions). The floor
+is a run of the same steps without the review, from its `POST .../run` to its end, on as
+many fresh entities. Three turns, each on a freshly vacuumed database; figures are medians.
+
+In the same turns, the scripts' pair: the plain one-transaction script (`pipeline.floor_one`)
+and `floor_reviewed`, the least a reviewed run must do beyond it in plain psycopg (reviews
+stored, approved 1,000 an UPDATE, the proposals written): their ratio is what the review
+costs at its floor."""
 
 import statistics
 import time
 
 import httpx
+import psycopg
 
-from benchmarks.harness import _poll_connection, wait_for_run
-from benchmarks.pipeline import make_entities, run_workflow, vacuum
+from benchmarks.harness import ENV, _poll_connection, wait_for_run
+from benchmarks.pipeline import (
+    UPDATE_SQL,
+    _transformed,
+    floor_one,
+    make_entities,
+    run_workflow,
+    vacuum,
+)
 
 ENTITIES = 10_000
 REPEAT = 3
@@ -89,6 +102,70 @@ def reviewed_run(client: httpx.Client, workflow_id: str, entity_ids: list[str]) 
     }
 
 
+# The least a review queue holds: a pending review per entity with what the run proposes,
+# found by its id and listed pending newest first (a person's queue).
+REVIEWS_TABLE = """
+CREATE TABLE IF NOT EXISTS bench_floor_review (
+    id text PRIMARY KEY, entity_id text NOT NULL, status text NOT NULL,
+    proposed jsonb NOT NULL, decided_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS bench_floor_review_queue ON bench_floor_review (status, id DESC);
+TRUNCATE bench_floor_review;
+"""
+
+
+def floor_reviewed(entity_ids: list[str]) -> dict:
+    """The reviewed run's floor in plain psycopg: what any implementation must do beyond the
+    plain script (`pipeline.floor_one`), with nothing else. One transaction reads the
+    entities, transforms them and stores a pending review per entity holding the proposed
+    data (one COPY); DECIDE_BATCH reviews approved per UPDATE, each its own transaction (a
+    person's call); one transaction reads the approved proposals, locks the entities and
+    writes them (one `executemany`). No run, items, waits, checkpoints, revisions, logs or
+    HTTP: the times of its three parts, in seconds."""
+    with psycopg.connect(ENV["DATABASE_URL"]) as db:
+        db.execute(REVIEWS_TABLE)
+        db.commit()
+        started = time.perf_counter()
+        with db.transaction():
+            rows = db.execute(
+                "SELECT id, data FROM entities_entity WHERE id = ANY(%s)", [entity_ids]
+            ).fetchall()
+            reviews = [
+                (f"r{entity_id}", entity_id, data)
+                for data, entity_id in _transformed(rows, condition=False)
+            ]
+            with db.cursor().copy(
+                "COPY bench_floor_review (id, entity_id, status, proposed) FROM STDIN"
+            ) as copy:
+                for review_id, entity_id, data in reviews:
+                    copy.write_row((review_id, entity_id, "pending", data))
+        parked = time.perf_counter()
+        for first in range(0, len(reviews), DECIDE_BATCH):
+            with db.transaction():
+                db.execute(
+                    "UPDATE bench_floor_review SET status = 'approved', decided_at = now() "
+                    "WHERE id = ANY(%s) AND status = 'pending'",
+                    [[review[0] for review in reviews[first : first + DECIDE_BATCH]]],
+                )
+        decided = time.perf_counter()
+        with db.transaction():
+            approved = db.execute(
+                "SELECT proposed::text, entity_id FROM bench_floor_review "
+                "WHERE status = 'approved' AND entity_id = ANY(%s)",
+                [entity_ids],
+            ).fetchall()
+            db.execute("SELECT id FROM entities_entity WHERE id = ANY(%s) FOR UPDATE", [entity_ids])
+            with db.cursor() as cursor:
+                cursor.executemany(UPDATE_SQL, approved)
+        ended = time.perf_counter()
+    return {
+        "total": ended - started,
+        "park": parked - started,
+        "decide": decided - parked,
+        "tail": ended - decided,
+    }
+
+
 def run(base_url: str, key: str) -> dict:
     from entities.models import Entity
     from entities.services import entity_type_create
@@ -108,23 +185,30 @@ def run(base_url: str, key: str) -> dict:
     with client:
         reviewed_run(client, reviewed.pk, make_entities(entity_type, 400))  # warm-up
         run_workflow(client, straight.pk, make_entities(entity_type, 400))
-        turns, floors, chunks = [], [], []
+        turns, floors, chunks, scripts = [], [], [], []
         for _ in range(REPEAT):
             parked_ids, floor_ids = make_entities(entity_type), make_entities(entity_type)
+            plain_ids, script_ids = make_entities(entity_type), make_entities(entity_type)
             vacuum()
             floors.append(run_workflow(client, straight.pk, floor_ids))
             vacuum()
             turn = reviewed_run(client, reviewed.pk, parked_ids)
             turns.append(turn)
-            published = Entity.objects.filter(pk__in=parked_ids, status="published").count()
-            assert published == ENTITIES, published
+            vacuum()
+            script = floor_reviewed(script_ids)
+            script["plain"] = floor_one("id = ANY(%s)", [plain_ids], condition=False)
+            scripts.append(script)
+            for ids in (parked_ids, plain_ids, script_ids):
+                published = Entity.objects.filter(pk__in=ids, status="published").count()
+                assert published == ENTITIES, published
             chunks.append(
                 RunItem.objects.filter(run_id=turn["run_id"]).values("chunk").distinct().count()
             )
     ratios = sorted(turn["total"] / floor for turn, floor in zip(turns, floors, strict=True))
+    script_ratios = sorted(script["total"] / script["plain"] for script in scripts)
 
-    def median(part: str) -> float:
-        return round(statistics.median(turn[part] for turn in turns), 2)
+    def median(part: str, of: list[dict] = turns) -> float:
+        return round(statistics.median(turn[part] for turn in of), 2)
 
     return {
         "entities": ENTITIES,
@@ -141,4 +225,11 @@ def run(base_url: str, key: str) -> dict:
         "turns": [{k: round(v, 2) for k, v in turn.items() if k != "run_id"} for turn in turns],
         "floors": [round(floor, 2) for floor in floors],
         "chunks": chunks,
+        # The scripts' reviewed run against their plain one: what the review costs at its
+        # floor, and how much of the target's allowance (half the plain run) it takes.
+        "script_reviewed_s": median("total", scripts),
+        "script_plain_s": median("plain", scripts),
+        "script_ratio": round(statistics.median(script_ratios), 2),
+        "script_ratios": [round(ratio, 2) for ratio in script_ratios],
+        "script_parts_s": {part: median(part, scripts) for part in ("park", "decide", "tail")},
     }
