@@ -6,7 +6,6 @@ cursor is simply the last id seen. Within one millisecond the random part is inc
 bulk insert keeps its order.
 """
 
-import base64
 import re
 import secrets
 import threading
@@ -19,16 +18,15 @@ _RANDOM_CHARS = 16  # 80 bits
 _lock = threading.Lock()
 _last = (0, 0)
 
-
-# base32 of RFC 4648 spelled in the alphabet above: the standard library's C encoder does
-# the digits (a bulk write makes thousands of ids: a loop per digit cost 10 us an id).
-_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET.encode())
-_ID_CHARS = _TIME_CHARS + _RANDOM_CHARS  # 26 digits: 130 bits, padded to 160 (32 digits)
+# Two digits per 10 bits, by table: a bulk write makes thousands of ids, and 13 lookups
+# cost half the standard library's base32 of the bytes (a loop per digit cost 10 us an id).
+_PAIRS = tuple(high + low for high in ALPHABET for low in ALPHABET)
+_SHIFTS = range(5 * (_TIME_CHARS + _RANDOM_CHARS) - 10, -1, -10)
 
 
 def _encode(millis: int, random_part: int) -> str:
-    value = ((millis << (5 * _RANDOM_CHARS)) | random_part) << (160 - 5 * _ID_CHARS)
-    return base64.b32encode(value.to_bytes(20)).translate(_CROCKFORD)[:_ID_CHARS].decode()
+    value = (millis << (5 * _RANDOM_CHARS)) | random_part
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def new_id(prefix: str) -> str:
