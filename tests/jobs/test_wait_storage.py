@@ -386,3 +386,23 @@ def test_batch_requests_stored_before_keep_their_wait_id_as_their_id_both_ways(p
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_waits_and_their_kinds_rows_are_not_checked_row_by_row_at_commit():
+    """The engine inserts a wait and its kind's row (a review, a delay, an event wait) as it
+    parks an entity, in the chunk's transaction, and retention deletes them with their run
+    (tests/jobs/test_retention.py): a foreign key checked by the database would cost a
+    trigger per row at commit, a tenth of parking a chunk (docs/benchmarks.md)."""
+    tables = ["jobs_wait", "jobs_review", "jobs_delay", "jobs_eventwait"]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conrelid::regclass::text, conname FROM pg_constraint "
+            "WHERE contype = 'f' AND conrelid::regclass::text = ANY(%s)",
+            [tables],
+        )
+        assert cursor.fetchall() == []
+        cursor.execute(  # the reviews' unique wait stays: one review per wait
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'jobs_review' "
+            "AND indexdef LIKE 'CREATE UNIQUE INDEX%%(wait_id)'"
+        )
+        assert cursor.fetchone()[0] == 1

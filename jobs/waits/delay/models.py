@@ -10,10 +10,14 @@ from jobs.models.waits import Wait
 class Delay(models.Model):
     """An entity waiting at a `delay` step until `until`."""
 
+    # Neither key is checked by the database: a delay is inserted with its wait, in the
+    # transaction that parks it (`Wait.run` says why).
     wait = models.OneToOneField(
-        Wait, primary_key=True, on_delete=models.CASCADE, related_name="delay"
+        Wait, primary_key=True, on_delete=models.CASCADE, related_name="delay", db_constraint=False
     )
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     until = models.DateTimeField()
     tick_asked = models.BooleanField(
         default=False, help_text="A tick at `until` is queued (it is due soon)."

@@ -49,10 +49,18 @@ class EventWait(models.Model):
         STOP = "stop"
         CONTINUE = "continue"
 
+    # Neither key is checked by the database: an event wait is inserted with its wait, in
+    # the transaction that parks it (`Wait.run` says why).
     wait = models.OneToOneField(
-        Wait, primary_key=True, on_delete=models.CASCADE, related_name="event_wait"
+        Wait,
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="event_wait",
+        db_constraint=False,
     )
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="+", db_index=False)
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     name = models.CharField(max_length=100)
     key = models.CharField(max_length=500)
     output_field = models.CharField(max_length=200, blank=True)

@@ -55,9 +55,15 @@ class Review(models.Model):
     id = models.CharField(
         primary_key=True, max_length=ID_LENGTH, default=id_default("rev"), editable=False
     )
-    wait = models.OneToOneField(Wait, on_delete=models.CASCADE, related_name="review")
+    # Neither key is checked by the database: a review is inserted with its wait, in the
+    # transaction that parks it (`Wait.run` says why).
+    wait = models.OneToOneField(
+        Wait, on_delete=models.CASCADE, related_name="review", db_constraint=False
+    )
     # Indexed by `review_run_newest` (its first column).
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="reviews", db_index=False)
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="reviews", db_index=False, db_constraint=False
+    )
     entity_id = models.CharField(max_length=ID_LENGTH)
     step_id = models.CharField(max_length=64)
     status = models.CharField(
