@@ -12,7 +12,8 @@ USAGE = {"inputTokens": 1_000_000, "cachedInputTokens": 200_000, "outputTokens":
 
 
 def test_the_bundled_table_prices_a_call_with_the_network_unreachable(monkeypatch):
-    pricing._table_price.cache_clear()
+    pricing._table_rates.cache_clear()
+    pricing._table_calc.cache_clear()
 
     def refuse(*args, **kwargs):
         raise OSError("network unreachable (test)")
@@ -77,3 +78,54 @@ def test_a_priced_call_adds_its_cost_to_the_metrics(settings):
                    "house-model")  # fmt: skip
     assert usage["costNanoUsd"] == 6 * pricing.NANOS_PER_USD
     assert cost._value.get() - before == pytest.approx(6.0)
+
+
+def test_a_table_model_is_priced_from_its_rates_as_the_table_prices_it():
+    """Calls differ in their token counts, so the table's own calculation (90 us) ran per
+    call; a model with one price per kind of token is priced from rates the table gave once.
+    Every OpenAI and Anthropic model of the bundled table, on usages below and above the
+    tiers' thresholds (200,000 input tokens): the same nano-dollars as the table's, the
+    models with tiers or prices by the time of day priced by the table itself."""
+    import genai_prices.data_snapshot
+    import genai_prices.types
+
+    pricing._table_rates.cache_clear()
+    usages = [
+        {"inputTokens": 0, "outputTokens": 0},
+        {"inputTokens": 1234, "cachedInputTokens": 200, "outputTokens": 321},
+        {
+            "inputTokens": 90_000,
+            "cachedInputTokens": 10_000,
+            "cacheWriteTokens": 5_000,
+            "outputTokens": 7_000,
+        },
+        {"inputTokens": 450_000, "cachedInputTokens": 100_000, "outputTokens": 30_000},
+    ]
+    snapshot = genai_prices.data_snapshot.get_snapshot()
+    linear = by_table = 0
+    for provider, price_provider in pricing.PRICE_PROVIDERS.items():
+        models = next(each for each in snapshot.providers if each.id == price_provider).models
+        for model in models:
+            if pricing._table_calc(price_provider, model.id, (1, 0, 0, 1)) is None:
+                continue  # an id the table finds by another name (a fine-tune's "ft:...")
+            rates = pricing._table_rates(price_provider, model.id)
+            tiered = not isinstance(model.prices, genai_prices.types.ModelPrice) or any(
+                isinstance(price, genai_prices.types.TieredPrices)
+                for price in vars(model.prices).values()
+            )
+            assert rates is not pricing._UNKNOWN, model.id
+            assert rates is None or not tiered, model.id
+            linear += rates is not None
+            by_table += rates is None
+            for usage in usages:
+                key = pricing._usage_key(usage)
+                expected = pricing._table_calc(price_provider, model.id, key)
+                assert pricing._table_price(price_provider, model.id, key) == expected, (
+                    model.id,
+                    usage,
+                )
+                if expected is not None:
+                    assert pricing.call_cost_nanos(provider, model.id, usage) == int(
+                        (expected * pricing.NANOS_PER_USD).to_integral_value()
+                    )
+    assert linear > 20 and by_table > 0, (linear, by_table)
