@@ -68,62 +68,66 @@ def _usage_key(usage: dict) -> tuple[int, int, int, int]:
 
 def _table_price(price_provider: str | None, model: str, key: tuple) -> Decimal | None:
     """The table's price of a call's usage (`_usage_key`). A model with one price per token
-    of each kind (most: no tiers, no prices by the time of day) is priced from its rates,
+    of each kind (most: no tiers, no price that changes on a date) is priced from its rates,
     which the table's own calculation gave once (`_table_rates`); real calls differ in
     their token counts, and the table's calculation cost 90 us a call (a twentieth of the
-    call's CPU). Any other model is priced by the table, call by call."""
+    call's CPU). Any other model, and a usage whose cached tokens exceed its input (which
+    the table refuses), is priced by the table itself."""
     if price_provider is None:
         return None
+    input_tokens, cached, cache_write, _output = key
     rates = _table_rates(price_provider, model)
-    if rates is None:
-        return _table_calc(price_provider, model, key)
     if rates is _UNKNOWN:
         return None
+    if rates is None or cached + cache_write > input_tokens:
+        return _table_calc(price_provider, model, key)
+    return _linear(rates, key)
+
+
+_UNKNOWN = object()  # a model the table does not know
+
+
+def _linear(rates: tuple[Decimal, ...], key: tuple) -> Decimal:
     return rates[0] + sum(rate * count for rate, count in zip(rates[1:], key, strict=True))
 
 
-_UNKNOWN = ()  # a model the table does not know
-
-
 @lru_cache(maxsize=256)
-def _table_rates(price_provider: str, model: str) -> tuple[Decimal, ...] | None:
+def _table_rates(price_provider: str, model: str):
     """(per call, per input token, per cached input token more, per cache write token more,
     per output token) when the model's price is linear in `_usage_key`'s counts, from the
     table's own prices of one token of each; `_UNKNOWN` when the table does not know the
-    model; None when its price has tiers or depends on the time (or the table's types
-    changed): those are priced call by call. Checked against the table on one more usage
-    before they are used."""
+    model; None when its price has tiers or changes on a date: those are priced call by
+    call. Checked against the table on one more usage before they are used (genai-prices'
+    types are its own: the version is bounded in pyproject.toml)."""
     try:
         _provider, info = genai_prices.data_snapshot.get_snapshot().find_provider_model(
             model, None, price_provider, None
         )
     except LookupError:
         return _UNKNOWN
-    try:
-        prices = info.prices
-        if not isinstance(prices, genai_prices.types.ModelPrice) or any(
-            isinstance(price, genai_prices.types.TieredPrices) for price in vars(prices).values()
-        ):
-            return None
-        calc = partial(_table_calc, price_provider, model)
-        per_call = calc((0, 0, 0, 0))
-        per_input = calc((1, 0, 0, 0)) - per_call
-        rates = (
-            per_call,
-            per_input,
-            calc((1, 1, 0, 0)) - per_call - per_input,
-            calc((1, 0, 1, 0)) - per_call - per_input,
-            calc((0, 0, 0, 1)) - per_call,
-        )
-        check = (1_234_567, 234_567, 34_567, 456_789)
-        linear = rates[0] + sum(rate * count for rate, count in zip(rates[1:], check, strict=True))
-    except (AttributeError, TypeError, ValueError, ArithmeticError):
+    prices = info.prices
+    if not isinstance(prices, genai_prices.types.ModelPrice) or any(
+        isinstance(price, genai_prices.types.TieredPrices) for price in vars(prices).values()
+    ):
         return None
-    return rates if linear == calc(check) else None
+    calc = partial(_table_calc, price_provider, model)
+    per_call = calc((0, 0, 0, 0))
+    per_input = calc((1, 0, 0, 0)) - per_call
+    rates = (
+        per_call,
+        per_input,
+        calc((1, 1, 0, 0)) - per_call - per_input,
+        calc((1, 0, 1, 0)) - per_call - per_input,
+        calc((0, 0, 0, 1)) - per_call,
+    )
+    check = (1_234_567, 234_567, 34_567, 456_789)
+    return rates if _linear(rates, check) == calc(check) else None
 
 
-@lru_cache(maxsize=4096)
 def _table_calc(price_provider: str, model: str, key: tuple) -> Decimal | None:
+    """The table's own calculation (not cached: a price that changes on a date is the
+    table's at the time of the call); None for a usage it refuses (cached tokens over the
+    input: a server's odd report has no price rather than a guessed one)."""
     input_tokens, cached, cache_write, output_tokens = key
     try:
         calculation = genai_prices.calc_price(
@@ -136,6 +140,6 @@ def _table_calc(price_provider: str, model: str, key: tuple) -> Decimal | None:
             model,
             provider_id=price_provider,
         )
-    except LookupError:
+    except (LookupError, ValueError):
         return None
     return Decimal(str(calculation.total_price))

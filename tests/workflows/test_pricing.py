@@ -13,7 +13,6 @@ USAGE = {"inputTokens": 1_000_000, "cachedInputTokens": 200_000, "outputTokens":
 
 def test_the_bundled_table_prices_a_call_with_the_network_unreachable(monkeypatch):
     pricing._table_rates.cache_clear()
-    pricing._table_calc.cache_clear()
 
     def refuse(*args, **kwargs):
         raise OSError("network unreachable (test)")
@@ -129,3 +128,14 @@ def test_a_table_model_is_priced_from_its_rates_as_the_table_prices_it():
                         (expected * pricing.NANOS_PER_USD).to_integral_value()
                     )
     assert linear > 20 and by_table > 0, (linear, by_table)
+
+
+def test_a_usage_the_table_refuses_has_no_price_rather_than_a_guessed_one():
+    """A server may report more cached tokens than prompt tokens: the table refuses such a
+    usage, and the rates, which would price it (below zero), are not used for it."""
+    assert pricing._table_rates("openai", "gpt-4o") not in (None, pricing._UNKNOWN)
+    odd = {"inputTokens": 0, "cachedInputTokens": 10, "outputTokens": 5}
+    assert pricing.call_cost_nanos("openai", "gpt-4o", odd) is None
+    assert pricing.call_cost_nanos("anthropic", "claude-haiku-4-5", odd) is None
+    fine = {"inputTokens": 10, "cachedInputTokens": 10, "outputTokens": 5}
+    assert pricing.call_cost_nanos("openai", "gpt-4o", fine) > 0
