@@ -22,6 +22,7 @@ _last = (0, 0)
 # cost half the standard library's base32 of the bytes (a loop per digit cost 10 us an id).
 _PAIRS = tuple(high + low for high in ALPHABET for low in ALPHABET)
 _SHIFTS = range(5 * (_TIME_CHARS + _RANDOM_CHARS) - 10, -1, -10)
+assert (_TIME_CHARS + _RANDOM_CHARS) % 2 == 0, "the pairs spell an even number of digits"
 
 
 def _encode(millis: int, random_part: int) -> str:

@@ -22,7 +22,7 @@ class RunItem(models.Model):
     # Indexed by the indexes below (their first column): every item is written three times
     # per run, so an index of its own would cost on each write and serve no query. Not
     # checked by the database either: items are inserted only by `run_start`, in the
-    # transaction that creates their run, and runs are not deleted (the ORM would cascade).
+    # transaction that creates their run, and deleted with it (`jobs.retention`).
     # A checked key costs a trigger per item at commit, a quarter of dispatching a run.
     run = models.ForeignKey(
         Run,

@@ -265,3 +265,33 @@ def test_the_task_queues_its_next_batch_while_more_is_left(
         if len(queued) == before:
             break
     assert _all_rows() == 0 and calls == len(queued) + 1 > 3
+
+
+def test_a_pruned_run_s_delays_and_event_waits_go_with_its_waits(product_type):
+    """A delay or an event wait is deleted when it is resolved or cancelled, so an ended run
+    keeps none; any left (a run ended another way) goes with its wait, through the ORM's
+    cascade: no database key holds them to it (jobs 0032)."""
+    from jobs.waits.delay.models import Delay
+    from jobs.waits.event.models import EventWait
+
+    steps = [
+        {"id": "later", "type": "delay", "config": {"minutes": 60}},
+        {"id": "answer", "type": "wait_for_event", "config": {"event": "done", "key": "k"}},
+    ]
+    delayed = start_run(make_workflow(product_type, steps), make_entities(product_type, 2))
+    run_inline(delayed.pk)
+    event_steps = steps[1:]
+    waiting = start_run(make_workflow(product_type, event_steps), make_entities(product_type, 2))
+    run_inline(waiting.pk)
+    run_ids = [delayed.pk, waiting.pk]
+    assert Delay.objects.filter(run_id=delayed.pk).count() == 2
+    assert EventWait.objects.filter(run_id=waiting.pk).count() == 2
+    Run.objects.filter(pk__in=run_ids).update(
+        status="failed", completed_at=timezone.now() - timedelta(days=400)
+    )
+
+    retention_prune()
+
+    assert not any(_rows(run_ids).values())
+    assert not Delay.objects.filter(run_id__in=run_ids).exists()
+    assert not EventWait.objects.filter(run_id__in=run_ids).exists()

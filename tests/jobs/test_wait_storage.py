@@ -402,7 +402,7 @@ def test_waits_and_their_kinds_rows_are_not_checked_row_by_row_at_commit():
         )
         assert cursor.fetchall() == []
         cursor.execute(  # the reviews' unique wait stays: one review per wait
-            "SELECT count(*) FROM pg_indexes WHERE tablename = 'jobs_review' "
-            "AND indexdef LIKE 'CREATE UNIQUE INDEX%%(wait_id)'"
+            "SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexdef LIKE %s",
+            ["jobs_review", "CREATE UNIQUE INDEX%(wait_id)"],
         )
         assert cursor.fetchone()[0] == 1
