@@ -13,6 +13,7 @@ and `floor_reviewed`, the least a reviewed run must do beyond it in plain psycop
 stored, approved 1,000 an UPDATE, the proposals written): their ratio is what the review
 costs at its floor."""
 
+import json
 import statistics
 import time
 
@@ -102,43 +103,53 @@ def reviewed_run(client: httpx.Client, workflow_id: str, entity_ids: list[str]) 
     }
 
 
-# The least a review queue holds: a pending review per entity with what the run proposes,
-# found by its id and listed pending newest first (a person's queue).
+# The least a review queue holds: a pending review per entity with the run's changes and
+# what the reviewer is asked, found by its id and listed pending newest first.
 REVIEWS_TABLE = """
-CREATE TABLE IF NOT EXISTS bench_floor_review (
+DROP TABLE IF EXISTS bench_floor_review;
+CREATE TABLE bench_floor_review (
     id text PRIMARY KEY, entity_id text NOT NULL, status text NOT NULL,
-    proposed jsonb NOT NULL, decided_at timestamptz
+    changes jsonb NOT NULL, instructions text NOT NULL, decided_at timestamptz
 );
-CREATE INDEX IF NOT EXISTS bench_floor_review_queue ON bench_floor_review (status, id DESC);
-TRUNCATE bench_floor_review;
+CREATE INDEX bench_floor_review_queue ON bench_floor_review (status, id DESC);
 """
 
 
 def floor_reviewed(entity_ids: list[str]) -> dict:
     """The reviewed run's floor in plain psycopg: what any implementation must do beyond the
-    plain script (`pipeline.floor_one`), with nothing else. One transaction reads the
-    entities, transforms them and stores a pending review per entity holding the proposed
-    data (one COPY); DECIDE_BATCH reviews approved per UPDATE, each its own transaction (a
-    person's call); one transaction reads the approved proposals, locks the entities and
-    writes them (one `executemany`). No run, items, waits, checkpoints, revisions, logs or
-    HTTP: the times of its three parts, in seconds."""
-    with psycopg.connect(ENV["DATABASE_URL"]) as db:
+    plain script (`pipeline.floor_one`, timed alike: from before its connection to after
+    its close), with nothing else. One transaction reads the entities, transforms them and
+    stores a pending review per entity holding the run's changes and its instructions as
+    rendered (one COPY); DECIDE_BATCH reviews approved per UPDATE, each its own transaction
+    (a person's call); one transaction reads the approved changes with the entities as
+    stored now, locked, applies them and writes them (one `executemany`). No run, items,
+    waits, checkpoints, revisions, logs or HTTP: the times of its three parts, in seconds."""
+    with psycopg.connect(ENV["DATABASE_URL"], autocommit=True) as db:
         db.execute(REVIEWS_TABLE)
-        db.commit()
-        started = time.perf_counter()
+    started = time.perf_counter()
+    with psycopg.connect(ENV["DATABASE_URL"]) as db:
         with db.transaction():
             rows = db.execute(
                 "SELECT id, data FROM entities_entity WHERE id = ANY(%s)", [entity_ids]
             ).fetchall()
+            valid = {entity_id for _, entity_id in _transformed(rows, condition=False)}
             reviews = [
-                (f"r{entity_id}", entity_id, data)
-                for data, entity_id in _transformed(rows, condition=False)
+                (
+                    f"r{entity_id}",
+                    entity_id,
+                    {"title": data["title"], "slug": data["slug"]},
+                    f"Is {data['slug']} right?",
+                )
+                for entity_id, data in rows
+                if entity_id in valid
             ]
             with db.cursor().copy(
-                "COPY bench_floor_review (id, entity_id, status, proposed) FROM STDIN"
+                "COPY bench_floor_review (id, entity_id, status, changes, instructions) FROM STDIN"
             ) as copy:
-                for review_id, entity_id, data in reviews:
-                    copy.write_row((review_id, entity_id, "pending", data))
+                for review_id, entity_id, changes, instructions in reviews:
+                    copy.write_row(
+                        (review_id, entity_id, "pending", json.dumps(changes), instructions)
+                    )
         parked = time.perf_counter()
         for first in range(0, len(reviews), DECIDE_BATCH):
             with db.transaction():
@@ -150,14 +161,20 @@ def floor_reviewed(entity_ids: list[str]) -> dict:
         decided = time.perf_counter()
         with db.transaction():
             approved = db.execute(
-                "SELECT proposed::text, entity_id FROM bench_floor_review "
-                "WHERE status = 'approved' AND entity_id = ANY(%s)",
-                [entity_ids],
+                "SELECT e.id, e.data, r.changes FROM bench_floor_review AS r "
+                "JOIN entities_entity AS e ON e.id = r.entity_id "
+                "WHERE r.status = 'approved' AND r.entity_id = ANY(%s) AND e.id = ANY(%s) "
+                "FOR UPDATE OF e",
+                [entity_ids, entity_ids],
             ).fetchall()
-            db.execute("SELECT id FROM entities_entity WHERE id = ANY(%s) FOR UPDATE", [entity_ids])
             with db.cursor() as cursor:
-                cursor.executemany(UPDATE_SQL, approved)
-        ended = time.perf_counter()
+                cursor.executemany(
+                    UPDATE_SQL,
+                    [(json.dumps({**data, **changes}), pk) for pk, data, changes in approved],
+                )
+    ended = time.perf_counter()
+    with psycopg.connect(ENV["DATABASE_URL"], autocommit=True) as db:
+        db.execute("DROP TABLE bench_floor_review")
     return {
         "total": ended - started,
         "park": parked - started,
@@ -196,6 +213,7 @@ def run(base_url: str, key: str) -> dict:
             turns.append(turn)
             vacuum()
             script = floor_reviewed(script_ids)
+            vacuum()
             script["plain"] = floor_one("id = ANY(%s)", [plain_ids], condition=False)
             scripts.append(script)
             for ids in (parked_ids, plain_ids, script_ids):
