@@ -84,7 +84,7 @@ def test_a_table_model_is_priced_from_its_rates_as_the_table_prices_it():
     call; a model with one price per kind of token is priced from rates the table gave once.
     Every OpenAI and Anthropic model of the bundled table, on usages below and above the
     tiers' thresholds (200,000 input tokens): the same nano-dollars as the table's, the
-    models with tiers or prices by the time of day priced by the table itself."""
+    models with tiers or a price that changes on a date priced by the table itself."""
     import genai_prices.data_snapshot
     import genai_prices.types
 
