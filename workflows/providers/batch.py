@@ -173,11 +173,10 @@ class OpenAIBatch(NetworkBatch):
         if status == 200:
             request = requests.get(custom_id, UNKNOWN)
             try:
-                completion = self.sdk.types.chat.ChatCompletion.model_validate(response["body"])
+                generation = self._generation(response.get("body"), request)
             except ValueError as exc:  # one unreadable answer must not hide the others
-                problem = f"{self.name}: 200: an answer not in the chat completion shape ({exc})"
-                return BatchResult(custom_id, error=problem, retryable=True)
-            return BatchResult(custom_id, generation=self._generation(completion, request))
+                return BatchResult(custom_id, error=f"{self.name}: 200: {exc}", retryable=True)
+            return BatchResult(custom_id, generation=generation)
         if error.get("code") == "batch_cancelled":
             return None
         if status is not None:
@@ -267,7 +266,8 @@ class AnthropicBatch(NetworkBatch):
         outcome = line.result
         if outcome.type == "succeeded":
             request = requests.get(line.custom_id, UNKNOWN)
-            return BatchResult(line.custom_id, self._generation(outcome.message, request))
+            message = outcome.message.model_dump()  # the message as JSON, as a sync call reads it
+            return BatchResult(line.custom_id, self._generation(message, request))
         if outcome.type == "errored":
             error = outcome.error.error
             return BatchResult(

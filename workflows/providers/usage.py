@@ -89,25 +89,27 @@ def count_usage(labels: tuple[str, str], usage: dict) -> int:
     return used
 
 
-def openai_usage(usage) -> dict:
-    if usage is None:
+def openai_usage(usage: dict | None) -> dict:
+    """A chat completion's `usage`, as JSON, in our names."""
+    if not usage:
         return {"inputTokens": 0, "cachedInputTokens": 0, "outputTokens": 0}
-    details = getattr(usage, "prompt_tokens_details", None)
+    details = usage.get("prompt_tokens_details") or {}
     return {
-        "inputTokens": usage.prompt_tokens or 0,
-        "cachedInputTokens": (getattr(details, "cached_tokens", None) or 0) if details else 0,
-        "outputTokens": usage.completion_tokens or 0,
+        "inputTokens": usage.get("prompt_tokens") or 0,
+        "cachedInputTokens": details.get("cached_tokens") or 0,
+        "outputTokens": usage.get("completion_tokens") or 0,
     }
 
 
-def anthropic_usage(usage) -> dict:
+def anthropic_usage(usage: dict) -> dict:
+    """A message's `usage`, as JSON, in our names."""
     # Anthropic's `input_tokens` leaves out the tokens read from and written to the cache.
-    cached = getattr(usage, "cache_read_input_tokens", None) or 0
-    written = getattr(usage, "cache_creation_input_tokens", None) or 0
+    cached = usage.get("cache_read_input_tokens") or 0
+    written = usage.get("cache_creation_input_tokens") or 0
     result = {
-        "inputTokens": usage.input_tokens + cached + written,
+        "inputTokens": (usage.get("input_tokens") or 0) + cached + written,
         "cachedInputTokens": cached,
-        "outputTokens": usage.output_tokens,
+        "outputTokens": usage.get("output_tokens") or 0,
     }
     if written:
         result["cacheWriteTokens"] = written

@@ -122,6 +122,23 @@ def test_a_client_error_is_not_retried(run_steps, llm):
     assert len(fake.requests) == 1
 
 
+@pytest.mark.parametrize(
+    "body",
+    [{"choices": []}, {"object": "chat.completion"}, {"content": "text"}, [1, 2], {}],
+    ids=["no-choice", "no-answer", "content-not-blocks", "an-array", "empty"],
+)
+def test_a_200_not_in_the_answers_shape_fails_the_entity_naming_it(run_steps, llm, body):
+    """The answer is read as JSON (the SDK's typed model of it cost a tenth of a call's
+    CPU): a body that is not a chat completion or a message fails its entity, with the
+    provider named, and is not sent again."""
+    provider, fake = llm
+    fake.default = Reply(body=body)
+    [item], _ = run_steps([_step(provider)], {"title": "Lamp"})
+    assert item.status == "failed"
+    assert item.error.startswith(f"{provider}: 200: an answer not"), item.error
+    assert len(fake.requests) == 1
+
+
 def test_timeout_is_retried_then_fails_and_the_run_goes_on(run_steps, llm, settings):
     provider, fake = llm
     settings.AI_TIMEOUT_S = 0.3
