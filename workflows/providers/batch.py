@@ -266,8 +266,13 @@ class AnthropicBatch(NetworkBatch):
         outcome = line.result
         if outcome.type == "succeeded":
             request = requests.get(line.custom_id, UNKNOWN)
-            message = outcome.message.model_dump()  # the message as JSON, as a sync call reads it
-            return BatchResult(line.custom_id, self._generation(message, request))
+            # The message as JSON, as a sync call reads it.
+            message = outcome.message.model_dump(warnings=False)
+            try:
+                generation = self._generation(message, request)
+            except ValueError as exc:  # one unreadable answer must not hide the others
+                return BatchResult(line.custom_id, error=f"{self.name}: {exc}", retryable=True)
+            return BatchResult(line.custom_id, generation)
         if outcome.type == "errored":
             error = outcome.error.error
             return BatchResult(

@@ -85,21 +85,41 @@ def answer_json(raw, provider: str) -> dict:
     of an answer: the SDK's typed model of the whole answer cost 5-12% of an OpenAI call's
     CPU and 16-25% of an Anthropic one's (docs/benchmarks.md). The SDK still sends the call
     and raises its errors for any status but 2xx."""
+    response = raw.http_response
     try:
-        body = raw.http_response.json()
+        body = response.json()
     except ValueError as exc:
-        raise StepError(f"{provider}: 200: an answer not in JSON ({exc})") from None
+        raise StepError(
+            f"{provider}: {response.status_code}: an answer not in JSON ({exc})"
+        ) from None
     if not isinstance(body, dict):
-        raise StepError(f"{provider}: 200: an answer not a JSON object")
+        raise StepError(f"{provider}: {response.status_code}: an answer not a JSON object")
     return body
 
 
-def _shaped(provider: str, read):
+def _shaped(provider: str, raw, read):
     """`read()`, with a body not in the answer's shape named as a step's error."""
     try:
         return read()
     except NotAnAnswer as exc:
-        raise StepError(f"{provider}: 200: {exc}") from None
+        raise StepError(f"{provider}: {raw.http_response.status_code}: {exc}") from None
+
+
+def _text(value) -> str:
+    """An answer's text: a string, or null for none (TypeError: anything else)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"the text is {type(value).__name__}, not a string")
+    return value
+
+
+def _model(value, requested: str) -> str:
+    if value is None or value == "":
+        return requested
+    if not isinstance(value, str):
+        raise TypeError(f"the model is {type(value).__name__}, not a string")
+    return value
 
 
 def _unwrapped_text(text: str, schema: dict) -> str:
@@ -240,8 +260,8 @@ class OpenAIProvider(OpenAIBatch, NetworkProvider):
         """A chat completion as JSON (the sync call's answer, a batch output line's body) as
         a Generation; `NotAnAnswer` when it is not one."""
         try:
-            text = completion["choices"][0]["message"].get("content") or ""
-            model = completion.get("model") or request.model
+            text = _text(completion["choices"][0]["message"].get("content"))
+            model = _model(completion.get("model"), request.model)
             usage = openai_usage(completion.get("usage"))
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise NotAnAnswer(f"an answer not in the chat completion shape ({exc!r})") from None
@@ -252,7 +272,7 @@ class OpenAIProvider(OpenAIBatch, NetworkProvider):
     def _call(self, client, request: GenerationRequest) -> Generation:
         raw = client.chat.completions.with_raw_response.create(**self._body(request))
         completion = answer_json(raw, self.name)
-        return _shaped(self.name, lambda: self._generation(completion, request))
+        return _shaped(self.name, raw, lambda: self._generation(completion, request))
 
 
 class AnthropicProvider(AnthropicBatch, NetworkProvider):
@@ -304,8 +324,9 @@ class AnthropicProvider(AnthropicBatch, NetworkProvider):
         try:
             blocks = message["content"]
             tool_inputs = [block["input"] for block in blocks if block["type"] == "tool_use"]
-            texts = [block["text"] for block in blocks if block["type"] == "text"]
-            model = message.get("model") or request.model
+            if not tool_inputs:
+                text = "".join(_text(block["text"]) for block in blocks if block["type"] == "text")
+            model = _model(message.get("model"), request.model)
             usage = anthropic_usage(message["usage"])
         except (KeyError, TypeError, AttributeError) as exc:
             raise NotAnAnswer(f"an answer not in the message shape ({exc!r})") from None
@@ -313,8 +334,6 @@ class AnthropicProvider(AnthropicBatch, NetworkProvider):
             text = unwrap(
                 tool_inputs[0], bool(request.json_schema) and root_schema(request.json_schema)[1]
             )
-        else:
-            text = "".join(texts)
         return Generation(text=text, model=model, usage=usage)
 
     def _call(self, client, request: GenerationRequest) -> Generation:
@@ -322,5 +341,6 @@ class AnthropicProvider(AnthropicBatch, NetworkProvider):
         if "temperature" in params:
             # anthropic 1.x dropped `temperature` from the signature; the API still takes it.
             params["extra_body"] = {"temperature": params.pop("temperature")}
-        message = answer_json(client.messages.with_raw_response.create(**params), self.name)
-        return _shaped(self.name, lambda: self._generation(message, request))
+        raw = client.messages.with_raw_response.create(**params)
+        message = answer_json(raw, self.name)
+        return _shaped(self.name, raw, lambda: self._generation(message, request))

@@ -89,27 +89,38 @@ def count_usage(labels: tuple[str, str], usage: dict) -> int:
     return used
 
 
+def _count(usage: dict, name: str) -> int:
+    """A token count of an answer's `usage` (JSON): 0 when absent or null; TypeError when it
+    is not a whole number (a string, a bool, a fraction)."""
+    value = usage.get(name)
+    if value is None:
+        return 0
+    if type(value) is not int or value < 0:
+        raise TypeError(f"usage.{name} is {value!r}, not a count")
+    return value
+
+
 def openai_usage(usage: dict | None) -> dict:
-    """A chat completion's `usage`, as JSON, in our names."""
-    if not usage:
+    """A chat completion's `usage`, as JSON, in our names (TypeError: not a usage)."""
+    if usage is None:
         return {"inputTokens": 0, "cachedInputTokens": 0, "outputTokens": 0}
     details = usage.get("prompt_tokens_details") or {}
     return {
-        "inputTokens": usage.get("prompt_tokens") or 0,
-        "cachedInputTokens": details.get("cached_tokens") or 0,
-        "outputTokens": usage.get("completion_tokens") or 0,
+        "inputTokens": _count(usage, "prompt_tokens"),
+        "cachedInputTokens": _count(details, "cached_tokens"),
+        "outputTokens": _count(usage, "completion_tokens"),
     }
 
 
 def anthropic_usage(usage: dict) -> dict:
-    """A message's `usage`, as JSON, in our names."""
+    """A message's `usage`, as JSON, in our names (TypeError: not a usage)."""
     # Anthropic's `input_tokens` leaves out the tokens read from and written to the cache.
-    cached = usage.get("cache_read_input_tokens") or 0
-    written = usage.get("cache_creation_input_tokens") or 0
+    cached = _count(usage, "cache_read_input_tokens")
+    written = _count(usage, "cache_creation_input_tokens")
     result = {
-        "inputTokens": (usage.get("input_tokens") or 0) + cached + written,
+        "inputTokens": _count(usage, "input_tokens") + cached + written,
         "cachedInputTokens": cached,
-        "outputTokens": usage.get("output_tokens") or 0,
+        "outputTokens": _count(usage, "output_tokens"),
     }
     if written:
         result["cacheWriteTokens"] = written

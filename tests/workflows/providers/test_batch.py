@@ -259,19 +259,49 @@ def test_answers_count_as_model_calls_and_tokens_when_their_results_are_read(llm
     assert [b - a for a, b in zip(before, after, strict=True)] == [2, 8, 1]
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"choices": "not a list"},
+        {"choices": [{"message": {"content": ["a", "list"]}}]},
+        {"choices": [{"message": {"content": "Fine."}}], "usage": {"prompt_tokens": "12"}},
+    ],
+    ids=["choices-not-a-list", "content-a-list", "count-a-string"],
+)
 def test_openai_an_unreadable_answer_is_a_retryable_error_and_the_others_still_come(
-    openai_server,
+    openai_server, odd
 ):
+    """Answers are read as JSON, not validated into the SDK's models first: one whose
+    fields are not of their types fails alone, and the batch's other answers still come."""
     provider, real_body = provider_get("openai"), openai_server.body
 
     def body(reply, request):
         if request["messages"][-1]["content"] == "odd":
-            return {"choices": "not a list"}
+            return odd
         return real_body(reply, request)
 
     openai_server.body = body
     batch_id = provider.batch_submit(_items("odd", "Lamp"), idempotency_key=_key())
     odd, lamp = sorted(provider.batch_results(batch_id), key=lambda result: result.custom_id)
     assert odd.error.startswith("openai: 200: an answer not in the chat completion shape")
+    assert odd.retryable and odd.generation is None
+    assert lamp.generation.text == "A generated answer."
+
+
+def test_anthropic_an_unreadable_answer_is_a_retryable_error_and_the_others_still_come(
+    anthropic_server,
+):
+    provider, real_body = provider_get("anthropic"), anthropic_server.body
+
+    def body(reply, request):
+        answer = real_body(reply, request)
+        if request["messages"][-1]["content"] == "odd":
+            answer["usage"]["output_tokens"] = "many"
+        return answer
+
+    anthropic_server.body = body
+    batch_id = provider.batch_submit(_items("odd", "Lamp"), idempotency_key=_key())
+    odd, lamp = sorted(provider.batch_results(batch_id), key=lambda result: result.custom_id)
+    assert odd.error.startswith("anthropic: an answer not in the message shape"), odd.error
     assert odd.retryable and odd.generation is None
     assert lamp.generation.text == "A generated answer."

@@ -122,11 +122,33 @@ def test_a_client_error_is_not_retried(run_steps, llm):
     assert len(fake.requests) == 1
 
 
-@pytest.mark.parametrize(
-    "body",
-    [{"choices": []}, {"object": "chat.completion"}, {"content": "text"}, [1, 2], {}],
-    ids=["no-choice", "no-answer", "content-not-blocks", "an-array", "empty"],
-)
+ODD_TEXT = {"role": "assistant", "content": ["a", "list"]}
+ODD_ANSWERS = {
+    "no-choice": {"choices": []},
+    "no-answer": {"object": "chat.completion"},
+    "content-not-blocks": {"content": "text"},
+    "an-array": [1, 2],
+    "empty": {},
+    "text-a-list": {
+        "choices": [{"message": ODD_TEXT}],
+        "content": [{"type": "text", "text": ["a", "list"]}],
+        "usage": {"prompt_tokens": 1, "input_tokens": 1, "output_tokens": 1},
+    },
+    "count-a-string": {
+        "choices": [{"message": {"content": "Fine."}}],
+        "content": [{"type": "text", "text": "Fine."}],
+        "usage": {"prompt_tokens": "12", "input_tokens": "12", "output_tokens": 3},
+    },
+    "model-an-object": {
+        "model": {"id": "m"},
+        "choices": [{"message": {"content": "Fine."}}],
+        "content": [{"type": "text", "text": "Fine."}],
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    },
+}
+
+
+@pytest.mark.parametrize("body", ODD_ANSWERS.values(), ids=ODD_ANSWERS.keys())
 def test_a_200_not_in_the_answers_shape_fails_the_entity_naming_it(run_steps, llm, body):
     """The answer is read as JSON (the SDK's typed model of it cost a tenth of a call's
     CPU): a body that is not a chat completion or a message fails its entity, with the
