@@ -24,7 +24,7 @@ import httpx2  # the HTTP library the model SDKs are built on
 from django.conf import settings
 
 from jobs.engine.steps import steps_run
-from workflows.providers import PROVIDERS, provider_get
+from workflows.providers import PROVIDERS, GenerationRequest, provider_get
 from workflows.providers.network import NetworkProvider
 from workflows.steps.runtime import DryRun, EntityState
 
@@ -132,16 +132,11 @@ def worker_process_warm_up() -> None:
 
 
 def _sdk_call(provider: NetworkProvider, answer: dict) -> None:
-    """One call through the SDK's request and response code, answered in memory."""
+    """One call as the provider makes it (its `_call`: the SDK's request code, the answer
+    read as JSON), answered in memory."""
     sdk = provider.sdk
     transport = httpx2.MockTransport(lambda request: httpx2.Response(200, json=answer))
     with sdk.DefaultHttpxClient(transport=transport) as http:
         options = {"base_url": "http://warm.invalid", "api_key": "warm", "http_client": http}
-        if provider.name == "openai":
-            sdk.OpenAI(**options).chat.completions.create(
-                model="warm", messages=[{"role": "user", "content": "warm"}]
-            )
-        else:
-            sdk.Anthropic(**options).messages.create(
-                model="warm", max_tokens=1, messages=[{"role": "user", "content": "warm"}]
-            )
+        client = sdk.OpenAI(**options) if provider.name == "openai" else sdk.Anthropic(**options)
+        provider._call(client, GenerationRequest(prompt="warm", model="warm", max_tokens=1))

@@ -66,6 +66,9 @@ def _usage_key(usage: dict) -> tuple[int, int, int, int]:
     )
 
 
+_UNKNOWN = object()  # a model the table does not know
+
+
 def _table_price(price_provider: str | None, model: str, key: tuple) -> Decimal | None:
     """The table's price of a call's usage (`_usage_key`). A model with one price per token
     of each kind (most: no tiers, no price that changes on a date) is priced from its rates,
@@ -82,9 +85,6 @@ def _table_price(price_provider: str | None, model: str, key: tuple) -> Decimal 
     if rates is None or cached + cache_write > input_tokens:
         return _table_calc(price_provider, model, key)
     return _linear(rates, key)
-
-
-_UNKNOWN = object()  # a model the table does not know
 
 
 def _linear(rates: tuple[Decimal, ...], key: tuple) -> Decimal:
@@ -111,17 +111,21 @@ def _table_rates(price_provider: str, model: str):
     ):
         return None
     calc = partial(_table_calc, price_provider, model)
-    per_call = calc((0, 0, 0, 0))
-    per_input = calc((1, 0, 0, 0)) - per_call
+    check = (1_234_567, 234_567, 34_567, 456_789)
+    probes = [calc(key) for key in ((0, 0, 0, 0), (1, 0, 0, 0), (1, 1, 0, 0), (1, 0, 1, 0))]
+    probes += [calc((0, 0, 0, 1)), calc(check)]
+    if None in probes:  # the table refused one: price every call by the table
+        return None
+    per_call, one_input, one_cached, one_written, one_output, checked = probes
+    per_input = one_input - per_call
     rates = (
         per_call,
         per_input,
-        calc((1, 1, 0, 0)) - per_call - per_input,
-        calc((1, 0, 1, 0)) - per_call - per_input,
-        calc((0, 0, 0, 1)) - per_call,
+        one_cached - one_input,
+        one_written - one_input,
+        one_output - per_call,
     )
-    check = (1_234_567, 234_567, 34_567, 456_789)
-    return rates if _linear(rates, check) == calc(check) else None
+    return rates if _linear(rates, check) == checked else None
 
 
 def _table_calc(price_provider: str, model: str, key: tuple) -> Decimal | None:

@@ -51,16 +51,23 @@ def template_problem(source: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=512)
+def _tree(source: str) -> nodes.Template | None:
+    """The syntax tree of a template, or None for an invalid one: parsed once for the
+    readers below (`steps_read`, `names_read`, `_reads`), which only walk it."""
+    try:
+        return _environment.parse(source)
+    except TemplateSyntaxError:
+        return None
+
+
 def steps_read(source: str) -> set[str]:
     """The ids of the steps whose outputs a (valid) template reads by name: `steps.<id>` and
     `steps["<id>"]`, read from its syntax tree. A name computed at render time
     (`steps[name]`), a dict method (`steps.items()`) and a template that assigns `steps`
     itself (`{% set steps = ... %}`, a loop or macro variable) name no step."""
-    if "steps" not in source:
-        return set()
-    try:
-        tree = _environment.parse(source)
-    except TemplateSyntaxError:
+    tree = _tree(source) if "steps" in source else None
+    if tree is None:
         return set()
     if any(name.name == "steps" and name.ctx != "load" for name in tree.find_all(nodes.Name)):
         return set()
@@ -84,13 +91,8 @@ def names_read(source: str) -> frozenset[str]:
     """The names a (valid) template reads from its context or the sandbox's globals
     (`entity`, `steps`, `run`, a function): none for plain text. Jinja's own analysis
     (`jinja2.meta.find_undeclared_variables`) of the syntax tree."""
-    if "{" not in source:
-        return frozenset()
-    try:
-        tree = _environment.parse(source)
-    except TemplateSyntaxError:
-        return frozenset()
-    return frozenset(meta.find_undeclared_variables(tree))
+    tree = _tree(source) if "{" in source else None
+    return frozenset(meta.find_undeclared_variables(tree)) if tree is not None else frozenset()
 
 
 def rendering_time_limit() -> time_allowance:
@@ -116,9 +118,8 @@ def _reads(source: str) -> tuple | None:
     """A template that only prints text and values read by name (`entity.title`,
     `steps["draft"].text`), as its parts: text, or a read's (name, key, ...); None for any
     other template (a filter, a test, an operator, a literal, a statement)."""
-    try:
-        tree = _environment.parse(source)
-    except TemplateSyntaxError:
+    tree = _tree(source)
+    if tree is None:
         return None
     parts = []
     for node in tree.body:

@@ -77,32 +77,22 @@ def _message(exc) -> str:
 
 
 class NotAnAnswer(ValueError):
-    """A 200 whose body is not the answer's shape (a chat completion, a message)."""
+    """A 200 whose body is not the answer's shape (a chat completion, a message; the SDK
+    raised for any other status): `generate` fails the entity naming the provider."""
 
 
-def answer_json(raw, provider: str) -> dict:
+def answer_json(raw) -> dict:
     """The body of an SDK call made `with_raw_response`, as JSON. The step reads four fields
     of an answer: the SDK's typed model of the whole answer cost 5-12% of an OpenAI call's
     CPU and 16-25% of an Anthropic one's (docs/benchmarks.md). The SDK still sends the call
     and raises its errors for any status but 2xx."""
-    response = raw.http_response
     try:
-        body = response.json()
+        body = raw.http_response.json()
     except ValueError as exc:
-        raise StepError(
-            f"{provider}: {response.status_code}: an answer not in JSON ({exc})"
-        ) from None
+        raise NotAnAnswer(f"an answer not in JSON ({exc})") from None
     if not isinstance(body, dict):
-        raise StepError(f"{provider}: {response.status_code}: an answer not a JSON object")
+        raise NotAnAnswer("an answer not a JSON object")
     return body
-
-
-def _shaped(provider: str, raw, read):
-    """`read()`, with a body not in the answer's shape named as a step's error."""
-    try:
-        return read()
-    except NotAnAnswer as exc:
-        raise StepError(f"{provider}: {raw.http_response.status_code}: {exc}") from None
 
 
 def _text(value) -> str:
@@ -189,6 +179,8 @@ class NetworkProvider(Provider):
                 return generation
             except self.sdk.APIError as exc:
                 status, message, retryable, wait = self._problem(exc)
+            except NotAnAnswer as exc:  # an odd server's answer: asking again would not help
+                raise StepError(f"{self.name}: 200: {exc}") from None
             finally:
                 rate_limit_correct(limit_key, estimated=estimated, used=used)
             MODEL_CALLS.labels(*labels, outcome_label(status)).inc()
@@ -271,8 +263,7 @@ class OpenAIProvider(OpenAIBatch, NetworkProvider):
 
     def _call(self, client, request: GenerationRequest) -> Generation:
         raw = client.chat.completions.with_raw_response.create(**self._body(request))
-        completion = answer_json(raw, self.name)
-        return _shaped(self.name, raw, lambda: self._generation(completion, request))
+        return self._generation(answer_json(raw), request)
 
 
 class AnthropicProvider(AnthropicBatch, NetworkProvider):
@@ -342,5 +333,4 @@ class AnthropicProvider(AnthropicBatch, NetworkProvider):
             # anthropic 1.x dropped `temperature` from the signature; the API still takes it.
             params["extra_body"] = {"temperature": params.pop("temperature")}
         raw = client.messages.with_raw_response.create(**params)
-        message = answer_json(raw, self.name)
-        return _shaped(self.name, raw, lambda: self._generation(message, request))
+        return self._generation(answer_json(raw), request)
