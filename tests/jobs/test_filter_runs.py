@@ -1,19 +1,24 @@
 """Runs over a filter: `POST /workflows/:id/run` with `filter`, items made in batches."""
 
+import threading
 from collections import Counter
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from entities.models import Entity
+from jobs import filter_runs
 from jobs.cancel import run_cancel
 from jobs.engine.chunk import chunk_execute
+from jobs.engine.outcomes import run_count
 from jobs.filter_runs import run_items_make
 from jobs.lifecycle import run_end_if_done
 from jobs.models import Run, RunItem
 from jobs.queue import chunks_enqueue
 from tests.factories import make_entities, make_workflow, run_inline
+from workflows.usage import ZERO
 
 pytestmark = pytest.mark.django_db
 
@@ -299,8 +304,10 @@ def test_a_large_runs_chunk_size_is_fixed_when_it_starts_and_every_batch_keeps_i
     with django_capture_on_commit_callbacks() as callbacks:
         assert run_items_make(run_id=run_id) == 1000
     queued = _queued_chunks(callbacks)
-    # Four full batches of 250 items (25 chunks each); the fifth finds nothing left.
-    assert queued == [list(range(start, start + 25)) for start in (0, 25, 50, 75)] + [[]]
+    # A first batch of 20 items (two chunks, one per worker process: WORKER_CONCURRENCY),
+    # three full batches of 250 (25 chunks each), the last 230.
+    assert settings.WORKER_CONCURRENCY == 2
+    assert queued == [[0, 1], *(list(range(s, s + 25)) for s in (2, 27, 52)), list(range(77, 100))]
     sizes = Counter(RunItem.objects.filter(run_id=run_id).values_list("chunk", flat=True))
     assert sorted(sizes) == list(range(100)) and set(sizes.values()) == {10}
     run_inline(run_id)
@@ -313,3 +320,51 @@ def test_a_limit_sizes_the_chunks_on_what_the_run_takes(api, workflow, product_t
     make_entities(product_type, 1000)
     run_id = _run(api, workflow, {"filter": {}, "limit": 300}).json()["runId"]
     assert Run.objects.get(pk=run_id).chunk_size == 30  # 10 chunks of the 300 it takes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_being_made_holds_off_neither_the_chunks_counters_nor_a_cancel_which_undoes_it(
+    api, workflow, product_type, settings, monkeypatch
+):
+    """Every chunk that ends updates its run's row (its counters): a maker holding that row
+    for a whole batch (0.1-0.2 s for 10,000 items) made every chunk ending meanwhile wait.
+    The row is locked once the batch is made; a cancel asked while it was made is seen
+    then, and the batch is undone."""
+    settings.RUN_ITEMS_BATCH_SIZE, settings.RUN_CHUNK_SIZE, settings.WORKER_CONCURRENCY = 4, 2, 1
+    make_entities(product_type, 10)
+    run_id = _run(api, workflow, {"filter": {}}).json()["runId"]
+    made_by = filter_runs._insert_batch
+    asked, meanwhile = [], []
+
+    def counted_then_cancelled():
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '2s'")
+                run_count(run_id, {"completed": 0}, ZERO, timezone.now())
+                meanwhile.append("counted")
+            run_cancel(run_id=run_id)
+            meanwhile.append("cancelled")
+        finally:
+            connection.close()
+
+    def batch(run, count):
+        asked.append(count)
+        made = made_by(run, count)
+        if len(asked) == 2:  # the first batch is made; while the second is
+            thread = threading.Thread(target=counted_then_cancelled)
+            thread.start()
+            thread.join(20)
+            assert not thread.is_alive(), "the counters or the cancel waited for the batch"
+        return made
+
+    monkeypatch.setattr(filter_runs, "_insert_batch", batch)
+    assert run_items_make(run_id=run_id) == 2
+    assert asked == [2, 4]  # a first batch of one chunk per worker process, then 4
+    assert meanwhile == ["counted", "cancelled"]
+    run = Run.objects.get(pk=run_id)
+    # The first batch's two items, cancelled by the cancel's batch; the second undone.
+    assert (run.status, run.total, run.items_made, run.cancelled) == ("cancelled", 2, 2, 2)
+    assert set(RunItem.objects.filter(run_id=run_id).values_list("status", flat=True)) == {
+        "cancelled"
+    }
