@@ -180,6 +180,8 @@ class NetworkProvider(Provider):
             except self.sdk.APIError as exc:
                 status, message, retryable, wait = self._problem(exc)
             except NotAnAnswer as exc:  # an odd server's answer: asking again would not help
+                # Counted as a batch line's odd answer is (its status: 200).
+                MODEL_CALLS.labels(*labels, outcome_label("200")).inc()
                 raise StepError(f"{self.name}: 200: {exc}") from None
             finally:
                 rate_limit_correct(limit_key, estimated=estimated, used=used)

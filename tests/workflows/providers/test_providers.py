@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from config.metrics import MODEL_CALLS
 from jobs.models import RunLog
 from tests.servers import Reply
 
@@ -155,10 +156,24 @@ def test_a_200_not_in_the_answers_shape_fails_the_entity_naming_it(run_steps, ll
     provider named, and is not sent again."""
     provider, fake = llm
     fake.default = Reply(body=body)
+    before = _calls(provider, "200")
     [item], _ = run_steps([_step(provider)], {"title": "Lamp"})
     assert item.status == "failed"
     assert item.error.startswith(f"{provider}: 200: an answer not"), item.error
     assert len(fake.requests) == 1
+    assert _calls(provider, "200") == before + 1  # a call made, as a batch line's is counted
+
+
+def _calls(provider: str, outcome: str) -> float:
+    """`workflows_model_calls_total` of this process for the provider and outcome."""
+    return sum(
+        sample.value
+        for family in MODEL_CALLS.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+        and sample.labels["provider"] == provider
+        and sample.labels["outcome"] == outcome
+    )
 
 
 def test_timeout_is_retried_then_fails_and_the_run_goes_on(run_steps, llm, settings):
