@@ -180,12 +180,12 @@ def run_items_make(*, run_id: str) -> int:
             if goes_on:
                 with transaction.atomic():  # a savepoint: undone if a cancel came meanwhile
                     made, last = _insert_batch(run, asked)
-                    goes_on = _run_lock(run_id)
+                    goes_on = _run_lock(run)
                     if not goes_on:
                         transaction.set_rollback(True)
                         made, last = 0, ""
-            if not goes_on:  # (locked again: an undone savepoint's row lock went with it)
-                _run_lock(run_id)
+            if not goes_on:  # locked for `_items_done` (an undone savepoint released it)
+                _run_lock(run)
             run.items_made += made
             run.items_cursor = last or run.items_cursor
             run.heartbeat_at = timezone.now()  # a long making is not a stalled run
@@ -196,7 +196,6 @@ def run_items_make(*, run_id: str) -> int:
                 chunks = range(before // size, run.items_made // size)
                 transaction.on_commit(partial(queue.chunks_enqueue, run.pk, chunks))
                 continue
-            run.refresh_from_db(fields=["status", "cancel_requested_at"])
             _items_done(run, first_chunk=before // size)
             return run.items_made
 
@@ -209,24 +208,29 @@ def _batch_size(made: int, size: int) -> int:
     return min(settings.RUN_ITEMS_BATCH_SIZE, size * settings.WORKER_CONCURRENCY)
 
 
+# The advisory locks' namespace (their first key) of makers of items; the second is the run's.
+_MAKING = 1
+
+
 def _makers_take_turns(run_id: str) -> None:
     """Two makers of one run (a redelivered task, a stalled run's recovery) take turns, for
     the transaction: the second reads the cursor the first committed. Nothing else takes
     this lock. (SQLite runs one writer at a time.)"""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"items:{run_id}"])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_MAKING, run_id])
 
 
-def _run_lock(run_id: str) -> bool:
-    """Lock the run's row to COMMIT; whether it goes on (open, no cancel asked)."""
-    status, cancel_requested_at = (
+def _run_lock(run: Run) -> bool:
+    """Lock the run's row to COMMIT, read its status and cancel as they are now into `run`;
+    whether it goes on (open, no cancel asked)."""
+    run.status, run.cancel_requested_at = (
         Run.objects.select_for_update()
-        .filter(pk=run_id)
+        .filter(pk=run.pk)
         .values_list("status", "cancel_requested_at")
         .get()
     )
-    return status in RunStatus.open() and cancel_requested_at is None
+    return run.status in RunStatus.open() and not run.cancelling
 
 
 def _items_done(run: Run, first_chunk: int) -> None:

@@ -21,8 +21,10 @@ class RunItem(models.Model):
 
     # Indexed by the indexes below (their first column): every item is written three times
     # per run, so an index of its own would cost on each write and serve no query. Not
-    # checked by the database either: items are inserted only by `run_start`, in the
-    # transaction that creates their run, and deleted with it (`jobs.retention`).
+    # checked by the database either: items are inserted only by the run's start (in the
+    # transaction that creates it) or by the making of its items in batches afterwards (a
+    # run over a filter, a large retry, a revert: `jobs.filter_runs`), and deleted with it
+    # (`jobs.retention`).
     # A checked key costs a trigger per item at commit, a quarter of dispatching a run.
     run = models.ForeignKey(
         Run,

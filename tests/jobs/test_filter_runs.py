@@ -5,11 +5,11 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from entities.models import Entity
-from jobs import filter_runs
+from jobs import filter_runs, queue
 from jobs.cancel import run_cancel
 from jobs.engine.chunk import chunk_execute
 from jobs.engine.outcomes import run_count
@@ -297,6 +297,7 @@ def test_a_large_runs_chunk_size_is_fixed_when_it_starts_and_every_batch_keeps_i
     settings while its items are made changes nothing: every batch numbers its chunks with
     the stored size."""
     settings.RUN_ITEMS_BATCH_SIZE, settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX = 250, 2, 10
+    settings.WORKER_CONCURRENCY = 2
     make_entities(product_type, 1000)
     run_id = _run(api, workflow, {"filter": {}}).json()["runId"]
     assert Run.objects.get(pk=run_id).chunk_size == 10
@@ -306,7 +307,6 @@ def test_a_large_runs_chunk_size_is_fixed_when_it_starts_and_every_batch_keeps_i
     queued = _queued_chunks(callbacks)
     # A first batch of 20 items (two chunks, one per worker process: WORKER_CONCURRENCY),
     # three full batches of 250 (25 chunks each), the last 230.
-    assert settings.WORKER_CONCURRENCY == 2
     assert queued == [[0, 1], *(list(range(s, s + 25)) for s in (2, 27, 52)), list(range(77, 100))]
     sizes = Counter(RunItem.objects.filter(run_id=run_id).values_list("chunk", flat=True))
     assert sorted(sizes) == list(range(100)) and set(sizes.values()) == {10}
@@ -322,6 +322,25 @@ def test_a_limit_sizes_the_chunks_on_what_the_run_takes(api, workflow, product_t
     assert Run.objects.get(pk=run_id).chunk_size == 30  # 10 chunks of the 300 it takes
 
 
+def _no_tasks(monkeypatch) -> None:
+    """A test whose data is committed: the session's worker, if one runs, must not take
+    the run's tasks (it would make the items or run the chunks itself)."""
+    for name in ("items_make_enqueue", "chunks_enqueue", "run_cancel_enqueue"):
+        monkeypatch.setattr(queue, name, lambda *args, **kwargs: None)
+
+
+def _in_a_thread(target) -> threading.Thread:
+    def run():
+        try:
+            target()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_being_made_holds_off_neither_the_chunks_counters_nor_a_cancel_which_undoes_it(
     api, workflow, product_type, settings, monkeypatch
@@ -331,6 +350,7 @@ def test_a_batch_being_made_holds_off_neither_the_chunks_counters_nor_a_cancel_w
     The row is locked once the batch is made; a cancel asked while it was made is seen
     then, and the batch is undone."""
     settings.RUN_ITEMS_BATCH_SIZE, settings.RUN_CHUNK_SIZE, settings.WORKER_CONCURRENCY = 4, 2, 1
+    _no_tasks(monkeypatch)
     make_entities(product_type, 10)
     run_id = _run(api, workflow, {"filter": {}}).json()["runId"]
     made_by = filter_runs._insert_batch
@@ -342,20 +362,20 @@ def test_a_batch_being_made_holds_off_neither_the_chunks_counters_nor_a_cancel_w
                 with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL lock_timeout = '2s'")
                 run_count(run_id, {"completed": 0}, ZERO, timezone.now())
-                meanwhile.append("counted")
-            run_cancel(run_id=run_id)
-            meanwhile.append("cancelled")
-        finally:
-            connection.close()
+        except OperationalError as exc:
+            meanwhile.append(f"the counters waited: {exc}")
+            return
+        meanwhile.append("counted")
+        run_cancel(run_id=run_id)
+        meanwhile.append("cancelled")
 
     def batch(run, count):
         asked.append(count)
         made = made_by(run, count)
         if len(asked) == 2:  # the first batch is made; while the second is
-            thread = threading.Thread(target=counted_then_cancelled)
-            thread.start()
+            thread = _in_a_thread(counted_then_cancelled)
             thread.join(20)
-            assert not thread.is_alive(), "the counters or the cancel waited for the batch"
+            assert not thread.is_alive(), "the cancel waited for the batch"
         return made
 
     monkeypatch.setattr(filter_runs, "_insert_batch", batch)
@@ -368,3 +388,31 @@ def test_a_batch_being_made_holds_off_neither_the_chunks_counters_nor_a_cancel_w
     assert set(RunItem.objects.filter(run_id=run_id).values_list("status", flat=True)) == {
         "cancelled"
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_asked_once_a_batch_holds_the_run_waits_for_it_and_ends_its_items_too(
+    api, workflow, product_type, settings, monkeypatch
+):
+    settings.RUN_ITEMS_BATCH_SIZE, settings.RUN_CHUNK_SIZE, settings.WORKER_CONCURRENCY = 4, 2, 1
+    _no_tasks(monkeypatch)
+    make_entities(product_type, 10)
+    run_id = _run(api, workflow, {"filter": {}}).json()["runId"]
+    locked_by = filter_runs._run_lock
+    threads = []
+
+    def lock(run):
+        goes_on = locked_by(run)
+        if not threads:  # the first batch, made and holding the run's row
+            threads.append(_in_a_thread(lambda: run_cancel(run_id=run_id)))
+            threads[0].join(1)
+            assert threads[0].is_alive()  # the cancel waits for the batch's COMMIT
+        return goes_on
+
+    monkeypatch.setattr(filter_runs, "_run_lock", lock)
+    assert run_items_make(run_id=run_id) == 2  # the next batch sees the cancel
+    threads[0].join(20)
+    assert not threads[0].is_alive()
+    run = Run.objects.get(pk=run_id)
+    # The batch kept, its items seen by the cancel's batch.
+    assert (run.status, run.total, run.cancelled) == ("cancelled", 2, 2)
