@@ -30,6 +30,7 @@ from entities.models import Entity
 from entities.revisions import run_changed_batch
 from jobs import queue
 from jobs.costs import budget_columns, workflow_estimate
+from jobs.engine.parking import run_turn_take, runs_lock
 from jobs.item_rows import item_columns, items_skip_held, open_runs_lock, run_chunk_size
 from jobs.lifecycle import run_end_if_done
 from jobs.models import (
@@ -156,9 +157,9 @@ def run_start_in_batches(*, workflow, version, entities: int, **columns) -> Run:
 
 def run_items_make(*, run_id: str) -> int:
     """Make the items of a run over a filter, batch after batch, then queue its chunks.
-    Safe to run twice at once or again after a crash: makers of a run take turns
-    (`_makers_take_turns`) and each batch starts from the cursor the last committed batch
-    left. Returns the items made.
+    Safe to run twice at once or again after a crash (a redelivered task, a stalled run's
+    recovery): makers of a run take turns (`run_turn_take`) and each batch starts from the
+    cursor the last committed batch left. Returns the items made.
 
     The run's row is locked only once a batch is made, to COMMIT: every chunk that ends
     updates that row (its counters), so a lock held for a batch's whole INSERT (0.1-0.2 s
@@ -167,7 +168,7 @@ def run_items_make(*, run_id: str) -> int:
     batches, which lock the row first, would not all have seen its items)."""
     while True:
         with transaction.atomic():
-            _makers_take_turns(run_id)
+            run_turn_take(run_id, "items")
             run = Run.objects.select_related("workflow", "workflow_version").get(pk=run_id)
             if run.total is not None:
                 return run.items_made
@@ -175,17 +176,16 @@ def run_items_make(*, run_id: str) -> int:
             left = run.items_limit - run.items_made
             before = run.items_made
             asked = min(left, _batch_size(before, size))
-            made, last = 0, ""
-            goes_on = left > 0 and run.status in RunStatus.open() and not run.cancelling
-            if goes_on:
+            made, last, kept = 0, "", False
+            if left > 0 and run.status in RunStatus.open() and not run.cancelling:
                 with transaction.atomic():  # a savepoint: undone if a cancel came meanwhile
                     made, last = _insert_batch(run, asked)
-                    goes_on = _run_lock(run)
-                    if not goes_on:
+                    kept = _run_lock(run_id)
+                    if not kept:
                         transaction.set_rollback(True)
                         made, last = 0, ""
-            if not goes_on:  # locked for `_items_done` (an undone savepoint released it)
-                _run_lock(run)
+            # Nothing made, or the batch undone (its savepoint released the lock): lock now.
+            goes_on = kept or _run_lock(run_id)
             run.items_made += made
             run.items_cursor = last or run.items_cursor
             run.heartbeat_at = timezone.now()  # a long making is not a stalled run
@@ -196,7 +196,7 @@ def run_items_make(*, run_id: str) -> int:
                 chunks = range(before // size, run.items_made // size)
                 transaction.on_commit(partial(queue.chunks_enqueue, run.pk, chunks))
                 continue
-            _items_done(run, first_chunk=before // size)
+            _items_done(run, first_chunk=before // size, goes_on=goes_on)
             return run.items_made
 
 
@@ -208,39 +208,21 @@ def _batch_size(made: int, size: int) -> int:
     return min(settings.RUN_ITEMS_BATCH_SIZE, size * settings.WORKER_CONCURRENCY)
 
 
-# The advisory locks' namespace (their first key) of makers of items; the second is the run's.
-_MAKING = 1
+def _run_lock(run_id: str) -> bool:
+    """Lock the run's row to COMMIT, as a cancel does; whether it goes on (open, no cancel
+    asked)."""
+    return runs_lock(run_ids=[run_id], exclusive=True).get(run_id, False)
 
 
-def _makers_take_turns(run_id: str) -> None:
-    """Two makers of one run (a redelivered task, a stalled run's recovery) take turns, for
-    the transaction: the second reads the cursor the first committed. Nothing else takes
-    this lock. (SQLite runs one writer at a time.)"""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_MAKING, run_id])
-
-
-def _run_lock(run: Run) -> bool:
-    """Lock the run's row to COMMIT, read its status and cancel as they are now into `run`;
-    whether it goes on (open, no cancel asked)."""
-    run.status, run.cancel_requested_at = (
-        Run.objects.select_for_update()
-        .filter(pk=run.pk)
-        .values_list("status", "cancel_requested_at")
-        .get()
-    )
-    return run.status in RunStatus.open() and not run.cancelling
-
-
-def _items_done(run: Run, first_chunk: int) -> None:
-    """The last batch: the total is known; queue the chunks not queued yet (none once a
-    cancel was asked), and end the run if nothing is left to do."""
+def _items_done(run: Run, first_chunk: int, *, goes_on: bool) -> None:
+    """The last batch, under the run's lock: the total is known; queue the chunks not
+    queued yet (none once a cancel was asked or the run ended: `goes_on` false), and end
+    the run if nothing is left to do."""
     run.total = run.items_made
     run.save(update_fields=["items_made", "items_cursor", "heartbeat_at", "total"])
     size = run_chunk_size(run)
     RunLog.objects.create(run_id=run.pk, message=f"Items made: {run.total} entities matched.")
-    if run.status in RunStatus.open() and not run.cancelling:
+    if goes_on:
         chunks = range(first_chunk, (run.total + size - 1) // size)
         transaction.on_commit(partial(queue.chunks_enqueue, run.pk, chunks))
     # The run may have nothing left to do: everything that matched was deleted before its

@@ -233,6 +233,15 @@ def runs_lock(*, run_ids, exclusive: bool = False) -> dict[str, bool]:
     }
 
 
+def run_turn_take(run_id: str, work: str) -> None:
+    """Take this run's turn at `work` to the end of the transaction: transactions doing the
+    same work on the same run wait for one another (an advisory lock), nothing else does.
+    (SQLite runs one writer at a time.)"""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{work}:{run_id}"])
+
+
 def waits_requeue(*, run_id: str, item_ids: list[int], size: int, now: datetime) -> int:
     """Queue the run's `waiting` items named again (their waits resolved), in new chunks of
     about `size` (as even as the count allows: 1,000 at 400 are 3 chunks of 333-334), each
@@ -240,11 +249,9 @@ def waits_requeue(*, run_id: str, item_ids: list[int], size: int, now: datetime)
     new chunk and one of the run's `waiting` counter, the chunks' tasks sent after COMMIT.
     Returns how many were queued."""
     count = -(-len(item_ids) // size)
-    if connection.vendor == "postgresql":
-        # Requeues of one run (two decisions, a decision and the resume task) take turns
-        # here, so that no two number new chunks alike; nothing else waits for this lock.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"requeue:{run_id}"])
+    # Requeues of one run (two decisions, a decision and the resume task) take turns here,
+    # so that no two number new chunks alike.
+    run_turn_take(run_id, "requeue")
     first = (RunItem.objects.filter(run_id=run_id).aggregate(last=Max("chunk"))["last"] or 0) + 1
     item_ids = sorted(item_ids)
     moved = []

@@ -401,8 +401,8 @@ def test_a_cancel_asked_once_a_batch_holds_the_run_waits_for_it_and_ends_its_ite
     locked_by = filter_runs._run_lock
     threads = []
 
-    def lock(run):
-        goes_on = locked_by(run)
+    def lock(locked_id):
+        goes_on = locked_by(locked_id)
         if not threads:  # the first batch, made and holding the run's row
             threads.append(_in_a_thread(lambda: run_cancel(run_id=run_id)))
             threads[0].join(1)
