@@ -271,7 +271,7 @@ class AnthropicBatch(NetworkBatch):
             try:
                 generation = self._generation(message, request)
             except ValueError as exc:  # one unreadable answer must not hide the others
-                return BatchResult(line.custom_id, error=f"{self.name}: {exc}", retryable=True)
+                return BatchResult(line.custom_id, error=f"{self.name}: 200: {exc}", retryable=True)
             return BatchResult(line.custom_id, generation)
         if outcome.type == "errored":
             error = outcome.error.error

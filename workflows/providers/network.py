@@ -78,7 +78,8 @@ def _message(exc) -> str:
 
 class NotAnAnswer(ValueError):
     """A 200 whose body is not the answer's shape (a chat completion, a message; the SDK
-    raised for any other status): `generate` fails the entity naming the provider."""
+    raised for any other status): `generate` asks again, as for a 5xx, then fails the
+    entity naming the provider."""
 
 
 def answer_json(raw) -> dict:
@@ -179,10 +180,10 @@ class NetworkProvider(Provider):
                 return generation
             except self.sdk.APIError as exc:
                 status, message, retryable, wait = self._problem(exc)
-            except NotAnAnswer as exc:  # an odd server's answer: asking again would not help
-                # Counted as a batch line's odd answer is (its status: 200).
-                MODEL_CALLS.labels(*labels, outcome_label("200")).inc()
-                raise StepError(f"{self.name}: 200: {exc}") from None
+            except NotAnAnswer as exc:
+                # A body cut short or replaced on its way (a proxy's page): asked again, as
+                # a batch line with one is, and counted as one (its status: 200).
+                status, message, retryable, wait = "200", str(exc), True, None
             finally:
                 rate_limit_correct(limit_key, estimated=estimated, used=used)
             MODEL_CALLS.labels(*labels, outcome_label(status)).inc()

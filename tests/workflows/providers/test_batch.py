@@ -302,6 +302,6 @@ def test_anthropic_an_unreadable_answer_is_a_retryable_error_and_the_others_stil
     anthropic_server.body = body
     batch_id = provider.batch_submit(_items("odd", "Lamp"), idempotency_key=_key())
     odd, lamp = sorted(provider.batch_results(batch_id), key=lambda result: result.custom_id)
-    assert odd.error.startswith("anthropic: an answer not in the message shape"), odd.error
+    assert odd.error.startswith("anthropic: 200: an answer not in the message shape"), odd.error
     assert odd.retryable and odd.generation is None
     assert lamp.generation.text == "A generated answer."

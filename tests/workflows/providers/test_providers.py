@@ -150,18 +150,34 @@ ODD_ANSWERS = {
 
 
 @pytest.mark.parametrize("body", ODD_ANSWERS.values(), ids=ODD_ANSWERS.keys())
-def test_a_200_not_in_the_answers_shape_fails_the_entity_naming_it(run_steps, llm, body):
+def test_a_200_not_in_the_answers_shape_is_asked_again_then_fails_the_entity_naming_it(
+    run_steps, llm, body, settings
+):
     """The answer is read as JSON (the SDK's typed model of it cost a tenth of a call's
-    CPU): a body that is not a chat completion or a message fails its entity, with the
-    provider named, and is not sent again."""
+    CPU): a body that is not a chat completion or a message (cut short, or a proxy's page)
+    is asked again as a 5xx is, and as a batch line with one is; after the last attempt it
+    fails its entity with the provider named. Each call is counted under its status."""
     provider, fake = llm
+    settings.AI_MAX_ATTEMPTS = 3
     fake.default = Reply(body=body)
     before = _calls(provider, "200")
     [item], _ = run_steps([_step(provider)], {"title": "Lamp"})
     assert item.status == "failed"
     assert item.error.startswith(f"{provider}: 200: an answer not"), item.error
-    assert len(fake.requests) == 1
-    assert _calls(provider, "200") == before + 1  # a call made, as a batch line's is counted
+    assert item.error.endswith("(after 3 attempts)"), item.error
+    assert len(fake.requests) == 3
+    assert _calls(provider, "200") == before + 3
+
+
+def test_a_200_not_an_answer_then_an_answer_completes_the_entity(run_steps, llm):
+    provider, fake = llm
+    fake.script = [Reply(body={"choices": [], "content": "cut"}), Reply(text="A fine lamp.")]
+    before = _calls(provider, "200")
+    [item], [entity] = run_steps([_step(provider)], {"title": "Lamp"})
+    assert item.status == "completed", item.error
+    assert entity.data["description"] == "A fine lamp."
+    assert len(fake.requests) == 2 and _calls(provider, "200") == before + 1
+    assert item.usage["calls"] == 1  # the answer's usage: the odd body reported none
 
 
 def _calls(provider: str, outcome: str) -> float:
