@@ -13,7 +13,7 @@ from workflows.steps import registry
 from workflows.templating import steps_read
 from workflows.triggers import triggers_clean
 
-STEP_ID_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+STEP_ID_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")  # fullmatch: `$` allows a "\n"
 STEP_KEYS = {"id", "type", "config"}
 
 
@@ -28,7 +28,7 @@ def _step_problems(step, index: int, seen_ids: set[str]) -> list[FieldError]:
     ]
     step_id = step.get("id")
     if step_id is not None:
-        if not isinstance(step_id, str) or not STEP_ID_PATTERN.match(step_id):
+        if not isinstance(step_id, str) or not STEP_ID_PATTERN.fullmatch(step_id):
             found.append(
                 FieldError(
                     f"{where}.id", "Use a letter, then up to 63 letters, digits, `_` or `-`."

@@ -109,6 +109,16 @@ def test_missing_config_field_is_named_by_path(api, product_type):
         ({"type": "publish"}, "steps[0].config"),
         ({"config": {}}, "steps[0].type"),
         ({"id": "bad id!", "type": "publish", "config": {}}, "steps[0].id"),
+        # A final newline: Python's `$` matches before it, JSON Schema's does not.
+        ({"id": "a" * 64 + "\n", "type": "publish", "config": {}}, "steps[0].id"),
+        (
+            {"type": "wait_for_event", "config": {"event": "translation.done\n", "key": "k"}},
+            "steps[0].config.event",
+        ),
+        (
+            {"type": "transform", "config": {"operations": [{"op": "remove", "field": "a\n"}]}},
+            "steps[0].config.operations[0].field",
+        ),
         ("publish", "steps[0]"),
     ],
 )

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from django.db import DatabaseError
-from jsonschema import Draft202012Validator
 
 from config.api.errors import FieldError, json_path
 from entities.patterns import PatternError, pattern_search
+from entities.schemas import schema_validator
 from workflows.steps.runtime import EntityState, Flow, Outcome, StepContext, StepError
 from workflows.templating import (
     MAX_TEMPLATE_LENGTH,
@@ -86,7 +86,9 @@ class StepType:
     write_only: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self):
-        self._validator = Draft202012Validator(self.config_schema)
+        # Patterns on RE2, as JSON Schema means them: Python's `re` lets `$` match before a
+        # final newline, so "translation.done\n" passed an event name's `^...$`.
+        self._validator = schema_validator(self.config_schema)
 
     def problems(self, config: Any, *, path: str = "config") -> list[FieldError]:
         """Every way `config` breaks this type's rules, located under `path`."""
@@ -202,9 +204,9 @@ class StepType:
             for index, item in enumerate(value):
                 yield from self._templates(item, schema["items"], f"{path}[{index}]")
         for option in schema.get("oneOf", []):
-            if Draft202012Validator(
-                {**option, "$defs": self.config_schema.get("$defs", {})}
-            ).is_valid(value):
+            if schema_validator({**option, "$defs": self.config_schema.get("$defs", {})}).is_valid(
+                value
+            ):
                 yield from self._templates(value, option, path)
 
 

@@ -102,4 +102,7 @@ def time_parse(text: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         raise StepError(f"`until` rendered {text[:100]!r}: the time has no zone (add Z or +01:00).")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # a time of year 1 or 9999 whose UTC falls outside them
+        raise StepError(f"`until` rendered {text[:100]!r}: a time out of range.") from None

@@ -75,3 +75,20 @@ def test_what_until_renders_decides(run_steps, until, outcome):
     assert item.status == outcome, item.error
     if outcome == "failed":
         assert "until" in item.error
+
+
+def test_a_time_out_of_range_fails_its_entity_alone(run_steps):
+    """Year 1 at +01:00 is before year 1 in UTC: the entity fails naming `until`, and the
+    others of its chunk wait (an exception out of the step failed them all)."""
+    steps = [
+        {"id": "later", "type": "delay", "config": {"until": "{{ entity.at }}"}},
+        {"type": "publish", "config": {}},
+    ]
+    items, _ = run_steps(
+        steps,
+        {"title": "A", "at": "0001-01-01T00:00:00+01:00"},
+        {"title": "B", "at": "9999-12-31T23:00:00-05:00"},
+        {"title": "C", "at": "2999-01-01T00:00:00Z"},
+    )
+    assert [item.status for item in items] == ["failed", "failed", "waiting"]
+    assert all("a time out of range" in item.error for item in items[:2]), items[0].error
