@@ -42,12 +42,24 @@ def _compile(source: str):
     return template
 
 
+# Jinja parses and transforms a template recursively, and Python compiles the code it
+# generates with limits of its own: a template nested about a hundred deep (brackets, unary
+# operators) exhausts the stack, and a couple of hundred chained filters, `+`s or attributes,
+# or twenty nested `{% for %}`s, generate code Python refuses to compile.
+TOO_DEEP = (RecursionError, SyntaxError)
+TOO_DEEP_PROBLEM = (
+    "Invalid template: nested too deeply (brackets, operators, filters, attributes or blocks)."
+)
+
+
 def template_problem(source: str) -> str | None:
     """Why `source` is not a valid template, or None."""
     try:
         _compile(source)
     except TemplateSyntaxError as exc:
         return f"Invalid template (line {exc.lineno}): {exc.message}"
+    except TOO_DEEP:
+        return TOO_DEEP_PROBLEM
     return None
 
 
@@ -57,7 +69,7 @@ def _tree(source: str) -> nodes.Template | None:
     readers below (`steps_read`, `names_read`, `_reads`), which only walk it."""
     try:
         return _environment.parse(source)
-    except TemplateSyntaxError:
+    except (TemplateSyntaxError, *TOO_DEEP):
         return None
 
 

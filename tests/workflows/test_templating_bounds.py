@@ -194,3 +194,39 @@ def test_the_test_endpoint_answers_an_over_bound_template_with_the_failure(
     )
     answer = api.post(f"/api/v1/workflows/{good.json()['id']}/test", {"entityId": entity_id})
     assert answer.json()["status"] == "completed"
+
+
+TOO_DEEP = {
+    "parentheses": "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}",
+    "unary-minus": "{{ " + "-" * 5000 + "1 }}",
+    "lists": "{{ " + "[" * 3000 + "]" * 3000 + " }}",
+    "not": "{{ " + "not " * 3000 + "1 }}",
+    "ifs": "{% if 1 %}" * 2000 + "{% endif %}" * 2000,
+    "fors": "".join(f"{{% for a{i} in [1] %}}" for i in range(25)) + "x" + "{% endfor %}" * 25,
+    "filters": "{{ 1" + "|string" * 300 + " }}",
+    "attributes": "{{ entity" + ".a" * 300 + " }}",
+}
+
+
+@pytest.mark.parametrize("source", TOO_DEEP.values(), ids=TOO_DEEP.keys())
+def test_a_template_nested_too_deeply_is_a_400_naming_its_field(api, product_type, source):
+    """Jinja parses recursively and Python compiles the code it generates with limits of its
+    own: past them a template is refused with the field named, never a 500."""
+    operation = {"op": "set", "field": "x", "value": source}
+    steps = [{"id": "t", "type": "transform", "config": {"operations": [operation]}}]
+    body = {"name": "deep", "entityTypeId": product_type.pk, "steps": steps}
+    response = api.post("/api/v1/workflows", body)
+    assert response.status_code == 400, response.content[:300]
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == "steps[0].config.operations[0].value"
+    assert "nested too deeply" in detail["message"]
+
+
+def test_a_template_nested_within_the_bounds_is_accepted():
+    nested = "".join(f"{{% for a{i} in [1] %}}" for i in range(12)) + "x" + "{% endfor %}" * 12
+    for source in [
+        "{{ " + "(" * 40 + "1" + ")" * 40 + " }}",
+        nested,
+        "{{ 1" + "|string" * 50 + " }}",
+    ]:
+        assert template_problem(source) is None, source
