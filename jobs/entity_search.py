@@ -43,10 +43,14 @@ class EntitySearch:
         return bool(self.text or self.status)
 
 
-def entity_search(params, entity_type_id: str) -> EntitySearch:
+def entity_search(params, entity_type_id: str, *, by_data: bool) -> EntitySearch:
     """The entities of the type matching `q` (text in their data) and `status`, and the ids
-    ticked (`entity_ids`, as many as a run may name) when `params` is a form's data."""
-    text = (params.get("q") or "").strip()[:MAX_QUERY].replace("\x00", "")
+    ticked (`entity_ids`, as many as a run may name) when `params` is a form's data.
+
+    `by_data`: whether the user may read entities' data (`entities.view_entity`). Without it
+    `q` is ignored: which entities a text matches answers what their data holds, a guess at
+    a time."""
+    text = (params.get("q") or "").strip()[:MAX_QUERY].replace("\x00", "") if by_data else ""
     status = params.get("status") or ""
     matches = Entity.objects.filter(entity_type_id=entity_type_id)
     if status in Entity.Status.values:

@@ -58,17 +58,19 @@ class WorkflowRunAdmin(WorkflowAdmin):
     def run_view(self, request, workflow_id):
         """Pick entities of the workflow's type and start a run, exactly as the API does."""
         workflow = get_object_or_404(Workflow, pk=unquote(workflow_id))
-        if not request.user.has_perm("jobs.add_run"):
+        # As `POST /workflows/:id/run` asks: the workflow's reader who may start runs.
+        if not request.user.has_perms(["jobs.add_run", "workflows.view_workflow"]):
             raise PermissionDenied
+        by_data = request.user.has_perm("entities.view_entity")
         if request.method == "POST":
             ids = request.POST.getlist("entity_ids")
             if request.POST.get("all"):  # a run over a filter: no ids through memory
                 return start_run_from_admin(self, request, workflow, None)
             if request.POST.get("matches"):  # every match of the search, by id
-                found = entity_search(request.POST, workflow.entity_type_id)
+                found = entity_search(request.POST, workflow.entity_type_id, by_data=by_data)
                 ids = list(found.matches.values_list("pk", flat=True)[: settings.RUN_MAX_IDS + 1])
             return start_run_from_admin(self, request, workflow, ids)
-        found = entity_search(request.GET, workflow.entity_type_id)
+        found = entity_search(request.GET, workflow.entity_type_id, by_data=by_data)
         return TemplateResponse(
             request,
             "admin/workflows/workflow/run.html",
@@ -79,7 +81,7 @@ class WorkflowRunAdmin(WorkflowAdmin):
                 search=found,
                 statuses=Entity.Status.choices,
                 total=Entity.objects.filter(entity_type_id=workflow.entity_type_id).count(),
-                show_data=request.user.has_perm("entities.view_entity"),
+                show_data=by_data,
             ),
         )
 
@@ -87,9 +89,10 @@ class WorkflowRunAdmin(WorkflowAdmin):
         """Run the workflow on one entity synchronously; nothing is committed or sent."""
         workflow = get_object_or_404(Workflow, pk=unquote(workflow_id))
         # A test shows the entity's data as the steps leave it.
-        if not request.user.has_perms(["jobs.add_run", "entities.view_entity"]):
+        perms = ["jobs.add_run", "entities.view_entity", "workflows.view_workflow"]
+        if not request.user.has_perms(perms):
             raise PermissionDenied
-        found = entity_search(request.GET, workflow.entity_type_id)
+        found = entity_search(request.GET, workflow.entity_type_id, by_data=True)
         result = None
         if request.method == "POST":
             try:

@@ -72,7 +72,7 @@ class ApiKeyAdmin(CreateOnlyFieldsMixin, admin.ModelAdmin):
         patch_cache_control(response, no_store=True, private=True)
         return response
 
-    @admin.action(description="Revoke the selected keys")
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         keys = list(queryset.filter(revoked_at__isnull=True))
         for api_key in keys:

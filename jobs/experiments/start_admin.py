@@ -234,7 +234,7 @@ def experiment_start_view(model_admin, request, workflow_id: str):
     if not request.user.has_perms(PERMISSIONS):
         raise PermissionDenied
     params = request.POST if request.method == "POST" else request.GET
-    search = entity_search(params, workflow.entity_type_id)
+    search = entity_search(params, workflow.entity_type_id, by_data=True)  # PERMISSIONS
     refused = None
     if request.method == "POST":
         form = ExperimentStartForm(request.POST, workflow=workflow)

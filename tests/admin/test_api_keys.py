@@ -143,3 +143,16 @@ def test_staff_who_may_change_keys_reach_only_their_own(clerk, root):
     assert theirs.name == "root-key" and theirs.revoked_at is None
     assert mine.revoked_at is not None
     assert "root-key" in login(root).get("/admin/api/apikey/").content.decode()
+
+
+def test_staff_who_may_only_view_keys_cannot_revoke_them(clerk):
+    """Revoking cuts off whatever uses the key: it takes the permission to change keys, and
+    the action is not offered without it."""
+    clerk.user_permissions.add(Permission.objects.get(codename="view_apikey"))
+    create_key(login(clerk), clerk.pk, name="clerk-key")
+    key = ApiKey.objects.get(name="clerk-key")
+    client = login(clerk)
+    assert 'value="revoke"' not in client.get("/admin/api/apikey/").content.decode()
+    client.post("/admin/api/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
+    key.refresh_from_db()
+    assert key.revoked_at is None

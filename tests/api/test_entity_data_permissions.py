@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
-from jobs.models import Review, ReviewStatus
+from jobs.models import Review, ReviewStatus, Run
 from tests.conftest import Api
 from tests.factories import make_key
 
@@ -155,3 +155,32 @@ def test_the_admin_test_and_run_pages_show_data_with_view_entity(world, client):
     workflow = world["workflow"]
     assert staff.get(f"/admin/workflows/workflow/{workflow.pk}/test/").status_code == 200
     assert "Item 0" in staff.get(f"/admin/workflows/workflow/{workflow.pk}/run/").content.decode()
+
+
+def test_the_admin_run_pages_search_ignores_text_without_view_entity(world, client):
+    """Which entities a text matches answers what their data holds, a guess at a time: staff
+    who may not read entities' data find them by status only, with no text box to type in."""
+    staff = staff_client(client, "workflows.view_workflow", "jobs.add_run")
+    url = f"/admin/workflows/workflow/{world['workflow'].pk}/run/"
+    hit = staff.get(url, {"q": "Item 0"}).content.decode()
+    miss = staff.get(url, {"q": "no entity holds this"}).content.decode()
+    assert all(entity_id in hit and entity_id in miss for entity_id in world["ids"])
+    assert 'name="q"' not in hit.split('id="entity-matches"')[0]  # no text box in the search
+    # Starting a run over "every match" of a text starts it over every entity of the type.
+    staff.post(url, {"matches": "1", "q": "Item 0"})
+    assert sorted(
+        Run.objects.order_by("-created_at").first().items.values_list("entity_id", flat=True)
+    ) == sorted(world["ids"])
+
+
+def test_the_admin_run_and_test_pages_take_view_workflow_as_the_api_does(world, client):
+    staff = staff_client(client, "jobs.add_run", VIEW_ENTITY)
+    workflow = world["workflow"]
+    assert staff.get(f"/admin/workflows/workflow/{workflow.pk}/run/").status_code == 403
+    assert staff.get(f"/admin/workflows/workflow/{workflow.pk}/test/").status_code == 403
+
+
+def test_the_admin_run_pages_search_finds_by_text_with_view_entity(world, client):
+    staff = staff_client(client, "workflows.view_workflow", "jobs.add_run", VIEW_ENTITY)
+    url = f"/admin/workflows/workflow/{world['workflow'].pk}/run/"
+    assert world["ids"][0] not in staff.get(url, {"q": "no entity holds this"}).content.decode()
