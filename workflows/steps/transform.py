@@ -1,3 +1,6 @@
+import json
+
+from django.conf import settings
 from django.utils.text import slugify
 
 from workflows.steps.base import TEMPLATE, StepType
@@ -117,14 +120,16 @@ class Transform(StepType):
 
     def run(self, state: EntityState, config: dict, ctx: StepContext) -> Flow:
         changed = []
+        added = _Added(settings.ENTITY_MAX_DATA_BYTES)
         for index, operation in enumerate(config["operations"]):
             op = operation["op"]
             if op == "set":
                 value = operation["value"]
                 if isinstance(value, str):
-                    value = self.render(value, state, ctx)  # a new string
+                    value = self.render(value, state, ctx)  # a new string, of bounded length
                 else:
                     value = json_copy(value)  # the config's own list or object
+                    added.add(value, f"operations[{index}] ({op})")
                 set_path(state.data, operation["field"], value)
                 changed.append(operation["field"])
             elif op in ("copy", "rename"):
@@ -134,6 +139,8 @@ class Transform(StepType):
                         f"operations[{index}] ({op}): the field {operation['from']!r} "
                         "does not exist."
                     )
+                if op == "copy":  # a rename moves the value: the working copy grows by nothing
+                    added.add(value, f"operations[{index}] ({op})")
                 set_path(state.data, operation["to"], json_copy(value))
                 if op == "rename":
                     remove_path(state.data, operation["from"])
@@ -154,6 +161,33 @@ class Transform(StepType):
                 set_path(state.data, operation["field"], TEXT_FUNCTIONS[op](value))
                 changed.append(operation["field"])
         return Flow(output={"changed": changed})
+
+
+class _Added:
+    """What one step's copies (and JSON values set) add to the working copy, in bytes of
+    JSON, up to `limit` (as much as an entity may hold): copying a value into itself (`a` to
+    `a.b`) doubles it, so thirty such copies would build a billion nodes before the commit's
+    size check. (A template's rendering is bounded by its own limit, and replaces.)"""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.total = 0
+
+    def add(self, value, where: str) -> None:
+        # A string's length is its size; a container's is measured in C, and only while the
+        # step's total is within the limit (each copy is checked before it is made).
+        self.total += len(value) if isinstance(value, str) else _json_size(value)
+        if self.total > self.limit:
+            raise StepError(
+                f"{where}: the step's operations would add more than {self.limit} bytes to "
+                "the entity (ENTITY_MAX_DATA_BYTES)."
+            )
+
+
+def _json_size(value) -> int:
+    if isinstance(value, dict | list):
+        return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    return 8  # a number, true, false or null
 
 
 TEXT_FUNCTIONS = {

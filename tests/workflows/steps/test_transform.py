@@ -68,3 +68,49 @@ def test_a_result_breaking_the_schema_is_not_committed(run_steps):
     assert item.status == "failed"
     assert "'title' is a required property" in item.error
     assert entity.data == {"title": "Lamp"}
+
+
+def _doubling(count: int) -> list[dict]:
+    """`a` copied into itself `count` times: each copy doubles it."""
+    operations = [{"op": "set", "field": "a", "value": {"v": 1}}]
+    operations += [{"op": "copy", "from": "a", "to": f"a.k{i}"} for i in range(count)]
+    return [{"id": "t", "type": "transform", "config": {"operations": operations}}]
+
+
+def test_copies_that_double_the_working_copy_fail_the_entity_at_the_bound(run_steps, settings):
+    """Thirty copies of a value into itself would build a billion nodes before the commit's
+    size check: the step stops at the copy that takes it past what an entity may hold."""
+    settings.ENTITY_MAX_DATA_BYTES = 64 * 1024
+    [item], [entity] = run_steps(_doubling(40), {"title": "Lamp"})
+    assert item.status == "failed"
+    # 7 bytes doubling past 64 KiB: at operations[13], long before the fortieth copy.
+    assert item.error == (
+        "operations[13] (copy): the step's operations would add more than 65536 bytes to the "
+        "entity (ENTITY_MAX_DATA_BYTES)."
+    )
+    assert entity.data == {"title": "Lamp"}
+
+
+def test_the_test_endpoint_answers_a_doubling_transform_with_the_failure(api, product_type):
+    from tests.factories import make_entities, make_workflow
+
+    workflow = make_workflow(product_type, _doubling(60))
+    [entity_id] = make_entities(product_type, 1)
+    response = api.post(f"/api/v1/workflows/{workflow.pk}/test", {"entityId": entity_id})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "failed" and "ENTITY_MAX_DATA_BYTES" in str(body), body
+
+
+def test_copying_a_large_value_once_is_within_the_bound(run_steps, settings):
+    settings.ENTITY_MAX_DATA_BYTES = 64 * 1024
+    big = {"items": list(range(5000))}  # about 24 KB of JSON
+    steps = [
+        {
+            "type": "transform",
+            "config": {"operations": [{"op": "copy", "from": "big", "to": "copy"}]},
+        }
+    ]
+    [item], [entity] = run_steps(steps, {"title": "Lamp", "big": big})
+    assert item.status == "completed", item.error
+    assert entity.data["copy"] == big
