@@ -20,9 +20,13 @@ def arms_summary(experiment: Experiment) -> dict:
             failed=Count("pk", filter=Q(**{f"{arm}__outcome": "failed"})),
         )
         usage, seconds = Usage(), 0.0
-        for side in rows.values_list(arm, flat=True).iterator():
-            usage += Usage.of(side.get("usage"))
-            seconds += side.get("seconds") or 0
+        # The two keys read, not the sides (their data and step outputs, kilobytes each):
+        # an open experiment's page and every poll of it compute this.
+        for side_usage, side_seconds in rows.values_list(
+            f"{arm}__usage", f"{arm}__seconds"
+        ).iterator():
+            usage += Usage.of(side_usage)
+            seconds += side_seconds or 0
         total = sum(counts.values())
         summary[arm] = {
             **counts,

@@ -3,9 +3,12 @@ OpenAI-compatible and Anthropic servers: both versions run in shadow mode (nothi
 rules and judge verdicts, the judge's A/B order mapped back, budget and cancel."""
 
 import json
+import re
 from unittest import mock
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from entities.models import Entity
@@ -61,9 +64,14 @@ def test_both_versions_run_in_shadow_and_are_scored(product_type, openai_server,
         assert human["winner"] is None
         assert result.changed and not result.regressed
     assert {r.verdicts[1]["candidateIsA"] for r in results} == {True, False}
-    arms = summaries.arms_summary(experiment)
+    with CaptureQueriesContext(connection) as queries:
+        arms = summaries.arms_summary(experiment)
     assert arms["baseline"]["completed"] == arms["candidate"]["completed"] == 30
     assert arms["candidate"]["inputTokens"] > 0
+    assert arms["candidate"]["meanSeconds"] is not None
+    # Each side's usage and seconds are read, never the side whole (its data and outputs).
+    read = [query["sql"] for query in queries]
+    assert not [sql for sql in read if re.search(r'\."(baseline|candidate)"(?! ->)', sql)], read
     scores = {s["name"]: s for s in summaries.scores_summary(experiment)}
     assert scores["long enough"]["candidate"] == 1 and scores["long enough"]["baseline"] == 0
     assert scores["judge"]["wins"] == 30 and scores["judge"]["losses"] == 0
