@@ -23,6 +23,11 @@ from jobs.record_admin import LOGS_SHOWN, TEXT_SHOWN, RecordAdmin
 from jobs.waits.ai_batch.kind import BATCHES_SHOWN
 from jobs.waits.ai_batch.selectors import experiment_batches
 
+# Each entity's two sides, its label and the verdicts' reasons are entity data: the API's
+# results take this permission, and so do they here. Without it, an experiment's page shows
+# what the API's experiment does (summary, arms, scores, batches, log) and no entity.
+ENTITY_DATA = "entities.view_entity"
+
 # A value beside its other side, cut to what a cell shows.
 SHOWN_CHARS = 2000
 PAGE_SIZE = 50
@@ -110,7 +115,9 @@ class ExperimentAdmin(RecordAdmin):
             }
         )
 
-    def _experiment(self, request, object_id) -> Experiment:
+    def _experiment(self, request, object_id, *, entity_data: bool = False) -> Experiment:
+        """The experiment, if the user may view it; `entity_data`: and read its entities'
+        data (a comparison shows nothing else), as the API's results take."""
         experiment = get_object_or_404(
             Experiment.objects.select_related("workflow", "baseline", "candidate").annotate(
                 entities_waiting=entities_waiting()
@@ -119,11 +126,16 @@ class ExperimentAdmin(RecordAdmin):
         )
         if not self.has_view_permission(request, experiment):
             raise PermissionDenied
+        if entity_data and not request.user.has_perm(ENTITY_DATA):
+            raise PermissionDenied
         return experiment
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         experiment = self._experiment(request, object_id)
+        show_data = request.user.has_perm(ENTITY_DATA)
         results = experiment.results.order_by("position")
+        if not show_data:  # the page's Entities section is left out: no entity read
+            results = results.none()
         shown = request.GET.get("show", "")
         if shown in ("regressed", "changed"):
             results = results.filter(**{shown: True})
@@ -142,6 +154,7 @@ class ExperimentAdmin(RecordAdmin):
             "text_shown": TEXT_SHOWN,
             "arms": summaries.arms_summary(experiment),
             "scores": summaries.scores_summary(experiment),
+            "show_data": show_data,
             "page": page,
             "shown": shown,
             "rows": [
@@ -169,7 +182,7 @@ class ExperimentAdmin(RecordAdmin):
     def compare_view(self, request, object_id, scorer):
         """The next blind comparison of `scorer` no one has decided: the entity, then its two
         sides as A and B (in the entity's seeded order; the versions are not named)."""
-        experiment = self._experiment(request, object_id)
+        experiment = self._experiment(request, object_id, entity_data=True)
         if request.method == "POST":
             if not request.user.has_perm("jobs.change_experiment"):
                 raise PermissionDenied

@@ -4,6 +4,7 @@ scorers' blind comparison queue, whose picks are mapped back to the versions."""
 
 import pytest
 from django.contrib.admin.utils import quote
+from django.contrib.auth.models import Permission
 
 from jobs.experiments import summaries
 from jobs.experiments.models import ExperimentResult
@@ -72,13 +73,37 @@ def test_a_decided_comparison_is_not_decided_twice(admin_client, experiment):
     assert "Pick A, B or tie." in answer.content.decode()
 
 
-def test_a_read_only_user_cannot_decide(client, experiment, django_user_model):
-    from django.contrib.auth.models import Permission
-
+def _staff(client, django_user_model, *codenames: str):
     user = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_experiment"))
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
     client.force_login(user)
+    return client
+
+
+def test_a_read_only_user_cannot_decide(client, experiment, django_user_model):
+    viewer = _staff(client, django_user_model, "view_experiment", "view_entity")
     url = _url(experiment, "compare/people/")
-    assert client.get(url).status_code == 200
+    assert viewer.get(url).status_code == 200
     result = experiment.results.first()
-    assert client.post(url, {"result": result.pk, "choice": "A"}).status_code == 403
+    assert viewer.post(url, {"result": result.pk, "choice": "A"}).status_code == 403
+
+
+def test_without_view_entity_the_page_shows_no_entity_and_no_comparison(
+    client, experiment, django_user_model
+):
+    # Both sides, labels and verdicts are entity data, as the API's results (403) are.
+    viewer = _staff(client, django_user_model, "view_experiment", "change_experiment")
+    page = viewer.get(_url(experiment, "change/"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="experiment-arms"' in html and 'id="experiment-scores"' in html
+    assert 'id="experiment-entities-hidden"' in html
+    for shown in ("Item ", "Short one.", "A much longer"):
+        assert shown not in html
+    assert _url(experiment, "compare/people/") not in html
+    url = _url(experiment, "compare/people/")
+    assert viewer.get(url).status_code == 403
+    result = experiment.results.first()
+    assert viewer.post(url, {"result": result.pk, "choice": "A"}).status_code == 403
+    result.refresh_from_db()
+    assert next(v for v in result.verdicts if v["name"] == "people")["winner"] is None
