@@ -186,16 +186,20 @@ class ExperimentAdmin(RecordAdmin):
         if request.method == "POST":
             if not request.user.has_perm("jobs.change_experiment"):
                 raise PermissionDenied
+            result_id = request.POST.get("result", "")
             try:
                 human.human_decide(
-                    result_id=int(request.POST.get("result", 0)),
+                    experiment_id=experiment.pk,
+                    result_id=int(result_id),
                     scorer=scorer,
                     choice=request.POST.get("choice", ""),
                     comment=request.POST.get("comment", ""),
                     user_id=request.user.pk,
                 )
-            except (DomainError, ValueError) as exc:
-                self.message_user(request, getattr(exc, "message", str(exc)), messages.ERROR)
+            except ValueError:  # not a number: no comparison of this experiment has it
+                self.message_user(request, human.comparison_missing(result_id), messages.ERROR)
+            except DomainError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
             return redirect("admin:jobs_experiment_compare", quote(experiment.pk), scorer)
         pending = human.human_pending(experiment, scorer)
         result = pending.first()

@@ -5,8 +5,10 @@ scorers' blind comparison queue, whose picks are mapped back to the versions."""
 import pytest
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
 
 from jobs.experiments import summaries
+from jobs.experiments.human import human_pending
 from jobs.experiments.models import ExperimentResult
 
 pytestmark = pytest.mark.django_db
@@ -107,3 +109,33 @@ def test_without_view_entity_the_page_shows_no_entity_and_no_comparison(
     assert viewer.post(url, {"result": result.pk, "choice": "A"}).status_code == 403
     result.refresh_from_db()
     assert next(v for v in result.verdicts if v["name"] == "people")["winner"] is None
+
+
+@pytest.mark.parametrize("result", ["999999", "9" * 25, "-1", "abc", "", "9" * 5000])
+def test_a_pick_on_a_result_the_experiment_lacks_is_told_not_a_500(
+    admin_client, experiment, result
+):
+    # A form shown before its result was pruned, or an edited field.
+    admin_client.raise_request_exception = False
+    url = _url(experiment, "compare/people/")
+    answer = admin_client.post(url, {"result": result, "choice": "A"})
+    assert answer.status_code == 302 and answer.url == url
+    told = [str(m) for m in get_messages(answer.wsgi_request)]
+    assert len(told) == 1 and "This experiment has no comparison" in told[0]
+    assert len(told[0]) < 200
+    assert human_pending(experiment, "people").count() == 6
+
+
+def test_another_experiments_result_is_refused_and_left_undecided(
+    admin_client, experiment, finished_experiment
+):
+    other = finished_experiment(2)
+    theirs = other.results.first()
+    answer = admin_client.post(
+        _url(experiment, "compare/people/"), {"result": theirs.pk, "choice": "A"}, follow=True
+    )
+    assert "This experiment has no comparison" in answer.content.decode()
+    theirs.refresh_from_db()
+    assert next(v for v in theirs.verdicts if v["name"] == "people")["winner"] is None
+    assert human_pending(experiment, "people").count() == 6
+    assert human_pending(other, "people").count() == 2
