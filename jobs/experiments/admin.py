@@ -3,8 +3,6 @@ each entity's two sides next to each other with the differences highlighted, a f
 regressions, "Publish candidate", its provider batches and its log) and the human scorers'
 blind comparison queue."""
 
-import json
-
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
@@ -15,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from config.api.errors import DomainError
+from config.api.templatetags.admin_values import as_json_text, cut_text
 from entities.selectors import entity_labels
 from jobs.experiments import human, summaries
 from jobs.experiments.models import Experiment
@@ -28,14 +27,13 @@ from jobs.waits.ai_batch.selectors import experiment_batches
 # what the API's experiment does (summary, arms, scores, batches, log) and no entity.
 ENTITY_DATA = "entities.view_entity"
 
-# A value beside its other side, cut to what a cell shows.
-SHOWN_CHARS = 2000
 PAGE_SIZE = 50
 
 
 def _shown(value) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=1)
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+    """A value beside its other side, cut to what a cell shows (the API's results have it
+    whole)."""
+    return cut_text(value if isinstance(value, str) else as_json_text(value, indent=1))
 
 
 def _fields(baseline: dict, candidate: dict) -> list[dict]:

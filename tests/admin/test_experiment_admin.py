@@ -7,6 +7,7 @@ from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 
+from config.api.templatetags.admin_values import VALUE_CHARS_SHOWN
 from jobs.experiments import summaries
 from jobs.experiments.human import human_pending
 from jobs.experiments.models import ExperimentResult
@@ -34,6 +35,14 @@ def test_the_experiment_page_shows_both_sides_and_filters_regressions(admin_clie
     regressed = admin_client.get(_url(experiment, "change/") + "?show=regressed")
     assert regressed.content.decode().count("<br>regressed") == 6
     assert admin_client.get("/admin/jobs/experiment/").status_code == 200
+
+
+def test_a_long_value_is_cut_to_what_a_cell_shows(admin_client, experiment):
+    result = experiment.results.order_by("position").first()
+    result.candidate["changes"] = [{"field": "description", "before": None, "after": "x" * 5000}]
+    result.save(update_fields=["candidate"])
+    html = admin_client.get(_url(experiment, "change/")).content.decode()
+    assert "x" * VALUE_CHARS_SHOWN + "…" in html and "x" * (VALUE_CHARS_SHOWN + 1) not in html
 
 
 def test_publish_candidate_makes_it_live(admin_client, experiment):
