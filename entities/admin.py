@@ -1,5 +1,3 @@
-import json
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
@@ -9,6 +7,7 @@ from django.urls import path
 
 from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin
 from config.api.errors import DomainError
+from config.api.templatetags.admin_values import VALUE_CHARS_SHOWN, as_json_text, cut_text
 from entities.models import Entity, EntityRevision, EntityType
 from entities.revisions import RevisionSource, Source
 from entities.schemas import data_problems, data_validator, schema_problems
@@ -16,13 +15,52 @@ from entities.selectors import entity_type_users
 from entities.services import entity_restore, entity_save, entity_type_in_use_message
 
 REVISIONS_SHOWN = 50
+# The history shows each value cut to VALUE_CHARS_SHOWN, and stops adding changes once it
+# has shown HISTORY_CHARS_SHOWN characters (each change's field and values, and a row's
+# markup): an entity whose large fields were edited fifty times is a page of about a
+# megabyte, not forty. A revision opened alone (`?revision=<version>`) shows its changes
+# whole, as the API's `GET /entities/:id/revisions/:version` does.
+HISTORY_CHARS_SHOWN = 500_000
+# What a change's row costs of that budget beyond its text (its markup): many small fields
+# changed fifty times are bounded too.
+CHANGE_ROW_CHARS = 100
 
 
-def _shown(change: dict, side: str) -> str:
+def _text(change: dict, side: str) -> str:
     """One side of a change as the history shows it (absent: a dash)."""
-    if side not in change:
-        return "—"
-    return json.dumps(change[side], ensure_ascii=False, indent=1)
+    return as_json_text(change[side], indent=1) if side in change else "—"
+
+
+def _history(revisions: list[EntityRevision], *, whole: bool) -> list[dict]:
+    """Each revision with what it changed, side by side, and who or what made it. Unless
+    `whole`: each value cut to VALUE_CHARS_SHOWN (`cut` says so), and the changes past
+    HISTORY_CHARS_SHOWN in all left out (`hidden` counts them), the revisions still listed."""
+    left = HISTORY_CHARS_SHOWN
+    entries = []
+    for revision in revisions:
+        changes = []
+        for change in revision.changes:
+            if not whole and left == 0:
+                break
+            before, after = _text(change, "before"), _text(change, "after")
+            cut = not whole and max(len(before), len(after)) > VALUE_CHARS_SHOWN
+            if not whole:
+                before, after = cut_text(before), cut_text(after)
+                size = len(change["field"]) + len(before) + len(after) + CHANGE_ROW_CHARS
+                if size > left:
+                    left = 0
+                    break
+                left -= size
+            changes.append({"field": change["field"], "before": before, "after": after, "cut": cut})
+        entries.append(
+            {
+                "revision": revision,
+                "source": RevisionSource.of_revision(revision).as_json(),
+                "changes": changes,
+                "hidden": len(revision.changes) - len(changes),
+            }
+        )
+    return entries
 
 
 class EntityTypeForm(forms.ModelForm):
@@ -102,29 +140,18 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The entity's form, and below it its history: each revision kept, newest first,
-        with what it changed side by side and who or what made it, and a restore button."""
-        revisions = list(
-            EntityRevision.objects.filter(entity_id=unquote(object_id)).order_by("-pk")[
-                :REVISIONS_SHOWN
-            ]
-        )
+        with what it changed side by side (cut; `?revision=<version>`: that one, whole) and
+        who or what made it, and a restore button."""
+        revisions = EntityRevision.objects.filter(entity_id=unquote(object_id))
+        version = request.GET.get("revision", "")
+        whole = version.isascii() and version.isdigit() and len(version) <= 9
+        if whole:  # one revision alone, its values whole
+            revisions = revisions.filter(version=int(version))
         context = {
-            "revisions": [
-                {
-                    "revision": revision,
-                    "source": RevisionSource.of_revision(revision).as_json(),
-                    "changes": [
-                        {
-                            "field": change["field"],
-                            "before": _shown(change, "before"),
-                            "after": _shown(change, "after"),
-                        }
-                        for change in revision.changes
-                    ],
-                }
-                for revision in revisions
-            ],
+            "revisions": _history(list(revisions.order_by("-pk")[:REVISIONS_SHOWN]), whole=whole),
             "revisions_shown": REVISIONS_SHOWN,
+            "one_revision": whole,
+            "value_chars_shown": VALUE_CHARS_SHOWN,
             "can_restore": request.user.has_perm("entities.change_entity"),
             **(extra_context or {}),
         }

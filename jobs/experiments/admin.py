@@ -3,8 +3,6 @@ each entity's two sides next to each other with the differences highlighted, a f
 regressions, "Publish candidate", its provider batches and its log) and the human scorers'
 blind comparison queue."""
 
-import json
-
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
@@ -15,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from config.api.errors import DomainError
+from config.api.templatetags.admin_values import as_json_text, cut_text
 from entities.selectors import entity_labels
 from jobs.experiments import human, summaries
 from jobs.experiments.models import Experiment
@@ -23,14 +22,18 @@ from jobs.record_admin import LOGS_SHOWN, TEXT_SHOWN, RecordAdmin
 from jobs.waits.ai_batch.kind import BATCHES_SHOWN
 from jobs.waits.ai_batch.selectors import experiment_batches
 
-# A value beside its other side, cut to what a cell shows.
-SHOWN_CHARS = 2000
+# Each entity's two sides, its label and the verdicts' reasons are entity data: the API's
+# results take this permission, and so do they here. Without it, an experiment's page shows
+# what the API's experiment does (summary, arms, scores, batches, log) and no entity.
+ENTITY_DATA = "entities.view_entity"
+
 PAGE_SIZE = 50
 
 
 def _shown(value) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=1)
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+    """A value beside its other side, cut to what a cell shows (the API's results have it
+    whole)."""
+    return cut_text(value if isinstance(value, str) else as_json_text(value, indent=1))
 
 
 def _fields(baseline: dict, candidate: dict) -> list[dict]:
@@ -110,7 +113,9 @@ class ExperimentAdmin(RecordAdmin):
             }
         )
 
-    def _experiment(self, request, object_id) -> Experiment:
+    def _experiment(self, request, object_id, *, entity_data: bool = False) -> Experiment:
+        """The experiment, if the user may view it; `entity_data`: and read its entities'
+        data (a comparison shows nothing else), as the API's results take."""
         experiment = get_object_or_404(
             Experiment.objects.select_related("workflow", "baseline", "candidate").annotate(
                 entities_waiting=entities_waiting()
@@ -119,11 +124,16 @@ class ExperimentAdmin(RecordAdmin):
         )
         if not self.has_view_permission(request, experiment):
             raise PermissionDenied
+        if entity_data and not request.user.has_perm(ENTITY_DATA):
+            raise PermissionDenied
         return experiment
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         experiment = self._experiment(request, object_id)
+        show_data = request.user.has_perm(ENTITY_DATA)
         results = experiment.results.order_by("position")
+        if not show_data:  # the page's Entities section is left out: no entity read
+            results = results.none()
         shown = request.GET.get("show", "")
         if shown in ("regressed", "changed"):
             results = results.filter(**{shown: True})
@@ -142,6 +152,7 @@ class ExperimentAdmin(RecordAdmin):
             "text_shown": TEXT_SHOWN,
             "arms": summaries.arms_summary(experiment),
             "scores": summaries.scores_summary(experiment),
+            "show_data": show_data,
             "page": page,
             "shown": shown,
             "rows": [
@@ -169,20 +180,24 @@ class ExperimentAdmin(RecordAdmin):
     def compare_view(self, request, object_id, scorer):
         """The next blind comparison of `scorer` no one has decided: the entity, then its two
         sides as A and B (in the entity's seeded order; the versions are not named)."""
-        experiment = self._experiment(request, object_id)
+        experiment = self._experiment(request, object_id, entity_data=True)
         if request.method == "POST":
             if not request.user.has_perm("jobs.change_experiment"):
                 raise PermissionDenied
+            result_id = request.POST.get("result", "")
             try:
                 human.human_decide(
-                    result_id=int(request.POST.get("result", 0)),
+                    experiment_id=experiment.pk,
+                    result_id=int(result_id),
                     scorer=scorer,
                     choice=request.POST.get("choice", ""),
                     comment=request.POST.get("comment", ""),
                     user_id=request.user.pk,
                 )
-            except (DomainError, ValueError) as exc:
-                self.message_user(request, getattr(exc, "message", str(exc)), messages.ERROR)
+            except ValueError:  # not a number: no comparison of this experiment has it
+                self.message_user(request, human.comparison_missing(result_id), messages.ERROR)
+            except DomainError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
             return redirect("admin:jobs_experiment_compare", quote(experiment.pk), scorer)
         pending = human.human_pending(experiment, scorer)
         result = pending.first()

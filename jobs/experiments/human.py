@@ -4,22 +4,36 @@ left to pick."""
 from django.db import transaction
 from django.utils import timezone
 
-from config.api.errors import Conflict, FieldError, InvalidInput
+from config.api.errors import Conflict, FieldError, InvalidInput, NotFound
 from jobs.experiments.models import Experiment, ExperimentResult
 from jobs.experiments.sides import regressed
 from jobs.experiments.summaries import summary_store
 
 
 def human_decide(
-    *, result_id: int, scorer: str, choice: str, comment: str, user_id: int | None
+    *,
+    experiment_id: str,
+    result_id: int,
+    scorer: str,
+    choice: str,
+    comment: str,
+    user_id: int | None,
 ) -> ExperimentResult:
     """A person's pick on one entity's blind comparison: `choice` is the side as shown (A, B)
     or "tie", mapped back to baseline or candidate; the row's `regressed` follows. A verdict
-    already decided keeps the first decision (409)."""
+    already decided keeps the first decision (409). The result is looked up within its
+    experiment: one pruned since the form was shown, or another experiment's, is not found
+    (404), never decided."""
     if choice not in ("A", "B", "tie"):
         raise InvalidInput("Pick A, B or tie.", details=[FieldError("choice", "Pick A, B or tie.")])
     with transaction.atomic():
-        result = ExperimentResult.objects.select_for_update().get(pk=result_id)
+        result = (
+            ExperimentResult.objects.select_for_update()
+            .filter(experiment_id=experiment_id, pk=result_id)
+            .first()
+        )
+        if result is None:
+            raise NotFound(comparison_missing(result_id))
         verdict = next(
             (v for v in result.verdicts if v["name"] == scorer and v["type"] == "human"), None
         )
@@ -40,6 +54,15 @@ def human_decide(
     if experiment.is_ended:
         summary_store(experiment)
     return result
+
+
+def comparison_missing(result_id) -> str:
+    """What a pick on a result this experiment does not have is told (the id as sent, cut:
+    a form's field can hold anything)."""
+    return (
+        f"This experiment has no comparison {str(result_id)[:40]!r}: it was pruned since, or "
+        "is not this experiment's."
+    )
 
 
 def human_pending(experiment: Experiment, scorer: str):

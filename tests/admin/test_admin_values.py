@@ -4,8 +4,10 @@ import pytest
 from django.contrib.admin.utils import quote
 
 from config.api.templatetags.admin_values import (
+    VALUE_CHARS_SHOWN,
     as_json,
     as_json_block,
+    cut_text,
     dollars,
     percent,
     thousands,
@@ -87,3 +89,9 @@ def test_a_run_still_making_its_items_shows_an_ellipsis_not_null(staff, product_
     script = staff.get(f"/admin/jobs/run/{quote(run.pk)}/change/").content.decode()
     assert '(p.total === null ? "…" : p.total)' in script
     assert Entity.objects.count() == 1
+
+
+def test_a_value_longer_than_a_cell_shows_is_cut_with_an_ellipsis():
+    assert cut_text("é" * VALUE_CHARS_SHOWN) == "é" * VALUE_CHARS_SHOWN
+    assert cut_text("é" * (VALUE_CHARS_SHOWN + 1)) == "é" * VALUE_CHARS_SHOWN + "…"
+    assert cut_text("abcdef", 3) == "abc…"

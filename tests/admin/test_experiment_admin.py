@@ -4,8 +4,12 @@ scorers' blind comparison queue, whose picks are mapped back to the versions."""
 
 import pytest
 from django.contrib.admin.utils import quote
+from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
 
+from config.api.templatetags.admin_values import VALUE_CHARS_SHOWN
 from jobs.experiments import summaries
+from jobs.experiments.human import human_pending
 from jobs.experiments.models import ExperimentResult
 
 pytestmark = pytest.mark.django_db
@@ -31,6 +35,14 @@ def test_the_experiment_page_shows_both_sides_and_filters_regressions(admin_clie
     regressed = admin_client.get(_url(experiment, "change/") + "?show=regressed")
     assert regressed.content.decode().count("<br>regressed") == 6
     assert admin_client.get("/admin/jobs/experiment/").status_code == 200
+
+
+def test_a_long_value_is_cut_to_what_a_cell_shows(admin_client, experiment):
+    result = experiment.results.order_by("position").first()
+    result.candidate["changes"] = [{"field": "description", "before": None, "after": "x" * 5000}]
+    result.save(update_fields=["candidate"])
+    html = admin_client.get(_url(experiment, "change/")).content.decode()
+    assert "x" * VALUE_CHARS_SHOWN + "…" in html and "x" * (VALUE_CHARS_SHOWN + 1) not in html
 
 
 def test_publish_candidate_makes_it_live(admin_client, experiment):
@@ -72,13 +84,67 @@ def test_a_decided_comparison_is_not_decided_twice(admin_client, experiment):
     assert "Pick A, B or tie." in answer.content.decode()
 
 
-def test_a_read_only_user_cannot_decide(client, experiment, django_user_model):
-    from django.contrib.auth.models import Permission
-
+def _staff(client, django_user_model, *codenames: str):
     user = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_experiment"))
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
     client.force_login(user)
+    return client
+
+
+def test_a_read_only_user_cannot_decide(client, experiment, django_user_model):
+    viewer = _staff(client, django_user_model, "view_experiment", "view_entity")
     url = _url(experiment, "compare/people/")
-    assert client.get(url).status_code == 200
+    assert viewer.get(url).status_code == 200
     result = experiment.results.first()
-    assert client.post(url, {"result": result.pk, "choice": "A"}).status_code == 403
+    assert viewer.post(url, {"result": result.pk, "choice": "A"}).status_code == 403
+
+
+def test_without_view_entity_the_page_shows_no_entity_and_no_comparison(
+    client, experiment, django_user_model
+):
+    # Both sides, labels and verdicts are entity data, as the API's results (403) are.
+    viewer = _staff(client, django_user_model, "view_experiment", "change_experiment")
+    page = viewer.get(_url(experiment, "change/"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="experiment-arms"' in html and 'id="experiment-scores"' in html
+    assert 'id="experiment-entities-hidden"' in html
+    for shown in ("Item ", "Short one.", "A much longer"):
+        assert shown not in html
+    assert _url(experiment, "compare/people/") not in html
+    url = _url(experiment, "compare/people/")
+    assert viewer.get(url).status_code == 403
+    result = experiment.results.first()
+    assert viewer.post(url, {"result": result.pk, "choice": "A"}).status_code == 403
+    result.refresh_from_db()
+    assert next(v for v in result.verdicts if v["name"] == "people")["winner"] is None
+
+
+@pytest.mark.parametrize("result", ["999999", "9" * 25, "-1", "abc", "", "9" * 5000])
+def test_a_pick_on_a_result_the_experiment_lacks_is_told_not_a_500(
+    admin_client, experiment, result
+):
+    # A form shown before its result was pruned, or an edited field.
+    admin_client.raise_request_exception = False
+    url = _url(experiment, "compare/people/")
+    answer = admin_client.post(url, {"result": result, "choice": "A"})
+    assert answer.status_code == 302 and answer.url == url
+    told = [str(m) for m in get_messages(answer.wsgi_request)]
+    assert len(told) == 1 and "This experiment has no comparison" in told[0]
+    assert len(told[0]) < 200
+    assert human_pending(experiment, "people").count() == 6
+
+
+def test_another_experiments_result_is_refused_and_left_undecided(
+    admin_client, experiment, finished_experiment
+):
+    other = finished_experiment(2)
+    theirs = other.results.first()
+    answer = admin_client.post(
+        _url(experiment, "compare/people/"), {"result": theirs.pk, "choice": "A"}, follow=True
+    )
+    assert "This experiment has no comparison" in answer.content.decode()
+    theirs.refresh_from_db()
+    assert next(v for v in theirs.verdicts if v["name"] == "people")["winner"] is None
+    assert human_pending(experiment, "people").count() == 6
+    assert human_pending(other, "people").count() == 2

@@ -1,7 +1,7 @@
 """Reading entity data anywhere takes `entities.view_entity`: reviews (`proposed`, `current`,
-`changes`, instructions rendered from the entity), a workflow test, and their admin pages,
-each tried with keys (and staff) of exact permission sets. An estimate writes nothing: a
-read-only key may ask for one."""
+`changes`, instructions rendered from the entity), a workflow test, an experiment's results,
+and their admin pages, each tried with keys (and staff) of exact permission sets. An estimate
+writes nothing: a read-only key may ask for one."""
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -9,7 +9,7 @@ from django.contrib.auth.models import Permission
 
 from jobs.models import Review, ReviewStatus, Run
 from tests.conftest import Api
-from tests.factories import make_key
+from tests.factories import experiment_run_inline, make_key
 
 pytestmark = pytest.mark.django_db
 
@@ -184,3 +184,20 @@ def test_the_admin_run_pages_search_finds_by_text_with_view_entity(world, client
     staff = staff_client(client, "workflows.view_workflow", "jobs.add_run", VIEW_ENTITY)
     url = f"/admin/workflows/workflow/{world['workflow'].pk}/run/"
     assert world["ids"][0] not in staff.get(url, {"q": "no entity holds this"}).content.decode()
+
+
+def test_the_admin_experiment_page_hides_entities_and_comparing_takes_view_entity(world, client):
+    experiment = experiment_run_inline(world["experiment"])
+    staff = staff_client(client, "jobs.view_experiment", "jobs.change_experiment")
+    page = staff.get(f"/admin/jobs/experiment/{experiment.pk}/change/")
+    assert page.status_code == 200
+    assert "Item 0" not in page.content.decode()
+    assert staff.get(f"/admin/jobs/experiment/{experiment.pk}/compare/people/").status_code == 403
+
+
+def test_the_admin_experiment_pages_show_data_with_view_entity(world, client):
+    experiment = experiment_run_inline(world["experiment"])
+    staff = staff_client(client, "jobs.view_experiment", VIEW_ENTITY)
+    page = staff.get(f"/admin/jobs/experiment/{experiment.pk}/change/")
+    assert "Item 0" in page.content.decode()
+    assert staff.get(f"/admin/jobs/experiment/{experiment.pk}/compare/people/").status_code == 200

@@ -200,6 +200,13 @@ def test_an_ended_experiment_reads_its_stored_summary(api, setup, django_assert_
     from jobs.experiments.human import human_decide
 
     result = experiment.results.first()
-    human_decide(result_id=result.pk, scorer="people", choice="tie", comment="", user_id=None)
+    human_decide(
+        experiment_id=experiment.pk,
+        result_id=result.pk,
+        scorer="people",
+        choice="tie",
+        comment="",
+        user_id=None,
+    )
     [score] = api.get(f"/api/v1/experiments/{experiment.pk}").json()["scores"]
     assert score["ties"] == 1

@@ -13,6 +13,17 @@ def as_json_text(value, indent: int | None = None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent, sort_keys=False, default=str)
 
 
+# A value shown in a cell among others (a field of an experiment's side, a change in an
+# entity's history) is cut to this many characters: one large field must not make a page of
+# tens of MB. Each page says where such a value is read whole.
+VALUE_CHARS_SHOWN = 2_000
+
+
+def cut_text(text: str, limit: int = VALUE_CHARS_SHOWN) -> str:
+    """`text`, or its first `limit` characters and an ellipsis when it is longer."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 @register.filter(name="as_json")
 def as_json(value) -> str:
     """One line of JSON, for a cell or an option."""

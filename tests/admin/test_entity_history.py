@@ -1,0 +1,80 @@
+"""An entity's page lists its history bounded: each value cut to what a cell shows, saying so
+and linking to the revision shown alone and whole, and the changes past the page's budget
+left out (counted), however large or many the entity's fields."""
+
+import re
+
+import pytest
+from django.contrib.admin.utils import quote
+
+from config.api.templatetags.admin_values import VALUE_CHARS_SHOWN
+from entities.admin import REVISIONS_SHOWN
+from entities.services import entity_update
+from tests.factories import make_entities, make_entity_type
+
+pytestmark = pytest.mark.django_db
+
+PAGE_BYTES = 2_000_000
+
+
+def _page(admin_client, entity_id, query=""):
+    page = admin_client.get(f"/admin/entities/entity/{quote(entity_id)}/change/{query}")
+    assert page.status_code == 200
+    return page.content.decode()
+
+
+def test_a_large_field_edited_fifty_times_is_cut_and_the_page_stays_small(admin_client):
+    [entity_id] = make_entities(make_entity_type(schema=None), 1)
+    big = [0] * 100_000  # about 200 KB as JSON; each value shown pretty-printed is 400 KB
+    for i in range(REVISIONS_SHOWN):
+        entity_update(entity_id=entity_id, data={"blob": [i + 1, *big[1:]]})
+    html = _page(admin_client, entity_id)
+    assert len(html.encode()) < PAGE_BYTES
+    assert html.count('<tr class="revision"') == REVISIONS_SHOWN
+    assert html.count('class="revision-cut"') == REVISIONS_SHOWN
+    assert f'href="?revision={REVISIONS_SHOWN + 1}" class="revision-cut"' in html
+    # Read alone, the revision's values are whole.
+    alone = _page(admin_client, entity_id, f"?revision={REVISIONS_SHOWN + 1}")
+    assert alone.count('<tr class="revision"') == 1
+    assert alone.count("\n 0,") == 2 * (100_000 - 2)
+    assert 'class="revision-cut"' not in alone
+
+
+def test_a_value_a_cell_holds_is_shown_whole_with_no_cut_said(admin_client):
+    [entity_id] = make_entities(make_entity_type(schema=None), 1)
+    fits = "x" * (VALUE_CHARS_SHOWN - 2)  # with its JSON quotes, what a cell shows
+    entity_update(entity_id=entity_id, data={"title": fits})
+    html = _page(admin_client, entity_id)
+    assert f"&quot;{fits}&quot;" in html
+    assert 'class="revision-cut"' not in html and 'class="revision-hidden"' not in html
+    entity_update(entity_id=entity_id, data={"title": fits + "y"})
+    html = _page(admin_client, entity_id)
+    assert f"&quot;{fits}y…" in html and html.count('class="revision-cut"') == 1
+
+
+def test_many_fields_edited_often_stop_at_the_page_budget_and_say_how_many_are_left(
+    admin_client,
+):
+    [entity_id] = make_entities(make_entity_type(schema=None), 1)
+    fields = 5_000
+    for i in range(REVISIONS_SHOWN):
+        entity_update(entity_id=entity_id, data={f"f{n}": i for n in range(fields)})
+    html = _page(admin_client, entity_id)
+    assert len(html.encode()) < PAGE_BYTES
+    # Every revision is still listed (with its restore button); its changes past the budget
+    # are counted and linked to the revision alone.
+    assert html.count('<tr class="revision"') == REVISIONS_SHOWN
+    hidden = [int(n) for n in re.findall(r'class="revision-hidden">(\d+)', html)]
+    assert hidden and all(0 < n <= fields for n in hidden)
+    assert hidden.count(fields) == len(hidden) - 1  # one revision cut part-way
+    alone = _page(admin_client, entity_id, "?revision=2")
+    assert alone.count("<tr><th>data.f") == fields
+    assert 'class="revision-hidden"' not in alone
+
+
+@pytest.mark.parametrize("revision", ["abc", "-1", "9" * 30, "٣"])
+def test_a_revision_that_is_not_a_version_shows_the_history_as_usual(admin_client, revision):
+    [entity_id] = make_entities(make_entity_type(schema=None), 1)
+    entity_update(entity_id=entity_id, data={"title": "Renamed"})
+    html = _page(admin_client, entity_id, f"?revision={revision}")
+    assert html.count('<tr class="revision"') == 2
