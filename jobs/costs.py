@@ -45,15 +45,34 @@ def model_steps(version: WorkflowVersion) -> list[tuple[dict, str, str]]:
     for step in version.steps:
         if step["type"] != "ai_generate":
             continue
-        config = step["config"]
-        provider = config.get("provider") or settings.AI_PROVIDER
-        model = (
-            config.get("model")
-            or settings.AI_MODEL
-            or getattr(PROVIDERS.get(provider), "default_model", "")
-        )
-        found.append((step, provider, model))
+        found.append((step, *model_of(step["config"])))
     return found
+
+
+def model_of(config: dict) -> tuple[str, str]:
+    """The provider and model that calls configured by `config` (an `ai_generate` step's,
+    an experiment's judge's) are made to."""
+    provider = config.get("provider") or settings.AI_PROVIDER
+    model = (
+        config.get("model")
+        or settings.AI_MODEL
+        or getattr(PROVIDERS.get(provider), "default_model", "")
+    )
+    return provider, model
+
+
+def unpriced_refuse(models, field: str) -> None:
+    """A 400 on `field` when `maxCostUsd` is asked of any of (provider, model) `models`
+    without a price: their calls' cost is unknown, so the budget could not be kept."""
+    unpriced = sorted({model for provider, model in models if not model_priced(provider, model)})
+    if unpriced:
+        message = (
+            f"No price is known for {', '.join(unpriced)}: a budget in USD cannot be kept. "
+            "Set its price in AI_PRICES, or give maxTokens instead."
+        )
+        raise InvalidInput(
+            f"{field}: {message}", details=[FieldError(field, message, "unpriced_model")]
+        )
 
 
 def budget_columns(version: WorkflowVersion, budget: dict | None) -> dict:
@@ -63,17 +82,7 @@ def budget_columns(version: WorkflowVersion, budget: dict | None) -> dict:
         return {}
     columns = {"budget_max_tokens": budget.get("maxTokens")}
     if budget.get("maxCostUsd") is not None:
-        steps = model_steps(version)
-        unpriced = sorted({model for _, p, model in steps if not model_priced(p, model)})
-        if unpriced:
-            message = (
-                f"No price is known for {', '.join(unpriced)}: a budget in USD cannot be kept. "
-                "Set its price in AI_PRICES, or give maxTokens instead."
-            )
-            raise InvalidInput(
-                f"budget.maxCostUsd: {message}",
-                details=[FieldError("budget.maxCostUsd", message, "unpriced_model")],
-            )
+        unpriced_refuse([(p, model) for _, p, model in model_steps(version)], "budget.maxCostUsd")
         nanos = Decimal(str(budget["maxCostUsd"])) * NANOS_PER_USD
         columns["budget_max_cost_nano_usd"] = int(nanos.to_integral_value())
     return columns

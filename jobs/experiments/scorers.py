@@ -16,7 +16,7 @@ from django.conf import settings
 
 from jobs.experiments.shadow import ShadowEngine
 from workflows.providers import GenerationRequest, provider_get
-from workflows.steps.ai_generate import answer_generate, priced
+from workflows.steps.ai_generate import CallsFailed, answer_generate, priced
 from workflows.steps.runtime import StepError
 from workflows.steps.validate import rule_problems
 from workflows.templating import TemplateError, render
@@ -141,8 +141,15 @@ def _ask(scorer: dict, engine: ShadowEngine, prompt: str, schema: dict) -> dict:
         json_mode=True,
         json_schema=schema,
     )
-    answer, usage = answer_generate(provider, request, on_retry=lambda message: None)
-    usage = priced(usage, provider, request.model)
+    try:
+        answer, usage = answer_generate(provider, request, on_retry=lambda message: None)
+    except CallsFailed as exc:  # answered, invalid: paid for all the same
+        _judge_spent(engine, priced(exc.usage, provider, request.model))
+        raise
+    _judge_spent(engine, priced(usage, provider, request.model))
+    return answer
+
+
+def _judge_spent(engine: ShadowEngine, usage: dict) -> None:
     engine.usage_record(usage)
     engine.judge_usage(usage)
-    return answer

@@ -29,7 +29,7 @@ from config.api.errors import Conflict, FieldError, InvalidInput
 from entities.filters import entities_matching
 from entities.models import Entity
 from jobs import queue
-from jobs.costs import budget_columns
+from jobs.costs import budget_columns, model_of, unpriced_refuse
 from jobs.engine.outcomes import given_up_error
 from jobs.engine.states import state_of_entity
 from jobs.engine.steps import steps_run
@@ -87,6 +87,9 @@ def experiment_start(
     columns = budget_columns(baseline, budget)
     if budget and budget.get("maxCostUsd") is not None:
         columns = budget_columns(candidate, budget)  # both versions' models must be priced
+        for index, scorer in enumerate(scorers):  # and the judges': they spend from it too
+            if scorer["type"] == "judge":
+                unpriced_refuse([model_of(scorer)], f"scorers[{index}].model")
     # As a run of either version would chunk them (the smaller), unless set.
     size = settings.EXPERIMENT_CHUNK_SIZE or min(
         chunk_size(version.steps, len(entity_ids)) for version in (baseline, candidate)

@@ -210,3 +210,27 @@ def test_an_ended_experiment_reads_its_stored_summary(api, setup, django_assert_
     )
     [score] = api.get(f"/api/v1/experiments/{experiment.pk}").json()["scores"]
     assert score["ties"] == 1
+
+
+JUDGE = {"type": "judge", "name": "j", "mode": "pairwise", "instructions": "Describe it."}
+
+
+@pytest.mark.parametrize(
+    ("judge", "budget", "status"),
+    [
+        # The judges' calls spend from the budget: a USD budget needs their model's price.
+        ({"provider": "openai", "model": "my-private-judge"}, {"maxCostUsd": 0.5}, 400),
+        ({"provider": "openai", "model": "my-private-judge"}, {"maxTokens": 10_000}, 202),
+        ({"provider": "openai", "model": "gpt-5-mini"}, {"maxCostUsd": 0.5}, 202),
+    ],
+)
+def test_a_usd_budget_takes_a_price_for_the_judges_model_too(api, setup, judge, budget, status):
+    workflow, ids = setup
+    body = {"candidate": 2, "entityIds": ids, "scorers": [{**JUDGE, **judge}], "budget": budget}
+    answer = _start(api, workflow, body)
+    assert answer.status_code == status, answer.json()
+    if status == 400:
+        [detail] = answer.json()["error"]["details"]
+        assert (detail["field"], detail["code"]) == ("scorers[0].model", "unpriced_model")
+        assert "my-private-judge" in detail["message"]
+        assert not Experiment.objects.exists() and not Job.objects.exists()

@@ -342,3 +342,27 @@ def test_a_batch_the_provider_rejects_fails_its_entities_with_the_reason(
     batch = AiBatch.objects.get(run=run)
     assert (batch.status, batch.error) == ("failed", REJECTED_MESSAGE)
     assert not Entity.objects.filter(pk__in=ids, data__has_key="seo").exists()
+
+
+def test_live_answers_invalid_after_their_retry_are_paid_for_with_the_failure(
+    celery_worker, product_type
+):
+    """Two entities whose answers stay invalid: the corrective requests are few, so answered
+    live, and fail again. Every answer was billed: the batch's and both live calls count in
+    the entities' usage and the run's spending, as a valid answer's would."""
+    bad = make_entities(product_type, 2, title="[local:invalid-json]")
+    step = describe(
+        "batch", prompt="{{ entity.title }}", outputField="facts", responseFormat="json"
+    )
+    workflow = make_workflow(product_type, [step])
+    run = poll_until_ended(start_run(workflow, bad, budget={"maxTokens": 10**6}).pk)
+    assert (run.status, run.failed) == ("failed", 2)
+    assert [(b.attempt, b.live) for b in AiBatch.objects.filter(run=run).order_by("attempt")] == [
+        (1, False),
+        (2, True),
+    ]
+    items = list(RunItem.objects.filter(run=run))
+    assert all("after one retry" in item.error for item in items)
+    assert [item.usage["calls"] for item in items] == [3, 3]  # one in the batch, two live
+    assert run.input_tokens == sum(item.usage["inputTokens"] for item in items) > 0
+    assert run.spent_tokens == run.input_tokens + run.output_tokens

@@ -168,7 +168,10 @@ class AiGenerate(StepType):
             def log_retry(message):
                 state.log.append(("warning", ctx.step_id, message))
 
-            answer, usage = self._generate(provider, request, log_retry)
+            try:
+                answer, usage = self._generate(provider, request, log_retry)
+            except CallsFailed as exc:
+                raise CallsFailed(exc.message, priced(exc.usage, provider, request.model)) from None
             return answer, priced(usage, provider, request.model)
 
         def admit(pair) -> bool:
@@ -185,6 +188,9 @@ class AiGenerate(StepType):
             try:
                 answer, usage = future.result()
             except StepError as exc:
+                if isinstance(exc, CallsFailed):  # answered, invalid: paid for all the same
+                    ctx.engine.usage_record(exc.usage)
+                    state.add_usage(exc.usage, ctx.step_id)
                 state.fail(ctx.step_id, exc.message)
                 continue
             ctx.engine.usage_record(usage)
@@ -243,12 +249,25 @@ class AiGenerate(StepType):
         if problem is None:
             return value, usage
         on_retry(f"{provider.name}: the answer was not valid ({problem}); asking once more.")
-        generation = provider.generate(corrective(request, problem), on_retry=on_retry)
+        try:
+            generation = provider.generate(corrective(request, problem), on_retry=on_retry)
+        except StepError as exc:
+            raise CallsFailed(exc.message, usage) from None
         usage = usage_add(usage, {**generation.usage, "calls": 1})
         value, problem = answer_of(generation.text, request)
         if problem is not None:
-            raise StepError(invalid_after_retry(provider.name, problem))
+            raise CallsFailed(invalid_after_retry(provider.name, problem), usage)
         return value, usage
+
+
+class CallsFailed(StepError):
+    """No valid answer, after calls that answered and are paid for: `usage` is theirs (the
+    stored shape, with `calls`; priced once the caller prices it), counted in the run's
+    spending and the entity's usage as an answer's would be."""
+
+    def __init__(self, message: str, usage: dict):
+        super().__init__(message)
+        self.usage = usage
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from jobs.waits.ai_batch.queue import ai_batch_submit_enqueue
 from workflows.providers import GenerationRequest, provider_get
 from workflows.providers.base import BatchStatus
 from workflows.steps.ai_generate import (
+    CallsFailed,
     answer_of,
     corrective,
     invalid_after_retry,
@@ -152,6 +153,9 @@ def _outcome(batch, provider, status, result, entry: AiBatchRequest) -> _Outcome
     if isinstance(result, tuple):  # answered live: checked and priced already
         value, usage = result
         return _Outcome(resolution=_answered(entry, value, usage_add(earlier, usage)), usage=usage)
+    if isinstance(result, CallsFailed):  # answered live, invalid: priced already
+        total = usage_add(earlier, result.usage)
+        return _Outcome(resolution=_failed(result.message, total), usage=result.usage)
     if result is not None and result.generation is not None:
         usage = priced({**result.generation.usage, "calls": 1}, provider, request.model, batch=True)
         total = usage_add(earlier, usage)

@@ -35,7 +35,12 @@ from jobs.waits.ai_batch.results import (
 from workflows.models import LocalBatch
 from workflows.providers import GenerationRequest, provider_get
 from workflows.providers.base import BatchItem, BatchResult, BatchStatus
-from workflows.steps.ai_generate import AiBatchWaitRequest, answer_generate, priced
+from workflows.steps.ai_generate import (
+    AiBatchWaitRequest,
+    CallsFailed,
+    answer_generate,
+    priced,
+)
 from workflows.steps.runtime import StepError
 
 # Polls of this many open batches per beat task (the next beat takes the rest).
@@ -221,6 +226,9 @@ def _answer_live(batch: AiBatch) -> None:
         request = GenerationRequest(**entry.request["request"])
         try:
             value, usage = answer_generate(provider, request, on_retry=lambda message: None)
+        except CallsFailed as exc:  # answered, invalid: paid for, counted with the failure
+            results[entry.pk] = CallsFailed(exc.message, priced(exc.usage, provider, request.model))
+            continue
         except StepError as exc:
             results[entry.pk] = BatchResult(entry.pk, error=exc.message)
             continue

@@ -280,3 +280,42 @@ def test_connection_errors_are_retried_then_fail_the_entity(run_steps, settings,
         RunLog.objects.filter(run=item.run, level="warning", message__contains="retrying").count()
         == 1
     )
+
+
+PRICED = {"input": 1000, "cachedInput": 1000, "output": 1000}  # USD per million tokens
+
+
+def test_an_answer_invalid_after_its_retry_is_paid_for_in_the_runs_spending_and_usage(
+    run_steps, llm, settings
+):
+    """Both calls answered and are billed: the entity fails, and its tokens count in the
+    budget's spending, the run's usage and cost, and the item's usage, as an answer's do."""
+    provider, fake = llm
+    settings.AI_PRICES = {"m-priced": PRICED}
+    fake.default = Reply(text="not json", input_tokens=1000, output_tokens=1000)
+    step = _step(provider, model="m-priced", responseFormat="json")
+    items, _ = run_steps([step], {"title": "Lamp"}, {"title": "Chair"}, budget={"maxTokens": 10**6})
+    assert len(fake.requests) == 4
+    for item in items:
+        assert item.status == "failed" and "after one retry" in item.error, item.error
+        assert (item.usage["calls"], item.usage["inputTokens"]) == (2, 2000)
+        assert item.usage["steps"]["gen"]["calls"] == 2
+    run = items[0].run
+    run.refresh_from_db()
+    assert run.spent_tokens == 4 * 2000 == run.input_tokens + run.output_tokens
+    assert run.cost_usd == pytest.approx(4 * 2000 * 1000 / 10**6)
+
+
+def test_a_corrective_call_that_fails_leaves_the_first_answer_counted(run_steps, llm, settings):
+    provider, fake = llm
+    settings.AI_MAX_ATTEMPTS = 1
+    settings.AI_PRICES = {"m-priced": PRICED}
+    fake.script = [Reply(text="not json", input_tokens=1000, output_tokens=1000)]
+    fake.default = Reply(status=500, error="the model is on fire")
+    step = _step(provider, model="m-priced", responseFormat="json")
+    [item], _ = run_steps([step], {"title": "Lamp"}, budget={"maxTokens": 10**6})
+    assert item.status == "failed" and item.error == f"{provider}: 500: the model is on fire"
+    assert (item.usage["calls"], item.usage["inputTokens"]) == (1, 1000)
+    run = item.run
+    run.refresh_from_db()
+    assert run.spent_tokens == 2000 and run.cost_usd == pytest.approx(2000 * 1000 / 10**6)
