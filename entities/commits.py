@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from config.bulk import rows_update
 from entities.events import ChangeOrigin, changed_keys, event_listened, events_record
+from entities.json_values import json_equal
 from entities.models import Entity, EntityEvent
 from entities.revisions import (
     RevisionSource,
@@ -50,7 +51,7 @@ def apply_changes(current: dict, base: dict, data: dict) -> dict:
     edit made to other keys since `base` was read survives the commit."""
     merged = dict(current)
     for key, value in data.items():
-        if key not in base or base[key] != value:
+        if key not in base or not json_equal(base[key], value):
             merged[key] = value
     for key in base:
         if key not in data:

@@ -17,6 +17,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from config.api.fields import to_millis
+from entities.json_values import json_equal
 from entities.models import Entity, EntityRevision
 
 Source = EntityRevision.Source
@@ -73,7 +74,7 @@ def data_changes(before: dict, after: dict) -> list[dict]:
     order, each with its value before and after; an absent side is left out."""
     changes = []
     for key in sorted(before.keys() | after.keys()):
-        if key in before and key in after and before[key] == after[key]:
+        if key in before and key in after and json_equal(before[key], after[key]):
             continue
         change: dict = {"field": f"data.{key}"}
         if key in before:

@@ -305,3 +305,42 @@ def test_a_revert_s_chunk_reads_the_run_s_revisions_of_its_entities_alone():
     assert made[0][2] == []
     [read] = statements
     assert _revision_rows_read(read["sql"], []) == len(chunk)  # not the run's 50,000
+
+
+def test_a_change_of_a_value_s_json_type_alone_is_a_change(api, product_type):
+    """`true` to `1` and `1` to `1.0` are equal to Python's `==`, not in JSON: the revision
+    records them, so the version before rebuilds and restores as it was."""
+    entity_id = _create(api, product_type, {"title": "Lamp", "flag": True, "ratio": 1})
+    response = api.patch(f"/api/v1/entities/{entity_id}", {"data": {"flag": 1, "ratio": 1.0}})
+    assert response.json()["version"] == 2
+    assert response.json()["data"]["flag"] == 1 and response.json()["data"]["flag"] is not True
+    [newest, _] = api.get(f"/api/v1/entities/{entity_id}/revisions").json()
+    assert newest["changes"] == [
+        {"field": "data.flag", "before": True, "after": 1},
+        {"field": "data.ratio", "before": 1, "after": 1.0},
+    ]
+    at_1 = api.get(f"/api/v1/entities/{entity_id}/revisions/1").json()["data"]
+    assert at_1["flag"] is True and type(at_1["ratio"]) is int
+    restored = api.post(f"/api/v1/entities/{entity_id}/restore", {"version": 1}).json()["data"]
+    assert restored["flag"] is True and type(restored["ratio"]) is int
+    assert Entity.objects.get(pk=entity_id).data["flag"] is True
+
+
+def test_a_run_that_changes_only_a_value_s_type_commits_it(product_type):
+    [entity_id] = make_entities(product_type, 1, flag=True)
+    workflow = make_workflow(
+        product_type,
+        [
+            {
+                "id": "one",
+                "type": "transform",
+                "config": {"operations": [{"op": "set", "field": "flag", "value": 1}]},
+            }
+        ],
+    )
+    run = start_run(workflow, [entity_id])
+    run_inline(run.pk)
+    entity = Entity.objects.get(pk=entity_id)
+    assert entity.version == 2 and entity.data["flag"] == 1 and entity.data["flag"] is not True
+    revision = EntityRevision.objects.get(entity_id=entity_id, version=2)
+    assert revision.changes == [{"field": "data.flag", "before": True, "after": 1}]
