@@ -76,6 +76,10 @@ def revert_states(*, run: Run, states: list[EntityState], logs: list[RunLog]) ->
     ):
         revisions[entity_id].append((version, changes))
     for state in alive:
+        # The run's revisions of an entity are kept or pruned together (`revisions_prune`),
+        # so those found are all it made and the first holds each field's value before it.
+        # The revision before that one is no check: it is pruned by age as often as not (an
+        # entity created long before the run), which is no reason to skip the entity.
         made = revisions.get(state.entity_id)
         if not made:
             _skip(state, "The run's revisions of this entity are no longer kept.")
