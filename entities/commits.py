@@ -1,7 +1,8 @@
 """A run's commit: its working copies written into their entities in one batch, each with
 its revision and outbox row. An entity still at the version the run read is written in one
 statement with its revision (`entities.versioned_write`); one edited meanwhile is merged
-under its row lock, keeping the edit's other keys (`apply_changes`)."""
+under its row lock, keeping the edit's other keys (`apply_changes`), unless the commit is
+`at_version` only (a revert): then it is left as it is (`ChangedSince`)."""
 
 import datetime
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from config.bulk import rows_update
 from entities.events import ChangeOrigin, changed_keys, event_listened, events_record
+from entities.json_values import json_equal
 from entities.models import Entity, EntityEvent
 from entities.revisions import (
     RevisionSource,
@@ -45,12 +47,20 @@ class WorkingCopy:
     stored: tuple[str, datetime.datetime | None] | None = None
 
 
+@dataclass(frozen=True)
+class ChangedSince:
+    """A commit's result for an entity no longer at the version its copy was read at, left
+    as it is by a commit `at_version` only: `version` is the one it is at."""
+
+    version: int
+
+
 def apply_changes(current: dict, base: dict, data: dict) -> dict:
     """`current` with the top-level keys that changed from `base` to `data` applied, so an
     edit made to other keys since `base` was read survives the commit."""
     merged = dict(current)
     for key, value in data.items():
-        if key not in base or base[key] != value:
+        if key not in base or not json_equal(base[key], value):
             merged[key] = value
     for key in base:
         if key not in data:
@@ -64,7 +74,8 @@ def entities_commit(
     status: str | None = None,
     origin: ChangeOrigin | None = None,
     source: RevisionSource = RUN,
-) -> dict[str, int | str]:
+    at_version: bool = False,
+) -> dict[str, int | str | ChangedSince]:
     """Write working copies into their entities in one batch; call inside a transaction.
 
     Each entity is locked, gets the run's changes merged in (see `apply_changes`), is checked
@@ -72,8 +83,13 @@ def entities_commit(
     entity id, the new version or an error message; an entity with an error is left as it was.
     The changes are recorded in the outbox as made by `origin` (a run's workflow), and each
     new version as a revision made by `source` (or the copy's own).
+
+    `at_version`: write each entity only if it is still at the copy's `version`, never
+    merging; one changed since is left as it is, its result `ChangedSince`. A revert's
+    copies are the values before the run of an entity it checked was at the run's last
+    version: merged onto a later edit, they would write over that edit.
     """
-    results: dict[str, int | str] = {}
+    results: dict[str, int | str | ChangedSince] = {}
     revisions: list = []
     now = timezone.now()
     _entities_commit(
@@ -83,6 +99,7 @@ def entities_commit(
         revisions,
         source,
         now,
+        at_version,
     )
     revisions_record(revisions)
     _record_commit(copies, status, results, origin)
@@ -118,9 +135,11 @@ def _record_commit(copies, status, results, origin) -> None:
 
 
 def _entities_commit(
-    copies: list[WorkingCopy], status, results: dict, revisions: list, source, now
+    copies: list[WorkingCopy], status, results: dict, revisions: list, source, now, at_version
 ) -> None:
-    """The merge under row locks, for the copies `_commit_unchanged` left."""
+    """The merge under row locks, for the copies `_commit_unchanged` left (with
+    `at_version`, only of those whose entity is at their version still: one whose status
+    was not known is written here)."""
     if not copies:
         return
     rows = {
@@ -136,6 +155,9 @@ def _entities_commit(
         entity = rows.get(copy.entity_id)
         if entity is None:
             results[copy.entity_id] = "The entity was deleted during the run."
+            continue
+        if at_version and copy.version is not None and entity.version != copy.version:
+            results[copy.entity_id] = ChangedSince(entity.version)
             continue
         if entity.entity_type_id not in validators:
             validators[entity.entity_type_id] = data_validator(entity.entity_type.schema)

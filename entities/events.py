@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.dispatch import Signal
 
+from entities.json_values import json_equal
 from entities.models import EntityEvent
 
 # Sent (no arguments) after a transaction that recorded events commits.
@@ -44,7 +45,7 @@ class ChangeOrigin:
 
 def changed_keys(before: dict, after: dict) -> tuple[str, ...]:
     """The top-level keys whose value differs (added, changed or removed), sorted."""
-    keys = {k for k, v in after.items() if k not in before or before[k] != v}
+    keys = {k for k, v in after.items() if k not in before or not json_equal(before[k], v)}
     keys.update(k for k in before if k not in after)
     return tuple(sorted(keys))
 

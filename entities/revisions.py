@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from config.api.fields import to_millis
+from entities.json_values import json_equal
 from entities.models import Entity, EntityRevision
 
 Source = EntityRevision.Source
@@ -73,7 +74,7 @@ def data_changes(before: dict, after: dict) -> list[dict]:
     order, each with its value before and after; an absent side is left out."""
     changes = []
     for key in sorted(before.keys() | after.keys()):
-        if key in before and key in after and before[key] == after[key]:
+        if key in before and key in after and json_equal(before[key], after[key]):
             continue
         change: dict = {"field": f"data.{key}"}
         if key in before:
@@ -180,24 +181,56 @@ def version_state(*, entity: Entity, version: int) -> VersionState:
 
 
 def revisions_prune(*, now: datetime.datetime, limit: int) -> int:
-    """Delete up to `limit` revisions older than ENTITY_REVISIONS_KEEP_DAYS that are not the
-    newest of their entity, in one transaction; returns how many. One of retention's pruners
-    (`jobs.retention`), which calls again while a batch was full."""
+    """Delete revisions older than ENTITY_REVISIONS_KEEP_DAYS that are not the newest of
+    their entity, nor held by a newer revision of the same run (below), up to `limit` of
+    them plus the rest of their runs' revisions of the same entities, in one transaction;
+    returns how many. One of retention's pruners (`jobs.retention`), which calls again while
+    a batch was full.
+
+    A run's revisions of an entity go together: a revert undoes a run from all of them (the
+    first change of each field holds its value before the run), so with the first pruned
+    and a later one kept it would undo the later alone and report the entity reverted. The
+    first one is older (a publish step before a wait, a revision kept fewer days than the
+    run), so pruning by age alone would do exactly that. Keeping them together lets a
+    revert trust that the run's first kept revision of an entity is its first."""
     cutoff = now - datetime.timedelta(days=settings.ENTITY_REVISIONS_KEEP_DAYS)
+    prunable = _prunable(cutoff)
+    ids = list(prunable.order_by("created_at").values_list("pk", flat=True)[:limit])
+    if not ids:
+        return 0
+    chosen = EntityRevision.objects.filter(pk__any=ids).exclude(run_id="")
+    runs = set(chosen.values_list("entity_id", "run_id"))
+    if runs:  # their runs' other revisions of those entities, prunable with them (above)
+        ids += [
+            pk
+            for pk, entity_id, run_id in prunable.filter(
+                entity_id__in=sorted({entity_id for entity_id, _ in runs})
+            )
+            .exclude(pk__any=ids)
+            .values_list("pk", "entity_id", "run_id")
+            if (entity_id, run_id) in runs
+        ]
+    with transaction.atomic():
+        # Checked again as it deletes: a run may have committed one of these entities since.
+        deleted, _ = prunable.filter(pk__any=ids).delete()
+    return deleted
+
+
+def _prunable(cutoff: datetime.datetime) -> QuerySet:
+    """Revisions older than `cutoff` with a newer revision of their entity and no newer one
+    of their run that is kept. A revision is kept while it is recent or its entity's
+    newest; one of a run is kept also while a newer one of that run is, and whichever of
+    those is newest is kept on its own account: so checking the run's newer revisions for
+    recent or newest is enough."""
     newer = EntityRevision.objects.filter(
         entity_id=OuterRef("entity_id"), version__gt=OuterRef("version")
     )
-    ids = list(
+    kept = newer.filter(Q(created_at__gte=cutoff) | ~Exists(newer))
+    return (
         EntityRevision.objects.filter(created_at__lt=cutoff)
         .filter(Exists(newer))
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:limit]
+        .filter(Q(run_id="") | ~Exists(kept.filter(run_id=OuterRef("run_id"))))
     )
-    if not ids:
-        return 0
-    with transaction.atomic():
-        EntityRevision.objects.filter(pk__any=ids).delete()
-    return len(ids)
 
 
 # -- the entities a run changed ----------------------------------------------------------------

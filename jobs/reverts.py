@@ -33,6 +33,21 @@ def revert_of(run: Run) -> str | None:
     return trigger.get("runId") if trigger.get("type") == TriggerType.REVERT else None
 
 
+def revert_forced(run: Run) -> bool:
+    """Whether a revert reverts entities changed since the run too (`force`). An unforced
+    one commits only where the entity is still at the version it checked (the chunk's
+    committer is given `changed_since`): an edit landing between its check and its commit
+    skips the entity, as one made before the check does."""
+    return bool((run.trigger or {}).get("force"))
+
+
+def changed_since(version: int, left: int) -> str:
+    """An entity's item error when a revert skips it: changed since the run."""
+    return (
+        f"Changed since the run: the entity is at version {version}, the run left version {left}."
+    )
+
+
 @transaction.atomic
 def run_revert(*, run_id: str, force: bool = False, created_by=None) -> Run:
     """Start a revert of `run_id`: 409 while that run is open, or if it changed nothing
@@ -68,7 +83,7 @@ def revert_states(*, run: Run, states: list[EntityState], logs: list[RunLog]) ->
     """Give each working copy the values its entity had before the reverted run, where that
     run's fields changed (status too); end the others: skipped if changed since (unless the
     revert is forced). The chunk's finish writes them and `logs` (`jobs.engine.outcomes`)."""
-    reverted, force = revert_of(run), bool((run.trigger or {}).get("force"))
+    reverted, force = revert_of(run), revert_forced(run)
     alive = [state for state in states if state.alive]
     revisions: dict[str, list] = defaultdict(list)
     for entity_id, version, changes in run_revisions_of(
@@ -76,17 +91,17 @@ def revert_states(*, run: Run, states: list[EntityState], logs: list[RunLog]) ->
     ):
         revisions[entity_id].append((version, changes))
     for state in alive:
+        # The run's revisions of an entity are kept or pruned together (`revisions_prune`),
+        # so those found are all it made and the first holds each field's value before it.
+        # The revision before that one is no check: it is pruned by age as often as not (an
+        # entity created long before the run), which is no reason to skip the entity.
         made = revisions.get(state.entity_id)
         if not made:
             _skip(state, "The run's revisions of this entity are no longer kept.")
             continue
         last = made[-1][0]
         if state.version != last and not force:
-            _skip(
-                state,
-                f"Changed since the run: the entity is at version {state.version}, the run "
-                f"left version {last}.",
-            )
+            _skip(state, changed_since(state.version, last))
             continue
         state.data, status = _before(state.data, made)
         if status is not None and status != state.status:

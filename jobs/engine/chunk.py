@@ -17,7 +17,7 @@ from jobs.engine.states import states_load
 from jobs.engine.steps import steps_run
 from jobs.lifecycle import run_end_if_done, run_mark_running
 from jobs.models import Run, RunStatus
-from jobs.reverts import revert_of, revert_states
+from jobs.reverts import changed_since, revert_forced, revert_of, revert_states
 
 
 def chunk_execute(*, run_id: str, chunk: int) -> None:
@@ -51,6 +51,7 @@ def _chunk_execute(run_id: str, chunk: int) -> None:
             budget=RunBudget.of(run),
             cancelled=run.cancel_requested_at is not None,
             revision_type=Source.REVERT if reverting else Source.RUN,
+            changed_since=changed_since if reverting and not revert_forced(run) else None,
         )
         if reverting:  # not the steps: each entity's values before the reverted run
             revert_states(run=run, states=states, logs=committer.logs)

@@ -10,6 +10,7 @@ worker, and resumed by a delivery that claims them again.
 """
 
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 from django.db import transaction
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from config.api.storable import unstorable
 from config.bulk import rows_update
-from entities.commits import WorkingCopy, entities_commit
+from entities.commits import ChangedSince, WorkingCopy, entities_commit
 from entities.events import ChangeOrigin
 from entities.revisions import RevisionSource, Source
 from jobs.engine.budget import RunBudget
@@ -58,9 +59,14 @@ class ChunkCommitter:
         budget: RunBudget | None = None,
         cancelled: bool = False,
         revision_type: str = Source.RUN,
+        changed_since: Callable[[int, int], str] | None = None,
     ):
         self.run_id = run_id
         self.revision_type = revision_type  # what the entities' revisions say made them
+        # An unforced revert's: commit each entity only at the version its state was read
+        # (and checked) at, never merged (`entities.commits.entities_commit`, `at_version`);
+        # one changed since is skipped, its error `changed_since(its version, the one read)`.
+        self.changed_since = changed_since
         # Who the entity outbox says made the changes (the run's workflow, at its depth).
         self.origin = origin
         self.entity_type_id = entity_type_id
@@ -160,8 +166,9 @@ class ChunkCommitter:
         self, states: list[EntityState], status: str | None, step_id: str | None, *, final=False
     ) -> list[EntityState]:
         """Merge the working copies into the entities (with `status`, for a publish); returns
-        the states committed, the others have failed at `step_id` (default: their last).
-        After the `final` commit no step reads the committed copy: it is not kept."""
+        the states committed, the others have failed at `step_id` (default: their last), or
+        were skipped as changed since they were read (`changed_since`). After the `final`
+        commit no step reads the committed copy: it is not kept."""
         results = entities_commit(
             copies=[
                 WorkingCopy(
@@ -183,11 +190,16 @@ class ChunkCommitter:
                 run_id=self.run_id,
                 step_id=self._step_of(states, status, step_id),
             ),
+            at_version=self.changed_since is not None,
         )
         committed = []
         for state in states:
             result = results[state.entity_id]
             where = step_id or state.step_id
+            if isinstance(result, ChangedSince) and self.changed_since is not None:
+                state.outcome = Outcome.STOPPED
+                state.error = self.changed_since(result.version, state.version)
+                continue
             if isinstance(result, str):
                 state.fail(where, result)
                 continue

@@ -56,7 +56,9 @@ def chunk_finish(committer: ChunkCommitter, states: list[EntityState]) -> bool:
         now,
     )
     finished = [s for s in states if s.outcome in (Outcome.COMPLETED, Outcome.STOPPED)]
-    unfinished = []  # failed at their final commit (the schema, the size limit)
+    # Failed at their final commit (the schema, the size limit), or skipped there (a
+    # revert's entity changed since it was checked).
+    unfinished = []
     for status in {state.publish_status for state in finished}:
         batch = [s for s in finished if s.publish_status == status and (status or s.dirty)]
         committed = {s.entity_id for s in committer.commit(batch, status, None, final=True)}
@@ -64,12 +66,16 @@ def chunk_finish(committer: ChunkCommitter, states: list[EntityState]) -> bool:
     rows_update(
         RunItem,
         (
-            {"id": leases[s.entity_id][0], "error": s.error, "step_id": s.step_id}
+            {
+                "id": leases[s.entity_id][0],
+                "status": ITEM_STATUS[s.outcome],
+                "error": s.error,
+                "step_id": s.step_id,
+            }
             for s in unfinished
         ),
         match=["id"],
-        copy=["error", "step_id"],
-        assign={"status": ItemStatus.FAILED},
+        copy=["status", "error", "step_id"],
     )
     logs = committer.logs
     # One line per chunk and step for entities a step stopped (a condition, a rejected

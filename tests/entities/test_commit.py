@@ -1,7 +1,7 @@
 import pytest
 from django.db import transaction
 
-from entities.commits import WorkingCopy, apply_changes, entities_commit
+from entities.commits import ChangedSince, WorkingCopy, apply_changes, entities_commit
 from entities.models import Entity
 from entities.services import entity_update
 from tests.factories import make_entities
@@ -138,3 +138,48 @@ def test_a_failure_message_is_kept_as_text_the_database_stores():
     state.fail("step", "model said: a\u0000b\ud800c")
     assert state.error == "model said: ab?c"
     assert state.log[-1][2] == state.error
+
+
+def test_a_change_of_a_value_s_json_type_is_merged_onto_an_entity_edited_meanwhile(
+    product_type,
+):
+    """`True == 1` in Python: the merge compares JSON values, or it would drop the run's
+    change of `flag` from `true` to `1` as no change."""
+    assert apply_changes({"flag": True, "x": 2}, {"flag": True}, {"flag": 1}) == {
+        "flag": 1,
+        "x": 2,
+    }
+    [entity_id] = make_entities(product_type, 1, flag=True)
+    entity = Entity.objects.get(pk=entity_id)
+    copy = WorkingCopy(
+        entity_id, entity.data, {**entity.data, "flag": 1}, entity.version, product_type.schema
+    )
+    entity_update(entity_id=entity_id, data={"price": 42})  # version 2 now
+    with transaction.atomic():
+        assert entities_commit(copies=[copy]) == {entity_id: 3}
+    entity.refresh_from_db()
+    assert entity.data["price"] == 42 and entity.data["flag"] == 1
+    assert entity.data["flag"] is not True
+
+
+def test_a_commit_at_version_leaves_an_entity_edited_meanwhile_as_it_is(product_type):
+    """A revert's commit: its copy holds values from before the run, which merged onto a
+    later edit would write over it."""
+    [entity_id, other] = make_entities(product_type, 2)
+    copies = []
+    for entity in Entity.objects.filter(pk__in=[entity_id, other]).order_by("pk"):
+        copies.append(
+            WorkingCopy(
+                entity.pk,
+                entity.data,
+                {**entity.data, "title": "reverted"},
+                entity.version,
+                product_type.schema,
+            )
+        )
+    entity_update(entity_id=entity_id, data={"title": "edited"})  # version 2 now
+    with transaction.atomic():
+        results = entities_commit(copies=copies, at_version=True)
+    assert results == {entity_id: ChangedSince(2), other: 2}
+    assert Entity.objects.get(pk=entity_id).data["title"] == "edited"
+    assert Entity.objects.get(pk=other).data["title"] == "reverted"

@@ -305,3 +305,99 @@ def test_a_revert_s_chunk_reads_the_run_s_revisions_of_its_entities_alone():
     assert made[0][2] == []
     [read] = statements
     assert _revision_rows_read(read["sql"], []) == len(chunk)  # not the run's 50,000
+
+
+def test_a_change_of_a_value_s_json_type_alone_is_a_change(api, product_type):
+    """`true` to `1` and `1` to `1.0` are equal to Python's `==`, not in JSON: the revision
+    records them, so the version before rebuilds and restores as it was."""
+    entity_id = _create(api, product_type, {"title": "Lamp", "flag": True, "ratio": 1})
+    response = api.patch(f"/api/v1/entities/{entity_id}", {"data": {"flag": 1, "ratio": 1.0}})
+    assert response.json()["version"] == 2
+    assert response.json()["data"]["flag"] == 1 and response.json()["data"]["flag"] is not True
+    [newest, _] = api.get(f"/api/v1/entities/{entity_id}/revisions").json()
+    assert newest["changes"] == [
+        {"field": "data.flag", "before": True, "after": 1},
+        {"field": "data.ratio", "before": 1, "after": 1.0},
+    ]
+    at_1 = api.get(f"/api/v1/entities/{entity_id}/revisions/1").json()["data"]
+    assert at_1["flag"] is True and type(at_1["ratio"]) is int
+    restored = api.post(f"/api/v1/entities/{entity_id}/restore", {"version": 1}).json()["data"]
+    assert restored["flag"] is True and type(restored["ratio"]) is int
+    assert Entity.objects.get(pk=entity_id).data["flag"] is True
+
+
+def test_a_run_that_changes_only_a_value_s_type_commits_it(product_type):
+    [entity_id] = make_entities(product_type, 1, flag=True)
+    workflow = make_workflow(
+        product_type,
+        [
+            {
+                "id": "one",
+                "type": "transform",
+                "config": {"operations": [{"op": "set", "field": "flag", "value": 1}]},
+            }
+        ],
+    )
+    run = start_run(workflow, [entity_id])
+    run_inline(run.pk)
+    entity = Entity.objects.get(pk=entity_id)
+    assert entity.version == 2 and entity.data["flag"] == 1 and entity.data["flag"] is not True
+    revision = EntityRevision.objects.get(entity_id=entity_id, version=2)
+    assert revision.changes == [{"field": "data.flag", "before": True, "after": 1}]
+
+
+PUBLISH_BETWEEN = [
+    {
+        "id": "a",
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "summary", "value": "first"}]},
+    },
+    {"id": "pub", "type": "publish", "config": {}},
+    {
+        "id": "b",
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "summary", "value": "second"}]},
+    },
+]
+
+
+def _run_committing_twice(product_type) -> str:
+    """An entity a run committed twice: v2 at its publish step, v3 at its end."""
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, PUBLISH_BETWEEN), [entity_id])
+    run_inline(run.pk)
+    assert Entity.objects.get(pk=entity_id).version == 3
+    return entity_id
+
+
+def _age(entity_id: str, days_by_version: dict[int, int]) -> None:
+    now = timezone.now()
+    for version, days in days_by_version.items():
+        EntityRevision.objects.filter(entity_id=entity_id, version=version).update(
+            created_at=now - datetime.timedelta(days=days)
+        )
+
+
+def test_retention_keeps_a_run_s_older_revision_while_a_newer_one_of_the_run_is_kept(
+    product_type, settings
+):
+    """The run's publish (v2) is older than the cutoff, its final commit (v3) is not (the
+    entity waited between): pruning v2 alone would leave a revert half the run to undo."""
+    settings.ENTITY_REVISIONS_KEEP_DAYS = 30
+    recent = _run_committing_twice(product_type)
+    _age(recent, {1: 40, 2: 31, 3: 29})
+    newest = _run_committing_twice(product_type)  # v3 kept as the newest, v2 with it
+    _age(newest, {1: 40, 2: 35, 3: 33})
+    assert revisions_prune(now=timezone.now(), limit=100) == 2
+    kept = EntityRevision.objects.values_list("entity_id", "version")
+    assert sorted(kept) == sorted([(recent, 2), (recent, 3), (newest, 2), (newest, 3)])
+
+
+def test_retention_prunes_a_run_s_revisions_of_an_entity_in_one_batch(product_type, settings):
+    settings.ENTITY_REVISIONS_KEEP_DAYS = 30
+    entity_id = _run_committing_twice(product_type)
+    entity_update(entity_id=entity_id, data={"price": 7})  # v4, recent
+    _age(entity_id, {1: 40, 2: 35, 3: 33})
+    # A batch of two (v1, v2) takes v3 with it: the run's revisions never part.
+    assert revisions_prune(now=timezone.now(), limit=2) == 3
+    assert list(EntityRevision.objects.values_list("version", flat=True)) == [4]

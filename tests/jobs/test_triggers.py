@@ -56,6 +56,20 @@ def test_an_update_of_a_watched_field_triggers_and_one_of_another_field_does_not
     assert _items(Run.objects.get(workflow=workflow)) == [entity_id]
 
 
+def test_a_change_of_a_watched_field_s_json_type_alone_triggers(product_type):
+    """`true` to `1`: equal to Python's `==`, a change of the entity's data all the same."""
+    [entity_id] = make_entities(product_type, 1, flag=True)
+    EntityEvent.objects.all().delete()
+    workflow = make_workflow(
+        product_type, [PUBLISH], triggers=[{"on": "entity.updated", "fields": ["flag"]}]
+    )
+    entity_services.entity_update(entity_id=entity_id, data={"flag": True})  # same value
+    assert entity_events_dispatch() == 0
+    entity_services.entity_update(entity_id=entity_id, data={"flag": 1})
+    assert entity_events_dispatch() == 1
+    assert _items(Run.objects.get(workflow=workflow)) == [entity_id]
+
+
 def test_an_entity_changed_twice_while_gathering_is_in_the_run_once(product_type):
     ids = make_entities(product_type, 2)
     EntityEvent.objects.all().delete()

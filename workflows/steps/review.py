@@ -9,6 +9,7 @@ from typing import ClassVar
 from django.contrib.auth.models import Group
 
 from config.api.errors import FieldError
+from entities.json_values import json_equal
 from workflows.steps.base import StepType, advance, template_string
 from workflows.steps.fields import field_path
 from workflows.steps.registry import register
@@ -148,7 +149,9 @@ def changed_fields(state: EntityState) -> list[str]:
     committed the entity."""
     base = state.base()
     keys = set(state.data) | set(base)
-    return sorted(key for key in keys if state.data.get(key, MISSING) != base.get(key, MISSING))
+    return sorted(
+        key for key in keys if not json_equal(state.data.get(key, MISSING), base.get(key, MISSING))
+    )
 
 
 def changes(state: EntityState, fields: list[str] | None = None) -> list[dict]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from entities.json_values import json_equal
 from workflows.steps.waits import WaitRequest
 from workflows.usage import ZERO, Usage
 
@@ -139,14 +140,16 @@ class EntityState:
 
     @property
     def dirty(self) -> bool:
-        return self.data != self.base()
+        return not json_equal(self.data, self.base())
 
     def changes(self) -> tuple[dict, list[str]]:
         """The top-level keys set (new or changed) and removed since the last commit: what a
         checkpoint or a review stores instead of a copy of the entity."""
         base = self.base()
         changed = {
-            key: value for key, value in self.data.items() if base.get(key, MISSING) != value
+            key: value
+            for key, value in self.data.items()
+            if key not in base or not json_equal(base[key], value)
         }
         return changed, [key for key in base if key not in self.data]
 

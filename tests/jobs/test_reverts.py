@@ -1,0 +1,117 @@
+"""Reverts run in this process (`run_inline`): what a revert undoes and what it skips.
+The API and real workers: `test_worker_reverts.py`."""
+
+import datetime
+
+import pytest
+from django.utils import timezone
+
+from entities.models import Entity, EntityRevision
+from entities.revisions import revisions_prune
+from entities.services import entity_update
+from jobs import reverts
+from jobs.engine import chunk
+from jobs.filter_runs import run_items_make
+from jobs.models import ItemStatus, RunItem
+from jobs.reverts import run_revert
+from tests.factories import make_entities, make_workflow, run_inline, start_run
+
+pytestmark = pytest.mark.django_db
+
+PUBLISH_BETWEEN = [
+    {
+        "id": "a",
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "summary", "value": "first"}]},
+    },
+    {"id": "pub", "type": "publish", "config": {}},
+    {
+        "id": "b",
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "summary", "value": "second"}]},
+    },
+]
+
+
+def _revert(run, **options) -> RunItem:
+    revert = run_revert(run_id=run.pk, **options)
+    run_items_make(run_id=revert.pk)
+    run_inline(revert.pk)
+    [item] = RunItem.objects.filter(run=revert)
+    return item
+
+
+def test_a_run_whose_entity_waited_between_its_commits_is_reverted_whole_after_retention(
+    product_type, settings
+):
+    """The run's publish (v2) is past the revisions' retention, its final commit (v3) not:
+    retention keeps v2 with v3, so the revert gives back the draft without a summary."""
+    settings.ENTITY_REVISIONS_KEEP_DAYS = 30
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, PUBLISH_BETWEEN), [entity_id])
+    run_inline(run.pk)
+    now = timezone.now()
+    EntityRevision.objects.filter(entity_id=entity_id, version__lte=2).update(
+        created_at=now - datetime.timedelta(days=31)
+    )
+    EntityRevision.objects.filter(entity_id=entity_id, version=3).update(
+        created_at=now - datetime.timedelta(days=29)
+    )
+    revisions_prune(now=now, limit=100)
+    item = _revert(run)
+    entity = Entity.objects.get(pk=entity_id)
+    assert item.status == ItemStatus.COMPLETED
+    assert (entity.status, entity.version) == ("draft", 4)
+    assert "summary" not in entity.data
+
+
+SET_SUMMARY = [
+    {
+        "id": "a",
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "summary", "value": "generated"}]},
+    }
+]
+
+
+def _edit_after_the_check(monkeypatch, entity_id: str) -> None:
+    """A person's edit landing between the revert's "changed since" check (when its chunk
+    has loaded the entity) and its commit: another request, in real life."""
+    check = reverts.revert_states
+
+    def check_then_edit(**kwargs):
+        check(**kwargs)
+        entity_update(entity_id=entity_id, data={"summary": "written by a person"})
+
+    monkeypatch.setattr(chunk, "revert_states", check_then_edit)
+
+
+def test_an_edit_made_while_the_revert_s_chunk_runs_is_kept_and_the_entity_skipped(
+    product_type, monkeypatch
+):
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, SET_SUMMARY), [entity_id])
+    run_inline(run.pk)
+    _edit_after_the_check(monkeypatch, entity_id)
+    item = _revert(run)
+    entity = Entity.objects.get(pk=entity_id)
+    assert entity.data["summary"] == "written by a person"
+    assert entity.version == 3  # the edit's: the revert wrote nothing
+    assert item.status == ItemStatus.SKIPPED
+    assert item.error == (
+        "Changed since the run: the entity is at version 3, the run left version 2."
+    )
+    item.run.refresh_from_db()
+    assert (item.run.status, item.run.completed, item.run.skipped) == ("completed", 1, 1)
+    assert not EntityRevision.objects.filter(run_id=item.run_id).exists()
+
+
+def test_a_forced_revert_writes_over_an_edit_made_while_its_chunk_runs(product_type, monkeypatch):
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, SET_SUMMARY), [entity_id])
+    run_inline(run.pk)
+    _edit_after_the_check(monkeypatch, entity_id)
+    item = _revert(run, force=True)
+    entity = Entity.objects.get(pk=entity_id)
+    assert item.status == ItemStatus.COMPLETED
+    assert "summary" not in entity.data and entity.version == 4
