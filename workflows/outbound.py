@@ -75,7 +75,19 @@ def url_problem(url: str) -> str | None:
         return "The port must be a number from 1 to 65535."
     if port == 0:
         return "The port must be a number from 1 to 65535."
+    try:
+        _ascii_netloc(url)
+    except httpx.InvalidURL as exc:  # a host no IDNA spelling fits (a label too long, ...)
+        return f"The host cannot be sent to: {exc}."
     return None
+
+
+def _ascii_netloc(url: str) -> tuple[str, str]:
+    """The URL's host and its host[:port] as sent on the wire: an internationalised name in
+    its IDNA (punycode) spelling, `bücher.example` as `xn--bcher-kva.example` (a header, the
+    TLS server name and DNS carry ASCII only)."""
+    parsed = httpx.URL(url)
+    return parsed.raw_host.decode("ascii"), parsed.netloc.decode("ascii")
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -118,8 +130,9 @@ def resolve_checked(url: str) -> Target:
         raise StepError(f"Refused {shown!r}: {problem}")
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    hostname, _ = _ascii_netloc(url)
     try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise StepError(f"Refused {shown!r}: cannot resolve {parts.hostname!r} ({exc}).") from exc
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
@@ -129,7 +142,7 @@ def resolve_checked(url: str) -> Target:
                 f"Refused {shown!r}: {parts.hostname} resolves to the non-public address "
                 f"{address} (allow it, or it with port {port}, in OUTBOUND_ALLOWED_HOSTS)."
             )
-    return Target(parts.hostname, str(addresses[0]), port)
+    return Target(hostname, str(addresses[0]), port)
 
 
 class _AttemptDeadline:
@@ -186,7 +199,7 @@ def _attempt(client: httpx.Client, url: str, body: bytes, headers: dict) -> Answ
             "POST",
             pinned,
             content=body,
-            headers={**headers, "Host": parts.netloc},
+            headers={**headers, "Host": _ascii_netloc(url)[1]},
             extensions=extensions,
         )
         try:

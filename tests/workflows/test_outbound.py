@@ -197,3 +197,35 @@ def test_display_url_drops_only_the_userinfo(url, shown):
 def test_an_invalid_port_is_a_refusal_not_a_crash(url, allow_loopback):
     with pytest.raises(StepError, match="port must be a number from 1 to 65535"):
         post_json(url, b"{}")
+
+
+def test_an_internationalised_host_is_sent_to_by_its_idna_name(receiver, settings, monkeypatch):
+    """`bücher.example` goes on the wire as `xn--bcher-kva.example` (DNS, the Host header,
+    TLS's server name carry ASCII only): the webhook is delivered, not crashed on."""
+    import socket
+
+    settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1"]
+    asked = []
+    real = socket.getaddrinfo
+
+    def loopback(host, *args, **kwargs):
+        asked.append(host)
+        return real("127.0.0.1", *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback)
+    port = receiver.url.rsplit(":", 1)[1].rstrip("/")
+    answer = post_json(f"http://bücher.example:{port}/hook", b"{}")
+    assert answer.status_code == 200
+    [received] = receiver.requests
+    assert received.headers["Host"] == f"xn--bcher-kva.example:{port}"
+    assert asked[0] == "xn--bcher-kva.example"  # then httpx connects to the checked address
+
+
+def test_a_host_no_idna_name_fits_is_refused_when_the_url_is_given(api, product_type):
+    url = "http://" + "a" * 70 + "ü.example/hook"
+    step = {"id": "hook", "type": "notify", "config": {"channel": "webhook", "url": url}}
+    body = {"name": "w", "entityTypeId": product_type.pk, "steps": [step]}
+    response = api.post("/api/v1/workflows", body)
+    assert response.status_code == 400, response.json()
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == "steps[0].config.url" and "cannot be sent to" in detail["message"]
