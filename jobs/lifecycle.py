@@ -81,6 +81,7 @@ def run_end_if_done(*, run_id: str) -> bool:
             started_at=Coalesce(F("started_at"), Value(now, output_field=DateTimeField())),
             completed_at=now,
             error=error or "",
+            callback_due_at=now if run.callback_url else None,
         )
         RunLog.objects.create(
             run_id=run_id,

@@ -216,8 +216,20 @@ def items_skipped_count(run: Run, skipped: int) -> None:
 
 
 def run_callback_send(*, run_id: str) -> None:
-    """POST the final run to its callback URL; the outcome goes into the run's log."""
-    run = Run.objects.select_related("job").get(pk=run_id)
+    """POST the final run to its callback URL, if it is still owed (a message queued twice,
+    by the run's end and by beat's resend, sends it once unless they overlap); the outcome
+    goes into the run's log, and the callback is no longer owed."""
+    run = Run.objects.select_related("job").filter(pk=run_id).first()
+    if run is None or run.callback_due_at is None:
+        return
+    try:
+        _callback_post(run)
+    finally:
+        Run.objects.filter(pk=run_id).update(callback_due_at=None)
+
+
+def _callback_post(run: Run) -> None:
+    run_id = run.pk
     body = json.dumps(RunSerializer(run).data).encode()
     try:
         response = post_json(run.callback_url, body, {"X-Workflows-Event": "run.ended"})

@@ -10,7 +10,7 @@ from django.db import DatabaseError, InterfaceError
 from jobs import queue
 from jobs.cancel import run_cancel_step, runs_cancel_continue
 from jobs.engine.chunk import chunk_execute
-from jobs.engine.recovery import runs_resume_stalled
+from jobs.engine.recovery import runs_callbacks_resend, runs_resume_stalled
 from jobs.engine.waits import run_waits_resume, waits_tick
 from jobs.experiments.services import (
     experiment_chunk_execute,
@@ -62,9 +62,14 @@ def send_run_callback(run_id: str) -> None:
 @shared_task
 def resume_stalled_runs() -> int:
     """Run by celery beat every minute: re-queue the chunks of runs and experiments that
-    stopped moving, and the cancels not finished yet. (A resume of resolved waits whose task
-    was lost is taken over sooner, by the waits' tick.)"""
-    return runs_resume_stalled() + experiments_resume_stalled() + runs_cancel_continue()
+    stopped moving, the cancels not finished yet and the callbacks owed. (A resume of
+    resolved waits whose task was lost is taken over sooner, by the waits' tick.)"""
+    return (
+        runs_resume_stalled()
+        + experiments_resume_stalled()
+        + runs_cancel_continue()
+        + runs_callbacks_resend()
+    )
 
 
 @shared_task(

@@ -1,6 +1,7 @@
 """Stalled-run recovery: runs that stopped moving (their messages lost with a broker that
 restarted without persistence, or their worker gone past the broker's redelivery) get their
-unfinished chunks queued again, by celery beat every minute."""
+unfinished chunks queued again, and ended runs their callbacks still owed, by celery beat
+every minute."""
 
 from datetime import timedelta
 from functools import partial
@@ -71,3 +72,37 @@ def _take_resume(run_id: str, cutoff, now) -> bool:
         .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
         .update(heartbeat_at=now)
     )
+
+
+OVERDUE_CALLBACKS_MAX = 100  # per beat; the next takes the rest
+
+
+def runs_callbacks_resend(*, stalled_after: timedelta | None = None) -> int:
+    """Queue again the callbacks of ended runs still owed `stalled_after` (RUN_STALL_AFTER_S)
+    after they were due or last queued: the message the run's end sent was lost (a broker's
+    blip as it was published, a broker restarted without persistence, a worker gone past the
+    redelivery). Longer than a send can take with its retries, so a send under way is not
+    doubled. Each is taken by moving its due time (one beat per period); returns how many."""
+    stalled_after = stalled_after or timedelta(seconds=settings.RUN_STALL_AFTER_S)
+    now = timezone.now()
+    run_ids = list(
+        Run.objects.filter(callback_due_at__lt=now - stalled_after)
+        .order_by("callback_due_at")
+        .values_list("pk", flat=True)[:OVERDUE_CALLBACKS_MAX]
+    )
+    queued = 0
+    for run_id in run_ids:
+        with transaction.atomic():
+            taken = Run.objects.filter(pk=run_id, callback_due_at__lt=now - stalled_after).update(
+                callback_due_at=now
+            )
+            if not taken:
+                continue  # sent meanwhile, or another beat took it
+            RunLog.objects.create(
+                run_id=run_id,
+                level=RunLog.Level.WARNING,
+                message="The callback was not sent: queued it again.",
+            )
+            transaction.on_commit(partial(queue.callback_enqueue, run_id))
+        queued += 1
+    return queued

@@ -68,6 +68,10 @@ class Run(models.Model):
     # the run, so a run stays `running` while any entity waits.
     waiting = models.PositiveIntegerField(default=0)
     callback_url = models.CharField(max_length=2000, blank=True)  # checked by the API
+    # Set when the run ends with a callback to POST, cleared once its task has tried it: a
+    # callback whose message was lost (the broker's blip as the run ended, a worker gone)
+    # is queued again by beat (`jobs.engine.recovery.runs_callbacks_resend`).
+    callback_due_at = models.DateTimeField(null=True, blank=True)
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
     )
@@ -126,6 +130,11 @@ class Run(models.Model):
         indexes = [
             models.Index(fields=["workflow", "-id"], name="run_workflow_newest"),
             models.Index(fields=["status", "-id"], name="run_status_newest"),
+            models.Index(
+                fields=["callback_due_at"],
+                name="run_callback_due",
+                condition=models.Q(callback_due_at__isnull=False),
+            ),
         ]
         constraints = [
             # A run is retried once (its retry inherits what is left of its budget; retry

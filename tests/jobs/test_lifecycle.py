@@ -1,14 +1,18 @@
 """A run's status moves in one place (jobs/lifecycle.py): each move checked against the
 transitions allowed, with its timestamps, log line and callback."""
 
+from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.utils import timezone
 
 from jobs import queue
 from jobs.cancel import run_cancel
+from jobs.engine.recovery import runs_callbacks_resend
 from jobs.lifecycle import TRANSITIONS, run_end_if_done, run_mark_running
 from jobs.models import Run, RunLog, RunStatus
+from jobs.services import run_callback_send
 from tests.factories import make_entities, make_workflow, start_run
 
 pytestmark = pytest.mark.django_db
@@ -74,3 +78,47 @@ def test_a_run_cancelled_before_it_started_has_both_timestamps_and_calls_back(
     assert run_mark_running(run_id=run.pk) is False
     assert run_end_if_done(run_id=run.pk) is False
     assert Run.objects.get(pk=run.pk).status == "cancelled"
+
+
+def _ended(run) -> Run:
+    Run.objects.filter(pk=run.pk).update(completed=3)
+    assert run_end_if_done(run_id=run.pk) is True
+    return Run.objects.get(pk=run.pk)
+
+
+def test_a_callback_whose_message_was_lost_is_queued_again_by_beat_once(
+    run, receiver, allow_loopback, django_capture_on_commit_callbacks
+):
+    """The run's end queues its callback once, after COMMIT: a broker's blip then loses it
+    for good, unless the run keeps it owed. Beat queues an owed callback again once it is
+    RUN_STALL_AFTER_S overdue, one beat at a time; the send clears it."""
+    Run.objects.filter(pk=run.pk).update(callback_url=receiver.url)
+    with django_capture_on_commit_callbacks(execute=False):  # the message never reaches Redis
+        ended = _ended(run)
+    assert ended.callback_due_at is not None
+    assert runs_callbacks_resend() == 0  # not overdue yet
+    Run.objects.filter(pk=run.pk).update(callback_due_at=timezone.now() - timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert runs_callbacks_resend() == 1
+        assert runs_callbacks_resend() == 0  # taken: the next beat does not queue it twice
+    assert _callbacks_queued(callbacks) == 1
+    assert RunLog.objects.filter(run=run, message__contains="queued it again").count() == 1
+    run_callback_send(run_id=run.pk)
+    assert len(receiver.requests) == 1
+    assert Run.objects.get(pk=run.pk).callback_due_at is None
+    # A second message of it (the end's and beat's both delivered) sends nothing more.
+    run_callback_send(run_id=run.pk)
+    assert len(receiver.requests) == 1
+
+
+def test_a_callback_not_delivered_is_owed_no_longer(run, django_capture_on_commit_callbacks):
+    """Its own retries spent (or its URL refused), the outcome is in the run's log: beat does
+    not send it again and again."""
+    Run.objects.filter(pk=run.pk).update(callback_url="http://127.0.0.1:9/refused")
+    with django_capture_on_commit_callbacks(execute=False):
+        _ended(run)
+    run_callback_send(run_id=run.pk)
+    assert RunLog.objects.filter(run=run, message__startswith="Callback not delivered").exists()
+    assert Run.objects.get(pk=run.pk).callback_due_at is None
+    Run.objects.filter(pk=run.pk).update(completed_at=timezone.now() - timedelta(hours=1))
+    assert runs_callbacks_resend() == 0
