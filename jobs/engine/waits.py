@@ -29,6 +29,7 @@ __all__ = [
     "waits_describe",
     "waits_resolve",
     "waits_resolve_each",
+    "waits_resolve_sets",
     "waits_resume_overdue",
     "waits_tick",
     "waits_tick_at",
@@ -46,10 +47,22 @@ def waits_resolve(
     transaction (`waits_requeue`); otherwise the first resolution of a run since its last
     resume asks for one resume task, WAIT_RESUME_DELAY_S later, which queues every wait of
     the run resolved by then, so that single decisions in a burst become a few chunks."""
+    return waits_resolve_sets(sets=[(wait_ids, resolution)], run_ids=run_ids, now=now)[0]
+
+
+def waits_resolve_sets(
+    *, sets: list[tuple[list[str], Resolution]], run_ids, now: datetime | None = None
+) -> list[int]:
+    """`waits_resolve` for several sets of waits, each set resolved alike (an event's waits,
+    per output field, for each event of a bulk send); returns how many of each set.
+
+    Their entities are queued, or their runs' resumes asked, once for all the sets: that
+    locks the runs' rows once, in id order. Resumed set by set, each set locked its own runs
+    in turn, and two calls naming the same runs in other orders deadlocked."""
     now = now or timezone.now()
-    resolved = _waits_resolve_alike(wait_ids, resolution, now)
-    _resume(resolved, run_ids, now)
-    return len(resolved)
+    resolved = [_waits_resolve_alike(sorted(ids), resolution, now) for ids, resolution in sets]
+    _resume([row for rows in resolved for row in rows], run_ids, now)
+    return [len(rows) for rows in resolved]
 
 
 def _waits_resolve_alike(wait_ids: list[str], resolution: Resolution, now) -> list[tuple]:
@@ -98,7 +111,7 @@ def _resume(resolved: list[tuple[str, int]], run_ids, now: datetime) -> None:
         else {}
     )
     later = set(run_ids)
-    for run_id, item_ids in items.items():
+    for run_id, item_ids in sorted(items.items()):  # runs' turns taken in id order
         if sizes.get(run_id) and len(item_ids) >= sizes[run_id]:
             waits_requeue(run_id=run_id, item_ids=item_ids, size=sizes[run_id], now=now)
             later.discard(run_id)

@@ -1,0 +1,100 @@
+"""How events and waiting entities meet when something goes wrong or comes late: a send
+that died after storing its events, bulk sends naming the same runs in other orders, an
+event matched by an entity parking after it, a run being cancelled."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import OperationalError, connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from entities.models import Entity
+from jobs.engine.waits import waits_tick
+from jobs.models import Wait
+from jobs.waits.event import services
+from jobs.waits.event.models import Event, EventWait
+from tests.factories import make_entities, make_workflow
+from tests.jobs.test_events import PUBLISH, park, resume, waiting_workflow
+
+pytestmark = pytest.mark.django_db
+
+SENT = {"name": "translation.done", "key": "Item 0", "data": "x", "id": "delivery-1"}
+
+
+def _send_dies_after_storing(api, monkeypatch, body) -> None:
+    """Send `body`, the request dying between storing the event and waking (a deadlock,
+    gunicorn's timeout)."""
+
+    def dies(*args, **kwargs):
+        raise OperationalError("deadlock detected")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(services, "_wake", dies)
+        with pytest.raises(OperationalError):
+            api.post("/api/v1/events", body)
+
+
+def test_the_senders_retry_wakes_the_entities_a_send_that_died_did_not(
+    api, product_type, django_capture_on_commit_callbacks, monkeypatch
+):
+    ids = make_entities(product_type, 1)
+    run = park(
+        waiting_workflow(product_type, outputField="translation"),
+        ids,
+        django_capture_on_commit_callbacks,
+    )
+    EventWait.objects.update(created_at=timezone.now() - timedelta(minutes=10))  # long parked
+    _send_dies_after_storing(api, monkeypatch, SENT)
+    first = Event.objects.get()
+    assert first.matched == 0  # stored, kept, woke no one
+
+    again = api.post("/api/v1/events", SENT).json()
+    assert again["matched"] == 1
+    assert again["events"] == [{"eventId": first.pk, "matched": 1, "duplicate": True}]
+    assert list(Wait.objects.filter(run=run).values_list("status", flat=True)) == ["resolved"]
+    # Sent a third time, it wakes nothing: the event woke its entity once, and is used up.
+    third = api.post("/api/v1/events", SENT).json()
+    assert third["matched"] == 0 and third["events"][0]["matched"] == 1
+    run = resume(run)
+    assert run.completed == 1
+    assert Entity.objects.get(pk=ids[0]).data["translation"] == "x"
+    assert Event.objects.count() == 1
+
+
+def test_the_tick_wakes_the_entities_a_send_that_died_did_not(
+    api, product_type, django_capture_on_commit_callbacks, monkeypatch
+):
+    ids = make_entities(product_type, 1)
+    run = park(waiting_workflow(product_type), ids, django_capture_on_commit_callbacks)
+    EventWait.objects.update(created_at=timezone.now() - timedelta(minutes=10))
+    _send_dies_after_storing(api, monkeypatch, SENT)
+
+    assert waits_tick() == 1  # no retry came: the tick looks again at the events come lately
+    assert list(Wait.objects.filter(run=run).values_list("status", flat=True)) == ["resolved"]
+    assert Event.objects.get().matched == 1
+    assert waits_tick() == 0
+    assert api.post("/api/v1/events", SENT).json()["matched"] == 0  # the retry, late
+
+
+def test_a_bulk_send_locks_its_runs_rows_once_whatever_the_order_of_its_events(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    step = {"id": "w", "type": "wait_for_event", "config": {"event": "e", "key": "{{ run.id }}"}}
+    workflow = make_workflow(product_type, [step, PUBLISH])
+    runs = [
+        park(workflow, make_entities(product_type, 2), django_capture_on_commit_callbacks)
+        for _ in range(3)
+    ]
+    events = [{"name": "e", "key": run.pk} for run in sorted(runs, key=lambda r: r.pk)[::-1]]
+    with CaptureQueriesContext(connection) as captured:
+        sent = api.post("/api/v1/events", {"events": events}).json()
+    assert sent["matched"] == 6
+    locks = [
+        query["sql"]
+        for query in captured.captured_queries
+        if '"jobs_run"' in query["sql"] and " FOR " in query["sql"]
+    ]
+    # One lock of all three runs' rows for the wake, one for asking their resumes: each in
+    # id order (`runs_lock`), not run by run in the order the events came.
+    assert len(locks) == 2, locks
