@@ -98,3 +98,43 @@ def test_a_bulk_send_locks_its_runs_rows_once_whatever_the_order_of_its_events(
     # One lock of all three runs' rows for the wake, one for asking their resumes: each in
     # id order (`runs_lock`), not run by run in the order the events came.
     assert len(locks) == 2, locks
+
+
+def test_an_event_that_woke_entities_parked_after_it_is_not_kept_for_a_later_run(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    ids = make_entities(product_type, 3)  # titles Item 0..2
+    for n in range(2):  # Item 0 and Item 1 get one each, before anyone waits
+        sent = api.post("/api/v1/events", {"name": "translation.done", "key": f"Item {n}"})
+        assert sent.json()["matched"] == 0
+    step = {"id": "w", "type": "wait_for_event", "config": {"event": "translation.done"}}
+    workflow = make_workflow(
+        product_type, [{**step, "config": {**step["config"], "key": "Item 0"}}, PUBLISH]
+    )
+    first = park(workflow, ids, django_capture_on_commit_callbacks)
+    # The three entities of the chunk wait for Item 0's event: parked together, all get it.
+    assert list(Wait.objects.filter(run=first).values_list("status", flat=True)) == ["resolved"] * 3
+    assert resume(first).completed == 3
+    used, kept = Event.objects.order_by("key")
+    assert (used.matched, used.expires_at <= timezone.now()) == (3, True)
+    assert (kept.matched, kept.expires_at > timezone.now()) == (0, True)
+
+    later = park(workflow, ids[:1], django_capture_on_commit_callbacks)
+    assert list(Wait.objects.filter(run=later).values_list("status", flat=True)) == ["waiting"]
+    waits_tick()
+    assert Wait.objects.get(run=later).status == "waiting"  # nor by the tick's second look
+
+
+def test_a_later_run_waits_for_the_next_event_not_the_one_an_earlier_run_used(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    ids = make_entities(product_type, 1)
+    api.post("/api/v1/events", {"name": "translation.done", "key": "Item 0", "data": "v1"})
+    workflow = waiting_workflow(product_type, outputField="translation")
+    assert resume(park(workflow, ids, django_capture_on_commit_callbacks)).completed == 1
+    later = park(workflow, ids, django_capture_on_commit_callbacks)
+    assert later.waiting == 1
+    sent = api.post("/api/v1/events", {"name": "translation.done", "key": "Item 0", "data": "v2"})
+    assert sent.json()["matched"] == 1
+    assert resume(later).completed == 1
+    assert Entity.objects.get(pk=ids[0]).data["translation"] == "v2"

@@ -134,13 +134,13 @@ def _wake(events: list[Event], now: datetime) -> dict[str, int]:
             ).values_list("wait_id", "run_id", "output_field", "name", "key")
             if entry[3:] in first
         ]
-        # It woke someone: it is not kept for later arrivals (they wait for the next).
-        return _resolve(first, waiting, now, expire=True)
+        return _resolve(first, waiting, now)
 
 
 def waits_match(*, wait_ids: list[str], now: datetime | None = None) -> int:
     """Wake the entities of these waits (just parked) for which an event is kept: the
-    newest of their name and key not expired. Returns how many woke."""
+    newest of their name and key not expired. The event wakes them all (a chunk's entities
+    parked together), then is no longer kept. Returns how many woke."""
     now = now or timezone.now()
     with transaction.atomic():
         waiting = list(
@@ -158,7 +158,7 @@ def waits_match(*, wait_ids: list[str], now: datetime | None = None) -> int:
         for event in candidates:  # the newest of each name and key wins
             if (event.name, event.key) in pairs:
                 kept[event.name, event.key] = event
-        return sum(_resolve(kept, waiting, now, expire=False).values())
+        return sum(_resolve(kept, waiting, now).values())
 
 
 def waits_match_lately(*, now: datetime) -> int:
@@ -195,13 +195,14 @@ def _resolve(
     events: dict[tuple[str, str], Event],
     waiting: list[tuple[str, str, str, str, str]],
     now: datetime,
-    *,
-    expire: bool,
 ) -> dict[str, int]:
     """Resolve `waiting` (wait id, run id, output field, name, key) with the event of their
     name and key in `events`; call in a transaction. Each step's `outputField` gets the data;
-    the step's output is `{data, eventId, timedOut}`. An event that woke someone gets it
-    counted (`matched`), and stops being kept if `expire`. Returns how many each woke."""
+    the step's output is `{data, eventId, timedOut}`. Returns how many each woke.
+
+    An event that woke someone has it counted (`matched`) and is no longer kept, whether it
+    came after its entities or they were parked after it: a later run reaching the step
+    waits for the next event, not for this one's data, however old."""
     run_ids = sorted({run_id for _, run_id, *_ in waiting})
     runs_lock(run_ids=run_ids)
     by_set: dict[tuple[tuple[str, str], str], list[str]] = {}
@@ -222,8 +223,7 @@ def _resolve(
         woken[events[pair].pk] = woken.get(events[pair].pk, 0) + count
     for event_id, count in sorted(woken.items()):
         if count:
-            expiry = {"expires_at": now} if expire else {}
-            Event.objects.filter(pk=event_id).update(matched=F("matched") + count, **expiry)
+            Event.objects.filter(pk=event_id).update(matched=F("matched") + count, expires_at=now)
     return woken
 
 
