@@ -138,3 +138,40 @@ def test_a_later_run_waits_for_the_next_event_not_the_one_an_earlier_run_used(
     assert sent.json()["matched"] == 1
     assert resume(later).completed == 1
     assert Entity.objects.get(pk=ids[0]).data["translation"] == "v2"
+
+
+def test_an_events_data_is_stored_once_in_each_wait_it_wakes(
+    api, product_type, settings, django_capture_on_commit_callbacks
+):
+    settings.ENTITY_MAX_DATA_BYTES = 16 * 1024
+    ids = make_entities(product_type, 50)
+    step = {
+        "id": "w",
+        "type": "wait_for_event",
+        "config": {"event": "import.done", "key": "{{ run.id }}", "outputField": "imported.x"},
+    }
+    note = {
+        "id": "note",
+        "type": "transform",
+        "config": {
+            "operations": [{"op": "set", "field": "seen", "value": "{{ steps.w.eventId }}"}]
+        },
+    }
+    run = park(
+        make_workflow(product_type, [step, note, PUBLISH]), ids, django_capture_on_commit_callbacks
+    )
+    blob = "".join(f"{n:08x}" for n in range(1500))  # 12,000 bytes of JSON text
+    sent = api.post("/api/v1/events", {"name": "import.done", "key": run.pk, "data": {"b": blob}})
+    assert sent.json()["matched"] == 50
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sum(octet_length(resolution::text)) FROM jobs_wait WHERE run_id = %s",
+            [run.pk],
+        )
+        (stored,) = cursor.fetchone()
+    assert 50 * len(blob) < stored < 50 * (len(blob) + 300)  # one copy each, not two
+
+    assert resume(run).completed == 50
+    event_id = sent.json()["events"][0]["eventId"]
+    for entity in Entity.objects.filter(pk__in=ids):
+        assert entity.data["imported"] == {"x": {"b": blob}} and entity.data["seen"] == event_id

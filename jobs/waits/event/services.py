@@ -228,9 +228,12 @@ def _resolve(
 
 
 def _resolution(event: Event, output_field: str) -> Resolution:
+    """The step's output holds the event's data; `outputField` is set from it, so the data
+    is stored once in each wait's resolution, not twice (an event keyed on a run's id wakes
+    all its entities: ENTITY_MAX_DATA_BYTES each)."""
     return Resolution(
         "continue",
-        set={output_field: event.data} if output_field else {},
+        set_from_output={output_field: "data"} if output_field else {},
         output={"data": event.data, "eventId": event.pk, "timedOut": False},
     )
 
