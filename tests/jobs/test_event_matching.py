@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from entities.models import Entity
 from jobs.engine.waits import waits_tick
-from jobs.models import Wait
+from jobs.models import Run, Wait
 from jobs.waits.event import services
 from jobs.waits.event.models import Event, EventWait
 from tests.factories import make_entities, make_workflow
@@ -175,3 +175,24 @@ def test_an_events_data_is_stored_once_in_each_wait_it_wakes(
     event_id = sent.json()["events"][0]["eventId"]
     for entity in Entity.objects.filter(pk__in=ids):
         assert entity.data["imported"] == {"x": {"b": blob}} and entity.data["seen"] == event_id
+
+
+def test_an_event_wakes_no_entity_of_a_run_being_cancelled_and_stays_kept_for_others(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    from jobs.cancel import run_cancel
+
+    workflow = waiting_workflow(product_type)
+    doomed = park(workflow, make_entities(product_type, 1), django_capture_on_commit_callbacks)
+    Run.objects.filter(pk=doomed.pk).update(cancel_requested_at=timezone.now())  # batches to come
+    sent = api.post("/api/v1/events", {"name": "translation.done", "key": "Item 0"}).json()
+    assert sent["matched"] == 0
+    assert waits_tick() == 0  # nor does the tick's second look wake it
+    assert Wait.objects.get(run=doomed).status == "waiting"
+    assert Event.objects.get().expires_at > timezone.now()  # kept
+
+    other = park(workflow, make_entities(product_type, 1), django_capture_on_commit_callbacks)
+    assert Wait.objects.get(run=other).status == "resolved"
+    assert Event.objects.get().matched == 1
+    run_cancel(run_id=doomed.pk)
+    assert Run.objects.get(pk=doomed.pk).cancelled == 1

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from config.api.ids import new_id
 from jobs.engine.waits import runs_lock, waits_resolve, waits_resolve_sets
+from jobs.models import RunStatus
 from jobs.waits.event.conf import event_keep_minutes
 from jobs.waits.event.models import Event, EventWait
 from workflows.steps.waits import Resolution
@@ -168,8 +169,12 @@ def waits_match_lately(*, now: datetime) -> int:
     the entities waiting and the events kept may both be many."""
     since = now - RECHECK
     kept = Event.objects.filter(name=OuterRef("name"), key=OuterRef("key"), expires_at__gt=now)
+    # Not the waits of a run being cancelled: `_resolve` leaves them to the cancel.
+    waits = EventWait.objects.filter(
+        run__status__in=RunStatus.open(), run__cancel_requested_at__isnull=True
+    )
     wait_ids = list(
-        EventWait.objects.filter(created_at__gte=since)
+        waits.filter(created_at__gte=since)
         .filter(Exists(kept))
         .values_list("pk", flat=True)[:RECHECK_MAX]
     )
@@ -181,7 +186,7 @@ def waits_match_lately(*, now: datetime) -> int:
     if came:
         wait_ids += [
             pk
-            for pk, name, key in EventWait.objects.filter(
+            for pk, name, key in waits.filter(
                 name__in={name for name, _ in came}, key__in={key for _, key in came}
             )
             .exclude(pk__in=wait_ids)
@@ -203,8 +208,11 @@ def _resolve(
     An event that woke someone has it counted (`matched`) and is no longer kept, whether it
     came after its entities or they were parked after it: a later run reaching the step
     waits for the next event, not for this one's data, however old."""
-    run_ids = sorted({run_id for _, run_id, *_ in waiting})
-    runs_lock(run_ids=run_ids)
+    goes_on = runs_lock(run_ids=sorted({run_id for _, run_id, *_ in waiting}))
+    # A run being cancelled (or ended) has its waiting entities ended by the cancel: they
+    # are not woken, nor counted, so an event that only they waited for stays kept.
+    run_ids = sorted(run_id for run_id, open_ in goes_on.items() if open_)
+    waiting = [entry for entry in waiting if goes_on.get(entry[1])]
     by_set: dict[tuple[tuple[str, str], str], list[str]] = {}
     for wait_id, _, output_field, name, key in waiting:
         if (name, key) in events:
