@@ -196,3 +196,17 @@ def test_an_event_wakes_no_entity_of_a_run_being_cancelled_and_stays_kept_for_ot
     assert Event.objects.get().matched == 1
     run_cancel(run_id=doomed.pk)
     assert Run.objects.get(pk=doomed.pk).cancelled == 1
+
+
+def test_an_id_sent_twice_in_one_body_wakes_and_counts_once(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    ids = make_entities(product_type, 1)
+    run = park(waiting_workflow(product_type), ids, django_capture_on_commit_callbacks)
+    sent = api.post("/api/v1/events", {"events": [SENT, SENT]}).json()
+    assert sent["matched"] == 1
+    assert [(each["matched"], each["duplicate"]) for each in sent["events"]] == [
+        (1, False),
+        (1, True),
+    ]
+    assert Wait.objects.get(run=run).status == "resolved" and Event.objects.get().matched == 1

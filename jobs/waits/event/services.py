@@ -93,7 +93,8 @@ def events_send(*, events: list[EventIn], now: datetime | None = None) -> list[S
             sent_id__in=[row.sent_id for row in rows if row.pk not in stored]
         ).exclude(sent_id="")
     }
-    kept = [event for event in earlier.values() if event.expires_at > now]
+    # Not one stored by this send (its id came twice in the body): that one wakes anyway.
+    kept = [e for e in earlier.values() if e.pk not in stored and e.expires_at > now]
     woken = _wake([row for row in rows if row.pk in stored] + kept, now)
     matched = dict(
         Event.objects.filter(pk__in=[event.pk for event in earlier.values()]).values_list(
@@ -112,7 +113,8 @@ def events_send(*, events: list[EventIn], now: datetime | None = None) -> list[S
                     first_id,
                     matched.get(first_id, 0),
                     duplicate=True,
-                    woken=woken.pop(first_id, 0),  # counted once if the id came twice
+                    # Counted once, whether the id came twice or was stored by this send.
+                    woken=0 if first_id in stored else woken.pop(first_id, 0),
                 )
             )
     return results
