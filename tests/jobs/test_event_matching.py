@@ -95,8 +95,8 @@ def test_a_bulk_send_locks_its_runs_rows_once_whatever_the_order_of_its_events(
         for query in captured.captured_queries
         if '"jobs_run"' in query["sql"] and " FOR " in query["sql"]
     ]
-    # One lock of all three runs' rows for the wake, one for asking their resumes: each in
-    # id order (`runs_lock`), not run by run in the order the events came.
+    # One lock of all three runs' rows for the wake, one for queueing their entities or
+    # asking their resumes: each in id order, not run by run in the order the events came.
     assert len(locks) == 2, locks
 
 
