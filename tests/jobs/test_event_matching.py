@@ -2,6 +2,7 @@
 that died after storing its events, bulk sends naming the same runs in other orders, an
 event matched by an entity parking after it, a run being cancelled."""
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from entities.models import Entity
+from jobs.engine import waits as engine_waits
 from jobs.engine.waits import waits_tick
 from jobs.models import Run, Wait
 from jobs.waits.event import services
@@ -210,3 +212,56 @@ def test_an_id_sent_twice_in_one_body_wakes_and_counts_once(
         (1, True),
     ]
     assert Wait.objects.get(run=run).status == "resolved" and Event.objects.get().matched == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_bulk_sends_naming_the_same_runs_in_other_orders_both_go_through(
+    product_type, django_capture_on_commit_callbacks, monkeypatch
+):
+    step = {"id": "w", "type": "wait_for_event", "config": {"event": "e", "key": "{{ run.id }}"}}
+    workflow = make_workflow(product_type, [step, PUBLISH])
+    runs = sorted(
+        (
+            park(workflow, make_entities(product_type, 2), django_capture_on_commit_callbacks)
+            for _ in range(2)
+        ),
+        key=lambda run: run.pk,
+    )
+    events = [services.EventIn("e", run.pk) for run in runs]
+    # The first send stops after resolving its first set of waits, holding their rows, while
+    # the second, its events in the other order, goes as far as it can.
+    real = engine_waits._waits_resolve_alike
+    paused, second_done = threading.Event(), threading.Event()
+
+    def pausing(*args, **kwargs):
+        rows = real(*args, **kwargs)
+        if threading.current_thread().name == "first" and not paused.is_set():
+            paused.set()
+            second_done.wait(3)  # it cannot finish while this holds rows it needs
+        return rows
+
+    monkeypatch.setattr(engine_waits, "_waits_resolve_alike", pausing)
+    outcomes = {}
+
+    def send(name: str, order: list) -> None:
+        try:
+            if name == "second":
+                assert paused.wait(10)
+            outcomes[name] = sum(sent.matched for sent in services.events_send(events=order))
+        except Exception as error:  # a deadlock, detected: one send fails
+            outcomes[name] = error
+        finally:
+            if name == "second":
+                second_done.set()
+            connection.close()
+
+    threads = [
+        threading.Thread(target=send, args=("first", events), name="first"),
+        threading.Thread(target=send, args=("second", events[::-1]), name="second"),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes.items()) == [("first", 4), ("second", 0)], outcomes
+    assert set(Wait.objects.values_list("status", flat=True)) == {"resolved"}
