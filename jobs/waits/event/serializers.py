@@ -24,7 +24,7 @@ class EventInSerializer(StrictSerializer):
     id = serializers.CharField(
         required=False,
         max_length=200,
-        help_text="Your id for this event: sending it again wakes nothing again.",
+        help_text="Your id for this event: it is taken once; a retry wakes no entity twice.",
     )
 
     def validate_data(self, value):
@@ -63,11 +63,14 @@ class EventSendSerializer(EventInSerializer):
 class SentSerializer(serializers.Serializer):
     eventId = serializers.CharField(help_text="The stored event (the first one, for a duplicate).")
     matched = serializers.IntegerField(help_text="Entities it woke.")
-    duplicate = serializers.BooleanField(help_text="Its `id` was sent before: it woke nothing now.")
+    duplicate = serializers.BooleanField(
+        help_text="Its `id` was sent before: not taken again (the first, if still kept, woke "
+        "the entities waiting for it now)."
+    )
 
 
 class EventSentSerializer(serializers.Serializer):
-    matched = serializers.IntegerField(help_text="Entities woken, in all.")
+    matched = serializers.IntegerField(help_text="Entities this send woke, in all.")
     events = SentSerializer(many=True, help_text="Each event sent, in order.")
 
 
