@@ -190,6 +190,8 @@ def resolution_apply(state: EntityState, step_id: str, resolution: Resolution | 
             state.data.update(json_copy(resolution.data))
         for path, value in resolution.set.items():
             set_path(state.data, path, json_copy(value))
+        for path, key in resolution.set_from_output.items():
+            set_path(state.data, path, json_copy(resolution.output[key]))
         if resolution.output is not NO_OUTPUT:
             state.outputs[step_id] = json_copy(resolution.output)
         return

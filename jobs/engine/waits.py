@@ -29,6 +29,7 @@ __all__ = [
     "waits_describe",
     "waits_resolve",
     "waits_resolve_each",
+    "waits_resolve_sets",
     "waits_resume_overdue",
     "waits_tick",
     "waits_tick_at",
@@ -46,10 +47,22 @@ def waits_resolve(
     transaction (`waits_requeue`); otherwise the first resolution of a run since its last
     resume asks for one resume task, WAIT_RESUME_DELAY_S later, which queues every wait of
     the run resolved by then, so that single decisions in a burst become a few chunks."""
+    return waits_resolve_sets(sets=[(wait_ids, resolution)], run_ids=run_ids, now=now)[0]
+
+
+def waits_resolve_sets(
+    *, sets: list[tuple[list[str], Resolution]], run_ids, now: datetime | None = None
+) -> list[int]:
+    """`waits_resolve` for several sets of waits, each set resolved alike (an event's waits,
+    per output field, for each event of a bulk send); returns how many of each set.
+
+    Their entities are queued, or their runs' resumes asked, once for all the sets: that
+    locks the runs' rows once, in id order. Resumed set by set, each set locked its own runs
+    in turn, and two calls naming the same runs in other orders deadlocked."""
     now = now or timezone.now()
-    resolved = _waits_resolve_alike(wait_ids, resolution, now)
-    _resume(resolved, run_ids, now)
-    return len(resolved)
+    resolved = [_waits_resolve_alike(sorted(ids), resolution, now) for ids, resolution in sets]
+    _resume([row for rows in resolved for row in rows], run_ids, now)
+    return [len(rows) for rows in resolved]
 
 
 def _waits_resolve_alike(wait_ids: list[str], resolution: Resolution, now) -> list[tuple]:
@@ -92,38 +105,39 @@ def _resume(resolved: list[tuple[str, int]], run_ids, now: datetime) -> None:
     items: dict[str, list[int]] = {}
     for run_id, item_id in resolved:
         items.setdefault(run_id, []).append(item_id)
-    sizes = (
-        dict(Run.objects.filter(pk__in=list(items)).values_list("pk", "chunk_size"))
-        if items
-        else {}
-    )
     later = set(run_ids)
-    for run_id, item_ids in items.items():
-        if sizes.get(run_id) and len(item_ids) >= sizes[run_id]:
-            waits_requeue(run_id=run_id, item_ids=item_ids, size=sizes[run_id], now=now)
-            later.discard(run_id)
-    _resume_request(later, now)
-
-
-def _resume_request(run_ids, now: datetime) -> None:
-    """Ask for a resume of each run that has none asked for yet.
-
-    The runs' rows are locked (`FOR NO KEY UPDATE`, which the waits' `FOR KEY SHARE` locks
-    do not wait for) before reading whether a resume is asked: a resume task clears its
-    request (an UPDATE of the same row) before it reads the resolved waits, so either it
-    waits for this transaction and sees these waits, or this one waits for it and finds the
-    request cleared and asks again. Read without the lock, a decision committing while a
-    resume ran found the old request, and its waits were missed by that resume and asked of
-    none (the run never ended)."""
-    if not run_ids:
+    if not (items or later):
         return
-    rows = (
-        Run.objects.filter(pk__in=set(run_ids))
+    # Every run's row is locked here, in id order, before any is written (`FOR NO KEY
+    # UPDATE`, which the waits' `FOR KEY SHARE` locks do not wait for): requeueing a run
+    # writes its row, and two callers naming the same runs but requeueing different ones
+    # (a bulk send's events) would otherwise lock them in other orders.
+    rows = {
+        pk: (chunk_size, requested)
+        for pk, chunk_size, requested in Run.objects.filter(pk__in=set(items) | later)
         .order_by("pk")
         .select_for_update(no_key=True)
-        .values_list("pk", "resume_requested_at")
-    )
-    unrequested = [pk for pk, requested in rows if requested is None]
+        .values_list("pk", "chunk_size", "resume_requested_at")
+    }
+    for run_id, item_ids in sorted(items.items()):  # runs' turns taken in id order
+        size = rows.get(run_id, (None, None))[0]
+        if size and len(item_ids) >= size:
+            waits_requeue(run_id=run_id, item_ids=item_ids, size=size, now=now)
+            later.discard(run_id)
+    _resume_request([pk for pk in sorted(later) if pk in rows and rows[pk][1] is None], now)
+
+
+def _resume_request(unrequested: list[str], now: datetime) -> None:
+    """Ask for a resume of each run named, which had none asked for when its row was locked.
+
+    The runs' rows are locked (by `_resume`) before reading whether a resume is asked: a
+    resume task clears its request (an UPDATE of the same row) before it reads the resolved
+    waits, so either it waits for this transaction and sees these waits, or this one waits
+    for it and finds the request cleared and asks again. Read without the lock, a decision
+    committing while a resume ran found the old request, and its waits were missed by that
+    resume and asked of none (the run never ended)."""
+    if not unrequested:
+        return
     Run.objects.filter(pk__in=unrequested).update(resume_requested_at=now)
     for run_id in unrequested:
         transaction.on_commit(partial(_enqueue_resume, run_id))

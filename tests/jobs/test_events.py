@@ -199,3 +199,30 @@ def test_the_run_page_shows_what_each_waiting_entity_waits_for(
     page = admin_client.get(f"/admin/jobs/run/{run.pk}/change/").content.decode()
     assert "event: event translation.done, key Item 0" in page
     assert "key Item 1" in page
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "ok", "key": "a", "data": {"text": "x" * 2000}}, "data"),
+        (
+            {
+                "events": [
+                    {"name": "ok", "key": "a"},
+                    {"name": "ok", "key": "b", "data": "y" * 2000},
+                ]
+            },
+            "events[1].data",
+        ),
+    ],
+)
+def test_an_events_data_is_bounded_as_entity_data_is(api, settings, body, field):
+    settings.ENTITY_MAX_DATA_BYTES = 1024
+    response = api.post("/api/v1/events", body)
+    assert response.status_code == 400, response.json()
+    [detail] = response.json()["error"]["details"]
+    assert (detail["field"], detail["code"]) == (field, "too_large")
+    assert "limit is 1024" in detail["message"]
+    assert not Event.objects.exists()
+    body = {"name": "ok", "key": "a", "data": {"text": "x" * 900}}
+    assert api.post("/api/v1/events", body).status_code == 200  # up to the limit

@@ -38,15 +38,19 @@ class Resolution:
     `outcome`: "continue" (on to the next step), "stop" (its item `skipped`) or "fail"
     (with `error`). On "continue", `data`'s top-level keys are merged into the working copy
     and `set`'s field paths set in it; `output` is the step's output (`steps.<id>.output`)
-    unless NO_OUTPUT. `usage` is what the wait's own model calls used (a provider batch's),
-    `calls` how many calls that was (kept beside the usage, per step, for estimates), `log` a
-    line for the run's log, `decided_by` the user who decided (a review). Stored, the usage
-    keeps its stored shape with `calls` in it, as the entity's usage keeps it."""
+    unless NO_OUTPUT, and `set_from_output` sets field paths to values of the output, by
+    key (`{"translation": "data"}`), so a value that is both is stored once (an event's
+    `data`, in every wait it wakes). `usage` is what the wait's own model calls used (a
+    provider batch's), `calls` how many calls that was (kept beside the usage, per step, for
+    estimates), `log` a line for the run's log, `decided_by` the user who decided (a
+    review). Stored, the usage keeps its stored shape with `calls` in it, as the entity's
+    usage keeps it."""
 
     outcome: Literal["continue", "stop", "fail"]
     data: dict = field(default_factory=dict)
     set: dict = field(default_factory=dict)
     output: Any = NO_OUTPUT
+    set_from_output: dict[str, str] = field(default_factory=dict)
     usage: Usage = ZERO
     calls: int = 0
     error: str = ""
@@ -61,6 +65,8 @@ class Resolution:
             stored["set"] = self.set
         if self.output is not NO_OUTPUT:
             stored["output"] = self.output
+        if self.set_from_output:
+            stored["setFromOutput"] = self.set_from_output
         if self.usage or self.calls:
             calls = {"calls": self.calls} if self.calls else {}
             stored["usage"] = {**self.usage.stored(), **calls}
@@ -78,6 +84,7 @@ class Resolution:
             data=stored.get("data") or {},
             set=stored.get("set") or {},
             output=stored.get("output", NO_OUTPUT),
+            set_from_output=stored.get("setFromOutput") or {},
             usage=Usage.of(stored.get("usage")),
             calls=int((stored.get("usage") or {}).get("calls") or 0),
             error=stored.get("error") or "",

@@ -4,19 +4,19 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from config.api.fields import to_millis
 from jobs.waits.base import Parked, WaitKind
-from jobs.waits.event.models import Event, EventWait
-from jobs.waits.event.services import events_prune, waits_match, waits_time_out
+from jobs.waits.event.models import EventWait
+from jobs.waits.event.services import (
+    events_prune,
+    waits_match,
+    waits_match_lately,
+    waits_time_out,
+)
 from workflows.steps.wait_for_event import EventRequest
 from workflows.usage import Usage
-
-# Waits parked this recently are matched again on each tick: the match after a chunk's
-# COMMIT may have died with its worker.
-RECHECK = timedelta(minutes=2)
 
 
 class EventWaitKind(WaitKind):
@@ -53,14 +53,7 @@ class EventWaitKind(WaitKind):
         transaction.on_commit(partial(waits_match, wait_ids=wait_ids))
 
     def tick(self, *, now: datetime) -> int:
-        kept = Event.objects.filter(name=OuterRef("name"), key=OuterRef("key"), expires_at__gt=now)
-        recent = list(
-            EventWait.objects.filter(created_at__gte=now - RECHECK)
-            .filter(Exists(kept))
-            .values_list("pk", flat=True)[:10_000]
-        )
-        woken = waits_match(wait_ids=recent, now=now) if recent else 0
-        return woken + waits_time_out(now=now)
+        return waits_match_lately(now=now) + waits_time_out(now=now)
 
     def describe(self, wait_ids: list[str]) -> dict[str, dict]:
         rows = EventWait.objects.filter(pk__in=wait_ids).values_list(

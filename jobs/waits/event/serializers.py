@@ -1,7 +1,9 @@
+from django.conf import settings
 from rest_framework import serializers
 
 from config.api.fields import TimestampField
 from config.api.serializers import StrictSerializer
+from entities.schemas import data_encode
 from jobs.waits.event.models import Event
 from jobs.waits.event.services import SEND_MAX
 from workflows.steps.wait_for_event import EVENT_NAME_PATTERN, MAX_KEY_LENGTH
@@ -15,13 +17,26 @@ class EventInSerializer(StrictSerializer):
         max_length=MAX_KEY_LENGTH, trim_whitespace=True, help_text="What the entities wait for."
     )
     data = serializers.JSONField(
-        required=False, allow_null=True, help_text="The waiting steps' output (`data`)."
+        required=False,
+        allow_null=True,
+        help_text="The waiting steps' output (`data`): up to ENTITY_MAX_DATA_BYTES as JSON.",
     )
     id = serializers.CharField(
         required=False,
         max_length=200,
-        help_text="Your id for this event: sending it again wakes nothing again.",
+        help_text="Your id for this event: it is taken once; a retry wakes no entity twice.",
     )
+
+    def validate_data(self, value):
+        # It is written into the entities it wakes (`outputField`) and into each one's wait:
+        # bounded as entity data is, not by the request's body alone.
+        size, limit = len(data_encode(value)), settings.ENTITY_MAX_DATA_BYTES
+        if size > limit:
+            raise serializers.ValidationError(
+                f"Is {size} bytes as JSON; the limit is {limit} (ENTITY_MAX_DATA_BYTES).",
+                code="too_large",
+            )
+        return value
 
 
 class EventSendSerializer(EventInSerializer):
@@ -48,11 +63,14 @@ class EventSendSerializer(EventInSerializer):
 class SentSerializer(serializers.Serializer):
     eventId = serializers.CharField(help_text="The stored event (the first one, for a duplicate).")
     matched = serializers.IntegerField(help_text="Entities it woke.")
-    duplicate = serializers.BooleanField(help_text="Its `id` was sent before: it woke nothing now.")
+    duplicate = serializers.BooleanField(
+        help_text="Its `id` was sent before: not taken again (the first, if still kept, woke "
+        "the entities waiting for it now)."
+    )
 
 
 class EventSentSerializer(serializers.Serializer):
-    matched = serializers.IntegerField(help_text="Entities woken, in all.")
+    matched = serializers.IntegerField(help_text="Entities this send woke, in all.")
     events = SentSerializer(many=True, help_text="Each event sent, in order.")
 
 

@@ -3,25 +3,41 @@
 Sending stores the events first (their own transaction), then resolves the waits parked for
 their name and key. A chunk parking entities matches them, after its COMMIT, with the events
 kept for them (`waits_match`). Whichever of the two comes second sees the other's committed
-rows, so an event and an entity that meet at the same moment still meet; the kind's tick
-matches once more what was parked lately (a worker killed between its COMMIT and the match).
-Resolving is conditional on the wait still waiting, so an entity is woken once.
+rows, so an event and an entity that meet at the same moment still meet. Storing and waking
+are two transactions for that reason (in one, an entity parked while the send was under way
+would see neither the uncommitted event nor be seen by it), so a send can die between them
+(a deadlock, gunicorn's timeout): its events are stored and kept, but woke no one. Two things
+mend that: the sender's retry (the same `id`) wakes whoever waits for the first event if it
+is still kept, and the kind's tick matches the events kept that came lately, as it matches
+the entities parked lately (a worker killed between its COMMIT and the match). A kept event
+may wake whoever waits for it at any time, so neither wakes anyone twice; resolving is
+conditional on the wait still waiting, so an entity is woken once.
+
+Waits are resolved in one order whoever resolves them: events by name and key, then output
+field, their runs' rows locked once, in id order (`runs_lock`, `waits_resolve_sets`), so
+bulk sends naming the same runs in other orders do not deadlock.
 """
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from config.api.ids import new_id
-from jobs.engine.waits import runs_lock, waits_resolve
+from jobs.engine.waits import runs_lock, waits_resolve, waits_resolve_sets
+from jobs.models import RunStatus
 from jobs.waits.event.conf import event_keep_minutes
 from jobs.waits.event.models import Event, EventWait
 from workflows.steps.waits import Resolution
 
 SEND_MAX = 1000
+
+# The tick matches again the events received and the waits parked this lately: the wake
+# after a send's COMMIT, or the match after a chunk's, may have died with its process.
+RECHECK = timedelta(minutes=2)
+RECHECK_MAX = 10_000  # waits per tick; the next tick takes the rest
 
 
 @dataclass(frozen=True)
@@ -36,18 +52,22 @@ class EventIn:
 
 @dataclass(frozen=True)
 class Sent:
-    """What came of one event sent: how many entities it woke; `duplicate` when its id was
-    taken before (it woke nothing now; `matched` is what it woke then)."""
+    """What came of one event sent: `matched`, how many entities it woke; `duplicate` when
+    its id was taken before (`event_id` and `matched` are the first one's); `woken`, how
+    many this send woke (for a duplicate, some only if the first was still kept)."""
 
     event_id: str
     matched: int
     duplicate: bool = False
+    woken: int = 0
 
 
 def events_send(*, events: list[EventIn], now: datetime | None = None) -> list[Sent]:
     """Store up to SEND_MAX events and wake every entity waiting for each one's name and key;
     an event that woke none is kept for EVENT_KEEP_MINUTES for the entities that reach their
-    step just after. Returns what came of each, in order."""
+    step just after. An event whose id was sent before is not stored again; if that first
+    one is still kept, the entities waiting for it are woken with it (the send that stored
+    it may have died before waking them). Returns what came of each, in order."""
     now = now or timezone.now()
     keep_until = now + timedelta(minutes=event_keep_minutes())
     rows = [
@@ -62,25 +82,41 @@ def events_send(*, events: list[EventIn], now: datetime | None = None) -> list[S
         )
         for each in events
     ]
-    with transaction.atomic():
+    with transaction.atomic():  # committed before the waits are read: see the module's doc
         Event.objects.bulk_create(rows, ignore_conflicts=True)
         stored = set(
             Event.objects.filter(pk__in=[row.pk for row in rows]).values_list("pk", flat=True)
         )
-    earlier = dict(
-        Event.objects.filter(sent_id__in=[row.sent_id for row in rows if row.pk not in stored])
-        .exclude(sent_id="")
-        .values_list("sent_id", "pk")
+    earlier = {
+        event.sent_id: event
+        for event in Event.objects.filter(
+            sent_id__in=[row.sent_id for row in rows if row.pk not in stored]
+        ).exclude(sent_id="")
+    }
+    # Not one stored by this send (its id came twice in the body): that one wakes anyway.
+    kept = [e for e in earlier.values() if e.pk not in stored and e.expires_at > now]
+    woken = _wake([row for row in rows if row.pk in stored] + kept, now)
+    matched = dict(
+        Event.objects.filter(pk__in=[event.pk for event in earlier.values()]).values_list(
+            "pk", "matched"
+        )
     )
-    woken = _wake([row for row in rows if row.pk in stored], now)
     results = []
     for row in rows:
         if row.pk in stored:
-            results.append(Sent(row.pk, woken.get(row.pk, 0)))
+            results.append(Sent(row.pk, woken.get(row.pk, 0), woken=woken.get(row.pk, 0)))
         else:
-            first = earlier.get(row.sent_id, "")
-            matched = Event.objects.filter(pk=first).values_list("matched", flat=True).first()
-            results.append(Sent(first, matched or 0, duplicate=True))
+            first = earlier.get(row.sent_id)
+            first_id = first.pk if first else ""
+            results.append(
+                Sent(
+                    first_id,
+                    matched.get(first_id, 0),
+                    duplicate=True,
+                    # Counted once, whether the id came twice or was stored by this send.
+                    woken=0 if first_id in stored else woken.pop(first_id, 0),
+                )
+            )
     return results
 
 
@@ -101,27 +137,14 @@ def _wake(events: list[Event], now: datetime) -> dict[str, int]:
             ).values_list("wait_id", "run_id", "output_field", "name", "key")
             if entry[3:] in first
         ]
-        if not waiting:
-            return {}
-        runs_lock(run_ids=sorted({run_id for _, run_id, *_ in waiting}))
-        woken = {}
-        for pair, event in first.items():
-            mine = [entry[:3] for entry in waiting if entry[3:] == pair]
-            if not mine:
-                continue
-            woken[event.pk] = _resolve(event, mine, now, locked=True)
-            # It woke someone: it is not kept for later arrivals (they wait for the next).
-            Event.objects.filter(pk=event.pk).update(
-                matched=F("matched") + woken[event.pk], expires_at=now
-            )
-    return woken
+        return _resolve(first, waiting, now)
 
 
 def waits_match(*, wait_ids: list[str], now: datetime | None = None) -> int:
     """Wake the entities of these waits (just parked) for which an event is kept: the
-    newest of their name and key not expired. Returns how many woke."""
+    newest of their name and key not expired. The event wakes them all (a chunk's entities
+    parked together), then is no longer kept. Returns how many woke."""
     now = now or timezone.now()
-    woken = 0
     with transaction.atomic():
         waiting = list(
             EventWait.objects.filter(pk__in=wait_ids).values_list(
@@ -138,41 +161,91 @@ def waits_match(*, wait_ids: list[str], now: datetime | None = None) -> int:
         for event in candidates:  # the newest of each name and key wins
             if (event.name, event.key) in pairs:
                 kept[event.name, event.key] = event
-        for pair, event in sorted(kept.items()):
-            mine = [entry[:3] for entry in waiting if entry[3:] == pair]
-            count = _resolve(event, mine, now)
-            Event.objects.filter(pk=event.pk).update(matched=F("matched") + count)
-            woken += count
-    return woken
+        return sum(_resolve(kept, waiting, now).values())
+
+
+def waits_match_lately(*, now: datetime) -> int:
+    """The tick's second look: wake the entities waiting for an event kept, where the event
+    came or the entity was parked within RECHECK (see the module's doc). Returns how many.
+    Each side is read through its index on time, then the other through its name and key:
+    the entities waiting and the events kept may both be many."""
+    since = now - RECHECK
+    kept = Event.objects.filter(name=OuterRef("name"), key=OuterRef("key"), expires_at__gt=now)
+    # Not the waits of a run being cancelled: `_resolve` leaves them to the cancel.
+    waits = EventWait.objects.filter(
+        run__status__in=RunStatus.open(), run__cancel_requested_at__isnull=True
+    )
+    wait_ids = list(
+        waits.filter(created_at__gte=since)
+        .filter(Exists(kept))
+        .values_list("pk", flat=True)[:RECHECK_MAX]
+    )
+    came = set(
+        Event.objects.filter(received_at__gte=since, expires_at__gt=now)
+        .filter(Exists(EventWait.objects.filter(name=OuterRef("name"), key=OuterRef("key"))))
+        .values_list("name", "key")[:RECHECK_MAX]
+    )
+    if came:
+        wait_ids += [
+            pk
+            for pk, name, key in waits.filter(
+                name__in={name for name, _ in came}, key__in={key for _, key in came}
+            )
+            .exclude(pk__in=wait_ids)
+            .values_list("pk", "name", "key")[: RECHECK_MAX - len(wait_ids)]
+            if (name, key) in came
+        ]
+    return waits_match(wait_ids=wait_ids, now=now) if wait_ids else 0
 
 
 def _resolve(
-    event: Event, waiting: list[tuple[str, str, str]], now: datetime, *, locked: bool = False
-) -> int:
-    """Resolve `waiting` (wait id, run id, output field) with the event; call in a
-    transaction (`locked`: that has locked their runs). Each step's `outputField` gets the
-    data; the step's output is `{data, eventId, timedOut}`."""
-    run_ids = sorted({run_id for _, run_id, _ in waiting})
-    if not locked:
-        runs_lock(run_ids=run_ids)
-    woken = 0
-    by_field: dict[str, list[str]] = {}
-    for wait_id, _, output_field in waiting:
-        by_field.setdefault(output_field, []).append(wait_id)
-    output = {"data": event.data, "eventId": event.pk, "timedOut": False}
-    for output_field, wait_ids in by_field.items():
-        woken += waits_resolve(
-            wait_ids=wait_ids,
-            run_ids=run_ids,
-            resolution=Resolution(
-                "continue",
-                set={output_field: event.data} if output_field else {},
-                output=output,
-            ),
-            now=now,
-        )
-        EventWait.objects.filter(pk__in=wait_ids).delete()
+    events: dict[tuple[str, str], Event],
+    waiting: list[tuple[str, str, str, str, str]],
+    now: datetime,
+) -> dict[str, int]:
+    """Resolve `waiting` (wait id, run id, output field, name, key) with the event of their
+    name and key in `events`; call in a transaction. Each step's `outputField` gets the data;
+    the step's output is `{data, eventId, timedOut}`. Returns how many each woke.
+
+    An event that woke someone has it counted (`matched`) and is no longer kept, whether it
+    came after its entities or they were parked after it: a later run reaching the step
+    waits for the next event, not for this one's data, however old."""
+    goes_on = runs_lock(run_ids=sorted({run_id for _, run_id, *_ in waiting}))
+    # A run being cancelled (or ended) has its waiting entities ended by the cancel: they
+    # are not woken, nor counted, so an event that only they waited for stays kept.
+    run_ids = sorted(run_id for run_id, open_ in goes_on.items() if open_)
+    waiting = [entry for entry in waiting if goes_on.get(entry[1])]
+    by_set: dict[tuple[tuple[str, str], str], list[str]] = {}
+    for wait_id, _, output_field, name, key in waiting:
+        if (name, key) in events:
+            by_set.setdefault(((name, key), output_field), []).append(wait_id)
+    if not by_set:
+        return {}
+    order = sorted(by_set)
+    counts = waits_resolve_sets(
+        sets=[(by_set[pair, field], _resolution(events[pair], field)) for pair, field in order],
+        run_ids=run_ids,
+        now=now,
+    )
+    EventWait.objects.filter(pk__in=[pk for ids in by_set.values() for pk in ids]).delete()
+    woken: dict[str, int] = {}
+    for (pair, _), count in zip(order, counts, strict=True):
+        woken[events[pair].pk] = woken.get(events[pair].pk, 0) + count
+    for event_id, count in sorted(woken.items()):
+        if count:
+            Event.objects.filter(pk=event_id).update(matched=F("matched") + count, expires_at=now)
     return woken
+
+
+def _resolution(event: Event, output_field: str) -> Resolution:
+    """The step's output holds the event's data; `outputField` is set from it, so the data
+    is stored once in each wait's resolution, not twice (an event keyed on a run's id wakes
+    all its entities: ENTITY_MAX_DATA_BYTES each)."""
+    return Resolution(
+        "continue",
+        set_from_output={output_field: "data"} if output_field else {},
+        output={"data": event.data, "eventId": event.pk, "timedOut": False},
+    )
 
 
 def waits_time_out(*, now: datetime, limit: int = 1000) -> int:

@@ -52,7 +52,7 @@ class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             ]
         )
         body = {
-            "matched": sum(each.matched for each in sent if not each.duplicate),
+            "matched": sum(each.woken for each in sent),
             "events": [
                 {"eventId": each.event_id, "matched": each.matched, "duplicate": each.duplicate}
                 for each in sent
