@@ -3,11 +3,11 @@
 A schema comes from a user, so it is checked as a program from outside would be: `$ref` may
 point only inside the same document (nothing is ever fetched: the validators' registry has no
 retrieval), and every regular expression in it (`pattern`, `patternProperties`, the `regex`
-runs on RE2, whose matching time is linear in the text.
+runs on RE2, whose matching time is linear in the text. What checking data against it costs
+is measured before it is accepted (`entities/schema_graph.py`).
 """
 
 import json
-from urllib.parse import unquote
 
 from django.conf import settings
 from jsonschema import Draft202012Validator, validators
@@ -18,8 +18,15 @@ from referencing.exceptions import Unresolvable
 from config.api.errors import FieldError, json_path
 from config.api.storable import unstorable
 from entities.patterns import PatternError, pattern_compile, pattern_problem
+from entities.schema_graph import REFERENCE_KEYWORDS, schema_cost
 
-REFERENCE_KEYWORDS = ("$ref", "$dynamicRef")
+# The most subschema checks one part of the data may take. The schemas people write take a
+# few dozen at most (every branch of a `oneOf` counted); at ~6-35 us a check, 1,000 keep a
+# part of the data under ~35 ms, where twenty `allOf`s of two references took a minute.
+SCHEMA_MAX_CHECKS = 1_000
+# The longest chain of references and in-place keywords: jsonschema follows each with two
+# frames of Python's stack, whose limit is 1,000 (a chain of ~450 exhausts it).
+SCHEMA_MAX_DEPTH = 100
 
 
 def _pattern(validator, pattern, instance, schema):
@@ -169,88 +176,6 @@ def _walk_problems(schema, path: list, ids: set[str]) -> list[FieldError]:
     return found
 
 
-# Keywords whose subschemas apply to the same instance: a cycle through them alone never ends.
-_IN_PLACE_LISTS = ("allOf", "anyOf", "oneOf")
-_IN_PLACE_ONE = ("not", "if", "then", "else")
-
-
-def _resolve_local(root: dict, reference: str):
-    """The subschema a `#...` reference names (a JSON pointer or an `$anchor`), or None."""
-    fragment = unquote(reference[1:])
-    if fragment and not fragment.startswith("/"):
-        return _find_anchor(root, fragment)
-    node = root
-    for part in fragment.split("/")[1:]:
-        part = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
-
-
-def _find_anchor(schema, name: str):
-    if isinstance(schema, dict):
-        if schema.get("$anchor") == name or schema.get("$dynamicAnchor") == name:
-            return schema
-        children = schema.values()
-    elif isinstance(schema, list):
-        children = schema
-    else:
-        return None
-    for child in children:
-        found = _find_anchor(child, name)
-        if found is not None:
-            return found
-    return None
-
-
-def _in_place(root: dict, schema: dict) -> list:
-    """The subschemas `schema` applies to the instance it is given, references followed."""
-    found = [schema.get(keyword) for keyword in _IN_PLACE_ONE]
-    for keyword in _IN_PLACE_LISTS:
-        if isinstance(schema.get(keyword), list):
-            found += schema[keyword]
-    for keyword in REFERENCE_KEYWORDS:
-        reference = schema.get(keyword)
-        if isinstance(reference, str) and reference.startswith("#"):
-            found.append(_resolve_local(root, reference))
-    return [child for child in found if isinstance(child, dict)]
-
-
-def _reference_loop(root: dict) -> bool:
-    """Whether references lead back to a schema before any part of the instance is entered
-    (`{"$ref": "#"}`): validating against it would recurse without end."""
-    done: set[int] = set()
-
-    def loops(schema: dict, path: set[int]) -> bool:
-        if id(schema) in path:
-            return True
-        if id(schema) in done:
-            return False
-        path.add(id(schema))
-        if any(loops(child, path) for child in _in_place(root, schema)):
-            return True
-        path.discard(id(schema))
-        done.add(id(schema))
-        return False
-
-    def every_schema(schema):
-        if isinstance(schema, dict):
-            yield schema
-            children = schema.values()
-        elif isinstance(schema, list):
-            children = schema
-        else:
-            return
-        for child in children:
-            yield from every_schema(child)
-
-    return any(loops(schema, set()) for schema in every_schema(root))
-
-
 def _keywords(schema) -> set[str]:
     if isinstance(schema, dict):
         return set(schema).union(*map(_keywords, schema.values()))
@@ -280,8 +205,27 @@ def schema_problems(schema, *, field: str = "schema") -> list[FieldError]:
         SchemaValidator.check_schema(schema)
     except SchemaError as exc:
         return [FieldError(json_path([field, *exc.absolute_path]), exc.message)]
-    if _reference_loop(schema):
+    cost = schema_cost(schema, limit=SCHEMA_MAX_CHECKS)
+    if cost.loops:
         message = "Its references lead back to themselves without entering the data: it never ends."
+        problems.append(FieldError(field, message))
+    elif cost.depth > SCHEMA_MAX_DEPTH:
+        message = (
+            f"Its references and in-place keywords (allOf, anyOf, oneOf, not, if, "
+            f"dependentSchemas...) nest {cost.depth} deep; the limit is {SCHEMA_MAX_DEPTH}."
+        )
+        problems.append(FieldError(field, message))
+    elif not cost.measured:
+        message = (
+            "Its references and allOf/anyOf/oneOf/if/not are too many to measure what "
+            "checking a value against it costs; share fewer large definitions."
+        )
+        problems.append(FieldError(field, message))
+    elif cost.checks > SCHEMA_MAX_CHECKS:
+        message = (
+            f"Checking one value against it may take more than {SCHEMA_MAX_CHECKS:,} subschema "
+            "checks: its references and allOf/anyOf/oneOf/if/not multiply one another."
+        )
         problems.append(FieldError(field, message))
     if _unevaluated_with_patterns(schema):
         message = "`unevaluatedProperties` cannot be combined with `patternProperties`."

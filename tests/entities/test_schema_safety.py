@@ -1,5 +1,6 @@
 """An entity type's schema comes from a user: its `$ref`s never leave the document (nothing is
-fetched, from the network or the disk) and its patterns run on RE2, in time linear in the text."""
+fetched, from the network or the disk), its patterns run on RE2, in time linear in the text, and
+what checking a value against it costs is bounded before it is stored."""
 
 import json
 from unittest import mock
@@ -228,3 +229,64 @@ def test_unique_items_finds_the_duplicates_json_schema_means(items, unique):
     assert (data_problems(validator, {"tags": items}) == []) is unique
     # The same verdict as jsonschema's own check, pairwise.
     assert Draft202012Validator({"uniqueItems": True}).is_valid(items) is unique
+
+
+def _doubling(depth: int) -> dict:
+    """Each definition an `allOf` of two references to the next: 2^depth checks a value."""
+    defs = {f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(depth)}
+    defs[f"d{depth}"] = {"type": "object"}
+    return {"$defs": defs, "$ref": "#/$defs/d0"}
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        _doubling(20),  # 1 KB; creating one entity `{"x": 1}` took 59 s
+        _doubling(10),
+        {"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/b"}] * 40}, "b": {"oneOf": [{}] * 40}},
+         "$ref": "#/$defs/a"},
+        # Each level of the data doubles what checks the next: {"a": {"a": ...}} 30 deep.
+        {"properties": {"a": {"allOf": [{"$ref": "#"}, {"$ref": "#"}]}}},
+        {"type": "array", "items": {"anyOf": [{"$ref": "#"}, {"$ref": "#"}]}},
+        {"unevaluatedProperties": False, "$defs": _doubling(8)["$defs"], "$ref": "#/$defs/d0"},
+    ],
+)  # fmt: skip
+def test_a_schema_whose_checks_multiply_is_refused_before_any_data_is_checked(api, schema):
+    [detail] = _details(_create_type(api, schema))
+    assert detail["field"] == "schema" and "1,000 subschema checks" in detail["message"]
+
+
+def test_a_chain_of_thousands_of_references_is_refused_not_a_server_error(api):
+    defs = {f"d{i}": {"$ref": f"#/$defs/d{i + 1}"} for i in range(5000)}
+    defs["d5000"] = {"type": "object"}
+    [detail] = _details(_create_type(api, {"$defs": defs, "$ref": "#/$defs/d0"}))
+    assert detail["field"] == "schema" and "the limit is 100" in detail["message"]
+
+
+def test_a_loop_through_dependent_schemas_is_refused(api):
+    [detail] = _details(_create_type(api, {"dependentSchemas": {"a": {"$ref": "#"}}}))
+    assert "never ends" in detail["message"]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        _doubling(5),
+        # A tagged union of twenty kinds, each naming its own recursive property.
+        {"$defs": {"n": {"oneOf": [{"properties": {f"k{i}": {"$ref": "#/$defs/n"}}}
+                                   for i in range(20)]}},
+         "$ref": "#/$defs/n"},
+        # One definition shared by many properties costs each property once.
+        {"$defs": {"address": {"type": "object", "required": ["city"],
+                               "properties": {"city": {"type": "string"}}}},
+         "properties": {f"p{i}": {"allOf": [{"$ref": "#/$defs/address"}]} for i in range(300)}},
+        {"$defs": {"node": {"type": "object", "properties": {
+            "children": {"type": "array", "items": {"$ref": "#/$defs/node"}},
+            "meta": {"if": {"required": ["kind"]}, "then": {"$ref": "#/$defs/node"},
+                     "else": {"type": "object"}}}}},
+         "$ref": "#/$defs/node"},
+    ],
+)  # fmt: skip
+def test_schemas_whose_checks_stay_few_are_accepted(api, schema):
+    response = _create_type(api, schema)
+    assert response.status_code == 201, response.json()
