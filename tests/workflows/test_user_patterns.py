@@ -121,7 +121,7 @@ def test_an_ai_generate_json_schema_referring_outside_itself_is_refused_unfetche
         (
             {"$defs": {"t": {"$id": "urn:t", "type": "array"}},
              "properties": {"tags": {"$ref": "urn:t"}}, "required": ["tags"]},
-            "tags: {} is not of type 'array'",
+            "tags: must be of type array",
         ),
         (
             {"$defs": {"meta": {"type": "object", "required": ["x"], "properties": {"x": {}}}},
