@@ -67,7 +67,8 @@ EXPECTED = [
     "data.n: must be a multiple of 5",
     "data.no: must not match the schema's `not`",
     "data.obj: must have at least 2 properties",
-    "data.obj: has properties the schema does not allow (unevaluatedProperties)",
+    "data.obj: must not have the properties 'Secret_key': the schema allows no other "
+    "(unevaluatedProperties is false)",
     "data.one: must match exactly one of the schema's `oneOf`",
     "data.s: must have at most 1 character",
     "data.ssn: must be of type integer",
