@@ -8,6 +8,8 @@ is measured before it is accepted (`entities/schema_graph.py`).
 """
 
 import json
+from dataclasses import dataclass
+from functools import lru_cache
 
 from django.conf import settings
 from jsonschema import Draft202012Validator, validators
@@ -230,6 +232,29 @@ def _unevaluated_with_patterns(schema) -> bool:
     return {"unevaluatedProperties", "patternProperties"} <= _keywords(schema)
 
 
+def _cost_problem(schema: dict) -> str | None:
+    """Why checking a value against `schema` would never end or cost too much, if it would."""
+    cost = schema_cost(schema, limit=SCHEMA_MAX_CHECKS)
+    if cost.loops:
+        return "Its references lead back to themselves without entering the data: it never ends."
+    if cost.depth > SCHEMA_MAX_DEPTH:
+        return (
+            f"Its references and in-place keywords (allOf, anyOf, oneOf, not, if, "
+            f"dependentSchemas...) nest {cost.depth} deep; the limit is {SCHEMA_MAX_DEPTH}."
+        )
+    if not cost.measured:
+        return (
+            "Its references and allOf/anyOf/oneOf/if/not are too many to measure what "
+            "checking a value against it costs; share fewer large definitions."
+        )
+    if cost.checks > SCHEMA_MAX_CHECKS:
+        return (
+            f"Checking one value against it may take more than {SCHEMA_MAX_CHECKS:,} subschema "
+            "checks: its references and allOf/anyOf/oneOf/if/not multiply one another."
+        )
+    return None
+
+
 def schema_problems(schema, *, field: str = "schema") -> list[FieldError]:
     """Problems with a JSON Schema given by a user (an entity type's `schema`, an
     `ai_generate` step's `jsonSchema`), located under `field`."""
@@ -245,37 +270,35 @@ def schema_problems(schema, *, field: str = "schema") -> list[FieldError]:
         SchemaValidator.check_schema(schema)
     except SchemaError as exc:
         return [FieldError(json_path([field, *exc.absolute_path]), exc.message)]
-    cost = schema_cost(schema, limit=SCHEMA_MAX_CHECKS)
-    if cost.loops:
-        message = "Its references lead back to themselves without entering the data: it never ends."
-        problems.append(FieldError(field, message))
-    elif cost.depth > SCHEMA_MAX_DEPTH:
-        message = (
-            f"Its references and in-place keywords (allOf, anyOf, oneOf, not, if, "
-            f"dependentSchemas...) nest {cost.depth} deep; the limit is {SCHEMA_MAX_DEPTH}."
-        )
-        problems.append(FieldError(field, message))
-    elif not cost.measured:
-        message = (
-            "Its references and allOf/anyOf/oneOf/if/not are too many to measure what "
-            "checking a value against it costs; share fewer large definitions."
-        )
-        problems.append(FieldError(field, message))
-    elif cost.checks > SCHEMA_MAX_CHECKS:
-        message = (
-            f"Checking one value against it may take more than {SCHEMA_MAX_CHECKS:,} subschema "
-            "checks: its references and allOf/anyOf/oneOf/if/not multiply one another."
-        )
-        problems.append(FieldError(field, message))
+    problem = _cost_problem(schema)
+    if problem:
+        problems.append(FieldError(field, problem))
     if _unevaluated_with_patterns(schema):
         message = "`unevaluatedProperties` cannot be combined with `patternProperties`."
         problems.append(FieldError(field, message))
     return problems
 
 
-def data_validator(schema) -> Draft202012Validator | None:
+@dataclass(frozen=True)
+class RefusedSchema:
+    """In place of the validator of a stored schema that is refused now (saved before its
+    cost was measured): every value gets one error saying why, at once, instead of minutes of
+    checks."""
+
+    problem: str
+
+
+@lru_cache(maxsize=256)
+def _stored_schema_problem(encoded: str) -> str | None:
+    return _cost_problem(json.loads(encoded))
+
+
+def data_validator(schema) -> Draft202012Validator | RefusedSchema | None:
     """Build once, check many (a bulk create checks up to 10,000 items with one)."""
-    return schema_validator(schema) if schema else None
+    if not schema:
+        return None
+    problem = _stored_schema_problem(data_encode(schema)) if isinstance(schema, dict) else None
+    return RefusedSchema(problem) if problem else schema_validator(schema)
 
 
 def _schema_value(value, otherwise: str) -> str:
@@ -371,6 +394,8 @@ def schema_errors(validator, value) -> list[ValidationError]:
     """The schema's errors for `value`, each saying what the value must be without showing it
     (`_MESSAGES`); a reference the schema cannot resolve is one more error (a schema stored
     before references were checked may still hold a remote one)."""
+    if isinstance(validator, RefusedSchema):
+        return [ValidationError(f"The entity type's schema cannot be used: {validator.problem}")]
     try:
         return [_without_values(error) for error in validator.iter_errors(value)]
     except Unresolvable as exc:
