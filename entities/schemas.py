@@ -25,6 +25,7 @@ from config.api.errors import FieldError, json_path
 from config.api.storable import unstorable
 from entities.patterns import PatternError, pattern_compile, pattern_problem
 from entities.schema_graph import REFERENCE_KEYWORDS, schema_cost
+from entities.schema_messages import without_values
 
 # The most subschema checks one part of the data may take. The schemas people write take a
 # few dozen at most (every branch of a `oneOf` counted); at ~6-35 us a check, 1,000 keep a
@@ -301,103 +302,14 @@ def data_validator(schema) -> Draft202012Validator | RefusedSchema | None:
     return RefusedSchema(problem) if problem else schema_validator(schema)
 
 
-def _schema_value(value, otherwise: str) -> str:
-    """A value the schema holds, shown as written unless it is long."""
-    shown = repr(value)
-    return shown if len(shown) <= 200 else otherwise
-
-
-def _limit(value, one: str, many: str) -> str:
-    return f"{value} {one if value == 1 else many}"
-
-
-def _contains(error) -> str:
-    if error.validator == "maxContains":
-        return f"at most {_limit(error.schema['maxContains'], 'item', 'items')}"
-    return f"at least {_limit(error.schema.get('minContains', 1), 'item', 'items')}"
-
-
-# What a value must be, from the keyword it breaks and the schema's own value for it: never
-# the value itself, which a run's item error and a job's log show to readers who may not see
-# entity data. Keywords implemented above (and `required`, `dependentRequired`, whose
-# messages name only the schema's properties) keep their messages.
-_MESSAGES = {
-    None: lambda e: "is not allowed here (the schema is false)",
-    "type": lambda e: (
-        f"must be of type {e.validator_value}"
-        if isinstance(e.validator_value, str)
-        else f"must be of one of the types {', '.join(e.validator_value)}"
-    ),
-    "enum": lambda e: (
-        "must be one of "
-        + _schema_value(e.validator_value, f"the schema's {len(e.validator_value)} values")
-    ),
-    "const": lambda e: "must be " + _schema_value(e.validator_value, "the schema's `const`"),
-    "format": lambda e: f"must be a valid {e.validator_value}",
-    "minLength": lambda e: (
-        f"must have at least {_limit(e.validator_value, 'character', 'characters')}"
-    ),
-    "maxLength": lambda e: (
-        f"must have at most {_limit(e.validator_value, 'character', 'characters')}"
-    ),
-    "minItems": lambda e: f"must have at least {_limit(e.validator_value, 'item', 'items')}",
-    "maxItems": lambda e: f"must have at most {_limit(e.validator_value, 'item', 'items')}",
-    "minProperties": lambda e: (
-        f"must have at least {_limit(e.validator_value, 'property', 'properties')}"
-    ),
-    "maxProperties": lambda e: (
-        f"must have at most {_limit(e.validator_value, 'property', 'properties')}"
-    ),
-    "minimum": lambda e: f"must be at least {e.validator_value}",
-    "maximum": lambda e: f"must be at most {e.validator_value}",
-    "exclusiveMinimum": lambda e: f"must be greater than {e.validator_value}",
-    "exclusiveMaximum": lambda e: f"must be less than {e.validator_value}",
-    "multipleOf": lambda e: f"must be a multiple of {e.validator_value}",
-    "items": lambda e: (
-        f"must have at most {_limit(len(e.schema.get('prefixItems', [])), 'item', 'items')}"
-    ),
-    "contains": lambda e: f"must have {_contains(e)} matching the schema's `contains`",
-    "minContains": lambda e: f"must have {_contains(e)} matching the schema's `contains`",
-    "maxContains": lambda e: f"must have {_contains(e)} matching the schema's `contains`",
-    "anyOf": lambda e: "must match at least one of the schema's `anyOf`",
-    "oneOf": lambda e: "must match exactly one of the schema's `oneOf`",
-    "not": lambda e: "must not match the schema's `not`",
-}
-_OWN_MESSAGES = {"pattern", "patternProperties", "additionalProperties", "uniqueItems"}
-_OWN_MESSAGES |= {"unevaluatedItems", "unevaluatedProperties"}
-_OWN_MESSAGES |= {"required", "dependentRequired"}
-
-
-def _under_property_names(schema_path: list) -> bool:
-    return any(
-        part == "propertyNames" and (index == 0 or schema_path[index - 1] not in _NAMING)
-        for index, part in enumerate(schema_path)
-    )
-
-
-_NAMING = ("properties", "patternProperties", "dependentSchemas", "dependentRequired")
-
-
-def _without_values(error: ValidationError) -> ValidationError:
-    """`error`, and the errors it holds (an `anyOf`'s), reworded by `_MESSAGES`."""
-    if error.validator not in _OWN_MESSAGES:
-        build = _MESSAGES.get(error.validator)
-        error.message = build(error) if build else f"does not meet the schema's `{error.validator}`"
-    if _under_property_names(list(error.relative_schema_path)):
-        error.message = f"its property names {error.message}"  # the error is the object's
-    for inner in error.context:
-        _without_values(inner)
-    return error
-
-
 def schema_errors(validator, value) -> list[ValidationError]:
     """The schema's errors for `value`, each saying what the value must be without showing it
-    (`_MESSAGES`); a reference the schema cannot resolve is one more error (a schema stored
+    (`without_values`); a reference the schema cannot resolve is one more error (a schema stored
     before references were checked may still hold a remote one)."""
     if isinstance(validator, RefusedSchema):
         return [ValidationError(f"The entity type's schema cannot be used: {validator.problem}")]
     try:
-        return [_without_values(error) for error in validator.iter_errors(value)]
+        return [without_values(error) for error in validator.iter_errors(value)]
     except Unresolvable as exc:
         return [ValidationError(f"The schema's reference {exc.ref!r} cannot be resolved.")]
     except RecursionError:  # a loop of references stored before they were checked
