@@ -8,7 +8,7 @@ without touching any data.
 """
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from config.api.parsers import MAX_JSON_DEPTH
@@ -52,28 +52,35 @@ def every_schema(schema) -> Iterator[dict]:
         yield from every_schema(child)
 
 
-def _resources(root: dict) -> tuple[dict[int, dict], dict[str, dict]]:
+@dataclass
+class _Resources:
     """Each subschema's resource (its nearest enclosing schema with an `$id`, else the
-    document), against which its `#...` references resolve; and the resources by `$id`."""
-    resource_of: dict[int, dict] = {}
-    by_id: dict[str, dict] = {}
+    document), against which its `#...` references resolve; the resources by `$id`; each
+    resource's anchors; and every schema of each `$dynamicAnchor`."""
 
-    def walk(node, resource):
+    resource_of: dict[int, dict] = field(default_factory=dict)
+    by_id: dict[str, dict] = field(default_factory=dict)
+    anchors: dict[tuple[int, str], dict] = field(default_factory=dict)
+    dynamic: dict[str, list[dict]] = field(default_factory=dict)
+
+    def walk(self, node, resource: dict) -> None:
         if isinstance(node, dict):
             if isinstance(node.get("$id"), str):
                 resource = node
-                by_id[node["$id"].rstrip("#")] = node
-            resource_of[id(node)] = resource
+                self.by_id[node["$id"].rstrip("#")] = node
+            self.resource_of[id(node)] = resource
+            for keyword in ("$anchor", "$dynamicAnchor"):  # a `$ref` may name either
+                if isinstance(node.get(keyword), str):
+                    self.anchors.setdefault((id(resource), node[keyword]), node)
+            if isinstance(node.get("$dynamicAnchor"), str):
+                self.dynamic.setdefault(node["$dynamicAnchor"], []).append(node)
             children = node.values()
         elif isinstance(node, list):
             children = node
         else:
             return
         for child in children:
-            walk(child, resource)
-
-    walk(root, root)
-    return resource_of, by_id
+            self.walk(child, resource)
 
 
 def _pointer(resource, fragment: str):
@@ -89,30 +96,27 @@ def _pointer(resource, fragment: str):
     return node
 
 
-def _anchored(resource, name: str, keyword: str) -> list[dict]:
-    return [schema for schema in every_schema(resource) if schema.get(keyword) == name]
-
-
 class _Graph:
     """The document's subschemas and, for each, those it applies in place."""
 
     def __init__(self, root: dict):
         self.root = root
-        self.resource_of, self.by_id = _resources(root)
+        self.resources = _Resources()
+        self.resources.walk(root, root)
         self._in_place: dict[int, list] = {}
 
     def _targets(self, schema: dict, keyword: str) -> list:
-        reference = schema[keyword]
-        base, _, fragment = reference.partition("#")
-        resource = self.by_id.get(base) if base else self.resource_of[id(schema)]
+        base, _, fragment = schema[keyword].partition("#")
+        resources = self.resources
+        resource = resources.by_id.get(base) if base else resources.resource_of[id(schema)]
         if resource is None:
             return []
         fragment = unquote(fragment)
         if fragment.startswith("/") or not fragment:
             return [_pointer(resource, fragment)]
-        if keyword == "$dynamicRef":  # resolved at run time: any schema of that anchor
-            return _anchored(self.root, fragment, "$dynamicAnchor")
-        return (_anchored(resource, fragment, "$anchor") or [None])[:1]
+        if keyword == "$dynamicRef" and fragment in resources.dynamic:
+            return resources.dynamic[fragment]  # resolved at run time: any of that anchor
+        return [resources.anchors.get((id(resource), fragment))]
 
     def in_place(self, schema: dict) -> list:
         """The subschemas (objects and booleans) `schema` applies to the data it is given."""

@@ -163,6 +163,11 @@ def test_additional_properties_false_names_the_unexpected_keys(api):
          "$ref": "#/$defs/a"},
         {"$defs": {"a": {"$anchor": "here", "anyOf": [{"$ref": "#here"}]}}},
         {"if": {"$ref": "#"}},
+        {"$dynamicAnchor": "m", "anyOf": [{"$dynamicRef": "#m"}]},
+        {"$defs": {"x": {"$id": "urn:x",
+                         "$defs": {"y": {"$anchor": "y", "allOf": [{"$ref": "urn:x#y"}]}}}}},
+        # `#` inside a resource with an `$id` is that resource, not the document.
+        {"$defs": {"x": {"$id": "urn:x", "not": {"$ref": "#"}}}},
     ],
 )  # fmt: skip
 def test_a_schema_whose_references_loop_without_entering_the_data_is_refused(api, schema):
