@@ -3,14 +3,20 @@
 A schema comes from a user, so it is checked as a program from outside would be: `$ref` may
 point only inside the same document (nothing is ever fetched: the validators' registry has no
 retrieval), and every regular expression in it (`pattern`, `patternProperties`, the `regex`
-runs on RE2, whose matching time is linear in the text.
+runs on RE2, whose matching time is linear in the text. What checking data against it costs
+is measured before it is accepted (`entities/schema_graph.py`).
 """
 
 import json
-from urllib.parse import unquote
+from dataclasses import dataclass
+from functools import lru_cache
 
 from django.conf import settings
 from jsonschema import Draft202012Validator, validators
+from jsonschema._utils import (  # what jsonschema's own unevaluated* keywords call
+    find_evaluated_item_indexes_by_schema,
+    find_evaluated_property_keys_by_schema,
+)
 from jsonschema.exceptions import SchemaError, ValidationError
 from referencing import Registry
 from referencing.exceptions import Unresolvable
@@ -18,8 +24,19 @@ from referencing.exceptions import Unresolvable
 from config.api.errors import FieldError, json_path
 from config.api.storable import unstorable
 from entities.patterns import PatternError, pattern_compile, pattern_problem
+from entities.schema_graph import REFERENCE_KEYWORDS, schema_cost
+from entities.schema_messages import without_values
 
-REFERENCE_KEYWORDS = ("$ref", "$dynamicRef")
+# The most subschema checks one part of the data may take. The schemas people write take a
+# few dozen at most (every branch of a `oneOf` counted); at ~6-35 us a check, 1,000 keep a
+# part of the data under ~35 ms, where twenty `allOf`s of two references took a minute.
+SCHEMA_MAX_CHECKS = 1_000
+# The longest chain of references and in-place keywords: jsonschema follows each with two
+# frames of Python's stack, whose limit is 1,000 (a chain of ~450 exhausts it).
+SCHEMA_MAX_DEPTH = 100
+
+
+_NOT_ALLOWED = "the schema allows no other (additionalProperties is false)"
 
 
 def _pattern(validator, pattern, instance, schema):
@@ -31,7 +48,7 @@ def _pattern(validator, pattern, instance, schema):
         yield ValidationError(f"The schema's pattern {pattern!r} cannot be used: {exc}")
         return
     if compiled.search(instance) is None:
-        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+        yield ValidationError(f"must match {pattern!r}")
 
 
 def _matching_patterns(patterns, key: str) -> list[str]:
@@ -67,9 +84,70 @@ def _additional_properties(validator, additional, instance, schema):
         for extra in extras:
             yield from validator.descend(instance[extra], additional, path=extra)
     elif additional is False and extras:
+        # The keys, like every path under the data, are named; their values are not.
         names = ", ".join(repr(extra) for extra in sorted(extras, key=str))
-        verb = "was" if len(extras) == 1 else "were"
-        yield ValidationError(f"Additional properties are not allowed ({names} {verb} unexpected)")
+        yield ValidationError(f"must not have the properties {names}: {_NOT_ALLOWED}")
+
+
+def _equality_key(value):
+    """A hashable stand-in for a JSON value, equal for values JSON Schema calls equal, as
+    jsonschema's `equal` does: 1 and 1.0 are one number (Python hashes them alike), `true` is
+    not 1, objects compare whatever their key order, arrays in order."""
+    if isinstance(value, bool) or value is None:
+        return ("literal", value)
+    if isinstance(value, str):
+        return ("string", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    if isinstance(value, list):
+        return ("array", tuple(map(_equality_key, value)))
+    if isinstance(value, dict):
+        return ("object", frozenset((key, _equality_key(item)) for key, item in value.items()))
+    return ("other", id(value))  # nothing a JSON decoder makes: equal to itself alone
+
+
+def _unique_items(validator, unique, instance, schema):
+    """jsonschema's own keyword compares every pair of items that cannot be sorted (objects):
+    3,000 of them took 12 s. One pass over hashable keys finds the same duplicates."""
+    if not unique or not validator.is_type(instance, "array"):
+        return
+    first_at: dict = {}
+    for index, item in enumerate(instance):
+        earlier = first_at.setdefault(_equality_key(item), index)
+        if earlier != index:
+            message = f"has non-unique elements (items {earlier} and {index} are equal)"
+            yield ValidationError(message)
+            return
+
+
+def _unevaluated_items(validator, unevaluated, instance, schema):
+    """jsonschema's own keyword, with the evaluated indexes in a set: looked up in its list,
+    40,000 items took 11 s."""
+    if not validator.is_type(instance, "array"):
+        return
+    evaluated = set(find_evaluated_item_indexes_by_schema(validator, instance, schema))
+    if any(index not in evaluated for index in range(len(instance))):
+        yield ValidationError("has items the schema does not allow (unevaluatedItems)")
+
+
+def _unevaluated_properties(validator, unevaluated, instance, schema):
+    """jsonschema's own keyword, with the evaluated keys in a set (see `_unevaluated_items`)."""
+    if not validator.is_type(instance, "object"):
+        return
+    evaluated = set(find_evaluated_property_keys_by_schema(validator, instance, schema))
+    extras = [
+        key
+        for key, value in instance.items()
+        if key not in evaluated
+        and next(validator.descend(value, unevaluated, path=key, schema_path=key), None)
+    ]
+    if extras:
+        names = ", ".join(repr(extra) for extra in sorted(extras, key=str))
+        if unevaluated is False:
+            message = "the schema allows no other (unevaluatedProperties is false)"
+        else:
+            message = "they do not match the schema's unevaluatedProperties"
+        yield ValidationError(f"must not have the properties {names}: {message}")
 
 
 SchemaValidator = validators.extend(
@@ -78,10 +156,14 @@ SchemaValidator = validators.extend(
         "pattern": _pattern,
         "patternProperties": _pattern_properties,
         "additionalProperties": _additional_properties,
+        "uniqueItems": _unique_items,
+        "unevaluatedItems": _unevaluated_items,
+        "unevaluatedProperties": _unevaluated_properties,
     },
 )
-"""Draft 2020-12 with RE2 for every pattern. Build it with `schema_validator`, never alone:
-jsonschema's default registry would fetch a remote `$ref`."""
+"""Draft 2020-12 with RE2 for every pattern and linear `uniqueItems` and `unevaluated*`.
+Build it with `schema_validator`, never alone: jsonschema's default registry would fetch a
+remote `$ref`."""
 
 NO_RETRIEVAL = Registry()  # retrieving any URI not in the document fails: nothing is fetched
 
@@ -137,88 +219,6 @@ def _walk_problems(schema, path: list, ids: set[str]) -> list[FieldError]:
     return found
 
 
-# Keywords whose subschemas apply to the same instance: a cycle through them alone never ends.
-_IN_PLACE_LISTS = ("allOf", "anyOf", "oneOf")
-_IN_PLACE_ONE = ("not", "if", "then", "else")
-
-
-def _resolve_local(root: dict, reference: str):
-    """The subschema a `#...` reference names (a JSON pointer or an `$anchor`), or None."""
-    fragment = unquote(reference[1:])
-    if fragment and not fragment.startswith("/"):
-        return _find_anchor(root, fragment)
-    node = root
-    for part in fragment.split("/")[1:]:
-        part = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
-
-
-def _find_anchor(schema, name: str):
-    if isinstance(schema, dict):
-        if schema.get("$anchor") == name or schema.get("$dynamicAnchor") == name:
-            return schema
-        children = schema.values()
-    elif isinstance(schema, list):
-        children = schema
-    else:
-        return None
-    for child in children:
-        found = _find_anchor(child, name)
-        if found is not None:
-            return found
-    return None
-
-
-def _in_place(root: dict, schema: dict) -> list:
-    """The subschemas `schema` applies to the instance it is given, references followed."""
-    found = [schema.get(keyword) for keyword in _IN_PLACE_ONE]
-    for keyword in _IN_PLACE_LISTS:
-        if isinstance(schema.get(keyword), list):
-            found += schema[keyword]
-    for keyword in REFERENCE_KEYWORDS:
-        reference = schema.get(keyword)
-        if isinstance(reference, str) and reference.startswith("#"):
-            found.append(_resolve_local(root, reference))
-    return [child for child in found if isinstance(child, dict)]
-
-
-def _reference_loop(root: dict) -> bool:
-    """Whether references lead back to a schema before any part of the instance is entered
-    (`{"$ref": "#"}`): validating against it would recurse without end."""
-    done: set[int] = set()
-
-    def loops(schema: dict, path: set[int]) -> bool:
-        if id(schema) in path:
-            return True
-        if id(schema) in done:
-            return False
-        path.add(id(schema))
-        if any(loops(child, path) for child in _in_place(root, schema)):
-            return True
-        path.discard(id(schema))
-        done.add(id(schema))
-        return False
-
-    def every_schema(schema):
-        if isinstance(schema, dict):
-            yield schema
-            children = schema.values()
-        elif isinstance(schema, list):
-            children = schema
-        else:
-            return
-        for child in children:
-            yield from every_schema(child)
-
-    return any(loops(schema, set()) for schema in every_schema(root))
-
-
 def _keywords(schema) -> set[str]:
     if isinstance(schema, dict):
         return set(schema).union(*map(_keywords, schema.values()))
@@ -231,6 +231,29 @@ def _unevaluated_with_patterns(schema) -> bool:
     """`unevaluatedProperties` matches `patternProperties` with Python's `re` inside
     jsonschema, where RE2 cannot be put; the two are not accepted together."""
     return {"unevaluatedProperties", "patternProperties"} <= _keywords(schema)
+
+
+def _cost_problem(schema: dict) -> str | None:
+    """Why checking a value against `schema` would never end or cost too much, if it would."""
+    cost = schema_cost(schema, limit=SCHEMA_MAX_CHECKS)
+    if cost.loops:
+        return "Its references lead back to themselves without entering the data: it never ends."
+    if cost.depth > SCHEMA_MAX_DEPTH:
+        return (
+            f"Its references and in-place keywords (allOf, anyOf, oneOf, not, if, "
+            f"dependentSchemas...) nest {cost.depth} deep; the limit is {SCHEMA_MAX_DEPTH}."
+        )
+    if not cost.measured:
+        return (
+            "Its references and allOf/anyOf/oneOf/if/not are too many to measure what "
+            "checking a value against it costs; share fewer large definitions."
+        )
+    if cost.checks > SCHEMA_MAX_CHECKS:
+        return (
+            f"Checking one value against it may take more than {SCHEMA_MAX_CHECKS:,} subschema "
+            "checks: its references and allOf/anyOf/oneOf/if/not multiply one another."
+        )
+    return None
 
 
 def schema_problems(schema, *, field: str = "schema") -> list[FieldError]:
@@ -248,25 +271,45 @@ def schema_problems(schema, *, field: str = "schema") -> list[FieldError]:
         SchemaValidator.check_schema(schema)
     except SchemaError as exc:
         return [FieldError(json_path([field, *exc.absolute_path]), exc.message)]
-    if _reference_loop(schema):
-        message = "Its references lead back to themselves without entering the data: it never ends."
-        problems.append(FieldError(field, message))
+    problem = _cost_problem(schema)
+    if problem:
+        problems.append(FieldError(field, problem))
     if _unevaluated_with_patterns(schema):
         message = "`unevaluatedProperties` cannot be combined with `patternProperties`."
         problems.append(FieldError(field, message))
     return problems
 
 
-def data_validator(schema) -> Draft202012Validator | None:
+@dataclass(frozen=True)
+class RefusedSchema:
+    """In place of the validator of a stored schema that is refused now (saved before its
+    cost was measured): every value gets one error saying why, at once, instead of minutes of
+    checks."""
+
+    problem: str
+
+
+@lru_cache(maxsize=256)
+def _stored_schema_problem(encoded: str) -> str | None:
+    return _cost_problem(json.loads(encoded))
+
+
+def data_validator(schema) -> Draft202012Validator | RefusedSchema | None:
     """Build once, check many (a bulk create checks up to 10,000 items with one)."""
-    return schema_validator(schema) if schema else None
+    if not schema:
+        return None
+    problem = _stored_schema_problem(data_encode(schema)) if isinstance(schema, dict) else None
+    return RefusedSchema(problem) if problem else schema_validator(schema)
 
 
 def schema_errors(validator, value) -> list[ValidationError]:
-    """The schema's errors for `value`, a reference it cannot resolve as one more error (a
-    schema stored before references were checked may still hold a remote one)."""
+    """The schema's errors for `value`, each saying what the value must be without showing it
+    (`without_values`); a reference the schema cannot resolve is one more error (a schema stored
+    before references were checked may still hold a remote one)."""
+    if isinstance(validator, RefusedSchema):
+        return [ValidationError(f"The entity type's schema cannot be used: {validator.problem}")]
     try:
-        return list(validator.iter_errors(value))
+        return [without_values(error) for error in validator.iter_errors(value)]
     except Unresolvable as exc:
         return [ValidationError(f"The schema's reference {exc.ref!r} cannot be resolved.")]
     except RecursionError:  # a loop of references stored before they were checked

@@ -121,7 +121,7 @@ def test_an_ai_generate_json_schema_referring_outside_itself_is_refused_unfetche
         (
             {"$defs": {"t": {"$id": "urn:t", "type": "array"}},
              "properties": {"tags": {"$ref": "urn:t"}}, "required": ["tags"]},
-            "tags: {} is not of type 'array'",
+            "tags: must be of type array",
         ),
         (
             {"$defs": {"meta": {"type": "object", "required": ["x"], "properties": {"x": {}}}},
@@ -153,3 +153,13 @@ def _replace_url(value, url):
     if isinstance(value, dict):
         return {key: _replace_url(item, url) for key, item in value.items()}
     return value.replace("{url}", url) if isinstance(value, str) else value
+
+
+def test_an_ai_generate_json_schema_whose_checks_multiply_is_refused(api, product_type):
+    defs = {f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(20)}
+    step = {
+        "type": "ai_generate",
+        "config": {"prompt": "x", "outputField": "m", "responseFormat": "json"},
+    }
+    step["config"]["jsonSchema"] = {"$defs": defs, "$ref": "#/$defs/d0"}
+    assert _refused_field(_post(api, product_type, [step])) == "steps[0].config.jsonSchema"

@@ -107,7 +107,9 @@ class Validate(StepType):
             message for rule in config["rules"] for message in rule_problems(rule, state.data)
         ]
         if config["useEntityTypeSchema"]:
-            # What the commit would refuse: the type's schema and the size limit.
+            # What the commit would refuse: the type's schema and the size limit. The messages
+            # name the field and what it must be, never its value: the item's error and the
+            # job's log are read without `entities.view_entity`.
             validator = self._schema_validator(state.entity_type_schema)
             broken += [f"{p.field}: {p.message}" for p in data_problems(validator, state.data)]
         if broken:
