@@ -13,7 +13,7 @@ from jsonschema.exceptions import best_match
 from config.api.errors import FieldError
 from config.api.parsers import MAX_JSON_DEPTH, json_depth
 from config.metrics import MODEL_COST, MODEL_UNPRICED
-from entities.schemas import schema_errors, schema_problems, schema_validator
+from entities.schemas import data_validator, schema_errors, schema_problems
 from workflows.pricing import (
     CHARS_PER_TOKEN,
     ESTIMATE_OUTPUT_TOKENS,
@@ -367,7 +367,8 @@ def json_problem(text: str, schema: dict | None) -> str | None:
     except ValueError as exc:
         return f"not JSON ({exc})"
     if schema:
-        error = best_match(schema_errors(schema_validator(schema), value))
+        # Measured (once per distinct schema): one saved before schemas were is refused.
+        error = best_match(schema_errors(data_validator(schema), value))
         if error is not None:
             return f"{'/'.join(map(str, error.absolute_path)) or 'the answer'}: {error.message}"
     return None

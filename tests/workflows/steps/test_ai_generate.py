@@ -71,3 +71,31 @@ def test_templates_cannot_reach_python_internals(run_steps):
     assert item.status == "failed"
     assert item.error.startswith("Template")
     assert "x" not in entity.data
+
+
+def test_a_stored_json_schema_whose_checks_multiply_fails_the_entity_at_once(product_type):
+    """A `jsonSchema` saved before schemas were measured is measured when an answer is
+    checked against it: the entity fails naming it, instead of a worker checking for hours."""
+    from jobs.models import RunItem
+    from tests.factories import make_entities, make_workflow, run_inline, start_run
+    from workflows.models import Step, WorkflowVersion
+
+    config = {
+        "prompt": "Describe {{ entity.title }}",
+        "outputField": "facts",
+        "responseFormat": "json",
+        "jsonSchema": {"type": "object"},
+    }
+    workflow = make_workflow(product_type, [{"id": "gen", "type": "ai_generate", "config": config}])
+    defs = {f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(25)}
+    defs["d25"] = {"type": "object"}
+    stored = {**config, "jsonSchema": {"$defs": defs, "$ref": "#/$defs/d0"}}
+    WorkflowVersion.objects.filter(workflow=workflow).update(
+        steps=[{"id": "gen", "type": "ai_generate", "config": stored}]
+    )
+    Step.objects.filter(workflow=workflow).update(config=stored)
+    run = start_run(workflow, make_entities(product_type, 1))
+    run_inline(run.pk)
+    [item] = RunItem.objects.filter(run=run)
+    assert item.status == "failed"
+    assert "schema cannot be used: Checking one" in item.error, item.error
