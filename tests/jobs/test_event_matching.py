@@ -142,6 +142,24 @@ def test_a_later_run_waits_for_the_next_event_not_the_one_an_earlier_run_used(
     assert Entity.objects.get(pk=ids[0]).data["translation"] == "v2"
 
 
+def test_events_kept_from_before_the_one_used_are_not_handed_to_a_later_run(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    """v1 then v2 come while no one waits: the first run gets v2, the newest; a later run
+    waits for the next event, not for v1, older news than what was used."""
+    ids = make_entities(product_type, 1)
+    for data in ("v1", "v2"):
+        api.post("/api/v1/events", {"name": "translation.done", "key": "Item 0", "data": data})
+    workflow = waiting_workflow(product_type, outputField="translation")
+    assert resume(park(workflow, ids, django_capture_on_commit_callbacks)).completed == 1
+    assert Entity.objects.get(pk=ids[0]).data["translation"] == "v2"
+    later = park(workflow, ids, django_capture_on_commit_callbacks)
+    assert later.waiting == 1
+    waits_tick()
+    assert Wait.objects.get(run=later).status == "waiting"
+    assert not Event.objects.filter(expires_at__gt=timezone.now()).exists()
+
+
 def test_an_events_data_is_stored_once_in_each_wait_it_wakes(
     api, product_type, settings, django_capture_on_commit_callbacks
 ):

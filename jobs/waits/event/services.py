@@ -208,8 +208,9 @@ def _resolve(
     the step's output is `{data, eventId, timedOut}`. Returns how many each woke.
 
     An event that woke someone has it counted (`matched`) and is no longer kept, whether it
-    came after its entities or they were parked after it: a later run reaching the step
-    waits for the next event, not for this one's data, however old."""
+    came after its entities or they were parked after it, nor are the events of its name
+    and key kept from before it: a later run reaching the step waits for the next event,
+    not for this one's data or an older one's, however old."""
     goes_on = runs_lock(run_ids=sorted({run_id for _, run_id, *_ in waiting}))
     # A run being cancelled (or ended) has its waiting entities ended by the cancel: they
     # are not woken, nor counted, so an event that only they waited for stays kept.
@@ -231,9 +232,19 @@ def _resolve(
     woken: dict[str, int] = {}
     for (pair, _), count in zip(order, counts, strict=True):
         woken[events[pair].pk] = woken.get(events[pair].pk, 0) + count
+    received = {event.pk: event for event in events.values()}
     for event_id, count in sorted(woken.items()):
         if count:
+            event = received[event_id]
             Event.objects.filter(pk=event_id).update(matched=F("matched") + count, expires_at=now)
+            # The events of its name and key kept from before it are older news: a later
+            # run reaching the step must not be handed one of them.
+            Event.objects.filter(
+                name=event.name,
+                key=event.key,
+                received_at__lte=event.received_at,
+                expires_at__gt=now,
+            ).update(expires_at=now)
     return woken
 
 
