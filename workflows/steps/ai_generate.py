@@ -13,7 +13,13 @@ from jsonschema.exceptions import best_match
 from config.api.errors import FieldError
 from config.api.parsers import MAX_JSON_DEPTH, json_depth
 from config.metrics import MODEL_COST, MODEL_UNPRICED
-from entities.schemas import data_validator, schema_errors, schema_problems
+from entities.schemas import (
+    RefusedSchema,
+    data_validator,
+    schema_errors,
+    schema_problems,
+    schema_validator,
+)
 from workflows.pricing import (
     CHARS_PER_TOKEN,
     ESTIMATE_OUTPUT_TOKENS,
@@ -142,6 +148,11 @@ class AiGenerate(StepType):
     def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:
         """The chunk's calls are in flight together, up to AI_MAX_CONCURRENCY."""
         provider = provider_get(config.get("provider") or settings.AI_PROVIDER)
+        refused = _schema_refused(config.get("jsonSchema"))
+        if refused:  # saved before schemas were measured: no answer could be checked
+            for state in states:
+                state.fail(ctx.step_id, refused)
+            return
 
         def rendered():
             # Lazily: the first calls start once their prompts are rendered, not after the
@@ -357,6 +368,16 @@ def request_estimate(provider, request: GenerationRequest, *, batch: bool = Fals
     return {**usage, "costNanoUsd": cost or 0}
 
 
+def _schema_refused(schema: dict | None) -> str | None:
+    """Why a step's stored `jsonSchema` cannot be used (measured once per distinct schema,
+    as an entity type's is), or None: one saved before schemas were measured may take hours
+    to check an answer against."""
+    validator = data_validator(schema) if schema else None
+    if isinstance(validator, RefusedSchema):
+        return f"The step's jsonSchema cannot be used: {validator.problem}"
+    return None
+
+
 def json_problem(text: str, schema: dict | None) -> str | None:
     # An answer nested deeper than a request body may be would exhaust the decoder's and the
     # validators' stack: it is an invalid answer (asked again, then the entity fails).
@@ -367,8 +388,7 @@ def json_problem(text: str, schema: dict | None) -> str | None:
     except ValueError as exc:
         return f"not JSON ({exc})"
     if schema:
-        # Measured (once per distinct schema): one saved before schemas were is refused.
-        error = best_match(schema_errors(data_validator(schema), value))
+        error = best_match(schema_errors(schema_validator(schema), value))
         if error is not None:
             return f"{'/'.join(map(str, error.absolute_path)) or 'the answer'}: {error.message}"
     return None

@@ -98,4 +98,5 @@ def test_a_stored_json_schema_whose_checks_multiply_fails_the_entity_at_once(pro
     run_inline(run.pk)
     [item] = RunItem.objects.filter(run=run)
     assert item.status == "failed"
-    assert "schema cannot be used: Checking one" in item.error, item.error
+    assert item.error.startswith("The step's jsonSchema cannot be used: Checking one"), item.error
+    assert not item.usage  # no model was called: no answer could have been checked
