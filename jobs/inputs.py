@@ -69,7 +69,10 @@ class RunStartSerializer(RunTargetSerializer):
         "instead of the live one.",
     )
     callbackUrl = serializers.URLField(
-        required=False, max_length=2000, help_text="POSTed the final run once it ends."
+        required=False,
+        max_length=2000,
+        help_text="POSTed the final run once it ends (at least once: a lost or redelivered "
+        "task may send it again; the body's `id` tells a run's callbacks apart).",
     )
     budget = BudgetSerializer(
         required=False,

@@ -50,7 +50,9 @@ def experiment_sides_resume_enqueue(experiment_id: str, key: str) -> None:
 
 
 def callback_enqueue(run_id: str) -> None:
-    current_app.send_task(SEND_RUN_CALLBACK, args=(run_id,))
+    # `owed`: send it only while the run owes it (a message of code before `callback_due_at`
+    # carries no such flag, and is sent as it was).
+    current_app.send_task(SEND_RUN_CALLBACK, args=(run_id,), kwargs={"owed": True})
 
 
 def items_make_enqueue(run_id: str) -> None:

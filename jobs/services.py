@@ -215,21 +215,15 @@ def items_skipped_count(run: Run, skipped: int) -> None:
     )
 
 
-def run_callback_send(*, run_id: str) -> None:
-    """POST the final run to its callback URL, if it is still owed (a message queued twice,
-    by the run's end and by beat's resend, sends it once unless they overlap); the outcome
-    goes into the run's log, and the callback is no longer owed."""
+def run_callback_send(*, run_id: str, owed: bool = False) -> None:
+    """POST the final run to its callback URL; the outcome goes into the run's log, and
+    with it the callback is no longer owed. `owed`: only if it still is (a message queued
+    twice, by the run's end and by beat's resend, sends it once unless they overlap). A
+    database error before the outcome is written leaves it owed, for the task's retry:
+    delivery is at least once (the body carries the run's id)."""
     run = Run.objects.select_related("job").filter(pk=run_id).first()
-    if run is None or run.callback_due_at is None:
+    if run is None or (owed and run.callback_due_at is None):
         return
-    try:
-        _callback_post(run)
-    finally:
-        Run.objects.filter(pk=run_id).update(callback_due_at=None)
-
-
-def _callback_post(run: Run) -> None:
-    run_id = run.pk
     body = json.dumps(RunSerializer(run).data).encode()
     try:
         response = post_json(run.callback_url, body, {"X-Workflows-Event": "run.ended"})
@@ -239,12 +233,18 @@ def _callback_post(run: Run) -> None:
         logger.exception("Callback of run %s crashed", run_id)
         problem = f"Internal error: {exc.__class__.__name__}: {exc}"
     else:
-        RunLog.objects.create(
-            run_id=run_id,
-            message=f"Callback delivered to {display_url(run.callback_url)} "
-            f"({response.status_code}).",
-        )
-        return
-    RunLog.objects.create(
-        run_id=run_id, level=RunLog.Level.WARNING, message=f"Callback not delivered: {problem}"
-    )
+        problem = None
+    with transaction.atomic():
+        if problem is None:
+            RunLog.objects.create(
+                run_id=run_id,
+                message=f"Callback delivered to {display_url(run.callback_url)} "
+                f"({response.status_code}).",
+            )
+        else:
+            RunLog.objects.create(
+                run_id=run_id,
+                level=RunLog.Level.WARNING,
+                message=f"Callback not delivered: {problem}",
+            )
+        Run.objects.filter(pk=run_id).update(callback_due_at=None)

@@ -54,9 +54,9 @@ def resume_experiment_sides(experiment_id: str, key: str) -> None:
     retry_backoff=True,
     max_retries=5,
 )
-def send_run_callback(run_id: str) -> None:
-    """POST the ended run to its `callbackUrl`."""
-    run_callback_send(run_id=run_id)
+def send_run_callback(run_id: str, owed: bool = False) -> None:
+    """POST the ended run to its `callbackUrl` (`owed`: only while the run owes it)."""
+    run_callback_send(run_id=run_id, owed=owed)
 
 
 @shared_task

@@ -103,12 +103,37 @@ def test_a_callback_whose_message_was_lost_is_queued_again_by_beat_once(
         assert runs_callbacks_resend() == 0  # taken: the next beat does not queue it twice
     assert _callbacks_queued(callbacks) == 1
     assert RunLog.objects.filter(run=run, message__contains="queued it again").count() == 1
-    run_callback_send(run_id=run.pk)
+    run_callback_send(run_id=run.pk, owed=True)
     assert len(receiver.requests) == 1
     assert Run.objects.get(pk=run.pk).callback_due_at is None
     # A second message of it (the end's and beat's both delivered) sends nothing more.
-    run_callback_send(run_id=run.pk)
+    run_callback_send(run_id=run.pk, owed=True)
     assert len(receiver.requests) == 1
+    # A message queued by code before the flag (no `owed`) is sent as it was.
+    run_callback_send(run_id=run.pk)
+    assert len(receiver.requests) == 2
+
+
+def test_a_database_error_before_the_outcome_is_written_leaves_the_callback_owed(
+    run, receiver, allow_loopback, django_capture_on_commit_callbacks, monkeypatch
+):
+    """The task retries on database errors: the callback must still be owed then."""
+    from django.db import OperationalError
+
+    Run.objects.filter(pk=run.pk).update(callback_url=receiver.url)
+    with django_capture_on_commit_callbacks(execute=False):
+        _ended(run)
+
+    def down(*args, **kwargs):
+        raise OperationalError("the server closed the connection")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(RunLog.objects, "create", down)
+        with pytest.raises(OperationalError):
+            run_callback_send(run_id=run.pk, owed=True)
+    assert Run.objects.get(pk=run.pk).callback_due_at is not None
+    run_callback_send(run_id=run.pk, owed=True)  # the task's retry
+    assert len(receiver.requests) == 2 and Run.objects.get(pk=run.pk).callback_due_at is None
 
 
 def test_a_callback_not_delivered_is_owed_no_longer(run, django_capture_on_commit_callbacks):
@@ -117,7 +142,7 @@ def test_a_callback_not_delivered_is_owed_no_longer(run, django_capture_on_commi
     Run.objects.filter(pk=run.pk).update(callback_url="http://127.0.0.1:9/refused")
     with django_capture_on_commit_callbacks(execute=False):
         _ended(run)
-    run_callback_send(run_id=run.pk)
+    run_callback_send(run_id=run.pk, owed=True)
     assert RunLog.objects.filter(run=run, message__startswith="Callback not delivered").exists()
     assert Run.objects.get(pk=run.pk).callback_due_at is None
     Run.objects.filter(pk=run.pk).update(completed_at=timezone.now() - timedelta(hours=1))
