@@ -3,6 +3,7 @@
 the entity's result row once both ended, with every scorer's verdict and whether the two
 differ or the candidate regressed (`result_of`)."""
 
+from entities.json_values import json_equal
 from jobs.experiments.models import Experiment, ExperimentResult
 from jobs.experiments.scorers import verdicts_of
 from jobs.experiments.shadow import ShadowEngine
@@ -21,7 +22,7 @@ def side_of(state: EntityState, before: dict, waits: list[dict], seconds: float)
     changes = [
         {"field": key, "before": data.get(key), "after": state.data.get(key)}
         for key in sorted({*data, *state.data})
-        if data.get(key, MISSING) != state.data.get(key, MISSING)
+        if not json_equal(data.get(key, MISSING), state.data.get(key, MISSING))
     ]
     if state.status != status:
         changes.append({"field": "status", "before": status, "after": state.status})
@@ -114,7 +115,9 @@ def unrun_results(
 
 
 def differ(baseline: dict, candidate: dict) -> bool:
-    return any(baseline[key] != candidate[key] for key in ("outcome", "error", "changes"))
+    return any(
+        not json_equal(baseline[key], candidate[key]) for key in ("outcome", "error", "changes")
+    )
 
 
 def regressed(baseline: dict, candidate: dict, verdicts: list[dict]) -> bool:

@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from config.api.errors import DomainError, FieldError, InvalidInput
 from config.api.parsers import depth_problem
 from config.api.storable import unstorable
+from entities.json_values import json_equal
 from entities.labels import entity_label
 from jobs.waits.review import selectors
 from jobs.waits.review import services as reviews
@@ -39,7 +40,7 @@ class FieldRow:
 
     def __init__(self, path: str, before, after, limit: int | None = None):
         self.path, self.before, self.after, self.limit = path, before, after, limit
-        self.changed = before != after
+        self.changed = not json_equal(before, after)  # `true` to `1` is a change
         self.is_text = isinstance(after, str) or after is None
         self.text = after if isinstance(after, str) else "" if after is None else _json(after)
         self.before_full = self.shown(before)
@@ -283,7 +284,7 @@ def _edits(review: Review, form) -> dict:
         before = get_path(proposed, field_path, MISSING)
         if before is MISSING and value in ("", None):
             continue  # an empty box for a field the copy does not have: no edit
-        if value == before:
+        if json_equal(value, before):  # `1` edited to `true` or `1.0` is an edit
             continue
         top = field_path.split(".")[0]
         if top not in edits:
