@@ -8,6 +8,7 @@ is measured before it is accepted (`entities/schema_graph.py`).
 """
 
 import json
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -150,20 +151,78 @@ def _unevaluated_properties(validator, unevaluated, instance, schema):
         yield ValidationError(f"must not have the properties {names}: {message}")
 
 
+# What checking one value may take, whatever the schema: its applicators (the keywords that
+# check the value's parts or the value again against subschemas) applied at most this many
+# times per byte of the value's JSON, and a floor for small values. The schema's own measure
+# (SCHEMA_MAX_CHECKS) bounds one part of the data; this bounds the whole: a schema taking
+# 255 checks per item (accepted) over 128,000 items of a 256 KB entity took 13 minutes.
+# Legitimate schemas apply one or two per part (`items`, a `$ref`, `properties`), and a part
+# takes at least a byte or two.
+CHECKS_PER_BYTE = 2
+CHECKS_MIN = 20_000
+APPLICATORS = frozenset(
+    {
+        "$ref",
+        "$dynamicRef",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "if",
+        "dependentSchemas",
+        "items",
+        "prefixItems",
+        "contains",
+        "properties",
+        "patternProperties",
+        "additionalProperties",
+        "propertyNames",
+        "unevaluatedItems",
+        "unevaluatedProperties",
+    }
+)
+_checks_left: ContextVar[list[int] | None] = ContextVar("schema_checks_left", default=None)
+
+
+class ChecksSpent(Exception):
+    """Checking a value took more applications of the schema's applicators than its size
+    allows (`schema_errors` says so as the value's error)."""
+
+
+def _counted(keyword):
+    """`keyword`, each application spending one of the validation's checks."""
+
+    def counted(validator, value, instance, schema):
+        left = _checks_left.get()
+        if left is not None:
+            left[0] -= 1
+            if left[0] < 0:
+                raise ChecksSpent
+        return keyword(validator, value, instance, schema)
+
+    return counted
+
+
+_KEYWORDS = {
+    **Draft202012Validator.VALIDATORS,
+    "pattern": _pattern,
+    "patternProperties": _pattern_properties,
+    "additionalProperties": _additional_properties,
+    "uniqueItems": _unique_items,
+    "unevaluatedItems": _unevaluated_items,
+    "unevaluatedProperties": _unevaluated_properties,
+}
 SchemaValidator = validators.extend(
     Draft202012Validator,
     {
-        "pattern": _pattern,
-        "patternProperties": _pattern_properties,
-        "additionalProperties": _additional_properties,
-        "uniqueItems": _unique_items,
-        "unevaluatedItems": _unevaluated_items,
-        "unevaluatedProperties": _unevaluated_properties,
+        name: _counted(keyword) if name in APPLICATORS else keyword
+        for name, keyword in _KEYWORDS.items()
     },
 )
-"""Draft 2020-12 with RE2 for every pattern and linear `uniqueItems` and `unevaluated*`.
-Build it with `schema_validator`, never alone: jsonschema's default registry would fetch a
-remote `$ref`."""
+"""Draft 2020-12 with RE2 for every pattern, linear `uniqueItems` and `unevaluated*`, and
+its applicators counted (`schema_errors` bounds a check's work by the value's size). Build
+it with `schema_validator`, never alone: jsonschema's default registry would fetch a remote
+`$ref`."""
 
 NO_RETRIEVAL = Registry()  # retrieving any URI not in the document fails: nothing is fetched
 
@@ -302,18 +361,34 @@ def data_validator(schema) -> Draft202012Validator | RefusedSchema | None:
     return RefusedSchema(problem) if problem else schema_validator(schema)
 
 
-def schema_errors(validator, value) -> list[ValidationError]:
+def schema_errors(validator, value, *, size: int | None = None) -> list[ValidationError]:
     """The schema's errors for `value`, each saying what the value must be without showing it
     (`without_values`); a reference the schema cannot resolve is one more error (a schema stored
-    before references were checked may still hold a remote one)."""
+    before references were checked may still hold a remote one). The check's work is bounded
+    by the value's size (`size`: its JSON's length, when the caller has it; CHECKS_PER_BYTE):
+    past it, one error says so."""
     if isinstance(validator, RefusedSchema):
         return [ValidationError(f"The entity type's schema cannot be used: {validator.problem}")]
+    if size is None:
+        size = len(data_encode(value))
+    allowed = max(CHECKS_MIN, CHECKS_PER_BYTE * size)
+    token = _checks_left.set([allowed])
     try:
         return [without_values(error) for error in validator.iter_errors(value)]
+    except ChecksSpent:
+        return [
+            ValidationError(
+                f"Checking it against the schema takes more than {allowed:,} subschema checks "
+                f"({CHECKS_PER_BYTE} per byte of its JSON): the schema's references and "
+                "allOf/anyOf/oneOf/if/not multiply over its parts."
+            )
+        ]
     except Unresolvable as exc:
         return [ValidationError(f"The schema's reference {exc.ref!r} cannot be resolved.")]
     except RecursionError:  # a loop of references stored before they were checked
         return [ValidationError("The schema's references lead back to themselves without end.")]
+    finally:
+        _checks_left.reset(token)
 
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps() would build one per call
@@ -348,5 +423,7 @@ def data_problems(
         return []
     return [
         FieldError(json_path([prefix, *error.absolute_path]), error.message, "schema")
-        for error in sorted(schema_errors(validator, data), key=lambda e: list(map(str, e.path)))
+        for error in sorted(
+            schema_errors(validator, data, size=len(encoded)), key=lambda e: list(map(str, e.path))
+        )
     ]

@@ -339,3 +339,42 @@ def test_a_stored_schema_whose_checks_multiply_answers_400_at_once(api):
     [detail] = _details(response)
     assert detail["field"] == "data"
     assert detail["message"].startswith("The entity type's schema cannot be used: Checking one")
+
+
+def test_a_schema_whose_checks_multiply_over_the_datas_parts_stops_at_the_values_size(api):
+    """Accepted (255 checks an item, under the measure of one part), then used over 10,000
+    items: the check stops at CHECKS_PER_BYTE per byte of the value's JSON with a 400 naming
+    the data, where it took a minute (128,000 items of a 256 KB entity: 13 minutes)."""
+    doubling = _doubling(7)
+    schema = {
+        "$defs": doubling["$defs"],
+        "type": "object",
+        "properties": {"xs": {"type": "array", "items": {"$ref": "#/$defs/d0"}}},
+    }
+    created = api.post("/api/v1/entity-types", {"name": "wide", "schema": schema})
+    assert created.status_code == 201, created.json()
+    with mock.patch("entities.schemas.CHECKS_MIN", 1_000):
+        response = api.post(
+            "/api/v1/entities",
+            {"entityTypeId": created.json()["id"], "data": {"xs": [{}] * 10_000}},
+        )
+    [detail] = _details(response)
+    assert detail["field"] == "data"
+    assert "subschema checks (2 per byte of its JSON)" in detail["message"]
+
+
+def test_large_values_of_plain_schemas_are_checked_whole():
+    """A part or two of applicators per item: far inside the values' own size."""
+    schema = {
+        "type": "object",
+        "$defs": {"item": {"type": "object", "properties": {"n": {"type": "integer"}}}},
+        "properties": {
+            "ns": {"type": "array", "items": {"type": "integer"}},
+            "objects": {"type": "array", "items": {"$ref": "#/$defs/item"}},
+        },
+    }
+    data = {"ns": list(range(20_000)), "objects": [{"n": i} for i in range(5_000)]}
+    assert data_problems(data_validator(schema), data) == []
+    data["objects"][4_999]["n"] = "x"
+    [problem] = data_problems(data_validator(schema), data)
+    assert problem.field == "data.objects[4999].n"

@@ -388,7 +388,7 @@ def json_problem(text: str, schema: dict | None) -> str | None:
     except ValueError as exc:
         return f"not JSON ({exc})"
     if schema:
-        error = best_match(schema_errors(schema_validator(schema), value))
+        error = best_match(schema_errors(schema_validator(schema), value, size=len(text)))
         if error is not None:
             return f"{'/'.join(map(str, error.absolute_path)) or 'the answer'}: {error.message}"
     return None
