@@ -211,8 +211,11 @@ def runs_lock(*, run_ids, exclusive: bool = False) -> dict[str, bool]:
     resolution, a chunk parking entities) with a `FOR KEY SHARE` lock: they do not exclude
     one another, nor the chunks' counter UPDATEs (a bulk decision must not stop the chunks
     it resumed from counting); a cancel takes the `exclusive` lock (`FOR UPDATE`), which
-    waits for all of them and holds them off, so a cancel is seen by all or none. (SQLite
-    runs one writer at a time: no lock clause there.)"""
+    waits for all of them and holds them off, so a cancel is seen by all or none. Resolving
+    waits then locks the runs whose entities it queues or whose resume it asks for `FOR NO
+    KEY UPDATE`, once and in id order (`jobs.engine.waits._resume`), to the end of the
+    transaction: the chunks' counters of those runs wait for its COMMIT. (SQLite runs one
+    writer at a time: no lock clause there.)"""
     if isinstance(run_ids, set | frozenset | list | tuple) and not run_ids:
         return {}
     query = (

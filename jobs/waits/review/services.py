@@ -13,7 +13,7 @@ from config.api.errors import Conflict, FieldError, Forbidden, InvalidInput, Not
 from config.bulk import pks_update
 from entities.models import Entity
 from entities.schemas import data_problems, data_validator
-from jobs.engine.waits import runs_lock, waits_resolve
+from jobs.engine.waits import runs_lock, waits_resolve_sets
 from jobs.models import RunLog
 from jobs.waits.review.models import Review, ReviewStatus
 from workflows.steps.waits import Resolution
@@ -147,7 +147,12 @@ def _decide(
         for review in deciding:
             alike.setdefault((review.on_timeout, review.on_reject), []).append(review)
         decided: set[str] = set()
-        for (on_timeout, on_reject), batch in alike.items():
+        # Their waits resolved together once every group is written, so that every run's row
+        # is locked once, in id order (`waits_resolve_sets`): resolved group by group, two
+        # decisions grouping the same runs in other orders could deadlock.
+        sets: list[tuple[list[str], Resolution]] = []
+        runs: set[str] = set()
+        for (on_timeout, on_reject), batch in sorted(alike.items()):
             status, resolution = _resolve(
                 decision, on_timeout, on_reject, name, comment, edits if edits else None
             )
@@ -169,12 +174,13 @@ def _decide(
                 )
             }
             decided |= written
-            waits_resolve(
-                wait_ids=[review.wait_id for review in batch if review.pk in written],
-                run_ids={review.run_id for review in batch if review.pk in written},
-                resolution=resolution,
-                now=now,
-            )
+            if written:
+                sets.append(
+                    ([review.wait_id for review in batch if review.pk in written], resolution)
+                )
+                runs |= {review.run_id for review in batch if review.pk in written}
+        if sets:
+            waits_resolve_sets(sets=sets, run_ids=runs, now=now)
         for review in deciding:
             if review.pk not in decided:  # another decision took it since it was read
                 skipped.append(_skip(review.pk, "not_pending", "The review is already decided."))
