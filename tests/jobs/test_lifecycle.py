@@ -5,6 +5,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 
 from jobs import queue
@@ -118,8 +119,6 @@ def test_a_database_error_before_the_outcome_is_written_leaves_the_callback_owed
     run, receiver, allow_loopback, django_capture_on_commit_callbacks, monkeypatch
 ):
     """The task retries on database errors: the callback must still be owed then."""
-    from django.db import OperationalError
-
     Run.objects.filter(pk=run.pk).update(callback_url=receiver.url)
     with django_capture_on_commit_callbacks(execute=False):
         _ended(run)

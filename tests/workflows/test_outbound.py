@@ -1,4 +1,5 @@
 import ipaddress
+import socket
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -202,8 +203,6 @@ def test_an_invalid_port_is_a_refusal_not_a_crash(url, allow_loopback):
 def test_an_internationalised_host_is_sent_to_by_its_idna_name(receiver, settings, monkeypatch):
     """`bücher.example` goes on the wire as `xn--bcher-kva.example` (DNS, the Host header,
     TLS's server name carry ASCII only): the webhook is delivered, not crashed on."""
-    import socket
-
     settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1"]
     asked = []
     real = socket.getaddrinfo

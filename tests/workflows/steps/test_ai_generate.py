@@ -1,5 +1,8 @@
 import pytest
 
+from jobs.models import RunItem
+from tests.factories import make_entities, make_workflow, run_inline, start_run
+from workflows.models import Step, WorkflowVersion
 from workflows.providers.local import STAND_IN
 
 pytestmark = pytest.mark.django_db
@@ -76,10 +79,6 @@ def test_templates_cannot_reach_python_internals(run_steps):
 def test_a_stored_json_schema_whose_checks_multiply_fails_the_entity_at_once(product_type):
     """A `jsonSchema` saved before schemas were measured is measured when an answer is
     checked against it: the entity fails naming it, instead of a worker checking for hours."""
-    from jobs.models import RunItem
-    from tests.factories import make_entities, make_workflow, run_inline, start_run
-    from workflows.models import Step, WorkflowVersion
-
     config = {
         "prompt": "Describe {{ entity.title }}",
         "outputField": "facts",

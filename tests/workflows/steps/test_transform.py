@@ -1,5 +1,7 @@
 import pytest
 
+from tests.factories import make_entities, make_workflow
+
 pytestmark = pytest.mark.django_db
 
 
@@ -92,8 +94,6 @@ def test_copies_that_double_the_working_copy_fail_the_entity_at_the_bound(run_st
 
 
 def test_the_test_endpoint_answers_a_doubling_transform_with_the_failure(api, product_type):
-    from tests.factories import make_entities, make_workflow
-
     workflow = make_workflow(product_type, _doubling(60))
     [entity_id] = make_entities(product_type, 1)
     response = api.post(f"/api/v1/workflows/{workflow.pk}/test", {"entityId": entity_id})
