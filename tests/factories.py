@@ -169,3 +169,19 @@ def experiment_run_inline(experiment):
         experiment_chunk_execute(experiment_id=experiment.pk, chunk=chunk)
     experiment.refresh_from_db()
     return experiment
+
+
+# A run that commits each entity twice: a publish between two transforms (v2, then v3).
+PUBLISH_BETWEEN = [
+    {
+        "id": "a",
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "summary", "value": "first"}]},
+    },
+    {"id": "pub", "type": "publish", "config": {}},
+    {
+        "id": "b",
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "summary", "value": "second"}]},
+    },
+]

@@ -18,7 +18,7 @@ from entities.revisions import (
     run_revisions_of,
 )
 from entities.services import entity_update
-from tests.factories import make_entities, make_workflow, run_inline, start_run
+from tests.factories import PUBLISH_BETWEEN, make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
 
@@ -344,21 +344,6 @@ def test_a_run_that_changes_only_a_value_s_type_commits_it(product_type):
     assert entity.version == 2 and entity.data["flag"] == 1 and entity.data["flag"] is not True
     revision = EntityRevision.objects.get(entity_id=entity_id, version=2)
     assert revision.changes == [{"field": "data.flag", "before": True, "after": 1}]
-
-
-PUBLISH_BETWEEN = [
-    {
-        "id": "a",
-        "type": "transform",
-        "config": {"operations": [{"op": "set", "field": "summary", "value": "first"}]},
-    },
-    {"id": "pub", "type": "publish", "config": {}},
-    {
-        "id": "b",
-        "type": "transform",
-        "config": {"operations": [{"op": "set", "field": "summary", "value": "second"}]},
-    },
-]
 
 
 def _run_committing_twice(product_type) -> str:

@@ -14,23 +14,9 @@ from jobs.engine import chunk
 from jobs.filter_runs import run_items_make
 from jobs.models import ItemStatus, RunItem
 from jobs.reverts import run_revert
-from tests.factories import make_entities, make_workflow, run_inline, start_run
+from tests.factories import PUBLISH_BETWEEN, make_entities, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
-
-PUBLISH_BETWEEN = [
-    {
-        "id": "a",
-        "type": "transform",
-        "config": {"operations": [{"op": "set", "field": "summary", "value": "first"}]},
-    },
-    {"id": "pub", "type": "publish", "config": {}},
-    {
-        "id": "b",
-        "type": "transform",
-        "config": {"operations": [{"op": "set", "field": "summary", "value": "second"}]},
-    },
-]
 
 
 def _revert(run, **options) -> RunItem:
