@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from jobs import queue
 from jobs.experiments import services as experiments
 from tests.admin.browsing import CHROMIUM
 from tests.factories import answer_by_prompt, experiment_run_inline, make_entities, make_versions
@@ -45,10 +46,13 @@ def browser():
 
 
 @pytest.fixture
-def finished_experiment(product_type, openai_server, settings):
+def finished_experiment(product_type, openai_server, settings, monkeypatch):
     """Makes an experiment of EXPERIMENT_SCORERS over `entities` new entities, a baseline and
-    a candidate version answered by the fake OpenAI server, run to its end in this process."""
+    a candidate version answered by the fake OpenAI server, run to its end in this process.
+    Its chunks are not queued: in a test whose data is committed (a browser's), a worker the
+    session started would take them first and call its own model server."""
     settings.EXPERIMENT_CHUNK_SIZE = 5
+    monkeypatch.setattr(queue, "experiment_chunks_enqueue", lambda *args, **kwargs: None)
 
     def make(entities: int):
         workflow, baseline, candidate = make_versions(product_type)
