@@ -8,7 +8,6 @@ is measured before it is accepted (`entities/schema_graph.py`).
 """
 
 import json
-from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -25,6 +24,14 @@ from referencing.exceptions import Unresolvable
 from config.api.errors import FieldError, json_path
 from config.api.storable import unstorable
 from entities.patterns import PatternError, pattern_compile, pattern_problem
+from entities.schema_budget import (
+    APPLICATORS,
+    ChecksSpent,
+    checks_allowed,
+    checks_bounded,
+    counted,
+    spent_message,
+)
 from entities.schema_graph import REFERENCE_KEYWORDS, schema_cost
 from entities.schema_messages import without_values
 
@@ -151,58 +158,6 @@ def _unevaluated_properties(validator, unevaluated, instance, schema):
         yield ValidationError(f"must not have the properties {names}: {message}")
 
 
-# What checking one value may take, whatever the schema: its applicators (the keywords that
-# check the value's parts or the value again against subschemas) applied at most this many
-# times per byte of the value's JSON, and a floor for small values. The schema's own measure
-# (SCHEMA_MAX_CHECKS) bounds one part of the data; this bounds the whole: a schema taking
-# 255 checks per item (accepted) over 128,000 items of a 256 KB entity took 13 minutes.
-# Legitimate schemas apply one or two per part (`items`, a `$ref`, `properties`), and a part
-# takes at least a byte or two.
-CHECKS_PER_BYTE = 2
-CHECKS_MIN = 20_000
-APPLICATORS = frozenset(
-    {
-        "$ref",
-        "$dynamicRef",
-        "allOf",
-        "anyOf",
-        "oneOf",
-        "not",
-        "if",
-        "dependentSchemas",
-        "items",
-        "prefixItems",
-        "contains",
-        "properties",
-        "patternProperties",
-        "additionalProperties",
-        "propertyNames",
-        "unevaluatedItems",
-        "unevaluatedProperties",
-    }
-)
-_checks_left: ContextVar[list[int] | None] = ContextVar("schema_checks_left", default=None)
-
-
-class ChecksSpent(Exception):
-    """Checking a value took more applications of the schema's applicators than its size
-    allows (`schema_errors` says so as the value's error)."""
-
-
-def _counted(keyword):
-    """`keyword`, each application spending one of the validation's checks."""
-
-    def counted(validator, value, instance, schema):
-        left = _checks_left.get()
-        if left is not None:
-            left[0] -= 1
-            if left[0] < 0:
-                raise ChecksSpent
-        return keyword(validator, value, instance, schema)
-
-    return counted
-
-
 _KEYWORDS = {
     **Draft202012Validator.VALIDATORS,
     "pattern": _pattern,
@@ -215,7 +170,7 @@ _KEYWORDS = {
 SchemaValidator = validators.extend(
     Draft202012Validator,
     {
-        name: _counted(keyword) if name in APPLICATORS else keyword
+        name: counted(keyword) if name in APPLICATORS else keyword
         for name, keyword in _KEYWORDS.items()
     },
 )
@@ -365,30 +320,22 @@ def schema_errors(validator, value, *, size: int | None = None) -> list[Validati
     """The schema's errors for `value`, each saying what the value must be without showing it
     (`without_values`); a reference the schema cannot resolve is one more error (a schema stored
     before references were checked may still hold a remote one). The check's work is bounded
-    by the value's size (`size`: its JSON's length, when the caller has it; CHECKS_PER_BYTE):
+    by the value's size (`size`: its JSON's length, when the caller has it; `schema_budget`):
     past it, one error says so."""
     if isinstance(validator, RefusedSchema):
         return [ValidationError(f"The entity type's schema cannot be used: {validator.problem}")]
     if size is None:
         size = len(data_encode(value))
-    allowed = max(CHECKS_MIN, CHECKS_PER_BYTE * size)
-    token = _checks_left.set([allowed])
+    allowed = checks_allowed(size)
     try:
-        return [without_values(error) for error in validator.iter_errors(value)]
+        with checks_bounded(allowed):
+            return [without_values(error) for error in validator.iter_errors(value)]
     except ChecksSpent:
-        return [
-            ValidationError(
-                f"Checking it against the schema takes more than {allowed:,} subschema checks "
-                f"({CHECKS_PER_BYTE} per byte of its JSON): the schema's references and "
-                "allOf/anyOf/oneOf/if/not multiply over its parts."
-            )
-        ]
+        return [ValidationError(spent_message(allowed))]
     except Unresolvable as exc:
         return [ValidationError(f"The schema's reference {exc.ref!r} cannot be resolved.")]
     except RecursionError:  # a loop of references stored before they were checked
         return [ValidationError("The schema's references lead back to themselves without end.")]
-    finally:
-        _checks_left.reset(token)
 
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps() would build one per call

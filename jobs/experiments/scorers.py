@@ -12,8 +12,7 @@
 import hashlib
 import json
 
-from django.conf import settings
-
+from jobs.costs import model_of
 from jobs.experiments.shadow import ShadowEngine
 from workflows.providers import GenerationRequest, provider_get
 from workflows.steps.ai_generate import CallsFailed, answer_generate, priced
@@ -134,10 +133,11 @@ def _ask(scorer: dict, engine: ShadowEngine, prompt: str, schema: dict) -> dict:
     reached = engine.budget_reached()
     if reached is not None:
         raise StepError(reached)
-    provider = provider_get(scorer.get("provider") or settings.AI_PROVIDER)
+    provider_name, model = model_of(scorer)  # as its price was checked at create
+    provider = provider_get(provider_name)
     request = GenerationRequest(
         prompt=prompt,
-        model=scorer.get("model") or settings.AI_MODEL,
+        model=model,
         json_mode=True,
         json_schema=schema,
     )

@@ -353,7 +353,7 @@ def test_a_schema_whose_checks_multiply_over_the_datas_parts_stops_at_the_values
     }
     created = api.post("/api/v1/entity-types", {"name": "wide", "schema": schema})
     assert created.status_code == 201, created.json()
-    with mock.patch("entities.schemas.CHECKS_MIN", 1_000):
+    with mock.patch("entities.schema_budget.CHECKS_MIN", 1_000):
         response = api.post(
             "/api/v1/entities",
             {"entityTypeId": created.json()["id"], "data": {"xs": [{}] * 10_000}},

@@ -1,8 +1,7 @@
-import json
-
 from django.conf import settings
 from django.utils.text import slugify
 
+from entities.schemas import data_encode
 from workflows.steps.base import TEMPLATE, StepType
 from workflows.steps.fields import field_path
 from workflows.steps.registry import register
@@ -174,20 +173,15 @@ class _Added:
         self.total = 0
 
     def add(self, value, where: str) -> None:
-        # A string's length is its size; a container's is measured in C, and only while the
-        # step's total is within the limit (each copy is checked before it is made).
-        self.total += len(value) if isinstance(value, str) else _json_size(value)
+        # A string's length is its size; any other value is measured as the entity's size
+        # limit measures it (its compact JSON, in C), and only while the step's total is
+        # within the limit (each copy is checked before it is made).
+        self.total += len(value) if isinstance(value, str) else len(data_encode(value))
         if self.total > self.limit:
             raise StepError(
                 f"{where}: the step's operations would add more than {self.limit} bytes to "
                 "the entity (ENTITY_MAX_DATA_BYTES)."
             )
-
-
-def _json_size(value) -> int:
-    if isinstance(value, dict | list):
-        return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
-    return 8  # a number, true, false or null
 
 
 TEXT_FUNCTIONS = {
