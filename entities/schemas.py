@@ -20,6 +20,7 @@ from jsonschema._utils import (  # what jsonschema's own unevaluated* keywords c
 from jsonschema.exceptions import SchemaError, ValidationError
 from referencing import Registry
 from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 
 from config.api.errors import FieldError, json_path
 from config.api.storable import unstorable
@@ -233,6 +234,43 @@ def _walk_problems(schema, path: list, ids: set[str]) -> list[FieldError]:
     return found
 
 
+def _paths(node, path: list, found: dict[int, list]) -> dict[int, list]:
+    found[id(node)] = path
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _paths(value, [*path, key], found)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _paths(value, [*path, index], found)
+    return found
+
+
+def _unresolvable_references(schema: dict, field: str) -> list[FieldError]:
+    """Every `$ref` and `$dynamicRef` that points at nothing in the schema, resolved as
+    jsonschema resolves them at validation (each subschema against its nearest `$id`; only
+    the keywords that hold subschemas, not a `const` that holds a `$ref` key). Stored, such a
+    schema would answer every write of its data with a 400 naming the reference."""
+    paths = _paths(schema, [field], {})
+    root = DRAFT202012.create_resource(schema)
+    found = []
+    left = [(root, NO_RETRIEVAL.resolver_with_root(root))]
+    while left:  # iterative: a schema may nest as deep as JSON may
+        resource, resolver = left.pop()
+        contents = resource.contents
+        if isinstance(contents, dict):
+            for keyword in REFERENCE_KEYWORDS:
+                reference = contents.get(keyword)
+                if not isinstance(reference, str):
+                    continue
+                try:
+                    resolver.lookup(reference)
+                except Unresolvable:
+                    where = json_path([*paths[id(contents)], keyword])
+                    found.append(FieldError(where, "It points at nothing in this schema."))
+        left += [(sub, resolver.in_subresource(sub)) for sub in resource.subresources()]
+    return found
+
+
 def _keywords(schema) -> set[str]:
     if isinstance(schema, dict):
         return set(schema).union(*map(_keywords, schema.values()))
@@ -285,6 +323,9 @@ def schema_problems(schema, *, field: str = "schema") -> list[FieldError]:
         SchemaValidator.check_schema(schema)
     except SchemaError as exc:
         return [FieldError(json_path([field, *exc.absolute_path]), exc.message)]
+    problems = _unresolvable_references(schema, field)
+    if problems:
+        return problems
     problem = _cost_problem(schema)
     if problem:
         problems.append(FieldError(field, problem))

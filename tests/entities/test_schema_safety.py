@@ -85,6 +85,36 @@ def test_references_inside_the_schema_are_accepted_and_resolve(api, schema_serve
     assert hits == []
 
 
+@pytest.mark.parametrize(
+    ("schema", "field"),
+    [
+        ({"properties": {"a": {"$ref": "#/$defs/missing"}}}, "schema.properties.a.$ref"),
+        ({"items": {"$ref": "#nowhere"}}, "schema.items.$ref"),
+        # Resolved against the nearest `$id`, as at validation: `#/$defs/b` inside the
+        # resource `sub` is sub's, which has no `b`.
+        ({"$defs": {"b": {"type": "string"},
+                    "s": {"$id": "urn:sub", "items": {"$ref": "#/$defs/b"}}}},
+         "schema.$defs.s.items.$ref"),
+        ({"$dynamicAnchor": "m", "items": {"$dynamicRef": "#other"}}, "schema.items.$dynamicRef"),
+    ],
+)  # fmt: skip
+def test_a_reference_that_points_at_nothing_is_a_400_when_the_schema_is_stored(api, schema, field):
+    """Stored, every write of the type's entities would be a 400 naming the reference."""
+    response = _create_type(api, schema)
+    [detail] = _details(response)
+    assert (detail["field"], detail["message"]) == (field, "It points at nothing in this schema.")
+    assert not EntityType.objects.exists()
+
+
+def test_a_ref_key_inside_a_const_is_data_not_a_reference(api):
+    schema = {"properties": {"a": {"const": {"$ref": "#/nothing"}}}}
+    response = _create_type(api, schema)
+    assert response.status_code == 201, response.json()
+    type_id = response.json()["id"]
+    good = {"entityTypeId": type_id, "data": {"a": {"$ref": "#/nothing"}}}
+    assert api.post("/api/v1/entities", good).status_code == 201
+
+
 @pytest.mark.parametrize("reference", ["{url}/internal/schema.json", "file:///etc/hostname"])
 def test_a_stored_schema_with_a_remote_reference_fetches_nothing_and_answers_400(
     api, schema_server, reference
