@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from difflib import SequenceMatcher
 from typing import Any, Literal
 
+from entities.json_values import json_equal
 from workflows.steps import registry
 
 Change = Literal["added", "removed", "moved", "changed"]
@@ -75,7 +76,7 @@ def _field_changes(before: dict, after: dict) -> list[FieldChange]:
     changes = []
     for path in [*old, *(path for path in new if path not in old)]:
         was, now = old.get(path, _MISSING), new.get(path, _MISSING)
-        if was != now:
+        if not json_equal(was, now):  # `true` to `1` is a change of a step's config
             hide = any(path == key or path.startswith(f"{key}.") for key in secret)
             changes.append(
                 FieldChange(

@@ -142,6 +142,25 @@ def test_a_draft_equal_to_the_newest_version_makes_none(api, product_type):
     assert (body["version"], body["latestVersion"]) == (1, 1)
 
 
+def test_a_config_value_changed_from_1_to_true_is_a_new_version_and_in_its_diff(
+    api, product_type
+):
+    """Python's `1 == True`: compared so, the edit was dropped (200, still version 1)."""
+
+    def condition(value):
+        rule = {"field": "stock", "operator": "eq", "value": value}
+        return {"id": "s", "type": "condition", "config": {"if": rule, "else": "stop"}}
+
+    workflow_id = _create(api, product_type, steps=[condition(1)])
+    response = api.patch(f"/api/v1/workflows/{workflow_id}", {"steps": [condition(True)]})
+    assert response.status_code == 200, response.json()
+    assert response.json()["version"] == 2
+    assert response.json()["steps"][0]["config"]["if"]["value"] is True
+    diff = api.get(f"/api/v1/workflows/{workflow_id}/versions/2/diff").json()
+    [change] = diff["changes"]
+    assert change["fields"] == [{"path": "config.if.value", "before": 1, "after": True}]
+
+
 def test_the_diff_names_each_step_and_config_path_that_changed(api, product_type):
     before = [
         {"id": "gen", "type": "ai_generate", "config": {"prompt": "Old", "outputField": "d"}},
