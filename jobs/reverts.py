@@ -111,8 +111,9 @@ def revert_states(*, run: Run, states: list[EntityState], logs: list[RunLog]) ->
     logs.append(
         RunLog(
             run_id=run.pk,
-            message=f"Reverting {reverted_count} entities; skipped "
-            f"{len(alive) - reverted_count} (changed since the run, see their items).",
+            message=f"Skipped {len(alive) - reverted_count} entities changed since the run; "
+            f"reverting {reverted_count} (one changed before its commit is skipped there): "
+            "see the items.",
         )
     )
 
