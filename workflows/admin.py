@@ -256,7 +256,11 @@ class WorkflowAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
     def save_formset(self, request, form, formset, change):
         if isinstance(formset, StepFormSet):
             # Steps go through the service: validated again, versioned, snapshotted.
-            services.workflow_update(workflow_id=form.instance.pk, steps=formset.cleaned_steps)
+            services.workflow_update(
+                workflow_id=form.instance.pk,
+                steps=formset.cleaned_steps,
+                updated_by=request.user,  # the version's author, as the API's edits name theirs
+            )
             # The admin's change message reads these; the service replaced the rows itself.
             formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         else:
