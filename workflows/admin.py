@@ -22,7 +22,11 @@ from workflows.editor_check import editor_check_view, steps_check, triggers_chec
 from workflows.models import Step, Workflow
 from workflows.reference import markdown_inline
 from workflows.steps import registry
-from workflows.version_admin import WorkflowVersionInline, version_publish_view
+from workflows.version_admin import (
+    VERSIONS_SHOWN,
+    WorkflowVersionInline,
+    version_publish_view,
+)
 
 
 class StepConfigWidget(forms.Textarea):
@@ -232,7 +236,11 @@ class WorkflowAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        context = {"step_editor": editor_types(), **(extra_context or {})}
+        context = {
+            "step_editor": editor_types(),
+            "versions_shown": VERSIONS_SHOWN,
+            **(extra_context or {}),
+        }
         return super().change_view(request, object_id, form_url, context)
 
     def add_view(self, request, form_url="", extra_context=None):
