@@ -147,6 +147,10 @@ class WorkflowVersionAdmin(VersionColumns, admin.ModelAdmin):
     def get_queryset(self, request):
         return _with_steps_before(super().get_queryset(request))
 
+    def get_model_perms(self, request):
+        # Not a table of the index: versions are reached from their workflow's page.
+        return {}
+
     # Versions belong to their workflow: whoever may view workflows may read them.
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm("workflows.view_workflow")

@@ -142,3 +142,7 @@ def test_who_may_view_workflows_reads_their_versions_and_no_one_edits_them(
     version = drafted.versions.get(number=2)
     assert client.get("/admin/workflows/workflowversion/add/").status_code == 403
     assert client.post(f"/admin/workflows/workflowversion/{version.pk}/delete/").status_code == 403
+
+
+def test_the_versions_list_is_not_a_table_of_the_index(staff, drafted):
+    assert "/admin/workflows/workflowversion/" not in staff.get("/admin/").content.decode()
