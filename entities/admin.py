@@ -6,13 +6,18 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 
 from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin
-from config.api.errors import DomainError
+from config.api.errors import Conflict, DomainError
 from config.api.templatetags.admin_values import VALUE_CHARS_SHOWN, as_json_text, cut_text
 from entities.models import Entity, EntityRevision, EntityType
 from entities.revisions import RevisionSource, Source
 from entities.schemas import data_problems, data_validator, schema_problems
 from entities.selectors import entity_type_users
-from entities.services import entity_restore, entity_save, entity_type_in_use_message
+from entities.services import (
+    entity_lock_as_opened,
+    entity_restore,
+    entity_save,
+    entity_type_in_use_message,
+)
 
 REVISIONS_SHOWN = 50
 # The history shows each value cut to VALUE_CHARS_SHOWN, and stops adding changes once it
@@ -95,10 +100,27 @@ class EntityTypeAdmin(BoundedJSONMixin, admin.ModelAdmin):
 
 class EntityForm(forms.ModelForm):
     """The API's checks of entity data (its type's schema, the size limit, storable text), as
-    form errors."""
+    form errors. A change form carries the version it showed (`opened_version`): its `data` is
+    saved whole, so a save after anything else wrote the entity (a run, the API, another
+    person) is refused, naming why, rather than undoing that write."""
+
+    opened_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["opened_version"].required = True
+            self.fields["opened_version"].initial = self.instance.version
 
     def clean(self):
         cleaned = super().clean()
+        opened = cleaned.get("opened_version")
+        if self.instance.pk and opened is not None:
+            # Locks the row until the admin's transaction (this request's) ends with the save.
+            try:
+                entity_lock_as_opened(entity_id=self.instance.pk, opened_version=opened)
+            except Conflict as exc:
+                raise ValidationError(exc.message, code=exc.code) from None
         # On the change form the type is read-only (not a form field): check against the
         # entity's own.
         if "entity_type" in self.fields:
@@ -176,5 +198,8 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         entity_save(
-            entity=obj, created=not change, source=RevisionSource.of_request(request, Source.ADMIN)
+            entity=obj,
+            created=not change,
+            opened_version=form.cleaned_data.get("opened_version"),
+            source=RevisionSource.of_request(request, Source.ADMIN),
         )

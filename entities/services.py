@@ -111,19 +111,45 @@ def entity_create(*, entity_type: EntityType, data: dict, source: RevisionSource
     return entity
 
 
+def entity_lock_as_opened(*, entity_id: str, opened_version: int) -> dict | None:
+    """Lock the entity's row for an edit of it as a whole, made on `opened_version` (what
+    the form showed), and return its stored `data`, `status` and `published_at` (None: it is
+    gone). Raises Conflict (`entity_changed`) if anything wrote it since: saving the form would
+    undo that write. The lock lasts to the end of the caller's transaction, so the admin takes
+    it when checking the form and keeps it until the form is saved."""
+    stored = (
+        Entity.objects.select_for_update()
+        .filter(pk=entity_id)
+        .values("data", "status", "published_at", "version")
+        .first()
+    )
+    if stored is not None and stored.pop("version") != opened_version:
+        raise Conflict(
+            "The entity changed since this form was opened (it was version "
+            f"{opened_version}): reload it and make your change again.",
+            code="entity_changed",
+        )
+    return stored
+
+
 @transaction.atomic
-def entity_save(*, entity: Entity, created: bool, source: RevisionSource = ADMIN) -> Entity:
-    """Save an entity edited as a whole (the admin's form, checked as the API's writes are).
-    An edit bumps `version`, as every write does: a run that read the entity before merges
-    its changes into this edit instead of writing over it."""
+def entity_save(
+    *,
+    entity: Entity,
+    created: bool,
+    opened_version: int | None = None,
+    source: RevisionSource = ADMIN,
+) -> Entity:
+    """Save an entity edited as a whole (the admin's form, checked as the API's writes are),
+    made on `opened_version` (required for an edit): refused (Conflict) if anything wrote the
+    entity since, as the form's whole `data` would undo that write. An edit bumps `version`,
+    as every write does: a run that read the entity before merges its changes into this edit
+    instead of writing over it."""
     before = None
     if not created:
-        before = (
-            Entity.objects.select_for_update()
-            .filter(pk=entity.pk)
-            .values("data", "status", "published_at")
-            .first()
-        )
+        if opened_version is None:
+            raise ValueError("An edit of an entity as a whole needs the version it was made on.")
+        before = entity_lock_as_opened(entity_id=entity.pk, opened_version=opened_version)
         entity.version = F("version") + 1
     entity.save()
     entity.refresh_from_db(fields=["version"])

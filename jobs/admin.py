@@ -41,6 +41,10 @@ ITEMS_SHOWN = 200
 # this many entities: two index probes each, so a run of a million is a page of a second
 # rather than of a minute (the revert itself goes through all, reporting what it skipped).
 REVERT_PAGE_COUNTS = 20_000
+# The API's permissions for a run's actions (jobs/views.py): cancelling a run changes its job;
+# retrying or reverting one starts a run.
+CANCEL_PERMISSION = "jobs.change_job"
+START_PERMISSION = "jobs.add_run"
 
 
 def progress_bar(run: Run):
@@ -157,8 +161,10 @@ class RunAdmin(RecordAdmin):
             "item_status": status,
             "item_statuses": ItemStatus.values,
             "logs": RunLog.objects.filter(run=run).order_by("-pk")[:LOGS_SHOWN],
-            "can_act": request.user.has_perm("jobs.change_job"),
-            "can_revert": request.user.has_perm("jobs.add_run"),
+            # As the API's: cancelling takes `jobs.change_job`; retrying and reverting start a
+            # run, and take `jobs.add_run`.
+            "can_cancel": request.user.has_perm(CANCEL_PERMISSION),
+            "can_start": request.user.has_perm(START_PERMISSION),
             # Each kind of wait's part (`WaitKind.run_page`): a review's link, the batches.
             "wait_parts": parts,
             "waiting_for": next((part.waiting_for for part in parts if part.waiting_for), ""),
@@ -167,8 +173,15 @@ class RunAdmin(RecordAdmin):
         }
         return super().change_view(request, object_id, form_url, context)
 
+    def _viewed_run(self, request, run_id, queryset=Run.objects) -> Run:
+        """The run of a custom view, for whom may view runs (the admin checks its own pages;
+        these views are its to check)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(queryset, pk=unquote(run_id))
+
     def progress_view(self, request, run_id):
-        run = get_object_or_404(Run, pk=unquote(run_id))
+        run = self._viewed_run(request, run_id)
         return JsonResponse(
             {
                 "status": run.status,
@@ -182,9 +195,9 @@ class RunAdmin(RecordAdmin):
             }
         )
 
-    def _act(self, request, run_id, action):
-        run = get_object_or_404(Run, pk=unquote(run_id))
-        if request.method != "POST" or not request.user.has_perm("jobs.change_job"):
+    def _act(self, request, run_id, action, permission: str):
+        run = self._viewed_run(request, run_id)
+        if request.method != "POST" or not request.user.has_perm(permission):
             return redirect("admin:jobs_run_change", quote(run.pk))
         try:
             run = action(run.pk)
@@ -204,7 +217,7 @@ class RunAdmin(RecordAdmin):
             )
             return run
 
-        return self._act(request, run_id, cancel)
+        return self._act(request, run_id, cancel, CANCEL_PERMISSION)
 
     def retry_view(self, request, run_id):
         def retry(pk):
@@ -213,14 +226,14 @@ class RunAdmin(RecordAdmin):
             self.message_user(request, f"Retrying {count} failed entities in run {run.pk}.")
             return run
 
-        return self._act(request, run_id, retry)
+        return self._act(request, run_id, retry, START_PERMISSION)
 
     def revert_view(self, request, run_id):
         """ "Revert this run": a confirmation page saying how many entities the run changed
         and how many were changed since; POST starts the revert (forced or not), as the
         API's does, and shows the new run."""
-        run = get_object_or_404(Run.objects.select_related("workflow"), pk=unquote(run_id))
-        if not request.user.has_perm("jobs.add_run"):
+        run = self._viewed_run(request, run_id, Run.objects.select_related("workflow"))
+        if not request.user.has_perm(START_PERMISSION):
             raise PermissionDenied
         if request.method == "POST":
             try:

@@ -22,7 +22,11 @@ from workflows.editor_check import editor_check_view, steps_check, triggers_chec
 from workflows.models import Step, Workflow
 from workflows.reference import markdown_inline
 from workflows.steps import registry
-from workflows.version_admin import WorkflowVersionInline, version_publish_view
+from workflows.version_admin import (
+    VERSIONS_SHOWN,
+    WorkflowVersionInline,
+    version_publish_view,
+)
 
 
 class StepConfigWidget(forms.Textarea):
@@ -232,7 +236,11 @@ class WorkflowAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        context = {"step_editor": editor_types(), **(extra_context or {})}
+        context = {
+            "step_editor": editor_types(),
+            "versions_shown": VERSIONS_SHOWN,
+            **(extra_context or {}),
+        }
         return super().change_view(request, object_id, form_url, context)
 
     def add_view(self, request, form_url="", extra_context=None):
@@ -256,7 +264,11 @@ class WorkflowAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
     def save_formset(self, request, form, formset, change):
         if isinstance(formset, StepFormSet):
             # Steps go through the service: validated again, versioned, snapshotted.
-            services.workflow_update(workflow_id=form.instance.pk, steps=formset.cleaned_steps)
+            services.workflow_update(
+                workflow_id=form.instance.pk,
+                steps=formset.cleaned_steps,
+                updated_by=request.user,  # the version's author, as the API's edits name theirs
+            )
             # The admin's change message reads these; the service replaced the rows itself.
             formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         else:

@@ -1,13 +1,13 @@
-"""The admin's side of versions and releases: the workflow page lists its versions, each
-with what it changed since the one before and a button that makes it live (publishing a draft,
-or rolling back), through the same services as the API."""
+"""The admin's side of versions and releases: the workflow page lists its newest versions,
+each with what it changed since the one before and a button that makes it live (publishing a
+draft, or rolling back), through the same services as the API; the versions' own pages list
+them all, a page at a time."""
 
 import json
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import F, Window
-from django.db.models.functions import Lag
+from django.db.models import F, OuterRef, Subquery
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -20,6 +20,10 @@ from workflows.serializers import steps_shown
 
 # A value in a diff line, cut to what a line shows.
 SHOWN_CHARS = 300
+# The workflow page lists its newest versions (each a row with its diff and its whole steps),
+# as an entity's page shows its newest revisions; the versions' own list has the rest, a
+# page of as many at a time.
+VERSIONS_SHOWN = 50
 
 
 def _value(value) -> str:
@@ -27,26 +31,17 @@ def _value(value) -> str:
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
 
 
-class WorkflowVersionInline(admin.TabularInline):
-    model = WorkflowVersion
-    fields = ["number", "live", "note", "created_by", "created_at", "changes", "publish"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    ordering = ["-number"]
+def _with_steps_before(versions):
+    """Each version with the steps of the one before it (numbers follow each other from 1),
+    in the same query (not one per row)."""
+    before = WorkflowVersion.objects.filter(
+        workflow_id=OuterRef("workflow_id"), number=OuterRef("number") - 1
+    ).values("steps")
+    return versions.select_related("workflow", "created_by").annotate(steps_before=Subquery(before))
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def get_queryset(self, request):
-        # Each version with the steps of the one before it, in the same query (not one per row).
-        before = Window(Lag("steps"), partition_by=[F("workflow_id")], order_by=F("number").asc())
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("workflow", "created_by")
-            .annotate(steps_before=before)
-        )
+class VersionColumns:
+    """What the workflow page's versions and the versions' own list show of each."""
 
     @admin.display(boolean=True)
     def live(self, version) -> bool:
@@ -104,6 +99,70 @@ class WorkflowVersionInline(admin.TabularInline):
             version.number,
             label,
         )
+
+
+class WorkflowVersionInline(VersionColumns, admin.TabularInline):
+    """The workflow page's newest VERSIONS_SHOWN versions (its template links to the rest)."""
+
+    model = WorkflowVersion
+    fields = ["number", "live", "note", "created_by", "created_at", "changes", "publish"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-number"]
+    template = "admin/workflows/workflow/versions_inline.html"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        newest = (
+            super()
+            .get_queryset(request)
+            .filter(number__gt=F("workflow__latest_version") - VERSIONS_SHOWN)
+        )
+        return _with_steps_before(newest)
+
+
+@admin.register(WorkflowVersion)
+class WorkflowVersionAdmin(VersionColumns, admin.ModelAdmin):
+    """Every version of the workflows, a page at a time; the workflow page links here with
+    `?workflow=<id>`. Read-only: versions are made by editing a workflow's steps."""
+
+    list_display = [
+        "number",
+        "workflow",
+        "live",
+        "note",
+        "created_by",
+        "created_at",
+        "changes",
+        "publish",
+    ]
+    list_display_links = None
+    list_per_page = VERSIONS_SHOWN
+    ordering = ["workflow", "-number"]
+    search_fields = ["note"]
+
+    def get_queryset(self, request):
+        return _with_steps_before(super().get_queryset(request))
+
+    def get_model_perms(self, request):
+        # Not a table of the index: versions are reached from their workflow's page.
+        return {}
+
+    # Versions belong to their workflow: whoever may view workflows may read them.
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("workflows.view_workflow")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 def version_publish_view(model_admin, request, object_id: str, number: int):

@@ -14,6 +14,7 @@ from django.urls import path, reverse
 
 from config.api.errors import DomainError
 from config.api.templatetags.admin_values import as_json_text, cut_text
+from entities.json_values import json_equal
 from entities.selectors import entity_labels
 from jobs.experiments import human, summaries
 from jobs.experiments.models import Experiment
@@ -36,25 +37,34 @@ def _shown(value) -> str:
     return cut_text(value if isinstance(value, str) else as_json_text(value, indent=1))
 
 
+def _value_left(side: dict, other: dict, field: str):
+    """What `side` left `field` as: what it changed it to; else its data's value; else (the
+    entity's status, which a side's data does not hold, or any field of a side that failed
+    before it ran) the value both sides started from, as the other side's change records it."""
+    for change in side["changes"]:
+        if change["field"] == field:
+            return change["after"]
+    data = side.get("data") or {}
+    if field in data:
+        return data[field]
+    return next((c["before"] for c in other["changes"] if c["field"] == field), None)
+
+
 def _fields(baseline: dict, candidate: dict) -> list[dict]:
-    """Each field either side changed, with both sides' values and whether they differ."""
-    after = {
-        arm: {change["field"]: change["after"] for change in side["changes"]}
-        for arm, side in (("baseline", baseline), ("candidate", candidate))
-    }
-    names = sorted({*after["baseline"], *after["candidate"]})
+    """Each field either side changed, with the value each side left it as and whether
+    they differ (as JSON values: `true` is not `1`, as `sides.differ` compares them)."""
+    names = sorted(
+        {change["field"] for side in (baseline, candidate) for change in side["changes"]}
+    )
     rows = []
     for name in names:
-        values = [
-            after[arm].get(name, (side.get("data") or {}).get(name))
-            for arm, side in (("baseline", baseline), ("candidate", candidate))
-        ]
+        base, cand = _value_left(baseline, candidate, name), _value_left(candidate, baseline, name)
         rows.append(
             {
                 "name": name,
-                "baseline": _shown(values[0]),
-                "candidate": _shown(values[1]),
-                "differ": values[0] != values[1],
+                "baseline": _shown(base),
+                "candidate": _shown(cand),
+                "differ": not json_equal(base, cand),
             }
         )
     return rows

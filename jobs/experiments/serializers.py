@@ -17,7 +17,8 @@ from workflows.templating import template_problem
 class ScorerSerializer(StrictSerializer):
     type = serializers.ChoiceField(choices=["rules", "judge", "human"])
     name = serializers.RegexField(
-        r"^[A-Za-z0-9 _.-]{1,100}$", help_text="Unique among the experiment's scorers."
+        r"^[A-Za-z0-9 _.-]{1,100}$",
+        help_text="Unique among the experiment's scorers; not dots alone.",
     )
     rules = serializers.JSONField(
         required=False, help_text="`rules`: the `validate` step's rules (pass or fail per side)."
@@ -34,6 +35,13 @@ class ScorerSerializer(StrictSerializer):
         max_length=100,
         help_text="`judge`: the fields of each side it reads (default: those either changed).",
     )
+
+    def validate_name(self, name: str) -> str:
+        # A human scorer's name is a part of its compare page's URL, where `.` and `..` are
+        # the page itself and the one above.
+        if not name.strip("."):
+            raise serializers.ValidationError("A name of dots alone cannot name a page.")
+        return name
 
     def validate(self, attrs):
         kind = attrs["type"]

@@ -68,3 +68,24 @@ def finished_experiment(product_type, openai_server, settings, monkeypatch):
         return experiment_run_inline(started)
 
     return make
+
+
+@pytest.fixture
+def staff_with(client, django_user_model):
+    """A staff member (not a superuser) with only the given permissions (`app.codename`),
+    logged in: `staff_with("jobs.view_run", "jobs.add_run")`."""
+    from django.contrib.auth.models import Permission
+
+    def login(*perms: str):
+        user = django_user_model.objects.create_user(
+            "clerk", password="pw-for-tests-1", is_staff=True
+        )
+        for perm in perms:
+            app, codename = perm.split(".")
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app, codename=codename)
+            )
+        client.login(username="clerk", password="pw-for-tests-1")
+        return client
+
+    return login

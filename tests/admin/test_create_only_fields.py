@@ -63,6 +63,7 @@ def test_an_entitys_entity_type_is_read_only_on_its_change_form(staff, product_t
     data = {**unchanged_form_data(page), "published_at_0": "", "published_at_1": ""}
     for forged_type in (loose.pk, "ety_5Fnot_a_type", ""):
         edit = {**entity.data, "price": 7}
+        data["opened_version"] = entity.version  # each post as if the form were opened again
         response = staff.post(url, {**data, "entity_type": forged_type, "data": json.dumps(edit)})
         assert response.status_code == 302, forged_type
         entity.refresh_from_db()

@@ -9,12 +9,14 @@ from django.db import transaction
 
 from entities.commits import WorkingCopy, entities_commit
 from entities.models import Entity, EntityType
+from entities.services import entity_update
 from tests.factories import make_entities, make_workflow
 
 pytestmark = pytest.mark.django_db
 
 
 def _change(staff, entity: Entity, data):
+    """Post the change form of `entity` as it was opened (its version then) with `data`."""
     return staff.post(
         f"/admin/entities/entity/{entity.pk}/change/",
         {
@@ -23,6 +25,7 @@ def _change(staff, entity: Entity, data):
             "status": entity.status,
             "published_at_0": "",
             "published_at_1": "",
+            "opened_version": entity.version,
         },
     )
 
@@ -80,3 +83,38 @@ def test_admin_refuses_to_delete_a_used_entity_type_saying_why(staff, product_ty
     assert f"Kept ({workflow.pk})" in page.content.decode()
     staff.post(url, {"post": "yes"})
     assert EntityType.objects.filter(pk=product_type.pk).exists()
+
+
+def test_the_change_form_carries_the_version_it_shows(staff, product_type):
+    [entity_id] = make_entities(product_type, 1)
+    entity_update(entity_id=entity_id, data={"price": 7})  # version 2
+    page = staff.get(f"/admin/entities/entity/{entity_id}/change/").content.decode()
+    assert '<input type="hidden" name="opened_version" value="2"' in page
+
+
+def test_a_save_after_the_entity_changed_since_the_form_opened_is_refused(staff, product_type):
+    """The form posts `data` whole: saved, it would undo what was written meanwhile."""
+    [entity_id] = make_entities(product_type, 1)
+    opened = Entity.objects.get(pk=entity_id)
+    entity_update(entity_id=entity_id, data={"price": 42})  # a run or an API client, meanwhile
+    response = _change(staff, opened, {**opened.data, "title": "Fixed title"})
+    assert response.status_code == 200
+    assert "The entity changed since this form was opened (it was version 1)" in (
+        response.content.decode()
+    )
+    stored = Entity.objects.get(pk=entity_id)
+    assert (stored.data["price"], stored.data["title"], stored.version) == (42, "Item 0", 2)
+    reopened = _change(staff, stored, {**stored.data, "title": "Fixed title"})
+    assert reopened.status_code == 302  # reloaded and redone, it saves
+    assert Entity.objects.get(pk=entity_id).data == {**stored.data, "title": "Fixed title"}
+
+
+def test_a_change_form_posted_without_its_version_is_refused(staff, product_type):
+    [entity_id] = make_entities(product_type, 1)
+    entity = Entity.objects.get(pk=entity_id)
+    response = staff.post(
+        f"/admin/entities/entity/{entity_id}/change/",
+        {"data": json.dumps({**entity.data, "title": "x"}), "status": entity.status},
+    )
+    assert response.status_code == 200
+    assert Entity.objects.get(pk=entity_id).version == 1

@@ -2,6 +2,8 @@
 entity with the differences marked, a filter to regressions, Publish candidate) and the human
 scorers' blind comparison queue, whose picks are mapped back to the versions."""
 
+import re
+
 import pytest
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
@@ -148,3 +150,69 @@ def test_another_experiments_result_is_refused_and_left_undecided(
     assert next(v for v in theirs.verdicts if v["name"] == "people")["winner"] is None
     assert human_pending(experiment, "people").count() == 6
     assert human_pending(other, "people").count() == 2
+
+
+def _side(changes: list[dict], data: dict, outcome: str = "completed") -> dict:
+    return {
+        "outcome": outcome,
+        "error": None,
+        "changes": changes,
+        "data": data,
+        "steps": [],
+        "notes": [],
+        "waits": [],
+        "usage": {},
+        "seconds": 0,
+    }
+
+
+def _cells(html: str, field: str) -> list[tuple[str, str]]:
+    """The (class, text) of the baseline's and the candidate's cells of `field`'s row."""
+    row = re.search(rf"<tr><td>{field}</td>(.*?)</tr>", html, re.S).group(1)
+    return [
+        (cls, text.strip())
+        for cls, text in re.findall(r'<td class="([^"]*)">(.*?)</td>', row, re.S)
+    ]
+
+
+@pytest.fixture
+def one_result(finished_experiment):
+    """An experiment of one entity, and its result, whose sides a test sets."""
+    experiment = finished_experiment(1)
+    return experiment, experiment.results.get()
+
+
+def test_sides_that_set_true_and_1_are_marked_as_different(admin_client, one_result):
+    experiment, result = one_result
+    result.baseline = _side(
+        [{"field": "inStock", "before": None, "after": True}], {"title": "x", "inStock": True}
+    )
+    result.candidate = _side(
+        [{"field": "inStock", "before": None, "after": 1}], {"title": "x", "inStock": 1}
+    )
+    result.save()
+    html = admin_client.get(_url(experiment, "change/")).content.decode()
+    assert _cells(html, "inStock") == [("differ", "true"), ("differ", "1")]
+
+
+def test_a_status_one_side_left_unchanged_shows_as_that_side_left_it(admin_client, one_result):
+    experiment, result = one_result
+    published = {"field": "status", "before": "draft", "after": "published"}
+    result.baseline = _side([], {"title": "x"})
+    result.candidate = _side([published], {"title": "x"})
+    result.save()
+    html = admin_client.get(_url(experiment, "change/")).content.decode()
+    assert _cells(html, "status") == [("differ", "draft"), ("differ", "published")]
+
+
+def test_a_side_that_failed_before_it_ran_shows_the_values_it_started_from(
+    admin_client, one_result
+):
+    experiment, result = one_result
+    result.baseline = _side(
+        [{"field": "price", "before": 5, "after": 6}], {"title": "x", "price": 6}
+    )
+    result.candidate = _side([], {}, outcome="failed")
+    result.save()
+    html = admin_client.get(_url(experiment, "change/")).content.decode()
+    assert _cells(html, "price") == [("differ", "6"), ("differ", "5")]

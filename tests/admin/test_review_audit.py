@@ -5,10 +5,13 @@ import html
 import re
 
 import pytest
+from django.utils import timezone
 
 from entities.models import Entity
+from jobs.cancel import run_cancel
 from jobs.engine.waits import run_waits_resume
 from jobs.models import Review
+from jobs.waits.review.services import reviews_expire_decide
 from tests.admin.test_review_pages import parked
 from tests.factories import run_inline
 
@@ -71,3 +74,40 @@ def test_the_queue_pages_past_100_reviews(staff, product_type):
     assert second.count('class="review"') == 30
     seen = set(re.findall(r'id="review-(rev_[^"]+)"', first + second))
     assert seen == set(Review.objects.values_list("pk", flat=True))
+
+
+def test_an_edit_of_0_to_0_point_0_is_marked_as_the_reviewers_edit(staff, product_type):
+    """The decision takes `0` edited to `0.0` as an edit (a JSON value of another type), and
+    so does its audit."""
+    run, _ = parked(product_type, n=1)
+    review = Review.objects.get(run=run)
+    staff.post(
+        "/admin/jobs/review/decide/",
+        {"review": review.pk, "decision": "approve", "kind-1": "json", "value-1": "0.0"},
+    )
+    review.refresh_from_db()
+    assert review.status == "approved" and review.edits == {"price": 0.0}
+    page = staff.get(f"/admin/jobs/review/?review={review.pk}").content.decode()
+    row = page[page.rindex("<tr", 0, page.index('data-field="price"')) :]
+    row = row[: row.index("</tr>")]
+    assert 'class="edited"' in row and "edited by the reviewer" in row, row
+
+
+def test_a_review_cancelled_with_its_run_says_so(staff, product_type):
+    run, _ = parked(product_type, n=1)
+    run_cancel(run_id=run.pk, cancelled_by="staff")
+    review = Review.objects.get(run=run)
+    assert review.status == "cancelled" and review.decided_by == ""
+    page = staff.get("/admin/jobs/review/?status=cancelled").content.decode()
+    assert f'id="review-{review.pk}"' in page
+    assert re.search(r"Cancelled with its run\s+on \d{4}-\d\d-\d\d ", page)
+    assert "the timeout" not in page
+
+
+def test_an_expired_review_says_the_timeout_decided_it(staff, product_type):
+    run, _ = parked(product_type, n=1)
+    review = Review.objects.get(run=run)
+    reviews_expire_decide(review_ids=[review.pk], now=timezone.now())
+    assert Review.objects.get(pk=review.pk).status == "expired"
+    page = staff.get("/admin/jobs/review/?status=expired").content.decode()
+    assert re.search(r"Expired: decided by <strong>the timeout</strong>\s+on ", page)

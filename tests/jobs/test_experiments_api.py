@@ -234,3 +234,22 @@ def test_a_usd_budget_takes_a_price_for_the_judges_model_too(api, setup, judge, 
         assert (detail["field"], detail["code"]) == ("scorers[0].model", "unpriced_model")
         assert "my-private-judge" in detail["message"]
         assert not Experiment.objects.exists() and not Job.objects.exists()
+
+
+@pytest.mark.parametrize("name", [".", "..", "..."])
+def test_a_scorer_named_by_dots_alone_is_refused_naming_its_field(api, setup, name):
+    """A human scorer's name is a part of its compare page's URL, where `.` and `..` are
+    the page itself and the one above it: such a page could not be reached."""
+    workflow, ids = setup
+    body = {"candidate": 2, "entityIds": ids, "scorers": [{"type": "human", "name": name}]}
+    answer = _start(api, workflow, body)
+    assert answer.status_code == 400, answer.json()
+    text = json.dumps(answer.json())
+    assert "scorers[0].name" in text and "dots alone" in text, text
+    assert not Experiment.objects.exists()
+
+
+def test_a_scorer_name_with_dots_among_other_characters_is_taken(api, setup):
+    workflow, ids = setup
+    body = {"candidate": 2, "entityIds": ids, "scorers": [{"type": "human", "name": "v1.2 .."}]}
+    assert _start(api, workflow, body).status_code == 202

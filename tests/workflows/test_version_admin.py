@@ -1,5 +1,7 @@
 """The workflow's admin page lists its versions with their diffs and publishes one."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.db import connection
@@ -82,3 +84,65 @@ def test_the_page_reads_every_version_s_diff_in_one_query(staff, product_type):
         return len(captured)
 
     assert queries_for(12) == queries_for(2)
+
+
+@pytest.fixture
+def saved_often(product_type):
+    """A workflow of 53 versions, prompts v1 … v53."""
+    workflow = make_workflow(product_type, [_generate("v1")])
+    for number in range(2, 54):
+        workflow_update(workflow_id=workflow.pk, steps=[_generate(f"v{number}")], draft=True)
+    return workflow
+
+
+def test_the_page_lists_the_newest_versions_and_links_to_them_all(staff, saved_often):
+    page = staff.get(f"/admin/workflows/workflow/{saved_often.pk}/change/").content.decode()
+    shown = [int(n) for n in re.findall(r'name="publish" value="(\d+)"', page)]
+    assert shown == list(range(53, 3, -1))  # the newest 50, newest first
+    # The oldest shown still has its diff against the one before, which is not shown.
+    assert '<del class="diff-before">&quot;v3&quot;</del>' in page
+    link = f'href="/admin/workflows/workflowversion/?workflow={saved_often.pk}"'
+    assert link in page and "The newest 50 of 53 versions" in page
+
+
+def test_a_workflow_of_few_versions_has_no_link_to_more(staff, drafted):
+    page = staff.get(f"/admin/workflows/workflow/{drafted.pk}/change/").content.decode()
+    assert 'id="all-versions"' not in page
+
+
+def test_the_versions_list_pages_one_workflow_s_versions(staff, saved_often, product_type):
+    make_workflow(product_type, [_generate("another workflow")])
+    url = f"/admin/workflows/workflowversion/?workflow={saved_often.pk}"
+    first, second = staff.get(url).content.decode(), staff.get(f"{url}&p=2").content.decode()
+    numbers = lambda page: re.findall(r'name="publish" value="(\d+)"', page)  # noqa: E731
+    assert len(numbers(first)) == 50 and numbers(second) == ["3", "2"]
+    assert "&quot;another workflow&quot;" not in first + second
+    assert '<del class="diff-before">&quot;v2&quot;</del>' in second  # diffs across pages
+
+
+def test_a_version_is_published_from_the_versions_list(staff, saved_often):
+    page = staff.get(f"/admin/workflows/workflowversion/?workflow={saved_often.pk}&p=2")
+    action = f"/admin/workflows/workflow/{saved_often.pk}/versions/2/publish/"
+    assert f'formaction="{action}"' in page.content.decode()
+    assert 'id="changelist-form" method="post"' in page.content.decode()  # the button's form
+    staff.post(action)
+    assert Workflow.objects.get(pk=saved_often.pk).version == 2
+
+
+def test_who_may_view_workflows_reads_their_versions_and_no_one_edits_them(
+    client, django_user_model, drafted
+):
+    viewer = django_user_model.objects.create_user(
+        "viewer", password="pw-for-tests-2", is_staff=True
+    )
+    viewer.user_permissions.add(Permission.objects.get(codename="view_workflow"))
+    client.login(username="viewer", password="pw-for-tests-2")
+    page = client.get(f"/admin/workflows/workflowversion/?workflow={drafted.pk}")
+    assert page.status_code == 200 and "Shorter" in page.content.decode()
+    version = drafted.versions.get(number=2)
+    assert client.get("/admin/workflows/workflowversion/add/").status_code == 403
+    assert client.post(f"/admin/workflows/workflowversion/{version.pk}/delete/").status_code == 403
+
+
+def test_the_versions_list_is_not_a_table_of_the_index(staff, drafted):
+    assert "/admin/workflows/workflowversion/" not in staff.get("/admin/").content.decode()

@@ -60,7 +60,7 @@ def test_admin_shows_the_api_message_next_to_the_step(staff, product_type):
     assert Workflow.objects.count() == 0
 
 
-def test_admin_edit_of_steps_bumps_the_version(staff, api, product_type):
+def test_admin_edit_of_steps_bumps_the_version_and_names_its_author(staff, api, product_type):
     created = api.post(
         "/api/v1/workflows",
         {
@@ -81,6 +81,7 @@ def test_admin_edit_of_steps_bumps_the_version(staff, api, product_type):
     workflow.refresh_from_db()
     assert workflow.version == 2
     assert workflow.steps.get().config == {"status": "draft"}
+    assert workflow.versions.get(number=2).created_by.username == "staff"  # "who made it"
 
 
 def test_step_type_reference_lists_the_six_types(staff):

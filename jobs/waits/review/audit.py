@@ -6,6 +6,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+from entities.json_values import json_equal
 from entities.models import EntityRevision
 from jobs.waits.review.models import Review, ReviewStatus
 from workflows.steps.runtime import MISSING, changes_apply, get_path
@@ -15,6 +16,9 @@ DATA = "data."
 
 @dataclass
 class AuditRow:
+    """One field of a decided review. Its values are compared as JSON values, as the decision
+    took them (`0` edited to `0.0`, or `1` to `true`, is an edit)."""
+
     path: str
     before: Any
     proposed: Any
@@ -22,11 +26,11 @@ class AuditRow:
 
     @property
     def edited(self) -> bool:
-        return self.decided != self.proposed
+        return not json_equal(self.decided, self.proposed)
 
     @property
     def changed(self) -> bool:
-        return self.decided != self.before
+        return not json_equal(self.decided, self.before)
 
 
 def stored_before(review: Review, stored: dict | None) -> dict:
