@@ -326,6 +326,25 @@ def test_expired_reviews_are_decided_by_on_timeout(
     assert Run.objects.get(pk=run.pk).status == "running"
 
 
+def test_reviews_of_a_run_being_cancelled_hold_back_no_other_runs_expiry(product_type, monkeypatch):
+    """A run's cancel ends its reviews in batches; until it has, the tick skips them. A
+    full batch of them, oldest first, ended the tick: other runs' reviews waited on it."""
+    from jobs.waits.review import kind
+
+    monkeypatch.setattr(kind, "DECIDE_MAX_IDS", 2)
+    cancelling, _ = parked_run(product_type, n=3, timeoutMinutes=30, onTimeout="reject")
+    other, [other_id] = parked_run(product_type, n=1, timeoutMinutes=30, onTimeout="reject")
+    now = timezone.now()
+    Review.objects.filter(run=cancelling).update(expires_at=now - timedelta(minutes=2))
+    Review.objects.filter(run=other).update(expires_at=now - timedelta(minutes=1))
+    Run.objects.filter(pk=cancelling.pk).update(cancel_requested_at=now)
+    assert waits_tick() == 1
+    assert Review.objects.get(entity_id=other_id).status == "expired"
+    assert set(Review.objects.filter(run=cancelling).values_list("status", flat=True)) == {
+        "pending"
+    }  # left to the cancel
+
+
 def test_cancel_ends_waiting_entities_and_their_reviews(product_type, reviewer):
     run, ids = parked_run(product_type, n=3)
     approved = Review.objects.get(entity_id=ids[0])

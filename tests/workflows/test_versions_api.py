@@ -142,9 +142,7 @@ def test_a_draft_equal_to_the_newest_version_makes_none(api, product_type):
     assert (body["version"], body["latestVersion"]) == (1, 1)
 
 
-def test_a_config_value_changed_from_1_to_true_is_a_new_version_and_in_its_diff(
-    api, product_type
-):
+def test_a_config_value_changed_from_1_to_true_is_a_new_version_and_in_its_diff(api, product_type):
     """Python's `1 == True`: compared so, the edit was dropped (200, still version 1)."""
 
     def condition(value):

@@ -74,8 +74,11 @@ class ReviewWait(WaitKind):
         """Decide the reviews whose time ran out, as their step's `onTimeout` says."""
         expired = 0
         while True:
+            # Not the reviews of a run being cancelled: its cancel ends them in batches, and
+            # a full batch of them, skipped, would end this tick before any other run's.
             batch = list(
                 Review.objects.filter(status=ReviewStatus.PENDING, expires_at__lte=now)
+                .filter(run__cancel_requested_at__isnull=True)
                 .order_by("expires_at")
                 .values_list("pk", flat=True)[:DECIDE_MAX_IDS]
             )
