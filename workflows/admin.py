@@ -3,6 +3,7 @@ from functools import partial
 
 from django import forms
 from django.contrib import admin
+from django.db import models
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -211,6 +212,24 @@ class WorkflowAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return selectors.workflow_list()  # steps_count annotated
+
+    def get_deleted_objects(self, objs, request):
+        """Refuse a workflow that anything protects (its runs, its experiments), saying so in
+        a line each, as the API archives rather than deletes: Django's own page would load and
+        list every run that protects it (a million rows) before refusing."""
+        protected = [
+            f"{workflow}: it has {relation.related_model._meta.verbose_name_plural}, which "
+            "stay readable: archive it instead (its status)."
+            for workflow in objs
+            for relation in Workflow._meta.related_objects
+            if relation.on_delete is models.PROTECT
+            and relation.related_model._base_manager.filter(
+                **{relation.field.name: workflow}
+            ).exists()
+        ]
+        if protected:
+            return [], {}, set(), protected
+        return super().get_deleted_objects(objs, request)
 
     @admin.display(ordering="last_run_at", description="last run")
     def last_run_at(self, workflow):

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from tests.factories import make_entities, make_workflow, start_run
 from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
@@ -135,3 +136,24 @@ def test_admin_never_shows_a_notify_secret_and_an_edit_keeps_it(staff, api, prod
     assert "secretSet" not in workflow.steps.get().config
     page = staff.get(f"/admin/workflows/workflow/{workflow.pk}/change/").content.decode()
     assert secret not in page
+
+
+def test_admin_refuses_to_delete_a_workflow_with_runs_in_a_line_not_a_list_of_them(
+    staff, product_type, django_assert_max_num_queries
+):
+    """The API archives workflows; Django's page would load and list every run first."""
+    workflow = make_workflow(product_type, [{"type": "publish", "config": {}}], name="Used")
+    for _ in range(3):
+        start_run(workflow, make_entities(product_type, 1))
+    url = f"/admin/workflows/workflow/{workflow.pk}/delete/"
+    with django_assert_max_num_queries(30):
+        page = staff.get(url)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "it has runs, which stay readable: archive it instead" in text
+    assert text.count("Run ") == 0  # no run listed
+    staff.post(url, {"post": "yes"})
+    assert Workflow.objects.filter(pk=workflow.pk).exists()
+    unused = make_workflow(product_type, [{"type": "publish", "config": {}}], name="Unused")
+    staff.post(f"/admin/workflows/workflow/{unused.pk}/delete/", {"post": "yes"})
+    assert not Workflow.objects.filter(pk=unused.pk).exists()
