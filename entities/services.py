@@ -4,7 +4,7 @@ run's commit of its working copies is `entities/commits.py`."""
 import datetime
 
 from django.db import transaction
-from django.db.models import F, ProtectedError
+from django.db.models import F, ProtectedError, QuerySet
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput
@@ -198,8 +198,16 @@ def entity_delete(*, entity: Entity) -> None:
     """Delete the entity and its revisions (the ORM's cascade: the database does not check
     the revisions' key). Its row is locked first, so a run's commit of it either ends before
     (its revision is deleted here) or finds it gone (and writes no revision)."""
-    list(Entity.objects.select_for_update().filter(pk=entity.pk).values_list("pk"))
-    entity.delete()
+    entities_delete(entities=Entity.objects.filter(pk=entity.pk))
+
+
+@transaction.atomic
+def entities_delete(*, entities: QuerySet) -> int:
+    """`entity_delete` for each of `entities` (a queryset), their rows locked in id order
+    first; returns how many were deleted."""
+    locked = list(entities.order_by("pk").select_for_update().values_list("pk", flat=True))
+    _, by_model = Entity.objects.filter(pk__any=locked).delete()
+    return by_model.get(Entity._meta.label, 0)
 
 
 @transaction.atomic

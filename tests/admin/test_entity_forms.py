@@ -118,3 +118,37 @@ def test_a_change_form_posted_without_its_version_is_refused(staff, product_type
     )
     assert response.status_code == 200
     assert Entity.objects.get(pk=entity_id).version == 1
+
+
+def test_an_entity_edited_many_times_is_deleted_from_a_page_that_counts_its_history(
+    staff, product_type
+):
+    """Django's page listed each revision of the entity: one line per edit."""
+    from entities.models import EntityRevision
+
+    [entity_id] = make_entities(product_type, 1)
+    for price in range(60):
+        entity_update(entity_id=entity_id, data={"price": price})
+    url = f"/admin/entities/entity/{entity_id}/delete/"
+    page = staff.get(url).content.decode()
+    assert "their history: 61 revisions" in page  # its creation and 60 edits
+    assert page.count("Entity revision") == 0
+    staff.post(url, {"post": "yes"})
+    assert not Entity.objects.filter(pk=entity_id).exists()
+    assert not EntityRevision.objects.filter(entity_id=entity_id).exists()
+
+
+def test_entities_deleted_by_the_list_action_are_named_up_to_twenty_and_counted(
+    staff, product_type
+):
+    from entities.models import EntityRevision
+
+    ids = make_entities(product_type, 25)
+    keep = make_entities(product_type, 1)
+    body = {"action": "delete_selected", "_selected_action": ids}
+    page = staff.post("/admin/entities/entity/", body).content.decode()
+    assert "and 5 more" in page and "their history: 25 revisions" in page
+    response = staff.post("/admin/entities/entity/", {**body, "post": "yes"})
+    assert response.status_code == 302
+    assert list(Entity.objects.values_list("pk", flat=True)) == keep
+    assert not EntityRevision.objects.filter(entity_id__in=ids).exists()
