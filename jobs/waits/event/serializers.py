@@ -54,9 +54,12 @@ class EventSendSerializer(EventInSerializer):
                     {extra[0]: "Send one event, or `events`, not both."}
                 )
             return attrs
-        for field in ("name", "key"):
-            if field not in attrs:
-                raise serializers.ValidationError({field: "This field is required."})
+        missing = [field for field in ("name", "key") if field not in attrs]
+        if missing:
+            raise serializers.ValidationError(
+                {field: self.fields[field].error_messages["required"] for field in missing},
+                code="required",
+            )
         return attrs
 
 
