@@ -5,7 +5,8 @@ JSON Schema of step configs and triggers included (checked by openapi-spec-valid
 Redocly's recommended rules in tests/api/test_openapi_document.py)."""
 
 from drf_spectacular import openapi
-from drf_spectacular.plumbing import get_lib_doc_excludes
+from drf_spectacular.plumbing import force_instance, get_lib_doc_excludes
+from rest_framework.fields import empty
 
 from config.api.serializers import StrictSerializer
 
@@ -16,14 +17,41 @@ def lib_doc_excludes() -> list:
     return [*get_lib_doc_excludes(), StrictSerializer]
 
 
+def _sometimes_absent(serializer, field) -> bool:
+    """Whether a response may leave the field out: only a field declared `required=False`
+    (with no default, and not read-only) is one, as DRF skips it when the instance lacks it (a
+    trigger's `cron`, a revision source's `runId`). A field a ModelSerializer builds from a
+    model field is not
+    required in a request when the model has a default (`status`) or allows blank or null,
+    but it reads an attribute every instance has, so every response carries it."""
+    return (
+        field.field_name in serializer._declared_fields
+        and not field.required
+        and not field.read_only
+        and field.default is empty
+    )
+
+
 class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's schema, with each StrictSerializer request component closed, as the
-    server enforces it (and so that fuzzers send unknown fields only as negative data)."""
+    server enforces it (and so that fuzzers send unknown fields only as negative data), and
+    each response component requiring every field the server always sends (so a generated
+    SDK types them as always there, not as maybe unset)."""
 
     def _map_basic_serializer(self, serializer, direction):
         schema = super()._map_basic_serializer(serializer, direction)
         if direction == "request" and isinstance(serializer, StrictSerializer):
             schema["additionalProperties"] = False
+        if direction == "response":
+            serializer = force_instance(serializer)
+            always = {
+                name
+                for name in schema.get("properties", {})
+                if not _sometimes_absent(serializer, serializer.fields[name])
+            }
+            required = always.union(schema.get("required", []))
+            if required:
+                schema["required"] = sorted(required)
         return schema
 
 
