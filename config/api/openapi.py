@@ -96,10 +96,13 @@ STATUSES = {
     "403": "The key may not do this.",
     "404": "No such resource.",
     "405": "The method is not allowed here.",
+    "406": "The `Accept` header takes no format the API answers in (JSON).",
     "409": "The resource's state forbids this.",
     "413": "The request body is too large.",
     "415": "The request body is not JSON.",
     "429": "Too many requests; retry after `Retry-After` seconds.",
+    "500": "A fault of ours, logged; nothing is half-written.",
+    "503": "The request ran past the server's time limit; what it had not committed is not saved.",
 }
 
 

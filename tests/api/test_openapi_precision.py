@@ -1,9 +1,15 @@
 """The served schema says what the server does, as a client generated from it
 (openapi-python-client) reads it: a field every response carries is required (else the SDK
-types it `X | Unset`), and a field a response may leave out is not."""
+types it `X | Unset`), and a field a response may leave out is not; every error status
+docs/api.md lists is documented, in the one error shape, on every operation."""
+
+import re
 
 import pytest
 
+from tests.processes import ROOT
+
+API_DOC = (ROOT / "docs" / "api.md").read_text()
 pytestmark = pytest.mark.django_db
 
 
@@ -44,3 +50,32 @@ def test_a_field_a_response_may_leave_out_stays_optional(api, world, document):
     assert "cron" not in trigger
     assert "cron" not in component(document, "Trigger")["required"]
     assert "runId" not in component(document, "RevisionSource")["required"]
+
+
+def statuses_of_the_error_table() -> set[str]:
+    section = API_DOC.split("## Error codes", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `\w+` \| (\d{3}) \|", section, re.MULTILINE))
+
+
+def test_every_status_of_the_error_table_is_documented_on_every_operation(document):
+    """406 `not_acceptable`, 500 `server_error` and 503 `request_timeout` were on no
+    operation: a generated SDK did not parse them (`parsed` None, or `UnexpectedStatus`)."""
+    statuses = statuses_of_the_error_table()
+    assert {"406", "500", "503"} <= statuses
+    undocumented = {
+        f"{method.upper()} {path}": sorted(statuses - set(operation["responses"]))
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        if not statuses <= set(operation["responses"])
+    }
+    assert undocumented == {}
+
+
+def test_a_406_is_answered_in_the_error_shape_the_schema_documents(api, document):
+    response = api.get("/api/v1/entities", HTTP_ACCEPT="application/xml")
+    assert response.status_code == 406
+    assert response.json()["error"]["code"] == "not_acceptable"
+    documented = document["paths"]["/api/v1/entities"]["get"]["responses"]["406"]
+    assert documented["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }
