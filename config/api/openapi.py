@@ -5,7 +5,12 @@ JSON Schema of step configs and triggers included (checked by openapi-spec-valid
 Redocly's recommended rules in tests/api/test_openapi_document.py)."""
 
 from drf_spectacular import openapi
-from drf_spectacular.plumbing import force_instance, get_lib_doc_excludes
+from drf_spectacular.plumbing import (
+    force_instance,
+    get_lib_doc_excludes,
+    is_list_serializer,
+    is_serializer,
+)
 from rest_framework.fields import empty
 
 from config.api.serializers import StrictSerializer
@@ -36,7 +41,29 @@ class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's schema, with each StrictSerializer request component closed, as the
     server enforces it (and so that fuzzers send unknown fields only as negative data), and
     each response component requiring every field the server always sends (so a generated
-    SDK types them as always there, not as maybe unset)."""
+    SDK types them as always there, not as maybe unset).
+
+    A PATCH body is partial (drf-spectacular's `Patched...` component, nothing required) only
+    where the operation declares its serializer `partial=True`, as its view validates it: our
+    views validate a PATCH body as declared (`PATCH /entities/:id` requires `data`), not
+    partially by default as DRF's stock `partial_update` does."""
+
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        whole = (
+            self.method == "PATCH"
+            and is_serializer(serializer)
+            and not is_list_serializer(serializer)
+            and not force_instance(serializer).partial
+        )
+        if not whole:
+            return super()._get_request_for_media_type(serializer, direction)
+        # drf-spectacular's own branch for a serializer, without the copy it makes partial.
+        component = self.resolve_serializer(force_instance(serializer), direction)
+        if not component:
+            return None, False
+        properties = component.schema.get("properties", {})
+        required = component.schema.get("required", [])
+        return component.ref, any(not properties[name].get("readOnly") for name in required)
 
     def _map_basic_serializer(self, serializer, direction):
         schema = super()._map_basic_serializer(serializer, direction)
