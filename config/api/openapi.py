@@ -13,6 +13,7 @@ from drf_spectacular.plumbing import (
 )
 from rest_framework.fields import empty
 
+from config.api.idempotency import SCHEMA_PARAMETER as IDEMPOTENCY_PARAMETER
 from config.api.serializers import StrictSerializer
 
 
@@ -20,6 +21,18 @@ def lib_doc_excludes() -> list:
     """drf-spectacular's GET_LIB_DOC_EXCLUDES: a serializer without a docstring of its own
     has no description, rather than StrictSerializer's, which is about our code."""
     return [*get_lib_doc_excludes(), StrictSerializer]
+
+
+LINK_HEADER = {
+    "description": 'The next page: `<url>; rel="next"`. Absent on the last page only (a '
+    "page cut short by its size in bytes is not the last).",
+    "schema": {"type": "string"},
+}
+REPLAYED_HEADER = {
+    "description": "`true` when this is the first answer to the same `Idempotency-Key` and "
+    "body, replayed: nothing new was created.",
+    "schema": {"type": "string", "enum": ["true"]},
+}
 
 
 def _sometimes_absent(serializer, field) -> bool:
@@ -47,6 +60,18 @@ class AutoSchema(openapi.AutoSchema):
     where the operation declares its serializer `partial=True`, as its view validates it: our
     views validate a PATCH body as declared (`PATCH /entities/:id` requires `data`), not
     partially by default as DRF's stock `partial_update` does."""
+
+    def _get_response_headers_for_code(self, status_code, direction="response"):
+        """A paged list's `Link` (where drf-spectacular documents the paginator's `limit` and
+        `cursor`), and a replayed answer's `Idempotent-Replayed` (where the operation takes
+        `Idempotency-Key`): on its success statuses, beside what the operation declares."""
+        headers = super()._get_response_headers_for_code(status_code, direction)
+        if status_code.startswith("2"):
+            if self._get_pagination_parameters():
+                headers["Link"] = LINK_HEADER
+            if IDEMPOTENCY_PARAMETER in self.get_override_parameters():
+                headers["Idempotent-Replayed"] = REPLAYED_HEADER
+        return headers
 
     def _get_request_for_media_type(self, serializer, direction="request"):
         whole = (
@@ -133,6 +158,17 @@ STATUSES = {
 }
 
 
+# The headers an error answer carries, by status.
+ERROR_HEADERS = {
+    "429": {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again.",
+            "schema": {"type": "integer", "minimum": 0},
+        }
+    },
+}
+
+
 def add_error_responses(result, generator, request, public):
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     reference = {"$ref": "#/components/schemas/Error"}
@@ -140,10 +176,12 @@ def add_error_responses(result, generator, request, public):
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             for status, description in STATUSES.items():
+                headers = ERROR_HEADERS.get(status)
                 responses.setdefault(
                     status,
                     {
                         "description": description,
+                        **({"headers": headers} if headers else {}),
                         "content": {"application/json": {"schema": reference}},
                     },
                 )

@@ -1,12 +1,14 @@
 """The served schema says what the server does, as a client generated from it
 (openapi-python-client) reads it: a field every response carries is required (else the SDK
 types it `X | Unset`), and a field a response may leave out is not; every error status
-docs/api.md lists is documented, in the one error shape, on every operation."""
+docs/api.md lists is documented, in the one error shape, on every operation; the headers
+a client pages or waits by are declared where they are sent."""
 
 import re
 
 import pytest
 
+from tests.factories import make_entities
 from tests.processes import ROOT
 
 API_DOC = (ROOT / "docs" / "api.md").read_text()
@@ -105,3 +107,27 @@ def test_an_entity_type_patch_stays_partial_as_its_view_validates_it(api, world,
     assert response.status_code == 200, response.json()
     body, schema = request_body(document, "patch", "/api/v1/entity-types/{id}")
     assert "required" not in body and "required" not in schema
+
+
+def test_every_paged_list_documents_its_link_header(api, product_type, document):
+    """Lists page through `Link: <...>; rel="next"` only, and no response declared a header:
+    an SDK's users could not see how to reach the next page."""
+    make_entities(product_type, 2)
+    response = api.get("/api/v1/entities?limit=1")
+    assert 'rel="next"' in response["Link"]
+    paged = {
+        path: operations["get"]["responses"]["200"].get("headers", {})
+        for path, operations in document["paths"].items()
+        if any(p["name"] == "cursor" for p in operations.get("get", {}).get("parameters", []))
+    }
+    assert "/api/v1/entities" in paged and "/api/v1/workflows/{id}/versions" in paged
+    assert [path for path, headers in paged.items() if "Link" not in headers] == []
+
+
+def test_every_throttled_answer_documents_retry_after(document):
+    throttled = [
+        operation["responses"]["429"]
+        for operations in document["paths"].values()
+        for operation in operations.values()
+    ]
+    assert all("Retry-After" in response["headers"] for response in throttled)
