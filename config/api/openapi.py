@@ -73,6 +73,15 @@ class AutoSchema(openapi.AutoSchema):
                 headers["Idempotent-Replayed"] = REPLAYED_HEADER
         return headers
 
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        if body is None:
+            return None
+        serializer = force_instance(self.get_request_serializer())
+        if isinstance(serializer, StrictSerializer) and serializer.refuses_empty:
+            body["required"] = True
+        return body
+
     def _get_request_for_media_type(self, serializer, direction="request"):
         whole = (
             self.method == "PATCH"

@@ -131,3 +131,15 @@ def test_every_throttled_answer_documents_retry_after(document):
         for operation in operations.values()
     ]
     assert all("Retry-After" in response["headers"] for response in throttled)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/events", "/api/v1/workflows/{id}/run", "/api/v1/workflows/{id}/estimate"],
+)
+def test_a_body_refused_when_empty_is_a_required_body(api, world, document, path):
+    """No field of these bodies is required alone (`name` and `key`, or `events`;
+    `entityIds` or `filter`), so drf-spectacular left the body itself optional."""
+    response = api.post(path.format(id=world["workflow"].pk), {})
+    assert response.status_code == 400
+    assert document["paths"][path]["post"]["requestBody"]["required"] is True

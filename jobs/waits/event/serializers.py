@@ -42,6 +42,8 @@ class EventInSerializer(StrictSerializer):
 class EventSendSerializer(EventInSerializer):
     """One event (`name`, `key`, `data`, `id`), or up to 1,000 as `events`."""
 
+    refuses_empty = True
+
     name = serializers.RegexField(EVENT_NAME_PATTERN, required=False)
     key = serializers.CharField(max_length=MAX_KEY_LENGTH, required=False)
     events = EventInSerializer(many=True, required=False, max_length=SEND_MAX, min_length=1)
