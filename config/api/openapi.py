@@ -1,6 +1,8 @@
 """drf-spectacular additions: the one error shape, documented on every operation, so clients
 (and generated SDKs) can parse errors as typed objects; request bodies that refuse unknown
-fields say so (`additionalProperties: false`); the document is OpenAPI 3.0.3 throughout, the
+fields say so (`additionalProperties: false`); what is required, in a request and in a
+response, and the headers a client acts on, are what the server does (tested in
+tests/api/test_openapi_precision.py); the document is OpenAPI 3.0.3 throughout, the
 JSON Schema of step configs and triggers included (checked by openapi-spec-validator and
 Redocly's recommended rules in tests/api/test_openapi_document.py)."""
 
@@ -39,9 +41,9 @@ def _sometimes_absent(serializer, field) -> bool:
     """Whether a response may leave the field out: only a field declared `required=False`
     (with no default, and not read-only) is one, as DRF skips it when the instance lacks it (a
     trigger's `cron`, a revision source's `runId`). A field a ModelSerializer builds from a
-    model field is not
-    required in a request when the model has a default (`status`) or allows blank or null,
-    but it reads an attribute every instance has, so every response carries it."""
+    model field is not required in a request when the model has a default (`status`) or
+    allows blank or null, but it reads an attribute every instance has, so every response
+    carries it."""
     return (
         field.field_name in serializer._declared_fields
         and not field.required
