@@ -34,6 +34,8 @@ class BudgetSerializer(StrictSerializer):
 class RunTargetSerializer(StrictSerializer):
     """The entities a run takes: named (`entityIds`) or matched (`filter`, `limit`)."""
 
+    refuses_empty = True
+
     entityIds = IdListField(
         allow_empty=True,
         required=False,

@@ -1,12 +1,21 @@
 """drf-spectacular additions: the one error shape, documented on every operation, so clients
 (and generated SDKs) can parse errors as typed objects; request bodies that refuse unknown
-fields say so (`additionalProperties: false`); the document is OpenAPI 3.0.3 throughout, the
+fields say so (`additionalProperties: false`); what is required, in a request and in a
+response, and the headers a client acts on, are what the server does (tested in
+tests/api/test_openapi_precision.py); the document is OpenAPI 3.0.3 throughout, the
 JSON Schema of step configs and triggers included (checked by openapi-spec-validator and
 Redocly's recommended rules in tests/api/test_openapi_document.py)."""
 
 from drf_spectacular import openapi
-from drf_spectacular.plumbing import get_lib_doc_excludes
+from drf_spectacular.plumbing import (
+    force_instance,
+    get_lib_doc_excludes,
+    is_list_serializer,
+    is_serializer,
+)
+from rest_framework.fields import empty
 
+from config.api.idempotency import SCHEMA_PARAMETER as IDEMPOTENCY_PARAMETER
 from config.api.serializers import StrictSerializer
 
 
@@ -16,14 +25,96 @@ def lib_doc_excludes() -> list:
     return [*get_lib_doc_excludes(), StrictSerializer]
 
 
+LINK_HEADER = {
+    "description": 'The next page: `<url>; rel="next"`. Absent on the last page only (a '
+    "page cut short by its size in bytes is not the last).",
+    "schema": {"type": "string"},
+}
+REPLAYED_HEADER = {
+    "description": "`true` when this is the first answer to the same `Idempotency-Key` and "
+    "body, replayed: nothing new was created.",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+
+
+def _sometimes_absent(serializer, field) -> bool:
+    """Whether a response may leave the field out: only a field declared `required=False`
+    (with no default, and not read-only) is one, as DRF skips it when the instance lacks it (a
+    trigger's `cron`, a revision source's `runId`). A field a ModelSerializer builds from a
+    model field is not required in a request when the model has a default (`status`) or
+    allows blank or null, but it reads an attribute every instance has, so every response
+    carries it."""
+    return (
+        field.field_name in serializer._declared_fields
+        and not field.required
+        and not field.read_only
+        and field.default is empty
+    )
+
+
 class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's schema, with each StrictSerializer request component closed, as the
-    server enforces it (and so that fuzzers send unknown fields only as negative data)."""
+    server enforces it (and so that fuzzers send unknown fields only as negative data), and
+    each response component requiring every field the server always sends (so a generated
+    SDK types them as always there, not as maybe unset).
+
+    A PATCH body is partial (drf-spectacular's `Patched...` component, nothing required) only
+    where the operation declares its serializer `partial=True`, as its view validates it: our
+    views validate a PATCH body as declared (`PATCH /entities/:id` requires `data`), not
+    partially by default as DRF's stock `partial_update` does."""
+
+    def _get_response_headers_for_code(self, status_code, direction="response"):
+        """A paged list's `Link` (where drf-spectacular documents the paginator's `limit` and
+        `cursor`), and a replayed answer's `Idempotent-Replayed` (where the operation takes
+        `Idempotency-Key`): on its success statuses, beside what the operation declares."""
+        headers = super()._get_response_headers_for_code(status_code, direction)
+        if status_code.startswith("2"):
+            if self._get_pagination_parameters():
+                headers["Link"] = LINK_HEADER
+            if IDEMPOTENCY_PARAMETER in self.get_override_parameters():
+                headers["Idempotent-Replayed"] = REPLAYED_HEADER
+        return headers
+
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        if body is None:
+            return None
+        serializer = force_instance(self.get_request_serializer())
+        if isinstance(serializer, StrictSerializer) and serializer.refuses_empty:
+            body["required"] = True
+        return body
+
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        whole = (
+            self.method == "PATCH"
+            and is_serializer(serializer)
+            and not is_list_serializer(serializer)
+            and not force_instance(serializer).partial
+        )
+        if not whole:
+            return super()._get_request_for_media_type(serializer, direction)
+        # drf-spectacular's own branch for a serializer, without the copy it makes partial.
+        component = self.resolve_serializer(force_instance(serializer), direction)
+        if not component:
+            return None, False
+        properties = component.schema.get("properties", {})
+        required = component.schema.get("required", [])
+        return component.ref, any(not properties[name].get("readOnly") for name in required)
 
     def _map_basic_serializer(self, serializer, direction):
         schema = super()._map_basic_serializer(serializer, direction)
         if direction == "request" and isinstance(serializer, StrictSerializer):
             schema["additionalProperties"] = False
+        if direction == "response":
+            serializer = force_instance(serializer)
+            always = {
+                name
+                for name in schema.get("properties", {})
+                if not _sometimes_absent(serializer, serializer.fields[name])
+            }
+            required = always.union(schema.get("required", []))
+            if required:
+                schema["required"] = sorted(required)
         return schema
 
 
@@ -68,10 +159,24 @@ STATUSES = {
     "403": "The key may not do this.",
     "404": "No such resource.",
     "405": "The method is not allowed here.",
+    "406": "The `Accept` header takes no format the API answers in (JSON).",
     "409": "The resource's state forbids this.",
     "413": "The request body is too large.",
     "415": "The request body is not JSON.",
     "429": "Too many requests; retry after `Retry-After` seconds.",
+    "500": "A fault of ours, logged; nothing is half-written.",
+    "503": "The request ran past the server's time limit; what it had not committed is not saved.",
+}
+
+
+# The headers an error answer carries, by status.
+ERROR_HEADERS = {
+    "429": {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again.",
+            "schema": {"type": "integer", "minimum": 0},
+        }
+    },
 }
 
 
@@ -82,10 +187,12 @@ def add_error_responses(result, generator, request, public):
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             for status, description in STATUSES.items():
+                headers = ERROR_HEADERS.get(status)
                 responses.setdefault(
                     status,
                     {
                         "description": description,
+                        **({"headers": headers} if headers else {}),
                         "content": {"application/json": {"schema": reference}},
                     },
                 )

@@ -60,7 +60,13 @@ class StrictSerializer(serializers.Serializer):
     (code `type`), each named by its path, together with any other problem of the body.
 
     Use it as the base of every serializer that reads a request body (nested ones too); the
-    OpenAPI schema marks its request components `additionalProperties: false`."""
+    OpenAPI schema marks its request components `additionalProperties: false`.
+
+    `refuses_empty`: no field is required alone, but `validate` refuses a body without one of
+    them (`entityIds` or `filter`): the OpenAPI schema marks the request body required, as it
+    does by itself for a serializer with a required field."""
+
+    refuses_empty = False
 
     def to_internal_value(self, data):
         problems = self._strict_problems(data) if isinstance(data, Mapping) else {}

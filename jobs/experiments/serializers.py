@@ -60,7 +60,10 @@ class ScorerSerializer(StrictSerializer):
         if kind == "judge":
             missing = [name for name in ("mode", "instructions") if name not in attrs]
             if missing:
-                raise serializers.ValidationError({n: ["This field is required."] for n in missing})
+                raise serializers.ValidationError(
+                    {name: [self.fields[name].error_messages["required"]] for name in missing},
+                    code="required",
+                )
             problem = template_problem(attrs["instructions"])
             if problem:
                 raise serializers.ValidationError({"instructions": [problem]})
@@ -70,7 +73,7 @@ class ScorerSerializer(StrictSerializer):
 def _rules_clean(rules) -> list[dict]:
     """The rules as the `validate` step checks its own (the same schema and checks)."""
     if rules is None:
-        raise serializers.ValidationError({"rules": ["This field is required."]})
+        raise serializers.ValidationError({"rules": ["This field is required."]}, code="required")
     problems = Validate().problems({"rules": rules, "useEntityTypeSchema": False}, path="")
     if problems:
         raise serializers.ValidationError(

@@ -36,3 +36,11 @@ def world(product_type):
         "finished": finished,
         "pending": pending,
     }
+
+
+@pytest.fixture
+def document(api):
+    """The served OpenAPI document."""
+    response = api.get("/api/v1/schema?format=json")
+    assert response.status_code == 200
+    return response.json()

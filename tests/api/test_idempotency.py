@@ -36,6 +36,20 @@ def test_every_creating_operation_declares_the_header():
     assert creating == {f"post {the_write_path}" for the_write_path in _templates(CREATES)}
 
 
+def test_every_operation_taking_the_key_documents_a_replayed_answer():
+    """A replay carries `Idempotent-Replayed: true` (below); the schema says so on the
+    success answer of each operation that may replay."""
+    undocumented = [
+        f"{method} {path}"
+        for path, operations in openapi()["paths"].items()
+        for method, operation in operations.items()
+        if any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
+        for status, response in operation["responses"].items()
+        if status.startswith("2") and "Idempotent-Replayed" not in response.get("headers", {})
+    ]
+    assert undocumented == []
+
+
 def _creates(operation: dict) -> bool:
     """Answers 201 (a thing made), or 202 with the run it started (a cancel's 202 makes
     nothing)."""

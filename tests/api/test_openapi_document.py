@@ -20,13 +20,6 @@ pytestmark = pytest.mark.django_db
 REDOCLY = "@redocly/cli@2.77.0"
 
 
-@pytest.fixture
-def document(api):
-    response = api.get("/api/v1/schema?format=json")
-    assert response.status_code == 200
-    return response.json()
-
-
 def all_schemas(node):
     if isinstance(node, dict):
         if "type" in node or "nullable" in node or "$ref" in node:

@@ -160,6 +160,19 @@ def test_a_careless_send_is_a_400_naming_the_field(api, body, field):
     assert not Event.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("body", "missing"),
+    [({"key": "k"}, ["name"]), ({"name": "paid"}, ["key"]), ({}, ["name", "key"])],
+)
+def test_a_missing_name_or_key_has_the_detail_code_required(api, body, missing):
+    response = api.post("/api/v1/events", body)
+    assert response.status_code == 400
+    details = response.json()["error"]["details"]
+    assert sorted((d["field"], d["code"]) for d in details) == sorted(
+        (field, "required") for field in missing
+    )
+
+
 def test_a_read_only_key_may_list_but_not_send(read_only_api):
     assert read_only_api.post("/api/v1/events", {"name": "a", "key": "b"}).status_code == 403
     assert read_only_api.get("/api/v1/events").status_code == 200

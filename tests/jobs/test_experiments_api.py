@@ -136,6 +136,27 @@ def test_careless_input_is_a_400_that_stores_nothing(api, setup, body, field):
     assert not Experiment.objects.exists() and not Job.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("scorer", "missing"),
+    [
+        ({"type": "judge", "name": "j", "mode": "score"}, ["instructions"]),
+        ({"type": "judge", "name": "j", "instructions": "Better?"}, ["mode"]),
+        ({"type": "judge", "name": "j"}, ["mode", "instructions"]),
+        ({"type": "rules", "name": "r"}, ["rules"]),
+    ],
+)
+def test_a_scorer_missing_a_field_its_type_needs_has_the_detail_code_required(
+    api, setup, scorer, missing
+):
+    workflow, ids = setup
+    answer = _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": [scorer]})
+    assert answer.status_code == 400
+    details = answer.json()["error"]["details"]
+    assert sorted((d["field"], d["code"]) for d in details) == sorted(
+        (f"scorers[0].{field}", "required") for field in missing
+    )
+
+
 def test_permissions(api, read_only_api, setup):
     workflow, ids = setup
     body = {"candidate": 2, "entityIds": ids, "scorers": []}

@@ -42,6 +42,8 @@ class EventInSerializer(StrictSerializer):
 class EventSendSerializer(EventInSerializer):
     """One event (`name`, `key`, `data`, `id`), or up to 1,000 as `events`."""
 
+    refuses_empty = True
+
     name = serializers.RegexField(EVENT_NAME_PATTERN, required=False)
     key = serializers.CharField(max_length=MAX_KEY_LENGTH, required=False)
     events = EventInSerializer(many=True, required=False, max_length=SEND_MAX, min_length=1)
@@ -54,9 +56,12 @@ class EventSendSerializer(EventInSerializer):
                     {extra[0]: "Send one event, or `events`, not both."}
                 )
             return attrs
-        for field in ("name", "key"):
-            if field not in attrs:
-                raise serializers.ValidationError({field: "This field is required."})
+        missing = [field for field in ("name", "key") if field not in attrs]
+        if missing:
+            raise serializers.ValidationError(
+                {field: self.fields[field].error_messages["required"] for field in missing},
+                code="required",
+            )
         return attrs
 
 
