@@ -80,3 +80,27 @@ def test_actions_on_a_run_need_the_permission_to_view_runs(staff_with, failed_ru
     response = client.post(f"/admin/jobs/run/{quote(failed_run.pk)}/retry/")
     assert response.status_code == 403
     assert not Run.objects.filter(retry_of=failed_run).exists()
+
+
+@pytest.mark.parametrize(
+    ("perms", "shown", "hidden"),
+    [
+        ((), [], ["/admin/jobs/run/", "/admin/jobs/review/", "/admin/api/apikey/"]),
+        (("jobs.view_run",), ["/admin/jobs/run/"], ["/admin/jobs/review/", "/admin/api/apikey/"]),
+        # The review queue shows entity data: both, or no link.
+        (("jobs.view_review",), [], ["/admin/jobs/review/"]),
+        (("jobs.view_review", "entities.view_entity"), ["/admin/jobs/review/"], []),
+        (("api.view_apikey",), ["/admin/api/apikey/"], ["/admin/jobs/run/"]),
+    ],
+)
+def test_the_index_links_only_to_the_dashboard_pages_staff_may_open(
+    staff_with, perms, shown, hidden
+):
+    client = staff_with(*perms)
+    links = client.get("/admin/").content.decode().split('id="dashboard-links"')[1]
+    links = links.split("</div>")[0]
+    for path in shown:
+        assert f'href="{path}"' in links
+        assert client.get(path).status_code == 200
+    for path in hidden:
+        assert f'href="{path}"' not in links
