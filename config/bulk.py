@@ -18,6 +18,7 @@ supports (PostgreSQL and SQLite; `config.env.env_database` refuses any other at 
 import datetime
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 
 from django.core.exceptions import EmptyResultSet
@@ -84,6 +85,30 @@ class JSONText(str):
     """A value already encoded as JSON (to check its size, say): it joins the rows as is."""
 
 
+@dataclass(frozen=True)
+class NotBefore:
+    """A time to assign that is kept at or after another time column of the same row: `value`,
+    or that column's value where it is later (or `value` where it is null). An item started
+    on one machine and ended on another whose clock is a little behind must not end before
+    it started; an expression in the statement that ends it costs no statement more."""
+
+    field: str
+    value: datetime.datetime
+
+
+def _assignment(meta, name: str, value) -> tuple[str, list]:
+    """`<column> = <value>` for an UPDATE's SET, and its parameters."""
+    quote, field = connection.ops.quote_name, meta.get_field(name)
+    if isinstance(value, NotBefore):
+        other = quote(meta.get_field(value.field).column)
+        param = _param(field, value.value)
+        return f"{quote(field.column)} = CASE WHEN {other} > %s THEN {other} ELSE %s END", [
+            param,
+            param,
+        ]
+    return f"{quote(field.column)} = %s", [_param(field, value)]
+
+
 def rows_update(
     model,
     rows: Iterable[dict],
@@ -99,9 +124,10 @@ def rows_update(
     """Update `model`'s rows from `rows` (dicts by field name), one statement per batch.
 
     Each row names a table row by its `match` fields; that row gets the row's `copy` fields,
-    the values of `assign` (field -> one value for every row), and its `increment` fields
-    plus one, where `where` (field -> value) holds too. Returns the `returning` fields of
-    the rows written (so a conditional update says which rows it changed)."""
+    the values of `assign` (field -> one value for every row, or a `NotBefore`), and its
+    `increment` fields plus one, where `where` (field -> value) holds too. Returns the
+    `returning` fields of the rows written (so a conditional update says which rows it
+    changed)."""
     rows = list(rows)
     if not rows:
         return []
@@ -112,8 +138,9 @@ def rows_update(
     sets = [f"{quote(meta.get_field(name).column)} = r.{alias[name]}" for name in copy]
     set_params, where_params = [], []
     for name, value in assign.items():
-        sets.append(f"{quote(meta.get_field(name).column)} = %s")
-        set_params.append(_param(meta.get_field(name), value))
+        sql, params = _assignment(meta, name, value)
+        sets.append(sql)
+        set_params += params
     for name in increment:
         column = quote(meta.get_field(name).column)
         sets.append(f"{column} = t.{column} + 1")
@@ -163,8 +190,9 @@ def pks_update(
         return []
     meta, quote = model._meta, connection.ops.quote_name
     where = where or {}
-    sets = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in assign)
-    params = [_param(meta.get_field(name), value) for name, value in assign.items()]
+    assignments = [_assignment(meta, name, value) for name, value in assign.items()]
+    sets = ", ".join(sql for sql, _ in assignments)
+    params = [param for _, each in assignments for param in each]
     pk = quote(meta.pk.column)
     if connection.vendor == "postgresql":
         condition, pk_params = any_of(pk, list(pks))

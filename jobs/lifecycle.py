@@ -9,7 +9,9 @@ processes racing (the last two chunks, a chunk and the end of a filter run's ite
 last batch) one moves the run and the other finds it moved. What goes with a move is done
 with it: `startedAt` when the run leaves `pending` (a run that ends without a chunk ever
 starting, a filter run whose matches were all deleted, is started and ended at once), and on
-the end `completedAt`, the error, the log line and, once that commits, the `callbackUrl` POST.
+the end `completedAt` (each from the clock of the process that moves the run, but never
+before the time before it: machines' clocks differ a little), the error, the log line and,
+once that commits, the `callbackUrl` POST.
 
 A cancel is not a move: it is asked (`Run.cancel_requested_at`, `jobs.cancel`), the run stays
 open while its items are ended, and it ends `cancelled` here, by the same rule as any run, once
@@ -20,7 +22,7 @@ from functools import partial
 
 from django.db import transaction
 from django.db.models import DateTimeField, F, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from jobs import queue
@@ -43,9 +45,16 @@ def _move(run_id: str, to: str, **fields) -> bool:
     return bool(Run.objects.filter(pk=run_id, status__in=sources).update(status=to, **fields))
 
 
+def _not_before(field: str, now) -> Greatest:
+    """`now`, or the row's `field` if that is later: the run is created, started and ended by
+    processes on machines whose clocks differ a little, and its times must still be in
+    order (a run served as completed before it started)."""
+    return Greatest(Value(now, output_field=DateTimeField()), F(field))
+
+
 def run_mark_running(*, run_id: str) -> bool:
     """pending -> running, once (a chunk started); True for the call that moved it."""
-    if not _move(run_id, RunStatus.RUNNING, started_at=timezone.now()):
+    if not _move(run_id, RunStatus.RUNNING, started_at=_not_before("created_at", timezone.now())):
         return False
     RunLog.objects.create(run_id=run_id, message="Run started.")
     return True
@@ -75,11 +84,12 @@ def run_end_if_done(*, run_id: str) -> bool:
         else:
             status, level, error = RunStatus.COMPLETED, RunLog.Level.INFO, ""
         now = timezone.now()
+        started_at = Coalesce(F("started_at"), _not_before("created_at", now))
         _move(
             run_id,
             status,
-            started_at=Coalesce(F("started_at"), Value(now, output_field=DateTimeField())),
-            completed_at=now,
+            started_at=started_at,
+            completed_at=Greatest(Value(now, output_field=DateTimeField()), started_at),
             error=error or "",
             callback_due_at=now if run.callback_url else None,
         )

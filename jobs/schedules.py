@@ -8,15 +8,24 @@ rows of triggers that are gone are deleted. The admin shows these rows read-only
 workflow's triggers instead).
 
 A fire (`schedule_fire`) works out the tick it is for (the latest cron time at or before
-now, in the trigger's time zone), and, holding the workflow's row lock, records one
+now plus `CLOCK_GRACE`, in the trigger's time zone: see `schedule_fire`), and, holding the
+workflow's row lock, records one
 `ScheduleFire` per (workflow, trigger, tick): a fire delivered again for that tick finds its
 row and starts nothing, and a backlog of fires queued while the workers were down collapses
 into one run. If a run a schedule of the workflow started over the same filter is still open
 (pending, running, entities waiting), whichever trigger started it, the tick is skipped: a
 warning log line, a line in that run's log, and the `ScheduleFire` row (admin) say so.
 Otherwise it starts a run over what matches the trigger's `filter` at that moment.
+
+A fire carries the digest of the trigger it was queued for (`trigger_digest`: its cron, time
+zone and filter) and starts nothing if the trigger at its place is another by then: triggers
+are known by their place in the list, and a fire in flight while they are edited (removed,
+reordered) would otherwise start whichever trigger took that place, for that trigger's tick
+(once more, when it had fired under its old place). A message without the digest (a
+PeriodicTask written before it existed, until its workflow is saved again) fires by place.
 """
 
+import hashlib
 import json
 import logging
 import zoneinfo
@@ -39,6 +48,11 @@ logger = logging.getLogger(__name__)
 # Fires kept per trigger (the admin's history). Only the current tick's record is needed to
 # stop a second run: the tick is worked out at fire time, so an older one never comes back.
 FIRES_KEPT = 200
+# Beat never sends a fire before its tick by beat's clock, but the worker that takes it may
+# read a moment earlier on its own (another machine): the tick is worked out from the
+# worker's clock plus this. Well above the skew of machines kept in time (NTP: milliseconds),
+# well below the shortest cron period (a minute).
+CLOCK_GRACE = timedelta(seconds=10)
 
 
 def task_prefix(workflow_id: str) -> str:
@@ -48,6 +62,18 @@ def task_prefix(workflow_id: str) -> str:
 def task_name(workflow_id: str, index: int) -> str:
     """The PeriodicTask of the workflow's trigger at `index`."""
     return f"{task_prefix(workflow_id)}{index}"
+
+
+def schedule_digest(trigger: dict) -> str:
+    """What a fire of the schedule `trigger` is for, in short: a digest of its cron, time
+    zone and filter (the filter's keys in any order)."""
+    spec = {
+        "cron": trigger["cron"],
+        "timezone": trigger.get("timezone") or "UTC",
+        "filter": trigger.get("filter") or {},
+    }
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _crontab(trigger: dict) -> CrontabSchedule:
@@ -92,7 +118,13 @@ def schedules_sync(*, workflow: Workflow) -> None:
         crontab = _crontab(trigger)
         fields = {
             "task": queue.FIRE_SCHEDULE,
-            "kwargs": json.dumps({"workflow_id": workflow.pk, "trigger_index": index}),
+            "kwargs": json.dumps(
+                {
+                    "workflow_id": workflow.pk,
+                    "trigger_index": index,
+                    "trigger_digest": schedule_digest(trigger),
+                }
+            ),
             "enabled": enabled,
             "description": _description(workflow, index, trigger),
         }
@@ -179,27 +211,45 @@ def _record(workflow, index, trigger, tick, outcome, run, message) -> ScheduleFi
 
 @transaction.atomic
 def schedule_fire(
-    *, workflow_id: str, trigger_index: int, now: datetime | None = None
+    *,
+    workflow_id: str,
+    trigger_index: int,
+    trigger_digest: str | None = None,
+    now: datetime | None = None,
 ) -> ScheduleFire | None:
-    """Fire the workflow's schedule trigger at `trigger_index` for the tick `now` falls in:
-    start a run over its filter, or skip it while the run it started before is open. Returns
-    the tick's record, or None if the workflow is gone, not active, or has no such trigger."""
+    """Fire the workflow's schedule trigger at `trigger_index` (if it is still the one of
+    `trigger_digest`, when given) for its tick: start a run over its filter, or skip it while
+    the run it started before is open. Returns the tick's record, or None if the workflow is
+    gone, not active, or has no such trigger (any more).
+
+    The tick is the latest cron time at or before `now` (the worker's clock) plus
+    CLOCK_GRACE. Beat sends the fire at the tick by its own clock; read on a worker's clock
+    a moment behind, "the latest tick" was the one before, already fired, and the tick's run
+    was lost. The message cannot say which tick beat sent it for (django-celery-beat sends a
+    PeriodicTask's fixed kwargs), and the database's clock is a third one, no nearer beat's.
+    A fire taken more than a period less CLOCK_GRACE late (a minutely cron's, 50 s late)
+    counts for the next tick, which then starts nothing: one run for the two, as for a
+    backlog."""
     now = now or timezone.now()
     workflow = Workflow.objects.select_for_update().filter(pk=workflow_id).first()
     trigger = _schedule_trigger(workflow, trigger_index) if workflow else None
-    if workflow is None or trigger is None or workflow.status != Workflow.Status.ACTIVE:
+    why = (
+        "the workflow is gone"
+        if workflow is None
+        else "no schedule trigger is there"
+        if trigger is None
+        else "the trigger there changed since the fire was queued"
+        if trigger_digest not in (None, schedule_digest(trigger))
+        else f"the workflow is {workflow.status}"
+        if workflow.status != Workflow.Status.ACTIVE
+        else ""
+    )
+    if why:
         logger.info(
-            "Schedule of workflow %s, trigger %s: not fired (the workflow is %s).",
-            workflow_id,
-            trigger_index,
-            "gone"
-            if workflow is None
-            else "without that schedule trigger"
-            if trigger is None
-            else workflow.status,
+            "Schedule of workflow %s, trigger %s: not fired (%s).", workflow_id, trigger_index, why
         )
         return None
-    tick = schedule_tick(trigger, now)
+    tick = schedule_tick(trigger, now + CLOCK_GRACE)
     record = partial(_record, workflow, trigger_index, trigger, tick)
     done = ScheduleFire.objects.filter(workflow=workflow, trigger_index=trigger_index, tick=tick)
     if (fire := done.first()) is not None:

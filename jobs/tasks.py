@@ -129,9 +129,12 @@ def tick_waits(kind: str | None = None) -> int:
     retry_backoff=True,
     max_retries=5,
 )
-def fire_schedule(workflow_id: str, trigger_index: int) -> None:
-    """Sent by beat at a schedule trigger's cron time: start its run (once per tick)."""
-    schedule_fire(workflow_id=workflow_id, trigger_index=trigger_index)
+def fire_schedule(workflow_id: str, trigger_index: int, trigger_digest: str | None = None) -> None:
+    """Sent by beat at a schedule trigger's cron time: start its run (once per tick). A
+    PeriodicTask written before fires carried `trigger_digest` sends none."""
+    schedule_fire(
+        workflow_id=workflow_id, trigger_index=trigger_index, trigger_digest=trigger_digest
+    )
 
 
 @shared_task(

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from config.bulk import pks_update, rows_update
+from config.bulk import NotBefore, pks_update, rows_update
 from jobs.engine.committer import ChunkCommitter
 from jobs.engine.parking import waits_confirm, waits_park
 from jobs.models import ItemStatus, Run, RunItem, RunLog
@@ -177,7 +177,7 @@ def _items_end(leases: dict, states: list[EntityState], now) -> list[EntityState
                 "step_id": step_id,
                 "error": "",
                 "usage": {},
-                "completed_at": now,
+                "completed_at": NotBefore("started_at", now),
                 "state": None,
             },
             where={"status": ItemStatus.RUNNING, "attempts": attempts},
@@ -188,7 +188,7 @@ def _items_end(leases: dict, states: list[EntityState], now) -> list[EntityState
         rows,
         match=["id", "attempts"],
         copy=["status", "step_id", "error", "usage"],
-        assign={"completed_at": now, "state": None},
+        assign={"completed_at": NotBefore("started_at", now), "state": None},
         where={"status": ItemStatus.RUNNING},
         returning=["id"],
     )
@@ -231,7 +231,7 @@ def items_give_up(run_id: str, chunk: int) -> int:
             assign={
                 "status": ItemStatus.FAILED,
                 "error": error,
-                "completed_at": now,
+                "completed_at": NotBefore("started_at", now),
                 "state": None,
             },
         )

@@ -14,6 +14,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from config.bulk import pks_update, rows_update
@@ -124,10 +125,10 @@ def _resume(resolved: list[tuple[str, int]], run_ids, now: datetime) -> None:
         if size and len(item_ids) >= size:
             waits_requeue(run_id=run_id, item_ids=item_ids, size=size, now=now)
             later.discard(run_id)
-    _resume_request([pk for pk in sorted(later) if pk in rows and rows[pk][1] is None], now)
+    _resume_request([pk for pk in sorted(later) if pk in rows and rows[pk][1] is None])
 
 
-def _resume_request(unrequested: list[str], now: datetime) -> None:
+def _resume_request(unrequested: list[str]) -> None:
     """Ask for a resume of each run named, which had none asked for when its row was locked.
 
     The runs' rows are locked (by `_resume`) before reading whether a resume is asked: a
@@ -138,7 +139,9 @@ def _resume_request(unrequested: list[str], now: datetime) -> None:
     resume and asked of none (the run never ended)."""
     if not unrequested:
         return
-    Run.objects.filter(pk__in=unrequested).update(resume_requested_at=now)
+    # The database's clock, which `waits_resume_overdue` reads too: the web machine deciding
+    # and beat's tick run on machines whose clocks may differ by more than the lease.
+    Run.objects.filter(pk__in=unrequested).update(resume_requested_at=Now())
     for run_id in unrequested:
         transaction.on_commit(partial(_enqueue_resume, run_id))
 
@@ -155,7 +158,7 @@ def waits_tick(*, kind: str | None = None) -> int:
     now = timezone.now()
     ticked = [kinds.get(kind)] if kind else list(kinds)
     handled = sum(each.tick(now=now) for each in ticked)
-    return handled if kind else handled + waits_resume_overdue(now=now)
+    return handled if kind else handled + waits_resume_overdue()
 
 
 def waits_tick_at(*, kind: str, when: datetime) -> None:
@@ -168,9 +171,11 @@ def waits_tick_at(*, kind: str, when: datetime) -> None:
 OVERDUE_RUNS_MAX = 100  # per tick; the next tick takes the rest
 
 
-def waits_resume_overdue(*, now: datetime | None = None) -> int:
+def waits_resume_overdue() -> int:
     """Resume here the runs whose resume task (asked with a WAIT_RESUME_DELAY_S countdown)
-    has not run WAIT_RESUME_LEASE_S past its time; returns how many runs it resumed.
+    has not run WAIT_RESUME_LEASE_S past its time; returns how many runs it resumed. The
+    time a resume was asked and the time now are both the database's: the lease is a few
+    seconds, less than the clocks of the web machine that asked and of beat's may differ.
 
     Its message is held by a worker that died: a countdown message is held unacknowledged
     by the worker that will run it, and goes back to the broker only after the broker's
@@ -180,8 +185,7 @@ def waits_resume_overdue(*, now: datetime | None = None) -> int:
     worker is gone. A resume under way holds its run's row (it clears the request in its
     transaction) and is skipped (`SKIP LOCKED`), as is a run another tick is resuming; a
     resume that runs after this one finds nothing left to queue."""
-    now = now or timezone.now()
-    overdue = now - timedelta(seconds=settings.WAIT_RESUME_DELAY_S + settings.WAIT_RESUME_LEASE_S)
+    overdue = Now() - timedelta(seconds=settings.WAIT_RESUME_DELAY_S + settings.WAIT_RESUME_LEASE_S)
     run_ids = list(
         Run.objects.filter(status__in=RunStatus.open(), resume_requested_at__lt=overdue)
         .order_by("resume_requested_at")

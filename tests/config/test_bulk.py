@@ -182,3 +182,27 @@ def test_the_any_lookup_and_pks_update_match_awkward_ids_exactly_and_by_key(prod
         nodes += node.get("Plans", [])
         kinds.append(node["Node Type"])
     assert "Seq Scan" not in kinds and any("Index" in kind for kind in kinds), kinds
+
+
+def test_a_time_assigned_not_before_another_column_takes_the_later_of_the_two(product_type):
+    """`NotBefore(field, value)`: `value`, or the row's `field` where that is later (a time
+    stamped by a machine whose clock is behind the one that stamped `field`), in
+    `rows_update` and `pks_update` alike."""
+    from config.bulk import NotBefore, pks_update
+
+    early, late, unset = _entities(product_type, 3)
+    now = timezone.now()
+    Entity.objects.filter(pk=late.pk).update(created_at=now + datetime.timedelta(seconds=2))
+    Entity.objects.filter(pk=early.pk).update(created_at=now - datetime.timedelta(seconds=2))
+    Entity.objects.filter(pk=unset.pk).update(published_at=None)
+    rows_update(
+        Entity,
+        [{"id": early.pk}, {"id": late.pk}],
+        match=["id"],
+        assign={"updated_at": NotBefore("created_at", now)},
+    )
+    pks_update(Entity, [unset.pk], assign={"updated_at": NotBefore("published_at", now)})
+    written = dict(Entity.objects.values_list("pk", "updated_at"))
+    assert written[early.pk] == now
+    assert written[late.pk] == now + datetime.timedelta(seconds=2)
+    assert written[unset.pk] == now  # the other column null: the value

@@ -70,6 +70,20 @@ def test_a_delivery_that_kept_its_leases_records_everything(run):
     assert Entity.objects.filter(status="published").count() == 6
 
 
+def test_items_ended_by_a_machine_whose_clock_is_behind_do_not_end_before_they_started(run):
+    """A delivery claims the chunk on a machine 2 s ahead (an entity resumed after a wait is
+    started by one worker and ended by another): the items' `completedAt` is not before
+    their `startedAt`, whether they end alike (one UPDATE by key) or each its own way."""
+    ahead = timezone.now() + timedelta(seconds=2)
+    with mock.patch("jobs.engine.leases.timezone.now", return_value=ahead):
+        committer, states = deliver(run)
+    chunk_finish(committer, states)
+    ended = RunItem.objects.filter(run=run)
+    assert sorted(ended.values_list("status", flat=True)) == ["completed"] * 6 + ["failed"] * 2
+    assert {item.started_at for item in ended} == {ahead}
+    assert {item.completed_at for item in ended} == {ahead}
+
+
 def test_a_stale_delivery_writes_nothing_and_the_new_one_counts_each_entity_once(run):
     stale, stale_states = deliver(run)
     fresh, fresh_states = deliver(run)  # the chunk is delivered again and claimed anew

@@ -4,6 +4,7 @@ event matched by an entity parking after it, a run being cancelled."""
 
 import threading
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.db import OperationalError, connection
@@ -158,6 +159,63 @@ def test_events_kept_from_before_the_one_used_are_not_handed_to_a_later_run(
     waits_tick()
     assert Wait.objects.get(run=later).status == "waiting"
     assert not Event.objects.filter(expires_at__gt=timezone.now()).exists()
+
+
+def test_an_event_that_woke_an_entity_wakes_no_later_run_s_entity_when_clocks_differ(
+    product_type, django_capture_on_commit_callbacks
+):
+    """The event is sent to a web machine 5 s ahead of the chunk's that parks a later run's
+    entity on the same name and key a moment after: the used event is not kept for it (it
+    was "no longer kept" as of the sender's clock, still ahead of the chunk's)."""
+    workflow = waiting_workflow(product_type, outputField="translation")
+    first = park(workflow, make_entities(product_type, 1), django_capture_on_commit_callbacks)
+    ahead = timezone.now() + timedelta(seconds=5)
+    [sent] = services.events_send(
+        events=[services.EventIn(name="translation.done", key="Item 0", data="first run's")],
+        now=ahead,
+    )
+    assert sent.matched == 1
+    assert list(Wait.objects.filter(run=first).values_list("status", flat=True)) == ["resolved"]
+    later = park(workflow, make_entities(product_type, 1), django_capture_on_commit_callbacks)
+    assert list(Wait.objects.filter(run=later).values_list("status", flat=True)) == ["waiting"]
+    waits_tick()
+    assert Wait.objects.get(run=later).status == "waiting"  # nor by the tick's second look
+
+
+def test_events_used_by_a_chunk_on_a_machine_ahead_are_not_kept_for_a_later_run(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    """v1 then v2 come while no one waits; the first run's entity parks on a machine 5 s
+    ahead and gets v2, which with v1 is no longer kept: a later run's entity parked on a
+    machine on time waits for the next event, though the first chunk's clock still reads a
+    time to come."""
+    for data in ("v1", "v2"):
+        api.post("/api/v1/events", {"name": "translation.done", "key": "Item 0", "data": data})
+    workflow = waiting_workflow(product_type, outputField="translation")
+    ahead = timezone.now() + timedelta(seconds=5)
+    with mock.patch("django.utils.timezone.now", return_value=ahead):
+        first = park(workflow, make_entities(product_type, 1), django_capture_on_commit_callbacks)
+    assert list(Wait.objects.filter(run=first).values_list("status", flat=True)) == ["resolved"]
+    later = park(workflow, make_entities(product_type, 1), django_capture_on_commit_callbacks)
+    assert list(Wait.objects.filter(run=later).values_list("status", flat=True)) == ["waiting"]
+
+
+def test_a_retry_of_a_used_event_sent_to_a_machine_behind_wakes_no_later_entity(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    """The retry of a send (the same id) wakes with the first event only while it is kept;
+    one that woke entities is not, whatever the clock of the machine the retry reaches."""
+    workflow = waiting_workflow(product_type, outputField="translation")
+    park(workflow, make_entities(product_type, 1), django_capture_on_commit_callbacks)
+    assert api.post("/api/v1/events", SENT).json()["matched"] == 1
+    later = park(workflow, make_entities(product_type, 1), django_capture_on_commit_callbacks)
+    behind = timezone.now() - timedelta(seconds=5)
+    [again] = services.events_send(
+        events=[services.EventIn(name=SENT["name"], key=SENT["key"], sent_id=SENT["id"])],
+        now=behind,
+    )
+    assert (again.duplicate, again.woken) == (True, 0)
+    assert Wait.objects.get(run=later).status == "waiting"
 
 
 def test_an_events_data_is_stored_once_in_each_wait_it_wakes(

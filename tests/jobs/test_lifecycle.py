@@ -146,3 +146,29 @@ def test_a_callback_not_delivered_is_owed_no_longer(run, django_capture_on_commi
     assert Run.objects.get(pk=run.pk).callback_due_at is None
     Run.objects.filter(pk=run.pk).update(completed_at=timezone.now() - timedelta(hours=1))
     assert runs_callbacks_resend() == 0
+
+
+def test_a_run_ended_by_a_worker_whose_clock_is_behind_does_not_complete_before_it_started(
+    run,
+):
+    """The first chunk's worker stamps `startedAt` from its clock; the last chunk's worker,
+    another machine 2 s behind, ends the run: `completedAt` is not before `startedAt` (the
+    run, and its job, are never served as completed before they started)."""
+    real = timezone.now()
+    with mock.patch("django.utils.timezone.now", return_value=real):
+        assert run_mark_running(run_id=run.pk)
+    Run.objects.filter(pk=run.pk).update(completed=3)
+    with mock.patch("django.utils.timezone.now", return_value=real - timedelta(seconds=2)):
+        assert run_end_if_done(run_id=run.pk)
+    ended = Run.objects.get(pk=run.pk)
+    assert ended.created_at <= ended.started_at <= ended.completed_at
+
+
+def test_a_run_started_by_a_worker_whose_clock_is_behind_the_web_does_not_start_before_created(
+    run,
+):
+    with mock.patch(
+        "django.utils.timezone.now", return_value=run.created_at - timedelta(seconds=3)
+    ):
+        assert run_mark_running(run_id=run.pk)
+    assert Run.objects.get(pk=run.pk).started_at == run.created_at

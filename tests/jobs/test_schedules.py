@@ -11,7 +11,7 @@ from django_celery_beat.models import PeriodicTask
 
 from jobs.filter_runs import run_items_make
 from jobs.models import Run, RunItem, RunLog, ScheduleFire
-from jobs.schedules import schedule_fire, schedule_tick, task_name
+from jobs.schedules import schedule_digest, schedule_fire, schedule_tick, task_name
 from tests.factories import make_entities, make_workflow, run_inline
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +61,11 @@ def test_each_schedule_trigger_becomes_a_periodic_task_named_after_workflow_and_
     assert (_cron(first), str(first.crontab.timezone)) == ("0 3 * * *", "Europe/Paris")
     assert (_cron(second), str(second.crontab.timezone)) == ("*/5 * * * 1-5", "UTC")
     assert first.task == "jobs.tasks.fire_schedule" and first.enabled
-    assert json.loads(first.kwargs) == {"workflow_id": workflow_id, "trigger_index": 1}
+    assert json.loads(first.kwargs) == {
+        "workflow_id": workflow_id,
+        "trigger_index": 1,
+        "trigger_digest": schedule_digest(triggers[1]),
+    }
     assert workflow_id in first.description
 
 
@@ -257,3 +261,77 @@ def test_a_tick_is_skipped_while_another_schedule_s_run_over_the_same_filter_is_
     run_inline(started.pk)
     again = schedule_fire(workflow_id=workflow.pk, trigger_index=1, now=AT_3 + timedelta(hours=1))
     assert again.outcome == "empty"  # the draft run ended (its entities are published)
+
+
+def _finish(run: Run) -> None:
+    run_items_make(run_id=run.pk)
+    run_inline(run.pk)
+
+
+def test_a_fire_taken_by_a_worker_whose_clock_is_a_moment_behind_beat_s_starts_its_tick(
+    product_type,
+):
+    """Beat sends the 11:00 fire at 11:00:00 by its clock; the worker that takes it reads
+    10:59:59.9 on its own (two machines 100 ms apart). The fire is for the 11:00 tick, not
+    the 10:00 one already fired (which started nothing: the 11:00 run was lost)."""
+    hourly = {"on": "schedule", "cron": "0 * * * *", "filter": {"status": "draft"}}
+    workflow = make_workflow(product_type, PUBLISH, triggers=[hourly])
+    make_entities(product_type, 2)
+    at_10 = datetime(2026, 12, 3, 10, 0, 0, 5000, tzinfo=UTC)
+    first = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=at_10)
+    assert first.outcome == "started"
+    _finish(first.run)
+    make_entities(product_type, 1)  # a new draft for the 11:00 tick
+    worker_clock = datetime(2026, 12, 3, 10, 59, 59, 900000, tzinfo=UTC)
+    fire = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=worker_clock)
+    assert (fire.tick, fire.outcome) == (datetime(2026, 12, 3, 11, 0, tzinfo=UTC), "started")
+    assert Run.objects.filter(workflow=workflow).count() == 2
+
+
+def test_a_fire_in_flight_while_triggers_are_reordered_starts_no_second_run_for_a_fired_tick(
+    api, product_type
+):
+    """The nightly schedule (#1) fired at 03:00. At 10:15 the quarter-past one (#0) is
+    removed: the nightly becomes #0. The removed trigger's 10:15 fire, queued by beat just
+    before the edit and taken just after, starts nothing: it was queued for another trigger
+    than the one now at #0 (taken for the nightly, it found no fire of #0 for 03:00 and ran
+    the nightly a second time that day)."""
+    quarter_past = {"on": "schedule", "cron": "15 * * * *", "filter": {"status": "draft"}}
+    nightly = {"on": "schedule", "cron": "0 3 * * *", "filter": {"status": "published"}}
+    workflow = make_workflow(product_type, PUBLISH, triggers=[quarter_past, nightly])
+    make_entities(product_type, 2)
+    drafts = schedule_fire(  # publishes them: the nightly (published) has them to run on
+        workflow_id=workflow.pk, trigger_index=0, now=datetime(2026, 12, 3, 2, 15, 20, tzinfo=UTC)
+    )
+    _finish(drafts.run)
+    fired = schedule_fire(workflow_id=workflow.pk, trigger_index=1, now=AT_3)
+    assert fired.outcome == "started"
+    _finish(fired.run)
+    queued = json.loads(PeriodicTask.objects.get(name=task_name(workflow.pk, 0)).kwargs)
+    response = api.patch(f"/api/v1/workflows/{workflow.pk}", {"triggers": [nightly]})
+    assert response.status_code == 200, response.content
+    at_10 = datetime(2026, 12, 3, 10, 15, 5, tzinfo=UTC)
+    assert schedule_fire(**queued, now=at_10) is None
+    assert Run.objects.filter(workflow=workflow, filter={"status": "published"}).count() == 1
+    moved = json.loads(PeriodicTask.objects.get(name=task_name(workflow.pk, 0)).kwargs)
+    assert moved["trigger_digest"] == schedule_digest(nightly)  # its next fires start it
+
+
+def test_a_fire_without_a_digest_fires_by_place_and_one_for_another_trigger_starts_nothing(
+    product_type,
+):
+    """A PeriodicTask written before fires named their trigger sends no digest (until its
+    workflow is saved again): that fire starts the trigger at its place, as it did. One
+    queued for a trigger since edited (its filter changed) starts nothing; beat's next fire
+    carries the new digest."""
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
+    make_entities(product_type, 1)
+    assert schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3).outcome == "started"
+    before_edit = schedule_digest({**NIGHTLY, "filter": {"status": "published"}})
+    assert before_edit != schedule_digest(NIGHTLY)
+    assert schedule_digest({**NIGHTLY, "timezone": "UTC"}) == schedule_digest(NIGHTLY)
+    late = schedule_fire(
+        workflow_id=workflow.pk, trigger_index=0, trigger_digest=before_edit, now=NEXT_DAY
+    )
+    assert late is None
+    assert ScheduleFire.objects.filter(workflow=workflow).count() == 1

@@ -2,9 +2,11 @@
 parked with their checkpoint, decided, queued again and resumed under a fresh lease."""
 
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from entities.models import Entity
@@ -104,18 +106,39 @@ def test_a_resume_whose_task_is_overdue_is_done_by_the_waits_tick(product_type, 
     )
     assert waits_resume_overdue() == 0  # asked for just now: its task has time to run
     assert waits_tick() == 0
-    asked = Run.objects.get(pk=run.pk).resume_requested_at
-    # Its worker died holding the task: past the resume's time and its lease, the tick
-    # resumes the run itself.
-    later = asked + timedelta(seconds=settings.WAIT_RESUME_DELAY_S + settings.WAIT_RESUME_LEASE_S)
-    assert waits_resume_overdue(now=later - timedelta(milliseconds=1)) == 0
-    assert waits_resume_overdue(now=later + timedelta(milliseconds=1)) == 1
+    # Its worker died holding the task: past the resume's time and its lease (the
+    # database's clock), the tick resumes the run itself.
+    lease = timedelta(seconds=settings.WAIT_RESUME_DELAY_S + settings.WAIT_RESUME_LEASE_S)
+    asked = Run.objects.filter(pk=run.pk)
+    asked.update(resume_requested_at=Now() - lease + timedelta(milliseconds=500))
+    assert waits_resume_overdue() == 0
+    asked.update(resume_requested_at=Now() - lease - timedelta(milliseconds=1))
+    assert waits_resume_overdue() == 1
     assert Run.objects.get(pk=run.pk).resume_requested_at is None
     assert RunItem.objects.filter(run=run, status="pending").count() == 2
     assert RunLog.objects.filter(run=run, message__startswith="The resume of resolved").exists()
-    assert waits_resume_overdue(now=later + timedelta(hours=1)) == 0  # once
+    assert waits_resume_overdue() == 0  # once
     resume(run)
     assert Run.objects.get(pk=run.pk).status == "completed"
+
+
+def test_a_decision_made_on_a_web_machine_behind_is_not_taken_for_a_dead_worker_s_resume(
+    product_type, reviewer
+):
+    """A decision on a web machine whose clock is 4 s behind (more than WAIT_RESUME_DELAY_S +
+    WAIT_RESUME_LEASE_S) asks for a resume that beat's waits tick, on another machine, does
+    not take as overdue: both times are the database's. (Taken so, every decision's resume
+    lost its debounce and wrote a false "its worker died" warning in the run's log.)"""
+    run, _ = parked_run(product_type, n=2)
+    behind = timezone.now() - timedelta(seconds=4)
+    with mock.patch("django.utils.timezone.now", return_value=behind):
+        reviews_decide(
+            review_ids=list(Review.objects.filter(run=run).values_list("pk", flat=True)),
+            decision="approve",
+            user=reviewer,
+        )
+    assert waits_resume_overdue() == 0
+    assert not RunLog.objects.filter(run=run, message__startswith="The resume of resolved").exists()
 
 
 def test_an_approved_entity_resumes_at_the_next_step_and_the_run_ends(product_type, reviewer):

@@ -10,9 +10,10 @@ from jobs.models.waits import Wait
 
 class Event(models.Model):
     """An event sent to `POST /api/v1/events`. One that woke no entity stays matchable until
-    `expires_at` (EVENT_KEEP_MINUTES), for entities that reach their step just after it; once
-    it wakes some, it is not (`expires_at` is then). Every event is listed until retention
-    prunes it, past its keep time."""
+        `expires_at` (EVENT_KEEP_MINUTES), for entities that reach their step just after it; once
+        it wakes some, it is not (`expires_at` is then, by the database's clock, which every
+    match reads: the processes' clocks may differ). Every event is listed until retention
+        prunes it, past its keep time."""
 
     id = models.CharField(
         primary_key=True, max_length=ID_LENGTH, default=id_default("evt"), editable=False

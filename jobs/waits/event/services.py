@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from config.api.ids import new_id
@@ -91,10 +92,12 @@ def events_send(*, events: list[EventIn], now: datetime | None = None) -> list[S
         event.sent_id: event
         for event in Event.objects.filter(
             sent_id__in=[row.sent_id for row in rows if row.pk not in stored]
-        ).exclude(sent_id="")
+        )
+        .exclude(sent_id="")
+        .annotate(still_kept=ExpressionWrapper(Q(expires_at__gt=Now()), BooleanField()))
     }
     # Not one stored by this send (its id came twice in the body): that one wakes anyway.
-    kept = [e for e in earlier.values() if e.pk not in stored and e.expires_at > now]
+    kept = [e for e in earlier.values() if e.pk not in stored and e.still_kept]
     woken = _wake([row for row in rows if row.pk in stored] + kept, now)
     matched = dict(
         Event.objects.filter(pk__in=[event.pk for event in earlier.values()]).values_list(
@@ -156,7 +159,7 @@ def waits_match(*, wait_ids: list[str], now: datetime | None = None) -> int:
         candidates = Event.objects.filter(
             name__in={name for name, _ in pairs},
             key__in={key for _, key in pairs},
-            expires_at__gt=now,
+            expires_at__gt=Now(),
         ).order_by("received_at")
         for event in candidates:  # the newest of each name and key wins
             if (event.name, event.key) in pairs:
@@ -170,7 +173,7 @@ def waits_match_lately(*, now: datetime) -> int:
     Each side is read through its index on time, then the other through its name and key:
     the entities waiting and the events kept may both be many."""
     since = now - RECHECK
-    kept = Event.objects.filter(name=OuterRef("name"), key=OuterRef("key"), expires_at__gt=now)
+    kept = Event.objects.filter(name=OuterRef("name"), key=OuterRef("key"), expires_at__gt=Now())
     # Not the waits of a run being cancelled: `_resolve` leaves them to the cancel.
     waits = EventWait.objects.filter(
         run__status__in=RunStatus.open(), run__cancel_requested_at__isnull=True
@@ -181,7 +184,7 @@ def waits_match_lately(*, now: datetime) -> int:
         .values_list("pk", flat=True)[:RECHECK_MAX]
     )
     came = set(
-        Event.objects.filter(received_at__gte=since, expires_at__gt=now)
+        Event.objects.filter(received_at__gte=since, expires_at__gt=Now())
         .filter(Exists(EventWait.objects.filter(name=OuterRef("name"), key=OuterRef("key"))))
         .values_list("name", "key")[:RECHECK_MAX]
     )
@@ -210,7 +213,10 @@ def _resolve(
     An event that woke someone has it counted (`matched`) and is no longer kept, whether it
     came after its entities or they were parked after it, nor are the events of its name
     and key kept from before it: a later run reaching the step waits for the next event,
-    not for this one's data or an older one's, however old."""
+    not for this one's data or an older one's, however old. "No longer kept" is `expires_at`
+    set to the database's clock, and "kept" is read against it too (`expires_at > Now()`):
+    set from the sender's clock and read against a chunk's on a machine behind it, a used
+    event was still kept for that chunk's entities for as long as the clocks differ."""
     goes_on = runs_lock(run_ids=sorted({run_id for _, run_id, *_ in waiting}))
     # A run being cancelled (or ended) has its waiting entities ended by the cancel: they
     # are not woken, nor counted, so an event that only they waited for stays kept.
@@ -236,15 +242,15 @@ def _resolve(
     for event_id, count in sorted(woken.items()):
         if count:
             event = received[event_id]
-            Event.objects.filter(pk=event_id).update(matched=F("matched") + count, expires_at=now)
+            Event.objects.filter(pk=event_id).update(matched=F("matched") + count, expires_at=Now())
             # The events of its name and key kept from before it are older news: a later
             # run reaching the step must not be handed one of them.
             Event.objects.filter(
                 name=event.name,
                 key=event.key,
                 received_at__lte=event.received_at,
-                expires_at__gt=now,
-            ).update(expires_at=now)
+                expires_at__gt=Now(),
+            ).update(expires_at=Now())
     return woken
 
 
