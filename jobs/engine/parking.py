@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from config.api.ids import new_id
 from config.api.storable import unstorable
-from config.bulk import pks_update, rows_insert, rows_update
+from config.bulk import NotBefore, pks_update, rows_insert, rows_update
 from jobs import queue
 from jobs.engine.states import checkpoint_of
 from jobs.item_rows import run_chunk_size
@@ -349,6 +349,10 @@ def waits_cancel(*, run_id: str, item_ids: list[int], now: datetime) -> int:
         rows,
         match=["id"],
         copy=["usage"],
-        assign={"status": ItemStatus.CANCELLED, "completed_at": now, "state": None},
+        assign={
+            "status": ItemStatus.CANCELLED,
+            "completed_at": NotBefore("started_at", now),
+            "state": None,
+        },
     )
     return len(rows)
