@@ -32,7 +32,7 @@ from entities.schema_budget import (
     counted,
     spent_message,
 )
-from entities.schema_graph import REFERENCE_KEYWORDS, schema_cost
+from entities.schema_graph import REFERENCE_KEYWORDS, pointers_to_nowhere, schema_cost
 from entities.schema_messages import without_values
 
 # The most subschema checks one part of the data may take. The schemas people write take a
@@ -285,6 +285,13 @@ def schema_problems(schema, *, field: str = "schema") -> list[FieldError]:
         SchemaValidator.check_schema(schema)
     except SchemaError as exc:
         return [FieldError(json_path([field, *exc.absolute_path]), exc.message)]
+    nowhere = pointers_to_nowhere(schema)
+    if nowhere:
+        message = (
+            "Points at nothing in this schema (a list's index is written in digits, from 0 "
+            "to its length - 1)."
+        )
+        return [FieldError(json_path([field, *path]), message) for path in nowhere]
     problem = _cost_problem(schema)
     if problem:
         problems.append(FieldError(field, problem))
