@@ -367,9 +367,10 @@ def data_problems(
         limit = settings.ENTITY_MAX_DATA_BYTES
         message = f"Is {len(encoded)} bytes as JSON; the limit is {limit}."
         return [FieldError(prefix, message, "too_large")]
-    # The encoding escapes every non-ASCII character: without these escapes in it, the data
-    # holds neither a NUL nor a surrogate, and is not walked.
-    if "\\u0000" in encoded or "\\ud" in encoded:
+    # The encoding escapes every non-ASCII character and writes a number that is not finite
+    # as `NaN` or `Infinity`: without these in it, the data holds neither a NUL, a surrogate
+    # nor such a number, and is not walked.
+    if any(sign in encoded for sign in ("\\u0000", "\\ud", "NaN", "Infinity")):
         problem = unstorable(data, prefix)
         if problem:
             return [problem]

@@ -40,8 +40,9 @@ def depth_problem(text: str) -> str | None:
 
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, refusing a body nested deeper than MAX_JSON_DEPTH (before the
-    decoder can recurse into it) and a body with text the database cannot store (a 400 that
-    names the field, instead of a failed write)."""
+    decoder can recurse into it), `NaN` and `Infinity` (DRF's strict JSON: a parse error),
+    and a body with text or a number the database cannot store (a `1e400`, which Python
+    decodes as infinity): a 400 that names the field, instead of a failed write."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = parsers.get_encoding(parser_context or {})
