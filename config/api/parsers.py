@@ -1,4 +1,5 @@
 import codecs
+import math
 import re
 from itertools import accumulate
 
@@ -36,6 +37,24 @@ def depth_problem(text: str) -> str | None:
     if depth > MAX_JSON_DEPTH:
         return f"Arrays and objects nest {depth} deep; the limit is {MAX_JSON_DEPTH}."
     return None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large a number (it would be infinity)")
+    return value
+
+
+def json_loads_finite(text: str):
+    """`json.loads` refusing with ValueError what the database cannot store and Python's
+    defaults take: `NaN`, `Infinity` (not JSON) and a number overflowing a double (`1e400`).
+    For JSON from outside that is decoded to be stored, such as a model's answer."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 class JSONParser(parsers.JSONParser):
