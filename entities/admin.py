@@ -9,6 +9,7 @@ from django.urls import path
 from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin
 from config.api.errors import Conflict, DomainError
 from config.api.templatetags.admin_values import VALUE_CHARS_SHOWN, as_json_text, cut_text
+from config.digits import whole_number
 from entities.models import Entity, EntityRevision, EntityType
 from entities.revisions import RevisionSource, Source
 from entities.schemas import data_problems, data_validator, schema_problems
@@ -195,9 +196,10 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
         who or what made it, and a restore button."""
         revisions = EntityRevision.objects.filter(entity_id=unquote(object_id))
         version = request.GET.get("revision", "")
-        whole = version.isascii() and version.isdigit() and len(version) <= 9
+        number = whole_number(version)
+        whole = number is not None
         if whole:  # one revision alone, its values whole
-            revisions = revisions.filter(version=int(version))
+            revisions = revisions.filter(version=number)
         context = {
             "revisions": _history(list(revisions.order_by("-pk")[:REVISIONS_SHOWN]), whole=whole),
             "revisions_shown": REVISIONS_SHOWN,

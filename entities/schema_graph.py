@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from config.api.parsers import MAX_JSON_DEPTH
+from config.digits import whole_number
 
 REFERENCE_KEYWORDS = ("$ref", "$dynamicRef")
 
@@ -89,8 +90,10 @@ def _pointer(resource, fragment: str):
         part = part.replace("~1", "/").replace("~0", "~")
         if isinstance(node, dict) and part in node:
             node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
+        elif isinstance(node, list) and (index := whole_number(part)) is not None:
+            if index >= len(node):
+                return None
+            node = node[index]
         else:
             return None
     return node
@@ -158,6 +161,30 @@ class _Graph:
                     state[id(schema)] = True
                     order.append(schema)
         return order
+
+
+def pointers_to_nowhere(root: dict) -> list[list]:
+    """The path of each reference whose JSON pointer (`#/...`, or `<$id>#/...`) points at
+    nothing in its resource. A list's index must be ASCII digits within the list: jsonschema
+    reads a part with `int()`, which refuses `²` and 5,000 digits (a 500) and takes `-1`,
+    `+1` or `1_0` as an index; refused when the schema is given, they never reach it."""
+    graph, found = _Graph(root), []
+    stack: list[tuple[object, list]] = [(root, [])]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            for keyword in REFERENCE_KEYWORDS:
+                reference = node.get(keyword)
+                pointer = isinstance(reference, str) and unquote(reference.partition("#")[2])
+                if pointer and pointer[0] == "/" and graph._targets(node, keyword) == [None]:
+                    found.append([*path, keyword])
+            children = node.items()
+        elif isinstance(node, list):
+            children = enumerate(node)
+        else:
+            continue
+        stack.extend((child, [*path, key]) for key, child in reversed(list(children)))
+    return found
 
 
 def _selector_value(counts: dict, selector) -> int:

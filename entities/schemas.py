@@ -33,7 +33,7 @@ from entities.schema_budget import (
     counted,
     spent_message,
 )
-from entities.schema_graph import REFERENCE_KEYWORDS, schema_cost
+from entities.schema_graph import REFERENCE_KEYWORDS, pointers_to_nowhere, schema_cost
 from entities.schema_messages import without_values
 
 # The most subschema checks one part of the data may take. The schemas people write take a
@@ -264,9 +264,9 @@ def _unresolvable_references(schema: dict, field: str) -> list[FieldError]:
                     continue
                 try:
                     resolver.lookup(reference)
-                except Unresolvable:
+                except (Unresolvable, ValueError):
                     where = json_path([*paths[id(contents)], keyword])
-                    found.append(FieldError(where, "It points at nothing in this schema."))
+                    found.append(FieldError(where, "Points at nothing in this schema."))
         left += [(sub, resolver.in_subresource(sub)) for sub in resource.subresources()]
     return found
 
@@ -323,6 +323,15 @@ def schema_problems(schema, *, field: str = "schema") -> list[FieldError]:
         SchemaValidator.check_schema(schema)
     except SchemaError as exc:
         return [FieldError(json_path([field, *exc.absolute_path]), exc.message)]
+    # JSON pointers as the cost's measure reads them (`schema_graph`), then whatever else
+    # validation would resolve (anchors, `$id`s) as it resolves it.
+    nowhere = pointers_to_nowhere(schema)
+    if nowhere:
+        message = (
+            "Points at nothing in this schema (a list's index is written in digits, from 0 "
+            "to its length - 1)."
+        )
+        return [FieldError(json_path([field, *path]), message) for path in nowhere]
     problems = _unresolvable_references(schema, field)
     if problems:
         return problems
@@ -401,9 +410,10 @@ def data_problems(
         limit = settings.ENTITY_MAX_DATA_BYTES
         message = f"Is {len(encoded)} bytes as JSON; the limit is {limit}."
         return [FieldError(prefix, message, "too_large")]
-    # The encoding escapes every non-ASCII character: without these escapes in it, the data
-    # holds neither a NUL nor a surrogate, and is not walked.
-    if "\\u0000" in encoded or "\\ud" in encoded:
+    # The encoding escapes every non-ASCII character and writes a number that is not finite
+    # as `NaN` or `Infinity`: without these in it, the data holds neither a NUL, a surrogate
+    # nor such a number, and is not walked.
+    if any(sign in encoded for sign in ("\\u0000", "\\ud", "NaN", "Infinity")):
         problem = unstorable(data, prefix)
         if problem:
             return [problem]

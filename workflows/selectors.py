@@ -2,6 +2,7 @@ from django.db.models import Count, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 
 from config.api.errors import FieldError, InvalidInput, NotFound
+from config.digits import whole_number
 from workflows.models import Step, Workflow, WorkflowVersion
 
 
@@ -61,9 +62,10 @@ def version_number(raw: str) -> int:
     """A version number from a URL segment (any segment reaches the view, so that a key's
     permissions are checked before the segment's shape: a 404 teaches nothing to a key
     without them)."""
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9 and int(raw) >= 1):
+    number = whole_number(raw)
+    if not number:
         raise NotFound(f"No version {raw!r}: a version is a positive whole number.")
-    return int(raw)
+    return number
 
 
 def version_list(*, workflow: Workflow):

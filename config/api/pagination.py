@@ -13,6 +13,7 @@ from rest_framework.utils.urls import replace_query_param
 
 from config.api.errors import FieldError, InvalidInput
 from config.api.ids import ID_PATTERN
+from config.digits import whole_number
 
 # Rows read from the database at a time: a page of large rows is never read whole.
 FETCH_ROWS = 50
@@ -77,14 +78,15 @@ class CursorPagination(BasePagination):
         raw = request.query_params.get("limit")
         if raw is None:
             return self.default_limit
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_limit:
+        limit = whole_number(raw)
+        if limit is None or not 1 <= limit <= self.max_limit:
             raise InvalidInput(
                 "Invalid limit.",
                 details=[
                     FieldError("limit", f"Must be a whole number from 1 to {self.max_limit}.")
                 ],
             )
-        return int(raw)
+        return limit
 
     def paginate_queryset(self, queryset, request, view=None):
         self.request = request

@@ -1,4 +1,5 @@
 import codecs
+import math
 import re
 from itertools import accumulate
 
@@ -38,10 +39,29 @@ def depth_problem(text: str) -> str | None:
     return None
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large a number (it would be infinity)")
+    return value
+
+
+def json_loads_finite(text: str):
+    """`json.loads` refusing with ValueError what the database cannot store and Python's
+    defaults take: `NaN`, `Infinity` (not JSON) and a number overflowing a double (`1e400`).
+    For JSON from outside that is decoded to be stored, such as a model's answer."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, refusing a body nested deeper than MAX_JSON_DEPTH (before the
-    decoder can recurse into it) and a body with text the database cannot store (a 400 that
-    names the field, instead of a failed write)."""
+    decoder can recurse into it), `NaN` and `Infinity` (DRF's strict JSON: a parse error),
+    and a body with text or a number the database cannot store (a `1e400`, which Python
+    decodes as infinity): a 400 that names the field, instead of a failed write."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = parsers.get_encoding(parser_context or {})

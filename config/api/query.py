@@ -61,7 +61,8 @@ class KnownQueryParameters(BasePermission):
     `unknown_parameter`), or that is given more than once (`repeated_parameter`). Listed
     after the key's permissions, so that a request without a valid key is a 401 whatever it
     asks. Endpoints the schema leaves out (health, metrics, the schema itself) are not
-    checked. DRF's `?format=` is read by every endpoint."""
+    checked. DRF's `?format=` is read by every endpoint, and checked by the content
+    negotiation (config/api/negotiation.py)."""
 
     def has_permission(self, request, view):
         match = request.resolver_match
@@ -76,8 +77,7 @@ class KnownQueryParameters(BasePermission):
             if name not in known:
                 details.append(FieldError(name, _message(name, known), "unknown_parameter"))
             elif len(values) > 1:  # read as the last one: say so rather than pick
-                message = f"Give this parameter once, not {len(values)} times."
-                details.append(FieldError(name, message, "repeated_parameter"))
+                details.append(repeated_parameter(name, values))
         if details:
             names = ", ".join(f"`{detail.field}`" for detail in details)
             if any(detail.code == "repeated_parameter" for detail in details):
@@ -86,6 +86,12 @@ class KnownQueryParameters(BasePermission):
                 what = "Unknown query parameter" + ("s" if len(details) > 1 else "")
             raise InvalidInput(f"{what}: {names}", details=details)
         return True
+
+
+def repeated_parameter(name: str, values: list[str]) -> FieldError:
+    return FieldError(
+        name, f"Give this parameter once, not {len(values)} times.", "repeated_parameter"
+    )
 
 
 def _message(name: str, known: frozenset[str]) -> str:

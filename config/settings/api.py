@@ -12,10 +12,11 @@ REST_FRAMEWORK = {
         "config.api.query.KnownQueryParameters",
     ],
     "DEFAULT_PAGINATION_CLASS": "config.api.pagination.CursorPagination",
-    "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
-    ],
+    # JSON only: the admin is the product's UI and /api/docs its API explorer. DRF's
+    # browsable renderer (`?format=api`) answered errors as HTML and re-checked a POST's
+    # permissions with a GET's query string (a 500 on `?format=api&limit=10`).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.api.negotiation.ContentNegotiation",
     "DEFAULT_PARSER_CLASSES": ["config.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "config.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "config.api.openapi.AutoSchema",

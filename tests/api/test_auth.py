@@ -74,9 +74,15 @@ def test_create_api_key_command_read_only(capsys, product_type):
     assert client.post("/api/v1/entity-types", {"name": "x"}).status_code == 403
 
 
-def test_session_login_works_for_the_browsable_api(client, django_user_model):
+def test_an_admin_session_reads_the_api_in_json_and_html_is_not_offered(client, django_user_model):
+    """The API answers JSON only (no browsable HTML API: the admin is the UI): a browser's
+    Accept header gets JSON, one asking for HTML alone a JSON 406."""
     django_user_model.objects.create_superuser("admin", "a@example.com", "pw-for-tests-1")
     client.login(username="admin", password="pw-for-tests-1")
-    response = client.get("/api/v1/entities", HTTP_ACCEPT="text/html")
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    response = client.get("/api/v1/entities", HTTP_ACCEPT=browser)
     assert response.status_code == 200
-    assert b"<html" in response.content.lower()
+    assert response["Content-Type"] == "application/json" and response.json() == []
+    response = client.get("/api/v1/entities", HTTP_ACCEPT="text/html")
+    assert response.status_code == 406
+    assert response.json()["error"]["code"] == "not_acceptable"

@@ -41,6 +41,17 @@ def test_bad_paging_parameters_get_400_naming_the_parameter(api, query):
     assert response.json()["error"]["details"][0]["field"] in {"limit", "cursor"}
 
 
+@pytest.mark.parametrize("limit", ["²", "٣", "9" * 5000], ids=["superscript", "arabic", "5000"])
+def test_a_limit_of_non_ascii_digits_or_thousands_of_digits_is_a_400_not_a_500(api, limit):
+    """`str.isdigit()` holds for `²` (which `int()` refuses), for Arabic-Indic digits and for
+    a number longer than `int()` converts (4,300 digits): each answered 500."""
+    api.raise_request_exception = False
+    response = api.get("/api/v1/entity-types", {"limit": limit})
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["error"]["code"] == "validation_error"
+    assert response.json()["error"]["details"][0]["field"] == "limit"
+
+
 def test_malformed_json_gets_400_parse_error(api):
     response = api.generic("POST", "/api/v1/entity-types", "{not json", "application/json")
     assert response.status_code == 400

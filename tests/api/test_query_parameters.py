@@ -114,6 +114,51 @@ def test_format_is_read_everywhere(api, world):
     assert api.get("/api/v1/entities", {"format": "json"}).status_code == 200
 
 
+def assert_bad_format(response, code: str):
+    assert response.status_code == 400, (response.status_code, response.content[:300])
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    [detail] = response.json()["error"]["details"]
+    assert (detail["field"], detail["code"]) == ("format", code), detail
+
+
+@pytest.mark.parametrize("value", ["api", "xml", "yaml", ""])
+def test_a_format_the_endpoint_does_not_answer_in_is_a_json_400_naming_the_ones_it_does(
+    api, world, value
+):
+    """DRF's browsable renderer (`?format=api`) answered errors as HTML pages, and re-checked
+    a POST's permissions with a GET's query string: `?format=api&limit=10` was a 500. The API
+    answers JSON only; any other format is refused in the one error shape."""
+    api.raise_request_exception = False
+    response = api.get("/api/v1/entities", {"format": value, "limit": "10"})
+    assert_bad_format(response, "invalid_choice")
+    assert "`json` only" in response.json()["error"]["details"][0]["message"]
+    assert_bad_format(api.get("/api/v1/entities/ent_nope", {"format": value}), "invalid_choice")
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/entities", "/api/v1/schema"], ids=["a-list", "the-schema"]
+)
+def test_a_format_given_twice_is_a_400_repeated_parameter(api, world, path):
+    """DRF read the last one: `?format=json&format=yaml` was a 404 on a list."""
+    response = api.get(f"{path}?format=json&format=yaml")
+    assert_bad_format(response, "repeated_parameter")
+
+
+def test_the_schema_answers_in_yaml_or_json_and_errors_in_json(api, world):
+    assert api.get("/api/v1/schema", {"format": "json"}).json()["openapi"]
+    assert api.get("/api/v1/schema", {"format": "yaml"}).content.startswith(b"openapi:")
+    response = api.get("/api/v1/schema", {"format": "api"})
+    assert_bad_format(response, "invalid_choice")
+    assert "`yaml`, `json` only" in response.json()["error"]["details"][0]["message"]
+
+
+def test_errors_keep_the_json_shape_with_a_format_given(world):
+    response = Api().get("/api/v1/entities", {"format": "json"})
+    assert response.status_code == 401 and response.json()["error"]["code"] == "not_authenticated"
+    response = Api(make_key()).get("/api/v1/entities/ent_nope", {"format": "json"})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
 def test_a_request_without_a_key_is_a_401_whatever_it_asks(world):
     assert Api().get("/api/v1/entities", {"statuss": "x"}).status_code == 401
     assert Api(make_key(read_only=True)).post("/api/v1/entities?x=1", {}).status_code == 403

@@ -133,6 +133,32 @@ def test_a_working_copy_with_text_the_database_cannot_store_fails_alone(product_
     assert Entity.objects.get(pk=ids[0]).version == 1
 
 
+def test_a_working_copy_holding_a_number_that_is_not_finite_fails_that_entity_alone(
+    product_type,
+):
+    """No request can bring one (the parser refuses it), but a step could: PostgreSQL's
+    jsonb refuses NaN and infinity, failing the chunk's statement; the commit refuses that
+    entity, naming the field."""
+    ids = make_entities(product_type, 3)
+    entities = {entity.pk: entity for entity in Entity.objects.filter(pk__in=ids)}
+    copies = [
+        WorkingCopy(
+            entity_id,
+            entities[entity_id].data,
+            {**entities[entity_id].data, "score": score},
+            entities[entity_id].version,
+            product_type.schema,
+        )
+        for entity_id, score in zip(ids, [float("nan"), [float("-inf")], 0.5], strict=True)
+    ]
+    with transaction.atomic():
+        results = entities_commit(copies=copies, status="published")
+    assert "data.score: Is not a finite number" in results[ids[0]]
+    assert "data.score[0]: Is not a finite number" in results[ids[1]]
+    assert results[ids[2]] == 2
+    assert Entity.objects.get(pk=ids[0]).version == 1
+
+
 def test_a_failure_message_is_kept_as_text_the_database_stores():
     state = EntityState(entity_id="ent_1", status="draft", data={}, committed={})
     state.fail("step", "model said: a\u0000b\ud800c")

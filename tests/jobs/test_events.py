@@ -11,6 +11,7 @@ from entities.models import Entity
 from jobs.engine.waits import run_waits_resume, waits_tick
 from jobs.models import Run, RunItem, Wait
 from jobs.waits.event.models import Event, EventWait
+from jobs.waits.event.services import EventIn, events_send
 from tests.conftest import Api
 from tests.factories import make_entities, make_key, make_workflow, run_inline, start_run
 
@@ -177,6 +178,21 @@ def test_a_read_only_key_may_list_but_not_send(read_only_api):
     assert read_only_api.post("/api/v1/events", {"name": "a", "key": "b"}).status_code == 403
     assert read_only_api.get("/api/v1/events").status_code == 200
     assert read_only_api.get("/api/v1/events?nme=a").status_code == 400  # unknown parameter
+
+
+def test_the_events_list_pages_like_every_list(api):
+    """Its query serializer refused `limit` and `cursor` as unknown fields: following the
+    `Link` of a full page was a 400, so events past the first page could not be read."""
+    events_send(events=[EventIn(name="price.ok", key=f"sku-{i}") for i in range(60)])
+    first = api.get("/api/v1/events")
+    assert first.status_code == 200 and len(first.json()) == 50
+    link = first.headers["Link"]
+    second = api.get(link[link.index("<") + 1 : link.index(">")])
+    assert second.status_code == 200, second.content[:300]
+    assert len(second.json()) == 10
+    assert {e["key"] for e in first.json() + second.json()} == {f"sku-{i}" for i in range(60)}
+    assert len(api.get("/api/v1/events", {"limit": "5", "name": "price.ok"}).json()) == 5
+    assert api.get("/api/v1/events", {"limits": "5"}).status_code == 400  # unknown parameter
 
 
 def test_a_key_for_events_only_sends_events_and_nothing_else(capsys):

@@ -3,6 +3,7 @@ with the permissions and errors every endpoint has. Runs are executed in this pr
 
 import pytest
 from django.contrib.auth.models import Group
+from rest_framework.test import APIClient
 
 from config.api.models import ApiKey
 from entities.services import entity_update
@@ -164,6 +165,23 @@ def test_bad_approvals_are_400_naming_the_field_and_decide_nothing(api, product_
     response = api.post(f"/api/v1/reviews/{reviews[0]}/approve", body)
     assert response.status_code == 400
     assert response.json()["error"]["details"][0]["field"] == field
+    assert Review.objects.get(pk=reviews[0]).status == "pending"
+
+
+def test_an_approval_with_a_number_overflowing_to_infinity_is_a_400_and_decides_nothing(
+    api, product_type
+):
+    """`1e400` is decoded as infinity, which the working copy's write refused (a 500)."""
+    _, _, reviews = parked(product_type, n=1)
+    api.raise_request_exception = False
+    response = APIClient.post(
+        api,
+        f"/api/v1/reviews/{reviews[0]}/approve",
+        data='{"data": {"price": 1e400}}',
+        content_type="application/json",
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["error"]["details"][0]["field"] == "data.price"
     assert Review.objects.get(pk=reviews[0]).status == "pending"
 
 

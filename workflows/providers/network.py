@@ -8,13 +8,13 @@ status and the provider's message.
 """
 
 import email.utils
-import json
 import random
 import time
 from dataclasses import replace
 
 from django.conf import settings
 
+from config.api.parsers import json_loads_finite
 from config.metrics import (
     MODEL_CALLS,
     MODEL_RATE_LIMITED,
@@ -115,9 +115,9 @@ def _model(value, requested: str) -> str:
 
 def _unwrapped_text(text: str, schema: dict) -> str:
     try:
-        return unwrap(json.loads(text), root_schema(schema)[1])
+        return unwrap(json_loads_finite(text), root_schema(schema)[1])
     except ValueError:
-        return text  # not JSON: the step's validation says so and asks again
+        return text  # not JSON (or NaN...): the step's validation says so and asks again
 
 
 class NetworkProvider(Provider):

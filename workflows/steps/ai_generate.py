@@ -2,7 +2,6 @@
 per chunk at half the price (`mode: batch`: the entities wait, holding no worker, for the
 `ai_batch` wait of `jobs.waits` to resume them with their answers)."""
 
-import json
 import math
 from dataclasses import asdict, dataclass, replace
 from typing import ClassVar
@@ -11,7 +10,7 @@ from django.conf import settings
 from jsonschema.exceptions import best_match
 
 from config.api.errors import FieldError
-from config.api.parsers import MAX_JSON_DEPTH, json_depth
+from config.api.parsers import MAX_JSON_DEPTH, json_depth, json_loads_finite
 from config.metrics import MODEL_COST, MODEL_UNPRICED
 from entities.schemas import (
     RefusedSchema,
@@ -314,11 +313,21 @@ def answer_generate(provider, request: GenerationRequest, on_retry):
 
 
 def answer_of(text: str, request: GenerationRequest):
-    """The answer's value, and the problem that makes it invalid (None when valid)."""
+    """The answer's value, and the problem that makes it invalid (None when valid). A JSON
+    answer is decoded refusing what the database cannot store (`NaN`, `Infinity`, `1e400`):
+    taken, it failed the commit of the whole chunk, every delivery of it."""
     if not request.json_mode:
         return text, None
-    problem = json_problem(text, request.json_schema)
-    return (json.loads(text) if problem is None else None), problem
+    # An answer nested deeper than a request body may be would exhaust the decoder's and the
+    # validators' stack: it is an invalid answer (asked again, then the entity fails).
+    if json_depth(text) > MAX_JSON_DEPTH:
+        return None, f"nested deeper than {MAX_JSON_DEPTH} levels"
+    try:
+        value = json_loads_finite(text)
+    except ValueError as exc:
+        return None, f"not JSON ({exc})"
+    problem = schema_problem(value, request.json_schema, size=len(text))
+    return (value if problem is None else None), problem
 
 
 def corrective(request: GenerationRequest, problem: str) -> GenerationRequest:
@@ -378,17 +387,11 @@ def _schema_refused(schema: dict | None) -> str | None:
     return None
 
 
-def json_problem(text: str, schema: dict | None) -> str | None:
-    # An answer nested deeper than a request body may be would exhaust the decoder's and the
-    # validators' stack: it is an invalid answer (asked again, then the entity fails).
-    if json_depth(text) > MAX_JSON_DEPTH:
-        return f"nested deeper than {MAX_JSON_DEPTH} levels"
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        return f"not JSON ({exc})"
+def schema_problem(value, schema: dict | None, *, size: int) -> str | None:
+    """Where and how a decoded answer (`size` characters of JSON) breaks the step's
+    `jsonSchema`, or None."""
     if schema:
-        error = best_match(schema_errors(schema_validator(schema), value, size=len(text)))
+        error = best_match(schema_errors(schema_validator(schema), value, size=size))
         if error is not None:
             return f"{'/'.join(map(str, error.absolute_path)) or 'the answer'}: {error.message}"
     return None

@@ -79,7 +79,10 @@ class EventSentSerializer(serializers.Serializer):
     events = SentSerializer(many=True, help_text="Each event sent, in order.")
 
 
-class EventListQuerySerializer(StrictSerializer):
+class EventListQuerySerializer(serializers.Serializer):
+    """The list's filters. Not strict: the query also holds the page's `limit` and `cursor`;
+    what an endpoint does not declare is refused by KnownQueryParameters, as on every list."""
+
     name = serializers.RegexField(EVENT_NAME_PATTERN, required=False)
     key = serializers.CharField(max_length=MAX_KEY_LENGTH, required=False)
 
