@@ -8,6 +8,7 @@ import math
 
 import pytest
 from celery import Celery
+from playwright.sync_api import expect
 
 from jobs.experiments import services
 from jobs.experiments.models import ExperimentResult
@@ -135,8 +136,9 @@ def test_staff_see_the_entities_waiting_for_a_provider_batch_and_its_batches(
     ai_batches_poll()  # the answers collected
     for key in sides_to_resume(experiment.pk):
         services.experiment_sides_resume(experiment_id=experiment.pk, key=key)
-    page.reload()
-    assert "12 of 12 entities." in summary.inner_text()
+    # The page reloads itself once its progress reads the experiment ended (a reload of the
+    # test's own raced that one: ERR_ABORTED): wait for what the reloaded page shows.
+    expect(summary).to_contain_text("12 of 12 entities.", timeout=30_000)
     assert not page.locator("#experiment-waiting").count()
     assert rows.filter(has_text="ended").count() == 2
     # Each batch's end in the experiment's log, which links the API's.
