@@ -163,28 +163,22 @@ class _Graph:
         return order
 
 
-def pointers_to_nowhere(root: dict) -> list[list]:
-    """The path of each reference whose JSON pointer (`#/...`, or `<$id>#/...`) points at
-    nothing in its resource. A list's index must be ASCII digits within the list: jsonschema
-    reads a part with `int()`, which refuses `²` and 5,000 digits (a 500) and takes `-1`,
-    `+1` or `1_0` as an index; refused when the schema is given, they never reach it."""
-    graph, found = _Graph(root), []
-    stack: list[tuple[object, list]] = [(root, [])]
-    while stack:
-        node, path = stack.pop()
-        if isinstance(node, dict):
-            for keyword in REFERENCE_KEYWORDS:
-                reference = node.get(keyword)
-                pointer = isinstance(reference, str) and unquote(reference.partition("#")[2])
-                if pointer and pointer[0] == "/" and graph._targets(node, keyword) == [None]:
-                    found.append([*path, keyword])
-            children = node.items()
-        elif isinstance(node, list):
-            children = enumerate(node)
-        else:
-            continue
-        stack.extend((child, [*path, key]) for key, child in reversed(list(children)))
-    return found
+class Pointers:
+    """Whether a reference's JSON pointer (`#/...`, or `<$id>#/...`) points at nothing in its
+    resource, read as the cost's measure reads it. A list's index must be ASCII digits within
+    the list: jsonschema reads a part with `int()`, which refuses `²` and 5,000 digits (a 500)
+    and takes `-1`, `+1` or `1_0` as an index; refused when the schema is given, they never
+    reach it (nor can a target the measure does not see be checked against data)."""
+
+    def __init__(self, root: dict):
+        self._graph = _Graph(root)
+
+    def to_nowhere(self, schema: dict, keyword: str) -> bool:
+        reference = schema.get(keyword)
+        pointer = isinstance(reference, str) and unquote(reference.partition("#")[2])
+        if not pointer or pointer[0] != "/":
+            return False
+        return self._graph._targets(schema, keyword) == [None]
 
 
 def _selector_value(counts: dict, selector) -> int:

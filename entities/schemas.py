@@ -33,7 +33,7 @@ from entities.schema_budget import (
     counted,
     spent_message,
 )
-from entities.schema_graph import REFERENCE_KEYWORDS, pointers_to_nowhere, schema_cost
+from entities.schema_graph import REFERENCE_KEYWORDS, Pointers, schema_cost
 from entities.schema_messages import without_values
 
 # The most subschema checks one part of the data may take. The schemas people write take a
@@ -245,30 +245,44 @@ def _paths(node, path: list, found: dict[int, list]) -> dict[int, list]:
     return found
 
 
+_POINTS_NOWHERE = "Points at nothing in this schema"
+
+
 def _unresolvable_references(schema: dict, field: str) -> list[FieldError]:
-    """Every `$ref` and `$dynamicRef` that points at nothing in the schema, resolved as
-    jsonschema resolves them at validation (each subschema against its nearest `$id`; only
-    the keywords that hold subschemas, not a `const` that holds a `$ref` key). Stored, such a
-    schema would answer every write of its data with a 400 naming the reference."""
+    """Every `$ref` and `$dynamicRef` that points at nothing in the schema, in the order they
+    are written: a JSON pointer as the cost's measure reads it (`schema_graph.Pointers`, which
+    also refuses an index not in ASCII digits), any other reference as jsonschema resolves it
+    at validation (each subschema against its nearest `$id`). Only the keywords that hold
+    subschemas are walked: a `$ref` key inside a `const`, `enum`, `default` or `examples` is
+    data. Stored, such a schema would answer every write of its data with a 400."""
     paths = _paths(schema, [field], {})
+    order = {node: index for index, node in enumerate(paths)}
+    pointers = Pointers(schema)
     root = DRAFT202012.create_resource(schema)
     found = []
     left = [(root, NO_RETRIEVAL.resolver_with_root(root))]
     while left:  # iterative: a schema may nest as deep as JSON may
         resource, resolver = left.pop()
         contents = resource.contents
-        if isinstance(contents, dict):
-            for keyword in REFERENCE_KEYWORDS:
-                reference = contents.get(keyword)
-                if not isinstance(reference, str):
-                    continue
+        for keyword in REFERENCE_KEYWORDS if isinstance(contents, dict) else ():
+            reference = contents.get(keyword)
+            if not isinstance(reference, str):
+                continue
+            if pointers.to_nowhere(contents, keyword):
+                message = (
+                    f"{_POINTS_NOWHERE} (a list's index is written in digits, from 0 to its "
+                    "length - 1)."
+                )
+            else:
                 try:
                     resolver.lookup(reference)
+                    continue
                 except (Unresolvable, ValueError):
-                    where = json_path([*paths[id(contents)], keyword])
-                    found.append(FieldError(where, "Points at nothing in this schema."))
+                    message = f"{_POINTS_NOWHERE}."
+            where = json_path([*paths[id(contents)], keyword])
+            found.append((order[id(contents)], keyword, FieldError(where, message)))
         left += [(sub, resolver.in_subresource(sub)) for sub in resource.subresources()]
-    return found
+    return [error for *_, error in sorted(found, key=lambda entry: entry[:2])]
 
 
 def _keywords(schema) -> set[str]:
@@ -323,15 +337,6 @@ def schema_problems(schema, *, field: str = "schema") -> list[FieldError]:
         SchemaValidator.check_schema(schema)
     except SchemaError as exc:
         return [FieldError(json_path([field, *exc.absolute_path]), exc.message)]
-    # JSON pointers as the cost's measure reads them (`schema_graph`), then whatever else
-    # validation would resolve (anchors, `$id`s) as it resolves it.
-    nowhere = pointers_to_nowhere(schema)
-    if nowhere:
-        message = (
-            "Points at nothing in this schema (a list's index is written in digits, from 0 "
-            "to its length - 1)."
-        )
-        return [FieldError(json_path([field, *path]), message) for path in nowhere]
     problems = _unresolvable_references(schema, field)
     if problems:
         return problems

@@ -107,6 +107,22 @@ def test_a_reference_that_points_at_nothing_is_a_400_when_the_schema_is_stored(a
     assert not EntityType.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [
+        ("const", {"$ref": "#/components/schemas/Pet"}),
+        ("default", {"$ref": "#/components/schemas/Pet"}),
+        ("examples", [{"$ref": "#/components/schemas/Pet"}]),
+        ("enum", [{"$ref": "#/components/schemas/Pet"}]),
+    ],
+)
+def test_a_ref_key_inside_a_value_the_schema_holds_is_data_not_a_reference(api, keyword, value):
+    """A type describing OpenAPI documents holds such values; they validate as data."""
+    schema = {"type": "object", "properties": {"link": {"type": "object", keyword: value}}}
+    response = _create_type(api, schema)
+    assert response.status_code == 201, response.json()
+
+
 @pytest.mark.parametrize("reference", ["{url}/internal/schema.json", "file:///etc/hostname"])
 def test_a_stored_schema_with_a_remote_reference_fetches_nothing_and_answers_400(
     api, schema_server, reference
