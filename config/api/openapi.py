@@ -84,6 +84,16 @@ class AutoSchema(openapi.AutoSchema):
             body["required"] = True
         return body
 
+    def get_serializer_name(self, serializer, direction):
+        """A PATCH body taken whole keeps the name drf-spectacular gives a partial one
+        (`Patched...`): SDKs generated before name their model classes so."""
+        name = super().get_serializer_name(serializer, direction)
+        request = self.get_request_serializer() if self.method == "PATCH" else None
+        whole = request is not None and not getattr(serializer, "partial", False)
+        if direction == "request" and whole and type(serializer) is type(force_instance(request)):
+            return f"Patched{name}"  # (a partial one is named so by drf-spectacular)
+        return name
+
     def _get_request_for_media_type(self, serializer, direction="request"):
         whole = (
             self.method == "PATCH"

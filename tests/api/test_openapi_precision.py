@@ -102,6 +102,21 @@ def test_an_entity_patch_without_data_is_refused_and_the_schema_requires_data(ap
     assert schema["required"] == ["data"]
 
 
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/api/v1/workflows/{id}", "PatchedWorkflowUpdateRequest"),
+        ("/api/v1/entities/{id}", "PatchedEntityUpdateRequest"),
+        ("/api/v1/entity-types/{id}", "PatchedEntityTypeWriteRequest"),
+    ],
+)
+def test_a_patch_body_keeps_the_component_name_sdks_were_generated_with(document, path, name):
+    """Generated SDKs name their model classes after the components: taking a body whole
+    (`data` required) must not rename the class every client imports."""
+    body = document["paths"][path]["patch"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["$ref"] == f"#/components/schemas/{name}"
+
+
 def test_an_entity_type_patch_stays_partial_as_its_view_validates_it(api, world, document):
     response = api.patch(f"/api/v1/entity-types/{world['type'].pk}", {"name": "Renamed"})
     assert response.status_code == 200, response.json()

@@ -117,7 +117,7 @@ def test_an_open_schema_takes_any_watched_field(api, product_type):
 
 def test_the_openapi_schema_lists_the_trigger_shapes(api):
     schema = api.get("/api/v1/schema?format=json").json()
-    for name in ("WorkflowCreateRequest", "WorkflowUpdateRequest", "WorkflowDetail"):
+    for name in ("WorkflowCreateRequest", "PatchedWorkflowUpdateRequest", "WorkflowDetail"):
         triggers = schema["components"]["schemas"][name]["properties"]["triggers"]
         shapes = {item["properties"]["on"]["enum"][0] for item in triggers["items"]["oneOf"]}
         assert shapes == {"entity.created", "entity.updated", "schedule"}, name
