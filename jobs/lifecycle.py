@@ -45,16 +45,16 @@ def _move(run_id: str, to: str, **fields) -> bool:
     return bool(Run.objects.filter(pk=run_id, status__in=sources).update(status=to, **fields))
 
 
-def _not_before(field: str, now) -> Greatest:
-    """`now`, or the row's `field` if that is later: the run is created, started and ended by
-    processes on machines whose clocks differ a little, and its times must still be in
-    order (a run served as completed before it started)."""
+def not_before(field: str, now) -> Greatest:
+    """`now`, or the row's `field` if that is later: a run (an experiment) is created, started
+    and ended by processes on machines whose clocks differ a little, and its times must
+    still be in order (a run served as completed before it started)."""
     return Greatest(Value(now, output_field=DateTimeField()), F(field))
 
 
 def run_mark_running(*, run_id: str) -> bool:
     """pending -> running, once (a chunk started); True for the call that moved it."""
-    if not _move(run_id, RunStatus.RUNNING, started_at=_not_before("created_at", timezone.now())):
+    if not _move(run_id, RunStatus.RUNNING, started_at=not_before("created_at", timezone.now())):
         return False
     RunLog.objects.create(run_id=run_id, message="Run started.")
     return True
@@ -84,7 +84,7 @@ def run_end_if_done(*, run_id: str) -> bool:
         else:
             status, level, error = RunStatus.COMPLETED, RunLog.Level.INFO, ""
         now = timezone.now()
-        started_at = Coalesce(F("started_at"), _not_before("created_at", now))
+        started_at = Coalesce(F("started_at"), not_before("created_at", now))
         _move(
             run_id,
             status,

@@ -21,8 +21,8 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Value
-from django.db.models.functions import Greatest
+from django.db.models import DateTimeField, F, Q, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput
@@ -48,6 +48,7 @@ from jobs.experiments.selectors import sides_left, sides_to_resume
 from jobs.experiments.shadow import ShadowEngine
 from jobs.experiments.sides import ARMS, GONE, failed_side, result_of, side_of, unrun_results
 from jobs.experiments.summaries import summary_store
+from jobs.lifecycle import not_before
 from jobs.models import Job
 from workflows.models import Workflow, WorkflowVersion
 from workflows.steps.chunking import chunk_size
@@ -146,7 +147,7 @@ def experiment_chunk_execute(*, experiment_id: str, chunk: int) -> None:
         return
     now = timezone.now()
     Experiment.objects.filter(pk=experiment_id, status=ExperimentStatus.PENDING).update(
-        status=ExperimentStatus.RUNNING, started_at=now
+        status=ExperimentStatus.RUNNING, started_at=not_before("created_at", now)
     )
     Experiment.objects.filter(pk=experiment_id).update(heartbeat_at=now)
     size = experiment.chunk_size
@@ -295,11 +296,16 @@ def experiment_end_if_done(*, experiment_id: str) -> None:
         done=Greatest(F("done"), Value(done)), heartbeat_at=timezone.now()
     )
     now = timezone.now()
+    # Its times in order whatever the clocks of the machines that started and end it.
+    started_at = Coalesce(F("started_at"), not_before("created_at", now))
     ended = Experiment.objects.filter(
         pk=experiment_id, total__lte=F("done"), status__in=ExperimentStatus.open()
-    ).update(status=ExperimentStatus.COMPLETED, completed_at=now)
+    ).update(
+        status=ExperimentStatus.COMPLETED,
+        started_at=started_at,
+        completed_at=Greatest(Value(now, output_field=DateTimeField()), started_at),
+    )
     if ended:
-        Experiment.objects.filter(pk=experiment_id, started_at=None).update(started_at=now)
         experiment = Experiment.objects.get(pk=experiment_id)
         if experiment.budget_reached_at:
             Experiment.objects.filter(pk=experiment_id).update(
@@ -370,7 +376,14 @@ def experiment_cancel(*, experiment_id: str) -> Experiment:
     with transaction.atomic():
         cancelled = Experiment.objects.filter(
             pk=experiment_id, status__in=ExperimentStatus.open()
-        ).update(status=ExperimentStatus.CANCELLED, cancel_requested_at=now, completed_at=now)
+        ).update(
+            status=ExperimentStatus.CANCELLED,
+            cancel_requested_at=now,
+            completed_at=Greatest(
+                Value(now, output_field=DateTimeField()),
+                Coalesce(F("started_at"), F("created_at")),
+            ),
+        )
         if cancelled:
             experiment_batches_cancel(experiment_id=experiment_id)
     experiment = Experiment.objects.get(pk=experiment_id)

@@ -4,6 +4,7 @@ rules and judge verdicts, the judge's A/B order mapped back, budget and cancel."
 
 import json
 import re
+from datetime import timedelta
 from unittest import mock
 
 import pytest
@@ -390,3 +391,28 @@ def test_a_stalled_experiment_has_its_unfinished_chunks_queued_again(
     assert sent == [[0, 2]]
     # Taken: the next beat within the period queues nothing again.
     assert services.experiments_resume_stalled(stalled_after=timedelta(hours=1)) == 0
+
+
+def test_an_experiment_job_ended_by_a_worker_behind_does_not_complete_before_it_started(
+    api, product_type
+):
+    """Started by a chunk's worker whose clock is ahead, ended by one on time."""
+    workflow, baseline, candidate = make_versions(product_type)
+    with mock.patch("jobs.experiments.services.transaction.on_commit"):
+        experiment = services.experiment_start(
+            workflow=workflow,
+            baseline=baseline,
+            candidate=candidate,
+            scorers=SCORERS_OF_EACH_TYPE[:1],
+            entity_ids=make_entities(product_type, 1),
+        )
+    # The first chunk's worker, 2 s ahead, starts it; every entity has its result.
+    ahead = timezone.now() + timedelta(seconds=2)
+    Experiment.objects.filter(pk=experiment.pk).update(
+        status=ExperimentStatus.RUNNING, started_at=ahead, total=0
+    )
+    services.experiment_end_if_done(experiment_id=experiment.pk)  # a worker on time
+    ended = Experiment.objects.get(pk=experiment.pk)
+    assert ended.status == ExperimentStatus.COMPLETED
+    job = api.get(f"/api/v1/jobs/{ended.job.pk}").json()
+    assert job["completedAt"] >= job["startedAt"], job
