@@ -43,3 +43,18 @@ def _types_agree(a, b) -> bool:
             if (kind is dict or kind is list) and not _types_agree(x, y):
                 return False
     return True
+
+
+def as_jsonb(value):
+    """`value` as PostgreSQL's jsonb gives it back: a float Python writes with an exponent
+    and no fraction (`1e+16`) is stored as the numeric 10000000000000000 and read as an int;
+    any other number keeps its type (`1.0` stays `1.0`). Compare two values of which one was
+    stored and the other was not through this (both sides: SQLite keeps the text as sent)."""
+    kind = type(value)
+    if kind is float:
+        return int(value) if value.is_integer() and "e" in repr(value) else value
+    if kind is dict:
+        return {key: as_jsonb(item) for key, item in value.items()}
+    if kind is list:
+        return [as_jsonb(item) for item in value]
+    return value

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import transaction
 
 from config.api.errors import FieldError, InvalidInput, NotFound
-from entities.json_values import json_equal
+from entities.json_values import as_jsonb, json_equal
 from entities.models import EntityType
 from workflows.models import Step, Workflow, WorkflowVersion
 from workflows.steps import registry
@@ -209,7 +209,7 @@ def workflow_update(
         number=workflow.latest_version if draft else workflow.version
     ).first()
     cleaned = steps_clean(steps, base.steps if base else None) if steps is not None else None
-    if base is not None and json_equal(cleaned, base.steps):
+    if base is not None and json_equal(as_jsonb(cleaned), as_jsonb(base.steps)):
         cleaned = None  # the same steps again (as JSON: `1` to `true` is an edit): no version
     for field, value in changes.items():
         setattr(workflow, field, value)

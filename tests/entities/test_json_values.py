@@ -41,3 +41,14 @@ def test_unequal_values_differ():
     assert not json_equal({"a": 1}, {"a": 2})
     assert not json_equal([1, 2], [1])
     assert not json_equal("a", "b")
+
+
+def test_as_jsonb_gives_a_value_as_jsonb_gives_it_back():
+    from entities.json_values import as_jsonb
+
+    value = {"a": [1e16, 1.0, 1500.0, 1.5e-7, True, 3], "b": {"c": 1.2345e20}}
+    assert as_jsonb(value) == {
+        "a": [10**16, 1.0, 1500.0, 1.5e-7, True, 3],
+        "b": {"c": 123450000000000000000},
+    }
+    assert type(as_jsonb(1e16)) is int and type(as_jsonb(1.0)) is float

@@ -9,7 +9,7 @@ from jobs.filter_runs import run_items_make
 from jobs.models import Run
 from jobs.schedules import schedule_fire
 from jobs.triggers import entity_events_dispatch
-from tests.factories import make_entities, run_inline
+from tests.factories import make_entities, make_workflow, run_inline
 from workflows.models import Step, Workflow
 
 pytestmark = pytest.mark.django_db
@@ -315,3 +315,22 @@ def test_a_test_may_name_a_draft_and_commits_nothing(api, product_type):
     assert missing.status_code == 400
     assert missing.json()["error"]["details"][0]["field"] == "version"
     assert Entity.objects.get(pk=entity_id).data["title"] == "Item 0"
+
+
+def test_the_same_steps_sent_again_with_a_float_jsonb_stores_as_an_int_make_no_version(
+    api, product_type
+):
+    """`1e16` is stored by jsonb as the numeric 10000000000000000, read back as an int."""
+    steps = [
+        {
+            "id": "big",
+            "type": "transform",
+            "config": {"operations": [{"op": "set", "field": "limit", "value": 1e16}]},
+        }
+    ]
+    workflow = make_workflow(product_type, steps)
+    before = api.get(f"/api/v1/workflows/{workflow.pk}").json()
+    # The client sends its own copy of the steps again, unchanged (`1e16`, as it first did).
+    response = api.patch(f"/api/v1/workflows/{workflow.pk}", {"steps": steps})
+    assert response.status_code == 200, response.json()
+    assert response.json()["latestVersion"] == before["latestVersion"]
