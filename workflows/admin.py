@@ -229,7 +229,15 @@ class WorkflowAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
         ]
         if protected:
             return [], {}, set(), protected
-        return super().get_deleted_objects(objs, request)
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # Its own rows (versions, steps, schedule fires) go with it: whoever may delete the
+        # workflow needs no permission to delete each kind (none may delete them alone).
+        owned = {
+            str(relation.related_model._meta.verbose_name)
+            for relation in Workflow._meta.related_objects
+            if relation.on_delete is models.CASCADE
+        }
+        return deleted, counts, perms_needed - owned, protected
 
     @admin.display(ordering="last_run_at", description="last run")
     def last_run_at(self, workflow):

@@ -162,8 +162,7 @@ class WorkflowVersionAdmin(VersionColumns, admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
-        # None on their own; with their workflow (its delete page asks of each version).
-        return obj is not None and request.user.has_perm("workflows.delete_workflow")
+        return False  # they go with their workflow (`WorkflowAdmin.get_deleted_objects`)
 
 
 def version_publish_view(model_admin, request, object_id: str, number: int):

@@ -157,3 +157,12 @@ def test_admin_refuses_to_delete_a_workflow_with_runs_in_a_line_not_a_list_of_th
     unused = make_workflow(product_type, [{"type": "publish", "config": {}}], name="Unused")
     staff.post(f"/admin/workflows/workflow/{unused.pk}/delete/", {"post": "yes"})
     assert not Workflow.objects.filter(pk=unused.pk).exists()
+
+
+def test_a_version_cannot_be_deleted_alone(staff, product_type):
+    """Versions go with their workflow; the live one deleted alone would leave it nothing."""
+    workflow = make_workflow(product_type, [{"type": "publish", "config": {}}], name="W")
+    version = workflow.versions.get()
+    url = f"/admin/workflows/workflowversion/{version.pk}/delete/"
+    assert staff.post(url, {"post": "yes"}).status_code == 403
+    assert workflow.versions.exists()
