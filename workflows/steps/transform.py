@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.utils.text import slugify
 
+from entities.json_values import json_equal
 from entities.schemas import data_encode
 from workflows.steps.base import TEMPLATE, StepType
 from workflows.steps.fields import field_path
@@ -129,8 +130,10 @@ class Transform(StepType):
                 else:
                     value = json_copy(value)  # the config's own list or object
                     added.add(value, f"operations[{index}] ({op})")
+                before = get_path(state.data, operation["field"], MISSING)
                 set_path(state.data, operation["field"], value)
-                changed.append(operation["field"])
+                if before is MISSING or not json_equal(before, value):
+                    changed.append(operation["field"])
             elif op in ("copy", "rename"):
                 value = get_path(state.data, operation["from"], MISSING)
                 if value is MISSING:
@@ -157,9 +160,12 @@ class Transform(StepType):
                         f"operations[{index}] ({op}): the field {operation['field']!r} is a "
                         f"{type(value).__name__}, not a string."
                     )
-                set_path(state.data, operation["field"], TEXT_FUNCTIONS[op](value))
-                changed.append(operation["field"])
-        return Flow(output={"changed": changed})
+                result = TEXT_FUNCTIONS[op](value)
+                if result != value:  # two strings: `==` is exact
+                    set_path(state.data, operation["field"], result)
+                    changed.append(operation["field"])
+        # Each field whose value the operations changed, once, in the order first changed.
+        return Flow(output={"changed": list(dict.fromkeys(changed))})
 
 
 class _Added:

@@ -114,3 +114,24 @@ def test_copying_a_large_value_once_is_within_the_bound(run_steps, settings):
     [item], [entity] = run_steps(steps, {"title": "Lamp", "big": big})
     assert item.status == "completed", item.error
     assert entity.data["copy"] == big
+
+
+def test_its_output_lists_each_field_it_changed_once_and_none_it_left_as_it_was(api, product_type):
+    """`trim` of a trimmed title, or a `set` to the value already there, changes nothing;
+    a field set then slugified changed once."""
+    operations = [
+        {"op": "trim", "field": "title"},
+        {"op": "set", "field": "seo.title", "value": "{{ entity.title }}"},
+        {"op": "slugify", "field": "seo.title"},
+        {"op": "set", "field": "price", "value": 3},
+        {"op": "set", "field": "flag", "value": True},
+    ]
+    workflow = make_workflow(
+        product_type, [{"type": "transform", "config": {"operations": operations}}]
+    )
+    [entity_id] = make_entities(product_type, 1)
+    api.patch(f"/api/v1/entities/{entity_id}", {"data": {"title": "Item 0", "price": 3, "flag": 1}})
+    response = api.post(f"/api/v1/workflows/{workflow.pk}/test", {"entityId": entity_id})
+    assert response.status_code == 200, response.json()
+    [step] = response.json()["steps"]
+    assert step["output"]["changed"] == ["seo.title", "flag"]  # `1` to `true` is a change
