@@ -23,6 +23,8 @@ _EXPECTED = (
     (serializers.ChoiceField, (str,), (), "a string"),
     (serializers.IntegerField, (int,), (bool,), "an integer"),
     (serializers.FloatField, (int, float), (bool,), "a number"),
+    (serializers.DictField, (Mapping,), (), "an object"),
+    (serializers.ListField, (list,), (), "an array"),
 )
 
 

@@ -313,7 +313,7 @@ def test_unknown_fields_inside_bulk_items_are_named_by_index(api, world):
 def test_every_problem_of_a_body_is_named_at_once(api, world):
     response = api.post("/api/v1/entity-types", {"name": 5, "descriptoin": "x", "schema": 3})
     fields = {d["field"]: d["code"] for d in response.json()["error"]["details"]}
-    assert fields == {"name": "type", "descriptoin": "unknown_field", "schema": "not_a_dict"}
+    assert fields == {"name": "type", "descriptoin": "unknown_field", "schema": "type"}
 
 
 STRING_FIELDS = [(n, f) for n, op in OPERATIONS.items() for f in typed_fields(op, "string")]
@@ -442,3 +442,17 @@ def test_an_empty_query_filter_is_a_400_naming_it(api, world, path, name):
     assert response.status_code == 400, response.content
     [detail] = response.json()["error"]["details"]
     assert detail["field"] == name
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"data": "notanobject"}, "data", "Must be an object, not a string."),
+        ({"data": ["a"]}, "data", "Must be an object, not an array."),
+    ],
+)
+def test_an_object_given_a_scalar_or_an_array_has_the_code_type(api, world, body, field, message):
+    """DRF's own code was `not_a_dict`, which docs/api.md does not list."""
+    response = api.post("/api/v1/entities", {"entityTypeId": world["type"].pk, **body})
+    [detail] = response.json()["error"]["details"]
+    assert (detail["field"], detail["code"], detail["message"]) == (field, "type", message)
