@@ -188,6 +188,28 @@ def _zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+_CRON_FIELDS = (
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day", "1-31"),
+    ("month", "1-12 or jan-dec"),
+    ("weekday", "0-6 or sun-sat"),
+)
+
+
+def _cron_field_problem(fields: list[str]) -> str:
+    """Which of a 5-field cron's fields croniter refuses, and what that field takes."""
+    for index, (name, allowed) in enumerate(_CRON_FIELDS):
+        alone = ["*"] * 5
+        alone[index] = fields[index]
+        if not croniter.is_valid(" ".join(alone)):
+            return (
+                f"Its {name} field `{fields[index]}` is not valid: it takes {allowed}, with "
+                "ranges (`1-5`), lists (`1,3`) and steps (`*/15`)."
+            )
+    return "Not a valid cron expression (minute hour day month weekday), such as `0 3 * * *`."
+
+
 def _schedule_problems(trigger: dict, where: str) -> list[FieldError]:
     found = []
     cron = trigger.get("cron")
@@ -195,7 +217,7 @@ def _schedule_problems(trigger: dict, where: str) -> list[FieldError]:
         found.append(FieldError(f"{where}.cron", "This field is required.", "required"))
     elif isinstance(cron, str) and (too_long := _cron_too_long(cron)):
         found.append(FieldError(f"{where}.cron", too_long, "max_length"))
-    elif not isinstance(cron, str) or len(cron.split()) != 5 or not croniter.is_valid(cron):
+    elif not isinstance(cron, str) or len(cron.split()) != 5:
         found.append(
             FieldError(
                 f"{where}.cron",
@@ -203,6 +225,8 @@ def _schedule_problems(trigger: dict, where: str) -> list[FieldError]:
                 "such as `0 3 * * *`.",
             )
         )
+    elif not croniter.is_valid(cron):
+        found.append(FieldError(f"{where}.cron", _cron_field_problem(cron.split())))
     elif not beat_runs(cron):
         found.append(
             FieldError(

@@ -224,3 +224,25 @@ def test_the_openapi_schema_bounds_watched_fields_and_cron_lengths(api):
     assert (fields["maxItems"], fields["items"]["maxLength"]) == (100, 200)
     assert schedule["properties"]["cron"]["maxLength"] == 255
     assert schedule["properties"]["timezone"]["maxLength"] == 63
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("61 * * * *", "Its minute field `61` is not valid: it takes 0-59"),
+        ("0 25 * * *", "Its hour field `25` is not valid: it takes 0-23"),
+        ("0 3 32 * *", "Its day field `32` is not valid: it takes 1-31"),
+        ("0 3 * foo *", "Its month field `foo` is not valid: it takes 1-12 or jan-dec"),
+        ("0 3 * * 1 2", "Must be a cron expression of 5 fields"),
+    ],
+)
+def test_a_cron_out_of_range_is_refused_naming_its_field(api, product_type, cron, message):
+    """Five fields with one out of range was "Must be a cron expression of 5 fields"."""
+    body = {
+        "name": "s",
+        "entityTypeId": product_type.pk,
+        "steps": [{"type": "publish", "config": {}}],
+        "triggers": [{"on": "schedule", "cron": cron}],
+    }
+    [detail] = api.post("/api/v1/workflows", body).json()["error"]["details"]
+    assert detail["field"] == "triggers[0].cron" and detail["message"].startswith(message)
