@@ -1,12 +1,28 @@
 import os
 import shutil
+import socket
 import sys
 
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from config.env import BASE_DIR
 from jobs.demo import demo_seed
+
+
+def _port_check(host: str, port: int) -> None:
+    """Refuse before printing anything when the web server could not listen: the banner
+    said the demo was ready, then gunicorn failed and honcho stopped everything."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CommandError(
+                f"Cannot listen on {host}:{port} ({exc.strerror}): another program holds it. "
+                "Give another port with --port."
+            ) from None
 
 
 class Command(BaseCommand):
@@ -32,6 +48,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, port, host, no_serve, **options):
+        if not no_serve:
+            _port_check(host, port)
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         demo = demo_seed()
