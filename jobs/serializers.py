@@ -6,6 +6,7 @@ from rest_framework import serializers
 from config.api.fields import TimestampField
 from jobs.models import Job, Run, RunItem, RunLog, RunStatus, TriggerType
 from jobs.waits.kinds import kinds
+from workflows.pricing import NANOS_PER_USD
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -89,6 +90,35 @@ RUN_PREFETCH = [each for detail in _WAIT_DETAILS for each in detail.prefetch]
 RunWaitFields = type("RunWaitFields", (serializers.Serializer,), dict(RUN_WAIT_FIELDS))
 
 
+class RunBudgetSerializer(serializers.Serializer):
+    """A run's budget and what its calls spent against it; null when it has none."""
+
+    maxTokens = serializers.IntegerField(source="budget_max_tokens", allow_null=True)
+    maxCostUsd = serializers.SerializerMethodField()
+    spentTokens = serializers.IntegerField(
+        source="spent_tokens",
+        help_text="Every call made, a redone delivery's too: it can be above `usage`.",
+    )
+    spentCostUsd = serializers.SerializerMethodField()
+    reachedAt = TimestampField(
+        source="budget_reached_at",
+        allow_null=True,
+        help_text="Timestamp (ms) when the spending reached the budget: no call started after.",
+    )
+
+    def get_maxCostUsd(self, run) -> float | None:
+        nanos = run.budget_max_cost_nano_usd
+        return None if nanos is None else round(nanos / NANOS_PER_USD, 9)
+
+    def get_spentCostUsd(self, run) -> float:
+        return round(run.spent_cost_nano_usd / NANOS_PER_USD, 9)
+
+    def to_representation(self, run):
+        if run.budget_max_tokens is None and run.budget_max_cost_nano_usd is None:
+            return None
+        return super().to_representation(run)
+
+
 class RunSerializer(RunWaitFields, serializers.ModelSerializer):
     progress = ProgressSerializer(source="*", read_only=True)
     usage = UsageSerializer(
@@ -109,6 +139,13 @@ class RunSerializer(RunWaitFields, serializers.ModelSerializer):
     workflowVersion = serializers.IntegerField(source="workflow_version.number", read_only=True)
     retryOf = serializers.CharField(source="retry_of_id", read_only=True, allow_null=True)
     trigger = TriggerSerializer(read_only=True, help_text="What started the run.")
+    budget = RunBudgetSerializer(
+        source="*",
+        read_only=True,
+        allow_null=True,
+        help_text="The run's budget (`maxTokens`, `maxCostUsd`) and what its calls spent "
+        "against it; null without one.",
+    )
     cancelRequestedAt = TimestampField(
         source="cancel_requested_at", allow_null=True, help_text=CANCEL_REQUESTED_HELP
     )
@@ -128,6 +165,7 @@ class RunSerializer(RunWaitFields, serializers.ModelSerializer):
             "retryOf",
             "trigger",
             "usage",
+            "budget",
             *RUN_WAIT_FIELDS,
             "cancelRequestedAt",
             "createdAt",

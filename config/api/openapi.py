@@ -228,9 +228,10 @@ def _schema_to_oas30(schema) -> None:
     """Rewrite, in place, what JSON Schema 2020-12 says differently from OpenAPI 3.0's schema
     object: `const` (an enum of one), `examples` (one `example`), a list of `type`s (one type
     and `nullable`, or a `oneOf`), numeric `exclusiveMinimum`/`exclusiveMaximum` (a bound and a
-    flag); and `nullable` beside no `type` (meaningless in 3.0, where a schema without a type
-    already takes null) is dropped. Step configs and triggers are declared once, as the JSON
-    Schema the server validates with; this is their OpenAPI 3.0 form."""
+    flag); `nullable` beside no `type` (meaningless in 3.0, where a schema without a type
+    already takes null) is dropped, and beside an `allOf` of components gets `type: object`.
+    Step configs and triggers are declared once, as the JSON Schema the server validates
+    with; this is their OpenAPI 3.0 form."""
     if not isinstance(schema, dict):
         return
     if "const" in schema:
@@ -255,6 +256,11 @@ def _schema_to_oas30(schema) -> None:
             schema[bound] = True
     if schema.get("nullable") and not any(key in schema for key in ("type", *_COMPOSED)):
         del schema["nullable"]
+    if schema.get("nullable") and "type" not in schema and schema.get("allOf"):
+        # A nested serializer that may be null (`allOf: [$ref]`): 3.0 reads `nullable` only
+        # beside a `type` (Redocly's nullable-type-sibling); the components it names are
+        # objects.
+        schema["type"] = "object"
     for key in _ONE_SCHEMA:
         _schema_to_oas30(schema.get(key))
     for key in _SCHEMA_LISTS:

@@ -142,6 +142,19 @@ def test_a_run_stores_its_budget(api, product_type):
     assert response.status_code == 202, response.json()
     run = Run.objects.get(pk=response.json()["runId"])
     assert (run.budget_max_cost_nano_usd, run.budget_max_tokens) == (500_000_000, 900)
+    # Its answer shows the budget and what was spent against it (only the logs said so).
+    Run.objects.filter(pk=run.pk).update(spent_tokens=950, spent_cost_nano_usd=120_000_000)
+    shown = api.get(f"/api/v1/workflows/{workflow.pk}/runs/{run.pk}").json()["budget"]
+    assert shown == {
+        "maxTokens": 900,
+        "maxCostUsd": 0.5,
+        "spentTokens": 950,
+        "spentCostUsd": 0.12,
+        "reachedAt": None,
+    }
+    plain = _post(api, workflow, "run", {"entityIds": make_entities(product_type, 1)})
+    path = f"/api/v1/workflows/{workflow.pk}/runs/{plain.json()['runId']}"
+    assert api.get(path).json()["budget"] is None
 
 
 @pytest.mark.django_db
