@@ -75,6 +75,7 @@ def entities_commit(
     origin: ChangeOrigin | None = None,
     source: RevisionSource = RUN,
     at_version: bool = False,
+    merged: dict[str, dict] | None = None,
 ) -> dict[str, int | str | ChangedSince]:
     """Write working copies into their entities in one batch; call inside a transaction.
 
@@ -88,6 +89,11 @@ def entities_commit(
     merging; one changed since is left as it is, its result `ChangedSince`. A revert's
     copies are the values before the run of an entity it checked was at the run's last
     version: merged onto a later edit, they would write over that edit.
+
+    `merged`, when given, gets the data written for each entity whose copy was merged onto
+    an edit made since it was read (what was stored is not the copy): a caller that goes on
+    with the copy (a run after a publish step) must go on from that, or its next commit, at
+    the new version, would write the copy whole over the edit.
     """
     results: dict[str, int | str | ChangedSince] = {}
     revisions: list = []
@@ -100,6 +106,7 @@ def entities_commit(
         source,
         now,
         at_version,
+        merged,
     )
     revisions_record(revisions)
     _record_commit(copies, status, results, origin)
@@ -135,7 +142,14 @@ def _record_commit(copies, status, results, origin) -> None:
 
 
 def _entities_commit(
-    copies: list[WorkingCopy], status, results: dict, revisions: list, source, now, at_version
+    copies: list[WorkingCopy],
+    status,
+    results: dict,
+    revisions: list,
+    source,
+    now,
+    at_version,
+    merged_out: dict | None = None,
 ) -> None:
     """The merge under row locks, for the copies `_commit_unchanged` left (with
     `at_version`, only of those whose entity is at their version still: one whose status
@@ -180,6 +194,8 @@ def _entities_commit(
             revision_of(entity.pk, entity.version, copy.source or source, changes, now)
         )
         results[copy.entity_id] = entity.version
+        if merged_out is not None and not json_equal(merged, copy.data):
+            merged_out[copy.entity_id] = merged
     fields = ["data", "version", "status", "published_at", "updated_at"]
     rows_update(
         Entity,

@@ -169,6 +169,7 @@ class ChunkCommitter:
         the states committed, the others have failed at `step_id` (default: their last), or
         were skipped as changed since they were read (`changed_since`). After the `final`
         commit no step reads the committed copy: it is not kept."""
+        merged: dict[str, dict] = {}
         results = entities_commit(
             copies=[
                 WorkingCopy(
@@ -191,6 +192,7 @@ class ChunkCommitter:
                 step_id=self._step_of(states, status, step_id),
             ),
             at_version=self.changed_since is not None,
+            merged=merged,
         )
         committed = []
         for state in states:
@@ -206,6 +208,9 @@ class ChunkCommitter:
             state.version = result
             state.decided_by = None  # recorded: later commits are the run's
             if not final:
+                # Merged onto an edit made since it was read: the run goes on from what was
+                # stored (its next commit, at this version, writes its copy whole).
+                state.data = merged.get(state.entity_id, state.data)
                 state.committed = json_copy(state.data)
             if status is not None:
                 # Its publishedAt is the commit's time, not known here: a later commit that

@@ -1,5 +1,11 @@
 import pytest
 
+from entities.models import Entity, EntityRevision
+from entities.revisions import version_state
+from entities.services import entity_update
+from jobs.engine import committer as committer_module
+from tests.factories import PUBLISH_BETWEEN, make_entities, make_workflow, run_inline, start_run
+
 pytestmark = pytest.mark.django_db
 
 
@@ -63,3 +69,43 @@ def test_publish_as_draft_clears_published_at(run_steps):
     )
     assert item.status == "completed"
     assert entity.status == "draft" and entity.published_at is None
+
+
+def _edit_before_the_publish(monkeypatch, entity_id, data):
+    """A person's PATCH landing while the run is between loading the entity and its
+    mid-run publish step (another request, in real life)."""
+    publish = committer_module.ChunkCommitter.publish
+
+    def edit_then_publish(self, states, status, ctx):
+        entity_update(entity_id=entity_id, data=data)
+        return publish(self, states, status, ctx)
+
+    monkeypatch.setattr(committer_module.ChunkCommitter, "publish", edit_then_publish)
+
+
+def test_an_edit_merged_at_a_mid_run_publish_survives_the_final_commit(product_type, monkeypatch):
+    """The publish step merges the run's copy onto the edit (v3 keeps price 99), but the
+    final commit then writes the run's stale working copy whole (at v3, version matches),
+    silently dropping the edit; its revision does not even record that price changed."""
+    [entity_id] = make_entities(product_type, 1)  # price 0
+    run = start_run(make_workflow(product_type, PUBLISH_BETWEEN), [entity_id])
+    _edit_before_the_publish(monkeypatch, entity_id, {"price": 99})
+    run_inline(run.pk)
+    entity = Entity.objects.get(pk=entity_id)
+    assert entity.data["summary"] == "second"
+    assert entity.data["price"] == 99  # HEAD: 0, the person's edit is lost
+
+
+def test_revisions_rebuild_the_version_after_a_merged_mid_run_publish(product_type, monkeypatch):
+    """Whatever the final commit writes, the revisions must be able to rebuild each version:
+    the version the publish made (it held price 99) is rebuilt from the current entity by
+    undoing the newer revisions."""
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, PUBLISH_BETWEEN), [entity_id])
+    _edit_before_the_publish(monkeypatch, entity_id, {"price": 99})
+    run_inline(run.pk)
+    entity = Entity.objects.get(pk=entity_id)
+    published = EntityRevision.objects.get(entity_id=entity_id, step_id="pub")
+    state = version_state(entity=entity, version=published.version)
+    # v3 (the publish's merge) stored price 99: the rebuild must say so.
+    assert state.data["price"] == 99
