@@ -1,6 +1,7 @@
 """Runs over a filter: `POST /workflows/:id/run` with `filter`, items made in batches."""
 
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -390,6 +391,24 @@ def test_a_batch_being_made_holds_off_neither_the_chunks_counters_nor_a_cancel_w
     }
 
 
+def _until_a_lock_is_awaited(thread, timeout: float = 20) -> None:
+    """Until a statement of another connection waits for a lock this one holds (`pg_locks`
+    and `pg_blocking_pids` are read live, not from the transaction's snapshot; other tests'
+    waits do not count), `thread` still going."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            assert thread.is_alive(), "the thread ended without waiting for a lock"
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted "
+                "AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.02)
+    raise AssertionError("no statement waited for a lock")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_cancel_asked_once_a_batch_holds_the_run_waits_for_it_and_ends_its_items_too(
     api, workflow, product_type, settings, monkeypatch
@@ -405,8 +424,9 @@ def test_a_cancel_asked_once_a_batch_holds_the_run_waits_for_it_and_ends_its_ite
         goes_on = locked_by(locked_id)
         if not threads:  # the first batch, made and holding the run's row
             threads.append(_in_a_thread(lambda: run_cancel(run_id=run_id)))
-            threads[0].join(1)
-            assert threads[0].is_alive()  # the cancel waits for the batch's COMMIT
+            # The cancel waits for the batch's COMMIT: seen waiting for a lock, not just
+            # not finished yet (on a loaded machine it may not have asked yet).
+            _until_a_lock_is_awaited(threads[0])
         return goes_on
 
     monkeypatch.setattr(filter_runs, "_run_lock", lock)
