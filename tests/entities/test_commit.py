@@ -111,21 +111,26 @@ def test_working_copies_over_the_size_limit_are_refused_and_the_others_written(
             assert entity.data["description"] == "x" * sizes[index]
 
 
+def _copies_setting(product_type, ids: list[str], key: str, values: list) -> list[WorkingCopy]:
+    """A working copy of each entity, as read, with `key` set to its value of `values`."""
+    entities = {entity.pk: entity for entity in Entity.objects.filter(pk__in=ids)}
+    return [
+        WorkingCopy(
+            entity_id,
+            entities[entity_id].data,
+            {**entities[entity_id].data, key: value},
+            entities[entity_id].version,
+            product_type.schema,
+        )
+        for entity_id, value in zip(ids, values, strict=True)
+    ]
+
+
 def test_a_working_copy_with_text_the_database_cannot_store_fails_alone(product_type):
     """A step may make what no request can bring (a NUL from a model's answer): the commit
     refuses that entity, naming the field, instead of failing the chunk's statement."""
     ids = make_entities(product_type, 2)
-    entities = {entity.pk: entity for entity in Entity.objects.filter(pk__in=ids)}
-    copies = [
-        WorkingCopy(
-            entity_id,
-            entities[entity_id].data,
-            {**entities[entity_id].data, "note": note},
-            entities[entity_id].version,
-            product_type.schema,
-        )
-        for entity_id, note in zip(ids, ["a\u0000b", "fine"], strict=True)
-    ]
+    copies = _copies_setting(product_type, ids, "note", ["a\u0000b", "fine"])
     with transaction.atomic():
         results = entities_commit(copies=copies, status="published")
     assert "data.note: Contains a NUL character" in results[ids[0]]
@@ -140,17 +145,7 @@ def test_a_working_copy_holding_a_number_that_is_not_finite_fails_that_entity_al
     jsonb refuses NaN and infinity, failing the chunk's statement; the commit refuses that
     entity, naming the field."""
     ids = make_entities(product_type, 3)
-    entities = {entity.pk: entity for entity in Entity.objects.filter(pk__in=ids)}
-    copies = [
-        WorkingCopy(
-            entity_id,
-            entities[entity_id].data,
-            {**entities[entity_id].data, "score": score},
-            entities[entity_id].version,
-            product_type.schema,
-        )
-        for entity_id, score in zip(ids, [float("nan"), [float("-inf")], 0.5], strict=True)
-    ]
+    copies = _copies_setting(product_type, ids, "score", [float("nan"), [float("-inf")], 0.5])
     with transaction.atomic():
         results = entities_commit(copies=copies, status="published")
     assert "data.score: Is not a finite number" in results[ids[0]]
