@@ -52,6 +52,24 @@ def test_publish_candidate_makes_it_live(admin_client, experiment):
     assert admin_client.post(url).status_code == 302
     experiment.workflow.refresh_from_db()
     assert experiment.workflow.version == 2
+    html = admin_client.get(_url(experiment, "change/")).content.decode()
+    assert "The candidate (version 2) is the live version." in html
+    assert 'id="publish-candidate"' not in html
+
+
+def test_publishing_a_candidate_over_a_version_it_was_not_compared_with_says_so(
+    admin_client, experiment
+):
+    """Someone published another version since: the button would replace it unannounced."""
+    from workflows.services import workflow_update
+
+    workflow = experiment.workflow
+    steps = [{k: v for k, v in step.items()} for step in workflow.versions.get(number=1).steps]
+    steps[0]["config"] = {**steps[0]["config"], "prompt": "Another prompt: {{ entity.title }}"}
+    workflow_update(workflow_id=workflow.pk, steps=steps)  # version 3, live
+    html = admin_client.get(_url(experiment, "change/")).content.decode()
+    assert "The live version is now 3, not the baseline (version 1)" in html
+    assert 'id="publish-candidate"' in html
 
 
 def test_the_human_queue_is_blind_and_mapped_back(admin_client, experiment):
