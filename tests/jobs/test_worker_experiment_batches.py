@@ -17,6 +17,7 @@ from entities.models import Entity, EntityEvent
 from jobs.experiments.models import Experiment, ExperimentSide
 from jobs.models import AiBatch, AiBatchStatus, Review, Wait
 from jobs.tasks import tick_waits
+from jobs.waits.ai_batch.services import lease_length
 from tests.factories import make_entities, make_workflow
 from tests.servers import Reply, start_llm
 from tests.workers import FAKE_ANTHROPIC_PORT, FAKE_LLM_PORT, PRICED_LOCAL, wait_until
@@ -275,6 +276,9 @@ def test_workers_killed_while_sides_park_and_resume_lose_nothing_and_count_nothi
             or not batches.filter(status=AiBatchStatus.PENDING).exists()
         ),
         "the batches to be submitted",
+        # A submit killed with its process holds the batch's lease to its end (at least
+        # 120 s): the tick sends it then. Waiting only 120 s from here failed under load.
+        timeout=lease_length().total_seconds() + 60,
     )
     slow["delay"] = 0.3
     openai_fake.batches.finish()
