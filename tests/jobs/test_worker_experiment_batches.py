@@ -17,7 +17,6 @@ from entities.models import Entity, EntityEvent
 from jobs.experiments.models import Experiment, ExperimentSide
 from jobs.models import AiBatch, AiBatchStatus, Review, Wait
 from jobs.tasks import tick_waits
-from jobs.waits.ai_batch.services import lease_length
 from tests.factories import make_entities, make_workflow
 from tests.servers import Reply, start_llm
 from tests.workers import FAKE_ANTHROPIC_PORT, FAKE_LLM_PORT, PRICED_LOCAL, wait_until
@@ -222,6 +221,7 @@ def openai_fake():
     server.shutdown()
 
 
+@pytest.mark.long  # a kill that catches a submit waits out its lease (320 s)
 def test_workers_killed_while_sides_park_and_resume_lose_nothing_and_count_nothing_twice(
     celery_worker, api, product_type, openai_fake
 ):
@@ -276,9 +276,11 @@ def test_workers_killed_while_sides_park_and_resume_lose_nothing_and_count_nothi
             or not batches.filter(status=AiBatchStatus.PENDING).exists()
         ),
         "the batches to be submitted",
-        # A submit killed with its process holds the batch's lease to its end (at least
-        # 120 s): the tick sends it then. Waiting only 120 s from here failed under load.
-        timeout=lease_length().total_seconds() + 60,
+        # A submit killed with its process holds the batch's lease to its end: the tick
+        # sends it then. The workers' lease (`lease_length` with `worker_env`'s settings:
+        # 5 live calls x (1 s x 4 attempts + 60 s of Retry-After)) is 320 s; waiting 120 s
+        # from here failed when the kill caught a submit.
+        timeout=400,
     )
     slow["delay"] = 0.3
     openai_fake.batches.finish()
