@@ -200,10 +200,19 @@ def _declared_ids(schema) -> set[str]:
     return found
 
 
-def _walk_problems(schema, path: list, ids: set[str]) -> list[FieldError]:
-    """Every reference that leaves the document and every pattern RE2 cannot run."""
+# Keywords whose values are data, not subschemas (a `$ref` or `pattern` key there is a
+# value), and those whose values are maps of names to subschemas (the names are no keywords).
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+_SCHEMA_MAPS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
+
+
+def _walk_problems(schema, path: list, ids: set[str], *, names: bool = False) -> list[FieldError]:
+    """Every reference that leaves the document and every pattern RE2 cannot run, in the
+    subschemas (`names`: `schema` is a map of names to subschemas, such as `properties`)."""
     found = []
-    if isinstance(schema, dict):
+    if isinstance(schema, dict) and not names:
         for keyword in REFERENCE_KEYWORDS:
             reference = schema.get(keyword)
             if isinstance(reference, str) and not (
@@ -224,6 +233,11 @@ def _walk_problems(schema, path: list, ids: set[str]) -> list[FieldError]:
                 if problem:
                     where = json_path([*path, "patternProperties", pattern])
                     found.append(FieldError(where, problem))
+        items = [(key, value) for key, value in schema.items() if key not in _DATA_KEYWORDS]
+        for key, value in items:
+            found += _walk_problems(value, [*path, key], ids, names=key in _SCHEMA_MAPS)
+        return found
+    if isinstance(schema, dict):
         items = schema.items()
     elif isinstance(schema, list):
         items = enumerate(schema)

@@ -114,6 +114,9 @@ def test_a_reference_that_points_at_nothing_is_a_400_when_the_schema_is_stored(a
         ("default", {"$ref": "#/components/schemas/Pet"}),
         ("examples", [{"$ref": "#/components/schemas/Pet"}]),
         ("enum", [{"$ref": "#/components/schemas/Pet"}]),
+        # Nor is a remote one, or a `pattern` RE2 cannot run, checked there.
+        ("examples", [{"$ref": "https://example.com/schemas/pet.json"}]),
+        ("default", {"pattern": "(a)\\1"}),
     ],
 )
 def test_a_ref_key_inside_a_value_the_schema_holds_is_data_not_a_reference(api, keyword, value):
@@ -438,3 +441,13 @@ def test_large_values_of_plain_schemas_are_checked_whole():
     data["objects"][4_999]["n"] = "x"
     [problem] = data_problems(data_validator(schema), data)
     assert problem.field == "data.objects[4999].n"
+
+
+def test_properties_named_like_keywords_are_schemas_checked_as_such(api):
+    """A property named `examples` or `const` holds a schema, not data."""
+    schema = {"properties": {"examples": {"$ref": "https://example.com/x.json"}}}
+    [detail] = _details(_create_type(api, schema))
+    assert detail["field"] == "schema.properties.examples.$ref"
+    schema = {"properties": {"const": {"pattern": "(a)\\1"}}}
+    [detail] = _details(_create_type(api, schema))
+    assert detail["field"] == "schema.properties.const.pattern"
