@@ -3,8 +3,9 @@
 A schema comes from a user, so it is checked as a program from outside would be: `$ref` may
 point only inside the same document (nothing is ever fetched: the validators' registry has no
 retrieval), and every regular expression in it (`pattern`, `patternProperties`, the `regex`
-runs on RE2, whose matching time is linear in the text. What checking data against it costs
-is measured before it is accepted (`entities/schema_graph.py`).
+runs on RE2, whose matching time is linear in the text. Its references and patterns are
+checked before it is accepted (`entities/schema_walks.py`), and what checking data against
+it costs is measured (`entities/schema_graph.py`).
 """
 
 import json
@@ -18,9 +19,7 @@ from jsonschema._utils import (  # what jsonschema's own unevaluated* keywords c
     find_evaluated_property_keys_by_schema,
 )
 from jsonschema.exceptions import SchemaError, ValidationError
-from referencing import Registry
 from referencing.exceptions import Unresolvable
-from referencing.jsonschema import DRAFT202012
 
 from config.api.errors import FieldError, json_path
 from config.api.storable import unstorable
@@ -33,8 +32,9 @@ from entities.schema_budget import (
     counted,
     spent_message,
 )
-from entities.schema_graph import REFERENCE_KEYWORDS, Pointers, schema_cost
+from entities.schema_graph import schema_cost
 from entities.schema_messages import without_values
+from entities.schema_walks import NO_RETRIEVAL, unresolvable_references, walk_problems
 
 # The most subschema checks one part of the data may take. The schemas people write take a
 # few dozen at most (every branch of a `oneOf` counted); at ~6-35 us a check, 1,000 keep a
@@ -180,123 +180,9 @@ its applicators counted (`schema_errors` bounds a check's work by the value's si
 it with `schema_validator`, never alone: jsonschema's default registry would fetch a remote
 `$ref`."""
 
-NO_RETRIEVAL = Registry()  # retrieving any URI not in the document fails: nothing is fetched
-
 
 def schema_validator(schema: dict, **kwargs) -> Draft202012Validator:
     return SchemaValidator(schema, registry=NO_RETRIEVAL, **kwargs)
-
-
-def _declared_ids(schema) -> set[str]:
-    found = set()
-    if isinstance(schema, dict):
-        if isinstance(schema.get("$id"), str):
-            found.add(schema["$id"].rstrip("#"))
-        for value in schema.values():
-            found |= _declared_ids(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            found |= _declared_ids(value)
-    return found
-
-
-# Keywords whose values are data, not subschemas (a `$ref` or `pattern` key there is a
-# value), and those whose values are maps of names to subschemas (the names are no keywords).
-_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
-_SCHEMA_MAPS = frozenset(
-    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
-)
-
-
-def _walk_problems(schema, path: list, ids: set[str], *, names: bool = False) -> list[FieldError]:
-    """Every reference that leaves the document and every pattern RE2 cannot run, in the
-    subschemas (`names`: `schema` is a map of names to subschemas, such as `properties`)."""
-    found = []
-    if isinstance(schema, dict) and not names:
-        for keyword in REFERENCE_KEYWORDS:
-            reference = schema.get(keyword)
-            if isinstance(reference, str) and not (
-                reference.startswith("#") or reference.split("#", 1)[0] in ids
-            ):
-                message = (
-                    "Only references inside this schema are allowed (`#/$defs/...` or an "
-                    "`$id` declared in it); nothing is fetched."
-                )
-                found.append(FieldError(json_path([*path, keyword]), message))
-        if isinstance(schema.get("pattern"), str):
-            problem = pattern_problem(schema["pattern"])
-            if problem:
-                found.append(FieldError(json_path([*path, "pattern"]), problem))
-        if isinstance(schema.get("patternProperties"), dict):
-            for pattern in schema["patternProperties"]:
-                problem = pattern_problem(pattern)
-                if problem:
-                    where = json_path([*path, "patternProperties", pattern])
-                    found.append(FieldError(where, problem))
-        items = [(key, value) for key, value in schema.items() if key not in _DATA_KEYWORDS]
-        for key, value in items:
-            found += _walk_problems(value, [*path, key], ids, names=key in _SCHEMA_MAPS)
-        return found
-    if isinstance(schema, dict):
-        items = schema.items()
-    elif isinstance(schema, list):
-        items = enumerate(schema)
-    else:
-        return []
-    for key, value in items:
-        found += _walk_problems(value, [*path, key], ids)
-    return found
-
-
-def _paths(node, path: list, found: dict[int, list]) -> dict[int, list]:
-    found[id(node)] = path
-    if isinstance(node, dict):
-        for key, value in node.items():
-            _paths(value, [*path, key], found)
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            _paths(value, [*path, index], found)
-    return found
-
-
-_POINTS_NOWHERE = "Points at nothing in this schema"
-
-
-def _unresolvable_references(schema: dict, field: str) -> list[FieldError]:
-    """Every `$ref` and `$dynamicRef` that points at nothing in the schema, in the order they
-    are written: a JSON pointer as the cost's measure reads it (`schema_graph.Pointers`, which
-    also refuses an index not in ASCII digits), any other reference as jsonschema resolves it
-    at validation (each subschema against its nearest `$id`). Only the keywords that hold
-    subschemas are walked: a `$ref` key inside a `const`, `enum`, `default` or `examples` is
-    data. Stored, such a schema would answer every write of its data with a 400."""
-    paths = _paths(schema, [field], {})
-    order = {node: index for index, node in enumerate(paths)}
-    pointers = Pointers(schema)
-    root = DRAFT202012.create_resource(schema)
-    found = []
-    left = [(root, NO_RETRIEVAL.resolver_with_root(root))]
-    while left:  # iterative: a schema may nest as deep as JSON may
-        resource, resolver = left.pop()
-        contents = resource.contents
-        for keyword in REFERENCE_KEYWORDS if isinstance(contents, dict) else ():
-            reference = contents.get(keyword)
-            if not isinstance(reference, str):
-                continue
-            if pointers.to_nowhere(contents, keyword):
-                message = (
-                    f"{_POINTS_NOWHERE} (a list's index is written in digits, from 0 to its "
-                    "length - 1)."
-                )
-            else:
-                try:
-                    resolver.lookup(reference)
-                    continue
-                except (Unresolvable, ValueError):
-                    message = f"{_POINTS_NOWHERE}."
-            where = json_path([*paths[id(contents)], keyword])
-            found.append((order[id(contents)], keyword, FieldError(where, message)))
-        left += [(sub, resolver.in_subresource(sub)) for sub in resource.subresources()]
-    return [error for *_, error in sorted(found, key=lambda entry: entry[:2])]
 
 
 def _keywords(schema) -> set[str]:
@@ -344,14 +230,14 @@ def schema_problems(schema, *, field: str = "schema") -> list[FieldError]:
     if not isinstance(schema, dict):
         return [FieldError(field, "Must be a JSON Schema object.")]
     # References and patterns first: the meta-schema would judge a pattern by Python's `re`.
-    problems = _walk_problems(schema, [field], _declared_ids(schema))
+    problems = walk_problems(schema, field)
     if problems:
         return problems
     try:
         SchemaValidator.check_schema(schema)
     except SchemaError as exc:
         return [FieldError(json_path([field, *exc.absolute_path]), exc.message)]
-    problems = _unresolvable_references(schema, field)
+    problems = unresolvable_references(schema, field)
     if problems:
         return problems
     problem = _cost_problem(schema)

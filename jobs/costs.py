@@ -31,6 +31,7 @@ from workflows.pricing import (
     NANOS_PER_USD,
     call_cost_nanos,
     model_priced,
+    usd_of,
 )
 from workflows.providers import PROVIDERS
 from workflows.templating import TemplateError, render, rendering_time_limit
@@ -121,7 +122,7 @@ def workflow_estimate(
     return {
         "entities": entities,
         **totals,
-        "costUsd": round(cost / NANOS_PER_USD, 9) if priced else None,
+        "costUsd": usd_of(cost) if priced else None,
         "basis": basis,
     }
 

@@ -52,6 +52,17 @@ def not_before(field: str, now) -> Greatest:
     return Greatest(Value(now, output_field=DateTimeField()), F(field))
 
 
+def times_ended(now) -> dict:
+    """A run's (an experiment's) `started_at` and `completed_at` as it ends at `now`: started
+    at the latest then (one that never started, as it ends), completed no earlier than it
+    started, whatever the clocks of the machines that started and end it."""
+    started_at = Coalesce(F("started_at"), not_before("created_at", now))
+    return {
+        "started_at": started_at,
+        "completed_at": Greatest(Value(now, output_field=DateTimeField()), started_at),
+    }
+
+
 def run_mark_running(*, run_id: str) -> bool:
     """pending -> running, once (a chunk started); True for the call that moved it."""
     if not _move(run_id, RunStatus.RUNNING, started_at=not_before("created_at", timezone.now())):
@@ -84,12 +95,10 @@ def run_end_if_done(*, run_id: str) -> bool:
         else:
             status, level, error = RunStatus.COMPLETED, RunLog.Level.INFO, ""
         now = timezone.now()
-        started_at = Coalesce(F("started_at"), not_before("created_at", now))
         _move(
             run_id,
             status,
-            started_at=started_at,
-            completed_at=Greatest(Value(now, output_field=DateTimeField()), started_at),
+            **times_ended(now),
             error=error or "",
             callback_due_at=now if run.callback_url else None,
         )

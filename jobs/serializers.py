@@ -6,7 +6,7 @@ from rest_framework import serializers
 from config.api.fields import TimestampField
 from jobs.models import Job, Run, RunItem, RunLog, RunStatus, TriggerType
 from jobs.waits.kinds import kinds
-from workflows.pricing import NANOS_PER_USD
+from workflows.pricing import usd_of
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -108,10 +108,10 @@ class RunBudgetSerializer(serializers.Serializer):
 
     def get_maxCostUsd(self, run) -> float | None:
         nanos = run.budget_max_cost_nano_usd
-        return None if nanos is None else round(nanos / NANOS_PER_USD, 9)
+        return None if nanos is None else usd_of(nanos)
 
     def get_spentCostUsd(self, run) -> float:
-        return round(run.spent_cost_nano_usd / NANOS_PER_USD, 9)
+        return usd_of(run.spent_cost_nano_usd)
 
     def to_representation(self, run):
         if run.budget_max_tokens is None and run.budget_max_cost_nano_usd is None:

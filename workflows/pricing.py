@@ -17,6 +17,13 @@ import genai_prices.types
 from django.conf import settings
 
 NANOS_PER_USD = 1_000_000_000
+
+
+def usd_of(nanos: int) -> float:
+    """Nano-dollars as the API shows dollars (9 decimals: what a nano-dollar keeps)."""
+    return round(nanos / NANOS_PER_USD, 9)
+
+
 # OpenAI's and Anthropic's batch APIs charge half the price of the same call made live.
 BATCH_DISCOUNT = Decimal("0.5")
 # Our provider names -> genai-prices provider ids (`local` is priced 0 here, not looked up).

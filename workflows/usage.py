@@ -8,7 +8,7 @@ writes it back, `summary()` is what the API shows.
 
 from dataclasses import dataclass, fields
 
-from workflows.pricing import NANOS_PER_USD
+from workflows.pricing import usd_of
 
 # The stored (and API) key of each field.
 KEYS = {
@@ -74,7 +74,7 @@ class Usage:
         """None while any call's price is unknown: a partial sum would be a guess."""
         if self.unpriced_calls:
             return None
-        return round(self.cost_nano_usd / NANOS_PER_USD, 9)
+        return usd_of(self.cost_nano_usd)
 
     def columns(self) -> dict[str, int]:
         """By field name: a run's counter columns carry the same names."""

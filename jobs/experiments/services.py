@@ -21,8 +21,8 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import DateTimeField, F, Q, Value
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput
@@ -48,7 +48,7 @@ from jobs.experiments.selectors import sides_left, sides_to_resume
 from jobs.experiments.shadow import ShadowEngine
 from jobs.experiments.sides import ARMS, GONE, failed_side, result_of, side_of, unrun_results
 from jobs.experiments.summaries import summary_store
-from jobs.lifecycle import not_before
+from jobs.lifecycle import not_before, times_ended
 from jobs.models import Job
 from workflows.models import Workflow, WorkflowVersion
 from workflows.steps.chunking import chunk_size
@@ -295,16 +295,9 @@ def experiment_end_if_done(*, experiment_id: str) -> None:
     Experiment.objects.filter(pk=experiment_id).update(
         done=Greatest(F("done"), Value(done)), heartbeat_at=timezone.now()
     )
-    now = timezone.now()
-    # Its times in order whatever the clocks of the machines that started and end it.
-    started_at = Coalesce(F("started_at"), not_before("created_at", now))
     ended = Experiment.objects.filter(
         pk=experiment_id, total__lte=F("done"), status__in=ExperimentStatus.open()
-    ).update(
-        status=ExperimentStatus.COMPLETED,
-        started_at=started_at,
-        completed_at=Greatest(Value(now, output_field=DateTimeField()), started_at),
-    )
+    ).update(status=ExperimentStatus.COMPLETED, **times_ended(timezone.now()))
     if ended:
         experiment = Experiment.objects.get(pk=experiment_id)
         if experiment.budget_reached_at:
@@ -379,10 +372,7 @@ def experiment_cancel(*, experiment_id: str) -> Experiment:
         ).update(
             status=ExperimentStatus.CANCELLED,
             cancel_requested_at=now,
-            completed_at=Greatest(
-                Value(now, output_field=DateTimeField()),
-                Coalesce(F("started_at"), F("created_at")),
-            ),
+            completed_at=times_ended(now)["completed_at"],
         )
         if cancelled:
             experiment_batches_cancel(experiment_id=experiment_id)

@@ -37,3 +37,22 @@ def test_staff_publish_a_draft_then_roll_back_with_the_buttons(
     page.locator("button[name=publish][value='1']", has_text="Roll back to this").click()
     page.wait_for_load_state("load")
     assert Workflow.objects.get(pk=workflow.pk).version == 1
+
+
+def test_staff_reach_every_version_from_the_workflow_page_and_publish_an_old_one(
+    browser, live_server, django_user_model, product_type
+):
+    """The workflow page shows its newest 50 versions; its link leads to the rest."""
+    workflow = make_workflow(product_type, [_generate("v1")], name="Often saved")
+    for number in range(2, 54):
+        workflow_update(workflow_id=workflow.pk, steps=[_generate(f"v{number}")], draft=True)
+    page = staff_page(browser, live_server, django_user_model, width=1400).page
+    page.locator("#content-main a[href='/admin/workflows/workflow/']").first.click()
+    page.locator("#result_list a", has_text="Often saved").click()
+    page.click("#all-versions")
+    page.wait_for_url("**/admin/workflows/workflowversion/?workflow=*")
+    page.locator(".paginator a", has_text="2").click()
+    page.wait_for_load_state("load")
+    page.locator("button[name=publish][value='2']").click()
+    page.wait_for_load_state("load")
+    assert Workflow.objects.get(pk=workflow.pk).version == 2
