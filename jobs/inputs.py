@@ -8,6 +8,7 @@ from config.api.serializers import StrictSerializer
 from entities.filters import EntityFilterSerializer, IdListField
 from jobs.models import RunItem, RunLog, RunStatus
 from workflows.outbound import url_problem
+from workflows.signatures import SECRET_MAX_LENGTH, signing_key
 
 
 class BudgetSerializer(StrictSerializer):
@@ -74,7 +75,17 @@ class RunStartSerializer(RunTargetSerializer):
         required=False,
         max_length=2000,
         help_text="POSTed the final run once it ends (at least once: a lost or redelivered "
-        "task may send it again; the body's `id` tells a run's callbacks apart).",
+        "task may send it again; the body's `id` and the `webhook-id` header tell a run's "
+        "callbacks apart).",
+    )
+    callbackSecret = serializers.CharField(
+        required=False,
+        write_only=True,
+        max_length=SECRET_MAX_LENGTH,
+        trim_whitespace=False,
+        help_text="Signs the callback as Standard Webhooks do (`webhook-signature`, over "
+        "`webhook-id`, `webhook-timestamp` and the body): `whsec_` and base64, as a Standard "
+        "Webhooks library makes it, or any other string, used as it is. Never shown again.",
     )
     budget = BudgetSerializer(
         required=False,
@@ -88,6 +99,21 @@ class RunStartSerializer(RunTargetSerializer):
         if problem:
             raise serializers.ValidationError(problem)
         return value
+
+    def validate_callbackSecret(self, value: str) -> str:
+        try:
+            signing_key(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+        return value
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if "callbackSecret" in attrs and "callbackUrl" not in attrs:
+            raise serializers.ValidationError(
+                {"callbackSecret": ["`callbackSecret` goes with `callbackUrl`."]}
+            )
+        return attrs
 
 
 class EstimateRequestSerializer(RunTargetSerializer):

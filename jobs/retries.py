@@ -79,6 +79,7 @@ def _run_retry(*, run_id: str, use_latest_version: bool, created_by) -> Run:
     version = None if use_latest_version else original.workflow_version
     started = {
         "callback_url": original.callback_url,
+        "callback_secret": original.callback_secret,
         "created_by": created_by,
         "retry_of": original,
         "trigger": {"type": TriggerType.RETRY, "runId": original.pk},

@@ -28,6 +28,7 @@ from jobs.models import (
 from jobs.serializers import RunSerializer
 from workflows.models import Workflow, WorkflowVersion
 from workflows.outbound import display_url, post_json
+from workflows.signatures import webhook_headers
 from workflows.steps.chunking import chunk_size
 from workflows.steps.runtime import StepError
 
@@ -96,6 +97,7 @@ def run_start(
     workflow_id: str,
     entity_ids: list[str],
     callback_url: str = "",
+    callback_secret: str = "",
     created_by=None,
     retry_of: Run | None = None,
     version: WorkflowVersion | None = None,
@@ -120,6 +122,7 @@ def run_start(
         total=len(entity_ids),
         chunk_size=size,
         callback_url=callback_url,
+        callback_secret=callback_secret,
         created_by=created_by,
         retry_of=retry_of,
         trigger=trigger or api_trigger(),
@@ -226,7 +229,10 @@ def run_callback_send(*, run_id: str, owed: bool = False) -> None:
         return
     body = json.dumps(RunSerializer(run).data).encode()
     try:
-        response = post_json(run.callback_url, body, {"X-Workflows-Event": "run.ended"})
+        # One message however often it is sent: `webhook-id` is the run's id.
+        headers = webhook_headers(run.pk, body, run.callback_secret)
+        headers["X-Workflows-Event"] = "run.ended"
+        response = post_json(run.callback_url, body, headers)
     except StepError as exc:
         problem = exc.message
     except Exception as exc:  # any failure is the run's to show, not a lost task's

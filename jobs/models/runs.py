@@ -68,6 +68,11 @@ class Run(models.Model):
     # the run, so a run stays `running` while any entity waits.
     waiting = models.PositiveIntegerField(default=0)
     callback_url = models.CharField(max_length=2000, blank=True)  # checked by the API
+    # Signs the callback (Standard Webhooks); never shown. The database default lets
+    # processes on the code before it keep making runs during a deploy.
+    callback_secret = models.CharField(
+        max_length=500, blank=True, default="", db_default="", editable=False
+    )
     # Set when the run ends with a callback to POST, cleared once its task has tried it: a
     # callback whose message was lost (the broker's blip as the run ended, a worker gone)
     # is queued again by beat (`jobs.engine.recovery.runs_callbacks_resend`).

@@ -1,9 +1,5 @@
 """The `notify` step: a signed webhook (at least once) or an email (at most once)."""
 
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 import logging
 import queue
@@ -16,6 +12,7 @@ from django.core.validators import validate_email
 
 from config.api.errors import FieldError
 from workflows.outbound import display_url, post_json, resolve_checked, url_problem
+from workflows.signatures import signing_key, webhook_headers
 from workflows.steps.base import StepType, advance, internal_error, template_string
 from workflows.steps.inflight import bounded_calls
 from workflows.steps.registry import register
@@ -23,7 +20,6 @@ from workflows.steps.runtime import EntityState, Flow, StepContext, StepError
 
 SEND_CONCURRENCY = 8
 MAX_RECIPIENTS = 50
-WHSEC_PREFIX = "whsec_"
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +197,8 @@ class Notify(StepType):
                 }
             )
         body = json.dumps(event).encode()
-        answer = post_json(config["url"], body, webhook_headers(event["id"], body, config))
+        headers = webhook_headers(event["id"], body, config.get("secret", ""))
+        answer = post_json(config["url"], body, headers)
         state.log.append(
             (
                 "info",
@@ -232,33 +229,6 @@ class Notify(StepType):
         send_mail(subject, message, None, to)
         state.log.append(("info", ctx.step_id, f"Email sent to {', '.join(to)}."))
         return Flow(output={"sent": True, "channel": "email", "to": to})
-
-
-def signing_key(secret: str) -> bytes:
-    """The HMAC key of a secret, as Standard Webhooks reads it: after `whsec_`, base64;
-    any other string, its UTF-8 bytes. ValueError when a `whsec_` secret is not base64."""
-    if not secret.startswith(WHSEC_PREFIX):
-        return secret.encode()
-    encoded = secret[len(WHSEC_PREFIX) :]
-    try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("A secret starting with `whsec_` must continue in base64.") from exc
-    if not key:
-        raise ValueError("A secret starting with `whsec_` must continue in base64.")
-    return key
-
-
-def webhook_headers(event_id: str, body: bytes, config: dict) -> dict:
-    """`webhook-id` and `webhook-timestamp`, and with a secret `webhook-signature`:
-    `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` (Standard Webhooks)."""
-    timestamp = str(int(time.time()))
-    headers = {"webhook-id": event_id, "webhook-timestamp": timestamp}
-    if config.get("secret"):
-        signed = f"{event_id}.{timestamp}.".encode() + body
-        digest = hmac.new(signing_key(config["secret"]), signed, hashlib.sha256).digest()
-        headers["webhook-signature"] = "v1," + base64.b64encode(digest).decode()
-    return headers
 
 
 def webhook_event(state: EntityState, ctx: StepContext, message: str) -> dict:
