@@ -200,6 +200,16 @@ class StepTypeSerializer(serializers.Serializer):
     example = serializers.DictField(help_text="An example config.")
 
 
+class VersionPublishSerializer(StrictSerializer):
+    expectedLiveVersion = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=999_999_999,
+        help_text="Publish only if this version is still the live one (the one you compared "
+        "with): else 409 `live_version_moved`, and nothing changes.",
+    )
+
+
 class WorkflowTestSerializer(StrictSerializer):
     entityId = serializers.CharField(max_length=64, help_text="The entity to test on.")
     version = serializers.IntegerField(

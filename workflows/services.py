@@ -6,7 +6,7 @@ import re
 from django.conf import settings
 from django.db import transaction
 
-from config.api.errors import FieldError, InvalidInput, NotFound
+from config.api.errors import Conflict, FieldError, InvalidInput, NotFound
 from entities.json_values import as_jsonb, json_equal
 from entities.models import EntityType
 from workflows.models import Step, Workflow, WorkflowVersion
@@ -232,16 +232,25 @@ def workflow_update(
 
 
 @transaction.atomic
-def version_publish(*, workflow_id: str, number: int) -> Workflow:
+def version_publish(*, workflow_id: str, number: int, expected_live: int | None = None) -> Workflow:
     """Make version `number` the live one: what runs, triggers and schedules execute from
     now on (runs already started keep theirs). Publishing an older version is a rollback;
-    publishing the live one changes nothing."""
+    publishing the live one changes nothing. `expected_live`: only if that version is still
+    the live one (the one the publisher compared with, or saw), else 409
+    `live_version_moved`: someone published meanwhile, and this would replace a version the
+    publisher never looked at."""
     workflow = Workflow.objects.select_for_update().get(pk=workflow_id)
     version = workflow.versions.filter(number=number).first()
     if version is None:
         raise NotFound(
             f"No version {number} of workflow {workflow_id!r}: it has versions 1 to "
             f"{workflow.latest_version}."
+        )
+    if expected_live is not None and workflow.version != expected_live:
+        raise Conflict(
+            f"The live version is {workflow.version}, not {expected_live}: it was published "
+            f"since. Compare version {number} with it before publishing.",
+            code="live_version_moved",
         )
     if workflow.version != number:
         workflow.version = number

@@ -12,7 +12,8 @@ from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from config.api.errors import NotFound
+from config.api.errors import Conflict, NotFound
+from config.digits import whole_number
 from workflows import services
 from workflows.diff import steps_diff
 from workflows.models import WorkflowVersion
@@ -90,13 +91,14 @@ class VersionColumns:
             "admin:workflows_workflow_publish", args=[version.workflow_id, version.number]
         )
         # A button of the change form (a form may not hold another) that posts it, with its
-        # CSRF token, to the publish view, which reads nothing else of it.
+        # CSRF token, to the publish view, which reads nothing else of it but the button's
+        # value: the live version the page showed (a version published since is not replaced).
         label = "Roll back to this" if version.number < version.workflow.version else "Publish"
         return format_html(
             '<button type="submit" class="button" formaction="{}" formnovalidate '
-            'name="publish" value="{}">{}</button>',
+            'name="expected_live" value="{}">{}</button>',
             url,
-            version.number,
+            version.workflow.version,
             label,
         )
 
@@ -166,15 +168,20 @@ class WorkflowVersionAdmin(VersionColumns, admin.ModelAdmin):
 
 
 def version_publish_view(model_admin, request, object_id: str, number: int):
-    """POST: make version `number` of the workflow live, as the API's publish does."""
+    """POST: make version `number` of the workflow live, as the API's publish does, if the
+    live version is still the one the page showed (`expected_live`, when the form sends it)."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     workflow = model_admin.get_object(request, object_id)
     if workflow is None or not model_admin.has_change_permission(request, workflow):
         raise PermissionDenied
     try:
-        services.version_publish(workflow_id=workflow.pk, number=number)
-    except NotFound as exc:
+        services.version_publish(
+            workflow_id=workflow.pk,
+            number=number,
+            expected_live=whole_number(request.POST.get("expected_live", "")),
+        )
+    except (NotFound, Conflict) as exc:
         model_admin.message_user(request, exc.message, messages.ERROR)
     else:
         model_admin.message_user(

@@ -5,7 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api.idempotency import SCHEMA_PARAMETER, idempotent
-from config.api.serializers import EmptyBodySerializer, validated
+from config.api.serializers import validated
 from entities.selectors import entity_type_get
 from workflows import selectors, services
 from workflows.diff import steps_diff
@@ -14,6 +14,7 @@ from workflows.serializers import (
     StepTypeSerializer,
     VersionDiffQuerySerializer,
     VersionDiffSerializer,
+    VersionPublishSerializer,
     WorkflowCreateSerializer,
     WorkflowDetailSerializer,
     WorkflowListQuerySerializer,
@@ -135,17 +136,21 @@ class WorkflowViewSet(viewsets.ModelViewSet):
     @extend_schema(
         summary="Make a version the live one (publish a draft, or roll back)",
         description="Runs, triggers and schedules execute the live version from now on; runs "
-        "already started keep theirs. Publishing the live version changes nothing.",
+        "already started keep theirs. Publishing the live version changes nothing. The body is "
+        "optional: with `expectedLiveVersion`, only if that version is still live (409 "
+        "`live_version_moved` otherwise).",
         parameters=[VERSION_PARAMETER],
-        request=None,
+        request=VersionPublishSerializer,
         responses=WorkflowDetailSerializer,
     )
     @action(detail=True, methods=["post"], url_path=r"versions/(?P<version>[^/.]+)/publish")
     def publish(self, request, pk=None, version=None):
         workflow = self.get_object()
         number = selectors.version_number(version)
-        validated(EmptyBodySerializer, request.data)
-        services.version_publish(workflow_id=workflow.pk, number=number)
+        data = validated(VersionPublishSerializer, request.data)
+        services.version_publish(
+            workflow_id=workflow.pk, number=number, expected_live=data.get("expectedLiveVersion")
+        )
         return self._answer(workflow.pk)
 
 

@@ -70,6 +70,27 @@ def test_publishing_a_candidate_over_a_version_it_was_not_compared_with_says_so(
     html = admin_client.get(_url(experiment, "change/")).content.decode()
     assert "The live version is now 3, not the baseline (version 1)" in html
     assert 'id="publish-candidate"' in html
+    assert '<input type="hidden" name="expected_live" value="3">' in html
+
+
+def test_publishing_the_candidate_from_a_page_shown_before_another_went_live_is_refused(
+    admin_client, experiment
+):
+    """The page showed version 1 live; version 3 was published since: the click is refused,
+    naming it, and version 3 stays live."""
+    from workflows.services import workflow_update
+
+    html = admin_client.get(_url(experiment, "change/")).content.decode()
+    assert '<input type="hidden" name="expected_live" value="1">' in html
+    workflow = experiment.workflow
+    steps = [dict(step) for step in workflow.versions.get(number=1).steps]
+    steps[0]["config"] = {**steps[0]["config"], "prompt": "Another prompt: {{ entity.title }}"}
+    workflow_update(workflow_id=workflow.pk, steps=steps)  # version 3, live
+    url = f"/admin/workflows/workflow/{workflow.pk}/versions/2/publish/"
+    refused = admin_client.post(url, {"expected_live": "1"}, follow=True)
+    assert "The live version is 3, not 1" in refused.content.decode()
+    workflow.refresh_from_db()
+    assert workflow.version == 3
 
 
 def test_the_human_queue_is_blind_and_mapped_back(admin_client, experiment):

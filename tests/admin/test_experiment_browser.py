@@ -81,7 +81,7 @@ def test_staff_read_an_experiment_compare_blind_and_publish_the_candidate(
     assert versions.locator("ins.diff-after", has_text="LONG").count() == 1
     assert versions.locator("del.diff-before", has_text="Short").count() == 1
     shot(page, "workflow-versions-after-publish")
-    page.locator("button[name=publish][value='1']", has_text="Roll back to this").click()
+    page.locator("button[formaction$='/versions/1/publish/']", has_text="Roll back to this").click()
     page.locator(".messagelist", has_text="Version 1 is live").wait_for()
     assert Workflow.objects.get(pk=experiment.workflow_id).version == 1
     assert not watched.errors

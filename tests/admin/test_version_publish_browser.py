@@ -30,11 +30,11 @@ def test_staff_publish_a_draft_then_roll_back_with_the_buttons(
     page.wait_for_url(f"**/admin/workflows/workflow/{quote(workflow.pk)}/change/")
     assert page.locator("ins.diff-after", has_text='"New"').count() == 1
     shot(page, "workflow-versions")
-    page.locator("button[name=publish][value='2']").click()
+    page.locator("button[formaction$='/versions/2/publish/']").click()
     page.wait_for_load_state("load")
     assert "Version 2 is live" in page.content()
     assert Workflow.objects.get(pk=workflow.pk).version == 2
-    page.locator("button[name=publish][value='1']", has_text="Roll back to this").click()
+    page.locator("button[formaction$='/versions/1/publish/']", has_text="Roll back to this").click()
     page.wait_for_load_state("load")
     assert Workflow.objects.get(pk=workflow.pk).version == 1
 
@@ -53,6 +53,6 @@ def test_staff_reach_every_version_from_the_workflow_page_and_publish_an_old_one
     page.wait_for_url("**/admin/workflows/workflowversion/?workflow=*")
     page.locator(".paginator a", has_text="2").click()
     page.wait_for_load_state("load")
-    page.locator("button[name=publish][value='2']").click()
+    page.locator("button[formaction$='/versions/2/publish/']").click()
     page.wait_for_load_state("load")
     assert Workflow.objects.get(pk=workflow.pk).version == 2

@@ -56,6 +56,20 @@ def test_publish_then_roll_back_from_the_admin(staff, drafted):
     assert Workflow.objects.get(pk=drafted.pk).version == 1
 
 
+def test_a_publish_from_a_page_shown_before_another_went_live_is_refused(staff, drafted):
+    """The page's buttons carry the live version it showed: a version published since (by
+    someone else, or the API) is not replaced by a click on the stale page."""
+    page = staff.get(f"/admin/workflows/workflow/{drafted.pk}/change/").content.decode()
+    assert 'name="expected_live" value="1"' in page
+    workflow_update(workflow_id=drafted.pk, steps=[_generate("Theirs")])  # live: version 3
+    url = f"/admin/workflows/workflow/{drafted.pk}/versions/2/publish/"
+    refused = staff.post(url, {"expected_live": "1"}, follow=True)
+    assert "The live version is 3, not 1" in refused.content.decode()
+    assert Workflow.objects.get(pk=drafted.pk).version == 3
+    staff.post(url, {"expected_live": "3"})
+    assert Workflow.objects.get(pk=drafted.pk).version == 2
+
+
 def test_careless_publishes_change_nothing(staff, drafted, client, django_user_model):
     base = f"/admin/workflows/workflow/{drafted.pk}/versions"
     assert staff.get(f"{base}/2/publish/").status_code == 405
@@ -97,7 +111,7 @@ def saved_often(product_type):
 
 def test_the_page_lists_the_newest_versions_and_links_to_them_all(staff, saved_often):
     page = staff.get(f"/admin/workflows/workflow/{saved_often.pk}/change/").content.decode()
-    shown = [int(n) for n in re.findall(r'name="publish" value="(\d+)"', page)]
+    shown = [int(n) for n in re.findall(r'versions/(\d+)/publish/"', page)]
     assert shown == list(range(53, 3, -1))  # the newest 50, newest first
     # The oldest shown still has its diff against the one before, which is not shown.
     assert '<del class="diff-before">&quot;v3&quot;</del>' in page
@@ -114,7 +128,7 @@ def test_the_versions_list_pages_one_workflow_s_versions(staff, saved_often, pro
     make_workflow(product_type, [_generate("another workflow")])
     url = f"/admin/workflows/workflowversion/?workflow={saved_often.pk}"
     first, second = staff.get(url).content.decode(), staff.get(f"{url}&p=2").content.decode()
-    numbers = lambda page: re.findall(r'name="publish" value="(\d+)"', page)  # noqa: E731
+    numbers = lambda page: re.findall(r'versions/(\d+)/publish/"', page)  # noqa: E731
     assert len(numbers(first)) == 50 and numbers(second) == ["3", "2"]
     assert "&quot;another workflow&quot;" not in first + second
     assert '<del class="diff-before">&quot;v2&quot;</del>' in second  # diffs across pages

@@ -302,6 +302,49 @@ def test_publishing_careless_versions_is_refused(api, product_type, read_only_ap
     assert Workflow.objects.get(pk=workflow_id).version == 1
 
 
+def test_a_publish_expecting_a_live_version_is_refused_once_another_went_live(api, product_type):
+    """Two people compare their drafts with version 1; the second publish must not replace
+    the first one's version, which the second never compared with."""
+    workflow_id = _create(api, product_type)
+    _draft(api, workflow_id, [_set_title("mine")])
+    _draft(api, workflow_id, [_set_title("theirs")])
+    url = f"/api/v1/workflows/{workflow_id}/versions/%d/publish"
+    first = api.post(url % 2, {"expectedLiveVersion": 1})
+    assert first.status_code == 200 and first.json()["version"] == 2
+    second = api.post(url % 3, {"expectedLiveVersion": 1})
+    assert second.status_code == 409, second.content
+    error = second.json()["error"]
+    assert error["code"] == "live_version_moved"
+    assert "The live version is 2, not 1" in error["message"]
+    assert Workflow.objects.get(pk=workflow_id).version == 2
+    # Expecting the version that is live publishes; publishing the live one again with it
+    # changes nothing, as without it.
+    assert api.post(url % 3, {"expectedLiveVersion": 2}).json()["version"] == 3
+    assert api.post(url % 3, {"expectedLiveVersion": 3}).json()["version"] == 3
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"expectedLiveVersion": "1"},
+        {"expectedLiveVersion": 0},
+        {"expectedLiveVersion": 10**12},
+        {"expectedLiveVersion": 1.5},
+        {"expectedLiveVersion": None},
+        {"expectedLiveVersion": [1]},
+        {"expectedLiveVersion": 1, "force": True},
+    ],
+)
+def test_a_careless_expected_live_version_is_a_400_naming_it(api, product_type, body):
+    workflow_id = _create(api, product_type)
+    _draft(api, workflow_id, [_set_title("draft")])
+    response = api.post(f"/api/v1/workflows/{workflow_id}/versions/2/publish", body)
+    assert response.status_code == 400, response.content
+    fields = {d["field"] for d in response.json()["error"]["details"]}
+    assert fields == ({"force"} if "force" in body else {"expectedLiveVersion"})
+    assert Workflow.objects.get(pk=workflow_id).version == 1
+
+
 def test_a_test_may_name_a_draft_and_commits_nothing(api, product_type):
     workflow_id = _create(api, product_type)
     _draft(api, workflow_id, [_set_title("draft"), PUBLISH])
