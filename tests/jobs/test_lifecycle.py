@@ -87,6 +87,19 @@ def _ended(run) -> Run:
     return Run.objects.get(pk=run.pk)
 
 
+def test_a_callback_posts_the_run_as_the_api_answers_it(
+    run, receiver, allow_loopback, api, django_capture_on_commit_callbacks
+):
+    """docs/runs.md, Run status: what a callback's receiver gets."""
+    Run.objects.filter(pk=run.pk).update(callback_url=receiver.url)
+    with django_capture_on_commit_callbacks(execute=False):
+        _ended(run)
+    run_callback_send(run_id=run.pk, owed=True)
+    [sent] = receiver.requests
+    assert sent.headers["X-Workflows-Event"] == "run.ended"
+    assert sent.json() == api.get(f"/api/v1/workflows/{run.workflow_id}/runs/{run.pk}").json()
+
+
 def test_a_callback_whose_message_was_lost_is_queued_again_by_beat_once(
     run, receiver, allow_loopback, django_capture_on_commit_callbacks
 ):

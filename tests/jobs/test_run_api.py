@@ -138,6 +138,28 @@ def test_archived_workflow_cannot_run(api, workflow, product_type):
     assert response.json()["error"]["code"] == "archived"
 
 
+def test_an_archived_workflow_s_run_is_not_retried_but_may_be_reverted(api, product_type):
+    """docs/api.md, Workflows: archiving is how a bad workflow is stopped; undoing what its
+    runs did must not need it unarchived (its triggers would fire again)."""
+    steps = [
+        {
+            "id": "check",
+            "type": "validate",
+            "config": {"rules": [{"field": "price", "maximum": 1}]},
+        },
+        *PUBLISH,
+    ]
+    workflow = make_workflow(product_type, steps)
+    run = start_run(workflow, make_entities(product_type, 3))  # prices 0..2: one fails
+    run_inline(run.pk)
+    workflow_archive(workflow_id=workflow.pk)
+    runs = f"/api/v1/workflows/{workflow.pk}/runs/{run.pk}"
+    retried = api.post(f"{runs}/retry", {})
+    assert retried.status_code == 409
+    assert retried.json()["error"]["code"] == "archived"
+    assert api.post(f"{runs}/revert", {}).status_code == 202
+
+
 @pytest.mark.parametrize(
     "url",
     [
