@@ -1,6 +1,9 @@
 """Behaviour shared by the apps' ModelAdmins."""
 
-from django.db import models
+from django.contrib import messages
+from django.db import IntegrityError, models
+from django.db.models import ProtectedError
+from django.http import HttpResponseRedirect
 
 from config.forms import BoundedJSONField
 
@@ -24,3 +27,33 @@ class CreateOnlyFieldsMixin:
         if obj is not None:
             readonly += [name for name in self.create_only_fields if name not in readonly]
         return readonly
+
+
+class ProtectedDeleteMixin:
+    """A delete refused after the delete page checked it (a run or a workflow came to use
+    the object between the check and the delete): a message on the page the delete was asked
+    from, nothing deleted, where Django answered a 500. Refused by Django's collector
+    (`ProtectedError`) when the user came before it looked, by the foreign key at COMMIT
+    (`IntegrityError`) when it came after. The page's check (`get_deleted_objects`) says why
+    on its own in every other case."""
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except (ProtectedError, IntegrityError):
+            return self._refused(request)
+
+    def changelist_view(self, request, extra_context=None):
+        try:  # the "delete selected" action
+            return super().changelist_view(request, extra_context)
+        except (ProtectedError, IntegrityError):
+            return self._refused(request)
+
+    def _refused(self, request):
+        self.message_user(
+            request,
+            f"Nothing was deleted: something came to use the {self.opts.verbose_name} as it "
+            "was deleted. Reload the page to see what uses it.",
+            messages.ERROR,
+        )
+        return HttpResponseRedirect(request.get_full_path())

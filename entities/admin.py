@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 
-from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin
+from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin, ProtectedDeleteMixin
 from config.api.errors import Conflict, DomainError
 from config.api.templatetags.admin_values import VALUE_CHARS_SHOWN, as_json_text, cut_text
 from config.digits import whole_number
@@ -84,7 +84,7 @@ class EntityTypeForm(forms.ModelForm):
 
 
 @admin.register(EntityType)
-class EntityTypeAdmin(BoundedJSONMixin, admin.ModelAdmin):
+class EntityTypeAdmin(ProtectedDeleteMixin, BoundedJSONMixin, admin.ModelAdmin):
     form = EntityTypeForm
     list_display = ["name", "id", "description", "created_at"]
     search_fields = ["id", "name"]

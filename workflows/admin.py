@@ -10,7 +10,7 @@ from django.urls import path
 from django.utils.safestring import mark_safe
 from django_jsonform.widgets import JSONFormWidget
 
-from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin
+from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin, ProtectedDeleteMixin
 from config.forms import BoundedJSONField
 from workflows import reference, selectors, services
 from workflows.editor import (
@@ -189,7 +189,9 @@ class WorkflowForm(forms.ModelForm):
 
 
 @admin.register(Workflow)
-class WorkflowAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
+class WorkflowAdmin(
+    ProtectedDeleteMixin, BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin
+):
     """Workflow definitions; `jobs.start_admin` adds running and testing them (the engine's)."""
 
     list_display = [

@@ -85,6 +85,29 @@ def test_admin_refuses_to_delete_a_used_entity_type_saying_why(staff, product_ty
     assert EntityType.objects.filter(pk=product_type.pk).exists()
 
 
+def test_an_entity_type_a_workflow_came_to_use_as_it_was_deleted_is_kept_saying_so(
+    staff, product_type, monkeypatch
+):
+    """A workflow made between the delete page's check and the delete (a 500 before)."""
+    from entities.admin import EntityTypeAdmin
+
+    checked = EntityTypeAdmin.get_deleted_objects
+
+    def check_then_a_workflow_is_made(self, objs, request):
+        answer = checked(self, objs, request)
+        make_workflow(product_type, [{"type": "publish", "config": {}}], name="Late")
+        return answer
+
+    monkeypatch.setattr(EntityTypeAdmin, "get_deleted_objects", check_then_a_workflow_is_made)
+    url = f"/admin/entities/entitytype/{product_type.pk}/delete/"
+    response = staff.post(url, {"post": "yes"}, follow=True)
+    assert response.status_code == 200
+    assert "Nothing was deleted: something came to use the entity type" in (
+        response.content.decode()
+    )
+    assert EntityType.objects.filter(pk=product_type.pk).exists()
+
+
 def test_the_change_form_carries_the_version_it_shows(staff, product_type):
     [entity_id] = make_entities(product_type, 1)
     entity_update(entity_id=entity_id, data={"price": 7})  # version 2
