@@ -8,6 +8,7 @@ from unittest import mock
 
 import pytest
 from django.db import OperationalError, connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -16,7 +17,7 @@ from jobs.engine import waits as engine_waits
 from jobs.engine.waits import waits_tick
 from jobs.models import Run, Wait
 from jobs.waits.event import services
-from jobs.waits.event.models import Event, EventWait
+from jobs.waits.event.models import Event, EventRecheck, EventWait
 from tests.factories import make_entities, make_workflow
 from tests.jobs.test_events import PUBLISH, park, resume, waiting_workflow
 
@@ -78,6 +79,45 @@ def test_the_tick_wakes_the_entities_a_send_that_died_did_not(
     assert Event.objects.get().matched == 1
     assert waits_tick() == 0
     assert api.post("/api/v1/events", SENT).json()["matched"] == 0  # the retry, late
+
+
+def test_a_tick_that_comes_late_still_wakes_the_entities_a_send_that_died_did_not(
+    api, product_type, django_capture_on_commit_callbacks, monkeypatch
+):
+    """The waits' worker (or beat) was down for 10 minutes: the send that died meanwhile
+    came more than RECHECK before the next tick, which looks back from the last tick that
+    finished instead."""
+    ids = make_entities(product_type, 1)
+    run = park(waiting_workflow(product_type), ids, django_capture_on_commit_callbacks)
+    EventWait.objects.update(created_at=timezone.now() - timedelta(minutes=20))
+    assert waits_tick() == 0  # the last tick before the outage: nothing to do
+    _send_dies_after_storing(api, monkeypatch, SENT)
+    outage = timedelta(minutes=10)
+    Event.objects.update(received_at=F("received_at") - outage)
+    EventRecheck.objects.update(checked_through=F("checked_through") - outage)
+
+    assert waits_tick() == 1
+    assert list(Wait.objects.filter(run=run).values_list("status", flat=True)) == ["resolved"]
+    assert Event.objects.get().matched == 1
+    # That tick saw all it found: the next looks back from it, not from before the outage.
+    assert timezone.now() - EventRecheck.objects.get().checked_through < outage
+
+
+def test_a_tick_that_found_more_than_it_takes_leaves_the_look_to_the_next(
+    api, product_type, django_capture_on_commit_callbacks, monkeypatch
+):
+    ids = make_entities(product_type, 2)  # titles Item 0 and Item 1: an event each
+    run = park(waiting_workflow(product_type), ids, django_capture_on_commit_callbacks)
+    EventWait.objects.update(created_at=timezone.now() - timedelta(minutes=20))
+    assert waits_tick() == 0
+    marked = EventRecheck.objects.get().checked_through
+    for n in range(2):
+        _send_dies_after_storing(api, monkeypatch, {**SENT, "key": f"Item {n}", "id": f"d-{n}"})
+    monkeypatch.setattr(services, "RECHECK_MAX", 1)
+    assert waits_tick() == 1  # one of the two, and the mark stays for the other
+    assert EventRecheck.objects.get().checked_through == marked
+    assert waits_tick() == 1
+    assert list(Wait.objects.filter(run=run).values_list("status", flat=True)) == ["resolved"] * 2
 
 
 def test_a_bulk_send_locks_its_runs_rows_once_whatever_the_order_of_its_events(

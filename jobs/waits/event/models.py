@@ -83,3 +83,15 @@ class EventWait(models.Model):
 
     def __str__(self) -> str:
         return f"{self.wait_id} waits for {self.name} {self.key}"
+
+
+class EventRecheck(models.Model):
+    """How far the kind's tick has matched kept events and parked entities again (one row):
+    the next tick looks back from there, not only RECHECK from its own time, so a tick that
+    came late or not at all (the waits' worker or beat down for minutes) leaves no event and
+    entity that a dying send or chunk left apart. Moved by each tick that saw all it found."""
+
+    checked_through = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"events and event waits checked through {self.checked_through}"

@@ -9,7 +9,9 @@ would see neither the uncommitted event nor be seen by it), so a send can die be
 (a deadlock, gunicorn's timeout): its events are stored and kept, but woke no one. Two things
 mend that: the sender's retry (the same `id`) wakes whoever waits for the first event if it
 is still kept, and the kind's tick matches the events kept that came lately, as it matches
-the entities parked lately (a worker killed between its COMMIT and the match). A kept event
+the entities parked lately (a worker killed between its COMMIT and the match): lately is
+since the last tick that finished (`EventRecheck`), less RECHECK for the clocks of the
+machines and the sends under way, and at most the events' keep time. A kept event
 may wake whoever waits for it at any time, so neither wakes anyone twice; resolving is
 conditional on the wait still waiting, so an entity is woken once.
 
@@ -30,13 +32,14 @@ from config.api.ids import new_id
 from jobs.engine.waits import runs_lock, waits_resolve, waits_resolve_sets
 from jobs.models import RunStatus
 from jobs.waits.event.conf import event_keep_minutes
-from jobs.waits.event.models import Event, EventWait
+from jobs.waits.event.models import Event, EventRecheck, EventWait
 from workflows.steps.waits import Resolution
 
 SEND_MAX = 1000
 
-# The tick matches again the events received and the waits parked this lately: the wake
-# after a send's COMMIT, or the match after a chunk's, may have died with its process.
+# The tick matches again the events received and the waits parked this long before the last
+# tick that finished: the wake after a send's COMMIT, or the match after a chunk's, may have
+# died with its process, and the machines' clocks differ.
 RECHECK = timedelta(minutes=2)
 RECHECK_MAX = 10_000  # waits per tick; the next tick takes the rest
 
@@ -169,10 +172,14 @@ def waits_match(*, wait_ids: list[str], now: datetime | None = None) -> int:
 
 def waits_match_lately(*, now: datetime) -> int:
     """The tick's second look: wake the entities waiting for an event kept, where the event
-    came or the entity was parked within RECHECK (see the module's doc). Returns how many.
-    Each side is read through its index on time, then the other through its name and key:
-    the entities waiting and the events kept may both be many."""
-    since = now - RECHECK
+    came or the entity was parked since the last tick that finished, less RECHECK (see the
+    module's doc). Returns how many. Each side is read through its index on time, then the
+    other through its name and key: the entities waiting and the events kept may both be
+    many. A look older than the events' keep time finds nothing more (an event kept for an
+    entity came before it was parked, and is kept that long at most), so none is made."""
+    recheck = EventRecheck.objects.filter(pk=1).values_list("checked_through", flat=True)
+    through = min([*recheck, now])
+    since = max(through - RECHECK, now - timedelta(minutes=event_keep_minutes()))
     kept = Event.objects.filter(name=OuterRef("name"), key=OuterRef("key"), expires_at__gt=Now())
     # Not the waits of a run being cancelled: `_resolve` leaves them to the cancel.
     waits = EventWait.objects.filter(
@@ -198,7 +205,17 @@ def waits_match_lately(*, now: datetime) -> int:
             .values_list("pk", "name", "key")[: RECHECK_MAX - len(wait_ids)]
             if (name, key) in came
         ]
-    return waits_match(wait_ids=wait_ids, now=now) if wait_ids else 0
+    woken = waits_match(wait_ids=wait_ids, now=now) if wait_ids else 0
+    if len(wait_ids) < RECHECK_MAX and len(came) < RECHECK_MAX:  # else the next looks again
+        _recheck_mark(now)
+    return woken
+
+
+def _recheck_mark(now: datetime) -> None:
+    """Mark the look done through `now`. A tick that finishes after a later one leaves the
+    mark older than it could be: a longer look next time, never a gap."""
+    if not EventRecheck.objects.filter(pk=1).update(checked_through=now):
+        EventRecheck.objects.get_or_create(pk=1, defaults={"checked_through": now})
 
 
 def _resolve(
