@@ -5,7 +5,8 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from config.api.services import api_key_create
+from config.api.models import ApiKey
+from config.api.services import api_key_create, api_key_revoke
 from entities.models import EntityType
 from entities.services import entities_bulk_create, entity_type_create
 from workflows.models import Workflow
@@ -87,6 +88,7 @@ DEMO_STEPS = [
 # The same description at half the price: the chunk's requests go to the provider as one
 # batch job; the entities wait (the run page lists the batch) until celery beat finds it
 # ended (the local stand-in answers a few seconds after submission).
+DEMO_KEY_NAME = "demo"
 DEMO_BATCH_WORKFLOW = "Describe products in batch (half price)"
 DEMO_BATCH_STEPS = [
     {**DEMO_STEPS[0], "config": {**DEMO_STEPS[0]["config"], "mode": "batch"}},
@@ -104,7 +106,11 @@ def demo_seed() -> dict:
     user.set_password(password)
     user.is_staff = user.is_superuser = True
     user.save()
-    _, raw_key = api_key_create(user=user, name="demo")
+    # The key printed is the demo's key, as the password printed is its password: the ones
+    # printed by earlier starts stop working (they were not kept, one more each start).
+    for earlier in ApiKey.objects.active().filter(user=user, name=DEMO_KEY_NAME):
+        api_key_revoke(api_key=earlier)
+    _, raw_key = api_key_create(user=user, name=DEMO_KEY_NAME)
 
     entity_type = EntityType.objects.filter(name="product").first()
     if entity_type is None:
