@@ -18,7 +18,7 @@ from entities.json_values import json_equal
 from entities.labels import entity_label
 from jobs.waits.review import selectors
 from jobs.waits.review import services as reviews
-from jobs.waits.review.audit import review_audit
+from jobs.waits.review.audit import decision_revisions, review_audit
 from jobs.waits.review.models import Review, ReviewStatus
 from jobs.waits.review.selectors import reviews_url
 from workflows.models import Workflow
@@ -235,6 +235,7 @@ def _shown(found: list[Review], limit: int | None) -> tuple[list[Review], bool]:
     """The reviews the page shows, each with its rows (values cut to `limit`), up to
     PAGE_CHARS_SHOWN characters in all (at least one review); and whether some were left."""
     current = selectors.entities_data(entity_ids=[review.entity_id for review in found])
+    revisions = decision_revisions(r for r in found if r.status != ReviewStatus.PENDING)
     shown, total = [], 0
     for review in found:
         stored = current.get(review.entity_id)
@@ -245,7 +246,10 @@ def _shown(found: list[Review], limit: int | None) -> tuple[list[Review], bool]:
             for path in review.fields
         ]
         if review.status != ReviewStatus.PENDING:
-            review.audit = [AuditShown(row, limit) for row in review_audit(review, stored)]
+            revision = revisions.get((review.entity_id, review.run_id))
+            review.audit = [
+                AuditShown(row, limit) for row in review_audit(review, stored, revision)
+            ]
         instructions = review.instructions_rendered
         review.instructions_shown = _cut(instructions, limit)
         review.instructions_cut = len(review.instructions_shown) < len(instructions)
