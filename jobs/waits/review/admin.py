@@ -21,7 +21,6 @@ from jobs.waits.review import services as reviews
 from jobs.waits.review.audit import decision_revisions, review_audit
 from jobs.waits.review.models import Review, ReviewStatus
 from jobs.waits.review.selectors import reviews_url
-from workflows.models import Workflow
 from workflows.steps.runtime import MISSING, get_path, set_path
 
 REVIEWS_SHOWN = 100
@@ -163,9 +162,7 @@ class ReviewAdmin(admin.ModelAdmin):
             "statuses": ReviewStatus.values,
             "workflow_id": workflow_id,
             "run_id": run_id,
-            "workflows": Workflow.objects.filter(runs__reviews__isnull=False)
-            .distinct()
-            .order_by("name"),
+            "workflows": selectors.review_workflows(),
             "can_decide": request.user.has_perm("jobs.decide_review"),
             "back": request.get_full_path(),
             **(extra_context or {}),
