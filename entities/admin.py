@@ -150,6 +150,8 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
     # Its data was checked against this type's schema; the API keeps it too.
     create_only_fields = ["entity_type"]
     list_select_related = ["entity_type"]
+    # A filtered page counts its matches only, not every entity again for "(N total)".
+    show_full_result_count = False
 
     change_form_template = "admin/entities/entity/change_form.html"
 

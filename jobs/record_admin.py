@@ -12,6 +12,9 @@ TEXT_SHOWN = 1000
 class RecordAdmin(admin.ModelAdmin):
     """Run records are written by runs, never edited by hand."""
 
+    # A filtered page counts its matches only, not the whole table again for "(N total)".
+    show_full_result_count = False
+
     def has_add_permission(self, request):
         return False
 

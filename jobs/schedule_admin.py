@@ -96,6 +96,8 @@ class ScheduleFireAdmin(admin.ModelAdmin):
     list_filter = ["outcome", "workflow"]
     list_select_related = ["workflow"]
     search_fields = ["workflow__id", "workflow__name", "run__id"]
+    # A filtered page counts its matches only, not every fire again for "(N total)".
+    show_full_result_count = False
 
     @admin.display(description="run")
     def run_link(self, fire):

@@ -12,6 +12,8 @@ class EventAdmin(admin.ModelAdmin):
     search_fields = ["=key", "=sent_id"]
     readonly_fields = [f.name for f in Event._meta.fields]
     ordering = ["-received_at"]
+    # A filtered page counts its matches only, not every event again for "(N total)".
+    show_full_result_count = False
 
     def has_add_permission(self, request) -> bool:
         return False  # events come through the API
