@@ -80,7 +80,10 @@ class WorkflowRunAdmin(WorkflowAdmin):
                 f"Run {workflow.name}",
                 search=found,
                 statuses=Entity.Status.choices,
-                total=Entity.objects.filter(entity_type_id=workflow.entity_type_id).count(),
+                # Unsearched, the matches are the type's entities: counted once, not twice.
+                total=found.count
+                if not found.filtered
+                else Entity.objects.filter(entity_type_id=workflow.entity_type_id).count(),
                 show_data=by_data,
             ),
         )

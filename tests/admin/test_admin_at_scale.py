@@ -5,6 +5,7 @@ import re
 
 import pytest
 from django.contrib import admin
+from django.contrib.admin.utils import quote
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -13,7 +14,7 @@ from jobs.experiments.models import Experiment
 from jobs.models import Job, Review, Run, ScheduleFire
 from jobs.waits.event.models import Event
 from tests.admin.test_review_pages import parked
-from tests.factories import make_workflow
+from tests.factories import make_entities, make_workflow
 from workflows.models import WorkflowVersion
 
 pytestmark = pytest.mark.django_db
@@ -95,3 +96,14 @@ def test_a_filtered_list_of_records_counts_its_matches_only(staff, url):
     a second count of them all on every filtered page."""
     counts = [sql for sql in _queries(staff, url) if "COUNT(*)" in sql]
     assert len(counts) == 1, counts
+
+
+def test_the_run_form_counts_the_types_entities_once(staff, product_type):
+    """The type's entities were counted twice on the unsearched form (its total, and the
+    matches of no search): at 1,000,000 entities, a second each."""
+    make_entities(product_type, 3)
+    workflow = make_workflow(product_type, [{"type": "publish", "config": {}}])
+    queries = _queries(staff, f"/admin/workflows/workflow/{quote(workflow.pk)}/run/")
+    assert len([sql for sql in queries if "COUNT(*)" in sql]) == 1
+    page = staff.get(f"/admin/workflows/workflow/{quote(workflow.pk)}/run/").content.decode()
+    assert "(3 in all)" in page and "Run on all 3 entities" in page
