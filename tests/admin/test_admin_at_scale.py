@@ -2,12 +2,14 @@
 the rows it shows, and no list reads a whole table of records to draw its filters."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from entities.models import Entity
 from jobs.experiments.models import Experiment
@@ -125,3 +127,40 @@ def test_run_workflow_on_every_entity_selected_reads_the_ids_posted_only(staff, 
         if 'FROM "entities_entity"' in q["sql"] and "COUNT(*)" not in q["sql"]
     ]
     assert entity_reads and all(" IN (" in sql for sql in entity_reads), entity_reads
+
+
+def _event(name: str, key: str, sent_id: str = "") -> Event:
+    expires = timezone.now() + timedelta(hours=1)
+    return Event.objects.create(name=name, key=key, sent_id=sent_id, expires_at=expires)
+
+
+def test_the_events_name_filter_reads_each_name_once_from_an_index(staff):
+    """Its choices were a DISTINCT over every event kept (a read of all of them on each page);
+    they are read a name at a time from the index that leads with it."""
+    for name in ("price.approved", "stock.low", "price.approved", "order.paid"):
+        _event(name, "k")
+    queries = _queries(staff, "/admin/jobs/event/")
+    assert not [sql for sql in queries if "DISTINCT" in sql and "jobs_event" in sql]
+    page = staff.get("/admin/jobs/event/").content.decode()
+    names = re.findall(r'href="\?name=([^"&]+)"', page)
+    assert names == ["order.paid", "price.approved", "stock.low"]
+    assert re.search(r"1 event\b", staff.get("/admin/jobs/event/?name=stock.low").content.decode())
+
+
+def test_an_event_is_searched_by_its_key_or_sent_id_through_an_index(rf, admin_user):
+    """The search compared each event's key and sender's id upper-cased (`=key` is iexact),
+    which no index holds: a read of every event kept. Keys and ids are matched exactly, as
+    the API matches them."""
+    _event("price.approved", "sku-7", sent_id="s-1")
+    _event("price.approved", "SKU-7")
+    request = rf.get("/", {"q": "sku-7"})
+    request.user = admin_user
+    changelist = admin.site.get_model_admin(Event).get_changelist_instance(request)
+    found = changelist.get_queryset(request)
+    assert [event.key for event in found] == ["sku-7"]
+    sql, params = found.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Seq Scan" not in plan, plan
