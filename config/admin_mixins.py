@@ -2,6 +2,7 @@
 
 from django.db import models
 
+from config.admin_paginator import EstimatedCountPaginator
 from config.forms import BoundedJSONField
 
 
@@ -24,3 +25,12 @@ class CreateOnlyFieldsMixin:
         if obj is not None:
             readonly += [name for name in self.create_only_fields if name not in readonly]
         return readonly
+
+
+class LargeListMixin:
+    """A list of a table that grows with use (entities, run records, events): a filtered page
+    counts its matches only (not the whole table again for "N results (M total)"), and an
+    unfiltered one counts the table by its estimate once it is large."""
+
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator

@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 
-from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin
+from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin, LargeListMixin
 from config.api.errors import Conflict, DomainError
 from config.api.templatetags.admin_values import VALUE_CHARS_SHOWN, as_json_text, cut_text
 from config.digits import whole_number
@@ -139,7 +139,7 @@ class EntityForm(forms.ModelForm):
 
 
 @admin.register(Entity)
-class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
+class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, LargeListMixin, admin.ModelAdmin):
     """Entities; `jobs.start_admin` adds the "Run workflow…" action (the engine's)."""
 
     form = EntityForm
@@ -150,8 +150,6 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
     # Its data was checked against this type's schema; the API keeps it too.
     create_only_fields = ["entity_type"]
     list_select_related = ["entity_type"]
-    # A filtered page counts its matches only, not every entity again for "(N total)".
-    show_full_result_count = False
 
     change_form_template = "admin/entities/entity/change_form.html"
 

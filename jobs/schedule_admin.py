@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django_celery_beat.admin import PeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
+from config.admin_mixins import LargeListMixin
 from jobs.models import ScheduleFire
 
 MANAGED = "workflow:"  # the prefix of the names jobs.schedules gives its rows
@@ -89,15 +90,13 @@ class ScheduleAwarePeriodicTaskAdmin(PeriodicTaskAdmin):
 
 
 @admin.register(ScheduleFire)
-class ScheduleFireAdmin(admin.ModelAdmin):
+class ScheduleFireAdmin(LargeListMixin, admin.ModelAdmin):
     """Each tick of a schedule trigger: the run it started, or why it started none."""
 
     list_display = ["tick", "workflow", "trigger_index", "cron", "outcome", "run_link", "message"]
     list_filter = ["outcome", "workflow"]
     list_select_related = ["workflow"]
     search_fields = ["workflow__id", "workflow__name", "run__id"]
-    # A filtered page counts its matches only, not every fire again for "(N total)".
-    show_full_result_count = False
 
     @admin.display(description="run")
     def run_link(self, fire):

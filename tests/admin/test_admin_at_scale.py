@@ -11,6 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from config import admin_paginator
 from entities.models import Entity
 from jobs.experiments.models import Experiment
 from jobs.models import Job, Review, Run, ScheduleFire
@@ -164,3 +165,20 @@ def test_an_event_is_searched_by_its_key_or_sent_id_through_an_index(rf, admin_u
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Seq Scan" not in plan, plan
+
+
+def test_an_unfiltered_list_of_a_large_table_counts_it_by_its_estimate(
+    staff, product_type, monkeypatch
+):
+    """A COUNT(*) of every entity on each page of the list: a tenth of a second at 1,000,000
+    entities warm, growing with them. From ESTIMATE_FROM rows the page reads the planner's
+    estimate and says "about"; a filtered page still counts its matches exactly."""
+    monkeypatch.setattr(admin_paginator, "ESTIMATE_FROM", 3)
+    make_entities(product_type, 3)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE entities_entity")
+    queries = _queries(staff, "/admin/entities/entity/")
+    assert not [sql for sql in queries if "COUNT(*)" in sql]
+    assert "about 3 entities" in staff.get("/admin/entities/entity/").content.decode()
+    filtered = staff.get("/admin/entities/entity/?status__exact=draft").content.decode()
+    assert "3 entities" in filtered and "about" not in filtered

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.db.models import Q
 
+from config.admin_mixins import LargeListMixin
 from jobs.waits.event.models import Event
 from jobs.waits.event.selectors import event_names
 
@@ -21,14 +22,12 @@ class EventNameFilter(admin.SimpleListFilter):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(LargeListMixin, admin.ModelAdmin):
     list_display = ["id", "name", "key", "matched", "received_at", "expires_at"]
     list_filter = [EventNameFilter]
     search_fields = ["=key", "=sent_id"]  # exactly: `get_search_results`
     readonly_fields = [f.name for f in Event._meta.fields]
     ordering = ["-received_at"]
-    # A filtered page counts its matches only, not every event again for "(N total)".
-    show_full_result_count = False
 
     def get_search_results(self, request, queryset, search_term):
         """An event by its key or its sender's id, exactly, as the API matches them: each
