@@ -5,6 +5,7 @@ from django.db import IntegrityError, models
 from django.db.models import ProtectedError
 from django.http import HttpResponseRedirect
 
+from config.admin_paginator import EstimatedCountPaginator
 from config.forms import BoundedJSONField
 
 
@@ -57,3 +58,12 @@ class ProtectedDeleteMixin:
             messages.ERROR,
         )
         return HttpResponseRedirect(request.get_full_path())
+
+
+class LargeListMixin:
+    """A list of a table that grows with use (entities, run records, events): a filtered page
+    counts its matches only (not the whole table again for "N results (M total)"), and an
+    unfiltered one counts the table by its estimate once it is large."""
+
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator

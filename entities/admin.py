@@ -6,7 +6,12 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 
-from config.admin_mixins import BoundedJSONMixin, CreateOnlyFieldsMixin, ProtectedDeleteMixin
+from config.admin_mixins import (
+    BoundedJSONMixin,
+    CreateOnlyFieldsMixin,
+    LargeListMixin,
+    ProtectedDeleteMixin,
+)
 from config.api.errors import Conflict, DomainError
 from config.api.templatetags.admin_values import VALUE_CHARS_SHOWN, as_json_text, cut_text
 from config.digits import whole_number
@@ -139,7 +144,7 @@ class EntityForm(forms.ModelForm):
 
 
 @admin.register(Entity)
-class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
+class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, LargeListMixin, admin.ModelAdmin):
     """Entities; `jobs.start_admin` adds the "Run workflow…" action (the engine's)."""
 
     form = EntityForm
@@ -162,6 +167,10 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
         entities_delete(entities=queryset)
 
     DELETE_LISTED = 20
+    # The list's "Delete" takes at most this many entities at once: each is read into memory
+    # and deleted in this request (100,000 took 7 s and 240 MB more; "Select all" of a
+    # million, the worker's memory and the request's timeout).
+    DELETED_AT_ONCE = 10_000
 
     def get_deleted_objects(self, objs, request):
         """What a delete takes, counted, naming the first DELETE_LISTED entities: Django's
@@ -171,6 +180,12 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, admin.ModelAdmin):
             objs = Entity.objects.filter(pk__in=[entity.pk for entity in objs])
         queryset = objs
         count = queryset.count()
+        if count > self.DELETED_AT_ONCE:
+            refused = (
+                f"{count:,} entities are selected: the admin deletes {self.DELETED_AT_ONCE:,} "
+                "at most at once (narrow the list with a filter or a search)."
+            )
+            return [], {}, set(), [refused]
         revisions = EntityRevision.objects.filter(entity_id__in=queryset.values("pk")).count()
         listed = [str(entity) for entity in queryset.order_by("pk")[: self.DELETE_LISTED]]
         if count > len(listed):

@@ -2,6 +2,8 @@
 
 from django.contrib import admin
 
+from config.admin_mixins import LargeListMixin
+
 # A record's page shows its newest log lines (templates/admin/jobs/log.html), each message
 # (and a run's item errors) cut to TEXT_SHOWN: one may quote a large value (a rule broken by
 # a long field); the API's lists have them whole.
@@ -9,7 +11,7 @@ LOGS_SHOWN = 200
 TEXT_SHOWN = 1000
 
 
-class RecordAdmin(admin.ModelAdmin):
+class RecordAdmin(LargeListMixin, admin.ModelAdmin):
     """Run records are written by runs, never edited by hand."""
 
     def has_add_permission(self, request):

@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django_celery_beat.admin import PeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
+from config.admin_mixins import LargeListMixin
 from jobs.models import ScheduleFire
 
 MANAGED = "workflow:"  # the prefix of the names jobs.schedules gives its rows
@@ -89,7 +90,7 @@ class ScheduleAwarePeriodicTaskAdmin(PeriodicTaskAdmin):
 
 
 @admin.register(ScheduleFire)
-class ScheduleFireAdmin(admin.ModelAdmin):
+class ScheduleFireAdmin(LargeListMixin, admin.ModelAdmin):
     """Each tick of a schedule trigger: the run it started, or why it started none."""
 
     list_display = ["tick", "workflow", "trigger_index", "cron", "outcome", "run_link", "message"]

@@ -80,7 +80,10 @@ class WorkflowRunAdmin(WorkflowAdmin):
                 f"Run {workflow.name}",
                 search=found,
                 statuses=Entity.Status.choices,
-                total=Entity.objects.filter(entity_type_id=workflow.entity_type_id).count(),
+                # Unsearched, the matches are the type's entities: counted once, not twice.
+                total=found.count
+                if not found.filtered
+                else Entity.objects.filter(entity_type_id=workflow.entity_type_id).count(),
                 show_data=by_data,
             ),
         )
@@ -124,14 +127,18 @@ class EntityRunAdmin(EntityAdmin):
         """Pick a workflow of the entities' type, then start a run as the API does."""
         if not request.user.has_perm("jobs.add_run"):
             raise PermissionDenied
-        type_ids = set(queryset.values_list("entity_type_id", flat=True))
+        ids = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+        # The ids posted are what runs (with "Select all" the page's ticks, not `queryset`,
+        # every entity of the list, whose types would be read into memory to check them).
+        type_ids = set(
+            Entity.objects.filter(pk__in=ids).values_list("entity_type_id", flat=True).distinct()
+        )
         if len(type_ids) != 1:
             self.message_user(request, "Select entities of one entity type.", messages.ERROR)
             return None
         workflows = Workflow.objects.filter(entity_type_id=type_ids.pop()).exclude(
             status=Workflow.Status.ARCHIVED
         )
-        ids = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
         if request.POST.get("workflow"):
             workflow = workflows.filter(pk=request.POST["workflow"]).first()
             if workflow is None:

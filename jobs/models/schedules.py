@@ -40,6 +40,9 @@ class ScheduleFire(models.Model):
             )
         ]
         ordering = ["-tick"]
+        # The fires' list, newest first (the admin's order, `id` its tie-break), is its first
+        # rows: without it a page sorted every fire kept (one a tick per schedule trigger).
+        indexes = [models.Index(fields=["-tick", "-id"], name="schedule_fire_newest")]
 
     def __str__(self) -> str:
         return f"{self.workflow_id} #{self.trigger_index} at {self.tick:%Y-%m-%d %H:%M}"

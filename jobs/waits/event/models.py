@@ -37,6 +37,8 @@ class Event(models.Model):
         indexes = [
             models.Index(fields=["name", "key", "-expires_at"], name="event_match"),
             models.Index(fields=["-received_at"], name="event_newest"),
+            # The admin's search by key alone (`event_match` leads with the name).
+            models.Index(fields=["key"], name="event_key"),
         ]
 
     def __str__(self) -> str:

@@ -18,10 +18,9 @@ from entities.json_values import json_equal
 from entities.labels import entity_label
 from jobs.waits.review import selectors
 from jobs.waits.review import services as reviews
-from jobs.waits.review.audit import review_audit
+from jobs.waits.review.audit import decision_revisions, review_audit
 from jobs.waits.review.models import Review, ReviewStatus
 from jobs.waits.review.selectors import reviews_url
-from workflows.models import Workflow
 from workflows.steps.runtime import MISSING, get_path, set_path
 
 REVIEWS_SHOWN = 100
@@ -163,9 +162,7 @@ class ReviewAdmin(admin.ModelAdmin):
             "statuses": ReviewStatus.values,
             "workflow_id": workflow_id,
             "run_id": run_id,
-            "workflows": Workflow.objects.filter(runs__reviews__isnull=False)
-            .distinct()
-            .order_by("name"),
+            "workflows": selectors.review_workflows(),
             "can_decide": request.user.has_perm("jobs.decide_review"),
             "back": request.get_full_path(),
             **(extra_context or {}),
@@ -235,6 +232,7 @@ def _shown(found: list[Review], limit: int | None) -> tuple[list[Review], bool]:
     """The reviews the page shows, each with its rows (values cut to `limit`), up to
     PAGE_CHARS_SHOWN characters in all (at least one review); and whether some were left."""
     current = selectors.entities_data(entity_ids=[review.entity_id for review in found])
+    revisions = decision_revisions(r for r in found if r.status != ReviewStatus.PENDING)
     shown, total = [], 0
     for review in found:
         stored = current.get(review.entity_id)
@@ -245,7 +243,10 @@ def _shown(found: list[Review], limit: int | None) -> tuple[list[Review], bool]:
             for path in review.fields
         ]
         if review.status != ReviewStatus.PENDING:
-            review.audit = [AuditShown(row, limit) for row in review_audit(review, stored)]
+            revision = revisions.get((review.entity_id, review.run_id))
+            review.audit = [
+                AuditShown(row, limit) for row in review_audit(review, stored, revision)
+            ]
         instructions = review.instructions_rendered
         review.instructions_shown = _cut(instructions, limit)
         review.instructions_cut = len(review.instructions_shown) < len(instructions)

@@ -3,8 +3,11 @@ proposed, what the reviewer decided (the proposal with their edits; nothing when
 read from the review and the entity's revision the decision committed."""
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from django.db.models import Q
 
 from entities.json_values import json_equal
 from entities.models import EntityRevision
@@ -33,17 +36,29 @@ class AuditRow:
         return not json_equal(self.decided, self.before)
 
 
-def stored_before(review: Review, stored: dict | None) -> dict:
-    """The entity's data as it was before the decision: as stored now, with the changes of
-    the revision the approval committed undone (none yet: the worker commits it shortly)."""
-    data = copy.deepcopy(stored or {})
-    revision = (
-        EntityRevision.objects.filter(
-            entity_id=review.entity_id, run_id=review.run_id, source=EntityRevision.Source.REVIEW
-        )
-        .order_by("version")
-        .first()
+def decision_revisions(reviews: Iterable[Review]) -> dict[tuple[str, str], EntityRevision]:
+    """The revision each decided review's approval committed, by (entity id, run id): its
+    entity's first revision made by a review in its run; in one query for a page of reviews
+    (one each made the queue's queries grow with its reviews)."""
+    pairs = {(review.entity_id, review.run_id) for review in reviews}
+    if not pairs:
+        return {}
+    each = Q()
+    for entity_id, run_id in pairs:
+        each |= Q(entity_id=entity_id, run_id=run_id)
+    revisions = (
+        EntityRevision.objects.filter(each, source=EntityRevision.Source.REVIEW)
+        .order_by("entity_id", "run_id", "version")
+        .distinct("entity_id", "run_id")
     )
+    return {(revision.entity_id, revision.run_id): revision for revision in revisions}
+
+
+def stored_before(review: Review, stored: dict | None, revision: EntityRevision | None) -> dict:
+    """The entity's data as it was before the decision: as stored now, with the changes of
+    the revision the approval committed (`decision_revisions`) undone (none yet: the worker
+    commits it shortly)."""
+    data = copy.deepcopy(stored or {})
     if revision is None:
         return data
     for change in revision.changes:
@@ -58,9 +73,12 @@ def stored_before(review: Review, stored: dict | None) -> dict:
     return data
 
 
-def review_audit(review: Review, stored: dict | None) -> list[AuditRow]:
-    """One row per field the review showed."""
-    before = stored_before(review, stored)
+def review_audit(
+    review: Review, stored: dict | None, revision: EntityRevision | None
+) -> list[AuditRow]:
+    """One row per field the review showed; `revision` is its `decision_revisions`' (None:
+    none yet)."""
+    before = stored_before(review, stored, revision)
     changes, removed = dict(review.changes), list(review.removed)
     if review.edited_proposal:  # the edits replaced the run's proposal for their keys
         for key in review.edits or {}:

@@ -118,6 +118,13 @@ class Review(models.Model):
         indexes = [
             models.Index(fields=["status", "-id"], name="review_status_newest"),
             models.Index(fields=["run", "-id"], name="review_run_newest"),
+            # A run's pending reviews (its page's link to them, the queue filtered by it),
+            # without reading its decided ones: a row leaves it when decided.
+            models.Index(
+                fields=["run", "-id"],
+                name="review_run_pending",
+                condition=models.Q(status="pending"),
+            ),
             models.Index(fields=["entity_id", "-id"], name="review_entity_newest"),
             models.Index(
                 fields=["expires_at"],

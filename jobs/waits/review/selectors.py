@@ -1,9 +1,11 @@
+from django.db.models import Exists, OuterRef
 from django.urls import reverse
 from django.utils.http import urlencode
 
 from config.api.errors import NotFound
 from entities.models import Entity
 from jobs.waits.review.models import Review, ReviewStatus
+from workflows.models import Workflow, WorkflowVersion
 
 
 def review_list(
@@ -25,6 +27,17 @@ def review_list(
     if entity_id:
         reviews = reviews.filter(entity_id=entity_id)
     return reviews
+
+
+def review_workflows():
+    """The workflows whose reviews the Reviews page filters by, by name: those with a version
+    holding a review step. Read from the definitions (a row a workflow), not from the reviews
+    (the workflows joined to every review were a DISTINCT over all of them: half a second at
+    300,000 reviews, on every page of the queue)."""
+    with_review_step = WorkflowVersion.objects.filter(
+        workflow=OuterRef("pk"), steps__contains=[{"type": "review"}]
+    )
+    return Workflow.objects.filter(Exists(with_review_step)).order_by("name").only("id", "name")
 
 
 def review_get(*, review_id: str) -> Review:
