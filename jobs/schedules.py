@@ -14,7 +14,8 @@ workflow's row lock, records one
 row and starts nothing, and a backlog of fires queued while the workers were down collapses
 into one run. If a run a schedule of the workflow started over the same filter is still open
 (pending, running, entities waiting), whichever trigger started it, the tick is skipped: a
-warning log line, a line in that run's log, and the `ScheduleFire` row (admin) say so.
+warning log line, a line in that run's log (the first skip only: a run open for months would
+otherwise get a line per tick) and the `ScheduleFire` row (admin) say so.
 Otherwise it starts a run over what matches the trigger's `filter` at that moment.
 
 A fire carries the digest of the trigger it was queued for (`trigger_digest`: its cron, time
@@ -266,7 +267,16 @@ def schedule_fire(
             f"started before, {still_open.pk}, is still {still_open.status}."
         )
         logger.warning("Workflow %s: %s", workflow_id, message)
-        RunLog.objects.create(run=still_open, level=RunLog.Level.WARNING, message=message)
+        skipped = ScheduleFire.objects.filter(
+            workflow=workflow, run=still_open, outcome=ScheduleFire.Outcome.SKIPPED
+        )
+        if not skipped.exists():  # once: a run open for months is not a log line per tick
+            RunLog.objects.create(
+                run=still_open,
+                level=RunLog.Level.WARNING,
+                message=f"{message} Later ticks skipped while it is open are in the "
+                "schedule's fires.",
+            )
         return record(ScheduleFire.Outcome.SKIPPED, still_open, message)
     started = {
         "type": TriggerType.SCHEDULE.value,

@@ -335,3 +335,21 @@ def test_a_fire_without_a_digest_fires_by_place_and_one_for_another_trigger_star
     )
     assert late is None
     assert ScheduleFire.objects.filter(workflow=workflow).count() == 1
+
+
+def test_ticks_skipped_while_a_run_stays_open_log_once_in_that_run(product_type):
+    """A minutely schedule whose run waits (a review no one decides) skips every tick: each
+    skip is a fire in the schedule's history (its newest FIRES_KEPT), and the run's log says
+    so once, not a line per tick for as long as the run stays open."""
+    minutely = {"on": "schedule", "cron": "* * * * *", "filter": {"status": "draft"}}
+    workflow = make_workflow(product_type, PUBLISH, triggers=[minutely])
+    make_entities(product_type, 2)
+    started = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=AT_3).run
+    for minute in range(1, 6):
+        fire = schedule_fire(
+            workflow_id=workflow.pk, trigger_index=0, now=AT_3 + timedelta(minutes=minute)
+        )
+        assert (fire.outcome, fire.run_id) == ("skipped", started.pk)
+    [line] = RunLog.objects.filter(run=started, level="warning").values_list("message", flat=True)
+    assert "Tick 2026-12-03T03:01:00+00:00 of schedule * * * * * skipped" in line
+    assert ScheduleFire.objects.filter(workflow=workflow, outcome="skipped").count() == 5
