@@ -353,3 +353,36 @@ def test_ticks_skipped_while_a_run_stays_open_log_once_in_that_run(product_type)
     [line] = RunLog.objects.filter(run=started, level="warning").values_list("message", flat=True)
     assert "Tick 2026-12-03T03:01:00+00:00 of schedule * * * * * skipped" in line
     assert ScheduleFire.objects.filter(workflow=workflow, outcome="skipped").count() == 5
+
+
+def test_a_crontab_no_schedule_uses_any_more_is_deleted(api, product_type):
+    """Every cron a workflow's schedule ever had was kept as a CrontabSchedule row: editing a
+    cron (or deleting its workflow) left the old one behind, for ever."""
+    from django_celery_beat.models import CrontabSchedule
+
+    before = CrontabSchedule.objects.count()
+    shared = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
+    workflow_id = _create(api, product_type, [{**NIGHTLY, "filter": {"status": "published"}}])
+    for minute in range(10):
+        moved = {**NIGHTLY, "cron": f"{minute} 5 * * *"}
+        response = api.patch(f"/api/v1/workflows/{workflow_id}", {"triggers": [moved]})
+        assert response.status_code == 200, response.content
+    assert CrontabSchedule.objects.count() == before + 2  # the nightly; "9 5 * * *"
+    response = api.patch(f"/api/v1/workflows/{workflow_id}", {"triggers": [NIGHTLY]})
+    assert response.status_code == 200, response.content
+    assert CrontabSchedule.objects.count() == before + 2
+    shared.delete()
+    assert CrontabSchedule.objects.count() == before + 1
+    api.patch(f"/api/v1/workflows/{workflow_id}", {"triggers": []})
+    assert CrontabSchedule.objects.count() == before
+
+
+def test_a_crontab_another_periodic_task_uses_stays_when_its_schedule_moves(product_type):
+    """A crontab an older save shared (found by its fields) with a task of someone else's
+    stays while that task uses it."""
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
+    [task] = _tasks(workflow.pk)
+    PeriodicTask.objects.create(name="someone else's", task="x", crontab=task.crontab)
+    workflow.triggers = [{**NIGHTLY, "cron": "0 4 * * *"}]
+    workflow.save()
+    assert PeriodicTask.objects.get(name="someone else's").crontab_id == task.crontab_id
