@@ -36,11 +36,12 @@ def event_listened(kind: str, entity_type_id: str) -> bool:
 
 @dataclass(frozen=True)
 class ChangeOrigin:
-    """Who made a change when it is not a person: a run of `workflow_id`, `depth` runs of
-    triggers deep."""
+    """Who made a change when it is not a person: the run `run_id` of `workflow_id`, `depth`
+    runs of triggers deep."""
 
     workflow_id: str
     depth: int = 0
+    run_id: str = ""
 
 
 def changed_keys(before: dict, after: dict) -> tuple[str, ...]:
@@ -73,6 +74,7 @@ def events_record(
             fields=list(fields),
             origin_workflow_id=origin.workflow_id if origin else "",
             depth=origin.depth if origin else 0,
+            origin_run_id=origin.run_id if origin else "",
         )
         for fields, ids in by_fields.items()
     )

@@ -74,6 +74,9 @@ class EntityEvent(models.Model):
     # chain of triggered runs is cut at TRIGGER_MAX_DEPTH.
     origin_workflow_id = models.CharField(max_length=ID_LENGTH, blank=True)
     depth = models.PositiveSmallIntegerField(default=0)
+    # The run that made the change (blank: a person): a chain cut at TRIGGER_MAX_DEPTH says
+    # so in that run's log. db_default: a process on the code before it writes events too.
+    origin_run_id = models.CharField(max_length=ID_LENGTH, blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

@@ -13,7 +13,8 @@ claimed with `FOR UPDATE SKIP LOCKED`, so two dispatchers never take the same on
 
 No loops: a change made by a run of workflow W never triggers W. Changes made by runs of
 other workflows do, one level deeper each time; past TRIGGER_MAX_DEPTH the chain is cut and
-logged, event by event: a person's change gathered with a chain's is still run.
+logged, event by event (in the worker's log, and in the log of each run whose changes it did
+not run): a person's change gathered with a chain's is still run.
 """
 
 import logging
@@ -27,6 +28,7 @@ from django.utils import timezone
 
 from entities.models import Entity, EntityEvent
 from jobs import queue
+from jobs.models import Run, RunLog
 from jobs.services import run_start
 from workflows.models import Workflow
 
@@ -57,6 +59,7 @@ def _gather(events: list[EntityEvent]) -> dict[tuple[str, str], tuple[dict, int]
     ]
     gathered: dict[tuple[str, str], tuple[dict, int]] = {}
     cut: dict[tuple[str, str], int] = {}
+    cut_runs: dict[str, dict[tuple[str, str], int]] = {}  # origin run -> what it did not start
     for event in sorted(events, key=lambda event: KINDS.index(event.kind)):
         for workflow in workflows:
             if workflow.entity_type_id != event.entity_type_id:
@@ -67,6 +70,11 @@ def _gather(events: list[EntityEvent]) -> dict[tuple[str, str], tuple[dict, int]
                 continue
             if event.depth + 1 > settings.TRIGGER_MAX_DEPTH:
                 cut[(workflow.pk, event.kind)] = cut.get((workflow.pk, event.kind), 0) + event.size
+                if event.origin_run_id:
+                    by_run = cut_runs.setdefault(event.origin_run_id, {})
+                    by_run[(workflow.pk, event.kind)] = (
+                        by_run.get((workflow.pk, event.kind), 0) + event.size
+                    )
                 continue
             created = gathered.get((workflow.pk, EntityEvent.Kind.CREATED), ({}, 0))[0]
             ids, depth = gathered.get((workflow.pk, event.kind), ({}, 0))
@@ -82,7 +90,30 @@ def _gather(events: list[EntityEvent]) -> dict[tuple[str, str], tuple[dict, int]
             kind,
             count,
         )
+    _cut_logs(cut_runs)
     return {key: value for key, value in gathered.items() if value[0]}
+
+
+def _cut_logs(cut_runs: dict[str, dict[tuple[str, str], int]]) -> None:
+    """A warning in the log of each run whose changes a cut chain did not run, naming each
+    workflow not started: where the API's user reads why the loop stopped. Written in the
+    dispatch's transaction, which deletes the events: once, whatever is delivered again."""
+    kept = set(Run.objects.filter(pk__in=list(cut_runs)).values_list("pk", flat=True))
+    RunLog.objects.bulk_create(
+        RunLog(
+            run_id=run_id,
+            level=RunLog.Level.WARNING,
+            message=(
+                f"Trigger chain cut at depth {settings.TRIGGER_MAX_DEPTH + 1} "
+                f"(TRIGGER_MAX_DEPTH={settings.TRIGGER_MAX_DEPTH}): this run's changes did not "
+                f"start workflow {workflow_id} ({kind}) on {count} entities. Workflows "
+                "triggering each other in a loop stop here."
+            ),
+        )
+        for run_id, not_started in sorted(cut_runs.items())
+        if run_id in kept
+        for (workflow_id, kind), count in sorted(not_started.items())
+    )
 
 
 def _start(workflow_id: str, kind: str, entity_ids: dict, depth: int) -> int:

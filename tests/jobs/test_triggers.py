@@ -7,7 +7,7 @@ from django.core.cache import cache
 
 from entities import services as entity_services
 from entities.models import EntityEvent
-from jobs.models import Run, RunItem
+from jobs.models import Run, RunItem, RunLog
 from jobs.triggers import QUEUED_KEY, entity_events_dispatch
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
@@ -154,6 +154,40 @@ def test_a_chain_of_triggers_is_cut_at_the_depth_setting_with_a_log_line(
         assert entity_events_dispatch() == 0
     assert "Trigger chain cut at depth 3" in caplog.text
     assert Run.objects.filter(workflow=a).count() == Run.objects.filter(workflow=b).count() == 2
+
+
+def test_a_cut_chain_says_why_in_the_log_of_each_run_whose_changes_it_did_not_run(
+    product_type, settings
+):
+    """Workflows a and b trigger each other (a loop). At the depth limit the chain stops,
+    and the runs whose changes started nothing say so in their own logs (`GET
+    .../runs/:id/logs`), where the API's user looks: the worker's log alone told only its
+    operator."""
+    settings.TRIGGER_MAX_DEPTH = 2
+    [entity_id] = make_entities(product_type, 1)
+    EntityEvent.objects.all().delete()
+    watch = [{"on": "entity.updated", "fields": ["title"]}]
+    a = make_workflow(product_type, [SET_TITLE], triggers=watch)
+    b = make_workflow(product_type, [SET_TITLE], triggers=watch)
+    entity_services.entity_update(entity_id=entity_id, data={"title": "Start"})
+    assert entity_events_dispatch() == 2
+    for run in Run.objects.all():
+        run_inline(run.pk)
+    assert entity_events_dispatch() == 2
+    deepest = list(Run.objects.filter(trigger__depth=2).order_by("pk"))
+    for run in deepest:
+        run_inline(run.pk)
+    assert entity_events_dispatch() == 0
+    for run in deepest:
+        other = b if run.workflow_id == a.pk else a
+        [line] = RunLog.objects.filter(run=run, level="warning").values_list("message", flat=True)
+        assert line == (
+            f"Trigger chain cut at depth 3 (TRIGGER_MAX_DEPTH=2): this run's changes did not "
+            f"start workflow {other.pk} (entity.updated) on 1 entities. Workflows triggering "
+            "each other in a loop stop here."
+        )
+    shallower = Run.objects.exclude(pk__in=[run.pk for run in deepest])
+    assert not RunLog.objects.filter(run__in=shallower, message__startswith="Trigger chain")
 
 
 def test_a_persons_change_gathered_with_a_chain_cut_at_the_depth_is_still_run(
