@@ -77,6 +77,9 @@ class EntityEvent(models.Model):
     # The run that made the change (blank: a person): a chain cut at TRIGGER_MAX_DEPTH says
     # so in that run's log. db_default: a process on the code before it writes events too.
     origin_run_id = models.CharField(max_length=ID_LENGTH, blank=True, default="", db_default="")
+    # Set on an event held back for one workflow (its entities were in an open run of it):
+    # only that workflow is started on it.
+    for_workflow_id = models.CharField(max_length=ID_LENGTH, blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

@@ -283,3 +283,33 @@ def test_changes_no_active_workflow_listens_to_record_no_event(product_type):
     run = start_run(make_workflow(product_type, [SET_TITLE, PUBLISH]), [entity_id])
     run_inline(run.pk)
     assert not EntityEvent.objects.filter(kind="entity.updated").exists()
+
+
+def test_a_change_to_an_entity_an_open_run_of_the_workflow_holds_runs_once_that_run_ends(
+    product_type,
+):
+    """The title is edited again while the run the first edit started still holds the entity
+    (an AI call in flight, a review): the second edit's run left it out (item `skipped`,
+    the change never run: the workflow's output stayed that of the first title). It waits
+    in the outbox instead, for this workflow only, and runs once the holding run has ended."""
+    watch = [{"on": "entity.updated", "fields": ["title"]}]
+    [entity_id, other_id] = make_entities(product_type, 2)
+    EntityEvent.objects.all().delete()
+    workflow = make_workflow(product_type, [PUBLISH], triggers=watch)
+    bystander = make_workflow(product_type, [PUBLISH], triggers=watch)
+    entity_services.entity_update(entity_id=entity_id, data={"title": "First"})
+    assert entity_events_dispatch() == 2
+    first = Run.objects.get(workflow=workflow)
+    run_inline(Run.objects.get(workflow=bystander).pk)
+    entity_services.entity_update(entity_id=entity_id, data={"title": "Second"})
+    entity_services.entity_update(entity_id=other_id, data={"title": "Other"})
+    assert entity_events_dispatch() == 2  # the workflow on `other` only; the bystander on both
+    assert not RunItem.objects.filter(run__workflow=workflow, status="skipped").exists()
+    assert entity_events_dispatch() == 0  # still held: it waits
+    run_inline(first.pk)
+    assert entity_events_dispatch() == 1
+    latest = Run.objects.filter(workflow=workflow).order_by("-created_at", "-pk").first()
+    assert _items(latest) == [entity_id]
+    assert latest.trigger == {"type": "entity.updated", "depth": 1}
+    assert Run.objects.filter(workflow=bystander).count() == 2  # not run again on it
+    assert not EntityEvent.objects.exists()
