@@ -1,6 +1,7 @@
 """Entity triggers: the outbox of entity changes (`entities.models.EntityEvent`) read,
 matched against active workflows' `entity.created` / `entity.updated` triggers, and turned
-into runs.
+into runs. A change starts only the workflows whose triggers it met when it was made (the
+event names them) and still meets: not one created, activated or edited after it.
 
 Events are gathered for TRIGGER_DEBOUNCE_S from the oldest one waiting; then the events
 waiting, oldest first and up to RUN_MAX_IDS entities in all, become one run per workflow
@@ -83,8 +84,8 @@ def _gather(events: list[EntityEvent]) -> dict[tuple[str, str], Gathered]:
                 continue
             if event.origin_workflow_id == workflow.pk:
                 continue  # a run's own changes never start its workflow again
-            if event.for_workflow_id and event.for_workflow_id != workflow.pk:
-                continue  # held back for another workflow (its other workflows ran on it)
+            if event.listener_ids is not None and workflow.pk not in event.listener_ids:
+                continue  # its trigger came after the change (or it was held back for another)
             if not any(_matches(trigger, event) for trigger in workflow.triggers):
                 continue
             if event.depth + 1 > settings.TRIGGER_MAX_DEPTH:
@@ -167,7 +168,7 @@ def _hold_back(workflow_id: str, kind: str, ids: list[str], taken: Gathered) -> 
         size=len(ids),
         fields=sorted(taken.fields),
         depth=taken.depth,
-        for_workflow_id=workflow_id,
+        listener_ids=[workflow_id],
     )
     logger.info(
         "Workflow %s: %s entities changed (%s) are in an open run of it: held back.",

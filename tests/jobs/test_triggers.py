@@ -313,3 +313,32 @@ def test_a_change_to_an_entity_an_open_run_of_the_workflow_holds_runs_once_that_
     assert latest.trigger == {"type": "entity.updated", "depth": 1}
     assert Run.objects.filter(workflow=bystander).count() == 2  # not run again on it
     assert not EntityEvent.objects.exists()
+
+
+def test_a_trigger_made_after_a_change_is_not_started_on_it(product_type):
+    """A change is run by the workflows whose triggers it met when it was made: one made
+    while they gathered, and not by a workflow created, edited to watch its field or
+    activated after it (the outbox is read seconds later, or much later after an outage)."""
+    [entity_id] = make_entities(product_type, 1)
+    EntityEvent.objects.all().delete()
+    watch_price = [{"on": "entity.updated", "fields": ["price"]}]
+    watch_title = [{"on": "entity.updated", "fields": ["title"]}]
+    edited = make_workflow(product_type, [PUBLISH], triggers=watch_price)
+    paused = make_workflow(product_type, [PUBLISH], triggers=watch_title, status="draft")
+    ran = make_workflow(product_type, [PUBLISH], triggers=watch_title)
+    entity_services.entity_update(entity_id=entity_id, data={"title": "New"})
+    make_workflow(product_type, [PUBLISH], triggers=watch_title)  # created after
+    edited.triggers = watch_title
+    edited.save()
+    paused.status = "active"
+    paused.save()
+    assert entity_events_dispatch() == 1
+    assert list(Run.objects.values_list("workflow_id", flat=True)) == [ran.pk]
+
+
+def test_a_workflow_created_after_an_import_is_not_started_on_it(product_type):
+    first = make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.created"}])
+    make_entities(product_type, 3)
+    make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.created"}])
+    assert entity_events_dispatch() == 1
+    assert list(Run.objects.values_list("workflow_id", flat=True)) == [first.pk]
