@@ -43,6 +43,7 @@ from workflows.models import Workflow
 logger = logging.getLogger(__name__)
 EVENTS_PAGE = 1000  # event rows (their sizes only) read at a time while claiming
 QUEUED_KEY = "triggers:dispatch-queued"
+CUT = "Trigger chain cut"  # how a run's log line saying so begins
 # A workflow's runs of one dispatch, in this order: an entity in both is run once, as created.
 KINDS = (EntityEvent.Kind.CREATED, EntityEvent.Kind.UPDATED)
 
@@ -117,24 +118,32 @@ def _gather(events: list[EntityEvent]) -> dict[tuple[str, str], Gathered]:
 
 def _cut_logs(cut_runs: dict[str, dict[tuple[str, str], int]]) -> None:
     """A warning in the log of each run whose changes a cut chain did not run, naming each
-    workflow not started: where the API's user reads why the loop stopped. Written in the
-    dispatch's transaction, which deletes the events: once, whatever is delivered again."""
+    workflow not started: where the API's user reads why the loop stopped. Once per run and
+    workflow (a long run's commits are gathered by many dispatches: a line each would grow
+    its log with its size). Written in the dispatch's transaction, which deletes the events:
+    once, whatever is delivered again."""
+    if not cut_runs:
+        return
     kept = set(Run.objects.filter(pk__in=list(cut_runs)).values_list("pk", flat=True))
-    RunLog.objects.bulk_create(
-        RunLog(
-            run_id=run_id,
-            level=RunLog.Level.WARNING,
-            message=(
-                f"Trigger chain cut at depth {settings.TRIGGER_MAX_DEPTH + 1} "
-                f"(TRIGGER_MAX_DEPTH={settings.TRIGGER_MAX_DEPTH}): this run's changes did not "
-                f"start workflow {workflow_id} ({kind}) on {count} entities. Workflows "
-                "triggering each other in a loop stop here."
-            ),
-        )
-        for run_id, not_started in sorted(cut_runs.items())
-        if run_id in kept
-        for (workflow_id, kind), count in sorted(not_started.items())
-    )
+    said: dict[str, list[str]] = {}
+    for run_id, message in RunLog.objects.filter(
+        run_id__in=kept, level=RunLog.Level.WARNING, message__startswith=CUT
+    ).values_list("run_id", "message"):
+        said.setdefault(run_id, []).append(message)
+    lines = []
+    for run_id, not_started in sorted(cut_runs.items()):
+        for (workflow_id, kind), count in sorted(not_started.items()):
+            what = f"this run's changes did not start workflow {workflow_id} ({kind})"
+            if run_id not in kept or any(what in line for line in said.get(run_id, ())):
+                continue
+            depths = f"{CUT} at depth {settings.TRIGGER_MAX_DEPTH + 1} "
+            depths += f"(TRIGGER_MAX_DEPTH={settings.TRIGGER_MAX_DEPTH})"
+            message = (
+                f"{depths}: {what} on {count} entities, nor will on its later changes. "
+                "Workflows triggering each other in a loop stop here."
+            )
+            lines.append(RunLog(run_id=run_id, level=RunLog.Level.WARNING, message=message))
+    RunLog.objects.bulk_create(lines)
 
 
 def _held(workflow_id: str, ids: list[str]) -> set[str]:

@@ -183,9 +183,23 @@ def test_a_cut_chain_says_why_in_the_log_of_each_run_whose_changes_it_did_not_ru
         [line] = RunLog.objects.filter(run=run, level="warning").values_list("message", flat=True)
         assert line == (
             f"Trigger chain cut at depth 3 (TRIGGER_MAX_DEPTH=2): this run's changes did not "
-            f"start workflow {other.pk} (entity.updated) on 1 entities. Workflows triggering "
-            "each other in a loop stop here."
+            f"start workflow {other.pk} (entity.updated) on 1 entities, nor will on its later "
+            "changes. Workflows triggering each other in a loop stop here."
         )
+    # The same runs' later changes (a long run commits chunk by chunk) are cut without a
+    # line each.
+    for run in deepest:
+        EntityEvent.objects.create(
+            kind="entity.updated",
+            entity_type_id=product_type.pk,
+            entity_ids=[entity_id],
+            fields=["title"],
+            origin_workflow_id=run.workflow_id,
+            origin_run_id=run.pk,
+            depth=2,
+        )
+    assert entity_events_dispatch() == 0
+    assert RunLog.objects.filter(run__in=deepest, message__startswith="Trigger chain").count() == 2
     shallower = Run.objects.exclude(pk__in=[run.pk for run in deepest])
     assert not RunLog.objects.filter(run__in=shallower, message__startswith="Trigger chain")
 
