@@ -6,7 +6,7 @@ import pytest
 from django.core.cache import cache
 
 from entities import services as entity_services
-from entities.models import EntityEvent
+from entities.models import Entity, EntityEvent
 from jobs.models import Run, RunItem, RunLog
 from jobs.triggers import QUEUED_KEY, entity_events_dispatch
 from tests.factories import make_entities, make_workflow, run_inline, start_run
@@ -356,3 +356,18 @@ def test_a_workflow_created_after_an_import_is_not_started_on_it(product_type):
     make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.created"}])
     assert entity_events_dispatch() == 1
     assert list(Run.objects.values_list("workflow_id", flat=True)) == [first.pk]
+
+
+def test_an_admin_save_that_only_publishes_the_entity_triggers_any_change(product_type):
+    """`entity.updated` without `fields` runs on any change: the admin's save of the status
+    alone (draft to published) is one, as a restore's or a run's publish is. It recorded
+    nothing (only changed data keys were)."""
+    [entity_id] = make_entities(product_type, 1)
+    EntityEvent.objects.all().delete()
+    any_change = make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.updated"}])
+    make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.updated", "fields": ["x"]}])
+    entity = Entity.objects.get(pk=entity_id)
+    entity.status = "published"
+    entity_services.entity_save(entity=entity, created=False, opened_version=entity.version)
+    assert entity_events_dispatch() == 1
+    assert list(Run.objects.values_list("workflow_id", flat=True)) == [any_change.pk]
