@@ -74,6 +74,13 @@ class EntityEvent(models.Model):
     # chain of triggered runs is cut at TRIGGER_MAX_DEPTH.
     origin_workflow_id = models.CharField(max_length=ID_LENGTH, blank=True)
     depth = models.PositiveSmallIntegerField(default=0)
+    # The run that made the change (blank: a person): a chain cut at TRIGGER_MAX_DEPTH says
+    # so in that run's log. db_default: a process on the code before it writes events too.
+    origin_run_id = models.CharField(max_length=ID_LENGTH, blank=True, default="", db_default="")
+    # Those that heard the change when it was made (the layer above's workflows whose
+    # triggers it met then; one alone for a change held back for it): only they may act on
+    # it. Null: recorded before this was kept (anyone).
+    listener_ids = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

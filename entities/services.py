@@ -162,7 +162,9 @@ def entity_save(
         )
         revisions_record([revision_of(entity.pk, entity.version, source, revision_changes)])
         keys = changed_keys(before["data"], entity.data)
-        kind, changes = EntityEvent.Kind.UPDATED, ({entity.pk: keys} if keys else {})
+        # The status alone is a change too (as a restore's or a run's publish is): keys ().
+        changed = keys or any(change["field"] == "status" for change in revision_changes)
+        kind, changes = EntityEvent.Kind.UPDATED, ({entity.pk: keys} if changed else {})
     events_record(kind=kind, entity_type_id=entity.entity_type_id, changes=changes)
     return entity
 

@@ -3,9 +3,10 @@ as django-celery-beat `PeriodicTask` rows, which beat's DatabaseScheduler fires,
 
 The workflow's `triggers` are the source of truth. Every save or delete of a workflow (API,
 admin, services) re-writes its rows here, in the same transaction: one row per schedule
-trigger, named `workflow:<id>:trigger:<index>`, enabled only while the workflow is `active`;
-rows of triggers that are gone are deleted. The admin shows these rows read-only (edit the
-workflow's triggers instead).
+trigger, named `workflow:<id>:trigger:<index>`, enabled only while the workflow is `active`,
+with a `CrontabSchedule` of its own; rows of triggers that are gone are deleted, and so is a
+crontab no task uses any more (a cron edited, a trigger removed, a workflow deleted). The
+admin shows these rows read-only (edit the workflow's triggers instead).
 
 A fire (`schedule_fire`) works out the tick it is for (the latest cron time at or before
 now plus `CLOCK_GRACE`, in the trigger's time zone: see `schedule_fire`), and, holding the
@@ -14,7 +15,8 @@ workflow's row lock, records one
 row and starts nothing, and a backlog of fires queued while the workers were down collapses
 into one run. If a run a schedule of the workflow started over the same filter is still open
 (pending, running, entities waiting), whichever trigger started it, the tick is skipped: a
-warning log line, a line in that run's log, and the `ScheduleFire` row (admin) say so.
+warning log line, a line in that run's log (the first skip only: a run open for months would
+otherwise get a line per tick) and the `ScheduleFire` row (admin) say so.
 Otherwise it starts a run over what matches the trigger's `filter` at that moment.
 
 A fire carries the digest of the trigger it was queued for (`trigger_digest`: its cron, time
@@ -76,9 +78,10 @@ def schedule_digest(trigger: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _crontab(trigger: dict) -> CrontabSchedule:
+def _crontab_spec(trigger: dict) -> dict:
+    """The `CrontabSchedule` fields of the trigger's cron, in its time zone."""
     minute, hour, day_of_month, month_of_year, day_of_week = trigger["cron"].split()
-    spec = {
+    return {
         "minute": minute,
         "hour": hour,
         "day_of_month": day_of_month,
@@ -86,15 +89,33 @@ def _crontab(trigger: dict) -> CrontabSchedule:
         "day_of_week": day_of_week,
         "timezone": zoneinfo.ZoneInfo(trigger.get("timezone") or "UTC"),
     }
-    found = CrontabSchedule.objects.filter(**spec).order_by("pk").first()
-    return found or CrontabSchedule.objects.create(**spec)
+
+
+def _crontab_is(crontab: CrontabSchedule | None, spec: dict) -> bool:
+    return crontab is not None and all(
+        str(getattr(crontab, key)) == str(value) for key, value in spec.items()
+    )
+
+
+def _crontabs_drop_unused(crontab_ids: set) -> None:
+    """Delete those of the crontabs no periodic task uses any more: each cron a schedule ever
+    had would otherwise be kept for ever. A task's crontab is its own (never one found by
+    its fields and shared), so no other save attaches a task to one of these meanwhile;
+    one an older save shared is deleted with its last task."""
+    if crontab_ids := crontab_ids - {None}:
+        CrontabSchedule.objects.filter(pk__in=crontab_ids, periodictask__isnull=True).delete()
 
 
 def _description(workflow: Workflow, index: int, trigger: dict) -> str:
+    """What the admin shows of the task. Its filter's ids are counted, not copied: beat
+    loads every enabled task whole, and 10,000 ids made a row of 380 KB."""
+    entity_filter = dict(trigger.get("filter") or {})
+    if "ids" in entity_filter:
+        entity_filter["ids"] = f"{len(entity_filter['ids'])} ids"
     return (
         f"Schedule trigger #{index} of workflow {workflow.pk} ({workflow.name}): "
         f"{trigger['cron']} {trigger.get('timezone') or 'UTC'}, "
-        f"filter {json.dumps(trigger.get('filter') or {})}. "
+        f"filter {json.dumps(entity_filter)}. "
         "Kept in step with the workflow's triggers: edit those, not this task."
     )
 
@@ -109,13 +130,17 @@ def schedules_sync(*, workflow: Workflow) -> None:
     }
     existing = {
         task.name: task
-        for task in PeriodicTask.objects.filter(name__startswith=task_prefix(workflow.pk))
+        for task in PeriodicTask.objects.filter(
+            name__startswith=task_prefix(workflow.pk)
+        ).select_related("crontab")
     }
+    left: set = set()
     for name in existing.keys() - wanted.keys():
+        left.add(existing[name].crontab_id)
         existing[name].delete()
     enabled = workflow.status == Workflow.Status.ACTIVE
     for name, (index, trigger) in wanted.items():
-        crontab = _crontab(trigger)
+        spec = _crontab_spec(trigger)
         fields = {
             "task": queue.FIRE_SCHEDULE,
             "kwargs": json.dumps(
@@ -130,17 +155,21 @@ def schedules_sync(*, workflow: Workflow) -> None:
         }
         task = existing.get(name)
         if task is None:
+            crontab = CrontabSchedule.objects.create(**spec)
             PeriodicTask(name=name, crontab=crontab, **fields).save()
             continue
-        moved = task.crontab_id != crontab.pk
+        moved = not _crontab_is(task.crontab, spec)
         if not moved and all(getattr(task, key) == value for key, value in fields.items()):
             continue
         for key, value in fields.items():
             setattr(task, key, value)
-        task.crontab, task.interval, task.solar, task.clocked = crontab, None, None, None
         if moved:
+            left.add(task.crontab_id)
+            task.crontab = CrontabSchedule.objects.create(**spec)
             task.last_run_at = None  # the next tick of the new cron, no catching up
+        task.interval, task.solar, task.clocked = None, None, None
         task.save()
+    _crontabs_drop_unused(left)
 
 
 def schedules_remove(*, workflow_id: str) -> int:
@@ -148,6 +177,7 @@ def schedules_remove(*, workflow_id: str) -> int:
     tasks = list(PeriodicTask.objects.filter(name__startswith=task_prefix(workflow_id)))
     for task in tasks:
         task.delete()  # one by one: each tells beat its schedule changed
+    _crontabs_drop_unused({task.crontab_id for task in tasks})
     return len(tasks)
 
 
@@ -266,7 +296,16 @@ def schedule_fire(
             f"started before, {still_open.pk}, is still {still_open.status}."
         )
         logger.warning("Workflow %s: %s", workflow_id, message)
-        RunLog.objects.create(run=still_open, level=RunLog.Level.WARNING, message=message)
+        skipped = ScheduleFire.objects.filter(
+            workflow=workflow, run=still_open, outcome=ScheduleFire.Outcome.SKIPPED
+        )
+        if not skipped.exists():  # once: a run open for months is not a log line per tick
+            RunLog.objects.create(
+                run=still_open,
+                level=RunLog.Level.WARNING,
+                message=f"{message} Later ticks skipped while it is open are in the "
+                "schedule's fires.",
+            )
         return record(ScheduleFire.Outcome.SKIPPED, still_open, message)
     started = {
         "type": TriggerType.SCHEDULE.value,

@@ -1,6 +1,7 @@
 """Entity triggers: the outbox of entity changes (`entities.models.EntityEvent`) read,
 matched against active workflows' `entity.created` / `entity.updated` triggers, and turned
-into runs.
+into runs. A change starts only the workflows whose triggers it met when it was made (the
+event names them) and still meets: not one created, activated or edited after it.
 
 Events are gathered for TRIGGER_DEBOUNCE_S from the oldest one waiting; then the events
 waiting, oldest first and up to RUN_MAX_IDS entities in all, become one run per workflow
@@ -11,28 +12,38 @@ one transaction: a crash before COMMIT leaves the events for the next delivery, 
 redelivered batch finds them gone, so no event is lost and none starts two runs. Events are
 claimed with `FOR UPDATE SKIP LOCKED`, so two dispatchers never take the same ones.
 
+An entity an open run of the workflow holds (an AI call in flight, a review) would be left out
+of the new run (`jobs.item_rows`), its change never run: it is held back instead, an event for
+that workflow alone, which later dispatches start once the holding run has let it go.
+
 No loops: a change made by a run of workflow W never triggers W. Changes made by runs of
 other workflows do, one level deeper each time; past TRIGGER_MAX_DEPTH the chain is cut and
-logged, event by event: a person's change gathered with a chain's is still run.
+logged, event by event (in the worker's log, and in the log of each run whose changes it did
+not run): a person's change gathered with a chain's is still run.
 """
 
 import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from entities.models import Entity, EntityEvent
 from jobs import queue
+from jobs.item_rows import HOLDING
+from jobs.models import Run, RunItem, RunLog, RunStatus
 from jobs.services import run_start
 from workflows.models import Workflow
 
 logger = logging.getLogger(__name__)
 EVENTS_PAGE = 1000  # event rows (their sizes only) read at a time while claiming
 QUEUED_KEY = "triggers:dispatch-queued"
+CUT = "Trigger chain cut"  # how a run's log line saying so begins
 # A workflow's runs of one dispatch, in this order: an entity in both is run once, as created.
 KINDS = (EntityEvent.Kind.CREATED, EntityEvent.Kind.UPDATED)
 
@@ -44,9 +55,19 @@ def _matches(trigger: dict, event: EntityEvent) -> bool:
     return not fields or bool(set(fields) & set(event.fields))
 
 
-def _gather(events: list[EntityEvent]) -> dict[tuple[str, str], tuple[dict, int]]:
-    """(workflow id, event kind) -> (entity ids in order, each once in the workflow's
-    gathered runs; the deepest event taken). Events past TRIGGER_MAX_DEPTH are left out."""
+@dataclass
+class Gathered:
+    """What one workflow is to be started on for one kind of event: the entities in order,
+    each once; the deepest event taken; the data keys those events changed."""
+
+    ids: dict = field(default_factory=dict)
+    depth: int = 0
+    fields: set = field(default_factory=set)
+
+
+def _gather(events: list[EntityEvent]) -> dict[tuple[str, str], Gathered]:
+    """(workflow id, event kind) -> what it is started on. Events past TRIGGER_MAX_DEPTH
+    are left out."""
     type_ids = {event.entity_type_id for event in events}
     workflows = [
         workflow
@@ -55,23 +76,32 @@ def _gather(events: list[EntityEvent]) -> dict[tuple[str, str], tuple[dict, int]
         ).only("pk", "entity_type_id", "triggers")
         if workflow.triggers
     ]
-    gathered: dict[tuple[str, str], tuple[dict, int]] = {}
+    gathered: dict[tuple[str, str], Gathered] = {}
     cut: dict[tuple[str, str], int] = {}
+    cut_runs: dict[str, dict[tuple[str, str], int]] = {}  # origin run -> what it did not start
     for event in sorted(events, key=lambda event: KINDS.index(event.kind)):
         for workflow in workflows:
             if workflow.entity_type_id != event.entity_type_id:
                 continue
             if event.origin_workflow_id == workflow.pk:
                 continue  # a run's own changes never start its workflow again
+            if event.listener_ids is not None and workflow.pk not in event.listener_ids:
+                continue  # its trigger came after the change (or it was held back for another)
             if not any(_matches(trigger, event) for trigger in workflow.triggers):
                 continue
             if event.depth + 1 > settings.TRIGGER_MAX_DEPTH:
                 cut[(workflow.pk, event.kind)] = cut.get((workflow.pk, event.kind), 0) + event.size
+                if event.origin_run_id:
+                    by_run = cut_runs.setdefault(event.origin_run_id, {})
+                    by_run[(workflow.pk, event.kind)] = (
+                        by_run.get((workflow.pk, event.kind), 0) + event.size
+                    )
                 continue
-            created = gathered.get((workflow.pk, EntityEvent.Kind.CREATED), ({}, 0))[0]
-            ids, depth = gathered.get((workflow.pk, event.kind), ({}, 0))
-            ids.update(dict.fromkeys(i for i in event.entity_ids if i not in created))
-            gathered[(workflow.pk, event.kind)] = (ids, max(depth, event.depth))
+            created = gathered.get((workflow.pk, EntityEvent.Kind.CREATED), Gathered()).ids
+            taken = gathered.setdefault((workflow.pk, event.kind), Gathered())
+            taken.ids.update(dict.fromkeys(i for i in event.entity_ids if i not in created))
+            taken.depth = max(taken.depth, event.depth)
+            taken.fields.update(event.fields)
     for (workflow_id, kind), count in cut.items():
         logger.warning(
             "Trigger chain cut at depth %s (TRIGGER_MAX_DEPTH=%s): workflow %s not started "
@@ -82,38 +112,124 @@ def _gather(events: list[EntityEvent]) -> dict[tuple[str, str], tuple[dict, int]
             kind,
             count,
         )
-    return {key: value for key, value in gathered.items() if value[0]}
+    _cut_logs(cut_runs)
+    return {key: value for key, value in gathered.items() if value.ids}
 
 
-def _start(workflow_id: str, kind: str, entity_ids: dict, depth: int) -> int:
-    """Runs (of at most RUN_MAX_IDS entities each) over the entities that still exist."""
-    ids = list(entity_ids)
+def _cut_logs(cut_runs: dict[str, dict[tuple[str, str], int]]) -> None:
+    """A warning in the log of each run whose changes a cut chain did not run, naming each
+    workflow not started: where the API's user reads why the loop stopped. Once per run and
+    workflow (a long run's commits are gathered by many dispatches: a line each would grow
+    its log with its size). Written in the dispatch's transaction, which deletes the events:
+    once, whatever is delivered again."""
+    if not cut_runs:
+        return
+    kept = set(Run.objects.filter(pk__in=list(cut_runs)).values_list("pk", flat=True))
+    said: dict[str, list[str]] = {}
+    for run_id, message in RunLog.objects.filter(
+        run_id__in=kept, level=RunLog.Level.WARNING, message__startswith=CUT
+    ).values_list("run_id", "message"):
+        said.setdefault(run_id, []).append(message)
+    lines = []
+    for run_id, not_started in sorted(cut_runs.items()):
+        for (workflow_id, kind), count in sorted(not_started.items()):
+            what = f"this run's changes did not start workflow {workflow_id} ({kind})"
+            if run_id not in kept or any(what in line for line in said.get(run_id, ())):
+                continue
+            depths = f"{CUT} at depth {settings.TRIGGER_MAX_DEPTH + 1} "
+            depths += f"(TRIGGER_MAX_DEPTH={settings.TRIGGER_MAX_DEPTH})"
+            message = (
+                f"{depths}: {what} on {count} entities, nor will on its later changes. "
+                "Workflows triggering each other in a loop stop here."
+            )
+            lines.append(RunLog(run_id=run_id, level=RunLog.Level.WARNING, message=message))
+    RunLog.objects.bulk_create(lines)
+
+
+def _held(workflow_id: str, ids: list[str]) -> set[str]:
+    """Those of `ids` an open run of the workflow holds (their item pending, running or
+    waiting). Takes the workflow's row lock first, as a run's start does to make its items
+    (`jobs.item_rows`), so no run takes one of the others before this dispatch's runs do."""
+    Workflow.objects.select_for_update(no_key=True).filter(pk=workflow_id).exists()
+    open_runs = list(
+        Run.objects.filter(workflow_id=workflow_id, status__in=RunStatus.open()).values_list(
+            "pk", flat=True
+        )
+    )
+    if not open_runs:
+        return set()
+    return set(
+        RunItem.objects.filter(run_id__in=open_runs, status__in=HOLDING, entity_id__in=ids)
+        .values_list("entity_id", flat=True)
+        .distinct()
+    )
+
+
+def _hold_back(workflow_id: str, kind: str, ids: list[str], taken: Gathered) -> int:
+    """Record the held entities' change again, for this workflow only (its other workflows
+    have run on it); a later dispatch starts it once the run holding them has ended. Returns
+    the new event's id."""
+    entity_type_id = Workflow.objects.values_list("entity_type_id", flat=True).get(pk=workflow_id)
+    event = EntityEvent.objects.create(
+        kind=kind,
+        entity_type_id=entity_type_id,
+        entity_ids=ids,
+        size=len(ids),
+        fields=sorted(taken.fields),
+        depth=taken.depth,
+        listener_ids=[workflow_id],
+    )
+    logger.info(
+        "Workflow %s: %s entities changed (%s) are in an open run of it: held back.",
+        workflow_id,
+        len(ids),
+        kind,
+    )
+    return event.pk
+
+
+def _start(workflow_id: str, kind: str, taken: Gathered) -> tuple[int, int | None]:
+    """Runs (of at most RUN_MAX_IDS entities each) over the entities that still exist and
+    no open run of the workflow holds; the held ones are held back (a new event, whose id is
+    returned with the count of runs started). A run would leave them out (item `skipped`),
+    and their change would never be run."""
+    ids = list(taken.ids)
     existing = set(Entity.objects.filter(pk__any=ids).values_list("pk", flat=True))
     ids = [entity_id for entity_id in ids if entity_id in existing]
+    held = _held(workflow_id, ids) if ids else set()
+    held_back = None
+    if held:
+        held_back = _hold_back(workflow_id, kind, [i for i in ids if i in held], taken)
+        ids = [entity_id for entity_id in ids if entity_id not in held]
     size = settings.RUN_MAX_IDS
     for start in range(0, len(ids), size):
         run = run_start(
             workflow_id=workflow_id,
             entity_ids=ids[start : start + size],
-            trigger={"type": kind, "depth": depth + 1},
+            trigger={"type": kind, "depth": taken.depth + 1},
         )
         logger.info("Workflow %s triggered on %s: run %s", workflow_id, kind, run.pk)
-    return (len(ids) + size - 1) // size
+    return (len(ids) + size - 1) // size, held_back
 
 
-def _sizes():
+def _waiting(below: int | None) -> QuerySet:
+    """The events waiting; with `below`, only those older than that event (one this
+    dispatch held back, and those recorded since, are left for the next)."""
+    events = EntityEvent.objects.all()
+    return events if below is None else events.filter(pk__lt=below)
+
+
+def _sizes(below: int | None):
     """(pk, size) of every event waiting, oldest first, a page at a time."""
     after = 0
     while page := list(
-        EntityEvent.objects.filter(pk__gt=after)
-        .order_by("pk")
-        .values_list("pk", "size")[:EVENTS_PAGE]
+        _waiting(below).filter(pk__gt=after).order_by("pk").values_list("pk", "size")[:EVENTS_PAGE]
     ):
         yield from page
         after = page[-1][0]
 
 
-def _claim() -> list[EntityEvent]:
+def _claim(below: int | None) -> list[EntityEvent]:
     """Lock the oldest events no other dispatcher holds, up to RUN_MAX_IDS entities in all
     (at least one event). The cut is worked out from the events' sizes, read without a lock,
     and only the events within it are locked (`SKIP LOCKED`: those another dispatcher took
@@ -121,7 +237,7 @@ def _claim() -> list[EntityEvent]:
     the ids of events left for later are never loaded."""
     taken: list[int] = []
     named = 0
-    for pk, size in _sizes():
+    for pk, size in _sizes(below):
         if taken and named + size > settings.RUN_MAX_IDS:
             break
         taken.append(pk)
@@ -136,9 +252,10 @@ def entity_events_dispatch() -> int:
     returns how many runs started. Queues itself again for events still gathering."""
     window = timedelta(seconds=settings.TRIGGER_DEBOUNCE_S)
     started = 0
+    below = None  # the first event this dispatch held back: it is the next one's
     while True:
         with transaction.atomic():
-            oldest = EntityEvent.objects.order_by("pk").values_list("created_at", flat=True)
+            oldest = _waiting(below).order_by("pk").values_list("created_at", flat=True)
             oldest = oldest.first()
             if oldest is None:
                 return started
@@ -146,13 +263,16 @@ def entity_events_dispatch() -> int:
             if wait > 0:
                 dispatch_enqueue(countdown=wait, again=True)
                 return started
-            events = _claim()
+            events = _claim(below)
             if not events:
                 return started  # another dispatcher holds them
             # In workflow order: each start takes its workflow's row lock (jobs.item_rows),
             # so two dispatchers never wait on each other's.
-            for (workflow_id, kind), (ids, depth) in sorted(_gather(events).items()):
-                started += _start(workflow_id, kind, ids, depth)
+            for (workflow_id, kind), taken in sorted(_gather(events).items()):
+                runs, held_back = _start(workflow_id, kind, taken)
+                started += runs
+                if held_back is not None and below is None:
+                    below = held_back
             EntityEvent.objects.filter(pk__in=[event.pk for event in events]).delete()
 
 

@@ -8,6 +8,6 @@ class WorkflowsConfig(AppConfig):
 
     def ready(self):
         from entities.events import events_listened_by
-        from workflows.selectors import trigger_kinds
+        from workflows.selectors import trigger_listeners
 
-        events_listened_by(trigger_kinds)
+        events_listened_by(trigger_listeners)

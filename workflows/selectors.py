@@ -3,6 +3,7 @@ from django.db.models.functions import Coalesce
 
 from config.api.errors import FieldError, InvalidInput, NotFound
 from config.digits import whole_number
+from entities.events import Listener
 from workflows.models import Step, Workflow, WorkflowVersion
 
 
@@ -44,18 +45,24 @@ def workflow_get(*, workflow_id: str) -> Workflow:
     return workflow
 
 
-def trigger_kinds(entity_type_id: str) -> set[str]:
-    """The kinds of trigger (`entity.created`, ...) of the active workflows of a type: which
-    entity changes start anything (one indexed query, inside the change's transaction)."""
-    return {
-        trigger["on"]
-        for triggers in Workflow.objects.filter(
+def trigger_listeners(entity_type_id: str) -> list[Listener]:
+    """The entity triggers (`entity.created`, `entity.updated` with its fields) of the active
+    workflows of a type: which entity changes start what (one indexed query, inside the
+    change's transaction)."""
+    return [
+        Listener(
+            workflow_id,
+            trigger["on"],
+            frozenset(trigger["fields"]) if trigger.get("fields") else None,
+        )
+        for workflow_id, triggers in Workflow.objects.filter(
             entity_type_id=entity_type_id, status=Workflow.Status.ACTIVE
         )
         .exclude(triggers=[])
-        .values_list("triggers", flat=True)
+        .values_list("pk", "triggers")
         for trigger in triggers
-    }
+        if trigger.get("on") != "schedule"
+    ]
 
 
 def version_number(raw: str) -> int:

@@ -4,7 +4,8 @@ events) and `jobs.schedules` (celery beat).
 
 - `{"on": "entity.created"}`
 - `{"on": "entity.updated", "fields": ["title", ...]}`: only when one of those top-level
-  fields changed (no `fields`: any change)
+  fields changed (no `fields`: any change); a nested path (`seo.title`) is refused, naming
+  the top-level field to watch, unless a closed schema declares a field named so
 - `{"on": "schedule", "cron": "0 3 * * *", "timezone"?: "Europe/Paris", "filter"?: {...}}`
 
 Every string is bounded by the column it ends up in (beat's `CrontabSchedule`, the
@@ -146,19 +147,31 @@ def _trigger_problems(trigger, where: str, known: set[str] | None) -> list[Field
                     "max_length",
                 )
             )
-        elif known is not None:
+        else:
             found += [
                 FieldError(
                     f"{where}.fields[{index}]",
-                    f"The entity type's schema has no field {name!r}.",
+                    _nested_message(name)
+                    if "." in name
+                    else f"The entity type's schema has no field {name!r}.",
                     "unknown_field",
                 )
                 for index, name in enumerate(fields)
-                if name not in known
+                if (known is None and "." in name) or (known is not None and name not in known)
             ]
     if on == "schedule":
         found += _schedule_problems(trigger, where)
     return found
+
+
+def _nested_message(name: str) -> str:
+    """Why a watched field named as a path is refused (a trigger compares whole top-level
+    keys: no key named so ever changes, and the trigger would never fire)."""
+    top = name.split(".")[0]
+    return (
+        f"A trigger watches top-level fields, and {name!r} names a nested one: watch `{top}` "
+        "(a change anywhere inside it)."
+    )
 
 
 def beat_runs(cron: str) -> bool:

@@ -46,7 +46,9 @@ def _chunk_execute(run_id: str, chunk: int) -> None:
             run_id,
             {i.entity_id: (i.pk, i.attempts) for i in items},
             seen_at=seen_at,
-            origin=ChangeOrigin(run.workflow_id, (run.trigger or {}).get("depth", 0)),
+            origin=ChangeOrigin(
+                run.workflow_id, (run.trigger or {}).get("depth", 0), run_id=run.pk
+            ),
             entity_type_id=run.workflow.entity_type_id,
             budget=RunBudget.of(run),
             cancelled=run.cancel_requested_at is not None,

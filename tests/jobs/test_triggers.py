@@ -6,8 +6,8 @@ import pytest
 from django.core.cache import cache
 
 from entities import services as entity_services
-from entities.models import EntityEvent
-from jobs.models import Run, RunItem
+from entities.models import Entity, EntityEvent
+from jobs.models import Run, RunItem, RunLog
 from jobs.triggers import QUEUED_KEY, entity_events_dispatch
 from tests.factories import make_entities, make_workflow, run_inline, start_run
 
@@ -156,6 +156,54 @@ def test_a_chain_of_triggers_is_cut_at_the_depth_setting_with_a_log_line(
     assert Run.objects.filter(workflow=a).count() == Run.objects.filter(workflow=b).count() == 2
 
 
+def test_a_cut_chain_says_why_in_the_log_of_each_run_whose_changes_it_did_not_run(
+    product_type, settings
+):
+    """Workflows a and b trigger each other (a loop). At the depth limit the chain stops,
+    and the runs whose changes started nothing say so in their own logs (`GET
+    .../runs/:id/logs`), where the API's user looks: the worker's log alone told only its
+    operator."""
+    settings.TRIGGER_MAX_DEPTH = 2
+    [entity_id] = make_entities(product_type, 1)
+    EntityEvent.objects.all().delete()
+    watch = [{"on": "entity.updated", "fields": ["title"]}]
+    a = make_workflow(product_type, [SET_TITLE], triggers=watch)
+    b = make_workflow(product_type, [SET_TITLE], triggers=watch)
+    entity_services.entity_update(entity_id=entity_id, data={"title": "Start"})
+    assert entity_events_dispatch() == 2
+    for run in Run.objects.all():
+        run_inline(run.pk)
+    assert entity_events_dispatch() == 2
+    deepest = list(Run.objects.filter(trigger__depth=2).order_by("pk"))
+    for run in deepest:
+        run_inline(run.pk)
+    assert entity_events_dispatch() == 0
+    for run in deepest:
+        other = b if run.workflow_id == a.pk else a
+        [line] = RunLog.objects.filter(run=run, level="warning").values_list("message", flat=True)
+        assert line == (
+            f"Trigger chain cut at depth 3 (TRIGGER_MAX_DEPTH=2): this run's changes did not "
+            f"start workflow {other.pk} (entity.updated) on 1 entities, nor will on its later "
+            "changes. Workflows triggering each other in a loop stop here."
+        )
+    # The same runs' later changes (a long run commits chunk by chunk) are cut without a
+    # line each.
+    for run in deepest:
+        EntityEvent.objects.create(
+            kind="entity.updated",
+            entity_type_id=product_type.pk,
+            entity_ids=[entity_id],
+            fields=["title"],
+            origin_workflow_id=run.workflow_id,
+            origin_run_id=run.pk,
+            depth=2,
+        )
+    assert entity_events_dispatch() == 0
+    assert RunLog.objects.filter(run__in=deepest, message__startswith="Trigger chain").count() == 2
+    shallower = Run.objects.exclude(pk__in=[run.pk for run in deepest])
+    assert not RunLog.objects.filter(run__in=shallower, message__startswith="Trigger chain")
+
+
 def test_a_persons_change_gathered_with_a_chain_cut_at_the_depth_is_still_run(
     product_type, settings, caplog
 ):
@@ -249,3 +297,77 @@ def test_changes_no_active_workflow_listens_to_record_no_event(product_type):
     run = start_run(make_workflow(product_type, [SET_TITLE, PUBLISH]), [entity_id])
     run_inline(run.pk)
     assert not EntityEvent.objects.filter(kind="entity.updated").exists()
+
+
+def test_a_change_to_an_entity_an_open_run_of_the_workflow_holds_runs_once_that_run_ends(
+    product_type,
+):
+    """The title is edited again while the run the first edit started still holds the entity
+    (an AI call in flight, a review): the second edit's run left it out (item `skipped`,
+    the change never run: the workflow's output stayed that of the first title). It waits
+    in the outbox instead, for this workflow only, and runs once the holding run has ended."""
+    watch = [{"on": "entity.updated", "fields": ["title"]}]
+    [entity_id, other_id] = make_entities(product_type, 2)
+    EntityEvent.objects.all().delete()
+    workflow = make_workflow(product_type, [PUBLISH], triggers=watch)
+    bystander = make_workflow(product_type, [PUBLISH], triggers=watch)
+    entity_services.entity_update(entity_id=entity_id, data={"title": "First"})
+    assert entity_events_dispatch() == 2
+    first = Run.objects.get(workflow=workflow)
+    run_inline(Run.objects.get(workflow=bystander).pk)
+    entity_services.entity_update(entity_id=entity_id, data={"title": "Second"})
+    entity_services.entity_update(entity_id=other_id, data={"title": "Other"})
+    assert entity_events_dispatch() == 2  # the workflow on `other` only; the bystander on both
+    assert not RunItem.objects.filter(run__workflow=workflow, status="skipped").exists()
+    assert entity_events_dispatch() == 0  # still held: it waits
+    run_inline(first.pk)
+    assert entity_events_dispatch() == 1
+    latest = Run.objects.filter(workflow=workflow).order_by("-created_at", "-pk").first()
+    assert _items(latest) == [entity_id]
+    assert latest.trigger == {"type": "entity.updated", "depth": 1}
+    assert Run.objects.filter(workflow=bystander).count() == 2  # not run again on it
+    assert not EntityEvent.objects.exists()
+
+
+def test_a_trigger_made_after_a_change_is_not_started_on_it(product_type):
+    """A change is run by the workflows whose triggers it met when it was made: one made
+    while they gathered, and not by a workflow created, edited to watch its field or
+    activated after it (the outbox is read seconds later, or much later after an outage)."""
+    [entity_id] = make_entities(product_type, 1)
+    EntityEvent.objects.all().delete()
+    watch_price = [{"on": "entity.updated", "fields": ["price"]}]
+    watch_title = [{"on": "entity.updated", "fields": ["title"]}]
+    edited = make_workflow(product_type, [PUBLISH], triggers=watch_price)
+    paused = make_workflow(product_type, [PUBLISH], triggers=watch_title, status="draft")
+    ran = make_workflow(product_type, [PUBLISH], triggers=watch_title)
+    entity_services.entity_update(entity_id=entity_id, data={"title": "New"})
+    make_workflow(product_type, [PUBLISH], triggers=watch_title)  # created after
+    edited.triggers = watch_title
+    edited.save()
+    paused.status = "active"
+    paused.save()
+    assert entity_events_dispatch() == 1
+    assert list(Run.objects.values_list("workflow_id", flat=True)) == [ran.pk]
+
+
+def test_a_workflow_created_after_an_import_is_not_started_on_it(product_type):
+    first = make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.created"}])
+    make_entities(product_type, 3)
+    make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.created"}])
+    assert entity_events_dispatch() == 1
+    assert list(Run.objects.values_list("workflow_id", flat=True)) == [first.pk]
+
+
+def test_an_admin_save_that_only_publishes_the_entity_triggers_any_change(product_type):
+    """`entity.updated` without `fields` runs on any change: the admin's save of the status
+    alone (draft to published) is one, as a restore's or a run's publish is. It recorded
+    nothing (only changed data keys were)."""
+    [entity_id] = make_entities(product_type, 1)
+    EntityEvent.objects.all().delete()
+    any_change = make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.updated"}])
+    make_workflow(product_type, [PUBLISH], triggers=[{"on": "entity.updated", "fields": ["x"]}])
+    entity = Entity.objects.get(pk=entity_id)
+    entity.status = "published"
+    entity_services.entity_save(entity=entity, created=False, opened_version=entity.version)
+    assert entity_events_dispatch() == 1
+    assert list(Run.objects.values_list("workflow_id", flat=True)) == [any_change.pk]

@@ -181,3 +181,50 @@ def test_a_worker_killed_between_the_change_and_the_run_start_loses_no_event(
     assert _items(run) == sorted(ids)  # every entity, each once
     assert Run.objects.filter(workflow=workflow).count() == 1  # none doubled
     assert not EntityEvent.objects.exists()
+
+
+def test_a_title_edited_while_its_run_waits_for_review_is_run_once_the_review_is_decided(
+    celery_worker, api, product_type, tmp_path
+):
+    """The slug is made from the title, after a review. The title is edited again while the
+    first edit's run waits for the review: that change is held back (a run would have left
+    the entity out, and the slug kept the first title for good), and beat's sweep starts it
+    once the review is decided and the first run let the entity go."""
+    review = {"id": "check", "type": "review", "config": {"instructions": "Check"}}
+    slug = {
+        "id": "slug",
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "slug", "value": "{{ entity.title }}"}]},
+    }
+    [entity_id] = make_entities(product_type, 1)
+    workflow = make_workflow(
+        product_type,
+        [review, slug, PUBLISH[0]],
+        triggers=[{"on": "entity.updated", "fields": ["title"]}],
+    )
+    patch = f"/api/v1/entities/{entity_id}"
+    assert api.patch(patch, {"data": {"title": "First"}}).status_code == 200
+    [first] = _wait_for_runs(workflow, 1)
+    _wait_until(lambda: Run.objects.get(pk=first.pk).waiting == 1, "the review to wait")
+    assert api.patch(patch, {"data": {"title": "Second"}}).status_code == 200
+    _wait_until(
+        lambda: EntityEvent.objects.filter(listener_ids=[workflow.pk]).exists(),
+        "the second edit to be held back",
+    )
+    assert Run.objects.filter(workflow=workflow).count() == 1  # no run leaving it out
+    beat = start_beat(tmp_path / "beat.log")  # its outbox sweep comes every 15 s
+    try:
+        [review_id] = [r["id"] for r in api.get("/api/v1/reviews").json()]
+        assert api.post(f"/api/v1/reviews/{review_id}/approve").status_code == 200
+        assert wait_for_run(first.pk).status == "completed"
+        runs = _wait_for_runs(workflow, 2, timeout=90)
+        second = max(runs, key=lambda run: (run.created_at, run.pk))
+        _wait_until(lambda: Run.objects.get(pk=second.pk).waiting == 1, "its review to wait")
+        pending = [r["id"] for r in api.get("/api/v1/reviews").json() if r["status"] == "pending"]
+        assert api.post(f"/api/v1/reviews/{pending[0]}/approve").status_code == 200
+        assert wait_for_run(second.pk).status == "completed"
+    finally:
+        beat.stop()
+    data = api.get(patch).json()["data"]
+    assert (data["title"], data["slug"]) == ("Second", "Second")
+    assert _items(second) == [entity_id]

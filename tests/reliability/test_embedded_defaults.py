@@ -317,7 +317,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from unittest import mock
 
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from entities.services import entities_bulk_create, entity_type_create
 from jobs.filter_runs import run_items_make
@@ -332,7 +332,7 @@ workflow = workflow_create(
     steps=[{"type": "publish", "config": {}}],
     triggers=[{"on": "schedule", "cron": "0 3 * * *", "timezone": "Europe/Paris"}],
 )
-task = PeriodicTask.objects.get()
+task = PeriodicTask.objects.select_related("crontab").get()  # deleted with the trigger below
 at = datetime(2026, 12, 3, 2, 0, 30, tzinfo=timezone.utc)
 with mock.patch("jobs.queue.items_make_enqueue"):
     first = schedule_fire(workflow_id=workflow.pk, trigger_index=0, now=at)
@@ -343,6 +343,7 @@ print(json.dumps({
     "task": [task.name, task.crontab.hour, str(task.crontab.timezone), task.enabled],
     "fires": [first.outcome, skipped.outcome, made],
     "left": PeriodicTask.objects.count(),
+    "crontabs": CrontabSchedule.objects.filter(hour="3").count(),
 }))
 """
 
@@ -354,7 +355,7 @@ def test_schedules_are_stored_and_fire_on_sqlite(tmp_path):
     name, hour, zone, enabled = result["task"]
     assert name.endswith(":trigger:0") and (hour, zone, enabled) == ("3", "Europe/Paris", True)
     assert result["fires"] == ["started", "skipped", 3]
-    assert result["left"] == 0
+    assert result["left"] == result["crontabs"] == 0
 
 
 HELD_SCRIPT = r"""

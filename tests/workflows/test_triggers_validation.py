@@ -115,6 +115,24 @@ def test_an_open_schema_takes_any_watched_field(api, product_type):
     assert response.json()["triggers"] == triggers
 
 
+def test_a_watched_field_named_as_a_nested_path_is_a_400_naming_the_top_level_field(
+    api, product_type
+):
+    """Steps read `seo.title` as a path; a trigger compares whole top-level keys, so one
+    watching `seo.title` was taken and never fired (no top-level key has that name). It
+    is refused, saying which field to watch; a closed schema's field named so is taken."""
+    triggers = [{"on": "entity.updated", "fields": ["title", "seo.title"]}]
+    response = _create(api, product_type, triggers)
+    assert response.status_code == 400, response.content
+    (detail,) = response.json()["error"]["details"]
+    assert detail["field"] == "triggers[0].fields[1]"
+    assert "watch `seo`" in detail["message"]
+    dotted = {"type": "object", "properties": {"seo.title": {"type": "string"}}}
+    closed = make_entity_type(schema={**dotted, "additionalProperties": False})
+    response = _create(api, closed, [{"on": "entity.updated", "fields": ["seo.title"]}])
+    assert response.status_code == 201, response.content
+
+
 def test_the_openapi_schema_lists_the_trigger_shapes(api):
     schema = api.get("/api/v1/schema?format=json").json()
     for name in ("WorkflowCreateRequest", "PatchedWorkflowUpdateRequest", "WorkflowDetail"):
