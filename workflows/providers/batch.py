@@ -25,6 +25,7 @@ import hashlib
 import json
 import time
 
+import httpx2
 from django.core.cache import cache
 
 from config.metrics import MODEL_BATCH_CALLS
@@ -64,8 +65,34 @@ class NetworkBatch(BatchProvider):
             status, message, _, _ = self._problem(exc)
             MODEL_BATCH_CALLS.labels(self.name, operation, outcome_label(status)).inc()
             raise StepError(f"{self.name}: {status}: {message} ({operation})") from exc
+        except httpx2.HTTPError as exc:  # a streamed body broken off: the SDK does not wrap it
+            MODEL_BATCH_CALLS.labels(self.name, operation, "connection error").inc()
+            raise StepError(f"{self.name}: connection error: {exc} ({operation})") from exc
         MODEL_BATCH_CALLS.labels(self.name, operation, "ok").inc()
         return answer
+
+    def _read(self, text: str, requests: dict) -> BatchResult | None:
+        """One line of a batch's results: its request's result, or None for a line that
+        names no request readably (not JSON, cut short, no `custom_id`), which is left out:
+        its request counts as missing and is sent again. A line of one of our requests in
+        no known shape is a retryable error of that request; neither hides the others."""
+        try:
+            line = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        custom_id = line.get("custom_id") if isinstance(line, dict) else None
+        if not isinstance(custom_id, str):
+            return None
+        try:
+            return self._result(line, requests)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            problem = f"a result line not in the batch's shape ({exc!r})"
+            return BatchResult(custom_id, error=f"{self.name}: 200: {problem}", retryable=True)
+
+    def _result(self, line: dict, requests: dict) -> BatchResult | None:
+        """A line naming one of our requests, as JSON: its result, or None (cancelled
+        before it ran: absent)."""
+        raise NotImplementedError
 
     def _counted(self, results: list[BatchResult]) -> list[BatchResult]:
         return count_batch_results(self.name, results)
@@ -161,7 +188,7 @@ class OpenAIBatch(NetworkBatch):
             content = self._round_trip("files.content", self.client.files.content, file_id)
             for line in content.text.splitlines():
                 if line.strip():
-                    result = self._result(json.loads(line), requests or {})
+                    result = self._read(line, requests or {})
                     if result is not None:
                         results.append(result)
         return self._counted(results)
@@ -255,34 +282,39 @@ class AnthropicBatch(NetworkBatch):
         sync path does. Cancelled requests are absent."""
         if self._retrieve(batch_id).processing_status != "ended":
             return []  # no results yet: the SDK would refuse to fetch them
-        lines = self._round_trip(
-            "messages.batches.results",
-            lambda: list(self.client.messages.batches.results(batch_id)),
-        )
-        results = [self._result(line, requests or {}) for line in lines]
+        lines = self._round_trip("messages.batches.results", self._result_lines, batch_id)
+        results = [self._read(line, requests or {}) for line in lines if line.strip()]
         return self._counted([result for result in results if result is not None])
 
-    def _result(self, line, requests: dict) -> BatchResult | None:
-        outcome = line.result
-        if outcome.type == "succeeded":
-            request = requests.get(line.custom_id, UNKNOWN)
-            # The message as JSON, as a sync call reads it.
-            message = outcome.message.model_dump(warnings=False)
-            try:
-                generation = self._generation(message, request)
+    def _result_lines(self, batch_id: str) -> list[str]:
+        """The results' JSONL lines as sent: the SDK's decoder stops at the first line that
+        is not JSON, losing every line after it."""
+        decoder = self.client.messages.batches.results(batch_id)
+        try:
+            return list(decoder.http_response.iter_lines())
+        finally:
+            decoder.close()
+
+    def _result(self, line: dict, requests: dict) -> BatchResult | None:
+        custom_id, outcome = line["custom_id"], line["result"]
+        if outcome["type"] == "succeeded":
+            request = requests.get(custom_id, UNKNOWN)
+            try:  # the message as JSON, as a sync call reads it
+                generation = self._generation(outcome["message"], request)
             except ValueError as exc:  # one unreadable answer must not hide the others
-                return BatchResult(line.custom_id, error=f"{self.name}: 200: {exc}", retryable=True)
-            return BatchResult(line.custom_id, generation)
-        if outcome.type == "errored":
-            error = outcome.error.error
+                return BatchResult(custom_id, error=f"{self.name}: 200: {exc}", retryable=True)
+            return BatchResult(custom_id, generation)
+        if outcome["type"] == "errored":
+            error = outcome["error"]["error"]
+            kind, message = error["type"], error.get("message") or error["type"]
             return BatchResult(
-                line.custom_id,
-                error=f"{self.name}: {error.type}: {error.message}",
-                retryable=error.type in self.RETRYABLE,
+                custom_id,
+                error=f"{self.name}: {kind}: {message}",
+                retryable=kind in self.RETRYABLE,
             )
-        if outcome.type == "expired":
+        if outcome["type"] == "expired":
             return BatchResult(
-                line.custom_id,
+                custom_id,
                 error=f"{self.name}: expired: the batch ended before the request ran",
                 retryable=True,
             )

@@ -161,8 +161,7 @@ def ai_batch_poll(*, batch_id: str) -> str | None:
                 entry.pk: GenerationRequest(**entry.request["request"])
                 for entry in batch_requests(batch)
             }
-            answers = provider.batch_results(batch.provider_batch_id, requests)
-            results = {result.custom_id: result for result in answers}
+            results = _by_request(provider.batch_results(batch.provider_batch_id, requests))
     except StepError as exc:  # the provider did not answer: the next poll asks again
         _release(batch, log=f"Polling batch {batch.provider_batch_id} failed: {exc.message}")
         return None
@@ -173,6 +172,18 @@ def ai_batch_poll(*, batch_id: str) -> str | None:
         return status.state
     batch_collect(batch, status, results, AiBatchStatus.IN_PROGRESS)
     return status.state
+
+
+def _by_request(results: list[BatchResult]) -> dict[str, BatchResult]:
+    """Each request's result by its `custom_id`. A request with two lines (a provider's
+    repeat) keeps its first answer: an error line after it does not send it again (paid
+    for twice), nor does a second answer count twice."""
+    chosen: dict[str, BatchResult] = {}
+    for result in results:
+        kept = chosen.get(result.custom_id)
+        if kept is None or (kept.generation is None and result.generation is not None):
+            chosen[result.custom_id] = result
+    return chosen
 
 
 def ai_batch_cancel(*, batch_id: str) -> None:
