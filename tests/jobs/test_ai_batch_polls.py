@@ -155,3 +155,30 @@ def test_a_results_file_with_garbage_lines_resolves_its_answers_and_the_tick_goe
     assert all(Resolution.of(w.resolution).outcome == "continue" for w in waits)
     assert AiBatch.objects.filter(run=run).get().status == AiBatchStatus.ENDED
     assert len(openai_server.batches.submissions) == 1  # nothing sent again
+
+
+def test_a_server_error_at_submission_leaves_the_batch_to_be_sent_again_not_its_entities_failed(
+    openai_server, product_type
+):
+    """A 500 (a 429, a timeout) at submission says nothing of the requests: the batch waits
+    for the next try, the same key finding a batch the provider made after all."""
+    run = start_run(make_workflow(product_type, [GENERATE]), make_entities(product_type, 2))
+    run_inline(run.pk)
+    openai_server.batches.script = [Reply(status=500, error="the batch service is down")]
+    ai_batches_poll()  # its submission meets the 500
+
+    batch = AiBatch.objects.get(run=run)
+    assert batch.status == AiBatchStatus.PENDING and "the batch service is down" in batch.error
+    assert [w.status for w in Wait.objects.filter(run=run)] == ["waiting", "waiting"]
+    assert openai_server.batches.submissions == []
+    assert ai_batches_poll() == 0  # not at every tick: after AI_BATCH_POLL_S
+    warned = RunLog.objects.filter(run=run, level="warning", message__contains="service is down")
+    assert warned.count() == 1
+
+    AiBatch.objects.filter(pk=batch.pk).update(lease_until=None)  # its time came
+    ai_batches_poll()
+    batch.refresh_from_db()
+    assert batch.status == AiBatchStatus.IN_PROGRESS and batch.error == ""
+    assert len(openai_server.batches.submissions) == 1
+    ai_batches_poll(), ai_batches_poll()
+    assert [w.status for w in Wait.objects.filter(run=run)] == ["resolved", "resolved"]

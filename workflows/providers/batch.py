@@ -5,7 +5,8 @@ Mixed into the network providers (`network.py`), whose request building (`_body`
 what the sync call would send and its answer is read as the sync answer is. Each call is a
 round trip or a few, with no retries of its own (the engine polls again) and no
 request-per-minute slot taken: the provider queues batch requests apart from live ones.
-A refusal raises `StepError` naming the provider, the status and its message.
+A refusal raises `BatchCallFailed` naming the provider, the status and its message, and
+whether the call may succeed if made again (`retryable`).
 
 Idempotency (`batch_submit(..., idempotency_key=...)`):
 - OpenAI: the key is stored in the batch's `metadata`; before creating, the batches of the
@@ -17,7 +18,9 @@ Idempotency (`batch_submit(..., idempotency_key=...)`):
   is remembered in the cache (Redis with the Redis broker, shared by every worker) as soon
   as `messages.batches.create` answers. A crash between the provider's answer and that
   write (a few milliseconds) can still submit the requests twice; the engine polls only the
-  batch whose id it recorded, so the other one costs its price but changes no result.
+  batch whose id it recorded, so the other one costs its price but changes no result. So
+  can a `messages.batches.create` that timed out after Anthropic made the batch (the
+  engine sends a submission that met a timeout again).
   Without a shared cache (the embedded defaults) the key is remembered per process.
 """
 
@@ -30,6 +33,7 @@ from django.core.cache import cache
 
 from config.metrics import MODEL_BATCH_CALLS
 from workflows.providers.base import (
+    BatchCallFailed,
     BatchItem,
     BatchProvider,
     BatchResult,
@@ -37,7 +41,6 @@ from workflows.providers.base import (
     GenerationRequest,
 )
 from workflows.providers.usage import count_batch_results, outcome_label
-from workflows.steps.runtime import StepError
 
 # How far back a resubmission looks for its batch: the 24 h completion window and a margin.
 LOOKBACK_S = 48 * 3600
@@ -54,7 +57,7 @@ def _key(idempotency_key: str) -> str:
 
 
 class NetworkBatch(BatchProvider):
-    """What both providers' batch calls share: the round trip (errors as `StepError`,
+    """What both providers' batch calls share: the round trip (errors as `BatchCallFailed`,
     counted) and the results counted as model calls. The host provider gives `client`,
     `sdk`, `name`, `_resolved`, `_problem` and `_generation`."""
 
@@ -62,12 +65,14 @@ class NetworkBatch(BatchProvider):
         try:
             answer = call(*args, **kwargs)
         except self.sdk.APIError as exc:
-            status, message, _, _ = self._problem(exc)
+            status, message, retryable, _ = self._problem(exc)
             MODEL_BATCH_CALLS.labels(self.name, operation, outcome_label(status)).inc()
-            raise StepError(f"{self.name}: {status}: {message} ({operation})") from exc
+            problem = f"{self.name}: {status}: {message} ({operation})"
+            raise BatchCallFailed(problem, retryable=retryable) from exc
         except httpx2.HTTPError as exc:  # a streamed body broken off: the SDK does not wrap it
             MODEL_BATCH_CALLS.labels(self.name, operation, "connection error").inc()
-            raise StepError(f"{self.name}: connection error: {exc} ({operation})") from exc
+            problem = f"{self.name}: connection error: {exc} ({operation})"
+            raise BatchCallFailed(problem, retryable=True) from exc
         MODEL_BATCH_CALLS.labels(self.name, operation, "ok").inc()
         return answer
 
