@@ -4,7 +4,8 @@ batch mode is in `batch.py`).
 The SDKs' own retries are off (`max_retries=0`) so that every attempt passes the shared rate
 limit and is logged: 429 waits for `Retry-After`; 5xx, connection errors and timeouts back
 off exponentially with jitter; after AI_MAX_ATTEMPTS the entity fails with the provider, the
-status and the provider's message.
+status and the provider's message. An attempt has one deadline, AI_TIMEOUT_S, for all of it
+(`deadline.py`), not only for each network operation.
 """
 
 import email.utils
@@ -23,6 +24,7 @@ from config.metrics import (
 )
 from workflows.providers.base import Generation, GenerationRequest, Provider
 from workflows.providers.batch import AnthropicBatch, OpenAIBatch
+from workflows.providers.deadline import call_deadline, deadline_client
 from workflows.providers.ratelimit import (
     estimate_tokens,
     rate_limit_correct,
@@ -173,7 +175,7 @@ class NetworkProvider(Provider):
             rate_limit_reserve(limit_key, tokens=estimated)
             used = 0
             try:
-                with model_call(*labels):
+                with model_call(*labels), call_deadline(settings.AI_TIMEOUT_S):
                     generation = self._call(self.client, request)
                 used = count_usage(labels, generation.usage)
                 MODEL_CALLS.labels(*labels, "ok").inc()
@@ -228,6 +230,7 @@ class OpenAIProvider(OpenAIBatch, NetworkProvider):
             api_key=settings.OPENAI_API_KEY or "not-needed",  # local servers need none
             timeout=settings.AI_TIMEOUT_S,
             max_retries=0,
+            http_client=deadline_client(self.sdk.DefaultHttpxClient),
         )
 
     def _structured(self, request: GenerationRequest) -> bool:
@@ -289,6 +292,7 @@ class AnthropicProvider(AnthropicBatch, NetworkProvider):
             api_key=settings.ANTHROPIC_API_KEY or "not-needed",
             timeout=settings.AI_TIMEOUT_S,
             max_retries=0,
+            http_client=deadline_client(self.sdk.DefaultHttpxClient),
         )
 
     def _params(self, request: GenerationRequest) -> dict:
