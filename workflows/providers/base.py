@@ -34,6 +34,12 @@ class Provider:
         """One answer. `on_retry(message)` is told about each retry, for the run's log."""
         raise NotImplementedError
 
+    @classmethod
+    def setup_problem(cls) -> str | None:
+        """Why no call could succeed as the deployment sets the provider up (a step naming
+        it is a 400 at create), or None."""
+        return None
+
 
 # Batch mode: many requests sent as one provider job, answered within hours at a discount.
 # The engine parks the entities (a wait of kind "ai_batch", `jobs/waits/`) and celery beat

@@ -138,6 +138,20 @@ class NetworkProvider(Provider):
             self._client_instance = self._client()
         return self._client_instance
 
+    # The settings of the provider's API key and base URL: its own API needs a key, a
+    # server of one's own at a base URL may need none.
+    key_setting = ""
+    url_setting = ""
+
+    @classmethod
+    def setup_problem(cls) -> str | None:
+        if getattr(settings, cls.key_setting) or getattr(settings, cls.url_setting):
+            return None
+        return (
+            f"The provider {cls.name!r} is not set up: set {cls.key_setting} (or "
+            f"{cls.url_setting}, for a server that needs no key)."
+        )
+
     def _client(self):
         raise NotImplementedError
 
@@ -217,6 +231,7 @@ class OpenAIProvider(OpenAIBatch, NetworkProvider):
 
     name = "openai"
     default_model = "gpt-5-mini"
+    key_setting, url_setting = "OPENAI_API_KEY", "OPENAI_BASE_URL"
 
     def __init__(self):
         super().__init__()
@@ -275,6 +290,7 @@ class OpenAIProvider(OpenAIBatch, NetworkProvider):
 class AnthropicProvider(AnthropicBatch, NetworkProvider):
     name = "anthropic"
     default_model = "claude-haiku-4-5"
+    key_setting, url_setting = "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"
     default_max_tokens = 1024
 
     def __init__(self):
