@@ -56,16 +56,18 @@ class FakeBatch:
 @dataclass
 class FakeBatches:
     """A FakeLLM's batch state. Tests set `delay`, `expire` (custom_ids that expire
-    instead of running), `reject` (the reason the next created batch is rejected with),
-    `script` (replies to the next batch API calls themselves, e.g. a 500), and read
-    `submissions` (every batch created, in order), `cancels` (batch ids a cancel was asked
-    for), `lists` (how many times batches were listed) and `files` (uploads by id)."""
+        instead of running), `reject` (the reason the next created batch is rejected with),
+        `script` (replies to the next batch API calls themselves, e.g. a 500), `garbage` (raw lines
+    added to every batch's results as it ends: not JSON, cut short, naming no request), and read
+        `submissions` (every batch created, in order), `cancels` (batch ids a cancel was asked
+        for), `lists` (how many times batches were listed) and `files` (uploads by id)."""
 
     llm: object
     delay: float = 0.0
     expire: set[str] = field(default_factory=set)
     reject: str = ""
     script: list = field(default_factory=list)
+    garbage: list[str] = field(default_factory=list)
     submissions: list[FakeBatch] = field(default_factory=list)
     cancels: list[str] = field(default_factory=list)
     lists: int = 0
@@ -238,7 +240,7 @@ class FakeBatches:
             if batch.ended_at is None:
                 return self._error(400, f"Batch '{batch.id}' has not finished processing.")
             jsonl = "".join(json.dumps(line) + "\n" for line in batch.results)
-            return 200, "application/binary", jsonl.encode()
+            return 200, "application/binary", (jsonl + self._garbage()).encode()
         return 200, "application/json", self._json(self._anthropic_batch(batch))
 
     def _anthropic_batch(self, batch: FakeBatch) -> dict:
@@ -312,6 +314,10 @@ class FakeBatches:
             failed = [r for r in batch.results if r not in ok]
             batch.output_file_id = self._results_file(ok)
             batch.error_file_id = self._results_file(failed)
+            if self.garbage:
+                file_id = batch.output_file_id or self._results_file([])
+                self.files[file_id] = self.files[file_id] + self._garbage().encode()
+                batch.output_file_id = file_id
 
     def _unrun(self, custom_id: str, kind: str, code: str, message: str) -> dict:
         if self.llm.kind == "anthropic":
@@ -323,8 +329,11 @@ class FakeBatches:
             "error": {"code": code, "message": message},
         }
 
+    def _garbage(self) -> str:
+        return "".join(line + "\n" for line in self.garbage)
+
     def _results_file(self, lines: list[dict]) -> str | None:
-        if not lines:
+        if not lines and not self.garbage:
             return None
         file_id = self._id("file-")
         self.files[file_id] = "".join(json.dumps(line) + "\n" for line in lines).encode()

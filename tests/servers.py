@@ -155,6 +155,9 @@ class Reply:
     output_tokens: int = 7
     # Sent as the body instead of the answer's (an odd server's 200).
     body: dict | list | None = None
+    # Seconds between the body's pieces (16 bytes each): every piece comes well within a
+    # read timeout, the whole answer only after many.
+    drip: float = 0.0
 
 
 @dataclass
@@ -357,7 +360,12 @@ def start_llm(kind: str, port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                if not reply.drip:
+                    self.wfile.write(payload)
+                for start in range(0, len(payload) if reply.drip else 0, 16):
+                    self.wfile.write(payload[start : start + 16])
+                    self.wfile.flush()
+                    time.sleep(reply.drip)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a timeout test)
 

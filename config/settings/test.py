@@ -43,3 +43,9 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Threads of the live server keep no connection open past a request, so the test database
 # can be dropped at the end.
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
+# The network providers point where nothing listens (the discard port) unless a test's fake
+# LLM sets its own (tests/conftest.py): no test reaches a real provider, and a step naming
+# one is valid (a provider with neither a key nor a base URL is a 400 at create).
+OPENAI_BASE_URL = OPENAI_BASE_URL or "http://127.0.0.1:9/v1"  # noqa: F405
+ANTHROPIC_BASE_URL = ANTHROPIC_BASE_URL or "http://127.0.0.1:9"  # noqa: F405

@@ -131,3 +131,54 @@ def test_the_kinds_tasks_keep_their_names_so_messages_queued_before_the_move_are
     app.loader.import_default_modules()  # what a worker does at its start
     for name in ("jobs.tasks.submit_ai_batch", "jobs.tasks.cancel_ai_batch"):
         assert app.tasks[name].__module__ == "jobs.waits.ai_batch.tasks"
+
+
+def test_a_results_file_with_garbage_lines_resolves_its_answers_and_the_tick_goes_on(
+    openai_server, product_type
+):
+    """Lines that are not JSON, are cut short or name no request are left out; a request's
+    second, unreadable line does not replace its answer (paid for once, not asked again)."""
+    run = start_run(make_workflow(product_type, [GENERATE]), make_entities(product_type, 2))
+    run_inline(run.pk)
+    ai_batches_poll()  # submits it
+    first = AiBatchRequest.objects.filter(batch__run=run).order_by("pk").first()
+    openai_server.batches.garbage = [
+        "not JSON at all",
+        '{"custom_id": "' + first.pk + '", "response": {"status_code": 200, "bo',
+        '{"id": "batch_req_9"}',
+        '{"custom_id": "' + first.pk + '", "response": "odd"}',
+    ]
+    ai_batches_poll()  # polls it: ended, its answers collected
+
+    waits = Wait.objects.filter(run=run)
+    assert [w.status for w in waits] == ["resolved", "resolved"]
+    assert all(Resolution.of(w.resolution).outcome == "continue" for w in waits)
+    assert AiBatch.objects.filter(run=run).get().status == AiBatchStatus.ENDED
+    assert len(openai_server.batches.submissions) == 1  # nothing sent again
+
+
+def test_a_server_error_at_submission_leaves_the_batch_to_be_sent_again_not_its_entities_failed(
+    openai_server, product_type
+):
+    """A 500 (a 429, a timeout) at submission says nothing of the requests: the batch waits
+    for the next try, the same key finding a batch the provider made after all."""
+    run = start_run(make_workflow(product_type, [GENERATE]), make_entities(product_type, 2))
+    run_inline(run.pk)
+    openai_server.batches.script = [Reply(status=500, error="the batch service is down")]
+    ai_batches_poll()  # its submission meets the 500
+
+    batch = AiBatch.objects.get(run=run)
+    assert batch.status == AiBatchStatus.PENDING and "the batch service is down" in batch.error
+    assert [w.status for w in Wait.objects.filter(run=run)] == ["waiting", "waiting"]
+    assert openai_server.batches.submissions == []
+    assert ai_batches_poll() == 0  # not at every tick: after AI_BATCH_POLL_S
+    warned = RunLog.objects.filter(run=run, level="warning", message__contains="service is down")
+    assert warned.count() == 1
+
+    AiBatch.objects.filter(pk=batch.pk).update(lease_until=None)  # its time came
+    ai_batches_poll()
+    batch.refresh_from_db()
+    assert batch.status == AiBatchStatus.IN_PROGRESS and batch.error == ""
+    assert len(openai_server.batches.submissions) == 1
+    ai_batches_poll(), ai_batches_poll()
+    assert [w.status for w in Wait.objects.filter(run=run)] == ["resolved", "resolved"]

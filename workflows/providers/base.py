@@ -1,5 +1,7 @@
 from dataclasses import dataclass, field
 
+from workflows.steps.runtime import StepError
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -32,12 +34,18 @@ class Provider:
         """One answer. `on_retry(message)` is told about each retry, for the run's log."""
         raise NotImplementedError
 
+    @classmethod
+    def setup_problem(cls) -> str | None:
+        """Why no call could succeed as the deployment sets the provider up (a step naming
+        it is a 400 at create), or None."""
+        return None
+
 
 # Batch mode: many requests sent as one provider job, answered within hours at a discount.
 # The engine parks the entities (a wait of kind "ai_batch", `jobs/waits/`) and celery beat
 # polls the job; these are the four calls it makes. Each is one provider round trip (or a
-# few), idempotent where the provider allows, and raises `StepError` naming the provider
-# and its message when the provider refuses.
+# few), idempotent where the provider allows, and raises `BatchCallFailed` naming the
+# provider and its message when the provider refuses or does not answer.
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,16 @@ class BatchResult:
     generation: Generation | None = None
     error: str = ""
     retryable: bool = False
+
+
+class BatchCallFailed(StepError):
+    """A batch call the provider refused or did not answer. `retryable`: the same call may
+    well succeed later (a 408, 409, 429 or 5xx, a timeout, a connection error), so it says
+    nothing of the requests; otherwise the provider refused them."""
+
+    def __init__(self, message: str, *, retryable: bool):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class BatchProvider:

@@ -5,7 +5,8 @@ Mixed into the network providers (`network.py`), whose request building (`_body`
 what the sync call would send and its answer is read as the sync answer is. Each call is a
 round trip or a few, with no retries of its own (the engine polls again) and no
 request-per-minute slot taken: the provider queues batch requests apart from live ones.
-A refusal raises `StepError` naming the provider, the status and its message.
+A refusal raises `BatchCallFailed` naming the provider, the status and its message, and
+whether the call may succeed if made again (`retryable`).
 
 Idempotency (`batch_submit(..., idempotency_key=...)`):
 - OpenAI: the key is stored in the batch's `metadata`; before creating, the batches of the
@@ -17,7 +18,9 @@ Idempotency (`batch_submit(..., idempotency_key=...)`):
   is remembered in the cache (Redis with the Redis broker, shared by every worker) as soon
   as `messages.batches.create` answers. A crash between the provider's answer and that
   write (a few milliseconds) can still submit the requests twice; the engine polls only the
-  batch whose id it recorded, so the other one costs its price but changes no result.
+  batch whose id it recorded, so the other one costs its price but changes no result. So
+  can a `messages.batches.create` that timed out after Anthropic made the batch (the
+  engine sends a submission that met a timeout again).
   Without a shared cache (the embedded defaults) the key is remembered per process.
 """
 
@@ -25,10 +28,12 @@ import hashlib
 import json
 import time
 
+import httpx2
 from django.core.cache import cache
 
 from config.metrics import MODEL_BATCH_CALLS
 from workflows.providers.base import (
+    BatchCallFailed,
     BatchItem,
     BatchProvider,
     BatchResult,
@@ -36,7 +41,6 @@ from workflows.providers.base import (
     GenerationRequest,
 )
 from workflows.providers.usage import count_batch_results, outcome_label
-from workflows.steps.runtime import StepError
 
 # How far back a resubmission looks for its batch: the 24 h completion window and a margin.
 LOOKBACK_S = 48 * 3600
@@ -53,7 +57,7 @@ def _key(idempotency_key: str) -> str:
 
 
 class NetworkBatch(BatchProvider):
-    """What both providers' batch calls share: the round trip (errors as `StepError`,
+    """What both providers' batch calls share: the round trip (errors as `BatchCallFailed`,
     counted) and the results counted as model calls. The host provider gives `client`,
     `sdk`, `name`, `_resolved`, `_problem` and `_generation`."""
 
@@ -61,11 +65,39 @@ class NetworkBatch(BatchProvider):
         try:
             answer = call(*args, **kwargs)
         except self.sdk.APIError as exc:
-            status, message, _, _ = self._problem(exc)
+            status, message, retryable, _ = self._problem(exc)
             MODEL_BATCH_CALLS.labels(self.name, operation, outcome_label(status)).inc()
-            raise StepError(f"{self.name}: {status}: {message} ({operation})") from exc
+            problem = f"{self.name}: {status}: {message} ({operation})"
+            raise BatchCallFailed(problem, retryable=retryable) from exc
+        except httpx2.HTTPError as exc:  # a streamed body broken off: the SDK does not wrap it
+            MODEL_BATCH_CALLS.labels(self.name, operation, "connection error").inc()
+            problem = f"{self.name}: connection error: {exc} ({operation})"
+            raise BatchCallFailed(problem, retryable=True) from exc
         MODEL_BATCH_CALLS.labels(self.name, operation, "ok").inc()
         return answer
+
+    def _read(self, text: str, requests: dict) -> BatchResult | None:
+        """One line of a batch's results: its request's result, or None for a line that
+        names no request readably (not JSON, cut short, no `custom_id`), which is left out:
+        its request counts as missing and is sent again. A line of one of our requests in
+        no known shape is a retryable error of that request; neither hides the others."""
+        try:
+            line = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        custom_id = line.get("custom_id") if isinstance(line, dict) else None
+        if not isinstance(custom_id, str):
+            return None
+        try:
+            return self._result(line, requests)
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            problem = f"a result line not in the batch's shape ({exc!r})"
+            return BatchResult(custom_id, error=f"{self.name}: 200: {problem}", retryable=True)
+
+    def _result(self, line: dict, requests: dict) -> BatchResult | None:
+        """A line naming one of our requests, as JSON: its result, or None (cancelled
+        before it ran: absent)."""
+        raise NotImplementedError
 
     def _counted(self, results: list[BatchResult]) -> list[BatchResult]:
         return count_batch_results(self.name, results)
@@ -161,7 +193,7 @@ class OpenAIBatch(NetworkBatch):
             content = self._round_trip("files.content", self.client.files.content, file_id)
             for line in content.text.splitlines():
                 if line.strip():
-                    result = self._result(json.loads(line), requests or {})
+                    result = self._read(line, requests or {})
                     if result is not None:
                         results.append(result)
         return self._counted(results)
@@ -255,34 +287,39 @@ class AnthropicBatch(NetworkBatch):
         sync path does. Cancelled requests are absent."""
         if self._retrieve(batch_id).processing_status != "ended":
             return []  # no results yet: the SDK would refuse to fetch them
-        lines = self._round_trip(
-            "messages.batches.results",
-            lambda: list(self.client.messages.batches.results(batch_id)),
-        )
-        results = [self._result(line, requests or {}) for line in lines]
+        lines = self._round_trip("messages.batches.results", self._result_lines, batch_id)
+        results = [self._read(line, requests or {}) for line in lines if line.strip()]
         return self._counted([result for result in results if result is not None])
 
-    def _result(self, line, requests: dict) -> BatchResult | None:
-        outcome = line.result
-        if outcome.type == "succeeded":
-            request = requests.get(line.custom_id, UNKNOWN)
-            # The message as JSON, as a sync call reads it.
-            message = outcome.message.model_dump(warnings=False)
-            try:
-                generation = self._generation(message, request)
+    def _result_lines(self, batch_id: str) -> list[str]:
+        """The results' JSONL lines as sent: the SDK's decoder stops at the first line that
+        is not JSON, losing every line after it."""
+        decoder = self.client.messages.batches.results(batch_id)
+        try:
+            return list(decoder.http_response.iter_lines())
+        finally:
+            decoder.close()
+
+    def _result(self, line: dict, requests: dict) -> BatchResult | None:
+        custom_id, outcome = line["custom_id"], line["result"]
+        if outcome["type"] == "succeeded":
+            request = requests.get(custom_id, UNKNOWN)
+            try:  # the message as JSON, as a sync call reads it
+                generation = self._generation(outcome["message"], request)
             except ValueError as exc:  # one unreadable answer must not hide the others
-                return BatchResult(line.custom_id, error=f"{self.name}: 200: {exc}", retryable=True)
-            return BatchResult(line.custom_id, generation)
-        if outcome.type == "errored":
-            error = outcome.error.error
+                return BatchResult(custom_id, error=f"{self.name}: 200: {exc}", retryable=True)
+            return BatchResult(custom_id, generation)
+        if outcome["type"] == "errored":
+            error = outcome["error"]["error"]
+            kind, message = error["type"], error.get("message") or error["type"]
             return BatchResult(
-                line.custom_id,
-                error=f"{self.name}: {error.type}: {error.message}",
-                retryable=error.type in self.RETRYABLE,
+                custom_id,
+                error=f"{self.name}: {kind}: {message}",
+                retryable=kind in self.RETRYABLE,
             )
-        if outcome.type == "expired":
+        if outcome["type"] == "expired":
             return BatchResult(
-                line.custom_id,
+                custom_id,
                 error=f"{self.name}: expired: the batch ended before the request ran",
                 retryable=True,
             )

@@ -4,7 +4,8 @@ batch mode is in `batch.py`).
 The SDKs' own retries are off (`max_retries=0`) so that every attempt passes the shared rate
 limit and is logged: 429 waits for `Retry-After`; 5xx, connection errors and timeouts back
 off exponentially with jitter; after AI_MAX_ATTEMPTS the entity fails with the provider, the
-status and the provider's message.
+status and the provider's message. An attempt has one deadline, AI_TIMEOUT_S, for all of it
+(`deadline.py`), not only for each network operation.
 """
 
 import email.utils
@@ -23,6 +24,7 @@ from config.metrics import (
 )
 from workflows.providers.base import Generation, GenerationRequest, Provider
 from workflows.providers.batch import AnthropicBatch, OpenAIBatch
+from workflows.providers.deadline import call_deadline, deadline_client
 from workflows.providers.ratelimit import (
     estimate_tokens,
     rate_limit_correct,
@@ -136,6 +138,20 @@ class NetworkProvider(Provider):
             self._client_instance = self._client()
         return self._client_instance
 
+    # The settings of the provider's API key and base URL: its own API needs a key, a
+    # server of one's own at a base URL may need none.
+    key_setting = ""
+    url_setting = ""
+
+    @classmethod
+    def setup_problem(cls) -> str | None:
+        if getattr(settings, cls.key_setting) or getattr(settings, cls.url_setting):
+            return None
+        return (
+            f"The provider {cls.name!r} is not set up: set {cls.key_setting} (or "
+            f"{cls.url_setting}, for a server that needs no key)."
+        )
+
     def _client(self):
         raise NotImplementedError
 
@@ -173,7 +189,7 @@ class NetworkProvider(Provider):
             rate_limit_reserve(limit_key, tokens=estimated)
             used = 0
             try:
-                with model_call(*labels):
+                with model_call(*labels), call_deadline(settings.AI_TIMEOUT_S):
                     generation = self._call(self.client, request)
                 used = count_usage(labels, generation.usage)
                 MODEL_CALLS.labels(*labels, "ok").inc()
@@ -215,6 +231,7 @@ class OpenAIProvider(OpenAIBatch, NetworkProvider):
 
     name = "openai"
     default_model = "gpt-5-mini"
+    key_setting, url_setting = "OPENAI_API_KEY", "OPENAI_BASE_URL"
 
     def __init__(self):
         super().__init__()
@@ -228,6 +245,7 @@ class OpenAIProvider(OpenAIBatch, NetworkProvider):
             api_key=settings.OPENAI_API_KEY or "not-needed",  # local servers need none
             timeout=settings.AI_TIMEOUT_S,
             max_retries=0,
+            http_client=deadline_client(self.sdk.DefaultHttpxClient),
         )
 
     def _structured(self, request: GenerationRequest) -> bool:
@@ -272,6 +290,7 @@ class OpenAIProvider(OpenAIBatch, NetworkProvider):
 class AnthropicProvider(AnthropicBatch, NetworkProvider):
     name = "anthropic"
     default_model = "claude-haiku-4-5"
+    key_setting, url_setting = "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"
     default_max_tokens = 1024
 
     def __init__(self):
@@ -289,6 +308,7 @@ class AnthropicProvider(AnthropicBatch, NetworkProvider):
             api_key=settings.ANTHROPIC_API_KEY or "not-needed",
             timeout=settings.AI_TIMEOUT_S,
             max_retries=0,
+            http_client=deadline_client(self.sdk.DefaultHttpxClient),
         )
 
     def _params(self, request: GenerationRequest) -> dict:

@@ -119,6 +119,9 @@ class AiGenerate(StepType):
     def extra_problems(self, config: dict, *, path: str) -> list[FieldError]:
         found = []
         provider = config.get("provider") or settings.AI_PROVIDER
+        unusable = PROVIDERS[provider].setup_problem()
+        if unusable is not None:  # every call would be a 401, entity after entity
+            found.append(FieldError(f"{path}.provider", unusable, "not_configured"))
         if config.get("mode") == "batch" and not PROVIDERS[provider].supports_batch:
             found.append(
                 FieldError(

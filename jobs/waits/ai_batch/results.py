@@ -174,7 +174,7 @@ def _outcome(batch, provider, status, result, entry: AiBatchRequest) -> _Outcome
         )
     if result is None:
         error = f"{batch.provider}: no result for the request in batch {batch.provider_batch_id}"
-        error += " (it expired or was cancelled)"
+        error += " (it expired, was cancelled, or its result line could not be read)"
         retryable = True
     else:
         error, retryable = result.error, result.retryable

@@ -23,6 +23,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from jobs.models import RunLog
+from jobs.waits.ai_batch.conf import ai_batch_poll_s
 from jobs.waits.ai_batch.models import AiBatch, AiBatchRequest, AiBatchStatus
 from jobs.waits.ai_batch.owners import LogLine, owners
 from jobs.waits.ai_batch.queue import ai_batch_cancel_enqueue, ai_batch_submit_enqueue
@@ -34,7 +35,7 @@ from jobs.waits.ai_batch.results import (
 )
 from workflows.models import LocalBatch
 from workflows.providers import GenerationRequest, provider_get
-from workflows.providers.base import BatchItem, BatchResult, BatchStatus
+from workflows.providers.base import BatchCallFailed, BatchItem, BatchResult, BatchStatus
 from workflows.steps.ai_generate import (
     AiBatchWaitRequest,
     CallsFailed,
@@ -132,11 +133,18 @@ def ai_batch_submit(*, batch_id: str) -> bool:
     try:
         provider_batch_id = provider.batch_submit(items, idempotency_key=batch.pk)
     except StepError as exc:
+        if isinstance(exc, BatchCallFailed) and exc.retryable:
+            # Says nothing of the requests (a 5xx, a 429, a timeout): sent again after
+            # AI_BATCH_POLL_S with the same key, which finds a batch the provider made.
+            wait = ai_batch_poll_s()
+            log = f"Submitting the batch failed: {exc.message}; sent again in {wait:g} s."
+            _release(batch, log=log, until=now + timedelta(seconds=wait))
+            return True
         batch_collect(batch, BatchStatus("failed", error=exc.message), {}, AiBatchStatus.PENDING)
         return True
     submitted = {"provider_batch_id": provider_batch_id, "submitted_at": timezone.now()}
     moved = AiBatch.objects.filter(pk=batch.pk, status=AiBatchStatus.PENDING).update(
-        status=AiBatchStatus.IN_PROGRESS, lease_until=None, **submitted
+        status=AiBatchStatus.IN_PROGRESS, lease_until=None, error="", **submitted
     )
     if not moved:  # the run was cancelled while the provider took it
         AiBatch.objects.filter(pk=batch.pk).update(**submitted)
@@ -161,8 +169,7 @@ def ai_batch_poll(*, batch_id: str) -> str | None:
                 entry.pk: GenerationRequest(**entry.request["request"])
                 for entry in batch_requests(batch)
             }
-            answers = provider.batch_results(batch.provider_batch_id, requests)
-            results = {result.custom_id: result for result in answers}
+            results = _by_request(provider.batch_results(batch.provider_batch_id, requests))
     except StepError as exc:  # the provider did not answer: the next poll asks again
         _release(batch, log=f"Polling batch {batch.provider_batch_id} failed: {exc.message}")
         return None
@@ -173,6 +180,18 @@ def ai_batch_poll(*, batch_id: str) -> str | None:
         return status.state
     batch_collect(batch, status, results, AiBatchStatus.IN_PROGRESS)
     return status.state
+
+
+def _by_request(results: list[BatchResult]) -> dict[str, BatchResult]:
+    """Each request's result by its `custom_id`. A request with two lines (a provider's
+    repeat) keeps its first answer: an error line after it does not send it again (paid
+    for twice), nor does a second answer count twice."""
+    chosen: dict[str, BatchResult] = {}
+    for result in results:
+        kept = chosen.get(result.custom_id)
+        if kept is None or (kept.generation is None and result.generation is not None):
+            chosen[result.custom_id] = result
+    return chosen
 
 
 def ai_batch_cancel(*, batch_id: str) -> None:
@@ -236,11 +255,12 @@ def _answer_live(batch: AiBatch) -> None:
     batch_collect(batch, BatchStatus("ended"), results, AiBatchStatus.PENDING)
 
 
-def _release(batch: AiBatch, *, log: str) -> None:
-    """The provider did not answer: free the batch for the next poll, keep the problem on
-    it (shown with the batch) and log it once, not at every poll while it lasts."""
+def _release(batch: AiBatch, *, log: str, until: datetime | None = None) -> None:
+    """The provider did not answer: free the batch for the next poll (or from `until`),
+    keep the problem on it (shown with the batch) and log it once, not at every poll while
+    it lasts."""
     AiBatch.objects.filter(pk=batch.pk).update(
-        lease_until=None, polled_at=timezone.now(), error=log
+        lease_until=until, polled_at=timezone.now(), error=log
     )
     if batch.error != log:
         owners.of(batch).log([LogLine(RunLog.Level.WARNING, log)], timezone.now())

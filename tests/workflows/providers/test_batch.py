@@ -305,3 +305,28 @@ def test_anthropic_an_unreadable_answer_is_a_retryable_error_and_the_others_stil
     assert odd.error.startswith("anthropic: 200: an answer not in the message shape"), odd.error
     assert odd.retryable and odd.generation is None
     assert lamp.generation.text == "A generated answer."
+
+
+GARBAGE = [
+    "not JSON at all",
+    '{"custom_id": "w1", "response": {"status_code": 200, "bo',  # cut short
+    '{"id": "batch_req_9"}',  # names no request
+    "[1, 2]",
+    "null",
+    '{"custom_id": ["w0"]}',
+    '{"custom_id": "w0", "response": "odd", "result": "odd"}',  # ours, in no known shape
+]
+
+
+def test_unreadable_result_lines_are_left_out_and_the_others_still_come(llm):
+    """A results file with lines that are not JSON, are cut short or name no request: they
+    are skipped (their requests count as missing, and are sent again), never the end of
+    the whole batch's results."""
+    provider, fake = llm
+    fake.batches.garbage = GARBAGE
+    batch_id = provider.batch_submit(_items("Lamp", "Chair"), idempotency_key=_key())
+    results = provider.batch_results(batch_id)
+    answers = {r.custom_id: r.generation.text for r in results if r.generation is not None}
+    assert answers == {"w0": "A generated answer.", "w1": "A generated answer."}
+    errors = [r for r in results if r.generation is None]
+    assert all(r.custom_id == "w0" and r.retryable for r in errors), errors

@@ -203,6 +203,21 @@ def test_timeout_is_retried_then_fails_and_the_run_goes_on(run_steps, llm, setti
     assert items[0].run.status == "failed"
 
 
+def test_an_answer_dripping_in_is_a_timeout_once_the_attempt_took_its_time(
+    run_steps, llm, settings
+):
+    """AI_TIMEOUT_S bounds a whole attempt, not each read: an answer whose every piece
+    comes within the read timeout, but whose whole would take many times it, holds no
+    worker (and no chunk's lease) for as long as the server likes."""
+    provider, fake = llm
+    settings.AI_TIMEOUT_S = 0.5
+    settings.AI_MAX_ATTEMPTS = 1
+    fake.default = Reply(drip=0.2)  # 20-odd pieces: 4 s and more
+    [item], _ = run_steps([_step(provider)], {"title": "Lamp"})
+    assert item.status == "failed"
+    assert item.error == f"{provider}: timeout: no answer within 0.5s"
+
+
 def test_invalid_json_gets_one_corrective_retry(run_steps, llm):
     provider, fake = llm
     schema = {

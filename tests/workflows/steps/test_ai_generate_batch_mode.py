@@ -109,3 +109,23 @@ def test_an_estimate_prices_a_batch_step_at_half(api, product_type, settings):
         body = api.post(f"/api/v1/workflows/{workflow.pk}/estimate", {"entityIds": ids}).json()
         costs[mode] = body["costUsd"]
     assert costs["sync"] > 0 and costs["batch"] == pytest.approx(costs["sync"] / 2)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_network_provider_the_deployment_gives_no_key_nor_server_is_a_400_at_create(
+    api, product_type, settings, provider
+):
+    """Every call would be a 401 at run time, entity after entity: said at create."""
+    prefix = provider.upper()
+    setattr(settings, f"{prefix}_API_KEY", "")
+    setattr(settings, f"{prefix}_BASE_URL", "")
+    problems = _problems(_create(api, product_type, {"provider": provider}))
+    assert problems == {
+        "steps[0].config.provider": f"The provider {provider!r} is not set up: set "
+        f"{prefix}_API_KEY (or {prefix}_BASE_URL, for a server that needs no key)."
+    }
+    setattr(settings, f"{prefix}_API_KEY", "sk-test")
+    assert _create(api, product_type, {"provider": provider}).status_code == 201
+    setattr(settings, f"{prefix}_API_KEY", "")
+    setattr(settings, f"{prefix}_BASE_URL", "http://127.0.0.1:11434/v1")
+    assert _create(api, product_type, {"provider": provider}).status_code == 201

@@ -1,0 +1,93 @@
+"""One deadline for a whole model call, `AI_TIMEOUT_S`.
+
+The SDKs' `timeout` is httpx's: it bounds each network operation (connecting, each write,
+each read), so a server sending its answer a few bytes at a time, each within the timeout,
+held a worker thread (and its chunk's lease, until the chunk was delivered again and the call
+paid twice) for as long as it liked. Within `call_deadline(seconds)`, every network operation
+of the thread's calls is given at most what is left of the deadline, and none starts after
+it: the SDK raises its timeout error, retried as any timeout is.
+
+The bound is a network backend wrapping the one httpcore (the SDKs' HTTP library, `httpx2`)
+would use, set on each connection pool of an SDK's HTTP client when it is built
+(`deadline_client`); a connection made later by the pool reads and writes through it.
+"""
+
+import contextlib
+import time
+from contextvars import ContextVar
+
+import httpcore2
+import httpx2
+
+_deadline: ContextVar[float | None] = ContextVar("model_call_deadline", default=None)
+
+
+@contextlib.contextmanager
+def call_deadline(seconds: float):
+    """Network operations of the calls made inside end by `seconds` from now."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _left(timeout: float | None, expired: type[Exception]) -> float | None:
+    """The operation's timeout, cut to what is left of the deadline; `expired` once none
+    is left."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the call's deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore2.NetworkStream):
+    def __init__(self, stream: httpcore2.NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _left(timeout, httpcore2.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _left(timeout, httpcore2.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        timeout = _left(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str):
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore2.NetworkBackend):
+    def __init__(self, backend: httpcore2.NetworkBackend):
+        self._backend = backend
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        timeout = _left(timeout, httpcore2.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        timeout = _left(timeout, httpcore2.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def deadline_client(client_class: type[httpx2.Client]) -> httpx2.Client:
+    """An HTTP client of `client_class` (an SDK's `DefaultHttpxClient`, with the SDK's
+    defaults and the environment's proxies) whose calls keep `call_deadline`."""
+    client = client_class()
+    for transport in [client._transport, *client._mounts.values()]:
+        pool = getattr(transport, "_pool", None)  # a proxy mount may be None
+        if pool is not None:
+            pool._network_backend = _DeadlineBackend(pool._network_backend)
+    return client
