@@ -8,9 +8,10 @@ end) for MIX_S seconds, then its floor (`TrivialClient`: the same users and thin
 against `/bench/trivial`, an authenticated DRF GET doing nothing) for FLOOR_S seconds;
 locust's stats are reset once every user is started. Per endpoint: requests/s, p50, p95
 and p99 in ms (locust rounds a time over 100 ms to 10 ms, over 1 s to 100 ms), failures;
+the runs the mix started, from their `POST` to their `completedAt` (read from the database);
 the CPU the web workers and the load generator used per request, the machine's busy share
-and load average. Before the steps: the database queries each endpoint makes, counted in
-this process, and a warm-up of WARM_UP_S seconds not reported.
+and load average. Before the steps: each endpoint alone (its queries, CPU and wall time per
+request, in this process), and a warm-up of WARM_UP_S seconds not reported.
 
     pip install -e '.[dev,bench]'        # locust
     python -m benchmarks --only load
@@ -22,6 +23,7 @@ import datetime
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +40,7 @@ FLOOR_S = 30
 WARM_UP_S = 10
 SPAWN_RATE = 20  # users started per second
 SEEDED = 5_000
+COST_REPEAT = 20
 LOCUSTFILE = "benchmarks/locustfile.py"
 # The workflow: transform, validate, publish (the pipeline's steps without its condition).
 WORKFLOW_STEPS = [step for step in STEPS if step["type"] != "condition"]
@@ -70,9 +73,11 @@ def seed(log_dir: Path) -> dict:
     }
 
 
-def queries_per_request(key: str, env: dict) -> dict:
-    """The database queries of one request to each endpoint of the mix, after one first
-    request to it (in this process, through DRF's test client: the same views)."""
+def endpoint_costs(key: str, env: dict) -> dict:
+    """Each endpoint of the mix alone, in this process through DRF's test client (the same
+    views, no server): the database queries of a request, and the medians of its CPU (this
+    thread's) and wall time over COST_REPEAT requests after a first one. A run is started
+    once (its queries only)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
     from rest_framework.test import APIClient
@@ -123,21 +128,28 @@ def queries_per_request(key: str, env: dict) -> dict:
     }
     counts = {}
     for name, (method, path, body) in requests.items():
-        for attempt in range(2):
+        cpu, wall = [], []
+        for _ in range(COST_REPEAT + 1):
             with CaptureQueriesContext(connection) as captured:
+                started, started_cpu = time.perf_counter(), time.thread_time()
                 if body is None:
                     answer = getattr(client, method)(path)
                 else:
                     answer = getattr(client, method)(path, body, format="json")
+                cpu.append(time.thread_time() - started_cpu)
+                wall.append(time.perf_counter() - started)
             assert 200 <= answer.status_code < 300, (name, answer.status_code, answer.content)
-            if attempt:
-                counts[name] = len(captured)
+        counts[name] = {
+            "queries": len(captured),
+            "cpu_ms": round(statistics.median(cpu[1:]) * 1000, 1),
+            "wall_ms": round(statistics.median(wall[1:]) * 1000, 1),
+        }
     with CaptureQueriesContext(connection) as captured:
         answer = client.post(
             f"{api}/workflows/{workflow_id}/run", {"entityIds": entity_ids[5:10]}, format="json"
         )
     assert answer.status_code == 202, answer.content
-    counts["POST /api/v1/workflows/:id/run"] = len(captured)
+    counts["POST /api/v1/workflows/:id/run"] = {"queries": len(captured)}
     harness.wait_for_run(answer.json()["runId"])
     return counts
 
@@ -242,18 +254,20 @@ def step(
     web: harness.ManagedProcess,
 ) -> dict:
     """One locust run with the web workers' CPU, the machine's busy share and load."""
+    from jobs.models import Run
+
+    since = datetime.datetime.now(datetime.UTC)
     web_pids = web.child_pids()
     web_before, busy_before, load_before = _cpu_s(web_pids), _machine_busy(), load_average()
     prefix, locust_cpu = _locust(user_class, users, seconds, base_url, env, out)
     web_cpu = _cpu_s(web_pids) - web_before
     busy_after = _machine_busy()
     figures = read_stats(prefix)
+    runs = Run.objects.filter(workflow_id=env["LOAD_WORKFLOW_ID"], created_at__gte=since)
+    if runs.exists():
+        figures["runs"] = runs_figures(runs)
     # The requests in the stats (after the ramp), the CPU over the whole run: an upper bound.
-    requests = sum(
-        value["requests"]
-        for name, value in figures["endpoints"].items()
-        if name != "total" and not name.startswith("RUN ")
-    )
+    requests = figures["endpoints"]["total"]["requests"]
     figures.update(
         {
             "users": users,
@@ -268,6 +282,25 @@ def step(
         }
     )
     return figures
+
+
+def runs_figures(runs) -> dict:
+    """The runs the mix started: how many ended how, and the seconds from each one's
+    creation (its `POST`) to its `completedAt`, p50, p95 and the longest."""
+    seconds = sorted(
+        (run.completed_at - run.created_at).total_seconds()
+        for run in runs
+        if run.completed_at is not None
+    )
+    statuses: dict[str, int] = {}
+    for run in runs:
+        statuses[run.status] = statuses.get(run.status, 0) + 1
+    return {
+        "statuses": statuses,
+        "p50_s": round(statistics.median(seconds), 2) if seconds else None,
+        "p95_s": round(seconds[int(len(seconds) * 0.95)], 2) if seconds else None,
+        "max_s": round(seconds[-1], 2) if seconds else None,
+    }
 
 
 def machine() -> dict:
@@ -297,6 +330,8 @@ def print_table(figures: dict) -> None:
                     f"{value['p95_ms'] or 0:6.0f} {value['p99_ms'] or 0:6.0f} "
                     f"{value['failures']:5d}"
                 )
+            if "runs" in result:
+                print(f"  runs, POST to completedAt: {json.dumps(result['runs'])}")
             for error in result["errors"]:
                 print(f"  ! {error}")
 
@@ -314,7 +349,7 @@ def run(base_url: str, key: str, log_dir: Path, web: harness.ManagedProcess) -> 
     env = {"LOAD_API_KEY": key, **seed(log_dir)}
     worker = harness.start_worker(log_dir, name="load-worker")
     try:
-        figures["queries"] = queries_per_request(key, env)
+        figures["alone"] = endpoint_costs(key, env)
         _locust("ApiClient", 5, WARM_UP_S, base_url, env, log_dir / "load-warm-up")
         figures["steps"] = {
             str(users): {
