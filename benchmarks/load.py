@@ -264,7 +264,7 @@ def step(
     busy_after = _machine_busy()
     figures = read_stats(prefix)
     runs = Run.objects.filter(workflow_id=env["LOAD_WORKFLOW_ID"], created_at__gte=since)
-    if runs.exists():
+    if user_class == "ApiClient" and runs.exists():
         figures["runs"] = runs_figures(runs)
     # The requests in the stats (after the ramp), the CPU over the whole run: an upper bound.
     requests = figures["endpoints"]["total"]["requests"]
