@@ -4,7 +4,7 @@
     python -m benchmarks --only million    # optional, 5-10 minutes: a run of 1,000,000
     python -m benchmarks --only felt,revisions    # as a user meets runs (#29), history (#25)
     python -m benchmarks --only revisions_memory  # optional, long: reverting 1,000,000
-    python -m benchmarks --only load      # optional, ~6 minutes: locust (pip install '.[bench]')
+    python -m benchmarks --only load      # optional, ~8 minutes: locust (pip install '.[bench]')
 
 Each figure is a ratio against a floor measured in the same run, or a count, so results from
 different machines compare.
