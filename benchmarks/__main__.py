@@ -4,6 +4,7 @@
     python -m benchmarks --only million    # optional, 5-10 minutes: a run of 1,000,000
     python -m benchmarks --only felt,revisions    # as a user meets runs (#29), history (#25)
     python -m benchmarks --only revisions_memory  # optional, long: reverting 1,000,000
+    python -m benchmarks --only load      # optional, ~8 minutes: locust (pip install '.[bench]')
 
 Each figure is a ratio against a floor measured in the same run, or a count, so results from
 different machines compare.
@@ -22,6 +23,7 @@ from benchmarks import (
     experiments,
     felt,
     harness,
+    load,
     memory,
     million,
     pipeline,
@@ -43,7 +45,7 @@ ALL = [
     "revisions",
     "felt",
 ]
-OPTIONAL = ["million", "revisions_memory"]  # long: only when named in --only
+OPTIONAL = ["million", "revisions_memory", "load"]  # long: only when named in --only
 
 
 def main() -> None:
@@ -99,6 +101,8 @@ def main() -> None:
             )
         if "ai" in chosen:
             results["ai"] = _report("ai", ai_concurrency.run(logs))
+        if "load" in chosen:
+            results["load"] = _report("load", load.run(base_url, key, logs, web))
     finally:
         web.stop()
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
