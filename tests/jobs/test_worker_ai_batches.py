@@ -13,6 +13,7 @@ import pytest
 from entities.models import Entity
 from jobs.models import AiBatch, AiBatchRequest, AiBatchStatus, Run, RunItem, RunLog
 from jobs.tasks import tick_waits
+from jobs.waits.ai_batch.services import lease_length
 from tests.factories import make_entities, make_workflow, start_run
 from tests.workers import (
     PRICED_LOCAL,
@@ -241,7 +242,10 @@ def test_workers_killed_while_chunks_park_submit_no_batch_twice_and_lose_no_enti
     wait_until(lambda: len(receiver.requests) >= 100, "the chunks to send")
     for pid in celery_worker.child_pids():
         os.kill(pid, signal.SIGKILL)
-    run = poll_until_ended(run.pk, timeout=400)
+    # A kill that catches a submit leaves its batch leased for the lease's length (320 s
+    # with the tests' settings), then the rest of the run: on a loaded machine 400 s in all
+    # was not enough (it failed so, at a load average of 10 on 2 cores).
+    run = poll_until_ended(run.pk, timeout=lease_length().total_seconds() + 400)
     assert (run.status, run.completed, run.failed) == ("completed", 1200, 0)
     assert max(RunItem.objects.filter(run=run).values_list("attempts", flat=True)) > 1
     _assert_each_request_sent_once(run, 1200)
