@@ -163,6 +163,7 @@ def _measure(concurrency: int, base_url: str, log_dir: Path, server_pid: int) ->
     factor = int(os.environ.get("BENCH_AI_CHUNK_FACTOR", "16"))
     chunk = int(os.environ.get("BENCH_AI_CHUNK_SIZE", factor * concurrency))
     settings.AI_RUN_CHUNK_SIZE = chunk  # the run is started here, as the web process would
+    settings.OPENAI_BASE_URL = base_url  # a provider not set up is a 400 at create
     worker = start_worker(
         log_dir,
         WORKER_PROCESSES,

@@ -137,6 +137,7 @@ def model_calls(log_dir: Path, repeat: int = REPEAT) -> dict:
         assert server.stdout.readline().strip() == "ready"
         base_url = f"http://127.0.0.1:{port}/v1"
         settings.AI_RUN_CHUNK_SIZE = 4 * CALL_CONCURRENCY  # the runs start in this process
+        settings.OPENAI_BASE_URL = base_url  # a provider not set up is a 400 at create
         entity_type = entity_type_create(name=f"felt-calls-{time.time_ns()}")
         workflow = workflow_create(name="calls", entity_type=entity_type, steps=[_AI_STEP])
         for turn in range(repeat):
