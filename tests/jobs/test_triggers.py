@@ -134,9 +134,9 @@ def test_a_run_that_edits_the_watched_field_does_not_trigger_its_own_workflow(pr
     assert again.trigger == {"type": "entity.updated", "depth": 2}
 
 
-def test_a_chain_of_triggers_is_cut_at_the_depth_setting_with_a_log_line(
-    product_type, settings, caplog
-):
+def _loop(product_type, settings):
+    """Workflows a and b, each setting the title the other watches (a loop), at
+    TRIGGER_MAX_DEPTH 2, and an entity whose title a person just edited."""
     settings.TRIGGER_MAX_DEPTH = 2
     [entity_id] = make_entities(product_type, 1)
     EntityEvent.objects.all().delete()
@@ -144,6 +144,13 @@ def test_a_chain_of_triggers_is_cut_at_the_depth_setting_with_a_log_line(
     a = make_workflow(product_type, [SET_TITLE], triggers=watch)
     b = make_workflow(product_type, [SET_TITLE], triggers=watch)
     entity_services.entity_update(entity_id=entity_id, data={"title": "Start"})
+    return entity_id, a, b
+
+
+def test_a_chain_of_triggers_is_cut_at_the_depth_setting_with_a_log_line(
+    product_type, settings, caplog
+):
+    _, a, b = _loop(product_type, settings)
     assert entity_events_dispatch() == 2  # depth 1: a and b
     for run in Run.objects.all():
         run_inline(run.pk)
@@ -160,16 +167,10 @@ def test_a_cut_chain_says_why_in_the_log_of_each_run_whose_changes_it_did_not_ru
     product_type, settings
 ):
     """Workflows a and b trigger each other (a loop). At the depth limit the chain stops,
-    and the runs whose changes started nothing say so in their own logs (`GET
-    .../runs/:id/logs`), where the API's user looks: the worker's log alone told only its
+    and the runs whose changes started nothing say so in their own logs (their job's, `GET
+    /jobs/:id/logs`), where the API's user looks: the worker's log alone told only its
     operator."""
-    settings.TRIGGER_MAX_DEPTH = 2
-    [entity_id] = make_entities(product_type, 1)
-    EntityEvent.objects.all().delete()
-    watch = [{"on": "entity.updated", "fields": ["title"]}]
-    a = make_workflow(product_type, [SET_TITLE], triggers=watch)
-    b = make_workflow(product_type, [SET_TITLE], triggers=watch)
-    entity_services.entity_update(entity_id=entity_id, data={"title": "Start"})
+    entity_id, a, b = _loop(product_type, settings)
     assert entity_events_dispatch() == 2
     for run in Run.objects.all():
         run_inline(run.pk)
