@@ -9,6 +9,7 @@ queueing resolved entities again and cancelling a run's waits are the items' sid
 `jobs.engine.parking`; the two functions of it kinds call are named here too (`__all__`).
 """
 
+import logging
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -23,6 +24,8 @@ from jobs.engine.parking import run_waits_resume, runs_lock, waits_requeue
 from jobs.models import ItemStatus, Run, RunLog, RunStatus, Wait, WaitStatus
 from jobs.waits.base import kinds
 from workflows.steps.waits import Resolution
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "run_waits_resume",
@@ -154,11 +157,25 @@ def waits_tick(*, kind: str | None = None) -> int:
     """Tick every kind of wait (celery beat, every WAITS_TICK_S), or the one named (a tick
     a kind asked for at a time, `waits_tick_at`): each resolves or moves on what is due.
     Beat's tick also resumes the runs whose resume task is overdue (`waits_resume_overdue`).
-    Returns how many waits or records they handled."""
+    Returns how many waits or records they handled.
+
+    A kind whose tick fails (a fault of its own, a provider's answer it cannot read) stops
+    none of the others: each ticks, the overdue resumes are done, and the first failure is
+    raised after them, so the task still shows it (and its log the others')."""
     now = timezone.now()
     ticked = [kinds.get(kind)] if kind else list(kinds)
-    handled = sum(each.tick(now=now) for each in ticked)
-    return handled if kind else handled + waits_resume_overdue()
+    handled, failed = 0, None
+    for each in ticked:
+        try:
+            handled += each.tick(now=now)
+        except Exception as exc:
+            logger.exception("The %r waits' tick failed; the other kinds tick on.", each.name)
+            failed = failed or exc
+    if not kind:
+        handled += waits_resume_overdue()
+    if failed is not None:
+        raise failed
+    return handled
 
 
 def waits_tick_at(*, kind: str, when: datetime) -> None:

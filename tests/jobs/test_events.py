@@ -119,6 +119,27 @@ def test_a_timeout_ends_the_wait_as_on_timeout_says(
     assert run.waiting == 1
 
 
+def test_a_kind_whose_tick_fails_stops_no_other_kind_s_tick(
+    product_type, django_capture_on_commit_callbacks, monkeypatch, caplog
+):
+    """Reviews tick first: a fault in theirs (or any kind's) left every kind after it
+    unticked, each tick, until it was fixed: here a wait for an event timed out for ever."""
+    from jobs.waits.base import kinds
+
+    def broken(*, now):
+        raise RuntimeError("the review kind broke")
+
+    [entity_id] = make_entities(product_type, 1)
+    workflow = waiting_workflow(product_type, timeoutMinutes=30, onTimeout="stop")
+    park(workflow, [entity_id], django_capture_on_commit_callbacks)
+    EventWait.objects.update(timeout_at=timezone.now())
+    monkeypatch.setattr(kinds.get("review"), "tick", broken)
+    with pytest.raises(RuntimeError, match="the review kind broke"):
+        waits_tick()  # the task still fails, for the log and its retry
+    assert Wait.objects.get(entity_id=entity_id).status == "resolved"
+    assert "The 'review' waits' tick failed; the other kinds tick on." in caplog.text
+
+
 def test_cancel_ends_waiting_entities_and_their_waits(
     api, product_type, django_capture_on_commit_callbacks
 ):
