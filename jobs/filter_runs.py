@@ -267,7 +267,7 @@ def _insert_batch(run: Run, count: int) -> tuple[int, str]:
     entity another open run of the workflow holds are made `skipped` (`jobs.item_rows`)."""
     size = run_chunk_size(run)
     source = _batch_source(run, count)
-    open_runs = open_runs_lock(run)
+    open_runs = open_runs_lock(run.workflow_id, besides=run.pk)
     if connection.vendor != "postgresql":
         ids = list(source)
         RunItem.objects.bulk_create(

@@ -34,14 +34,15 @@ def open_run_message(run_id: str) -> str:
     return f"Left out: the entity is in run {run_id} of this workflow, still open."
 
 
-def open_runs_lock(run: Run) -> list[str]:
-    """Take the run's workflow's row lock (until COMMIT; `FOR NO KEY UPDATE`, which runs
-    inserted meanwhile do not wait for) and return the ids of the workflow's other open
-    runs. Call inside the transaction that makes the run's items."""
-    Workflow.objects.select_for_update(no_key=True).filter(pk=run.workflow_id).exists()
+def open_runs_lock(workflow_id: str, *, besides: str = "") -> list[str]:
+    """Take the workflow's row lock (until COMMIT; `FOR NO KEY UPDATE`, which runs inserted
+    meanwhile do not wait for) and return the ids of its open runs but `besides`. Call
+    inside the transaction that makes a run's items (or that decides which entities a run
+    could take: a trigger's dispatch)."""
+    Workflow.objects.select_for_update(no_key=True).filter(pk=workflow_id).exists()
     return list(
-        Run.objects.filter(workflow_id=run.workflow_id, status__in=RunStatus.open())
-        .exclude(pk=run.pk)
+        Run.objects.filter(workflow_id=workflow_id, status__in=RunStatus.open())
+        .exclude(pk=besides)
         .values_list("pk", flat=True)
     )
 

@@ -170,7 +170,7 @@ def _insert_items(run: Run, workflow: Workflow, entity_ids: list[str], size: int
     keeps the planner from flattening the lookup into a join): with statistics taken before
     a bulk import, a join was planned as a hash of every entity of the type, a million for a
     run of ten. Elsewhere the ids were checked before and the items go in batches."""
-    open_runs = open_runs_lock(run)
+    open_runs = open_runs_lock(run.workflow_id, besides=run.pk)
     if connection.vendor != "postgresql":
         RunItem.objects.bulk_create(
             (

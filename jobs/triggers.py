@@ -35,8 +35,8 @@ from django.utils import timezone
 
 from entities.models import Entity, EntityEvent
 from jobs import queue
-from jobs.item_rows import HOLDING
-from jobs.models import Run, RunItem, RunLog, RunStatus
+from jobs.item_rows import HOLDING, open_runs_lock
+from jobs.models import Run, RunItem, RunLog
 from jobs.services import run_start
 from workflows.models import Workflow
 
@@ -150,12 +150,7 @@ def _held(workflow_id: str, ids: list[str]) -> set[str]:
     """Those of `ids` an open run of the workflow holds (their item pending, running or
     waiting). Takes the workflow's row lock first, as a run's start does to make its items
     (`jobs.item_rows`), so no run takes one of the others before this dispatch's runs do."""
-    Workflow.objects.select_for_update(no_key=True).filter(pk=workflow_id).exists()
-    open_runs = list(
-        Run.objects.filter(workflow_id=workflow_id, status__in=RunStatus.open()).values_list(
-            "pk", flat=True
-        )
-    )
+    open_runs = open_runs_lock(workflow_id)
     if not open_runs:
         return set()
     return set(
