@@ -160,6 +160,8 @@ from jobs.engine.chunk import chunk_execute
 from jobs.models import Review, Run, RunItem
 from jobs.cancel import run_cancel
 from jobs.services import run_start
+from jobs.waits.review.audit import decision_revisions
+from jobs.waits.review.selectors import review_workflows
 from jobs.waits.review.services import review_decide, reviews_decide
 from jobs.engine.waits import run_waits_resume
 from workflows.services import workflow_create
@@ -207,6 +209,10 @@ print(json.dumps({
     "items": {i.entity_id: i.status for i in RunItem.objects.filter(run=run)},
     "entities": {e.pk: [e.status, e.data] for e in Entity.objects.all()},
     "reviews": {r.entity_id: r.status for r in Review.objects.all()},
+    # The Reviews page's workflow filter and decided reviews' revisions (a JSON lookup and
+    # DISTINCT ON, which SQLite's backend does not have).
+    "review_workflows": [w.pk == workflow.pk for w in review_workflows()],
+    "decision_revisions": len(decision_revisions(Review.objects.exclude(status="pending"))),
     "ids": ids,
 }))
 """
@@ -222,6 +228,8 @@ def test_entities_wait_and_resume_on_sqlite(tmp_path):
     assert result["entities"][approved] == ["published", {"title": "Item 0", "slug": "x"}]
     assert result["entities"][rejected] == ["draft", {"title": "Item 1"}]
     assert result["reviews"] == {approved: "approved", rejected: "rejected", left: "cancelled"}
+    assert result["review_workflows"] == [True]
+    assert result["decision_revisions"] == 1  # the approved entity's publish
 
 
 BATCH_SCRIPT = r"""

@@ -46,12 +46,14 @@ def decision_revisions(reviews: Iterable[Review]) -> dict[tuple[str, str], Entit
     each = Q()
     for entity_id, run_id in pairs:
         each |= Q(entity_id=entity_id, run_id=run_id)
-    revisions = (
-        EntityRevision.objects.filter(each, source=EntityRevision.Source.REVIEW)
-        .order_by("entity_id", "run_id", "version")
-        .distinct("entity_id", "run_id")
-    )
-    return {(revision.entity_id, revision.run_id): revision for revision in revisions}
+    # The first of each pair kept here, not by DISTINCT ON (PostgreSQL's alone: the embedded
+    # defaults run SQLite); a review's run commits about one revision per entity.
+    first: dict[tuple[str, str], EntityRevision] = {}
+    for revision in EntityRevision.objects.filter(
+        each, source=EntityRevision.Source.REVIEW
+    ).order_by("version"):
+        first.setdefault((revision.entity_id, revision.run_id), revision)
+    return first
 
 
 def stored_before(review: Review, stored: dict | None, revision: EntityRevision | None) -> dict:
