@@ -46,7 +46,9 @@ def worker_env() -> dict:
         "OUTBOUND_BACKOFF_S": "0.05",
         "OPENAI_BASE_URL": f"http://127.0.0.1:{FAKE_LLM_PORT}/v1",
         "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{FAKE_ANTHROPIC_PORT}",
-        "AI_TIMEOUT_S": "1",
+        # A whole attempt's deadline: on CI's 2 cores, six suites' workers, browsers and fake
+        # servers share them, and a 1 s deadline failed every call in flight at a stall.
+        "AI_TIMEOUT_S": "3",
         "AI_BACKOFF_S": "0.05",
         "AI_MAX_ATTEMPTS": "4",
         "AI_LOCAL_BATCH_DELAY_S": "1",

@@ -120,14 +120,15 @@ def test_a_batch_mode_candidate_over_300_entities_completes_at_batch_prices_writ
     assert read["status"] == "completed", read
     assert read["progress"] == {"total": 300, "done": 300, "waiting": 0}
     baseline, candidate = read["arms"]["baseline"], read["arms"]["candidate"]
-    assert baseline["completed"] == candidate["completed"] == 300
+    results = api.get(f"/api/v1/experiments/{started['id']}/results?limit=500").json()
+    errors = {r["entityId"]: (r["baseline"]["error"], r["candidate"]["error"]) for r in results}
+    assert baseline["completed"] == candidate["completed"] == 300, errors
     # The same tokens, the candidate's at the batch price: half.
     assert candidate["inputTokens"] == baseline["inputTokens"] == 300 * 40
     assert candidate["costUsd"] * 2 == pytest.approx(baseline["costUsd"])
     scores = {score["name"]: score for score in read["scores"]}
     assert scores["said"]["candidate"] == 1.0
     assert scores["judge"]["wins"] + scores["judge"]["losses"] + scores["judge"]["ties"] == 300
-    results = api.get(f"/api/v1/experiments/{started['id']}/results?limit=500").json()
     assert sorted(r["entityId"] for r in results) == sorted(ids)
     for result in results:
         side = result["candidate"]

@@ -130,8 +130,8 @@ def test_model_faults_on_one_call_in_five_fail_no_entity(product_type):
     faults = [
         Reply(status=429, headers={"Retry-After": "1"}, error="slow down"),
         Reply(status=500, error="overloaded"),
-        Reply(delay=2.0),
-    ]  # 2 s > AI_TIMEOUT_S
+        Reply(delay=4.0),
+    ]  # 4 s > the workers' AI_TIMEOUT_S
 
     def decide(request):
         prompt = request["messages"][-1]["content"]
