@@ -2,8 +2,11 @@
 
 from django.db import migrations, models
 
+from config.migration_ops import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    atomic = False  # the index is built while the tables are written (AddIndexOnline)
 
     dependencies = [
         ('jobs', '0035_event_recheck'),
@@ -11,7 +14,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='schedulefire',
             index=models.Index(fields=['-tick', '-id'], name='schedule_fire_newest'),
         ),

@@ -2,15 +2,18 @@
 
 from django.db import migrations, models
 
+from config.migration_ops import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    atomic = False  # the index is built while the tables are written (AddIndexOnline)
 
     dependencies = [
         ('jobs', '0036_schedule_fire_newest'),
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='event',
             index=models.Index(fields=['key'], name='event_key'),
         ),

@@ -2,15 +2,18 @@
 
 from django.db import migrations, models
 
+from config.migration_ops import AddIndexOnline
+
 
 class Migration(migrations.Migration):
+    atomic = False  # the index is built while the tables are written (AddIndexOnline)
 
     dependencies = [
         ('jobs', '0037_event_key'),
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='review',
             index=models.Index(condition=models.Q(('status', 'pending')), fields=['run', '-id'], name='review_run_pending'),
         ),
