@@ -10,3 +10,6 @@ class ApiConfig(AppConfig):
 
     def ready(self) -> None:
         from config import bulk  # noqa: F401  registers the `any` lookup on every field
+        from config.api.auth_backends import connect_signals
+
+        connect_signals()

@@ -79,6 +79,10 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Django's ModelBackend with each user's permissions kept in the shared cache between requests
+# (PERMISSIONS_CACHE_S; config.api.auth_backends).
+AUTHENTICATION_BACKENDS = ["config.api.auth_backends.CachedModelBackend"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},

@@ -32,7 +32,11 @@ else:
         "use redis://host:6379/0 or filesystem://"
     )
 
-# The cache holds the API throttles: shared (Redis) when the broker is Redis.
+# The cache holds the API throttles and users' permissions (config.api.auth_backends): shared
+# (Redis) when the broker is Redis. Permissions are kept only in a shared cache, where a change
+# made by one process reaches the others; for at most PERMISSIONS_CACHE_S what bypasses the
+# models' signals (SQL) is not seen.
+PERMISSIONS_CACHE_S = 0
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CACHES = {
         "default": {
@@ -41,6 +45,7 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
             "KEY_PREFIX": "workflows",
         }
     }
+    PERMISSIONS_CACHE_S = env_int("PERMISSIONS_CACHE_S", 60, minimum=0)
 
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
