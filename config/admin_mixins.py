@@ -1,12 +1,15 @@
 """Behaviour shared by the apps' ModelAdmins."""
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.db import IntegrityError, models
 from django.db.models import ProtectedError
 from django.http import HttpResponseRedirect
 
 from config.admin_paginator import EstimatedCountPaginator
 from config.forms import BoundedJSONField
+from config.time_limit import TooSlow, time_limited
 
 
 class BoundedJSONMixin:
@@ -63,7 +66,32 @@ class ProtectedDeleteMixin:
 class LargeListMixin:
     """A list of a table that grows with use (entities, run records, events): a filtered page
     counts its matches only (not the whole table again for "N results (M total)"), and an
-    unfiltered one counts the table by its estimate once it is large."""
+    unfiltered one counts the table by its estimate once it is large.
+
+    A search reads what it could match (a text in every entity's data: seconds at a million
+    rows), so its statements stop after ADMIN_SEARCH_TIMEOUT_S: the list is shown again
+    without the search, its filters kept, saying so."""
 
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+
+    def changelist_view(self, request, extra_context=None):
+        if not request.GET.get(SEARCH_VAR):
+            return super().changelist_view(request, extra_context)
+        try:
+            with time_limited(settings.ADMIN_SEARCH_TIMEOUT_S):
+                response = super().changelist_view(request, extra_context)
+                if hasattr(response, "render"):  # its page is read as the template renders
+                    response.render()
+                return response
+        except TooSlow:
+            self.message_user(
+                request,
+                f"The search for {request.GET[SEARCH_VAR][:100]!r} took more than "
+                f"{settings.ADMIN_SEARCH_TIMEOUT_S:g} seconds and was stopped: narrow the list "
+                "with a filter first, or search for an exact id.",
+                messages.ERROR,
+            )
+            unsearched = request.GET.copy()
+            del unsearched[SEARCH_VAR]
+            return HttpResponseRedirect(f"{request.path}?{unsearched.urlencode()}")

@@ -14,6 +14,7 @@ from functools import cached_property
 from django.conf import settings
 from django.db.models import QuerySet
 
+from config.time_limit import TooSlow, time_limited
 from entities.models import Entity
 
 SHOWN = 50  # matches listed to pick from; a run can take all of them at once
@@ -27,6 +28,16 @@ class EntitySearch:
     matches: QuerySet
     count: int
     ticked: tuple[str, ...] = ()  # the ids posted as ticked, in their order, each once
+    # The text's search ran past ADMIN_SEARCH_TIMEOUT_S and was stopped: nothing matches.
+    too_slow: bool = False
+
+    @property
+    def too_slow_message(self) -> str:
+        return (
+            f"The search for {self.text[:100]!r} took more than "
+            f"{settings.ADMIN_SEARCH_TIMEOUT_S:g} seconds and was stopped: choose a status "
+            "first, or search for rarer text."
+        )
 
     @cached_property
     def shown(self) -> list[Entity]:
@@ -61,10 +72,19 @@ def entity_search(params, entity_type_id: str, *, by_data: bool) -> EntitySearch
         matches = matches.filter(data__icontains=text)
     matches = matches.order_by("-pk")
     ticked = params.getlist("entity_ids") if hasattr(params, "getlist") else []
-    return EntitySearch(
+    found = EntitySearch(
         text=text,
         status=status,
         matches=matches,
-        count=matches.count(),
+        count=0,
         ticked=tuple(dict.fromkeys(ticked))[: settings.RUN_MAX_IDS],
     )
+    try:
+        # A text is looked for in every entity's data: its reads stop after a while.
+        with time_limited(settings.ADMIN_SEARCH_TIMEOUT_S if text else 0):
+            found.count = matches.count()
+            found.shown  # noqa: B018  read here, within the limit, and kept
+    except TooSlow:
+        found.matches, found.count, found.too_slow = Entity.objects.none(), 0, True
+        found.shown = []
+    return found

@@ -68,6 +68,9 @@ class WorkflowRunAdmin(WorkflowAdmin):
                 return start_run_from_admin(self, request, workflow, None)
             if request.POST.get("matches"):  # every match of the search, by id
                 found = entity_search(request.POST, workflow.entity_type_id, by_data=by_data)
+                if found.too_slow:
+                    self.message_user(request, found.too_slow_message, messages.ERROR)
+                    return redirect(request.path)
                 ids = list(found.matches.values_list("pk", flat=True)[: settings.RUN_MAX_IDS + 1])
             return start_run_from_admin(self, request, workflow, ids)
         found = entity_search(request.GET, workflow.entity_type_id, by_data=by_data)

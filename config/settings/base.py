@@ -2,7 +2,7 @@
 
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import BASE_DIR, env_bool, env_database, env_list, env_str
+from config.env import BASE_DIR, env_bool, env_database, env_float, env_list, env_str
 
 DEBUG = env_bool("DEBUG", False)
 # Signs sessions, CSRF tokens and password resets. Without it only DEBUG runs, on a key that is
@@ -78,6 +78,10 @@ DATABASES = {
     "default": env_database("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# An admin search's statements stop after this long (PostgreSQL): a text searched in every
+# entity's data reads the whole table (config.time_limit).
+ADMIN_SEARCH_TIMEOUT_S = env_float("ADMIN_SEARCH_TIMEOUT_S", 10.0, minimum=0.0)
 
 # Django's ModelBackend with each user's permissions kept in the shared cache between requests
 # (PERMISSIONS_CACHE_S; config.api.auth_backends).

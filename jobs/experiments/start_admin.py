@@ -272,6 +272,11 @@ def experiment_start_view(model_admin, request, workflow_id: str):
 
 
 def _start(form: ExperimentStartForm, workflow: Workflow, search: EntitySearch, request):
+    if form.cleaned_data["entities"] == MATCHES and search.too_slow:
+        raise InvalidInput(
+            search.too_slow_message,
+            details=[FieldError("filter", search.too_slow_message, "too_slow")],
+        )
     if form.cleaned_data["entities"] == MATCHES and search.text and not search.count:
         message = "No entity matches the search."
         raise InvalidInput(message, details=[FieldError("filter", message, "empty")])
