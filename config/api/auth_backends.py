@@ -12,6 +12,9 @@ which permission starts a new generation, so the next check reads the database a
 - a permission or group deleted or a permission saved (`post_delete`/`post_save`; a delete
   removes its rows from the links without `m2m_changed`).
 
+With the cache unreachable, permissions are read from the database on each request, and a
+change to them fails rather than leave the sets kept before it current once the cache is back.
+
 The generation is bumped when the change is made and again when its transaction commits: a
 request reading the permissions between the two (the change not yet visible to it) may
 store the old set, which the second bump throws away. What bypasses the models' signals (a
@@ -23,6 +26,8 @@ Without a shared cache (the embedded defaults' per-process memory) PERMISSIONS_C
 and nothing is kept: a change made in one process would not reach the others.
 """
 
+import contextlib
+import logging
 import uuid
 
 from django.conf import settings
@@ -32,6 +37,8 @@ from django.contrib.auth.models import Group, Permission
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
+
+logger = logging.getLogger(__name__)
 
 GENERATION = "auth:permissions:generation"
 
@@ -52,30 +59,47 @@ class CachedModelBackend(ModelBackend):
         ):
             return super().get_all_permissions(user_obj, obj)
         key = _key(user_obj)
-        held = cache.get_many([GENERATION, key])
-        generation = held.get(GENERATION)
-        if generation is None:
-            cache.add(GENERATION, uuid.uuid4().hex, timeout=None)
-            generation = cache.get(GENERATION)
+        try:
+            held = cache.get_many([GENERATION, key])
+            generation = held.get(GENERATION)
+            if generation is None:
+                cache.add(GENERATION, uuid.uuid4().hex, timeout=None)
+                generation = cache.get(GENERATION)
+        except Exception:  # the cache unreachable: the database answers, as without one
+            logger.warning("Permissions read from the database: the cache is unreachable.")
+            return super().get_all_permissions(user_obj)
         kept = held.get(key)
         if kept is not None and kept[0] == generation:
             user_obj._perm_cache = set(kept[1])
             return user_obj._perm_cache
         perms = super().get_all_permissions(user_obj)  # sets user_obj._perm_cache
-        cache.set(key, (generation, sorted(perms)), timeout=seconds)
+        with contextlib.suppress(Exception):  # kept next time, if the cache is back
+            cache.set(key, (generation, sorted(perms)), timeout=seconds)
         return perms
 
 
 def permissions_changed(*, action: str = "", **_kwargs) -> None:
-    """A new generation now, and another once the change commits (see the module's doc)."""
+    """A new generation now, and another once the change commits (see the module's doc).
+
+    With the cache unreachable the change fails (its transaction rolled back): the sets kept
+    before it would be taken as current once the cache is back."""
     if not settings.PERMISSIONS_CACHE_S or action.startswith("pre_"):
         return
     _new_generation()
-    transaction.on_commit(_new_generation)
+    transaction.on_commit(_new_generation_after_commit)
 
 
 def _new_generation() -> None:
     cache.set(GENERATION, uuid.uuid4().hex, timeout=None)
+
+
+def _new_generation_after_commit() -> None:
+    """Only what was read between the change and its commit is left to expire
+    (PERMISSIONS_CACHE_S) if the cache went away meanwhile."""
+    try:
+        _new_generation()
+    except Exception:
+        logger.exception("The permissions' new generation could not be stored after a commit.")
 
 
 def connect_signals() -> None:

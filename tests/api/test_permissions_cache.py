@@ -172,3 +172,20 @@ def test_permissions_read_while_a_change_was_uncommitted_are_not_kept():
         reader.join()
     assert "workflows.view_workflow" in seen["perms"]  # the old set, read and kept
     assert api.get(STEP_TYPES).status_code == 403
+
+
+@pytest.mark.django_db
+def test_with_the_cache_unreachable_the_database_answers_and_changes_are_refused(settings):
+    raw = make_key(perms=["workflows.view_workflow"])
+    user = ApiKey.objects.get(prefix=raw[:12]).user
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
+        }
+    }
+    fresh = get_user_model().objects.get(pk=user.pk)
+    assert CachedModelBackend().get_all_permissions(fresh) == {"workflows.view_workflow"}
+    with pytest.raises(Exception, match=r"(?i)connect"), transaction.atomic():
+        user.user_permissions.clear()
+    assert list(user.user_permissions.values_list("codename", flat=True)) == ["view_workflow"]
