@@ -99,7 +99,7 @@ def _new_generation_after_commit() -> None:
     try:
         _new_generation()
     except Exception:
-        logger.exception("The permissions' new generation could not be stored after a commit.")
+        logger.exception("The permissions' new generation could not be stored.")
 
 
 def connect_signals() -> None:
@@ -108,4 +108,13 @@ def connect_signals() -> None:
         m2m_changed.connect(permissions_changed, sender=through, dispatch_uid=f"perms-{through}")
     for model in (Permission, Group):
         post_delete.connect(permissions_changed, sender=model, dispatch_uid=f"perms-del-{model}")
-    post_save.connect(permissions_changed, sender=Permission, dispatch_uid="perms-save")
+    # A permission made or renamed is in no one's kept set but a superuser's: a new generation
+    # if the cache is there, and the save goes on if it is not. (`migrate` makes a new model's
+    # permissions in bulk, without signals: a superuser's kept set has them within
+    # PERMISSIONS_CACHE_S.)
+    post_save.connect(_permission_saved, sender=Permission, dispatch_uid="perms-save")
+
+
+def _permission_saved(**_kwargs) -> None:
+    if settings.PERMISSIONS_CACHE_S:
+        _new_generation_after_commit()
