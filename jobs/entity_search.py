@@ -31,6 +31,15 @@ class EntitySearch:
     # The text's search ran past ADMIN_SEARCH_TIMEOUT_S and was stopped: nothing matches.
     too_slow: bool = False
 
+    def ids(self, limit: int, *, sample: int | None = None) -> list[str]:
+        """The first `limit` matches' ids (or `sample` of them at random), read within
+        ADMIN_SEARCH_TIMEOUT_S when a text is searched; `TooSlow` past it."""
+        matches = self.matches.values_list("pk", flat=True)
+        if sample is not None:
+            matches = matches.order_by("?")
+        with time_limited(settings.ADMIN_SEARCH_TIMEOUT_S if self.text else 0):
+            return list(matches[: sample if sample is not None else limit])
+
     @property
     def too_slow_message(self) -> str:
         return (

@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from config.api.errors import DomainError
+from config.time_limit import TooSlow
 from entities.admin import EntityAdmin
 from entities.models import Entity
 from jobs import services
@@ -68,10 +69,13 @@ class WorkflowRunAdmin(WorkflowAdmin):
                 return start_run_from_admin(self, request, workflow, None)
             if request.POST.get("matches"):  # every match of the search, by id
                 found = entity_search(request.POST, workflow.entity_type_id, by_data=by_data)
+                try:
+                    ids = found.ids(settings.RUN_MAX_IDS + 1)
+                except TooSlow:
+                    found.too_slow = True
                 if found.too_slow:
                     self.message_user(request, found.too_slow_message, messages.ERROR)
                     return redirect(request.path)
-                ids = list(found.matches.values_list("pk", flat=True)[: settings.RUN_MAX_IDS + 1])
             return start_run_from_admin(self, request, workflow, ids)
         found = entity_search(request.GET, workflow.entity_type_id, by_data=by_data)
         return TemplateResponse(

@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django_jsonform.widgets import JSONFormWidget
 
 from config.api.errors import DomainError, FieldError, InvalidInput
+from config.time_limit import TooSlow
 from entities.models import Entity
 from jobs.entity_search import EntitySearch, entity_search
 from jobs.experiments.serializers import ScorerSerializer
@@ -208,11 +209,10 @@ def _matching_ids(search: EntitySearch, sample) -> list[str]:
     gets its sample drawn here, at random in the database, so that a broad search ("a")
     still starts a sample of its matches instead of refusing the list of all of them."""
     limit = settings.RUN_MAX_IDS
-    matches = search.matches.values_list("pk", flat=True)
     wanted = isinstance(sample, int) and 0 < sample <= limit
-    if wanted and matches[limit : limit + 1].exists():
-        return list(matches.order_by("?")[:sample])
-    return list(matches[: limit + 1])
+    if wanted and search.count > limit:
+        return search.ids(limit, sample=sample)
+    return search.ids(limit + 1)
 
 
 def _number(text):
@@ -272,13 +272,16 @@ def experiment_start_view(model_admin, request, workflow_id: str):
 
 
 def _start(form: ExperimentStartForm, workflow: Workflow, search: EntitySearch, request):
-    if form.cleaned_data["entities"] == MATCHES and search.too_slow:
-        raise InvalidInput(
-            search.too_slow_message,
-            details=[FieldError("filter", search.too_slow_message, "too_slow")],
-        )
-    if form.cleaned_data["entities"] == MATCHES and search.text and not search.count:
-        message = "No entity matches the search."
-        raise InvalidInput(message, details=[FieldError("filter", message, "empty")])
-    body = form.body(search, request.POST.getlist("entity_ids"))
+    matches = form.cleaned_data["entities"] == MATCHES
+    try:
+        if matches and search.too_slow:
+            raise TooSlow
+        if matches and search.text and not search.count:
+            message = "No entity matches the search."
+            raise InvalidInput(message, details=[FieldError("filter", message, "empty")])
+        body = form.body(search, request.POST.getlist("entity_ids"))
+    except TooSlow:
+        search.too_slow = True
+        message = search.too_slow_message
+        raise InvalidInput(message, details=[FieldError("filter", message, "too_slow")]) from None
     return experiment_create(workflow=workflow, body=body, created_by=request.user)

@@ -5,6 +5,7 @@ table locked from another connection (a statement waiting for the lock is stoppe
 reading a million rows is)."""
 
 import contextlib
+import json
 import threading
 
 import psycopg
@@ -12,8 +13,9 @@ import pytest
 from django.contrib.admin.utils import quote
 from django.db import connection
 
+from jobs.experiments.models import Experiment
 from jobs.models import Run
-from tests.factories import make_entities, make_workflow
+from tests.factories import make_entities, make_versions, make_workflow
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -83,3 +85,26 @@ def test_the_run_forms_search_past_its_time_says_so_and_runs_nothing(
     assert response.status_code == 302 and response["Location"] == run_page
     assert not Run.objects.exists()
     assert "took more than 0.3 seconds" in staff.get(run_page).content.decode()
+
+
+def test_an_experiment_on_a_search_past_its_time_is_refused_saying_so(
+    staff, product_type, slow_searches
+):
+    workflow, _, _ = make_versions(product_type, name="Describe")
+    make_entities(product_type, 3)
+    form = {
+        "q": "Item",
+        "status": "",
+        "entities": "matches",
+        "sample": "2",
+        "baseline": "1",
+        "candidate": "2",
+        "scorers": json.dumps([{"type": "rules", "name": "s", "rules": [{"field": "title"}]}]),
+        "max_cost_usd": "",
+        "max_tokens": "",
+    }
+    with _entities_locked(for_s=1.5):
+        page = staff.post(f"/admin/workflows/workflow/{quote(workflow.pk)}/experiment/", form)
+    assert page.status_code == 200
+    assert "took more than 0.3 seconds and was stopped" in page.content.decode()
+    assert not Experiment.objects.exists()
