@@ -29,6 +29,7 @@ DRF_CODES = {
 NOT_ANSWERED = {
     "error",  # DomainError's default: every raise names a subclass with a code of its own
     "too_deep",  # a form error of the admin's JSON fields, not an API answer
+    "too_slow",  # the admin's experiment form: its entity search ran past its time
 }
 
 
