@@ -8,14 +8,15 @@ written in the transaction that ends its item (`jobs.engine.outcomes`), so a chu
 delivered twice reverts no entity twice. Only the step loop differs: instead of the
 workflow's steps, `revert_states` sets each working copy to its values before the run.
 
-An entity changed by anything after the run is left as it is (its item `skipped`, naming
-the version it is at) unless `force`. The new versions are revisions with source `revert`
-and the revert's run id, so reverting a revert redoes the original changes. Being a run of
-the reverted workflow, its changes do not trigger that workflow (the outbox's loop guard),
-and no step (no notify) runs.
+An entity changed by anything after the run, or by anything else between two of the run's
+commits of it, is left as it is (its item `skipped`, naming the version) unless `force`.
+The new versions are revisions with source `revert` and the revert's run id, so reverting a
+revert redoes the original changes. Being a run of the reverted workflow, its changes do
+not trigger that workflow (the outbox's loop guard), and no step (no notify) runs.
 """
 
 from collections import defaultdict
+from itertools import pairwise
 
 from django.db import transaction
 
@@ -45,6 +46,15 @@ def changed_since(version: int, left: int) -> str:
     """An entity's item error when a revert skips it: changed since the run."""
     return (
         f"Changed since the run: the entity is at version {version}, the run left version {left}."
+    )
+
+
+def changed_during(version: int, first: int, last: int) -> str:
+    """An entity's item error when a revert skips it: written by something else between two
+    of the run's commits of it."""
+    return (
+        f"Changed during the run: version {version} was written by something else between "
+        f"the run's versions {first} and {last}."
     )
 
 
@@ -99,9 +109,17 @@ def revert_states(*, run: Run, states: list[EntityState], logs: list[RunLog]) ->
         if not made:
             _skip(state, "The run's revisions of this entity are no longer kept.")
             continue
-        last = made[-1][0]
+        first, last = made[0][0], made[-1][0]
         if state.version != last and not force:
             _skip(state, changed_since(state.version, last))
+            continue
+        # Versions are consecutive: a gap between the run's is a write by something else
+        # while the run held the entity (an edit while it waited at a review). What that
+        # write changed came after the run's first change of each field, so undoing the
+        # run from that first change would undo the write too.
+        between = _written_between(made)
+        if between is not None and not force:
+            _skip(state, changed_during(between, first, last))
             continue
         state.data, status = _before(state.data, made)
         if status is not None and status != state.status:
@@ -111,7 +129,8 @@ def revert_states(*, run: Run, states: list[EntityState], logs: list[RunLog]) ->
     logs.append(
         RunLog(
             run_id=run.pk,
-            message=f"Skipped {len(alive) - reverted_count} entities changed since the run; "
+            message=f"Skipped {len(alive) - reverted_count} entities changed since (or "
+            "during) the run; "
             f"reverting {reverted_count} (one changed before its commit is skipped there): "
             "see the items.",
         )
@@ -120,6 +139,15 @@ def revert_states(*, run: Run, states: list[EntityState], logs: list[RunLog]) ->
 
 def _skip(state: EntityState, reason: str) -> None:
     state.outcome, state.error = Outcome.STOPPED, reason
+
+
+def _written_between(made: list) -> int | None:
+    """The first version between the run's first and last revisions of an entity that is
+    not the run's (None: the run wrote every version from its first to its last)."""
+    for (version, _), (following, _) in pairwise(made):
+        if following != version + 1:
+            return version + 1
+    return None
 
 
 def _before(data: dict, made: list) -> tuple[dict, str | None]:

@@ -4,6 +4,7 @@ The API and real workers: `test_worker_reverts.py`."""
 import datetime
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from entities.models import Entity, EntityRevision
@@ -101,3 +102,57 @@ def test_a_forced_revert_writes_over_an_edit_made_while_its_chunk_runs(product_t
     entity = Entity.objects.get(pk=entity_id)
     assert item.status == ItemStatus.COMPLETED
     assert "summary" not in entity.data and entity.version == 4
+
+
+SUMMARY_THEN_REVIEW = [
+    *SET_SUMMARY,
+    {"id": "pub", "type": "publish", "config": {}},
+    {"id": "check", "type": "review", "config": {"instructions": "Check", "fields": ["summary"]}},
+    {
+        "id": "tag",
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "tag", "value": "t"}]},
+    },
+]
+
+
+def _run_edited_while_it_waited(product_type, edit: dict) -> tuple:
+    """A run that committed the entity (v2: summary, published), waited at a review while
+    `edit` was made through the API (v3), then committed again once approved (v4)."""
+    from jobs.engine.waits import run_waits_resume
+    from jobs.models import Review
+    from jobs.waits.review.services import review_decide
+
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, SUMMARY_THEN_REVIEW), [entity_id])
+    run_inline(run.pk)
+    entity_update(entity_id=entity_id, data=edit)
+    [review] = Review.objects.filter(run=run)
+    reviewer = get_user_model().objects.create_superuser(f"reviewer-{entity_id}")
+    review_decide(review_id=review.pk, decision="approve", user=reviewer)
+    run_waits_resume(run_id=run.pk)
+    run_inline(run.pk)
+    run.refresh_from_db()
+    assert run.status == "completed"
+    assert Entity.objects.get(pk=entity_id).version == 4
+    return run, entity_id
+
+
+def test_an_edit_made_between_the_run_s_commits_is_not_undone_by_its_revert(product_type):
+    """The person's summary (v3) came after the run's (v2): the entity was changed since the
+    run changed that field, as much as by an edit after the run's last commit."""
+    run, entity_id = _run_edited_while_it_waited(product_type, {"summary": "by a person"})
+    item = _revert(run)
+    entity = Entity.objects.get(pk=entity_id)
+    assert entity.data["summary"] == "by a person"
+    assert entity.version == 4
+    assert item.status == ItemStatus.SKIPPED
+    assert item.error == (
+        "Changed during the run: version 3 was written by something else between the run's "
+        "versions 2 and 4."
+    )
+    forced = _revert(run, force=True)
+    entity.refresh_from_db()
+    assert forced.status == ItemStatus.COMPLETED
+    assert "summary" not in entity.data and "tag" not in entity.data
+    assert entity.status == "draft" and entity.version == 5
