@@ -54,3 +54,19 @@ def test_the_revert_page_of_a_larger_run_counts_its_first_entities_and_says_so(
     assert "of the first 4 (by id" in page
     assert '<strong id="revert-changed-since">1</strong>' in page
     assert 'value="Revert all, changed since or not"' in page
+
+
+def test_the_revert_page_offers_the_forced_revert_of_an_entity_written_during_the_run(
+    staff, product_type
+):
+    """An edit between two of the run's commits (while the entity waited at a review) is
+    not counted "changed since" (that would read every revision of the run), but the revert
+    skips the entity: the page says so and offers the forced revert all the same."""
+    from tests.jobs.test_reverts import _run_edited_while_it_waited
+
+    run, _ = _run_edited_while_it_waited(product_type, {"summary": "by a person"})
+    page = _page(staff, run)
+    assert '<strong id="revert-changed">1</strong>' in page
+    assert '<strong id="revert-changed-since">0</strong>' in page
+    assert "written by something else between two of its commits" in page
+    assert 'value="Revert all 1, changed since or not"' in page
