@@ -85,6 +85,32 @@ def test_careless_restore_requests_are_clear_4xx(api, product_type):
     assert Entity.objects.get(pk=entity_id).version == 1
 
 
+def test_a_version_that_no_longer_fits_the_type_s_schema_is_refused_naming_it(api, product_type):
+    """The schema changed since: the version's data is named as the problem, not the body's
+    (which holds no data), and nothing is written."""
+    from entities.services import entity_type_update
+    from tests.factories import PRODUCT_SCHEMA
+
+    entity_id = _create(api, product_type, {"title": "Lamp", "price": 0})
+    api.patch(f"/api/v1/entities/{entity_id}", {"data": {"price": 4}})
+    price = {"type": "number", "minimum": 1}
+    schema = {**PRODUCT_SCHEMA, "properties": {**PRODUCT_SCHEMA["properties"], "price": price}}
+    entity_type_update(entity_type=product_type, schema=schema)
+    response = api.post(f"/api/v1/entities/{entity_id}/restore", {"version": 1})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"] == (
+        "Version 1 no longer fits the entity type's schema (changed since): "
+        "data.price: must be at least 1"
+    )
+    assert error["details"][0] == {
+        "field": "version",
+        "message": "Version 1's data.price: must be at least 1",
+        "code": "schema",
+    }
+    assert Entity.objects.get(pk=entity_id).version == 2
+
+
 def test_retention_keeps_the_newest_revision_and_restore_of_a_pruned_version_is_409(
     api, product_type, settings
 ):
