@@ -156,3 +156,25 @@ def test_an_edit_made_between_the_run_s_commits_is_not_undone_by_its_revert(prod
     assert forced.status == ItemStatus.COMPLETED
     assert "summary" not in entity.data and "tag" not in entity.data
     assert entity.status == "draft" and entity.version == 5
+
+
+def test_an_entity_whose_values_before_the_run_no_longer_fit_the_schema_fails_untouched(
+    product_type,
+):
+    """The type's schema now requires what the run added: the revert fails that entity,
+    naming the broken rule, and writes nothing to it."""
+    from entities.services import entity_type_update
+    from tests.factories import PRODUCT_SCHEMA
+
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, SET_SUMMARY), [entity_id])
+    run_inline(run.pk)
+    schema = {**PRODUCT_SCHEMA, "required": ["title", "summary"]}
+    entity_type_update(entity_type=product_type, schema=schema)
+    item = _revert(run)
+    assert item.status == ItemStatus.FAILED
+    assert item.error == "Cannot commit the entity: data: 'summary' is a required property"
+    entity = Entity.objects.get(pk=entity_id)
+    assert (entity.version, entity.data["summary"]) == (2, "generated")
+    item.run.refresh_from_db()
+    assert (item.run.status, item.run.failed) == ("failed", 1)
