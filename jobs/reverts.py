@@ -15,12 +15,15 @@ revert redoes the original changes. Being a run of the reverted workflow, its ch
 not trigger that workflow (the outbox's loop guard), and no step (no notify) runs.
 """
 
+import datetime
 from collections import defaultdict
 from itertools import pairwise
 
 from django.db import transaction
 
 from config.api.errors import Conflict
+from config.api.fields import to_millis
+from entities.commits import PublishedAt
 from entities.models import EntityRevision
 from entities.revisions import run_revisions_of
 from jobs.filter_runs import run_start_in_batches
@@ -89,10 +92,18 @@ def run_revert(*, run_id: str, force: bool = False, created_by=None) -> Run:
     return run
 
 
-def revert_states(*, run: Run, states: list[EntityState], logs: list[RunLog]) -> None:
+def revert_states(
+    *,
+    run: Run,
+    states: list[EntityState],
+    logs: list[RunLog],
+    published: dict[str, PublishedAt],
+) -> None:
     """Give each working copy the values its entity had before the reverted run, where that
-    run's fields changed (status too); end the others: skipped if changed since (unless the
-    revert is forced). The chunk's finish writes them and `logs` (`jobs.engine.outcomes`)."""
+    run's fields changed (status and publishedAt too: `published` gets the entities whose
+    publishedAt their commit gives back); end the others: skipped if changed since (unless
+    the revert is forced). The chunk's finish writes them and `logs`
+    (`jobs.engine.outcomes`)."""
     reverted, force = revert_of(run), revert_forced(run)
     alive = [state for state in states if state.alive]
     revisions: dict[str, list] = defaultdict(list)
@@ -121,9 +132,16 @@ def revert_states(*, run: Run, states: list[EntityState], logs: list[RunLog]) ->
         if between is not None and not force:
             _skip(state, changed_during(between, first, last))
             continue
-        state.data, status = _before(state.data, made)
+        state.data, status, published_ms = _before(state.data, made)
         if status is not None and status != state.status:
             state.publish_status = state.status = status
+        if published_ms is not _UNCHANGED and (
+            state.stored is None or to_millis(state.stored[1]) != published_ms
+        ):
+            # A commit writes publishedAt with a status: the one the entity has, if the run
+            # changed its publishedAt alone (it published a published entity again).
+            state.publish_status = state.status
+            published[state.entity_id] = PublishedAt(_from_millis(published_ms))
         state.outcome = Outcome.COMPLETED
     reverted_count = sum(state.outcome == Outcome.COMPLETED for state in alive)
     logs.append(
@@ -150,20 +168,32 @@ def _written_between(made: list) -> int | None:
     return None
 
 
-def _before(data: dict, made: list) -> tuple[dict, str | None]:
+_UNCHANGED = object()  # the run did not change publishedAt
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _from_millis(ms: int | None) -> datetime.datetime | None:
+    """A time the revisions keep in ms (exactly: no float on the way)."""
+    return None if ms is None else _EPOCH + datetime.timedelta(milliseconds=ms)
+
+
+def _before(data: dict, made: list) -> tuple[dict, str | None, object]:
     """`data` with each field the run changed back at its value before the run (the run's
-    first change of it), and the status before the run if the run changed it."""
-    data, status, seen = dict(data), None, set()
+    first change of it), the status before the run if the run changed it, and publishedAt
+    before the run, in ms (`_UNCHANGED` if the run left it)."""
+    data, status, published, seen = dict(data), None, _UNCHANGED, set()
     for _, changes in made:
         for change in changes:
             field = change["field"]
-            if field in seen or field == "publishedAt":
+            if field in seen:
                 continue
             seen.add(field)
             if field == "status":
                 status = change.get("before")
+            elif field == "publishedAt":
+                published = change.get("before")
             elif "before" in change:
                 data[field[5:]] = change["before"]
             else:
                 data.pop(field[5:], None)
-    return data, status
+    return data, status, published

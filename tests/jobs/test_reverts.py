@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from config.api.fields import to_millis
 from entities.models import Entity, EntityRevision
 from entities.revisions import revisions_prune
 from entities.services import entity_update
@@ -178,3 +179,48 @@ def test_an_entity_whose_values_before_the_run_no_longer_fit_the_schema_fails_un
     assert (entity.version, entity.data["summary"]) == (2, "generated")
     item.run.refresh_from_db()
     assert (item.run.status, item.run.failed) == ("failed", 1)
+
+
+def _published_at(entity_id: str):
+    return Entity.objects.get(pk=entity_id).published_at
+
+
+def test_a_revert_gives_back_the_publication_time_a_run_that_published_again_moved(
+    product_type,
+):
+    """A run that published entities published already changed their publishedAt alone:
+    the revert gives back the time they were first published (to the millisecond, as the
+    revisions keep it), as a version recording that change."""
+    [entity_id] = make_entities(product_type, 1)
+    publish = make_workflow(product_type, [{"id": "pub", "type": "publish", "config": {}}])
+    run_inline(start_run(publish, [entity_id]).pk)
+    first = _published_at(entity_id)
+    again = start_run(publish, [entity_id])
+    run_inline(again.pk)
+    assert _published_at(entity_id) > first
+    item = _revert(again)
+    entity = Entity.objects.get(pk=entity_id)
+    assert item.status == ItemStatus.COMPLETED
+    assert entity.version == 4 and entity.status == "published"
+    assert to_millis(entity.published_at) == to_millis(first)
+    [change] = EntityRevision.objects.get(entity_id=entity_id, version=4).changes
+    assert change["field"] == "publishedAt" and change["after"] == to_millis(first)
+
+
+def test_a_revert_of_an_unpublishing_run_publishes_again_at_the_first_publication_time(
+    product_type,
+):
+    [entity_id] = make_entities(product_type, 1)
+    publish = make_workflow(product_type, [{"id": "pub", "type": "publish", "config": {}}])
+    run_inline(start_run(publish, [entity_id]).pk)
+    first = _published_at(entity_id)
+    unpublish = make_workflow(
+        product_type, [{"id": "draft", "type": "publish", "config": {"status": "draft"}}]
+    )
+    run = start_run(unpublish, [entity_id])
+    run_inline(run.pk)
+    assert _published_at(entity_id) is None
+    item = _revert(run)
+    entity = Entity.objects.get(pk=entity_id)
+    assert item.status == ItemStatus.COMPLETED
+    assert (entity.status, to_millis(entity.published_at)) == ("published", to_millis(first))
