@@ -136,7 +136,9 @@ def revert_states(
         if status is not None and status != state.status:
             state.publish_status = state.status = status
         if published_ms is not _UNCHANGED and (
-            state.stored is None or to_millis(state.stored[1]) != published_ms
+            state.publish_status is not None
+            or state.stored is None
+            or to_millis(state.stored[1]) != published_ms
         ):
             # A commit writes publishedAt with a status: the one the entity has, if the run
             # changed its publishedAt alone (it published a published entity again).
