@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from config.api.fields import to_millis
@@ -333,3 +333,41 @@ def run_changed_counts(run_id: str, *, limit: int | None = None) -> tuple[int, i
         )
         changed, since = cursor.fetchone()
     return changed, since
+
+
+def run_changed_during_count(run_id: str, *, limit: int | None = None) -> int:
+    """How many entities (still existing) the run `run_id` changed are at the last version
+    it made, yet were written by something else between two of its commits: the versions it
+    made of them are not consecutive (an edit while one waited at a review). A revert skips
+    them as it does those changed since (`run_changed_counts` counts those). On PostgreSQL
+    the run's walk (`run_changed_walk`) with one probe of the run's revisions of each entity;
+    `limit`: among the first `limit` entities (by id) only."""
+    if connection.vendor != "postgresql":
+        made = EntityRevision.objects.filter(run_id=run_id)
+        changed = Entity.objects.filter(pk__in=made.values("entity_id")).order_by("pk")
+        versions = dict(changed.values_list("pk", "version")[:limit])
+        spans = (
+            made.filter(entity_id__in=list(versions))
+            .values("entity_id")
+            .annotate(first=Min("version"), last=Max("version"), made=Count("pk"))
+        )
+        return sum(
+            span["last"] == versions[span["entity_id"]]
+            and span["last"] - span["first"] + 1 != span["made"]
+            for span in spans
+        )
+    quote = connection.ops.quote_name
+    walk, params = run_changed_walk(run_id)
+    if limit is not None:
+        walk, params = f"{walk} LIMIT %s", [*params, limit]
+    entities, revisions = (quote(model._meta.db_table) for model in (Entity, EntityRevision))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM ({walk}) AS c JOIN {entities} AS e ON e.id = c.id "  # noqa: S608
+            "CROSS JOIN LATERAL (SELECT min(r.version) AS first, max(r.version) AS last, "
+            f"count(*) AS made FROM {revisions} AS r WHERE r.run_id = %s AND r.run_id <> '' "
+            "AND r.entity_id = c.id) AS m WHERE m.last = e.version "
+            "AND m.last - m.first + 1 <> m.made",
+            [*params, run_id],
+        )
+        return cursor.fetchone()[0]

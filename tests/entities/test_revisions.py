@@ -15,6 +15,7 @@ from entities.revisions import (
     revisions_prune,
     run_changed_batch,
     run_changed_counts,
+    run_changed_during_count,
     run_revisions_of,
 )
 from entities.services import entity_update
@@ -308,6 +309,42 @@ def test_what_a_run_changed_is_walked_one_index_probe_per_entity(product_type):
     assert "WITH RECURSIVE walk" in counted
     # Per entity: its probe in the walk and the revision of its current version.
     assert _revision_rows_read(counted, []) <= 2 * 40 + 1
+
+
+def test_entities_written_during_a_run_are_counted_reading_the_run_s_revisions_alone(
+    product_type,
+):
+    """The admin's "written between two of the run's commits": per entity, its probe in the
+    walk and the run's own revisions of it, whatever else wrote it."""
+    from tests.jobs.test_reverts import _run_edited_while_it_waited
+
+    run, entity_id = _run_edited_while_it_waited(product_type, {"summary": "by a person"})
+    assert run_changed_during_count(run.pk) == 1
+    entity_update(entity_id=entity_id, data={"price": 3})  # changed since: not during
+    assert run_changed_during_count(run.pk) == 0
+    ids = sorted(make_entities(product_type, 40))
+    steps = [
+        {
+            "id": "s",
+            "type": "transform",
+            "config": {"operations": [{"op": "set", "field": "summary", "value": "x"}]},
+        },
+        {"id": "mid", "type": "publish", "config": {}},  # a commit of its own: 2 revisions
+        {
+            "id": "t",
+            "type": "transform",
+            "config": {"operations": [{"op": "set", "field": "tag", "value": "y"}]},
+        },
+    ]
+    run = start_run(make_workflow(product_type, steps), ids)
+    run_inline(run.pk)
+    for entity_id in ids[:5]:  # edits after the run, many revisions: not read
+        for price in range(10):
+            entity_update(entity_id=entity_id, data={"price": price})
+    with CaptureQueriesContext(connection) as statements:
+        assert run_changed_during_count(run.pk) == 0
+        assert run_changed_during_count(run.pk, limit=10) == 0
+    assert _revision_rows_read(statements[0]["sql"], []) <= 40 + 2 * 40 + 1
 
 
 def test_a_revert_s_chunk_reads_the_run_s_revisions_of_its_entities_alone():
