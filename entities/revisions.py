@@ -9,6 +9,7 @@ to the newest still kept (retention prunes the older ones: `revisions_prune`).
 
 import datetime
 import json
+from contextlib import closing
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -150,31 +151,52 @@ class RevisionGone(Exception):
     """The revisions needed to rebuild a version are no longer kept."""
 
 
+# Revisions read at a time when rebuilding a version: each may hold two values of up to
+# ENTITY_MAX_DATA_BYTES, and an old version is rebuilt through every newer one.
+REBUILD_FETCH_ROWS = 10
+
+
 def version_state(*, entity: Entity, version: int) -> VersionState:
     """The entity's data, status and publishedAt at `version`: the current ones with the
-    changes of every newer revision undone. Raises RevisionGone unless the revisions from
-    `version` to the current one are all kept."""
-    newer = list(
+    changes of every newer revision undone, read newest first REBUILD_FETCH_ROWS at a time
+    (all at once, a few thousand revisions of a large field were gigabytes). Raises
+    RevisionGone unless the revisions from `version` to the current one are all kept."""
+    newer = (
         EntityRevision.objects.filter(entity_id=entity.pk, version__gte=version)
         .order_by("-version")
         .values_list("version", "changes")
+        .iterator(chunk_size=REBUILD_FETCH_ROWS)
     )
-    if len(newer) != entity.version - version + 1 or newer[-1][0] != version:
-        raise RevisionGone(version)
     data = dict(entity.data)
     status, published = entity.status, to_millis(entity.published_at)
-    for _, changes in newer[:-1]:
-        for change in changes:
-            field = change["field"]
-            if field == "status":
-                status = change.get("before", status)
-            elif field == "publishedAt":
-                published = change.get("before")
-            elif "before" in change:
-                data[field[5:]] = change["before"]
-            else:
-                data.pop(field[5:], None)
+    expected = entity.version  # the versions must all be there, newest first
+    with closing(newer):
+        for number, changes in newer:
+            if number != expected:
+                raise RevisionGone(version)
+            expected -= 1
+            if number == version:  # its own changes made it: not undone
+                break
+            status, published = _undo(changes, data, status, published)
+    if expected != version - 1:
+        raise RevisionGone(version)
     return VersionState(version, data, status, published)
+
+
+def _undo(changes: list[dict], data: dict, status: str, published: int | None):
+    """Undo a revision's changes: of `data` in place; returns status and publishedAt (ms)
+    with its changes of them undone."""
+    for change in changes:
+        field = change["field"]
+        if field == "status":
+            status = change.get("before", status)
+        elif field == "publishedAt":
+            published = change.get("before")
+        elif "before" in change:
+            data[field[5:]] = change["before"]
+        else:
+            data.pop(field[5:], None)
+    return status, published
 
 
 # -- retention -------------------------------------------------------------------------------

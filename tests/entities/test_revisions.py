@@ -449,3 +449,25 @@ def test_retention_prunes_a_run_s_revisions_of_an_entity_in_one_batch(product_ty
     # A batch of two (v1, v2) takes v3 with it: the run's revisions never part.
     assert revisions_prune(now=timezone.now(), limit=2) == 3
     assert list(EntityRevision.objects.values_list("version", flat=True)) == [4]
+
+
+def test_an_old_version_of_a_large_field_edited_often_is_rebuilt_in_bounded_memory(product_type):
+    """Rebuilding version 1 undoes every newer revision: they are read a few at a time, not
+    all at once (100 revisions of a 200 KB field, 40 MB of their values, peaked at 80 MB; a
+    few thousand were gigabytes, in a web request)."""
+    import tracemalloc
+
+    from entities.selectors import entity_version
+
+    [entity_id] = make_entities(product_type, 1, notes="first")
+    for i in range(100):
+        entity_update(entity_id=entity_id, data={"notes": f"{i:03d}" + "x" * 200_000})
+    entity = Entity.objects.get(pk=entity_id)
+    tracemalloc.start()
+    try:
+        _, state = entity_version(entity=entity, version=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert state.data["notes"] == "first"
+    assert peak < 12_000_000, peak  # REBUILD_FETCH_ROWS revisions, parsed, and their text
