@@ -207,17 +207,24 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, LargeListMixin, admin
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The entity's form, and below it its history: each revision kept, newest first,
-        with what it changed side by side (cut; `?revision=<version>`: that one, whole) and
-        who or what made it, and a restore button."""
+        REVISIONS_SHOWN at a time (`?before=<version>`: the older ones, a link away), with
+        what it changed side by side (cut; `?revision=<version>`: that one, whole) and who or
+        what made it, and a restore button."""
         revisions = EntityRevision.objects.filter(entity_id=unquote(object_id))
-        version = request.GET.get("revision", "")
-        number = whole_number(version)
+        number = whole_number(request.GET.get("revision", ""))
         whole = number is not None
+        before = None if whole else whole_number(request.GET.get("before", "")) or None
         if whole:  # one revision alone, its values whole
             revisions = revisions.filter(version=number)
+        elif before is not None:
+            revisions = revisions.filter(version__lt=before)
+        shown = list(revisions.order_by("-pk")[: REVISIONS_SHOWN + 1])
+        older = shown[REVISIONS_SHOWN - 1].version if len(shown) > REVISIONS_SHOWN else None
         context = {
-            "revisions": _history(list(revisions.order_by("-pk")[:REVISIONS_SHOWN]), whole=whole),
+            "revisions": _history(shown[:REVISIONS_SHOWN], whole=whole),
             "revisions_shown": REVISIONS_SHOWN,
+            "revisions_older": older,
+            "revisions_before": before,
             "one_revision": whole,
             "value_chars_shown": VALUE_CHARS_SHOWN,
             "can_restore": request.user.has_perm("entities.change_entity"),

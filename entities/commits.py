@@ -29,6 +29,14 @@ RUN = RevisionSource(Source.RUN)
 
 
 @dataclass(frozen=True)
+class PublishedAt:
+    """A publishedAt a commit writes instead of the one its status gives (now when
+    published, else null): a revert's, the entity's before the run."""
+
+    at: datetime.datetime | None
+
+
+@dataclass(frozen=True)
 class WorkingCopy:
     """A run's copy of an entity: `base` is the data it started from (or last committed), or
     a function returning it (called only when the entity changed meanwhile), `data` what
@@ -45,6 +53,8 @@ class WorkingCopy:
     # status writes only the copies that have them in one statement (they give the
     # revision's status changes), the others under row locks.
     stored: tuple[str, datetime.datetime | None] | None = None
+    # Written with the status (or, with no status, alone), under the row lock.
+    published: PublishedAt | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,8 @@ def entities_commit(
     against its type's schema, and gets a new version (and `status`, when given). Returns, per
     entity id, the new version or an error message; an entity with an error is left as it was.
     The changes are recorded in the outbox as made by `origin` (a run's workflow), and each
-    new version as a revision made by `source` (or the copy's own).
+    new version as a revision made by `source` (or the copy's own). A copy's `published`
+    is its publishedAt, in place of the one `status` gives.
 
     `at_version`: write each entity only if it is still at the copy's `version`, never
     merging; one changed since is left as it is, its result `ChangedSince`. A revert's
@@ -185,10 +196,13 @@ def _entities_commit(
             continue
         changes = data_changes(entity.data, merged)
         entity.data, entity.version, entity.updated_at = merged, entity.version + 1, now
-        if status is not None:
-            published = now if status == Entity.Status.PUBLISHED else None
-            changes += state_changes(entity.status, status, entity.published_at, published)
-            entity.status, entity.published_at = status, published
+        if status is not None or copy.published is not None:
+            new_status = entity.status if status is None else status
+            published = now if new_status == Entity.Status.PUBLISHED else None
+            if copy.published is not None:
+                published = copy.published.at
+            changes += state_changes(entity.status, new_status, entity.published_at, published)
+            entity.status, entity.published_at = new_status, published
         changed.append(entity)
         revisions.append(
             revision_of(entity.pk, entity.version, copy.source or source, changes, now)
@@ -223,6 +237,8 @@ def _commit_unchanged(
         published = now if status == Entity.Status.PUBLISHED else None
     for copy in copies:
         if copy.version is None or (status is not None and copy.stored is None):
+            continue
+        if copy.published is not None:  # its own publishedAt: written under the row lock
             continue
         if id(copy.schema) not in validators:
             validators[id(copy.schema)] = data_validator(copy.schema)

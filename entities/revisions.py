@@ -9,11 +9,12 @@ to the newest still kept (retention prunes the older ones: `revisions_prune`).
 
 import datetime
 import json
+from contextlib import closing
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from config.api.fields import to_millis
@@ -150,31 +151,52 @@ class RevisionGone(Exception):
     """The revisions needed to rebuild a version are no longer kept."""
 
 
+# Revisions read at a time when rebuilding a version: each may hold two values of up to
+# ENTITY_MAX_DATA_BYTES, and an old version is rebuilt through every newer one.
+REBUILD_FETCH_ROWS = 10
+
+
 def version_state(*, entity: Entity, version: int) -> VersionState:
     """The entity's data, status and publishedAt at `version`: the current ones with the
-    changes of every newer revision undone. Raises RevisionGone unless the revisions from
-    `version` to the current one are all kept."""
-    newer = list(
+    changes of every newer revision undone, read newest first REBUILD_FETCH_ROWS at a time
+    (all at once, a few thousand revisions of a large field were gigabytes). Raises
+    RevisionGone unless the revisions from `version` to the current one are all kept."""
+    newer = (
         EntityRevision.objects.filter(entity_id=entity.pk, version__gte=version)
         .order_by("-version")
         .values_list("version", "changes")
+        .iterator(chunk_size=REBUILD_FETCH_ROWS)
     )
-    if len(newer) != entity.version - version + 1 or newer[-1][0] != version:
-        raise RevisionGone(version)
     data = dict(entity.data)
     status, published = entity.status, to_millis(entity.published_at)
-    for _, changes in newer[:-1]:
-        for change in changes:
-            field = change["field"]
-            if field == "status":
-                status = change.get("before", status)
-            elif field == "publishedAt":
-                published = change.get("before")
-            elif "before" in change:
-                data[field[5:]] = change["before"]
-            else:
-                data.pop(field[5:], None)
+    expected = entity.version  # the versions must all be there, newest first
+    with closing(newer):
+        for number, changes in newer:
+            if number != expected:
+                raise RevisionGone(version)
+            expected -= 1
+            if number == version:  # its own changes made it: not undone
+                break
+            status, published = _undo(changes, data, status, published)
+    if expected != version - 1:
+        raise RevisionGone(version)
     return VersionState(version, data, status, published)
+
+
+def _undo(changes: list[dict], data: dict, status: str, published: int | None):
+    """Undo a revision's changes: of `data` in place; returns status and publishedAt (ms)
+    with its changes of them undone."""
+    for change in changes:
+        field = change["field"]
+        if field == "status":
+            status = change.get("before", status)
+        elif field == "publishedAt":
+            published = change.get("before")
+        elif "before" in change:
+            data[field[5:]] = change["before"]
+        else:
+            data.pop(field[5:], None)
+    return status, published
 
 
 # -- retention -------------------------------------------------------------------------------
@@ -333,3 +355,41 @@ def run_changed_counts(run_id: str, *, limit: int | None = None) -> tuple[int, i
         )
         changed, since = cursor.fetchone()
     return changed, since
+
+
+def run_changed_during_count(run_id: str, *, limit: int | None = None) -> int:
+    """How many entities (still existing) the run `run_id` changed are at the last version
+    it made, yet were written by something else between two of its commits: the versions it
+    made of them are not consecutive (an edit while one waited at a review). A revert skips
+    them as it does those changed since (`run_changed_counts` counts those). On PostgreSQL
+    the run's walk (`run_changed_walk`) with one probe of the run's revisions of each entity;
+    `limit`: among the first `limit` entities (by id) only."""
+    if connection.vendor != "postgresql":
+        made = EntityRevision.objects.filter(run_id=run_id)
+        changed = Entity.objects.filter(pk__in=made.values("entity_id")).order_by("pk")
+        versions = dict(changed.values_list("pk", "version")[:limit])
+        spans = (
+            made.filter(entity_id__in=list(versions))
+            .values("entity_id")
+            .annotate(first=Min("version"), last=Max("version"), made=Count("pk"))
+        )
+        return sum(
+            span["last"] == versions[span["entity_id"]]
+            and span["last"] - span["first"] + 1 != span["made"]
+            for span in spans
+        )
+    quote = connection.ops.quote_name
+    walk, params = run_changed_walk(run_id)
+    if limit is not None:
+        walk, params = f"{walk} LIMIT %s", [*params, limit]
+    entities, revisions = (quote(model._meta.db_table) for model in (Entity, EntityRevision))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM ({walk}) AS c JOIN {entities} AS e ON e.id = c.id "  # noqa: S608
+            "CROSS JOIN LATERAL (SELECT min(r.version) AS first, max(r.version) AS last, "
+            f"count(*) AS made FROM {revisions} AS r WHERE r.run_id = %s AND r.run_id <> '' "
+            "AND r.entity_id = c.id) AS m WHERE m.last = e.version "
+            "AND m.last - m.first + 1 <> m.made",
+            [*params, run_id],
+        )
+        return cursor.fetchone()[0]

@@ -216,7 +216,8 @@ def entities_delete(*, entities: QuerySet) -> int:
 def entity_restore(*, entity_id: str, version: int, source: RevisionSource) -> Entity:
     """Make a new version whose data and status (and publishedAt) are those of `version`,
     recorded as made by `source` (a restore). 409 when that version can no longer be rebuilt
-    (its revisions were pruned, or it predates revisions), 400 when there is no such version.
+    (its revisions were pruned, or it predates revisions), 400 when there is no such version
+    or its data no longer fits the type's schema (each broken rule a `version` detail).
     """
     entity = Entity.objects.select_for_update().select_related("entity_type").get(pk=entity_id)
     if not 1 <= version <= entity.version:
@@ -229,7 +230,16 @@ def entity_restore(*, entity_id: str, version: int, source: RevisionSource) -> E
             f"Version {version} of this entity is no longer kept; it cannot be restored.",
             code="revision_not_kept",
         ) from None
-    _check_data(entity.entity_type, target.data)
+    problems = data_problems(data_validator(entity.entity_type.schema), target.data)
+    if problems:  # the schema changed since: the version is the problem, not the body
+        raise InvalidInput(
+            f"Version {version} no longer fits the entity type's schema (changed since): "
+            f"{problems[0].field}: {problems[0].message}",
+            details=[
+                FieldError("version", f"Version {version}'s {p.field}: {p.message}", "schema")
+                for p in problems
+            ],
+        )
     published = None
     if target.status == Entity.Status.PUBLISHED:
         published = (

@@ -15,7 +15,7 @@ from django.utils.html import format_html
 
 from config.api.errors import DomainError
 from config.api.templatetags.admin_values import usd
-from entities.revisions import run_changed_counts
+from entities.revisions import run_changed_counts, run_changed_during_count
 from jobs import (
     retries,
     reverts,
@@ -230,8 +230,8 @@ class RunAdmin(RecordAdmin):
 
     def revert_view(self, request, run_id):
         """ "Revert this run": a confirmation page saying how many entities the run changed
-        and how many were changed since; POST starts the revert (forced or not), as the
-        API's does, and shows the new run."""
+        and how many were changed since (or during it, between two of its commits); POST
+        starts the revert (forced or not), as the API's does, and shows the new run."""
         run = self._viewed_run(request, run_id, Run.objects.select_related("workflow"))
         if not request.user.has_perm(START_PERMISSION):
             raise PermissionDenied
@@ -246,6 +246,7 @@ class RunAdmin(RecordAdmin):
             self.message_user(request, f"Reverting run {run.pk} in run {revert.pk}.")
             return redirect("admin:jobs_run_change", quote(revert.pk))
         changed, changed_since = run_changed_counts(run.pk, limit=REVERT_PAGE_COUNTS)
+        changed_during = run_changed_during_count(run.pk, limit=REVERT_PAGE_COUNTS)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Revert run {run.pk}",
@@ -253,6 +254,7 @@ class RunAdmin(RecordAdmin):
             "run": run,
             "changed": changed,
             "changed_since": changed_since,
+            "changed_during": changed_during,
             "counted_part": changed >= REVERT_PAGE_COUNTS,
         }
         return TemplateResponse(request, "admin/jobs/run/revert.html", context)

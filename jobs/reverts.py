@@ -8,18 +8,22 @@ written in the transaction that ends its item (`jobs.engine.outcomes`), so a chu
 delivered twice reverts no entity twice. Only the step loop differs: instead of the
 workflow's steps, `revert_states` sets each working copy to its values before the run.
 
-An entity changed by anything after the run is left as it is (its item `skipped`, naming
-the version it is at) unless `force`. The new versions are revisions with source `revert`
-and the revert's run id, so reverting a revert redoes the original changes. Being a run of
-the reverted workflow, its changes do not trigger that workflow (the outbox's loop guard),
-and no step (no notify) runs.
+An entity changed by anything after the run, or by anything else between two of the run's
+commits of it, is left as it is (its item `skipped`, naming the version) unless `force`.
+The new versions are revisions with source `revert` and the revert's run id, so reverting a
+revert redoes the original changes. Being a run of the reverted workflow, its changes do
+not trigger that workflow (the outbox's loop guard), and no step (no notify) runs.
 """
 
+import datetime
 from collections import defaultdict
+from itertools import pairwise
 
 from django.db import transaction
 
 from config.api.errors import Conflict
+from config.api.fields import to_millis
+from entities.commits import PublishedAt
 from entities.models import EntityRevision
 from entities.revisions import run_revisions_of
 from jobs.filter_runs import run_start_in_batches
@@ -45,6 +49,15 @@ def changed_since(version: int, left: int) -> str:
     """An entity's item error when a revert skips it: changed since the run."""
     return (
         f"Changed since the run: the entity is at version {version}, the run left version {left}."
+    )
+
+
+def changed_during(version: int, first: int, last: int) -> str:
+    """An entity's item error when a revert skips it: written by something else between two
+    of the run's commits of it."""
+    return (
+        f"Changed during the run: version {version} was written by something else between "
+        f"the run's versions {first} and {last}."
     )
 
 
@@ -79,10 +92,18 @@ def run_revert(*, run_id: str, force: bool = False, created_by=None) -> Run:
     return run
 
 
-def revert_states(*, run: Run, states: list[EntityState], logs: list[RunLog]) -> None:
+def revert_states(
+    *,
+    run: Run,
+    states: list[EntityState],
+    logs: list[RunLog],
+    published: dict[str, PublishedAt],
+) -> None:
     """Give each working copy the values its entity had before the reverted run, where that
-    run's fields changed (status too); end the others: skipped if changed since (unless the
-    revert is forced). The chunk's finish writes them and `logs` (`jobs.engine.outcomes`)."""
+    run's fields changed (status and publishedAt too: `published` gets the entities whose
+    publishedAt their commit gives back); end the others: skipped if changed since (unless
+    the revert is forced). The chunk's finish writes them and `logs`
+    (`jobs.engine.outcomes`)."""
     reverted, force = revert_of(run), revert_forced(run)
     alive = [state for state in states if state.alive]
     revisions: dict[str, list] = defaultdict(list)
@@ -99,19 +120,37 @@ def revert_states(*, run: Run, states: list[EntityState], logs: list[RunLog]) ->
         if not made:
             _skip(state, "The run's revisions of this entity are no longer kept.")
             continue
-        last = made[-1][0]
+        first, last = made[0][0], made[-1][0]
         if state.version != last and not force:
             _skip(state, changed_since(state.version, last))
             continue
-        state.data, status = _before(state.data, made)
+        # Versions are consecutive: a gap between the run's is a write by something else
+        # while the run held the entity (an edit while it waited at a review). What that
+        # write changed came after the run's first change of each field, so undoing the
+        # run from that first change would undo the write too.
+        between = _written_between(made)
+        if between is not None and not force:
+            _skip(state, changed_during(between, first, last))
+            continue
+        state.data, status, published_ms = _before(state.data, made)
         if status is not None and status != state.status:
             state.publish_status = state.status = status
+        if published_ms is not _UNCHANGED and (
+            state.publish_status is not None
+            or state.stored is None
+            or to_millis(state.stored[1]) != published_ms
+        ):
+            # A commit writes publishedAt with a status: the one the entity has, if the run
+            # changed its publishedAt alone (it published a published entity again).
+            state.publish_status = state.status
+            published[state.entity_id] = PublishedAt(_from_millis(published_ms))
         state.outcome = Outcome.COMPLETED
     reverted_count = sum(state.outcome == Outcome.COMPLETED for state in alive)
     logs.append(
         RunLog(
             run_id=run.pk,
-            message=f"Skipped {len(alive) - reverted_count} entities changed since the run; "
+            message=f"Skipped {len(alive) - reverted_count} entities changed since (or "
+            "during) the run; "
             f"reverting {reverted_count} (one changed before its commit is skipped there): "
             "see the items.",
         )
@@ -122,20 +161,41 @@ def _skip(state: EntityState, reason: str) -> None:
     state.outcome, state.error = Outcome.STOPPED, reason
 
 
-def _before(data: dict, made: list) -> tuple[dict, str | None]:
+def _written_between(made: list) -> int | None:
+    """The first version between the run's first and last revisions of an entity that is
+    not the run's (None: the run wrote every version from its first to its last)."""
+    for (version, _), (following, _) in pairwise(made):
+        if following != version + 1:
+            return version + 1
+    return None
+
+
+_UNCHANGED = object()  # the run did not change publishedAt
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _from_millis(ms: int | None) -> datetime.datetime | None:
+    """A time the revisions keep in ms (exactly: no float on the way)."""
+    return None if ms is None else _EPOCH + datetime.timedelta(milliseconds=ms)
+
+
+def _before(data: dict, made: list) -> tuple[dict, str | None, object]:
     """`data` with each field the run changed back at its value before the run (the run's
-    first change of it), and the status before the run if the run changed it."""
-    data, status, seen = dict(data), None, set()
+    first change of it), the status before the run if the run changed it, and publishedAt
+    before the run, in ms (`_UNCHANGED` if the run left it)."""
+    data, status, published, seen = dict(data), None, _UNCHANGED, set()
     for _, changes in made:
         for change in changes:
             field = change["field"]
-            if field in seen or field == "publishedAt":
+            if field in seen:
                 continue
             seen.add(field)
             if field == "status":
                 status = change.get("before")
+            elif field == "publishedAt":
+                published = change.get("before")
             elif "before" in change:
                 data[field[5:]] = change["before"]
             else:
                 data.pop(field[5:], None)
-    return data, status
+    return data, status, published

@@ -186,8 +186,9 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(
         summary="Revert what a run changed, in a new run",
         description="A run of type `revert`: each entity the run changed gets back the values "
-        "the run's fields had before it (status too), as a new version. An entity changed "
-        "since is skipped, its item naming the version it is at, unless `force`. 409 "
+        "the run's fields had before it (status and publishedAt too), as a new version. An "
+        "entity changed since (or by anything else between two of the run's commits) is "
+        "skipped, its item naming the version, unless `force`. 409 "
         "`run_not_ended` while the run is open. Reverting a revert redoes the run's changes.",
         request=RunRevertSerializer,
         responses={202: RunStartedSerializer},

@@ -56,7 +56,9 @@ def _chunk_execute(run_id: str, chunk: int) -> None:
             changed_since=changed_since if reverting and not revert_forced(run) else None,
         )
         if reverting:  # not the steps: each entity's values before the reverted run
-            revert_states(run=run, states=states, logs=committer.logs)
+            revert_states(
+                run=run, states=states, logs=committer.logs, published=committer.published
+            )
         else:
             steps_run(
                 states=[state for state in states if state.alive],

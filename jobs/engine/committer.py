@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from config.api.storable import unstorable
 from config.bulk import rows_update
-from entities.commits import ChangedSince, WorkingCopy, entities_commit
+from entities.commits import ChangedSince, PublishedAt, WorkingCopy, entities_commit
 from entities.events import ChangeOrigin
 from entities.revisions import RevisionSource, Source
 from jobs.engine.budget import RunBudget
@@ -67,6 +67,9 @@ class ChunkCommitter:
         # (and checked) at, never merged (`entities.commits.entities_commit`, `at_version`);
         # one changed since is skipped, its error `changed_since(its version, the one read)`.
         self.changed_since = changed_since
+        # A revert's: entity id -> the publishedAt its commit writes (the one before the
+        # reverted run), in place of the one its status gives.
+        self.published: dict[str, PublishedAt] = {}
         # Who the entity outbox says made the changes (the run's workflow, at its depth).
         self.origin = origin
         self.entity_type_id = entity_type_id
@@ -181,6 +184,7 @@ class ChunkCommitter:
                     self.entity_type_id,
                     self._decided_by(s),
                     s.stored,
+                    self.published.get(s.entity_id),
                 )
                 for s in states
             ],

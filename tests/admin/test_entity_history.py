@@ -78,3 +78,34 @@ def test_a_revision_that_is_not_a_version_shows_the_history_as_usual(admin_clien
     entity_update(entity_id=entity_id, data={"title": "Renamed"})
     html = _page(admin_client, entity_id, f"?revision={revision}")
     assert html.count('<tr class="revision"') == 2
+
+
+def test_the_revisions_past_the_newest_fifty_are_reached_page_by_page_and_restored(
+    admin_client,
+):
+    """An entity edited more than the page lists: its older revisions are a link away (not a
+    URL to guess), each with its restore button."""
+    [entity_id] = make_entities(make_entity_type(schema=None), 1)
+    for i in range(REVISIONS_SHOWN + 9):
+        entity_update(entity_id=entity_id, data={"n": i})
+    newest = REVISIONS_SHOWN + 10
+    html = _page(admin_client, entity_id)
+    versions = [int(v) for v in re.findall(r'<tr class="revision" data-version="(\d+)"', html)]
+    assert versions == list(range(newest, 10, -1))
+    assert 'href="?before=11" id="entity-history-older"' in html
+    older = _page(admin_client, entity_id, "?before=11")
+    versions = [int(v) for v in re.findall(r'<tr class="revision" data-version="(\d+)"', older)]
+    assert versions == list(range(10, 0, -1))
+    assert 'id="restore-1"' in older and 'id="entity-history-older"' not in older
+    assert 'href="?" id="entity-history-all"' in older
+    response = admin_client.post(f"/admin/entities/entity/{quote(entity_id)}/restore/1/")
+    assert response.status_code == 302
+    assert _page(admin_client, entity_id).count('data-version="61"') == 1
+
+
+@pytest.mark.parametrize("before", ["abc", "-1", "0", "9" * 30, "٣"])
+def test_a_page_of_older_revisions_that_is_not_a_version_shows_the_newest(admin_client, before):
+    [entity_id] = make_entities(make_entity_type(schema=None), 1)
+    entity_update(entity_id=entity_id, data={"title": "Renamed"})
+    html = _page(admin_client, entity_id, f"?before={before}")
+    assert html.count('<tr class="revision"') == 2

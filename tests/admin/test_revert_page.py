@@ -41,6 +41,7 @@ def test_the_revert_page_counts_every_entity_of_a_run_within_its_limit(staff, ch
     page = _page(staff, changed_run)
     assert '<strong id="revert-changed">6</strong>' in page
     assert '<strong id="revert-changed-since">2</strong>' in page
+    assert '<strong id="revert-changed-during">0</strong>' in page
     assert 'value="Revert all 6, changed since or not"' in page
 
 
@@ -54,3 +55,27 @@ def test_the_revert_page_of_a_larger_run_counts_its_first_entities_and_says_so(
     assert "of the first 4 (by id" in page
     assert '<strong id="revert-changed-since">1</strong>' in page
     assert 'value="Revert all, changed since or not"' in page
+
+
+def test_the_revert_page_counts_an_entity_written_during_the_run_and_offers_to_force_it(
+    staff, product_type
+):
+    """An edit between two of the run's commits (while the entity waited at a review): the
+    revert skips the entity unless forced, so the page counts it and offers the force."""
+    from tests.jobs.test_reverts import _run_edited_while_it_waited
+
+    run, _ = _run_edited_while_it_waited(product_type, {"summary": "by a person"})
+    page = _page(staff, run)
+    assert '<strong id="revert-changed">1</strong>' in page
+    assert '<strong id="revert-changed-since">0</strong>' in page
+    assert '<strong id="revert-changed-during">1</strong>' in page
+    assert 'value="Revert all 1, changed since or not"' in page
+
+
+def test_the_revert_page_of_a_run_nothing_changed_since_offers_no_force(staff, product_type):
+    ids = make_entities(product_type, 3)
+    run = start_run(make_workflow(product_type, STEPS), ids)
+    run_inline(run.pk)
+    page = _page(staff, run)
+    assert '<strong id="revert-changed-during">0</strong>' in page
+    assert 'id="confirm-revert"' in page and 'id="confirm-revert-force"' not in page

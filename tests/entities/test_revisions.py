@@ -15,6 +15,7 @@ from entities.revisions import (
     revisions_prune,
     run_changed_batch,
     run_changed_counts,
+    run_changed_during_count,
     run_revisions_of,
 )
 from entities.services import entity_update
@@ -83,6 +84,32 @@ def test_careless_restore_requests_are_clear_4xx(api, product_type):
     assert api.get(f"/api/v1/entities/{entity_id}/revisions/7").status_code == 404
     assert api.post("/api/v1/entities/ent_missing/restore", {"version": 1}).status_code == 404
     assert Entity.objects.get(pk=entity_id).version == 1
+
+
+def test_a_version_that_no_longer_fits_the_type_s_schema_is_refused_naming_it(api, product_type):
+    """The schema changed since: the version's data is named as the problem, not the body's
+    (which holds no data), and nothing is written."""
+    from entities.services import entity_type_update
+    from tests.factories import PRODUCT_SCHEMA
+
+    entity_id = _create(api, product_type, {"title": "Lamp", "price": 0})
+    api.patch(f"/api/v1/entities/{entity_id}", {"data": {"price": 4}})
+    price = {"type": "number", "minimum": 1}
+    schema = {**PRODUCT_SCHEMA, "properties": {**PRODUCT_SCHEMA["properties"], "price": price}}
+    entity_type_update(entity_type=product_type, schema=schema)
+    response = api.post(f"/api/v1/entities/{entity_id}/restore", {"version": 1})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"] == (
+        "Version 1 no longer fits the entity type's schema (changed since): "
+        "data.price: must be at least 1"
+    )
+    assert error["details"][0] == {
+        "field": "version",
+        "message": "Version 1's data.price: must be at least 1",
+        "code": "schema",
+    }
+    assert Entity.objects.get(pk=entity_id).version == 2
 
 
 def test_retention_keeps_the_newest_revision_and_restore_of_a_pruned_version_is_409(
@@ -284,6 +311,42 @@ def test_what_a_run_changed_is_walked_one_index_probe_per_entity(product_type):
     assert _revision_rows_read(counted, []) <= 2 * 40 + 1
 
 
+def test_entities_written_during_a_run_are_counted_reading_the_run_s_revisions_alone(
+    product_type,
+):
+    """The admin's "written between two of the run's commits": per entity, its probe in the
+    walk and the run's own revisions of it, whatever else wrote it."""
+    from tests.jobs.test_reverts import _run_edited_while_it_waited
+
+    run, entity_id = _run_edited_while_it_waited(product_type, {"summary": "by a person"})
+    assert run_changed_during_count(run.pk) == 1
+    entity_update(entity_id=entity_id, data={"price": 3})  # changed since: not during
+    assert run_changed_during_count(run.pk) == 0
+    ids = sorted(make_entities(product_type, 40))
+    steps = [
+        {
+            "id": "s",
+            "type": "transform",
+            "config": {"operations": [{"op": "set", "field": "summary", "value": "x"}]},
+        },
+        {"id": "mid", "type": "publish", "config": {}},  # a commit of its own: 2 revisions
+        {
+            "id": "t",
+            "type": "transform",
+            "config": {"operations": [{"op": "set", "field": "tag", "value": "y"}]},
+        },
+    ]
+    run = start_run(make_workflow(product_type, steps), ids)
+    run_inline(run.pk)
+    for entity_id in ids[:5]:  # edits after the run, many revisions: not read
+        for price in range(10):
+            entity_update(entity_id=entity_id, data={"price": price})
+    with CaptureQueriesContext(connection) as statements:
+        assert run_changed_during_count(run.pk) == 0
+        assert run_changed_during_count(run.pk, limit=10) == 0
+    assert _revision_rows_read(statements[0]["sql"], []) <= 40 + 2 * 40 + 1
+
+
 def test_a_revert_s_chunk_reads_the_run_s_revisions_of_its_entities_alone():
     """One index probe per entity of the chunk, whatever the statistics say. Planned on
     statistics taken before the run (other runs' revisions only), the run's condition alone
@@ -386,3 +449,25 @@ def test_retention_prunes_a_run_s_revisions_of_an_entity_in_one_batch(product_ty
     # A batch of two (v1, v2) takes v3 with it: the run's revisions never part.
     assert revisions_prune(now=timezone.now(), limit=2) == 3
     assert list(EntityRevision.objects.values_list("version", flat=True)) == [4]
+
+
+def test_an_old_version_of_a_large_field_edited_often_is_rebuilt_in_bounded_memory(product_type):
+    """Rebuilding version 1 undoes every newer revision: they are read a few at a time, not
+    all at once (100 revisions of a 200 KB field, 40 MB of their values, peaked at 80 MB; a
+    few thousand were gigabytes, in a web request)."""
+    import tracemalloc
+
+    from entities.selectors import entity_version
+
+    [entity_id] = make_entities(product_type, 1, notes="first")
+    for i in range(100):
+        entity_update(entity_id=entity_id, data={"notes": f"{i:03d}" + "x" * 200_000})
+    entity = Entity.objects.get(pk=entity_id)
+    tracemalloc.start()
+    try:
+        _, state = entity_version(entity=entity, version=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert state.data["notes"] == "first"
+    assert peak < 12_000_000, peak  # REBUILD_FETCH_ROWS revisions, parsed, and their text

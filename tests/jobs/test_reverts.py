@@ -4,8 +4,10 @@ The API and real workers: `test_worker_reverts.py`."""
 import datetime
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from config.api.fields import to_millis
 from entities.models import Entity, EntityRevision
 from entities.revisions import revisions_prune
 from entities.services import entity_update
@@ -101,3 +103,124 @@ def test_a_forced_revert_writes_over_an_edit_made_while_its_chunk_runs(product_t
     entity = Entity.objects.get(pk=entity_id)
     assert item.status == ItemStatus.COMPLETED
     assert "summary" not in entity.data and entity.version == 4
+
+
+SUMMARY_THEN_REVIEW = [
+    *SET_SUMMARY,
+    {"id": "pub", "type": "publish", "config": {}},
+    {"id": "check", "type": "review", "config": {"instructions": "Check", "fields": ["summary"]}},
+    {
+        "id": "tag",
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "tag", "value": "t"}]},
+    },
+]
+
+
+def _run_edited_while_it_waited(product_type, edit: dict) -> tuple:
+    """A run that committed the entity (v2: summary, published), waited at a review while
+    `edit` was made through the API (v3), then committed again once approved (v4)."""
+    from jobs.engine.waits import run_waits_resume
+    from jobs.models import Review
+    from jobs.waits.review.services import review_decide
+
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, SUMMARY_THEN_REVIEW), [entity_id])
+    run_inline(run.pk)
+    entity_update(entity_id=entity_id, data=edit)
+    [review] = Review.objects.filter(run=run)
+    reviewer = get_user_model().objects.create_superuser(f"reviewer-{entity_id}")
+    review_decide(review_id=review.pk, decision="approve", user=reviewer)
+    run_waits_resume(run_id=run.pk)
+    run_inline(run.pk)
+    run.refresh_from_db()
+    assert run.status == "completed"
+    assert Entity.objects.get(pk=entity_id).version == 4
+    return run, entity_id
+
+
+def test_an_edit_made_between_the_run_s_commits_is_not_undone_by_its_revert(product_type):
+    """The person's summary (v3) came after the run's (v2): the entity was changed since the
+    run changed that field, as much as by an edit after the run's last commit."""
+    run, entity_id = _run_edited_while_it_waited(product_type, {"summary": "by a person"})
+    item = _revert(run)
+    entity = Entity.objects.get(pk=entity_id)
+    assert entity.data["summary"] == "by a person"
+    assert entity.version == 4
+    assert item.status == ItemStatus.SKIPPED
+    assert item.error == (
+        "Changed during the run: version 3 was written by something else between the run's "
+        "versions 2 and 4."
+    )
+    forced = _revert(run, force=True)
+    entity.refresh_from_db()
+    assert forced.status == ItemStatus.COMPLETED
+    assert "summary" not in entity.data and "tag" not in entity.data
+    assert entity.status == "draft" and entity.version == 5
+
+
+def test_an_entity_whose_values_before_the_run_no_longer_fit_the_schema_fails_untouched(
+    product_type,
+):
+    """The type's schema now requires what the run added: the revert fails that entity,
+    naming the broken rule, and writes nothing to it."""
+    from entities.services import entity_type_update
+    from tests.factories import PRODUCT_SCHEMA
+
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, SET_SUMMARY), [entity_id])
+    run_inline(run.pk)
+    schema = {**PRODUCT_SCHEMA, "required": ["title", "summary"]}
+    entity_type_update(entity_type=product_type, schema=schema)
+    item = _revert(run)
+    assert item.status == ItemStatus.FAILED
+    assert item.error == "Cannot commit the entity: data: 'summary' is a required property"
+    entity = Entity.objects.get(pk=entity_id)
+    assert (entity.version, entity.data["summary"]) == (2, "generated")
+    item.run.refresh_from_db()
+    assert (item.run.status, item.run.failed) == ("failed", 1)
+
+
+def _published_at(entity_id: str):
+    return Entity.objects.get(pk=entity_id).published_at
+
+
+def test_a_revert_gives_back_the_publication_time_a_run_that_published_again_moved(
+    product_type,
+):
+    """A run that published entities published already changed their publishedAt alone:
+    the revert gives back the time they were first published (to the millisecond, as the
+    revisions keep it), as a version recording that change."""
+    [entity_id] = make_entities(product_type, 1)
+    publish = make_workflow(product_type, [{"id": "pub", "type": "publish", "config": {}}])
+    run_inline(start_run(publish, [entity_id]).pk)
+    first = _published_at(entity_id)
+    again = start_run(publish, [entity_id])
+    run_inline(again.pk)
+    assert _published_at(entity_id) > first
+    item = _revert(again)
+    entity = Entity.objects.get(pk=entity_id)
+    assert item.status == ItemStatus.COMPLETED
+    assert entity.version == 4 and entity.status == "published"
+    assert to_millis(entity.published_at) == to_millis(first)
+    [change] = EntityRevision.objects.get(entity_id=entity_id, version=4).changes
+    assert change["field"] == "publishedAt" and change["after"] == to_millis(first)
+
+
+def test_a_revert_of_an_unpublishing_run_publishes_again_at_the_first_publication_time(
+    product_type,
+):
+    [entity_id] = make_entities(product_type, 1)
+    publish = make_workflow(product_type, [{"id": "pub", "type": "publish", "config": {}}])
+    run_inline(start_run(publish, [entity_id]).pk)
+    first = _published_at(entity_id)
+    unpublish = make_workflow(
+        product_type, [{"id": "draft", "type": "publish", "config": {"status": "draft"}}]
+    )
+    run = start_run(unpublish, [entity_id])
+    run_inline(run.pk)
+    assert _published_at(entity_id) is None
+    item = _revert(run)
+    entity = Entity.objects.get(pk=entity_id)
+    assert item.status == ItemStatus.COMPLETED
+    assert (entity.status, to_millis(entity.published_at)) == ("published", to_millis(first))

@@ -1,15 +1,18 @@
 """Reverting runs with a real Celery worker: entities edited since are skipped and named,
 `force` reverts them too, and reverting a revert redoes the run: 10,000 entities, 100 of
-them edited through the API after the run."""
+them edited through the API after the run; two reverts asked at once revert each entity
+once; a revert while another workflow's run holds the entities keeps both changes."""
 
 from collections import Counter
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from entities.models import Entity, EntityRevision
 from jobs.models import RunItem
 from tests.factories import make_entities, make_workflow, start_run
-from tests.workers import wait_for_run
+from tests.workers import all_waiting, wait_for_run, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -92,3 +95,58 @@ def test_a_revert_of_an_open_run_is_a_409(api, product_type):
     assert response.json()["error"]["code"] == "run_not_ended"
     response = api.post(f"/api/v1/workflows/{workflow.pk}/runs/{run.pk}/revert", {"force": 1})
     assert response.status_code == 400
+
+
+def test_two_reverts_of_a_run_asked_at_once_revert_each_entity_once(
+    celery_worker, api, product_type
+):
+    """A double click: the second revert, asked before the first has made its items, takes
+    no entity the first reverts (the first holds them, or has changed them since the run)."""
+    ids = make_entities(product_type, 2_000)
+    run = wait_for_run(start_run(make_workflow(product_type, STEPS), ids).pk, timeout=300)
+    url = f"/api/v1/workflows/{run.workflow_id}/runs/{run.pk}/revert"
+    first, second = (api.post(url, {}) for _ in range(2))
+    assert (first.status_code, second.status_code) == (202, 202)
+    reverts = [wait_for_run(r.json()["runId"], timeout=300) for r in (first, second)]
+    assert [r.status for r in reverts] == ["completed", "completed"]
+    progress = [_progress(r) for r in reverts]
+    assert [p["completed"] for p in progress] == [len(ids), len(ids)]
+    assert sum(p["completed"] - p["skipped"] for p in progress) == len(ids)
+    items = _items(reverts[0]) + _items(reverts[1])
+    assert items == {"completed": len(ids), "skipped": len(ids)}
+    assert set(Entity.objects.filter(pk__in=ids).values_list("version", flat=True)) == {3}
+    assert EntityRevision.objects.filter(entity_id__in=ids, source="revert").count() == len(ids)
+    assert not Entity.objects.filter(pk__in=ids, data__has_key="summary").exists()
+
+
+def _progress(run) -> dict:
+    run.refresh_from_db()
+    return {"completed": run.completed, "skipped": run.skipped}
+
+
+def test_a_revert_while_another_workflow_s_run_holds_the_entities_loses_neither_change(
+    celery_worker, api, product_type
+):
+    """The other run read the entities (as the run left them) and waits at a delay while the
+    revert writes them: its commit then merges its own field into what the revert wrote,
+    writing the run's fields neither back nor over."""
+    ids = make_entities(product_type, 500)
+    run = wait_for_run(start_run(make_workflow(product_type, STEPS), ids).pk, timeout=300)
+    until = (timezone.now() + timedelta(seconds=10)).isoformat().replace("+00:00", "Z")
+    tagging = [
+        {
+            "id": "tag",
+            "type": "transform",
+            "config": {"operations": [{"op": "set", "field": "tag", "value": "t"}]},
+        },
+        {"id": "later", "type": "delay", "config": {"until": until}},
+    ]
+    other = start_run(make_workflow(product_type, tagging), ids)
+    wait_until(all_waiting(other.pk, len(ids)), "the other run's entities to wait", timeout=60)
+    revert = _revert(api, run)
+    assert _items(revert) == {"completed": len(ids)}
+    assert wait_for_run(other.pk, timeout=120).status == "completed"
+    entities = Entity.objects.filter(pk__in=ids)
+    assert {(e.data["tag"], "summary" in e.data, e.status, e.version) for e in entities} == {
+        ("t", False, "draft", 4)
+    }
