@@ -128,3 +128,61 @@ def test_every_admin_page_answers_on_sqlite(tmp_path):
     } <= seen
     assert result["picked"] == 302
     assert result["left"] == [200, ["1 comparison left"]]  # two comparisons, one picked
+
+
+SEARCH_SCRIPT = r"""
+import json
+import re
+
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from entities.models import Entity
+from entities.services import entities_bulk_create, entity_type_create
+from jobs.entity_search import entity_search
+
+product = entity_type_create(name="product")
+ids = entities_bulk_create(entity_type=product, items=[
+    {"data": {"title": "Crème brûlée torch"}},
+    {"data": {"title": "Küchenmesser", "note": 'a "quoted" \\ word'}},
+    {"data": {"title": "Plain"}},
+])
+client = Client()
+client.force_login(get_user_model().objects.create_superuser("boss"))
+
+
+def listed(text):
+    page = client.get("/admin/entities/entity/", {"q": text}).content.decode()
+    return sorted(set(re.findall(r"ent_[0-9a-z]+", page)) & set(ids))
+
+
+def matched(text):
+    return sorted(Entity.objects.filter(data__icontains=text).values_list("pk", flat=True))
+
+
+texts = ["crème", "brûlée torch", "Küchen", '"quoted"', "\\", "torch"]
+print(json.dumps({
+    "ids": ids,
+    "listed": {text: listed(text) for text in texts},
+    "matched": {text: matched(text) for text in texts},
+    "form": [e.pk for e in entity_search({"q": "Crème"}, product.pk, by_data=True).shown],
+}))
+"""
+
+
+def test_entities_are_found_by_text_that_is_not_ascii_on_sqlite(tmp_path):
+    """SQLite keeps the data as Django wrote it, `é` as `\\u00e9`: a search for `crème` in
+    the entity list, or in a run form's entity search, found nothing there."""
+    result = on_sqlite(tmp_path, SEARCH_SCRIPT)
+    torch, knife, _ = result["ids"]
+    expected = {
+        "crème": [torch],
+        "brûlée torch": [torch],
+        "Küchen": [knife],
+        '"quoted"': [knife],
+        "\\": [knife],
+        "torch": [torch],
+    }
+    assert result["matched"] == expected
+    assert result["listed"] == expected
+    assert result["form"] == [torch]
