@@ -26,7 +26,7 @@ from django.test import Client
 from entities.services import entities_bulk_create
 from jobs.demo import DEMO_STEPS, demo_seed
 from jobs.experiments.services import experiment_start
-from jobs.models import Review
+from jobs.models import Review, Run
 from jobs.waits.event.services import EventIn, events_send
 from jobs.waits.review.services import reviews_decide
 from tests.factories import experiment_run_inline, make_workflow, run_inline, start_run
@@ -41,6 +41,12 @@ ids = entities_bulk_create(
     entity_type=product, items=[{"data": {"title": f"Item {i}", "price": i}} for i in range(4)]
 )
 run_inline(start_run(demo["workflow"], ids).pk)
+run_inline(start_run(demo["batch_workflow"], ids[:2]).pk)  # waits for its provider batch
+delayed = make_workflow(product, [
+    {"id": "pause", "type": "delay", "config": {"minutes": 5}},
+    {"id": "pub", "type": "publish", "config": {}},
+], name="Delayed")
+run_inline(start_run(delayed, ids[2:]).pk)
 reviewed = make_workflow(product, [
     {"id": "tidy", "type": "transform", "config": {"operations": [
         {"op": "set", "field": "slug", "value": "{{ entity.title | lower }}"}]}},
@@ -97,6 +103,13 @@ while queue:
         link = urlsplit(urljoin(path, html.unescape(href)))
         if link.path.startswith("/admin/") and not SKIP.search(link.path):
             queue.append(link.path + ("?" + link.query if link.query else ""))
+
+# Every run's page: one of each kind of wait (a review, a provider batch, a delay), each
+# kind's part of the page its own.
+for run_id in Run.objects.values_list("pk", flat=True):
+    path = f"/admin/jobs/run/{quote(run_id)}/change/"
+    if (status := client.get(path).status_code) != 200:
+        problems.append(f"{path}: {status}")
 
 # A pick in the human scorer's queue, then the queue with one comparison fewer.
 compare = f"/admin/jobs/experiment/{quote(experiment.pk)}/compare/people/"
