@@ -2,6 +2,7 @@ from django.db import models
 from django.utils import timezone
 
 from config.api.ids import ID_LENGTH, id_default
+from entities.data_search import DataIContains
 
 
 class EntityType(models.Model):
@@ -50,6 +51,10 @@ class Entity(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+# `data__icontains` reads the data as its text reads on both engines (entities/data_search.py).
+Entity._meta.get_field("data").register_lookup(DataIContains)
 
 
 class EntityEvent(models.Model):

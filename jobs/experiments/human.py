@@ -1,7 +1,9 @@
 """The human scorer: a person's blind pick between an entity's two sides, and the comparisons
 left to pick."""
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import BooleanField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput, NotFound
@@ -67,6 +69,20 @@ def comparison_missing(result_id) -> str:
 
 def human_pending(experiment: Experiment, scorer: str):
     """The results whose comparison by `scorer` no one has decided yet, in sample order."""
-    return experiment.results.filter(
-        verdicts__contains=[{"name": scorer, "type": "human", "winner": None}]
-    ).order_by("position")
+    results = experiment.results.order_by("position")
+    if connection.features.supports_json_field_contains:
+        return results.filter(
+            verdicts__contains=[{"name": scorer, "type": "human", "winner": None}]
+        )
+    # SQLite (the embedded defaults) has no JSON containment lookup: the same test over the
+    # verdicts' elements (a `winner` that is JSON null, as containment reads `None`).
+    verdicts = f"{connection.ops.quote_name(ExperimentResult._meta.db_table)}.verdicts"
+    undecided = RawSQL(  # noqa: S611 (the scorer is a parameter)
+        f"EXISTS (SELECT 1 FROM json_each({verdicts}) AS verdict "  # noqa: S608 (from _meta)
+        "WHERE json_extract(verdict.value, '$.name') = %s "
+        "AND json_extract(verdict.value, '$.type') = 'human' "
+        "AND json_type(verdict.value, '$.winner') = 'null')",
+        [scorer],
+        output_field=BooleanField(),
+    )
+    return results.filter(undecided)
