@@ -187,15 +187,22 @@ def _undo(changes: list[dict], data: dict, status: str, published: int | None):
     """Undo a revision's changes: of `data` in place; returns status and publishedAt (ms)
     with its changes of them undone."""
     for change in changes:
-        field = change["field"]
-        if field == "status":
-            status = change.get("before", status)
-        elif field == "publishedAt":
-            published = change.get("before")
-        elif "before" in change:
-            data[field[5:]] = change["before"]
-        else:
-            data.pop(field[5:], None)
+        status, published = change_undo(change, data, status, published)
+    return status, published
+
+
+def change_undo(change: dict, data: dict, status, published):
+    """Undo one change of a revision: of `data` in place (a field back at its value before,
+    or gone if it had none); returns status and publishedAt (ms) with it undone."""
+    field = change["field"]
+    if field == "status":
+        status = change.get("before", status)
+    elif field == "publishedAt":
+        published = change.get("before")
+    elif "before" in change:
+        data[field[5:]] = change["before"]
+    else:
+        data.pop(field[5:], None)
     return status, published
 
 
@@ -333,19 +340,14 @@ def run_changed_counts(run_id: str, *, limit: int | None = None) -> tuple[int, i
     not with the revisions kept. `limit`: count among the first `limit` entities (by id)
     only, so that a page about a run of a million answers in a second."""
     if connection.vendor != "postgresql":
-        made = EntityRevision.objects.filter(run_id=run_id)
-        changed = Entity.objects.filter(pk__in=made.values("entity_id")).order_by("pk")
+        made, changed = _changed_by(run_id)
         if limit is not None:
             first = list(changed.values_list("pk", flat=True)[:limit])
             changed = Entity.objects.filter(pk__in=first)
         return changed.count(), changed.exclude(
             Exists(made.filter(entity_id=OuterRef("pk"), version=OuterRef("version")))
         ).count()
-    quote = connection.ops.quote_name
-    walk, params = run_changed_walk(run_id)
-    if limit is not None:
-        walk, params = f"{walk} LIMIT %s", [*params, limit]
-    entities, revisions = (quote(model._meta.db_table) for model in (Entity, EntityRevision))
+    walk, params, entities, revisions = _walk_sql(run_id, limit)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM {revisions} "  # noqa: S608
@@ -365,8 +367,7 @@ def run_changed_during_count(run_id: str, *, limit: int | None = None) -> int:
     the run's walk (`run_changed_walk`) with one probe of the run's revisions of each entity;
     `limit`: among the first `limit` entities (by id) only."""
     if connection.vendor != "postgresql":
-        made = EntityRevision.objects.filter(run_id=run_id)
-        changed = Entity.objects.filter(pk__in=made.values("entity_id")).order_by("pk")
+        made, changed = _changed_by(run_id)
         versions = dict(changed.values_list("pk", "version")[:limit])
         spans = (
             made.filter(entity_id__in=list(versions))
@@ -378,11 +379,7 @@ def run_changed_during_count(run_id: str, *, limit: int | None = None) -> int:
             and span["last"] - span["first"] + 1 != span["made"]
             for span in spans
         )
-    quote = connection.ops.quote_name
-    walk, params = run_changed_walk(run_id)
-    if limit is not None:
-        walk, params = f"{walk} LIMIT %s", [*params, limit]
-    entities, revisions = (quote(model._meta.db_table) for model in (Entity, EntityRevision))
+    walk, params, entities, revisions = _walk_sql(run_id, limit)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT count(*) FROM ({walk}) AS c JOIN {entities} AS e ON e.id = c.id "  # noqa: S608
@@ -393,3 +390,20 @@ def run_changed_during_count(run_id: str, *, limit: int | None = None) -> int:
             [*params, run_id],
         )
         return cursor.fetchone()[0]
+
+
+def _changed_by(run_id: str):
+    """(the run's revisions, the entities they are of, by id): the counts' reading where
+    there is no walk (SQLite)."""
+    made = EntityRevision.objects.filter(run_id=run_id)
+    return made, Entity.objects.filter(pk__in=made.values("entity_id")).order_by("pk")
+
+
+def _walk_sql(run_id: str, limit: int | None) -> tuple[str, list, str, str]:
+    """The run's walk (`run_changed_walk`, cut to its first `limit` entities) and its
+    params, and the quoted tables of entities and revisions, for a count over it."""
+    walk, params = run_changed_walk(run_id)
+    if limit is not None:
+        walk, params = f"{walk} LIMIT %s", [*params, limit]
+    quote = connection.ops.quote_name
+    return (walk, params, *(quote(model._meta.db_table) for model in (Entity, EntityRevision)))

@@ -25,7 +25,7 @@ from config.api.errors import Conflict
 from config.api.fields import to_millis
 from entities.commits import PublishedAt
 from entities.models import EntityRevision
-from entities.revisions import run_revisions_of
+from entities.revisions import change_undo, run_revisions_of
 from jobs.filter_runs import run_start_in_batches
 from jobs.models import Run, RunLog, TriggerType
 from workflows.steps.runtime import EntityState, Outcome
@@ -190,12 +190,5 @@ def _before(data: dict, made: list) -> tuple[dict, str | None, object]:
             if field in seen:
                 continue
             seen.add(field)
-            if field == "status":
-                status = change.get("before")
-            elif field == "publishedAt":
-                published = change.get("before")
-            elif "before" in change:
-                data[field[5:]] = change["before"]
-            else:
-                data.pop(field[5:], None)
+            status, published = change_undo(change, data, status, published)
     return data, status, published

@@ -269,23 +269,27 @@ def _revision_rows_read(sql: str, params: list) -> int:
     return read
 
 
+# Two commits per entity: a publish between two transforms, so 2 revisions each.
+TWO_COMMITS = [
+    {
+        "id": "s",
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "summary", "value": "x"}]},
+    },
+    {"id": "mid", "type": "publish", "config": {}},
+    {
+        "id": "t",
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "tag", "value": "y"}]},
+    },
+]
+
+
 def test_what_a_run_changed_is_walked_one_index_probe_per_entity(product_type):
     """A revert's batches and the admin's "changed since" read the run's revisions one index
     probe per entity (however many revisions each has, whatever other runs wrote): a
     `DISTINCT` over the run's revisions was a hash of all of them, for every batch."""
-    steps = [
-        {
-            "id": "s",
-            "type": "transform",
-            "config": {"operations": [{"op": "set", "field": "summary", "value": "x"}]},
-        },
-        {"id": "mid", "type": "publish", "config": {}},  # a commit of its own: 2 revisions
-        {
-            "id": "t",
-            "type": "transform",
-            "config": {"operations": [{"op": "set", "field": "tag", "value": "y"}]},
-        },
-    ]
+    steps = TWO_COMMITS
     ids = sorted(make_entities(product_type, 40))
     run = start_run(make_workflow(product_type, steps), ids)
     run_inline(run.pk)
@@ -323,19 +327,7 @@ def test_entities_written_during_a_run_are_counted_reading_the_run_s_revisions_a
     entity_update(entity_id=entity_id, data={"price": 3})  # changed since: not during
     assert run_changed_during_count(run.pk) == 0
     ids = sorted(make_entities(product_type, 40))
-    steps = [
-        {
-            "id": "s",
-            "type": "transform",
-            "config": {"operations": [{"op": "set", "field": "summary", "value": "x"}]},
-        },
-        {"id": "mid", "type": "publish", "config": {}},  # a commit of its own: 2 revisions
-        {
-            "id": "t",
-            "type": "transform",
-            "config": {"operations": [{"op": "set", "field": "tag", "value": "y"}]},
-        },
-    ]
+    steps = TWO_COMMITS
     run = start_run(make_workflow(product_type, steps), ids)
     run_inline(run.pk)
     for entity_id in ids[:5]:  # edits after the run, many revisions: not read
