@@ -26,6 +26,7 @@ from config.api.fields import to_millis
 from entities.commits import PublishedAt
 from entities.models import EntityRevision
 from entities.revisions import change_undo, run_revisions_of
+from jobs.engine.states import ENTITY_GONE
 from jobs.filter_runs import run_start_in_batches
 from jobs.models import Run, RunLog, TriggerType
 from workflows.steps.runtime import EntityState, Outcome
@@ -105,6 +106,9 @@ def revert_states(
     the revert is forced). The chunk's finish writes them and `logs`
     (`jobs.engine.outcomes`)."""
     reverted, force = revert_of(run), revert_forced(run)
+    for state in states:
+        if state.error == ENTITY_GONE:  # deleted since: nothing to give back, no failure
+            _skip(state, "Deleted since the run: nothing to revert.")
     alive = [state for state in states if state.alive]
     revisions: dict[str, list] = defaultdict(list)
     for entity_id, version, changes in run_revisions_of(

@@ -14,6 +14,8 @@ from jobs.engine.leases import Lease
 from workflows.steps.runtime import EntityState, changes_apply, json_copy
 from workflows.usage import Usage
 
+ENTITY_GONE = "The entity no longer exists."  # deleted since its item was made
+
 
 def states_load(items: list[Lease], schema: dict | None) -> list[EntityState]:
     """Each item's entity as a working copy, or its checkpoint. The entity's JSON text is
@@ -25,7 +27,7 @@ def states_load(items: list[Lease], schema: dict | None) -> list[EntityState]:
         saved = item.state or {}  # parsed from JSON: its data and committed are apart
         if entity is None:
             state = EntityState(entity_id=item.entity_id, status="", data={}, committed={})
-            state.fail("", "The entity no longer exists.")
+            state.fail("", ENTITY_GONE)
         else:
             raw, status, version, published_at = entity
             data = saved["data"] if "data" in saved else json.loads(raw)

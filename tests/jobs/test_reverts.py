@@ -10,7 +10,7 @@ from django.utils import timezone
 from config.api.fields import to_millis
 from entities.models import Entity, EntityRevision
 from entities.revisions import revisions_prune
-from entities.services import entity_update
+from entities.services import entity_delete, entity_update
 from jobs import reverts
 from jobs.engine import chunk
 from jobs.filter_runs import run_items_make
@@ -224,3 +224,23 @@ def test_a_revert_of_an_unpublishing_run_publishes_again_at_the_first_publicatio
     entity = Entity.objects.get(pk=entity_id)
     assert item.status == ItemStatus.COMPLETED
     assert (entity.status, to_millis(entity.published_at)) == ("published", to_millis(first))
+
+
+def test_an_entity_deleted_once_the_reverts_items_are_made_is_skipped_not_failed(
+    product_type,
+):
+    """Its item names the delete, and the revert ends completed with the others reverted."""
+    ids = make_entities(product_type, 2)
+    run = start_run(make_workflow(product_type, SET_SUMMARY), ids)
+    run_inline(run.pk)
+    revert = run_revert(run_id=run.pk)
+    run_items_make(run_id=revert.pk)
+    entity_delete(entity=Entity.objects.get(pk=ids[0]))
+    run_inline(revert.pk)
+    items = {item.entity_id: item for item in RunItem.objects.filter(run=revert)}
+    assert items[ids[0]].status == ItemStatus.SKIPPED
+    assert items[ids[0]].error == "Deleted since the run: nothing to revert."
+    assert items[ids[1]].status == ItemStatus.COMPLETED
+    assert "summary" not in Entity.objects.get(pk=ids[1]).data
+    revert.refresh_from_db()
+    assert (revert.status, revert.completed, revert.failed) == ("completed", 2, 0)
