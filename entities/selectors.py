@@ -73,8 +73,8 @@ def _label(row) -> str:
 
 
 def entity_revisions(*, entity_id: str):
-    """The entity's revisions kept, newest first (ids grow with versions)."""
-    return EntityRevision.objects.filter(entity_id=entity_id).order_by("-pk")
+    """The entity's revisions kept, newest version first."""
+    return EntityRevision.objects.filter(entity_id=entity_id).order_by("-version")
 
 
 def entity_version(*, entity: Entity, version: int) -> tuple[EntityRevision, VersionState]:

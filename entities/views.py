@@ -5,6 +5,7 @@ from rest_framework.response import Response
 
 from config.api.errors import NotFound
 from config.api.idempotency import SCHEMA_PARAMETER, idempotent
+from config.api.pagination import VersionCursorPagination
 from config.api.serializers import validated
 from entities import selectors, services
 from entities.models import Entity, EntityType
@@ -134,8 +135,9 @@ class EntityViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["get"], url_path="revisions")
     def revisions(self, request, pk=None):
         entity = self.get_object()
-        page = self.paginate_queryset(selectors.entity_revisions(entity_id=entity.pk))
-        return self.get_paginated_response(EntityRevisionSerializer(page, many=True).data)
+        pages = VersionCursorPagination()
+        page = pages.paginate_queryset(selectors.entity_revisions(entity_id=entity.pk), request)
+        return pages.get_paginated_response(EntityRevisionSerializer(page, many=True).data)
 
     @extend_schema(
         summary="Get a revision, with the entity's data and status at that version",

@@ -26,11 +26,15 @@ def _encode(pk) -> str:
 
 
 def _decode(cursor: str) -> str:
-    padded = cursor + "=" * (-len(cursor) % 4)
-    pk = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
+    pk = _unwrapped(cursor)
     if not (pk.isdigit() or ID_PATTERN.fullmatch(pk)):
         raise ValueError(cursor)
     return pk
+
+
+def _unwrapped(cursor: str) -> str:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    return base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
 
 
 def _row_bytes(model):
@@ -73,6 +77,8 @@ class CursorPagination(BasePagination):
 
     default_limit = 50
     max_limit = 500
+    # The field the pages are keyed on, newest first: the primary key, or a subclass's.
+    key = "pk"
 
     def _limit(self, request) -> int:
         raw = request.query_params.get("limit")
@@ -95,10 +101,10 @@ class CursorPagination(BasePagination):
         cursor = request.query_params.get("cursor")
         try:
             if cursor:  # an id cursor on an integer key fails here too
-                queryset = queryset.filter(pk__lt=_decode(cursor))
+                queryset = queryset.filter(**{f"{self.key}__lt": self._after(queryset, cursor)})
             rows = (
                 queryset.annotate(_page_bytes=_row_bytes(queryset.model))
-                .order_by("-pk")
+                .order_by(f"-{self.key}")
                 .iterator(chunk_size=min(self.limit + 1, FETCH_ROWS))
             )
             with closing(rows):
@@ -109,6 +115,14 @@ class CursorPagination(BasePagination):
                 details=[FieldError("cursor", "Use the cursor from a Link header.")],
             ) from None
         return self.page
+
+    def _after(self, queryset, cursor: str):
+        """The key the page starts after, from a cursor of a `Link`."""
+        return _decode(cursor)
+
+    def _cursor(self, row) -> str:
+        """The cursor of the page after `row`."""
+        return _encode(row.pk)
 
     def _take(self, rows) -> tuple[list, bool]:
         """The rows of the page, read a few at a time, and whether any is left after them."""
@@ -134,7 +148,7 @@ class CursorPagination(BasePagination):
         )
         more = self.more or served < len(data)
         data = data[:served]
-        self.next_cursor = _encode(self.page[served - 1].pk) if more and served else None
+        self.next_cursor = self._cursor(self.page[served - 1]) if more and served else None
         next_link = self.get_next_link()
         headers = {"Link": f'<{next_link}>; rel="next"'} if next_link else None
         return Response(data, headers=headers)
@@ -159,3 +173,27 @@ class CursorPagination(BasePagination):
                 "schema": {"type": "string"},
             },
         ]
+
+
+class VersionCursorPagination(CursorPagination):
+    """An entity's revisions, newest version first, keyed on the version (`v<version>` in
+    the cursor): the page is read from the (entity, version) index, however many revisions
+    the entity has (keyed on their ids, every revision of the entity was read and sorted for
+    each page: 0.5 s at 500,000). A cursor of the pages keyed on ids (a revision's id, handed
+    out before) goes on from that revision's version."""
+
+    key = "version"
+
+    def _after(self, queryset, cursor: str) -> int:
+        after = _unwrapped(cursor)
+        if after.startswith("v") and after[1:].isdigit() and len(after) < 12:
+            return int(after[1:])
+        if not after.isdigit() or len(after) > 19:
+            raise ValueError(cursor)
+        version = queryset.filter(pk=int(after)).values_list("version", flat=True).first()
+        if version is None:
+            raise ValueError(cursor)
+        return version
+
+    def _cursor(self, row) -> str:
+        return _encode(f"v{row.version}")
