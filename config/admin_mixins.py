@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.admin.views.main import SEARCH_VAR
+from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, SEARCH_VAR
 from django.db import IntegrityError, models
 from django.db.models import ProtectedError
 from django.http import HttpResponseRedirect
@@ -69,14 +69,19 @@ class LargeListMixin:
     unfiltered one counts the table by its estimate once it is large.
 
     A search reads what it could match (a text in every entity's data: seconds at a million
-    rows), so its statements stop after ADMIN_SEARCH_TIMEOUT_S: the list is shown again
-    without the search, its filters kept, saying so."""
+    rows), an ordering by a column no index keeps sorts the whole list, and a page far down
+    reads every row before it (its OFFSET): with any of them, the list's statements stop
+    after ADMIN_SEARCH_TIMEOUT_S, and the list is shown again without them, its filters
+    kept, saying so. (Only the list's GET: an action posted from it writes, unlimited.)"""
 
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    # What may make a list read far more than its page: a search, an ordering, a page number.
+    LIMITED = {SEARCH_VAR: "search", ORDER_VAR: "ordering", PAGE_VAR: "page"}
 
     def changelist_view(self, request, extra_context=None):
-        if not request.GET.get(SEARCH_VAR):
+        asked = [name for name in self.LIMITED if request.GET.get(name)]
+        if not asked or request.method != "GET":  # an action's POST writes: not limited
             return super().changelist_view(request, extra_context)
         try:
             with time_limited(settings.ADMIN_SEARCH_TIMEOUT_S):
@@ -85,13 +90,17 @@ class LargeListMixin:
                     response.render()
                 return response
         except TooSlow:
+            what = " and ".join(self.LIMITED[name] for name in asked)
+            if SEARCH_VAR in asked:
+                what = f"{what} (for {request.GET[SEARCH_VAR][:100]!r})"
             self.message_user(
                 request,
-                f"The search for {request.GET[SEARCH_VAR][:100]!r} took more than "
-                f"{settings.ADMIN_SEARCH_TIMEOUT_S:g} seconds and was stopped: narrow the list "
-                "with a filter first, or search for an exact id.",
+                f"The list's {what} took more than {settings.ADMIN_SEARCH_TIMEOUT_S:g} seconds "
+                "and was stopped: narrow the list with a filter first, or search for an exact "
+                "id.",
                 messages.ERROR,
             )
-            unsearched = request.GET.copy()
-            del unsearched[SEARCH_VAR]
-            return HttpResponseRedirect(f"{request.path}?{unsearched.urlencode()}")
+            plain = request.GET.copy()
+            for name in asked:
+                del plain[name]
+            return HttpResponseRedirect(f"{request.path}?{plain.urlencode()}")

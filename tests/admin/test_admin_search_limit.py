@@ -13,6 +13,7 @@ import pytest
 from django.contrib.admin.utils import quote
 from django.db import connection
 
+from entities.models import Entity
 from jobs.experiments.models import Experiment
 from jobs.models import Run
 from tests.factories import make_entities, make_versions, make_workflow
@@ -67,6 +68,39 @@ def test_a_search_of_the_entities_past_its_time_shows_the_list_without_it(
     page = staff.get(response["Location"]).content.decode()
     assert "took more than 0.3 seconds and was stopped" in page
     assert all(pk in page for pk in ids)  # the list, its filter kept
+
+
+@pytest.mark.parametrize(
+    ("asked", "left", "said"),
+    [
+        ("status=draft&o=-5", "status=draft", "ordering"),
+        ("p=2&status=draft", "status=draft", "page"),
+        ("q=Item&o=2", "", "search and ordering (for 'Item')"),
+    ],
+)
+def test_an_ordering_or_a_page_past_its_time_is_stopped_too(
+    staff, product_type, slow_searches, asked, left, said
+):
+    make_entities(product_type, 3)
+    with _entities_locked(for_s=5):
+        response = staff.get(f"/admin/entities/entity/?{asked}")
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/entities/entity/?{left}"
+    page = staff.get(response["Location"]).content.decode()
+    assert f"The list&#x27;s {said.replace(chr(39), '&#x27;')} took more than 0.3" in page
+
+
+def test_an_action_posted_from_a_searched_list_is_not_limited(staff, product_type, slow_searches):
+    """A delete of the entities a search found writes for as long as it takes."""
+    ids = make_entities(product_type, 2)
+    with _entities_locked(for_s=1.5):  # past the 0.3 s a list's statements get
+        response = staff.post(
+            "/admin/entities/entity/?q=Item",
+            {"action": "delete_selected", "_selected_action": ids, "post": "yes"},
+        )
+    assert response.status_code == 302
+    assert "took more than" not in staff.get(response["Location"]).content.decode()
+    assert not Entity.objects.filter(pk__in=ids).exists()
 
 
 def test_the_run_forms_search_past_its_time_says_so_and_runs_nothing(
