@@ -5,6 +5,7 @@ import pytest
 from django.contrib.admin.utils import quote
 
 from entities.models import Entity
+from entities.services import entities_bulk_create
 from jobs.models import Run
 from tests.factories import make_entities, make_workflow
 
@@ -81,3 +82,34 @@ def test_the_test_form_offers_the_matches_of_its_search(staff, product_type):
         f"/admin/workflows/workflow/{quote(workflow.pk)}/test/", {"q": "walnut desk 1"}
     ).content.decode()
     assert html.count('<option value="ent_') == 1 and ids[1] in html
+
+
+def test_text_the_stored_json_escapes_is_found_as_typed(staff, product_type):
+    """PostgreSQL reads the data as jsonb's text, where a `"` in a value is `\\"` and a `\\`
+    is `\\\\`: a search for `12" screen` found nothing. Letters not in ASCII are as typed."""
+    ids = entities_bulk_create(
+        entity_type=product_type,
+        items=[
+            {"data": {"title": 'Monitor 12" screen', "price": 1}},
+            {"data": {"title": "C:\\drivers", "price": 2}},
+            {"data": {"title": "Crème brûlée\nline two", "price": 3}},
+            {"data": {"title": "50% off_now", "price": 4}},
+        ],
+    )
+    expected = {
+        '12" screen': [ids[0]],
+        "C:\\drivers": [ids[1]],
+        "crème BRÛLÉE": [ids[2]],
+        "brûlée\nline": [ids[2]],
+        "50% off_": [ids[3]],
+        "%": [ids[3]],
+    }
+    for text, found in expected.items():
+        assert list(Entity.objects.filter(data__icontains=text).values_list("pk", flat=True)) == (
+            found
+        ), text
+        page = staff.get("/admin/entities/entity/", {"q": text}).content.decode()
+        assert {pk for pk in ids if pk in page} == set(found), text
+    # The JSON's own syntax is not searched (the admin's search reads `"title"` as a phrase,
+    # the word title, which every key matches).
+    assert not Entity.objects.filter(data__icontains='"title": "Monitor').exists()
