@@ -80,6 +80,19 @@ def registry_collect(*extra) -> CollectorRegistry:
     return registry
 
 
+def metrics_files_clear(folder: str) -> int:
+    """Delete the processes' files in `folder` (PROMETHEUS_MULTIPROC_DIR) as the machine's
+    processes start: the files of processes gone before (a Ctrl-C'd demo, whose children were
+    never marked dead) would keep their live gauges (calls in flight) and add their counters
+    to the new ones'. Returns how many it deleted."""
+    deleted = 0
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
+            deleted += 1
+    return deleted
+
+
 def process_dead(pid: int) -> None:
     """Drop a finished process's live gauges (its counters stay counted)."""
     multiprocess.mark_process_dead(pid)

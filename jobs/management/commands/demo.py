@@ -3,10 +3,12 @@ import shutil
 import socket
 import sys
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from config.env import BASE_DIR
+from config.metrics import metrics_files_clear
 from jobs.demo import demo_seed
 
 
@@ -94,6 +96,8 @@ class Command(BaseCommand):
         # Batch runs end within seconds on the local stand-in: poll them that often too.
         env.setdefault("AI_BATCH_POLL_S", "5")
         honcho = shutil.which("honcho", path=bin_dir) or "honcho"
+        # The machine's processes start: a new set of counters (README, Metrics).
+        metrics_files_clear(settings.PROMETHEUS_MULTIPROC_DIR)
         sys.stdout.flush()
         os.chdir(BASE_DIR)
         # Replace this process so Ctrl-C stops web and workers together.
