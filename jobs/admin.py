@@ -15,7 +15,7 @@ from django.utils.html import format_html
 
 from config.api.errors import DomainError
 from config.api.templatetags.admin_values import usd
-from entities.revisions import run_changed_counts, run_changed_during_count
+from entities.run_changes import run_changed_counts, run_changed_during_count
 from jobs import (
     retries,
     reverts,

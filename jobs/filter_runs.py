@@ -27,7 +27,7 @@ from django.utils import timezone
 from config.api.errors import FieldError, InvalidInput
 from entities.filters import entities_matching
 from entities.models import Entity
-from entities.revisions import run_changed_batch
+from entities.run_changes import run_changed_batch
 from jobs import queue
 from jobs.costs import budget_columns, workflow_estimate
 from jobs.engine.parking import run_turn_take, runs_lock

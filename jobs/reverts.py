@@ -25,7 +25,8 @@ from config.api.errors import Conflict
 from config.api.fields import to_millis
 from entities.commits import PublishedAt
 from entities.models import EntityRevision
-from entities.revisions import change_undo, run_revisions_of
+from entities.revisions import change_undo
+from entities.run_changes import run_revisions_of
 from jobs.engine.states import ENTITY_GONE
 from jobs.filter_runs import run_start_in_batches
 from jobs.models import Run, RunLog, TriggerType

@@ -10,10 +10,8 @@ from django.utils import timezone
 from config.api.fields import to_millis
 from entities.commits import WorkingCopy, entities_commit
 from entities.models import Entity, EntityRevision
-from entities.revisions import (
-    RevisionSource,
-    Source,
-    revisions_prune,
+from entities.revisions import RevisionSource, Source, revisions_prune
+from entities.run_changes import (
     run_changed_batch,
     run_changed_counts,
     run_changed_during_count,
@@ -304,7 +302,8 @@ def _revision_rows_read(sql: str, params: list) -> int:
     return read
 
 
-# Two commits per entity: a publish between two transforms, so 2 revisions each.
+# Two commits per entity: a publish between two transforms, so 2 revisions each (unlike
+# PUBLISH_BETWEEN, a second run of it changes nothing but the status it publishes).
 TWO_COMMITS = [
     {
         "id": "s",
