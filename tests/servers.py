@@ -38,6 +38,10 @@ class Receiver:
     answer_bytes: int = 0  # answer 200 with a body this long, written until the client leaves
     drip: tuple[str, int, float] | None = None  # ("headers" | "body", bytes, seconds apart)
     sent: int = 0  # bytes of `answer_bytes` or `drip` written before the client left
+    # Past this many requests, each waits for `release` before answering (0: none waits):
+    # a test holds its senders mid-send, then lets them go.
+    hold_after: int = 0
+    release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -87,6 +91,9 @@ def start_receiver() -> tuple[Receiver, ThreadingHTTPServer]:
             with receiver.lock:
                 receiver.requests.append(Received(self.path, dict(self.headers), body, time.time()))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
+                held = 0 < receiver.hold_after < len(receiver.requests)
+            if held:
+                receiver.release.wait(timeout=60)
             if receiver.delay:
                 time.sleep(receiver.delay)
             if receiver.redirect_to:

@@ -38,6 +38,7 @@ def test_cancel_during_a_large_run_stops_new_steps(
 ):
     settings.RUN_CHUNK_SIZE = settings.RUN_CHUNK_SIZE_MAX = 20  # 20 a chunk, however many
     receiver.delay = 0.2
+    receiver.hold_after = 30  # the 31st send and those after it wait until the cancel is asked
     workflow = make_workflow(
         product_type,
         [
@@ -47,16 +48,14 @@ def test_cancel_during_a_large_run_stops_new_steps(
     )
     ids = make_entities(product_type, 600)
     run = start_run(workflow, ids)
-    deadline = time.monotonic() + 60
-    held = RunItem.objects.filter(run=run, status="running")
-    # Sending, and a worker holding a chunk as the cancel is asked (between two chunks of
-    # both processes, a loaded machine's moment, the cancel found none held and ended it).
-    while len(receiver.requests) < 30 or not held.exists():
-        assert time.monotonic() < deadline, "the run did not start"
-        time.sleep(0.02)
+    # A worker is mid-send, holding its chunk, as the cancel is asked (asked between two
+    # chunks of both processes, the cancel would find none held and end the run at once).
+    wait_until(lambda: len(receiver.requests) > 30, "a send held", timeout=60)
+    assert RunItem.objects.filter(run=run, status="running").exists()
 
     response = api.post(f"/api/v1/jobs/{run.job.pk}/cancel")
     cancelled_at = time.time()
+    receiver.release.set()
     # Workers hold chunks: the run ends `cancelled` once they have ended their entities.
     assert response.status_code == 202
     assert response.json()["status"] == "running" and response.json()["cancelRequestedAt"]
