@@ -130,6 +130,8 @@ def _judge(scorer, experiment_id, entity, sides, engine) -> dict:
 
 
 def _ask(scorer: dict, engine: ShadowEngine, prompt: str, schema: dict) -> dict:
+    if engine.cancelled():  # its row will not be written: a call now would be paid for nothing
+        raise StepError("The experiment was cancelled.")
     reached = engine.budget_reached()
     if reached is not None:
         raise StepError(reached)

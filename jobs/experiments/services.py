@@ -276,13 +276,15 @@ def _chunk_run(experiment: Experiment, first: int, ids: list[str], key: str) -> 
     )
     # What the calls used is counted with the rows that show it: a delivery killed before
     # this commit counted nothing (its redelivery makes the calls again, and counts them).
+    # A cancel asked while the judges scored them (after the check above) writes no row.
     with transaction.atomic():
         if waiting:  # their ended sides are kept with them until every side has ended
             for pk in waiting:
                 for arm, side in sides[pk].items():
                     left.ended[(pk, arm)] = (position.get(pk, 0), side)
             sides_store(experiment, engine, left, key=key)
-        ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
+        if experiment_goes_on(experiment.pk):
+            ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
         engine.flush()
 
 

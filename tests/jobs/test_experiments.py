@@ -4,6 +4,7 @@ rules and judge verdicts, the judge's A/B order mapped back, budget and cancel."
 
 import json
 import re
+import time
 from datetime import timedelta
 from unittest import mock
 
@@ -13,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from entities.models import Entity
-from jobs.experiments import services, summaries
+from jobs.experiments import scorers, services, shadow, summaries
 from jobs.experiments.log import experiment_log
 from jobs.experiments.models import Experiment, ExperimentLog, ExperimentStatus
 from jobs.experiments.scorers import candidate_is_a
@@ -131,6 +132,41 @@ def test_cancel_ends_it_and_nothing_more_is_written(product_type, openai_server,
     assert experiment.status == ExperimentStatus.CANCELLED
     assert experiment.results.count() == 5
     assert Experiment.objects.get(pk=experiment.pk).done == 5
+
+
+def test_a_cancel_while_the_judges_score_a_chunk_stops_them_and_writes_nothing(
+    product_type, openai_server, settings
+):
+    """Cancelled after a chunk's steps ran, while its judges score the entities: no judge
+    call starts after it and the chunk writes no row (the summary stored at the cancel stays
+    what the results show)."""
+    settings.EXPERIMENT_CHUNK_SIZE = 5
+    workflow, baseline, candidate = make_versions(product_type)
+    answer_by_prompt(openai_server)
+    experiment = services.experiment_start(
+        workflow=workflow,
+        baseline=baseline,
+        candidate=candidate,
+        scorers=SCORERS_OF_EACH_TYPE,
+        entity_ids=make_entities(product_type, 5),
+    )
+    real_verdicts = scorers.verdicts_of
+
+    def cancel_first(**kwargs):
+        if not Experiment.objects.get(pk=experiment.pk).is_ended:
+            services.experiment_cancel(experiment_id=experiment.pk)
+            time.sleep(shadow.CHECK_INTERVAL_S)  # what a chunk's next check reads is as old
+        return real_verdicts(**kwargs)
+
+    with mock.patch("jobs.experiments.sides.verdicts_of", side_effect=cancel_first):
+        services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
+    judged = [prompt for prompt in openai_server.prompts() if "<A>" in prompt]
+    assert judged == []
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.CANCELLED
+    assert not experiment.results.exists() and experiment.done == 0
+    assert experiment.summary["arms"]["baseline"]["completed"] == 0
+    assert experiment.input_tokens > 0  # the sides' calls made before it count all the same
 
 
 def test_ended_experiments_are_pruned_after_runs_keep_days(product_type, settings):
