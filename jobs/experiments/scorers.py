@@ -79,15 +79,17 @@ def _rules(scorer: dict, sides: dict) -> dict:
     return verdict
 
 
-def _shown(scorer: dict, side: dict) -> str:
-    """What the judge reads of a side: its outcome, and its data's `fields` (default: those
-    either side changed)."""
+def _shown(scorer: dict, side: dict, entity: dict) -> str:
+    """What the judge reads of a side: its outcome, and its `fields` (default: those either
+    side changed) as it left them; `status` (the entity's, which a side's data does not
+    hold, unless a field of its own is named so) as the side left it."""
     if side["outcome"] == "failed":
         return json.dumps({"failed": side["error"]}, ensure_ascii=False)
+    left = {"status": entity["status"]}
+    left.update((c["field"], c["after"]) for c in side["changes"] if c["field"] == "status")
+    left.update(side["data"])
     names = scorer.get("fields") or scorer["_changed"]
-    return json.dumps(
-        {name: side["data"].get(name) for name in names}, ensure_ascii=False, sort_keys=True
-    )
+    return json.dumps({name: left.get(name) for name in names}, ensure_ascii=False, sort_keys=True)
 
 
 def _judge(scorer, experiment_id, entity, sides, engine) -> dict:
@@ -103,12 +105,13 @@ def _judge(scorer, experiment_id, entity, sides, engine) -> dict:
         if scorer["mode"] == "pairwise":
             a_is_candidate = candidate_is_a(experiment_id, entity["id"])
             a, b = ("candidate", "baseline") if a_is_candidate else ("baseline", "candidate")
+            shown_a, shown_b = (_shown(scorer, sides[arm], entity) for arm in (a, b))
             answer = _ask(
                 scorer,
                 engine,
                 f"{instructions}\n\nWhich answer better follows the instructions above? Reply "
                 'as JSON {"winner": "A" | "B" | "tie", "reason": "..."}.\n\n'
-                f"<A>\n{_shown(scorer, sides[a])}\n</A>\n\n<B>\n{_shown(scorer, sides[b])}\n</B>",
+                f"<A>\n{shown_a}\n</A>\n\n<B>\n{shown_b}\n</B>",
                 PAIRWISE_SCHEMA,
             )
             winner = {"A": a, "B": b}.get(answer["winner"], "tie")
@@ -120,7 +123,7 @@ def _judge(scorer, experiment_id, entity, sides, engine) -> dict:
                     engine,
                     f"{instructions}\n\nScore this answer from 1 (worst) to 5 (best) for how "
                     'well it follows the instructions above. Reply as JSON {"score": 1-5, '
-                    f'"reason": "..."}}.\n\n<answer>\n{_shown(scorer, side)}\n</answer>',
+                    f'"reason": "..."}}.\n\n<answer>\n{_shown(scorer, side, entity)}\n</answer>',
                     SCORE_SCHEMA,
                 )
                 verdict[arm] = {"score": answer["score"], "reason": answer["reason"]}

@@ -21,6 +21,7 @@ from jobs.experiments.scorers import candidate_is_a
 from jobs.models import Job
 from tests.factories import (
     SCORERS_OF_EACH_TYPE,
+    ai_generate_step,
     answer_by_prompt,
     experiment_run_inline,
     make_entities,
@@ -92,6 +93,33 @@ def test_an_always_a_judge_wins_about_half(product_type, openai_server, settings
     score = summaries.scores_summary(experiment)[0]
     assert score["wins"] + score["losses"] == 200
     assert 70 <= score["wins"] <= 130
+
+
+def test_a_judge_reads_the_status_each_side_left(product_type, openai_server, settings):
+    """The candidate leaves the entity a draft where the baseline publishes it: the judge is
+    shown each side's status (a change either side made), not null for both."""
+    settings.EXPERIMENT_CHUNK_SIZE = 5
+    workflow, baseline, _ = make_versions(product_type)
+    workflow = workflow_update(
+        workflow_id=workflow.pk,
+        steps=[ai_generate_step("LONG: {{ entity.title }}")],
+        draft=True,
+    )
+    candidate = workflow.versions.get(number=3)
+    answer_by_prompt(openai_server)
+    experiment = services.experiment_start(
+        workflow=workflow,
+        baseline=baseline,
+        candidate=candidate,
+        scorers=[SCORERS_OF_EACH_TYPE[1]],
+        entity_ids=make_entities(product_type, 2),
+    )
+    experiment_run_inline(experiment)
+    [judged, _] = [prompt for prompt in openai_server.prompts() if "<A>" in prompt]
+    shown = {
+        side: json.loads(judged.split(f"<{side}>")[1].split(f"</{side}>")[0]) for side in ("A", "B")
+    }
+    assert sorted(side["status"] for side in shown.values()) == ["draft", "published"], shown
 
 
 def test_a_budget_stops_the_model_calls(product_type, openai_server, settings):
