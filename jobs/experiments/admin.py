@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -191,6 +191,8 @@ class ExperimentAdmin(RecordAdmin):
         """The next blind comparison of `scorer` no one has decided: the entity, then its two
         sides as A and B (in the entity's seeded order; the versions are not named)."""
         experiment = self._experiment(request, object_id, entity_data=True)
+        if not any(s["type"] == "human" and s["name"] == scorer for s in experiment.scorers):
+            raise Http404(f"This experiment has no human scorer {scorer!r}.")
         if request.method == "POST":
             if not request.user.has_perm("jobs.change_experiment"):
                 raise PermissionDenied

@@ -125,6 +125,15 @@ def test_a_decided_comparison_is_not_decided_twice(admin_client, experiment):
     assert "Pick A, B or tie." in answer.content.decode()
 
 
+@pytest.mark.parametrize("scorer", ["nobody", "short"])
+def test_a_queue_of_a_name_no_human_scorer_has_is_not_found(admin_client, experiment, scorer):
+    """A name the experiment's human scorers lack (a typo, a rules scorer's) has no queue:
+    a 404, not a page saying that every comparison of it is decided."""
+    page = admin_client.get(_url(experiment, f"compare/{scorer}/"))
+    assert page.status_code == 404
+    assert "is decided" not in page.content.decode()
+
+
 def _staff(client, django_user_model, *codenames: str):
     user = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
     user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
