@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -16,7 +16,7 @@ from config.api.errors import DomainError
 from config.api.templatetags.admin_values import as_json_text, cut_text
 from entities.json_values import json_equal
 from entities.selectors import entity_labels
-from jobs.experiments import human, summaries
+from jobs.experiments import human, services, summaries
 from jobs.experiments.models import Experiment
 from jobs.experiments.selectors import entities_waiting
 from jobs.record_admin import LOGS_SHOWN, TEXT_SHOWN, RecordAdmin
@@ -29,6 +29,8 @@ from jobs.waits.ai_batch.selectors import experiment_batches
 ENTITY_DATA = "entities.view_entity"
 
 PAGE_SIZE = 50
+# Cancelling an experiment is cancelling its job, as the API's `POST /jobs/:id/cancel` is.
+CANCEL_PERMISSION = "jobs.change_job"
 
 
 def _shown(value) -> str:
@@ -107,6 +109,11 @@ class ExperimentAdmin(RecordAdmin):
                 view(self.progress_view),
                 name="jobs_experiment_progress",
             ),
+            path(
+                "<path:object_id>/cancel/",
+                view(self.cancel_view),
+                name="jobs_experiment_cancel",
+            ),
             *super().get_urls(),
         ]
 
@@ -122,6 +129,22 @@ class ExperimentAdmin(RecordAdmin):
                 "ended": experiment.is_ended,
             }
         )
+
+    def cancel_view(self, request, object_id):
+        """POST: cancel the experiment, as the API's cancel of its job does (with its
+        permission), and show its page again."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        experiment = self._experiment(request, object_id)
+        if not request.user.has_perm(CANCEL_PERMISSION):
+            raise PermissionDenied
+        try:
+            services.experiment_cancel(experiment_id=experiment.pk)
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        else:
+            self.message_user(request, "The experiment was cancelled.")
+        return redirect("admin:jobs_experiment_change", quote(experiment.pk))
 
     def _experiment(self, request, object_id, *, entity_data: bool = False) -> Experiment:
         """The experiment, if the user may view it; `entity_data`: and read its entities'
@@ -178,6 +201,7 @@ class ExperimentAdmin(RecordAdmin):
                 {"name": name, "left": human.human_pending(experiment, name).count()}
                 for name in humans
             ],
+            "can_cancel": request.user.has_perm(CANCEL_PERMISSION),
             "can_publish": request.user.has_perm("workflows.change_workflow")
             and experiment.candidate.number != experiment.workflow.version,
             "publish_url": reverse(
