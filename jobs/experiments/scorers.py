@@ -16,7 +16,7 @@ from jobs.costs import model_of
 from jobs.experiments.shadow import ShadowEngine
 from workflows.providers import GenerationRequest, provider_get
 from workflows.steps.ai_generate import CallsFailed, answer_generate, priced
-from workflows.steps.runtime import StepError
+from workflows.steps.runtime import StepError, get_path
 from workflows.steps.validate import rule_problems
 from workflows.templating import TemplateError, render
 
@@ -81,15 +81,21 @@ def _rules(scorer: dict, sides: dict) -> dict:
 
 def _shown(scorer: dict, side: dict, entity: dict) -> str:
     """What the judge reads of a side: its outcome, and its `fields` (default: those either
-    side changed) as it left them; `status` (the entity's, which a side's data does not
-    hold, unless a field of its own is named so) as the side left it."""
+    side changed; dotted paths read nested values) as it left them; `status` (the entity's,
+    which a side's data does not hold, unless a field of its own is named so) as the side
+    left it."""
     if side["outcome"] == "failed":
         return json.dumps({"failed": side["error"]}, ensure_ascii=False)
     left = {"status": entity["status"]}
     left.update((c["field"], c["after"]) for c in side["changes"] if c["field"] == "status")
     left.update(side["data"])
     names = scorer.get("fields") or scorer["_changed"]
-    return json.dumps({name: left.get(name) for name in names}, ensure_ascii=False, sort_keys=True)
+    return json.dumps(
+        # A name is a key (the changes' are) or a dotted path (`seo.title`), as a rule reads.
+        {name: left[name] if name in left else get_path(left, name) for name in names},
+        ensure_ascii=False,
+        sort_keys=True,
+    )
 
 
 def _judge(scorer, experiment_id, entity, sides, engine) -> dict:

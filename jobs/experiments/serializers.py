@@ -33,7 +33,8 @@ class ScorerSerializer(StrictSerializer):
         child=serializers.CharField(max_length=200),
         required=False,
         max_length=100,
-        help_text="`judge`: the fields of each side it reads (default: those either changed).",
+        help_text="`judge`: the fields of each side it reads, dotted paths for nested values "
+        "(default: those either changed).",
     )
 
     def validate_name(self, name: str) -> str:

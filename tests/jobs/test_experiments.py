@@ -26,6 +26,7 @@ from tests.factories import (
     experiment_run_inline,
     make_entities,
     make_versions,
+    make_workflow,
 )
 from tests.servers import Reply
 from workflows.services import workflow_update
@@ -120,6 +121,39 @@ def test_a_judge_reads_the_status_each_side_left(product_type, openai_server, se
         side: json.loads(judged.split(f"<{side}>")[1].split(f"</{side}>")[0]) for side in ("A", "B")
     }
     assert sorted(side["status"] for side in shown.values()) == ["draft", "published"], shown
+
+
+def test_a_judge_reads_the_fields_it_names_by_dotted_paths(product_type, openai_server, settings):
+    """`fields: ["seo.description"]` reads that nested value of each side, as a rule and
+    every step read a dotted path, not null for both."""
+    settings.EXPERIMENT_CHUNK_SIZE = 5
+
+    def steps(prompt):
+        step = ai_generate_step(prompt)
+        return [{**step, "config": {**step["config"], "outputField": "seo.description"}}]
+
+    workflow = make_workflow(product_type, steps("Short: {{ entity.title }}"))
+    workflow = workflow_update(
+        workflow_id=workflow.pk, steps=steps("LONG: {{ entity.title }}"), draft=True
+    )
+    baseline, candidate = workflow.versions.order_by("number")
+    answer_by_prompt(openai_server)
+    judge = {**SCORERS_OF_EACH_TYPE[1], "fields": ["seo.description", "title"]}
+    experiment = services.experiment_start(
+        workflow=workflow,
+        baseline=baseline,
+        candidate=candidate,
+        scorers=[judge],
+        entity_ids=make_entities(product_type, 1),
+    )
+    experiment_run_inline(experiment)
+    [judged] = [prompt for prompt in openai_server.prompts() if "<A>" in prompt]
+    shown = [json.loads(judged.split(f"<{side}>")[1].split(f"</{side}>")[0]) for side in ("A", "B")]
+    assert sorted(side["seo.description"] for side in shown) == [
+        "A much longer and more detailed description.",
+        "Short one.",
+    ], shown
+    assert {side["title"] for side in shown} == {"Item 0"}
 
 
 def test_a_budget_stops_the_model_calls(product_type, openai_server, settings):
