@@ -4,6 +4,7 @@ rules and judge verdicts, the judge's A/B order mapped back, budget and cancel."
 
 import json
 import re
+import threading
 import time
 from datetime import timedelta
 from unittest import mock
@@ -14,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from entities.models import Entity
-from jobs.experiments import scorers, services, shadow, summaries
+from jobs.experiments import human, scorers, services, shadow, summaries
 from jobs.experiments.log import experiment_log
 from jobs.experiments.models import Experiment, ExperimentLog, ExperimentStatus
 from jobs.experiments.scorers import candidate_is_a
@@ -514,3 +515,60 @@ def test_an_experiment_job_ended_by_a_worker_behind_does_not_complete_before_it_
     assert ended.status == ExperimentStatus.COMPLETED
     job = api.get(f"/api/v1/jobs/{ended.job.pk}").json()
     assert job["completedAt"] >= job["startedAt"], job
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_human_picks_at_once_on_an_ended_experiment_both_count_in_its_summary(
+    product_type, openai_server, settings
+):
+    """Two people pick in the same queue at the same moment (scoring happens after the end,
+    when the summary is stored): the summary stored last counts both picks, whichever of
+    them computed it first."""
+    settings.EXPERIMENT_CHUNK_SIZE = 5
+    workflow, baseline, candidate = make_versions(product_type)
+    answer_by_prompt(openai_server)
+    with mock.patch("jobs.queue.experiment_chunks_enqueue"):  # no worker of the session's
+        experiment = services.experiment_start(
+            workflow=workflow,
+            baseline=baseline,
+            candidate=candidate,
+            scorers=[{"type": "human", "name": "people"}],
+            entity_ids=make_entities(product_type, 2),
+        )
+    experiment = experiment_run_inline(experiment)
+    first, second = experiment.results.order_by("position")
+    computed, stored = threading.Event(), threading.Event()
+    real_scores = summaries.scores_summary
+
+    def slow_for_the_first(of):
+        scores = real_scores(of)
+        if threading.current_thread() is picker:  # computed before the second pick's commit
+            computed.set()
+            stored.wait(timeout=3)
+        return scores
+
+    def pick(result):
+        try:
+            human.human_decide(
+                experiment_id=experiment.pk,
+                result_id=result.pk,
+                scorer="people",
+                choice="tie",
+                comment="",
+                user_id=None,
+            )
+        finally:
+            connection.close()
+
+    with mock.patch.object(summaries, "scores_summary", side_effect=slow_for_the_first):
+        picker = threading.Thread(target=pick, args=(first,))
+        picker.start()
+        assert computed.wait(timeout=10)
+        pick_second = threading.Thread(target=pick, args=(second,))
+        pick_second.start()
+        pick_second.join(timeout=10)
+        stored.set()
+        picker.join(timeout=10)
+        pick_second.join(timeout=10)
+    [score] = Experiment.objects.get(pk=experiment.pk).summary["scores"]
+    assert score["ties"] == 2, score
