@@ -25,6 +25,7 @@ from jobs import (
 from jobs.cancel import run_cancel
 from jobs.engine.waits import waits_describe
 from jobs.experiments import admin as experiments_admin  # noqa: F401 (registers its admin)
+from jobs.experiments.models import WORKERS_ONLY
 from jobs.models import (
     ItemStatus,
     Job,
@@ -266,6 +267,9 @@ class JobAdmin(RecordAdmin):
     list_filter = ["type", "run__status"]
     search_fields = ["id", "run__id", "experiment__id"]
     list_select_related = ["run", "experiment"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer(*(f"experiment__{f}" for f in WORKERS_ONLY))
 
     @admin.display(description="status", ordering="run__status")
     def status(self, job):

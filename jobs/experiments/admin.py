@@ -17,7 +17,7 @@ from config.api.templatetags.admin_values import as_json_text, cut_text
 from entities.json_values import json_equal
 from entities.selectors import entity_labels
 from jobs.experiments import human, services, summaries
-from jobs.experiments.models import Experiment
+from jobs.experiments.models import WORKERS_ONLY, Experiment
 from jobs.experiments.selectors import entities_waiting
 from jobs.record_admin import LOGS_SHOWN, TEXT_SHOWN, RecordAdmin
 from jobs.waits.ai_batch.kind import BATCHES_SHOWN
@@ -87,6 +87,9 @@ class ExperimentAdmin(RecordAdmin):
     list_filter = ["status"]
     search_fields = ["id", "workflow__id", "workflow__name"]
     list_select_related = ["workflow", "baseline", "candidate"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer(*WORKERS_ONLY)
 
     @admin.display(description="baseline")
     def baseline_number(self, experiment):

@@ -8,6 +8,8 @@ import pytest
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from config.api.templatetags.admin_values import VALUE_CHARS_SHOWN
 from jobs.experiments import summaries
@@ -312,3 +314,15 @@ def test_staff_who_may_not_cancel_its_job_are_not_offered_it_nor_can_post_it(
     assert viewer.get(_url(open_experiment, "cancel/")).status_code == 405
     open_experiment.refresh_from_db()
     assert open_experiment.status == ExperimentStatus.PENDING
+
+
+def test_the_experiments_and_jobs_lists_never_load_their_samples(admin_client, experiment):
+    """A page of 100 experiments (or of their jobs) read each one's sampled ids, up to
+    10,000 each, which no column shows."""
+    for url in ("/admin/jobs/experiment/", "/admin/jobs/job/"):
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(url).status_code == 200
+        read = [
+            q["sql"] for q in queries if re.search(r'"(entity_ids|chunk_deliveries)"', q["sql"])
+        ]
+        assert read == [], (url, read)

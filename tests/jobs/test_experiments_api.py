@@ -2,8 +2,11 @@
 it through its job; careless input is a 400 naming the problem and stores nothing."""
 
 import json
+import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from jobs.experiments.models import Experiment
 from jobs.models import Job
@@ -274,3 +277,41 @@ def test_a_scorer_name_with_dots_among_other_characters_is_taken(api, setup):
     workflow, ids = setup
     body = {"candidate": 2, "entityIds": ids, "scorers": [{"type": "human", "name": "v1.2 .."}]}
     assert _start(api, workflow, body).status_code == 202
+
+
+def test_lists_and_reads_of_experiments_and_their_jobs_never_load_their_samples(api, setup):
+    """An experiment's sampled ids (up to 10,000, a third of a megabyte of JSON) and its
+    chunks' deliveries are its workers' business: a page of 500 experiments or jobs read
+    them all before. The API's reads select neither."""
+    workflow, ids = setup
+    started = _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": []}).json()
+    paths = [
+        "/api/v1/experiments",
+        f"/api/v1/experiments/{started['id']}",
+        "/api/v1/jobs",
+        f"/api/v1/jobs/{started['jobId']}",
+    ]
+    for path in paths:
+        with CaptureQueriesContext(connection) as queries:
+            assert api.get(path).status_code == 200
+        read = [
+            q["sql"] for q in queries if re.search(r'"(entity_ids|chunk_deliveries)"', q["sql"])
+        ]
+        assert read == [], (path, read)
+
+
+def test_a_page_of_experiments_is_not_cut_short_by_their_samples(api, setup, settings):
+    """A page is cut where its JSON would pass API_MAX_PAGE_BYTES: an experiment's sample,
+    never served, counted in its size, so a page of experiments over large samples held a
+    few of them (about 12 of 10,000 entities each in the 4 MB default) whatever `limit`."""
+    workflow, _ = setup
+    ids = make_entities(workflow.entity_type, 300)
+    for _ in range(3):
+        _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": []})
+    served = len(api.get("/api/v1/experiments").content)
+    settings.API_MAX_PAGE_BYTES = 2 * served  # well above the page served, below 3 samples
+    assert len(json.dumps(ids)) * 3 > settings.API_MAX_PAGE_BYTES
+    page = api.get("/api/v1/experiments?limit=3")
+    assert len(page.json()) == 3 and "Link" not in page.headers
+    jobs = api.get("/api/v1/jobs?limit=3")
+    assert len(jobs.json()) == 3
