@@ -7,6 +7,7 @@ import re
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from openapi_schema_validator import OAS30Validator
 
 from jobs.experiments.models import Experiment
 from jobs.models import Job
@@ -17,6 +18,7 @@ from tests.factories import (
     make_entities,
     make_versions,
 )
+from workflows.usage import Usage
 
 pytestmark = pytest.mark.django_db
 
@@ -315,3 +317,33 @@ def test_a_page_of_experiments_is_not_cut_short_by_their_samples(api, setup, set
     assert len(page.json()) == 3 and "Link" not in page.headers
     jobs = api.get("/api/v1/jobs?limit=3")
     assert len(jobs.json()) == 3
+
+
+def test_each_side_of_a_result_shows_its_usage_as_every_usage_of_the_api(api, setup):
+    """`{inputTokens, cachedInputTokens, outputTokens, costUsd}`, as a run's, a job's and a
+    test's usage (one sum, shown alike), not its stored shape (nano-dollars, zeros left
+    out)."""
+    workflow, ids = setup
+    scored = {**JUDGE, "name": "scored", "mode": "score", "provider": "openai"}  # fails: error
+    scorers = [*SCORERS_OF_EACH_TYPE, scored]
+    body = _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": scorers}).json()
+    experiment = experiment_run_inline(Experiment.objects.get(pk=body["id"]))
+    results = api.get(f"/api/v1/experiments/{experiment.pk}/results").json()
+    assert {"error" in verdict for verdict in results[0]["verdicts"]} == {True, False}
+    row = next(r for r in results if r["entityId"] == ids[0])
+    stored = experiment.results.get(entity_id=ids[0])
+    for arm in ("baseline", "candidate"):
+        usage = row[arm]["usage"]
+        assert usage == Usage.of(getattr(stored, arm)["usage"]).summary()
+        assert set(usage) == {"inputTokens", "cachedInputTokens", "outputTokens", "costUsd"}
+        assert usage["inputTokens"] > 0 and isinstance(usage["costUsd"], float)
+    # ...and as the served schema describes a result (its sides and verdicts typed).
+    document = api.get("/api/v1/schema?format=json").json()
+    schema = {"$ref": "#/components/schemas/ExperimentResult", **document}
+    validator = OAS30Validator(schema)
+    for result in results:
+        assert list(validator.iter_errors(result)) == []
+    arms = api.get(f"/api/v1/experiments/{experiment.pk}").json()["arms"]
+    assert arms["candidate"]["inputTokens"] == sum(
+        r["candidate"]["usage"]["inputTokens"] for r in results
+    )
