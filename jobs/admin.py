@@ -275,15 +275,13 @@ class JobAdmin(RecordAdmin):
     def status(self, job):
         return (job.run or job.experiment).status
 
-    @admin.display(description="run")
+    @admin.display(description="run or experiment")
     def run_link(self, job):
         if job.run_id is None:  # an experiment's job
-            return job.experiment_id
-        return format_html(
-            '<a href="{}">{}</a>',
-            reverse("admin:jobs_run_change", args=[quote(job.run_id)]),
-            job.run_id,
-        )
+            page, pk = "admin:jobs_experiment_change", job.experiment_id
+        else:
+            page, pk = "admin:jobs_run_change", job.run_id
+        return format_html('<a href="{}">{}</a>', reverse(page, args=[quote(pk)]), pk)
 
 
 for kind in kinds:  # every kind of wait's admin pages

@@ -5,6 +5,7 @@ import json
 import re
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from openapi_schema_validator import OAS30Validator
@@ -193,7 +194,9 @@ def test_the_admin_lists_an_experiment_job(api, setup, admin_client):
     started = _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": []}).json()
     page = admin_client.get("/admin/jobs/job/")
     assert page.status_code == 200
-    assert started["id"] in page.content.decode()
+    # Its experiment is a link to the experiment's page, as a run's job links its run.
+    link = f'<a href="/admin/jobs/experiment/{quote(started["id"])}/change/">{started["id"]}</a>'
+    assert link in page.content.decode()
 
 
 def test_results_carry_entity_data_so_they_need_view_entity(api, setup):
