@@ -11,9 +11,9 @@
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 
 from jobs.costs import model_of
-from jobs.experiments.shadow import ShadowEngine
 from workflows.providers import GenerationRequest, provider_get
 from workflows.steps.ai_generate import CallsFailed, answer_generate, priced
 from workflows.steps.runtime import StepError, get_path
@@ -43,18 +43,35 @@ def candidate_is_a(experiment_id: str, entity_id: str) -> bool:
     return hashlib.sha256(f"{experiment_id}:{entity_id}".encode()).digest()[0] % 2 == 1
 
 
+@dataclass
+class Judged:
+    """An entity's verdicts, and what each of its judges' calls used (priced, stored shape)."""
+
+    verdicts: list[dict]
+    usages: list[dict] = field(default_factory=list)
+
+
 def verdicts_of(
-    *, scorers: list[dict], experiment_id: str, entity: dict, sides: dict, engine: ShadowEngine
-) -> list[dict]:
+    *,
+    scorers: list[dict],
+    experiment_id: str,
+    entity: dict,
+    sides: dict,
+    refused: str | None = None,
+) -> Judged:
     """Every scorer's verdict on one entity; `sides` is {"baseline": side, "candidate": side}
-    as `services.side_of` records them (with the working copy under `data`)."""
-    verdicts = []
+    as `sides.side_of` records them (with the working copy under `data`). Its judges' calls
+    are made here and nothing else is touched (entities are judged on threads, their calls
+    counted by the caller: `sides.results_of`); `refused` (the budget's message) fails each
+    judge's verdict without a call."""
+    judged = Judged([])
+    verdicts = judged.verdicts
     for scorer in scorers:
         kind = scorer["type"]
         if kind == "rules":
             verdicts.append(_rules(scorer, sides))
         elif kind == "judge":
-            verdicts.append(_judge(scorer, experiment_id, entity, sides, engine))
+            verdicts.append(_judge(scorer, experiment_id, entity, sides, refused, judged.usages))
         else:  # human
             verdicts.append(
                 {
@@ -65,7 +82,7 @@ def verdicts_of(
                     "candidateIsA": candidate_is_a(experiment_id, entity["id"]),
                 }
             )
-    return verdicts
+    return judged
 
 
 def _rules(scorer: dict, sides: dict) -> dict:
@@ -98,7 +115,7 @@ def _shown(scorer: dict, side: dict, entity: dict) -> str:
     )
 
 
-def _judge(scorer, experiment_id, entity, sides, engine) -> dict:
+def _judge(scorer, experiment_id, entity, sides, refused, usages) -> dict:
     verdict = {"name": scorer["name"], "type": "judge", "mode": scorer["mode"]}
     scorer = {
         **scorer,
@@ -114,7 +131,8 @@ def _judge(scorer, experiment_id, entity, sides, engine) -> dict:
             shown_a, shown_b = (_shown(scorer, sides[arm], entity) for arm in (a, b))
             answer = _ask(
                 scorer,
-                engine,
+                refused,
+                usages,
                 f"{instructions}\n\nWhich answer better follows the instructions above? Reply "
                 'as JSON {"winner": "A" | "B" | "tie", "reason": "..."}.\n\n'
                 f"<A>\n{shown_a}\n</A>\n\n<B>\n{shown_b}\n</B>",
@@ -126,7 +144,8 @@ def _judge(scorer, experiment_id, entity, sides, engine) -> dict:
             for arm, side in sides.items():
                 answer = _ask(
                     scorer,
-                    engine,
+                    refused,
+                    usages,
                     f"{instructions}\n\nScore this answer from 1 (worst) to 5 (best) for how "
                     'well it follows the instructions above. Reply as JSON {"score": 1-5, '
                     f'"reason": "..."}}.\n\n<answer>\n{_shown(scorer, side, entity)}\n</answer>',
@@ -138,12 +157,9 @@ def _judge(scorer, experiment_id, entity, sides, engine) -> dict:
     return verdict
 
 
-def _ask(scorer: dict, engine: ShadowEngine, prompt: str, schema: dict) -> dict:
-    if engine.cancelled():  # its row will not be written: a call now would be paid for nothing
-        raise StepError("The experiment was cancelled.")
-    reached = engine.budget_reached()
-    if reached is not None:
-        raise StepError(reached)
+def _ask(scorer: dict, refused: str | None, usages: list, prompt: str, schema: dict) -> dict:
+    if refused is not None:
+        raise StepError(refused)
     provider_name, model = model_of(scorer)  # as its price was checked at create
     provider = provider_get(provider_name)
     request = GenerationRequest(
@@ -155,12 +171,7 @@ def _ask(scorer: dict, engine: ShadowEngine, prompt: str, schema: dict) -> dict:
     try:
         answer, usage = answer_generate(provider, request, on_retry=lambda message: None)
     except CallsFailed as exc:  # answered, invalid: paid for all the same
-        _judge_spent(engine, priced(exc.usage, provider, request.model))
+        usages.append(priced(exc.usage, provider, request.model))
         raise
-    _judge_spent(engine, priced(usage, provider, request.model))
+    usages.append(priced(usage, provider, request.model))
     return answer
-
-
-def _judge_spent(engine: ShadowEngine, usage: dict) -> None:
-    engine.usage_record(usage)
-    engine.judge_usage(usage)

@@ -2,6 +2,7 @@
 OpenAI-compatible and Anthropic servers: both versions run in shadow mode (nothing written),
 rules and judge verdicts, the judge's A/B order mapped back, budget and cancel."""
 
+import dataclasses
 import json
 import re
 import threading
@@ -15,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from entities.models import Entity
-from jobs.experiments import human, scorers, services, shadow, summaries
+from jobs.experiments import human, services, shadow, summaries
 from jobs.experiments.log import experiment_log
 from jobs.experiments.models import Experiment, ExperimentLog, ExperimentStatus
 from jobs.experiments.scorers import candidate_is_a
@@ -31,6 +32,7 @@ from tests.factories import (
 )
 from tests.servers import Reply
 from workflows.services import workflow_update
+from workflows.usage import Usage
 
 pytestmark = pytest.mark.django_db
 
@@ -157,6 +159,48 @@ def test_a_judge_reads_the_fields_it_names_by_dotted_paths(product_type, openai_
     assert {side["title"] for side in shown} == {"Item 0"}
 
 
+def test_a_chunks_judges_calls_are_in_flight_together(product_type, openai_server, settings):
+    """As a step's calls are (up to AI_MAX_CONCURRENCY): one at a time, a chunk of a few
+    hundred entities spent its judge's latency a few hundred times over, more than both
+    sides' steps together."""
+    settings.EXPERIMENT_CHUNK_SIZE = 12
+    settings.AI_MAX_CONCURRENCY = 4
+    workflow, baseline, candidate = make_versions(product_type)
+    answer_by_prompt(openai_server)
+    answer = openai_server.decide
+
+    def judge_slowly(request):
+        reply = answer(request)
+        judging = "<A>" in request["messages"][-1]["content"]
+        return dataclasses.replace(reply, delay=0.3) if judging else reply
+
+    openai_server.decide = judge_slowly
+    experiment = services.experiment_start(
+        workflow=workflow,
+        baseline=baseline,
+        candidate=candidate,
+        scorers=[SCORERS_OF_EACH_TYPE[1]],
+        entity_ids=make_entities(product_type, 12),
+    )
+    experiment = experiment_run_inline(experiment)
+    started = [
+        at
+        for prompt, at in zip(openai_server.prompts(), openai_server.times, strict=True)
+        if "<A>" in prompt
+    ]
+    # 12 calls of 0.3 s, 4 at a time: the last starts 0.6 s after the first (3.3 s in turn).
+    assert len(started) == 12 and max(started) - min(started) < 1.5
+    scores = summaries.scores_summary(experiment)
+    assert scores[0]["wins"] == 12  # each verdict mapped back to its own entity
+    judged = sum(Usage.of(r.judge_usage).input_tokens for r in experiment.results.all())
+    assert judged > 0 and all(r.judge_usage for r in experiment.results.all())
+    sides = sum(
+        Usage.of(r.baseline["usage"]).input_tokens + Usage.of(r.candidate["usage"]).input_tokens
+        for r in experiment.results.all()
+    )
+    assert experiment.input_tokens == sides + judged  # every call counted once
+
+
 def test_a_budget_stops_the_model_calls(product_type, openai_server, settings):
     settings.EXPERIMENT_CHUNK_SIZE = 5
     workflow, baseline, candidate = make_versions(product_type)
@@ -197,39 +241,46 @@ def test_cancel_ends_it_and_nothing_more_is_written(product_type, openai_server,
     assert Experiment.objects.get(pk=experiment.pk).done == 5
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_cancel_while_the_judges_score_a_chunk_stops_them_and_writes_nothing(
     product_type, openai_server, settings
 ):
-    """Cancelled after a chunk's steps ran, while its judges score the entities: no judge
-    call starts after it and the chunk writes no row (the summary stored at the cancel stays
-    what the results show)."""
+    """Cancelled after a chunk's steps ran, while its judges score the entities (the cancel
+    asked during the first judge's call): no judge call starts after it and the chunk writes
+    no row (the summary stored at the cancel stays what the results show)."""
     settings.EXPERIMENT_CHUNK_SIZE = 5
+    settings.AI_MAX_CONCURRENCY = 1  # one entity judged at a time
     workflow, baseline, candidate = make_versions(product_type)
     answer_by_prompt(openai_server)
-    experiment = services.experiment_start(
-        workflow=workflow,
-        baseline=baseline,
-        candidate=candidate,
-        scorers=SCORERS_OF_EACH_TYPE,
-        entity_ids=make_entities(product_type, 5),
-    )
-    real_verdicts = scorers.verdicts_of
+    with mock.patch("jobs.queue.experiment_chunks_enqueue"):  # no worker of the session's
+        experiment = services.experiment_start(
+            workflow=workflow,
+            baseline=baseline,
+            candidate=candidate,
+            scorers=SCORERS_OF_EACH_TYPE,
+            entity_ids=make_entities(product_type, 5),
+        )
+    answer = openai_server.decide
 
-    def cancel_first(**kwargs):
-        if not Experiment.objects.get(pk=experiment.pk).is_ended:
-            services.experiment_cancel(experiment_id=experiment.pk)
-            time.sleep(shadow.CHECK_INTERVAL_S)  # what a chunk's next check reads is as old
-        return real_verdicts(**kwargs)
+    def cancel_at_the_first_judge(request):
+        if "<A>" in request["messages"][-1]["content"]:
+            try:
+                if not Experiment.objects.get(pk=experiment.pk).is_ended:
+                    services.experiment_cancel(experiment_id=experiment.pk)
+                    time.sleep(shadow.CHECK_INTERVAL_S)  # a chunk's next check reads it
+            finally:
+                connection.close()
+        return answer(request)
 
-    with mock.patch("jobs.experiments.sides.verdicts_of", side_effect=cancel_first):
-        services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
+    openai_server.decide = cancel_at_the_first_judge
+    services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
     judged = [prompt for prompt in openai_server.prompts() if "<A>" in prompt]
-    assert judged == []
+    assert len(judged) == 1
     experiment.refresh_from_db()
     assert experiment.status == ExperimentStatus.CANCELLED
     assert not experiment.results.exists() and experiment.done == 0
     assert experiment.summary["arms"]["baseline"]["completed"] == 0
-    assert experiment.input_tokens > 0  # the sides' calls made before it count all the same
+    assert experiment.input_tokens > 0  # the calls made before it count all the same
 
 
 def test_ended_experiments_are_pruned_after_runs_keep_days(product_type, settings):
