@@ -129,6 +129,21 @@ def test_a_search_matching_more_than_a_filter_may_name_starts_a_sample_drawn_fro
     assert Experiment.objects.count() == 1
 
 
+def test_a_sample_drawn_from_a_search_too_broad_to_name_is_the_same_each_time(
+    staff, tables, settings
+):
+    """The form's sample is seeded (docs/admin.md), also where the search matches more than a
+    filter may name and the sample is drawn in the database: the same search and size start
+    on the same entities."""
+    settings.RUN_MAX_IDS = 5
+    workflow, ids = tables
+    for _ in range(2):
+        assert staff.post(_url(workflow), _form(q="item", sample="3")).status_code == 302
+    first, second = Experiment.objects.order_by("pk")
+    assert first.total == 3 and set(first.entity_ids) <= set(ids[3:])
+    assert first.entity_ids == second.entity_ids
+
+
 def test_the_entities_ticked_and_a_budget_start_it(staff, tables):
     workflow, ids = tables
     staff.post(
