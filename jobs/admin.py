@@ -25,6 +25,7 @@ from jobs import (
 from jobs.cancel import run_cancel
 from jobs.engine.waits import waits_describe
 from jobs.experiments import admin as experiments_admin  # noqa: F401 (registers its admin)
+from jobs.experiments.models import WORKERS_ONLY
 from jobs.models import (
     ItemStatus,
     Job,
@@ -267,19 +268,20 @@ class JobAdmin(RecordAdmin):
     search_fields = ["id", "run__id", "experiment__id"]
     list_select_related = ["run", "experiment"]
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer(*(f"experiment__{f}" for f in WORKERS_ONLY))
+
     @admin.display(description="status", ordering="run__status")
     def status(self, job):
         return (job.run or job.experiment).status
 
-    @admin.display(description="run")
+    @admin.display(description="run or experiment")
     def run_link(self, job):
         if job.run_id is None:  # an experiment's job
-            return job.experiment_id
-        return format_html(
-            '<a href="{}">{}</a>',
-            reverse("admin:jobs_run_change", args=[quote(job.run_id)]),
-            job.run_id,
-        )
+            page, pk = "admin:jobs_experiment_change", job.experiment_id
+        else:
+            page, pk = "admin:jobs_run_change", job.run_id
+        return format_html('<a href="{}">{}</a>', reverse(page, args=[quote(pk)]), pk)
 
 
 for kind in kinds:  # every kind of wait's admin pages

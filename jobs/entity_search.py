@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Value
+from django.db.models.functions import MD5, Concat
 
 from config.time_limit import TooSlow, time_limited
 from entities.models import Entity
@@ -31,12 +32,13 @@ class EntitySearch:
     # The text's search ran past ADMIN_SEARCH_TIMEOUT_S and was stopped: nothing matches.
     too_slow: bool = False
 
-    def ids(self, limit: int, *, sample: int | None = None) -> list[str]:
-        """The first `limit` matches' ids (or `sample` of them at random), read within
-        ADMIN_SEARCH_TIMEOUT_S when a text is searched; `TooSlow` past it."""
+    def ids(self, limit: int, *, sample: int | None = None, seed: str = "") -> list[str]:
+        """The first `limit` matches' ids (or `sample` of them at random, in an order seeded
+        by `seed`: the same seed draws the same sample), read within ADMIN_SEARCH_TIMEOUT_S
+        when a text is searched; `TooSlow` past it."""
         matches = self.matches.values_list("pk", flat=True)
         if sample is not None:
-            matches = matches.order_by("?")
+            matches = matches.order_by(MD5(Concat(Value(seed), "pk")), "pk")
         with time_limited(settings.ADMIN_SEARCH_TIMEOUT_S if self.text else 0):
             return list(matches[: sample if sample is not None else limit])
 

@@ -1,6 +1,7 @@
 from django.db.models import Q
 
 from config.api.errors import NotFound
+from jobs.experiments.models import WORKERS_ONLY
 from jobs.experiments.selectors import entities_waiting
 from jobs.models import ExperimentLog, Job, RunLog
 
@@ -8,8 +9,10 @@ from jobs.models import ExperimentLog, Job, RunLog
 def jobs_shown():
     """Jobs with what their API shape reads: the run or the experiment, and an
     experiment's entities waiting for a provider batch."""
-    return Job.objects.select_related("run", "experiment").annotate(
-        experiment_entities_waiting=entities_waiting("experiment_id")
+    return (
+        Job.objects.select_related("run", "experiment")
+        .defer(*(f"experiment__{name}" for name in WORKERS_ONLY))
+        .annotate(experiment_entities_waiting=entities_waiting("experiment_id"))
     )
 
 

@@ -22,10 +22,16 @@ from entities.models import Entity
 from jobs import services
 from jobs.engine.dry_run import workflow_test
 from jobs.entity_search import entity_search
+from jobs.experiments.start_admin import PERMISSIONS as EXPERIMENT_PERMISSIONS
 from jobs.experiments.start_admin import experiment_start_view
 from jobs.filter_runs import run_start_over_filter
 from workflows.admin import WorkflowAdmin
 from workflows.models import Workflow
+
+# What each page asks of a user, as the API's run and test do (a test shows the entity's
+# data as the steps leave it); an experiment's, as its API's create does.
+RUN_PERMISSIONS = ["jobs.add_run", "workflows.view_workflow"]
+TEST_PERMISSIONS = ["jobs.add_run", "entities.view_entity", "workflows.view_workflow"]
 
 
 class WorkflowRunAdmin(WorkflowAdmin):
@@ -47,6 +53,17 @@ class WorkflowRunAdmin(WorkflowAdmin):
             *super().get_urls(),
         ]
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The page links only the forms its reader may use (the others answer 403).
+        user = request.user
+        context = {
+            "can_run": user.has_perms(RUN_PERMISSIONS),
+            "can_test": user.has_perms(TEST_PERMISSIONS),
+            "can_experiment": user.has_perms(EXPERIMENT_PERMISSIONS),
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, context)
+
     def _page(self, request, workflow, title, **extra):
         return {
             **self.admin_site.each_context(request),
@@ -60,7 +77,7 @@ class WorkflowRunAdmin(WorkflowAdmin):
         """Pick entities of the workflow's type and start a run, exactly as the API does."""
         workflow = get_object_or_404(Workflow, pk=unquote(workflow_id))
         # As `POST /workflows/:id/run` asks: the workflow's reader who may start runs.
-        if not request.user.has_perms(["jobs.add_run", "workflows.view_workflow"]):
+        if not request.user.has_perms(RUN_PERMISSIONS):
             raise PermissionDenied
         by_data = request.user.has_perm("entities.view_entity")
         if request.method == "POST":
@@ -98,9 +115,7 @@ class WorkflowRunAdmin(WorkflowAdmin):
     def test_view(self, request, workflow_id):
         """Run the workflow on one entity synchronously; nothing is committed or sent."""
         workflow = get_object_or_404(Workflow, pk=unquote(workflow_id))
-        # A test shows the entity's data as the steps leave it.
-        perms = ["jobs.add_run", "entities.view_entity", "workflows.view_workflow"]
-        if not request.user.has_perms(perms):
+        if not request.user.has_perms(TEST_PERMISSIONS):
             raise PermissionDenied
         found = entity_search(request.GET, workflow.entity_type_id, by_data=True)
         result = None

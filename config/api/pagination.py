@@ -37,14 +37,15 @@ def _unwrapped(cursor: str) -> str:
     return base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
 
 
-def _row_bytes(model):
+def _row_bytes(queryset):
     """An estimate of a row's size as JSON, computed by the database: the lengths of its JSON
     and text columns as text (what dominates a large row: an entity's data, a review's
-    proposed copy)."""
+    proposed copy), but those the queryset defers (not served: an experiment's sample)."""
+    names, deferred = queryset.query.deferred_loading
     sizes = [
         Coalesce(Length(Cast(field.name, TextField())), 0)
-        for field in model._meta.concrete_fields
-        if isinstance(field, JSONField | TextField)
+        for field in queryset.model._meta.concrete_fields
+        if isinstance(field, JSONField | TextField) and (field.name in names) != deferred
     ]
     return sum(sizes[1:], sizes[0]) if sizes else Value(0)
 
@@ -103,7 +104,7 @@ class CursorPagination(BasePagination):
             if cursor:  # an id cursor on an integer key fails here too
                 queryset = queryset.filter(**{f"{self.key}__lt": self._after(queryset, cursor)})
             rows = (
-                queryset.annotate(_page_bytes=_row_bytes(queryset.model))
+                queryset.annotate(_page_bytes=_row_bytes(queryset))
                 .order_by(f"-{self.key}")
                 .iterator(chunk_size=min(self.limit + 1, FETCH_ROWS))
             )

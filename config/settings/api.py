@@ -61,6 +61,8 @@ SPECTACULAR_SETTINGS = {
         "LogLevelEnum": "jobs.models.RunLog.Level",
         "ReviewStatusEnum": "jobs.waits.review.models.ReviewStatus",
         "ScorerTypeEnum": ["rules", "judge", "human"],  # an experiment's scorers
+        "ResultSideOutcomeEnum": ["completed", "stopped", "failed"],  # an experiment side
+        "OutcomeEnum": ["completed", "failed", "stopped", "skipped"],  # a /test step (its name)
     },
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "POSTPROCESSING_HOOKS": [

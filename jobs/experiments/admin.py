@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import JsonResponse
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -16,8 +16,8 @@ from config.api.errors import DomainError
 from config.api.templatetags.admin_values import as_json_text, cut_text
 from entities.json_values import json_equal
 from entities.selectors import entity_labels
-from jobs.experiments import human, summaries
-from jobs.experiments.models import Experiment
+from jobs.experiments import human, services, summaries
+from jobs.experiments.models import WORKERS_ONLY, Experiment
 from jobs.experiments.selectors import entities_waiting
 from jobs.record_admin import LOGS_SHOWN, TEXT_SHOWN, RecordAdmin
 from jobs.waits.ai_batch.kind import BATCHES_SHOWN
@@ -29,6 +29,8 @@ from jobs.waits.ai_batch.selectors import experiment_batches
 ENTITY_DATA = "entities.view_entity"
 
 PAGE_SIZE = 50
+# Cancelling an experiment is cancelling its job, as the API's `POST /jobs/:id/cancel` is.
+CANCEL_PERMISSION = "jobs.change_job"
 
 
 def _shown(value) -> str:
@@ -86,6 +88,9 @@ class ExperimentAdmin(RecordAdmin):
     search_fields = ["id", "workflow__id", "workflow__name"]
     list_select_related = ["workflow", "baseline", "candidate"]
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer(*WORKERS_ONLY)
+
     @admin.display(description="baseline")
     def baseline_number(self, experiment):
         return experiment.baseline.number
@@ -107,6 +112,11 @@ class ExperimentAdmin(RecordAdmin):
                 view(self.progress_view),
                 name="jobs_experiment_progress",
             ),
+            path(
+                "<path:object_id>/cancel/",
+                view(self.cancel_view),
+                name="jobs_experiment_cancel",
+            ),
             *super().get_urls(),
         ]
 
@@ -122,6 +132,22 @@ class ExperimentAdmin(RecordAdmin):
                 "ended": experiment.is_ended,
             }
         )
+
+    def cancel_view(self, request, object_id):
+        """POST: cancel the experiment, as the API's cancel of its job does (with its
+        permission), and show its page again."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        experiment = self._experiment(request, object_id)
+        if not request.user.has_perm(CANCEL_PERMISSION):
+            raise PermissionDenied
+        try:
+            services.experiment_cancel(experiment_id=experiment.pk)
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+        else:
+            self.message_user(request, "The experiment was cancelled.")
+        return redirect("admin:jobs_experiment_change", quote(experiment.pk))
 
     def _experiment(self, request, object_id, *, entity_data: bool = False) -> Experiment:
         """The experiment, if the user may view it; `entity_data`: and read its entities'
@@ -178,6 +204,7 @@ class ExperimentAdmin(RecordAdmin):
                 {"name": name, "left": human.human_pending(experiment, name).count()}
                 for name in humans
             ],
+            "can_cancel": request.user.has_perm(CANCEL_PERMISSION),
             "can_publish": request.user.has_perm("workflows.change_workflow")
             and experiment.candidate.number != experiment.workflow.version,
             "publish_url": reverse(
@@ -191,6 +218,8 @@ class ExperimentAdmin(RecordAdmin):
         """The next blind comparison of `scorer` no one has decided: the entity, then its two
         sides as A and B (in the entity's seeded order; the versions are not named)."""
         experiment = self._experiment(request, object_id, entity_data=True)
+        if not any(s["type"] == "human" and s["name"] == scorer for s in experiment.scorers):
+            raise Http404(f"This experiment has no human scorer {scorer!r}.")
         if request.method == "POST":
             if not request.user.has_perm("jobs.change_experiment"):
                 raise PermissionDenied

@@ -48,7 +48,7 @@ from jobs.experiments.models import (
     SideStatus,
 )
 from jobs.experiments.shadow import ShadowEngine
-from jobs.experiments.sides import ARMS, result_of, side_of
+from jobs.experiments.sides import ARMS, Scoring, results_of, side_of
 from jobs.waits.ai_batch.models import AiBatch
 from jobs.waits.ai_batch.services import ai_batches_cancel, ai_batches_record
 from workflows.steps.ai_generate import AiBatchWaitRequest
@@ -333,20 +333,19 @@ def entities_finish(experiment: Experiment, engine: ShadowEngine, *, key: str) -
     if not done:
         return 0
     entities = {entity.pk: entity for entity in Entity.objects.filter(pk__in=list(done))}
-    rows = []
+    entries = []
     for pk, sides in done.items():
         entity = entities.get(pk)
         shown = None if entity is None else {**entity.data, "id": pk, "status": entity.status}
-        rows.append(
-            result_of(
-                experiment,
-                engine,
-                entity_id=pk,
-                position=sides["baseline"].position,
-                shown=shown,
-                sides={arm: side.side for arm, side in sides.items()},
+        entries.append(
+            Scoring(
+                pk,
+                sides["baseline"].position,
+                shown,
+                {arm: side.side for arm, side in sides.items()},
             )
         )
+    rows = results_of(experiment, engine, entries)
     with transaction.atomic():
         goes_on = experiment_goes_on(experiment.pk)
         if goes_on:

@@ -15,6 +15,12 @@ from workflows.usage import Usage
 ExperimentStatus = RunStatus
 
 
+# What only its workers read: the sample's ids (up to EXPERIMENT_MAX_ENTITIES, a third of
+# a megabyte of JSON) and its chunks' deliveries. Reads of experiments for a list, a page
+# or their jobs defer them.
+WORKERS_ONLY = ("entity_ids", "chunk_deliveries")
+
+
 class Experiment(models.Model):
     id = models.CharField(
         primary_key=True, max_length=ID_LENGTH, default=id_default("exp"), editable=False

@@ -11,12 +11,12 @@
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 
 from jobs.costs import model_of
-from jobs.experiments.shadow import ShadowEngine
 from workflows.providers import GenerationRequest, provider_get
 from workflows.steps.ai_generate import CallsFailed, answer_generate, priced
-from workflows.steps.runtime import StepError
+from workflows.steps.runtime import StepError, get_path
 from workflows.steps.validate import rule_problems
 from workflows.templating import TemplateError, render
 
@@ -43,18 +43,35 @@ def candidate_is_a(experiment_id: str, entity_id: str) -> bool:
     return hashlib.sha256(f"{experiment_id}:{entity_id}".encode()).digest()[0] % 2 == 1
 
 
+@dataclass
+class Judged:
+    """An entity's verdicts, and what each of its judges' calls used (priced, stored shape)."""
+
+    verdicts: list[dict]
+    usages: list[dict] = field(default_factory=list)
+
+
 def verdicts_of(
-    *, scorers: list[dict], experiment_id: str, entity: dict, sides: dict, engine: ShadowEngine
-) -> list[dict]:
+    *,
+    scorers: list[dict],
+    experiment_id: str,
+    entity: dict,
+    sides: dict,
+    refused: str | None = None,
+) -> Judged:
     """Every scorer's verdict on one entity; `sides` is {"baseline": side, "candidate": side}
-    as `services.side_of` records them (with the working copy under `data`)."""
-    verdicts = []
+    as `sides.side_of` records them (with the working copy under `data`). Its judges' calls
+    are made here and nothing else is touched (entities are judged on threads, their calls
+    counted by the caller: `sides.results_of`); `refused` (the budget's message) fails each
+    judge's verdict without a call."""
+    judged = Judged([])
+    verdicts = judged.verdicts
     for scorer in scorers:
         kind = scorer["type"]
         if kind == "rules":
             verdicts.append(_rules(scorer, sides))
         elif kind == "judge":
-            verdicts.append(_judge(scorer, experiment_id, entity, sides, engine))
+            verdicts.append(_judge(scorer, experiment_id, entity, sides, refused, judged.usages))
         else:  # human
             verdicts.append(
                 {
@@ -65,7 +82,7 @@ def verdicts_of(
                     "candidateIsA": candidate_is_a(experiment_id, entity["id"]),
                 }
             )
-    return verdicts
+    return judged
 
 
 def _rules(scorer: dict, sides: dict) -> dict:
@@ -79,18 +96,26 @@ def _rules(scorer: dict, sides: dict) -> dict:
     return verdict
 
 
-def _shown(scorer: dict, side: dict) -> str:
-    """What the judge reads of a side: its outcome, and its data's `fields` (default: those
-    either side changed)."""
+def _shown(scorer: dict, side: dict, entity: dict) -> str:
+    """What the judge reads of a side: its outcome, and its `fields` (default: those either
+    side changed; dotted paths read nested values) as it left them; `status` (the entity's,
+    which a side's data does not hold, unless a field of its own is named so) as the side
+    left it."""
     if side["outcome"] == "failed":
         return json.dumps({"failed": side["error"]}, ensure_ascii=False)
+    left = {"status": entity["status"]}
+    left.update((c["field"], c["after"]) for c in side["changes"] if c["field"] == "status")
+    left.update(side["data"])
     names = scorer.get("fields") or scorer["_changed"]
     return json.dumps(
-        {name: side["data"].get(name) for name in names}, ensure_ascii=False, sort_keys=True
+        # A name is a key (the changes' are) or a dotted path (`seo.title`), as a rule reads.
+        {name: left[name] if name in left else get_path(left, name) for name in names},
+        ensure_ascii=False,
+        sort_keys=True,
     )
 
 
-def _judge(scorer, experiment_id, entity, sides, engine) -> dict:
+def _judge(scorer, experiment_id, entity, sides, refused, usages) -> dict:
     verdict = {"name": scorer["name"], "type": "judge", "mode": scorer["mode"]}
     scorer = {
         **scorer,
@@ -103,12 +128,14 @@ def _judge(scorer, experiment_id, entity, sides, engine) -> dict:
         if scorer["mode"] == "pairwise":
             a_is_candidate = candidate_is_a(experiment_id, entity["id"])
             a, b = ("candidate", "baseline") if a_is_candidate else ("baseline", "candidate")
+            shown_a, shown_b = (_shown(scorer, sides[arm], entity) for arm in (a, b))
             answer = _ask(
                 scorer,
-                engine,
+                refused,
+                usages,
                 f"{instructions}\n\nWhich answer better follows the instructions above? Reply "
                 'as JSON {"winner": "A" | "B" | "tie", "reason": "..."}.\n\n'
-                f"<A>\n{_shown(scorer, sides[a])}\n</A>\n\n<B>\n{_shown(scorer, sides[b])}\n</B>",
+                f"<A>\n{shown_a}\n</A>\n\n<B>\n{shown_b}\n</B>",
                 PAIRWISE_SCHEMA,
             )
             winner = {"A": a, "B": b}.get(answer["winner"], "tie")
@@ -117,10 +144,11 @@ def _judge(scorer, experiment_id, entity, sides, engine) -> dict:
             for arm, side in sides.items():
                 answer = _ask(
                     scorer,
-                    engine,
+                    refused,
+                    usages,
                     f"{instructions}\n\nScore this answer from 1 (worst) to 5 (best) for how "
                     'well it follows the instructions above. Reply as JSON {"score": 1-5, '
-                    f'"reason": "..."}}.\n\n<answer>\n{_shown(scorer, side)}\n</answer>',
+                    f'"reason": "..."}}.\n\n<answer>\n{_shown(scorer, side, entity)}\n</answer>',
                     SCORE_SCHEMA,
                 )
                 verdict[arm] = {"score": answer["score"], "reason": answer["reason"]}
@@ -129,10 +157,9 @@ def _judge(scorer, experiment_id, entity, sides, engine) -> dict:
     return verdict
 
 
-def _ask(scorer: dict, engine: ShadowEngine, prompt: str, schema: dict) -> dict:
-    reached = engine.budget_reached()
-    if reached is not None:
-        raise StepError(reached)
+def _ask(scorer: dict, refused: str | None, usages: list, prompt: str, schema: dict) -> dict:
+    if refused is not None:
+        raise StepError(refused)
     provider_name, model = model_of(scorer)  # as its price was checked at create
     provider = provider_get(provider_name)
     request = GenerationRequest(
@@ -144,12 +171,7 @@ def _ask(scorer: dict, engine: ShadowEngine, prompt: str, schema: dict) -> dict:
     try:
         answer, usage = answer_generate(provider, request, on_retry=lambda message: None)
     except CallsFailed as exc:  # answered, invalid: paid for all the same
-        _judge_spent(engine, priced(exc.usage, provider, request.model))
+        usages.append(priced(exc.usage, provider, request.model))
         raise
-    _judge_spent(engine, priced(usage, provider, request.model))
+    usages.append(priced(usage, provider, request.model))
     return answer
-
-
-def _judge_spent(engine: ShadowEngine, usage: dict) -> None:
-    engine.usage_record(usage)
-    engine.judge_usage(usage)

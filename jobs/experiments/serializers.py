@@ -2,6 +2,7 @@
 what an experiment and its results read as."""
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.api.fields import TimestampField
@@ -10,8 +11,10 @@ from entities.filters import EntityFilterSerializer
 from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
 from jobs.experiments.summaries import summary_of
 from jobs.inputs import BudgetSerializer, IdListField
+from jobs.serializers import UsageSerializer
 from workflows.steps.validate import Validate
 from workflows.templating import template_problem
+from workflows.usage import Usage
 
 
 class ScorerSerializer(StrictSerializer):
@@ -33,7 +36,8 @@ class ScorerSerializer(StrictSerializer):
         child=serializers.CharField(max_length=200),
         required=False,
         max_length=100,
-        help_text="`judge`: the fields of each side it reads (default: those either changed).",
+        help_text="`judge`: the fields of each side it reads, dotted paths for nested values "
+        "(default: those either changed).",
     )
 
     def validate_name(self, name: str) -> str:
@@ -204,11 +208,90 @@ class ExperimentSerializer(serializers.ModelSerializer):
         return experiment.error or None
 
 
+class SideChangeSerializer(serializers.Serializer):
+    field = serializers.CharField(help_text="A top-level field of the data, or `status`.")
+    before = serializers.JSONField(allow_null=True)
+    after = serializers.JSONField(allow_null=True)
+
+
+class SideStepSerializer(serializers.Serializer):
+    stepId = serializers.CharField()
+    outcome = serializers.CharField()
+    output = serializers.JSONField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+
+
+class SideWaitSerializer(serializers.Serializer):
+    stepId = serializers.CharField()
+    kind = serializers.CharField(help_text="The kind of wait it would have held.")
+
+
+class ResultSideSerializer(serializers.Serializer):
+    """One side of an entity's result, as its version ran in shadow mode (the OpenAPI shape
+    of `SideField`)."""
+
+    outcome = serializers.ChoiceField(choices=["completed", "stopped", "failed"])
+    error = serializers.CharField(allow_null=True)
+    changes = SideChangeSerializer(many=True, help_text="Each field it would have changed.")
+    data = serializers.JSONField(help_text="The working copy as the side left it.")
+    steps = SideStepSerializer(many=True)
+    notes = serializers.ListField(child=serializers.CharField())
+    waits = SideWaitSerializer(many=True)
+    usage = UsageSerializer()
+    seconds = serializers.FloatField()
+
+
+@extend_schema_field(ResultSideSerializer)
+class SideField(serializers.JSONField):
+    """A side as stored, its usage shown as every usage of the API is (one sum, shown alike),
+    not as stored (nano-dollars, zeros left out)."""
+
+    def to_representation(self, value):
+        return {**value, "usage": UsageSerializer(Usage.of(value.get("usage"))).data}
+
+
+class VerdictArmSerializer(serializers.Serializer):
+    passed = serializers.BooleanField(required=False, help_text="`rules`.")
+    score = serializers.IntegerField(required=False, help_text="`judge` in `score` mode: 1-5.")
+    reason = serializers.CharField()
+
+
+@extend_schema_field({"type": "string", "nullable": True, "pattern": "^(baseline|candidate|tie)$"})
+class WinnerField(serializers.CharField):
+    """Which side a verdict found better: `baseline`, `candidate` or `tie` (a pattern, not an
+    enum: an enum beside null becomes a `oneOf`, which OpenAPI 3.0 cannot mark nullable)."""
+
+
+class VerdictSerializer(serializers.Serializer):
+    """One scorer's verdict on an entity; which fields it has follows its type (and mode)."""
+
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=["rules", "judge", "human"])
+    mode = serializers.ChoiceField(choices=["pairwise", "score"], required=False)
+    winner = WinnerField(
+        allow_null=True,
+        required=False,
+        help_text="Pairwise judge, human (null until a person picks).",
+    )
+    candidateIsA = serializers.BooleanField(required=False)
+    reason = serializers.CharField(required=False)
+    baseline = VerdictArmSerializer(required=False, help_text="`rules`, `score` mode.")
+    candidate = VerdictArmSerializer(required=False)
+    error = serializers.CharField(required=False, help_text="A judge's failure.")
+    decidedBy = serializers.IntegerField(allow_null=True, required=False)
+    decidedAt = serializers.CharField(required=False, help_text="ISO 8601, a human's pick.")
+
+
+@extend_schema_field(VerdictSerializer(many=True))
+class VerdictsField(serializers.JSONField):
+    """The verdicts as stored (the OpenAPI shape of each: `VerdictSerializer`)."""
+
+
 class ExperimentResultSerializer(serializers.ModelSerializer):
     entityId = serializers.CharField(source="entity_id")
-    baseline = serializers.JSONField()
-    candidate = serializers.JSONField()
-    verdicts = serializers.JSONField()
+    baseline = SideField()
+    candidate = SideField()
+    verdicts = VerdictsField()
 
     class Meta:
         model = ExperimentResult

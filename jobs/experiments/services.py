@@ -46,7 +46,15 @@ from jobs.experiments.log import Level, experiment_log
 from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
 from jobs.experiments.selectors import sides_left, sides_to_resume
 from jobs.experiments.shadow import ShadowEngine
-from jobs.experiments.sides import ARMS, GONE, failed_side, result_of, side_of, unrun_results
+from jobs.experiments.sides import (
+    ARMS,
+    GONE,
+    Scoring,
+    failed_side,
+    results_of,
+    side_of,
+    unrun_results,
+)
 from jobs.experiments.summaries import summary_store
 from jobs.lifecycle import not_before, times_ended
 from jobs.models import Job
@@ -202,7 +210,6 @@ def _chunk_give_up(experiment: Experiment, first: int, ids: list[str]) -> None:
     error = given_up_error("this entity's chunk")
     rows = unrun_results(
         experiment,
-        ShadowEngine(experiment),
         entity_ids=ids,
         position={pk: first + index for index, pk in enumerate(experiment.entity_ids[first:])},
         side=failed_side(error),
@@ -253,36 +260,39 @@ def _chunk_run(experiment: Experiment, first: int, ids: list[str], key: str) -> 
         engine.flush()  # what the calls made spent counts all the same
         return  # the sides may be cut short: write nothing
     waiting = {pk for pk, _ in left.parked}
-    rows = [
-        result_of(
-            experiment,
-            engine,
-            entity_id=pk,
-            position=position.get(pk, 0),
-            shown={**entity.data, "id": entity.pk, "status": entity.status},
-            sides=sides[pk],
-        )
-        for pk, entity in entities.items()
-        if pk not in waiting
-    ]
+    rows = results_of(
+        experiment,
+        engine,
+        [
+            Scoring(
+                pk,
+                position.get(pk, 0),
+                {**entity.data, "id": entity.pk, "status": entity.status},
+                sides[pk],
+            )
+            for pk, entity in entities.items()
+            if pk not in waiting
+        ],
+    )
     # An entity deleted since the experiment started has a row too (so the experiment ends),
     # both sides failed saying so, and no verdict.
     rows += unrun_results(
         experiment,
-        engine,
         entity_ids=[pk for pk in ids if pk not in entities],
         position=position,
         side=GONE,
     )
     # What the calls used is counted with the rows that show it: a delivery killed before
     # this commit counted nothing (its redelivery makes the calls again, and counts them).
+    # A cancel asked while the judges scored them (after the check above) writes no row.
     with transaction.atomic():
         if waiting:  # their ended sides are kept with them until every side has ended
             for pk in waiting:
                 for arm, side in sides[pk].items():
                     left.ended[(pk, arm)] = (position.get(pk, 0), side)
             sides_store(experiment, engine, left, key=key)
-        ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
+        if experiment_goes_on(experiment.pk):
+            ExperimentResult.objects.bulk_create(rows, ignore_conflicts=True)
         engine.flush()
 
 

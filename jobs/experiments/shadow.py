@@ -44,7 +44,6 @@ class ShadowEngine(DryRun):
         self.beat_at = float("-inf")
         self.lock = threading.Lock()  # a step's calls finish on several threads
         self.unflushed = ZERO
-        self.judged = ZERO  # what the scorers' judge calls used, since the last `judged_take`
 
     def _refresh(self) -> None:
         if time.monotonic() - self.read_at < CHECK_INTERVAL_S:
@@ -146,10 +145,3 @@ class ShadowEngine(DryRun):
             {"stepId": ctx.step_id, "kind": request.kind}
         )
         return False
-
-    def judge_usage(self, usage: dict) -> None:
-        self.judged += Usage.of(usage)
-
-    def judged_take(self) -> Usage:
-        judged, self.judged = self.judged, ZERO
-        return judged

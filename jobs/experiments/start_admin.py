@@ -151,6 +151,7 @@ class ExperimentStartForm(forms.Form):
 
     def __init__(self, *args, workflow: Workflow, **kwargs):
         super().__init__(*args, **kwargs)
+        self.workflow = workflow
         numbers = list(workflow.versions.order_by("-number").values_list("number", flat=True))
         choices = [
             (number, f"version {number}" + (" (live)" if number == workflow.version else ""))
@@ -178,7 +179,7 @@ class ExperimentStartForm(forms.Form):
             entity_filter = {"status": search.status} if search.status else {}
             sample = _number(data["sample"]) if data["sample"].strip() else None
             if search.text:  # the API filters by status and ids: the search's matches by id
-                entity_filter["ids"] = _matching_ids(search, sample)
+                entity_filter["ids"] = _matching_ids(search, sample, self.workflow)
             body["filter"] = entity_filter
             if sample is not None:
                 body["sample"] = sample
@@ -203,15 +204,17 @@ class ExperimentStartForm(forms.Form):
             self.add_error(name, text)
 
 
-def _matching_ids(search: EntitySearch, sample) -> list[str]:
+def _matching_ids(search: EntitySearch, sample, workflow: Workflow) -> list[str]:
     """The search's matches by id, as many as a filter's `ids` may name and one more (for
     the API to refuse). A search matching more than that with a sample size the API takes
     gets its sample drawn here, at random in the database, so that a broad search ("a")
-    still starts a sample of its matches instead of refusing the list of all of them."""
+    still starts a sample of its matches instead of refusing the list of all of them; seeded
+    as the API's sample is (the workflow, the size, the number of matches), so the same
+    search and size draw the same entities."""
     limit = settings.RUN_MAX_IDS
     wanted = isinstance(sample, int) and 0 < sample <= limit
     if wanted and search.count > limit:
-        return search.ids(limit, sample=sample)
+        return search.ids(limit, sample=sample, seed=f"{workflow.pk}:{sample}:{search.count}")
     return search.ids(limit + 1)
 
 

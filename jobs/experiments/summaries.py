@@ -1,6 +1,7 @@
 """An experiment's arms and scores as the API and the admin show them: computed from its
 result rows while it runs, stored on it once it ends."""
 
+from django.db import transaction
 from django.db.models import Count, Q
 
 from jobs.experiments.models import Experiment, ExperimentResult
@@ -85,10 +86,14 @@ def scores_summary(experiment: Experiment) -> list[dict]:
 
 
 def summary_store(experiment: Experiment) -> None:
-    """Store the ended experiment's arms and scores, as the API shows them."""
-    Experiment.objects.filter(pk=experiment.pk).update(
-        summary={"arms": arms_summary(experiment), "scores": scores_summary(experiment)}
-    )
+    """Store the ended experiment's arms and scores, as the API shows them. Computed holding
+    the experiment's row: of two stores at once (two human picks), the one that waited
+    reads the rows the other's pick committed, so the last one stored counts both."""
+    with transaction.atomic():
+        Experiment.objects.select_for_update().filter(pk=experiment.pk).values("pk").first()
+        Experiment.objects.filter(pk=experiment.pk).update(
+            summary={"arms": arms_summary(experiment), "scores": scores_summary(experiment)}
+        )
 
 
 def summary_of(experiment: Experiment) -> dict:

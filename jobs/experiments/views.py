@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from config.api.errors import NotFound
 from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import validated
-from jobs.experiments.models import Experiment
+from jobs.experiments.models import WORKERS_ONLY, Experiment
 from jobs.experiments.selectors import entities_waiting
 from jobs.experiments.serializers import (
     ExperimentResultQuerySerializer,
@@ -57,8 +57,10 @@ class WorkflowExperimentViewSet(viewsets.GenericViewSet):
 )
 class ExperimentViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ExperimentSerializer
-    queryset = Experiment.objects.select_related("baseline", "candidate", "job").annotate(
-        entities_waiting=entities_waiting()
+    queryset = (
+        Experiment.objects.select_related("baseline", "candidate", "job")
+        .defer(*WORKERS_ONLY)
+        .annotate(entities_waiting=entities_waiting())
     )
     # Results carry entity data.
     action_permissions = {"results": ["jobs.view_experiment", "entities.view_entity"]}

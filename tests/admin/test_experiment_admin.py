@@ -8,11 +8,15 @@ import pytest
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from config.api.templatetags.admin_values import VALUE_CHARS_SHOWN
 from jobs.experiments import summaries
 from jobs.experiments.human import human_pending
-from jobs.experiments.models import ExperimentResult
+from jobs.experiments.models import ExperimentResult, ExperimentStatus
+from jobs.experiments.services import experiment_start
+from tests.factories import make_entities, make_versions
 
 pytestmark = pytest.mark.django_db
 
@@ -123,6 +127,15 @@ def test_a_decided_comparison_is_not_decided_twice(admin_client, experiment):
     assert next(v for v in result.verdicts if v["name"] == "people")["winner"] == "tie"
     answer = admin_client.post(url, {"result": result.pk, "choice": "maybe"}, follow=True)
     assert "Pick A, B or tie." in answer.content.decode()
+
+
+@pytest.mark.parametrize("scorer", ["nobody", "short"])
+def test_a_queue_of_a_name_no_human_scorer_has_is_not_found(admin_client, experiment, scorer):
+    """A name the experiment's human scorers lack (a typo, a rules scorer's) has no queue:
+    a 404, not a page saying that every comparison of it is decided."""
+    page = admin_client.get(_url(experiment, f"compare/{scorer}/"))
+    assert page.status_code == 404
+    assert "is decided" not in page.content.decode()
 
 
 def _staff(client, django_user_model, *codenames: str):
@@ -255,3 +268,61 @@ def test_a_side_that_failed_before_it_ran_shows_the_values_it_started_from(
     result.save()
     html = admin_client.get(_url(experiment, "change/")).content.decode()
     assert _cells(html, "price") == [("differ", "6"), ("differ", "5")]
+
+
+@pytest.fixture
+def open_experiment(product_type, openai_server):
+    """An experiment started and not run yet (its chunks are queued only once the test's
+    transaction commits, which it never does)."""
+    workflow, baseline, candidate = make_versions(product_type)
+    return experiment_start(
+        workflow=workflow,
+        baseline=baseline,
+        candidate=candidate,
+        scorers=[],
+        entity_ids=make_entities(product_type, 3),
+    )
+
+
+def test_staff_who_may_cancel_its_job_cancel_an_open_experiment_from_its_page(
+    client, open_experiment, django_user_model
+):
+    """As the API's cancel of its job (`jobs.change_job`): the page offers it while the
+    experiment is open, and it ends `cancelled` at once."""
+    staff = _staff(client, django_user_model, "view_experiment", "change_job")
+    html = staff.get(_url(open_experiment, "change/")).content.decode()
+    assert 'id="cancel-experiment"' in html
+    answer = staff.post(_url(open_experiment, "cancel/"), follow=True)
+    assert answer.redirect_chain[-1][0] == _url(open_experiment, "change/")
+    assert "The experiment was cancelled." in answer.content.decode()
+    open_experiment.refresh_from_db()
+    assert open_experiment.status == ExperimentStatus.CANCELLED
+    assert 'id="cancel-experiment"' not in answer.content.decode()
+    again = staff.post(_url(open_experiment, "cancel/"), follow=True)
+    assert "The experiment has already ended (cancelled)." in again.content.decode()
+
+
+def test_staff_who_may_not_cancel_its_job_are_not_offered_it_nor_can_post_it(
+    client, open_experiment, django_user_model
+):
+    viewer = _staff(client, django_user_model, "view_experiment", "change_experiment")
+    assert (
+        'id="cancel-experiment"'
+        not in viewer.get(_url(open_experiment, "change/")).content.decode()
+    )
+    assert viewer.post(_url(open_experiment, "cancel/")).status_code == 403
+    assert viewer.get(_url(open_experiment, "cancel/")).status_code == 405
+    open_experiment.refresh_from_db()
+    assert open_experiment.status == ExperimentStatus.PENDING
+
+
+def test_the_experiments_and_jobs_lists_never_load_their_samples(admin_client, experiment):
+    """A page of 100 experiments (or of their jobs) read each one's sampled ids, up to
+    10,000 each, which no column shows."""
+    for url in ("/admin/jobs/experiment/", "/admin/jobs/job/"):
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(url).status_code == 200
+        read = [
+            q["sql"] for q in queries if re.search(r'"(entity_ids|chunk_deliveries)"', q["sql"])
+        ]
+        assert read == [], (url, read)

@@ -66,6 +66,36 @@ def test_the_workflow_page_links_the_form_which_offers_the_versions_and_the_sear
     assert '<option value="2" selected>version 2</option>' in form  # the draft, to try
 
 
+@pytest.mark.parametrize(
+    ("codenames", "links"),
+    [
+        (["view_workflow"], set()),
+        (["view_workflow", "view_entity", "add_experiment"], {"try-version"}),
+        (["view_workflow", "add_run"], {"run-on-entities"}),
+        (["view_workflow", "add_run", "view_entity"], {"run-on-entities", "test-on-entity"}),
+    ],
+)
+def test_the_workflow_page_links_only_the_forms_its_reader_may_use(
+    client, django_user_model, tables, codenames, links
+):
+    """Staff who may read a workflow but not start an experiment (or a run, or a test) are
+    not sent by its page to a form that answers 403."""
+    workflow, _ = tables
+    user = django_user_model.objects.create_user("reader", password="pw-for-tests-1", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    client.force_login(user)
+    page = client.get(f"/admin/workflows/workflow/{quote(workflow.pk)}/change/").content.decode()
+    offered = {
+        link
+        for link in ("try-version", "run-on-entities", "test-on-entity")
+        if f'id="{link}"' in page
+    }
+    assert offered == links
+    for link, tail in (("try-version", "experiment/"), ("run-on-entities", "run/")):
+        url = f"/admin/workflows/workflow/{quote(workflow.pk)}/{tail}"
+        assert client.get(url).status_code == (200 if link in links else 403)
+
+
 def test_a_sample_of_the_matches_of_a_search_starts_on_those_entities(staff, tables):
     workflow, ids = tables
     response = staff.post(_url(workflow), _form(q="oak table"))
@@ -97,6 +127,21 @@ def test_a_search_matching_more_than_a_filter_may_name_starts_a_sample_drawn_fro
     assert response.status_code == 200
     assert "Give 1 to 2 ids, not 3." in response.content.decode()
     assert Experiment.objects.count() == 1
+
+
+def test_a_sample_drawn_from_a_search_too_broad_to_name_is_the_same_each_time(
+    staff, tables, settings
+):
+    """The form's sample is seeded (docs/admin.md), also where the search matches more than a
+    filter may name and the sample is drawn in the database: the same search and size start
+    on the same entities."""
+    settings.RUN_MAX_IDS = 5
+    workflow, ids = tables
+    for _ in range(2):
+        assert staff.post(_url(workflow), _form(q="item", sample="3")).status_code == 302
+    first, second = Experiment.objects.order_by("pk")
+    assert first.total == 3 and set(first.entity_ids) <= set(ids[3:])
+    assert first.entity_ids == second.entity_ids
 
 
 def test_the_entities_ticked_and_a_budget_start_it(staff, tables):

@@ -2,8 +2,11 @@
 OpenAI-compatible and Anthropic servers: both versions run in shadow mode (nothing written),
 rules and judge verdicts, the judge's A/B order mapped back, budget and cancel."""
 
+import dataclasses
 import json
 import re
+import threading
+import time
 from datetime import timedelta
 from unittest import mock
 
@@ -13,20 +16,23 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from entities.models import Entity
-from jobs.experiments import services, summaries
+from jobs.experiments import human, services, shadow, summaries
 from jobs.experiments.log import experiment_log
 from jobs.experiments.models import Experiment, ExperimentLog, ExperimentStatus
 from jobs.experiments.scorers import candidate_is_a
 from jobs.models import Job
 from tests.factories import (
     SCORERS_OF_EACH_TYPE,
+    ai_generate_step,
     answer_by_prompt,
     experiment_run_inline,
     make_entities,
     make_versions,
+    make_workflow,
 )
 from tests.servers import Reply
 from workflows.services import workflow_update
+from workflows.usage import Usage
 
 pytestmark = pytest.mark.django_db
 
@@ -93,6 +99,108 @@ def test_an_always_a_judge_wins_about_half(product_type, openai_server, settings
     assert 70 <= score["wins"] <= 130
 
 
+def test_a_judge_reads_the_status_each_side_left(product_type, openai_server, settings):
+    """The candidate leaves the entity a draft where the baseline publishes it: the judge is
+    shown each side's status (a change either side made), not null for both."""
+    settings.EXPERIMENT_CHUNK_SIZE = 5
+    workflow, baseline, _ = make_versions(product_type)
+    workflow = workflow_update(
+        workflow_id=workflow.pk,
+        steps=[ai_generate_step("LONG: {{ entity.title }}")],
+        draft=True,
+    )
+    candidate = workflow.versions.get(number=3)
+    answer_by_prompt(openai_server)
+    experiment = services.experiment_start(
+        workflow=workflow,
+        baseline=baseline,
+        candidate=candidate,
+        scorers=[SCORERS_OF_EACH_TYPE[1]],
+        entity_ids=make_entities(product_type, 2),
+    )
+    experiment_run_inline(experiment)
+    [judged, _] = [prompt for prompt in openai_server.prompts() if "<A>" in prompt]
+    shown = {
+        side: json.loads(judged.split(f"<{side}>")[1].split(f"</{side}>")[0]) for side in ("A", "B")
+    }
+    assert sorted(side["status"] for side in shown.values()) == ["draft", "published"], shown
+
+
+def test_a_judge_reads_the_fields_it_names_by_dotted_paths(product_type, openai_server, settings):
+    """`fields: ["seo.description"]` reads that nested value of each side, as a rule and
+    every step read a dotted path, not null for both."""
+    settings.EXPERIMENT_CHUNK_SIZE = 5
+
+    def steps(prompt):
+        step = ai_generate_step(prompt)
+        return [{**step, "config": {**step["config"], "outputField": "seo.description"}}]
+
+    workflow = make_workflow(product_type, steps("Short: {{ entity.title }}"))
+    workflow = workflow_update(
+        workflow_id=workflow.pk, steps=steps("LONG: {{ entity.title }}"), draft=True
+    )
+    baseline, candidate = workflow.versions.order_by("number")
+    answer_by_prompt(openai_server)
+    judge = {**SCORERS_OF_EACH_TYPE[1], "fields": ["seo.description", "title"]}
+    experiment = services.experiment_start(
+        workflow=workflow,
+        baseline=baseline,
+        candidate=candidate,
+        scorers=[judge],
+        entity_ids=make_entities(product_type, 1),
+    )
+    experiment_run_inline(experiment)
+    [judged] = [prompt for prompt in openai_server.prompts() if "<A>" in prompt]
+    shown = [json.loads(judged.split(f"<{side}>")[1].split(f"</{side}>")[0]) for side in ("A", "B")]
+    assert sorted(side["seo.description"] for side in shown) == [
+        "A much longer and more detailed description.",
+        "Short one.",
+    ], shown
+    assert {side["title"] for side in shown} == {"Item 0"}
+
+
+def test_a_chunks_judges_calls_are_in_flight_together(product_type, openai_server, settings):
+    """As a step's calls are (up to AI_MAX_CONCURRENCY): one at a time, a chunk of a few
+    hundred entities spent its judge's latency a few hundred times over, more than both
+    sides' steps together."""
+    settings.EXPERIMENT_CHUNK_SIZE = 12
+    settings.AI_MAX_CONCURRENCY = 4
+    workflow, baseline, candidate = make_versions(product_type)
+    answer_by_prompt(openai_server)
+    answer = openai_server.decide
+
+    def judge_slowly(request):
+        reply = answer(request)
+        judging = "<A>" in request["messages"][-1]["content"]
+        return dataclasses.replace(reply, delay=0.3) if judging else reply
+
+    openai_server.decide = judge_slowly
+    experiment = services.experiment_start(
+        workflow=workflow,
+        baseline=baseline,
+        candidate=candidate,
+        scorers=[SCORERS_OF_EACH_TYPE[1]],
+        entity_ids=make_entities(product_type, 12),
+    )
+    experiment = experiment_run_inline(experiment)
+    started = [
+        at
+        for prompt, at in zip(openai_server.prompts(), openai_server.times, strict=True)
+        if "<A>" in prompt
+    ]
+    # 12 calls of 0.3 s, 4 at a time: the last starts 0.6 s after the first (3.3 s in turn).
+    assert len(started) == 12 and max(started) - min(started) < 1.5
+    scores = summaries.scores_summary(experiment)
+    assert scores[0]["wins"] == 12  # each verdict mapped back to its own entity
+    judged = sum(Usage.of(r.judge_usage).input_tokens for r in experiment.results.all())
+    assert judged > 0 and all(r.judge_usage for r in experiment.results.all())
+    sides = sum(
+        Usage.of(r.baseline["usage"]).input_tokens + Usage.of(r.candidate["usage"]).input_tokens
+        for r in experiment.results.all()
+    )
+    assert experiment.input_tokens == sides + judged  # every call counted once
+
+
 def test_a_budget_stops_the_model_calls(product_type, openai_server, settings):
     settings.EXPERIMENT_CHUNK_SIZE = 5
     workflow, baseline, candidate = make_versions(product_type)
@@ -131,6 +239,48 @@ def test_cancel_ends_it_and_nothing_more_is_written(product_type, openai_server,
     assert experiment.status == ExperimentStatus.CANCELLED
     assert experiment.results.count() == 5
     assert Experiment.objects.get(pk=experiment.pk).done == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_while_the_judges_score_a_chunk_stops_them_and_writes_nothing(
+    product_type, openai_server, settings
+):
+    """Cancelled after a chunk's steps ran, while its judges score the entities (the cancel
+    asked during the first judge's call): no judge call starts after it and the chunk writes
+    no row (the summary stored at the cancel stays what the results show)."""
+    settings.EXPERIMENT_CHUNK_SIZE = 5
+    settings.AI_MAX_CONCURRENCY = 1  # one entity judged at a time
+    workflow, baseline, candidate = make_versions(product_type)
+    answer_by_prompt(openai_server)
+    with mock.patch("jobs.queue.experiment_chunks_enqueue"):  # no worker of the session's
+        experiment = services.experiment_start(
+            workflow=workflow,
+            baseline=baseline,
+            candidate=candidate,
+            scorers=SCORERS_OF_EACH_TYPE,
+            entity_ids=make_entities(product_type, 5),
+        )
+    answer = openai_server.decide
+
+    def cancel_at_the_first_judge(request):
+        if "<A>" in request["messages"][-1]["content"]:
+            try:
+                if not Experiment.objects.get(pk=experiment.pk).is_ended:
+                    services.experiment_cancel(experiment_id=experiment.pk)
+                    time.sleep(shadow.CHECK_INTERVAL_S)  # a chunk's next check reads it
+            finally:
+                connection.close()
+        return answer(request)
+
+    openai_server.decide = cancel_at_the_first_judge
+    services.experiment_chunk_execute(experiment_id=experiment.pk, chunk=0)
+    judged = [prompt for prompt in openai_server.prompts() if "<A>" in prompt]
+    assert len(judged) == 1
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.CANCELLED
+    assert not experiment.results.exists() and experiment.done == 0
+    assert experiment.summary["arms"]["baseline"]["completed"] == 0
+    assert experiment.input_tokens > 0  # the calls made before it count all the same
 
 
 def test_ended_experiments_are_pruned_after_runs_keep_days(product_type, settings):
@@ -416,3 +566,60 @@ def test_an_experiment_job_ended_by_a_worker_behind_does_not_complete_before_it_
     assert ended.status == ExperimentStatus.COMPLETED
     job = api.get(f"/api/v1/jobs/{ended.job.pk}").json()
     assert job["completedAt"] >= job["startedAt"], job
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_human_picks_at_once_on_an_ended_experiment_both_count_in_its_summary(
+    product_type, openai_server, settings
+):
+    """Two people pick in the same queue at the same moment (scoring happens after the end,
+    when the summary is stored): the summary stored last counts both picks, whichever of
+    them computed it first."""
+    settings.EXPERIMENT_CHUNK_SIZE = 5
+    workflow, baseline, candidate = make_versions(product_type)
+    answer_by_prompt(openai_server)
+    with mock.patch("jobs.queue.experiment_chunks_enqueue"):  # no worker of the session's
+        experiment = services.experiment_start(
+            workflow=workflow,
+            baseline=baseline,
+            candidate=candidate,
+            scorers=[{"type": "human", "name": "people"}],
+            entity_ids=make_entities(product_type, 2),
+        )
+    experiment = experiment_run_inline(experiment)
+    first, second = experiment.results.order_by("position")
+    computed, stored = threading.Event(), threading.Event()
+    real_scores = summaries.scores_summary
+
+    def slow_for_the_first(of):
+        scores = real_scores(of)
+        if threading.current_thread() is picker:  # computed before the second pick's commit
+            computed.set()
+            stored.wait(timeout=3)
+        return scores
+
+    def pick(result):
+        try:
+            human.human_decide(
+                experiment_id=experiment.pk,
+                result_id=result.pk,
+                scorer="people",
+                choice="tie",
+                comment="",
+                user_id=None,
+            )
+        finally:
+            connection.close()
+
+    with mock.patch.object(summaries, "scores_summary", side_effect=slow_for_the_first):
+        picker = threading.Thread(target=pick, args=(first,))
+        picker.start()
+        assert computed.wait(timeout=10)
+        pick_second = threading.Thread(target=pick, args=(second,))
+        pick_second.start()
+        pick_second.join(timeout=10)
+        stored.set()
+        picker.join(timeout=10)
+        pick_second.join(timeout=10)
+    [score] = Experiment.objects.get(pk=experiment.pk).summary["scores"]
+    assert score["ties"] == 2, score

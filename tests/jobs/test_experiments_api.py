@@ -2,8 +2,13 @@
 it through its job; careless input is a 400 naming the problem and stores nothing."""
 
 import json
+import re
 
 import pytest
+from django.contrib.admin.utils import quote
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from openapi_schema_validator import OAS30Validator
 
 from jobs.experiments.models import Experiment
 from jobs.models import Job
@@ -14,6 +19,7 @@ from tests.factories import (
     make_entities,
     make_versions,
 )
+from workflows.usage import Usage
 
 pytestmark = pytest.mark.django_db
 
@@ -188,7 +194,9 @@ def test_the_admin_lists_an_experiment_job(api, setup, admin_client):
     started = _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": []}).json()
     page = admin_client.get("/admin/jobs/job/")
     assert page.status_code == 200
-    assert started["id"] in page.content.decode()
+    # Its experiment is a link to the experiment's page, as a run's job links its run.
+    link = f'<a href="/admin/jobs/experiment/{quote(started["id"])}/change/">{started["id"]}</a>'
+    assert link in page.content.decode()
 
 
 def test_results_carry_entity_data_so_they_need_view_entity(api, setup):
@@ -274,3 +282,71 @@ def test_a_scorer_name_with_dots_among_other_characters_is_taken(api, setup):
     workflow, ids = setup
     body = {"candidate": 2, "entityIds": ids, "scorers": [{"type": "human", "name": "v1.2 .."}]}
     assert _start(api, workflow, body).status_code == 202
+
+
+def test_lists_and_reads_of_experiments_and_their_jobs_never_load_their_samples(api, setup):
+    """An experiment's sampled ids (up to 10,000, a third of a megabyte of JSON) and its
+    chunks' deliveries are its workers' business: a page of 500 experiments or jobs read
+    them all before. The API's reads select neither."""
+    workflow, ids = setup
+    started = _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": []}).json()
+    paths = [
+        "/api/v1/experiments",
+        f"/api/v1/experiments/{started['id']}",
+        "/api/v1/jobs",
+        f"/api/v1/jobs/{started['jobId']}",
+    ]
+    for path in paths:
+        with CaptureQueriesContext(connection) as queries:
+            assert api.get(path).status_code == 200
+        read = [
+            q["sql"] for q in queries if re.search(r'"(entity_ids|chunk_deliveries)"', q["sql"])
+        ]
+        assert read == [], (path, read)
+
+
+def test_a_page_of_experiments_is_not_cut_short_by_their_samples(api, setup, settings):
+    """A page is cut where its JSON would pass API_MAX_PAGE_BYTES: an experiment's sample,
+    never served, counted in its size, so a page of experiments over large samples held a
+    few of them (about 12 of 10,000 entities each in the 4 MB default) whatever `limit`."""
+    workflow, _ = setup
+    ids = make_entities(workflow.entity_type, 300)
+    for _ in range(3):
+        _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": []})
+    served = len(api.get("/api/v1/experiments").content)
+    settings.API_MAX_PAGE_BYTES = 2 * served  # well above the page served, below 3 samples
+    assert len(json.dumps(ids)) * 3 > settings.API_MAX_PAGE_BYTES
+    page = api.get("/api/v1/experiments?limit=3")
+    assert len(page.json()) == 3 and "Link" not in page.headers
+    jobs = api.get("/api/v1/jobs?limit=3")
+    assert len(jobs.json()) == 3
+
+
+def test_each_side_of_a_result_shows_its_usage_as_every_usage_of_the_api(api, setup):
+    """`{inputTokens, cachedInputTokens, outputTokens, costUsd}`, as a run's, a job's and a
+    test's usage (one sum, shown alike), not its stored shape (nano-dollars, zeros left
+    out)."""
+    workflow, ids = setup
+    scored = {**JUDGE, "name": "scored", "mode": "score", "provider": "openai"}  # fails: error
+    scorers = [*SCORERS_OF_EACH_TYPE, scored]
+    body = _start(api, workflow, {"candidate": 2, "entityIds": ids, "scorers": scorers}).json()
+    experiment = experiment_run_inline(Experiment.objects.get(pk=body["id"]))
+    results = api.get(f"/api/v1/experiments/{experiment.pk}/results").json()
+    assert {"error" in verdict for verdict in results[0]["verdicts"]} == {True, False}
+    row = next(r for r in results if r["entityId"] == ids[0])
+    stored = experiment.results.get(entity_id=ids[0])
+    for arm in ("baseline", "candidate"):
+        usage = row[arm]["usage"]
+        assert usage == Usage.of(getattr(stored, arm)["usage"]).summary()
+        assert set(usage) == {"inputTokens", "cachedInputTokens", "outputTokens", "costUsd"}
+        assert usage["inputTokens"] > 0 and isinstance(usage["costUsd"], float)
+    # ...and as the served schema describes a result (its sides and verdicts typed).
+    document = api.get("/api/v1/schema?format=json").json()
+    schema = {"$ref": "#/components/schemas/ExperimentResult", **document}
+    validator = OAS30Validator(schema)
+    for result in results:
+        assert list(validator.iter_errors(result)) == []
+    arms = api.get(f"/api/v1/experiments/{experiment.pk}").json()["arms"]
+    assert arms["candidate"]["inputTokens"] == sum(
+        r["candidate"]["usage"]["inputTokens"] for r in results
+    )
