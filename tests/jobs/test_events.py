@@ -241,6 +241,29 @@ def test_retention_prunes_events_past_their_keep_time(api):
     assert sorted(Event.objects.values_list("key", flat=True)) == ["1", "2"]
 
 
+def test_an_events_id_is_taken_once_for_a_day_though_the_event_was_pruned_before(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    from jobs.retention import retention_prune
+
+    ids = make_entities(product_type, 1)
+    body = {"name": "translation.done", "key": "Item 0", "data": "first", "id": "t-1"}
+    assert api.post("/api/v1/events", body).json()["matched"] == 0  # no one waits: kept
+    # Three hours on: past its keep time and its listing's (EVENT_KEEP_MINUTES, 60), and
+    # retention has run. An entity now reaches the step; the sender retries its send late.
+    now = timezone.now()
+    Event.objects.update(received_at=now - timedelta(hours=3), expires_at=now - timedelta(hours=2))
+    retention_prune()
+    run = park(waiting_workflow(product_type), ids, django_capture_on_commit_callbacks)
+    again = api.post("/api/v1/events", body).json()
+    assert again["events"][0]["duplicate"] is True and again["matched"] == 0
+    assert Wait.objects.get(run=run).status == "waiting"  # not woken by the old news
+    # A day on, the id is forgotten as an Idempotency-Key is, and the event pruned.
+    Event.objects.update(received_at=now - timedelta(hours=25))
+    assert retention_prune().rows["waits_event_prune"] == 1
+    assert not Event.objects.exists()
+
+
 def test_the_run_page_shows_what_each_waiting_entity_waits_for(
     admin_client, product_type, django_capture_on_commit_callbacks
 ):

@@ -24,7 +24,8 @@ class EventInSerializer(StrictSerializer):
     id = serializers.CharField(
         required=False,
         max_length=200,
-        help_text="Your id for this event: it is taken once; a retry wakes no entity twice.",
+        help_text="Your id for this event: it is taken once within 24 h; a retry wakes no "
+        "entity twice.",
     )
 
     def validate_data(self, value):

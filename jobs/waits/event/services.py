@@ -23,6 +23,7 @@ bulk sends naming the same runs in other orders do not deadlock.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q
 from django.db.models.functions import Now
@@ -315,9 +316,16 @@ def waits_time_out(*, now: datetime, limit: int = 1000) -> int:
 
 def events_prune(*, now: datetime, limit: int) -> int:
     """Delete up to `limit` events past their keep time (listed EVENT_KEEP_MINUTES after they
-    stopped being matchable); returns how many (retention's pruner)."""
+    stopped being matchable); returns how many (retention's pruner). An event sent with an
+    `id` is kept besides for IDEMPOTENCY_KEEP_HOURS after it came, as an Idempotency-Key
+    is: its row is what makes a retry of that id a duplicate, and a sender's late retry
+    (webhooks retry for hours) must not wake the entities of a later run with old news."""
     cutoff = now - timedelta(minutes=event_keep_minutes())
+    ids_kept_from = now - timedelta(hours=settings.IDEMPOTENCY_KEEP_HOURS)
     ids = list(
-        Event.objects.filter(expires_at__lt=cutoff).order_by().values_list("pk", flat=True)[:limit]
+        Event.objects.filter(expires_at__lt=cutoff)
+        .filter(Q(sent_id="") | Q(received_at__lt=ids_kept_from))
+        .order_by()
+        .values_list("pk", flat=True)[:limit]
     )
     return Event.objects.filter(pk__in=ids).delete()[0] if ids else 0
