@@ -5,13 +5,15 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from entities.models import Entity
 from jobs.engine.waits import run_waits_resume, waits_tick
 from jobs.models import Run, RunItem, Wait
 from jobs.waits.event.models import Event, EventWait
-from jobs.waits.event.services import EventIn, events_send
+from jobs.waits.event.services import EventIn, events_send, waits_time_out
 from tests.conftest import Api
 from tests.factories import make_entities, make_key, make_workflow, run_inline, start_run
 
@@ -117,6 +119,26 @@ def test_a_timeout_ends_the_wait_as_on_timeout_says(
     item = RunItem.objects.get(run=run, entity_id=ids[0])
     assert item.status == status and error in item.error
     assert run.waiting == 1
+
+
+def test_timing_out_waits_takes_as_many_statements_for_3_entities_as_for_12(
+    product_type, django_capture_on_commit_callbacks
+):
+    """Timeouts come in thousands (a run's entities parked together time out together):
+    resolved one wait at a time, a tick took a millisecond or more per wait, holding the
+    waits' queue (and every delay due meanwhile) for seconds per thousand."""
+
+    def time_out(n: int) -> list[str]:
+        workflow = waiting_workflow(product_type, timeoutMinutes=30, onTimeout="fail")
+        run = park(workflow, make_entities(product_type, n), django_capture_on_commit_callbacks)
+        EventWait.objects.filter(run_id=run.pk).update(timeout_at=timezone.now())
+        with CaptureQueriesContext(connection) as captured:
+            assert waits_time_out(now=timezone.now()) == n
+        assert run.items.filter(status="waiting").count() == n  # resolved, to be resumed
+        assert not Wait.objects.filter(run=run, status="waiting").exists()
+        return [query["sql"] for query in captured.captured_queries]
+
+    assert len(time_out(3)) == len(time_out(12))
 
 
 def test_a_kind_whose_tick_fails_stops_no_other_kind_s_tick(

@@ -30,7 +30,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from config.api.ids import new_id
-from jobs.engine.waits import runs_lock, waits_resolve, waits_resolve_sets
+from jobs.engine.waits import runs_lock, waits_resolve_each, waits_resolve_sets
 from jobs.models import RunStatus
 from jobs.waits.event.conf import event_keep_minutes
 from jobs.waits.event.models import Event, EventRecheck, EventWait
@@ -284,7 +284,9 @@ def _resolution(event: Event, output_field: str) -> Resolution:
 
 
 def waits_time_out(*, now: datetime, limit: int = 1000) -> int:
-    """Resolve the waits whose `timeoutMinutes` passed, as their `onTimeout` says."""
+    """Resolve the waits whose `timeoutMinutes` passed, as their `onTimeout` says: `limit`
+    a transaction, each resolution its own (it names the wait's event and key) but written
+    in one statement, as a run's entities parked together time out together."""
     timed_out = 0
     while True:
         due = list(
@@ -297,21 +299,26 @@ def waits_time_out(*, now: datetime, limit: int = 1000) -> int:
         with transaction.atomic():
             run_ids = sorted({run_id for _, run_id, *_ in due})
             runs_lock(run_ids=run_ids)
-            for wait_id, _, on_timeout, name, key in due:
-                why = f"No event {name!r} with key {key!r} came in time (timeoutMinutes)."
-                resolution = {
-                    "fail": Resolution("fail", error=why),
-                    "stop": Resolution("stop", log=why),
-                    "continue": Resolution(
-                        "continue", output={"data": None, "eventId": None, "timedOut": True}
-                    ),
-                }[on_timeout]
-                timed_out += waits_resolve(
-                    wait_ids=[wait_id], run_ids=run_ids, resolution=resolution, now=now
-                )
+            timed_out += waits_resolve_each(
+                resolutions={
+                    wait_id: _timed_out(on_timeout, name, key)
+                    for wait_id, _, on_timeout, name, key in due
+                },
+                run_ids=run_ids,
+                now=now,
+            )
             EventWait.objects.filter(pk__in=[entry[0] for entry in due]).delete()
         if len(due) < limit:
             return timed_out
+
+
+def _timed_out(on_timeout: str, name: str, key: str) -> Resolution:
+    why = f"No event {name!r} with key {key!r} came in time (timeoutMinutes)."
+    if on_timeout == EventWait.OnTimeout.CONTINUE:
+        return Resolution("continue", output={"data": None, "eventId": None, "timedOut": True})
+    if on_timeout == EventWait.OnTimeout.STOP:
+        return Resolution("stop", log=why)
+    return Resolution("fail", error=why)
 
 
 def events_prune(*, now: datetime, limit: int) -> int:
