@@ -204,6 +204,15 @@ def test_a_careless_send_is_a_400_naming_the_field(api, body, field):
     assert not Event.objects.exists()
 
 
+def test_the_openapi_document_bounds_a_sends_events_as_the_api_does(api):
+    """Served: 1 to 1,000 `events`; documented: any number, so a client built from the
+    schema sent 1,001 and met a 400 its types never mentioned."""
+    schemas = api.get("/api/v1/schema?format=json").json()["components"]["schemas"]
+    events = schemas["EventSendRequest"]["properties"]["events"]
+    assert (events.get("minItems"), events.get("maxItems")) == (1, 1000)
+    assert events["items"] == {"$ref": "#/components/schemas/EventInRequest"}
+
+
 @pytest.mark.parametrize(
     ("body", "missing"),
     [({"key": "k"}, ["name"]), ({"name": "paid"}, ["key"]), ({}, ["name", "key"])],
