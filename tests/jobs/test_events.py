@@ -204,6 +204,28 @@ def test_a_careless_send_is_a_400_naming_the_field(api, body, field):
     assert not Event.objects.exists()
 
 
+def test_a_send_retried_with_its_idempotency_key_replays_the_first_and_wakes_no_later_entity(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    """The contract: writes that create work take `Idempotency-Key`. A send without an `id`
+    retried with its key stored a second event, kept for the next entity reaching the step
+    (another run's) with the first's news."""
+    ids = make_entities(product_type, 1)
+    body = {"name": "translation.done", "key": "Item 0", "data": "first"}
+    earlier = park(waiting_workflow(product_type), ids, django_capture_on_commit_callbacks)
+    first = api.post("/api/v1/events", body, HTTP_IDEMPOTENCY_KEY="send-1")
+    assert first.status_code == 200 and first.json()["matched"] == 1
+    later = park(waiting_workflow(product_type), ids, django_capture_on_commit_callbacks)
+    again = api.post("/api/v1/events", body, HTTP_IDEMPOTENCY_KEY="send-1")
+    assert again.status_code == 200 and again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert Event.objects.count() == 1
+    assert Wait.objects.get(run=earlier).status == "resolved"
+    assert Wait.objects.get(run=later).status == "waiting"
+    other = api.post("/api/v1/events", {**body, "data": "x"}, HTTP_IDEMPOTENCY_KEY="send-1")
+    assert other.status_code == 409 and Event.objects.count() == 1
+
+
 def test_the_openapi_document_bounds_a_sends_events_as_the_api_does(api):
     """Served: 1 to 1,000 `events`; documented: any number, so a client built from the
     schema sent 1,001 and met a 400 its types never mentioned."""
