@@ -102,7 +102,7 @@ def events_send(*, events: list[EventIn], now: datetime | None = None) -> list[S
     }
     # Not one stored by this send (its id came twice in the body): that one wakes anyway.
     kept = [e for e in earlier.values() if e.pk not in stored and e.still_kept]
-    woken = _wake([row for row in rows if row.pk in stored] + kept, now)
+    woken = _wake(kept + [row for row in rows if row.pk in stored], now)  # oldest first
     matched = dict(
         Event.objects.filter(pk__in=[event.pk for event in earlier.values()]).values_list(
             "pk", "matched"
@@ -128,23 +128,24 @@ def events_send(*, events: list[EventIn], now: datetime | None = None) -> list[S
 
 
 def _wake(events: list[Event], now: datetime) -> dict[str, int]:
-    """Resolve every wait parked for each event's name and key (the first event of a name
-    and key, when several came together), in one transaction, so the entities a bulk send
-    wakes resume together; returns how many each woke, by event id."""
-    first: dict[tuple[str, str], Event] = {}
+    """Resolve every wait parked for each event's name and key, in one transaction, so the
+    entities a bulk send wakes resume together; returns how many each woke, by event id.
+    `events` come oldest first: of several of a name and key the last, the newest news,
+    wakes them (as the newest kept wakes an entity reaching its step), not the first."""
+    newest: dict[tuple[str, str], Event] = {}
     for event in events:
-        first.setdefault((event.name, event.key), event)
-    if not first:
+        newest[event.name, event.key] = event
+    if not newest:
         return {}
     with transaction.atomic():
         waiting = [
             entry
             for entry in EventWait.objects.filter(
-                name__in={name for name, _ in first}, key__in={key for _, key in first}
+                name__in={name for name, _ in newest}, key__in={key for _, key in newest}
             ).values_list("wait_id", "run_id", "output_field", "name", "key")
-            if entry[3:] in first
+            if entry[3:] in newest
         ]
-        return _resolve(first, waiting, now)
+        return _resolve(newest, waiting, now)
 
 
 def waits_match(*, wait_ids: list[str], now: datetime | None = None) -> int:
