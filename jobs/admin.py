@@ -2,6 +2,7 @@
 and the jobs' list. Running and testing workflows from the admin are `start_admin`'s; each kind
 of wait's pages are its own (`jobs/waits/<kind>/admin.py`, loaded below)."""
 
+from datetime import datetime
 from importlib import import_module
 
 from django.contrib import admin, messages
@@ -11,7 +12,9 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 
 from config.api.errors import DomainError
 from config.api.templatetags.admin_values import usd
@@ -46,6 +49,14 @@ REVERT_PAGE_COUNTS = 20_000
 # retrying or reverting one starts a run.
 CANCEL_PERMISSION = "jobs.change_job"
 START_PERMISSION = "jobs.add_run"
+
+
+def _shown(value) -> str:
+    """A fact of what an entity waits for (`WaitKind.describe`) as its run's page shows it: a
+    time as a date in the admin's zone and format (the API serves it in ms)."""
+    if isinstance(value, datetime):
+        return date_format(localtime(value), "DATETIME_FORMAT")
+    return str(value)
 
 
 def progress_bar(run: Run):
@@ -146,7 +157,7 @@ class RunAdmin(RecordAdmin):
         waiting_for: dict[int, str] = {}
         for item_id, facts in waits_describe(items=shown).items():
             described = ", ".join(
-                f"{key} {value}" for key, value in facts.items() if key != "kind" and value
+                f"{key} {_shown(value)}" for key, value in facts.items() if key != "kind" and value
             )
             waiting_for[item_id] = f"{facts['kind']}: {described}" if described else facts["kind"]
         for item in shown:

@@ -1,9 +1,11 @@
 """What the API answers about runs, their items, logs and jobs. (What clients send is
 `jobs/inputs.py`.)"""
 
+from datetime import datetime
+
 from rest_framework import serializers
 
-from config.api.fields import TimestampField
+from config.api.fields import TimestampField, to_millis
 from jobs.models import Job, Run, RunItem, RunLog, RunStatus, TriggerType
 from jobs.waits.kinds import kinds
 from workflows.pricing import usd_of
@@ -197,7 +199,14 @@ class RunItemSerializer(serializers.ModelSerializer):
         ]
 
     def get_waitingFor(self, item) -> dict | None:
-        return self.context.get("waiting_for", {}).get(item.pk)
+        facts = self.context.get("waiting_for", {}).get(item.pk)
+        if facts is None:
+            return None
+        # A kind's times are datetimes (`WaitKind.describe`): in ms, as every time served.
+        return {
+            key: to_millis(value) if isinstance(value, datetime) else value
+            for key, value in facts.items()
+        }
 
     def get_stepId(self, item) -> str | None:
         return item.step_id or None

@@ -115,7 +115,8 @@ class WaitKind:
 
     def describe(self, wait_ids: list[str]) -> dict[str, dict]:
         """What each of these waits waits for, as the run's items show it (`waitingFor`):
-        by wait id, a few camelCase facts (a time; an event and its key). None by default."""
+        by wait id, a few camelCase facts (a time, as an aware datetime, which the API serves
+        in ms and the admin's run page as a date; an event and its key). None by default."""
         return {}
 
     def run_records(self, run_id: str) -> list[QuerySet]:

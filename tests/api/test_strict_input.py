@@ -11,6 +11,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from entities.models import Entity, EntityType
 from jobs.models import Experiment, Run
+from jobs.waits.event.models import Event
 from workflows.models import Workflow
 
 pytestmark = pytest.mark.django_db
@@ -243,6 +244,7 @@ def counts() -> tuple:
         Workflow.objects.count(),
         Run.objects.count(),
         Experiment.objects.count(),
+        Event.objects.count(),
     )
 
 

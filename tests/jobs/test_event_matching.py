@@ -381,3 +381,30 @@ def test_two_bulk_sends_naming_the_same_runs_in_other_orders_both_go_through(
         thread.join(30)
     assert sorted(outcomes.items()) == [("first", 4), ("second", 0)], outcomes
     assert set(Wait.objects.values_list("status", flat=True)) == {"resolved"}
+
+
+def test_of_one_bulk_sends_events_of_a_name_and_key_the_last_wakes_the_waiting_entities(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    """A sender batching its news in order (`v1`, then `v2`) woke the entity with `v1`, the
+    first, and `v2` was used up with it: the entity went on with stale data. The newest wins,
+    as among the events kept for an entity reaching its step."""
+    ids = make_entities(product_type, 1)
+    run = park(
+        waiting_workflow(product_type, outputField="translation"),
+        ids,
+        django_capture_on_commit_callbacks,
+    )
+    sent = api.post(
+        "/api/v1/events",
+        {
+            "events": [
+                {"name": "translation.done", "key": "Item 0", "data": "v1"},
+                {"name": "translation.done", "key": "Item 0", "data": "v2"},
+            ]
+        },
+    ).json()
+    assert sent["matched"] == 1
+    assert [each["matched"] for each in sent["events"]] == [0, 1]
+    resume(run)
+    assert Entity.objects.get(pk=ids[0]).data["translation"] == "v2"

@@ -5,13 +5,15 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from entities.models import Entity
 from jobs.engine.waits import run_waits_resume, waits_tick
 from jobs.models import Run, RunItem, Wait
 from jobs.waits.event.models import Event, EventWait
-from jobs.waits.event.services import EventIn, events_send
+from jobs.waits.event.services import EventIn, events_send, waits_time_out
 from tests.conftest import Api
 from tests.factories import make_entities, make_key, make_workflow, run_inline, start_run
 
@@ -119,6 +121,26 @@ def test_a_timeout_ends_the_wait_as_on_timeout_says(
     assert run.waiting == 1
 
 
+def test_timing_out_waits_takes_as_many_statements_for_3_entities_as_for_12(
+    product_type, django_capture_on_commit_callbacks
+):
+    """Timeouts come in thousands (a run's entities parked together time out together):
+    resolved one wait at a time, a tick took a millisecond or more per wait, holding the
+    waits' queue (and every delay due meanwhile) for seconds per thousand."""
+
+    def time_out(n: int) -> list[str]:
+        workflow = waiting_workflow(product_type, timeoutMinutes=30, onTimeout="fail")
+        run = park(workflow, make_entities(product_type, n), django_capture_on_commit_callbacks)
+        EventWait.objects.filter(run_id=run.pk).update(timeout_at=timezone.now())
+        with CaptureQueriesContext(connection) as captured:
+            assert waits_time_out(now=timezone.now()) == n
+        assert run.items.filter(status="waiting").count() == n  # resolved, to be resumed
+        assert not Wait.objects.filter(run=run, status="waiting").exists()
+        return [query["sql"] for query in captured.captured_queries]
+
+    assert len(time_out(3)) == len(time_out(12))
+
+
 def test_a_kind_whose_tick_fails_stops_no_other_kind_s_tick(
     product_type, django_capture_on_commit_callbacks, monkeypatch, caplog
 ):
@@ -182,6 +204,37 @@ def test_a_careless_send_is_a_400_naming_the_field(api, body, field):
     assert not Event.objects.exists()
 
 
+def test_a_send_retried_with_its_idempotency_key_replays_the_first_and_wakes_no_later_entity(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    """The contract: writes that create work take `Idempotency-Key`. A send without an `id`
+    retried with its key stored a second event, kept for the next entity reaching the step
+    (another run's) with the first's news."""
+    ids = make_entities(product_type, 1)
+    body = {"name": "translation.done", "key": "Item 0", "data": "first"}
+    earlier = park(waiting_workflow(product_type), ids, django_capture_on_commit_callbacks)
+    first = api.post("/api/v1/events", body, HTTP_IDEMPOTENCY_KEY="send-1")
+    assert first.status_code == 200 and first.json()["matched"] == 1
+    later = park(waiting_workflow(product_type), ids, django_capture_on_commit_callbacks)
+    again = api.post("/api/v1/events", body, HTTP_IDEMPOTENCY_KEY="send-1")
+    assert again.status_code == 200 and again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert Event.objects.count() == 1
+    assert Wait.objects.get(run=earlier).status == "resolved"
+    assert Wait.objects.get(run=later).status == "waiting"
+    other = api.post("/api/v1/events", {**body, "data": "x"}, HTTP_IDEMPOTENCY_KEY="send-1")
+    assert other.status_code == 409 and Event.objects.count() == 1
+
+
+def test_the_openapi_document_bounds_a_sends_events_as_the_api_does(api):
+    """Served: 1 to 1,000 `events`; documented: any number, so a client built from the
+    schema sent 1,001 and met a 400 its types never mentioned."""
+    schemas = api.get("/api/v1/schema?format=json").json()["components"]["schemas"]
+    events = schemas["EventSendRequest"]["properties"]["events"]
+    assert (events.get("minItems"), events.get("maxItems")) == (1, 1000)
+    assert events["items"] == {"$ref": "#/components/schemas/EventInRequest"}
+
+
 @pytest.mark.parametrize(
     ("body", "missing"),
     [({"key": "k"}, ["name"]), ({"name": "paid"}, ["key"]), ({}, ["name", "key"])],
@@ -239,6 +292,29 @@ def test_retention_prunes_events_past_their_keep_time(api):
     pruned = retention_prune()
     assert pruned.rows["waits_event_prune"] == 1
     assert sorted(Event.objects.values_list("key", flat=True)) == ["1", "2"]
+
+
+def test_an_events_id_is_taken_once_for_a_day_though_the_event_was_pruned_before(
+    api, product_type, django_capture_on_commit_callbacks
+):
+    from jobs.retention import retention_prune
+
+    ids = make_entities(product_type, 1)
+    body = {"name": "translation.done", "key": "Item 0", "data": "first", "id": "t-1"}
+    assert api.post("/api/v1/events", body).json()["matched"] == 0  # no one waits: kept
+    # Three hours on: past its keep time and its listing's (EVENT_KEEP_MINUTES, 60), and
+    # retention has run. An entity now reaches the step; the sender retries its send late.
+    now = timezone.now()
+    Event.objects.update(received_at=now - timedelta(hours=3), expires_at=now - timedelta(hours=2))
+    retention_prune()
+    run = park(waiting_workflow(product_type), ids, django_capture_on_commit_callbacks)
+    again = api.post("/api/v1/events", body).json()
+    assert again["events"][0]["duplicate"] is True and again["matched"] == 0
+    assert Wait.objects.get(run=run).status == "waiting"  # not woken by the old news
+    # A day on, the id is forgotten as an Idempotency-Key is, and the event pruned.
+    Event.objects.update(received_at=now - timedelta(hours=25))
+    assert retention_prune().rows["waits_event_prune"] == 1
+    assert not Event.objects.exists()
 
 
 def test_the_run_page_shows_what_each_waiting_entity_waits_for(

@@ -2,8 +2,11 @@
 the API serves."""
 
 import time
+from datetime import UTC, datetime
 
 import pytest
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 
 from jobs.models import Run
 from tests.factories import make_entities, make_workflow, run_inline, start_run
@@ -63,3 +66,33 @@ def test_an_event_wait_without_a_timeout_shows_none(
         django_capture_on_commit_callbacks,
     )
     assert items[0]["waitingFor"]["timeoutAt"] is None
+
+
+@pytest.mark.parametrize(
+    ("step", "field"),
+    [
+        ({"type": "delay", "config": {"minutes": 30}}, "until"),
+        (
+            {
+                "type": "wait_for_event",
+                "config": {"event": "price.ok", "key": "{{ entity.title }}", "timeoutMinutes": 30},
+            },
+            "timeoutAt",
+        ),
+    ],
+)
+def test_the_run_page_shows_a_waiting_entitys_time_as_a_date_not_in_ms(
+    api, admin_client, product_type, django_capture_on_commit_callbacks, step, field
+):
+    """The admin's run page said `delay: until 1796682270000`: the API's milliseconds, which
+    a person reads as nothing."""
+    workflow = make_workflow(product_type, [step, PUBLISH])
+    [item] = waiting_items(
+        api, workflow, make_entities(product_type, 1), django_capture_on_commit_callbacks
+    )
+    at = item["waitingFor"][field]
+    run = Run.objects.get(workflow=workflow)
+    page = admin_client.get(f"/admin/jobs/run/{run.pk}/change/").content.decode()
+    assert str(at) not in page
+    when = localtime(datetime.fromtimestamp(at / 1000, tz=UTC))
+    assert f"{field} {date_format(when, 'DATETIME_FORMAT')}" in page

@@ -44,7 +44,7 @@ class Delay(StepType):
         "properties": {
             "minutes": {
                 "type": "number",
-                "minimum": 0,
+                "exclusiveMinimum": 0,
                 "maximum": MAX_MINUTES,
                 "description": "How long to wait, in minutes (more than 0, up to a year).",
             },
@@ -60,8 +60,6 @@ class Delay(StepType):
     def extra_problems(self, config: dict, *, path: str) -> list[FieldError]:
         if ("minutes" in config) == ("until" in config):
             return [FieldError(path, "Give exactly one of `minutes` and `until`.")]
-        if config.get("minutes") == 0:
-            return [FieldError(f"{path}.minutes", "Must be more than 0.")]
         return []
 
     def run_batch(self, states: list[EntityState], config: dict, ctx: StepContext) -> None:

@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from config.api.fields import to_millis
 from jobs.engine.waits import run_waits_resume, runs_lock, waits_resolve_each, waits_tick_at
 from jobs.waits.base import Parked, WaitKind
 from jobs.waits.delay.models import Delay
@@ -93,7 +92,7 @@ class DelayWait(WaitKind):
 
     def describe(self, wait_ids: list[str]) -> dict[str, dict]:
         return {
-            pk: {"until": to_millis(until)}  # in ms, as every time the API serves
+            pk: {"until": until}
             for pk, until in Delay.objects.filter(pk__in=wait_ids).values_list("pk", "until")
         }
 

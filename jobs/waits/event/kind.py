@@ -6,7 +6,6 @@ from functools import partial
 from django.db import transaction
 from django.utils import timezone
 
-from config.api.fields import to_millis
 from jobs.waits.base import Parked, WaitKind
 from jobs.waits.event.models import EventWait
 from jobs.waits.event.services import (
@@ -63,7 +62,7 @@ class EventWaitKind(WaitKind):
             pk: {
                 "event": name,
                 "key": key,
-                "timeoutAt": to_millis(timeout_at),  # in ms, as every time the API serves
+                "timeoutAt": timeout_at,
             }
             for pk, name, key, timeout_at in rows
         }

@@ -24,7 +24,8 @@ class EventInSerializer(StrictSerializer):
     id = serializers.CharField(
         required=False,
         max_length=200,
-        help_text="Your id for this event: it is taken once; a retry wakes no entity twice.",
+        help_text="Your id for this event: it is taken once within 24 h; a retry wakes no "
+        "entity twice.",
     )
 
     def validate_data(self, value):
@@ -46,7 +47,15 @@ class EventSendSerializer(EventInSerializer):
 
     name = serializers.RegexField(EVENT_NAME_PATTERN, required=False)
     key = serializers.CharField(max_length=MAX_KEY_LENGTH, required=False)
-    events = EventInSerializer(many=True, required=False, max_length=SEND_MAX, min_length=1)
+    # A ListField, not `many=True`: the OpenAPI document states its bounds (minItems,
+    # maxItems) only for a ListField's.
+    events = serializers.ListField(
+        child=EventInSerializer(),
+        required=False,
+        min_length=1,
+        max_length=SEND_MAX,
+        help_text=f"1 to {SEND_MAX} events, each taken as one sent alone.",
+    )
 
     def validate(self, attrs):
         if "events" in attrs:

@@ -23,13 +23,14 @@ bulk sends naming the same runs in other orders do not deadlock.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from config.api.ids import new_id
-from jobs.engine.waits import runs_lock, waits_resolve, waits_resolve_sets
+from jobs.engine.waits import runs_lock, waits_resolve_each, waits_resolve_sets
 from jobs.models import RunStatus
 from jobs.waits.event.conf import event_keep_minutes
 from jobs.waits.event.models import Event, EventRecheck, EventWait
@@ -101,7 +102,7 @@ def events_send(*, events: list[EventIn], now: datetime | None = None) -> list[S
     }
     # Not one stored by this send (its id came twice in the body): that one wakes anyway.
     kept = [e for e in earlier.values() if e.pk not in stored and e.still_kept]
-    woken = _wake([row for row in rows if row.pk in stored] + kept, now)
+    woken = _wake(kept + [row for row in rows if row.pk in stored], now)  # oldest first
     matched = dict(
         Event.objects.filter(pk__in=[event.pk for event in earlier.values()]).values_list(
             "pk", "matched"
@@ -127,23 +128,24 @@ def events_send(*, events: list[EventIn], now: datetime | None = None) -> list[S
 
 
 def _wake(events: list[Event], now: datetime) -> dict[str, int]:
-    """Resolve every wait parked for each event's name and key (the first event of a name
-    and key, when several came together), in one transaction, so the entities a bulk send
-    wakes resume together; returns how many each woke, by event id."""
-    first: dict[tuple[str, str], Event] = {}
+    """Resolve every wait parked for each event's name and key, in one transaction, so the
+    entities a bulk send wakes resume together; returns how many each woke, by event id.
+    `events` come oldest first: of several of a name and key the last, the newest news,
+    wakes them (as the newest kept wakes an entity reaching its step), not the first."""
+    newest: dict[tuple[str, str], Event] = {}
     for event in events:
-        first.setdefault((event.name, event.key), event)
-    if not first:
+        newest[event.name, event.key] = event
+    if not newest:
         return {}
     with transaction.atomic():
         waiting = [
             entry
             for entry in EventWait.objects.filter(
-                name__in={name for name, _ in first}, key__in={key for _, key in first}
+                name__in={name for name, _ in newest}, key__in={key for _, key in newest}
             ).values_list("wait_id", "run_id", "output_field", "name", "key")
-            if entry[3:] in first
+            if entry[3:] in newest
         ]
-        return _resolve(first, waiting, now)
+        return _resolve(newest, waiting, now)
 
 
 def waits_match(*, wait_ids: list[str], now: datetime | None = None) -> int:
@@ -283,7 +285,9 @@ def _resolution(event: Event, output_field: str) -> Resolution:
 
 
 def waits_time_out(*, now: datetime, limit: int = 1000) -> int:
-    """Resolve the waits whose `timeoutMinutes` passed, as their `onTimeout` says."""
+    """Resolve the waits whose `timeoutMinutes` passed, as their `onTimeout` says: `limit`
+    a transaction, each resolution its own (it names the wait's event and key) but written
+    in one statement, as a run's entities parked together time out together."""
     timed_out = 0
     while True:
         due = list(
@@ -296,28 +300,40 @@ def waits_time_out(*, now: datetime, limit: int = 1000) -> int:
         with transaction.atomic():
             run_ids = sorted({run_id for _, run_id, *_ in due})
             runs_lock(run_ids=run_ids)
-            for wait_id, _, on_timeout, name, key in due:
-                why = f"No event {name!r} with key {key!r} came in time (timeoutMinutes)."
-                resolution = {
-                    "fail": Resolution("fail", error=why),
-                    "stop": Resolution("stop", log=why),
-                    "continue": Resolution(
-                        "continue", output={"data": None, "eventId": None, "timedOut": True}
-                    ),
-                }[on_timeout]
-                timed_out += waits_resolve(
-                    wait_ids=[wait_id], run_ids=run_ids, resolution=resolution, now=now
-                )
+            timed_out += waits_resolve_each(
+                resolutions={
+                    wait_id: _timed_out(on_timeout, name, key)
+                    for wait_id, _, on_timeout, name, key in due
+                },
+                run_ids=run_ids,
+                now=now,
+            )
             EventWait.objects.filter(pk__in=[entry[0] for entry in due]).delete()
         if len(due) < limit:
             return timed_out
 
 
+def _timed_out(on_timeout: str, name: str, key: str) -> Resolution:
+    why = f"No event {name!r} with key {key!r} came in time (timeoutMinutes)."
+    if on_timeout == EventWait.OnTimeout.CONTINUE:
+        return Resolution("continue", output={"data": None, "eventId": None, "timedOut": True})
+    if on_timeout == EventWait.OnTimeout.STOP:
+        return Resolution("stop", log=why)
+    return Resolution("fail", error=why)
+
+
 def events_prune(*, now: datetime, limit: int) -> int:
     """Delete up to `limit` events past their keep time (listed EVENT_KEEP_MINUTES after they
-    stopped being matchable); returns how many (retention's pruner)."""
+    stopped being matchable); returns how many (retention's pruner). An event sent with an
+    `id` is kept besides for IDEMPOTENCY_KEEP_HOURS after it came, as an Idempotency-Key
+    is: its row is what makes a retry of that id a duplicate, and a sender's late retry
+    (webhooks retry for hours) must not wake the entities of a later run with old news."""
     cutoff = now - timedelta(minutes=event_keep_minutes())
+    ids_kept_from = now - timedelta(hours=settings.IDEMPOTENCY_KEEP_HOURS)
     ids = list(
-        Event.objects.filter(expires_at__lt=cutoff).order_by().values_list("pk", flat=True)[:limit]
+        Event.objects.filter(expires_at__lt=cutoff)
+        .filter(Q(sent_id="") | Q(received_at__lt=ids_kept_from))
+        .order_by()
+        .values_list("pk", flat=True)[:limit]
     )
     return Event.objects.filter(pk__in=ids).delete()[0] if ids else 0

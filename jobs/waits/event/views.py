@@ -2,6 +2,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.response import Response
 
+from config.api.idempotency import SCHEMA_PARAMETER, idempotent
 from config.api.serializers import validated
 from jobs.waits.event import services
 from jobs.waits.event.models import Event
@@ -19,6 +20,7 @@ from jobs.waits.event.serializers import (
         summary="Send events: wake the entities waiting for them",
         request=EventSendSerializer,
         responses={200: EventSentSerializer},
+        parameters=[SCHEMA_PARAMETER],
     ),
 )
 class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -38,7 +40,12 @@ class EventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             events = events.filter(key=query["key"])
         return events
 
+    @idempotent
     def create(self, request, *args, **kwargs):
+        # With an `Idempotency-Key` the send is one transaction with its answer's record
+        # (`idempotent`): an entity parked while it runs, which neither side then sees, gets
+        # an event kept for it from the waits' next tick (`waits_match_lately`), as after a
+        # send that died between its two.
         data = validated(EventSendSerializer, request.data)
         sent = services.events_send(
             events=[

@@ -1,6 +1,7 @@
 """The `delay` step's config and what it does without a worker: the test endpoint, a time
 already past, a template that renders no time."""
 
+import jsonschema
 import pytest
 
 from jobs.models import Wait
@@ -37,6 +38,19 @@ def test_a_delay_takes_exactly_one_of_minutes_and_until(api, product_type, confi
     response = _post(api, product_type, config)
     assert response.status_code == 400, response.json()
     assert field in [detail["field"] for detail in response.json()["error"]["details"]]
+
+
+def test_the_served_schemas_refuse_zero_minutes_as_the_api_does(api):
+    """`/step-types` and the OpenAPI document said `minimum: 0`, so a client or editor
+    checking a config against them took `{"minutes": 0}`, which the API refuses."""
+    [delay] = [each for each in api.get("/api/v1/step-types").json() if each["type"] == "delay"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"minutes": 0}, delay["configSchema"])
+    jsonschema.validate({"minutes": 0.01}, delay["configSchema"])
+    minutes = api.get("/api/v1/schema?format=json").json()["components"]["schemas"]["DelayConfig"][
+        "properties"
+    ]["minutes"]
+    assert (minutes["minimum"], minutes["exclusiveMinimum"]) == (0, True)
 
 
 @pytest.mark.parametrize("config", [{"minutes": 0.05}, {"until": "{{ entity.at }}"}])
