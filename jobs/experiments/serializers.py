@@ -30,8 +30,16 @@ class ScorerSerializer(StrictSerializer):
     instructions = serializers.CharField(
         required=False, max_length=20_000, help_text="`judge`: a template (`{{ entity.* }}`)."
     )
-    provider = serializers.ChoiceField(choices=list(settings.AI_PROVIDERS), required=False)
-    model = serializers.CharField(required=False, max_length=200)
+    provider = serializers.ChoiceField(
+        choices=list(settings.AI_PROVIDERS),
+        required=False,
+        help_text="`judge`: the judge's provider (default: the deployment's, `AI_PROVIDER`).",
+    )
+    model = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="`judge`: the judge's model (default: `AI_MODEL`, else the provider's).",
+    )
     fields = serializers.ListField(
         child=serializers.CharField(max_length=200),
         required=False,

@@ -72,9 +72,12 @@ def scorers_editor_schema() -> dict:
                 "provider": {
                     "type": "string",
                     "enum": ["", *settings.AI_PROVIDERS],
-                    "help_text": "judge: the judge's provider (default the workflow's).",
+                    "help_text": "judge: the judge's provider (default: AI_PROVIDER).",
                 },
-                "model": {"type": "string", "help_text": "judge: the judge's model."},
+                "model": {
+                    "type": "string",
+                    "help_text": "judge: the judge's model (default the provider's).",
+                },
                 "fields": {
                     "type": "array",
                     "items": {"type": "string"},

@@ -24,8 +24,12 @@ def world(product_type):
     waiting = start_run(reviewed, ids)
     run_inline(waiting.pk)
     version = workflow.versions.get()
-    experiment = experiment_start(
-        workflow=workflow, baseline=version, candidate=version, scorers=[], entity_ids=ids
+    experiment = experiment_start(  # a human scorer's blind queue to open
+        workflow=workflow,
+        baseline=version,
+        candidate=version,
+        scorers=[{"type": "human", "name": "people"}],
+        entity_ids=ids,
     )
     return {
         "experiment": experiment,
