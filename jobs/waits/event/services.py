@@ -315,7 +315,7 @@ def waits_time_out(*, now: datetime, limit: int = 1000) -> int:
 def _timed_out(on_timeout: str, name: str) -> Resolution:
     # The key is rendered from the entity's data, and an item's error and the run's log are
     # read by whoever may view runs: they name the event, never the key (the run's items
-    # show it in `waitingFor` while the entity waits).
+    # show it in `waitingFor`, to who may read entities, while the entity waits).
     why = f"No event {name!r} with the entity's key came in time (timeoutMinutes)."
     if on_timeout == EventWait.OnTimeout.CONTINUE:
         return Resolution("continue", output={"data": None, "eventId": None, "timedOut": True})
