@@ -155,7 +155,8 @@ class RunAdmin(RecordAdmin):
             items = items.filter(status=status)
         shown = list(items[:ITEMS_SHOWN])
         waiting_for: dict[int, str] = {}
-        for item_id, facts in waits_describe(items=shown).items():
+        entity_data = request.user.has_perm("entities.view_entity")
+        for item_id, facts in waits_describe(items=shown, entity_data=entity_data).items():
             described = ", ".join(
                 f"{key} {_shown(value)}" for key, value in facts.items() if key != "kind" and value
             )

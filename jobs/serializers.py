@@ -182,7 +182,8 @@ class RunItemSerializer(serializers.ModelSerializer):
     completedAt = TimestampField(source="completed_at", allow_null=True)
     waitingFor = serializers.SerializerMethodField(
         help_text="While `waiting`: the kind of wait and what it waits for (`until` a time in "
-        "ms; an `event` and its `key`, and `timeoutAt` in ms or null; a `reviewId`)."
+        "ms; an `event` and its `key` (null to a reader who may not read entities: it is rendered "
+        "from the entity's data), and `timeoutAt` in ms or null; a `reviewId`)."
     )
 
     class Meta:

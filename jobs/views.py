@@ -160,7 +160,9 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         if query.get("status"):
             items = items.filter(status=query["status"])
         page = self.paginate_queryset(items)
-        waiting_for = waits_describe(items=page)
+        waiting_for = waits_describe(
+            items=page, entity_data=request.user.has_perm("entities.view_entity")
+        )
         serializer = RunItemSerializer(page, many=True, context={"waiting_for": waiting_for})
         return self.get_paginated_response(serializer.data)
 

@@ -91,10 +91,15 @@ def editor_check_view(model_admin, request):
     [{step, field, text}]}`, empty when the form would save."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
+    not_json = JsonResponse({"problems": [asdict(Problem(None, None, "Not JSON."))]}, status=400)
+    # A form's body is not JSON, and was read as its fields already (the admin's middleware
+    # reads every POST's): its body can no longer be read.
+    if request.content_type != "application/json":
+        return not_json
     try:
         body = json.loads(request.body)
     except ValueError:
-        return JsonResponse({"problems": [asdict(Problem(None, None, "Not JSON."))]}, status=400)
+        return not_json
     if not isinstance(body, dict):
         body = {}
     workflow = model_admin.get_object(request, str(body.get("workflow") or ""))

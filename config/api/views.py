@@ -1,3 +1,5 @@
+import logging
+
 from django.conf import settings
 from django.db import connection
 from drf_spectacular.settings import spectacular_settings
@@ -11,6 +13,15 @@ from rest_framework.views import APIView
 
 from config.celery import app as celery_app
 
+logger = logging.getLogger(__name__)
+
+
+def _failed(what: str, exc: Exception) -> str:
+    """A failure as /healthz, which anyone may ask, answers it: its kind. The message names
+    hosts, ports, database users and their errors: it goes to the log."""
+    logger.warning("Health check: the %s is down: %s: %s", what, exc.__class__.__name__, exc)
+    return f"error: {exc.__class__.__name__}"
+
 
 def _database_state() -> str:
     try:
@@ -18,7 +29,7 @@ def _database_state() -> str:
             cursor.execute("SELECT 1")
         return "ok"
     except Exception as exc:  # any failure is the answer we report
-        return f"error: {exc.__class__.__name__}: {exc}"
+        return _failed("database", exc)
 
 
 def _broker_state() -> str:
@@ -27,7 +38,7 @@ def _broker_state() -> str:
             conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
         return "ok"
     except Exception as exc:  # any failure is the answer we report
-        return f"error: {exc.__class__.__name__}: {exc}"
+        return _failed("broker", exc)
 
 
 class HealthView(APIView):

@@ -229,9 +229,10 @@ def waits_resume_overdue() -> int:
     return resumed
 
 
-def waits_describe(*, items) -> dict[int, dict]:
+def waits_describe(*, items, entity_data: bool) -> dict[int, dict]:
     """What each waiting item of `items` (a page of a run's items) waits for, by item id:
-    `{"kind": ..., **what its kind says}` (`WaitKind.describe`)."""
+    `{"kind": ..., **what its kind says}` (`WaitKind.describe`); unless `entity_data` (the
+    reader may read entities), the facts read from the entity's data (`entity_facts`) null."""
     parked = {
         item.state["wait"]: item.pk
         for item in items
@@ -244,7 +245,9 @@ def waits_describe(*, items) -> dict[int, dict]:
         by_kind.setdefault(kind, []).append(pk)
     described = {}
     for name, wait_ids in by_kind.items():
-        facts = kinds.get(name).describe(wait_ids) if name in kinds else {}
+        kind = kinds.get(name) if name in kinds else None
+        facts = kind.describe(wait_ids) if kind else {}
+        hidden = dict.fromkeys(kind.entity_facts if kind and not entity_data else ())
         for wait_id in wait_ids:
-            described[parked[wait_id]] = {"kind": name, **facts.get(wait_id, {})}
+            described[parked[wait_id]] = {"kind": name, **facts.get(wait_id, {}), **hidden}
     return described

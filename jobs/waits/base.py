@@ -96,6 +96,9 @@ class WaitKind:
     urls: ClassVar[str | None] = None
     admin: ClassVar[str | None] = None
     tasks: ClassVar[str | None] = None
+    # The facts of `describe` read from the entity's data (an event's key, rendered from
+    # it): shown only to who may read entities (`entities.view_entity`), null to others.
+    entity_facts: ClassVar[tuple[str, ...]] = ()
 
     @property
     def name(self) -> str:
@@ -116,7 +119,8 @@ class WaitKind:
     def describe(self, wait_ids: list[str]) -> dict[str, dict]:
         """What each of these waits waits for, as the run's items show it (`waitingFor`):
         by wait id, a few camelCase facts (a time, as an aware datetime, which the API serves
-        in ms and the admin's run page as a date; an event and its key). None by default."""
+        in ms and the admin's run page as a date; an event and its key). Those read from the
+        entity's data are named in `entity_facts`. None by default."""
         return {}
 
     def run_records(self, run_id: str) -> list[QuerySet]:

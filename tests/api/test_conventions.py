@@ -108,6 +108,13 @@ def test_healthz_is_503_when_the_broker_is_down(client, broker_down):
     assert body["broker"].startswith("error")
 
 
+def test_healthz_names_a_failures_kind_not_the_hosts_it_could_not_reach(client, broker_down):
+    """/healthz takes no key: the broker's error said where it is (`127.0.0.1:1`), as the
+    database's names its host, port and user; those go to the log."""
+    body = client.get("/healthz").json()
+    assert body["broker"] == "error: OperationalError", body
+
+
 def test_an_id_cursor_on_a_list_keyed_by_number_is_400(api, product_type):
     run = start_run(
         make_workflow(product_type, [{"type": "publish", "config": {}}]),

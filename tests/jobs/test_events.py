@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from entities.models import Entity
 from jobs.engine.waits import run_waits_resume, waits_tick
-from jobs.models import Run, RunItem, Wait
+from jobs.models import Run, RunItem, RunLog, Wait
 from jobs.waits.event.models import Event, EventWait
 from jobs.waits.event.services import EventIn, events_send, waits_time_out
 from tests.conftest import Api
@@ -352,3 +352,23 @@ def test_an_events_data_is_bounded_as_entity_data_is(api, settings, body, field)
     assert not Event.objects.exists()
     body = {"name": "ok", "key": "a", "data": {"text": "x" * 900}}
     assert api.post("/api/v1/events", body).status_code == 200  # up to the limit
+
+
+@pytest.mark.parametrize("on_timeout", ["fail", "stop"])
+def test_a_timeout_says_so_without_quoting_the_key_rendered_from_the_entity(
+    product_type, django_capture_on_commit_callbacks, on_timeout
+):
+    """An item's error and the run's log are read with `jobs.view_run` alone, which does not
+    let anyone read entities (docs/api.md, Auth): a timeout quoted the key, rendered from
+    the entity's data (`{{ entity.title }}`)."""
+    [entity_id] = make_entities(product_type, 1)
+    Entity.objects.filter(pk=entity_id).update(data={"title": "Secret title", "price": 1})
+    workflow = waiting_workflow(product_type, timeoutMinutes=30, onTimeout=on_timeout)
+    run = park(workflow, [entity_id], django_capture_on_commit_callbacks)
+    EventWait.objects.update(timeout_at=timezone.now())
+    assert waits_tick() == 1
+    run = resume(run)
+    item = RunItem.objects.get(run=run)
+    said = [item.error, *RunLog.objects.filter(run=run).values_list("message", flat=True)]
+    assert any("came in time" in text for text in said), said
+    assert not any("Secret title" in text for text in said), said

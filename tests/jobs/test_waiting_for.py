@@ -5,11 +5,14 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.utils.formats import date_format
 from django.utils.timezone import localtime
 
 from jobs.models import Run
-from tests.factories import make_entities, make_workflow, run_inline, start_run
+from tests.conftest import Api
+from tests.factories import make_entities, make_key, make_workflow, run_inline, start_run
 
 pytestmark = pytest.mark.django_db
 PUBLISH = {"type": "publish", "config": {}}
@@ -96,3 +99,44 @@ def test_the_run_page_shows_a_waiting_entitys_time_as_a_date_not_in_ms(
     assert str(at) not in page
     when = localtime(datetime.fromtimestamp(at / 1000, tz=UTC))
     assert f"{field} {date_format(when, 'DATETIME_FORMAT')}" in page
+
+
+EVENT_STEP = {
+    "type": "wait_for_event",
+    "config": {"event": "price.ok", "key": "{{ entity.title }}"},
+}
+
+
+@pytest.mark.parametrize(
+    ("perms", "key"),
+    [(["jobs.view_run"], None), (["jobs.view_run", "entities.view_entity"], "Item 0")],
+)
+def test_an_event_waits_key_is_shown_to_who_may_read_entities(
+    product_type, django_capture_on_commit_callbacks, perms, key
+):
+    """The key is rendered from the entity's data (`{{ entity.title }}`): a run's items,
+    read with `jobs.view_run`, showed it to keys that may not read entities."""
+    workflow = make_workflow(product_type, [EVENT_STEP, PUBLISH])
+    reader = Api(make_key(perms=perms))
+    [item] = waiting_items(
+        reader, workflow, make_entities(product_type, 1), django_capture_on_commit_callbacks
+    )
+    assert item["waitingFor"]["kind"] == "event" and item["waitingFor"]["event"] == "price.ok"
+    assert item["waitingFor"]["key"] == key
+
+
+@pytest.mark.parametrize(
+    ("perms", "shown"), [(["view_run"], False), (["view_run", "view_entity"], True)]
+)
+def test_the_run_page_shows_an_event_waits_key_to_who_may_read_entities(
+    api, client, product_type, django_capture_on_commit_callbacks, perms, shown
+):
+    workflow = make_workflow(product_type, [EVENT_STEP, PUBLISH])
+    waiting_items(api, workflow, make_entities(product_type, 1), django_capture_on_commit_callbacks)
+    staff = get_user_model().objects.create(username="clerk", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(codename__in=perms))
+    client.force_login(staff)
+    run = Run.objects.get(workflow=workflow)
+    page = client.get(f"/admin/jobs/run/{run.pk}/change/").content.decode()
+    assert "event price.ok" in page
+    assert ("Item 0" in page) is shown

@@ -86,6 +86,14 @@ def test_a_body_that_is_not_json_is_a_400_not_a_500(admin_client):
     assert answer.status_code == 400
 
 
+def test_a_form_posted_instead_of_json_is_a_400_not_a_500(admin_client):
+    """A form's POST is read by the admin's middleware (`UnstorableAdminPostMiddleware`)
+    before the check reads the body, which Django then refuses to give: a 500."""
+    answer = admin_client.post(URL, {"steps": "[]"})
+    assert answer.status_code == 400
+    assert answer.json()["problems"][0]["text"] == "Not JSON."
+
+
 @pytest.mark.parametrize("steps", [5, "steps", {"type": "publish"}, None])
 def test_steps_that_are_not_a_list_are_a_problem_not_a_500(admin_client, steps):
     answer = _check(admin_client, {"steps": steps, "triggers": 7})

@@ -83,6 +83,12 @@ class Delay(StepType):
         return time_parse(self.render(config["until"], state, ctx).strip())
 
 
+def _size(text: str) -> str:
+    """What `until` rendered, as an error names it: its length, never the text, which is the
+    entity's data (an item's error and the run's log are read by whoever may view runs)."""
+    return f"{len(text)} character{'' if len(text) == 1 else 's'}"
+
+
 def time_parse(text: str) -> datetime:
     """An ISO 8601 time with a zone, or epoch milliseconds, as an aware UTC datetime."""
     if text.lstrip("-").isdigit():
@@ -90,17 +96,17 @@ def time_parse(text: str) -> datetime:
             return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
         except (OverflowError, OSError, ValueError):
             raise StepError(
-                f"`until` rendered {text!r}: epoch milliseconds out of range."
+                f"`until` rendered {_size(text)}: epoch milliseconds out of range."
             ) from None
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise StepError(
-            f"`until` rendered {text[:100]!r}: not an ISO 8601 time nor epoch milliseconds."
+            f"`until` rendered {_size(text)}: not an ISO 8601 time nor epoch milliseconds."
         ) from None
     if parsed.tzinfo is None:
-        raise StepError(f"`until` rendered {text[:100]!r}: the time has no zone (add Z or +01:00).")
+        raise StepError(f"`until` rendered {_size(text)}: the time has no zone (add Z or +01:00).")
     try:
         return parsed.astimezone(UTC)
     except OverflowError:  # a time of year 1 or 9999 whose UTC falls outside them
-        raise StepError(f"`until` rendered {text[:100]!r}: a time out of range.") from None
+        raise StepError(f"`until` rendered {_size(text)}: a time out of range.") from None

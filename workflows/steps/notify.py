@@ -213,9 +213,9 @@ class Notify(StepType):
         subject = self.render(config.get("subject") or "Workflow notification", state, ctx)
         if "\r" in subject or "\n" in subject:
             # A line break in a header would let entity data add headers (or fail the send).
-            raise StepError(
-                f"The email subject contains a line break after rendering: {subject[:200]!r}."
-            )
+            # Not quoted: it is the entity's data, and an item's error is read by whoever may
+            # view runs.
+            raise StepError("The email subject contains a line break after rendering.")
         if ctx.dry_run:
             return Flow(
                 output={

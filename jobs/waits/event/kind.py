@@ -24,6 +24,7 @@ class EventWaitKind(WaitKind):
     request_type = EventRequest
     urls = "jobs.waits.event.urls"
     admin = "jobs.waits.event.admin"
+    entity_facts = ("key",)  # rendered from the entity (`{{ entity.sku }}`)
 
     def create(self, parked: list[Parked]) -> None:
         now = timezone.now()

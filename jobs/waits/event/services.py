@@ -293,7 +293,7 @@ def waits_time_out(*, now: datetime, limit: int = 1000) -> int:
         due = list(
             EventWait.objects.filter(timeout_at__lte=now)
             .order_by("timeout_at")
-            .values_list("wait_id", "run_id", "on_timeout", "name", "key")[:limit]
+            .values_list("wait_id", "run_id", "on_timeout", "name")[:limit]
         )
         if not due:
             return timed_out
@@ -302,8 +302,7 @@ def waits_time_out(*, now: datetime, limit: int = 1000) -> int:
             runs_lock(run_ids=run_ids)
             timed_out += waits_resolve_each(
                 resolutions={
-                    wait_id: _timed_out(on_timeout, name, key)
-                    for wait_id, _, on_timeout, name, key in due
+                    wait_id: _timed_out(on_timeout, name) for wait_id, _, on_timeout, name in due
                 },
                 run_ids=run_ids,
                 now=now,
@@ -313,8 +312,11 @@ def waits_time_out(*, now: datetime, limit: int = 1000) -> int:
             return timed_out
 
 
-def _timed_out(on_timeout: str, name: str, key: str) -> Resolution:
-    why = f"No event {name!r} with key {key!r} came in time (timeoutMinutes)."
+def _timed_out(on_timeout: str, name: str) -> Resolution:
+    # The key is rendered from the entity's data, and an item's error and the run's log are
+    # read by whoever may view runs: they name the event, never the key (the run's items
+    # show it in `waitingFor`, to who may read entities, while the entity waits).
+    why = f"No event {name!r} with the entity's key came in time (timeoutMinutes)."
     if on_timeout == EventWait.OnTimeout.CONTINUE:
         return Resolution("continue", output={"data": None, "eventId": None, "timedOut": True})
     if on_timeout == EventWait.OnTimeout.STOP:

@@ -4,7 +4,7 @@ already past, a template that renders no time."""
 import jsonschema
 import pytest
 
-from jobs.models import Wait
+from jobs.models import RunLog, Wait
 from jobs.waits.delay.models import Delay
 from tests.factories import make_entities, make_workflow
 
@@ -106,3 +106,20 @@ def test_a_time_out_of_range_fails_its_entity_alone(run_steps):
     )
     assert [item.status for item in items] == ["failed", "failed", "waiting"]
     assert all("a time out of range" in item.error for item in items[:2]), items[0].error
+
+
+@pytest.mark.parametrize(
+    "at", ["next tuesday: the secret launch", "2031-03-02T09:00:00", "99999999999999999999"]
+)
+def test_an_until_that_renders_no_time_fails_without_quoting_the_entitys_data(run_steps, at):
+    """A run item's error and the run's log are read with `jobs.view_run` alone, which does
+    not let anyone read entities (docs/api.md, Auth): they said what `until` rendered from
+    the entity, its data quoted."""
+    steps = [
+        {"id": "later", "type": "delay", "config": {"until": "{{ entity.at }}"}},
+        {"type": "publish", "config": {}},
+    ]
+    [item], _ = run_steps(steps, {"title": "A", "at": at})
+    assert item.status == "failed" and "until" in item.error, item.error
+    assert at not in item.error
+    assert not RunLog.objects.filter(message__contains=at).exists()

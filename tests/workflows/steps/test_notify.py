@@ -165,6 +165,8 @@ def test_a_step_that_cannot_send_fails_its_entity_and_the_rest_does_not_run(
     assert error in item.error and "pa55" not in item.error
     [line] = RunLog.objects.filter(run=run, entity_id=entity_id, level="error")
     assert error in line.message
+    # Read with jobs.view_run alone: never the entity's data (the subject rendered from it).
+    assert "Lamp" not in item.error and "Lamp" not in line.message
     entity = Entity.objects.get(pk=entity_id)
     assert "done" not in entity.data and entity.status != "published"
     assert mail.outbox == []
