@@ -10,8 +10,8 @@ from workflows.usage import Usage
 
 
 def arms_summary(experiment: Experiment) -> dict:
-    """Per arm: entities by outcome, tokens, cost and mean seconds (from the result rows,
-    in the database)."""
+    """Per arm: entities by outcome, tokens, cost and mean seconds of the sides that ran
+    (from the result rows, in the database)."""
     summary = {}
     for arm in ARMS:
         rows = ExperimentResult.objects.filter(experiment=experiment)
@@ -19,7 +19,11 @@ def arms_summary(experiment: Experiment) -> dict:
             completed=Count("pk", filter=Q(**{f"{arm}__outcome": "completed"})),
             stopped=Count("pk", filter=Q(**{f"{arm}__outcome": "stopped"})),
             failed=Count("pk", filter=Q(**{f"{arm}__outcome": "failed"})),
+            # A side that never ran (its entity deleted first, its chunk given up) ran no
+            # step and took no time: the mean is over the sides that did.
+            ran=Count("pk", filter=~Q(**{f"{arm}__steps": []})),
         )
+        ran = counts.pop("ran")
         usage, seconds = Usage(), 0.0
         # The two keys read, not the sides (their data and step outputs, kilobytes each):
         # an open experiment's page and every poll of it compute this.
@@ -28,13 +32,12 @@ def arms_summary(experiment: Experiment) -> dict:
         ).iterator():
             usage += Usage.of(side_usage)
             seconds += side_seconds or 0
-        total = sum(counts.values())
         summary[arm] = {
             **counts,
             "inputTokens": usage.input_tokens,
             "outputTokens": usage.output_tokens,
             "costUsd": usage.cost_usd,
-            "meanSeconds": round(seconds / total, 3) if total else None,
+            "meanSeconds": round(seconds / ran, 3) if ran else None,
         }
     return summary
 

@@ -335,6 +335,13 @@ def test_an_entity_deleted_meanwhile_fails_both_sides_and_the_experiment_ends(
     gone = experiment.results.get(entity_id=ids[2])
     assert gone.baseline["outcome"] == gone.candidate["outcome"] == "failed"
     assert "deleted" in gone.candidate["error"]
+    # Its sides never ran: the arms' mean time is the five others' (it counted them as 0 s).
+    arms = summaries.arms_summary(experiment)
+    for arm in ("baseline", "candidate"):
+        ran = [r.candidate if arm == "candidate" else r.baseline for r in experiment.results.all()]
+        seconds = [side["seconds"] for side in ran if side["steps"]]
+        assert len(seconds) == 5 and arms[arm]["failed"] == 1
+        assert arms[arm]["meanSeconds"] == round(sum(seconds) / 5, 3)
 
 
 def test_a_judge_in_score_mode_scores_each_side(product_type, openai_server, settings):
