@@ -12,7 +12,6 @@ and `CRÈME` find `crème`. It reads each row's JSON in Python: SQLite is the de
 
 import json
 
-from django.db.backends.signals import connection_created
 from django.db.models.fields.json import JSONIContains
 
 
@@ -28,12 +27,10 @@ def _data_text(stored: str | None) -> str | None:
 
 
 def sqlite_functions_add(sender, connection, **kwargs) -> None:
-    """`connection_created` receiver: give a SQLite connection `wf_data_text`."""
+    """`connection_created` receiver (connected by the app's `ready`): give a SQLite
+    connection `wf_data_text`."""
     if connection.vendor == "sqlite":
         connection.connection.create_function("wf_data_text", 1, _data_text, deterministic=True)
-
-
-connection_created.connect(sqlite_functions_add, dispatch_uid="entities.data_search")
 
 
 class DataIContains(JSONIContains):

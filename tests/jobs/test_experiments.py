@@ -241,6 +241,22 @@ def test_cancel_ends_it_and_nothing_more_is_written(product_type, openai_server,
     assert Experiment.objects.get(pk=experiment.pk).done == 5
 
 
+def _started_unqueued(product_type, openai_server, scorers: list[dict], entities: int):
+    """An experiment of `make_versions`' two versions on new entities, its model answering
+    by prompt, started with no chunk queued: no worker of the session's takes it, the test
+    runs it in this process."""
+    workflow, baseline, candidate = make_versions(product_type)
+    answer_by_prompt(openai_server)
+    with mock.patch("jobs.queue.experiment_chunks_enqueue"):
+        return services.experiment_start(
+            workflow=workflow,
+            baseline=baseline,
+            candidate=candidate,
+            scorers=scorers,
+            entity_ids=make_entities(product_type, entities),
+        )
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_cancel_while_the_judges_score_a_chunk_stops_them_and_writes_nothing(
     product_type, openai_server, settings
@@ -250,16 +266,7 @@ def test_a_cancel_while_the_judges_score_a_chunk_stops_them_and_writes_nothing(
     no row (the summary stored at the cancel stays what the results show)."""
     settings.EXPERIMENT_CHUNK_SIZE = 5
     settings.AI_MAX_CONCURRENCY = 1  # one entity judged at a time
-    workflow, baseline, candidate = make_versions(product_type)
-    answer_by_prompt(openai_server)
-    with mock.patch("jobs.queue.experiment_chunks_enqueue"):  # no worker of the session's
-        experiment = services.experiment_start(
-            workflow=workflow,
-            baseline=baseline,
-            candidate=candidate,
-            scorers=SCORERS_OF_EACH_TYPE,
-            entity_ids=make_entities(product_type, 5),
-        )
+    experiment = _started_unqueued(product_type, openai_server, SCORERS_OF_EACH_TYPE, 5)
     answer = openai_server.decide
 
     def cancel_at_the_first_judge(request):
@@ -583,16 +590,9 @@ def test_two_human_picks_at_once_on_an_ended_experiment_both_count_in_its_summar
     when the summary is stored): the summary stored last counts both picks, whichever of
     them computed it first."""
     settings.EXPERIMENT_CHUNK_SIZE = 5
-    workflow, baseline, candidate = make_versions(product_type)
-    answer_by_prompt(openai_server)
-    with mock.patch("jobs.queue.experiment_chunks_enqueue"):  # no worker of the session's
-        experiment = services.experiment_start(
-            workflow=workflow,
-            baseline=baseline,
-            candidate=candidate,
-            scorers=[{"type": "human", "name": "people"}],
-            entity_ids=make_entities(product_type, 2),
-        )
+    experiment = _started_unqueued(
+        product_type, openai_server, [{"type": "human", "name": "people"}], 2
+    )
     experiment = experiment_run_inline(experiment)
     first, second = experiment.results.order_by("position")
     computed, stored = threading.Event(), threading.Event()
