@@ -36,7 +36,9 @@ logger = logging.getLogger(__name__)
 MAX_NAMED_IDS = 50
 
 
-def _check_id_list(entity_ids: list[str], limit: int) -> None:
+def entity_ids_check(entity_ids: list[str], limit: int) -> None:
+    """InvalidInput unless 1 to `limit` ids, each named once (detail code `duplicate` per
+    repeated id): a run, an estimate and an experiment take their `entityIds` alike."""
     if not 1 <= len(entity_ids) <= limit:
         message = f"Give 1 to {limit} entity ids, not {len(entity_ids)}."
         raise InvalidInput(f"entityIds: {message}", details=[FieldError("entityIds", message)])
@@ -75,7 +77,7 @@ def _check_entities_exist(workflow: Workflow, entity_ids: list[str]) -> None:
 
 def run_entities_check(workflow: Workflow, entity_ids: list[str]) -> None:
     """What run_start checks of the ids, for an estimate: InvalidInput naming the bad ones."""
-    _check_id_list(entity_ids, settings.RUN_MAX_IDS)
+    entity_ids_check(entity_ids, settings.RUN_MAX_IDS)
     _check_entities_exist(workflow, entity_ids)
 
 
@@ -110,7 +112,7 @@ def run_start(
     workflow = workflow_runnable(workflow_id=workflow_id)
     # A request names up to RUN_MAX_IDS, and so does a retry (a larger one is made in
     # batches: jobs/retries.py).
-    _check_id_list(entity_ids, settings.RUN_MAX_IDS)
+    entity_ids_check(entity_ids, settings.RUN_MAX_IDS)
     if connection.vendor != "postgresql":
         _check_entities_exist(workflow, entity_ids)
     if version is None:

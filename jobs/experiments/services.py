@@ -58,6 +58,7 @@ from jobs.experiments.sides import (
 from jobs.experiments.summaries import summary_store
 from jobs.lifecycle import not_before, times_ended
 from jobs.models import Job
+from jobs.services import entity_ids_check
 from workflows.models import Workflow, WorkflowVersion
 from workflows.steps.chunking import chunk_size
 from workflows.steps.runtime import Outcome
@@ -79,7 +80,7 @@ def experiment_start(
     if entity_ids is None:
         entity_ids = _sample(workflow, entity_filter or {}, sample)
     else:
-        entity_ids = list(dict.fromkeys(entity_ids))
+        entity_ids_check(entity_ids, settings.EXPERIMENT_MAX_ENTITIES)
         found = set(
             Entity.objects.filter(
                 pk__in=entity_ids, entity_type_id=workflow.entity_type_id

@@ -142,6 +142,18 @@ def test_careless_input_is_a_400_that_stores_nothing(api, setup, body, field):
     assert not Experiment.objects.exists() and not Job.objects.exists()
 
 
+def test_an_id_named_twice_is_a_400_as_for_a_run(api, setup):
+    """A careless client's repeated id is refused naming it (detail code `duplicate`), as
+    `/run` and `/estimate` refuse it, not quietly run once."""
+    workflow, ids = setup
+    answer = _start(api, workflow, {"candidate": 2, "entityIds": [*ids, ids[0]], "scorers": []})
+    assert answer.status_code == 400, answer.json()
+    details = answer.json()["error"]["details"]
+    assert [(d["field"], d["code"]) for d in details] == [("entityIds", "duplicate")]
+    assert ids[0] in details[0]["message"]
+    assert not Experiment.objects.exists() and not Job.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("scorer", "missing"),
     [
