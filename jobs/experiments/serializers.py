@@ -104,7 +104,8 @@ class ExperimentStartSerializer(StrictSerializer):
     entityIds = IdListField(
         required=False,
         max_length=10_000,
-        help_text="The entities both versions run on (1 to 10,000, each once). Give this or `filter`.",
+        help_text="The entities both versions run on (1 to 10,000, each once). "
+        "Give this or `filter`.",
     )
     filter = EntityFilterSerializer(
         required=False, help_text="The entities of the workflow's type that match."
