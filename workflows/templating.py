@@ -102,9 +102,15 @@ def steps_read(source: str) -> set[str]:
 def names_read(source: str) -> frozenset[str]:
     """The names a (valid) template reads from its context or the sandbox's globals
     (`entity`, `steps`, `run`, a function): none for plain text. Jinja's own analysis
-    (`jinja2.meta.find_undeclared_variables`) of the syntax tree."""
-    tree = _tree(source) if "{" in source else None
-    return frozenset(meta.find_undeclared_variables(tree)) if tree is not None else frozenset()
+    (`jinja2.meta.find_undeclared_variables`) of the syntax tree.
+
+    Of a tree of its own: that analysis runs Jinja's code generator over the tree, whose
+    optimizer rewrites it in place (its text becomes constants), and the shared tree (`_tree`)
+    so rewritten no longer read as one of reads only (`_reads`): every render of the
+    template then went through the engine."""
+    if "{" not in source or _tree(source) is None:
+        return frozenset()
+    return frozenset(meta.find_undeclared_variables(_environment.parse(source)))
 
 
 def rendering_time_limit() -> time_allowance:

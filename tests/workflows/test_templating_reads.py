@@ -124,3 +124,21 @@ def test_names_read_are_the_context_names_a_template_reads():
     assert names_read("{% set who = 'you' %}{{ who }}") == frozenset()
     assert names_read("{% for tag in entity.tags %}{{ tag }}{% endfor %}") == {"entity"}
     assert names_read("{{ unclosed") == frozenset()  # refused when the workflow is saved
+
+
+def test_reading_a_templates_names_first_leaves_it_rendered_without_the_engine(monkeypatch):
+    """A review step asks which names its instructions read before it renders them: that
+    analysis ran Jinja's optimizer over the shared syntax tree, turning its text into
+    constants, and from then on the template no longer read as one of reads only (every
+    review's instructions went through the engine, in every worker process)."""
+    from workflows.templating import names_read, steps_read
+
+    source = "Is {{ entity.title }} right for {{ steps.draft.text }}? (names read first)"
+    assert names_read(source) == {"entity", "steps"}
+    assert steps_read(source) == {"draft"}
+    assert names_read(source) == {"entity", "steps"}  # cached, alike
+    assert templating._reads(source) is not None
+    compiled = []
+    monkeypatch.setattr(templating, "_compile", lambda source: compiled.append(source))
+    assert render(source, CONTEXT) == "Is Lamp ünïcödé ☃ right for Draft text.? (names read first)"
+    assert compiled == []
