@@ -140,6 +140,12 @@ ODD_ANSWERS = {
         "content": [{"type": "text", "text": "Fine."}],
         "usage": {"prompt_tokens": "12", "input_tokens": "12", "output_tokens": 3},
     },
+    # Summed into the run's 64-bit counters, two such answers failed the chunk's commit.
+    "count-past-any-model": {
+        "choices": [{"message": {"content": "Fine."}}],
+        "content": [{"type": "text", "text": "Fine."}],
+        "usage": {"prompt_tokens": 2**62, "input_tokens": 2**62, "output_tokens": 1},
+    },
     "model-an-object": {
         "model": {"id": "m"},
         "choices": [{"message": {"content": "Fine."}}],
@@ -167,6 +173,24 @@ def test_a_200_not_in_the_answers_shape_is_asked_again_then_fails_the_entity_nam
     assert item.error.endswith("(after 3 attempts)"), item.error
     assert len(fake.requests) == 3
     assert _calls(provider, "200") == before + 3
+
+
+def test_more_cached_tokens_than_prompt_tokens_is_not_an_answer_and_costs_nothing(
+    run_steps, openai_server, settings
+):
+    """Priced from AI_PRICES, 1,000 cached of 10 prompt tokens made a negative cost: the run's
+    cost and its budget's spending went down, letting more calls start past the budget."""
+    settings.AI_MAX_ATTEMPTS = 2
+    settings.AI_PRICES = {"m-1": {"input": 1.0, "cachedInput": 0.1, "output": 2.0}}
+    openai_server.default = Reply(input_tokens=10, cached_tokens=1000)
+    [item], _ = run_steps(
+        [_step("openai", model="m-1")], {"title": "Lamp"}, budget={"maxCostUsd": 1}
+    )
+    assert item.status == "failed"
+    assert "1000 cached tokens of 10 prompt tokens" in item.error, item.error
+    run = item.run
+    run.refresh_from_db()
+    assert (run.cost_nano_usd, run.spent_cost_nano_usd, run.input_tokens) == (0, 0, 0)
 
 
 def test_a_200_not_an_answer_then_an_answer_completes_the_entity(run_steps, llm):
