@@ -242,6 +242,24 @@ def test_an_answer_dripping_in_is_a_timeout_once_the_attempt_took_its_time(
     assert item.error == f"{provider}: timeout: no answer within 0.5s"
 
 
+def test_an_answer_larger_than_the_bound_fails_the_entity_without_asking_again(
+    run_steps, llm, settings
+):
+    """The SDKs read a whole answer into memory: a server answering gigabytes within the
+    deadline held them in the worker, once per call in flight. The read stops at
+    AI_MAX_ANSWER_BYTES; asked again, it would read (and be billed) as much."""
+    provider, fake = llm
+    settings.AI_MAX_ANSWER_BYTES = 64 * 1024
+    fake.script = [Reply(text="x" * 200_000)]
+    items, _ = run_steps([_step(provider)], {"title": "Lamp"}, {"title": "Chair"})
+    failed = [item for item in items if item.status == "failed"]
+    assert [item.error for item in failed] == [
+        f"{provider}: answer too large: an answer larger than 65536 bytes (AI_MAX_ANSWER_BYTES)"
+    ]
+    assert [item.status for item in items if item not in failed] == ["completed"]
+    assert len(fake.requests) == 2  # one each: the large answer was not asked again
+
+
 def test_invalid_json_gets_one_corrective_retry(run_steps, llm):
     provider, fake = llm
     schema = {
