@@ -58,7 +58,8 @@ class FakeBatches:
     """A FakeLLM's batch state. Tests set `delay`, `expire` (custom_ids that expire
         instead of running), `reject` (the reason the next created batch is rejected with),
         `script` (replies to the next batch API calls themselves, e.g. a 500), `garbage` (raw lines
-    added to every batch's results as it ends: not JSON, cut short, naming no request), and read
+    added to every batch's results as it ends: not JSON, cut short, naming no request), `drip`
+        (answers sent a few bytes at a time), and read
         `submissions` (every batch created, in order), `cancels` (batch ids a cancel was asked
         for), `lists` (how many times batches were listed) and `files` (uploads by id)."""
 
@@ -68,6 +69,7 @@ class FakeBatches:
     reject: str = ""
     script: list = field(default_factory=list)
     garbage: list[str] = field(default_factory=list)
+    drip: float = 0.0  # seconds between the 16-byte pieces of every answer (0: at once)
     submissions: list[FakeBatch] = field(default_factory=list)
     cancels: list[str] = field(default_factory=list)
     lists: int = 0

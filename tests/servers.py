@@ -337,7 +337,16 @@ def start_llm(kind: str, port: int = 0) -> tuple[FakeLLM, ThreadingHTTPServer]:
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if not fake.batches.drip:
+                self.wfile.write(payload)
+                return
+            try:
+                for start in range(0, len(payload), 16):
+                    self.wfile.write(payload[start : start + 16])
+                    self.wfile.flush()
+                    time.sleep(fake.batches.drip)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))

@@ -30,6 +30,12 @@ AI_RUN_CHUNK_SIZE = env_int("AI_RUN_CHUNK_SIZE", 16 * AI_MAX_CONCURRENCY, minimu
 AI_RATE_LIMIT_RPM = env_int("AI_RATE_LIMIT_RPM", 0, minimum=0)  # 0: no limit
 AI_RATE_LIMIT_TPM = env_int("AI_RATE_LIMIT_TPM", 0, minimum=0)  # 0: no limit
 AI_TIMEOUT_S = env_float("AI_TIMEOUT_S", 60.0, minimum=0.1)
+# The most bytes one attempt of a live call reads (its headers and body): an answer of the
+# most tokens a step may ask for is a few megabytes of JSON.
+AI_MAX_ANSWER_BYTES = env_int("AI_MAX_ANSWER_BYTES", 16 * 1024 * 1024, minimum=64 * 1024)
+# The deadline of one round trip of a provider batch call (submitting, with the upload; a
+# status; the results' download; a cancel): a server answering slowly holds no poll for ever.
+AI_BATCH_CALL_TIMEOUT_S = env_float("AI_BATCH_CALL_TIMEOUT_S", 600.0, minimum=1.0)
 AI_MAX_ATTEMPTS = env_int("AI_MAX_ATTEMPTS", 4, minimum=1)
 AI_BACKOFF_S = env_float("AI_BACKOFF_S", 1.0, minimum=0.0)
 AI_MAX_RETRY_WAIT_S = env_float("AI_MAX_RETRY_WAIT_S", 60.0, minimum=0.0)

@@ -29,6 +29,7 @@ import json
 import time
 
 import httpx2
+from django.conf import settings
 from django.core.cache import cache
 
 from config.metrics import MODEL_BATCH_CALLS
@@ -40,6 +41,7 @@ from workflows.providers.base import (
     BatchStatus,
     GenerationRequest,
 )
+from workflows.providers.deadline import call_deadline
 from workflows.providers.usage import count_batch_results, outcome_label
 
 # How far back a resubmission looks for its batch: the 24 h completion window and a margin.
@@ -62,16 +64,30 @@ class NetworkBatch(BatchProvider):
     `sdk`, `name`, `_resolved`, `_problem` and `_generation`."""
 
     def _round_trip(self, operation: str, call, *args, **kwargs):
+        # One deadline for the whole round trip (a download read to its end included): the
+        # SDK's timeout bounds each read only, and a server sending a few bytes at a time
+        # held the poll, and the `waits` worker running it, for as long as it liked.
+        seconds = settings.AI_BATCH_CALL_TIMEOUT_S
         try:
-            answer = call(*args, **kwargs)
+            with call_deadline(seconds):
+                answer = call(*args, **kwargs)
         except self.sdk.APIError as exc:
             status, message, retryable, _ = self._problem(exc)
+            if isinstance(exc, self.sdk.APITimeoutError):
+                message = f"no answer within {seconds:g}s (AI_BATCH_CALL_TIMEOUT_S)"
             MODEL_BATCH_CALLS.labels(self.name, operation, outcome_label(status)).inc()
             problem = f"{self.name}: {status}: {message} ({operation})"
             raise BatchCallFailed(problem, retryable=retryable) from exc
         except httpx2.HTTPError as exc:  # a streamed body broken off: the SDK does not wrap it
-            MODEL_BATCH_CALLS.labels(self.name, operation, "connection error").inc()
-            problem = f"{self.name}: connection error: {exc} ({operation})"
+            if isinstance(exc, httpx2.TimeoutException):
+                status, message = (
+                    "timeout",
+                    f"no answer within {seconds:g}s (AI_BATCH_CALL_TIMEOUT_S)",
+                )
+            else:
+                status, message = "connection error", str(exc)
+            MODEL_BATCH_CALLS.labels(self.name, operation, status).inc()
+            problem = f"{self.name}: {status}: {message} ({operation})"
             raise BatchCallFailed(problem, retryable=True) from exc
         MODEL_BATCH_CALLS.labels(self.name, operation, "ok").inc()
         return answer

@@ -1,4 +1,5 @@
-"""One deadline for a whole model call, `AI_TIMEOUT_S`.
+"""One deadline for a whole model call, `AI_TIMEOUT_S`, and a bound on the bytes it reads,
+`AI_MAX_ANSWER_BYTES`.
 
 The SDKs' `timeout` is httpx's: it bounds each network operation (connecting, each write,
 each read), so a server sending its answer a few bytes at a time, each within the timeout,
@@ -7,7 +8,12 @@ paid twice) for as long as it liked. Within `call_deadline(seconds)`, every netw
 of the thread's calls is given at most what is left of the deadline, and none starts after
 it: the SDK raises its timeout error, retried as any timeout is.
 
-The bound is a network backend wrapping the one httpcore (the SDKs' HTTP library, `httpx2`)
+Within `call_deadline(seconds, max_bytes=...)` the bytes read (headers and body) are counted
+too: past `max_bytes` the read raises `AnswerTooLarge`. The SDKs read a whole answer into
+memory before returning it, so a server (or a proxy before it) answering gigabytes within the
+deadline held them in a worker, once per call in flight, until the worker was killed.
+
+The bounds are a network backend wrapping the one httpcore (the SDKs' HTTP library, `httpx2`)
 would use, set on each connection pool of an SDK's HTTP client when it is built
 (`deadline_client`); a connection made later by the pool reads and writes through it.
 """
@@ -20,16 +26,35 @@ import httpcore2
 import httpx2
 
 _deadline: ContextVar[float | None] = ContextVar("model_call_deadline", default=None)
+# [bytes the call may still read, the bound] (None: no bound).
+_read_left: ContextVar[list[int] | None] = ContextVar("model_call_read_left", default=None)
+
+
+class AnswerTooLarge(httpcore2.ReadError):
+    """The call read more than its `max_bytes` (the SDK raises its connection error from
+    it: `answer_too_large` finds it)."""
 
 
 @contextlib.contextmanager
-def call_deadline(seconds: float):
-    """Network operations of the calls made inside end by `seconds` from now."""
+def call_deadline(seconds: float, *, max_bytes: int | None = None):
+    """Network operations of the calls made inside end by `seconds` from now, and read at
+    most `max_bytes` in all."""
     token = _deadline.set(time.monotonic() + seconds)
+    left = _read_left.set(None if max_bytes is None else [max_bytes, max_bytes])
     try:
         yield
     finally:
+        _read_left.reset(left)
         _deadline.reset(token)
+
+
+def answer_too_large(exc: BaseException) -> AnswerTooLarge | None:
+    """The `AnswerTooLarge` that `exc` (an SDK's error) was raised from, if any."""
+    while exc is not None:
+        if isinstance(exc, AnswerTooLarge):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _left(timeout: float | None, expired: type[Exception]) -> float | None:
@@ -49,7 +74,13 @@ class _DeadlineStream(httpcore2.NetworkStream):
         self._stream = stream
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, _left(timeout, httpcore2.ReadTimeout))
+        data = self._stream.read(max_bytes, _left(timeout, httpcore2.ReadTimeout))
+        left = _read_left.get()
+        if left is not None:
+            left[0] -= len(data)
+            if left[0] < 0:
+                raise AnswerTooLarge(f"an answer larger than {left[1]} bytes")
+        return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self._stream.write(buffer, _left(timeout, httpcore2.WriteTimeout))

@@ -24,7 +24,7 @@ from config.metrics import (
 )
 from workflows.providers.base import Generation, GenerationRequest, Provider
 from workflows.providers.batch import AnthropicBatch, OpenAIBatch
-from workflows.providers.deadline import call_deadline, deadline_client
+from workflows.providers.deadline import answer_too_large, call_deadline, deadline_client
 from workflows.providers.ratelimit import (
     estimate_tokens,
     rate_limit_correct,
@@ -171,6 +171,10 @@ class NetworkProvider(Provider):
             wait = retry_after_s(exc.response) if exc.status_code == 429 else None
             retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
             return str(exc.status_code), _message(exc), retryable, wait
+        too_large = answer_too_large(exc)
+        if too_large is not None:
+            # Not asked again: each attempt would read (and the provider bill) as much.
+            return "answer too large", f"{too_large} (AI_MAX_ANSWER_BYTES)", False, None
         if isinstance(exc, self.sdk.APITimeoutError):
             return "timeout", f"no answer within {settings.AI_TIMEOUT_S:g}s", True, None
         if isinstance(exc, self.sdk.APIConnectionError):
@@ -189,7 +193,10 @@ class NetworkProvider(Provider):
             rate_limit_reserve(limit_key, tokens=estimated)
             used = 0
             try:
-                with model_call(*labels), call_deadline(settings.AI_TIMEOUT_S):
+                deadline = call_deadline(
+                    settings.AI_TIMEOUT_S, max_bytes=settings.AI_MAX_ANSWER_BYTES
+                )
+                with model_call(*labels), deadline:
                     generation = self._call(self.client, request)
                 used = count_usage(labels, generation.usage)
                 MODEL_CALLS.labels(*labels, "ok").inc()

@@ -18,6 +18,11 @@ from django.conf import settings
 from config.metrics import MODEL_CALLS, MODEL_TOKENS
 from workflows.pricing import PRICE_PROVIDERS
 
+# The most tokens of one kind one call may report. No model reads or writes a hundred
+# million tokens in a call; a count past this is a server's garbage, and summed into a run's
+# counters (64-bit) it failed the chunk's commit, every delivery of it, paying its calls again.
+USAGE_MAX_TOKENS = 100_000_000
+
 OTHER_MODEL = "other"
 UNKNOWN_MODEL = "unknown"  # a batch request's error: the provider does not say the model
 _OUTCOME = re.compile(r"[0-9]{3}|[a-z][a-z_ ]{0,31}")
@@ -91,11 +96,11 @@ def count_usage(labels: tuple[str, str], usage: dict) -> int:
 
 def _count(usage: dict, name: str) -> int:
     """A token count of an answer's `usage` (JSON): 0 when absent or null; TypeError when it
-    is not a whole number (a string, a bool, a fraction)."""
+    is not a whole number (a string, a bool, a fraction) or past USAGE_MAX_TOKENS."""
     value = usage.get(name)
     if value is None:
         return 0
-    if type(value) is not int or value < 0:
+    if type(value) is not int or not 0 <= value <= USAGE_MAX_TOKENS:
         raise TypeError(f"usage.{name} is {value!r}, not a count")
     return value
 
@@ -105,9 +110,12 @@ def openai_usage(usage: dict | None) -> dict:
     if usage is None:
         return {"inputTokens": 0, "cachedInputTokens": 0, "outputTokens": 0}
     details = usage.get("prompt_tokens_details") or {}
+    prompt, cached = _count(usage, "prompt_tokens"), _count(details, "cached_tokens")
+    if cached > prompt:  # priced, it made the call's cost negative: spending given back
+        raise TypeError(f"usage: {cached} cached tokens of {prompt} prompt tokens")
     return {
-        "inputTokens": _count(usage, "prompt_tokens"),
-        "cachedInputTokens": _count(details, "cached_tokens"),
+        "inputTokens": prompt,
+        "cachedInputTokens": cached,
         "outputTokens": _count(usage, "completion_tokens"),
     }
 

@@ -8,7 +8,7 @@ import pytest
 from config.metrics import MODEL_BATCH_CALLS, MODEL_CALLS, MODEL_TOKENS
 from tests.servers import Reply
 from workflows.providers import provider_get
-from workflows.providers.base import BatchItem, GenerationRequest
+from workflows.providers.base import BatchCallFailed, BatchItem, GenerationRequest
 from workflows.providers.network import OpenAIProvider
 from workflows.steps.runtime import StepError
 
@@ -240,6 +240,25 @@ def test_a_provider_http_error_is_a_step_error_naming_the_provider(llm):
     fake.batches.script = [Reply(status=404, error="no such batch")]
     with pytest.raises(StepError, match=f"^{provider.name}: 404: no such batch"):
         provider.batch_status(batch_id)
+
+
+@pytest.mark.parametrize("call", ["batch_status", "batch_results"])
+def test_a_batch_call_answered_a_few_bytes_at_a_time_is_a_retryable_timeout(llm, settings, call):
+    """Each read came within the SDK's timeout, the whole answer only after many: a poll
+    (and the `waits` worker running it) was held for as long as the server liked. A round
+    trip ends at AI_BATCH_CALL_TIMEOUT_S, and the next poll asks again."""
+    provider, fake = llm
+    batch_id = provider.batch_submit(_items("Lamp", "Chair"), idempotency_key=_key())
+    fake.batches.finish(batch_id)
+    settings.AI_BATCH_CALL_TIMEOUT_S = 1
+    fake.batches.drip = 0.2  # answers of hundreds of bytes: many seconds each
+    with pytest.raises(BatchCallFailed) as failed:
+        getattr(provider, call)(batch_id)
+    assert failed.value.retryable
+    message = failed.value.message
+    assert message.startswith(f"{provider.name}: timeout: no answer within 1s"), message
+    fake.batches.drip = 0
+    assert len(provider.batch_results(batch_id)) == 2
 
 
 def test_answers_count_as_model_calls_and_tokens_when_their_results_are_read(llm):

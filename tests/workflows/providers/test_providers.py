@@ -140,6 +140,12 @@ ODD_ANSWERS = {
         "content": [{"type": "text", "text": "Fine."}],
         "usage": {"prompt_tokens": "12", "input_tokens": "12", "output_tokens": 3},
     },
+    # Summed into the run's 64-bit counters, two such answers failed the chunk's commit.
+    "count-past-any-model": {
+        "choices": [{"message": {"content": "Fine."}}],
+        "content": [{"type": "text", "text": "Fine."}],
+        "usage": {"prompt_tokens": 2**62, "input_tokens": 2**62, "output_tokens": 1},
+    },
     "model-an-object": {
         "model": {"id": "m"},
         "choices": [{"message": {"content": "Fine."}}],
@@ -167,6 +173,24 @@ def test_a_200_not_in_the_answers_shape_is_asked_again_then_fails_the_entity_nam
     assert item.error.endswith("(after 3 attempts)"), item.error
     assert len(fake.requests) == 3
     assert _calls(provider, "200") == before + 3
+
+
+def test_more_cached_tokens_than_prompt_tokens_is_not_an_answer_and_costs_nothing(
+    run_steps, openai_server, settings
+):
+    """Priced from AI_PRICES, 1,000 cached of 10 prompt tokens made a negative cost: the run's
+    cost and its budget's spending went down, letting more calls start past the budget."""
+    settings.AI_MAX_ATTEMPTS = 2
+    settings.AI_PRICES = {"m-1": {"input": 1.0, "cachedInput": 0.1, "output": 2.0}}
+    openai_server.default = Reply(input_tokens=10, cached_tokens=1000)
+    [item], _ = run_steps(
+        [_step("openai", model="m-1")], {"title": "Lamp"}, budget={"maxCostUsd": 1}
+    )
+    assert item.status == "failed"
+    assert "1000 cached tokens of 10 prompt tokens" in item.error, item.error
+    run = item.run
+    run.refresh_from_db()
+    assert (run.cost_nano_usd, run.spent_cost_nano_usd, run.input_tokens) == (0, 0, 0)
 
 
 def test_a_200_not_an_answer_then_an_answer_completes_the_entity(run_steps, llm):
@@ -216,6 +240,24 @@ def test_an_answer_dripping_in_is_a_timeout_once_the_attempt_took_its_time(
     [item], _ = run_steps([_step(provider)], {"title": "Lamp"})
     assert item.status == "failed"
     assert item.error == f"{provider}: timeout: no answer within 0.5s"
+
+
+def test_an_answer_larger_than_the_bound_fails_the_entity_without_asking_again(
+    run_steps, llm, settings
+):
+    """The SDKs read a whole answer into memory: a server answering gigabytes within the
+    deadline held them in the worker, once per call in flight. The read stops at
+    AI_MAX_ANSWER_BYTES; asked again, it would read (and be billed) as much."""
+    provider, fake = llm
+    settings.AI_MAX_ANSWER_BYTES = 64 * 1024
+    fake.script = [Reply(text="x" * 200_000)]
+    items, _ = run_steps([_step(provider)], {"title": "Lamp"}, {"title": "Chair"})
+    failed = [item for item in items if item.status == "failed"]
+    assert [item.error for item in failed] == [
+        f"{provider}: answer too large: an answer larger than 65536 bytes (AI_MAX_ANSWER_BYTES)"
+    ]
+    assert [item.status for item in items if item not in failed] == ["completed"]
+    assert len(fake.requests) == 2  # one each: the large answer was not asked again
 
 
 def test_invalid_json_gets_one_corrective_retry(run_steps, llm):
