@@ -34,6 +34,11 @@ class Provider:
         """One answer. `on_retry(message)` is told about each retry, for the run's log."""
         raise NotImplementedError
 
+    def answer_tokens_max(self, request: GenerationRequest) -> int | None:
+        """The most tokens an answer to `request` may have, as this provider sends it (None:
+        no bound is sent). What a call not made yet is reserved at against a budget."""
+        return request.max_tokens
+
     @classmethod
     def setup_problem(cls) -> str | None:
         """Why no call could succeed as the deployment sets the provider up (a step naming

@@ -158,9 +158,6 @@ class NetworkProvider(Provider):
     def _call(self, client, request: GenerationRequest) -> Generation:
         raise NotImplementedError
 
-    def _max_tokens(self, request: GenerationRequest) -> int | None:
-        return request.max_tokens
-
     def _resolved(self, request: GenerationRequest) -> GenerationRequest:
         return request if request.model else replace(request, model=self.default_model)
 
@@ -187,7 +184,7 @@ class NetworkProvider(Provider):
         limit_key = f"{self.name}:{request.model}"
         labels = (self.name, model_label(self.name, request.model))
         estimated = estimate_tokens(
-            text=request.system + request.prompt, max_tokens=self._max_tokens(request)
+            text=request.system + request.prompt, max_tokens=self.answer_tokens_max(request)
         )
         for attempt in range(1, attempts + 1):
             rate_limit_reserve(limit_key, tokens=estimated)
@@ -306,7 +303,7 @@ class AnthropicProvider(AnthropicBatch, NetworkProvider):
 
         self.sdk = anthropic
 
-    def _max_tokens(self, request: GenerationRequest) -> int:
+    def answer_tokens_max(self, request: GenerationRequest) -> int:
         return request.max_tokens or self.default_max_tokens
 
     def _client(self):
@@ -323,7 +320,7 @@ class AnthropicProvider(AnthropicBatch, NetworkProvider):
         # A schema goes as a forced tool; JSON without one is asked for in words.
         params = {
             "model": request.model,
-            "max_tokens": self._max_tokens(request),
+            "max_tokens": self.answer_tokens_max(request),
             "messages": [{"role": "user", "content": request.prompt}],
         }
         if request.json_schema:

@@ -368,12 +368,13 @@ def priced(usage: dict, provider, model: str, *, batch: bool = False) -> dict:
 
 def request_estimate(provider, request: GenerationRequest, *, batch: bool = False) -> dict:
     """What a call not made yet is reserved at against a run's budget: its prompt at
-    CHARS_PER_TOKEN characters a token, its answer at the request's `maxTokens` (else
-    ESTIMATE_OUTPUT_TOKENS), priced as its answer will be (0 without a price)."""
+    CHARS_PER_TOKEN characters a token, its answer at the most the provider asks for (the
+    request's `maxTokens`, or the provider's own default: Anthropic's 1,024), else
+    ESTIMATE_OUTPUT_TOKENS, priced as its answer will be (0 without a price)."""
     usage = {
         "calls": 1,
         "inputTokens": math.ceil((len(request.system) + len(request.prompt)) / CHARS_PER_TOKEN),
-        "outputTokens": request.max_tokens or ESTIMATE_OUTPUT_TOKENS,
+        "outputTokens": provider.answer_tokens_max(request) or ESTIMATE_OUTPUT_TOKENS,
     }
     model = request.model or getattr(provider, "default_model", "")
     cost = call_cost_nanos(provider.name, model, usage, batch=batch)

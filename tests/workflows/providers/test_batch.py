@@ -102,6 +102,25 @@ def test_each_batched_request_carries_exactly_the_sync_body(llm):
         assert (sync["max_tokens"], sync["temperature"]) == (50, 0.2)
 
 
+@pytest.mark.parametrize("max_tokens", [None, 50])
+def test_a_batched_request_is_reserved_at_the_most_answer_it_asks_for(llm, max_tokens):
+    """A budget reserves a batched request before it is sent: its answer at the bound the
+    request carries as sent. Anthropic's requests always carry one (the step's `maxTokens`,
+    else 1,024), which a reservation at 300 tokens understated threefold; OpenAI's carry
+    none without `maxTokens`, reserved at ESTIMATE_OUTPUT_TOKENS."""
+    from workflows.pricing import ESTIMATE_OUTPUT_TOKENS
+    from workflows.steps.ai_generate import request_estimate
+
+    provider, fake = llm
+    request = GenerationRequest(prompt="Describe Lamp", model="m-1", max_tokens=max_tokens)
+    provider.batch_submit([BatchItem("w0", request)], idempotency_key=_key())
+    [sent] = _sent(provider, fake.batches.submissions[0])
+    reserved = request_estimate(provider, request, batch=True)["outputTokens"]
+    assert reserved == sent.get("max_tokens", ESTIMATE_OUTPUT_TOKENS)
+    if max_tokens is None and provider.name == "anthropic":
+        assert reserved == 1024
+
+
 def test_openai_batch_and_sync_bodies_are_one_for_every_request_shape(openai_server, settings):
     provider = provider_get("openai")
     shapes = [
