@@ -229,7 +229,8 @@ def _schema_to_oas30(schema) -> None:
     object: `const` (an enum of one), `examples` (one `example`), a list of `type`s (one type
     and `nullable`, or a `oneOf`), numeric `exclusiveMinimum`/`exclusiveMaximum` (a bound and a
     flag); `nullable` beside no `type` (meaningless in 3.0, where a schema without a type
-    already takes null) is dropped, and beside an `allOf` of components gets `type: object`.
+    already takes null) is dropped, and beside an `allOf` of components becomes a `oneOf` of
+    the component and a schema taking only null.
     Step configs and triggers are declared once, as the JSON Schema the server validates
     with; this is their OpenAPI 3.0 form."""
     if not isinstance(schema, dict):
@@ -258,9 +259,14 @@ def _schema_to_oas30(schema) -> None:
         del schema["nullable"]
     if schema.get("nullable") and "type" not in schema and schema.get("allOf"):
         # A nested serializer that may be null (`allOf: [$ref]`): 3.0 reads `nullable` only
-        # beside a `type` (Redocly's nullable-type-sibling); the components it names are
-        # objects.
-        schema["type"] = "object"
+        # beside a `type` (Redocly's nullable-type-sibling), but `type: object` beside the
+        # `allOf` makes openapi-python-client type the field as never null (its SDK then
+        # failed on every run without a budget). One of the component and a null alone
+        # says it to both.
+        del schema["nullable"]
+        parts = schema.pop("allOf")
+        null_only = {"type": "object", "nullable": True, "enum": [None]}
+        schema["oneOf"] = [parts[0] if len(parts) == 1 else {"allOf": parts}, null_only]
     for key in _ONE_SCHEMA:
         _schema_to_oas30(schema.get(key))
     for key in _SCHEMA_LISTS:

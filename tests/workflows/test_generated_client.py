@@ -1,27 +1,41 @@
 """An SDK generated from the served OpenAPI schema works against the server, with step
-configs typed per step type."""
+configs typed per step type: each test uses the generated client's typed calls and models,
+as a developer would, and each answer parses into its model (a field the schema types
+otherwise fails, or reads as something else)."""
 
 import importlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
+from django.contrib.auth import get_user_model
 
-from tests.factories import make_entity_type, make_key
+from tests.factories import make_entities, make_entity_type, make_key, make_workflow, run_inline
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+SCHEMA_READER = "sdk-schema-reader"
 
-@pytest.fixture
-def sdk(live_server, tmp_path):
-    key = make_key()
-    schema = httpx.get(
-        f"{live_server.url}/api/v1/schema?format=json", headers={"Authorization": f"Bearer {key}"}
-    )
-    assert schema.status_code == 200
+
+@pytest.fixture(scope="module")
+def package(live_server, django_db_setup, django_db_blocker, tmp_path_factory):
+    """The SDK, generated once for the module (generating takes seconds) from the schema as
+    the server serves it."""
+    with django_db_blocker.unblock():  # (the live server's thread asks the blocker too)
+        key = make_key(SCHEMA_READER)
+        try:
+            schema = httpx.get(
+                f"{live_server.url}/api/v1/schema?format=json",
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        finally:
+            get_user_model().objects.filter(username=SCHEMA_READER).delete()
+    assert schema.status_code == 200, schema.text
+    tmp_path = tmp_path_factory.mktemp("sdk")
     schema_file = tmp_path / "schema.json"
     schema_file.write_bytes(schema.content)
     bin_dir = str(Path(sys.executable).parent)
@@ -46,20 +60,33 @@ def sdk(live_server, tmp_path):
     assert "Warning" not in output and "Unable to" not in output, output
     sys.path.insert(0, str(tmp_path))
     try:
-        yield importlib.import_module("wfsdk"), live_server.url, key
+        yield importlib.import_module("wfsdk")
     finally:
         sys.path.remove(str(tmp_path))
         for name in [name for name in sys.modules if name.startswith("wfsdk")]:
             del sys.modules[name]
 
 
+@pytest.fixture
+def sdk(package, live_server):
+    """The SDK's models, an operation by its id (`sdk.op("workflows_list")`), and a client
+    with a key that may do everything, raising on a status the schema does not document."""
+
+    def op(operation_id: str):
+        tag = next(Path(package.__file__).parent.glob(f"api/*/{operation_id}.py")).parent.name
+        return importlib.import_module(f"wfsdk.api.{tag}.{operation_id}")
+
+    return SimpleNamespace(
+        models=importlib.import_module("wfsdk.models"),
+        op=op,
+        client=package.AuthenticatedClient(
+            base_url=live_server.url, token=make_key(), raise_on_unexpected_status=True
+        ),
+    )
+
+
 def test_generated_client_creates_and_lists_workflows(sdk):
-    package, base_url, key = sdk
-    models = importlib.import_module("wfsdk.models")
-    create = importlib.import_module("wfsdk.api.workflows.workflows_create")
-    listing = importlib.import_module("wfsdk.api.workflows.workflows_list")
-    retrieve = importlib.import_module("wfsdk.api.workflows.workflows_retrieve")
-    client = package.AuthenticatedClient(base_url=base_url, token=key)
+    models, client = sdk.models, sdk.client
     entity_type = make_entity_type()
 
     body = models.WorkflowCreateRequest(
@@ -86,16 +113,49 @@ def test_generated_client_creates_and_lists_workflows(sdk):
             ),
         ],
     )
-    created = create.sync(client=client, body=body)
+    created = sdk.op("workflows_create").sync(client=client, body=body)
     assert isinstance(created, models.WorkflowDetail)
     assert created.steps_count == 3
 
-    fetched = retrieve.sync(client=client, id=created.id)
+    fetched = sdk.op("workflows_retrieve").sync(client=client, id=created.id)
     assert isinstance(fetched.steps[0], models.AiGenerateStep)
     assert fetched.steps[0].config.output_field == "description"
     assert isinstance(fetched.steps[1], models.ConditionStep)
     assert isinstance(fetched.steps[2], models.PublishStep)
 
-    rows = listing.sync(client=client)
+    rows = sdk.op("workflows_list").sync(client=client)
     assert [row.id for row in rows] == [created.id]
     assert rows[0].last_run_at is None
+
+
+PUBLISH = [{"id": "pub", "type": "publish", "config": {}}]
+
+
+def test_a_run_reads_with_its_budget_or_none(sdk):
+    """`budget` is null for a run without one: the schema said a `RunBudget` object (`type:
+    object` beside the nullable `allOf`), so the SDK failed on every such run."""
+    models, client = sdk.models, sdk.client
+    entity_type = make_entity_type()
+    ids = make_entities(entity_type, 2)
+    workflow = make_workflow(entity_type, PUBLISH)
+    run = sdk.op("workflows_run_create")
+    plain = run.sync(client=client, id=workflow.pk, body=models.RunStartRequest(entity_ids=ids))
+    capped = run.sync(
+        client=client,
+        id=workflow.pk,
+        body=models.RunStartRequest(
+            entity_ids=ids[:1], budget=models.BudgetRequest(max_tokens=1000)
+        ),
+    )
+    run_inline(plain.run_id)
+
+    got = sdk.op("workflows_runs_retrieve").sync(
+        client=client, workflow_id=workflow.pk, id=plain.run_id
+    )
+    assert isinstance(got, models.Run)
+    assert got.budget is None
+    assert got.status == models.RunStatusEnum.COMPLETED
+    listed = sdk.op("workflows_runs_list").sync(client=client, workflow_id=workflow.pk)
+    assert [(row.id, row.budget) for row in listed][1] == (plain.run_id, None)
+    assert isinstance(listed[0].budget, models.RunBudget)
+    assert (listed[0].id, listed[0].budget.max_tokens) == (capped.run_id, 1000)
