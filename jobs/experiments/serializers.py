@@ -1,11 +1,13 @@
 """The experiments API's shapes: what `POST /workflows/:id/experiments` takes (strict), and
 what an experiment and its results read as."""
 
+from datetime import datetime
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from config.api.fields import TimestampField
+from config.api.fields import TimestampField, to_millis
 from config.api.serializers import StrictSerializer
 from entities.filters import EntityFilterSerializer
 from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
@@ -286,13 +288,33 @@ class VerdictSerializer(serializers.Serializer):
     baseline = VerdictArmSerializer(required=False, help_text="`rules`, `score` mode.")
     candidate = VerdictArmSerializer(required=False)
     error = serializers.CharField(required=False, help_text="A judge's failure.")
-    decidedBy = serializers.IntegerField(allow_null=True, required=False)
-    decidedAt = serializers.CharField(required=False, help_text="ISO 8601, a human's pick.")
+    decidedBy = serializers.CharField(
+        allow_null=True, required=False, help_text="A human's pick: the id of who picked."
+    )
+    decidedAt = serializers.IntegerField(
+        required=False, help_text="A human's pick: when (ms), as every time served."
+    )
 
 
 @extend_schema_field(VerdictSerializer(many=True))
 class VerdictsField(serializers.JSONField):
-    """The verdicts as stored (the OpenAPI shape of each: `VerdictSerializer`)."""
+    """The verdicts as stored (the OpenAPI shape of each: `VerdictSerializer`), a human's
+    pick served as every pick and time is: who as an id string, when in ms (stored as the
+    user's key and an ISO 8601 time)."""
+
+    def to_representation(self, value):
+        return [_verdict_served(verdict) for verdict in value]
+
+
+def _verdict_served(verdict: dict) -> dict:
+    if "decidedAt" not in verdict:
+        return verdict
+    by = verdict.get("decidedBy")
+    return {
+        **verdict,
+        "decidedBy": None if by is None else str(by),
+        "decidedAt": to_millis(datetime.fromisoformat(verdict["decidedAt"])),
+    }
 
 
 class ExperimentResultSerializer(serializers.ModelSerializer):

@@ -14,7 +14,16 @@ import httpx
 import pytest
 from django.contrib.auth import get_user_model
 
-from tests.factories import make_entities, make_entity_type, make_key, make_workflow, run_inline
+from jobs.experiments.human import human_decide
+from jobs.experiments.models import Experiment
+from tests.factories import (
+    experiment_run_inline,
+    make_entities,
+    make_entity_type,
+    make_key,
+    make_workflow,
+    run_inline,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,3 +168,40 @@ def test_a_run_reads_with_its_budget_or_none(sdk):
     assert [(row.id, row.budget) for row in listed][1] == (plain.run_id, None)
     assert isinstance(listed[0].budget, models.RunBudget)
     assert (listed[0].id, listed[0].budget.max_tokens) == (capped.run_id, 1000)
+
+
+def test_an_experiment_s_results_read_a_human_pick_as_an_id_and_a_time_in_ms(sdk):
+    """A human scorer's pick was served as the user's integer key and an ISO 8601 time, where
+    every other id is a string and every other time ms since the epoch."""
+    models, client = sdk.models, sdk.client
+    unset = importlib.import_module("wfsdk.types").UNSET
+    entity_type = make_entity_type()
+    ids = make_entities(entity_type, 2)
+    workflow = make_workflow(entity_type, PUBLISH)
+    body = models.ExperimentStartRequest(
+        candidate=1,
+        entity_ids=ids,
+        scorers=[models.ScorerRequest(type_=models.ScorerTypeEnum.HUMAN, name="people")],
+    )
+    started = sdk.op("workflows_experiments_create").sync(
+        client=client, workflow_id=workflow.pk, body=body
+    )
+    experiment = experiment_run_inline(Experiment.objects.get(pk=started.id))
+    person = get_user_model().objects.create(username="picker")
+    picked = experiment.results.order_by("pk").first()
+    human_decide(
+        experiment_id=experiment.pk,
+        result_id=picked.pk,
+        scorer="people",
+        choice="tie",
+        comment="same",
+        user_id=person.pk,
+    )
+
+    rows = sdk.op("experiments_results_list").sync(client=client, id=experiment.pk)
+    verdicts = {row.entity_id: row.verdicts[0] for row in rows}
+    decided, open_ = verdicts.pop(picked.entity_id), verdicts.popitem()[1]
+    assert (decided.winner, decided.decided_by) == ("tie", str(person.pk))
+    assert isinstance(decided.decided_at, int)
+    assert decided.decided_at >= experiment.created_at.timestamp() * 1000
+    assert (open_.winner, open_.decided_at, open_.decided_by) == (None, unset, unset)
