@@ -228,9 +228,9 @@ def _schema_to_oas30(schema) -> None:
     """Rewrite, in place, what JSON Schema 2020-12 says differently from OpenAPI 3.0's schema
     object: `const` (an enum of one), `examples` (one `example`), a list of `type`s (one type
     and `nullable`, or a `oneOf`), numeric `exclusiveMinimum`/`exclusiveMaximum` (a bound and a
-    flag); `nullable` beside no `type` (meaningless in 3.0, where a schema without a type
-    already takes null) is dropped, and beside an `allOf` of components becomes a `oneOf` of
-    the component and a schema taking only null.
+    flag), a `$ref` with siblings (an `allOf` of it); `nullable` beside no `type` (meaningless
+    in 3.0, where a schema without a type already takes null) is dropped, and beside an
+    `allOf` of components becomes a `oneOf` of the component and a schema taking only null.
     Step configs and triggers are declared once, as the JSON Schema the server validates
     with; this is their OpenAPI 3.0 form."""
     if not isinstance(schema, dict):
@@ -255,6 +255,10 @@ def _schema_to_oas30(schema) -> None:
         if isinstance(value, int | float) and not isinstance(value, bool):
             schema[flag] = value
             schema[bound] = True
+    if "$ref" in schema and len(schema) > 1:
+        # 3.0 ignores a reference's siblings (Redocly's spec-ref-siblings): the reference
+        # goes in an `allOf`, beside which they count, as drf-spectacular writes its own.
+        schema["allOf"] = [{"$ref": schema.pop("$ref")}]
     if schema.get("nullable") and not any(key in schema for key in ("type", *_COMPOSED)):
         del schema["nullable"]
     if schema.get("nullable") and "type" not in schema and schema.get("allOf"):
