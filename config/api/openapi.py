@@ -111,6 +111,18 @@ class AutoSchema(openapi.AutoSchema):
         required = component.schema.get("required", [])
         return component.ref, any(not properties[name].get("readOnly") for name in required)
 
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        """A nested list's `min_length` and `max_length` as `minItems` and `maxItems`: DRF
+        checks them in the list serializer itself, not with validators drf-spectacular reads
+        (an experiment's up to 20 `scorers`)."""
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if is_list_serializer(field) and schema.get("type") == "array":
+            if field.min_length is not None:
+                schema["minItems"] = field.min_length
+            if field.max_length is not None:
+                schema["maxItems"] = field.max_length
+        return schema
+
     def _map_basic_serializer(self, serializer, direction):
         schema = super()._map_basic_serializer(serializer, direction)
         if direction == "request" and isinstance(serializer, StrictSerializer):

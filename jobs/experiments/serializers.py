@@ -105,6 +105,7 @@ class ExperimentStartSerializer(StrictSerializer):
     candidate = serializers.IntegerField(min_value=1, max_value=999_999_999)
     entityIds = IdListField(
         required=False,
+        min_length=1,
         max_length=10_000,
         help_text="The entities both versions run on (1 to 10,000). Give this or `filter`.",
     )
