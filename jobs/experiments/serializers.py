@@ -4,6 +4,7 @@ what an experiment and its results read as."""
 from datetime import datetime
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -290,7 +291,10 @@ class VerdictSerializer(serializers.Serializer):
     candidate = VerdictArmSerializer(required=False)
     error = serializers.CharField(required=False, help_text="A judge's failure.")
     decidedBy = serializers.CharField(
-        allow_null=True, required=False, help_text="A human's pick: the id of who picked."
+        allow_null=True,
+        required=False,
+        help_text="A human's pick: who picked (their username, as a review's `decidedBy`; "
+        "null once they are deleted).",
     )
     decidedAt = serializers.IntegerField(
         required=False, help_text="A human's pick: when (ms), as every time served."
@@ -300,22 +304,30 @@ class VerdictSerializer(serializers.Serializer):
 @extend_schema_field(VerdictSerializer(many=True))
 class VerdictsField(serializers.JSONField):
     """The verdicts as stored (the OpenAPI shape of each: `VerdictSerializer`), a human's
-    pick served as every pick and time is: who as an id string, when in ms (stored as the
-    user's key and an ISO 8601 time)."""
+    pick served as a review's decision is: who by username, when in ms (stored as the
+    user's key and an ISO 8601 time). A page's results share this field, so each picker's
+    username is read once a page."""
 
     def to_representation(self, value):
-        return [_verdict_served(verdict) for verdict in value]
+        return [self._served(verdict) for verdict in value]
 
+    def _served(self, verdict: dict) -> dict:
+        if "decidedAt" not in verdict:
+            return verdict
+        return {
+            **verdict,
+            "decidedBy": self._username(verdict.get("decidedBy")),
+            "decidedAt": to_millis(datetime.fromisoformat(verdict["decidedAt"])),
+        }
 
-def _verdict_served(verdict: dict) -> dict:
-    if "decidedAt" not in verdict:
-        return verdict
-    by = verdict.get("decidedBy")
-    return {
-        **verdict,
-        "decidedBy": None if by is None else str(by),
-        "decidedAt": to_millis(datetime.fromisoformat(verdict["decidedAt"])),
-    }
+    def _username(self, user_id: int | None) -> str | None:
+        if user_id is None:
+            return None
+        known = self.__dict__.setdefault("_usernames", {})
+        if user_id not in known:
+            users = get_user_model().objects.filter(pk=user_id)
+            known[user_id] = users.values_list("username", flat=True).first()
+        return known[user_id]
 
 
 class ExperimentResultSerializer(serializers.ModelSerializer):

@@ -170,9 +170,9 @@ def test_a_run_reads_with_its_budget_or_none(sdk):
     assert (listed[0].id, listed[0].budget.max_tokens) == (capped.run_id, 1000)
 
 
-def test_an_experiment_s_results_read_a_human_pick_as_an_id_and_a_time_in_ms(sdk):
-    """A human scorer's pick was served as the user's integer key and an ISO 8601 time, where
-    every other id is a string and every other time ms since the epoch."""
+def test_an_experiment_s_results_read_a_human_pick_as_a_username_and_a_time_in_ms(sdk):
+    """A human scorer's pick was served as the user's integer key and an ISO 8601 time: a
+    review's `decidedBy` is a username, and every other time ms since the epoch."""
     models, client = sdk.models, sdk.client
     unset = importlib.import_module("wfsdk.types").UNSET
     entity_type = make_entity_type()
@@ -201,7 +201,7 @@ def test_an_experiment_s_results_read_a_human_pick_as_an_id_and_a_time_in_ms(sdk
     rows = sdk.op("experiments_results_list").sync(client=client, id=experiment.pk)
     verdicts = {row.entity_id: row.verdicts[0] for row in rows}
     decided, open_ = verdicts.pop(picked.entity_id), verdicts.popitem()[1]
-    assert (decided.winner, decided.decided_by) == ("tie", str(person.pk))
+    assert (decided.winner, decided.decided_by) == ("tie", "picker")
     assert isinstance(decided.decided_at, int)
     assert (open_.winner, open_.decided_at, open_.decided_by) == (None, unset, unset)
 
