@@ -25,7 +25,8 @@ TIME_BOUNDS = {
 
 class IdListField(serializers.ListField):
     """A list of id strings, checked in one tight loop: a run names up to 10,000 ids, and a
-    DRF child field per element costs more than storing the run."""
+    DRF child field per element costs more than storing the run. Its `min_length` and
+    `max_length` are counts of ids, in the OpenAPI schema as `minItems` and `maxItems`."""
 
     child = serializers.CharField(max_length=64)
 
@@ -33,6 +34,10 @@ class IdListField(serializers.ListField):
         if isinstance(data, str | dict) or not hasattr(data, "__iter__"):
             self.fail("not_a_list", input_type=type(data).__name__)
         data = list(data)
+        fewest, most = self.min_length or 0, self.max_length
+        if len(data) < fewest or (most is not None and len(data) > most):
+            many = f"{fewest} to {most}" if most is not None else f"at least {fewest}"
+            raise serializers.ValidationError(f"Give {many} ids, not {len(data)}.")
         errors = {
             index: ["Must be an id string of 1 to 64 characters."]
             for index, value in enumerate(data)
@@ -71,7 +76,12 @@ class EntityFilterSerializer(StrictSerializer):
     updatedBefore = serializers.IntegerField(
         required=False, min_value=MIN_MS, max_value=MAX_MS, help_text="ms; updated before this."
     )
-    ids = FilterIdsField(required=False, help_text="Only these entities (up to 10,000 ids).")
+    ids = FilterIdsField(
+        required=False,
+        min_length=1,
+        max_length=settings.RUN_MAX_IDS,
+        help_text="Only these entities (up to 10,000 ids).",
+    )
 
 
 def entity_filter_clean(value, *, path: str = "filter") -> dict:

@@ -92,21 +92,18 @@ def state_changes(
     published_after: datetime.datetime | None,
 ) -> list[dict]:
     """Status and publishedAt (in ms, as the API gives times), where they changed
-    (`status_before` None: a new entity)."""
+    (`status_before` None: a new entity). publishedAt is compared in ms too: a restore or a
+    revert gives back the time a revision kept, in ms, and a difference below that is no
+    change anyone can see."""
     changes = []
     if status_before != status_after:
         change = {"field": "status", "after": status_after}
         if status_before is not None:
             change["before"] = status_before
         changes.append(change)
-    if published_before != published_after:
-        changes.append(
-            {
-                "field": "publishedAt",
-                "before": to_millis(published_before),
-                "after": to_millis(published_after),
-            }
-        )
+    before, after = to_millis(published_before), to_millis(published_after)
+    if before != after:
+        changes.append({"field": "publishedAt", "before": before, "after": after})
     return changes
 
 

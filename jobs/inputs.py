@@ -2,6 +2,7 @@
 revert's and a retry's options, and the query parameters of a run's items, the jobs and the
 logs. (What the API answers is `jobs/serializers.py`.)"""
 
+from django.conf import settings
 from rest_framework import serializers
 
 from config.api.serializers import StrictSerializer
@@ -38,8 +39,9 @@ class RunTargetSerializer(StrictSerializer):
     refuses_empty = True
 
     entityIds = IdListField(
-        allow_empty=True,
         required=False,
+        min_length=1,
+        max_length=settings.RUN_MAX_IDS,
         help_text="Array of entity IDs to run the workflow on (1 to 10,000). "
         "Give this or `filter`.",
     )

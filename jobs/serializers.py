@@ -3,6 +3,7 @@
 
 from datetime import datetime
 
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from config.api.fields import TimestampField, to_millis
@@ -174,6 +175,26 @@ class RunSerializer(RunWaitFields, serializers.ModelSerializer):
         ]
 
 
+def _waiting_for(kind) -> type[serializers.Serializer]:
+    """`waitingFor` of an item waiting at a wait of this kind: its `kind`, and its facts
+    (`WaitKind.described_fields`)."""
+    name = "".join(part.capitalize() for part in kind.name.split("_"))
+    kind_field = extend_schema_field({"type": "string", "enum": [kind.name]})(
+        type(f"{name}KindField", (serializers.CharField,), {})
+    )
+    fields = {"kind": kind_field(read_only=True), **kind.described_fields()}
+    return type(f"WaitingFor{name}", (serializers.Serializer,), fields)
+
+
+# One shape per kind of wait, told apart by `kind`: a generated SDK reads each as a model.
+WAITING_FOR = PolymorphicProxySerializer(
+    component_name="WaitingFor",
+    serializers=[_waiting_for(kind) for kind in kinds],
+    resource_type_field_name=None,
+    allow_null=True,
+)
+
+
 class RunItemSerializer(serializers.ModelSerializer):
     entityId = serializers.CharField(source="entity_id")
     stepId = serializers.SerializerMethodField(help_text="Where the entity stopped or failed.")
@@ -181,9 +202,8 @@ class RunItemSerializer(serializers.ModelSerializer):
     startedAt = TimestampField(source="started_at", allow_null=True)
     completedAt = TimestampField(source="completed_at", allow_null=True)
     waitingFor = serializers.SerializerMethodField(
-        help_text="While `waiting`: the kind of wait and what it waits for (`until` a time in "
-        "ms; an `event` and its `key` (null to a reader who may not read entities: it is rendered "
-        "from the entity's data), and `timeoutAt` in ms or null; a `reviewId`)."
+        help_text="While `waiting`: the kind of wait and what it waits for, its shape by "
+        "`kind`; null otherwise."
     )
 
     class Meta:
@@ -199,6 +219,7 @@ class RunItemSerializer(serializers.ModelSerializer):
             "waitingFor",
         ]
 
+    @extend_schema_field(WAITING_FOR)
     def get_waitingFor(self, item) -> dict | None:
         facts = self.context.get("waiting_for", {}).get(item.pk)
         if facts is None:

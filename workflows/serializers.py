@@ -1,3 +1,4 @@
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -20,10 +21,17 @@ class StepsField(serializers.Field):
         ]
 
 
-@extend_schema_field({"type": "array", "items": {"$ref": "#/components/schemas/StepRequest"}})
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/StepRequest"},
+        "minItems": 1,
+        "maxItems": settings.WORKFLOW_MAX_STEPS,
+    }
+)
 class StepsInputField(serializers.JSONField):
     """Steps as sent; checked against the step-type registry by the service, which names the
-    exact path of each problem."""
+    exact path of each problem (1 to WORKFLOW_MAX_STEPS of them)."""
 
 
 @extend_schema_field(TRIGGERS_SCHEMA)

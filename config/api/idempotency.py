@@ -22,12 +22,14 @@ from config.api.errors import Conflict, FieldError, InvalidInput
 from config.api.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
+KEY_MAX_LENGTH = 255
 SCHEMA_PARAMETER = OpenApiParameter(
     HEADER,
-    str,
+    {"type": "string", "minLength": 1, "maxLength": KEY_MAX_LENGTH},
     OpenApiParameter.HEADER,
     description="Send the same key again (with the same body) within 24 h to get the first "
-    "answer back instead of creating anything new.",
+    f"answer back instead of creating anything new. 1 to {KEY_MAX_LENGTH} printable "
+    "characters.",
 )
 
 
@@ -64,10 +66,10 @@ def idempotent(view_method):
         key = request.headers.get(HEADER)
         if key is None:
             return view_method(self, request, *args, **kwargs)
-        if not 1 <= len(key) <= 255 or not key.isprintable():
+        if not 1 <= len(key) <= KEY_MAX_LENGTH or not key.isprintable():
             raise InvalidInput(
                 f"Invalid {HEADER}.",
-                details=[FieldError(HEADER, "Use 1 to 255 printable characters.")],
+                details=[FieldError(HEADER, f"Use 1 to {KEY_MAX_LENGTH} printable characters.")],
             )
         request_hash = hashlib.sha256(
             json.dumps(request.data, sort_keys=True, default=str).encode()

@@ -111,6 +111,18 @@ class AutoSchema(openapi.AutoSchema):
         required = component.schema.get("required", [])
         return component.ref, any(not properties[name].get("readOnly") for name in required)
 
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        """A nested list's `min_length` and `max_length` as `minItems` and `maxItems`: DRF
+        checks them in the list serializer itself, not with validators drf-spectacular reads
+        (an experiment's up to 20 `scorers`)."""
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if is_list_serializer(field) and schema.get("type") == "array":
+            if field.min_length is not None:
+                schema["minItems"] = field.min_length
+            if field.max_length is not None:
+                schema["maxItems"] = field.max_length
+        return schema
+
     def _map_basic_serializer(self, serializer, direction):
         schema = super()._map_basic_serializer(serializer, direction)
         if direction == "request" and isinstance(serializer, StrictSerializer):
@@ -228,8 +240,9 @@ def _schema_to_oas30(schema) -> None:
     """Rewrite, in place, what JSON Schema 2020-12 says differently from OpenAPI 3.0's schema
     object: `const` (an enum of one), `examples` (one `example`), a list of `type`s (one type
     and `nullable`, or a `oneOf`), numeric `exclusiveMinimum`/`exclusiveMaximum` (a bound and a
-    flag); `nullable` beside no `type` (meaningless in 3.0, where a schema without a type
-    already takes null) is dropped, and beside an `allOf` of components gets `type: object`.
+    flag), a `$ref` with siblings (an `allOf` of it); `nullable` beside no `type` (meaningless
+    in 3.0, where a schema without a type already takes null) is dropped, and beside an
+    `allOf` of components becomes a `oneOf` of the component and a schema taking only null.
     Step configs and triggers are declared once, as the JSON Schema the server validates
     with; this is their OpenAPI 3.0 form."""
     if not isinstance(schema, dict):
@@ -254,13 +267,22 @@ def _schema_to_oas30(schema) -> None:
         if isinstance(value, int | float) and not isinstance(value, bool):
             schema[flag] = value
             schema[bound] = True
+    if "$ref" in schema and len(schema) > 1:
+        # 3.0 ignores a reference's siblings (Redocly's spec-ref-siblings): the reference
+        # goes in an `allOf`, beside which they count, as drf-spectacular writes its own.
+        schema["allOf"] = [{"$ref": schema.pop("$ref")}]
     if schema.get("nullable") and not any(key in schema for key in ("type", *_COMPOSED)):
         del schema["nullable"]
     if schema.get("nullable") and "type" not in schema and schema.get("allOf"):
         # A nested serializer that may be null (`allOf: [$ref]`): 3.0 reads `nullable` only
-        # beside a `type` (Redocly's nullable-type-sibling); the components it names are
-        # objects.
-        schema["type"] = "object"
+        # beside a `type` (Redocly's nullable-type-sibling), but `type: object` beside the
+        # `allOf` makes openapi-python-client type the field as never null (its SDK then
+        # failed on every run without a budget). One of the component and a null alone
+        # says it to both.
+        del schema["nullable"]
+        parts = schema.pop("allOf")
+        null_only = {"type": "object", "nullable": True, "enum": [None]}
+        schema["oneOf"] = [parts[0] if len(parts) == 1 else {"allOf": parts}, null_only]
     for key in _ONE_SCHEMA:
         _schema_to_oas30(schema.get(key))
     for key in _SCHEMA_LISTS:

@@ -1,11 +1,14 @@
 """The experiments API's shapes: what `POST /workflows/:id/experiments` takes (strict), and
 what an experiment and its results read as."""
 
+from datetime import datetime
+
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from config.api.fields import TimestampField
+from config.api.fields import TimestampField, to_millis
 from config.api.serializers import StrictSerializer
 from entities.filters import EntityFilterSerializer
 from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
@@ -103,6 +106,7 @@ class ExperimentStartSerializer(StrictSerializer):
     candidate = serializers.IntegerField(min_value=1, max_value=999_999_999)
     entityIds = IdListField(
         required=False,
+        min_length=1,
         max_length=10_000,
         help_text="The entities both versions run on (1 to 10,000, each once). "
         "Give this or `filter`.",
@@ -287,13 +291,44 @@ class VerdictSerializer(serializers.Serializer):
     baseline = VerdictArmSerializer(required=False, help_text="`rules`, `score` mode.")
     candidate = VerdictArmSerializer(required=False)
     error = serializers.CharField(required=False, help_text="A judge's failure.")
-    decidedBy = serializers.IntegerField(allow_null=True, required=False)
-    decidedAt = serializers.CharField(required=False, help_text="ISO 8601, a human's pick.")
+    decidedBy = serializers.CharField(
+        allow_null=True,
+        required=False,
+        help_text="A human's pick: who picked (their username, as a review's `decidedBy`; "
+        "null once they are deleted).",
+    )
+    decidedAt = serializers.IntegerField(
+        required=False, help_text="A human's pick: when (ms), as every time served."
+    )
 
 
 @extend_schema_field(VerdictSerializer(many=True))
 class VerdictsField(serializers.JSONField):
-    """The verdicts as stored (the OpenAPI shape of each: `VerdictSerializer`)."""
+    """The verdicts as stored (the OpenAPI shape of each: `VerdictSerializer`), a human's
+    pick served as a review's decision is: who by username, when in ms (stored as the
+    user's key and an ISO 8601 time). A page's results share this field, so each picker's
+    username is read once a page."""
+
+    def to_representation(self, value):
+        return [self._served(verdict) for verdict in value]
+
+    def _served(self, verdict: dict) -> dict:
+        if "decidedAt" not in verdict:
+            return verdict
+        return {
+            **verdict,
+            "decidedBy": self._username(verdict.get("decidedBy")),
+            "decidedAt": to_millis(datetime.fromisoformat(verdict["decidedAt"])),
+        }
+
+    def _username(self, user_id: int | None) -> str | None:
+        if user_id is None:
+            return None
+        known = self.__dict__.setdefault("_usernames", {})
+        if user_id not in known:
+            users = get_user_model().objects.filter(pk=user_id)
+            known[user_id] = users.values_list("username", flat=True).first()
+        return known[user_id]
 
 
 class ExperimentResultSerializer(serializers.ModelSerializer):

@@ -123,6 +123,13 @@ class WaitKind:
         entity's data are named in `entity_facts`. None by default."""
         return {}
 
+    def described_fields(self) -> dict[str, Field]:
+        """The facts of `describe`, by name, as read-only serializer fields (a time as a
+        `TimestampField`), so the OpenAPI schema types this kind's `waitingFor`
+        (`WaitingFor<Kind>`, beside `kind`) and a generated SDK reads it as a model. None by
+        default."""
+        return {}
+
     def run_records(self, run_id: str) -> list[QuerySet]:
         """This kind's records of a run, for retention to delete with the run
         (`jobs.retention`): each before those it points at, all before the run's waits. Rows

@@ -104,3 +104,18 @@ def test_a_bad_key_is_a_400_and_creates_nothing(api, world, key):
     assert response.status_code == 400
     assert response.json()["error"]["details"][0]["field"] == "Idempotency-Key"
     assert counts() == before
+
+
+def test_the_schema_bounds_the_key_as_the_server_does(api, world):
+    """The header was declared a bare string: a client checking requests against the
+    schema took keys the server refuses (empty, or past 255 characters)."""
+    bounds = {
+        (p["schema"]["minLength"], p["schema"]["maxLength"])
+        for operations in openapi()["paths"].values()
+        for operation in operations.values()
+        for p in operation.get("parameters", [])
+        if p["name"] == "Idempotency-Key"
+    }
+    assert bounds == {(1, 255)}
+    write = the_write(world, "create entity")
+    assert send(api, write, write.body, "k" * 255).status_code == 201

@@ -158,3 +158,68 @@ def test_a_body_refused_when_empty_is_a_required_body(api, world, document, path
     response = api.post(path.format(id=world["workflow"].pk), {})
     assert response.status_code == 400
     assert document["paths"][path]["post"]["requestBody"]["required"] is True
+
+
+def _bodies(world) -> dict:
+    """A body per request list whose bounds the server enforces, with `count` elements."""
+    workflow, ids = world["workflow"], world["ids"]
+    wf = f"/api/v1/workflows/{workflow.pk}"
+    scorer = {"type": "human", "name": "people"}
+    step = {"type": "publish", "config": {}}
+    return {
+        ("RunStartRequest", "entityIds"): (f"{wf}/run", lambda n: {"entityIds": ["x"] * n}),
+        ("EstimateRequestRequest", "entityIds"): (
+            f"{wf}/estimate",
+            lambda n: {"entityIds": ["x"] * n},
+        ),
+        ("EntityFilterRequest", "ids"): (f"{wf}/run", lambda n: {"filter": {"ids": ["x"] * n}}),
+        ("ExperimentStartRequest", "entityIds"): (
+            f"{wf}/experiments",
+            lambda n: {"candidate": 1, "entityIds": ["x"] * n, "scorers": [scorer]},
+        ),
+        ("ExperimentStartRequest", "scorers"): (
+            f"{wf}/experiments",
+            lambda n: {
+                "candidate": 1,
+                "entityIds": ids,
+                "scorers": [{**scorer, "name": f"s{i}"} for i in range(n)],
+            },
+        ),
+        ("ReviewDecideRequest", "ids"): (
+            "/api/v1/reviews/decide",
+            lambda n: {"ids": ["x"] * n, "decision": "approve"},
+        ),
+        ("WorkflowCreateRequest", "steps"): (
+            "/api/v1/workflows",
+            lambda n: {"name": "w", "entityTypeId": world["type"].pk, "steps": [step] * n},
+        ),
+    }
+
+
+BOUNDED_LISTS = [
+    (("RunStartRequest", "entityIds"), 1, 10_000, "entityIds"),
+    (("EstimateRequestRequest", "entityIds"), 1, 10_000, "entityIds"),
+    (("EntityFilterRequest", "ids"), 1, 10_000, "filter.ids"),
+    (("ExperimentStartRequest", "entityIds"), 1, 10_000, "entityIds"),
+    (("ExperimentStartRequest", "scorers"), None, 20, "scorers"),
+    (("ReviewDecideRequest", "ids"), 1, 1000, "ids"),
+    (("WorkflowCreateRequest", "steps"), 1, 50, "steps"),
+]
+
+
+@pytest.mark.parametrize(("list_", "fewest", "most", "field"), BOUNDED_LISTS)
+def test_a_list_s_bounds_are_in_the_schema_as_the_server_enforces_them(
+    api, world, document, list_, fewest, most, field
+):
+    """Run, estimate and experiment `entityIds`, a filter's `ids`, review ids, steps and
+    scorers had no `minItems` or `maxItems` (or one of them): a client checking its
+    requests against the schema sent lists the server refuses."""
+    name, prop = list_
+    declared = component(document, name)["properties"][prop]
+    assert (declared.get("minItems"), declared.get("maxItems")) == (fewest, most)
+    path, body = _bodies(world)[list_]
+    for count in [most + 1] + ([fewest - 1] if fewest else []):
+        response = api.post(path, body(count))
+        assert response.status_code == 400, (count, response.json())
+        fields = [d["field"] for d in response.json()["error"]["details"]]
+        assert field in fields, (count, response.json())

@@ -22,6 +22,8 @@ from tests.factories import PUBLISH_BETWEEN, make_entities, make_workflow, run_i
 
 pytestmark = pytest.mark.django_db
 
+PUBLISH = [{"id": "pub", "type": "publish", "config": {}}]
+
 
 def _create(api, product_type, data):
     response = api.post("/api/v1/entities", {"entityTypeId": product_type.id, "data": data})
@@ -61,6 +63,24 @@ def test_a_version_is_rebuilt_and_restored_as_a_new_version(api, product_type):
     [restore] = api.get(f"/api/v1/entities/{entity_id}/revisions?limit=1").json()
     assert restore["source"]["type"] == "restore"
     assert {c["field"] for c in restore["changes"]} == {"data.price", "data.seo", "data.title"}
+
+
+def test_a_restore_keeping_the_publish_time_records_no_publish_time_change(api, product_type):
+    """Revisions keep `publishedAt` in ms: a restore gave the entity back that time, which
+    differed from the stored one below the ms, so the revision listed a `publishedAt`
+    change whose before and after were the same number."""
+    [entity_id] = make_entities(product_type, 1)
+    run_inline(start_run(make_workflow(product_type, PUBLISH), [entity_id]).pk)
+    entity = Entity.objects.get(pk=entity_id)
+    below_a_ms = entity.published_at.replace(
+        microsecond=entity.published_at.microsecond // 1000 * 1000 + 456
+    )
+    Entity.objects.filter(pk=entity_id).update(published_at=below_a_ms)
+    response = api.post(f"/api/v1/entities/{entity_id}/restore", {"version": entity.version})
+    assert response.status_code == 200
+    assert response.json()["publishedAt"] == to_millis(below_a_ms)
+    [restore] = api.get(f"/api/v1/entities/{entity_id}/revisions?limit=1").json()
+    assert restore["changes"] == []
 
 
 def test_revisions_are_paged_newest_first(api, product_type):

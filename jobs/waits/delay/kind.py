@@ -21,7 +21,9 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
+from rest_framework.serializers import Field
 
+from config.api.fields import TimestampField
 from jobs.engine.waits import run_waits_resume, runs_lock, waits_resolve_each, waits_tick_at
 from jobs.waits.base import Parked, WaitKind
 from jobs.waits.delay.models import Delay
@@ -89,6 +91,9 @@ class DelayWait(WaitKind):
                 asked = _ticks_ask([Delay(pk=pk, until=until) for pk, until in soon], now)
                 Delay.objects.filter(pk__in=asked).update(tick_asked=True)
         return resolved
+
+    def described_fields(self) -> dict[str, Field]:
+        return {"until": TimestampField(help_text="When the delay ends (ms).")}
 
     def describe(self, wait_ids: list[str]) -> dict[str, dict]:
         return {

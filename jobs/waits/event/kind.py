@@ -5,7 +5,9 @@ from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
+from rest_framework.serializers import CharField, Field
 
+from config.api.fields import TimestampField
 from jobs.waits.base import Parked, WaitKind
 from jobs.waits.event.models import EventWait
 from jobs.waits.event.services import (
@@ -54,6 +56,20 @@ class EventWaitKind(WaitKind):
 
     def tick(self, *, now: datetime) -> int:
         return waits_match_lately(now=now) + waits_time_out(now=now)
+
+    def described_fields(self) -> dict[str, Field]:
+        return {
+            "event": CharField(read_only=True, help_text="The event's name."),
+            "key": CharField(
+                read_only=True,
+                allow_null=True,
+                help_text="The key it waits for (null to a reader who may not read entities: "
+                "it is rendered from the entity's data).",
+            ),
+            "timeoutAt": TimestampField(
+                allow_null=True, help_text="When it times out (ms), or null without a timeout."
+            ),
+        }
 
     def describe(self, wait_ids: list[str]) -> dict[str, dict]:
         rows = EventWait.objects.filter(pk__in=wait_ids).values_list(

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import QuerySet
 from django.utils import timezone
+from rest_framework.serializers import CharField, Field
 
 from config.api.ids import new_id
 from config.bulk import rows_insert, rows_insert_returning
@@ -88,6 +89,9 @@ class ReviewWait(WaitKind):
             expired += len(decided.decided)
             if not decided.decided:
                 return expired  # every one was decided by someone else meanwhile
+
+    def described_fields(self) -> dict[str, Field]:
+        return {"reviewId": CharField(read_only=True, help_text="The review it waits for.")}
 
     def describe(self, wait_ids: list[str]) -> dict[str, dict]:
         return {

@@ -109,7 +109,9 @@ class ReviewRejectSerializer(StrictSerializer):
 
 class ReviewDecideSerializer(StrictSerializer):
     ids = IdListField(
-        max_length=DECIDE_MAX_IDS, help_text=f"The reviews to decide (1 to {DECIDE_MAX_IDS})."
+        min_length=1,
+        max_length=DECIDE_MAX_IDS,
+        help_text=f"The reviews to decide (1 to {DECIDE_MAX_IDS}).",
     )
     decision = serializers.ChoiceField(choices=DECISIONS)
     comment = serializers.CharField(required=False, allow_blank=True, max_length=5000)
