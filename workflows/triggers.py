@@ -178,6 +178,10 @@ def beat_runs(cron: str) -> bool:
     """Whether celery beat's crontab parses the (croniter-valid) expression: croniter also
     takes extensions beat has not (`L`, `#`, `?`, weekday 7)."""
     minute, hour, day_of_month, month_of_year, day_of_week = cron.split()
+    if "#" in day_of_week:
+        # Beat reads a weekday name by its first three letters: `mon#2` (croniter: the second
+        # Monday) is every Monday to beat, and each fire between would start a run.
+        return False
     try:
         crontab(
             minute=minute,

@@ -50,6 +50,7 @@ def test_good_triggers_are_stored_and_shown(api, product_type):
         # croniter takes these, beat's crontab does not: refused rather than never fired
         ([{"on": "schedule", "cron": "0 3 L * *"}], "triggers[0].cron"),
         ([{"on": "schedule", "cron": "0 3 * * 1#2"}], "triggers[0].cron"),
+        ([{"on": "schedule", "cron": "0 3 * * mon#2"}], "triggers[0].cron"),
         ([{"on": "schedule", "cron": "0 3 * * 7"}], "triggers[0].cron"),
         (
             [{"on": "schedule", "cron": "0 3 * * *", "timezone": "Mars/Olympus"}],
