@@ -201,8 +201,9 @@ def _zones() -> frozenset[str]:
     django-celery-beat requires, so beat knows them too). Looking a name up rather than
     opening it refuses
     what `ZoneInfo` would open but is no zone name: a folder of the database ("Europe"), a
-    path, `posix/...` and `right/...` copies, `posixrules`."""
-    return frozenset(zoneinfo.available_timezones())
+    path, `posix/...` and `right/...` copies, `posixrules`. `localtime`, which some systems
+    list, is the zone of whichever machine reads it: beat's and a worker's may differ."""
+    return frozenset(zoneinfo.available_timezones()) - {"localtime"}
 
 
 _CRON_FIELDS = (

@@ -74,6 +74,10 @@ def test_good_triggers_are_stored_and_shown(api, product_type):
             [{"on": "schedule", "cron": "0 3 * * *", "timezone": "posixrules"}],
             "triggers[0].timezone",
         ),
+        (
+            [{"on": "schedule", "cron": "0 3 * * *", "timezone": "localtime"}],
+            "triggers[0].timezone",
+        ),
         ([{"on": "schedule", "cron": "0 3 * * *", "filter": {"x": 1}}], "triggers[0].filter.x"),
         (
             [{"on": "schedule", "cron": "0 3 * * *", "filter": {"status": "gone"}}],
