@@ -406,3 +406,31 @@ def start_schema_host() -> tuple[str, list[str], ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}", hits, server
+
+
+@contextlib.contextmanager
+def silent_server(hold_for: float = 60):
+    """A TCP server on loopback that accepts connections and never says a word (a mail server
+    that hangs before its greeting): yields its port. Each connection is closed `hold_for`
+    seconds after it came, or when the block ends."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def hold(connection: socket.socket) -> None:
+        with connection:
+            stop.wait(timeout=hold_for)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # the listener closed
+                return
+            threading.Thread(target=hold, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()

@@ -110,6 +110,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+# Each of the SMTP exchange's network operations; unset, Django waits for ever, and a mail
+# server that accepts the connection and never answers held a worker's thread (and its chunk).
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT_S", 10.0, minimum=0.1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "workflows@localhost")
 
 LOGGING = {
