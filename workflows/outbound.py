@@ -6,8 +6,9 @@ checked: private, loopback, link-local (cloud metadata), shared, reserved, multi
 site-local addresses are refused, and so is every IPv6 form that carries an IPv4 address
 (mapped, compatible, SIIT, NAT64, 6to4, Teredo) whose IPv4 address would be refused, unless
 an `OUTBOUND_ALLOWED_HOSTS` entry admits the host (or the address, or its network) and the
-port. The connection then goes to the checked address (the Host header and TLS name stay the
-URL's), so a DNS answer that changes between the check and the request cannot send it inside.
+port. The connection then goes to a checked address (the Host header and TLS name stay the
+URL's), so a DNS answer that changes between the check and the request cannot send it inside;
+to the next one when an address refuses the connection.
 
 Redirects are not followed: a 3xx is a failed delivery, as most webhook senders treat it (a
 redirect would carry the body and its signature wherever it points). One attempt has one
@@ -117,12 +118,12 @@ def _allowed(hostname: str, address, port: int) -> bool:
 
 class Target(NamedTuple):
     hostname: str
-    address: str  # the checked address the connection goes to
+    addresses: tuple[str, ...]  # the checked addresses a connection may go to, in order
     port: int
 
 
 def resolve_checked(url: str) -> Target:
-    """The URL's host, an address it may be reached at and its port, or StepError saying
+    """The URL's host, the addresses it may be reached at and its port, or StepError saying
     why not."""
     shown = display_url(url)
     problem = url_problem(url)
@@ -142,7 +143,7 @@ def resolve_checked(url: str) -> Target:
                 f"Refused {shown!r}: {parts.hostname} resolves to the non-public address "
                 f"{address} (allow it, or it with port {port}, in OUTBOUND_ALLOWED_HOSTS)."
             )
-    return Target(hostname, str(addresses[0]), port)
+    return Target(hostname, tuple(dict.fromkeys(str(address) for address in addresses)), port)
 
 
 class _AttemptDeadline:
@@ -187,37 +188,52 @@ def _shut(sock: socket.socket) -> None:
 
 
 def _attempt(client: httpx.Client, url: str, body: bytes, headers: dict) -> Answer:
+    """One attempt, to the first of the checked addresses that takes the connection: one
+    that refuses it (a dual-stack host's IPv6 this machine cannot reach, a server of a pool
+    that is down) has been sent nothing, and the next is tried, within the one deadline."""
     target = resolve_checked(url)
-    parts = urlsplit(url)
-    host = f"[{target.address}]" if ":" in target.address else target.address
-    pinned = parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
+    problem: httpx.HTTPError | None = None
     with _AttemptDeadline(settings.OUTBOUND_TIMEOUT_S) as deadline:
-        extensions = {"trace": deadline.trace}
-        if parts.scheme == "https":
-            extensions["sni_hostname"] = target.hostname
-        request = client.build_request(
-            "POST",
-            pinned,
-            content=body,
-            headers={**headers, "Host": _ascii_netloc(url)[1]},
-            extensions=extensions,
-        )
-        try:
-            response = client.send(request, stream=True, follow_redirects=False)
+        for address in target.addresses:
             try:
-                answer = bytearray()
-                for chunk in response.iter_raw():
-                    answer += chunk[: MAX_ANSWER_BYTES - len(answer)]
-                    if len(answer) >= MAX_ANSWER_BYTES:
-                        break  # enough to know it answered; the rest is not read
-            finally:
-                response.close()
-        except httpx.HTTPError as exc:
-            if deadline.expired:
-                raise httpx.TimeoutException(
-                    f"no complete answer within {settings.OUTBOUND_TIMEOUT_S:g} s"
-                ) from exc
-            raise
+                return _send(client, url, target, address, body, headers, deadline)
+            except httpx.ConnectError as exc:
+                problem = exc
+                if deadline.expired:
+                    break
+            except httpx.HTTPError as exc:
+                problem = exc
+                break
+        if deadline.expired:
+            raise httpx.TimeoutException(
+                f"no complete answer within {settings.OUTBOUND_TIMEOUT_S:g} s"
+            ) from problem
+        raise problem
+
+
+def _send(client, url, target: Target, address: str, body, headers, deadline) -> Answer:
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    pinned = parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
+    extensions = {"trace": deadline.trace}
+    if parts.scheme == "https":
+        extensions["sni_hostname"] = target.hostname
+    request = client.build_request(
+        "POST",
+        pinned,
+        content=body,
+        headers={**headers, "Host": _ascii_netloc(url)[1]},
+        extensions=extensions,
+    )
+    response = client.send(request, stream=True, follow_redirects=False)
+    try:
+        answer = bytearray()
+        for chunk in response.iter_raw():
+            answer += chunk[: MAX_ANSWER_BYTES - len(answer)]
+            if len(answer) >= MAX_ANSWER_BYTES:
+                break  # enough to know it answered; the rest is not read
+    finally:
+        response.close()
     return Answer(response.status_code, bytes(answer))
 
 
