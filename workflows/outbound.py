@@ -63,7 +63,10 @@ def display_url(url: str) -> str:
 def url_problem(url: str) -> str | None:
     """Why `url` cannot be a webhook or callback URL, or None. Checked at create time and
     before each request (a stored workflow may predate a check)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # brackets around what is no IPv6 address: `http://[::1/`
+        return f"This is not a URL: {exc}."
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "Must be an http:// or https:// URL with a host."
     if "@" in parts.netloc:

@@ -262,6 +262,10 @@ def test_a_malformed_recipient_is_a_400_naming_it(to, field, api, product_type):
         ({"url": "http://alice:pa55@hooks.example.com/x"}, "url", "credentials"),
         ({"url": "https://alice@hooks.example.com/x"}, "url", "credentials"),
         ({"url": "ftp://hooks.example.com/x"}, "url", "http://"),
+        # brackets that hold no IPv6 address: urlsplit raises, and the request was a 500
+        ({"url": "http://[::1/x"}, "url", "not a URL"),
+        ({"url": "http://hooks]/x"}, "url", "not a URL"),
+        ({"url": "http://[1:2]/x"}, "url", "not a URL"),
         ({"url": "https://hooks.example.com/x", "secret": "whsec_not*base64!"}, "secret", "base64"),
         ({"url": "https://hooks.example.com/x", "secret": "whsec_==="}, "secret", "base64"),
     ],
