@@ -80,10 +80,25 @@ def url_problem(url: str) -> str | None:
     if port == 0:
         return "The port must be a number from 1 to 65535."
     try:
-        _ascii_netloc(url)
+        host, _ = _ascii_netloc(url)
     except httpx.InvalidURL as exc:  # a host no IDNA spelling fits (a label too long, ...)
         return f"The host cannot be sent to: {exc}."
+    if not (_HOST_NAME.fullmatch(host) or _is_address(host)):
+        # A space, a quote, braces: no DNS name has them, and the send could only fail.
+        return f"The host {parts.hostname!r} is neither a domain name nor an IP address."
     return None
+
+
+# A host name as DNS carries it (ASCII, after IDNA): labels of letters, digits, `-` and `_`.
+_HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.replace("%25", "%"))  # an IPv6 zone (`fe80::1%25eth0`)
+    except ValueError:
+        return False
+    return True
 
 
 def _ascii_netloc(url: str) -> tuple[str, str]:

@@ -187,7 +187,14 @@ def test_a_callback_goes_to_a_host_of_one_label_the_deployment_allows(
 
 
 @pytest.mark.parametrize(
-    "url", ["hooks.example.com/cb", "ftp://hooks.example.com/cb", "http://[::1/cb", "http://"]
+    "url",
+    [
+        "hooks.example.com/cb",
+        "ftp://hooks.example.com/cb",
+        "http://[::1/cb",
+        "http://",
+        "http://hooks example.com/cb",
+    ],
 )
 def test_a_callback_url_that_cannot_be_sent_to_is_a_400(api, workflow, product_type, url):
     response = _start(api, workflow, product_type, callbackUrl=url)

@@ -266,6 +266,8 @@ def test_a_malformed_recipient_is_a_400_naming_it(to, field, api, product_type):
         ({"url": "http://[::1/x"}, "url", "not a URL"),
         ({"url": "http://hooks]/x"}, "url", "not a URL"),
         ({"url": "http://[1:2]/x"}, "url", "not a URL"),
+        ({"url": "http://hooks example.com/x"}, "url", "neither a domain name"),
+        ({"url": 'http://hooks"example.com/x'}, "url", "neither a domain name"),
         ({"url": "https://hooks.example.com/x", "secret": "whsec_not*base64!"}, "secret", "base64"),
         ({"url": "https://hooks.example.com/x", "secret": "whsec_==="}, "secret", "base64"),
     ],
