@@ -14,7 +14,8 @@ Redirects are not followed: a 3xx is a failed delivery, as most webhook senders 
 redirect would carry the body and its signature wherever it points). One attempt has one
 deadline, `OUTBOUND_TIMEOUT_S`, for connecting, sending and the whole answer, and at most
 MAX_ANSWER_BYTES of the answer are read: a receiver can neither hold a worker with an answer
-that drips in nor fill its memory with one that never ends.
+that drips in nor fill its memory with one that never ends. The host's lookup before it has
+OUTBOUND_TIMEOUT_S too.
 """
 
 import contextlib
@@ -24,6 +25,7 @@ import re
 import socket
 import threading
 import time
+from concurrent.futures import Future
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -134,6 +136,23 @@ def _allowed(hostname: str, address, port: int) -> bool:
     )
 
 
+def _look_up(hostname: str, port: int) -> Future:
+    """The host's addresses, looked up in a thread of its own so that the caller's wait ends
+    at OUTBOUND_TIMEOUT_S: the system resolver tries each DNS server and search domain in
+    turn (minutes when a server is down), and a lookup cannot be interrupted. One past its
+    time finishes in its (daemon) thread, which holds up no worker's exit."""
+    found: Future = Future()
+
+    def look_up() -> None:
+        try:
+            found.set_result(socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM))
+        except Exception as exc:  # handed to the caller, which names it
+            found.set_exception(exc)
+
+    threading.Thread(target=look_up, name="outbound-dns", daemon=True).start()
+    return found
+
+
 class Target(NamedTuple):
     hostname: str
     addresses: tuple[str, ...]  # the checked addresses a connection may go to, in order
@@ -151,9 +170,14 @@ def resolve_checked(url: str) -> Target:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     hostname, _ = _ascii_netloc(url)
     try:
-        infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
+        infos = _look_up(hostname, port).result(timeout=settings.OUTBOUND_TIMEOUT_S)
     except (socket.gaierror, UnicodeError) as exc:
         raise StepError(f"Refused {shown!r}: cannot resolve {parts.hostname!r} ({exc}).") from exc
+    except TimeoutError as exc:
+        raise StepError(
+            f"Refused {shown!r}: cannot resolve {parts.hostname!r} within "
+            f"{settings.OUTBOUND_TIMEOUT_S:g} s."
+        ) from exc
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     for address in addresses:
         if not is_public(address) and not _allowed(parts.hostname, address, port):

@@ -1,5 +1,6 @@
 import ipaddress
 import socket
+import threading
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -240,6 +241,31 @@ def test_a_host_whose_first_address_refuses_is_reached_at_its_next(receiver, set
     assert answer.status_code == 200
     [received] = receiver.requests  # delivered once, at the second address
     assert received.headers["Host"] == f"hooks.example:{port}"
+
+
+def test_a_lookup_that_hangs_ends_at_the_attempt_s_deadline(receiver, settings, monkeypatch):
+    """The system resolver tries each DNS server and search domain in turn, minutes when a
+    server is down; the lookup ran before the attempt's deadline started, and held the send
+    (and the worker's chunk) for as long. It now ends at OUTBOUND_TIMEOUT_S, naming the host."""
+    settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.OUTBOUND_TIMEOUT_S = 1
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def hanging(host, *args, **kwargs):
+        if host != "slow-dns.example":
+            return real(host, *args, **kwargs)
+        released.wait(timeout=60)  # the resolver's answer, long after the deadline
+        return real("127.0.0.1", *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    port = receiver.url.rsplit(":", 1)[1].rstrip("/")
+    try:
+        with pytest.raises(StepError, match=r"cannot resolve 'slow-dns\.example' within 1 s"):
+            post_json(f"http://slow-dns.example:{port}/hook", b"{}")
+    finally:
+        released.set()
+    assert not receiver.requests
 
 
 def test_a_host_no_idna_name_fits_is_refused_when_the_url_is_given(api, product_type):
