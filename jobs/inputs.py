@@ -73,7 +73,10 @@ class RunStartSerializer(RunTargetSerializer):
         help_text="Run this version of the workflow (a draft, say, over a few entities) "
         "instead of the live one.",
     )
-    callbackUrl = serializers.URLField(
+    # Checked as a `notify` step's `url` is (`url_problem`), not by Django's URLValidator,
+    # which refuses a host name of one label (`http://hooks:9000/`, a service on the
+    # deployment's network that OUTBOUND_ALLOWED_HOSTS admits by name).
+    callbackUrl = serializers.CharField(
         required=False,
         max_length=2000,
         help_text="POSTed the final run once it ends (at least once: a lost or redelivered "

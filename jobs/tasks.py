@@ -113,7 +113,10 @@ def resume_waits(run_id: str) -> int:
     return run_waits_resume(run_id=run_id)
 
 
-@shared_task(name=queue.TICK_WAITS, ignore_result=True)
+# Nothing of a tick is stored, not even its failure (CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED):
+# one a second, an outage's dropped or failed ticks were a results row each. The worker's log
+# has them.
+@shared_task(name=queue.TICK_WAITS, ignore_result=True, store_errors_even_if_ignored=False)
 def tick_waits(kind: str | None = None) -> int:
     """Run by celery beat every WAITS_TICK_S (every kind of wait), and when a kind asked
     for a tick at a time (`kind`): each kind resolves or moves on what is due."""

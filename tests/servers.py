@@ -415,3 +415,102 @@ def start_schema_host() -> tuple[str, list[str], ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}", hits, server
+
+
+@contextlib.contextmanager
+def silent_server(hold_for: float = 60):
+    """A TCP server on loopback that accepts connections and never says a word (a mail server
+    that hangs before its greeting): yields its port. Each connection is closed `hold_for`
+    seconds after it came, or when the block ends."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def hold(connection: socket.socket) -> None:
+        with connection:
+            stop.wait(timeout=hold_for)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # the listener closed
+                return
+            threading.Thread(target=hold, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
+
+
+@dataclass
+class MailServer:
+    """An SMTP server on loopback taking every message after `AUTH PLAIN` or `AUTH LOGIN`
+    (any credentials, recorded): `logins` the (user, password) pairs, `messages` each
+    message's envelope recipients and data."""
+
+    port: int = 0
+    logins: list[tuple[str, str]] = field(default_factory=list)
+    messages: list[tuple[list[str], bytes]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def mail_server():
+    import base64
+    import socketserver
+
+    server = MailServer()
+
+    class Handler(socketserver.StreamRequestHandler):
+        def reply(self, line: str) -> None:
+            self.wfile.write(line.encode() + b"\r\n")
+
+        def handle(self) -> None:
+            self.reply("220 test mail server")
+            recipients: list[str] = []
+            while line := self.rfile.readline():
+                verb, _, rest = line.decode().strip().partition(" ")
+                verb = verb.upper()
+                if verb == "EHLO":
+                    self.reply("250-test")
+                    self.reply("250 AUTH PLAIN LOGIN")
+                elif verb == "AUTH" and rest.upper().startswith("PLAIN"):
+                    _, user, password = base64.b64decode(rest.split()[1]).decode().split("\0")
+                    server.logins.append((user, password))
+                    self.reply("235 ok")
+                elif verb == "AUTH":  # LOGIN: the user and the password asked for in turn
+                    self.reply("334 VXNlcm5hbWU6")
+                    user = base64.b64decode(self.rfile.readline().strip()).decode()
+                    self.reply("334 UGFzc3dvcmQ6")
+                    password = base64.b64decode(self.rfile.readline().strip()).decode()
+                    server.logins.append((user, password))
+                    self.reply("235 ok")
+                elif verb == "RCPT":
+                    recipients.append(rest.split(":", 1)[1].strip("<> "))
+                    self.reply("250 ok")
+                elif verb == "DATA":
+                    self.reply("354 go on")
+                    data = b""
+                    while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                        data += chunk
+                    server.messages.append((recipients, data))
+                    recipients = []
+                    self.reply("250 ok")
+                elif verb == "QUIT":
+                    self.reply("221 bye")
+                    return
+                else:  # HELO, MAIL, RSET, NOOP
+                    self.reply("250 ok")
+
+    class Threaded(socketserver.ThreadingMixIn, socketserver.TCPServer):
+        daemon_threads = True
+
+    with Threaded(("127.0.0.1", 0), Handler) as tcp:
+        server.port = tcp.server_address[1]
+        threading.Thread(target=tcp.serve_forever, daemon=True).start()
+        try:
+            yield server
+        finally:
+            tcp.shutdown()

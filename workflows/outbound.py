@@ -6,14 +6,16 @@ checked: private, loopback, link-local (cloud metadata), shared, reserved, multi
 site-local addresses are refused, and so is every IPv6 form that carries an IPv4 address
 (mapped, compatible, SIIT, NAT64, 6to4, Teredo) whose IPv4 address would be refused, unless
 an `OUTBOUND_ALLOWED_HOSTS` entry admits the host (or the address, or its network) and the
-port. The connection then goes to the checked address (the Host header and TLS name stay the
-URL's), so a DNS answer that changes between the check and the request cannot send it inside.
+port. The connection then goes to a checked address (the Host header and TLS name stay the
+URL's), so a DNS answer that changes between the check and the request cannot send it inside;
+to the next one when an address refuses the connection.
 
 Redirects are not followed: a 3xx is a failed delivery, as most webhook senders treat it (a
 redirect would carry the body and its signature wherever it points). One attempt has one
 deadline, `OUTBOUND_TIMEOUT_S`, for connecting, sending and the whole answer, and at most
 MAX_ANSWER_BYTES of the answer are read: a receiver can neither hold a worker with an answer
-that drips in nor fill its memory with one that never ends.
+that drips in nor fill its memory with one that never ends. The host's lookup before it has
+OUTBOUND_TIMEOUT_S too.
 """
 
 import contextlib
@@ -23,6 +25,7 @@ import re
 import socket
 import threading
 import time
+from concurrent.futures import Future
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -62,7 +65,10 @@ def display_url(url: str) -> str:
 def url_problem(url: str) -> str | None:
     """Why `url` cannot be a webhook or callback URL, or None. Checked at create time and
     before each request (a stored workflow may predate a check)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # brackets around what is no IPv6 address: `http://[::1/`
+        return f"This is not a URL: {exc}."
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "Must be an http:// or https:// URL with a host."
     if "@" in parts.netloc:
@@ -76,10 +82,25 @@ def url_problem(url: str) -> str | None:
     if port == 0:
         return "The port must be a number from 1 to 65535."
     try:
-        _ascii_netloc(url)
+        host, _ = _ascii_netloc(url)
     except httpx.InvalidURL as exc:  # a host no IDNA spelling fits (a label too long, ...)
         return f"The host cannot be sent to: {exc}."
+    if not (_HOST_NAME.fullmatch(host) or _is_address(host)):
+        # A space, a quote, braces: no DNS name has them, and the send could only fail.
+        return f"The host {parts.hostname!r} is neither a domain name nor an IP address."
     return None
+
+
+# A host name as DNS carries it (ASCII, after IDNA): labels of letters, digits, `-` and `_`.
+_HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.replace("%25", "%"))  # an IPv6 zone (`fe80::1%25eth0`)
+    except ValueError:
+        return False
+    return True
 
 
 def _ascii_netloc(url: str) -> tuple[str, str]:
@@ -115,14 +136,31 @@ def _allowed(hostname: str, address, port: int) -> bool:
     )
 
 
+def _look_up(hostname: str, port: int) -> Future:
+    """The host's addresses, looked up in a thread of its own so that the caller's wait ends
+    at OUTBOUND_TIMEOUT_S: the system resolver tries each DNS server and search domain in
+    turn (minutes when a server is down), and a lookup cannot be interrupted. One past its
+    time finishes in its (daemon) thread, which holds up no worker's exit."""
+    found: Future = Future()
+
+    def look_up() -> None:
+        try:
+            found.set_result(socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM))
+        except Exception as exc:  # handed to the caller, which names it
+            found.set_exception(exc)
+
+    threading.Thread(target=look_up, name="outbound-dns", daemon=True).start()
+    return found
+
+
 class Target(NamedTuple):
     hostname: str
-    address: str  # the checked address the connection goes to
+    addresses: tuple[str, ...]  # the checked addresses a connection may go to, in order
     port: int
 
 
 def resolve_checked(url: str) -> Target:
-    """The URL's host, an address it may be reached at and its port, or StepError saying
+    """The URL's host, the addresses it may be reached at and its port, or StepError saying
     why not."""
     shown = display_url(url)
     problem = url_problem(url)
@@ -132,9 +170,14 @@ def resolve_checked(url: str) -> Target:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     hostname, _ = _ascii_netloc(url)
     try:
-        infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
+        infos = _look_up(hostname, port).result(timeout=settings.OUTBOUND_TIMEOUT_S)
     except (socket.gaierror, UnicodeError) as exc:
         raise StepError(f"Refused {shown!r}: cannot resolve {parts.hostname!r} ({exc}).") from exc
+    except TimeoutError as exc:
+        raise StepError(
+            f"Refused {shown!r}: cannot resolve {parts.hostname!r} within "
+            f"{settings.OUTBOUND_TIMEOUT_S:g} s."
+        ) from exc
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     for address in addresses:
         if not is_public(address) and not _allowed(parts.hostname, address, port):
@@ -142,7 +185,7 @@ def resolve_checked(url: str) -> Target:
                 f"Refused {shown!r}: {parts.hostname} resolves to the non-public address "
                 f"{address} (allow it, or it with port {port}, in OUTBOUND_ALLOWED_HOSTS)."
             )
-    return Target(hostname, str(addresses[0]), port)
+    return Target(hostname, tuple(dict.fromkeys(str(address) for address in addresses)), port)
 
 
 class _AttemptDeadline:
@@ -187,37 +230,52 @@ def _shut(sock: socket.socket) -> None:
 
 
 def _attempt(client: httpx.Client, url: str, body: bytes, headers: dict) -> Answer:
+    """One attempt, to the first of the checked addresses that takes the connection: one
+    that refuses it (a dual-stack host's IPv6 this machine cannot reach, a server of a pool
+    that is down) has been sent nothing, and the next is tried, within the one deadline."""
     target = resolve_checked(url)
-    parts = urlsplit(url)
-    host = f"[{target.address}]" if ":" in target.address else target.address
-    pinned = parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
+    problem: httpx.HTTPError | None = None
     with _AttemptDeadline(settings.OUTBOUND_TIMEOUT_S) as deadline:
-        extensions = {"trace": deadline.trace}
-        if parts.scheme == "https":
-            extensions["sni_hostname"] = target.hostname
-        request = client.build_request(
-            "POST",
-            pinned,
-            content=body,
-            headers={**headers, "Host": _ascii_netloc(url)[1]},
-            extensions=extensions,
-        )
-        try:
-            response = client.send(request, stream=True, follow_redirects=False)
+        for address in target.addresses:
             try:
-                answer = bytearray()
-                for chunk in response.iter_raw():
-                    answer += chunk[: MAX_ANSWER_BYTES - len(answer)]
-                    if len(answer) >= MAX_ANSWER_BYTES:
-                        break  # enough to know it answered; the rest is not read
-            finally:
-                response.close()
-        except httpx.HTTPError as exc:
-            if deadline.expired:
-                raise httpx.TimeoutException(
-                    f"no complete answer within {settings.OUTBOUND_TIMEOUT_S:g} s"
-                ) from exc
-            raise
+                return _send(client, url, target, address, body, headers, deadline)
+            except httpx.ConnectError as exc:
+                problem = exc
+                if deadline.expired:
+                    break
+            except httpx.HTTPError as exc:
+                problem = exc
+                break
+        if deadline.expired:
+            raise httpx.TimeoutException(
+                f"no complete answer within {settings.OUTBOUND_TIMEOUT_S:g} s"
+            ) from problem
+        raise problem
+
+
+def _send(client, url, target: Target, address: str, body, headers, deadline) -> Answer:
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    pinned = parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")).geturl()
+    extensions = {"trace": deadline.trace}
+    if parts.scheme == "https":
+        extensions["sni_hostname"] = target.hostname
+    request = client.build_request(
+        "POST",
+        pinned,
+        content=body,
+        headers={**headers, "Host": _ascii_netloc(url)[1]},
+        extensions=extensions,
+    )
+    response = client.send(request, stream=True, follow_redirects=False)
+    try:
+        answer = bytearray()
+        for chunk in response.iter_raw():
+            answer += chunk[: MAX_ANSWER_BYTES - len(answer)]
+            if len(answer) >= MAX_ANSWER_BYTES:
+                break  # enough to know it answered; the rest is not read
+    finally:
+        response.close()
     return Answer(response.status_code, bytes(answer))
 
 

@@ -178,6 +178,10 @@ def beat_runs(cron: str) -> bool:
     """Whether celery beat's crontab parses the (croniter-valid) expression: croniter also
     takes extensions beat has not (`L`, `#`, `?`, weekday 7)."""
     minute, hour, day_of_month, month_of_year, day_of_week = cron.split()
+    if "#" in day_of_week:
+        # Beat reads a weekday name by its first three letters: `mon#2` (croniter: the second
+        # Monday) is every Monday to beat, and each fire between would start a run.
+        return False
     try:
         crontab(
             minute=minute,
@@ -197,8 +201,9 @@ def _zones() -> frozenset[str]:
     django-celery-beat requires, so beat knows them too). Looking a name up rather than
     opening it refuses
     what `ZoneInfo` would open but is no zone name: a folder of the database ("Europe"), a
-    path, `posix/...` and `right/...` copies, `posixrules`."""
-    return frozenset(zoneinfo.available_timezones())
+    path, `posix/...` and `right/...` copies, `posixrules`. `localtime`, which some systems
+    list, is the zone of whichever machine reads it: beat's and a worker's may differ."""
+    return frozenset(zoneinfo.available_timezones()) - {"localtime"}
 
 
 _CRON_FIELDS = (
@@ -221,6 +226,34 @@ def _cron_field_problem(fields: list[str]) -> str:
                 "ranges (`1-5`), lists (`1,3`) and steps (`*/15`)."
             )
     return "Not a valid cron expression (minute hour day month weekday), such as `0 3 * * *`."
+
+
+# Each field's whole range, as beat's crontab expands `*` (weekdays 0-6, Sunday 0).
+_WHOLE = (range(0, 60), range(0, 24), range(1, 32), range(1, 13), range(0, 7))
+
+
+def _read_apart(cron: str) -> str | None:
+    """The first field of the (beat-valid) cron that beat's crontab and croniter expand to
+    different values, or None. Beat fires the cron; croniter works out which tick a fire is
+    for (`jobs.schedules.schedule_tick`): where they disagree, fires map to ticks beat never
+    fires, and two fires to one tick start one run between them. They do on odd spellings:
+    croniter reads `26-26` as `*`, and wraps a stepped range (`6-3/2`) its own way."""
+    minute, hour, day_of_month, month_of_year, day_of_week = parts = cron.split()
+    beat = crontab(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month_of_year,
+        day_of_week=day_of_week,
+    )
+    beats = (beat.minute, beat.hour, beat.day_of_month, beat.month_of_year, beat.day_of_week)
+    for index, values in enumerate(croniter(cron).expanded):
+        read = set(_WHOLE[index]) if values == ["*"] else set(values)
+        if index == 4:
+            read = {0 if value == 7 else value for value in read}  # Sunday as 7
+        if read != set(beats[index]):
+            return f"{_CRON_FIELDS[index][0]} field `{parts[index]}`"
+    return None
 
 
 def _schedule_problems(trigger: dict, where: str) -> list[FieldError]:
@@ -246,6 +279,16 @@ def _schedule_problems(trigger: dict, where: str) -> list[FieldError]:
                 f"{where}.cron",
                 "Beat cannot run this cron: use numbers, ranges, lists, steps and names "
                 "(weekdays 0-6, Sunday 0), without `L`, `W`, `#` or `?`.",
+            )
+        )
+    elif apart := _read_apart(cron):
+        found.append(
+            FieldError(
+                f"{where}.cron",
+                f"Its {apart} is read one way by beat, which fires the schedule, and "
+                "another by croniter, which names each fire's tick, so runs would be lost: "
+                "write it with single values, lists, ranges and steps (`3` rather than `3-3`; "
+                "a range that wraps past the end without a step, or as a list).",
             )
         )
     timezone = trigger.get("timezone")

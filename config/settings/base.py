@@ -2,7 +2,7 @@
 
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import BASE_DIR, env_bool, env_database, env_float, env_list, env_str
+from config.env import BASE_DIR, env_bool, env_database, env_float, env_int, env_list, env_str
 
 DEBUG = env_bool("DEBUG", False)
 # Signs sessions, CSRF tokens and password resets. Without it only DEBUG runs, on a key that is
@@ -110,6 +110,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")  # a login when set
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)  # STARTTLS (port 587)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)  # TLS from the start (port 465)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL: set one of them, not both.")
+# Each of the SMTP exchange's network operations; unset, Django waits for ever, and a mail
+# server that accepts the connection and never answers held a worker's thread (and its chunk).
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT_S", 10.0, minimum=0.1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "workflows@localhost")
 
 LOGGING = {

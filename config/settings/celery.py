@@ -3,7 +3,7 @@
 from kombu import Exchange, Queue
 
 from config.env import BASE_DIR, env_int, env_str
-from config.settings.workflows import WAITS_TICK_S
+from config.settings.workflows import WAITS_TICK_EXPIRES_S, WAITS_TICK_S
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -88,7 +88,13 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-entity-events": {"task": "jobs.tasks.dispatch_triggers", "schedule": 15.0},
     # Every kind of wait, each deciding what is due (a review's expiry; a provider batch
     # polled every AI_BATCH_POLL_S, or submitted when a dead worker left it unsent).
-    "tick-waits": {"task": "jobs.tasks.tick_waits", "schedule": WAITS_TICK_S},
+    # `expire_seconds`: django-celery-beat's name for the messages' `expires` (its scheduler
+    # drops an `expires` given here); a stale tick is dropped, not run (WAITS_TICK_EXPIRES_S).
+    "tick-waits": {
+        "task": "jobs.tasks.tick_waits",
+        "schedule": WAITS_TICK_S,
+        "options": {"expire_seconds": WAITS_TICK_EXPIRES_S},
+    },
     # Retention (jobs/retention.py): old ended runs and expired idempotency records, in
     # bounded batches; the task queues the next batch itself while more is left.
     "prune-old-records": {"task": "jobs.tasks.prune_old_records", "schedule": 3600.0},

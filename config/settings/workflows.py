@@ -117,6 +117,12 @@ WAIT_RESUME_LEASE_S = env_float("WAIT_RESUME_LEASE_S", 2.0, minimum=0.1)
 # A delay goes on within this (and its resume) of its time even when the tick queued for
 # that time was lost with a killed worker; each kind's tick is a few indexed queries.
 WAITS_TICK_S = env_float("WAITS_TICK_S", 1.0, minimum=0.1)
+# Each of beat's ticks is a message on the waits queue, and any tick does what the ones queued
+# before it would: one not taken this long after beat sent it (the waits worker was down) is
+# dropped by the worker that finds it, so a worker back after an hour runs the last minute's
+# ticks, not the hour's 3,600. Well above a busy queue's wait and the machines' clock skew
+# (beat stamps the expiry, the worker checks it), so ticks are never all dropped.
+WAITS_TICK_EXPIRES_S = env_int("WAITS_TICK_EXPIRES_S", 60, minimum=1)
 
 # Retention (jobs/retention.py, pruned by celery beat): ended runs older than this, with
 # everything of theirs (items, logs, waits, reviews, batches, schedule fires, jobs).

@@ -8,6 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_database, env_int, env_list
 from tests.processes import ROOT
+from tests.servers import mail_server
 
 
 @pytest.mark.parametrize(
@@ -84,3 +85,33 @@ def test_the_product_refuses_to_start_on_a_database_it_does_not_support():
     )
     assert result.returncode != 0
     assert "DATABASE_URL='mysql://user@127.0.0.1/workflows' is not valid" in result.stderr
+
+
+def test_an_smtp_server_s_port_and_login_come_from_the_environment():
+    """A deployment's mail server (SES, a relay) takes mail on its own port after a login:
+    only EMAIL_HOST was read, so `notify` emails could reach no such server."""
+    send = (
+        "from django.core.mail import send_mail; "
+        "send_mail('Ready', 'Lamp is ready', None, ['a@example.com'])"
+    )
+    with mail_server() as server:
+        result = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", send],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "DEBUG": "true",
+                "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                "EMAIL_HOST": "127.0.0.1",
+                "EMAIL_PORT": str(server.port),
+                "EMAIL_HOST_USER": "workflows",
+                "EMAIL_HOST_PASSWORD": "the relay's password",
+            },
+            timeout=60,
+        )
+    assert result.returncode == 0, result.stderr
+    assert server.logins == [("workflows", "the relay's password")]
+    [(recipients, data)] = server.messages
+    assert recipients == ["a@example.com"] and b"Lamp is ready" in data

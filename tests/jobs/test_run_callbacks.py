@@ -3,6 +3,7 @@ Webhooks' headers, signed with the run's `callbackSecret` when it has one."""
 
 import base64
 import json
+import socket
 
 import pytest
 from django.urls import reverse
@@ -160,3 +161,43 @@ def test_an_unusable_secret_is_a_400_naming_it(api, workflow, product_type, body
     if code:
         assert detail["code"] == code
     assert not Run.objects.exists()
+
+
+def test_a_callback_goes_to_a_host_of_one_label_the_deployment_allows(
+    api, workflow, product_type, receiver, settings, monkeypatch
+):
+    """`http://hooks:<port>/cb`, a receiver on the deployment's own network admitted by
+    name in OUTBOUND_ALLOWED_HOSTS, as a `notify` step's url may be: the run was a 400
+    ("Enter a valid URL": Django's validator wants a dot in a host name)."""
+    settings.OUTBOUND_ALLOWED_HOSTS = ["hooks"]
+    real = socket.getaddrinfo
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, *args, **kw: real("127.0.0.1" if host == "hooks" else host, *args, **kw),
+    )
+    port = receiver.url.rsplit(":", 1)[1].rstrip("/")
+    response = _start(api, workflow, product_type, callbackUrl=f"http://hooks:{port}/cb")
+    assert response.status_code == 202, response.content
+    run_id = response.json()["runId"]
+    run_inline(run_id)
+    run_callback_send(run_id=run_id)
+    [request] = receiver.requests
+    assert request.headers["Host"] == f"hooks:{port}" and request.json()["id"] == run_id
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "hooks.example.com/cb",
+        "ftp://hooks.example.com/cb",
+        "http://[::1/cb",
+        "http://",
+        "http://hooks example.com/cb",
+    ],
+)
+def test_a_callback_url_that_cannot_be_sent_to_is_a_400(api, workflow, product_type, url):
+    response = _start(api, workflow, product_type, callbackUrl=url)
+    assert response.status_code == 400, response.content
+    [detail] = response.json()["error"]["details"]
+    assert detail["field"] == "callbackUrl"

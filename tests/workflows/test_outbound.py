@@ -1,5 +1,6 @@
 import ipaddress
 import socket
+import threading
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -73,9 +74,9 @@ def test_public_addresses_and_their_ipv6_forms_pass(address):
 
 def test_allowed_hosts_open_an_exception(settings):
     settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1"]
-    assert resolve_checked("http://127.0.0.1:9/")[:2] == ("127.0.0.1", "127.0.0.1")
+    assert resolve_checked("http://127.0.0.1:9/")[:2] == ("127.0.0.1", ("127.0.0.1",))
     settings.OUTBOUND_ALLOWED_HOSTS = ["10.0.0.0/8"]
-    assert resolve_checked("http://10.1.2.3/").address == "10.1.2.3"
+    assert resolve_checked("http://10.1.2.3/").addresses == ("10.1.2.3",)
 
 
 @pytest.mark.parametrize(
@@ -218,6 +219,53 @@ def test_an_internationalised_host_is_sent_to_by_its_idna_name(receiver, setting
     [received] = receiver.requests
     assert received.headers["Host"] == f"xn--bcher-kva.example:{port}"
     assert asked[0] == "xn--bcher-kva.example"  # then httpx connects to the checked address
+
+
+def test_a_host_whose_first_address_refuses_is_reached_at_its_next(receiver, settings, monkeypatch):
+    """A name with several addresses (a dual-stack host whose IPv6 this worker cannot reach,
+    a pool with one server down): every attempt connected to the first address alone, so the
+    webhook failed though the receiver was up at the next one. The attempt now goes on to
+    the next checked address when one refuses the connection."""
+    settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.0/8"]
+    real = socket.getaddrinfo
+
+    def two_addresses(host, *args, **kwargs):
+        if host != "hooks.example":
+            return real(host, *args, **kwargs)
+        # 127.0.0.2 is loopback too, where the receiver (bound to 127.0.0.1) is not listening.
+        return real("127.0.0.2", *args, **kwargs) + real("127.0.0.1", *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+    port = receiver.url.rsplit(":", 1)[1].rstrip("/")
+    answer = post_json(f"http://hooks.example:{port}/hook", b"{}")
+    assert answer.status_code == 200
+    [received] = receiver.requests  # delivered once, at the second address
+    assert received.headers["Host"] == f"hooks.example:{port}"
+
+
+def test_a_lookup_that_hangs_ends_at_the_attempt_s_deadline(receiver, settings, monkeypatch):
+    """The system resolver tries each DNS server and search domain in turn, minutes when a
+    server is down; the lookup ran before the attempt's deadline started, and held the send
+    (and the worker's chunk) for as long. It now ends at OUTBOUND_TIMEOUT_S, naming the host."""
+    settings.OUTBOUND_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.OUTBOUND_TIMEOUT_S = 1
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def hanging(host, *args, **kwargs):
+        if host != "slow-dns.example":
+            return real(host, *args, **kwargs)
+        released.wait(timeout=60)  # the resolver's answer, long after the deadline
+        return real("127.0.0.1", *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    port = receiver.url.rsplit(":", 1)[1].rstrip("/")
+    try:
+        with pytest.raises(StepError, match=r"cannot resolve 'slow-dns\.example' within 1 s"):
+            post_json(f"http://slow-dns.example:{port}/hook", b"{}")
+    finally:
+        released.set()
+    assert not receiver.requests
 
 
 def test_a_host_no_idna_name_fits_is_refused_when_the_url_is_given(api, product_type):

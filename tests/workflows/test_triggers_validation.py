@@ -50,7 +50,12 @@ def test_good_triggers_are_stored_and_shown(api, product_type):
         # croniter takes these, beat's crontab does not: refused rather than never fired
         ([{"on": "schedule", "cron": "0 3 L * *"}], "triggers[0].cron"),
         ([{"on": "schedule", "cron": "0 3 * * 1#2"}], "triggers[0].cron"),
+        ([{"on": "schedule", "cron": "0 3 * * mon#2"}], "triggers[0].cron"),
         ([{"on": "schedule", "cron": "0 3 * * 7"}], "triggers[0].cron"),
+        # beat and croniter (which works out a fire's tick) read these differently: beat
+        # fires at 2:00, croniter reads 3:00, so the 2:00 fire counted as 23:00's, already run
+        ([{"on": "schedule", "cron": "0 20-4/3 * * *"}], "triggers[0].cron"),
+        ([{"on": "schedule", "cron": "0 3 26-26 * *"}], "triggers[0].cron"),  # croniter: `*`
         (
             [{"on": "schedule", "cron": "0 3 * * *", "timezone": "Mars/Olympus"}],
             "triggers[0].timezone",
@@ -71,6 +76,10 @@ def test_good_triggers_are_stored_and_shown(api, product_type):
         ),
         (
             [{"on": "schedule", "cron": "0 3 * * *", "timezone": "posixrules"}],
+            "triggers[0].timezone",
+        ),
+        (
+            [{"on": "schedule", "cron": "0 3 * * *", "timezone": "localtime"}],
             "triggers[0].timezone",
         ),
         ([{"on": "schedule", "cron": "0 3 * * *", "filter": {"x": 1}}], "triggers[0].filter.x"),

@@ -226,7 +226,10 @@ class Notify(StepType):
                     "message": message,
                 }
             )
-        send_mail(subject, message, None, to)
+        try:
+            send_mail(subject, message, None, to)
+        except OSError as exc:  # refused (SMTPException), unreachable, or EMAIL_TIMEOUT_S passed
+            raise StepError(f"Email not sent: {exc.__class__.__name__}: {exc}") from exc
         state.log.append(("info", ctx.step_id, f"Email sent to {', '.join(to)}."))
         return Flow(output={"sent": True, "channel": "email", "to": to})
 

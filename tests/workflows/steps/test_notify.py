@@ -9,6 +9,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from entities.models import Entity
 from jobs.models import RunItem, RunLog
 from tests.factories import make_entities, make_workflow, run_inline, start_run
+from tests.servers import silent_server
 from workflows.models import Step, WorkflowVersion
 
 pytestmark = pytest.mark.django_db
@@ -213,6 +214,20 @@ def test_email_goes_to_one_address_or_a_list(to, run_steps):
     assert message.to == ["a@example.com", "b@example.com"]
 
 
+def test_a_mail_server_that_never_answers_fails_the_entity_saying_so(run_steps, settings):
+    """A mail server that takes the connection and never greets (its answer stops at 60 s)
+    held the send, and with it the worker's chunk, for as long as it kept the connection:
+    Django's SMTP backend waits without a timeout unless given one. EMAIL_TIMEOUT_S (its
+    default here) ends the wait, and the entity fails naming why."""
+    with silent_server(hold_for=60) as port:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+        [item], _ = run_steps([_email(to="a@example.com")], {"title": "Lamp"})
+    assert item.status == "failed"
+    assert item.error.startswith("Email not sent: ") and "timed out" in item.error, item.error
+    assert not mail.outbox
+
+
 @pytest.mark.parametrize(
     ("to", "field"),
     [
@@ -247,6 +262,12 @@ def test_a_malformed_recipient_is_a_400_naming_it(to, field, api, product_type):
         ({"url": "http://alice:pa55@hooks.example.com/x"}, "url", "credentials"),
         ({"url": "https://alice@hooks.example.com/x"}, "url", "credentials"),
         ({"url": "ftp://hooks.example.com/x"}, "url", "http://"),
+        # brackets that hold no IPv6 address: urlsplit raises, and the request was a 500
+        ({"url": "http://[::1/x"}, "url", "not a URL"),
+        ({"url": "http://hooks]/x"}, "url", "not a URL"),
+        ({"url": "http://[1:2]/x"}, "url", "not a URL"),
+        ({"url": "http://hooks example.com/x"}, "url", "neither a domain name"),
+        ({"url": 'http://hooks"example.com/x'}, "url", "neither a domain name"),
         ({"url": "https://hooks.example.com/x", "secret": "whsec_not*base64!"}, "secret", "base64"),
         ({"url": "https://hooks.example.com/x", "secret": "whsec_==="}, "secret", "base64"),
     ],
