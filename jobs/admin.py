@@ -178,6 +178,10 @@ class RunAdmin(RecordAdmin):
             # run, and take `jobs.add_run`.
             "can_cancel": request.user.has_perm(CANCEL_PERMISSION),
             "can_start": request.user.has_perm(START_PERMISSION),
+            # A revert says which run it reverts; it is not retried (`jobs.retries`): its
+            # retry would run the workflow's steps. Reverting that run again is the way.
+            "reverted": reverts.revert_of(run),
+            "revert_forced": reverts.revert_forced(run),
             # Each kind of wait's part (`WaitKind.run_page`): a review's link, the batches.
             "wait_parts": parts,
             "waiting_for": next((part.waiting_for for part in parts if part.waiting_for), ""),

@@ -79,3 +79,15 @@ def test_the_revert_page_of_a_run_nothing_changed_since_offers_no_force(staff, p
     page = _page(staff, run)
     assert '<strong id="revert-changed-during">0</strong>' in page
     assert 'id="confirm-revert"' in page and 'id="confirm-revert-force"' not in page
+
+
+def test_a_revert_s_page_names_the_run_it_reverts_and_offers_no_retry(staff, product_type):
+    """A revert that failed an entity is not retried (that would run the workflow's steps):
+    its page links the run it reverts, to revert again, and has no retry button."""
+    from tests.jobs.test_reverts import _failed_revert
+
+    run, revert, _ = _failed_revert(product_type)
+    page = staff.get(f"/admin/jobs/run/{quote(revert.pk)}/change/").content.decode()
+    assert 'id="run-reverted"' in page and run.pk in page
+    assert "revert that run again" in page
+    assert 'id="retry-run"' not in page

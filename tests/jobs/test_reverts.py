@@ -14,7 +14,7 @@ from entities.services import entity_delete, entity_update
 from jobs import reverts
 from jobs.engine import chunk
 from jobs.filter_runs import run_items_make
-from jobs.models import ItemStatus, RunItem
+from jobs.models import ItemStatus, Run, RunItem
 from jobs.reverts import run_revert
 from tests.factories import PUBLISH_BETWEEN, make_entities, make_workflow, run_inline, start_run
 
@@ -244,3 +244,40 @@ def test_an_entity_deleted_once_the_reverts_items_are_made_is_skipped_not_failed
     assert "summary" not in Entity.objects.get(pk=ids[1]).data
     revert.refresh_from_db()
     assert (revert.status, revert.completed, revert.failed) == ("completed", 2, 0)
+
+
+def _failed_revert(product_type, api=None, **options):
+    """A run that set `summary`, and a revert of it that failed its one entity (the schema
+    came to require `summary`), the schema then relaxed again: (run, revert, entity id)."""
+    from entities.services import entity_type_update
+    from tests.factories import PRODUCT_SCHEMA
+
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, SET_SUMMARY), [entity_id])
+    run_inline(run.pk)
+    required = {**PRODUCT_SCHEMA, "required": ["title", "summary"]}
+    entity_type_update(entity_type=product_type, schema=required)
+    item = _revert(run, **options)
+    assert item.status == ItemStatus.FAILED
+    entity_type_update(entity_type=product_type, schema=PRODUCT_SCHEMA)
+    return run, item.run, entity_id
+
+
+def test_a_revert_is_not_retried_as_a_run_of_the_workflow_s_steps(api, product_type):
+    """Retrying a revert would run the workflow's steps again on the entities it failed to
+    revert (a transform here; new answers or notifications elsewhere): a 409 naming the run
+    to revert again instead, and nothing is started."""
+    run, revert, entity_id = _failed_revert(product_type, force=True)
+    workflow = run.workflow_id
+    response = api.post(f"/api/v1/workflows/{workflow}/runs/{revert.pk}/retry", {})
+    assert response.status_code == 409, response.content
+    error = response.json()["error"]
+    assert error["code"] == "revert_not_retried"
+    assert f"Revert run {run.pk} again instead, forced as this one was" in error["message"]
+    assert not Run.objects.filter(retry_of=revert).exists()
+    again = run_revert(run_id=run.pk)
+    run_items_make(run_id=again.pk)
+    run_inline(again.pk)
+    entity = Entity.objects.get(pk=entity_id)
+    assert "summary" not in entity.data
+    assert entity.version == 3
