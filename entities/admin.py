@@ -237,13 +237,17 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, LargeListMixin, admin
         entity = get_object_or_404(Entity, pk=unquote(entity_id))
         if request.method == "POST" and request.user.has_perm("entities.change_entity"):
             try:
+                was = entity.version
                 entity = entity_restore(
                     entity_id=entity.pk,
                     version=version,
                     source=RevisionSource.of_request(request, Source.RESTORE),
                 )
                 self.message_user(
-                    request, f"Version {version} restored as version {entity.version}."
+                    request,
+                    f"Version {version} restored as version {entity.version}."
+                    if entity.version != was
+                    else f"The entity is as version {version} was already: nothing to restore.",
                 )
             except DomainError as exc:
                 self.message_user(request, exc.message, messages.ERROR)

@@ -8,6 +8,7 @@ from django.db.models import F, ProtectedError, QuerySet
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput
+from config.api.fields import to_millis
 from entities.events import changed_keys, events_record
 from entities.models import Entity, EntityEvent, EntityType
 from entities.revisions import (
@@ -215,9 +216,11 @@ def entities_delete(*, entities: QuerySet) -> int:
 @transaction.atomic
 def entity_restore(*, entity_id: str, version: int, source: RevisionSource) -> Entity:
     """Make a new version whose data and status (and publishedAt) are those of `version`,
-    recorded as made by `source` (a restore). 409 when that version can no longer be rebuilt
-    (its revisions were pruned, or it predates revisions), 400 when there is no such version
-    or its data no longer fits the type's schema (each broken rule a `version` detail).
+    recorded as made by `source` (a restore); none when the entity has them already (it is
+    returned as it is: no empty revision, no trigger). 409 when that version can no longer
+    be rebuilt (its revisions were pruned, or it predates revisions), 400 when there is no
+    such version or its data no longer fits the type's schema (each broken rule a `version`
+    detail).
     """
     entity = Entity.objects.select_for_update().select_related("entity_type").get(pk=entity_id)
     if not 1 <= version <= entity.version:
@@ -242,14 +245,18 @@ def entity_restore(*, entity_id: str, version: int, source: RevisionSource) -> E
         )
     published = None
     if target.status == Entity.Status.PUBLISHED:
-        published = (
-            datetime.datetime.fromtimestamp(target.published_at / 1000, datetime.UTC)
-            if target.published_at is not None
-            else timezone.now()
-        )
+        if target.published_at is None:
+            published = timezone.now()
+        elif target.published_at == to_millis(entity.published_at):
+            # The same time (revisions keep it in ms): kept as stored, not moved by the µs.
+            published = entity.published_at
+        else:
+            published = datetime.datetime.fromtimestamp(target.published_at / 1000, datetime.UTC)
     changes = data_changes(entity.data, target.data) + state_changes(
         entity.status, target.status, entity.published_at, published
     )
+    if not changes:  # the entity is as that version was: nothing to write, nor to trigger
+        return entity
     keys = changed_keys(entity.data, target.data)
     entity.data, entity.status, entity.published_at = target.data, target.status, published
     entity.version = F("version") + 1

@@ -109,3 +109,14 @@ def test_a_page_of_older_revisions_that_is_not_a_version_shows_the_newest(admin_
     entity_update(entity_id=entity_id, data={"title": "Renamed"})
     html = _page(admin_client, entity_id, f"?before={before}")
     assert html.count('<tr class="revision"') == 2
+
+
+def test_restoring_a_version_the_entity_already_has_says_so_and_writes_nothing(admin_client):
+    [entity_id] = make_entities(make_entity_type(schema=None), 1)
+    entity_update(entity_id=entity_id, data={"n": 1})
+    url = f"/admin/entities/entity/{quote(entity_id)}/restore/1/"
+    admin_client.post(url)
+    response = admin_client.post(url, follow=True)
+    html = response.content.decode()
+    assert "The entity is as version 1 was already: nothing to restore." in html
+    assert html.count('<tr class="revision"') == 3
