@@ -9,7 +9,7 @@
   `POST /api/v1/events`, EVENT_KEEP_MINUTES past theirs; the local stand-in provider's
   batches once the provider batch of ours they answered is gone).
 - Entity revisions older than ENTITY_REVISIONS_KEEP_DAYS, but the newest of each entity
-  (`entities.revisions.revisions_prune`).
+  and those of open runs (`entities.revisions.revisions_prune`).
 
 Each pruner deletes at most `limit` rows (RETENTION_BATCH_ROWS) in one transaction and
 returns how many, so a batch holds its locks briefly and a million items are pruned over
@@ -166,11 +166,20 @@ def counted(pruner: Callable[..., int]) -> Pruner:
     return batch
 
 
+def entity_revisions_prune(*, now: datetime, limit: int) -> Batch:
+    """Entity revisions (`entities.revisions.revisions_prune`), but those of runs still
+    open, whatever their age: a run's revisions of an entity go together, and an open one
+    may yet make its last (a revert undoes the run from its first)."""
+    open_runs = Run.objects.filter(status__in=RunStatus.open()).values("pk")
+    deleted = revisions_prune(now=now, limit=limit, held_runs=open_runs)
+    return Batch(deleted, more=deleted >= limit)
+
+
 PRUNERS: list[Pruner] = [
     runs_prune,
     experiments_prune,
     idempotency_records_prune,
-    counted(revisions_prune),
+    entity_revisions_prune,
 ]
 
 

@@ -281,3 +281,38 @@ def test_a_revert_is_not_retried_as_a_run_of_the_workflow_s_steps(api, product_t
     entity = Entity.objects.get(pk=entity_id)
     assert "summary" not in entity.data
     assert entity.version == 3
+
+
+def test_an_open_run_s_revisions_are_kept_so_its_revert_skips_an_entity_edited_while_it_waited(
+    product_type, settings
+):
+    """The run published the entity (v2) and waited at a review past the revisions' keep
+    days while a person edited it (v3): v2 looked prunable alone (an edit after it, no later
+    revision of its run yet). Pruned, the revert saw the final commit (v4) alone, undid that
+    and reported the entity reverted, published and summarised by the run still. Retention
+    keeps an open run's revisions: the revert sees the edit between the run's commits."""
+    from jobs.engine.waits import run_waits_resume
+    from jobs.models import Review
+    from jobs.retention import retention_prune
+    from jobs.waits.review.services import review_decide
+
+    settings.ENTITY_REVISIONS_KEEP_DAYS = 30
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, SUMMARY_THEN_REVIEW), [entity_id])
+    run_inline(run.pk)
+    entity_update(entity_id=entity_id, data={"price": 99})
+    long_ago = timezone.now() - datetime.timedelta(days=31)
+    EntityRevision.objects.filter(entity_id=entity_id, version__lte=2).update(created_at=long_ago)
+    retention_prune()
+    kept = EntityRevision.objects.filter(entity_id=entity_id).values_list("version", flat=True)
+    assert sorted(kept) == [2, 3]  # v1 (the creation) is pruned, the run's v2 is not
+    [review] = Review.objects.filter(run=run)
+    reviewer = get_user_model().objects.create_superuser("reviewer-kept")
+    review_decide(review_id=review.pk, decision="approve", user=reviewer)
+    run_waits_resume(run_id=run.pk)
+    run_inline(run.pk)
+    item = _revert(run)
+    assert item.status == ItemStatus.SKIPPED
+    assert item.error == reverts.changed_during(3, 2, 4)
+    entity = Entity.objects.get(pk=entity_id)
+    assert (entity.version, entity.data["summary"]) == (4, "generated")
