@@ -316,3 +316,24 @@ def test_an_open_run_s_revisions_are_kept_so_its_revert_skips_an_entity_edited_w
     assert item.error == reverts.changed_during(3, 2, 4)
     entity = Entity.objects.get(pk=entity_id)
     assert (entity.version, entity.data["summary"]) == (4, "generated")
+
+
+def test_a_revert_s_chunks_are_not_cut_to_the_size_of_the_steps_it_does_not_run(
+    product_type, settings
+):
+    """A step of slow calls (`ai_generate`) keeps a run's chunks small; the revert of that
+    run calls nothing, and was cut as small: 7,800 chunks of 128 for a million entities
+    where 1,000 of 1,000 do, each paying a task, a claim and a commit."""
+    from workflows.steps.chunking import chunk_size
+
+    settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX, settings.AI_RUN_CHUNK_SIZE = 2, 5, 1
+    ids = make_entities(product_type, 30)
+    generate = {"id": "gen", "type": "ai_generate", "config": {"prompt": "x", "outputField": "d"}}
+    run = start_run(make_workflow(product_type, [generate]), ids)
+    run_inline(run.pk)
+    assert Entity.objects.filter(pk__in=ids, data__has_key="d").count() == 30
+    revert = run_revert(run_id=run.pk)
+    assert revert.chunk_size == chunk_size([], 30) == 3
+    run_items_make(run_id=revert.pk)
+    run_inline(revert.pk)
+    assert Entity.objects.filter(pk__in=ids, data__has_key="d").count() == 0
