@@ -218,7 +218,10 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, LargeListMixin, admin
             revisions = revisions.filter(version=number)
         elif before is not None:
             revisions = revisions.filter(version__lt=before)
-        shown = list(revisions.order_by("-pk")[: REVISIONS_SHOWN + 1])
+        # Newest version first, as the API pages them: read from the (entity, version) index,
+        # 51 rows whatever the entity has (by id, every revision of the entity was read and
+        # sorted, or the table walked back from its newest id until 51 of them were found).
+        shown = list(revisions.order_by("-version")[: REVISIONS_SHOWN + 1])
         older = shown[REVISIONS_SHOWN - 1].version if len(shown) > REVISIONS_SHOWN else None
         context = {
             "revisions": _history(shown[:REVISIONS_SHOWN], whole=whole),
