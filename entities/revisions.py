@@ -161,7 +161,11 @@ def version_state(*, entity: Entity, version: int) -> VersionState:
     (all at once, a few thousand revisions of a large field were gigabytes). Raises
     RevisionGone unless the revisions from `version` to the current one are all kept."""
     newer = (
-        EntityRevision.objects.filter(entity_id=entity.pk, version__gte=version)
+        # Up to the entity's version as read: a write since (a run's commit while a client
+        # reads an old version) adds a newer revision, which is no gap in the history.
+        EntityRevision.objects.filter(
+            entity_id=entity.pk, version__gte=version, version__lte=entity.version
+        )
         .order_by("-version")
         .values_list("version", "changes")
         .iterator(chunk_size=REBUILD_FETCH_ROWS)

@@ -540,3 +540,25 @@ def test_restoring_a_published_version_keeps_the_publication_time_it_has_to_the_
     [restore] = api.get(f"/api/v1/entities/{entity_id}/revisions?limit=1").json()
     assert restore["changes"] == [{"field": "data.price", "before": 4, "after": 3}]
     assert Entity.objects.get(pk=entity_id).published_at == published
+
+
+def test_a_version_read_while_the_entity_is_written_is_rebuilt_not_called_pruned(
+    api, product_type, monkeypatch
+):
+    """The entity is read, then its revisions: a write landing between (a run committing it)
+    added a revision newer than the entity as read, and the rebuild took that for a gap,
+    answering 409 `revision_not_kept` ("newer revisions were pruned") when none was."""
+    from entities import views
+
+    entity_id = _create(api, product_type, {"title": "Lamp", "price": 3})
+    api.patch(f"/api/v1/entities/{entity_id}", {"data": {"price": 4}})
+    rebuild = views.selectors.entity_version
+
+    def written_meanwhile(**kwargs):
+        entity_update(entity_id=entity_id, data={"price": 5})
+        return rebuild(**kwargs)
+
+    monkeypatch.setattr(views.selectors, "entity_version", written_meanwhile)
+    response = api.get(f"/api/v1/entities/{entity_id}/revisions/1")
+    assert response.status_code == 200, response.content
+    assert response.json()["data"] == {"title": "Lamp", "price": 3}
