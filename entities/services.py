@@ -172,7 +172,8 @@ def entity_save(
 
 @transaction.atomic
 def entity_update(*, entity_id: str, data: dict, source: RevisionSource = API) -> Entity:
-    """Merge `data`'s top-level keys into the entity; every change bumps `version`.
+    """Merge `data`'s top-level keys into the entity; every change bumps `version` (a merge
+    that changes nothing writes nothing).
 
     The row is locked while merging so that concurrent writers (another request, a running
     workflow committing its working copy) never lose each other's keys.
@@ -182,6 +183,11 @@ def entity_update(*, entity_id: str, data: dict, source: RevisionSource = API) -
     _check_data(entity.entity_type, merged)
     keys = changed_keys(entity.data, merged)
     changes = data_changes(entity.data, merged)
+    if not changes:
+        # Nothing changes (a sync sending the values the entity has): no new version. One
+        # would write an empty revision and make the entity look changed since the run
+        # before, whose revert would then skip it.
+        return entity
     entity.data = merged
     entity.version = F("version") + 1
     entity.save()

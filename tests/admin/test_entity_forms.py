@@ -150,7 +150,7 @@ def test_an_entity_edited_many_times_is_deleted_from_a_page_that_counts_its_hist
     from entities.models import EntityRevision
 
     [entity_id] = make_entities(product_type, 1)
-    for price in range(60):
+    for price in range(1, 61):
         entity_update(entity_id=entity_id, data={"price": price})
     url = f"/admin/entities/entity/{entity_id}/delete/"
     page = staff.get(url).content.decode()

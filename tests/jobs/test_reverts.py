@@ -337,3 +337,18 @@ def test_a_revert_s_chunks_are_not_cut_to_the_size_of_the_steps_it_does_not_run(
     run_items_make(run_id=revert.pk)
     run_inline(revert.pk)
     assert Entity.objects.filter(pk__in=ids, data__has_key="d").count() == 0
+
+
+def test_a_patch_that_changes_nothing_leaves_the_entity_revertible(api, product_type):
+    """A sync sending back the values an entity has made a new version with an empty
+    revision: the entity looked changed since the run, and the revert skipped it."""
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, SET_SUMMARY), [entity_id])
+    run_inline(run.pk)
+    response = api.patch(f"/api/v1/entities/{entity_id}", {"data": {"summary": "generated"}})
+    assert (response.status_code, response.json()["version"]) == (200, 2)
+    assert EntityRevision.objects.filter(entity_id=entity_id).count() == 2
+    item = _revert(run)
+    assert item.status == ItemStatus.COMPLETED
+    entity = Entity.objects.get(pk=entity_id)
+    assert ("summary" in entity.data, entity.version) == (False, 3)
