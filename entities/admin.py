@@ -121,6 +121,16 @@ class EntityForm(forms.ModelForm):
             self.fields["opened_version"].required = True
             self.fields["opened_version"].initial = self.instance.version
 
+    def clean_published_at(self):
+        """The stored time where the form sent it back as shown: the form shows whole
+        seconds, a run's publish stores microseconds, and a save (of anything) moved the
+        publication time back by the fraction, recorded as a change of it."""
+        value = self.cleaned_data.get("published_at")
+        stored = self.instance.published_at if self.instance.pk else None
+        if value is not None and stored is not None and value == stored.replace(microsecond=0):
+            return stored
+        return value
+
     def clean(self):
         cleaned = super().clean()
         opened = cleaned.get("opened_version")

@@ -145,12 +145,20 @@ def entity_save(
     made on `opened_version` (required for an edit): refused (Conflict) if anything wrote the
     entity since, as the form's whole `data` would undo that write. An edit bumps `version`,
     as every write does: a run that read the entity before merges its changes into this edit
-    instead of writing over it."""
+    instead of writing over it. A save that changes nothing writes nothing (no version: the
+    entity does not look changed since the run before, whose revert would skip it)."""
     before = None
     if not created:
         if opened_version is None:
             raise ValueError("An edit of an entity as a whole needs the version it was made on.")
         before = entity_lock_as_opened(entity_id=entity.pk, opened_version=opened_version)
+        if before is not None:
+            revision_changes = data_changes(before["data"], entity.data) + state_changes(
+                before["status"], entity.status, before["published_at"], entity.published_at
+            )
+            if not revision_changes:
+                entity.version = opened_version
+                return entity
         entity.version = F("version") + 1
     entity.save()
     entity.refresh_from_db(fields=["version"])
@@ -158,9 +166,6 @@ def entity_save(
         revisions_record([_created_revision(entity, source)])
         kind, changes = EntityEvent.Kind.CREATED, {entity.pk: ()}
     else:
-        revision_changes = data_changes(before["data"], entity.data) + state_changes(
-            before["status"], entity.status, before["published_at"], entity.published_at
-        )
         revisions_record([revision_of(entity.pk, entity.version, source, revision_changes)])
         keys = changed_keys(before["data"], entity.data)
         # The status alone is a change too (as a restore's or a run's publish is): keys ().
