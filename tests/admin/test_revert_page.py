@@ -91,3 +91,15 @@ def test_a_revert_s_page_names_the_run_it_reverts_and_offers_no_retry(staff, pro
     assert 'id="run-reverted"' in page and run.pk in page
     assert "revert that run again" in page
     assert 'id="retry-run"' not in page
+
+
+def test_a_revert_s_page_names_a_reverted_run_pruned_since_without_a_dead_link(staff, product_type):
+    from jobs.models import Run, RunItem, RunLog
+    from tests.jobs.test_reverts import _failed_revert
+
+    run, revert, _ = _failed_revert(product_type)
+    RunItem.objects.filter(run=run).delete()
+    RunLog.objects.filter(run=run).delete()
+    Run.objects.filter(pk=run.pk).delete()  # as retention deletes a run past RUNS_KEEP_DAYS
+    page = staff.get(f"/admin/jobs/run/{quote(revert.pk)}/change/").content.decode()
+    assert f'<span id="run-reverted">{run.pk}</span> (pruned since)' in page
