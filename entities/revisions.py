@@ -213,11 +213,12 @@ def change_undo(change: dict, data: dict, status, published):
 
 
 def revisions_prune(
-    *, now: datetime.datetime, limit: int, held_runs: QuerySet | None = None
+    *, now: datetime.datetime, limit: int, held_runs: tuple[QuerySet, ...] = ()
 ) -> int:
     """Delete revisions older than ENTITY_REVISIONS_KEEP_DAYS that are not the newest of
-    their entity, nor held by a newer revision of the same run (below), nor made by one of
-    `held_runs` (a queryset of run ids: the open runs, which the layer above knows), up to
+    their entity, nor held by a newer revision of the same run (below), nor made by a run
+    of `held_runs` (querysets of run ids, which the layer above knows: the open runs, and
+    those an open revert is reverting), up to
     `limit` of them plus the rest of their runs' revisions of the same entities, in one
     transaction; returns how many. One of retention's pruners (`jobs.retention`), which
     calls again while a batch was full.
@@ -235,8 +236,8 @@ def revisions_prune(
     reverted with the publish left in place. So an open run's revisions are all kept."""
     cutoff = now - datetime.timedelta(days=settings.ENTITY_REVISIONS_KEEP_DAYS)
     prunable = _prunable(cutoff)
-    if held_runs is not None:
-        prunable = prunable.exclude(run_id__in=held_runs)
+    for held in held_runs:
+        prunable = prunable.exclude(run_id__in=held)
     ids = list(prunable.order_by("created_at").values_list("pk", flat=True)[:limit])
     if not ids:
         return 0

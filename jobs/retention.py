@@ -32,6 +32,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from config.api.models import IdempotencyRecord
@@ -46,6 +47,7 @@ from jobs.models import (
     RunLog,
     RunStatus,
     ScheduleFire,
+    TriggerType,
     Wait,
 )
 from jobs.waits.base import WaitKind, kinds
@@ -167,11 +169,16 @@ def counted(pruner: Callable[..., int]) -> Pruner:
 
 
 def entity_revisions_prune(*, now: datetime, limit: int) -> Batch:
-    """Entity revisions (`entities.revisions.revisions_prune`), but those of runs still
-    open, whatever their age: a run's revisions of an entity go together, and an open one
-    may yet make its last (a revert undoes the run from its first)."""
-    open_runs = Run.objects.filter(status__in=RunStatus.open()).values("pk")
-    deleted = revisions_prune(now=now, limit=limit, held_runs=open_runs)
+    """Entity revisions (`entities.revisions.revisions_prune`), but, whatever their age,
+    those of runs still open (a run's revisions of an entity go together, and an open one
+    may yet make its last: a revert undoes the run from its first) and those of runs an
+    open revert is reverting (pruned under it, its later chunks skipped their entities as
+    no longer kept: half the run reverted)."""
+    open_runs = Run.objects.filter(status__in=RunStatus.open())
+    reverted = open_runs.filter(trigger__type=TriggerType.REVERT).values(
+        reverted_id=KT("trigger__runId")
+    )
+    deleted = revisions_prune(now=now, limit=limit, held_runs=(open_runs.values("pk"), reverted))
     return Batch(deleted, more=deleted >= limit)
 
 

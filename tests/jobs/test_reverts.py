@@ -352,3 +352,32 @@ def test_a_patch_that_changes_nothing_leaves_the_entity_revertible(api, product_
     assert item.status == ItemStatus.COMPLETED
     entity = Entity.objects.get(pk=entity_id)
     assert ("summary" in entity.data, entity.version) == (False, 3)
+
+
+def test_a_run_being_reverted_keeps_its_revisions_until_the_revert_ends(product_type, settings):
+    """A revert of a run near the revisions' keep days takes hours over a million entities,
+    and retention runs hourly: the run's revisions pruned under it, its later chunks skipped
+    their entities as no longer kept, the run half reverted. They are kept while a revert
+    of the run is open, and pruned as usual once it has ended."""
+    from jobs.retention import retention_prune
+
+    settings.ENTITY_REVISIONS_KEEP_DAYS = 30
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, SET_SUMMARY), [entity_id])
+    run_inline(run.pk)
+    entity_update(entity_id=entity_id, data={"price": 7})  # v3: the run's v2 is not newest
+    long_ago = timezone.now() - datetime.timedelta(days=31)
+    EntityRevision.objects.filter(entity_id=entity_id).update(created_at=long_ago)
+    revert = run_revert(run_id=run.pk, force=True)
+    retention_prune()
+    kept = EntityRevision.objects.filter(entity_id=entity_id).values_list("version", flat=True)
+    assert sorted(kept) == [2, 3]  # the creation pruned, the reverted run's v2 kept
+    run_items_make(run_id=revert.pk)
+    run_inline(revert.pk)
+    [item] = RunItem.objects.filter(run=revert)
+    assert item.status == ItemStatus.COMPLETED
+    assert "summary" not in Entity.objects.get(pk=entity_id).data
+    EntityRevision.objects.filter(entity_id=entity_id).update(created_at=long_ago)
+    retention_prune()
+    kept = EntityRevision.objects.filter(entity_id=entity_id).values_list("version", flat=True)
+    assert sorted(kept) == [4]  # the revert ended: only the newest is left
