@@ -103,3 +103,17 @@ def test_a_revert_s_page_names_a_reverted_run_pruned_since_without_a_dead_link(s
     Run.objects.filter(pk=run.pk).delete()  # as retention deletes a run past RUNS_KEEP_DAYS
     page = staff.get(f"/admin/jobs/run/{quote(revert.pk)}/change/").content.decode()
     assert f'<span id="run-reverted">{run.pk}</span> (pruned since)' in page
+
+
+def test_the_revert_page_of_a_run_that_changed_nothing_says_so_and_offers_no_revert(
+    staff, product_type
+):
+    """Its summary was already the one the run sets: no entity changed, and the page offered
+    a revert that could only answer 'nothing to revert'."""
+    ids = make_entities(product_type, 2, summary="s")
+    run = start_run(make_workflow(product_type, STEPS), ids)
+    run_inline(run.pk)
+    page = _page(staff, run)
+    assert 'id="revert-nothing"' in page
+    assert "there is nothing to revert" in page
+    assert 'id="confirm-revert"' not in page
