@@ -218,10 +218,9 @@ def revisions_prune(
     """Delete revisions older than ENTITY_REVISIONS_KEEP_DAYS that are not the newest of
     their entity, nor held by a newer revision of the same run (below), nor made by a run
     of `held_runs` (querysets of run ids, which the layer above knows: the open runs, and
-    those an open revert is reverting), up to
-    `limit` of them plus the rest of their runs' revisions of the same entities, in one
-    transaction; returns how many. One of retention's pruners (`jobs.retention`), which
-    calls again while a batch was full.
+    those an open revert is reverting), up to `limit` of them plus the rest of their runs'
+    revisions of the same entities, in one transaction; returns how many. One of
+    retention's pruners (`jobs.retention`), which calls again while a batch was full.
 
     A run's revisions of an entity go together: a revert undoes a run from all of them (the
     first change of each field holds its value before the run), so with the first pruned

@@ -9,7 +9,7 @@
   `POST /api/v1/events`, EVENT_KEEP_MINUTES past theirs; the local stand-in provider's
   batches once the provider batch of ours they answered is gone).
 - Entity revisions older than ENTITY_REVISIONS_KEEP_DAYS, but the newest of each entity
-  and those of open runs (`entities.revisions.revisions_prune`).
+  and those of open runs or of runs an open revert reverts (`entity_revisions_prune`).
 
 Each pruner deletes at most `limit` rows (RETENTION_BATCH_ROWS) in one transaction and
 returns how many, so a batch holds its locks briefly and a million items are pruned over
