@@ -175,9 +175,10 @@ def entity_revisions_prune(*, now: datetime, limit: int) -> Batch:
     open revert is reverting (pruned under it, its later chunks skipped their entities as
     no longer kept: half the run reverted)."""
     open_runs = Run.objects.filter(status__in=RunStatus.open())
-    reverted = open_runs.filter(trigger__type=TriggerType.REVERT).values(
-        reverted_id=KT("trigger__runId")
-    )
+    # Never a null among them: `NOT IN` a list holding a null keeps every revision.
+    reverted = open_runs.filter(
+        trigger__type=TriggerType.REVERT, trigger__runId__isnull=False
+    ).values(reverted_id=KT("trigger__runId"))
     deleted = revisions_prune(now=now, limit=limit, held_runs=(open_runs.values("pk"), reverted))
     return Batch(deleted, more=deleted >= limit)
 
