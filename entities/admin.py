@@ -121,6 +121,16 @@ class EntityForm(forms.ModelForm):
             self.fields["opened_version"].required = True
             self.fields["opened_version"].initial = self.instance.version
 
+    def clean_published_at(self):
+        """The stored time where the form sent it back as shown: the form shows whole
+        seconds, a run's publish stores microseconds, and a save (of anything) moved the
+        publication time back by the fraction, recorded as a change of it."""
+        value = self.cleaned_data.get("published_at")
+        stored = self.instance.published_at if self.instance.pk else None
+        if value is not None and stored is not None and value == stored.replace(microsecond=0):
+            return stored
+        return value
+
     def clean(self):
         cleaned = super().clean()
         opened = cleaned.get("opened_version")
@@ -218,7 +228,10 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, LargeListMixin, admin
             revisions = revisions.filter(version=number)
         elif before is not None:
             revisions = revisions.filter(version__lt=before)
-        shown = list(revisions.order_by("-pk")[: REVISIONS_SHOWN + 1])
+        # Newest version first, as the API pages them: read from the (entity, version) index,
+        # 51 rows whatever the entity has (by id, every revision of the entity was read and
+        # sorted, or the table walked back from its newest id until 51 of them were found).
+        shown = list(revisions.order_by("-version")[: REVISIONS_SHOWN + 1])
         older = shown[REVISIONS_SHOWN - 1].version if len(shown) > REVISIONS_SHOWN else None
         context = {
             "revisions": _history(shown[:REVISIONS_SHOWN], whole=whole),
@@ -237,13 +250,17 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, LargeListMixin, admin
         entity = get_object_or_404(Entity, pk=unquote(entity_id))
         if request.method == "POST" and request.user.has_perm("entities.change_entity"):
             try:
+                was = entity.version
                 entity = entity_restore(
                     entity_id=entity.pk,
                     version=version,
                     source=RevisionSource.of_request(request, Source.RESTORE),
                 )
                 self.message_user(
-                    request, f"Version {version} restored as version {entity.version}."
+                    request,
+                    f"Version {version} restored as version {entity.version}."
+                    if entity.version != was
+                    else f"The entity is as version {version} was already: nothing to restore.",
                 )
             except DomainError as exc:
                 self.message_user(request, exc.message, messages.ERROR)

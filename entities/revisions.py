@@ -158,7 +158,11 @@ def version_state(*, entity: Entity, version: int) -> VersionState:
     (all at once, a few thousand revisions of a large field were gigabytes). Raises
     RevisionGone unless the revisions from `version` to the current one are all kept."""
     newer = (
-        EntityRevision.objects.filter(entity_id=entity.pk, version__gte=version)
+        # Up to the entity's version as read: a write since (a run's commit while a client
+        # reads an old version) adds a newer revision, which is no gap in the history.
+        EntityRevision.objects.filter(
+            entity_id=entity.pk, version__gte=version, version__lte=entity.version
+        )
         .order_by("-version")
         .values_list("version", "changes")
         .iterator(chunk_size=REBUILD_FETCH_ROWS)
@@ -205,21 +209,31 @@ def change_undo(change: dict, data: dict, status, published):
 # -- retention -------------------------------------------------------------------------------
 
 
-def revisions_prune(*, now: datetime.datetime, limit: int) -> int:
+def revisions_prune(
+    *, now: datetime.datetime, limit: int, held_runs: tuple[QuerySet, ...] = ()
+) -> int:
     """Delete revisions older than ENTITY_REVISIONS_KEEP_DAYS that are not the newest of
-    their entity, nor held by a newer revision of the same run (below), up to `limit` of
-    them plus the rest of their runs' revisions of the same entities, in one transaction;
-    returns how many. One of retention's pruners (`jobs.retention`), which calls again while
-    a batch was full.
+    their entity, nor held by a newer revision of the same run (below), nor made by a run
+    of `held_runs` (querysets of run ids, which the layer above knows: the open runs, and
+    those an open revert is reverting), up to `limit` of them plus the rest of their runs'
+    revisions of the same entities, in one transaction; returns how many. One of
+    retention's pruners (`jobs.retention`), which calls again while a batch was full.
 
     A run's revisions of an entity go together: a revert undoes a run from all of them (the
     first change of each field holds its value before the run), so with the first pruned
     and a later one kept it would undo the later alone and report the entity reverted. The
     first one is older (a publish step before a wait, a revision kept fewer days than the
     run), so pruning by age alone would do exactly that. Keeping them together lets a
-    revert trust that the run's first kept revision of an entity is its first."""
+    revert trust that the run's first kept revision of an entity is its first.
+
+    A run still open has not made its last revision of an entity yet (one waiting at a
+    review, a publish step behind it): with an edit since, its first one looked prunable
+    alone, and the revert of the run undid its final commit only, reporting the entity
+    reverted with the publish left in place. So an open run's revisions are all kept."""
     cutoff = now - datetime.timedelta(days=settings.ENTITY_REVISIONS_KEEP_DAYS)
     prunable = _prunable(cutoff)
+    for held in held_runs:
+        prunable = prunable.exclude(run_id__in=held)
     ids = list(prunable.order_by("created_at").values_list("pk", flat=True)[:limit])
     if not ids:
         return 0

@@ -1,7 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from config.api.fields import TimestampField
+from config.api.fields import MillisField, TimestampField
 from config.api.serializers import StrictSerializer
 from entities.models import Entity, EntityRevision, EntityType
 from entities.revisions import RevisionSource
@@ -122,7 +122,7 @@ class EntityRevisionSerializer(serializers.Serializer):
 class EntityVersionSerializer(EntityRevisionSerializer):
     data = serializers.JSONField(help_text="The entity's data at this version.")
     status = serializers.ChoiceField(choices=Entity.Status.choices)
-    publishedAt = serializers.IntegerField(allow_null=True)
+    publishedAt = MillisField(allow_null=True, help_text="Its publication time then (ms).")
 
 
 class EntityRestoreSerializer(StrictSerializer):

@@ -8,6 +8,7 @@ from django.db.models import F, ProtectedError, QuerySet
 from django.utils import timezone
 
 from config.api.errors import Conflict, FieldError, InvalidInput
+from config.api.fields import to_millis
 from entities.events import changed_keys, events_record
 from entities.models import Entity, EntityEvent, EntityType
 from entities.revisions import (
@@ -144,12 +145,20 @@ def entity_save(
     made on `opened_version` (required for an edit): refused (Conflict) if anything wrote the
     entity since, as the form's whole `data` would undo that write. An edit bumps `version`,
     as every write does: a run that read the entity before merges its changes into this edit
-    instead of writing over it."""
+    instead of writing over it. A save that changes nothing writes nothing (no version: the
+    entity does not look changed since the run before, whose revert would skip it)."""
     before = None
     if not created:
         if opened_version is None:
             raise ValueError("An edit of an entity as a whole needs the version it was made on.")
         before = entity_lock_as_opened(entity_id=entity.pk, opened_version=opened_version)
+        if before is not None:
+            revision_changes = data_changes(before["data"], entity.data) + state_changes(
+                before["status"], entity.status, before["published_at"], entity.published_at
+            )
+            if not revision_changes:
+                entity.version = opened_version
+                return entity
         entity.version = F("version") + 1
     entity.save()
     entity.refresh_from_db(fields=["version"])
@@ -157,9 +166,6 @@ def entity_save(
         revisions_record([_created_revision(entity, source)])
         kind, changes = EntityEvent.Kind.CREATED, {entity.pk: ()}
     else:
-        revision_changes = data_changes(before["data"], entity.data) + state_changes(
-            before["status"], entity.status, before["published_at"], entity.published_at
-        )
         revisions_record([revision_of(entity.pk, entity.version, source, revision_changes)])
         keys = changed_keys(before["data"], entity.data)
         # The status alone is a change too (as a restore's or a run's publish is): keys ().
@@ -171,7 +177,8 @@ def entity_save(
 
 @transaction.atomic
 def entity_update(*, entity_id: str, data: dict, source: RevisionSource = API) -> Entity:
-    """Merge `data`'s top-level keys into the entity; every change bumps `version`.
+    """Merge `data`'s top-level keys into the entity; every change bumps `version` (a merge
+    that changes nothing writes nothing).
 
     The row is locked while merging so that concurrent writers (another request, a running
     workflow committing its working copy) never lose each other's keys.
@@ -181,6 +188,11 @@ def entity_update(*, entity_id: str, data: dict, source: RevisionSource = API) -
     _check_data(entity.entity_type, merged)
     keys = changed_keys(entity.data, merged)
     changes = data_changes(entity.data, merged)
+    if not changes:
+        # Nothing changes (a sync sending the values the entity has): no new version. One
+        # would write an empty revision and make the entity look changed since the run
+        # before, whose revert would then skip it.
+        return entity
     entity.data = merged
     entity.version = F("version") + 1
     entity.save()
@@ -215,9 +227,11 @@ def entities_delete(*, entities: QuerySet) -> int:
 @transaction.atomic
 def entity_restore(*, entity_id: str, version: int, source: RevisionSource) -> Entity:
     """Make a new version whose data and status (and publishedAt) are those of `version`,
-    recorded as made by `source` (a restore). 409 when that version can no longer be rebuilt
-    (its revisions were pruned, or it predates revisions), 400 when there is no such version
-    or its data no longer fits the type's schema (each broken rule a `version` detail).
+    recorded as made by `source` (a restore); none when the entity has them already (it is
+    returned as it is: no empty revision, no trigger). 409 when that version can no longer
+    be rebuilt (its revisions were pruned, or it predates revisions), 400 when there is no
+    such version or its data no longer fits the type's schema (each broken rule a `version`
+    detail).
     """
     entity = Entity.objects.select_for_update().select_related("entity_type").get(pk=entity_id)
     if not 1 <= version <= entity.version:
@@ -242,14 +256,18 @@ def entity_restore(*, entity_id: str, version: int, source: RevisionSource) -> E
         )
     published = None
     if target.status == Entity.Status.PUBLISHED:
-        published = (
-            datetime.datetime.fromtimestamp(target.published_at / 1000, datetime.UTC)
-            if target.published_at is not None
-            else timezone.now()
-        )
+        if target.published_at is None:
+            published = timezone.now()
+        elif target.published_at == to_millis(entity.published_at):
+            # The same time (revisions keep it in ms): kept as stored, not moved by the µs.
+            published = entity.published_at
+        else:
+            published = datetime.datetime.fromtimestamp(target.published_at / 1000, datetime.UTC)
     changes = data_changes(entity.data, target.data) + state_changes(
         entity.status, target.status, entity.published_at, published
     )
+    if not changes:  # the entity is as that version was: nothing to write, nor to trigger
+        return entity
     keys = changed_keys(entity.data, target.data)
     entity.data, entity.status, entity.published_at = target.data, target.status, published
     entity.version = F("version") + 1

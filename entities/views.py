@@ -158,6 +158,9 @@ class EntityViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         summary="Restore a version: a new version with its data and status",
+        description="A new version with that version's data, status and publishedAt, kept as "
+        "a revision with source `restore`; none when the entity has them already (the entity "
+        "is answered as it is). 409 `revision_not_kept` once the revisions it needs are pruned.",
         request=EntityRestoreSerializer,
         responses={200: EntitySerializer},
     )

@@ -164,6 +164,7 @@ class RunAdmin(RecordAdmin):
         for item in shown:
             item.waiting_for = waiting_for.get(item.pk, "")
         parts = kinds.run_page_parts(run)
+        reverted = reverts.revert_of(run)
         context = {
             "run": run,
             "progress": progress_bar(run),
@@ -178,6 +179,12 @@ class RunAdmin(RecordAdmin):
             # run, and take `jobs.add_run`.
             "can_cancel": request.user.has_perm(CANCEL_PERMISSION),
             "can_start": request.user.has_perm(START_PERMISSION),
+            # A revert says which run it reverts; it is not retried (`jobs.retries`): its
+            # retry would run the workflow's steps. Reverting that run again is the way.
+            "reverted": reverted,
+            # Pruned by retention (RUNS_KEEP_DAYS): named, not linked to a page that is gone.
+            "reverted_kept": reverted is not None and Run.objects.filter(pk=reverted).exists(),
+            "revert_forced": reverts.revert_forced(run),
             # Each kind of wait's part (`WaitKind.run_page`): a review's link, the batches.
             "wait_parts": parts,
             "waiting_for": next((part.waiting_for for part in parts if part.waiting_for), ""),

@@ -136,19 +136,17 @@ def run_start_in_batches(*, workflow, version, entities: int, **columns) -> Run:
     """Store a pending run (and its job) of about `entities` entities whose items
     `run_items_make` makes after the commit: over `columns["filter"]`, or, with no filter, a
     retry over what failed in `columns["retry_of"]`. Call inside a transaction."""
-    if (
-        columns.get("filter") is None
-        and columns.get("retry_of") is None
-        and (columns.get("trigger") or {}).get("type") != TriggerType.REVERT
-    ):
+    reverting = (columns.get("trigger") or {}).get("type") == TriggerType.REVERT
+    if columns.get("filter") is None and columns.get("retry_of") is None and not reverting:
         raise ValueError("A run made in batches needs a filter, a run it retries or reverts.")
     run = Run.objects.create(
         workflow=workflow,
         workflow_version=version,
         total=None,
         # Sized on what matches now; entities deleted before their items are made leave the
-        # run's chunks as they were cut.
-        chunk_size=chunk_size(version.steps, entities),
+        # run's chunks as they were cut. A revert runs none of the steps: a step's limit
+        # (slow calls) is not its own.
+        chunk_size=chunk_size([] if reverting else version.steps, entities),
         **columns,
     )
     Job.objects.create(run=run)

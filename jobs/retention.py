@@ -9,7 +9,7 @@
   `POST /api/v1/events`, EVENT_KEEP_MINUTES past theirs; the local stand-in provider's
   batches once the provider batch of ours they answered is gone).
 - Entity revisions older than ENTITY_REVISIONS_KEEP_DAYS, but the newest of each entity
-  (`entities.revisions.revisions_prune`).
+  and those of open runs or of runs an open revert reverts (`entity_revisions_prune`).
 
 Each pruner deletes at most `limit` rows (RETENTION_BATCH_ROWS) in one transaction and
 returns how many, so a batch holds its locks briefly and a million items are pruned over
@@ -32,6 +32,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from config.api.models import IdempotencyRecord
@@ -46,6 +47,7 @@ from jobs.models import (
     RunLog,
     RunStatus,
     ScheduleFire,
+    TriggerType,
     Wait,
 )
 from jobs.waits.base import WaitKind, kinds
@@ -166,11 +168,26 @@ def counted(pruner: Callable[..., int]) -> Pruner:
     return batch
 
 
+def entity_revisions_prune(*, now: datetime, limit: int) -> Batch:
+    """Entity revisions (`entities.revisions.revisions_prune`), but, whatever their age,
+    those of runs still open (a run's revisions of an entity go together, and an open one
+    may yet make its last: a revert undoes the run from its first) and those of runs an
+    open revert is reverting (pruned under it, its later chunks skipped their entities as
+    no longer kept: half the run reverted)."""
+    open_runs = Run.objects.filter(status__in=RunStatus.open())
+    # Never a null among them: `NOT IN` a list holding a null keeps every revision.
+    reverted = open_runs.filter(
+        trigger__type=TriggerType.REVERT, trigger__runId__isnull=False
+    ).values(reverted_id=KT("trigger__runId"))
+    deleted = revisions_prune(now=now, limit=limit, held_runs=(open_runs.values("pk"), reverted))
+    return Batch(deleted, more=deleted >= limit)
+
+
 PRUNERS: list[Pruner] = [
     runs_prune,
     experiments_prune,
     idempotency_records_prune,
-    counted(revisions_prune),
+    entity_revisions_prune,
 ]
 
 

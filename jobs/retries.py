@@ -10,6 +10,11 @@ retries of one run exactly one starts (the others wait on the index, then answer
 `already_retried` naming it); to go on, retry the retry. A retry inherits what is left of
 its run's budget (the budget minus what the run spent), so a chain of retries never spends
 more than the first run was allowed.
+
+A revert is not retried: its retry would be a run of the workflow's steps over the entities
+it failed to revert (new answers generated, notifications sent), the opposite of what was
+asked. Reverting the run again reverts them instead (those reverted already are skipped as
+changed since, or, forced, have nothing left to change).
 """
 
 from decimal import Decimal
@@ -22,6 +27,7 @@ from entities.models import Entity
 from jobs.costs import budget_columns
 from jobs.filter_runs import run_start_in_batches
 from jobs.models import ItemStatus, Run, RunItem, RunLog, TriggerType
+from jobs.reverts import revert_forced, revert_of
 from jobs.services import run_start, workflow_runnable
 from workflows.pricing import NANOS_PER_USD
 
@@ -67,6 +73,15 @@ def _run_retry(*, run_id: str, use_latest_version: bool, created_by) -> Run:
     original = Run.objects.select_related("workflow_version").get(pk=run_id)
     if not original.is_ended:
         raise Conflict("The run has not ended yet; retry it once it has.", code="run_not_ended")
+    reverted = revert_of(original)
+    if reverted is not None:
+        raise Conflict(
+            f"The run is a revert of run {reverted}: a retry would run the workflow's steps "
+            f"on its failed entities, not revert them. Revert run {reverted} again instead"
+            + (", forced as this one was" if revert_forced(original) else "")
+            + " (the entities it reverted already are left as they are).",
+            code="revert_not_retried",
+        )
     _check_not_retried(run_id)
     failed = RunItem.objects.filter(run_id=run_id, status=ItemStatus.FAILED).filter(
         entity_id__in=Entity.objects.values("pk")

@@ -170,7 +170,8 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         summary="Retry a run's failed entities in a new run",
         description="The retry inherits what is left of the run's budget (its budget minus "
         "what it spent). A run is retried once: a second retry, even concurrent, is a 409 "
-        "`already_retried` naming the first; retry that run to go on.",
+        "`already_retried` naming the first; retry that run to go on. A revert is not retried "
+        "(409 `revert_not_retried`): revert the run it reverted again.",
         request=RunRetrySerializer,
         responses={202: RunStartedSerializer},
         parameters=[SCHEMA_PARAMETER],

@@ -19,3 +19,9 @@ class TimestampField(serializers.Field):
 
     def to_representation(self, value):
         return to_millis(value)
+
+
+@extend_schema_field(OpenApiTypes.INT64)
+class MillisField(serializers.IntegerField):
+    """A time already in integer milliseconds since the epoch (or null), typed as
+    TimestampField's: a 64-bit integer (a 32-bit one overflows in 1970)."""

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from config.api.fields import TimestampField, to_millis
+from config.api.fields import MillisField, TimestampField, to_millis
 from config.api.serializers import StrictSerializer
 from entities.filters import EntityFilterSerializer
 from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
@@ -297,7 +297,7 @@ class VerdictSerializer(serializers.Serializer):
         help_text="A human's pick: who picked (their username, as a review's `decidedBy`; "
         "null once they are deleted).",
     )
-    decidedAt = serializers.IntegerField(
+    decidedAt = MillisField(
         required=False, help_text="A human's pick: when (ms), as every time served."
     )
 

@@ -109,3 +109,60 @@ def test_a_page_of_older_revisions_that_is_not_a_version_shows_the_newest(admin_
     entity_update(entity_id=entity_id, data={"title": "Renamed"})
     html = _page(admin_client, entity_id, f"?before={before}")
     assert html.count('<tr class="revision"') == 2
+
+
+def test_restoring_a_version_the_entity_already_has_says_so_and_writes_nothing(admin_client):
+    [entity_id] = make_entities(make_entity_type(schema=None), 1)
+    entity_update(entity_id=entity_id, data={"n": 1})
+    url = f"/admin/entities/entity/{quote(entity_id)}/restore/1/"
+    admin_client.post(url)
+    response = admin_client.post(url, follow=True)
+    html = response.content.decode()
+    assert "The entity is as version 1 was already: nothing to restore." in html
+    assert html.count('<tr class="revision"') == 3
+
+
+def test_a_page_of_history_reads_its_rows_alone_however_many_revisions_there_are(admin_client):
+    """Ordered by id, the history was read by walking the table's id index back from the
+    newest revision of any entity until 51 of this one's were found (every revision made
+    since this entity's last: the whole table for an entity edited long ago), or by reading
+    and sorting all of the entity's own: as the API's pages, it is read by version."""
+    import json
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from entities.models import EntityRevision
+
+    entity_type = make_entity_type(schema=None)
+    [entity_id] = make_entities(entity_type, 1)
+    [other] = make_entities(entity_type, 1)
+    EntityRevision.objects.bulk_create(
+        EntityRevision(entity_id=eid, version=version, created_at=timezone.now(), changes=[])
+        for eid in (entity_id, other)  # the other entity's revisions are the newer
+        for version in range(2, 3001)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {EntityRevision._meta.db_table}")
+    with CaptureQueriesContext(connection) as queries:
+        html = _page(admin_client, entity_id)
+    assert re.findall(r'data-version="(\d+)"', html)[:2] == ["3000", "2999"]
+    [sql] = [
+        q["sql"]
+        for q in queries.captured_queries
+        if EntityRevision._meta.db_table in q["sql"] and "LIMIT 51" in q["sql"]
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    read, nodes = 0, [plan[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        nodes += node.get("Plans", [])
+        if node.get("Relation Name") == EntityRevision._meta.db_table:
+            read += (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node[
+                "Actual Loops"
+            ]
+    assert read <= 52

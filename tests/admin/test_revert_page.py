@@ -79,3 +79,41 @@ def test_the_revert_page_of_a_run_nothing_changed_since_offers_no_force(staff, p
     page = _page(staff, run)
     assert '<strong id="revert-changed-during">0</strong>' in page
     assert 'id="confirm-revert"' in page and 'id="confirm-revert-force"' not in page
+
+
+def test_a_revert_s_page_names_the_run_it_reverts_and_offers_no_retry(staff, product_type):
+    """A revert that failed an entity is not retried (that would run the workflow's steps):
+    its page links the run it reverts, to revert again, and has no retry button."""
+    from tests.jobs.test_reverts import _failed_revert
+
+    run, revert, _ = _failed_revert(product_type)
+    page = staff.get(f"/admin/jobs/run/{quote(revert.pk)}/change/").content.decode()
+    assert 'id="run-reverted"' in page and run.pk in page
+    assert "revert that run again" in page
+    assert 'id="retry-run"' not in page
+
+
+def test_a_revert_s_page_names_a_reverted_run_pruned_since_without_a_dead_link(staff, product_type):
+    from jobs.models import Run, RunItem, RunLog
+    from tests.jobs.test_reverts import _failed_revert
+
+    run, revert, _ = _failed_revert(product_type)
+    RunItem.objects.filter(run=run).delete()
+    RunLog.objects.filter(run=run).delete()
+    Run.objects.filter(pk=run.pk).delete()  # as retention deletes a run past RUNS_KEEP_DAYS
+    page = staff.get(f"/admin/jobs/run/{quote(revert.pk)}/change/").content.decode()
+    assert f'<span id="run-reverted">{run.pk}</span> (pruned since)' in page
+
+
+def test_the_revert_page_of_a_run_that_changed_nothing_says_so_and_offers_no_revert(
+    staff, product_type
+):
+    """Its summary was already the one the run sets: no entity changed, and the page offered
+    a revert that could only answer 'nothing to revert'."""
+    ids = make_entities(product_type, 2, summary="s")
+    run = start_run(make_workflow(product_type, STEPS), ids)
+    run_inline(run.pk)
+    page = _page(staff, run)
+    assert 'id="revert-nothing"' in page
+    assert "there is nothing to revert" in page
+    assert 'id="confirm-revert"' not in page

@@ -223,3 +223,16 @@ def test_a_list_s_bounds_are_in_the_schema_as_the_server_enforces_them(
         assert response.status_code == 400, (count, response.json())
         fields = [d["field"] for d in response.json()["error"]["details"]]
         assert field in fields, (count, response.json())
+
+
+def test_every_time_in_ms_is_a_64_bit_integer(document):
+    """A time in ms since the epoch passes 2^31 in January 1970: a client generated from
+    the schema in a language whose `integer` is 32 bits (Java, C#) overflowed reading a
+    revision's `publishedAt` (the entity at a version), typed without `int64`."""
+    short = [
+        f"{name}.{field}"
+        for name, schema in document["components"]["schemas"].items()
+        for field, prop in (schema.get("properties") or {}).items()
+        if field.endswith("At") and prop.get("type") == "integer" and prop.get("format") != "int64"
+    ]
+    assert short == []

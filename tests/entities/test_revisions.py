@@ -517,3 +517,68 @@ def test_an_old_version_of_a_large_field_edited_often_is_rebuilt_in_bounded_memo
         tracemalloc.stop()
     assert state.data["notes"] == "first"
     assert peak < 12_000_000, peak  # REBUILD_FETCH_ROWS revisions, parsed, and their text
+
+
+def test_restoring_what_the_entity_already_is_writes_nothing(api, product_type):
+    """Restoring a version a second time (or the current one) changes nothing: the entity is
+    answered as it is, with no new version, no empty revision and no trigger's event."""
+    from entities.models import EntityEvent
+
+    entity_id = _create(api, product_type, {"title": "Lamp", "price": 3})
+    api.patch(f"/api/v1/entities/{entity_id}", {"data": {"price": 4}})
+    url = f"/api/v1/entities/{entity_id}/restore"
+    assert api.post(url, {"version": 1}).json()["version"] == 3
+    events = EntityEvent.objects.count()
+    for version in (1, 3):
+        response = api.post(url, {"version": version})
+        assert response.status_code == 200, response.content
+        assert (response.json()["version"], response.json()["data"]["price"]) == (3, 3)
+    assert EntityRevision.objects.filter(entity_id=entity_id).count() == 3
+    assert EntityEvent.objects.count() == events
+
+
+def test_restoring_a_published_version_keeps_the_publication_time_it_has_to_the_microsecond(
+    api, product_type
+):
+    """The revisions keep publishedAt in ms; the entity's own time has microseconds. A
+    version published at the same time gives it back as stored: no publishedAt change whose
+    before and after read the same."""
+    entity_id = _create(api, product_type, {"title": "Lamp", "price": 3})
+    published = datetime.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=datetime.UTC)
+    Entity.objects.filter(pk=entity_id).update(status="published", published_at=published)
+    EntityRevision.objects.filter(entity_id=entity_id).update(
+        changes=[
+            {"field": "data.price", "after": 3},
+            {"field": "data.title", "after": "Lamp"},
+            {"field": "status", "after": "published"},
+            {"field": "publishedAt", "before": None, "after": to_millis(published)},
+        ]
+    )
+    api.patch(f"/api/v1/entities/{entity_id}", {"data": {"price": 4}})
+    response = api.post(f"/api/v1/entities/{entity_id}/restore", {"version": 1})
+    assert response.status_code == 200, response.content
+    [restore] = api.get(f"/api/v1/entities/{entity_id}/revisions?limit=1").json()
+    assert restore["changes"] == [{"field": "data.price", "before": 4, "after": 3}]
+    assert Entity.objects.get(pk=entity_id).published_at == published
+
+
+def test_a_version_read_while_the_entity_is_written_is_rebuilt_not_called_pruned(
+    api, product_type, monkeypatch
+):
+    """The entity is read, then its revisions: a write landing between (a run committing it)
+    added a revision newer than the entity as read, and the rebuild took that for a gap,
+    answering 409 `revision_not_kept` ("newer revisions were pruned") when none was."""
+    from entities import views
+
+    entity_id = _create(api, product_type, {"title": "Lamp", "price": 3})
+    api.patch(f"/api/v1/entities/{entity_id}", {"data": {"price": 4}})
+    rebuild = views.selectors.entity_version
+
+    def written_meanwhile(**kwargs):
+        entity_update(entity_id=entity_id, data={"price": 5})
+        return rebuild(**kwargs)
+
+    monkeypatch.setattr(views.selectors, "entity_version", written_meanwhile)
+    response = api.get(f"/api/v1/entities/{entity_id}/revisions/1")
+    assert response.status_code == 200, response.content
+    assert response.json()["data"] == {"title": "Lamp", "price": 3}

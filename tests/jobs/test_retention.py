@@ -240,7 +240,7 @@ def test_beat_runs_the_retention_task_every_hour():
         "runs_prune",
         "experiments_prune",
         "idempotency_records_prune",
-        "revisions_prune",
+        "entity_revisions_prune",
         "waits_review_prune",
         "waits_ai_batch_prune",
         "waits_delay_prune",

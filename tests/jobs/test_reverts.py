@@ -14,7 +14,7 @@ from entities.services import entity_delete, entity_update
 from jobs import reverts
 from jobs.engine import chunk
 from jobs.filter_runs import run_items_make
-from jobs.models import ItemStatus, RunItem
+from jobs.models import ItemStatus, Run, RunItem
 from jobs.reverts import run_revert
 from tests.factories import PUBLISH_BETWEEN, make_entities, make_workflow, run_inline, start_run
 
@@ -244,3 +244,140 @@ def test_an_entity_deleted_once_the_reverts_items_are_made_is_skipped_not_failed
     assert "summary" not in Entity.objects.get(pk=ids[1]).data
     revert.refresh_from_db()
     assert (revert.status, revert.completed, revert.failed) == ("completed", 2, 0)
+
+
+def _failed_revert(product_type, api=None, **options):
+    """A run that set `summary`, and a revert of it that failed its one entity (the schema
+    came to require `summary`), the schema then relaxed again: (run, revert, entity id)."""
+    from entities.services import entity_type_update
+    from tests.factories import PRODUCT_SCHEMA
+
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, SET_SUMMARY), [entity_id])
+    run_inline(run.pk)
+    required = {**PRODUCT_SCHEMA, "required": ["title", "summary"]}
+    entity_type_update(entity_type=product_type, schema=required)
+    item = _revert(run, **options)
+    assert item.status == ItemStatus.FAILED
+    entity_type_update(entity_type=product_type, schema=PRODUCT_SCHEMA)
+    return run, item.run, entity_id
+
+
+def test_a_revert_is_not_retried_as_a_run_of_the_workflow_s_steps(api, product_type):
+    """Retrying a revert would run the workflow's steps again on the entities it failed to
+    revert (a transform here; new answers or notifications elsewhere): a 409 naming the run
+    to revert again instead, and nothing is started."""
+    run, revert, entity_id = _failed_revert(product_type, force=True)
+    workflow = run.workflow_id
+    response = api.post(f"/api/v1/workflows/{workflow}/runs/{revert.pk}/retry", {})
+    assert response.status_code == 409, response.content
+    error = response.json()["error"]
+    assert error["code"] == "revert_not_retried"
+    assert f"Revert run {run.pk} again instead, forced as this one was" in error["message"]
+    assert not Run.objects.filter(retry_of=revert).exists()
+    again = run_revert(run_id=run.pk)
+    run_items_make(run_id=again.pk)
+    run_inline(again.pk)
+    entity = Entity.objects.get(pk=entity_id)
+    assert "summary" not in entity.data
+    assert entity.version == 3
+
+
+def test_an_open_run_s_revisions_are_kept_so_its_revert_skips_an_entity_edited_while_it_waited(
+    product_type, settings
+):
+    """The run published the entity (v2) and waited at a review past the revisions' keep
+    days while a person edited it (v3): v2 looked prunable alone (an edit after it, no later
+    revision of its run yet). Pruned, the revert saw the final commit (v4) alone, undid that
+    and reported the entity reverted, published and summarised by the run still. Retention
+    keeps an open run's revisions: the revert sees the edit between the run's commits."""
+    from jobs.engine.waits import run_waits_resume
+    from jobs.models import Review
+    from jobs.retention import retention_prune
+    from jobs.waits.review.services import review_decide
+
+    settings.ENTITY_REVISIONS_KEEP_DAYS = 30
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, SUMMARY_THEN_REVIEW), [entity_id])
+    run_inline(run.pk)
+    entity_update(entity_id=entity_id, data={"price": 99})
+    long_ago = timezone.now() - datetime.timedelta(days=31)
+    EntityRevision.objects.filter(entity_id=entity_id, version__lte=2).update(created_at=long_ago)
+    retention_prune()
+    kept = EntityRevision.objects.filter(entity_id=entity_id).values_list("version", flat=True)
+    assert sorted(kept) == [2, 3]  # v1 (the creation) is pruned, the run's v2 is not
+    [review] = Review.objects.filter(run=run)
+    reviewer = get_user_model().objects.create_superuser("reviewer-kept")
+    review_decide(review_id=review.pk, decision="approve", user=reviewer)
+    run_waits_resume(run_id=run.pk)
+    run_inline(run.pk)
+    item = _revert(run)
+    assert item.status == ItemStatus.SKIPPED
+    assert item.error == reverts.changed_during(3, 2, 4)
+    entity = Entity.objects.get(pk=entity_id)
+    assert (entity.version, entity.data["summary"]) == (4, "generated")
+
+
+def test_a_revert_s_chunks_are_not_cut_to_the_size_of_the_steps_it_does_not_run(
+    product_type, settings
+):
+    """A step of slow calls (`ai_generate`) keeps a run's chunks small; the revert of that
+    run calls nothing, and was cut as small: 7,800 chunks of 128 for a million entities
+    where 1,000 of 1,000 do, each paying a task, a claim and a commit."""
+    from workflows.steps.chunking import chunk_size
+
+    settings.RUN_CHUNK_SIZE, settings.RUN_CHUNK_SIZE_MAX, settings.AI_RUN_CHUNK_SIZE = 2, 5, 1
+    ids = make_entities(product_type, 30)
+    generate = {"id": "gen", "type": "ai_generate", "config": {"prompt": "x", "outputField": "d"}}
+    run = start_run(make_workflow(product_type, [generate]), ids)
+    run_inline(run.pk)
+    assert Entity.objects.filter(pk__in=ids, data__has_key="d").count() == 30
+    revert = run_revert(run_id=run.pk)
+    assert revert.chunk_size == chunk_size([], 30) == 3
+    run_items_make(run_id=revert.pk)
+    run_inline(revert.pk)
+    assert Entity.objects.filter(pk__in=ids, data__has_key="d").count() == 0
+
+
+def test_a_patch_that_changes_nothing_leaves_the_entity_revertible(api, product_type):
+    """A sync sending back the values an entity has made a new version with an empty
+    revision: the entity looked changed since the run, and the revert skipped it."""
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, SET_SUMMARY), [entity_id])
+    run_inline(run.pk)
+    response = api.patch(f"/api/v1/entities/{entity_id}", {"data": {"summary": "generated"}})
+    assert (response.status_code, response.json()["version"]) == (200, 2)
+    assert EntityRevision.objects.filter(entity_id=entity_id).count() == 2
+    item = _revert(run)
+    assert item.status == ItemStatus.COMPLETED
+    entity = Entity.objects.get(pk=entity_id)
+    assert ("summary" in entity.data, entity.version) == (False, 3)
+
+
+def test_a_run_being_reverted_keeps_its_revisions_until_the_revert_ends(product_type, settings):
+    """A revert of a run near the revisions' keep days takes hours over a million entities,
+    and retention runs hourly: the run's revisions pruned under it, its later chunks skipped
+    their entities as no longer kept, the run half reverted. They are kept while a revert
+    of the run is open, and pruned as usual once it has ended."""
+    from jobs.retention import retention_prune
+
+    settings.ENTITY_REVISIONS_KEEP_DAYS = 30
+    [entity_id] = make_entities(product_type, 1)
+    run = start_run(make_workflow(product_type, SET_SUMMARY), [entity_id])
+    run_inline(run.pk)
+    entity_update(entity_id=entity_id, data={"price": 7})  # v3: the run's v2 is not newest
+    long_ago = timezone.now() - datetime.timedelta(days=31)
+    EntityRevision.objects.filter(entity_id=entity_id).update(created_at=long_ago)
+    revert = run_revert(run_id=run.pk, force=True)
+    retention_prune()
+    kept = EntityRevision.objects.filter(entity_id=entity_id).values_list("version", flat=True)
+    assert sorted(kept) == [2, 3]  # the creation pruned, the reverted run's v2 kept
+    run_items_make(run_id=revert.pk)
+    run_inline(revert.pk)
+    [item] = RunItem.objects.filter(run=revert)
+    assert item.status == ItemStatus.COMPLETED
+    assert "summary" not in Entity.objects.get(pk=entity_id).data
+    EntityRevision.objects.filter(entity_id=entity_id).update(created_at=long_ago)
+    retention_prune()
+    kept = EntityRevision.objects.filter(entity_id=entity_id).values_list("version", flat=True)
+    assert sorted(kept) == [4]  # the revert ended: only the newest is left
