@@ -1,11 +1,11 @@
 """`/metrics`: the Prometheus text format (or OpenMetrics, as the scraper asks), for a key
 with `jobs.view_metrics` or a client in an allowed network.
 
-The counters and histograms are every process's (config.metrics, multiprocess mode); runs by
-status are read from the database at scrape time, as the one place that fact is kept. The
-format is chosen by prometheus-client's own negotiation (`choose_encoder`): the `Accept`
-headers scrapers send (`text/plain`, `text/plain;version=0.0.4`, OpenMetrics, `*/*`) are all
-answered, never a 406.
+The counters and histograms are every process's (config.metrics, multiprocess mode); runs and
+experiments by status are read from the database at scrape time, as the one place that fact
+is kept. The format is chosen by prometheus-client's own negotiation (`choose_encoder`): the
+`Accept` headers scrapers send (`text/plain`, `text/plain;version=0.0.4`, OpenMetrics, `*/*`)
+are all answered, never a 406.
 """
 
 import ipaddress
@@ -23,18 +23,33 @@ from rest_framework.views import APIView
 from config.api.authentication import ApiKeyAuthentication
 from config.api.models import ApiKey
 from config.metrics import registry_collect
-from jobs.models import Run, RunStatus
+from jobs.models import Experiment, ExperimentStatus, Run, RunStatus
 
 
-class RunsByStatus:
-    """A collector of the runs in each status, from the database."""
+class ByStatus:
+    """A collector of the rows of a model in each status, from the database."""
+
+    def __init__(self, model, statuses, name: str, documentation: str):
+        self.model, self.statuses = model, statuses
+        self.name, self.documentation = name, documentation
 
     def collect(self):
-        counts = dict(Run.objects.values_list("status").annotate(n=Count("id")).order_by())
-        family = GaugeMetricFamily("workflows_runs", "Runs, by status.", labels=["status"])
-        for status in RunStatus.values:
+        rows = self.model.objects.values_list("status").annotate(n=Count("pk")).order_by()
+        counts = dict(rows)
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["status"])
+        for status in self.statuses.values:
             family.add_metric([status], counts.get(status, 0))
         yield family
+
+
+def runs_by_status() -> ByStatus:
+    return ByStatus(Run, RunStatus, "workflows_runs", "Runs, by status.")
+
+
+def experiments_by_status() -> ByStatus:
+    return ByStatus(
+        Experiment, ExperimentStatus, "workflows_experiments", "Experiments, by status."
+    )
 
 
 def client_allowed(address: str) -> bool:
@@ -81,5 +96,5 @@ class MetricsView(APIView):
     @extend_schema(exclude=True)
     def get(self, request):
         encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
-        body = encoder(registry_collect(RunsByStatus()))
+        body = encoder(registry_collect(runs_by_status(), experiments_by_status()))
         return HttpResponse(body, content_type=content_type)

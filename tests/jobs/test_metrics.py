@@ -9,6 +9,7 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from jobs.models import Experiment, ExperimentStatus
 from tests.conftest import Api
 from tests.factories import make_entities, make_key, make_workflow, start_run
 from tests.processes import ROOT
@@ -160,3 +161,24 @@ def test_a_bad_allowed_network_stops_the_start_naming_the_variable(networks):
     )
     assert result.returncode != 0
     assert "METRICS_ALLOWED_NETWORKS: " in result.stderr
+
+
+@pytest.mark.django_db
+def test_experiments_are_counted_by_status(product_type):
+    """An operator alerts on experiments failing or piling up as on runs: the database's
+    count of each status, every status listed."""
+    tidy = {
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "s", "value": 1}]},
+    }
+    workflow = make_workflow(product_type, [tidy])
+    version = workflow.versions.get()
+    for status in ("running", "failed", "failed"):
+        Experiment.objects.create(
+            workflow=workflow, baseline=version, candidate=version, status=status
+        )
+    samples = scrape(Api(make_key(read_only=True)))
+    assert value(samples, "workflows_experiments", status="failed") == 2
+    assert value(samples, "workflows_experiments", status="running") == 1
+    listed = {s for (name, labels) in samples if name == "workflows_experiments" for _, s in labels}
+    assert listed == set(ExperimentStatus.values)
