@@ -2,10 +2,10 @@
 with `jobs.view_metrics` or a client in an allowed network.
 
 The counters and histograms are every process's (config.metrics, multiprocess mode); runs and
-experiments by status are read from the database at scrape time, as the one place that fact
-is kept. The format is chosen by prometheus-client's own negotiation (`choose_encoder`): the
-`Accept` headers scrapers send (`text/plain`, `text/plain;version=0.0.4`, OpenMetrics, `*/*`)
-are all answered, never a 406.
+experiments by status and the entities waiting by kind of wait are read from the database at
+scrape time, as the one place those facts are kept. The format is chosen by prometheus-client's
+own negotiation (`choose_encoder`): the `Accept` headers scrapers send (`text/plain`,
+`text/plain;version=0.0.4`, OpenMetrics, `*/*`) are all answered, never a 406.
 """
 
 import ipaddress
@@ -23,7 +23,8 @@ from rest_framework.views import APIView
 from config.api.authentication import ApiKeyAuthentication
 from config.api.models import ApiKey
 from config.metrics import registry_collect
-from jobs.models import Experiment, ExperimentStatus, Run, RunStatus
+from jobs.models import Experiment, ExperimentStatus, Run, RunStatus, Wait, WaitStatus
+from jobs.waits.base import kinds
 
 
 class ByStatus:
@@ -50,6 +51,30 @@ def experiments_by_status() -> ByStatus:
     return ByStatus(
         Experiment, ExperimentStatus, "workflows_experiments", "Experiments, by status."
     )
+
+
+class WaitsByKind:
+    """A collector of the entities waiting now, by kind of wait (reviews not decided, delays
+    not over, events not come, provider batches not answered), from the database: what an
+    operator alerts on when a kind piles up. Only open runs hold waiting waits, so they are
+    read through the open runs' index of their waits (`wait_run_status`), not the whole
+    table of waits kept for RUNS_KEEP_DAYS."""
+
+    def collect(self):
+        open_runs = Run.objects.filter(status__in=RunStatus.open()).values("pk")
+        rows = (
+            Wait.objects.filter(run_id__in=open_runs, status=WaitStatus.WAITING)
+            .values_list("kind")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+        counts = dict(rows)
+        family = GaugeMetricFamily(
+            "workflows_waits", "Entities waiting now, by kind of wait.", labels=["kind"]
+        )
+        for kind in kinds:
+            family.add_metric([kind.name], counts.get(kind.name, 0))
+        yield family
 
 
 def client_allowed(address: str) -> bool:
@@ -96,5 +121,5 @@ class MetricsView(APIView):
     @extend_schema(exclude=True)
     def get(self, request):
         encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
-        body = encoder(registry_collect(runs_by_status(), experiments_by_status()))
+        body = encoder(registry_collect(runs_by_status(), experiments_by_status(), WaitsByKind()))
         return HttpResponse(body, content_type=content_type)
