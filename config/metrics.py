@@ -52,6 +52,11 @@ MODEL_IN_FLIGHT = Gauge(
 ENTITIES = Counter(
     "workflows_entities_processed", "Entities a step took, by outcome.", ["step_type", "outcome"]
 )
+WAIT_TICKS_DROPPED = Counter(
+    "workflows_wait_ticks_dropped",
+    "Beat's ticks of the waits a worker dropped unrun, found past WAITS_TICK_EXPIRES_S: the "
+    "waits worker was down or behind (delays, reviews' expiry, event timeouts waited).",
+)
 CHUNK_SECONDS = Histogram(
     "workflows_chunk_seconds",
     "Time of one chunk delivery, start to end.",

@@ -1,11 +1,11 @@
 """`/metrics`: the Prometheus text format (or OpenMetrics, as the scraper asks), for a key
 with `jobs.view_metrics` or a client in an allowed network.
 
-The counters and histograms are every process's (config.metrics, multiprocess mode); runs by
-status are read from the database at scrape time, as the one place that fact is kept. The
-format is chosen by prometheus-client's own negotiation (`choose_encoder`): the `Accept`
-headers scrapers send (`text/plain`, `text/plain;version=0.0.4`, OpenMetrics, `*/*`) are all
-answered, never a 406.
+The counters and histograms are every process's (config.metrics, multiprocess mode); runs and
+experiments by status and the entities waiting by kind of wait are read from the database at
+scrape time, as the one place those facts are kept. The format is chosen by prometheus-client's
+own negotiation (`choose_encoder`): the `Accept` headers scrapers send (`text/plain`,
+`text/plain;version=0.0.4`, OpenMetrics, `*/*`) are all answered, never a 406.
 """
 
 import ipaddress
@@ -23,17 +23,57 @@ from rest_framework.views import APIView
 from config.api.authentication import ApiKeyAuthentication
 from config.api.models import ApiKey
 from config.metrics import registry_collect
-from jobs.models import Run, RunStatus
+from jobs.models import Experiment, ExperimentStatus, Run, RunStatus, Wait, WaitStatus
+from jobs.waits.base import kinds
 
 
-class RunsByStatus:
-    """A collector of the runs in each status, from the database."""
+class ByStatus:
+    """A collector of the rows of a model in each status, from the database."""
+
+    def __init__(self, model, statuses, name: str, documentation: str):
+        self.model, self.statuses = model, statuses
+        self.name, self.documentation = name, documentation
 
     def collect(self):
-        counts = dict(Run.objects.values_list("status").annotate(n=Count("id")).order_by())
-        family = GaugeMetricFamily("workflows_runs", "Runs, by status.", labels=["status"])
-        for status in RunStatus.values:
+        rows = self.model.objects.values_list("status").annotate(n=Count("pk")).order_by()
+        counts = dict(rows)
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["status"])
+        for status in self.statuses.values:
             family.add_metric([status], counts.get(status, 0))
+        yield family
+
+
+def runs_by_status() -> ByStatus:
+    return ByStatus(Run, RunStatus, "workflows_runs", "Runs, by status.")
+
+
+def experiments_by_status() -> ByStatus:
+    return ByStatus(
+        Experiment, ExperimentStatus, "workflows_experiments", "Experiments, by status."
+    )
+
+
+class WaitsByKind:
+    """A collector of the entities waiting now, by kind of wait (reviews not decided, delays
+    not over, events not come, provider batches not answered), from the database: what an
+    operator alerts on when a kind piles up. Only open runs hold waiting waits, so they are
+    read through the open runs' index of their waits (`wait_run_status`), not the whole
+    table of waits kept for RUNS_KEEP_DAYS."""
+
+    def collect(self):
+        open_runs = Run.objects.filter(status__in=RunStatus.open()).values("pk")
+        rows = (
+            Wait.objects.filter(run_id__in=open_runs, status=WaitStatus.WAITING)
+            .values_list("kind")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+        counts = dict(rows)
+        family = GaugeMetricFamily(
+            "workflows_waits", "Entities waiting now, by kind of wait.", labels=["kind"]
+        )
+        for kind in kinds:
+            family.add_metric([kind.name], counts.get(kind.name, 0))
         yield family
 
 
@@ -81,5 +121,5 @@ class MetricsView(APIView):
     @extend_schema(exclude=True)
     def get(self, request):
         encoder, content_type = choose_encoder(request.META.get("HTTP_ACCEPT", ""))
-        body = encoder(registry_collect(RunsByStatus()))
+        body = encoder(registry_collect(runs_by_status(), experiments_by_status(), WaitsByKind()))
         return HttpResponse(body, content_type=content_type)

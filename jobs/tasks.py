@@ -5,8 +5,10 @@ are loaded at the end of this module, which Celery finds in the `jobs` app."""
 from importlib import import_module
 
 from celery import shared_task
+from celery.signals import task_revoked
 from django.db import DatabaseError, InterfaceError
 
+from config.metrics import WAIT_TICKS_DROPPED
 from jobs import queue
 from jobs.cancel import run_cancel_step, runs_cancel_continue
 from jobs.engine.chunk import chunk_execute
@@ -121,6 +123,14 @@ def tick_waits(kind: str | None = None) -> int:
     """Run by celery beat every WAITS_TICK_S (every kind of wait), and when a kind asked
     for a tick at a time (`kind`): each kind resolves or moves on what is due."""
     return waits_tick(kind=kind)
+
+
+@task_revoked.connect
+def count_dropped_tick(sender=None, expired=False, **kwargs) -> None:
+    """A tick the worker found past its expiry is dropped (Celery's `expires`): counted in
+    /metrics, where an operator sees the waits worker was down or behind (it keeps no row)."""
+    if expired and sender.name == queue.TICK_WAITS:
+        WAIT_TICKS_DROPPED.inc()
 
 
 @shared_task(

@@ -9,8 +9,11 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from jobs.cancel import run_cancel, run_cancel_step
+from jobs.models import Experiment, ExperimentStatus, Run
+from jobs.waits.base import kinds
 from tests.conftest import Api
-from tests.factories import make_entities, make_key, make_workflow, start_run
+from tests.factories import make_entities, make_key, make_workflow, run_inline, start_run
 from tests.processes import ROOT
 from tests.servers import Reply, start_llm
 from tests.workers import FAKE_LLM_PORT, wait_for_run
@@ -160,3 +163,46 @@ def test_a_bad_allowed_network_stops_the_start_naming_the_variable(networks):
     )
     assert result.returncode != 0
     assert "METRICS_ALLOWED_NETWORKS: " in result.stderr
+
+
+@pytest.mark.django_db
+def test_experiments_are_counted_by_status(product_type):
+    """An operator alerts on experiments failing or piling up as on runs: the database's
+    count of each status, every status listed."""
+    tidy = {
+        "type": "transform",
+        "config": {"operations": [{"op": "set", "field": "s", "value": 1}]},
+    }
+    workflow = make_workflow(product_type, [tidy])
+    version = workflow.versions.get()
+    for status in ("running", "failed", "failed"):
+        Experiment.objects.create(
+            workflow=workflow, baseline=version, candidate=version, status=status
+        )
+    samples = scrape(Api(make_key(read_only=True)))
+    assert value(samples, "workflows_experiments", status="failed") == 2
+    assert value(samples, "workflows_experiments", status="running") == 1
+    listed = {s for (name, labels) in samples if name == "workflows_experiments" for _, s in labels}
+    assert listed == set(ExperimentStatus.values)
+
+
+@pytest.mark.django_db
+def test_entities_waiting_are_counted_by_kind_of_wait(product_type):
+    """An operator alerts on reviews, delays or events piling up: the entities waiting now,
+    by kind, every kind listed; those of an ended run (cancelled) are not waiting."""
+    later = {"id": "later", "type": "delay", "config": {"minutes": 60}}
+    review = {"id": "check", "type": "review", "config": {"instructions": "Right?"}}
+    delayed = start_run(make_workflow(product_type, [later]), make_entities(product_type, 2))
+    reviewed = start_run(make_workflow(product_type, [review]), make_entities(product_type, 3))
+    ended = start_run(make_workflow(product_type, [later]), make_entities(product_type, 4))
+    for run in (delayed, reviewed, ended):
+        run_inline(run.pk)
+    run_cancel(run_id=ended.pk)
+    while run_cancel_step(run_id=ended.pk):
+        pass
+    assert Run.objects.get(pk=ended.pk).status == "cancelled"
+    samples = scrape(Api(make_key(read_only=True)))
+    assert value(samples, "workflows_waits", kind="delay") == 2
+    assert value(samples, "workflows_waits", kind="review") == 3
+    listed = {k for (name, labels) in samples if name == "workflows_waits" for _, k in labels}
+    assert listed == {kind.name for kind in kinds}

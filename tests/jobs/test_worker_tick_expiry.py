@@ -8,6 +8,7 @@ import pytest
 import redis
 from django_celery_results.models import TaskResult
 
+from config.metrics import registry_collect
 from tests.workers import broker_of_its_own, start_beat, start_worker, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -22,6 +23,7 @@ def test_ticks_queued_while_the_waits_worker_was_down_are_dropped_not_run(settin
     coming back (each tick's queries for every kind, an hour of work behind the live ticks).
     A tick left past WAITS_TICK_EXPIRES_S is now dropped by the worker that finds it, and
     leaves no row behind."""
+    dropped_before = _ticks_dropped()
     with broker_of_its_own(settings, tmp_path):
         broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
         beat = start_beat(tmp_path / "beat.log", WAITS_TICK_EXPIRES_S="2")
@@ -46,3 +48,10 @@ def test_ticks_queued_while_the_waits_worker_was_down_are_dropped_not_run(settin
     assert (dropped, ran) == (queued, 0)
     # Nor does each dropped tick leave a results row (REVOKED): an hour's outage made 3,600.
     assert not TaskResult.objects.exists()
+    # The worker's log is not where an operator alerts: /metrics counts them.
+    assert _ticks_dropped() - dropped_before == dropped
+
+
+def _ticks_dropped() -> float:
+    """workflows_wait_ticks_dropped_total as /metrics reads it (every process's files)."""
+    return registry_collect().get_sample_value("workflows_wait_ticks_dropped_total") or 0.0
