@@ -105,7 +105,7 @@ def _created_revision(entity: Entity, source: RevisionSource, now=None):
 def entity_create(*, entity_type: EntityType, data: dict, source: RevisionSource = API) -> Entity:
     _check_data(entity_type, data)
     entity = Entity.objects.create(entity_type=entity_type, data=data)
-    revisions_record([_created_revision(entity, source)])
+    revisions_record([_created_revision(entity, source, entity.created_at)])
     events_record(
         kind=EntityEvent.Kind.CREATED, entity_type_id=entity_type.pk, changes={entity.pk: ()}
     )
@@ -163,10 +163,12 @@ def entity_save(
     entity.save()
     entity.refresh_from_db(fields=["version"])
     if created or before is None:
-        revisions_record([_created_revision(entity, source)])
+        revisions_record([_created_revision(entity, source, entity.created_at)])
         kind, changes = EntityEvent.Kind.CREATED, {entity.pk: ()}
     else:
-        revisions_record([revision_of(entity.pk, entity.version, source, revision_changes)])
+        revisions_record(
+            [revision_of(entity.pk, entity.version, source, revision_changes, entity.updated_at)]
+        )
         keys = changed_keys(before["data"], entity.data)
         # The status alone is a change too (as a restore's or a run's publish is): keys ().
         changed = keys or any(change["field"] == "status" for change in revision_changes)
@@ -197,7 +199,7 @@ def entity_update(*, entity_id: str, data: dict, source: RevisionSource = API) -
     entity.version = F("version") + 1
     entity.save()
     entity.refresh_from_db(fields=["version"])
-    revisions_record([revision_of(entity.pk, entity.version, source, changes)])
+    revisions_record([revision_of(entity.pk, entity.version, source, changes, entity.updated_at)])
     if keys:  # an update that changes nothing triggers nothing
         events_record(
             kind=EntityEvent.Kind.UPDATED,
@@ -273,7 +275,7 @@ def entity_restore(*, entity_id: str, version: int, source: RevisionSource) -> E
     entity.version = F("version") + 1
     entity.save()
     entity.refresh_from_db(fields=["version"])
-    revisions_record([revision_of(entity.pk, entity.version, source, changes)])
+    revisions_record([revision_of(entity.pk, entity.version, source, changes, entity.updated_at)])
     if keys or any(change["field"] == "status" for change in changes):
         events_record(
             kind=EntityEvent.Kind.UPDATED,

@@ -2,9 +2,10 @@
 budget in dollars needs prices for. No model is called.
 
 Two bases, per `ai_generate` step of the workflow's current version:
-- `history`: this version's past runs. The tokens each finished item (completed or stopped
-  by a condition) spent in the step (`item.usage["steps"]`), averaged per entity over the
-  newest ESTIMATE_HISTORY_ITEMS, times the entities asked about. Conditions, retries for bad
+- `history`: this version's past runs (not its reverts). The tokens each finished item
+  (completed or stopped by a condition; not one left out of its run) spent in the step
+  (`item.usage["steps"]`), averaged per entity over the newest ESTIMATE_HISTORY_ITEMS, times
+  the entities asked about. Conditions, retries for bad
   JSON and real answer lengths are in it.
 - `sample`: no history yet. The step's prompt and system message rendered for up to
   ESTIMATE_SAMPLE entities (as they are now: earlier steps' outputs read as empty), at
@@ -23,7 +24,7 @@ from django.conf import settings
 
 from config.api.errors import FieldError, InvalidInput
 from entities.models import Entity
-from jobs.models import ItemStatus, RunItem
+from jobs.models import ItemStatus, RunItem, TriggerType
 from workflows.models import Workflow, WorkflowVersion
 from workflows.pricing import (
     CHARS_PER_TOKEN,
@@ -135,6 +136,11 @@ def _history(version: WorkflowVersion, steps: list) -> dict | None:
             run__workflow_version=version,
             status__in=[ItemStatus.COMPLETED, ItemStatus.SKIPPED],
         )
+        # Items that ran none of the steps are no history of them: a revert's (it calls no
+        # model: a run and its revert made the estimate half the calls the run made) and
+        # those left out of a run (in another open run of the workflow: no step, no stepId).
+        .exclude(run__trigger__type=TriggerType.REVERT)
+        .exclude(status=ItemStatus.SKIPPED, step_id__isnull=True)
         .order_by("-id")
         .values_list("usage", flat=True)[:ESTIMATE_HISTORY_ITEMS]
     )

@@ -1,6 +1,7 @@
 """Demo data for the embedded defaults: a user, an API key, products and a workflow."""
 
 import secrets
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -9,6 +10,8 @@ from config.api.models import ApiKey
 from config.api.services import api_key_create, api_key_revoke
 from entities.models import EntityType
 from entities.services import entities_bulk_create, entity_type_create
+from jobs.engine.recovery import runs_resume_stalled
+from jobs.experiments.services import experiments_resume_stalled
 from workflows.models import Workflow
 from workflows.services import workflow_create
 
@@ -150,3 +153,19 @@ def demo_seed() -> dict:
         "api_key": raw_key,
         "entity_type": entity_type,
     }
+
+
+def held_work_requeue() -> int:
+    """Queue again, at once, the unfinished chunks of every open run and experiment: for
+    `manage.py demo` on its filesystem broker, before it starts its processes. That broker
+    hands a message out by deleting its file, so the chunks the demo's last processes held
+    (stopped with Ctrl-C mid-chunk, or killed) are gone with them, where Redis gives them
+    back; the stalled-run check would queue them only `RUN_STALL_AFTER_S` (10 minutes) later,
+    the run showing no progress meanwhile. No process of the demo runs now, so every
+    unfinished chunk is one nobody works on; one still queued runs twice, which a chunk's
+    leases make harmless. Returns the number of chunks queued."""
+    now = timedelta(microseconds=1)  # everything open, however recent its progress
+    why = "Queued again as the demo started (its processes before were stopped)"
+    return runs_resume_stalled(stalled_after=now, why=why) + experiments_resume_stalled(
+        stalled_after=now
+    )

@@ -15,7 +15,7 @@ from jobs import queue
 from jobs.models import ItemStatus, Run, RunItem, RunLog, RunStatus
 
 
-def runs_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
+def runs_resume_stalled(*, stalled_after: timedelta | None = None, why: str = "") -> int:
     """Queue again the unfinished chunks of runs that show no progress for `stalled_after`
     (RUN_STALL_AFTER_S): their messages were lost (a broker restarted without persistence)
     or their worker vanished past the broker's redelivery. Chunks are idempotent, so a chunk
@@ -23,6 +23,7 @@ def runs_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
     (for a review, ...) is not stalled: nothing is queued for it. Returns the number of
     chunks queued."""
     stalled_after = stalled_after or timedelta(seconds=settings.RUN_STALL_AFTER_S)
+    why = why or f"No progress for {int(stalled_after.total_seconds())}s"
     now = timezone.now()
     cutoff = now - stalled_after
     queued = 0
@@ -36,8 +37,7 @@ def runs_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
                     RunLog.objects.create(
                         run_id=run_id,
                         level=RunLog.Level.WARNING,
-                        message=f"No progress for {int(stalled_after.total_seconds())}s: "
-                        "queued the making of its items again.",
+                        message=f"{why}: queued the making of its items again.",
                     )
                     transaction.on_commit(partial(queue.items_make_enqueue, run_id))
             continue
@@ -57,8 +57,7 @@ def runs_resume_stalled(*, stalled_after: timedelta | None = None) -> int:
             RunLog.objects.create(
                 run_id=run_id,
                 level=RunLog.Level.WARNING,
-                message=f"No progress for {int(stalled_after.total_seconds())}s: "
-                f"queued {len(chunks)} unfinished chunks again.",
+                message=f"{why}: queued {len(chunks)} unfinished chunks again.",
             )
             transaction.on_commit(partial(queue.chunks_enqueue, run_id, chunks))
         queued += len(chunks)

@@ -57,12 +57,17 @@ def test_the_production_environment_in_the_readme_passes_check_deploy():
     assert "System check identified no issues" in result.stdout
 
 
+PRODUCTION_DATABASE = {"DATABASE_URL": "postgres://workflows@db.internal:5432/workflows"}
+
+
 def test_without_a_secret_key_the_product_refuses_to_start_naming_it():
-    result = run([sys.executable, "manage.py", "check"], {})
+    # Whether or not the demo ran in this checkout (its key in var/ is its database's alone).
+    result = run([sys.executable, "manage.py", "check"], PRODUCTION_DATABASE)
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
-    gunicorn = run([sys.executable, "-c", "import config.wsgi"], {})
-    assert gunicorn.returncode != 0 and "SECRET_KEY is not set" in gunicorn.stderr
+    for env in ({}, PRODUCTION_DATABASE):
+        gunicorn = run([sys.executable, "-c", "import config.wsgi"], env)
+        assert gunicorn.returncode != 0 and "SECRET_KEY is not set" in gunicorn.stderr
 
 
 def test_debug_runs_on_the_development_key():
@@ -77,6 +82,17 @@ def test_the_demo_makes_a_key_of_its_own():
     key = (ROOT / "var" / "demo-secret-key").read_text().strip()
     assert len(key) >= 50
     assert (ROOT / "var" / "demo-secret-key").stat().st_mode & 0o077 == 0
+
+
+def test_commands_beside_the_demo_run_on_its_key():
+    # The README's `manage.py create_api_key USERNAME`, typed with the demo running (on its
+    # embedded database, no SECRET_KEY set), printed a traceback: only `demo` had a key.
+    run([sys.executable, "manage.py", "demo", "--help"], {})  # the demo has made its key
+    key = (ROOT / "var" / "demo-secret-key").read_text().strip()
+    script = "from django.conf import settings; print(settings.SECRET_KEY)"
+    result = run([sys.executable, "manage.py", "shell", "-c", script], {})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == key
 
 
 @pytest.mark.parametrize(

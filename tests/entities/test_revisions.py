@@ -81,7 +81,7 @@ def test_a_restore_keeping_the_publish_time_records_no_publish_time_change(api, 
     assert response.json()["publishedAt"] == to_millis(below_a_ms)
     assert response.json()["version"] == entity.version  # nothing changed: nothing written
     [newest] = api.get(f"/api/v1/entities/{entity_id}/revisions?limit=1").json()
-    assert newest["version"] == entity.version
+    assert newest["version"] == entity.version and newest["source"]["type"] == "run"
     assert Entity.objects.get(pk=entity_id).published_at == below_a_ms
 
 
@@ -584,3 +584,22 @@ def test_a_version_read_while_the_entity_is_written_is_rebuilt_not_called_pruned
     response = api.get(f"/api/v1/entities/{entity_id}/revisions/1")
     assert response.status_code == 200, response.content
     assert response.json()["data"] == {"title": "Lamp", "price": 3}
+
+
+def test_a_revision_is_dated_as_the_write_that_made_its_version(api, product_type, monkeypatch):
+    """A revision read `timezone.now()` again after its entity's save: a PATCH's version 2
+    said `updatedAt` ...445 on the entity and `createdAt` ...446 in its history (on a clock
+    that moves between two reads, as the one below does by a second each)."""
+    clock = iter(range(10_000))
+    start = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: start + datetime.timedelta(seconds=next(clock)))
+    entity_id = _create(api, product_type, {"title": "Lamp", "price": 3})
+    created = api.get(f"/api/v1/entities/{entity_id}").json()["createdAt"]
+    api.patch(f"/api/v1/entities/{entity_id}", {"data": {"price": 4}})
+    patched = api.get(f"/api/v1/entities/{entity_id}").json()["updatedAt"]
+    restored = api.post(f"/api/v1/entities/{entity_id}/restore", {"version": 1}).json()
+    history = {
+        revision["version"]: revision["createdAt"]
+        for revision in api.get(f"/api/v1/entities/{entity_id}/revisions").json()
+    }
+    assert history == {1: created, 2: patched, 3: restored["updatedAt"]}

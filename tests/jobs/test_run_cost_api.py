@@ -2,6 +2,7 @@
 
 import pytest
 
+from jobs.filter_runs import run_items_make
 from jobs.models import Run
 from tests.factories import make_entities, make_workflow, run_inline
 from tests.workers import wait_for_run
@@ -74,6 +75,22 @@ def test_after_one_run_the_estimate_for_the_same_entities_is_within_20_percent(
     assert body["basis"] == "history" and body["modelCalls"] == 12
     assert body["inputTokens"] == pytest.approx(run.input_tokens, rel=0.2)
     assert body["outputTokens"] == pytest.approx(run.output_tokens, rel=0.2)
+
+
+@pytest.mark.django_db
+def test_a_revert_does_not_thin_the_estimate(api, product_type):
+    """The history counted a revert's items, which call no model, as finished entities: after
+    a run and its revert (seen on the demo) the estimate said half the calls the run made."""
+    workflow = make_workflow(product_type, [GENERATE])
+    ids = make_entities(product_type, 12)
+    run_id = _post(api, workflow, "run", {"entityIds": ids}).json()["runId"]
+    run_inline(run_id)
+    reverted = api.post(f"/api/v1/workflows/{workflow.pk}/runs/{run_id}/revert", {})
+    run_items_make(run_id=reverted.json()["runId"])  # as the worker's task makes them
+    run_inline(reverted.json()["runId"])
+    assert Run.objects.get(pk=reverted.json()["runId"]).completed == 12
+    body = _post(api, workflow, "estimate", {"entityIds": ids}).json()
+    assert body["basis"] == "history" and body["modelCalls"] == 12
 
 
 @pytest.mark.django_db

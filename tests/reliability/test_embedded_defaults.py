@@ -419,3 +419,56 @@ def test_held_entities_are_skipped_and_budgets_reserved_on_sqlite(tmp_path):
         == f"Left out: the entity is in run {result['first']} of this workflow, still open."
     )
     assert result["budget"] == [2, 100]  # 60 + 60 reserved (the third past 100), 20 given back
+
+
+RESTART_SCRIPT = r"""
+import json
+from unittest import mock
+
+from entities.services import entities_bulk_create, entity_type_create
+from jobs.engine.chunk import chunk_execute
+from jobs.engine.leases import items_claim
+from jobs.models import Run, RunLog
+from jobs.services import run_start
+from workflows.services import workflow_create
+
+entity_type = entity_type_create(name="product")
+ids = entities_bulk_create(
+    entity_type=entity_type, items=[{"data": {"title": f"Item {i}"}} for i in range(4)]
+)
+workflow = workflow_create(
+    name="w", entity_type=entity_type, steps=[{"id": "pub", "type": "publish", "config": {}}]
+)
+with mock.patch("jobs.queue.chunks_enqueue"):
+    run = run_start(workflow_id=workflow.pk, entity_ids=ids)
+items_claim(run, 0)  # chunk 0 held by the last demo's worker, stopped mid-chunk (Ctrl-C)
+with (
+    mock.patch("jobs.management.commands.demo.call_command"),  # no migrate, no collectstatic
+    mock.patch("jobs.queue.chunks_enqueue") as queued,
+):
+    from django.core.management import call_command
+    call_command("demo", no_serve=True, stdout=open("/dev/null", "w"))
+for chunk in (0, 1):  # the worker of the new demo takes the chunks queued again
+    chunk_execute(run_id=run.pk, chunk=chunk)
+run = Run.objects.get(pk=run.pk)
+print(json.dumps({
+    "queued": [[call.args[0], sorted(call.args[1])] for call in queued.call_args_list],
+    "run": [run.pk, run.status, run.completed],
+    "log": list(RunLog.objects.filter(run=run, level="warning").values_list("message", flat=True)),
+}))
+"""
+
+
+def test_the_demo_queues_again_what_its_last_processes_held(tmp_path):
+    """The filesystem broker hands a message out by deleting its file: a demo stopped with
+    Ctrl-C mid-chunk lost the chunk, and the restarted demo showed the run `running` with no
+    progress until the stalled-run check, 10 minutes later. The demo's start queues the
+    unfinished chunks of open runs again."""
+    result = on_sqlite(tmp_path, RESTART_SCRIPT, RUN_CHUNK_SIZE="2")
+    run_id = result["run"][0]
+    assert result["queued"] == [[run_id, [0, 1]]]
+    assert result["run"] == [run_id, "completed", 4]
+    assert (
+        "Queued again as the demo started (its processes before were stopped): "
+        "queued 2 unfinished chunks again."
+    ) in result["log"]

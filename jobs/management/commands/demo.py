@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from config.env import BASE_DIR
 from config.metrics import metrics_files_clear
-from jobs.demo import demo_seed
+from jobs.demo import demo_seed, held_work_requeue
 
 
 def _port_check(host: str, port: int) -> None:
@@ -55,6 +55,8 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("collectstatic", interactive=False, verbosity=0)
         demo = demo_seed()
+        if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+            held_work_requeue()  # the chunks its last processes held died with them
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
         base = f"http://{shown}:{port}"
         self.stdout.write(
