@@ -11,6 +11,7 @@ from config.api.templatetags.admin_values import VALUE_CHARS_SHOWN
 from entities.admin import REVISIONS_SHOWN
 from entities.services import entity_update
 from tests.factories import make_entities, make_entity_type
+from tests.plans import rows_read
 
 pytestmark = pytest.mark.django_db
 
@@ -127,7 +128,6 @@ def test_a_page_of_history_reads_its_rows_alone_however_many_revisions_there_are
     newest revision of any entity until 51 of this one's were found (every revision made
     since this entity's last: the whole table for an entity edited long ago), or by reading
     and sorting all of the entity's own: as the API's pages, it is read by version."""
-    import json
 
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -153,16 +153,5 @@ def test_a_page_of_history_reads_its_rows_alone_however_many_revisions_there_are
         for q in queries.captured_queries
         if EntityRevision._meta.db_table in q["sql"] and "LIMIT 51" in q["sql"]
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
-        plan = cursor.fetchone()[0]
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-    read, nodes = 0, [plan[0]["Plan"]]
-    while nodes:
-        node = nodes.pop()
-        nodes += node.get("Plans", [])
-        if node.get("Relation Name") == EntityRevision._meta.db_table:
-            read += (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node[
-                "Actual Loops"
-            ]
+    read = rows_read(sql, table=EntityRevision._meta.db_table)
     assert read <= 52

@@ -1,6 +1,5 @@
 import base64
 import datetime
-import json
 
 import pytest
 from django.db import connection, transaction
@@ -19,6 +18,7 @@ from entities.run_changes import (
 )
 from entities.services import entity_update
 from tests.factories import PUBLISH_BETWEEN, make_entities, make_workflow, run_inline, start_run
+from tests.plans import rows_read
 
 pytestmark = pytest.mark.django_db
 
@@ -308,20 +308,7 @@ def test_a_commit_writes_its_entities_and_their_revisions_in_one_statement(produ
 
 
 def _revision_rows_read(sql: str, params: list) -> int:
-    """Rows the plan read from the revisions table (index and heap), all loops, those its
-    filters then removed included."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
-        plan = cursor.fetchone()[0]
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-    read, nodes = 0, [plan[0]["Plan"]]
-    while nodes:
-        node = nodes.pop()
-        nodes += node.get("Plans", [])
-        if node.get("Relation Name") == EntityRevision._meta.db_table:
-            kept = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
-            read += kept * node["Actual Loops"]
-    return read
+    return rows_read(sql, params, table=EntityRevision._meta.db_table)
 
 
 # Two commits per entity: a publish between two transforms, so 2 revisions each (unlike
