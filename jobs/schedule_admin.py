@@ -84,9 +84,26 @@ class ScheduleAwarePeriodicTaskAdmin(PeriodicTaskAdmin):
     def toggle_tasks(self, request, queryset):
         return super().toggle_tasks(request, queryset.exclude(name__startswith=MANAGED))
 
+    def run_tasks(self, request, queryset):
+        """Not a workflow's schedule: its task fires the tick it is due at, so run by hand it
+        started a run for the schedule's previous tick (or nothing, that tick fired)."""
+        managed = queryset.filter(name__startswith=MANAGED)
+        if managed.exists():
+            self.message_user(
+                request,
+                f"{managed.count()} workflow schedule(s) left alone: a schedule fires at its "
+                "ticks. To run a workflow now, use Run on the workflow's page or the API.",
+                messages.WARNING,
+            )
+        others = queryset.exclude(name__startswith=MANAGED)
+        if others.exists():
+            return super().run_tasks(request, others)
+        return None
+
     enable_tasks.short_description = PeriodicTaskAdmin.enable_tasks.short_description
     disable_tasks.short_description = PeriodicTaskAdmin.disable_tasks.short_description
     toggle_tasks.short_description = PeriodicTaskAdmin.toggle_tasks.short_description
+    run_tasks.short_description = PeriodicTaskAdmin.run_tasks.short_description
 
 
 @admin.register(ScheduleFire)

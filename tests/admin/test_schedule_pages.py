@@ -52,6 +52,24 @@ def test_the_bulk_actions_leave_workflows_periodic_tasks_alone(staff, product_ty
     assert not PeriodicTask.objects.get(pk=own.pk).enabled  # others stay django-celery-beat's
 
 
+def test_run_selected_tasks_leaves_workflows_schedules_alone_saying_how_to_run_one(
+    staff, product_type
+):
+    """A schedule's task fires the tick it is due at: run by hand from the list, it started
+    a run for the schedule's previous tick. The action leaves it alone and says how to run
+    the workflow now; the other tasks still run."""
+    workflow = make_workflow(product_type, PUBLISH, triggers=[NIGHTLY])
+    managed = PeriodicTask.objects.get(name=task_name(workflow.pk, 0))
+    page = staff.post(
+        "/admin/django_celery_beat/periodictask/",
+        {"action": "run_tasks", "_selected_action": [managed.pk]},
+        follow=True,
+    )
+    shown = [str(message) for message in page.context["messages"]]
+    assert any("1 workflow schedule(s) left alone" in text for text in shown), shown
+    assert not any("successfully run" in text for text in shown), shown
+
+
 def _form(workflow, triggers: str) -> dict:
     """The workflow's change form as the page shows it, with `triggers` typed in."""
     return {
