@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
@@ -246,9 +246,16 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, LargeListMixin, admin
         return super().change_view(request, object_id, form_url, context)
 
     def restore_view(self, request, entity_id, version):
-        """Restore a version (POST), as the API's restore does; back to the entity's page."""
+        """Restore a version (POST), as the API's restore does; back to the entity's page.
+        Staff who may not view entities are refused before the entity is looked up (its
+        404 or redirect would tell them whether it exists), and those who may not change
+        them are refused the POST."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         entity = get_object_or_404(Entity, pk=unquote(entity_id))
-        if request.method == "POST" and request.user.has_perm("entities.change_entity"):
+        if request.method == "POST" and not self.has_change_permission(request, entity):
+            raise PermissionDenied
+        if request.method == "POST":
             try:
                 was = entity.version
                 entity = entity_restore(

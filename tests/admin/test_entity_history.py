@@ -155,3 +155,29 @@ def test_a_page_of_history_reads_its_rows_alone_however_many_revisions_there_are
     ]
     read = rows_read(sql, table=EntityRevision._meta.db_table)
     assert read <= 52
+
+
+def test_restoring_needs_the_entity_permissions_and_tells_no_one_else_what_exists(
+    staff_with, django_user_model
+):
+    """Staff without `view_entity` got a redirect for an entity that exists and a 404 for
+    one that does not; staff who may view but not change entities had their POST quietly
+    redirected. Both are refused, and nothing is written."""
+    from django.contrib.auth.models import Permission
+
+    from entities.models import Entity
+
+    [entity_id] = make_entities(make_entity_type(schema=None), 1)
+    entity_update(entity_id=entity_id, data={"n": 1})
+    url = f"/admin/entities/entity/{quote(entity_id)}/restore/1/"
+    client = staff_with("jobs.view_run")
+    assert client.get(url).status_code == 403
+    assert client.get("/admin/entities/entity/ent_nope/restore/1/").status_code == 403
+    assert client.post(url).status_code == 403
+    clerk = django_user_model.objects.get(username="clerk")
+    clerk.user_permissions.add(
+        Permission.objects.get(content_type__app_label="entities", codename="view_entity")
+    )
+    assert client.get(url).status_code == 302  # to the entity's page, which it may view
+    assert client.post(url).status_code == 403
+    assert Entity.objects.get(pk=entity_id).version == 2
