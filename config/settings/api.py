@@ -60,6 +60,7 @@ SPECTACULAR_SETTINGS = {
         "ItemStatusEnum": "jobs.models.ItemStatus",
         "LogLevelEnum": "jobs.models.RunLog.Level",
         "ReviewStatusEnum": "jobs.waits.review.models.ReviewStatus",
+        "ExperimentStatusEnum": "jobs.experiments.models.EXPERIMENT_STATUSES",  # no `failed`
         "ScorerTypeEnum": ["rules", "judge", "human"],  # an experiment's scorers
         "ResultSideOutcomeEnum": ["completed", "stopped", "failed"],  # an experiment side
         "OutcomeEnum": ["completed", "failed", "stopped", "skipped"],  # a /test step (its name)

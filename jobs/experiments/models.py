@@ -11,8 +11,10 @@ from jobs.models.runs import RunStatus
 from workflows.models import Workflow, WorkflowVersion
 from workflows.usage import Usage
 
-# An experiment moves through a run's statuses.
+# An experiment moves through a run's statuses, but for `failed`: one whose entities failed,
+# or whose budget ran out, ends `completed` with what it found (its `error` says why).
 ExperimentStatus = RunStatus
+EXPERIMENT_STATUSES = [(value, label) for value, label in RunStatus.choices if value != "failed"]
 
 
 # What only its workers read: the sample's ids (up to EXPERIMENT_MAX_ENTITIES, a third of
@@ -29,7 +31,7 @@ class Experiment(models.Model):
     baseline = models.ForeignKey(WorkflowVersion, on_delete=models.PROTECT, related_name="+")
     candidate = models.ForeignKey(WorkflowVersion, on_delete=models.PROTECT, related_name="+")
     status = models.CharField(
-        max_length=16, choices=ExperimentStatus.choices, default=ExperimentStatus.PENDING
+        max_length=16, choices=EXPERIMENT_STATUSES, default=ExperimentStatus.PENDING
     )
     # The sampled entities, in the order their chunks take them (at most
     # EXPERIMENT_MAX_ENTITIES: a list is bounded).

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from config.api.fields import MillisField, TimestampField, to_millis
 from config.api.serializers import StrictSerializer
 from entities.filters import EntityFilterSerializer
-from jobs.experiments.models import Experiment, ExperimentResult, ExperimentStatus
+from jobs.experiments.models import EXPERIMENT_STATUSES, Experiment, ExperimentResult
 from jobs.experiments.summaries import summary_of
 from jobs.inputs import BudgetSerializer, IdListField
 from jobs.serializers import UsageSerializer
@@ -185,7 +185,7 @@ class ExperimentSerializer(serializers.ModelSerializer):
     workflowId = serializers.CharField(source="workflow_id")
     baseline = serializers.IntegerField(source="baseline.number")
     candidate = serializers.IntegerField(source="candidate.number")
-    status = serializers.ChoiceField(choices=ExperimentStatus.choices)
+    status = serializers.ChoiceField(choices=EXPERIMENT_STATUSES)
     progress = ExperimentProgressSerializer(source="*")
     arms = serializers.SerializerMethodField()
     scores = serializers.SerializerMethodField()
