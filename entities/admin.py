@@ -253,9 +253,9 @@ class EntityAdmin(BoundedJSONMixin, CreateOnlyFieldsMixin, LargeListMixin, admin
         if not self.has_view_permission(request):
             raise PermissionDenied
         entity = get_object_or_404(Entity, pk=unquote(entity_id))
-        if request.method == "POST" and not self.has_change_permission(request, entity):
-            raise PermissionDenied
         if request.method == "POST":
+            if not self.has_change_permission(request, entity):
+                raise PermissionDenied
             try:
                 was = entity.version
                 entity = entity_restore(

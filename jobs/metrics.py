@@ -23,14 +23,15 @@ from rest_framework.views import APIView
 from config.api.authentication import ApiKeyAuthentication
 from config.api.models import ApiKey
 from config.metrics import registry_collect
-from jobs.models import Experiment, ExperimentStatus, Run, RunStatus, Wait, WaitStatus
+from jobs.experiments.models import EXPERIMENT_STATUSES
+from jobs.models import Experiment, Run, RunStatus, Wait, WaitStatus
 from jobs.waits.base import kinds
 
 
 class ByStatus:
     """A collector of the rows of a model in each status, from the database."""
 
-    def __init__(self, model, statuses, name: str, documentation: str):
+    def __init__(self, model, statuses: list[str], name: str, documentation: str):
         self.model, self.statuses = model, statuses
         self.name, self.documentation = name, documentation
 
@@ -38,19 +39,18 @@ class ByStatus:
         rows = self.model.objects.values_list("status").annotate(n=Count("pk")).order_by()
         counts = dict(rows)
         family = GaugeMetricFamily(self.name, self.documentation, labels=["status"])
-        for status in self.statuses.values:
+        for status in self.statuses:
             family.add_metric([status], counts.get(status, 0))
         yield family
 
 
 def runs_by_status() -> ByStatus:
-    return ByStatus(Run, RunStatus, "workflows_runs", "Runs, by status.")
+    return ByStatus(Run, RunStatus.values, "workflows_runs", "Runs, by status.")
 
 
 def experiments_by_status() -> ByStatus:
-    return ByStatus(
-        Experiment, ExperimentStatus, "workflows_experiments", "Experiments, by status."
-    )
+    statuses = [value for value, _ in EXPERIMENT_STATUSES]  # no `failed`: none ends so
+    return ByStatus(Experiment, statuses, "workflows_experiments", "Experiments, by status.")
 
 
 class WaitsByKind:

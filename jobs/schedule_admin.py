@@ -87,11 +87,11 @@ class ScheduleAwarePeriodicTaskAdmin(PeriodicTaskAdmin):
     def run_tasks(self, request, queryset):
         """Not a workflow's schedule: its task fires the tick it is due at, so run by hand it
         started a run for the schedule's previous tick (or nothing, that tick fired)."""
-        managed = queryset.filter(name__startswith=MANAGED)
-        if managed.exists():
+        managed = queryset.filter(name__startswith=MANAGED).count()
+        if managed:
             self.message_user(
                 request,
-                f"{managed.count()} workflow schedule(s) left alone: a schedule fires at its "
+                f"{managed} workflow schedule(s) left alone: a schedule fires at its "
                 "ticks. To run a workflow now, use Run on the workflow's page or the API.",
                 messages.WARNING,
             )

@@ -8,13 +8,18 @@ process and calls nothing that bills: its price is declared 0 (unless AI_PRICES 
 model: tests and benchmarks price the stand-in to measure what a run would cost).
 """
 
+import math
 from decimal import Decimal
 from functools import lru_cache, partial
+from typing import TYPE_CHECKING
 
 import genai_prices
 import genai_prices.data_snapshot
 import genai_prices.types
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from workflows.providers.base import GenerationRequest
 
 NANOS_PER_USD = 1_000_000_000
 
@@ -154,3 +159,18 @@ def _table_calc(price_provider: str, model: str, key: tuple) -> Decimal | None:
     except (LookupError, ValueError):
         return None
     return Decimal(str(calculation.total_price))
+
+
+def request_estimate(provider, request: "GenerationRequest", *, batch: bool = False) -> dict:
+    """What a call not made yet is reserved at against a run's budget: its prompt at
+    CHARS_PER_TOKEN characters a token, its answer at the most the provider asks for (the
+    request's `maxTokens`, or the provider's own default: Anthropic's 1,024), else
+    ESTIMATE_OUTPUT_TOKENS, priced as its answer will be (0 without a price)."""
+    usage = {
+        "calls": 1,
+        "inputTokens": math.ceil((len(request.system) + len(request.prompt)) / CHARS_PER_TOKEN),
+        "outputTokens": provider.answer_tokens_max(request) or ESTIMATE_OUTPUT_TOKENS,
+    }
+    model = request.model or getattr(provider, "default_model", "")
+    cost = call_cost_nanos(provider.name, model, usage, batch=batch)
+    return {**usage, "costNanoUsd": cost or 0}

@@ -8,7 +8,7 @@ moment (across all workers) and their cost. The first worker to see it reached w
 log line, once.
 
 Calls sent in a provider batch are paid for long after they are sent, so they are reserved
-before (`reserve`): each request's estimated tokens and cost (`ai_generate.request_estimate`)
+before (`reserve`): each request's estimated tokens and cost (`workflows.pricing.request_estimate`)
 are added to the run's spending when the chunk parks it, in one short transaction holding
 the run's row, one request after another while the spending is below the budget; those
 past it are not sent. When the batch's results arrive the reservations are replaced by

@@ -15,8 +15,8 @@ from tests.conftest import Api
 from tests.factories import make_entities, make_key, make_workflow, start_run
 from tests.workers import PRICED_LOCAL, wait_until
 from workflows.models import LocalBatch
+from workflows.pricing import request_estimate
 from workflows.providers import GenerationRequest, provider_get
-from workflows.steps.ai_generate import request_estimate
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

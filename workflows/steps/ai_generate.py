@@ -2,7 +2,6 @@
 per chunk at half the price (`mode: batch`: the entities wait, holding no worker, for the
 `ai_batch` wait of `jobs.waits` to resume them with their answers)."""
 
-import math
 from dataclasses import asdict, dataclass, replace
 from typing import ClassVar
 
@@ -19,12 +18,7 @@ from entities.schemas import (
     schema_problems,
     schema_validator,
 )
-from workflows.pricing import (
-    CHARS_PER_TOKEN,
-    ESTIMATE_OUTPUT_TOKENS,
-    NANOS_PER_USD,
-    call_cost_nanos,
-)
+from workflows.pricing import NANOS_PER_USD, call_cost_nanos, request_estimate
 from workflows.providers import PROVIDERS, GenerationRequest, provider_get
 from workflows.providers.ratelimit import rate_limit_flush
 from workflows.providers.usage import model_label
@@ -364,21 +358,6 @@ def priced(usage: dict, provider, model: str, *, batch: bool = False) -> dict:
         return {**usage, "unpricedCalls": usage.get("calls", 1)}
     MODEL_COST.labels(*labels).inc(cost / NANOS_PER_USD)
     return {**usage, "costNanoUsd": cost}
-
-
-def request_estimate(provider, request: GenerationRequest, *, batch: bool = False) -> dict:
-    """What a call not made yet is reserved at against a run's budget: its prompt at
-    CHARS_PER_TOKEN characters a token, its answer at the most the provider asks for (the
-    request's `maxTokens`, or the provider's own default: Anthropic's 1,024), else
-    ESTIMATE_OUTPUT_TOKENS, priced as its answer will be (0 without a price)."""
-    usage = {
-        "calls": 1,
-        "inputTokens": math.ceil((len(request.system) + len(request.prompt)) / CHARS_PER_TOKEN),
-        "outputTokens": provider.answer_tokens_max(request) or ESTIMATE_OUTPUT_TOKENS,
-    }
-    model = request.model or getattr(provider, "default_model", "")
-    cost = call_cost_nanos(provider.name, model, usage, batch=batch)
-    return {**usage, "costNanoUsd": cost or 0}
 
 
 def _schema_refused(schema: dict | None) -> str | None:

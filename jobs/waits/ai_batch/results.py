@@ -28,6 +28,7 @@ from jobs.models import RunLog
 from jobs.waits.ai_batch.models import AiBatch, AiBatchRequest, AiBatchStatus
 from jobs.waits.ai_batch.owners import LogLine, owners
 from jobs.waits.ai_batch.queue import ai_batch_submit_enqueue
+from workflows.pricing import request_estimate
 from workflows.providers import GenerationRequest, provider_get
 from workflows.providers.base import BatchStatus
 from workflows.steps.ai_generate import (
@@ -36,7 +37,6 @@ from workflows.steps.ai_generate import (
     corrective,
     invalid_after_retry,
     priced,
-    request_estimate,
     usage_add,
 )
 from workflows.steps.waits import Resolution

@@ -108,8 +108,7 @@ def test_a_batched_request_is_reserved_at_the_most_answer_it_asks_for(llm, max_t
     request carries as sent. Anthropic's requests always carry one (the step's `maxTokens`,
     else 1,024), which a reservation at 300 tokens understated threefold; OpenAI's carry
     none without `maxTokens`, reserved at ESTIMATE_OUTPUT_TOKENS."""
-    from workflows.pricing import ESTIMATE_OUTPUT_TOKENS
-    from workflows.steps.ai_generate import request_estimate
+    from workflows.pricing import ESTIMATE_OUTPUT_TOKENS, request_estimate
 
     provider, fake = llm
     request = GenerationRequest(prompt="Describe Lamp", model="m-1", max_tokens=max_tokens)
